@@ -1,0 +1,7 @@
+"""``python -m stspilot`` runs the CLI."""
+
+import sys
+
+from stspilot.cli import main
+
+sys.exit(main())

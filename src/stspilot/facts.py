@@ -1,0 +1,168 @@
+"""What the probes saw for one domain: plain values handed from the network layer to ``evaluate``.
+
+Pure data, no I/O. The probes (``resolver``, ``fetch``, ``smtp``) build these; ``evaluate``
+turns them into findings. Every failure a sender could meet is a value here, never an
+exception, so a broken domain is still a complete ``DomainFacts``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+
+class DnsStatus(StrEnum):
+    """How a DNS question ended. MTA-STS treats these differently (RFC 8461 §3.1, §5.1)."""
+
+    OK = "ok"
+    NXDOMAIN = "nxdomain"  # the name does not exist
+    NODATA = "nodata"  # the name exists, but has no record of that type
+    SERVFAIL = "servfail"  # the resolver could not get an answer (DNSSEC, broken zone, ...)
+    TIMEOUT = "timeout"
+    ERROR = "error"  # anything else (refused, malformed answer, network error)
+
+
+@dataclass(frozen=True, slots=True)
+class TxtLookup:
+    """A TXT question and its answer; ``records`` keeps each record's character-strings apart."""
+
+    name: str
+    status: DnsStatus
+    records: tuple[tuple[bytes, ...], ...] = ()
+    cname_chain: tuple[str, ...] = ()  # names followed, in order, before the TXT answer
+    error: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class MxHost:
+    preference: int
+    host: str  # lower case, no trailing dot; "" for a null MX (RFC 7505)
+
+
+@dataclass(frozen=True, slots=True)
+class MxLookup:
+    name: str
+    status: DnsStatus
+    hosts: tuple[MxHost, ...] = ()  # sorted by preference, then name
+    error: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class AddressLookup:
+    """A and AAAA lookups of one host name, merged."""
+
+    name: str
+    status: DnsStatus
+    addresses: tuple[str, ...] = ()
+    error: str = ""
+
+
+class TlsFailure(StrEnum):
+    """Why a TLS peer was not accepted; maps onto RFC 8460 §4.3 result types."""
+
+    EXPIRED = "expired"  # certificate-expired
+    NOT_YET_VALID = "not-yet-valid"  # certificate-not-trusted
+    HOST_MISMATCH = "host-mismatch"  # certificate-host-mismatch
+    SELF_SIGNED = "self-signed"  # certificate-not-trusted
+    UNTRUSTED = "untrusted"  # certificate-not-trusted (unknown CA, broken chain)
+    HANDSHAKE = "handshake"  # validation-failure (protocol, cipher, alert)
+
+
+@dataclass(frozen=True, slots=True)
+class CertInfo:
+    """The peer's leaf certificate, as read even when validation failed."""
+
+    subject: str
+    issuer: str
+    dns_names: tuple[str, ...]  # subjectAltName dNSName entries
+    not_before: datetime  # aware, UTC
+    not_after: datetime  # aware, UTC
+    self_signed: bool
+    chain_length: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class TlsResult:
+    """One TLS handshake: validated with WebPKI (plus any configured extra CA) and SNI."""
+
+    ok: bool
+    failure: TlsFailure | None = None
+    detail: str = ""  # the verifier's own words, e.g. "certificate has expired"
+    version: str = ""  # "TLSv1.3"
+    cipher: str = ""
+    cert: CertInfo | None = None
+
+
+class FetchOutcome(StrEnum):
+    OK = "ok"  # 200, text/plain, within size and time
+    DNS_FAILURE = "dns-failure"  # mta-sts.<domain> has no address
+    CONNECT_FAILED = "connect-failed"
+    TLS_FAILED = "tls-failed"
+    TIMEOUT = "timeout"
+    REDIRECT = "redirect"  # 3xx; never followed (RFC 8461 §3.3)
+    HTTP_STATUS = "http-status"  # any status but 200
+    TOO_LARGE = "too-large"  # body over the 64 KiB cap
+    PROTOCOL_ERROR = "protocol-error"  # not HTTP, broken framing, ...
+    BLOCKED = "blocked"  # refused by the private-address guard (service mode)
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyFetch:
+    """One GET of https://mta-sts.<domain>/.well-known/mta-sts.txt, as a sender makes it."""
+
+    url: str
+    outcome: FetchOutcome
+    address: AddressLookup | None = None
+    status: int | None = None
+    content_type: str = ""  # raw header value
+    location: str = ""  # Location header of a redirect
+    body: bytes | None = None  # present whenever a body was read (also for non-200)
+    tls: TlsResult | None = None
+    elapsed: float = 0.0  # seconds
+    error: str = ""
+
+
+class SmtpOutcome(StrEnum):
+    OK = "ok"  # STARTTLS offered, accepted and the certificate validated
+    NO_ADDRESS = "no-address"
+    CONNECT_FAILED = "connect-failed"
+    BANNER_TIMEOUT = "banner-timeout"  # connected, but no 220 greeting in time
+    BANNER_REJECTED = "banner-rejected"  # 554 or other non-220 greeting
+    NO_STARTTLS = "no-starttls"  # EHLO does not offer STARTTLS
+    STARTTLS_REJECTED = "starttls-rejected"  # STARTTLS offered but answered with an error
+    TLS_FAILED = "tls-failed"  # handshake or certificate validation failed (see ``tls``)
+    TIMEOUT = "timeout"
+    PROTOCOL_ERROR = "protocol-error"
+
+
+@dataclass(frozen=True, slots=True)
+class MxProbe:
+    """A STARTTLS probe of one MX host (RFC 8461 §4.2): banner, EHLO, STARTTLS, certificate."""
+
+    host: str
+    outcome: SmtpOutcome
+    address: AddressLookup | None = None
+    ip: str = ""  # the address actually probed
+    banner: str = ""
+    ehlo_name: str = ""  # the server's own name from its EHLO answer
+    tls: TlsResult | None = None
+    elapsed: float = 0.0
+    error: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class DomainFacts:
+    """Everything observed for one policy domain at one moment."""
+
+    domain: str  # A-label, lower case, no trailing dot
+    observed_at: datetime  # aware, UTC; "now" for every date comparison in evaluate
+    sts_txt: TxtLookup
+    tlsrpt_txt: TxtLookup
+    mx: MxLookup
+    policy: PolicyFetch | None = None  # None only when the check was told not to fetch
+    mx_probes: tuple[MxProbe, ...] = ()  # one per MX host, empty when probes are off
+    # MX sets of the domains named in the TLS-RPT record's mailto: URIs, other than ``domain``
+    rua_mx: tuple[MxLookup, ...] = ()
+    deadline_hit: bool = False  # the per-domain deadline cut some probes short
+    notes: tuple[str, ...] = field(default=())
