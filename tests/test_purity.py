@@ -8,9 +8,35 @@ from pathlib import Path
 import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "stspilot"
-CORE = ["errors", "facts", "findings", "records", "policy", "reports", "evaluate", "rollout", "generate", "summary"]
-FORBIDDEN = {"socket", "ssl", "dns", "httpx", "sqlalchemy", "asyncio", "aiosmtpd", "smtplib",
-             "urllib.request", "http", "subprocess", "os", "psycopg", "starlette", "time"}
+CORE = [
+    "errors",
+    "facts",
+    "findings",
+    "records",
+    "policy",
+    "reports",
+    "evaluate",
+    "rollout",
+    "generate",
+    "summary",
+]
+FORBIDDEN = {
+    "socket",
+    "ssl",
+    "dns",
+    "httpx",
+    "sqlalchemy",
+    "asyncio",
+    "aiosmtpd",
+    "smtplib",
+    "urllib.request",
+    "http",
+    "subprocess",
+    "os",
+    "psycopg",
+    "starlette",
+    "time",
+}
 
 
 def _imports(path: Path) -> set[str]:
@@ -31,4 +57,6 @@ def test_core_module_does_no_io(module: str) -> None:
     bad = {n for n in _imports(path) if n in FORBIDDEN or n.split(".")[0] in FORBIDDEN}
     assert not bad, f"{module}.py is pure core but imports {sorted(bad)}"
     text = path.read_text()
-    assert "datetime.now(" not in text and "time.time(" not in text, "core must take time as a parameter"
+    assert "datetime.now(" not in text and "time.time(" not in text, (
+        "core must take time as a parameter"
+    )
