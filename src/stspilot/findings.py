@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import IntEnum
+from string import Formatter
 
 
 class Severity(IntEnum):
@@ -43,6 +44,18 @@ class Finding:
     fix: str  # the record or policy line to publish, filled in for this domain
     rfc: str
     subject: str = ""  # what it is about: an MX host, a pattern, a URI; "" for the domain
+
+
+@dataclass(frozen=True, slots=True)
+class Note:
+    """A tolerated deviation met while parsing (duplicate key, split TXT string, ...).
+
+    ``code`` is a catalogue code, so ``evaluate`` can turn the note into a ``Finding``.
+    """
+
+    code: str
+    message: str
+    subject: str = ""
 
 
 _I, _W, _E = Severity.INFO, Severity.WARNING, Severity.ERROR
@@ -88,6 +101,8 @@ SPECS: tuple[Spec, ...] = (
     Spec("sts.policy.mx.duplicate", _I, "An mx pattern is listed twice", "", "", "RFC 8461 §3.2"),
     Spec("sts.policy.duplicate-key", _W, "A policy key repeats (the first one counts)", "", "", "RFC 8461 §3.2"),
     Spec("sts.policy.extension", _I, "Unknown key in the policy (ignored)", "", "", "RFC 8461 §3.2"),
+    Spec("sts.policy.line-endings", _I, "The policy mixes LF and CRLF line ends", "", "", "RFC 8461 §3.2"),
+    Spec("sts.policy.whitespace", _I, "Blank lines after the last policy field", "", "", "RFC 8461 §3.2"),
     Spec("sts.policy.mode-testing", _I, "The policy is in testing mode", "", "", "RFC 8461 §5"),
     Spec("sts.policy.mode-none", _I, "The policy is in mode none (MTA-STS switched off)", "", "", "RFC 8461 §5, §8.3"),
     Spec("sts.policy.max-age.short", _W, "max_age is short for enforce", "", "", "RFC 8461 §3.2, §10.2"),
@@ -129,9 +144,102 @@ SPECS: tuple[Spec, ...] = (
     Spec("tlsrpt.rua.invalid", _E, "A rua URI is malformed", "", "", "RFC 8460 §3"),
     Spec("tlsrpt.rua.depends-on-mx", _I, "Reports go to a mailbox behind the MX being checked", "", "", "RFC 8460 §3, §5.3"),
     Spec("tlsrpt.extension", _I, "Unknown field in the TLS-RPT record (ignored)", "", "", "RFC 8460 §3"),
+    Spec("tlsrpt.duplicate-field", _W, "A field repeats in the TLS-RPT record", "", "", "RFC 8460 §3"),
+    Spec("tlsrpt.split", _I, "The TLS-RPT record is split into several strings", "", "", "RFC 8460 §3"),
+    # --- rollout --- (rollout.py, generate.py: the rollout engineer's block)
+    Spec("generate.mx.probe-failed", _W, "An MX host the new policy lists fails its STARTTLS probe", "Senders that apply the policy validate this MX host: STARTTLS, a certificate from a trusted CA, its name in the certificate. It fails that today, so testing reports will show failures and enforce would refuse to deliver to it.", "Give the host STARTTLS with a publicly trusted certificate that names it, or take it out of the MX set before you enforce.", "RFC 8461 §4.2, §5"),
+    Spec("rollout.id-not-bumped", _E, "The policy changed but the TXT id did not", "Senders cache the policy and fetch it again only when the id in the _mta-sts TXT record changes. The policy text changed while the id stayed the same, so senders keep the old policy until its max_age runs out.", "Publish the _mta-sts TXT record again with a new id (stspilot generate prints one), after the new policy is served.", "RFC 8461 §3.1, §8.1"),
+    Spec("rollout.stuck-testing", _W, "Stuck in testing although the gate is clean", "The domain has been in testing mode for a long time and every enforce gate criterion passes. Testing protects nothing: senders deliver even when TLS fails.", "Publish the enforce policy and a new id that stspilot rollout prints under Next step.", "RFC 8461 §5"),
+    Spec("rollout.gate.failures", _E, "TLS failures reported in the gate window", "Senders reported failed TLS sessions to live MX hosts in the last days. Under enforce these sessions would have been refused, so that mail would have been delayed and then bounced.", "Fix each failure by its result type (stspilot reports summary explains them), then wait for a clean window.", "RFC 8460 §4.3; RFC 8461 §5"),
+    Spec("rollout.gate.volume", _W, "Too few reported sessions to trust the gate", "The reports of the gate window hold fewer sessions than the threshold, so a clean result says little: a sender with a problem may simply not have written yet.", "Wait until more reports arrive, or lower the threshold on purpose with --min-sessions.", "RFC 8460 §4.1"),
+    Spec("rollout.gate.single-reporter", _W, "Only one organisation sends reports", "Every report in the window comes from one sending organisation. Other senders may fail in ways that one reporter cannot see.", "Wait for reports from a second large sender, or accept the risk knowingly.", "RFC 8460 §4.1"),
+    Spec("rollout.gate.mx-coverage", _E, "A live MX host is not covered by the policy", "Under enforce, senders refuse to deliver to an MX host that matches no mx line of the policy. A live host missing from the policy would lose its share of the mail.", "Add an mx line for the host to the policy, serve it, then publish a new id.", "RFC 8461 §4.1, §5"),
+    Spec("rollout.gate.mx-tls", _E, "An MX host fails STARTTLS or certificate validation", "Under enforce, senders refuse an MX host without STARTTLS or whose certificate is expired, untrusted or for another name.", "Install a certificate from a public CA that names the MX host and offer STARTTLS.", "RFC 8461 §4.2, §5"),
+    Spec("rollout.gate.policy-fetch", _E, "The policy cannot be fetched with a valid certificate", "Senders that cannot fetch the policy over HTTPS with a valid certificate for mta-sts.<domain> see no policy at all, so enforce would protect nothing.", "Serve the policy at https://mta-sts.<domain>/.well-known/mta-sts.txt with status 200, text/plain and a certificate valid for that name.", "RFC 8461 §3.2, §3.3"),
+    Spec("rollout.gate.tlsrpt", _E, "TLS-RPT is not published or no reports arrive", "Without TLS-RPT reports nobody sees what enforce would refuse. Reports arrive daily once the _smtp._tls record is published and big senders deliver to the domain.", "Publish _smtp._tls with a rua that reaches stspilot (mailto: or https:) and ingest the reports.", "RFC 8460 §3"),
+    Spec("rollout.failures-gone-mx", _I, "Reported failures concern MX hosts that are no longer live", "Some failures in the window were for MX hosts that are no longer in the MX set. They do not count against the gate, because no sender will try those hosts again.", "Nothing to do, unless the host comes back; then fix its TLS first.", "RFC 8460 §4.4"),
+    Spec("rollout.enforce.failures", _E, "Mail was refused under enforce", "The domain enforces MTA-STS and senders reported failed sessions: that mail was not delivered on the first try and may bounce.", "Fix the failing MX hosts at once, or roll back to testing with a new id (stspilot rollout prints the exact records).", "RFC 8461 §5; RFC 8460 §4.3"),
+    Spec("rollout.mx-drift", _W, "The live MX set differs from the policy", "MX hosts were added or removed without the same change in the policy. Under enforce, an MX outside the policy refuses mail; a pattern for a gone host is harmless but stale.", "Follow the MX migration runbook that stspilot rollout prints: add hosts to the policy and bump the id before switching the MX records.", "RFC 8461 §4.1, §8.1"),
+    Spec("rollout.decommission-safe", _I, "Mode none has been served long enough to remove MTA-STS", "Every policy ever served has expired at senders, so the TXT record and the policy host can now be removed.", "Delete the _mta-sts TXT record, then the policy host.", "RFC 8461 §8.3"),
     # --- the check itself ---
     Spec("check.deadline", _W, "The check ran out of time for this domain", "", "", "RFC 8461 §3.3"),
 )
 # fmt: on
 
 CATALOGUE: dict[str, Spec] = {spec.code: spec for spec in SPECS}
+
+
+class _Defaulting(dict[str, object]):
+    """Template parameters; a placeholder nobody filled stays visible instead of raising."""
+
+    def __missing__(self, key: str) -> str:
+        return "{" + key + "}"
+
+
+def _fill(template: str, params: dict[str, object]) -> str:
+    return template.format_map(_Defaulting(params))
+
+
+def make(
+    code: str, *, subject: str = "", severity: Severity | None = None, **params: object
+) -> Finding:
+    """Build the ``Finding`` for catalogue ``code`` with its templates filled from ``params``.
+
+    ``subject`` is also available to the templates as ``{subject}``; ``severity`` overrides the
+    catalogue's (MX findings follow the policy mode). An unknown code is a bug: ``KeyError``.
+    """
+    spec = CATALOGUE[code]
+    values: dict[str, object] = {"subject": subject, **params}
+    return Finding(
+        code=code,
+        severity=spec.severity if severity is None else severity,
+        title=spec.title,
+        detail=_fill(spec.explanation, values),
+        fix=_fill(spec.fix, values),
+        rfc=spec.rfc,
+        subject=subject,
+    )
+
+
+def placeholders(spec: Spec) -> set[str]:
+    """The ``{names}`` a spec's templates expect (used by tests and the docs)."""
+    names: set[str] = set()
+    for template in (spec.explanation, spec.fix):
+        names.update(f for _, f, _, _ in Formatter().parse(template) if f)
+    return names
+
+
+def render_catalogue_markdown() -> str:
+    """The findings reference (``docs/findings.md``), generated so it cannot drift."""
+    lines = [
+        "# Findings reference",
+        "",
+        "<!-- Generated by `python -m stspilot.findings`; do not edit by hand. -->",
+        "",
+        "Every finding `stspilot check` (and `rollout`) can report: its stable code, default",
+        "severity, what it means and how to fix it. Words in `{braces}` are filled in for the",
+        "domain being checked. Findings about an MX host take their severity from the policy",
+        "mode: error under `enforce`, warning under `testing`, info otherwise.",
+        "",
+    ]
+    section = ""
+    for spec in sorted(SPECS, key=lambda s: s.code):
+        head = spec.code.split(".")[0]
+        if head != section:
+            section = head
+            lines += [f"## `{head}.*`", ""]
+        lines += [
+            f"### `{spec.code}` ({spec.severity.label})",
+            "",
+            f"**{spec.title}.** {spec.explanation}",
+            "",
+            f"*Fix:* {spec.fix}",
+            "",
+            f"*Reference:* {spec.rfc}",
+            "",
+        ]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(render_catalogue_markdown(), end="")
