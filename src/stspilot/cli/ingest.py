@@ -1,0 +1,152 @@
+"""``stspilot ingest``: files, folders and mailboxes, or an IMAP folder, into the store."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import typer
+
+from stspilot.errors import ConfigError
+
+if TYPE_CHECKING:
+    from stspilot.ingest.imap import PollResult
+    from stspilot.ingest.pipeline import Tally
+
+HELP = """Store TLS-RPT reports from files, folders, mbox files and Maildirs.
+
+PATH may be a .json, .json.gz or .gz report, an .eml mail, an mbox file or a folder (Maildir
+or any tree of those). Anything that cannot be read as a report is kept in the quarantine with
+its reason (see `stspilot reports`), never dropped. Running it again is safe: reports already
+stored count as duplicates.
+
+`stspilot ingest imap --config FILE` polls an IMAP folder instead (once, or with --watch);
+the password comes from $STSPILOT_IMAP_PASSWORD or the config's password_file.
+"""
+
+
+def _tally_dict(tally: Tally) -> dict[str, int]:
+    return {
+        "new": tally.new,
+        "duplicate": tally.duplicate,
+        "quarantined": tally.quarantined,
+        "errors": tally.errors,
+    }
+
+
+def _tally_line(tally: Tally) -> str:
+    return (
+        f"{tally.new} new, {tally.duplicate} duplicate, {tally.quarantined} quarantined"
+        + (f", {tally.errors} unreadable" if tally.errors else "")
+    )
+
+
+def _exit_code(tally: Tally) -> int:
+    # 1 (warnings) when something needs a look: quarantined units or unreadable sources.
+    return 1 if (tally.quarantined or tally.errors) else 0
+
+
+def ingest_command(
+    paths: list[str] = typer.Argument(..., metavar="PATH...", help="files or folders, or 'imap'"),
+    db: str | None = typer.Option(None, "--db", help="database URL or SQLite path"),
+    as_json: bool = typer.Option(False, "--json", help="print the tally as JSON"),
+    batch_size: int = typer.Option(500, "--batch-size", min=1, help="units per transaction"),
+    workers: int = typer.Option(1, "--workers", min=0, help="parsing processes (0: auto)"),
+    config: Path | None = typer.Option(None, "--config", help="IMAP: TOML file with [imap]"),
+    watch: bool = typer.Option(False, "--watch", help="IMAP: keep polling until SIGTERM"),
+    interval: float = typer.Option(60.0, "--interval", min=1.0, help="IMAP: seconds between"),
+) -> None:
+    from stspilot.store import Store
+
+    imap_mode = paths[0] == "imap"
+    if not imap_mode and (config is not None or watch):
+        raise typer.BadParameter("--config and --watch are for `stspilot ingest imap`")
+    if imap_mode and len(paths) > 1:
+        raise typer.BadParameter("`stspilot ingest imap` takes no paths (use ./imap for a file)")
+    with Store.open(db) as store:
+        if imap_mode:
+            code = _run_imap(store, config, watch=watch, interval=interval, as_json=as_json)
+        else:
+            code = _run_paths(store, paths, batch_size, workers, as_json=as_json)
+    raise typer.Exit(code)
+
+
+def _run_paths(
+    store: object, paths: list[str], batch_size: int, workers: int, *, as_json: bool
+) -> int:
+    from rich.console import Console
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from stspilot.ingest.pipeline import ingest_paths
+
+    resolved = [Path(p) for p in paths]
+    missing = [str(p) for p in resolved if not p.exists()]
+    if missing:
+        raise ConfigError(f"no such file or folder: {', '.join(missing)}")
+    console = Console(stderr=True)
+    progress = Progress(
+        SpinnerColumn(),
+        TextColumn("{task.completed} inputs"),
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+        disable=as_json or not console.is_terminal,
+    )
+    with progress:
+        task = progress.add_task("", total=None)
+
+        def on_progress(tally: Tally, done: int) -> None:
+            progress.update(task, completed=done, description=_tally_line(tally))
+
+        tally = ingest_paths(
+            store,  # type: ignore[arg-type]  # a Store
+            resolved,
+            batch_size=batch_size,
+            workers=workers,
+            on_progress=on_progress,
+        )
+    if as_json:
+        typer.echo(json.dumps(_tally_dict(tally)))
+    else:
+        typer.echo(_tally_line(tally))
+    return _exit_code(tally)
+
+
+def _run_imap(
+    store: object, config_path: Path | None, *, watch: bool, interval: float, as_json: bool
+) -> int:
+    from stspilot.ingest.imap import ImapError, load_imap_config, poll_once
+    from stspilot.ingest.imap import watch as watch_folder
+
+    config = load_imap_config(config_path)
+
+    def show(result: PollResult | ImapError) -> None:
+        if isinstance(result, ImapError):
+            typer.echo(f"stspilot: {result}", err=True)
+            return
+        if as_json:
+            typer.echo(json.dumps({**_tally_dict(result.tally), "moved": result.moved,
+                                   "flagged": result.flagged}))
+        else:
+            typer.echo(f"{_tally_line(result.tally)} ({result.moved} moved, "
+                       f"{result.flagged} flagged)")
+        sys.stdout.flush()
+
+    if not watch:
+        result = poll_once(store, config)  # type: ignore[arg-type]  # a Store
+        show(result)
+        return _exit_code(result.tally)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    watch_folder(store, config, interval=interval, stop=stop, on_poll=show)  # type: ignore[arg-type]
+    return 0
+
+
+def register(app: typer.Typer) -> None:
+    app.command("ingest", help=HELP)(ingest_command)

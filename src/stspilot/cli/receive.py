@@ -1,0 +1,128 @@
+"""``stspilot receive``: be the ``rua`` target: an SMTP receiver, and an HTTP POST route."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import typer
+
+from stspilot.errors import ConfigError
+
+if TYPE_CHECKING:
+    from uvicorn import Server
+
+    from stspilot.ingest.smtp_receiver import ReceiverConfig
+    from stspilot.store import Store
+
+HELP = """Receive TLS-RPT reports by SMTP (and HTTP POST) and store them, until SIGTERM.
+
+Point `rua=mailto:tlsrpt@example.com` at this host (MX) and run
+`stspilot receive --listen 0.0.0.0:25 --domain example.com`. Mail is answered 250 only once
+its reports are committed; mail to other recipients is refused (550). With --http, reports
+POSTed to http://HOST:PORT/tlsrpt (`rua=https:` behind a TLS proxy) are stored too.
+"""
+
+
+def _host_port(value: str, option: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        raise typer.BadParameter(f"{option} wants HOST:PORT, not {value!r}")
+    return host.strip("[]"), int(port)
+
+
+def receive_command(
+    listen: str = typer.Option("127.0.0.1:2525", "--listen", help="SMTP HOST:PORT"),
+    domain: list[str] = typer.Option([], "--domain", help="accept any address at this domain"),
+    rcpt: list[str] = typer.Option([], "--rcpt", help="accept this exact address"),
+    db: str | None = typer.Option(None, "--db", help="database URL or SQLite path"),
+    http: str | None = typer.Option(None, "--http", help="also serve POST /tlsrpt on HOST:PORT"),
+    http_path: str = typer.Option("/tlsrpt", "--http-path", help="path of the POST route"),
+    max_size: int = typer.Option(10 * 1024 * 1024, "--max-size", min=1024, help="bytes per mail"),
+    tls_cert: Path | None = typer.Option(None, "--tls-cert", help="PEM certificate: STARTTLS"),
+    tls_key: Path | None = typer.Option(None, "--tls-key", help="PEM key for --tls-cert"),
+    hostname: str | None = typer.Option(None, "--hostname", help="name in banner and EHLO"),
+) -> None:
+    from stspilot.ingest.smtp_receiver import ReceiverConfig
+    from stspilot.store import Store
+
+    smtp_addr = _host_port(listen, "--listen")
+    http_addr = _host_port(http, "--http") if http else None
+    config = ReceiverConfig(
+        addresses=frozenset(rcpt),
+        domains=frozenset(domain),
+        max_message_bytes=max_size,
+        hostname=hostname,
+        tls_cert=tls_cert,
+        tls_key=tls_key,
+    )
+    with Store.open(db) as store:
+        asyncio.run(_serve(store, config, smtp_addr, http_addr, http_path, max_size))
+
+
+async def _serve(
+    store: Store,
+    config: ReceiverConfig,
+    smtp_addr: tuple[str, int],
+    http_addr: tuple[str, int] | None,
+    http_path: str,
+    max_size: int,
+) -> None:
+    from stspilot.ingest.smtp_receiver import start_receiver
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    smtp_server = await start_receiver(store, config, host=smtp_addr[0], port=smtp_addr[1])
+    bound = smtp_server.sockets[0].getsockname()
+    print(f"SMTP listening on {bound[0]}:{bound[1]}", flush=True)
+    http_server = None
+    http_task: asyncio.Task[None] | None = None
+    try:
+        if http_addr is not None:
+            http_server = _http_server(store, http_addr, http_path, max_size)
+            http_task = asyncio.create_task(http_server.serve())
+            while not http_server.started:
+                if http_task.done():  # could not bind: surface the reason
+                    await http_task
+                    raise ConfigError(f"cannot serve HTTP on {http_addr[0]}:{http_addr[1]}")
+                await asyncio.sleep(0.02)
+            print(f"HTTP listening on {http_addr[0]}:{http_addr[1]}{http_path}", flush=True)
+        await stop.wait()
+    finally:
+        if http_server is not None and http_task is not None:
+            http_server.should_exit = True
+            with contextlib.suppress(SystemExit):
+                await http_task
+        smtp_server.close()
+        await smtp_server.wait_closed()
+    print("stopped", file=sys.stderr, flush=True)
+
+
+def _http_server(store: Store, addr: tuple[str, int], path: str, max_size: int) -> Server:
+    import uvicorn
+
+    from stspilot.ingest.http import create_intake_app
+
+    class QuietServer(uvicorn.Server):
+        """uvicorn without its own signal handlers: our SIGTERM stops SMTP and HTTP together."""
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            yield
+
+    app = create_intake_app(store, path=path, max_bytes=max_size)
+    config = uvicorn.Config(
+        app, host=addr[0], port=addr[1], log_level="warning", lifespan="off", access_log=False
+    )
+    return QuietServer(config)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("receive", help=HELP)(receive_command)

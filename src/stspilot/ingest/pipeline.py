@@ -1,0 +1,283 @@
+"""The ingest pipeline: raw units (a file, a mail, a POST body) -> parsed reports -> one commit.
+
+A *unit* is the bytes one source hands over and later acknowledges as a whole (an IMAP
+message, an SMTP DATA, an HTTP body, a file). Each unit goes through two steps:
+
+1. ``prepare_unit`` (pure CPU, picklable, so it can run in a process pool): extract the report
+   parts (``decode.extract_reports``), parse each (``reports.parse_report``) and decide what to
+   store and what to quarantine.
+2. ``commit_prepared``: hand many prepared units to ``Store.ingest_batch``, which writes them in
+   ONE transaction. The store dedupes reports on (organisation, report-id) and quarantine
+   entries on the raw bytes' SHA-256, so running the same input again is a no-op. That is the
+   whole crash-safety story: a killed run leaves either a committed batch or nothing, and the
+   next run turns what was committed into duplicates.
+
+A unit holding several reports of which some do not parse: the good reports are stored AND the
+whole raw unit is quarantined with the failing part's code and reason. Nothing is lost, the
+good data is usable at once, and retrying the quarantined unit after a parser fix adds the
+missing reports while the stored ones come back as duplicates.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Executor, ProcessPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Protocol
+
+from stspilot.errors import ParseError, ReportError
+from stspilot.ingest.decode import envelope_deviations, extract_reports, iter_sources
+from stspilot.report_schema import Limits
+from stspilot.reports import parse_report
+from stspilot.store.models import BatchResult, NewQuarantine, NewReport
+
+
+class IngestStore(Protocol):
+    """What the pipeline needs from ``stspilot.store.Store``: one transactional batch write."""
+
+    def ingest_batch(
+        self, reports: Sequence[NewReport], quarantined: Sequence[NewQuarantine]
+    ) -> BatchResult: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Tally:
+    """What happened to the reports and units of one run."""
+
+    new: int = 0  # reports stored for the first time
+    duplicate: int = 0  # reports already stored (retries, second rua, re-runs)
+    quarantined: int = 0  # units kept in quarantine (unreadable, or partly so)
+    errors: int = 0  # sources that could not even be read (no bytes to keep)
+
+    def __add__(self, other: Tally) -> Tally:
+        return Tally(
+            self.new + other.new,
+            self.duplicate + other.duplicate,
+            self.quarantined + other.quarantined,
+            self.errors + other.errors,
+        )
+
+    @classmethod
+    def of(cls, outcomes: Iterable[RawOutcome]) -> Tally:
+        new = duplicate = quarantined = 0
+        for outcome in outcomes:
+            new += outcome.new
+            duplicate += outcome.duplicate
+            quarantined += outcome.quarantined
+        return cls(new, duplicate, quarantined)
+
+
+@dataclass(frozen=True, slots=True)
+class RawOutcome:
+    """What became of one unit, once committed."""
+
+    origin: str
+    new: int = 0
+    duplicate: int = 0
+    quarantined: bool = False
+    code: str | None = None  # why (part of) the unit was quarantined
+    reason: str | None = None
+    report_pks: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """One unit after parsing and before the store: what to add, what to quarantine."""
+
+    origin: str
+    reports: tuple[NewReport, ...] = ()
+    quarantine: NewQuarantine | None = None
+
+
+def prepare_unit(raw: bytes, *, origin: str, received_at: datetime, limits: Limits) -> Prepared:
+    """Extract and parse one unit; never raises for bad input (that becomes a quarantine)."""
+    try:
+        extracted = extract_reports(raw, limits=limits)
+    except ParseError as exc:
+        return prepare_unreadable(
+            raw, origin=origin, received_at=received_at, code=exc.code, reason=str(exc)
+        )
+    except (ValueError, LookupError, MemoryError, RecursionError) as exc:
+        # The decoder should raise ReportError; anything else is a bug there, but the bytes
+        # must still be kept (design: "never dropped").
+        return prepare_unreadable(
+            raw,
+            origin=origin,
+            received_at=received_at,
+            code="report.decode.internal",
+            reason=f"{type(exc).__name__}: {exc}",
+        )
+    if not extracted:
+        return prepare_unreadable(
+            raw,
+            origin=origin,
+            received_at=received_at,
+            code="report.none",
+            reason="no TLS report found in this input",
+        )
+    reports: list[NewReport] = []
+    failures: list[tuple[str, str, str]] = []  # (label, code, reason)
+    for part in extracted:
+        try:
+            report = parse_report(part.json_bytes, limits=limits)
+        except ReportError as exc:
+            failures.append((part.label, exc.code, str(exc)))
+            continue
+        except (ValueError, LookupError, RecursionError) as exc:
+            failures.append((part.label, "report.parse.internal", f"{type(exc).__name__}: {exc}"))
+            continue
+        extra = envelope_deviations(report, part.envelope) if part.envelope is not None else ()
+        reports.append(
+            NewReport(
+                report=report,
+                raw=raw,
+                origin=origin,
+                received_at=received_at,
+                envelope=part.envelope,
+                deviations=tuple(extra),
+            )
+        )
+    quarantine = None
+    if failures:
+        label, code, reason = failures[0]
+        if len(extracted) > 1:
+            code = code if not reports else "report.partial"
+            reason = "; ".join(f"{lbl}: {c}: {r}" for lbl, c, r in failures)
+            if reports:
+                reason = f"{len(reports)} of {len(extracted)} reports stored; {reason}"
+        quarantine = NewQuarantine(
+            raw=raw, origin=origin, code=code, reason=reason, received_at=received_at
+        )
+    return Prepared(origin=origin, reports=tuple(reports), quarantine=quarantine)
+
+
+def prepare_unreadable(
+    raw: bytes, *, origin: str, received_at: datetime, code: str, reason: str
+) -> Prepared:
+    """A unit that is kept only in quarantine (bad input, or refused before parsing)."""
+    return Prepared(
+        origin=origin,
+        quarantine=NewQuarantine(
+            raw=raw, origin=origin, code=code, reason=reason, received_at=received_at
+        ),
+    )
+
+
+def commit_prepared(store: IngestStore, prepared: Sequence[Prepared]) -> list[RawOutcome]:
+    """Write all units in one transaction; outcomes line up with ``prepared``.
+
+    Raises whatever the store raises (``StoreError``, driver errors): then nothing of this
+    batch was written and no source may be acknowledged.
+    """
+    if not prepared:
+        return []
+    result = store.ingest_batch(
+        [r for p in prepared for r in p.reports],
+        [p.quarantine for p in prepared if p.quarantine is not None],
+    )
+    added = iter(result.reports)
+    kept = iter(result.quarantined)
+    outcomes = []
+    for unit in prepared:
+        statuses = [next(added) for _ in unit.reports]
+        if unit.quarantine is not None:
+            next(kept)
+        outcomes.append(
+            RawOutcome(
+                origin=unit.origin,
+                new=sum(s.status == "new" for s in statuses),
+                duplicate=sum(s.status == "duplicate" for s in statuses),
+                quarantined=unit.quarantine is not None,
+                code=unit.quarantine.code if unit.quarantine else None,
+                reason=unit.quarantine.reason if unit.quarantine else None,
+                report_pks=tuple(s.report_pk for s in statuses),
+            )
+        )
+    return outcomes
+
+
+def ingest_raw(
+    store: IngestStore,
+    raw: bytes,
+    *,
+    origin: str,
+    received_at: datetime,
+    limits: Limits | None = None,
+) -> RawOutcome:
+    """Ingest one unit and commit it: the call behind SMTP DATA, HTTP POST and ``retry``."""
+    use_limits = limits if limits is not None else Limits()
+    unit = prepare_unit(raw, origin=origin, received_at=received_at, limits=use_limits)
+    return commit_prepared(store, [unit])[0]
+
+
+# -- many files -------------------------------------------------------------------------------
+
+ProgressCallback = Callable[[Tally, int], None]  # (tally so far, units done)
+
+
+@dataclass(frozen=True, slots=True)
+class _Unit:
+    raw: bytes
+    origin: str
+    received_at: datetime
+    limits: Limits = field(compare=False)
+
+
+def _prepare(unit: _Unit) -> Prepared:  # module level: picklable for the process pool
+    return prepare_unit(
+        unit.raw, origin=unit.origin, received_at=unit.received_at, limits=unit.limits
+    )
+
+
+def _batches(
+    paths: Iterable[Path], size: int, limits: Limits, clock: Callable[[], datetime]
+) -> Iterator[list[_Unit]]:
+    batch: list[_Unit] = []
+    for path in paths:
+        for source in iter_sources(path):
+            batch.append(_Unit(source.raw, source.origin, clock(), limits))
+            if len(batch) >= size:
+                yield batch
+                batch = []
+    if batch:
+        yield batch
+
+
+def ingest_paths(
+    store: IngestStore,
+    paths: Iterable[Path],
+    *,
+    batch_size: int = 500,
+    limits: Limits | None = None,
+    on_progress: ProgressCallback | None = None,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    workers: int = 0,
+) -> Tally:
+    """Ingest files and folders (.json, .json.gz, .gz, .eml, mbox, Maildir), ``batch_size``
+    units per transaction. ``workers`` > 1 parses in that many processes (0: decide by CPUs).
+    """
+    use_limits = limits if limits is not None else Limits()
+    tally = Tally()
+    done = 0
+    pool: Executor | None = None
+    n_workers = workers if workers > 0 else min(4, os.cpu_count() or 1)
+    if n_workers > 1:
+        pool = ProcessPoolExecutor(max_workers=n_workers)
+    try:
+        for batch in _batches(paths, batch_size, use_limits, clock):
+            if pool is not None:
+                chunk = max(1, len(batch) // (n_workers * 4))
+                prepared = list(pool.map(_prepare, batch, chunksize=chunk))
+            else:
+                prepared = [_prepare(unit) for unit in batch]
+            tally = tally + Tally.of(commit_prepared(store, prepared))
+            done += len(batch)
+            if on_progress is not None:
+                on_progress(tally, done)
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+    return tally
