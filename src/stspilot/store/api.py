@@ -1,0 +1,456 @@
+"""The one persistence API: ``Store`` over SQLAlchemy Core (SQLite or PostgreSQL).
+
+Writes are batched: one transaction per call, rows inserted with executemany, duplicates
+decided by unique constraints (``INSERT ... ON CONFLICT DO NOTHING``), so a crashed ingest
+re-run stores every report exactly once and no half-written report is ever visible.
+Async callers use ``asyncio.to_thread``: the store is synchronous and thread-safe (one
+connection per call from the engine's pool).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import date, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from sqlalchemy import Connection, Engine, func, select
+from sqlalchemy.exc import SQLAlchemyError
+
+from stspilot.errors import StoreError
+from stspilot.store import batch, queries, reads
+from stspilot.store.models import (
+    AddResult,
+    BatchResult,
+    CheckRecord,
+    NewQuarantine,
+    NewReport,
+    QuarantineItem,
+    QuarantineResult,
+    ReportListing,
+    StoredReport,
+)
+from stspilot.store.schema import checks, quarantine, raw_blobs, report_policies, reports
+from stspilot.store.url import make_engine, resolve_url
+from stspilot.summary import DailyTotal, FailureCount, ReportAggregates, SenderTotal
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+_QUARANTINE_COLUMNS = (
+    quarantine.c.id,
+    quarantine.c.sha256,
+    quarantine.c.size,
+    quarantine.c.origin,
+    quarantine.c.code,
+    quarantine.c.reason,
+    quarantine.c.received_at,
+    quarantine.c.resolved,
+    quarantine.c.resolved_at,
+    quarantine.c.resolved_report_pk,
+    quarantine.c.note,
+)
+
+
+class Store:
+    """Reports, quarantine and check history in one database. Use ``Store.open(url)``."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self.dialect = engine.dialect.name
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, url: str | None = None, *, migrate: bool = True) -> Store:
+        """Open (creating and migrating to the latest schema) the database at ``url``.
+
+        ``url`` falls back to ``$STSPILOT_DATABASE_URL``, then to a SQLite file in the user's
+        data directory; a bare path means a SQLite file.
+        """
+        resolved = resolve_url(url)
+        engine = make_engine(resolved)
+        store = cls(engine)
+        try:
+            if migrate:
+                store.migrate()
+        except SQLAlchemyError as exc:
+            engine.dispose()
+            raise StoreError(f"cannot open the database: {exc.__class__.__name__}: {exc}") from exc
+        return store
+
+    def migrate(self) -> None:
+        """Bring the schema to the newest migration (a no-op when it is already there)."""
+        from alembic import command
+        from alembic.config import Config
+        from alembic.runtime.migration import MigrationContext
+        from alembic.script import ScriptDirectory
+
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS))
+        heads = set(ScriptDirectory.from_config(config).get_heads())
+        with self._engine.connect() as conn:
+            if set(MigrationContext.configure(conn).get_current_heads()) == heads:
+                return
+        with self._engine.connect() as conn:
+            conn = conn.execution_options(stspilot_write=True)
+            config.attributes["connection"] = conn
+            command.upgrade(config, "head")
+            conn.commit()
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    @property
+    def engine(self) -> Engine:
+        """For tests and migrations only; everything else goes through the methods here."""
+        return self._engine
+
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        try:
+            with self._engine.connect() as conn:
+                conn = conn.execution_options(stspilot_write=True)
+                with conn.begin():
+                    yield conn
+        except SQLAlchemyError as exc:
+            raise StoreError(f"database write failed: {exc.__class__.__name__}: {exc}") from exc
+
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        try:
+            with self._engine.connect() as conn, conn.begin():
+                yield conn
+        except SQLAlchemyError as exc:
+            raise StoreError(f"database read failed: {exc.__class__.__name__}: {exc}") from exc
+
+    # -- reports ---------------------------------------------------------------------------
+
+    def add_report(self, item: NewReport) -> AddResult:
+        return self.add_reports([item])[0]
+
+    def add_reports(self, items: Sequence[NewReport], *, dedup_raw: bool = True) -> list[AddResult]:
+        """Store a batch of reports in one transaction; results are in the order of ``items``.
+
+        A report is a duplicate when its (organization-name, report-id) is stored (RFC 8460
+        §3, §5.5: several rua and retries deliver it again) or, with ``dedup_raw``, when a
+        report from the same raw bytes was stored by an earlier call. Several reports of one
+        raw unit (a mail with two attachments) in one call are all kept. ``dedup_raw=False``
+        is for re-trying a quarantined unit whose other reports were already stored.
+        """
+        if not items:
+            return []
+        with self._write() as conn:
+            return batch.add_reports(conn, items, dedup_raw=dedup_raw)
+
+    def ingest_batch(
+        self, reports_: Sequence[NewReport], quarantined: Sequence[NewQuarantine] = ()
+    ) -> BatchResult:
+        """Reports and quarantine entries of one batch in ONE transaction: acknowledge the
+        sources (IMAP move, HTTP 2xx, SMTP 250) only after this returns."""
+        with self._write() as conn:
+            added = batch.add_reports(conn, reports_, dedup_raw=True) if reports_ else []
+            held = [batch.add_quarantine(conn, q) for q in quarantined]
+        return BatchResult(added, held)
+
+    def seen_sha256(self, sha: str) -> bool:
+        """Whether a report from raw bytes with this SHA-256 is stored (a cheap re-ingest skip)."""
+        with self._read() as conn:
+            q = select(reports.c.id).where(reports.c.raw_sha256 == sha).limit(1)
+            return conn.execute(q).first() is not None
+
+    def count_reports(self) -> int:
+        with self._read() as conn:
+            return int(conn.execute(select(func.count()).select_from(reports)).scalar_one())
+
+    def get_report(self, pk: int) -> StoredReport | None:
+        """A stored report rebuilt into the model, with its audit metadata."""
+        with self._read() as conn:
+            return reads.load_report(conn, pk)
+
+    def report_raw(self, pk: int) -> bytes | None:
+        """The raw unit (file, mail) a stored report came from, for audit."""
+        with self._read() as conn:
+            q = (
+                select(raw_blobs.c.raw)
+                .join(reports, reports.c.raw_sha256 == raw_blobs.c.sha256)
+                .where(reports.c.id == pk)
+            )
+            raw = conn.execute(q).scalar_one_or_none()
+        return None if raw is None else bytes(raw)
+
+    def list_reports(
+        self,
+        domain: str | None = None,
+        since: date | datetime | None = None,
+        until: date | datetime | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[ReportListing]:
+        """Reports newest day first, optionally for one policy domain and a day window."""
+        r = reports.c
+        q = select(
+            r.id,
+            r.organization_name,
+            r.report_id,
+            r.start_at,
+            r.end_at,
+            r.successful_sessions,
+            r.failed_sessions,
+            r.origin,
+            r.received_at,
+        )
+        if domain is not None:
+            q = q.where(
+                r.id.in_(
+                    select(report_policies.c.report_pk).where(
+                        report_policies.c.policy_domain == domain
+                    )
+                )
+            )
+        if since is not None:
+            q = q.where(r.day >= queries.day_floor(since))
+        if until is not None:
+            q = q.where(r.day < queries.day_ceiling(until))
+        q = q.order_by(r.day.desc(), r.id.desc()).limit(limit).offset(offset)
+        with self._read() as conn:
+            rows = conn.execute(q).all()
+            pks = [row[0] for row in rows]
+            domains: dict[int, list[str]] = {}
+            for i in range(0, len(pks), batch.CHUNK):
+                dq = (
+                    select(report_policies.c.report_pk, report_policies.c.policy_domain)
+                    .where(report_policies.c.report_pk.in_(pks[i : i + batch.CHUNK]))
+                    .order_by(report_policies.c.report_pk, report_policies.c.idx)
+                )
+                for pk, dom in conn.execute(dq):
+                    if dom not in domains.setdefault(pk, []):
+                        domains[pk].append(dom)
+        return [
+            ReportListing(
+                pk, org, rid, start, end, tuple(domains.get(pk, ())), ok, bad, origin, received
+            )
+            for pk, org, rid, start, end, ok, bad, origin, received in rows
+        ]
+
+    # -- quarantine ------------------------------------------------------------------------
+
+    def quarantine(
+        self, raw: bytes, *, origin: str, code: str, reason: str, received_at: datetime
+    ) -> QuarantineResult:
+        """Keep bytes that could not be read, with why; the same bytes twice are one entry."""
+        with self._write() as conn:
+            return batch.add_quarantine(conn, NewQuarantine(raw, origin, code, reason, received_at))
+
+    def list_quarantine(
+        self, *, include_resolved: bool = False, limit: int = 100, offset: int = 0
+    ) -> list[QuarantineItem]:
+        q = quarantine.c
+        query = select(
+            q.id,
+            q.sha256,
+            q.size,
+            q.origin,
+            q.code,
+            q.reason,
+            q.received_at,
+            q.resolved,
+            q.resolved_at,
+            q.resolved_report_pk,
+            q.note,
+        )
+        if not include_resolved:
+            query = query.where(q.resolved.is_(False))
+        query = query.order_by(q.id).limit(limit).offset(offset)
+        with self._read() as conn:
+            return [QuarantineItem(*row) for row in conn.execute(query)]
+
+    def get_quarantine(self, id: int) -> QuarantineItem | None:
+        items = [i for i in self._quarantine_rows(id)]
+        return items[0] if items else None
+
+    def _quarantine_rows(self, id: int) -> list[QuarantineItem]:
+        q = quarantine.c
+        query = select(
+            q.id,
+            q.sha256,
+            q.size,
+            q.origin,
+            q.code,
+            q.reason,
+            q.received_at,
+            q.resolved,
+            q.resolved_at,
+            q.resolved_report_pk,
+            q.note,
+        ).where(q.id == id)
+        with self._read() as conn:
+            return [QuarantineItem(*row) for row in conn.execute(query)]
+
+    def quarantine_raw(self, id: int) -> bytes:
+        with self._read() as conn:
+            raw = conn.execute(
+                select(quarantine.c.raw).where(quarantine.c.id == id)
+            ).scalar_one_or_none()
+        if raw is None:
+            raise StoreError(f"no quarantine entry {id}")
+        return bytes(raw)
+
+    def resolve_quarantine(
+        self, id: int, *, report_pk: int | None, note: str, resolved_at: datetime | None = None
+    ) -> None:
+        """Mark an entry handled (re-tried successfully, or dismissed with a note)."""
+        with self._write() as conn:
+            done = conn.execute(
+                quarantine.update()
+                .where(quarantine.c.id == id)
+                .values(
+                    resolved=True,
+                    resolved_at=resolved_at or batch.now_utc(),
+                    resolved_report_pk=report_pk,
+                    note=note,
+                )
+            )
+            if done.rowcount != 1:
+                raise StoreError(f"no quarantine entry {id}")
+
+    def update_quarantine_reason(self, id: int, *, code: str, reason: str) -> None:
+        """A re-try failed again, maybe differently: keep the newest reason."""
+        with self._write() as conn:
+            conn.execute(
+                quarantine.update().where(quarantine.c.id == id).values(code=code, reason=reason)
+            )
+
+    # -- aggregates ------------------------------------------------------------------------
+
+    def daily_totals(
+        self,
+        domain: str | None = None,
+        *,
+        since: date | datetime | None = None,
+        until: date | datetime | None = None,
+    ) -> list[DailyTotal]:
+        with self._read() as conn:
+            return queries.daily_totals(conn, domain=domain, since=since, until=until)
+
+    def failure_counts(
+        self,
+        dimension: queries.Dimension,
+        domain: str | None = None,
+        *,
+        since: date | datetime | None = None,
+        until: date | datetime | None = None,
+    ) -> list[FailureCount]:
+        """Failed sessions by ``dimension`` ("result_type", "mx", "organization",
+        "sending_ip", "receiving_ip") and result type."""
+        with self._read() as conn:
+            return queries.failure_counts(conn, dimension, domain=domain, since=since, until=until)
+
+    def failures_by_result_type(
+        self, domain: str | None = None, **window: Any
+    ) -> list[FailureCount]:
+        return self.failure_counts("result_type", domain, **window)
+
+    def failures_by_mx(self, domain: str | None = None, **window: Any) -> list[FailureCount]:
+        return self.failure_counts("mx", domain, **window)
+
+    def failures_by_organization(
+        self, domain: str | None = None, **window: Any
+    ) -> list[FailureCount]:
+        return self.failure_counts("organization", domain, **window)
+
+    def failures_by_sending_ip(
+        self, domain: str | None = None, **window: Any
+    ) -> list[FailureCount]:
+        return self.failure_counts("sending_ip", domain, **window)
+
+    def sender_totals(
+        self,
+        domain: str | None = None,
+        *,
+        since: date | datetime | None = None,
+        until: date | datetime | None = None,
+    ) -> list[SenderTotal]:
+        with self._read() as conn:
+            return queries.sender_totals(conn, domain=domain, since=since, until=until)
+
+    def report_aggregates(
+        self, domain: str | None = None, *, since: date | datetime, until: date | datetime
+    ) -> ReportAggregates:
+        """All aggregates for ``stspilot.summary.summarize``, read in one transaction."""
+        with self._read() as conn:
+            return queries.report_aggregates(conn, domain=domain, since=since, until=until)
+
+    def list_domains(self) -> list[str]:
+        with self._read() as conn:
+            return queries.list_domains(conn)
+
+    # -- checks ----------------------------------------------------------------------------
+
+    def save_check(
+        self,
+        *,
+        domain: str,
+        observed_at: datetime,
+        stage: str,
+        mode: str | None,
+        worst_severity: str | None,
+        findings_count: int,
+        policy_id: str | None,
+        policy_sha256: str | None,
+        mx_set: Sequence[str],
+        result: Mapping[str, Any],
+    ) -> int:
+        """Store one check of ``domain``; returns its id. ``result`` is the full JSON form."""
+        row = {
+            "domain": domain.lower().rstrip("."),
+            "observed_at": observed_at,
+            "stage": stage,
+            "mode": mode,
+            "worst_severity": worst_severity,
+            "findings_count": findings_count,
+            "policy_id": policy_id,
+            "policy_sha256": policy_sha256,
+            "mx_set": sorted(mx_set),
+            "result": dict(result),
+        }
+        with self._write() as conn:
+            return int(conn.execute(checks.insert().returning(checks.c.id), row).scalar_one())
+
+    def latest_check(self, domain: str) -> CheckRecord | None:
+        q = (
+            select(checks)
+            .where(checks.c.domain == domain.lower().rstrip("."))
+            .order_by(checks.c.observed_at.desc(), checks.c.id.desc())
+            .limit(1)
+        )
+        with self._read() as conn:
+            rows = conn.execute(q).mappings().all()
+        return reads.check_record(rows[0]) if rows else None
+
+    def check_history(
+        self, domain: str, since: datetime | None = None, *, limit: int = 10_000
+    ) -> list[CheckRecord]:
+        """Checks of ``domain`` observed at or after ``since``, oldest first."""
+        q = select(checks).where(checks.c.domain == domain.lower().rstrip("."))
+        if since is not None:
+            q = q.where(checks.c.observed_at >= since)
+        q = q.order_by(checks.c.observed_at, checks.c.id).limit(limit)
+        with self._read() as conn:
+            return [reads.check_record(row) for row in conn.execute(q).mappings()]
+
+
+def open_store(url: str | None = None) -> Store:
+    """``Store.open`` as a function."""
+    return Store.open(url)

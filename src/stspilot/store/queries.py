@@ -1,0 +1,158 @@
+"""Aggregations over stored reports for summaries and dashboards: daily totals and failure
+breakdowns by result type, receiving MX, sending organisation and sending IP.
+
+Windows are whole UTC days, [since, until), because reports cover whole UTC days
+(RFC 8460 §4.1); each query reads one indexed table, no joins.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, Literal
+
+from sqlalchemy import Connection, Select, func, select, union
+
+from stspilot.store.schema import checks, failure_details, report_policies
+from stspilot.summary import DailyTotal, FailureCount, ReportAggregates, SenderTotal
+
+Dimension = Literal["result_type", "mx", "organization", "sending_ip", "receiving_ip"]
+
+_DIMENSION_COLUMNS = {
+    "result_type": failure_details.c.result_type,
+    "mx": failure_details.c.receiving_mx_hostname,
+    "organization": failure_details.c.organization_name,
+    "sending_ip": failure_details.c.sending_mta_ip,
+    "receiving_ip": failure_details.c.receiving_ip,
+}
+
+
+def day_floor(value: date | datetime) -> date:
+    """The UTC day a window starts on."""
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).date()
+    return value
+
+
+def day_ceiling(value: date | datetime) -> date:
+    """The first UTC day after a window that ends at ``value`` (exclusive): a datetime inside a
+    day keeps that day in the window, so ``until=now`` includes today's reports."""
+    if isinstance(value, datetime):
+        utc = value.astimezone(UTC)
+        midnight = utc.replace(hour=0, minute=0, second=0, microsecond=0)
+        return utc.date() if utc == midnight else utc.date() + timedelta(days=1)
+    return value
+
+
+def _window(
+    query: Select[Any],
+    table: Any,
+    domain: str | None,
+    since: date | datetime | None,
+    until: date | datetime | None,
+) -> Select[Any]:
+    if domain is not None:
+        query = query.where(table.c.policy_domain == domain)
+    if since is not None:
+        query = query.where(table.c.day >= day_floor(since))
+    if until is not None:
+        query = query.where(table.c.day < day_ceiling(until))
+    return query
+
+
+def daily_totals(
+    conn: Connection,
+    *,
+    domain: str | None = None,
+    since: date | datetime | None = None,
+    until: date | datetime | None = None,
+) -> list[DailyTotal]:
+    p = report_policies.c
+    query = select(
+        p.policy_domain,
+        p.day,
+        func.count(func.distinct(p.report_pk)),
+        func.coalesce(func.sum(p.successful_sessions), 0),
+        func.coalesce(func.sum(p.failed_sessions), 0),
+    ).group_by(p.policy_domain, p.day)
+    query = _window(query, report_policies, domain, since, until).order_by(p.policy_domain, p.day)
+    return [
+        DailyTotal(dom, day, int(n), int(ok), int(bad))
+        for dom, day, n, ok, bad in conn.execute(query)
+    ]
+
+
+def failure_counts(
+    conn: Connection,
+    dimension: Dimension,
+    *,
+    domain: str | None = None,
+    since: date | datetime | None = None,
+    until: date | datetime | None = None,
+) -> list[FailureCount]:
+    """Failed sessions per (policy domain, dimension value, result type), largest first.
+
+    Sums ``failed-session-count`` of the failure details; one session may count under several
+    result types (RFC 8460 §4.3, checklist B4.14), so these need not add up to the daily totals.
+    """
+    f = failure_details.c
+    key = _DIMENSION_COLUMNS[dimension]
+    total = func.sum(f.failed_session_count)
+    query = select(f.policy_domain, key, f.result_type, total).group_by(
+        f.policy_domain, key, f.result_type
+    )
+    query = _window(query, failure_details, domain, since, until).order_by(
+        total.desc(), f.policy_domain, key, f.result_type
+    )
+    return [FailureCount(row[0], row[1] or "", row[2], int(row[3])) for row in conn.execute(query)]
+
+
+def sender_totals(
+    conn: Connection,
+    *,
+    domain: str | None = None,
+    since: date | datetime | None = None,
+    until: date | datetime | None = None,
+) -> list[SenderTotal]:
+    p = report_policies.c
+    failed = func.coalesce(func.sum(p.failed_sessions), 0)
+    query = select(
+        p.policy_domain,
+        p.organization_name,
+        func.count(func.distinct(p.report_pk)),
+        func.coalesce(func.sum(p.successful_sessions), 0),
+        failed,
+    ).group_by(p.policy_domain, p.organization_name)
+    query = _window(query, report_policies, domain, since, until).order_by(
+        failed.desc(), p.policy_domain, p.organization_name
+    )
+    return [
+        SenderTotal(dom, org, int(n), int(ok), int(bad))
+        for dom, org, n, ok, bad in conn.execute(query)
+    ]
+
+
+def report_aggregates(
+    conn: Connection, *, domain: str | None, since: date | datetime, until: date | datetime
+) -> ReportAggregates:
+    """Everything ``stspilot.summary.summarize`` needs, read in one transaction."""
+    window: dict[str, Any] = {"domain": domain, "since": since, "until": until}
+    return ReportAggregates(
+        domain=domain,
+        since=day_floor(since),
+        until=day_ceiling(until),
+        daily=tuple(daily_totals(conn, **window)),
+        by_result_type=tuple(failure_counts(conn, "result_type", **window)),
+        by_mx=tuple(failure_counts(conn, "mx", **window)),
+        by_organization=tuple(failure_counts(conn, "organization", **window)),
+        by_sending_ip=tuple(failure_counts(conn, "sending_ip", **window)),
+        senders=tuple(sender_totals(conn, **window)),
+    )
+
+
+def list_domains(conn: Connection) -> list[str]:
+    """Policy domains seen in reports or checks, sorted."""
+    query = union(
+        select(report_policies.c.policy_domain.label("d")).distinct(),
+        select(checks.c.domain.label("d")).distinct(),
+    )
+    return sorted({d for (d,) in conn.execute(query) if d})

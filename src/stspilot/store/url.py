@@ -1,0 +1,107 @@
+"""Where the database is: ``--db`` beats ``STSPILOT_DATABASE_URL`` beats a SQLite file in the
+user's data directory; and the engine settings each backend needs (WAL and pragmas for SQLite)."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import asdict, is_dataclass
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from stspilot.errors import ConfigError
+
+ENV_VAR = "STSPILOT_DATABASE_URL"
+
+
+def default_sqlite_path() -> Path:
+    """``<user data dir>/stspilot.sqlite3`` (platformdirs), created on first use."""
+    from platformdirs import user_data_dir
+
+    return Path(user_data_dir("stspilot")) / "stspilot.sqlite3"
+
+
+def resolve_url(url: str | None = None, *, env: Mapping[str, str] | None = None) -> str:
+    """The database URL to use: the explicit one, else the environment variable, else SQLite.
+
+    A bare path (no ``://``) is taken as a SQLite file, so ``--db ./reports.db`` works.
+    """
+    environ = os.environ if env is None else env
+    chosen = url or environ.get(ENV_VAR) or ""
+    if not chosen:
+        path = default_sqlite_path()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{path}"
+    if "://" not in chosen:
+        return f"sqlite:///{Path(chosen).expanduser().resolve()}"
+    try:
+        parsed = make_url(chosen)
+    except ArgumentError as exc:
+        raise ConfigError(f"not a database URL: {chosen!r}") from exc
+    if parsed.get_backend_name() not in ("sqlite", "postgresql"):
+        raise ConfigError(
+            f"unsupported database {parsed.get_backend_name()!r}: use sqlite:/// or postgresql://"
+        )
+    if parsed.get_backend_name() == "postgresql" and parsed.drivername == "postgresql":
+        # psycopg 3 is the driver we ship with; SQLAlchemy's bare default would be psycopg2.
+        chosen = parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
+    return chosen
+
+
+def _json_default(value: object) -> Any:
+    """Envelope and result values that JSON does not know: dates, tuples of dataclasses, bytes."""
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if is_dataclass(value) and not isinstance(value, type):
+        return asdict(value)
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, set | frozenset):
+        return sorted(value, key=str)
+    raise TypeError(f"cannot store {type(value).__name__} as JSON")
+
+
+def json_dumps(value: object) -> str:
+    return json.dumps(value, default=_json_default, separators=(",", ":"), ensure_ascii=False)
+
+
+def make_engine(url: str) -> Engine:
+    """An engine with the per-backend settings; SQLite gets WAL, NORMAL sync and a busy timeout."""
+    backend = make_url(url).get_backend_name()
+    if backend == "sqlite":
+        engine = create_engine(url, json_serializer=json_dumps)
+        event.listen(engine, "connect", _sqlite_on_connect)
+        event.listen(engine, "begin", _sqlite_on_begin)
+        return engine
+    return create_engine(url, json_serializer=json_dumps, pool_pre_ping=True)
+
+
+def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
+    # Let SQLAlchemy's "begin" event emit BEGIN itself (pysqlite's implicit BEGIN is deferred
+    # and too late for the write lock); WAL lets readers (the dashboard) run during ingest, and
+    # synchronous=NORMAL in WAL mode still never loses a committed transaction to a crashed
+    # process (only to a power cut), which is the crash-safety contract we give.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("PRAGMA busy_timeout = 30000")
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute("PRAGMA synchronous = NORMAL")
+        cursor.execute("PRAGMA foreign_keys = ON")
+    finally:
+        cursor.close()
+
+
+def _sqlite_on_begin(conn: Any) -> None:
+    # Writers take the write lock up front (BEGIN IMMEDIATE) so two writers queue on the busy
+    # timeout instead of failing with "database is locked" when a read lock cannot be upgraded.
+    if conn.get_execution_options().get("stspilot_write"):
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+    else:
+        conn.exec_driver_sql("BEGIN")
