@@ -2,13 +2,49 @@
 
 Pure core: no I/O, no clock. Real providers' quirks are accepted where senders send them and
 recorded on the report as ``Deviation`` values; wrong kinds of values are ``ReportError``.
+Decompression and mail handling live in ``stspilot.ingest.decode``; the wire schema, the
+limits and the table of tolerated deviations live in ``stspilot.report_schema``.
 """
 
 from __future__ import annotations
 
+import json
+import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta, timezone
 from enum import StrEnum
+from functools import lru_cache
+from ipaddress import ip_address
+
+import msgspec
+
+from stspilot.errors import LimitExceeded, ReportError
+from stspilot.report_schema import (
+    DEFAULT_LIMITS,
+    DEVIATIONS,
+    REPORT_DECODER,
+    STRING_LIST_DECODER,
+    DeviationInfo,
+    Limits,
+    WireFailureDetail,
+    WirePolicyResult,
+    deviations_markdown,
+)
+
+__all__ = [
+    "DEFAULT_LIMITS",
+    "DEVIATIONS",
+    "RESULT_TYPES",
+    "Deviation",
+    "DeviationInfo",
+    "FailureDetail",
+    "Limits",
+    "PolicyResult",
+    "PolicyType",
+    "TlsReport",
+    "deviations_markdown",
+    "parse_report",
+]
 
 
 class PolicyType(StrEnum):
@@ -70,6 +106,10 @@ class PolicyResult:
     failed_sessions: int = 0
     failure_details: tuple[FailureDetail, ...] = ()
 
+    @property
+    def total_sessions(self) -> int:
+        return self.successful_sessions + self.failed_sessions
+
 
 @dataclass(frozen=True, slots=True)
 class TlsReport:
@@ -80,3 +120,435 @@ class TlsReport:
     contact_info: str | None = None
     policies: tuple[PolicyResult, ...] = ()
     deviations: tuple[Deviation, ...] = ()
+
+    @property
+    def policy_domains(self) -> tuple[str, ...]:
+        """Distinct policy domains in report order (``""`` for a policy that named none)."""
+        return tuple(dict.fromkeys(p.policy_domain for p in self.policies))
+
+    @property
+    def successful_sessions(self) -> int:
+        return sum(p.successful_sessions for p in self.policies)
+
+    @property
+    def failed_sessions(self) -> int:
+        return sum(p.failed_sessions for p in self.policies)
+
+    @property
+    def deviation_codes(self) -> frozenset[str]:
+        return frozenset(d.code for d in self.deviations)
+
+    @property
+    def contact_domain(self) -> str | None:
+        """The domain part of ``contact-info`` (RFC 8460 §5.3 compares it with the Submitter)."""
+        if not self.contact_info or "@" not in self.contact_info:
+            return None
+        return self.contact_info.rpartition("@")[2].strip().strip(">").lower() or None
+
+
+# --- parsing --------------------------------------------------------------------------------------
+
+_UNSET = msgspec.UNSET
+_POLICY_TYPES = frozenset(t.value for t in PolicyType)
+_STS = PolicyType.STS.value
+_TLSA = PolicyType.TLSA.value
+_ONE_DAY = timedelta(days=1)
+_LAST_SECOND = timedelta(days=1, seconds=-1)
+
+# RFC 3339 §5.6 date-time; the offset is optional here so Microsoft's zone-less form (D.1) can be
+# read as UTC with a deviation. ``datetime.fromisoformat`` alone accepts far more than RFC 3339.
+_DATETIME = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?"
+    r"(?:([Zz])|([+-])(\d{2}):(\d{2}))?"
+)
+# A member name followed by whitespace before its colon: the fast structure check below needs
+# every member to appear as the two bytes '":'.
+_SPACED_COLON = re.compile(rb'"[ \t\r\n]+:')
+_JSON_STRING = re.compile(rb'"(?:[^"\\]++|\\.)*+"')
+_BRACKETS = bytes.maketrans(b"[{]}", b"(())")
+_NOT_BRACKETS = bytes(set(range(256)) - set(b"[{]}"))
+
+
+def parse_report(data: bytes | str, *, limits: Limits = DEFAULT_LIMITS) -> TlsReport:
+    """Parse and validate one RFC 8460 §4 JSON report.
+
+    Raises ``ReportError`` (``report.json.invalid``, ``report.field.missing``,
+    ``report.count.invalid``, ``report.date.invalid``, ...) or its subclass ``LimitExceeded``.
+    Tolerated quirks become ``Deviation`` values on the result (see ``DEVIATIONS``).
+    """
+    if isinstance(data, str):
+        try:
+            data = data.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ReportError("report.json.invalid", "report text is not valid Unicode") from None
+    elif not isinstance(data, bytes):
+        data = bytes(data)
+    if len(data) > limits.max_json_bytes:
+        raise LimitExceeded(
+            "report.limit.json-bytes",
+            f"report JSON is {len(data)} bytes, over the limit of {limits.max_json_bytes}",
+        )
+    devs: list[Deviation] = []
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+        devs.append(_dev("json.bom", ""))
+    try:
+        wire = REPORT_DECODER.decode(data)
+    except msgspec.ValidationError as exc:
+        raise _validation_error(str(exc)) from None
+    except msgspec.DecodeError as exc:
+        raise ReportError("report.json.invalid", f"report is not valid JSON: {exc}") from None
+    except UnicodeDecodeError:
+        raise ReportError("report.json.invalid", "report is not UTF-8 (RFC 8460 §4)") from None
+    except RecursionError:
+        raise LimitExceeded(
+            "report.limit.depth", f"JSON nesting is deeper than {limits.max_depth}"
+        ) from None
+
+    if not wire.report_id:
+        raise ReportError("report.field.empty", "report-id is empty")
+    if len(wire.policies) > limits.max_policies:
+        raise LimitExceeded(
+            "report.limit.policies",
+            f"report has {len(wire.policies)} policies, over the limit of {limits.max_policies}",
+        )
+    # Members the typed decoder consumed; compared with the raw text below to detect duplicate
+    # or unknown members without a second parse. Root: 4 required + date-range's 2.
+    members = 6
+    if not wire.organization_name:
+        devs.append(_dev("organization-name.empty", "/organization-name"))
+    contact = wire.contact_info
+    if contact is _UNSET:
+        contact = None
+        devs.append(_dev("contact-info.missing", "/contact-info"))
+    else:
+        members += 1
+        if contact is None:
+            devs.append(_dev("contact-info.null", "/contact-info"))
+        elif "@" not in contact:
+            devs.append(_dev("contact-info.not-addr-spec", "/contact-info", repr(contact)))
+
+    dr = wire.date_range
+    start, end, date_codes = _date_range(dr.start_datetime, dr.end_datetime)
+    for code, where in date_codes:
+        devs.append(_dev(code, where))
+
+    policies: list[PolicyResult] = []
+    for i, wpr in enumerate(wire.policies):
+        members, result = _policy(wpr, i, members, devs, limits)
+        policies.append(result)
+
+    if members != data.count(b'":') or _SPACED_COLON.search(data) is not None:
+        _check_structure(data, limits)
+
+    return TlsReport(
+        organization_name=wire.organization_name,
+        report_id=wire.report_id,
+        start=start,
+        end=end,
+        contact_info=contact,
+        policies=tuple(policies),
+        deviations=tuple(devs),
+    )
+
+
+def _policy(
+    wpr: WirePolicyResult, i: int, members: int, devs: list[Deviation], limits: Limits
+) -> tuple[int, PolicyResult]:
+    pol = wpr.policy
+    summary = wpr.summary
+    members += 5  # policy, summary, policy-type and the two summary counts
+    where = f"/policies/{i}"
+    ptype = pol.policy_type
+    if ptype not in _POLICY_TYPES:
+        devs.append(_dev("policy-type.unknown", f"{where}/policy/policy-type", repr(ptype)))
+
+    domain = pol.policy_domain
+    if domain is _UNSET or domain is None:
+        members += domain is None
+        domain = ""
+        devs.append(_dev("policy-domain.missing", f"{where}/policy/policy-domain"))
+    else:
+        members += 1
+        if not domain.isascii():
+            devs.append(_dev("policy-domain.not-a-label", f"{where}/policy/policy-domain"))
+        domain = domain.rstrip(".").lower()
+
+    raw_ps = pol.policy_string
+    policy_string: tuple[str, ...] = ()
+    if raw_ps is _UNSET or raw_ps is None:
+        members += raw_ps is None
+        if ptype in (_STS, _TLSA):
+            devs.append(_dev("policy-string.missing", f"{where}/policy/policy-string"))
+    else:
+        members += 1
+        policy_string = tuple(raw_ps)
+        if ptype == _TLSA and len(raw_ps) == 1 and raw_ps[0].lstrip().startswith("["):
+            # Microsoft (checklist D.2): ["[\"3 1 1 AB..\",\"3 1 1 CD..\"]"]; RFC 8460 §4.5
+            # wants one RR per element.
+            try:
+                policy_string = tuple(STRING_LIST_DECODER.decode(raw_ps[0]))
+                devs.append(
+                    _dev("tlsa.policy-string.json-encoded", f"{where}/policy/policy-string")
+                )
+            except msgspec.DecodeError:
+                pass  # an odd string, not JSON: keep it as the one RR the sender gave
+
+    raw_mx = pol.mx_host
+    mx_host: tuple[str, ...] = ()
+    if raw_mx is _UNSET or raw_mx is None:
+        members += raw_mx is None
+        if ptype == _STS:
+            devs.append(_dev("mx-host.missing", f"{where}/policy/mx-host"))
+    else:
+        members += 1
+        if isinstance(raw_mx, str):
+            devs.append(_dev("mx-host.string", f"{where}/policy/mx-host"))
+            raw_mx = [raw_mx]
+        if any(m.startswith("mx:") for m in raw_mx):
+            devs.append(_dev("mx-host.prefixed", f"{where}/policy/mx-host"))
+            raw_mx = [m[3:].strip() if m.startswith("mx:") else m for m in raw_mx]
+        mx_host = tuple(raw_mx)
+
+    total_failed = summary.total_failure_session_count
+    raw_fds = wpr.failure_details
+    details: tuple[FailureDetail, ...] = ()
+    if raw_fds is _UNSET or raw_fds is None:
+        members += raw_fds is None
+        devs.append(_dev("failure-details.missing", f"{where}/failure-details"))
+    else:
+        members += 1
+        if len(raw_fds) > limits.max_failure_details:
+            raise LimitExceeded(
+                "report.limit.failure-details",
+                f"policy {i} has {len(raw_fds)} failure details, over the limit of "
+                f"{limits.max_failure_details}",
+            )
+        if raw_fds:
+            out: list[FailureDetail] = []
+            failed_sum = 0
+            for j, wfd in enumerate(raw_fds):
+                members, detail = _failure_detail(
+                    wfd, f"{where}/failure-details/{j}", members, devs
+                )
+                failed_sum += detail.failed_session_count
+                out.append(detail)
+            details = tuple(out)
+            if failed_sum > total_failed:
+                devs.append(
+                    _dev(
+                        "counts.failures-exceed-total",
+                        f"{where}/summary/total-failure-session-count",
+                        f"failure details add up to {failed_sum}, the summary says {total_failed}",
+                    )
+                )
+    if total_failed and not details:
+        devs.append(_dev("counts.failures-without-details", f"{where}/failure-details"))
+
+    return members, PolicyResult(
+        policy_type=ptype,
+        policy_domain=domain,
+        policy_string=policy_string,
+        mx_host=mx_host,
+        successful_sessions=summary.total_successful_session_count,
+        failed_sessions=total_failed,
+        failure_details=details,
+    )
+
+
+def _failure_detail(
+    wfd: WireFailureDetail, where: str, members: int, devs: list[Deviation]
+) -> tuple[int, FailureDetail]:
+    members += 2  # result-type, failed-session-count
+    result_type = wfd.result_type
+    if result_type not in RESULT_TYPES:
+        devs.append(_dev("result-type.unknown", f"{where}/result-type", repr(result_type)))
+
+    sending_ip = wfd.sending_mta_ip
+    if sending_ip is not _UNSET:
+        members += 1
+        sending_ip = _ip(sending_ip, f"{where}/sending-mta-ip", devs)
+    receiving_ip = wfd.receiving_ip
+    if receiving_ip is not _UNSET:
+        members += 1
+        receiving_ip = _ip(receiving_ip, f"{where}/receiving-ip", devs)
+
+    hostname = wfd.receiving_mx_hostname
+    helo = wfd.receiving_mx_helo
+    info = wfd.additional_information
+    reason = wfd.failure_reason_code
+    alias = wfd.additional_info_uri
+    members += (
+        (hostname is not _UNSET)
+        + (helo is not _UNSET)
+        + (info is not _UNSET)
+        + (reason is not _UNSET)
+        + (alias is not _UNSET)
+    )
+    if alias is not _UNSET:
+        devs.append(_dev("additional-info-uri.key", f"{where}/additional-info-uri"))
+        if info is _UNSET or info is None:
+            info = alias
+    if hostname == "" or helo == "" or info == "" or reason == "":
+        for name, value in (
+            ("receiving-mx-hostname", hostname),
+            ("receiving-mx-helo", helo),
+            ("additional-information", info),
+            ("failure-reason-code", reason),
+        ):
+            if value == "":
+                devs.append(_dev("field.empty", f"{where}/{name}"))
+        hostname, helo, info, reason = (v or None for v in (hostname, helo, info, reason))
+    return members, FailureDetail(
+        result_type=result_type,
+        failed_session_count=wfd.failed_session_count,
+        sending_mta_ip=None if sending_ip is _UNSET else sending_ip,
+        receiving_mx_hostname=None if hostname is _UNSET else hostname,
+        receiving_mx_helo=None if helo is _UNSET else helo,
+        receiving_ip=None if receiving_ip is _UNSET else receiving_ip,
+        additional_information=None if info is _UNSET else info,
+        failure_reason_code=None if reason is _UNSET else reason,
+    )
+
+
+def _ip(value: str | None, where: str, devs: list[Deviation]) -> str | None:
+    if value is None:
+        return None
+    if value == "":
+        devs.append(_dev("ip.empty", where))  # Google (checklist D.5)
+        return None
+    if not _is_ip(value):
+        devs.append(_dev("ip.invalid", where, repr(value[:64])))
+    return value
+
+
+@lru_cache(maxsize=8192)
+def _is_ip(value: str) -> bool:
+    # ipaddress refuses IPv4 with leading zeros, as the RFC 8460 §4.4 dec-octet ABNF does.
+    try:
+        ip_address(value)
+    except ValueError:
+        return False
+    return True
+
+
+@lru_cache(maxsize=4096)
+def _date_range(
+    start_text: str, end_text: str
+) -> tuple[datetime, datetime, tuple[tuple[str, str], ...]]:
+    """Both ends as aware UTC datetimes, plus (code, path) deviations. Cached: reports of one
+    day share their date range, so most calls are a dictionary lookup."""
+    start, start_code = _datetime(start_text, "start-datetime")
+    end, end_code = _datetime(end_text, "end-datetime")
+    codes: list[tuple[str, str]] = []
+    if start_code:
+        codes.append((start_code, "/date-range/start-datetime"))
+    if end_code:
+        codes.append((end_code, "/date-range/end-datetime"))
+    if end < start:
+        raise ReportError(
+            "report.date.range", f"date range ends ({end_text}) before it starts ({start_text})"
+        )
+    # RFC 8460 §4.1: a report SHOULD cover one full UTC day, 00:00:00 to 23:59:59 (App. B).
+    next_midnight = end.hour == end.minute == end.second == end.microsecond == 0 and end > start
+    if next_midnight:
+        codes.append(("date.end-next-midnight", "/date-range/end-datetime"))
+    at_midnight = start.hour == start.minute == start.second == 0
+    length = end - start
+    if not at_midnight or not (length == _ONE_DAY or _LAST_SECOND <= length < _ONE_DAY):
+        codes.append(("date.range-not-one-day", "/date-range"))
+    return start, end, tuple(codes)
+
+
+def _datetime(text: str, name: str) -> tuple[datetime, str | None]:
+    m = _DATETIME.fullmatch(text)
+    if m is None:
+        raise ReportError(
+            "report.date.invalid", f"{name} {text[:64]!r} is not an RFC 3339 date-time"
+        )
+    year, month, day, hour, minute, second, frac, zulu, sign, off_h, off_m = m.groups()
+    code = None
+    sec = int(second)
+    if sec == 60:  # a leap second (RFC 3339 §5.6); datetime cannot hold it
+        sec = 59
+        code = "date.leap-second"
+    micro = int(frac[:6].ljust(6, "0")) if frac else 0
+    tz = UTC
+    if sign:
+        if int(off_h) > 23 or int(off_m) > 59:
+            raise ReportError("report.date.invalid", f"{name} {text!r} has an invalid offset")
+        delta = timedelta(hours=int(off_h), minutes=int(off_m))
+        tz = timezone(-delta if sign == "-" else delta)
+    elif not zulu:
+        code = "date.no-offset"  # Microsoft (checklist D.1): read as UTC
+    try:
+        value = datetime(
+            int(year), int(month), int(day), int(hour), int(minute), sec, micro, tzinfo=tz
+        )
+    except ValueError:
+        raise ReportError(
+            "report.date.invalid", f"{name} {text!r} is not a valid date-time"
+        ) from None
+    return (value if tz is UTC else value.astimezone(UTC)), code
+
+
+def _dev(code: str, where: str, detail: str = "") -> Deviation:
+    info = DEVIATIONS[code]
+    return Deviation(code, where, f"{info.what}: {detail}" if detail else info.what)
+
+
+def _validation_error(text: str) -> ReportError:
+    """Map msgspec's 'Expected `int` >= 0 - at `$.policies[0].summary.x`' to our codes."""
+    message, _, at = text.partition(" - at `")
+    path = at.rstrip("`")
+    pointer = re.sub(r"\[(\d+)\]", r".\1", path).replace("$", "", 1).replace(".", "/")
+    if message.startswith("Object missing required field"):
+        field = message.partition("`")[2].rstrip("`")
+        return ReportError("report.field.missing", f"required member {pointer}/{field} is missing")
+    if path == "" and message.startswith("Expected `object`"):
+        return ReportError("report.json.invalid", "report is not a JSON object")
+    if path.endswith("-count"):
+        return ReportError("report.count.invalid", f"{pointer}: {_plain(message)}")
+    return ReportError("report.field.type", f"{pointer}: {_plain(message)}")
+
+
+def _plain(message: str) -> str:
+    return message.replace("`", "").replace("Expected", "expected", 1)
+
+
+def _check_structure(data: bytes, limits: Limits) -> None:
+    """The slow, exact check for what the fast member count could not rule out: nesting depth
+    within unknown members, and duplicate member names (I-JSON, RFC 7493 §2.3)."""
+    brackets = _JSON_STRING.sub(b'""', data).translate(_BRACKETS, _NOT_BRACKETS)
+    depth = 0
+    while brackets:
+        depth += 1
+        if depth > limits.max_depth:
+            raise LimitExceeded(
+                "report.limit.depth", f"JSON nesting is deeper than {limits.max_depth}"
+            )
+        shorter = brackets.replace(b"()", b"")  # drops exactly one level of nesting
+        if len(shorter) == len(brackets):
+            break
+        brackets = shorter
+    json.loads(
+        data,
+        object_pairs_hook=_refuse_duplicates,
+        parse_int=_ignore,
+        parse_float=_ignore,
+        parse_constant=_ignore,
+    )
+
+
+def _refuse_duplicates(pairs: list[tuple[str, object]]) -> None:
+    if len(pairs) > 1 and len({k for k, _ in pairs}) != len(pairs):
+        seen: set[str] = set()
+        dupe = next(k for k, _ in pairs if k in seen or seen.add(k))  # type: ignore[func-returns-value]
+        raise ReportError(
+            "report.json.duplicate-key",
+            f"member name {dupe!r} appears twice in one object (I-JSON, RFC 7493 §2.3)",
+        )
+
+
+def _ignore(_: str) -> None:
+    return None

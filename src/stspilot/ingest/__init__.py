@@ -1,0 +1,1 @@
+"""Ingest: turn bytes from files, mailboxes, SMTP and HTTPS into stored TLS-RPT reports."""

@@ -1,0 +1,235 @@
+"""Bytes to report payloads: sniff JSON, gzip or e-mail, and read files, mboxes and Maildirs.
+
+``extract_reports`` turns one unit of input (a file, a message, an HTTP body) into the JSON texts
+it carries; ``iter_sources`` turns a path into such units. Parsing the JSON is
+``stspilot.reports.parse_report``'s job; storing it is the store's.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from email import message_from_bytes
+from email.policy import compat32
+from pathlib import Path
+
+from stspilot.errors import LimitExceeded, ReportError
+from stspilot.ingest.mail import (
+    Envelope,
+    envelope_deviations,
+    read_envelope,
+    report_parts,
+)
+from stspilot.report_schema import DEFAULT_LIMITS, DEVIATIONS, Limits
+from stspilot.reports import Deviation
+
+__all__ = [
+    "Envelope",
+    "Extracted",
+    "Source",
+    "envelope_deviations",
+    "extract_reports",
+    "gunzip",
+    "iter_sources",
+]
+
+GZIP_MAGIC = b"\x1f\x8b"
+_BOM = b"\xef\xbb\xbf"
+_STEP = 1 << 20  # decompress at most 1 MiB per call so a bomb is caught within one step
+
+
+@dataclass(frozen=True, slots=True)
+class Extracted:
+    """One report's JSON text, with the envelope of the mail it came in (None for files/HTTP)."""
+
+    json_bytes: bytes
+    envelope: Envelope | None
+    label: str  # where in the input it was found, e.g. "part 2: google.com!x!1!2.json.gz"
+    deviations: tuple[Deviation, ...] = ()  # about the carrier, e.g. mail.type.misdeclared
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """One unit of input that is stored or quarantined as a whole: a file or one message."""
+
+    origin: str  # a path, or "path#n" for the n-th message of an mbox
+    raw: bytes
+
+
+def extract_reports(raw: bytes, *, limits: Limits = DEFAULT_LIMITS) -> list[Extracted]:
+    """Every report in ``raw``: plain JSON, gzip (RFC 8460 §6.5, sniffed by its magic bytes,
+    §B7.4), or an RFC 8460 §5.3 e-mail. Raises ``ReportError("mail.no-report")`` for mail
+    without a report and ``LimitExceeded`` for oversized input or decompression bombs."""
+    if len(raw) > limits.max_input_bytes:
+        raise LimitExceeded(
+            "report.limit.input-bytes",
+            f"input is {len(raw)} bytes, over the limit of {limits.max_input_bytes}",
+        )
+    if raw[:2] == GZIP_MAGIC:
+        return [Extracted(_json_text(gunzip(raw, limits=limits), "gzip"), None, "gzip")]
+    if _looks_like_json(raw):
+        return [Extracted(_json_text(raw, "json"), None, "json")]
+    return _from_mail(raw, limits)
+
+
+def gunzip(data: bytes, *, limits: Limits = DEFAULT_LIMITS) -> bytes:
+    """Decompress gzip (also concatenated members), stopping as soon as the output passes
+    ``limits.max_json_bytes``: a bomb costs at most that much memory and time."""
+    if len(data) > limits.max_compressed_bytes:
+        raise LimitExceeded(
+            "report.limit.compressed-bytes",
+            f"gzip payload is {len(data)} bytes, over the limit of {limits.max_compressed_bytes}",
+        )
+    cap = limits.max_json_bytes
+    out = bytearray()
+    inflater = zlib.decompressobj(wbits=31)
+    pending = data
+    try:
+        while True:
+            chunk = inflater.decompress(pending, min(_STEP, cap + 1 - len(out)))
+            out += chunk
+            if len(out) > cap:
+                raise LimitExceeded(
+                    "report.limit.decompressed-bytes",
+                    f"gzip expands past the limit of {cap} bytes (decompression bomb?)",
+                )
+            if inflater.eof:
+                rest = inflater.unused_data
+                if rest[:2] != GZIP_MAGIC:
+                    break  # trailing garbage after the last member is ignored, as gzip(1) does
+                inflater = zlib.decompressobj(wbits=31)
+                pending = rest
+                continue
+            pending = inflater.unconsumed_tail
+            if not pending and not chunk:
+                raise ReportError("report.gzip.invalid", "gzip data is truncated")
+    except zlib.error as exc:
+        raise ReportError("report.gzip.invalid", f"gzip data is corrupt: {exc}") from None
+    return bytes(out)
+
+
+def iter_sources(path: Path, *, limits: Limits = DEFAULT_LIMITS) -> Iterator[Source]:
+    """Units of input under ``path``: a file; a directory, recursively in name order, skipping
+    dotfiles; an mbox (detected by a ``From `` first line) split into messages; a Maildir
+    (``cur/`` and ``new/``) one message per file. A unit larger than
+    ``limits.max_input_bytes`` is cut just past the limit so ``extract_reports`` refuses it
+    without this reading gigabytes."""
+    if path.is_dir():
+        if _is_maildir(path):
+            for sub in ("new", "cur"):
+                for entry in sorted((path / sub).iterdir()):
+                    if entry.is_file() and not entry.name.startswith("."):
+                        yield Source(str(entry), _read_capped(entry, limits))
+            return
+        for entry in sorted(path.iterdir()):
+            if entry.name.startswith("."):
+                continue
+            if entry.is_dir() or entry.is_file():
+                yield from iter_sources(entry, limits=limits)
+        return
+    with path.open("rb") as handle:
+        first = handle.readline(64)
+    if first.startswith(b"From "):
+        yield from _mbox_messages(path, limits)
+    else:
+        yield Source(str(path), _read_capped(path, limits))
+
+
+# --- internals -----------------------------------------------------------------------------------
+
+
+def _from_mail(raw: bytes, limits: Limits) -> list[Extracted]:
+    msg = message_from_bytes(raw, policy=compat32)
+    if not msg.keys():
+        raise ReportError(
+            "report.format.unknown", "input is neither JSON, gzip nor an e-mail message"
+        )
+    envelope = read_envelope(msg)
+    parts = report_parts(msg, limits)
+    if not parts:
+        raise ReportError(
+            "mail.no-report",
+            f"message {envelope.subject[:80]!r} carries no TLS report (RFC 8460 §5.3)",
+        )
+    if len(parts) > limits.max_reports_per_message:
+        raise LimitExceeded(
+            "report.limit.reports-per-message",
+            f"message carries {len(parts)} reports, over the limit of "
+            f"{limits.max_reports_per_message}",
+        )
+    out: list[Extracted] = []
+    for part in parts:
+        payload = part.payload
+        gz = payload[:2] == GZIP_MAGIC
+        if gz:
+            text = gunzip(payload, limits=limits)
+        elif _looks_like_json(payload):
+            text = payload
+        else:
+            raise ReportError("mail.part.invalid", f"{part.label} is neither gzip nor JSON")
+        devs: tuple[Deviation, ...] = ()
+        if not part.declared or (part.label.endswith("+json") and gz):
+            what = DEVIATIONS["mail.type.misdeclared"].what
+            devs = (Deviation("mail.type.misdeclared", part.label, what),)
+        out.append(Extracted(_json_text(text, part.label), envelope, part.label, devs))
+    return out
+
+
+def _json_text(data: bytes, label: str) -> bytes:
+    if not _looks_like_json(data):
+        raise ReportError("report.json.invalid", f"{label}: content is not a JSON object")
+    return data
+
+
+def _looks_like_json(data: bytes) -> bool:
+    head = data[:64].lstrip()
+    if head.startswith(_BOM):
+        head = head[3:].lstrip()
+    return head[:1] == b"{"
+
+
+def _is_maildir(path: Path) -> bool:
+    return (path / "cur").is_dir() and (path / "new").is_dir()
+
+
+def _read_capped(path: Path, limits: Limits) -> bytes:
+    with path.open("rb") as handle:
+        return handle.read(limits.max_input_bytes + 1)
+
+
+def _mbox_messages(path: Path, limits: Limits) -> Iterator[Source]:
+    """Split an mbox on ``From `` lines (mboxo/mboxrd), streaming: one message in memory at a
+    time, each cut just past ``max_input_bytes``."""
+    cap = limits.max_input_bytes + 1
+    index = 0
+    lines: list[bytes] = []
+    size = 0
+    previous_blank = True
+    with path.open("rb") as handle:
+        for line in handle:
+            if line.startswith(b"From ") and previous_blank:
+                if index or lines:
+                    yield Source(f"{path}#{index}", _mbox_body(lines))
+                    index += 1
+                lines, size = [], 0
+                previous_blank = False
+                continue
+            previous_blank = line in (b"\n", b"\r\n")
+            if size < cap:
+                if line.startswith(b">") and line.lstrip(b">").startswith(b"From "):
+                    line = line[1:]  # mboxrd quoting
+                lines.append(line)
+                size += len(line)
+        if lines:
+            yield Source(f"{path}#{index}", _mbox_body(lines))
+
+
+def _mbox_body(lines: list[bytes]) -> bytes:
+    body = b"".join(lines)
+    # The blank line before the next "From " belongs to the mbox format, not the message.
+    if body.endswith(b"\n\n"):
+        body = body[:-1]
+    elif body.endswith(b"\r\n\r\n"):
+        body = body[:-2]
+    return body

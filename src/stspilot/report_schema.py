@@ -1,0 +1,415 @@
+"""The TLS-RPT wire schema (RFC 8460 §4.4), input limits, and the table of tolerated deviations.
+
+Pure core: no I/O, no clock. ``stspilot.reports.parse_report`` decodes into the msgspec structs
+below (typed decoding does the kind checks in C) and turns them into the frozen model; the
+deviation table is rendered into ``docs/report-deviations.md`` so the docs cannot drift.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+import msgspec
+from msgspec import UNSET, UnsetType
+
+# I-JSON (RFC 7493 §2.2, required by RFC 8460 §4): numbers must fit an IEEE double exactly, so a
+# count is a non-negative integer no larger than 2**53 - 1. Strings, floats, booleans, NaN and
+# 10**400 are all refused by the typed decoder.
+Count = Annotated[int, msgspec.Meta(ge=0, le=2**53 - 1)]
+OptStr = str | None | UnsetType  # UNSET = member absent, None = explicit JSON null
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Size, depth and count caps for untrusted report input (RFC 8460 §7: hostile values)."""
+
+    max_input_bytes: int = 32 * 1024 * 1024  # one file or one mail message as read
+    max_compressed_bytes: int = 10 * 1024 * 1024  # one gzip payload (RFC 8460 §5.2: 10 MB)
+    max_json_bytes: int = 16 * 1024 * 1024  # one report after decompression
+    max_depth: int = 32  # JSON nesting; the schema itself needs 5
+    max_policies: int = 10_000
+    max_failure_details: int = 10_000  # per policy
+    max_mime_parts: int = 200  # parts walked in one message
+    max_reports_per_message: int = 20
+
+
+DEFAULT_LIMITS = Limits()
+
+
+# --- wire schema (RFC 8460 §4.4); member names are kebab-case on the wire ---------------------
+
+
+class WireFailureDetail(msgspec.Struct, rename="kebab"):
+    result_type: str
+    failed_session_count: Count
+    sending_mta_ip: OptStr = UNSET
+    receiving_mx_hostname: OptStr = UNSET
+    receiving_mx_helo: OptStr = UNSET
+    receiving_ip: OptStr = UNSET
+    additional_information: OptStr = UNSET
+    # The prose name of additional-information (RFC 8460 §4.4, checklist E.7); seen in the wild.
+    additional_info_uri: OptStr = UNSET
+    failure_reason_code: OptStr = UNSET
+
+
+class WirePolicy(msgspec.Struct, rename="kebab"):
+    policy_type: str
+    policy_string: list[str] | UnsetType | None = UNSET
+    policy_domain: OptStr = UNSET
+    # An array per §4.4 and erratum 6241; a bare string in Appendix B (checklist B4.9, D.8).
+    mx_host: list[str] | str | UnsetType | None = UNSET
+
+
+class WireSummary(msgspec.Struct, rename="kebab"):
+    total_successful_session_count: Count
+    total_failure_session_count: Count
+
+
+class WirePolicyResult(msgspec.Struct, rename="kebab"):
+    policy: WirePolicy
+    summary: WireSummary
+    failure_details: list[WireFailureDetail] | UnsetType | None = UNSET
+
+
+class WireDateRange(msgspec.Struct, rename="kebab"):
+    start_datetime: str
+    end_datetime: str
+
+
+class WireReport(msgspec.Struct, rename="kebab"):
+    organization_name: str
+    date_range: WireDateRange
+    report_id: str
+    policies: list[WirePolicyResult]
+    contact_info: OptStr = UNSET
+
+
+REPORT_DECODER: msgspec.json.Decoder[WireReport] = msgspec.json.Decoder(WireReport)
+STRING_LIST_DECODER: msgspec.json.Decoder[list[str]] = msgspec.json.Decoder(list[str])
+
+
+# --- the deviation table ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class DeviationInfo:
+    code: str
+    stage: str  # "report" (the JSON body) or "mail" (the message or file that carried it)
+    what: str  # what the sender did
+    handling: str  # what we do with it
+    basis: str  # RFC section / checklist item / who sends it
+
+
+_TABLE: tuple[DeviationInfo, ...] = (
+    DeviationInfo(
+        "json.bom",
+        "report",
+        "UTF-8 byte order mark before the JSON text",
+        "stripped",
+        "RFC 8259 §8.1 (senders MUST NOT add one)",
+    ),
+    DeviationInfo(
+        "date.no-offset",
+        "report",
+        "date-time without `Z` or ±hh:mm",
+        "read as UTC",
+        "RFC 3339 §5.6; Microsoft 2024 (checklist D.1)",
+    ),
+    DeviationInfo(
+        "date.leap-second",
+        "report",
+        "seconds value 60",
+        "read as :59",
+        "RFC 3339 §5.6 allows it; Python cannot represent it",
+    ),
+    DeviationInfo(
+        "date.end-next-midnight",
+        "report",
+        "end-datetime is the next day at 00:00:00 instead of 23:59:59",
+        "kept as sent",
+        "RFC 8460 §4.1, App. B; Mail.ru, Stalwart (D.4, D.6)",
+    ),
+    DeviationInfo(
+        "date.range-not-one-day",
+        "report",
+        "date range is not one full UTC day",
+        "kept as sent",
+        "RFC 8460 §4.1 SHOULD (checklist B6.1)",
+    ),
+    DeviationInfo(
+        "contact-info.null",
+        "report",
+        "`contact-info` is JSON null",
+        "stored as no contact",
+        "RFC 8460 §4.4; Stalwart-style reporters (D.6)",
+    ),
+    DeviationInfo(
+        "contact-info.missing",
+        "report",
+        "`contact-info` member absent",
+        "stored as no contact",
+        "RFC 8460 §4.4",
+    ),
+    DeviationInfo(
+        "contact-info.not-addr-spec",
+        "report",
+        "`contact-info` is not an e-mail address",
+        "kept as sent",
+        "RFC 8460 §4.4",
+    ),
+    DeviationInfo(
+        "organization-name.empty",
+        "report",
+        "`organization-name` is empty",
+        "kept as sent",
+        "RFC 8460 §4.4",
+    ),
+    DeviationInfo(
+        "policy-type.unknown",
+        "report",
+        "policy-type is not sts, tlsa or no-policy-found",
+        "kept as sent",
+        "RFC 8460 §4.4 (checklist B4.6)",
+    ),
+    DeviationInfo(
+        "policy-domain.missing",
+        "report",
+        "`policy-domain` absent or null",
+        "stored as the empty string",
+        "sys4 tlsrpt-reporter issue #51 (D.7)",
+    ),
+    DeviationInfo(
+        "policy-domain.not-a-label",
+        "report",
+        "policy-domain is not ASCII (a U-label instead of an A-label)",
+        "kept as sent",
+        "RFC 8460 §4.4 MUST (checklist B4.8)",
+    ),
+    DeviationInfo(
+        "policy-string.missing",
+        "report",
+        "`sts` or `tlsa` policy without `policy-string`",
+        "stored as empty",
+        "Microsoft fetch errors, Mail.ru (D.3, D.4)",
+    ),
+    DeviationInfo(
+        "tlsa.policy-string.json-encoded",
+        "report",
+        "`tlsa` policy-string is one string holding a JSON array of RRs",
+        "decoded into one string per TLSA RR",
+        "Microsoft (D.2); RFC 8460 §4.5",
+    ),
+    DeviationInfo(
+        "mx-host.string",
+        "report",
+        "`mx-host` is a string, not an array",
+        "read as a one-element array",
+        "RFC 8460 App. B, erratum 6241 (D.8, E.5)",
+    ),
+    DeviationInfo(
+        "mx-host.missing",
+        "report",
+        "`sts` policy without `mx-host`",
+        "stored as empty",
+        "Microsoft, Mail.ru (D.3, D.4)",
+    ),
+    DeviationInfo(
+        "mx-host.prefixed",
+        "report",
+        "`mx-host` values carry an `mx: ` prefix",
+        "prefix removed",
+        "cry-inc test data",
+    ),
+    DeviationInfo(
+        "failure-details.missing",
+        "report",
+        "`failure-details` member absent",
+        "read as an empty array",
+        "Google without failures (D.5, B4.5)",
+    ),
+    DeviationInfo(
+        "counts.failures-exceed-total",
+        "report",
+        "sum of failed-session-count exceeds total-failure-session-count",
+        "kept as sent (overlapping result types may do this, §4)",
+        "RFC 8460 §4 (B4.14); Mail.ru sample (D.4)",
+    ),
+    DeviationInfo(
+        "counts.failures-without-details",
+        "report",
+        "total-failure-session-count > 0 but no failure details",
+        "kept as sent",
+        "RFC 8460 §4.4",
+    ),
+    DeviationInfo(
+        "result-type.unknown",
+        "report",
+        "result-type not in the IANA registry",
+        "kept as sent",
+        "RFC 8460 §4.3, §6.6 (checklist B5.4)",
+    ),
+    DeviationInfo(
+        "ip.empty",
+        "report",
+        "an IP address member is the empty string",
+        "stored as absent",
+        "Google (D.5, PS.MTA-STS PR #33)",
+    ),
+    DeviationInfo(
+        "ip.invalid",
+        "report",
+        "an IP address member is not an IP address",
+        "kept as sent",
+        "RFC 8460 §4.4 ABNF (checklist B4.12)",
+    ),
+    DeviationInfo(
+        "field.empty",
+        "report",
+        "an optional string member (hostname, HELO, URI, reason) is empty",
+        "stored as absent",
+        "parsedmarc edge-case sample",
+    ),
+    DeviationInfo(
+        "additional-info-uri.key",
+        "report",
+        "`additional-info-uri` used as the member name",
+        "read as `additional-information`",
+        "RFC 8460 §4.4 prose (checklist E.7)",
+    ),
+    DeviationInfo(
+        "report-id.no-at",
+        "mail",
+        "Subject Report-ID is not `<left@right>`",
+        "compared leniently with the body",
+        "RFC 8460 §5.3; Microsoft, Stalwart (D.3)",
+    ),
+    DeviationInfo(
+        "mail.subject.nonstandard",
+        "mail",
+        "Subject does not follow `Report Domain: … Submitter: … Report-ID: …`",
+        "ignored (the body wins)",
+        "RFC 8460 §5.3 SHOULD; Mail.ru",
+    ),
+    DeviationInfo(
+        "mail.headers.missing",
+        "mail",
+        "TLS-Report-Domain or TLS-Report-Submitter header absent",
+        "ignored (the body wins)",
+        "RFC 8460 §5.3 MUST (checklist B8.3)",
+    ),
+    DeviationInfo(
+        "mail.domain.mismatch",
+        "mail",
+        "TLS-Report-Domain or the Subject domain is not a policy domain of the body",
+        "the body wins",
+        "RFC 8460 §5.6 (checklist B10.1)",
+    ),
+    DeviationInfo(
+        "mail.submitter.mismatch",
+        "mail",
+        "TLS-Report-Submitter differs from the domain of contact-info",
+        "the body wins",
+        "RFC 8460 §5.3 MUST; Mail.ru (checklist B8.4)",
+    ),
+    DeviationInfo(
+        "mail.report-id.mismatch",
+        "mail",
+        "Subject Report-ID does not match the body's report-id",
+        "the body wins",
+        "RFC 8460 §5.6",
+    ),
+    DeviationInfo(
+        "mail.dkim.missing",
+        "mail",
+        "no DKIM-Signature header",
+        "recorded as an authenticity signal, not verified",
+        "RFC 8460 §3 MUST (checklist B3.3)",
+    ),
+    DeviationInfo(
+        "mail.dkim.domain-mismatch",
+        "mail",
+        "no DKIM signature whose d= is the submitter or its parent domain",
+        "recorded as an authenticity signal",
+        "RFC 8460 §3 (checklist B3.3)",
+    ),
+    DeviationInfo(
+        "mail.dkim.headers-unsigned",
+        "mail",
+        "TLS-Report-Domain/-Submitter are not in any signature's h= list",
+        "recorded as an authenticity signal",
+        "RFC 8460 §5.3 SHOULD; Microsoft, Mail.ru (B8.5)",
+    ),
+    DeviationInfo(
+        "mail.type.misdeclared",
+        "mail",
+        "report part not declared application/tlsrpt+gzip or +json",
+        "picked by file name and content",
+        "RFC 8460 §6.4, §6.5; stalwart rpt02",
+    ),
+)
+
+DEVIATIONS: dict[str, DeviationInfo] = {d.code: d for d in _TABLE}
+
+
+def deviations_markdown() -> str:
+    """The text of ``docs/report-deviations.md``, generated from the table above."""
+    lines = [
+        "# TLS-RPT report deviations",
+        "",
+        "<!-- Generated from stspilot.report_schema.DEVIATIONS; do not edit by hand. -->",
+        "<!-- Regenerate: STSPILOT_REGEN_DOCS=1 .venv/bin/pytest tests/test_reports.py -k doc -->",
+        "",
+        "stspilot accepts what real TLS-RPT reporters send. Each departure from RFC 8460 that",
+        "it tolerates is recorded on the stored report as a deviation with a stable code.",
+        "Values of the wrong kind are refused with a `ReportError` instead (see below).",
+        "",
+        "| code | stage | what the sender did | what stspilot does | basis |",
+        "|---|---|---|---|---|",
+    ]
+    for d in _TABLE:
+        lines.append(f"| `{d.code}` | {d.stage} | {d.what} | {d.handling} | {d.basis} |")
+    lines += [
+        "",
+        "## Refused, with their error codes",
+        "",
+        "| code | when |",
+        "|---|---|",
+    ]
+    for code, when in REFUSALS:
+        lines.append(f"| `{code}` | {when} |")
+    lines += [
+        "",
+        "Duplicate member names are refused (`report.json.duplicate-key`): RFC 8460 §4 requires",
+        "I-JSON, whose §2.3 forbids them, no reporter we know sends them, and a silent",
+        "last-one-wins choice would let two tools read the same report differently.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+REFUSALS: tuple[tuple[str, str], ...] = (
+    ("report.json.invalid", "not UTF-8, not JSON, or not a JSON object"),
+    ("report.json.duplicate-key", "an object repeats a member name (I-JSON, RFC 7493 §2.3)"),
+    (
+        "report.field.missing",
+        "a member every real reporter sends is absent "
+        "(organization-name, date-range, report-id, policies, policy, summary, policy-type, "
+        "both summary counts, result-type, failed-session-count)",
+    ),
+    ("report.field.type", "a member has the wrong JSON kind (e.g. policies not an array)"),
+    ("report.field.empty", "report-id is empty (it is half of the deduplication key)"),
+    (
+        "report.count.invalid",
+        "a session count is a string, float, boolean, negative or above 2^53-1 (e.g. 10^400)",
+    ),
+    ("report.date.invalid", "a date-time that is not an RFC 3339 date-time"),
+    ("report.date.range", "end-datetime before start-datetime"),
+    ("report.limit.json-bytes", "the JSON text is larger than `Limits.max_json_bytes`"),
+    ("report.limit.depth", "JSON nesting deeper than `Limits.max_depth`"),
+    ("report.limit.policies", "more policies than `Limits.max_policies`"),
+    (
+        "report.limit.failure-details",
+        "more failure details in one policy than `Limits.max_failure_details`",
+    ),
+)
