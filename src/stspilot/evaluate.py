@@ -1,0 +1,544 @@
+"""Turn what the probes saw for one domain (``DomainFacts``) into a ``CheckResult`` with findings.
+
+Pure core: no I/O, and "now" is ``facts.observed_at``. The result answers three questions: what
+is published (``stage``), what a sender without a cached policy would apply (``effective``),
+and what is wrong or worth knowing (``findings``, most severe first).
+
+Severity of MX findings follows the policy a sender would apply (RFC 8461 §5): an MX that fails
+STARTTLS or certificate checks is an error under ``enforce`` (mail is refused), a warning under
+``testing`` (reports only) and information with ``none`` or no usable policy.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from stspilot.errors import PolicyError
+from stspilot.facts import (
+    DnsStatus,
+    DomainFacts,
+    FetchOutcome,
+    MxProbe,
+    PolicyFetch,
+    SmtpOutcome,
+    TlsFailure,
+    TlsResult,
+)
+from stspilot.findings import Finding, Note, Severity, make
+from stspilot.policy import Mode, Policy, covering_pattern, mx_matches, parse_policy
+from stspilot.records import (
+    RecordSelection,
+    StsRecord,
+    TlsRptRecord,
+    rua_domains,
+    select_sts_record,
+    select_tlsrpt_record,
+)
+
+WEEK = 7 * 86400
+DAY = 86400
+_FAILED_LOOKUP = (DnsStatus.SERVFAIL, DnsStatus.TIMEOUT, DnsStatus.ERROR)
+
+
+class Stage(StrEnum):
+    """Where the domain is on the road to enforce (design.md, "The journey")."""
+
+    NONE = "none"  # nothing usable published
+    REPORTING = "reporting"  # a valid TLS-RPT record, no usable MTA-STS policy
+    TESTING = "testing"
+    ENFORCE = "enforce"
+    NONE_MODE = "none-mode"  # a usable policy in mode none (switched off or being removed)
+
+
+class TlsRptState(StrEnum):
+    VALID = "valid"
+    MISSING = "missing"
+    INVALID = "invalid"
+    LOOKUP_FAILED = "lookup-failed"
+
+
+@dataclass(frozen=True, slots=True)
+class EffectiveState:
+    """What a sender with no cached policy reaches now (RFC 8461 §3.3, §5).
+
+    ``reason_code`` is ``"ok"`` when usable, ``"not-fetched"`` when the check skipped the
+    policy fetch, otherwise the catalogue code of the finding that makes the policy unusable.
+    """
+
+    usable: bool
+    mode: Mode | None
+    reason_code: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class MxVerdict:
+    host: str
+    preference: int
+    covered_by: str | None  # the policy pattern covering the host, None if none (or no policy)
+    probe_outcome: str  # an SmtpOutcome value, or "not-probed"
+    tls_ok: bool | None  # None when not probed
+    tls_version: str
+    cert_not_after: datetime | None
+    days_to_expiry: int | None
+    finding_codes: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class TlsRptVerdict:
+    state: TlsRptState
+    record: TlsRptRecord | None
+    rua: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class CheckResult:
+    domain: str
+    observed_at: datetime
+    stage: Stage
+    effective: EffectiveState
+    sts_record: StsRecord | None
+    policy: Policy | None
+    policy_source: str | None  # the policy body as fetched (decoded), when one was read
+    tlsrpt: TlsRptVerdict
+    mx: tuple[MxVerdict, ...]
+    findings: tuple[Finding, ...]  # most severe first, then by code and subject
+    deadline_hit: bool
+
+    @property
+    def worst(self) -> Severity | None:
+        return max((f.severity for f in self.findings), default=None)
+
+    def codes(self) -> tuple[str, ...]:
+        return tuple(f.code for f in self.findings)
+
+
+def _from_notes(notes: Iterable[Note]) -> list[Finding]:
+    return [make(n.code, subject=n.subject, note=n.message) for n in notes]
+
+
+def days_until(moment: datetime, now: datetime) -> int:
+    """Whole days from ``now`` to ``moment`` (negative once passed)."""
+    return int((moment - now).total_seconds() // DAY)
+
+
+# --- the _mta-sts TXT record ------------------------------------------------------------------
+
+
+def _sts_txt(facts: DomainFacts) -> tuple[RecordSelection[StsRecord] | None, list[Finding]]:
+    lookup = facts.sts_txt
+    if lookup.status in _FAILED_LOOKUP:
+        return None, [
+            make("sts.txt.lookup-failed", name=lookup.name, error=lookup.error or lookup.status)
+        ]
+    records = lookup.records if lookup.status is DnsStatus.OK else ()
+    selection = select_sts_record(records)
+    found = _from_notes(selection.notes)
+    if lookup.cname_chain:
+        found.append(make("sts.txt.cname", chain=" -> ".join((lookup.name, *lookup.cname_chain))))
+    if selection.error_code and selection.error_code != "sts.txt.missing":
+        found.append(
+            make(
+                selection.error_code,
+                name=lookup.name,
+                error=selection.error,
+                record=selection.text or "; ".join(selection.texts),
+            )
+        )
+    return selection, found
+
+
+# --- the policy fetch and body ------------------------------------------------------------------
+
+_FETCH_CODES = {
+    FetchOutcome.DNS_FAILURE: "sts.policy.host-missing",
+    FetchOutcome.CONNECT_FAILED: "sts.policy.connect-failed",
+    FetchOutcome.TIMEOUT: "sts.policy.timeout",
+    FetchOutcome.REDIRECT: "sts.policy.redirect",
+    FetchOutcome.HTTP_STATUS: "sts.policy.http-status",
+    FetchOutcome.TOO_LARGE: "sts.policy.too-large",
+    FetchOutcome.PROTOCOL_ERROR: "sts.policy.protocol-error",
+    FetchOutcome.BLOCKED: "sts.policy.blocked",
+}
+_POLICY_TLS_CODES = {
+    TlsFailure.EXPIRED: "sts.policy.tls.expired",
+    TlsFailure.HOST_MISMATCH: "sts.policy.tls.host-mismatch",
+    TlsFailure.SELF_SIGNED: "sts.policy.tls.untrusted",
+    TlsFailure.UNTRUSTED: "sts.policy.tls.untrusted",
+    TlsFailure.NOT_YET_VALID: "sts.policy.tls.untrusted",
+    TlsFailure.HANDSHAKE: "sts.policy.tls.handshake",
+}
+_HTML = re.compile(rb"\s*(?:<!--.*?-->\s*)*<(?:!doctype\s+html|html|head|body)[\s>]", re.I | re.S)
+
+
+def _tls_params(tls: TlsResult | None) -> dict[str, Any]:
+    if tls is None:
+        return {"tls_detail": "", "cert_names": "", "not_after": ""}
+    cert = tls.cert
+    return {
+        "tls_detail": tls.detail,
+        "cert_names": ", ".join(cert.dns_names) if cert else "",
+        "not_after": cert.not_after.date().isoformat() if cert else "",
+        "issuer": cert.issuer if cert else "",
+    }
+
+
+def _fetch_failure(fetch: PolicyFetch, host: str) -> Finding:
+    params: dict[str, Any] = {
+        "url": fetch.url,
+        "host": host,
+        "status": fetch.status or "",
+        "location": fetch.location,
+        "error": fetch.error,
+        "elapsed": f"{fetch.elapsed:.1f}",
+        **_tls_params(fetch.tls),
+    }
+    if fetch.outcome is FetchOutcome.TLS_FAILED:
+        failure = fetch.tls.failure if fetch.tls else None
+        code = (
+            _POLICY_TLS_CODES.get(failure, "sts.policy.tls.handshake")
+            if failure
+            else ("sts.policy.tls.handshake")
+        )
+        return make(code, subject=host, **params)
+    return make(_FETCH_CODES[fetch.outcome], subject=host, **params)
+
+
+def _content_findings(fetch: PolicyFetch, body: bytes) -> list[Finding]:
+    """RFC 8461 §3.2: ``text/plain``; charset utf-8 or us-ascii; an HTML page is never a policy."""
+    media, _, params = fetch.content_type.partition(";")
+    media = media.strip().lower()
+    if media == "text/html" or _HTML.match(body[:4096]):
+        return [make("sts.policy.html", url=fetch.url, content_type=fetch.content_type or "none")]
+    if media != "text/plain":
+        return [
+            make(
+                "sts.policy.content-type", url=fetch.url, content_type=fetch.content_type or "none"
+            )
+        ]
+    for param in params.split(";"):
+        name, _, value = param.partition("=")
+        charset = value.strip().strip('"').lower()
+        if name.strip().lower() == "charset" and charset not in ("utf-8", "us-ascii"):
+            return [make("sts.policy.charset", url=fetch.url, charset=charset)]
+    return []
+
+
+@dataclass(slots=True)
+class _PolicyView:
+    policy: Policy | None = None
+    source: str | None = None
+    blocker: Finding | None = None  # the first finding that makes the policy unusable
+    findings: tuple[Finding, ...] = ()
+
+
+def _policy(facts: DomainFacts, published: bool, now: datetime, warn_days: int) -> _PolicyView:
+    fetch = facts.policy
+    host = f"mta-sts.{facts.domain}"
+    if fetch is None:
+        return _PolicyView()
+    if fetch.outcome is not FetchOutcome.OK or fetch.body is None:
+        failure = _fetch_failure(fetch, host)
+        # Without a TXT record no sender fetches: a missing policy host is then normal.
+        return _PolicyView(blocker=failure, findings=(failure,) if published else ())
+    found = _content_findings(fetch, fetch.body)
+    blocker = next((f for f in found if f.severity is Severity.ERROR), None)
+    source = fetch.body.decode("utf-8", errors="replace")
+    cert = fetch.tls.cert if fetch.tls else None
+    if cert and 0 <= (days := days_until(cert.not_after, now)) < warn_days:
+        found.append(
+            make("sts.policy.tls.expiring", subject=host, days=days, **_tls_params(fetch.tls))
+        )
+    if blocker and blocker.code == "sts.policy.html":
+        return _PolicyView(None, source, blocker, tuple(found))
+    try:
+        policy = parse_policy(fetch.body)
+    except PolicyError as error:
+        failure = make(error.code, url=fetch.url, error=error.message)
+        return _PolicyView(None, source, blocker or failure, (*found, failure))
+    found += _from_notes(policy.notes)
+    found += _policy_advice(policy)
+    return _PolicyView(policy, source, blocker, tuple(found))
+
+
+def _policy_advice(policy: Policy) -> list[Finding]:
+    found: list[Finding] = []
+    if policy.mode is Mode.TESTING:
+        found.append(make("sts.policy.mode-testing", max_age=policy.max_age))
+        if policy.max_age > DAY:
+            found.append(make("sts.policy.max-age.long-testing", max_age=policy.max_age))
+    elif policy.mode is Mode.NONE:
+        found.append(make("sts.policy.mode-none", max_age=policy.max_age))
+    elif policy.max_age < WEEK:
+        found.append(make("sts.policy.max-age.short", max_age=policy.max_age))
+    found += [
+        make("sts.policy.mx.wildcard", subject=p, pattern=p, zone=p[2:])
+        for p in policy.mx
+        if p.startswith("*.")
+    ]
+    return found
+
+
+# --- MX hosts: coverage (RFC 8461 §4.1) and STARTTLS probes (§4.2) ------------------------------
+
+_PROBE_CODES = {
+    SmtpOutcome.NO_ADDRESS: "mx.no-address",
+    SmtpOutcome.CONNECT_FAILED: "mx.connect-failed",
+    SmtpOutcome.BANNER_TIMEOUT: "mx.banner-timeout",
+    SmtpOutcome.BANNER_REJECTED: "mx.banner-rejected",
+    SmtpOutcome.NO_STARTTLS: "mx.starttls.missing",
+    SmtpOutcome.STARTTLS_REJECTED: "mx.starttls.rejected",
+    SmtpOutcome.TIMEOUT: "mx.timeout",
+    SmtpOutcome.PROTOCOL_ERROR: "mx.protocol-error",
+}
+_MX_TLS_CODES = {
+    TlsFailure.EXPIRED: "mx.cert.expired",
+    TlsFailure.SELF_SIGNED: "mx.cert.self-signed",
+    TlsFailure.UNTRUSTED: "mx.cert.untrusted",
+    TlsFailure.NOT_YET_VALID: "mx.cert.untrusted",
+    TlsFailure.HOST_MISMATCH: "mx.cert.host-mismatch",
+    TlsFailure.HANDSHAKE: "mx.tls.handshake",
+}
+# Failures of reachability hurt all mail, with or without MTA-STS: at least a warning.
+_REACHABILITY = frozenset(
+    {
+        "mx.no-address",
+        "mx.connect-failed",
+        "mx.banner-timeout",
+        "mx.banner-rejected",
+        "mx.timeout",
+        "mx.protocol-error",
+    }
+)
+_OLD_TLS = ("SSLv2", "SSLv3", "TLSv1", "TLSv1.0", "TLSv1.1")
+
+
+def mode_severity(mode: Mode | None) -> Severity:
+    """RFC 8461 §5: what a failure costs under the mode senders apply."""
+    if mode is Mode.ENFORCE:
+        return Severity.ERROR
+    return Severity.WARNING if mode is Mode.TESTING else Severity.INFO
+
+
+def _probe_findings(
+    probe: MxProbe, mode: Mode | None, now: datetime, warn_days: int
+) -> list[Finding]:
+    host = probe.host
+    params: dict[str, Any] = {
+        "host": host,
+        "ip": probe.ip,
+        "banner": probe.banner,
+        "error": probe.error,
+        "elapsed": f"{probe.elapsed:.1f}",
+        **_tls_params(probe.tls),
+    }
+    severity = mode_severity(mode)
+    if probe.outcome is SmtpOutcome.OK:
+        found: list[Finding] = []
+        tls = probe.tls
+        if tls and tls.version in _OLD_TLS:
+            found.append(make("mx.tls.old-version", subject=host, version=tls.version, **params))
+        if tls and tls.cert and 0 <= (days := days_until(tls.cert.not_after, now)) < warn_days:
+            found.append(make("mx.cert.expiring", subject=host, days=days, **params))
+        return found
+    if probe.outcome is SmtpOutcome.TLS_FAILED:
+        failure = probe.tls.failure if probe.tls else None
+        code = _MX_TLS_CODES[failure] if failure else "mx.tls.handshake"
+    else:
+        code = _PROBE_CODES[probe.outcome]
+    if code in _REACHABILITY:
+        severity = max(severity, Severity.WARNING)
+    return [make(code, subject=host, severity=severity, **params)]
+
+
+def _mx(
+    facts: DomainFacts, policy: Policy | None, mode: Mode | None, warn_days: int
+) -> tuple[tuple[MxVerdict, ...], list[Finding]]:
+    lookup = facts.mx
+    if lookup.status in _FAILED_LOOKUP:
+        return (), [
+            make("dns.mx.lookup-failed", name=lookup.name, error=lookup.error or lookup.status)
+        ]
+    hosts = [h for h in lookup.hosts if h.host] if lookup.status is DnsStatus.OK else []
+    if lookup.status is DnsStatus.OK and lookup.hosts and not hosts:
+        return (), [make("dns.mx.null")]
+    if not hosts:
+        return (), [make("dns.mx.missing", name=lookup.name)]
+    probes = {p.host.lower().rstrip("."): p for p in facts.mx_probes}
+    now = facts.observed_at
+    verdicts: list[MxVerdict] = []
+    found: list[Finding] = []
+    for mx in hosts:
+        own: list[Finding] = []
+        covered = covering_pattern(policy.mx, mx.host) if policy else None
+        if policy and covered is None:
+            patterns = ", ".join(policy.mx) or "(none)"
+            own.append(
+                make(
+                    "sts.mx.not-covered",
+                    subject=mx.host,
+                    host=mx.host,
+                    patterns=patterns,
+                    severity=mode_severity(mode),
+                )
+            )
+        probe = probes.get(mx.host.lower().rstrip("."))
+        tls = probe.tls if probe else None
+        cert = tls.cert if tls else None
+        if probe:
+            own += _probe_findings(probe, mode, now, warn_days)
+        verdicts.append(
+            MxVerdict(
+                host=mx.host,
+                preference=mx.preference,
+                covered_by=covered,
+                probe_outcome=str(probe.outcome) if probe else "not-probed",
+                tls_ok=(probe.outcome is SmtpOutcome.OK) if probe else None,
+                tls_version=tls.version if tls else "",
+                cert_not_after=cert.not_after if cert else None,
+                days_to_expiry=days_until(cert.not_after, now) if cert else None,
+                finding_codes=tuple(f.code for f in own),
+            )
+        )
+        found += own
+    if policy:
+        for pattern in policy.mx:
+            if not any(mx_matches(pattern, mx.host) for mx in hosts):
+                live = ", ".join(mx.host for mx in hosts)
+                found.append(
+                    make("sts.mx.pattern-unused", subject=pattern, pattern=pattern, live=live)
+                )
+    return tuple(verdicts), found
+
+
+# --- TLS-RPT (RFC 8460 §3) ----------------------------------------------------------------------
+
+
+def _tlsrpt(facts: DomainFacts, sts_published: bool) -> tuple[TlsRptVerdict, list[Finding]]:
+    lookup = facts.tlsrpt_txt
+    if lookup.status in _FAILED_LOOKUP:
+        finding = make(
+            "tlsrpt.lookup-failed", name=lookup.name, error=lookup.error or lookup.status
+        )
+        return TlsRptVerdict(TlsRptState.LOOKUP_FAILED, None, ()), [finding]
+    records = lookup.records if lookup.status is DnsStatus.OK else ()
+    selection = select_tlsrpt_record(records)
+    found = _from_notes(selection.notes)
+    if selection.error_code == "tlsrpt.missing":
+        # Flying blind with MTA-STS published; without it, a gentle first step (design.md stage 1).
+        severity = Severity.WARNING if sts_published else Severity.INFO
+        found.append(
+            make("tlsrpt.missing", name=lookup.name, domain=facts.domain, severity=severity)
+        )
+        return TlsRptVerdict(TlsRptState.MISSING, None, ()), found
+    if selection.record is None:
+        found.append(
+            make(
+                selection.error_code or "tlsrpt.syntax",
+                name=lookup.name,
+                error=selection.error,
+                record=selection.text or "; ".join(selection.texts),
+            )
+        )
+        return TlsRptVerdict(TlsRptState.INVALID, None, ()), found
+    record = selection.record
+    checked = {mx.host.lower() for mx in facts.mx.hosts if mx.host}
+    rua_mx = {lookup.name.lower().rstrip("."): lookup for lookup in facts.rua_mx}
+    for domain in rua_domains(record):
+        shared = (
+            checked
+            if domain == facts.domain
+            else {h.host.lower() for h in rua_mx[domain].hosts if h.host} & checked
+            if domain in rua_mx
+            else set()
+        )
+        if shared:
+            found.append(
+                make(
+                    "tlsrpt.rua.depends-on-mx",
+                    subject=domain,
+                    rua_domain=domain,
+                    hosts=", ".join(sorted(shared)),
+                )
+            )
+    return TlsRptVerdict(TlsRptState.VALID, record, record.rua), found
+
+
+# --- putting it together ------------------------------------------------------------------------
+
+
+def _sort_key(finding: Finding) -> tuple[int, str, str]:
+    return (-finding.severity, finding.code, finding.subject)
+
+
+def evaluate(facts: DomainFacts, *, expiry_warning_days: int = 14) -> CheckResult:
+    """Findings, stage and effective state for one domain; never raises on odd facts."""
+    now = facts.observed_at
+    findings: list[Finding] = []
+    selection, txt_findings = _sts_txt(facts)
+    findings += txt_findings
+    txt_code = selection.error_code if selection else "sts.txt.lookup-failed"
+    # "Published": some record at _mta-sts claims to be MTA-STS (even if broken or unreadable).
+    published = txt_code not in ("sts.txt.missing", "sts.txt.not-sts")
+    view = _policy(facts, published, now, expiry_warning_days)
+    findings += view.findings
+    record = selection.record if selection else None
+
+    if facts.policy is None:
+        effective = EffectiveState(False, None, "not-fetched", "the policy was not fetched")
+    elif record is None:
+        reason = selection.error if selection else "the TXT lookup failed"
+        effective = EffectiveState(False, None, txt_code or "sts.txt.missing", reason)
+    elif view.blocker is not None or view.policy is None:
+        blocker = view.blocker
+        effective = EffectiveState(
+            False,
+            None,
+            blocker.code if blocker else "sts.policy.syntax",
+            blocker.title if blocker else "no policy",
+        )
+    else:
+        policy = view.policy
+        effective = EffectiveState(
+            True, policy.mode, "ok", f"senders apply mode {policy.mode} for {policy.max_age} s"
+        )
+
+    if record is not None and not effective.usable and facts.policy is not None:
+        findings.append(make("sts.orphan.dns", domain=facts.domain, reason=effective.reason))
+    if not published and selection is not None and view.policy is not None and view.blocker is None:
+        findings.append(make("sts.orphan.policy", domain=facts.domain, mode=view.policy.mode))
+    elif not published and selection is not None and view.policy is None:
+        findings.append(make("sts.txt.missing", domain=facts.domain))
+
+    mx_policy = view.policy if effective.usable else None
+    verdicts, mx_findings = _mx(facts, mx_policy, effective.mode, expiry_warning_days)
+    findings += mx_findings
+    tlsrpt, tlsrpt_findings = _tlsrpt(facts, published or effective.usable)
+    findings += tlsrpt_findings
+    if facts.deadline_hit:
+        findings.append(make("check.deadline", domain=facts.domain))
+
+    if effective.usable and effective.mode is not None:
+        stage = {Mode.ENFORCE: Stage.ENFORCE, Mode.TESTING: Stage.TESTING}.get(
+            effective.mode, Stage.NONE_MODE
+        )
+    else:
+        stage = Stage.REPORTING if tlsrpt.state is TlsRptState.VALID else Stage.NONE
+    return CheckResult(
+        domain=facts.domain,
+        observed_at=now,
+        stage=stage,
+        effective=effective,
+        sts_record=record,
+        policy=view.policy,
+        policy_source=view.source,
+        tlsrpt=tlsrpt,
+        mx=verdicts,
+        findings=tuple(sorted(findings, key=_sort_key)),
+        deadline_hit=facts.deadline_hit,
+    )

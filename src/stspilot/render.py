@@ -1,0 +1,230 @@
+"""Presentation of check results: a readable rich report, and the stable JSON document.
+
+The JSON schema (``stspilot.check/1``) is documented in ``docs/check-json.md``; additions are
+allowed within version 1, renames and removals need ``stspilot.check/2``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from stspilot.evaluate import CheckResult, MxVerdict
+from stspilot.findings import Finding, Severity
+
+SCHEMA = "stspilot.check/1"
+FULL_REPORTS_UP_TO = 3  # more domains than this: a summary table only, unless verbose
+
+_STYLE = {Severity.ERROR: "bold red", Severity.WARNING: "yellow", Severity.INFO: "cyan"}
+_MARK = {Severity.ERROR: "✗ error", Severity.WARNING: "! warning", Severity.INFO: "i info"}
+_STAGE_STYLE = {"enforce": "green", "testing": "yellow", "reporting": "cyan"}
+
+
+# --- JSON ---------------------------------------------------------------------------------------
+
+
+def _finding_json(finding: Finding) -> dict[str, Any]:
+    return {
+        "code": finding.code,
+        "severity": finding.severity.label,
+        "title": finding.title,
+        "detail": finding.detail,
+        "fix": finding.fix,
+        "rfc": finding.rfc,
+        "subject": finding.subject,
+    }
+
+
+def _mx_json(mx: MxVerdict) -> dict[str, Any]:
+    return {
+        "host": mx.host,
+        "preference": mx.preference,
+        "covered_by": mx.covered_by,
+        "probe_outcome": mx.probe_outcome,
+        "tls_ok": mx.tls_ok,
+        "tls_version": mx.tls_version or None,
+        "cert_not_after": mx.cert_not_after.isoformat() if mx.cert_not_after else None,
+        "days_to_expiry": mx.days_to_expiry,
+        "findings": list(mx.finding_codes),
+    }
+
+
+def result_to_json(result: CheckResult) -> dict[str, Any]:
+    """One domain's entry in the ``domains`` list of the ``stspilot.check/1`` document."""
+    policy = result.policy
+    record = result.sts_record
+    tlsrpt = result.tlsrpt
+    worst = result.worst
+    return {
+        "domain": result.domain,
+        "observed_at": result.observed_at.isoformat(),
+        "stage": str(result.stage),
+        "worst": worst.label if worst else None,
+        "deadline_hit": result.deadline_hit,
+        "effective": {
+            "usable": result.effective.usable,
+            "mode": str(result.effective.mode) if result.effective.mode else None,
+            "reason_code": result.effective.reason_code,
+            "reason": result.effective.reason,
+        },
+        "sts_record": None
+        if record is None
+        else {"id": record.id, "extensions": dict(record.extensions)},
+        "policy": None
+        if policy is None
+        else {
+            "version": policy.version,
+            "mode": str(policy.mode),
+            "max_age": policy.max_age,
+            "mx": list(policy.mx),
+            "extensions": dict(policy.extensions),
+        },
+        "policy_source": result.policy_source,
+        "tlsrpt": {
+            "state": str(tlsrpt.state),
+            "rua": list(tlsrpt.rua),
+            "extensions": dict(tlsrpt.record.extensions) if tlsrpt.record else {},
+        },
+        "mx": [_mx_json(mx) for mx in result.mx],
+        "findings": [_finding_json(f) for f in result.findings],
+    }
+
+
+def check_results_to_json(results: Sequence[CheckResult]) -> dict[str, Any]:
+    """The whole ``stspilot.check/1`` document for one or many domains."""
+    worst = [r.worst for r in results]
+    return {
+        "schema": SCHEMA,
+        "summary": {
+            "domains": len(results),
+            "errors": sum(w is Severity.ERROR for w in worst),
+            "warnings": sum(w is Severity.WARNING for w in worst),
+            "clean": sum(w is None or w is Severity.INFO for w in worst),
+        },
+        "domains": [result_to_json(r) for r in results],
+    }
+
+
+def dumps_check_json(results: Sequence[CheckResult]) -> str:
+    return json.dumps(check_results_to_json(results), indent=2, ensure_ascii=False) + "\n"
+
+
+# --- text ---------------------------------------------------------------------------------------
+
+
+def _effective_text(result: CheckResult) -> Text:
+    effective = result.effective
+    if effective.usable:
+        return Text(f"senders apply mode {effective.mode}", style="green")
+    return Text(f"no MTA-STS policy for senders ({effective.reason})", style="dim")
+
+
+def _mx_table(result: CheckResult) -> Table:
+    table = Table(title="MX hosts", title_justify="left", show_edge=False, pad_edge=False)
+    for column in ("pref", "host", "covered by", "STARTTLS / TLS", "certificate"):
+        table.add_column(column)
+    has_policy = result.policy is not None and result.effective.usable
+    for mx in result.mx:
+        if not has_policy:
+            covered = Text("-", style="dim")
+        elif mx.covered_by:
+            covered = Text(mx.covered_by, style="green")
+        else:
+            covered = Text("NOT COVERED", style="bold red")
+        if mx.tls_ok is None:
+            tls = Text("not probed", style="dim")
+        elif mx.tls_ok:
+            tls = Text(f"ok {mx.tls_version}".strip(), style="green")
+        else:
+            tls = Text(mx.probe_outcome, style="red")
+        if mx.days_to_expiry is None:
+            cert = Text("-", style="dim")
+        else:
+            style = "red" if mx.days_to_expiry < 0 else "yellow" if mx.days_to_expiry < 14 else ""
+            when = mx.cert_not_after.date().isoformat() if mx.cert_not_after else ""
+            cert = Text(f"{when} ({mx.days_to_expiry} d)", style=style)
+        table.add_row(str(mx.preference), mx.host, covered, tls, cert)
+    return table
+
+
+def _render_finding(finding: Finding, console: Console, *, verbose: bool) -> None:
+    line = Text()
+    line.append(f"{_MARK[finding.severity]:<9} ", style=_STYLE[finding.severity])
+    line.append(finding.title, style="bold")
+    if finding.subject:
+        line.append(f"  [{finding.subject}]", style="dim")
+    line.append(f"  ({finding.code})", style="dim")
+    console.print(line)
+    if finding.severity is Severity.INFO and not verbose:
+        return
+    console.print(Text("    " + finding.detail))
+    console.print(Text("    Fix: ", style="bold") + Text(finding.fix))
+    console.print(Text(f"    See {finding.rfc}", style="dim"))
+
+
+def render_result(result: CheckResult, console: Console, *, verbose: bool = False) -> None:
+    """The full report for one domain."""
+    console.rule(Text(result.domain, style="bold"), align="left")
+    stage = Text(str(result.stage), style=_STAGE_STYLE.get(str(result.stage), "dim"))
+    console.print(Text("Stage:     ") + stage)
+    console.print(Text("Senders:   ") + _effective_text(result))
+    if result.sts_record:
+        console.print(Text(f"TXT id:    {result.sts_record.id}"))
+    if result.policy:
+        policy = result.policy
+        patterns = ", ".join(policy.mx) or "(none)"
+        console.print(
+            Text(f"Policy:    mode {policy.mode}, max_age {policy.max_age}, mx {patterns}")
+        )
+    console.print(
+        Text(
+            f"TLS-RPT:   {result.tlsrpt.state}"
+            + (f" ({', '.join(result.tlsrpt.rua)})" if result.tlsrpt.rua else "")
+        )
+    )
+    if result.mx:
+        console.print(_mx_table(result))
+    if verbose and result.policy_source is not None:
+        console.print(Text("Policy file as served:", style="bold"))
+        console.print(Text(result.policy_source.rstrip("\n")), style="dim")
+    if not result.findings:
+        console.print(Text("No findings.", style="green"))
+    for finding in result.findings:
+        _render_finding(finding, console, verbose=verbose)
+    console.print()
+
+
+def _summary_table(results: Sequence[CheckResult]) -> Table:
+    table = Table(title=f"{len(results)} domains", title_justify="left", show_edge=False)
+    for column in ("domain", "stage", "senders", "worst", "errors", "warnings", "first problem"):
+        table.add_column(column)
+    for result in results:
+        worst = result.worst
+        counts = {s: sum(f.severity is s for f in result.findings) for s in Severity}
+        top = next((f for f in result.findings if f.severity > Severity.INFO), None)
+        table.add_row(
+            result.domain,
+            str(result.stage),
+            str(result.effective.mode) if result.effective.usable else "no policy",
+            Text(worst.label, style=_STYLE[worst]) if worst else Text("-"),
+            str(counts[Severity.ERROR]),
+            str(counts[Severity.WARNING]),
+            f"{top.code} {top.subject}".strip() if top else "",
+        )
+    return table
+
+
+def render_check_text(
+    results: Sequence[CheckResult], console: Console, *, verbose: bool = False
+) -> None:
+    """Print results: full reports for a few domains (or all when verbose), then a summary."""
+    if len(results) <= FULL_REPORTS_UP_TO or verbose:
+        for result in results:
+            render_result(result, console, verbose=verbose)
+    if len(results) > 1:
+        console.print(_summary_table(results))
