@@ -1,0 +1,115 @@
+"""The lab's certificates: a trustme CA, a second untrusted CA, and leaf certificates of each kind.
+
+Every lab host gets a server ``SSLContext`` per group of names, chosen by SNI, so one address
+can serve thousands of names (the benchmark) without issuing a certificate per connection.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ssl
+import tempfile
+from enum import StrEnum
+from pathlib import Path
+
+import trustme
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+# Names per certificate when a host serves many names (keeps certificates a few KiB).
+NAMES_PER_CERT = 100
+
+
+class CertKind(StrEnum):
+    GOOD = "good"
+    EXPIRED = "expired"
+    NOT_YET_VALID = "not-yet-valid"
+    WRONG_NAME = "wrong-name"  # valid, trusted, but for another name
+    UNTRUSTED = "untrusted"  # issued by a CA the client does not know
+    SELF_SIGNED = "self-signed"
+    EXPIRING = "expiring"  # valid, expires in 5 days
+
+
+WRONG_NAME = "wrong-name.lab.invalid"
+
+
+def _self_signed(names: list[str], now: dt.datetime) -> tuple[bytes, bytes]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])])
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=365))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), False)
+        .sign(key, hashes.SHA256())
+    )
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    return key_pem, cert.public_bytes(serialization.Encoding.PEM)
+
+
+class LabPki:
+    """The lab CA (trusted by clients through ``ca_file``) and the certificates it hands out."""
+
+    def __init__(self, directory: Path, *, now: dt.datetime | None = None) -> None:
+        self.now = now or dt.datetime.now(dt.UTC)
+        self.ca = trustme.CA(organization_name="stspilot lab CA")
+        self.other_ca = trustme.CA(organization_name="stspilot untrusted CA")
+        self.directory = directory
+        self.ca_file = directory / "lab-ca.pem"
+        self.ca_file.write_bytes(self.ca.cert_pem.bytes())
+
+    def _pem(self, kind: CertKind, names: list[str]) -> tuple[bytes, bytes]:
+        """(key PEM, certificate chain PEM) of the given kind for ``names``."""
+        if kind is CertKind.SELF_SIGNED:
+            return _self_signed(names, self.now)
+        ca = self.other_ca if kind is CertKind.UNTRUSTED else self.ca
+        day = dt.timedelta(days=1)
+        not_before, not_after = self.now - day, self.now + 90 * day
+        if kind is CertKind.EXPIRED:
+            not_before, not_after = self.now - 100 * day, self.now - 10 * day
+        elif kind is CertKind.NOT_YET_VALID:
+            not_before, not_after = self.now + 10 * day, self.now + 100 * day
+        elif kind is CertKind.EXPIRING:
+            not_after = self.now + 5 * day
+        if kind is CertKind.WRONG_NAME:
+            names = [WRONG_NAME]
+        leaf = ca.issue_cert(*names, not_before=not_before, not_after=not_after)
+        chain = b"".join(blob.bytes() for blob in leaf.cert_chain_pems)
+        return leaf.private_key_pem.bytes(), chain
+
+    def server_context(self, kind: CertKind, names: list[str]) -> ssl.SSLContext:
+        key, chain = self._pem(kind, names or ["lab.invalid"])
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        with tempfile.NamedTemporaryFile(dir=self.directory, suffix=".pem") as handle:
+            handle.write(key + chain)
+            handle.flush()
+            ctx.load_cert_chain(handle.name)
+        return ctx
+
+    def sni_context(self, kind: CertKind, names: list[str]) -> ssl.SSLContext:
+        """One server context for ``names``, switching certificates by SNI in groups."""
+        ordered = sorted(set(names)) or ["lab.invalid"]
+        groups = [ordered[i : i + NAMES_PER_CERT] for i in range(0, len(ordered), NAMES_PER_CERT)]
+        contexts = [self.server_context(kind, group) for group in groups]
+        default = contexts[0]
+        if len(contexts) == 1:
+            return default
+        by_name = {name: ctx for group, ctx in zip(groups, contexts, strict=True) for name in group}
+
+        def pick(sslobj: ssl.SSLObject, server_name: str | None, _: ssl.SSLContext) -> None:
+            chosen = by_name.get((server_name or "").lower())
+            if chosen is not None:
+                sslobj.context = chosen
+
+        default.sni_callback = pick
+        return default

@@ -1,0 +1,201 @@
+"""The lab's authoritative DNS server (UDP and TCP) built on dnspython's message classes.
+
+It answers like a recursive resolver would for the lab's names: CNAME chains are chased within
+its data, NXDOMAIN and NODATA are told apart, and named faults (SERVFAIL, silence) can be set
+per name. An optional delay per answer simulates the network (the benchmark uses 20 ms).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import struct
+from collections.abc import Iterable
+from dataclasses import dataclass
+from enum import StrEnum
+
+import dns.exception
+import dns.flags
+import dns.message
+import dns.name
+import dns.rcode
+import dns.rdata
+import dns.rdataclass
+import dns.rdatatype
+import dns.rrset
+
+TTL = 300
+MAX_CHASE = 10
+
+
+class DnsFault(StrEnum):
+    SERVFAIL = "servfail"
+    TIMEOUT = "timeout"  # never answer
+    REFUSED = "refused"
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One resource record in presentation form: ``Record("a.test", "MX", "10 mx.a.test.")``."""
+
+    name: str
+    rtype: str
+    value: str
+
+
+def _key(name: str) -> dns.name.Name:
+    return dns.name.from_text(name.rstrip(".").lower() + ".")
+
+
+class DnsData:
+    """The lab's zone data: rrsets by (owner, type), the set of existing names, and faults."""
+
+    def __init__(self, records: Iterable[Record], faults: dict[str, DnsFault] | None = None):
+        grouped: dict[tuple[dns.name.Name, dns.rdatatype.RdataType], dns.rrset.RRset] = {}
+        names: set[dns.name.Name] = set()
+        for record in records:
+            owner = _key(record.name)
+            rdtype = dns.rdatatype.from_text(record.rtype)
+            rdata = dns.rdata.from_text(dns.rdataclass.IN, rdtype, record.value)
+            rrset = grouped.get((owner, rdtype))
+            if rrset is None:
+                rrset = grouped[(owner, rdtype)] = dns.rrset.RRset(owner, dns.rdataclass.IN, rdtype)
+                rrset.update_ttl(TTL)
+            rrset.add(rdata)
+            # Empty non-terminals exist too (RFC 8020): _tls.example when _smtp._tls.example does.
+            while len(owner) > 2 and owner not in names:
+                names.add(owner)
+                owner = owner.parent()
+        self.rrsets = grouped
+        self.names = names
+        self.faults = {_key(name): DnsFault(fault) for name, fault in (faults or {}).items()}
+
+    def respond(self, query: dns.message.Message) -> dns.message.Message | None:
+        """The answer to ``query``, or None to stay silent (a simulated timeout)."""
+        response = dns.message.make_response(query)
+        response.flags |= dns.flags.AA | dns.flags.RA
+        if len(query.question) != 1:
+            response.set_rcode(dns.rcode.FORMERR)
+            return response
+        question = query.question[0]
+        name, rdtype = question.name, question.rdtype
+        for _ in range(MAX_CHASE):
+            fault = self.faults.get(name)
+            if fault is DnsFault.TIMEOUT:
+                return None
+            if fault is not None:
+                rcode = dns.rcode.SERVFAIL if fault is DnsFault.SERVFAIL else dns.rcode.REFUSED
+                response.set_rcode(rcode)
+                return response
+            cname = self.rrsets.get((name, dns.rdatatype.CNAME))
+            if cname is not None and rdtype != dns.rdatatype.CNAME:
+                response.answer.append(cname)
+                name = next(iter(cname)).target
+                continue
+            rrset = self.rrsets.get((name, rdtype))
+            if rrset is not None:
+                response.answer.append(rrset)
+            elif name not in self.names:
+                response.set_rcode(dns.rcode.NXDOMAIN)
+            return response
+        response.set_rcode(dns.rcode.SERVFAIL)
+        return response
+
+
+def _wire(response: dns.message.Message, limit: int) -> bytes:
+    try:
+        return response.to_wire(max_size=limit)
+    except dns.exception.TooBig:
+        # Too big for UDP: send the header with TC so the client retries over TCP.
+        response.answer.clear()
+        response.flags |= dns.flags.TC
+        return response.to_wire()
+
+
+def _parse(wire: bytes) -> dns.message.Message | None:
+    try:
+        return dns.message.from_wire(wire)
+    except Exception:  # garbage queries are dropped, like a real server does
+        return None
+
+
+class _UdpProtocol(asyncio.DatagramProtocol):
+    def __init__(self, server: DnsServer) -> None:
+        self.server = server
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.server.queries += 1
+        query = _parse(data)
+        if query is None or self.transport is None:
+            return
+        response = self.server.data.respond(query)
+        if response is None:
+            return
+        limit = max(512, query.payload) if query.edns >= 0 else 512
+        wire = _wire(response, limit)
+        if self.server.latency > 0:
+            asyncio.get_running_loop().call_later(
+                self.server.latency, self.transport.sendto, wire, addr
+            )
+        else:
+            self.transport.sendto(wire, addr)
+
+
+class DnsServer:
+    """UDP and TCP on one address and port; ``port=0`` picks a free port (same for both)."""
+
+    def __init__(self, data: DnsData, *, host: str, port: int = 0, latency: float = 0.0):
+        self.data = data
+        self.host = host
+        self.port = port
+        self.latency = latency
+        self.queries = 0
+        self._udp: asyncio.DatagramTransport | None = None
+        self._tcp: asyncio.Server | None = None
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        for _ in range(20):
+            tcp = await asyncio.start_server(self._serve_tcp, self.host, self.port)
+            port = tcp.sockets[0].getsockname()[1]
+            try:
+                udp, _ = await loop.create_datagram_endpoint(
+                    lambda: _UdpProtocol(self), local_addr=(self.host, port)
+                )
+            except OSError:
+                tcp.close()
+                if self.port:
+                    raise
+                continue
+            self._tcp, self._udp, self.port = tcp, udp, port
+            return
+        raise OSError("no free port for the lab DNS server")
+
+    async def _serve_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(OSError, asyncio.IncompleteReadError):
+            while True:
+                (length,) = struct.unpack("!H", await reader.readexactly(2))
+                self.queries += 1
+                query = _parse(await reader.readexactly(length))
+                if query is None:
+                    break
+                response = self.data.respond(query)
+                if response is None:
+                    continue
+                wire = _wire(response, 65535)
+                if self.latency > 0:
+                    await asyncio.sleep(self.latency)
+                writer.write(struct.pack("!H", len(wire)) + wire)
+                await writer.drain()
+        writer.close()
+
+    async def stop(self) -> None:
+        if self._udp is not None:
+            self._udp.close()
+        if self._tcp is not None:
+            self._tcp.close()
+            await self._tcp.wait_closed()

@@ -1,0 +1,261 @@
+"""The lab's scenarios as data: one table drives unit tests, end-to-end tests and the benchmark.
+
+A ``Scenario`` is a domain, what it publishes (TXT records, policy file, MX set), how its hosts
+behave (HTTPS policy host, SMTP MX hosts), DNS faults, and what ``stspilot check`` must say:
+the exact set of finding codes (``findings.CATALOGUE``) and the rollout stage.
+Domains live under ``.test`` (RFC 2606); ``{d}`` in names and texts is the scenario's domain.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from stspilot.lab.certs import CertKind
+from stspilot.lab.dns_server import DnsFault, Record
+from stspilot.lab.https_host import HttpBehaviour
+from stspilot.lab.smtp_host import SmtpBehaviour
+
+# A reporting provider outside every scenario's MX set, so healthy domains are really clean.
+REPORTS_DOMAIN = "reports-provider.test"
+REPORTS_MX = "mx.reports-provider.test"
+STS_OK = "v=STSv1; id=20240101T000000"
+TLSRPT_OK = f"v=TLSRPTv1; rua=mailto:tlsrpt@{REPORTS_DOMAIN}"
+ENFORCE = "version: STSv1\nmode: enforce\nmx: mx1.{d}\nmx: mx2.{d}\nmax_age: 604800\n"
+TESTING = "version: STSv1\nmode: testing\nmx: mx1.{d}\nmx: mx2.{d}\nmax_age: 86400\n"
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyHost:
+    behaviour: HttpBehaviour = HttpBehaviour.OK
+    cert: CertKind = CertKind.GOOD
+
+
+@dataclass(frozen=True, slots=True)
+class Mx:
+    name: str  # may contain {d}
+    preference: int = 10
+    behaviour: SmtpBehaviour = SmtpBehaviour.OK
+    cert: CertKind = CertKind.GOOD
+    address: bool = True
+
+
+TWO_MX = (Mx("mx1.{d}", 10), Mx("mx2.{d}", 20))
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    domain: str
+    summary: str
+    expected: frozenset[str]
+    stage: str
+    sts: tuple[tuple[str, ...], ...] = ((STS_OK,),)
+    sts_cname: str = ""  # _mta-sts.{d} is a CNAME to this name, which holds ``sts``
+    tlsrpt: tuple[tuple[str, ...], ...] = ((TLSRPT_OK,),)
+    policy: str | None = ENFORCE
+    policy_host: PolicyHost | None = PolicyHost()
+    mx: tuple[Mx, ...] = TWO_MX
+    dns_faults: tuple[tuple[str, DnsFault], ...] = ()
+    extra: tuple[Record, ...] = ()
+    shared: bool = False  # hosts shared with other scenarios of the same kind (benchmark)
+    tags: tuple[str, ...] = field(default=())
+
+    def records(self) -> list[Record]:
+        """Every DNS record this scenario publishes, except the hosts' A records."""
+        from stspilot.lab.world import txt_value
+
+        d = self.domain
+        out = [Record(REPORTS_DOMAIN, "MX", f"10 {REPORTS_MX}.")]
+        sts_owner = f"_mta-sts.{d}"
+        if self.sts_cname:
+            out.append(Record(sts_owner, "CNAME", self.sts_cname + "."))
+            sts_owner = self.sts_cname
+        out += [Record(sts_owner, "TXT", txt_value(strings)) for strings in self.sts]
+        out += [Record(f"_smtp._tls.{d}", "TXT", txt_value(s)) for s in self.tlsrpt]
+        for mx in self.mx:
+            target = f"{mx.name}." if mx.name else "."
+            out.append(Record(d, "MX", f"{mx.preference} {target}"))
+        out += self.extra
+        # The apex exists even with no MX (for NODATA rather than NXDOMAIN).
+        out.append(Record(d, "TXT", txt_value(["lab scenario"])))
+        return out
+
+
+def scenario(slug: str, summary: str, expected: set[str], stage: str, **kw: object) -> Scenario:
+    """Build a scenario for ``<slug>.test``, filling ``{d}`` in names, texts and records."""
+    d = f"{slug}.test"
+
+    def fill(value: object) -> object:
+        if type(value) is str:  # not the StrEnum behaviours
+            return value.replace("{d}", d)
+        if isinstance(value, tuple):
+            return tuple(fill(v) for v in value)
+        if isinstance(value, Mx):
+            name = str(fill(value.name))
+            return Mx(name, value.preference, value.behaviour, value.cert, value.address)
+        if isinstance(value, Record):
+            return Record(str(fill(value.name)), value.rtype, str(fill(value.value)))
+        return value
+
+    kw.setdefault("mx", TWO_MX)
+    kw.setdefault("policy", ENFORCE)
+    filled = {k: fill(v) for k, v in kw.items()}
+    return Scenario(d, summary, frozenset(expected), stage, **filled)  # type: ignore[arg-type]
+
+
+def _mx1(**kw: object) -> tuple[Mx, ...]:
+    return (Mx("mx1.{d}", 10, **kw), Mx("mx2.{d}", 20))  # type: ignore[arg-type]
+
+
+_HTTP = HttpBehaviour
+_ORPHAN = "sts.orphan.dns"
+
+# fmt: off
+SCENARIOS: tuple[Scenario, ...] = (
+    # --- healthy ---
+    scenario("enforce-ok", "Healthy enforce domain: TXT, policy, 2 MX, TLS-RPT", set(), "enforce"),
+    scenario("testing-ok", "Healthy testing domain", {"sts.policy.mode-testing"}, "testing",
+             policy=TESTING),
+    scenario("crlf-ok", "Policy with CRLF line ends (valid)", set(), "enforce",
+             policy=ENFORCE.replace("\n", "\r\n")),
+    scenario("mode-none", "Policy in mode none", {"sts.policy.mode-none"}, "none-mode",
+             policy="version: STSv1\nmode: none\nmax_age: 86400\n"),
+    # --- the _mta-sts TXT record ---
+    scenario("sts-absent", "TLS-RPT only, no MTA-STS", {"sts.txt.missing"}, "reporting",
+             sts=(), policy_host=None),
+    scenario("bare", "Nothing published", {"sts.txt.missing", "tlsrpt.missing"}, "none",
+             sts=(), tlsrpt=(), policy_host=None),
+    scenario("txt-multiple", "Two v=STSv1 records", {"sts.txt.multiple", "sts.orphan.policy"},
+             "none", sts=((STS_OK,), ("v=STSv1; id=20240202",))),
+    scenario("txt-not-sts", "TXT at _mta-sts is not v=STSv1", {"sts.txt.not-sts",
+             "sts.orphan.policy"}, "none", sts=(("v=spf1 -all",),)),
+    scenario("txt-bad-id", "id with dashes", {"sts.txt.id.invalid", "sts.orphan.policy"},
+             "none", sts=(("v=STSv1; id=2024-01-01",),)),
+    scenario("txt-split", "TXT split into two strings", {"sts.txt.split"}, "enforce",
+             sts=(("v=STSv1; ", "id=20240101"),)),
+    scenario("txt-cname", "_mta-sts is a CNAME chain to a provider", {"sts.txt.cname"},
+             "enforce", sts_cname="_mta-sts.{d}.provider.test"),
+    scenario("txt-extension", "Unknown field in the TXT", {"sts.txt.extension"}, "enforce",
+             sts=(("v=STSv1; id=20240101; ext=1",),)),
+    scenario("txt-servfail", "The _mta-sts lookup fails (SERVFAIL)", {"sts.txt.lookup-failed"},
+             "none", dns_faults=(("_mta-sts.{d}", DnsFault.SERVFAIL),)),
+    # --- fetching the policy ---
+    scenario("fetch-nxdomain", "mta-sts host does not exist", {"sts.policy.host-missing",
+             _ORPHAN}, "none", policy_host=None),
+    scenario("fetch-404", "Policy URL answers 404", {"sts.policy.http-status", _ORPHAN}, "none",
+             policy_host=PolicyHost(_HTTP.NOT_FOUND)),
+    scenario("fetch-redirect", "Policy URL redirects", {"sts.policy.redirect", _ORPHAN}, "none",
+             policy_host=PolicyHost(_HTTP.REDIRECT)),
+    scenario("fetch-html", "200 with an HTML page", {"sts.policy.html", _ORPHAN}, "none",
+             policy_host=PolicyHost(_HTTP.HTML)),
+    scenario("fetch-type", "Policy served as application/octet-stream",
+             {"sts.policy.content-type", _ORPHAN}, "none",
+             policy_host=PolicyHost(_HTTP.WRONG_TYPE)),
+    scenario("fetch-charset", "text/plain; charset=iso-8859-1", {"sts.policy.charset"},
+             "enforce", policy_host=PolicyHost(_HTTP.CHARSET)),
+    scenario("fetch-huge", "1 MiB policy body", {"sts.policy.too-large", _ORPHAN}, "none",
+             policy_host=PolicyHost(_HTTP.HUGE)),
+    scenario("fetch-gzip-bomb", "gzip body of 64 MiB of zeros", {"sts.policy.too-large",
+             _ORPHAN}, "none", policy_host=PolicyHost(_HTTP.GZIP_BOMB), tags=("hostile",)),
+    scenario("fetch-endless", "Body that never ends", {"sts.policy.too-large", _ORPHAN}, "none",
+             policy_host=PolicyHost(_HTTP.ENDLESS), tags=("hostile",)),
+    scenario("fetch-slow", "One byte per second", {"sts.policy.timeout", _ORPHAN}, "none",
+             policy_host=PolicyHost(_HTTP.SLOW), tags=("hostile", "slow")),
+    scenario("fetch-hang", "TLS, then silence", {"sts.policy.timeout", _ORPHAN}, "none",
+             policy_host=PolicyHost(_HTTP.HANG), tags=("hostile", "slow")),
+    scenario("fetch-garbage", "Not HTTP after TLS", {"sts.policy.protocol-error", _ORPHAN},
+             "none", policy_host=PolicyHost(_HTTP.GARBAGE), tags=("hostile",)),
+    scenario("fetch-no-tls", "The policy host does not speak TLS", {"sts.policy.tls.handshake",
+             _ORPHAN}, "none", policy_host=PolicyHost(_HTTP.NO_TLS)),
+    scenario("fetch-expired", "Expired certificate on mta-sts", {"sts.policy.tls.expired",
+             _ORPHAN}, "none", policy_host=PolicyHost(cert=CertKind.EXPIRED)),
+    scenario("fetch-wrong-name", "Certificate for another name",
+             {"sts.policy.tls.host-mismatch", _ORPHAN}, "none",
+             policy_host=PolicyHost(cert=CertKind.WRONG_NAME)),
+    scenario("fetch-untrusted", "Certificate from an unknown CA", {"sts.policy.tls.untrusted",
+             _ORPHAN}, "none", policy_host=PolicyHost(cert=CertKind.UNTRUSTED)),
+    scenario("fetch-self-signed", "Self-signed certificate", {"sts.policy.tls.untrusted",
+             _ORPHAN}, "none", policy_host=PolicyHost(cert=CertKind.SELF_SIGNED)),
+    scenario("fetch-expiring", "Certificate expires in 5 days", {"sts.policy.tls.expiring"},
+             "enforce", policy_host=PolicyHost(cert=CertKind.EXPIRING)),
+    # --- the policy text ---
+    scenario("text-prose", "Prose instead of a policy", {"sts.policy.syntax", _ORPHAN}, "none",
+             policy="Hello! Our mail servers support TLS. Contact postmaster for details.\n"),
+    scenario("text-no-mx", "enforce without mx lines", {"sts.policy.mx.missing", _ORPHAN},
+             "none", policy="version: STSv1\nmode: enforce\nmax_age: 604800\n"),
+    scenario("maxage-short", "enforce with max_age of one hour", {"sts.policy.max-age.short"},
+             "enforce", policy=ENFORCE.replace("604800", "3600")),
+    scenario("maxage-long-testing", "testing with max_age of a year",
+             {"sts.policy.mode-testing", "sts.policy.max-age.long-testing"}, "testing",
+             policy=TESTING.replace("86400", "31557600")),
+    # --- the MX set against the policy ---
+    scenario("mx-uncovered", "A live MX the policy does not list", {"sts.mx.not-covered"},
+             "enforce", mx=(*TWO_MX, Mx("mx3.{d}", 30))),
+    scenario("mx-unused", "A pattern for a retired MX", {"sts.mx.pattern-unused"}, "enforce",
+             policy=ENFORCE.replace("mx: mx2", "mx: old.{d}\nmx: mx2")),
+    scenario("mx-wildcard-deep", "*.mx.{d} does not cover a.b.mx.{d}",
+             {"sts.mx.not-covered", "sts.mx.pattern-unused", "sts.policy.mx.wildcard"},
+             "enforce", policy="version: STSv1\nmode: enforce\nmx: *.mx.{d}\nmax_age: 604800\n",
+             mx=(Mx("a.b.mx.{d}"),)),
+    scenario("mx-wildcard-ok", "*.mx.{d} covers a.mx.{d}", {"sts.policy.mx.wildcard"},
+             "enforce", policy="version: STSv1\nmode: enforce\nmx: *.mx.{d}\nmax_age: 604800\n",
+             mx=(Mx("a.mx.{d}"),)),
+    scenario("mx-missing", "No MX records", {"dns.mx.missing", "sts.mx.pattern-unused"},
+             "enforce", mx=()),
+    scenario("mx-null", "Null MX, nothing else", {"dns.mx.null", "sts.txt.missing",
+             "tlsrpt.missing"}, "none", sts=(), tlsrpt=(), policy_host=None, mx=(Mx("", 0),)),
+    # --- STARTTLS probes (enforce: every failure is an error) ---
+    scenario("mx-no-starttls", "MX without STARTTLS", {"mx.starttls.missing"}, "enforce",
+             mx=_mx1(behaviour=SmtpBehaviour.NO_STARTTLS)),
+    scenario("mx-starttls-refused", "STARTTLS answered 454", {"mx.starttls.rejected"},
+             "enforce", mx=_mx1(behaviour=SmtpBehaviour.STARTTLS_REFUSED)),
+    scenario("mx-tls-broken", "STARTTLS then not TLS", {"mx.tls.handshake"}, "enforce",
+             mx=_mx1(behaviour=SmtpBehaviour.TLS_BROKEN)),
+    scenario("mx-no-banner", "MX never greets", {"mx.banner-timeout"}, "enforce",
+             mx=_mx1(behaviour=SmtpBehaviour.NO_BANNER), tags=("slow",)),
+    scenario("mx-banner-554", "MX greets with 554", {"mx.banner-rejected"}, "enforce",
+             mx=_mx1(behaviour=SmtpBehaviour.BANNER_554)),
+    scenario("mx-garbage", "MX sends endless garbage", {"mx.protocol-error"}, "enforce",
+             mx=_mx1(behaviour=SmtpBehaviour.GARBAGE), tags=("hostile",)),
+    scenario("mx-expired", "MX certificate expired", {"mx.cert.expired"}, "enforce",
+             mx=_mx1(cert=CertKind.EXPIRED)),
+    scenario("mx-self-signed", "MX certificate self-signed", {"mx.cert.self-signed"},
+             "enforce", mx=_mx1(cert=CertKind.SELF_SIGNED)),
+    scenario("mx-wrong-name", "MX certificate for another name", {"mx.cert.host-mismatch"},
+             "enforce", mx=_mx1(cert=CertKind.WRONG_NAME)),
+    scenario("mx-untrusted", "MX certificate from an unknown CA", {"mx.cert.untrusted"},
+             "enforce", mx=_mx1(cert=CertKind.UNTRUSTED)),
+    scenario("mx-expiring", "MX certificate expires in 5 days", {"mx.cert.expiring"},
+             "enforce", mx=_mx1(cert=CertKind.EXPIRING)),
+    scenario("mx-no-address", "MX name without an address", {"mx.no-address"}, "enforce",
+             mx=_mx1(address=False)),
+    # --- orphans ---
+    scenario("orphan-policy", "Policy file but no TXT record", {"sts.txt.missing",
+             "sts.orphan.policy"}, "reporting", sts=()),
+    # --- TLS-RPT ---
+    scenario("tlsrpt-absent", "MTA-STS without TLS-RPT", {"tlsrpt.missing"}, "enforce",
+             tlsrpt=()),
+    scenario("tlsrpt-bad-scheme", "rua with ftp:", {"tlsrpt.rua.scheme"}, "enforce",
+             tlsrpt=(("v=TLSRPTv1; rua=ftp://reports.{d}/",),)),
+    scenario("tlsrpt-depends-on-mx", "rua mailbox behind the checked MX",
+             {"tlsrpt.rua.depends-on-mx"}, "enforce",
+             tlsrpt=(("v=TLSRPTv1; rua=mailto:tlsrpt@{d}",),)),
+)
+# fmt: on
+
+BY_DOMAIN: dict[str, Scenario] = {sc.domain: sc for sc in SCENARIOS}
+
+
+def healthy(index: int, *, mx_count: int = 1) -> Scenario:
+    """The benchmark's healthy enforce domain number ``index``, on hosts shared with its peers."""
+    d = f"d{index:05d}.bench.test"
+    mxs = tuple(Mx(f"mx{n + 1}.{d}", 10 * (n + 1)) for n in range(mx_count))
+    lines = "".join(f"mx: {mx.name}\n" for mx in mxs)
+    return Scenario(
+        domain=d,
+        summary="benchmark: healthy enforce domain",
+        expected=frozenset(),
+        stage="enforce",
+        policy=f"version: STSv1\nmode: enforce\n{lines}max_age: 604800\n",
+        mx=mxs,
+        shared=True,
+    )
