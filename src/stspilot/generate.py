@@ -266,12 +266,14 @@ def generate(
     wildcards: bool = False,
     probe_failures: Mapping[str, str] | None = None,
     previous_id: str = "",
+    patterns: Sequence[str] | None = None,
 ) -> Publication:
     """The records and policy to publish for ``domain`` at stage ``mode``.
 
     ``mx_hosts`` is the live MX set; ``probe_failures`` maps an MX host to why its STARTTLS
     probe failed today (each becomes a warning, an error under enforce); ``previous_id`` is the
-    id senders have now, so the new one differs from it (RFC 8461 §3.1).
+    id senders have now, so the new one differs from it (RFC 8461 §3.1). ``patterns`` keeps
+    mx patterns already chosen (a runbook changing only the mode) instead of deriving them.
     """
     name = normalize_host(domain)
     if not _is_ldh_name(name):
@@ -282,8 +284,11 @@ def generate(
     live = [normalize_host(h) for h in mx_hosts]
     if any(h == "" for h in live) and mode != "none":
         raise ConfigError(f"{name} publishes a null MX (RFC 7505): it accepts no mail")
-    patterns, notes = derive_mx_patterns(live, wildcards=wildcards)
-    if not patterns and mode != "none":
+    if patterns is None:
+        chosen, notes = derive_mx_patterns(live, wildcards=wildcards)
+    else:
+        chosen, notes = _checked_patterns(patterns), ()
+    if not chosen and mode != "none":
         # RFC 8461 §3.2: mx is required unless the mode is none (checklist A4.10).
         raise ConfigError(f"{name} has no MX hosts: a {mode} policy needs at least one mx line")
     uris = tuple(normalize_rua(u) for u in rua) or (default_rua(name),)
@@ -291,7 +296,7 @@ def generate(
     findings += _probe_findings(live, mode, probe_failures or {})
     findings += _rua_findings(name, uris, live)
     policy_id = new_policy_id(now, previous=previous_id)
-    text = policy_body(mode, age, patterns)
+    text = policy_body(mode, age, chosen)
     sts = TxtRecord(f"_mta-sts.{name}.", sts_record_value(policy_id))
     tlsrpt = TxtRecord(f"_smtp._tls.{name}.", tlsrpt_record_value(uris))
     return Publication(
@@ -299,7 +304,7 @@ def generate(
         mode=mode,
         policy_id=policy_id,
         max_age=age,
-        mx_patterns=patterns,
+        mx_patterns=chosen,
         rua=uris,
         sts_txt=sts,
         tlsrpt_txt=tlsrpt,
@@ -308,6 +313,17 @@ def generate(
         steps=publish_steps(name, tlsrpt, sts),
         findings=tuple(findings),
     )
+
+
+def _checked_patterns(patterns: Sequence[str]) -> tuple[str, ...]:
+    out: list[str] = []
+    for pattern in patterns:
+        wildcard = pattern.startswith("*.")
+        name = normalize_host(pattern[2:] if wildcard else pattern)
+        if not _is_ldh_name(name):  # RFC 8461 §3.2: ["*."] Domain (checklist A4.12)
+            raise ConfigError(f"{pattern!r} is not a valid mx pattern")
+        out.append(f"*.{name}" if wildcard else name)
+    return tuple(sorted(set(out)))
 
 
 def publish_steps(domain: str, tlsrpt: TxtRecord, sts: TxtRecord) -> tuple[str, ...]:

@@ -1,0 +1,252 @@
+"""The enforce gate and the what-if: named criteria with evidence, from the rollout's inputs.
+
+Pure core: no I/O, no clock (``now`` is a parameter). Each criterion is one question of the
+staged playbook that must be answered "yes" before ``mode: enforce`` is safe (RFC 8461 §5).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from stspilot.evidence import LiveState, MxState, ReportWindow
+from stspilot.generate import one_label_wildcard_covers
+
+# RFC 8460 §4.3.1: the negotiation failures; a sender enforcing the policy refuses the MX
+# (RFC 8461 §5, checklist A8.1). DANE and policy-fetch types are reported too but are not
+# refusals caused by mode: enforce.
+REFUSED_UNDER_ENFORCE: frozenset[str] = frozenset(
+    {
+        "starttls-not-supported",
+        "certificate-host-mismatch",
+        "certificate-expired",
+        "certificate-not-trusted",
+        "validation-failure",
+    }
+)
+
+
+class Verdict(StrEnum):
+    PASS = "pass"
+    FAIL = "fail"
+
+
+@dataclass(frozen=True, slots=True)
+class Criterion:
+    """One named gate criterion with its evidence (shown whether it passes or not)."""
+
+    name: str
+    title: str
+    verdict: Verdict
+    evidence: str
+
+    @property
+    def passed(self) -> bool:
+        return self.verdict is Verdict.PASS
+
+
+@dataclass(frozen=True, slots=True)
+class WhatIf:
+    """Sessions in the window that enforce would have refused, and where they came from."""
+
+    days: int
+    sessions: int
+    failed: int
+    refused: int
+    by_organization: tuple[tuple[str, int], ...] = ()
+    by_mx: tuple[tuple[str, int], ...] = ()
+    by_result_type: tuple[tuple[str, int], ...] = ()
+    other_failures: tuple[tuple[str, int], ...] = ()  # policy-fetch and DANE types
+    gone_mx: tuple[tuple[str, int], ...] = ()  # failures on hosts no longer live (not counted)
+
+
+def ranked(counter: Counter[str]) -> tuple[tuple[str, int], ...]:
+    return tuple(sorted(((k, v) for k, v in counter.items() if v), key=lambda kv: (-kv[1], kv[0])))
+
+
+def is_live(mx: str, live_hosts: frozenset[str]) -> bool:
+    # A failure without a receiving MX (Microsoft, Mail.ru leave it out: checklist D.3, D.4)
+    # might concern any live host, so it counts.
+    return not mx or mx in live_hosts
+
+
+def compute_what_if(window: ReportWindow, live_hosts: frozenset[str], days: int) -> WhatIf:
+    sessions = sum(t.successful + t.failed for t in window.totals)
+    failed = sum(t.failed for t in window.totals)
+    by_org: Counter[str] = Counter()
+    by_mx: Counter[str] = Counter()
+    by_type: Counter[str] = Counter()
+    other: Counter[str] = Counter()
+    gone: Counter[str] = Counter()
+    for f in window.failures:
+        if not is_live(f.receiving_mx, live_hosts):
+            gone[f.receiving_mx] += f.sessions
+        elif f.result_type in REFUSED_UNDER_ENFORCE:
+            by_org[f.organization] += f.sessions
+            by_mx[f.receiving_mx or "(not named by the reporter)"] += f.sessions
+            by_type[f.result_type] += f.sessions
+        else:
+            other[f.result_type] += f.sessions
+    # One session may be counted under several result types (RFC 8460 §4, checklist B4.14), so
+    # the refused count never exceeds what the summaries say failed.
+    refused = min(sum(by_type.values()), failed) if window.totals else sum(by_type.values())
+    return WhatIf(
+        days=days,
+        sessions=sessions,
+        failed=failed,
+        refused=refused,
+        by_organization=ranked(by_org),
+        by_mx=ranked(by_mx),
+        by_result_type=ranked(by_type),
+        other_failures=ranked(other),
+        gone_mx=ranked(gone),
+    )
+
+
+def fmt_top(pairs: Sequence[tuple[str, int]], limit: int = 3) -> str:
+    shown = ", ".join(f"{n:,} {k}" for k, n in pairs[:limit])
+    return shown + (f" and {len(pairs) - limit} more" if len(pairs) > limit else "")
+
+
+def evaluate_gate(
+    live: LiveState,
+    window: ReportWindow,
+    *,
+    days: int,
+    min_sessions: int,
+    now: datetime,
+    report_max_age_days: int = 3,
+) -> tuple[Criterion, ...]:
+    """The enforce gate over ``window`` (the last ``days`` days of reports), in a fixed order."""
+    return (
+        _clean_criterion(live, window, days),
+        _volume_criterion(window, days, min_sessions),
+        _coverage_criterion(live),
+        _mx_tls_criterion(live),
+        _policy_criterion(live),
+        _tlsrpt_criterion(live, window, now, report_max_age_days),
+    )
+
+
+def _clean_criterion(live: LiveState, window: ReportWindow, days: int) -> Criterion:
+    title = f"No TLS failures in the last {days} days"
+    live_hosts = frozenset(m.host for m in live.mx)
+    sessions = sum(t.successful + t.failed for t in window.totals)
+    failed = sum(t.failed for t in window.totals)
+    counted = [f for f in window.failures if f.sessions and is_live(f.receiving_mx, live_hosts)]
+    gone = sum(f.sessions for f in window.failures if not is_live(f.receiving_mx, live_hosts))
+    if counted:
+        by_what: Counter[str] = Counter()
+        for f in counted:
+            by_what[
+                f"{f.result_type} on {f.receiving_mx or 'an MX the reporter did not name'}"
+            ] += f.sessions
+        n = min(failed, sum(by_what.values())) if failed else sum(by_what.values())
+        return Criterion(
+            "reports-clean",
+            title,
+            Verdict.FAIL,
+            f"{n:,} failed of {sessions:,} sessions: {fmt_top(ranked(by_what))}",
+        )
+    if failed and not gone:
+        # The summaries count failures but no detail names them: no reason to trust it away.
+        return Criterion(
+            "reports-clean",
+            title,
+            Verdict.FAIL,
+            f"{failed:,} failed of {sessions:,} sessions (the reports give no failure details)",
+        )
+    extra = f"; {gone:,} on MX hosts no longer live, not counted" if gone else ""
+    return Criterion(
+        "reports-clean", title, Verdict.PASS, f"0 failed of {sessions:,} sessions{extra}"
+    )
+
+
+def _volume_criterion(window: ReportWindow, days: int, min_sessions: int) -> Criterion:
+    sessions = sum(t.successful + t.failed for t in window.totals)
+    orgs = sorted({t.organization for t in window.totals if t.successful + t.failed})
+    return Criterion(
+        "report-volume",
+        f"At least {min_sessions:,} reported sessions in the last {days} days",
+        Verdict.PASS if sessions >= min_sessions else Verdict.FAIL,
+        f"{sessions:,} sessions from {len(orgs)} organisation(s)"
+        + (f": {', '.join(orgs[:5])}" if orgs else ""),
+    )
+
+
+def _coverage_criterion(live: LiveState) -> Criterion:
+    title = "Every live MX host is covered by the policy"
+    if live.mode is None:
+        return Criterion("mx-covered", title, Verdict.FAIL, "no policy is served yet")
+    if not live.mx:
+        return Criterion("mx-covered", title, Verdict.FAIL, "the domain has no live MX hosts")
+    uncovered = [m.host for m in live.mx if not _covered(m, live.mx_patterns)]
+    if uncovered:
+        return Criterion("mx-covered", title, Verdict.FAIL, f"not covered: {', '.join(uncovered)}")
+    pairs = ", ".join(f"{m.host} by {_covered(m, live.mx_patterns)}" for m in live.mx)
+    return Criterion("mx-covered", title, Verdict.PASS, pairs)
+
+
+def _covered(mx: MxState, patterns: Sequence[str]) -> str | None:
+    if mx.covered_by:
+        return mx.covered_by
+    return next((p for p in patterns if one_label_wildcard_covers(p.lower(), mx.host)), None)
+
+
+def _mx_tls_criterion(live: LiveState) -> Criterion:
+    title = "Every MX host offers STARTTLS with a valid certificate for its name"
+    if not live.mx:
+        return Criterion("mx-tls", title, Verdict.FAIL, "the domain has no live MX hosts")
+    bad = [m for m in live.mx if m.tls_ok is not True]
+    if bad:
+        words = "; ".join(
+            f"{m.host}: {'not probed' if m.tls_ok is None else (m.problem or 'failed')}"
+            for m in bad
+        )
+        return Criterion("mx-tls", title, Verdict.FAIL, words)
+    expiry = [
+        f"{m.host} expires in {m.days_to_expiry} days"
+        for m in live.mx
+        if m.days_to_expiry is not None
+    ]
+    return Criterion(
+        "mx-tls", title, Verdict.PASS, "; ".join(expiry) or f"{len(live.mx)} host(s) valid"
+    )
+
+
+def _policy_criterion(live: LiveState) -> Criterion:
+    title = f"The policy is fetchable from mta-sts.{live.domain} with a valid certificate"
+    if live.sts_id is None:
+        return Criterion("policy-fetch", title, Verdict.FAIL, "no _mta-sts TXT record published")
+    if live.mode is None or live.policy_problem:
+        return Criterion(
+            "policy-fetch", title, Verdict.FAIL, live.policy_problem or "no usable policy"
+        )
+    return Criterion(
+        "policy-fetch",
+        title,
+        Verdict.PASS,
+        f"mode {live.mode}, max_age {live.max_age}, id {live.sts_id}",
+    )
+
+
+def _tlsrpt_criterion(
+    live: LiveState, window: ReportWindow, now: datetime, max_age_days: int
+) -> Criterion:
+    title = "TLS-RPT is published and reports arrive"
+    if not live.tlsrpt_rua:
+        return Criterion("tlsrpt", title, Verdict.FAIL, "no valid _smtp._tls record")
+    rua = ", ".join(live.tlsrpt_rua)
+    days = [t.day for t in window.totals]
+    if not days:
+        return Criterion("tlsrpt", title, Verdict.FAIL, f"rua={rua}; no reports stored")
+    last = max(days)
+    # Reports cover whole UTC days and arrive during the next day (RFC 8460 §4.1, checklist B6).
+    if (now.date() - last).days > max_age_days:
+        return Criterion(
+            "tlsrpt", title, Verdict.FAIL, f"rua={rua}; the newest report covers {last}"
+        )
+    return Criterion("tlsrpt", title, Verdict.PASS, f"rua={rua}; newest report covers {last}")

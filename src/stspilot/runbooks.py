@@ -1,0 +1,458 @@
+"""The rollout's runbooks: next step, rollback, decommission and MX migration, with exact records.
+
+Pure core: no I/O, no clock. Every plan that changes what senders see carries a ``Publication``
+from ``generate`` (the policy to serve first, then the TXT record with a new ``id``: RFC 8461
+§8.1) and says how long to wait, because senders may keep a cached policy for its ``max_age``
+(RFC 8461 §3.2, §5.1).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from stspilot.evidence import LiveState
+from stspilot.findings import Finding
+from stspilot.gate import Criterion
+from stspilot.generate import (
+    DAY,
+    WEEK,
+    Publication,
+    finding,
+    generate,
+    normalize_host,
+    one_label_wildcard_covers,
+)
+
+if TYPE_CHECKING:  # rollout imports this module; Stage is a StrEnum, compared by value here
+    from stspilot.rollout import Stage
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """A titled list of steps, the publication they ask for (if any) and what to watch after."""
+
+    title: str
+    summary: str
+    steps: tuple[str, ...]
+    publications: tuple[Publication, ...] = ()
+    watch: tuple[str, ...] = ()
+    wait_until: datetime | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "title": self.title,
+            "summary": self.summary,
+            "steps": list(self.steps),
+            "publications": [p.to_dict() for p in self.publications],
+            "watch": list(self.watch),
+            "wait_until": self.wait_until.isoformat() if self.wait_until else None,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Runbooks:
+    next_step: Plan
+    rollback: Plan | None
+    decommission: Plan
+    migration: Plan | None
+    findings: list[Finding] = field(default_factory=list)
+
+
+def _days(seconds: int) -> str:
+    if seconds % DAY == 0:
+        n = seconds // DAY
+        return f"{n} day{'s' if n != 1 else ''}"
+    return f"{seconds / 3600:.1f} hours"
+
+
+def _when(t: datetime) -> str:
+    return f"{t:%Y-%m-%d %H:%M} UTC"
+
+
+def keep_patterns(patterns: Sequence[str], hosts: Sequence[str]) -> tuple[str, ...]:
+    """The current patterns that cover a live host, plus an exact line for each uncovered host."""
+    norm = [p.lower() for p in patterns]
+    kept = [p for p in norm if any(one_label_wildcard_covers(p, h) for h in hosts)]
+    missing = [h for h in hosts if not any(one_label_wildcard_covers(p, h) for p in norm)]
+    return tuple(sorted(set(kept) | set(missing)))
+
+
+def build_runbooks(
+    live: LiveState,
+    *,
+    stage: Stage,
+    ready: bool,
+    failing: Sequence[Criterion],
+    history_max_age: int,
+    since: datetime | None,
+    planned_mx: tuple[str, ...] | None,
+    now: datetime,
+) -> Runbooks:
+    hosts = sorted({normalize_host(m.host) for m in live.mx} - {""})
+    rua = live.tlsrpt_rua
+    prev = live.sts_id or ""
+    # The longest max_age any policy was served with bounds how long senders remember it.
+    served_max_age = max(history_max_age, live.max_age or 0)
+    findings: list[Finding] = []
+
+    enforce_pub: Publication | None = None
+    if stage == "none":
+        next_step = _start_reporting(live.domain, hosts, now)
+    elif stage == "reporting":
+        next_step = _start_testing(live.domain, hosts, rua, now, prev)
+    elif stage in ("testing", "fixing") and ready:
+        enforce_pub = generate(
+            live.domain,
+            mx_hosts=hosts,
+            mode="enforce",
+            rua=rua,
+            now=now,
+            previous_id=prev,
+            patterns=keep_patterns(live.mx_patterns, hosts),
+        )
+        next_step = Plan(
+            "Switch to enforce",
+            "Every gate criterion passes: publish the enforce policy, then the new id.",
+            enforce_pub.steps,
+            (enforce_pub,),
+            watch=(
+                "Run stspilot rollout daily for two weeks: failures now mean refused mail.",
+                "Keep the rollback below at hand; it takes effect as senders see the new id.",
+            ),
+        )
+    elif stage == "winding-down":
+        next_step = _decommission(live, hosts, served_max_age, since, now, findings)
+    elif stage == "enforce" and ready:
+        next_step = _keep_enforcing(live, hosts, rua, now, prev)
+    else:
+        next_step = _fix(live, hosts, rua, failing, stage, now, prev)
+
+    rollback = None
+    if stage == "enforce":
+        rollback = _rollback(live, hosts, rua, live.max_age or WEEK, prev, now)
+    elif enforce_pub is not None:
+        rollback = _rollback(live, hosts, rua, enforce_pub.max_age, enforce_pub.policy_id, now)
+    decommission = (
+        next_step
+        if stage == "winding-down"
+        else _decommission(live, hosts, served_max_age, None, now, findings)
+    )
+    migration = _migration(live, hosts, planned_mx, now, findings)
+    return Runbooks(next_step, rollback, decommission, migration, findings)
+
+
+def _start_reporting(domain: str, hosts: Sequence[str], now: datetime) -> Plan:
+    # Reporting first: TLS-RPT shows how senders' TLS to the MX hosts fares before any policy.
+    pub = generate(domain, mx_hosts=hosts or ["mx.invalid"], mode="testing", now=now)
+    return Plan(
+        "Start reporting",
+        "Publish the TLS-RPT record only; senders start mailing daily reports.",
+        (f"Publish {pub.tlsrpt_txt.zone_line()}",),
+        watch=(
+            "Ingest the reports (stspilot ingest / stspilot receive) for a week or two.",
+            "Then run stspilot rollout again: it proposes the testing policy.",
+        ),
+    )
+
+
+def _start_testing(
+    domain: str, hosts: Sequence[str], rua: Sequence[str], now: datetime, prev: str
+) -> Plan:
+    if not hosts:
+        return Plan("Add MX hosts", "The domain has no MX hosts to cover.", ())
+    pub = generate(domain, mx_hosts=hosts, mode="testing", rua=rua, now=now, previous_id=prev)
+    return Plan(
+        "Publish a testing policy",
+        "Testing makes senders validate every MX and report failures without refusing mail.",
+        pub.steps,
+        (pub,),
+        watch=(
+            "Reports now carry policy-type sts; every failure names its MX and result type.",
+            "Fix what they show; stspilot rollout proposes enforce once the gate passes.",
+        ),
+    )
+
+
+def _keep_enforcing(
+    live: LiveState, hosts: Sequence[str], rua: Sequence[str], now: datetime, prev: str
+) -> Plan:
+    if (live.max_age or 0) >= WEEK:
+        return Plan(
+            "Keep enforcing",
+            "Enforce is healthy; nothing to publish.",
+            (),
+            watch=("Run stspilot rollout (or the monitor) daily; failures now mean refused mail.",),
+        )
+    # RFC 8461 §10.2: a short max_age under enforce widens the downgrade window (checklist A9.1).
+    pub = generate(
+        live.domain,
+        mx_hosts=hosts,
+        mode="enforce",
+        rua=rua,
+        now=now,
+        previous_id=prev,
+        patterns=keep_patterns(live.mx_patterns, hosts),
+    )
+    return Plan(
+        "Raise max_age",
+        f"Enforce is healthy but max_age is {live.max_age}s; a week or more keeps an attacker "
+        "from waiting out the cached policy.",
+        pub.steps,
+        (pub,),
+    )
+
+
+def _fix(
+    live: LiveState,
+    hosts: Sequence[str],
+    rua: Sequence[str],
+    failing: Sequence[Criterion],
+    stage: Stage,
+    now: datetime,
+    prev: str,
+) -> Plan:
+    steps = [f"{c.title}: {c.evidence}" for c in failing]
+    pubs: tuple[Publication, ...] = ()
+    if any(c.name == "mx-covered" for c in failing) and hosts and live.mode:
+        pub = generate(
+            live.domain,
+            mx_hosts=hosts,
+            mode=live.mode,
+            rua=rua,
+            now=now,
+            previous_id=prev,
+            patterns=keep_patterns(live.mx_patterns, hosts),
+        )
+        pubs = (pub,)
+        steps += pub.steps
+    title = "Fix now or roll back" if stage == "enforce" else "Fix before enforce"
+    return Plan(
+        title,
+        f"{len(failing)} gate criterion(s) fail; enforce would refuse mail until they pass.",
+        tuple(steps),
+        pubs,
+        watch=("Run stspilot rollout again after each fix; the failures must stop for a week.",),
+    )
+
+
+def _rollback(
+    live: LiveState,
+    hosts: Sequence[str],
+    rua: Sequence[str],
+    old_max_age: int,
+    prev: str,
+    now: datetime,
+) -> Plan:
+    patterns = keep_patterns(live.mx_patterns, hosts) if hosts else live.mx_patterns
+    pub = generate(
+        live.domain,
+        mx_hosts=hosts,
+        mode="testing",
+        rua=rua,
+        now=now,
+        previous_id=prev,
+        patterns=patterns or None,
+    )
+    until = now + timedelta(seconds=old_max_age)
+    return Plan(
+        "Roll back to testing",
+        "Serve the testing policy, then publish its new id; senders switch when they see it.",
+        (
+            *pub.steps,
+            "Senders that check the TXT id before delivering (RFC 8461 §5.1) follow within the "
+            "TXT TTL; a sender that only refreshes on expiry may keep the enforce policy for its "
+            f"max_age of {_days(old_max_age)}, until {_when(until)}.",
+        ),
+        (pub,),
+        wait_until=until,
+    )
+
+
+def _decommission(
+    live: LiveState,
+    hosts: Sequence[str],
+    served_max_age: int,
+    since: datetime | None,
+    now: datetime,
+    findings: list[Finding],
+) -> Plan:
+    """RFC 8461 §8.3 (checklist A5.8): serve mode none until every policy ever served expired."""
+    if live.mode == "none":
+        start = since or now
+        until = start + timedelta(seconds=served_max_age)
+        if since is not None and now >= until:
+            findings.append(
+                finding(
+                    "rollout.decommission-safe",
+                    f"mode none has been served since {_when(since)}, longer than the longest "
+                    f"max_age ever served ({_days(served_max_age)}).",
+                    f"Delete _mta-sts.{live.domain}, then the policy host.",
+                )
+            )
+            steps: tuple[str, ...] = (
+                f"Delete the TXT record _mta-sts.{live.domain}.",
+                f"Then stop serving https://mta-sts.{live.domain}/.well-known/mta-sts.txt.",
+                "Keep the TLS-RPT record if you still want reports.",
+            )
+        else:
+            steps = (
+                f"Keep serving mode none until {_when(until)} "
+                f"({_days(served_max_age)} after mode none began"
+                + ("" if since else "; start unknown, counted from now")
+                + ").",
+                f"Then delete _mta-sts.{live.domain}, then the policy host.",
+            )
+        return Plan(
+            "Finish removing MTA-STS",
+            "Senders forget the policy once every cached copy has expired.",
+            steps,
+            wait_until=until,
+        )
+    pub = generate(
+        live.domain,
+        mx_hosts=hosts,
+        mode="none",
+        rua=live.tlsrpt_rua,
+        now=now,
+        previous_id=live.sts_id or "",
+        patterns=(),
+    )
+    until = now + timedelta(seconds=served_max_age)
+    return Plan(
+        "Remove MTA-STS safely",
+        "Never delete first: senders that cached the policy would keep enforcing a stale MX list.",
+        (
+            *pub.steps,
+            f"Keep serving mode none until {_when(until)}: the longest max_age ever served is "
+            f"{_days(served_max_age)}.",
+            f"Then delete _mta-sts.{live.domain}, then the policy host.",
+        ),
+        (pub,),
+        wait_until=until,
+    )
+
+
+def _migration(
+    live: LiveState,
+    hosts: Sequence[str],
+    planned_mx: tuple[str, ...] | None,
+    now: datetime,
+    findings: list[Finding],
+) -> Plan | None:
+    """Change the MX set without a live MX ever outside the policy (RFC 8461 §4.1, §8.1)."""
+    if live.mode not in ("testing", "enforce"):
+        return None
+    patterns = [p.lower() for p in live.mx_patterns]
+    uncovered = [h for h in hosts if not any(one_label_wildcard_covers(p, h) for p in patterns)]
+    unused = [p for p in patterns if not any(one_label_wildcard_covers(p, h) for h in hosts)]
+    if uncovered or unused:
+        findings.append(
+            finding(
+                "rollout.mx-drift",
+                "Live MX hosts outside the policy: "
+                + (", ".join(uncovered) or "none")
+                + "; patterns matching no live host: "
+                + (", ".join(unused) or "none")
+                + ".",
+                "Follow the MX migration runbook.",
+            )
+        )
+    target = sorted({normalize_host(h) for h in planned_mx} - {""}) if planned_mx else None
+    if target is None and not uncovered and not unused:
+        return None
+    old_age = live.max_age or DAY
+    rua = live.tlsrpt_rua
+    mode = live.mode or "testing"
+    if target is None:
+        return _realign(live, hosts, patterns, uncovered, unused, mode, now)
+    both = generate(
+        live.domain,
+        mx_hosts=sorted(set(hosts) | set(target)),
+        mode=mode,
+        rua=rua,
+        now=now,
+        previous_id=live.sts_id or "",
+        patterns=tuple(sorted(set(patterns) | set(keep_patterns(patterns, target)))),
+    )
+    final = generate(
+        live.domain,
+        mx_hosts=target,
+        mode=mode,
+        rua=rua,
+        now=now,
+        previous_id=both.policy_id,
+        patterns=keep_patterns(patterns, target),
+    )
+    wait = now + timedelta(seconds=old_age)
+    return Plan(
+        "MX migration",
+        f"From {', '.join(hosts) or 'no hosts'} to {', '.join(target)} without a live MX ever "
+        "outside the policy.",
+        (
+            "1. Add the new hosts to the policy (old and new together) and bump the id:",
+            *both.steps,
+            f"2. Check every new host with stspilot check: STARTTLS and a valid certificate "
+            f"for its name ({', '.join(target)}).",
+            f"3. Wait until {_when(wait)} (the current max_age, {_days(old_age)}), so no sender "
+            "still holds a policy without the new hosts.",
+            "4. Switch the MX records to the new hosts.",
+            "5. Wait for the old MX records' TTL and until reports stop naming the old hosts.",
+            "6. Remove the old hosts from the policy and bump the id again:",
+            *final.steps,
+        ),
+        (both, final),
+        wait_until=wait,
+    )
+
+
+def _realign(
+    live: LiveState,
+    hosts: Sequence[str],
+    patterns: Sequence[str],
+    uncovered: Sequence[str],
+    unused: Sequence[str],
+    mode: str,
+    when: datetime,
+) -> Plan:
+    """The MX set already changed: cover the live hosts now, retire stale patterns after."""
+    rua, now_id = live.tlsrpt_rua, live.sts_id or ""
+    steps: list[str] = []
+    pubs: list[Publication] = []
+    if uncovered:
+        cover = generate(
+            live.domain,
+            mx_hosts=hosts,
+            mode=mode,
+            rua=rua,
+            now=when,
+            previous_id=now_id,
+            patterns=tuple(sorted(set(patterns) | set(uncovered))),
+        )
+        steps += ["Cover the live hosts first (the old patterns stay for now):", *cover.steps]
+        pubs.append(cover)
+        now_id = cover.policy_id
+    if unused:
+        tidy = generate(
+            live.domain,
+            mx_hosts=hosts,
+            mode=mode,
+            rua=rua,
+            now=when,
+            previous_id=now_id,
+            patterns=keep_patterns(patterns, hosts),
+        )
+        steps += [
+            f"Once the old MX records' TTL has passed and no report names them, drop the stale "
+            f"patterns {', '.join(unused)}:",
+            *tidy.steps,
+        ]
+        pubs.append(tidy)
+    return Plan(
+        "Bring the policy in line with the MX set",
+        "Under enforce, an MX outside the policy refuses mail: cover it first.",
+        tuple(steps),
+        tuple(pubs),
+    )
