@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from stspilot.report_schema import Limits
 from stspilot.ingest.pipeline import IngestStore, RawOutcome, ingest_raw
+from stspilot.report_schema import DEFAULT_LIMITS, Limits
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
@@ -105,7 +105,7 @@ def report_routes(
     from starlette.responses import PlainTextResponse
     from starlette.routing import Route
 
-    use_limits = limits if limits is not None else Limits()
+    use_limits = limits if limits is not None else DEFAULT_LIMITS
     write_lock = threading.Lock()  # one writer at a time (SQLite takes one anyway)
 
     def store_body(body: bytes, content_type: str, origin: str) -> HttpOutcome:

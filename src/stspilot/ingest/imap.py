@@ -35,7 +35,6 @@ from pathlib import Path
 from typing import Literal
 
 from stspilot.errors import ConfigError, StspilotError
-from stspilot.report_schema import Limits
 from stspilot.ingest.pipeline import (
     IngestStore,
     RawOutcome,
@@ -44,6 +43,7 @@ from stspilot.ingest.pipeline import (
     prepare_unit,
     prepare_unreadable,
 )
+from stspilot.report_schema import DEFAULT_LIMITS, Limits
 
 log = logging.getLogger(__name__)
 
@@ -212,7 +212,8 @@ def connect(config: ImapConfig) -> imaplib.IMAP4:
             if config.tls == "starttls":
                 conn.starttls(ssl_context=context)
     except (OSError, imaplib.IMAP4.error) as exc:
-        raise ImapError(f"cannot connect to IMAP {config.host}:{config.effective_port}: {exc}") from exc
+        where = f"{config.host}:{config.effective_port}"
+        raise ImapError(f"cannot connect to IMAP {where}: {exc}") from exc
     try:
         conn.login(config.user, config.password)
         # Servers add capabilities (MOVE, UIDPLUS) after login; imaplib keeps the greeting's.
@@ -274,7 +275,7 @@ def poll_once(
     ``on_committed(uids)`` runs between a batch's commit and its acknowledgement (progress,
     and the crash-between-commit-and-move test).
     """
-    use_limits = limits if limits is not None else Limits()
+    use_limits = limits if limits is not None else DEFAULT_LIMITS
     conn = connect(config)
     tally, moved, flagged = Tally(), 0, 0
     try:
@@ -291,7 +292,7 @@ def poll_once(
         uids = sorted(int(u) for u in (data[0] or b"").split())
         for batch in _chunks(uids, config.batch_size):
             outcomes = _ingest_batch(conn, store, config, batch, use_limits, clock)
-            tally = tally + Tally.of(outcomes)
+            tally = tally + Tally.of(outcomes.values())
             if on_committed is not None:
                 on_committed(batch)
             m, f = _acknowledge(conn, config, can_move, batch, outcomes)

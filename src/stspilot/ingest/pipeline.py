@@ -30,7 +30,7 @@ from typing import Protocol
 
 from stspilot.errors import ParseError, ReportError
 from stspilot.ingest.decode import envelope_deviations, extract_reports, iter_sources
-from stspilot.report_schema import Limits
+from stspilot.report_schema import DEFAULT_LIMITS, Limits
 from stspilot.reports import parse_report
 from stspilot.store.models import BatchResult, NewQuarantine, NewReport
 
@@ -129,7 +129,9 @@ def prepare_unit(raw: bytes, *, origin: str, received_at: datetime, limits: Limi
         except (ValueError, LookupError, RecursionError) as exc:
             failures.append((part.label, "report.parse.internal", f"{type(exc).__name__}: {exc}"))
             continue
-        extra = envelope_deviations(report, part.envelope) if part.envelope is not None else ()
+        extra = part.deviations
+        if part.envelope is not None:  # RFC 8460 §5.3/§5.6: headers vs body, body wins
+            extra += envelope_deviations(report, part.envelope)
         reports.append(
             NewReport(
                 report=report,
@@ -137,12 +139,12 @@ def prepare_unit(raw: bytes, *, origin: str, received_at: datetime, limits: Limi
                 origin=origin,
                 received_at=received_at,
                 envelope=part.envelope,
-                deviations=tuple(extra),
+                deviations=extra,
             )
         )
     quarantine = None
     if failures:
-        label, code, reason = failures[0]
+        _, code, reason = failures[0]
         if len(extracted) > 1:
             code = code if not reports else "report.partial"
             reason = "; ".join(f"{lbl}: {c}: {r}" for lbl, c, r in failures)
@@ -208,7 +210,7 @@ def ingest_raw(
     limits: Limits | None = None,
 ) -> RawOutcome:
     """Ingest one unit and commit it: the call behind SMTP DATA, HTTP POST and ``retry``."""
-    use_limits = limits if limits is not None else Limits()
+    use_limits = limits if limits is not None else DEFAULT_LIMITS
     unit = prepare_unit(raw, origin=origin, received_at=received_at, limits=use_limits)
     return commit_prepared(store, [unit])[0]
 
@@ -232,16 +234,26 @@ def _prepare(unit: _Unit) -> Prepared:  # module level: picklable for the proces
     )
 
 
+ErrorCallback = Callable[[Path, OSError], None]
+
+
 def _batches(
-    paths: Iterable[Path], size: int, limits: Limits, clock: Callable[[], datetime]
+    paths: Iterable[Path],
+    size: int,
+    limits: Limits,
+    clock: Callable[[], datetime],
+    on_error: Callable[[Path, OSError], None],
 ) -> Iterator[list[_Unit]]:
     batch: list[_Unit] = []
     for path in paths:
-        for source in iter_sources(path):
-            batch.append(_Unit(source.raw, source.origin, clock(), limits))
-            if len(batch) >= size:
-                yield batch
-                batch = []
+        try:
+            for source in iter_sources(path, limits=limits):
+                batch.append(_Unit(source.raw, source.origin, clock(), limits))
+                if len(batch) >= size:
+                    yield batch
+                    batch = []
+        except OSError as exc:  # unreadable: no bytes to quarantine, so count and tell
+            on_error(path, exc)
     if batch:
         yield batch
 
@@ -253,21 +265,31 @@ def ingest_paths(
     batch_size: int = 500,
     limits: Limits | None = None,
     on_progress: ProgressCallback | None = None,
+    on_error: ErrorCallback | None = None,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     workers: int = 0,
 ) -> Tally:
     """Ingest files and folders (.json, .json.gz, .gz, .eml, mbox, Maildir), ``batch_size``
     units per transaction. ``workers`` > 1 parses in that many processes (0: decide by CPUs).
+
+    A path that cannot be read (permissions, vanished) counts in ``Tally.errors`` and is
+    reported to ``on_error``; the run goes on with the next path.
     """
-    use_limits = limits if limits is not None else Limits()
+    use_limits = limits if limits is not None else DEFAULT_LIMITS
     tally = Tally()
     done = 0
+    errors: list[tuple[Path, OSError]] = []
+
+    def failed(path: Path, exc: OSError) -> None:
+        errors.append((path, exc))
+        if on_error is not None:
+            on_error(path, exc)
     pool: Executor | None = None
     n_workers = workers if workers > 0 else min(4, os.cpu_count() or 1)
     if n_workers > 1:
         pool = ProcessPoolExecutor(max_workers=n_workers)
     try:
-        for batch in _batches(paths, batch_size, use_limits, clock):
+        for batch in _batches(paths, batch_size, use_limits, clock, failed):
             if pool is not None:
                 chunk = max(1, len(batch) // (n_workers * 4))
                 prepared = list(pool.map(_prepare, batch, chunksize=chunk))
@@ -276,8 +298,8 @@ def ingest_paths(
             tally = tally + Tally.of(commit_prepared(store, prepared))
             done += len(batch)
             if on_progress is not None:
-                on_progress(tally, done)
+                on_progress(tally + Tally(errors=len(errors)), done)
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)
-    return tally
+    return tally + Tally(errors=len(errors))

@@ -27,14 +27,14 @@ import logging
 import ssl
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from stspilot.errors import ConfigError
-from stspilot.report_schema import Limits
 from stspilot.ingest.pipeline import IngestStore, RawOutcome, ingest_raw
+from stspilot.report_schema import DEFAULT_LIMITS, Limits
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ class ReceiverConfig:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     require_starttls: bool = False
-    limits: Limits = field(default_factory=Limits)
+    limits: Limits = DEFAULT_LIMITS
 
     def __post_init__(self) -> None:
         if not self.addresses and not self.domains:
@@ -102,7 +102,7 @@ class ReportHandler:
         # One writer at a time: SQLite takes one anyway, and it keeps commits in arrival order.
         self._write_lock = threading.Lock()
 
-    async def handle_RCPT(  # noqa: N802 - aiosmtpd's hook name
+    async def handle_RCPT(
         self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
     ) -> str:
         if not self._config.accepts(address):
@@ -110,7 +110,7 @@ class ReportHandler:
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
-    async def handle_DATA(  # noqa: N802 - aiosmtpd's hook name
+    async def handle_DATA(
         self, server: Any, session: Any, envelope: Any
     ) -> str:
         raw = envelope.original_content or envelope.content

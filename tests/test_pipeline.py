@@ -1,0 +1,143 @@
+"""The ingest pipeline against a real store: units in, reports stored once, the rest kept."""
+
+from __future__ import annotations
+
+import gzip
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from intake_samples import report_json, report_mail
+from stspilot.ingest.pipeline import Tally, ingest_paths, ingest_raw
+from stspilot.store import Store
+
+pytestmark = pytest.mark.db
+
+NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+GOOD = report_json("sender.example", "2026-11-20T00:00:00Z_example.com", failures=2)
+
+
+def _quarantined(store: Store) -> dict[str, str]:
+    """origin -> code of every open quarantine entry."""
+    return {item.origin: item.code for item in store.list_quarantine(limit=10_000)}
+
+
+@pytest.mark.parametrize(
+    ("name", "raw", "new", "quarantined"),
+    [
+        ("json", GOOD, 1, False),
+        ("gzip", gzip.compress(GOOD), 1, False),
+        ("mail gzip", report_mail(GOOD), 1, False),
+        ("mail json", report_mail(GOOD, compress=False), 1, False),
+        ("mail two", report_mail(GOOD, report_json("sender.example", "r2")), 2, False),
+        ("garbage", b"\x00\x01 not a report", 0, True),
+        ("json not report", b'{"hello": "world"}', 0, True),
+        ("truncated gzip", gzip.compress(GOOD)[:40], 0, True),
+        ("empty", b"", 0, True),
+        ("mail without report", b"From: a@b\r\nSubject: cron\r\n\r\nhello\r\n", 0, True),
+    ],
+)
+def test_ingest_raw_one_unit(
+    store: Store, name: str, raw: bytes, new: int, quarantined: bool
+) -> None:
+    outcome = ingest_raw(store, raw, origin=name, received_at=NOW)
+    assert (outcome.new, outcome.duplicate, outcome.quarantined) == (new, 0, quarantined)
+    assert store.count_reports() == new
+    if quarantined:
+        assert outcome.code
+        [item] = store.list_quarantine()
+        assert (item.origin, item.code) == (name, outcome.code)
+        assert store.quarantine_raw(item.id) == raw  # the bytes themselves are kept
+    else:
+        assert store.list_quarantine() == []
+        assert all(store.report_raw(pk) == raw for pk in outcome.report_pks)
+
+
+def test_same_input_twice_is_a_no_op(store: Store) -> None:
+    first = ingest_raw(store, report_mail(GOOD), origin="a", received_at=NOW)
+    again = ingest_raw(store, gzip.compress(GOOD), origin="b", received_at=NOW)
+    bad1 = ingest_raw(store, b"junk", origin="c", received_at=NOW)
+    bad2 = ingest_raw(store, b"junk", origin="d", received_at=NOW)
+    assert (first.new, again.new, again.duplicate) == (1, 0, 1)
+    assert again.report_pks == first.report_pks
+    assert bad1.quarantined and bad2.quarantined
+    assert store.count_reports() == 1
+    assert len(store.list_quarantine()) == 1  # same bytes: one entry
+
+
+def test_mail_with_one_bad_report_keeps_the_good_one_and_the_whole_mail(store: Store) -> None:
+    other = report_json("sender.example", "second")
+    raw = report_mail(GOOD, b'{"organization-name": "x"}', other)
+    outcome = ingest_raw(store, raw, origin="mixed", received_at=NOW)
+    assert (outcome.new, outcome.quarantined, outcome.code) == (2, True, "report.partial")
+    assert outcome.reason is not None and "2 of 3" in outcome.reason
+    [item] = store.list_quarantine()
+    assert store.quarantine_raw(item.id) == raw
+    # After a parser fix, retrying the unit only adds what was missing.
+    again = ingest_raw(store, raw, origin="mixed", received_at=NOW)
+    assert (again.new, again.duplicate) == (0, 2)
+
+
+def _write_tree(root: Path) -> dict[str, int]:
+    """A folder of mixed inputs; returns how many reports / bad units it holds."""
+    (root / "sub").mkdir(parents=True)
+    for i in range(7):
+        (root / f"r{i}.json").write_bytes(report_json("a.example", f"json-{i}", failures=i % 3))
+    for i in range(5):
+        (root / "sub" / f"r{i}.json.gz").write_bytes(
+            gzip.compress(report_json("b.example", f"gz-{i}"))
+        )
+    for i in range(4):
+        (root / "sub" / f"m{i}.eml").write_bytes(
+            report_mail(report_json("c.example", f"mail-{i}"), report_json("c.example", f"x{i}"))
+        )
+    (root / "broken.json").write_bytes(b'{"organization-name": ')
+    (root / "sub" / "note.eml").write_bytes(b"From: cron@x\r\nSubject: hi\r\n\r\ndone\r\n")
+    return {"reports": 7 + 5 + 8, "bad": 2}
+
+
+@pytest.mark.parametrize(("batch_size", "workers"), [(500, 1), (3, 1), (4, 2)])
+def test_ingest_paths_tree_and_rerun(
+    store: Store, tmp_path: Path, batch_size: int, workers: int
+) -> None:
+    expect = _write_tree(tmp_path / "in")
+    seen: list[tuple[Tally, int]] = []
+    tally = ingest_paths(
+        store,
+        [tmp_path / "in"],
+        batch_size=batch_size,
+        workers=workers,
+        on_progress=lambda t, n: seen.append((t, n)),
+        clock=lambda: NOW,
+    )
+    assert tally == Tally(new=expect["reports"], quarantined=expect["bad"])
+    assert seen and seen[-1] == (tally, 18)
+    assert [n for _, n in seen] == sorted(n for _, n in seen)
+    assert store.count_reports() == expect["reports"]
+    again = ingest_paths(store, [tmp_path / "in"], batch_size=batch_size, workers=workers)
+    assert again == Tally(duplicate=expect["reports"], quarantined=expect["bad"])
+    assert store.count_reports() == expect["reports"]
+    assert len(store.list_quarantine()) == expect["bad"]
+
+
+def test_duplicates_inside_one_batch(store: Store, tmp_path: Path) -> None:
+    folder = tmp_path / "in"  # tmp_path also holds the SQLite file
+    folder.mkdir()
+    for i in range(3):  # the same report three times, three different byte forms
+        (folder / f"a{i}.json").write_bytes(GOOD + b" " * i)
+    tally = ingest_paths(store, [folder], batch_size=10, workers=1)
+    assert tally == Tally(new=1, duplicate=2)
+
+
+def test_corpus_every_input_is_stored_or_kept(store: Store, corpus_dir: Path) -> None:
+    folders = [corpus_dir / "tlsrpt-json", corpus_dir / "tlsrpt-email"]
+    inputs = sum(1 for f in folders for p in f.iterdir() if p.is_file())
+    tally = ingest_paths(store, folders, workers=1, clock=lambda: NOW)
+    kept = _quarantined(store)
+    # Every input is accounted for: a report (new or a re-sent duplicate) or a quarantine entry.
+    assert tally.new + tally.duplicate + tally.quarantined >= inputs
+    assert tally.errors == 0
+    assert store.count_reports() == tally.new
+    assert any("negative__not-a-report" in origin for origin in kept)
+    assert len(kept) == tally.quarantined
