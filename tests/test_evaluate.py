@@ -1,0 +1,759 @@
+"""evaluate(facts): findings, severities, stage and effective state from hand-built facts."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from stspilot.evaluate import CheckResult, Stage, TlsRptState, evaluate
+from stspilot.facts import (
+    AddressLookup,
+    CertInfo,
+    DnsStatus,
+    DomainFacts,
+    FetchOutcome,
+    MxHost,
+    MxLookup,
+    MxProbe,
+    PolicyFetch,
+    SmtpOutcome,
+    TlsFailure,
+    TlsResult,
+    TxtLookup,
+)
+from stspilot.findings import CATALOGUE, Severity
+from stspilot.policy import Mode
+
+NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+D = "example.com"
+URL = f"https://mta-sts.{D}/.well-known/mta-sts.txt"
+MX1, MX2 = "mx1.example.com", "mx2.example.com"
+
+
+def cert(host: str, days: int = 60) -> CertInfo:
+    return CertInfo(
+        subject=f"CN={host}",
+        issuer="CN=Test CA",
+        dns_names=(host,),
+        not_before=NOW - timedelta(days=30),
+        not_after=NOW + timedelta(days=days),
+        self_signed=False,
+    )
+
+
+def ok_probe(host: str, *, days: int = 60, version: str = "TLSv1.3") -> MxProbe:
+    tls = TlsResult(True, version=version, cert=cert(host, days))
+    return MxProbe(host, SmtpOutcome.OK, ip="127.0.0.1", tls=tls)
+
+
+def policy_body(
+    mode: str = "enforce", mx: tuple[str, ...] = (MX1, MX2), max_age: int = 604800
+) -> bytes:
+    lines = ["version: STSv1", f"mode: {mode}", *(f"mx: {m}" for m in mx), f"max_age: {max_age}"]
+    return ("\n".join(lines) + "\n").encode()
+
+
+def fetched(
+    body: bytes = policy_body(), content_type: str = "text/plain", days: int = 60
+) -> PolicyFetch:
+    tls = TlsResult(True, version="TLSv1.3", cert=cert(f"mta-sts.{D}", days))
+    return PolicyFetch(
+        URL, FetchOutcome.OK, status=200, content_type=content_type, body=body, tls=tls
+    )
+
+
+def txt(name: str, *records: bytes, status: DnsStatus = DnsStatus.OK) -> TxtLookup:
+    return TxtLookup(name, status, tuple((r,) for r in records))
+
+
+HEALTHY = DomainFacts(
+    domain=D,
+    observed_at=NOW,
+    sts_txt=txt(f"_mta-sts.{D}", b"v=STSv1; id=20261122"),
+    tlsrpt_txt=txt(f"_smtp._tls.{D}", b"v=TLSRPTv1; rua=mailto:tlsrpt@reports.example.net"),
+    mx=MxLookup(D, DnsStatus.OK, (MxHost(10, MX1), MxHost(20, MX2))),
+    policy=fetched(),
+    mx_probes=(ok_probe(MX1), ok_probe(MX2)),
+)
+
+
+def with_probe(probe: MxProbe) -> Callable[[DomainFacts], DomainFacts]:
+    def change(facts: DomainFacts) -> DomainFacts:
+        others = tuple(p for p in facts.mx_probes if p.host != probe.host)
+        return replace(facts, mx_probes=(probe, *others))
+
+    return change
+
+
+def tls_fail(failure: TlsFailure | None) -> MxProbe:
+    return MxProbe(MX2, SmtpOutcome.TLS_FAILED, tls=TlsResult(False, failure, "verify failed"))
+
+
+def fetch_fail(outcome: FetchOutcome, **kw: object) -> Callable[[DomainFacts], DomainFacts]:
+    return lambda f: replace(f, policy=PolicyFetch(URL, outcome, **kw))  # type: ignore[arg-type]
+
+
+def body(data: bytes, content_type: str = "text/plain") -> Callable[[DomainFacts], DomainFacts]:
+    return lambda f: replace(f, policy=fetched(data, content_type))
+
+
+def sts(*records: bytes, status: DnsStatus = DnsStatus.OK) -> Callable[[DomainFacts], DomainFacts]:
+    return lambda f: replace(f, sts_txt=txt(f"_mta-sts.{D}", *records, status=status))
+
+
+def rpt(*records: bytes, status: DnsStatus = DnsStatus.OK) -> Callable[[DomainFacts], DomainFacts]:
+    return lambda f: replace(f, tlsrpt_txt=txt(f"_smtp._tls.{D}", *records, status=status))
+
+
+def mx(*hosts: str, status: DnsStatus = DnsStatus.OK) -> Callable[[DomainFacts], DomainFacts]:
+    return lambda f: replace(
+        f, mx=MxLookup(D, status, tuple(MxHost(10 * (i + 1), h) for i, h in enumerate(hosts)))
+    )
+
+
+def chain(*changes: Callable[[DomainFacts], DomainFacts]) -> Callable[[DomainFacts], DomainFacts]:
+    def change(facts: DomainFacts) -> DomainFacts:
+        for step in changes:
+            facts = step(facts)
+        return facts
+
+    return change
+
+
+NO_STS = chain(sts(status=DnsStatus.NXDOMAIN), fetch_fail(FetchOutcome.DNS_FAILURE))
+TESTING = body(policy_body("testing", max_age=86400))
+
+# (id, change, expected code, expected severity, expected subject or None)
+CASES: list[tuple[str, Callable[[DomainFacts], DomainFacts], str, Severity, str | None]] = [
+    # _mta-sts TXT
+    ("txt-missing", NO_STS, "sts.txt.missing", Severity.INFO, None),
+    ("txt-servfail", sts(status=DnsStatus.SERVFAIL), "sts.txt.lookup-failed", Severity.ERROR, None),
+    ("txt-not-sts", sts(b"v=spf1 -all"), "sts.txt.not-sts", Severity.ERROR, None),
+    (
+        "txt-multiple",
+        sts(b"v=STSv1; id=1", b"v=STSv1; id=2"),
+        "sts.txt.multiple",
+        Severity.ERROR,
+        None,
+    ),
+    ("txt-syntax", sts(b"v=STSv1 id=1"), "sts.txt.syntax", Severity.ERROR, None),
+    ("txt-id-missing", sts(b"v=STSv1;"), "sts.txt.id.missing", Severity.ERROR, None),
+    ("txt-id-invalid", sts(b"v=STSv1; id=2026-11-22"), "sts.txt.id.invalid", Severity.ERROR, None),
+    ("txt-dup", sts(b"v=STSv1; id=1; id=2"), "sts.txt.duplicate-field", Severity.WARNING, "id"),
+    ("txt-ext", sts(b"v=STSv1; id=1; foo=bar"), "sts.txt.extension", Severity.INFO, "foo"),
+    (
+        "txt-split",
+        lambda f: replace(
+            f, sts_txt=TxtLookup(f"_mta-sts.{D}", DnsStatus.OK, ((b"v=STSv1; ", b"id=1"),))
+        ),
+        "sts.txt.split",
+        Severity.INFO,
+        None,
+    ),
+    (
+        "txt-cname",
+        lambda f: replace(
+            f, sts_txt=replace(f.sts_txt, cname_chain=("_mta-sts.provider.example",))
+        ),
+        "sts.txt.cname",
+        Severity.INFO,
+        None,
+    ),
+    # policy fetch
+    (
+        "host-missing",
+        fetch_fail(FetchOutcome.DNS_FAILURE),
+        "sts.policy.host-missing",
+        Severity.ERROR,
+        f"mta-sts.{D}",
+    ),
+    (
+        "connect",
+        fetch_fail(FetchOutcome.CONNECT_FAILED, error="refused"),
+        "sts.policy.connect-failed",
+        Severity.ERROR,
+        None,
+    ),
+    (
+        "timeout",
+        fetch_fail(FetchOutcome.TIMEOUT, elapsed=60.0),
+        "sts.policy.timeout",
+        Severity.ERROR,
+        None,
+    ),
+    (
+        "redirect",
+        fetch_fail(FetchOutcome.REDIRECT, status=301, location="https://www.example.com/"),
+        "sts.policy.redirect",
+        Severity.ERROR,
+        None,
+    ),
+    (
+        "http-404",
+        fetch_fail(FetchOutcome.HTTP_STATUS, status=404, body=b"nope"),
+        "sts.policy.http-status",
+        Severity.ERROR,
+        None,
+    ),
+    ("too-large", fetch_fail(FetchOutcome.TOO_LARGE), "sts.policy.too-large", Severity.ERROR, None),
+    (
+        "protocol",
+        fetch_fail(FetchOutcome.PROTOCOL_ERROR),
+        "sts.policy.protocol-error",
+        Severity.ERROR,
+        None,
+    ),
+    ("blocked", fetch_fail(FetchOutcome.BLOCKED), "sts.policy.blocked", Severity.ERROR, None),
+    (
+        "tls-expired",
+        fetch_fail(
+            FetchOutcome.TLS_FAILED,
+            tls=TlsResult(False, TlsFailure.EXPIRED, "certificate has expired"),
+        ),
+        "sts.policy.tls.expired",
+        Severity.ERROR,
+        None,
+    ),
+    (
+        "tls-name",
+        fetch_fail(FetchOutcome.TLS_FAILED, tls=TlsResult(False, TlsFailure.HOST_MISMATCH)),
+        "sts.policy.tls.host-mismatch",
+        Severity.ERROR,
+        None,
+    ),
+    (
+        "tls-untrusted",
+        fetch_fail(FetchOutcome.TLS_FAILED, tls=TlsResult(False, TlsFailure.UNTRUSTED)),
+        "sts.policy.tls.untrusted",
+        Severity.ERROR,
+        None,
+    ),
+    (
+        "tls-self-signed",
+        fetch_fail(FetchOutcome.TLS_FAILED, tls=TlsResult(False, TlsFailure.SELF_SIGNED)),
+        "sts.policy.tls.untrusted",
+        Severity.ERROR,
+        None,
+    ),
+    (
+        "tls-handshake",
+        fetch_fail(FetchOutcome.TLS_FAILED, tls=TlsResult(False, TlsFailure.HANDSHAKE)),
+        "sts.policy.tls.handshake",
+        Severity.ERROR,
+        None,
+    ),
+    (
+        "tls-unknown",
+        fetch_fail(FetchOutcome.TLS_FAILED),
+        "sts.policy.tls.handshake",
+        Severity.ERROR,
+        None,
+    ),
+    (
+        "tls-expiring",
+        lambda f: replace(f, policy=fetched(days=5)),
+        "sts.policy.tls.expiring",
+        Severity.WARNING,
+        None,
+    ),
+    (
+        "html",
+        body(b"<!DOCTYPE html>\n<html><body>Not found</body></html>", "text/html; charset=utf-8"),
+        "sts.policy.html",
+        Severity.ERROR,
+        None,
+    ),
+    (
+        "html-as-text",
+        body(b"  <html>\n<head></head></html>"),
+        "sts.policy.html",
+        Severity.ERROR,
+        None,
+    ),
+    (
+        "content-type",
+        body(policy_body(), "application/octet-stream"),
+        "sts.policy.content-type",
+        Severity.ERROR,
+        None,
+    ),
+    ("no-content-type", body(policy_body(), ""), "sts.policy.content-type", Severity.ERROR, None),
+    (
+        "charset",
+        body(policy_body(), "text/plain; charset=iso-8859-1"),
+        "sts.policy.charset",
+        Severity.WARNING,
+        None,
+    ),
+    # policy text
+    ("syntax", body(b"garbage"), "sts.policy.syntax", Severity.ERROR, None),
+    (
+        "version",
+        body(policy_body().replace(b"STSv1", b"STSv2")),
+        "sts.policy.version",
+        Severity.ERROR,
+        None,
+    ),
+    ("mode", body(policy_body("report")), "sts.policy.mode", Severity.ERROR, None),
+    ("max-age", body(policy_body(max_age=31557601)), "sts.policy.max-age", Severity.ERROR, None),
+    ("mx-missing", body(policy_body(mx=())), "sts.policy.mx.missing", Severity.ERROR, None),
+    ("mx-invalid", body(policy_body(mx=(".",))), "sts.policy.mx.invalid", Severity.ERROR, None),
+    (
+        "mx-dup",
+        body(policy_body(mx=(MX1, MX2, MX1))),
+        "sts.policy.mx.duplicate",
+        Severity.INFO,
+        MX1,
+    ),
+    (
+        "dup-key",
+        body(policy_body() + b"mode: none\n"),
+        "sts.policy.duplicate-key",
+        Severity.WARNING,
+        "mode",
+    ),
+    (
+        "extension",
+        body(policy_body() + b"contact: postmaster\n"),
+        "sts.policy.extension",
+        Severity.INFO,
+        "contact",
+    ),
+    (
+        "line-endings",
+        body(policy_body().replace(b"\n", b"\r\n", 1)),
+        "sts.policy.line-endings",
+        Severity.INFO,
+        None,
+    ),
+    ("whitespace", body(policy_body() + b"\n\n"), "sts.policy.whitespace", Severity.INFO, None),
+    ("mode-testing", TESTING, "sts.policy.mode-testing", Severity.INFO, None),
+    ("mode-none", body(policy_body("none", mx=())), "sts.policy.mode-none", Severity.INFO, None),
+    (
+        "max-age-short",
+        body(policy_body(max_age=86400)),
+        "sts.policy.max-age.short",
+        Severity.WARNING,
+        None,
+    ),
+    (
+        "max-age-long-testing",
+        body(policy_body("testing", max_age=604800)),
+        "sts.policy.max-age.long-testing",
+        Severity.INFO,
+        None,
+    ),
+    (
+        "wildcard",
+        body(policy_body(mx=("*.example.com",))),
+        "sts.policy.mx.wildcard",
+        Severity.INFO,
+        "*.example.com",
+    ),
+    # orphans
+    (
+        "orphan-dns",
+        fetch_fail(FetchOutcome.HTTP_STATUS, status=404),
+        "sts.orphan.dns",
+        Severity.ERROR,
+        None,
+    ),
+    ("orphan-policy", sts(status=DnsStatus.NXDOMAIN), "sts.orphan.policy", Severity.WARNING, None),
+    # MX set against the policy
+    (
+        "not-covered-enforce",
+        mx(MX1, MX2, "new.example.org"),
+        "sts.mx.not-covered",
+        Severity.ERROR,
+        "new.example.org",
+    ),
+    (
+        "not-covered-testing",
+        chain(TESTING, mx(MX1, MX2, "new.example.org")),
+        "sts.mx.not-covered",
+        Severity.WARNING,
+        "new.example.org",
+    ),
+    ("pattern-unused", mx(MX1), "sts.mx.pattern-unused", Severity.WARNING, MX2),
+    ("mx-missing", mx(status=DnsStatus.NODATA), "dns.mx.missing", Severity.WARNING, None),
+    ("mx-null", mx(""), "dns.mx.null", Severity.INFO, None),
+    ("mx-servfail", mx(status=DnsStatus.SERVFAIL), "dns.mx.lookup-failed", Severity.ERROR, None),
+    # STARTTLS probes, severity by mode
+    (
+        "no-address",
+        with_probe(
+            MxProbe(MX2, SmtpOutcome.NO_ADDRESS, address=AddressLookup(MX2, DnsStatus.NXDOMAIN))
+        ),
+        "mx.no-address",
+        Severity.ERROR,
+        MX2,
+    ),
+    (
+        "connect-testing",
+        chain(TESTING, with_probe(MxProbe(MX2, SmtpOutcome.CONNECT_FAILED))),
+        "mx.connect-failed",
+        Severity.WARNING,
+        MX2,
+    ),
+    (
+        "connect-no-policy",
+        chain(NO_STS, with_probe(MxProbe(MX2, SmtpOutcome.CONNECT_FAILED))),
+        "mx.connect-failed",
+        Severity.WARNING,
+        MX2,
+    ),
+    (
+        "banner-timeout",
+        with_probe(MxProbe(MX2, SmtpOutcome.BANNER_TIMEOUT)),
+        "mx.banner-timeout",
+        Severity.ERROR,
+        MX2,
+    ),
+    (
+        "banner-rejected",
+        with_probe(MxProbe(MX2, SmtpOutcome.BANNER_REJECTED, banner="554 go away")),
+        "mx.banner-rejected",
+        Severity.ERROR,
+        MX2,
+    ),
+    (
+        "no-starttls",
+        with_probe(MxProbe(MX2, SmtpOutcome.NO_STARTTLS)),
+        "mx.starttls.missing",
+        Severity.ERROR,
+        MX2,
+    ),
+    (
+        "no-starttls-testing",
+        chain(TESTING, with_probe(MxProbe(MX2, SmtpOutcome.NO_STARTTLS))),
+        "mx.starttls.missing",
+        Severity.WARNING,
+        MX2,
+    ),
+    (
+        "no-starttls-none",
+        chain(body(policy_body("none")), with_probe(MxProbe(MX2, SmtpOutcome.NO_STARTTLS))),
+        "mx.starttls.missing",
+        Severity.INFO,
+        MX2,
+    ),
+    (
+        "no-starttls-no-policy",
+        chain(NO_STS, with_probe(MxProbe(MX2, SmtpOutcome.NO_STARTTLS))),
+        "mx.starttls.missing",
+        Severity.INFO,
+        MX2,
+    ),
+    (
+        "starttls-rejected",
+        with_probe(MxProbe(MX2, SmtpOutcome.STARTTLS_REJECTED)),
+        "mx.starttls.rejected",
+        Severity.ERROR,
+        MX2,
+    ),
+    (
+        "handshake",
+        with_probe(tls_fail(TlsFailure.HANDSHAKE)),
+        "mx.tls.handshake",
+        Severity.ERROR,
+        MX2,
+    ),
+    ("handshake-unknown", with_probe(tls_fail(None)), "mx.tls.handshake", Severity.ERROR, MX2),
+    (
+        "old-tls",
+        with_probe(ok_probe(MX2, version="TLSv1.1")),
+        "mx.tls.old-version",
+        Severity.WARNING,
+        MX2,
+    ),
+    ("expired", with_probe(tls_fail(TlsFailure.EXPIRED)), "mx.cert.expired", Severity.ERROR, MX2),
+    (
+        "self-signed",
+        with_probe(tls_fail(TlsFailure.SELF_SIGNED)),
+        "mx.cert.self-signed",
+        Severity.ERROR,
+        MX2,
+    ),
+    (
+        "self-signed-testing",
+        chain(TESTING, with_probe(tls_fail(TlsFailure.SELF_SIGNED))),
+        "mx.cert.self-signed",
+        Severity.WARNING,
+        MX2,
+    ),
+    (
+        "untrusted",
+        with_probe(tls_fail(TlsFailure.UNTRUSTED)),
+        "mx.cert.untrusted",
+        Severity.ERROR,
+        MX2,
+    ),
+    (
+        "not-yet-valid",
+        with_probe(tls_fail(TlsFailure.NOT_YET_VALID)),
+        "mx.cert.untrusted",
+        Severity.ERROR,
+        MX2,
+    ),
+    (
+        "wrong-name",
+        with_probe(tls_fail(TlsFailure.HOST_MISMATCH)),
+        "mx.cert.host-mismatch",
+        Severity.ERROR,
+        MX2,
+    ),
+    ("expiring", with_probe(ok_probe(MX2, days=3)), "mx.cert.expiring", Severity.WARNING, MX2),
+    (
+        "mx-timeout",
+        with_probe(MxProbe(MX2, SmtpOutcome.TIMEOUT)),
+        "mx.timeout",
+        Severity.ERROR,
+        MX2,
+    ),
+    (
+        "mx-protocol",
+        with_probe(MxProbe(MX2, SmtpOutcome.PROTOCOL_ERROR)),
+        "mx.protocol-error",
+        Severity.ERROR,
+        MX2,
+    ),
+    # TLS-RPT
+    ("rpt-missing", rpt(status=DnsStatus.NXDOMAIN), "tlsrpt.missing", Severity.WARNING, None),
+    (
+        "rpt-missing-no-sts",
+        chain(NO_STS, rpt(status=DnsStatus.NXDOMAIN)),
+        "tlsrpt.missing",
+        Severity.INFO,
+        None,
+    ),
+    ("rpt-servfail", rpt(status=DnsStatus.TIMEOUT), "tlsrpt.lookup-failed", Severity.WARNING, None),
+    ("rpt-not", rpt(b"v=spf1 -all"), "tlsrpt.not-tlsrpt", Severity.ERROR, None),
+    (
+        "rpt-multiple",
+        rpt(b"v=TLSRPTv1; rua=mailto:a@x.example", b"v=TLSRPTv1; rua=mailto:b@x.example"),
+        "tlsrpt.multiple",
+        Severity.ERROR,
+        None,
+    ),
+    (
+        "rpt-syntax",
+        rpt(b"v=TLSRPTv1 rua=mailto:a@x.example"),
+        "tlsrpt.syntax",
+        Severity.ERROR,
+        None,
+    ),
+    (
+        "rpt-no-rua",
+        rpt(b"v=TLSRPTv1; ruf=mailto:a@x.example"),
+        "tlsrpt.rua.missing",
+        Severity.ERROR,
+        None,
+    ),
+    (
+        "rpt-scheme",
+        rpt(b"v=TLSRPTv1; rua=http://r.example.net/"),
+        "tlsrpt.rua.scheme",
+        Severity.ERROR,
+        None,
+    ),
+    (
+        "rpt-invalid",
+        rpt(b"v=TLSRPTv1; rua=mailto:a@x.example!10m"),
+        "tlsrpt.rua.invalid",
+        Severity.ERROR,
+        None,
+    ),
+    (
+        "rpt-ext",
+        rpt(b"v=TLSRPTv1; rua=mailto:a@x.example; x=y"),
+        "tlsrpt.extension",
+        Severity.INFO,
+        "x",
+    ),
+    (
+        "rpt-dup",
+        rpt(b"v=TLSRPTv1; rua=mailto:a@x.example; rua=mailto:b@x.example"),
+        "tlsrpt.duplicate-field",
+        Severity.WARNING,
+        "rua",
+    ),
+    (
+        "rpt-split",
+        lambda f: replace(
+            f,
+            tlsrpt_txt=TxtLookup(
+                f.tlsrpt_txt.name, DnsStatus.OK, ((b"v=TLSRPTv1; ", b"rua=mailto:a@x.example"),)
+            ),
+        ),
+        "tlsrpt.split",
+        Severity.INFO,
+        None,
+    ),
+    (
+        "rua-own-domain",
+        rpt(b"v=TLSRPTv1; rua=mailto:tlsrpt@example.com"),
+        "tlsrpt.rua.depends-on-mx",
+        Severity.INFO,
+        "example.com",
+    ),
+    (
+        "rua-shared-mx",
+        chain(
+            rpt(b"v=TLSRPTv1; rua=mailto:tlsrpt@example.org"),
+            lambda f: replace(
+                f, rua_mx=(MxLookup("example.org", DnsStatus.OK, (MxHost(5, MX1),)),)
+            ),
+        ),
+        "tlsrpt.rua.depends-on-mx",
+        Severity.INFO,
+        "example.org",
+    ),
+    # the check itself
+    ("deadline", lambda f: replace(f, deadline_hit=True), "check.deadline", Severity.WARNING, None),
+]
+
+
+@pytest.mark.parametrize(
+    ("change", "code", "severity", "subject"), [c[1:] for c in CASES], ids=[c[0] for c in CASES]
+)
+def test_finding_emitted(
+    change: Callable[[DomainFacts], DomainFacts], code: str, severity: Severity, subject: str | None
+) -> None:
+    result = evaluate(change(HEALTHY))
+    matching = [
+        f for f in result.findings if f.code == code and (subject is None or f.subject == subject)
+    ]
+    assert matching, f"{code} not in {result.codes()}"
+    assert matching[0].severity is severity
+    assert matching[0].title == CATALOGUE[code].title
+    assert "{" not in matching[0].detail + matching[0].fix, "unfilled template placeholder"
+    # most severe first, then by code
+    keys = [(-f.severity, f.code, f.subject) for f in result.findings]
+    assert keys == sorted(keys)
+
+
+def test_healthy_domain_has_no_problem() -> None:
+    result = evaluate(HEALTHY)
+    assert result.findings == ()
+    assert result.worst is None
+    assert result.stage is Stage.ENFORCE
+    assert result.effective.usable and result.effective.mode is Mode.ENFORCE
+    assert result.sts_record is not None and result.sts_record.id == "20261122"
+    assert result.tlsrpt.state is TlsRptState.VALID
+    assert [(m.host, m.covered_by, m.tls_ok, m.days_to_expiry) for m in result.mx] == [
+        (MX1, MX1, True, 60),
+        (MX2, MX2, True, 60),
+    ]
+    assert result.policy_source == policy_body().decode()
+
+
+# Codes that evaluate never emits on purpose: other parts of stspilot own them.
+NOT_FROM_EVALUATE: frozenset[str] = frozenset()
+NOT_FROM_EVALUATE_PREFIXES = ("rollout.", "generate.")  # rollout.py, generate.py
+
+
+def test_catalogue_has_no_dead_codes() -> None:
+    emitted = {c[2] for c in CASES}
+    expected = {
+        code
+        for code in CATALOGUE
+        if code not in NOT_FROM_EVALUATE and not code.startswith(NOT_FROM_EVALUATE_PREFIXES)
+    }
+    assert expected - emitted == set(), "catalogue codes no evaluate test emits"
+    assert emitted - set(CATALOGUE) == set()
+
+
+STATES: list[tuple[str, Callable[[DomainFacts], DomainFacts], Stage, bool, str]] = [
+    ("enforce", lambda f: f, Stage.ENFORCE, True, "ok"),
+    ("testing", TESTING, Stage.TESTING, True, "ok"),
+    ("none-mode", body(policy_body("none")), Stage.NONE_MODE, True, "ok"),
+    (
+        "nothing",
+        chain(NO_STS, rpt(status=DnsStatus.NXDOMAIN)),
+        Stage.NONE,
+        False,
+        "sts.txt.missing",
+    ),
+    ("reporting", NO_STS, Stage.REPORTING, False, "sts.txt.missing"),
+    (
+        "dns-orphan",
+        fetch_fail(FetchOutcome.REDIRECT, status=302),
+        Stage.REPORTING,
+        False,
+        "sts.policy.redirect",
+    ),
+    ("html", body(b"<html></html>", "text/html"), Stage.REPORTING, False, "sts.policy.html"),
+    ("bad-type", body(policy_body(), "text/html"), Stage.REPORTING, False, "sts.policy.html"),
+    (
+        "octet",
+        body(policy_body(), "application/octet-stream"),
+        Stage.REPORTING,
+        False,
+        "sts.policy.content-type",
+    ),
+    ("bad-body", body(policy_body("doubt")), Stage.REPORTING, False, "sts.policy.mode"),
+    (
+        "multiple",
+        sts(b"v=STSv1; id=1", b"v=STSv1; id=2"),
+        Stage.REPORTING,
+        False,
+        "sts.txt.multiple",
+    ),
+    (
+        "txt-servfail",
+        sts(status=DnsStatus.SERVFAIL),
+        Stage.REPORTING,
+        False,
+        "sts.txt.lookup-failed",
+    ),
+    ("not-fetched", lambda f: replace(f, policy=None), Stage.REPORTING, False, "not-fetched"),
+]
+
+
+@pytest.mark.parametrize(
+    ("change", "stage", "usable", "reason"), [s[1:] for s in STATES], ids=[s[0] for s in STATES]
+)
+def test_stage_and_effective_state(
+    change: Callable[[DomainFacts], DomainFacts], stage: Stage, usable: bool, reason: str
+) -> None:
+    result = evaluate(change(HEALTHY))
+    assert result.stage is stage
+    assert result.effective.usable is usable
+    assert result.effective.reason_code == reason
+    assert (result.effective.mode is not None) is usable
+
+
+def test_unusable_policy_does_not_judge_mx_coverage() -> None:
+    # A sender without a usable policy checks no patterns: an uncovered MX is then no finding.
+    result = evaluate(
+        chain(fetch_fail(FetchOutcome.TIMEOUT), mx(MX1, "other.example.org"))(HEALTHY)
+    )
+    assert "sts.mx.not-covered" not in result.codes()
+    assert all(m.covered_by is None for m in result.mx)
+
+
+def test_mx_verdicts_carry_probe_details() -> None:
+    result = evaluate(
+        with_probe(tls_fail(TlsFailure.EXPIRED))(mx(MX1, MX2, "third.example.org")(HEALTHY))
+    )
+    verdicts = {m.host: m for m in result.mx}
+    assert verdicts[MX2].probe_outcome == "tls-failed" and verdicts[MX2].tls_ok is False
+    assert verdicts[MX2].finding_codes == ("mx.cert.expired",)
+    assert verdicts["third.example.org"].probe_outcome == "not-probed"
+    assert verdicts["third.example.org"].tls_ok is None
+    assert verdicts["third.example.org"].finding_codes == ("sts.mx.not-covered",)
+
+
+def test_expiry_warning_days_is_a_parameter() -> None:
+    facts = with_probe(ok_probe(MX2, days=20))(HEALTHY)
+    assert "mx.cert.expiring" not in evaluate(facts).codes()
+    assert "mx.cert.expiring" in evaluate(facts, expiry_warning_days=30).codes()
+
+
+def test_result_is_a_value() -> None:
+    first, second = evaluate(HEALTHY), evaluate(HEALTHY)
+    assert first == second
+    assert isinstance(first, CheckResult)
