@@ -68,7 +68,7 @@ class Dovecot:
             return [int(u) for u in (data[0] or b"").split()]
 
 
-USERS = ("alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi")
+USERS = tuple(f"user{i:02d}" for i in range(40))  # one fresh mailbox per test
 
 
 @contextmanager
