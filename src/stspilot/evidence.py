@@ -7,13 +7,19 @@ counts parsed TLS-RPT reports the same way the store's aggregates do.
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
+from typing import TYPE_CHECKING, Any, Protocol
 
 from stspilot.generate import normalize_host
+from stspilot.policy import format_policy
 from stspilot.reports import TlsReport
+
+if TYPE_CHECKING:
+    from stspilot.evaluate import CheckResult
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,3 +131,107 @@ def window_from_reports(reports: Iterable[TlsReport], domain: str) -> ReportWind
             for (day, org, rtype, mx), n in sorted(details.items())
         ),
     )
+
+
+# --- adapters from the check result and the store's check records ----------------------------
+
+
+class CheckRow(Protocol):
+    """What ``history_from_checks`` reads of a stored check (``store.models.CheckRecord``)."""
+
+    @property
+    def observed_at(self) -> datetime: ...
+    @property
+    def mode(self) -> str | None: ...
+    @property
+    def policy_id(self) -> str | None: ...
+    @property
+    def policy_sha256(self) -> str | None: ...
+    @property
+    def mx_set(self) -> tuple[str, ...]: ...
+    @property
+    def result(self) -> Mapping[str, Any]: ...
+
+
+def policy_digest(result: CheckResult) -> str | None:
+    """SHA-256 of the policy as senders understand it: the parsed policy formatted again, so a
+    change of line endings or key order is not taken for a new policy; the raw text otherwise."""
+    if result.policy is not None:
+        text = format_policy(result.policy)
+    elif result.policy_source is not None:
+        text = result.policy_source
+    else:
+        return None
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def effective_mode(result: CheckResult) -> str | None:
+    """The mode a sender without a cached policy applies; None when no usable policy."""
+    eff = result.effective
+    return str(eff.mode) if eff.usable and eff.mode is not None else None
+
+
+def live_state_from_check(result: CheckResult) -> LiveState:
+    """Reduce a ``CheckResult`` (``evaluate``) to what the rollout decides from."""
+    usable = result.effective.usable and result.policy is not None
+    policy = result.policy if usable else None
+    mx: list[MxState] = []
+    for verdict in result.mx:
+        if not verdict.host:  # a null MX (RFC 7505) is no host to cover
+            continue
+        problems = [
+            f
+            for f in result.findings
+            if f.subject == verdict.host
+            and f.code in verdict.finding_codes
+            and f.code.startswith("mx.")
+            and f.code != "mx.cert.expiring"
+        ]
+        problem = f"{problems[0].title} ({problems[0].code})" if problems else ""
+        if not problem and verdict.tls_ok is False:
+            problem = verdict.probe_outcome
+        mx.append(
+            MxState(
+                host=normalize_host(verdict.host),
+                covered_by=verdict.covered_by,
+                tls_ok=verdict.tls_ok,
+                problem=problem,
+                days_to_expiry=verdict.days_to_expiry,
+            )
+        )
+    reason = result.effective
+    problem = ""
+    if result.sts_record is not None and not usable:
+        problem = f"{reason.reason} ({reason.reason_code})"
+    return LiveState(
+        domain=result.domain,
+        observed_at=result.observed_at,
+        sts_id=result.sts_record.id if result.sts_record is not None else None,
+        mode=str(policy.mode) if policy is not None else None,
+        max_age=policy.max_age if policy is not None else None,
+        mx_patterns=tuple(policy.mx) if policy is not None else (),
+        policy_sha256=policy_digest(result) or "",
+        policy_problem=problem,
+        tlsrpt_rua=tuple(result.tlsrpt.rua) if str(result.tlsrpt.state) == "valid" else (),
+        mx=tuple(mx),
+    )
+
+
+def history_from_checks(rows: Iterable[CheckRow]) -> tuple[HistoryEntry, ...]:
+    """Stored checks as history entries, oldest first; max_age is read from the stored JSON."""
+    out: list[HistoryEntry] = []
+    for row in rows:
+        policy = row.result.get("policy") if isinstance(row.result, Mapping) else None
+        max_age = policy.get("max_age") if isinstance(policy, Mapping) else None
+        out.append(
+            HistoryEntry(
+                observed_at=row.observed_at,
+                mode=row.mode,
+                policy_id=row.policy_id,
+                policy_sha256=row.policy_sha256 or "",
+                mx_hosts=tuple(row.mx_set),
+                max_age=max_age if isinstance(max_age, int) else None,
+            )
+        )
+    out.sort(key=lambda e: e.observed_at)
+    return tuple(out)

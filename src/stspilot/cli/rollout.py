@@ -1,0 +1,198 @@
+"""``stspilot rollout``: where a domain stands on the way to enforce, and what to do next."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import typer
+
+from stspilot.cli import EXIT_ERRORS, EXIT_OK, EXIT_WARNINGS
+from stspilot.errors import ConfigError
+
+if TYPE_CHECKING:
+    from stspilot.check import CheckOptions
+    from stspilot.evaluate import CheckResult
+    from stspilot.evidence import ReportWindow
+    from stspilot.rollout import RolloutAssessment
+    from stspilot.store import Store
+
+HELP = """Assess the rollout of MTA-STS for DOMAIN: stage, the enforce gate, what-if, next step.
+
+Runs a live check (saved to the store unless --no-save), reads the stored TLS-RPT reports of
+the last --days days and the history of earlier checks, and prints: the stage and since when;
+each enforce-gate criterion with its evidence; how many sessions enforce would have refused;
+the exact records and policy to publish next; rollback, decommission and (with --new-mx or
+when the MX set drifted) an MX migration runbook.
+
+Exit code: 0 the gate passes (or enforce is healthy), 1 it passes with warnings, 2 it fails.
+"""
+
+# --- options shared with `stspilot generate` -------------------------------------------------
+
+
+def parse_port_map(text: str | None) -> dict[int, int]:
+    """``443=8443,25=2525`` -> {443: 8443, 25: 2525} (the lab runs services on high ports)."""
+    mapping: dict[int, int] = {}
+    for item in filter(None, (p.strip() for p in (text or "").split(","))):
+        left, eq, right = item.partition("=")
+        if not eq or not left.strip().isdigit() or not right.strip().isdigit():
+            raise typer.BadParameter(f"--port-map wants PORT=PORT[,PORT=PORT], not {item!r}")
+        mapping[int(left)] = int(right)
+    return mapping
+
+
+def check_options(
+    nameserver: str | None, ca_file: Path | None, port_map: str | None, timeout: float
+) -> CheckOptions:
+    from stspilot.check import CheckOptions
+
+    host, port = nameserver, 53
+    if nameserver and nameserver.count(":") == 1:  # IPv4:port; a bare IPv6 has several colons
+        host, _, port_text = nameserver.partition(":")
+        if not port_text.isdigit():
+            raise typer.BadParameter(f"--nameserver wants IP[:PORT], not {nameserver!r}")
+        port = int(port_text)
+    if ca_file is not None and not ca_file.is_file():
+        raise typer.BadParameter(f"--ca-file {ca_file} is not a file")
+    return CheckOptions(
+        nameserver=host,
+        dns_port=port,
+        ca_file=ca_file,
+        port_map=parse_port_map(port_map),
+        deadline=timeout,
+    )
+
+
+def run_check(domain: str, options: CheckOptions) -> CheckResult:
+    from stspilot.check import check_domains, normalize_domain
+
+    name = normalize_domain(domain)
+    (result,) = asyncio.run(check_domains([name], options=options))
+    return result
+
+
+NAMESERVER = typer.Option(None, "--nameserver", help="DNS server IP[:PORT] (default: system)")
+CA_FILE = typer.Option(None, "--ca-file", help="extra CA certificate (PEM) to trust")
+PORT_MAP = typer.Option(None, "--port-map", help="e.g. 443=8443,25=2525 (the lab)")
+TIMEOUT = typer.Option(45.0, "--timeout", min=1.0, help="seconds for the whole live check")
+
+
+# --- store ----------------------------------------------------------------------------------
+
+
+def save_check(store: Store, result: CheckResult) -> None:
+    from stspilot.evidence import effective_mode, policy_digest
+    from stspilot.render import result_to_json
+
+    worst = result.worst
+    store.save_check(
+        domain=result.domain,
+        observed_at=result.observed_at,
+        stage=str(result.stage),
+        mode=effective_mode(result),
+        worst_severity=worst.label if worst else None,
+        findings_count=len(result.findings),
+        policy_id=result.sts_record.id if result.sts_record else None,
+        policy_sha256=policy_digest(result),
+        mx_set=[m.host for m in result.mx if m.host],
+        result=result_to_json(result),
+    )
+
+
+def read_window(store: Store, domain: str, since: datetime, until: datetime) -> ReportWindow:
+    """The domain's reports of [since, until], counted like the store's aggregates.
+
+    Reports are one per sending organisation and day (RFC 8460 §4.1), so a 14-day window of
+    one domain holds tens to hundreds of them, not millions.
+    """
+    from stspilot.evidence import window_from_reports
+
+    reports = []
+    offset, page = 0, 500
+    while True:
+        listing = store.list_reports(domain, since, until, limit=page, offset=offset)
+        for item in listing:
+            stored = store.get_report(item.pk)
+            if stored is not None:
+                reports.append(stored.report)
+        if len(listing) < page:
+            break
+        offset += page
+    return window_from_reports(reports, domain)
+
+
+def exit_code(a: RolloutAssessment) -> int:
+    from stspilot.findings import Severity
+    from stspilot.rollout import Stage
+
+    # Removing MTA-STS is not a step towards enforce: the gate does not decide then.
+    gate_ok = a.stage is Stage.WINDING_DOWN or a.ready
+    if not gate_ok:
+        return EXIT_ERRORS
+    return EXIT_WARNINGS if (a.worst or 0) >= Severity.WARNING else EXIT_OK
+
+
+def rollout_command(
+    domain: str = typer.Argument(..., help="the mail domain"),
+    days: int = typer.Option(14, "--days", min=1, max=366, help="what-if window in days"),
+    gate_days: int = typer.Option(7, "--gate-days", min=1, max=366, help="gate window in days"),
+    min_sessions: int = typer.Option(50, "--min-sessions", min=0, help="sessions the gate needs"),
+    stuck_after: int = typer.Option(30, "--stuck-after", min=1, help="days of clean testing"),
+    new_mx: list[str] = typer.Option([], "--new-mx", help="planned MX host (repeat): runbook"),
+    db: str | None = typer.Option(None, "--db", help="database URL or SQLite path"),
+    no_save: bool = typer.Option(False, "--no-save", help="do not store this check"),
+    as_json: bool = typer.Option(False, "--json", help="print stspilot.rollout/1 JSON"),
+    nameserver: str | None = NAMESERVER,
+    ca_file: Path | None = CA_FILE,
+    port_map: str | None = PORT_MAP,
+    timeout: float = TIMEOUT,
+) -> None:
+    from rich.console import Console
+
+    from stspilot.evidence import history_from_checks, live_state_from_check
+    from stspilot.render_rollout import dumps, render_rollout_text, rollout_to_json
+    from stspilot.rollout import RolloutInputs, assess_rollout
+    from stspilot.store import Store
+
+    if gate_days > days:
+        raise typer.BadParameter("--gate-days cannot be longer than --days")
+    options = check_options(nameserver, ca_file, port_map, timeout)
+    result = run_check(domain, options)
+    now = result.observed_at
+    with Store.open(db) as store:
+        history = history_from_checks(store.check_history(result.domain))
+        window = read_window(store, result.domain, now - timedelta(days=days + 1), now)
+        if not no_save:
+            save_check(store, result)
+    inputs = RolloutInputs(
+        live=live_state_from_check(result),
+        reports=window,
+        history=history,
+        planned_mx=tuple(new_mx) if new_mx else None,
+    )
+    try:
+        assessment = assess_rollout(
+            inputs,
+            now=now,
+            window_days=days,
+            gate_days=gate_days,
+            min_sessions=min_sessions,
+            stuck_after_days=stuck_after,
+        )
+    except ConfigError as exc:  # e.g. a --new-mx that is no host name
+        raise typer.BadParameter(str(exc)) from exc
+    if as_json:
+        document: Mapping[str, Any] = rollout_to_json(assessment)
+        sys.stdout.write(dumps(dict(document)) + "\n")
+    else:
+        render_rollout_text(assessment, Console(highlight=False, soft_wrap=False))
+    raise typer.Exit(exit_code(assessment))
+
+
+def register(app: typer.Typer) -> None:
+    app.command("rollout", help=HELP)(rollout_command)
