@@ -122,6 +122,11 @@ def _from_notes(notes: Iterable[Note]) -> list[Finding]:
     return [make(n.code, subject=n.subject, note=n.message) for n in notes]
 
 
+def new_policy_id(now: datetime) -> str:
+    """A fresh TXT id for the fixes we suggest: the UTC time as 14 digits (RFC 8461 §3.1)."""
+    return now.strftime("%Y%m%d%H%M%S")
+
+
 def days_until(moment: datetime, now: datetime) -> int:
     """Whole days from ``now`` to ``moment`` (negative once passed)."""
     return int((moment - now).total_seconds() // DAY)
@@ -148,6 +153,7 @@ def _sts_txt(facts: DomainFacts) -> tuple[RecordSelection[StsRecord] | None, lis
                 name=lookup.name,
                 error=selection.error,
                 record=selection.text or "; ".join(selection.texts),
+                new_id=new_policy_id(facts.observed_at),
             )
         )
     return selection, found
@@ -178,7 +184,7 @@ _HTML = re.compile(rb"\s*(?:<!--.*?-->\s*)*<(?:!doctype\s+html|html|head|body)[\
 
 def _tls_params(tls: TlsResult | None) -> dict[str, Any]:
     if tls is None:
-        return {"tls_detail": "", "cert_names": "", "not_after": ""}
+        return {"tls_detail": "", "cert_names": "", "not_after": "", "issuer": ""}
     cert = tls.cert
     return {
         "tls_detail": tls.detail,
@@ -188,10 +194,11 @@ def _tls_params(tls: TlsResult | None) -> dict[str, Any]:
     }
 
 
-def _fetch_failure(fetch: PolicyFetch, host: str) -> Finding:
+def _fetch_failure(fetch: PolicyFetch, host: str, domain: str) -> Finding:
     params: dict[str, Any] = {
         "url": fetch.url,
         "host": host,
+        "domain": domain,
         "status": fetch.status or "",
         "location": fetch.location,
         "error": fetch.error,
@@ -243,7 +250,7 @@ def _policy(facts: DomainFacts, published: bool, now: datetime, warn_days: int) 
     if fetch is None:
         return _PolicyView()
     if fetch.outcome is not FetchOutcome.OK or fetch.body is None:
-        failure = _fetch_failure(fetch, host)
+        failure = _fetch_failure(fetch, host, facts.domain)
         # Without a TXT record no sender fetches: a missing policy host is then normal.
         return _PolicyView(blocker=failure, findings=(failure,) if published else ())
     found = _content_findings(fetch, fetch.body)
@@ -252,14 +259,20 @@ def _policy(facts: DomainFacts, published: bool, now: datetime, warn_days: int) 
     cert = fetch.tls.cert if fetch.tls else None
     if cert and 0 <= (days := days_until(cert.not_after, now)) < warn_days:
         found.append(
-            make("sts.policy.tls.expiring", subject=host, days=days, **_tls_params(fetch.tls))
+            make(
+                "sts.policy.tls.expiring",
+                subject=host,
+                host=host,
+                days=days,
+                **_tls_params(fetch.tls),
+            )
         )
     if blocker and blocker.code == "sts.policy.html":
         return _PolicyView(None, source, blocker, tuple(found))
     try:
         policy = parse_policy(fetch.body)
     except PolicyError as error:
-        failure = make(error.code, url=fetch.url, error=error.message)
+        failure = make(error.code, url=fetch.url, error=error.message, domain=facts.domain)
         return _PolicyView(None, source, blocker or failure, (*found, failure))
     found += _from_notes(policy.notes)
     found += _policy_advice(policy)
@@ -511,9 +524,16 @@ def evaluate(facts: DomainFacts, *, expiry_warning_days: int = 14) -> CheckResul
     if record is not None and not effective.usable and facts.policy is not None:
         findings.append(make("sts.orphan.dns", domain=facts.domain, reason=effective.reason))
     if not published and selection is not None and view.policy is not None and view.blocker is None:
-        findings.append(make("sts.orphan.policy", domain=facts.domain, mode=view.policy.mode))
+        findings.append(
+            make(
+                "sts.orphan.policy",
+                domain=facts.domain,
+                mode=view.policy.mode,
+                new_id=new_policy_id(now),
+            )
+        )
     elif not published and selection is not None and view.policy is None:
-        findings.append(make("sts.txt.missing", domain=facts.domain))
+        findings.append(make("sts.txt.missing", domain=facts.domain, new_id=new_policy_id(now)))
 
     mx_policy = view.policy if effective.usable else None
     verdicts, mx_findings = _mx(facts, mx_policy, effective.mode, expiry_warning_days)

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from rich.console import Console
+from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
@@ -162,9 +163,9 @@ def _render_finding(finding: Finding, console: Console, *, verbose: bool) -> Non
     console.print(line)
     if finding.severity is Severity.INFO and not verbose:
         return
-    console.print(Text("    " + finding.detail))
-    console.print(Text("    Fix: ", style="bold") + Text(finding.fix))
-    console.print(Text(f"    See {finding.rfc}", style="dim"))
+    console.print(Padding(Text(finding.detail), (0, 0, 0, 10)))
+    console.print(Padding(Text("Fix: ", style="bold") + Text(finding.fix), (0, 0, 0, 10)))
+    console.print(Padding(Text(f"See {finding.rfc}", style="dim"), (0, 0, 0, 10)))
 
 
 def render_result(result: CheckResult, console: Console, *, verbose: bool = False) -> None:
