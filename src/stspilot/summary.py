@@ -230,7 +230,15 @@ class ReportSummary:
     by_sending_ip: tuple[BreakdownLine, ...]
     refused_mx: tuple[BreakdownLine, ...]  # only the result types enforce refuses
     refused_senders: tuple[BreakdownLine, ...]
-    lines: tuple[str, ...]  # the plain-English account, one sentence per line
+    # The plain-English account, one sentence per line: the overview (totals, quiet days,
+    # worst day), one line per result type / MX / failing sender, and the enforce verdict.
+    overview: tuple[str, ...]
+    details: tuple[str, ...]
+    verdict: tuple[str, ...]
+
+    @property
+    def lines(self) -> tuple[str, ...]:
+        return self.overview + self.details + self.verdict
 
     @property
     def sessions(self) -> int:
@@ -322,9 +330,12 @@ def summarize(aggregates: ReportAggregates) -> ReportSummary:
         by_sending_ip=_breakdown(aggregates.by_sending_ip, refused_only=False),
         refused_mx=_breakdown(aggregates.by_mx, refused_only=True),
         refused_senders=_breakdown(aggregates.by_organization, refused_only=True),
-        lines=(),
+        overview=(),
+        details=(),
+        verdict=(),
     )
-    return replace(summary, lines=tuple(_plain_english(summary)))
+    overview, details, verdict = _plain_english(summary)
+    return replace(summary, overview=overview, details=details, verdict=verdict)
 
 
 def _pct(rate: float) -> str:
@@ -335,19 +346,20 @@ def _types(pairs: tuple[tuple[str, int], ...]) -> str:
     return ", ".join(f"{rt} {n:,}" for rt, n in pairs)
 
 
-def _plain_english(s: ReportSummary) -> list[str]:
+def _plain_english(s: ReportSummary) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
+    """(overview, details, verdict) sentences."""
     who = s.domain or (", ".join(s.domains) if s.domains else "all domains")
     last = date.fromordinal(s.until.toordinal() - 1)
     span = f"{s.since.isoformat()} to {last.isoformat()} ({len(s.daily)} days)"
     if s.reports == 0:
-        return [
-            f"{who}: no TLS-RPT reports for {span}.",
+        advice = (
             "Without reports you cannot see failures: publish an _smtp._tls TXT record with "
             "a rua= address that stspilot reads (RFC 8460 §3), and allow a day for the first "
-            "reports (they cover whole UTC days, RFC 8460 §4.1).",
-        ]
+            "reports (they cover whole UTC days, RFC 8460 §4.1)."
+        )
+        return (f"{who}: no TLS-RPT reports for {span}.",), (), (advice,)
     senders = len(s.senders)
-    lines = [
+    overview = [
         f"{who}, {span}: {s.sessions:,} sessions in {s.reports:,} reports from {senders:,} "
         f"sending organisation{'s' if senders != 1 else ''}; "
         f"{_pct(1 - s.failure_rate)} succeeded, {s.failed:,} failed ({_pct(s.failure_rate)})."
@@ -355,49 +367,47 @@ def _plain_english(s: ReportSummary) -> list[str]:
     quiet = [d.day.isoformat() for d in s.daily if d.reports == 0]
     if quiet:
         shown = ", ".join(quiet[:5]) + (f" and {len(quiet) - 5} more" if len(quiet) > 5 else "")
-        lines.append(f"No report covered {len(quiet)} day(s): {shown}.")
+        overview.append(f"No report covered {len(quiet)} day(s): {shown}.")
     if s.failed == 0 and not s.result_types:
-        lines.append("No failures reported: every reported session used valid TLS.")
-        return lines
+        clean = "No failures reported: every reported session used valid TLS."
+        return tuple(overview), (), (clean,)
     worst = max(s.daily, key=lambda d: (d.failure_rate, d.failed))
     if worst.failed:
-        lines.append(
+        overview.append(
             f"Worst day: {worst.day.isoformat()} with {worst.failed:,} of {worst.sessions:,} "
             f"sessions failed ({_pct(worst.failure_rate)})."
         )
-    for line in s.result_types:
-        a = line.advice
-        lines.append(
-            f"{a.result_type}: {line.sessions:,} failed sessions. Cause: {a.cause}. "
-            f"Fix: {a.fix} ({a.rfc})."
-        )
-    for mx in s.by_mx[:5]:
-        lines.append(
-            f"MX {mx.key or '(not reported)'}: {mx.sessions:,} failed sessions "
-            f"({_types(mx.result_types)})."
-        )
-    for sender in s.senders:
-        if sender.failed:
-            lines.append(
-                f"Sender {sender.organization}: {sender.failed:,} of "
-                f"{sender.successful + sender.failed:,} sessions failed "
-                f"({_pct(sender.failure_rate)})."
-            )
-    if s.refused_mx:
-        hosts = ", ".join(
-            f"{b.key or '(not reported)'} ({_types(b.result_types)})" for b in s.refused_mx
-        )
-        orgs = ", ".join(f"{b.key} ({b.sessions:,})" for b in s.refused_senders)
-        lines.append(
-            f"Under mode: enforce, up to {s.refused_sessions:,} of these sessions would have "
-            f"been refused (RFC 8461 §5): at MX {hosts}; from senders {orgs}. Fix these "
-            "before switching to enforce."
-        )
-    else:
-        lines.append(
+    details = [
+        f"{r.result_type}: {r.sessions:,} failed sessions. Cause: {r.advice.cause}. "
+        f"Fix: {r.advice.fix} ({r.advice.rfc})."
+        for r in s.result_types
+    ]
+    details += [
+        f"MX {mx.key or '(not reported)'}: {mx.sessions:,} failed sessions "
+        f"({_types(mx.result_types)})."
+        for mx in s.by_mx[:5]
+    ]
+    details += [
+        f"Sender {x.organization}: {x.failed:,} of {x.successful + x.failed:,} sessions failed "
+        f"({_pct(x.failure_rate)})."
+        for x in s.senders
+        if x.failed
+    ]
+    if not s.refused_mx:
+        verdict = (
             "None of the reported failures is of a kind that mode: enforce refuses (RFC 8461 §5)."
         )
-    return lines
+        return tuple(overview), tuple(details), (verdict,)
+    hosts = ", ".join(
+        f"{b.key or '(not reported)'} ({_types(b.result_types)})" for b in s.refused_mx
+    )
+    orgs = ", ".join(f"{b.key} ({b.sessions:,})" for b in s.refused_senders)
+    verdict = (
+        f"Under mode: enforce, up to {s.refused_sessions:,} of these sessions would have "
+        f"been refused (RFC 8461 §5): at MX {hosts}; from senders {orgs}. Fix these "
+        "before switching to enforce."
+    )
+    return tuple(overview), tuple(details), (verdict,)
 
 
 # --- export shapes ------------------------------------------------------------------------------

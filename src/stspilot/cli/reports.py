@@ -1,0 +1,346 @@
+"""``stspilot reports``: summaries, lists and the quarantine of stored TLS-RPT reports."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import UTC, date, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import typer
+
+from stspilot.errors import StoreError
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from stspilot.store import QuarantineItem, Store
+    from stspilot.summary import ReportSummary
+
+reports_app = typer.Typer(
+    name="reports",
+    help="Read stored TLS-RPT reports: summary, list, quarantine, retry.",
+    no_args_is_help=True,
+)
+
+DB_OPTION = typer.Option(
+    None,
+    "--db",
+    help="database URL or SQLite path (default: $STSPILOT_DATABASE_URL, then the "
+    "user data directory)",
+)
+
+
+def _window(days: int, now: datetime) -> tuple[date, date]:
+    """The last ``days`` UTC days up to and including today, as [since, until)."""
+    today = now.astimezone(UTC).date()
+    return today - timedelta(days=days - 1), today + timedelta(days=1)
+
+
+@reports_app.command("summary")
+def summary_command(
+    domain: str | None = typer.Argument(None, help="policy domain (default: all domains)"),
+    days: int = typer.Option(14, "--days", min=1, max=3660, help="how many UTC days back"),
+    as_json: bool = typer.Option(False, "--json", help="print the summary as JSON"),
+    as_csv: bool = typer.Option(False, "--csv", help="print the summary as one CSV table"),
+    db: str | None = DB_OPTION,
+) -> None:
+    """Sessions, success and failure rates per day; failures by result type (cause and fix),
+    by receiving MX and by sender; and what mode: enforce would have refused."""
+    from stspilot.store import Store
+    from stspilot.summary import summarize, summary_to_csv, summary_to_json
+
+    if as_json and as_csv:
+        raise typer.BadParameter("choose one of --json and --csv")
+    since, until = _window(days, datetime.now(UTC))
+    name = domain.lower().rstrip(".") if domain else None
+    with Store.open(db) as store:
+        summary = summarize(store.report_aggregates(name, since=since, until=until))
+    if as_json:
+        typer.echo(json.dumps(summary_to_json(summary), indent=2))
+    elif as_csv:
+        sys.stdout.write(summary_to_csv(summary))
+    else:
+        _render_summary(summary)
+
+
+def _render_summary(s: ReportSummary) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(highlight=False)
+    for line in s.overview:
+        console.print(line, markup=False, soft_wrap=True)
+    if not s.reports:
+        for line in s.verdict:
+            console.print(line, markup=False, soft_wrap=True)
+        return
+    daily = Table(title="Sessions per UTC day")
+    for col in ("day", "reports", "sessions", "succeeded", "failed", "failure rate"):
+        daily.add_column(col, justify="left" if col == "day" else "right")
+    for d in s.daily:
+        rate = f"{d.failure_rate:.1%}" if d.sessions else "-"
+        style = "red" if d.failed else ("dim" if not d.reports else None)
+        daily.add_row(
+            d.day.isoformat(),
+            f"{d.reports:,}",
+            f"{d.sessions:,}",
+            f"{d.successful:,}",
+            f"{d.failed:,}",
+            rate,
+            style=style,
+        )
+    console.print(daily)
+    if s.result_types:
+        types = Table(title="Failures by result type: likely cause and fix")
+        types.add_column("result type", no_wrap=True)
+        types.add_column("sessions", justify="right")
+        types.add_column("enforce refuses")
+        types.add_column("likely cause", ratio=1, overflow="fold")
+        types.add_column("fix", ratio=1, overflow="fold")
+        for r in s.result_types:
+            refused = "yes" if r.advice.refused_under_enforce else "no"
+            types.add_row(r.result_type, f"{r.sessions:,}", refused, r.advice.cause, r.advice.fix)
+        console.print(types)
+    _breakdown_table(console, "Failures by receiving MX", "MX host", s.by_mx)
+    senders = Table(title="Sending organisations")
+    for col in ("organisation", "reports", "sessions", "failed", "failure rate", "result types"):
+        senders.add_column(col, overflow="fold")
+    for x in s.senders:
+        senders.add_row(
+            x.organization,
+            f"{x.reports:,}",
+            f"{x.successful + x.failed:,}",
+            f"{x.failed:,}",
+            f"{x.failure_rate:.1%}",
+            ", ".join(f"{rt} {n:,}" for rt, n in x.result_types),
+        )
+    console.print(senders)
+    _breakdown_table(console, "Would be refused under mode: enforce (MX)", "MX host", s.refused_mx)
+    _breakdown_table(
+        console, "Would be refused under mode: enforce (senders)", "organisation", s.refused_senders
+    )
+    for line in s.verdict:
+        console.print(line, markup=False, style="bold", soft_wrap=True)
+
+
+def _breakdown_table(console: Console, title: str, label: str, lines: Any) -> None:
+    from rich.table import Table
+
+    if not lines:
+        return
+    table = Table(title=title)
+    table.add_column(label, overflow="fold")
+    table.add_column("failed sessions", justify="right")
+    table.add_column("result types", overflow="fold")
+    for b in lines:
+        table.add_row(
+            b.key or "(not reported)",
+            f"{b.sessions:,}",
+            ", ".join(f"{rt} {n:,}" for rt, n in b.result_types),
+        )
+    console.print(table)
+
+
+@reports_app.command("list")
+def list_command(
+    domain: str | None = typer.Argument(None, help="policy domain (default: all)"),
+    days: int | None = typer.Option(None, "--days", min=1, help="only the last N UTC days"),
+    limit: int = typer.Option(50, "--limit", min=1, max=100_000),
+    offset: int = typer.Option(0, "--offset", min=0),
+    as_json: bool = typer.Option(False, "--json", help="print JSON lines"),
+    db: str | None = DB_OPTION,
+) -> None:
+    """Stored reports, newest day first."""
+    from stspilot.store import Store
+
+    since, until = _window(days, datetime.now(UTC)) if days else (None, None)
+    name = domain.lower().rstrip(".") if domain else None
+    with Store.open(db) as store:
+        rows = store.list_reports(name, since=since, until=until, limit=limit, offset=offset)
+    if as_json:
+        for r in rows:
+            typer.echo(
+                json.dumps(
+                    {
+                        "pk": r.pk,
+                        "organization_name": r.organization_name,
+                        "report_id": r.report_id,
+                        "start": r.start.isoformat(),
+                        "end": r.end.isoformat(),
+                        "policy_domains": list(r.policy_domains),
+                        "successful": r.successful_sessions,
+                        "failed": r.failed_sessions,
+                        "origin": r.origin,
+                        "received_at": r.received_at.isoformat(),
+                    }
+                )
+            )
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    if not rows:
+        typer.echo("no reports stored" + (f" for {name}" if name else ""))
+        return
+    table = Table(title="Stored TLS-RPT reports")
+    for col in ("#", "day", "organisation", "report id", "domains", "ok", "failed"):
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        table.add_row(
+            str(r.pk),
+            r.start.date().isoformat(),
+            r.organization_name,
+            r.report_id,
+            ", ".join(r.policy_domains),
+            f"{r.successful_sessions:,}",
+            f"{r.failed_sessions:,}",
+            style="red" if r.failed_sessions else None,
+        )
+    Console(highlight=False).print(table)
+
+
+def _item_dict(q: QuarantineItem) -> dict[str, Any]:
+    return {
+        "id": q.id,
+        "sha256": q.sha256,
+        "size": q.size,
+        "origin": q.origin,
+        "code": q.code,
+        "reason": q.reason,
+        "received_at": q.received_at.isoformat(),
+        "resolved": q.resolved,
+        "resolved_at": q.resolved_at.isoformat() if q.resolved_at else None,
+        "resolved_report_pk": q.resolved_report_pk,
+        "note": q.note,
+    }
+
+
+@reports_app.command("quarantine")
+def quarantine_command(
+    show_all: bool = typer.Option(False, "--all", help="include resolved entries"),
+    show: int | None = typer.Option(None, "--show", metavar="ID", help="one entry in detail"),
+    raw: bool = typer.Option(False, "--raw", help="with --show: write the raw bytes to stdout"),
+    limit: int = typer.Option(100, "--limit", min=1, max=100_000),
+    as_json: bool = typer.Option(False, "--json", help="print JSON"),
+    db: str | None = DB_OPTION,
+) -> None:
+    """Inputs that could not be read as reports, with their origin and reason."""
+    from stspilot.store import Store
+
+    if raw and show is None:
+        raise typer.BadParameter("--raw needs --show ID")
+    with Store.open(db) as store:
+        if show is not None:
+            _show_quarantine(store, show, raw=raw, as_json=as_json)
+            return
+        items = store.list_quarantine(include_resolved=show_all, limit=limit)
+    if as_json:
+        typer.echo(json.dumps([_item_dict(q) for q in items], indent=2))
+        return
+    if not items:
+        typer.echo("the quarantine is empty" if show_all else "nothing in quarantine")
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="Quarantine")
+    for col in ("id", "received", "origin", "size", "code", "reason", "state"):
+        table.add_column(col, overflow="fold")
+    for q in items:
+        state = f"resolved: {q.note}" if q.resolved else "waiting"
+        table.add_row(
+            str(q.id),
+            q.received_at.strftime("%Y-%m-%d %H:%M"),
+            q.origin,
+            f"{q.size:,}",
+            q.code,
+            q.reason,
+            state,
+        )
+    Console(highlight=False).print(table)
+    typer.echo("Fix the cause, then run `stspilot reports retry` to read them again.")
+
+
+def _show_quarantine(store: Store, id: int, *, raw: bool, as_json: bool) -> None:
+    item = store.get_quarantine(id)
+    if item is None:
+        raise StoreError(f"no quarantine entry {id}")
+    data = store.quarantine_raw(id)
+    if raw:
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+        return
+    if as_json:
+        typer.echo(json.dumps(_item_dict(item), indent=2))
+        return
+    for key, value in _item_dict(item).items():
+        typer.echo(f"{key}: {value}")
+    preview = data[:2048]
+    if preview[:2] == b"\x1f\x8b":
+        typer.echo("raw: gzip data (use --raw > file.gz to save it)")
+    else:
+        text = preview.decode("utf-8", "replace")
+        typer.echo("raw (first 2 KiB):" if len(data) > 2048 else "raw:")
+        typer.echo(text)
+
+
+@reports_app.command("retry")
+def retry_command(
+    ids: list[int] | None = typer.Argument(None, metavar="[ID...]", help="default: all waiting"),
+    as_json: bool = typer.Option(False, "--json", help="print JSON lines"),
+    db: str | None = DB_OPTION,
+) -> None:
+    """Read quarantined inputs again with the current parser; store what now parses."""
+    from stspilot.ingest.pipeline import prepare_unit
+    from stspilot.report_schema import DEFAULT_LIMITS
+    from stspilot.store import Store
+
+    still = 0
+    with Store.open(db) as store:
+        if ids:
+            items = [store.get_quarantine(i) for i in ids]
+            missing = [str(i) for i, q in zip(ids, items, strict=True) if q is None]
+            if missing:
+                raise StoreError(f"no quarantine entry {', '.join(missing)}")
+        else:
+            items = list(store.list_quarantine(limit=100_000))
+        for item in items:
+            assert item is not None
+            if item.resolved:
+                _retry_line(item.id, "already resolved", as_json)
+                continue
+            prepared = prepare_unit(
+                store.quarantine_raw(item.id),
+                origin=item.origin,
+                received_at=item.received_at,
+                limits=DEFAULT_LIMITS,
+            )
+            # dedup_raw=False: other reports of this very unit may be stored already
+            # (a partly readable mail); the (organisation, report-id) key still dedupes.
+            added = store.add_reports(prepared.reports, dedup_raw=False)
+            new = sum(a.status == "new" for a in added)
+            counts = f"{new} new, {len(added) - new} duplicate"
+            if prepared.quarantine is None:
+                note = f"retried: {counts}"
+                store.resolve_quarantine(
+                    item.id, report_pk=added[0].report_pk if added else None, note=note
+                )
+                _retry_line(item.id, note, as_json, resolved=True)
+            else:
+                still += 1
+                q = prepared.quarantine
+                store.update_quarantine_reason(item.id, code=q.code, reason=q.reason)
+                _retry_line(item.id, f"still failing ({counts}): {q.code}: {q.reason}", as_json)
+    raise typer.Exit(1 if still else 0)
+
+
+def _retry_line(id: int, text: str, as_json: bool, *, resolved: bool = False) -> None:
+    if as_json:
+        typer.echo(json.dumps({"id": id, "resolved": resolved, "message": text}))
+    else:
+        typer.echo(f"#{id}: {text}")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(reports_app, name="reports")

@@ -1,0 +1,186 @@
+"""``stspilot reports ...`` through ``stspilot.cli.main`` against a real store."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from stspilot.cli import main
+from stspilot.reports import FailureDetail, PolicyResult, TlsReport
+from stspilot.store import NewReport, Store
+
+pytestmark = pytest.mark.db
+
+TODAY = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def report(rid: str, days_ago: int, *, org: str = "Google Inc.", failed: int = 0) -> TlsReport:
+    start = TODAY - timedelta(days=days_ago)
+    details = (
+        (FailureDetail("certificate-expired", failed, "192.0.2.1", "mx1.example.com"),)
+        if failed
+        else ()
+    )
+    return TlsReport(
+        organization_name=org,
+        report_id=rid,
+        start=start,
+        end=start + timedelta(seconds=86399),
+        policies=(
+            PolicyResult(
+                "sts", "example.com", ("mode: testing",), ("mx1.example.com",), 90, failed, details
+            ),
+        ),
+    )
+
+
+def report_json(rid: str) -> bytes:
+    """An RFC 8460 §4 report as a sender would mail it."""
+    day = TODAY - timedelta(days=2)
+    return json.dumps(
+        {
+            "organization-name": "Mail.ru",
+            "date-range": {
+                "start-datetime": day.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "end-datetime": (day + timedelta(seconds=86399)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            },
+            "contact-info": "tlsrpt@corp.mail.ru",
+            "report-id": rid,
+            "policies": [
+                {
+                    "policy": {"policy-type": "no-policy-found", "policy-domain": "example.com"},
+                    "summary": {
+                        "total-successful-session-count": 7,
+                        "total-failure-session-count": 0,
+                    },
+                }
+            ],
+        }
+    ).encode()
+
+
+@pytest.fixture
+def filled(store_url: str) -> str:
+    with Store.open(store_url) as store:
+        store.add_reports(
+            [
+                NewReport(report("a", 3), b"a", "file:a", TODAY),
+                NewReport(report("b", 5, failed=10), b"b", "file:b", TODAY),
+                NewReport(report("c", 5, org="Microsoft"), b"c", "file:c", TODAY),
+                NewReport(report("old", 40, failed=99), b"old", "file:old", TODAY),
+            ]
+        )
+    return store_url
+
+
+def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_summary_json(filled: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "reports", "summary", "example.com", "--db", filled, "--json")
+    data = json.loads(out)
+    assert code == 0
+    assert (data["reports"], data["successful"], data["failed"]) == (3, 270, 10)
+    assert len(data["daily"]) == 14  # the 40-day-old report is outside --days 14
+    assert data["would_refuse_under_enforce"]["mx"][0]["key"] == "mx1.example.com"
+    code, out, _ = run(capsys, "reports", "summary", "--days", "60", "--db", filled, "--json")
+    assert json.loads(out)["failed"] == 109 and len(json.loads(out)["daily"]) == 60
+
+
+def test_summary_csv(filled: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "reports", "summary", "example.com", "--db", filled, "--csv")
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert code == 0
+    assert sum(1 for r in rows if r["section"] == "day") == 14
+    assert {r["key"] for r in rows if r["section"] == "sender"} == {"Google Inc.", "Microsoft"}
+
+
+def test_summary_text(filled: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "reports", "summary", "example.com", "--db", filled)
+    assert code == 0
+    assert "280 sessions in 3 reports from 2 sending organisations" in out
+    assert "Failures by result type: likely cause and fix" in out and "certificate-expired" in out
+    assert "would have been refused" in out
+
+
+def test_summary_of_a_domain_without_reports(
+    filled: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = run(capsys, "reports", "summary", "nothing.example", "--db", filled)
+    assert code == 0 and "no TLS-RPT reports" in out and "_smtp._tls" in out
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (("reports", "summary", "--json", "--csv"), 3),  # usage
+        (("reports", "summary", "--days", "0"), 3),
+        (("reports", "quarantine", "--raw"), 3),
+        (("reports", "quarantine", "--show", "12345"), 4),  # operational: no such entry
+        (("reports", "retry", "12345"), 4),
+    ],
+)
+def test_errors_have_fixed_exit_codes(
+    filled: str, capsys: pytest.CaptureFixture[str], args: tuple[str, ...], expected: int
+) -> None:
+    code, _out, _err = run(capsys, *args, "--db", filled)
+    assert code == expected
+
+
+def test_unsupported_database_is_operational(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _out, err = run(capsys, "reports", "list", "--db", "mysql://localhost/x")
+    assert code == 4 and "unsupported database" in err
+
+
+def test_list(filled: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "reports", "list", "example.com", "--db", filled, "--json")
+    ids = [json.loads(line)["report_id"] for line in out.splitlines()]
+    assert code == 0 and ids[0] == "a" and ids[-1] == "old" and len(ids) == 4
+    code, out, _ = run(capsys, "reports", "list", "--days", "4", "--db", filled, "--json")
+    assert [json.loads(line)["report_id"] for line in out.splitlines()] == ["a"]
+    code, out, _ = run(capsys, "reports", "list", "--db", filled)
+    assert code == 0 and "Microsoft" in out
+
+
+def test_quarantine_then_retry(store_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    good_now = report_json("fixed-by-new-parser@mail.ru")
+    with Store.open(store_url) as store:
+        first = store.quarantine(
+            good_now,
+            origin="imap:INBOX/1",
+            code="report.old-bug",
+            reason="the old parser choked",
+            received_at=TODAY,
+        )
+        still_bad = store.quarantine(
+            b"\x00 not a report", origin="file:junk", code="x", reason="junk", received_at=TODAY
+        )
+    code, out, _ = run(capsys, "reports", "quarantine", "--db", store_url, "--json")
+    assert [i["id"] for i in json.loads(out)] == [first.id, still_bad.id]
+    code, out, _ = run(capsys, "reports", "quarantine", "--show", str(first.id), "--db", store_url)
+    assert "imap:INBOX/1" in out and "fixed-by-new-parser" in out
+    main(["reports", "quarantine", "--show", str(first.id), "--raw", "--db", store_url])
+    assert capsys.readouterr().out.encode() == good_now
+
+    code, out, _ = run(capsys, "reports", "retry", "--db", store_url, "--json")
+    lines = {json.loads(line)["id"]: json.loads(line) for line in out.splitlines()}
+    assert code == 1  # one entry still fails
+    assert lines[first.id]["resolved"] and not lines[still_bad.id]["resolved"]
+    with Store.open(store_url) as store:
+        assert [r.report_id for r in store.list_reports()] == ["fixed-by-new-parser@mail.ru"]
+        assert [q.id for q in store.list_quarantine()] == [still_bad.id]
+        resolved = store.get_quarantine(first.id)
+        assert resolved is not None and resolved.resolved_report_pk is not None
+        assert store.get_quarantine(still_bad.id).code != "x"  # type: ignore[union-attr]
+    code, out, _ = run(capsys, "reports", "retry", str(first.id), "--db", store_url)
+    assert code == 0 and "already resolved" in out
+    code, out, _ = run(capsys, "reports", "quarantine", "--all", "--db", store_url, "--json")
+    notes = {i["id"]: i["note"] for i in json.loads(out)}
+    assert notes == {first.id: "retried: 1 new, 0 duplicate", still_bad.id: None}
