@@ -1,0 +1,133 @@
+"""Presentation of check results: the rich text report and the stspilot.check/1 JSON."""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import replace
+
+from rich.console import Console
+
+from stspilot.evaluate import CheckResult, evaluate
+from stspilot.facts import FetchOutcome, TlsFailure
+from stspilot.render import (
+    FULL_REPORTS_UP_TO,
+    SCHEMA,
+    check_results_to_json,
+    dumps_check_json,
+    render_check_text,
+)
+from test_evaluate import (  # type: ignore[import-not-found]
+    HEALTHY,
+    NO_STS,
+    fetch_fail,
+    mx,
+    tls_fail,
+    with_probe,
+)
+
+BROKEN = evaluate(
+    with_probe(tls_fail(TlsFailure.SELF_SIGNED))(
+        mx("mx1.example.com", "mx2.example.com", "new.example.org")(HEALTHY)
+    )
+)
+CLEAN = evaluate(HEALTHY)
+ORPHAN = evaluate(
+    fetch_fail(FetchOutcome.REDIRECT, status=301, location="https://www.example.com/")(HEALTHY)
+)
+
+
+def _text(results: list[CheckResult], *, verbose: bool = False) -> str:
+    out = io.StringIO()
+    render_check_text(results, Console(file=out, width=120, color_system=None), verbose=verbose)
+    return out.getvalue()
+
+
+def test_text_report_for_one_domain() -> None:
+    text = _text([BROKEN])
+    assert "example.com" in text and "Stage:     enforce" in text
+    assert "senders apply mode enforce" in text
+    assert "NOT COVERED" in text  # new.example.org in the MX table
+    assert "self-signed" in text
+    for finding in BROKEN.findings:
+        assert finding.code in text
+        if finding.severity.label != "info":
+            assert finding.rfc in text
+    # most severe first: the error findings come before the table's info lines
+    assert text.index("mx.cert.self-signed") < text.index("sts.mx.not-covered")
+    assert "Fix: Add the line mx: new.example.org to the policy" in text
+
+
+def test_text_report_clean_domain() -> None:
+    text = _text([CLEAN])
+    assert "No findings." in text
+    assert "mx1.example.com" in text
+
+
+def test_text_report_unusable_policy() -> None:
+    text = _text([ORPHAN])
+    assert "no MTA-STS policy for senders" in text
+    assert "sts.policy.redirect" in text and "https://www.example.com/" in text
+
+
+def test_info_details_only_when_verbose() -> None:
+    result = evaluate(NO_STS(HEALTHY))
+    info = next(f for f in result.findings if f.code == "sts.txt.missing")
+    assert info.fix not in _text([result]).replace("\n", " ")
+    assert "Fix:" in _text([result], verbose=True)
+
+
+def test_many_domains_get_a_summary_table() -> None:
+    results = [replace(CLEAN, domain=f"d{i}.example") for i in range(FULL_REPORTS_UP_TO + 1)]
+    results.append(replace(BROKEN, domain="broken.example"))
+    text = _text(results)
+    assert f"{len(results)} domains" in text
+    assert "Stage:" not in text  # no full reports for many domains ...
+    assert "broken.example" in text and "mx.cert.self-signed" in text
+    assert text.count("Stage:") == 0
+    assert _text(results, verbose=True).count("Stage:") == len(results)  # ... unless verbose
+
+
+def test_json_document() -> None:
+    document = json.loads(dumps_check_json([BROKEN, CLEAN, ORPHAN]))
+    assert document == check_results_to_json([BROKEN, CLEAN, ORPHAN])
+    assert document["schema"] == SCHEMA == "stspilot.check/1"
+    assert document["summary"] == {"domains": 3, "errors": 2, "warnings": 0, "clean": 1}
+    broken, clean, orphan = document["domains"]
+    assert broken["stage"] == "enforce" and broken["worst"] == "error"
+    assert broken["effective"] == {
+        "usable": True,
+        "mode": "enforce",
+        "reason_code": "ok",
+        "reason": BROKEN.effective.reason,
+    }
+    hosts = {m["host"]: m for m in broken["mx"]}
+    assert hosts["new.example.org"]["covered_by"] is None
+    assert hosts["new.example.org"]["probe_outcome"] == "not-probed"
+    assert hosts["mx2.example.com"]["tls_ok"] is False
+    assert hosts["mx2.example.com"]["findings"] == ["mx.cert.self-signed"]
+    assert hosts["mx1.example.com"]["days_to_expiry"] == 60
+    assert hosts["mx1.example.com"]["cert_not_after"].startswith("2027-01-21")
+    assert [f["code"] for f in broken["findings"]] == list(BROKEN.codes())
+    first = broken["findings"][0]
+    assert set(first) == {"code", "severity", "title", "detail", "fix", "rfc", "subject"}
+    assert first["severity"] == "error"
+    assert clean["findings"] == [] and clean["worst"] is None
+    assert clean["sts_record"] == {"id": "20261122", "extensions": {}}
+    assert clean["policy"]["mx"] == ["mx1.example.com", "mx2.example.com"]
+    assert clean["tlsrpt"] == {
+        "state": "valid",
+        "rua": ["mailto:tlsrpt@reports.example.net"],
+        "extensions": {},
+    }
+    assert orphan["effective"]["usable"] is False
+    assert orphan["effective"]["reason_code"] == "sts.policy.redirect"
+    assert orphan["policy"] is None and orphan["policy_source"] is None
+
+
+def test_json_of_no_results() -> None:
+    assert check_results_to_json([]) == {
+        "schema": SCHEMA,
+        "summary": {"domains": 0, "errors": 0, "warnings": 0, "clean": 0},
+        "domains": [],
+    }
