@@ -757,3 +757,46 @@ def test_result_is_a_value() -> None:
     first, second = evaluate(HEALTHY), evaluate(HEALTHY)
     assert first == second
     assert isinstance(first, CheckResult)
+
+
+UNPUBLISHED: list[tuple[str, Callable[[DomainFacts], DomainFacts], set[str], set[str]]] = [
+    # (id, change, codes present, codes absent)
+    ("no-txt-no-host", NO_STS, {"sts.txt.missing"}, {"sts.policy.host-missing", "sts.orphan.dns"}),
+    (
+        "no-txt-html-site",
+        chain(
+            sts(status=DnsStatus.NXDOMAIN), body(b"<html><body>Welcome</body></html>", "text/html")
+        ),
+        {"sts.txt.missing"},
+        {"sts.policy.html", "sts.orphan.policy"},
+    ),
+    (
+        "no-txt-404",
+        chain(sts(status=DnsStatus.NODATA), fetch_fail(FetchOutcome.HTTP_STATUS, status=404)),
+        {"sts.txt.missing"},
+        {"sts.policy.http-status"},
+    ),
+    (
+        "other-txt-no-policy",
+        chain(sts(b"azazaza;asdasdasdasd"), fetch_fail(FetchOutcome.DNS_FAILURE)),
+        {"sts.txt.not-sts"},
+        {"sts.txt.missing", "sts.policy.host-missing"},
+    ),
+    (
+        "orphan-policy-advice-kept",
+        chain(sts(status=DnsStatus.NXDOMAIN), TESTING),
+        {"sts.orphan.policy", "sts.policy.mode-testing"},
+        {"sts.txt.missing"},
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("change", "present", "absent"), [u[1:] for u in UNPUBLISHED], ids=[u[0] for u in UNPUBLISHED]
+)
+def test_without_txt_record_the_policy_host_is_moot(
+    change: Callable[[DomainFacts], DomainFacts], present: set[str], absent: set[str]
+) -> None:
+    codes = set(evaluate(change(HEALTHY)).codes())
+    assert present <= codes
+    assert not absent & codes

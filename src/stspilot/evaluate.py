@@ -244,15 +244,14 @@ class _PolicyView:
     findings: tuple[Finding, ...] = ()
 
 
-def _policy(facts: DomainFacts, published: bool, now: datetime, warn_days: int) -> _PolicyView:
+def _policy(facts: DomainFacts, now: datetime, warn_days: int) -> _PolicyView:
     fetch = facts.policy
     host = f"mta-sts.{facts.domain}"
     if fetch is None:
         return _PolicyView()
     if fetch.outcome is not FetchOutcome.OK or fetch.body is None:
         failure = _fetch_failure(fetch, host, facts.domain)
-        # Without a TXT record no sender fetches: a missing policy host is then normal.
-        return _PolicyView(blocker=failure, findings=(failure,) if published else ())
+        return _PolicyView(blocker=failure, findings=(failure,))
     found = _content_findings(fetch, fetch.body)
     blocker = next((f for f in found if f.severity is Severity.ERROR), None)
     source = fetch.body.decode("utf-8", errors="replace")
@@ -498,7 +497,9 @@ def evaluate(facts: DomainFacts, *, expiry_warning_days: int = 14) -> CheckResul
     txt_code = selection.error_code if selection else "sts.txt.lookup-failed"
     # "Published": some record at _mta-sts claims to be MTA-STS (even if broken or unreadable).
     published = txt_code not in ("sts.txt.missing", "sts.txt.not-sts")
-    view = _policy(facts, published, now, expiry_warning_days)
+    view = _policy(facts, now, expiry_warning_days)
+    if not published and (view.policy is None or view.blocker is not None):
+        view.findings = ()  # no TXT: senders never fetch, so a broken or absent file is moot
     findings += view.findings
     record = selection.record if selection else None
 
@@ -532,7 +533,7 @@ def evaluate(facts: DomainFacts, *, expiry_warning_days: int = 14) -> CheckResul
                 new_id=new_policy_id(now),
             )
         )
-    elif not published and selection is not None and view.policy is None:
+    elif txt_code == "sts.txt.missing":
         findings.append(make("sts.txt.missing", domain=facts.domain, new_id=new_policy_id(now)))
 
     mx_policy = view.policy if effective.usable else None
