@@ -800,3 +800,12 @@ def test_without_txt_record_the_policy_host_is_moot(
     codes = set(evaluate(change(HEALTHY)).codes())
     assert present <= codes
     assert not absent & codes
+
+
+def test_repeated_notes_are_capped() -> None:
+    noisy = policy_body() + b"mode: none\n" * 1000
+    result = evaluate(body(noisy)(HEALTHY))
+    duplicates = [f for f in result.findings if f.code == "sts.policy.duplicate-key"]
+    assert len(duplicates) == 5
+    assert "and 995 more like it" in duplicates[-1].detail
+    assert result.effective.mode is Mode.ENFORCE  # the first mode line counts

@@ -118,8 +118,21 @@ class CheckResult:
         return tuple(f.code for f in self.findings)
 
 
+NOTES_PER_CODE = 5  # a file with 10 000 repeated lines is one problem, not 10 000 findings
+
+
 def _from_notes(notes: Iterable[Note]) -> list[Finding]:
-    return [make(n.code, subject=n.subject, note=n.message) for n in notes]
+    by_code: dict[str, list[Note]] = {}
+    for note in notes:
+        by_code.setdefault(note.code, []).append(note)
+    found: list[Finding] = []
+    for code, same in by_code.items():
+        for index, note in enumerate(same[:NOTES_PER_CODE]):
+            message = note.message
+            if index == NOTES_PER_CODE - 1 and len(same) > NOTES_PER_CODE:
+                message += f"; and {len(same) - NOTES_PER_CODE} more like it"
+            found.append(make(code, subject=note.subject, note=message))
+    return found
 
 
 def new_policy_id(now: datetime) -> str:
