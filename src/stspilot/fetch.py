@@ -118,15 +118,19 @@ class PolicyFetcher:
         host = f"mta-sts.{domain}"
         address = await self.resolver.lookup_address(host)
         if address.status is not DnsStatus.OK:
-            return PolicyFetch(url, FetchOutcome.DNS_FAILURE, address=address, error=address.error)
+            failed = PolicyFetch(
+                url, FetchOutcome.DNS_FAILURE, address=address, error=address.error
+            )
+            return _with_elapsed(failed, time.perf_counter() - started)
         targets = [a for a in address.addresses if self.options.allow_private or is_public(a)]
         if not targets:
-            return PolicyFetch(
+            blocked = PolicyFetch(
                 url,
                 FetchOutcome.BLOCKED,
                 address=address,
                 error="every address of the policy host is private, loopback or link-local",
             )
+            return _with_elapsed(blocked, time.perf_counter() - started)
         result = PolicyFetch(url, FetchOutcome.CONNECT_FAILED, address=address)
         for ip in targets[:4]:  # like a sender, try the next address only if connecting failed
             try:

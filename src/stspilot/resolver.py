@@ -31,6 +31,9 @@ class ResolverConfig:
     port: int = 53
     timeout: float = 2.0  # per attempt at one server
     lifetime: float = 5.0  # whole question, retries included
+    # Questions in flight at once. dnspython starts a question's clock before its socket is
+    # even set up, so thousands at once all time out together; waiting here does not count.
+    max_in_flight: int = 128
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +64,7 @@ class Resolver:
         inner.lifetime = self.config.lifetime
         inner.cache = None  # every check sees the zone as it is now
         self._inner = inner
+        self._slots = asyncio.Semaphore(self.config.max_in_flight)
 
     async def _ask(self, name: str, rdtype: dns.rdatatype.RdataType) -> _Answer:
         try:

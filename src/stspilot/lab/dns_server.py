@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -26,6 +27,8 @@ import dns.rrset
 
 TTL = 300
 MAX_CHASE = 10
+RECEIVE_BUFFER = 8 * 1024 * 1024
+UDP_BATCH = 256
 
 
 class DnsFault(StrEnum):
@@ -119,30 +122,53 @@ def _parse(wire: bytes) -> dns.message.Message | None:
         return None
 
 
-class _UdpProtocol(asyncio.DatagramProtocol):
-    def __init__(self, server: DnsServer) -> None:
+class _UdpSocket:
+    """A non-blocking UDP socket read in batches: under a burst of queries the asyncio
+    datagram transport (one datagram per loop turn) answers too late and clients retry."""
+
+    def __init__(self, server: DnsServer, sock: socket.socket) -> None:
         self.server = server
-        self.transport: asyncio.DatagramTransport | None = None
+        self.sock = sock
+        self.loop = asyncio.get_running_loop()
+        for option in (getattr(socket, "SO_RCVBUFFORCE", None), socket.SO_RCVBUF):
+            if option is None:
+                continue
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, option, RECEIVE_BUFFER)
+            except OSError:
+                continue
+            break
+        self.loop.add_reader(sock.fileno(), self._readable)
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+    def _send(self, wire: bytes, addr: tuple[str, int]) -> None:
+        with contextlib.suppress(OSError):  # a full buffer drops the answer, as UDP does
+            self.sock.sendto(wire, addr)
 
-    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        self.server.queries += 1
-        query = _parse(data)
-        if query is None or self.transport is None:
-            return
-        response = self.server.data.respond(query)
-        if response is None:
-            return
-        limit = max(512, query.payload) if query.edns >= 0 else 512
-        wire = _wire(response, limit)
-        if self.server.latency > 0:
-            asyncio.get_running_loop().call_later(
-                self.server.latency, self.transport.sendto, wire, addr
-            )
-        else:
-            self.transport.sendto(wire, addr)
+    def _readable(self) -> None:
+        for _ in range(UDP_BATCH):
+            try:
+                data, addr = self.sock.recvfrom(65535)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                return
+            self.server.queries += 1
+            query = _parse(data)
+            if query is None:
+                continue
+            response = self.server.data.respond(query)
+            if response is None:
+                continue
+            limit = max(512, query.payload) if query.edns >= 0 else 512
+            wire = _wire(response, limit)
+            if self.server.latency > 0:
+                self.loop.call_later(self.server.latency, self._send, wire, addr)
+            else:
+                self._send(wire, addr)
+
+    def close(self) -> None:
+        self.loop.remove_reader(self.sock.fileno())
+        self.sock.close()
 
 
 class DnsServer:
@@ -154,24 +180,24 @@ class DnsServer:
         self.port = port
         self.latency = latency
         self.queries = 0
-        self._udp: asyncio.DatagramTransport | None = None
+        self._udp: _UdpSocket | None = None
         self._tcp: asyncio.Server | None = None
 
     async def start(self) -> None:
-        loop = asyncio.get_running_loop()
         for _ in range(20):
             tcp = await asyncio.start_server(self._serve_tcp, self.host, self.port)
             port = tcp.sockets[0].getsockname()[1]
+            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            sock.setblocking(False)
             try:
-                udp, _ = await loop.create_datagram_endpoint(
-                    lambda: _UdpProtocol(self), local_addr=(self.host, port)
-                )
+                sock.bind((self.host, port))
             except OSError:
+                sock.close()
                 tcp.close()
                 if self.port:
                     raise
                 continue
-            self._tcp, self._udp, self.port = tcp, udp, port
+            self._tcp, self._udp, self.port = tcp, _UdpSocket(self, sock), port
             return
         raise OSError("no free port for the lab DNS server")
 

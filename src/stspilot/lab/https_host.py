@@ -17,7 +17,8 @@ from stspilot.lab.service import TcpService, drain_until_eof
 
 POLICY_PATH = b"/.well-known/mta-sts.txt"
 HUGE_SIZE = 1024 * 1024
-BOMB_SIZE = 64 * 1024 * 1024
+ENDLESS_CHUNKS = 100_000  # "endless" bodies stop after ~800 MiB, so a lab cannot spin forever
+BOMB_SIZE = 16 * 1024 * 1024
 
 
 class HttpBehaviour(StrEnum):
@@ -28,7 +29,7 @@ class HttpBehaviour(StrEnum):
     WRONG_TYPE = "wrong-type"  # 200 with the policy as application/octet-stream
     CHARSET = "charset"  # 200 text/plain; charset=iso-8859-1
     HUGE = "huge"  # 200 text/plain, 1 MiB
-    GZIP_BOMB = "gzip-bomb"  # 200 text/plain, gzip of 64 MiB of zeros
+    GZIP_BOMB = "gzip-bomb"  # 200 text/plain, gzip of 16 MiB of zeros
     ENDLESS = "endless"  # 200, chunked body that never ends
     SLOW = "slow"  # answers one byte per second
     HANG = "hang"  # TLS works, then silence
@@ -67,7 +68,8 @@ class HttpsHost:
         self.behaviour = behaviour
         self.policies = policies
         self.requests = 0
-        self.service = TcpService(address, port, self._handle, latency=latency)
+        tls = None if behaviour is HttpBehaviour.NO_TLS else context
+        self.service = TcpService(address, port, self._handle, latency=latency, tls=tls)
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         latency = self.service.latency
@@ -76,9 +78,6 @@ class HttpsHost:
             await writer.drain()
             await drain_until_eof(reader)
             return
-        if latency > 0:
-            await asyncio.sleep(latency)  # the TLS 1.3 handshake's round trip
-        await writer.start_tls(self.context, ssl_handshake_timeout=10)
         head = await reader.readuntil(b"\r\n\r\n")  # bounded by the stream limit (16 KiB)
         self.requests += 1
         if latency > 0:
@@ -96,7 +95,9 @@ class HttpsHost:
             await drain_until_eof(reader)
             return
         if behaviour is HttpBehaviour.GARBAGE:
-            while True:
+            for _ in range(ENDLESS_CHUNKS):
+                if writer.is_closing():
+                    return
                 writer.write(b"\x00\xffnot http at all " * 256)
                 await writer.drain()
                 await asyncio.sleep(0.01)
@@ -104,12 +105,16 @@ class HttpsHost:
             writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n")
             writer.write(b"Transfer-Encoding: chunked\r\n\r\n")
             chunk = b"x" * 8192
-            while True:
+            for _ in range(ENDLESS_CHUNKS):
+                if writer.is_closing():
+                    return
                 writer.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
                 await writer.drain()
                 await asyncio.sleep(0)
         if behaviour is HttpBehaviour.SLOW:
             for byte in _response("200 OK", plain, policy):
+                if writer.is_closing():
+                    return
                 writer.write(bytes([byte]))
                 await writer.drain()
                 await asyncio.sleep(1)
@@ -134,7 +139,7 @@ class HttpsHost:
         elif behaviour is HttpBehaviour.HUGE:
             writer.write(_response("200 OK", plain, policy + b"#" * HUGE_SIZE))
         elif behaviour is HttpBehaviour.GZIP_BOMB:
-            bomb = _gzip_bomb()
+            bomb = await asyncio.to_thread(_gzip_bomb)  # zlib frees the GIL: DNS keeps answering
             headers = {**plain, "Content-Encoding": "gzip"}
             writer.write(_response("200 OK", headers, bomb))
         await writer.drain()
@@ -142,5 +147,5 @@ class HttpsHost:
 
 @functools.cache
 def _gzip_bomb() -> bytes:
-    """64 MiB of zeros in about 64 KiB: whoever decompresses without a cap pays."""
+    """16 MiB of zeros in about 16 KiB: whoever decompresses without a cap pays."""
     return gzip.compress(b"\0" * BOMB_SIZE, compresslevel=9)

@@ -56,11 +56,16 @@ class SmtpHost:
         if behaviour is SmtpBehaviour.TLS10_ONLY:
             context.maximum_version = ssl.TLSVersion.TLSv1
 
-    async def _say(self, writer: asyncio.StreamWriter, *lines: str) -> None:
+    async def _say(self, writer: asyncio.StreamWriter, *lines: str, drain: bool = True) -> None:
         if self.service.latency > 0:
             await asyncio.sleep(self.service.latency)
+        if not drain:
+            # Before "220 Ready to start TLS": stop reading, so the client's ClientHello stays
+            # in the socket for the TLS layer instead of landing in the plain-text reader.
+            writer.transport.pause_reading()  # type: ignore[attr-defined]
         writer.write("".join(line + "\r\n" for line in lines).encode())
-        await writer.drain()
+        if drain:
+            await writer.drain()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.sessions += 1
@@ -69,7 +74,9 @@ class SmtpHost:
             await drain_until_eof(reader)
             return
         if behaviour is SmtpBehaviour.GARBAGE:
-            while True:
+            for _ in range(100_000):  # bounded, so a forgotten session cannot spin forever
+                if writer.is_closing():
+                    return
                 writer.write(b"\x07garbage-without-end " * 512)
                 await writer.drain()
                 await asyncio.sleep(0.01)
@@ -95,14 +102,15 @@ class SmtpHost:
                 if behaviour in (SmtpBehaviour.NO_STARTTLS, SmtpBehaviour.STARTTLS_REFUSED):
                     await self._say(writer, "454 4.7.0 TLS not available due to local problem")
                     continue
-                await self._say(writer, "220 2.0.0 Ready to start TLS")
+                await self._say(writer, "220 2.0.0 Ready to start TLS", drain=False)
                 if behaviour is SmtpBehaviour.TLS_BROKEN:
+                    writer.transport.resume_reading()  # type: ignore[attr-defined]
                     await reader.read(1)  # the ClientHello has arrived; answer it wrongly
                     writer.write(b"this is not a TLS ServerHello\r\n")
                     await drain_until_eof(reader)
                     return
                 if self.service.latency > 0:
-                    await asyncio.sleep(self.service.latency)
+                    await asyncio.sleep(self.service.latency)  # the TLS handshake's round trip
                 await writer.start_tls(self.context, ssl_handshake_timeout=10)
                 tls = True
             elif verb in (b"NOOP", b"RSET"):

@@ -1,0 +1,276 @@
+"""Orchestration: run every probe for one domain concurrently, and many domains in a bounded pool.
+
+For one domain (``gather_facts``): the ``_mta-sts`` TXT, ``_smtp._tls`` TXT and MX lookups and
+the policy fetch start at once (a checker fetches even without a TXT record, to find policy
+orphans); each MX host is probed as soon as the MX set is known; the MX sets of the TLS-RPT
+``mailto:`` domains are looked up once the TLS-RPT record is. The whole is bounded by a
+per-domain deadline: what did not finish becomes a timeout value and ``deadline_hit`` is set.
+``check_domains`` shares one resolver, HTTPS client and TLS contexts across a worker pool; one
+broken domain never stops the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import dns.exception
+import dns.name
+
+from stspilot.errors import ConfigError
+from stspilot.evaluate import CheckResult, evaluate
+from stspilot.facts import (
+    DnsStatus,
+    DomainFacts,
+    FetchOutcome,
+    MxLookup,
+    MxProbe,
+    PolicyFetch,
+    SmtpOutcome,
+    TxtLookup,
+)
+from stspilot.fetch import FetchOptions, PolicyFetcher, policy_url
+from stspilot.records import rua_domains, select_tlsrpt_record
+from stspilot.resolver import Resolver, ResolverConfig
+from stspilot.smtp import MxProber, SmtpOptions
+from stspilot.tls import TlsContexts
+
+Clock = Callable[[], dt.datetime]
+MAX_MX_PROBES = 10  # a zone with a thousand MX records must not become a thousand probes
+MAX_RUA_DOMAINS = 5
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class CheckOptions:
+    """How to check; the defaults are a sender's view of the public Internet."""
+
+    nameserver: str | None = None  # None: the system resolver
+    dns_port: int = 53
+    ca_file: Path | None = None  # an extra CA to trust (the lab's)
+    port_map: Mapping[int, int] = field(default_factory=dict)  # {443: 8443, 25: 2525}
+    dns_timeout: float = 2.0
+    connect_timeout: float = 5.0
+    read_timeout: float = 10.0  # HTTPS reads and each SMTP reply
+    fetch_timeout: float = 20.0  # the whole policy fetch
+    smtp_timeout: float = 30.0  # one whole STARTTLS probe
+    deadline: float = 45.0  # one whole domain
+    probe_mx: bool = True
+    allow_private: bool = True  # False in service mode: the SSRF guard
+    concurrency: int = 50
+    expiry_warning_days: int = 14
+
+
+def normalize_domain(text: str) -> str:
+    """A-label, lower case, no trailing dot; ``ConfigError`` for what cannot be a domain."""
+    cleaned = text.strip().rstrip(".").lower()
+    if not cleaned or "/" in cleaned or "@" in cleaned or " " in cleaned:
+        raise ConfigError(f"not a domain name: {text!r}")
+    try:
+        name = dns.name.from_text(cleaned).to_text(omit_final_dot=True)
+    except (dns.exception.DNSException, UnicodeError, ValueError) as exc:
+        raise ConfigError(f"not a domain name: {text!r} ({exc})") from exc
+    if "." not in name:
+        raise ConfigError(f"not a domain name: {text!r} (needs at least two labels)")
+    return name.lower()
+
+
+class Probes:
+    """The shared network clients of a check run: resolver, policy fetcher, MX prober."""
+
+    def __init__(self, options: CheckOptions) -> None:
+        self.options = options
+        nameservers = (options.nameserver,) if options.nameserver else ()
+        self.resolver = Resolver(
+            ResolverConfig(
+                nameservers,
+                options.dns_port,
+                timeout=options.dns_timeout,
+                lifetime=max(options.dns_timeout * 2, options.dns_timeout + 1),
+            )
+        )
+        self.tls = TlsContexts.create(options.ca_file)
+        self.fetcher = PolicyFetcher(
+            self.resolver,
+            FetchOptions(
+                port=options.port_map.get(443, 443),
+                ca_file=options.ca_file,
+                connect_timeout=options.connect_timeout,
+                read_timeout=options.read_timeout,
+                total_timeout=options.fetch_timeout,
+                allow_private=options.allow_private,
+            ),
+            tls=self.tls,
+        )
+        self.prober = MxProber(
+            self.resolver,
+            SmtpOptions(
+                port=options.port_map.get(25, 25),
+                connect_timeout=options.connect_timeout,
+                command_timeout=options.read_timeout,
+                total_timeout=options.smtp_timeout,
+            ),
+            tls=self.tls,
+        )
+
+    async def aclose(self) -> None:
+        await self.fetcher.aclose()
+
+    async def __aenter__(self) -> Probes:
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.aclose()
+
+
+@dataclass
+class _Partial:
+    """Facts as they arrive; whatever is missing at the deadline becomes a timeout value."""
+
+    domain: str
+    sts: TxtLookup | None = None
+    tlsrpt: TxtLookup | None = None
+    mx: MxLookup | None = None
+    policy: PolicyFetch | None = None
+    probes: dict[str, MxProbe] = field(default_factory=dict)
+    rua_mx: dict[str, MxLookup] = field(default_factory=dict)
+
+    def facts(self, observed_at: dt.datetime, *, deadline_hit: bool, probe_mx: bool) -> DomainFacts:
+        d = self.domain
+        late = "the check's deadline passed first"
+        mx = self.mx or MxLookup(d, DnsStatus.TIMEOUT, error=late)
+        hosts = [h.host for h in mx.hosts if h.host][:MAX_MX_PROBES] if probe_mx else []
+        probes = tuple(
+            self.probes.get(host) or MxProbe(host, SmtpOutcome.TIMEOUT, error=late)
+            for host in hosts
+        )
+        return DomainFacts(
+            domain=d,
+            observed_at=observed_at,
+            sts_txt=self.sts or TxtLookup(f"_mta-sts.{d}", DnsStatus.TIMEOUT, error=late),
+            tlsrpt_txt=self.tlsrpt or TxtLookup(f"_smtp._tls.{d}", DnsStatus.TIMEOUT, error=late),
+            mx=mx,
+            policy=self.policy or PolicyFetch(policy_url(d), FetchOutcome.TIMEOUT, error=late),
+            mx_probes=probes,
+            rua_mx=tuple(self.rua_mx.values()),
+            deadline_hit=deadline_hit,
+        )
+
+
+async def _collect(partial: _Partial, probes: Probes, probe_mx: bool) -> None:
+    d, resolver = partial.domain, probes.resolver
+
+    async def sts() -> None:
+        partial.sts = await resolver.lookup_txt(f"_mta-sts.{d}")
+
+    async def policy() -> None:
+        partial.policy = await probes.fetcher.fetch_policy(d)
+
+    async def probe(host: str) -> None:
+        partial.probes[host] = await probes.prober.probe_mx(host)
+
+    async def rua(domain: str) -> None:
+        partial.rua_mx[domain] = await resolver.lookup_mx(domain)
+
+    async def mx_then_probes() -> None:
+        partial.mx = await resolver.lookup_mx(d)
+        if probe_mx and partial.mx.status is DnsStatus.OK:
+            hosts = [h.host for h in partial.mx.hosts if h.host][:MAX_MX_PROBES]
+            await asyncio.gather(*(probe(host) for host in dict.fromkeys(hosts)))
+
+    async def tlsrpt_then_rua() -> None:
+        partial.tlsrpt = await resolver.lookup_txt(f"_smtp._tls.{d}")
+        if partial.tlsrpt.status is not DnsStatus.OK:
+            return
+        record = select_tlsrpt_record(partial.tlsrpt.records).record
+        if record is None:
+            return
+        others = [r for r in rua_domains(record) if r != d][:MAX_RUA_DOMAINS]
+        await asyncio.gather(*(rua(r) for r in others))
+
+    await asyncio.gather(sts(), policy(), mx_then_probes(), tlsrpt_then_rua())
+
+
+async def gather_facts(
+    domain: str, *, probes: Probes, options: CheckOptions, now: Clock = utc_now
+) -> DomainFacts:
+    """Everything a sender would see for ``domain``, within ``options.deadline`` seconds."""
+    observed_at = now()
+    partial = _Partial(domain)
+    deadline_hit = False
+    try:
+        async with asyncio.timeout(options.deadline):
+            await _collect(partial, probes, options.probe_mx)
+    except TimeoutError:
+        deadline_hit = True
+    return partial.facts(observed_at, deadline_hit=deadline_hit, probe_mx=options.probe_mx)
+
+
+async def check_domain(
+    domain: str, *, probes: Probes, options: CheckOptions, now: Clock = utc_now
+) -> CheckResult:
+    """Probe and evaluate one domain (already normalized)."""
+    facts = await gather_facts(domain, probes=probes, options=options, now=now)
+    return evaluate(facts, expiry_warning_days=options.expiry_warning_days)
+
+
+def _broken_facts(domain: str, exc: Exception, observed_at: dt.datetime) -> DomainFacts:
+    error = f"internal error while checking: {type(exc).__name__}: {exc}"[:300]
+    return DomainFacts(
+        domain=domain,
+        observed_at=observed_at,
+        sts_txt=TxtLookup(f"_mta-sts.{domain}", DnsStatus.ERROR, error=error),
+        tlsrpt_txt=TxtLookup(f"_smtp._tls.{domain}", DnsStatus.ERROR, error=error),
+        mx=MxLookup(domain, DnsStatus.ERROR, error=error),
+        notes=(error,),
+    )
+
+
+async def check_domains(
+    domains: Iterable[str],
+    *,
+    options: CheckOptions,
+    now: Clock = utc_now,
+    on_result: Callable[[CheckResult], None] | None = None,
+    probes: Probes | None = None,
+) -> list[CheckResult]:
+    """Check many domains with at most ``options.concurrency`` in flight; results in input order.
+
+    Domains must be normalized (``normalize_domain``). ``on_result`` is called as each domain
+    finishes (progress bars, streaming output).
+    """
+    todo: Sequence[str] = list(domains)
+    results: list[CheckResult | None] = [None] * len(todo)
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    for index in range(len(todo)):
+        queue.put_nowait(index)
+    own = probes is None
+    shared = probes or Probes(options)
+
+    async def worker() -> None:
+        while True:
+            try:
+                index = queue.get_nowait()
+            except asyncio.QueueEmpty:
+                return
+            try:
+                result = await check_domain(todo[index], probes=shared, options=options, now=now)
+            except Exception as exc:  # a bug in one domain's check must not stop the run
+                result = evaluate(_broken_facts(todo[index], exc, now()))
+            results[index] = result
+            if on_result is not None:
+                on_result(result)
+
+    try:
+        workers = max(1, min(options.concurrency, len(todo)))
+        await asyncio.gather(*(worker() for _ in range(workers)))
+    finally:
+        if own:
+            await shared.aclose()
+    return [r for r in results if r is not None]
