@@ -8,6 +8,7 @@ limits and the table of tolerated deviations live in ``stspilot.report_schema``.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from stspilot.report_schema import (
     Limits,
     WireFailureDetail,
     WirePolicyResult,
+    WireReport,
     deviations_markdown,
 )
 
@@ -161,9 +163,8 @@ _DATETIME = re.compile(
     r"(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?"
     r"(?:([Zz])|([+-])(\d{2}):(\d{2}))?"
 )
-# A member name followed by whitespace before its colon: the fast structure check below needs
-# every member to appear as the two bytes '":'.
-_SPACED_COLON = re.compile(rb'"[ \t\r\n]+:')
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_IPV4 = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}")
 _JSON_STRING = re.compile(rb'"(?:[^"\\]++|\\.)*+"')
 _BRACKETS = bytes.maketrans(b"[{]}", b"(())")
 _NOT_BRACKETS = bytes(set(range(256)) - set(b"[{]}"))
@@ -212,9 +213,10 @@ def parse_report(data: bytes | str, *, limits: Limits = DEFAULT_LIMITS) -> TlsRe
             "report.limit.policies",
             f"report has {len(wire.policies)} policies, over the limit of {limits.max_policies}",
         )
-    # Members the typed decoder consumed; compared with the raw text below to detect duplicate
-    # or unknown members without a second parse. Root: 4 required + date-range's 2.
-    members = 6
+    # JSON strings (member names and string values) the typed decoder consumed. Twice that is
+    # the number of '"' in the text unless it holds duplicate or unknown members or escaped
+    # quotes; only then is the slow exact check needed. Root: 6 names, 4 string values.
+    strings = 10
     if not wire.organization_name:
         devs.append(_dev("organization-name.empty", "/organization-name"))
     contact = wire.contact_info
@@ -222,7 +224,7 @@ def parse_report(data: bytes | str, *, limits: Limits = DEFAULT_LIMITS) -> TlsRe
         contact = None
         devs.append(_dev("contact-info.missing", "/contact-info"))
     else:
-        members += 1
+        strings += 1 if contact is None else 2
         if contact is None:
             devs.append(_dev("contact-info.null", "/contact-info"))
         elif "@" not in contact:
@@ -235,53 +237,48 @@ def parse_report(data: bytes | str, *, limits: Limits = DEFAULT_LIMITS) -> TlsRe
 
     policies: list[PolicyResult] = []
     for i, wpr in enumerate(wire.policies):
-        members, result = _policy(wpr, i, members, devs, limits)
+        strings, result = _policy(wpr, i, strings, devs, limits)
         policies.append(result)
 
-    if members != data.count(b'":') or _SPACED_COLON.search(data) is not None:
+    quotes = data.count(b'"')
+    if strings * 2 != quotes and strings * 2 + _inner_quotes(wire) != quotes:
         _check_structure(data, limits)
 
-    return TlsReport(
-        organization_name=wire.organization_name,
-        report_id=wire.report_id,
-        start=start,
-        end=end,
-        contact_info=contact,
-        policies=tuple(policies),
-        deviations=tuple(devs),
+    report = _TlsReportBuilder(
+        wire.organization_name, wire.report_id, start, end, contact, tuple(policies), tuple(devs)
     )
+    report.__class__ = TlsReport  # see _builder
+    return report  # type: ignore[no-any-return]
 
 
 def _policy(
-    wpr: WirePolicyResult, i: int, members: int, devs: list[Deviation], limits: Limits
+    wpr: WirePolicyResult, i: int, strings: int, devs: list[Deviation], limits: Limits
 ) -> tuple[int, PolicyResult]:
     pol = wpr.policy
-    summary = wpr.summary
-    members += 5  # policy, summary, policy-type and the two summary counts
-    where = f"/policies/{i}"
+    strings += 6  # names: policy, summary, policy-type, the two counts; the policy-type value
     ptype = pol.policy_type
     if ptype not in _POLICY_TYPES:
-        devs.append(_dev("policy-type.unknown", f"{where}/policy/policy-type", repr(ptype)))
+        devs.append(_dev("policy-type.unknown", f"/policies/{i}/policy/policy-type", ptype[:64]))
 
     domain = pol.policy_domain
     if domain is _UNSET or domain is None:
-        members += domain is None
+        strings += domain is None
         domain = ""
-        devs.append(_dev("policy-domain.missing", f"{where}/policy/policy-domain"))
+        devs.append(_dev("policy-domain.missing", f"/policies/{i}/policy/policy-domain"))
     else:
-        members += 1
+        strings += 2
         if not domain.isascii():
-            devs.append(_dev("policy-domain.not-a-label", f"{where}/policy/policy-domain"))
+            devs.append(_dev("policy-domain.not-a-label", f"/policies/{i}/policy/policy-domain"))
         domain = domain.rstrip(".").lower()
 
     raw_ps = pol.policy_string
     policy_string: tuple[str, ...] = ()
     if raw_ps is _UNSET or raw_ps is None:
-        members += raw_ps is None
+        strings += raw_ps is None
         if ptype in (_STS, _TLSA):
-            devs.append(_dev("policy-string.missing", f"{where}/policy/policy-string"))
+            devs.append(_dev("policy-string.missing", f"/policies/{i}/policy/policy-string"))
     else:
-        members += 1
+        strings += 1 + len(raw_ps)
         policy_string = tuple(raw_ps)
         if ptype == _TLSA and len(raw_ps) == 1 and raw_ps[0].lstrip().startswith("["):
             # Microsoft (checklist D.2): ["[\"3 1 1 AB..\",\"3 1 1 CD..\"]"]; RFC 8460 §4.5
@@ -289,7 +286,7 @@ def _policy(
             try:
                 policy_string = tuple(STRING_LIST_DECODER.decode(raw_ps[0]))
                 devs.append(
-                    _dev("tlsa.policy-string.json-encoded", f"{where}/policy/policy-string")
+                    _dev("tlsa.policy-string.json-encoded", f"/policies/{i}/policy/policy-string")
                 )
             except msgspec.DecodeError:
                 pass  # an odd string, not JSON: keep it as the one RR the sender gave
@@ -297,98 +294,120 @@ def _policy(
     raw_mx = pol.mx_host
     mx_host: tuple[str, ...] = ()
     if raw_mx is _UNSET or raw_mx is None:
-        members += raw_mx is None
+        strings += raw_mx is None
         if ptype == _STS:
-            devs.append(_dev("mx-host.missing", f"{where}/policy/mx-host"))
+            devs.append(_dev("mx-host.missing", f"/policies/{i}/policy/mx-host"))
     else:
-        members += 1
+        strings += 2 if isinstance(raw_mx, str) else 1 + len(raw_mx)
         if isinstance(raw_mx, str):
-            devs.append(_dev("mx-host.string", f"{where}/policy/mx-host"))
+            devs.append(_dev("mx-host.string", f"/policies/{i}/policy/mx-host"))
             raw_mx = [raw_mx]
-        if any(m.startswith("mx:") for m in raw_mx):
-            devs.append(_dev("mx-host.prefixed", f"{where}/policy/mx-host"))
+        if "mx:" in "\n".join(raw_mx):
+            devs.append(_dev("mx-host.prefixed", f"/policies/{i}/policy/mx-host"))
             raw_mx = [m[3:].strip() if m.startswith("mx:") else m for m in raw_mx]
         mx_host = tuple(raw_mx)
 
+    summary = wpr.summary
     total_failed = summary.total_failure_session_count
     raw_fds = wpr.failure_details
     details: tuple[FailureDetail, ...] = ()
     if raw_fds is _UNSET or raw_fds is None:
-        members += raw_fds is None
-        devs.append(_dev("failure-details.missing", f"{where}/failure-details"))
-    else:
-        members += 1
+        strings += raw_fds is None
+        devs.append(_dev("failure-details.missing", f"/policies/{i}/failure-details"))
+    elif raw_fds:
+        strings += 1
         if len(raw_fds) > limits.max_failure_details:
             raise LimitExceeded(
                 "report.limit.failure-details",
                 f"policy {i} has {len(raw_fds)} failure details, over the limit of "
                 f"{limits.max_failure_details}",
             )
-        if raw_fds:
-            out: list[FailureDetail] = []
-            failed_sum = 0
-            for j, wfd in enumerate(raw_fds):
-                members, detail = _failure_detail(
-                    wfd, f"{where}/failure-details/{j}", members, devs
+        out: list[FailureDetail] = []
+        failed_sum = 0
+        for j, wfd in enumerate(raw_fds):
+            strings, detail = _failure_detail(wfd, i, j, strings, devs)
+            failed_sum += detail.failed_session_count
+            out.append(detail)
+        details = tuple(out)
+        if failed_sum > total_failed:
+            devs.append(
+                _dev(
+                    "counts.failures-exceed-total",
+                    f"/policies/{i}/summary/total-failure-session-count",
+                    f"failure details add up to {failed_sum}, the summary says {total_failed}",
                 )
-                failed_sum += detail.failed_session_count
-                out.append(detail)
-            details = tuple(out)
-            if failed_sum > total_failed:
-                devs.append(
-                    _dev(
-                        "counts.failures-exceed-total",
-                        f"{where}/summary/total-failure-session-count",
-                        f"failure details add up to {failed_sum}, the summary says {total_failed}",
-                    )
-                )
+            )
+    else:
+        strings += 1
     if total_failed and not details:
-        devs.append(_dev("counts.failures-without-details", f"{where}/failure-details"))
+        devs.append(_dev("counts.failures-without-details", f"/policies/{i}/failure-details"))
 
-    return members, PolicyResult(
-        policy_type=ptype,
-        policy_domain=domain,
-        policy_string=policy_string,
-        mx_host=mx_host,
-        successful_sessions=summary.total_successful_session_count,
-        failed_sessions=total_failed,
-        failure_details=details,
+    result = _PolicyResultBuilder(
+        ptype,
+        domain,
+        policy_string,
+        mx_host,
+        summary.total_successful_session_count,
+        total_failed,
+        details,
     )
+    result.__class__ = PolicyResult  # see _builder
+    return strings, result
 
 
 def _failure_detail(
-    wfd: WireFailureDetail, where: str, members: int, devs: list[Deviation]
+    wfd: WireFailureDetail, i: int, j: int, strings: int, devs: list[Deviation]
 ) -> tuple[int, FailureDetail]:
-    members += 2  # result-type, failed-session-count
     result_type = wfd.result_type
     if result_type not in RESULT_TYPES:
-        devs.append(_dev("result-type.unknown", f"{where}/result-type", repr(result_type)))
-
+        devs.append(
+            _dev(
+                "result-type.unknown",
+                f"/policies/{i}/failure-details/{j}/result-type",
+                result_type[:64],
+            )
+        )
     sending_ip = wfd.sending_mta_ip
-    if sending_ip is not _UNSET:
-        members += 1
-        sending_ip = _ip(sending_ip, f"{where}/sending-mta-ip", devs)
     receiving_ip = wfd.receiving_ip
-    if receiving_ip is not _UNSET:
-        members += 1
-        receiving_ip = _ip(receiving_ip, f"{where}/receiving-ip", devs)
-
     hostname = wfd.receiving_mx_hostname
     helo = wfd.receiving_mx_helo
     info = wfd.additional_information
     reason = wfd.failure_reason_code
     alias = wfd.additional_info_uri
-    members += (
-        (hostname is not _UNSET)
-        + (helo is not _UNSET)
-        + (info is not _UNSET)
-        + (reason is not _UNSET)
-        + (alias is not _UNSET)
-    )
+    # Names result-type and failed-session-count, the result-type value; then per optional
+    # member 0 when absent, 1 for null (a name), 2 for a string (a name and a value).
+    strings += (
+        3
+        + (sending_ip is not _UNSET) + (sending_ip.__class__ is str)
+        + (receiving_ip is not _UNSET) + (receiving_ip.__class__ is str)
+        + (hostname is not _UNSET) + (hostname.__class__ is str)
+        + (helo is not _UNSET) + (helo.__class__ is str)
+        + (info is not _UNSET) + (info.__class__ is str)
+        + (reason is not _UNSET) + (reason.__class__ is str)
+        + (alias is not _UNSET) + (alias.__class__ is str)
+    )  # fmt: skip
+    if sending_ip is _UNSET:
+        sending_ip = None
+    elif sending_ip is not None and not _is_ip(sending_ip):
+        sending_ip = _odd_ip(sending_ip, f"/policies/{i}/failure-details/{j}/sending-mta-ip", devs)
+    if receiving_ip is _UNSET:
+        receiving_ip = None
+    elif receiving_ip is not None and not _is_ip(receiving_ip):
+        receiving_ip = _odd_ip(
+            receiving_ip, f"/policies/{i}/failure-details/{j}/receiving-ip", devs
+        )
+    if hostname is _UNSET:
+        hostname = None
+    if helo is _UNSET:
+        helo = None
+    if reason is _UNSET:
+        reason = None
     if alias is not _UNSET:
-        devs.append(_dev("additional-info-uri.key", f"{where}/additional-info-uri"))
+        devs.append(_dev("additional-info-uri.key", f"/policies/{i}/failure-details/{j}"))
         if info is _UNSET or info is None:
             info = alias
+    if info is _UNSET:
+        info = None
     if hostname == "" or helo == "" or info == "" or reason == "":
         for name, value in (
             ("receiving-mx-hostname", hostname),
@@ -397,34 +416,42 @@ def _failure_detail(
             ("failure-reason-code", reason),
         ):
             if value == "":
-                devs.append(_dev("field.empty", f"{where}/{name}"))
+                devs.append(_dev("field.empty", f"/policies/{i}/failure-details/{j}/{name}"))
         hostname, helo, info, reason = (v or None for v in (hostname, helo, info, reason))
-    return members, FailureDetail(
-        result_type=result_type,
-        failed_session_count=wfd.failed_session_count,
-        sending_mta_ip=None if sending_ip is _UNSET else sending_ip,
-        receiving_mx_hostname=None if hostname is _UNSET else hostname,
-        receiving_mx_helo=None if helo is _UNSET else helo,
-        receiving_ip=None if receiving_ip is _UNSET else receiving_ip,
-        additional_information=None if info is _UNSET else info,
-        failure_reason_code=None if reason is _UNSET else reason,
+    detail = _FailureDetailBuilder(
+        result_type,
+        wfd.failed_session_count,
+        sending_ip,
+        hostname,
+        helo,
+        receiving_ip,
+        info,
+        reason,
     )
+    detail.__class__ = FailureDetail  # see _builder
+    return strings, detail
 
 
-def _ip(value: str | None, where: str, devs: list[Deviation]) -> str | None:
-    if value is None:
-        return None
+def _odd_ip(value: str, where: str, devs: list[Deviation]) -> str | None:
+    """An address that is not a plain dotted quad: empty, IPv6, or not an address at all."""
     if value == "":
         devs.append(_dev("ip.empty", where))  # Google (checklist D.5)
         return None
-    if not _is_ip(value):
-        devs.append(_dev("ip.invalid", where, repr(value[:64])))
+    if not _is_ip_slow(value):
+        devs.append(_dev("ip.invalid", where, value[:64]))
     return value
 
 
-@lru_cache(maxsize=8192)
+@lru_cache(maxsize=65536)
 def _is_ip(value: str) -> bool:
-    # ipaddress refuses IPv4 with leading zeros, as the RFC 8460 §4.4 dec-octet ABNF does.
+    # Cached: a reporter's sending MTAs and a domain's MX addresses recur report after report.
+    # RFC 8460 §4.4 dec-octet ABNF: no leading zeros. The regex is the fast path for IPv4;
+    # ipaddress (which also refuses leading zeros) decides everything else.
+    return _IPV4.fullmatch(value) is not None or _is_ip_slow(value)
+
+
+@lru_cache(maxsize=4096)
+def _is_ip_slow(value: str) -> bool:
     try:
         ip_address(value)
     except ValueError:
@@ -492,7 +519,9 @@ def _datetime(text: str, name: str) -> tuple[datetime, str | None]:
     return (value if tz is UTC else value.astimezone(UTC)), code
 
 
+@lru_cache(maxsize=4096)
 def _dev(code: str, where: str, detail: str = "") -> Deviation:
+    # Cached: deviations are immutable and the same (code, path) recurs report after report.
     info = DEVIATIONS[code]
     return Deviation(code, where, f"{info.what}: {detail}" if detail else info.what)
 
@@ -514,6 +543,41 @@ def _validation_error(text: str) -> ReportError:
 
 def _plain(message: str) -> str:
     return message.replace("`", "").replace("Expected", "expected", 1)
+
+
+def _inner_quotes(wire: WireReport) -> int:
+    """How many '"' the decoded string values hold (each was a '\\"' in the text): Microsoft's
+    JSON-encoded tlsa policy strings and Mail.ru's quoted Go errors would otherwise send every
+    such report down the slow path."""
+    texts: list[str] = [wire.organization_name, wire.report_id]
+    if isinstance(wire.contact_info, str):
+        texts.append(wire.contact_info)
+    for wpr in wire.policies:
+        pol = wpr.policy
+        texts.append(pol.policy_type)
+        if isinstance(pol.policy_domain, str):
+            texts.append(pol.policy_domain)
+        if isinstance(pol.policy_string, list):
+            texts.extend(pol.policy_string)
+        if isinstance(pol.mx_host, str):
+            texts.append(pol.mx_host)
+        elif isinstance(pol.mx_host, list):
+            texts.extend(pol.mx_host)
+        if isinstance(wpr.failure_details, list):
+            for wfd in wpr.failure_details:
+                texts.append(wfd.result_type)
+                for value in (
+                    wfd.sending_mta_ip,
+                    wfd.receiving_ip,
+                    wfd.receiving_mx_hostname,
+                    wfd.receiving_mx_helo,
+                    wfd.additional_information,
+                    wfd.additional_info_uri,
+                    wfd.failure_reason_code,
+                ):
+                    if isinstance(value, str):
+                        texts.append(value)
+    return "".join(texts).count('"')
 
 
 def _check_structure(data: bytes, limits: Limits) -> None:
@@ -552,3 +616,22 @@ def _refuse_duplicates(pairs: list[tuple[str, object]]) -> None:
 
 def _ignore(_: str) -> None:
     return None
+
+
+def _builder(cls: type) -> type:
+    """A plain (non-frozen) slotted twin of a frozen model class, with the same slots in the
+    same order. ``parse_report`` builds with the twin and then sets ``__class__`` to the model:
+    the object is a genuine instance of the frozen class, built 3x faster than through the
+    frozen ``__init__`` (which pays ``object.__setattr__`` per field). Hot path only."""
+    twin = dataclasses.make_dataclass(
+        f"_{cls.__name__}Builder",
+        [(f.name, f.type) for f in dataclasses.fields(cls)],
+        slots=True,
+    )
+    assert twin.__slots__ == cls.__slots__  # type: ignore[attr-defined]
+    return twin
+
+
+_PolicyResultBuilder = _builder(PolicyResult)
+_FailureDetailBuilder = _builder(FailureDetail)
+_TlsReportBuilder = _builder(TlsReport)

@@ -1,0 +1,143 @@
+"""Print TLS-RPT parsing figures: reports/s (JSON, .json.gz, e-mail), JSON library baselines,
+peak RSS, and how fast and how cheaply a gzip bomb is refused.
+
+    .venv/bin/python bench/parse_bench.py [--n 10000] [--seed 1]
+
+Figures, never pass/fail. CPU time (``time.process_time``) is reported next to wall time because
+this machine is shared; the best of ``--repeat`` runs is printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import gzip
+import json
+import resource
+import statistics
+import time
+import tracemalloc
+from collections.abc import Callable, Sequence
+
+import msgspec
+
+from stspilot.errors import LimitExceeded
+from stspilot.ingest.decode import extract_reports
+from stspilot.lab.sample_reports import generate_reports, to_email, to_gzip, to_json_bytes
+from stspilot.report_schema import REPORT_DECODER
+from stspilot.reports import parse_report
+
+try:
+    import orjson
+except ImportError:  # installed in .venv but not a declared dependency
+    orjson = None
+
+
+def best_rate(items: Sequence[bytes], fn: Callable[[bytes], object], repeat: int) -> float:
+    best = float("inf")
+    for _ in range(repeat):
+        started = time.process_time()
+        for item in items:
+            fn(item)
+        best = min(best, time.process_time() - started)
+    return len(items) / best
+
+
+def naive_parse(data: bytes) -> object:
+    """What a validate-almost-nothing parser does: json.loads and pick the members."""
+    doc = json.loads(data)
+    out = []
+    for p in doc["policies"]:
+        out.append(
+            (
+                p["policy"]["policy-type"],
+                p["policy"].get("policy-domain"),
+                p["summary"]["total-successful-session-count"],
+                p["summary"].get("total-failure-session-count", 0),
+                [dict(d) for d in p.get("failure-details", [])],
+            )
+        )
+    return doc["organization-name"], doc["report-id"], out
+
+
+def from_email(data: bytes) -> object:
+    return [parse_report(e.json_bytes) for e in extract_reports(data)]
+
+
+def from_gzip(data: bytes) -> object:
+    return [parse_report(e.json_bytes) for e in extract_reports(data)]
+
+
+def bomb(expanded: int) -> bytes:
+    # Deflate tops out near 1032:1, so 90 MiB of zeros gzip to ~90 KB: the brief's bomb.
+    return gzip.compress(b"\0" * expanded, compresslevel=9, mtime=0)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=10_000)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args()
+
+    reports = generate_reports(args.n, seed=args.seed, domains=[f"d{i}.example" for i in range(50)])
+    blobs = [to_json_bytes(r) for r in reports]
+    gzips = [to_gzip(r) for r in reports]
+    mails = [to_email(r) for r in reports[: max(1, args.n // 5)]]
+    policies = [len(r["policies"]) for r in reports]
+    details = sum(len(p.get("failure-details", ())) for r in reports for p in r["policies"])
+    print(f"corpus: {args.n} generated reports, seed {args.seed}")
+    print(
+        f"  policies/report mean {statistics.mean(policies):.2f} (1..{max(policies)}), "
+        f"failure details/report {details / args.n:.2f}, "
+        f"JSON mean {statistics.mean(map(len, blobs)):.0f} B, "
+        f"gzip mean {statistics.mean(map(len, gzips)):.0f} B, "
+        f"mail mean {statistics.mean(map(len, mails)):.0f} B"
+    )
+
+    gc.collect()
+    print("JSON decode only (no model, no validation), reports/s (CPU time):")
+    print(f"  json.loads           {best_rate(blobs, json.loads, args.repeat):>10,.0f}")
+    print(f"  msgspec untyped      {best_rate(blobs, msgspec.json.decode, args.repeat):>10,.0f}")
+    print(f"  msgspec typed schema {best_rate(blobs, REPORT_DECODER.decode, args.repeat):>10,.0f}")
+    if orjson is not None:
+        print(f"  orjson.loads         {best_rate(blobs, orjson.loads, args.repeat):>10,.0f}")
+    print(
+        f"  naive json parser    {best_rate(blobs, naive_parse, args.repeat):>10,.0f}"
+        "   (json.loads + pick members; the 'validates almost nothing' baseline)"
+    )
+
+    print("parse_report with full validation, reports/s (CPU time):")
+    rate = best_rate(blobs, parse_report, args.repeat)
+    started = time.perf_counter()
+    for b in blobs:
+        parse_report(b)
+    wall = time.perf_counter() - started
+    print(f"  from JSON bytes      {rate:>10,.0f}   (wall, one run: {len(blobs) / wall:,.0f})")
+    print(f"  from .json.gz bytes  {best_rate(gzips, from_gzip, args.repeat):>10,.0f}")
+    print(
+        f"  from e-mails         {best_rate(mails, from_email, max(1, args.repeat // 2)):>10,.0f}"
+    )
+
+    payload = bomb(90 * 1024 * 1024)
+    gc.collect()
+    tracemalloc.start()
+    started = time.perf_counter()
+    try:
+        extract_reports(payload)
+        outcome = "ACCEPTED (unexpected)"
+    except LimitExceeded as exc:
+        outcome = f"refused: {exc.code}"
+    elapsed = time.perf_counter() - started
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    print(
+        f"gzip bomb {len(payload) / 1024:.0f} KiB -> 90 MiB: {outcome} in {elapsed * 1000:.1f} ms, "
+        f"peak extra Python memory {peak / 2**20:.1f} MiB (tracemalloc)"
+    )
+    rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"peak RSS of this process: {rss_mib:.0f} MiB")
+
+
+if __name__ == "__main__":
+    main()
