@@ -7,6 +7,8 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from stspilot.evaluate import CheckResult, Stage, TlsRptState, evaluate
 from stspilot.facts import (
@@ -809,3 +811,89 @@ def test_repeated_notes_are_capped() -> None:
     assert len(duplicates) == 5
     assert "and 995 more like it" in duplicates[-1].detail
     assert result.effective.mode is Mode.ENFORCE  # the first mode line counts
+
+
+# --- whatever the probes saw, evaluate returns a result ------------------------------------------
+
+_names = st.one_of(
+    st.sampled_from([MX1, MX2, "", ".", "MX1.EXAMPLE.COM.", "bücher.example"]), st.text(max_size=20)
+)
+_txt_records = st.lists(
+    st.lists(
+        st.one_of(
+            st.binary(max_size=30),
+            st.sampled_from(
+                [b"v=STSv1; id=1", b"v=TLSRPTv1; rua=mailto:a@example.com", b"v=STSv1", b";"]
+            ),
+        ),
+        min_size=1,
+        max_size=3,
+    ).map(tuple),
+    max_size=3,
+).map(tuple)
+_tls = st.builds(
+    TlsResult,
+    ok=st.booleans(),
+    failure=st.none() | st.sampled_from(TlsFailure),
+    version=st.sampled_from(["", "TLSv1", "TLSv1.2", "TLSv1.3"]),
+    cert=st.none() | st.integers(-400, 400).map(lambda days: cert(MX1, days)),
+)
+_fetches = st.none() | st.builds(
+    PolicyFetch,
+    url=st.just(URL),
+    outcome=st.sampled_from(FetchOutcome),
+    status=st.none() | st.sampled_from([200, 301, 404, 500]),
+    content_type=st.sampled_from(
+        ["", "text/plain", "text/html", "text/plain; charset=latin1", ";;=", "TEXT/PLAIN;charset"]
+    ),
+    body=st.none()
+    | st.binary(max_size=200)
+    | st.sampled_from([policy_body(), policy_body("testing"), b"<html>"]),
+    tls=st.none() | _tls,
+)
+_probes = st.builds(
+    MxProbe, host=_names, outcome=st.sampled_from(SmtpOutcome), tls=st.none() | _tls
+)
+_facts = st.builds(
+    DomainFacts,
+    domain=st.just(D),
+    observed_at=st.just(NOW),
+    sts_txt=st.builds(
+        TxtLookup,
+        name=st.just(f"_mta-sts.{D}"),
+        status=st.sampled_from(DnsStatus),
+        records=_txt_records,
+    ),
+    tlsrpt_txt=st.builds(
+        TxtLookup,
+        name=st.just(f"_smtp._tls.{D}"),
+        status=st.sampled_from(DnsStatus),
+        records=_txt_records,
+    ),
+    mx=st.builds(
+        MxLookup,
+        name=st.just(D),
+        status=st.sampled_from(DnsStatus),
+        hosts=st.lists(
+            st.builds(MxHost, preference=st.integers(0, 100), host=_names), max_size=4
+        ).map(tuple),
+    ),
+    policy=_fetches,
+    mx_probes=st.lists(_probes, max_size=4).map(tuple),
+    rua_mx=st.lists(
+        st.builds(MxLookup, name=_names, status=st.sampled_from(DnsStatus)), max_size=2
+    ).map(tuple),
+    deadline_hit=st.booleans(),
+)
+
+
+@settings(max_examples=300)
+@given(_facts)
+def test_evaluate_never_raises(facts: DomainFacts) -> None:
+    result = evaluate(facts)
+    assert all(f.code in CATALOGUE for f in result.findings)
+    assert result.effective.usable is (
+        result.stage in (Stage.ENFORCE, Stage.TESTING, Stage.NONE_MODE)
+    )
+    keys = [(-f.severity, f.code, f.subject) for f in result.findings]
+    assert keys == sorted(keys)

@@ -226,7 +226,9 @@ def _fetch_failure(fetch: PolicyFetch, host: str, domain: str) -> Finding:
             else ("sts.policy.tls.handshake")
         )
         return make(code, subject=host, **params)
-    return make(_FETCH_CODES[fetch.outcome], subject=host, **params)
+    # "ok" without a body would be a probe bug; say what a sender would: no readable answer.
+    code = _FETCH_CODES.get(fetch.outcome, "sts.policy.protocol-error")
+    return make(code, subject=host, **params)
 
 
 def _content_findings(fetch: PolicyFetch, body: bytes) -> list[Finding]:
@@ -527,7 +529,7 @@ def evaluate(facts: DomainFacts, *, expiry_warning_days: int = 14) -> CheckResul
             False,
             None,
             blocker.code if blocker else "sts.policy.syntax",
-            blocker.title if blocker else "no policy",
+            blocker.title[:1].lower() + blocker.title[1:] if blocker else "no policy",
         )
     else:
         policy = view.policy
