@@ -130,11 +130,12 @@ def exit_code(a: RolloutAssessment) -> int:
     from stspilot.findings import Severity
     from stspilot.rollout import Stage
 
-    # Removing MTA-STS is not a step towards enforce: the gate does not decide then.
+    # Removing MTA-STS is not a step towards enforce: the gate does not decide then. An error
+    # finding (the policy changed without a new id, mail refused under enforce) also means 2.
     gate_ok = a.stage is Stage.WINDING_DOWN or a.ready
-    if not gate_ok:
+    if not gate_ok or a.worst is Severity.ERROR:
         return EXIT_ERRORS
-    return EXIT_WARNINGS if (a.worst or 0) >= Severity.WARNING else EXIT_OK
+    return EXIT_WARNINGS if a.worst is Severity.WARNING else EXIT_OK
 
 
 def rollout_command(
