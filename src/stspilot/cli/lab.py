@@ -1,0 +1,104 @@
+"""``stspilot lab``: run the simulated world (DNS, policy hosts, MX hosts) on loopback.
+
+``lab up`` runs in the foreground until Ctrl-C and prints the exact ``stspilot check`` command
+that points at it; ``lab scenarios`` lists what the world contains and what check must say.
+"""
+
+from __future__ import annotations
+
+import shlex
+from typing import Annotated
+
+import typer
+
+lab_app = typer.Typer(
+    name="lab",
+    help="The simulated mail world on loopback, for demos and trying a rollout safely.",
+    no_args_is_help=True,
+)
+
+
+def _pick(names: list[str]) -> list[object]:
+    from stspilot.lab.scenarios import BY_DOMAIN, SCENARIOS
+
+    if not names:
+        return list(SCENARIOS)
+    chosen: list[object] = []
+    for name in names:
+        domain = name if name.endswith(".test") else f"{name}.test"
+        if domain not in BY_DOMAIN:
+            raise typer.BadParameter(f"no scenario {name!r} (see: stspilot lab scenarios)")
+        chosen.append(BY_DOMAIN[domain])
+    return chosen
+
+
+@lab_app.command("scenarios")
+def scenarios_command(
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """List the scenarios: domain, what is wrong, expected stage and finding codes."""
+    import json
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from stspilot.lab.scenarios import SCENARIOS
+
+    if as_json:
+        rows = [
+            {
+                "domain": sc.domain,
+                "summary": sc.summary,
+                "stage": sc.stage,
+                "expected": sorted(sc.expected),
+            }
+            for sc in SCENARIOS
+        ]
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    table = Table("domain", "what it shows", "stage", "expected findings")
+    for sc in SCENARIOS:
+        table.add_row(sc.domain, sc.summary, sc.stage, ", ".join(sorted(sc.expected)) or "-")
+    Console().print(table)
+
+
+@lab_app.command("up")
+def up_command(
+    scenario: Annotated[
+        list[str] | None, typer.Argument(help="scenario domains to serve (default: all)")
+    ] = None,
+    latency_ms: Annotated[
+        float, typer.Option("--latency-ms", min=0, help="delay per TCP exchange")
+    ] = 0.0,
+    dns_latency_ms: Annotated[
+        float, typer.Option("--dns-latency-ms", min=0, help="delay per DNS answer")
+    ] = 0.0,
+) -> None:
+    """Run the world in the foreground (Ctrl-C stops it) and print how to check it."""
+    import asyncio
+
+    from stspilot.lab.scenarios import Scenario
+    from stspilot.lab.world import Lab
+
+    chosen = [sc for sc in _pick(scenario or []) if isinstance(sc, Scenario)]
+
+    async def serve() -> None:
+        async with Lab(chosen, latency=latency_ms / 1000, dns_latency=dns_latency_ms / 1000) as lab:
+            info = lab.info
+            command = ["stspilot", "check", *info.check_args(), *info.domains[:3]]
+            typer.echo(f"lab up: DNS {info.nameserver}:{info.dns_port}, CA {info.ca_file}")
+            typer.echo(f"        HTTPS port {info.https_port}, SMTP port {info.smtp_port}")
+            typer.echo(f"{len(info.domains)} scenario domains; check some with:\n")
+            typer.echo("  " + shlex.join(command) + "\n")
+            typer.echo("or all of them: add -f with `stspilot lab scenarios --json` domains.")
+            typer.echo("Ctrl-C stops the lab.")
+            await asyncio.Event().wait()
+
+    try:
+        asyncio.run(serve())
+    except KeyboardInterrupt:
+        typer.echo("lab stopped")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(lab_app, name="lab")
