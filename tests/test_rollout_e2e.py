@@ -113,6 +113,7 @@ def test_clean_testing_domain_is_ready_and_gets_the_enforce_policy(
     assert doc["rollback"]["publications"][0]["mode"] == "testing"
     # the check was saved: a second run knows since when the domain is in testing
     code2, doc2 = run_json(lab, store_url, "testing-ok.test", capsys)
+    assert code2 == 0
     assert doc2["since"] is not None and doc2["since_is_lower_bound"] is True
 
 
