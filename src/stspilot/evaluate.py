@@ -251,7 +251,7 @@ def _content_findings(fetch: PolicyFetch, body: bytes) -> list[Finding]:
     return []
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class _PolicyView:
     policy: Policy | None = None
     source: str | None = None
@@ -477,13 +477,12 @@ def _tlsrpt(facts: DomainFacts, sts_published: bool) -> tuple[TlsRptVerdict, lis
     checked = {mx.host.lower() for mx in facts.mx.hosts if mx.host}
     rua_mx = {lookup.name.lower().rstrip("."): lookup for lookup in facts.rua_mx}
     for domain in rua_domains(record):
-        shared = (
-            checked
-            if domain == facts.domain
-            else {h.host.lower() for h in rua_mx[domain].hosts if h.host} & checked
-            if domain in rua_mx
-            else set()
-        )
+        if domain == facts.domain:
+            shared = checked
+        elif domain in rua_mx:
+            shared = {h.host.lower() for h in rua_mx[domain].hosts if h.host} & checked
+        else:
+            continue
         if shared:
             found.append(
                 make(
@@ -503,54 +502,61 @@ def _sort_key(finding: Finding) -> tuple[int, str, str]:
     return (-finding.severity, finding.code, finding.subject)
 
 
+def _effective(
+    facts: DomainFacts, selection: RecordSelection[StsRecord] | None, view: _PolicyView
+) -> EffectiveState:
+    """RFC 8461 §3.1-§3.3 as a sender without a cached policy meets it, step by step."""
+    if selection is None or selection.record is None:
+        reason = selection.error if selection else "the TXT lookup failed"
+        code = selection.error_code if selection else "sts.txt.lookup-failed"
+        return EffectiveState(False, None, code or "sts.txt.missing", reason)
+    if facts.policy is None:
+        return EffectiveState(False, None, "not-fetched", "the policy was not fetched")
+    if view.blocker is not None or view.policy is None:
+        blocker = view.blocker or make("sts.policy.syntax")
+        reason = blocker.title[:1].lower() + blocker.title[1:]
+        return EffectiveState(False, None, blocker.code, reason)
+    policy = view.policy
+    reason = f"senders apply mode {policy.mode} for {policy.max_age} s"
+    return EffectiveState(True, policy.mode, "ok", reason)
+
+
+def _orphans(
+    facts: DomainFacts, txt_code: str | None, effective: EffectiveState, view: _PolicyView
+) -> list[Finding]:
+    """RFC 8461 §3.3, §8.3: one half published without the other."""
+    domain, new_id = facts.domain, new_policy_id(facts.observed_at)
+    if txt_code is None and not effective.usable and facts.policy is not None:
+        return [make("sts.orphan.dns", domain=domain, reason=effective.reason)]
+    unpublished = txt_code in ("sts.txt.missing", "sts.txt.not-sts")
+    if unpublished and view.policy is not None and view.blocker is None:
+        return [make("sts.orphan.policy", domain=domain, mode=view.policy.mode, new_id=new_id)]
+    if txt_code == "sts.txt.missing":
+        return [make("sts.txt.missing", domain=domain, new_id=new_id)]
+    return []
+
+
+def _stage(effective: EffectiveState, tlsrpt: TlsRptVerdict) -> Stage:
+    if effective.mode is Mode.ENFORCE:
+        return Stage.ENFORCE
+    if effective.mode is Mode.TESTING:
+        return Stage.TESTING
+    if effective.mode is Mode.NONE:
+        return Stage.NONE_MODE
+    return Stage.REPORTING if tlsrpt.state is TlsRptState.VALID else Stage.NONE
+
+
 def evaluate(facts: DomainFacts, *, expiry_warning_days: int = 14) -> CheckResult:
     """Findings, stage and effective state for one domain; never raises on odd facts."""
-    now = facts.observed_at
-    findings: list[Finding] = []
-    selection, txt_findings = _sts_txt(facts)
-    findings += txt_findings
+    selection, findings = _sts_txt(facts)
     txt_code = selection.error_code if selection else "sts.txt.lookup-failed"
     # "Published": some record at _mta-sts claims to be MTA-STS (even if broken or unreadable).
     published = txt_code not in ("sts.txt.missing", "sts.txt.not-sts")
-    view = _policy(facts, now, expiry_warning_days)
-    if not published and (view.policy is None or view.blocker is not None):
-        view.findings = ()  # no TXT: senders never fetch, so a broken or absent file is moot
-    findings += view.findings
-    record = selection.record if selection else None
-
-    if facts.policy is None:
-        effective = EffectiveState(False, None, "not-fetched", "the policy was not fetched")
-    elif record is None:
-        reason = selection.error if selection else "the TXT lookup failed"
-        effective = EffectiveState(False, None, txt_code or "sts.txt.missing", reason)
-    elif view.blocker is not None or view.policy is None:
-        blocker = view.blocker
-        effective = EffectiveState(
-            False,
-            None,
-            blocker.code if blocker else "sts.policy.syntax",
-            blocker.title[:1].lower() + blocker.title[1:] if blocker else "no policy",
-        )
-    else:
-        policy = view.policy
-        effective = EffectiveState(
-            True, policy.mode, "ok", f"senders apply mode {policy.mode} for {policy.max_age} s"
-        )
-
-    if record is not None and not effective.usable and facts.policy is not None:
-        findings.append(make("sts.orphan.dns", domain=facts.domain, reason=effective.reason))
-    if not published and selection is not None and view.policy is not None and view.blocker is None:
-        findings.append(
-            make(
-                "sts.orphan.policy",
-                domain=facts.domain,
-                mode=view.policy.mode,
-                new_id=new_policy_id(now),
-            )
-        )
-    elif txt_code == "sts.txt.missing":
-        findings.append(make("sts.txt.missing", domain=facts.domain, new_id=new_policy_id(now)))
-
+    view = _policy(facts, facts.observed_at, expiry_warning_days)
+    if published or (view.policy is not None and view.blocker is None):
+        findings += view.findings  # without a TXT record no sender fetches: a broken host is moot
+    effective = _effective(facts, selection, view)
+    findings += _orphans(facts, txt_code, effective, view)
     mx_policy = view.policy if effective.usable else None
     verdicts, mx_findings = _mx(facts, mx_policy, effective.mode, expiry_warning_days)
     findings += mx_findings
@@ -558,19 +564,12 @@ def evaluate(facts: DomainFacts, *, expiry_warning_days: int = 14) -> CheckResul
     findings += tlsrpt_findings
     if facts.deadline_hit:
         findings.append(make("check.deadline", domain=facts.domain))
-
-    if effective.usable and effective.mode is not None:
-        stage = {Mode.ENFORCE: Stage.ENFORCE, Mode.TESTING: Stage.TESTING}.get(
-            effective.mode, Stage.NONE_MODE
-        )
-    else:
-        stage = Stage.REPORTING if tlsrpt.state is TlsRptState.VALID else Stage.NONE
     return CheckResult(
         domain=facts.domain,
-        observed_at=now,
-        stage=stage,
+        observed_at=facts.observed_at,
+        stage=_stage(effective, tlsrpt),
         effective=effective,
-        sts_record=record,
+        sts_record=selection.record if selection else None,
         policy=view.policy,
         policy_source=view.source,
         tlsrpt=tlsrpt,
