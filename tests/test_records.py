@@ -38,7 +38,7 @@ STS_INVALID = [
     ("V=STSv1; id=1", "sts.txt.not-sts"),
     ("v=stsv1; id=1", "sts.txt.not-sts"),
     (" v=STSv1; id=1", "sts.txt.not-sts"),
-    ("v=STSv12;id=20180907T090909;", "sts.txt.syntax"),  # Snawoot bad-record3
+    ("v=STSv12;id=20180907T090909;", "sts.txt.not-sts"),  # Snawoot bad-record3
     ("v=STSv1", "sts.txt.id.missing"),
     ("v=STSv1;", "sts.txt.id.missing"),
     ("v=STSv1; ID=1", "sts.txt.id.missing"),

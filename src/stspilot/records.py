@@ -130,7 +130,7 @@ def _display(data: bytes) -> str:
 
 def _fields(text: str, kind: _Kind) -> list[tuple[str, str]]:
     """Split a record into (name, value) fields after the version; raise on bad structure."""
-    if not text.startswith(kind.version):
+    if not _is_candidate(text.encode("utf-8", "surrogatepass"), kind.version):
         raise RecordError(kind.not_version, f"the record does not begin with {kind.version}")
     if _PRINTABLE.fullmatch(text) is None:
         raise RecordError(kind.syntax, "the record holds non-ASCII or control characters")
