@@ -9,7 +9,15 @@ from pathlib import Path
 import typer
 
 from stspilot.cli import EXIT_OK, EXIT_WARNINGS
-from stspilot.cli.rollout import CA_FILE, NAMESERVER, PORT_MAP, TIMEOUT, check_options, run_check
+from stspilot.cli.rollout import (
+    CA_FILE,
+    DEADLINE,
+    NAMESERVER,
+    PORT_MAP,
+    TIMEOUT,
+    check_options,
+    run_check,
+)
 from stspilot.errors import ConfigError
 
 HELP = """Print what to publish for DOMAIN: the _smtp._tls and _mta-sts TXT records and the policy.
@@ -39,6 +47,7 @@ def generate_command(
     ca_file: Path | None = CA_FILE,
     port_map: str | None = PORT_MAP,
     timeout: float = TIMEOUT,
+    deadline: float = DEADLINE,
 ) -> None:
     from rich.console import Console
 
@@ -54,7 +63,7 @@ def generate_command(
     previous = ""
     now = datetime.now(UTC)
     if not no_probe:
-        result = run_check(domain, check_options(nameserver, ca_file, port_map, timeout))
+        result = run_check(domain, check_options(nameserver, ca_file, port_map, timeout, deadline))
         now = result.observed_at
         previous = result.sts_record.id if result.sts_record else ""
         if not hosts:

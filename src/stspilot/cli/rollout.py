@@ -35,36 +35,24 @@ Exit code: 0 the gate passes (or enforce is healthy), 1 it passes with warnings,
 # --- options shared with `stspilot generate` -------------------------------------------------
 
 
-def parse_port_map(text: str | None) -> dict[int, int]:
-    """``443=8443,25=2525`` -> {443: 8443, 25: 2525} (the lab runs services on high ports)."""
-    mapping: dict[int, int] = {}
-    for item in filter(None, (p.strip() for p in (text or "").split(","))):
-        left, eq, right = item.partition("=")
-        if not eq or not left.strip().isdigit() or not right.strip().isdigit():
-            raise typer.BadParameter(f"--port-map wants PORT=PORT[,PORT=PORT], not {item!r}")
-        mapping[int(left)] = int(right)
-    return mapping
-
-
 def check_options(
-    nameserver: str | None, ca_file: Path | None, port_map: str | None, timeout: float
+    nameserver: str | None,
+    ca_file: Path | None,
+    port_map: str | None,
+    timeout: float = 10.0,
+    deadline: float = 45.0,
 ) -> CheckOptions:
-    from stspilot.check import CheckOptions
+    """The live check's options, parsed the way ``stspilot check`` parses them."""
+    from stspilot.cli.check import build_options
 
-    host, port = nameserver, 53
-    if nameserver and nameserver.count(":") == 1:  # IPv4:port; a bare IPv6 has several colons
-        host, _, port_text = nameserver.partition(":")
-        if not port_text.isdigit():
-            raise typer.BadParameter(f"--nameserver wants IP[:PORT], not {nameserver!r}")
-        port = int(port_text)
-    if ca_file is not None and not ca_file.is_file():
-        raise typer.BadParameter(f"--ca-file {ca_file} is not a file")
-    return CheckOptions(
-        nameserver=host,
-        dns_port=port,
+    return build_options(
+        nameserver=nameserver,
         ca_file=ca_file,
-        port_map=parse_port_map(port_map),
-        deadline=timeout,
+        port_map=port_map,
+        timeout=timeout,
+        deadline=deadline,
+        concurrency=1,
+        probe_mx=True,
     )
 
 
@@ -79,7 +67,8 @@ def run_check(domain: str, options: CheckOptions) -> CheckResult:
 NAMESERVER = typer.Option(None, "--nameserver", help="DNS server IP[:PORT] (default: system)")
 CA_FILE = typer.Option(None, "--ca-file", help="extra CA certificate (PEM) to trust")
 PORT_MAP = typer.Option(None, "--port-map", help="e.g. 443=8443,25=2525 (the lab)")
-TIMEOUT = typer.Option(45.0, "--timeout", min=1.0, help="seconds for the whole live check")
+TIMEOUT = typer.Option(10.0, "--timeout", min=0.1, help="seconds per network step")
+DEADLINE = typer.Option(45.0, "--deadline", min=0.5, help="seconds for the whole live check")
 
 
 # --- store ----------------------------------------------------------------------------------
@@ -152,6 +141,7 @@ def rollout_command(
     ca_file: Path | None = CA_FILE,
     port_map: str | None = PORT_MAP,
     timeout: float = TIMEOUT,
+    deadline: float = DEADLINE,
 ) -> None:
     from rich.console import Console
 
@@ -162,7 +152,7 @@ def rollout_command(
 
     if gate_days > days:
         raise typer.BadParameter("--gate-days cannot be longer than --days")
-    options = check_options(nameserver, ca_file, port_map, timeout)
+    options = check_options(nameserver, ca_file, port_map, timeout, deadline)
     result = run_check(domain, options)
     now = result.observed_at
     with Store.open(db) as store:
