@@ -629,9 +629,22 @@ def test_rollout_modules_are_pure(module: str) -> None:
         "dataclasses",
         "datetime",
         "enum",
+        "hashlib",
         "itertools",
         "typing",
         "urllib.parse",
     )
     assert all(name.startswith(allowed_prefixes) for name in imported), imported
+    impure = (
+        "stspilot.store",
+        "stspilot.check",
+        "stspilot.cli",
+        "stspilot.lab",
+        "stspilot.fetch",
+        "stspilot.smtp",
+        "stspilot.resolver",
+        "stspilot.ingest",
+        "stspilot.web",
+    )
+    assert not [n for n in imported if n.startswith(impure)], imported
     assert "datetime.now(" not in path.read_text()
