@@ -267,10 +267,13 @@ def ingest_paths(
     on_progress: ProgressCallback | None = None,
     on_error: ErrorCallback | None = None,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-    workers: int = 0,
+    workers: int = 1,
 ) -> Tally:
     """Ingest files and folders (.json, .json.gz, .gz, .eml, mbox, Maildir), ``batch_size``
-    units per transaction. ``workers`` > 1 parses in that many processes (0: decide by CPUs).
+    units per transaction. ``workers`` > 1 parses in that many processes (0: one per CPU, up
+    to 4). Measured on 2 CPUs (bench/ingest_bench.py) the pool was SLOWER than one process
+    (the store's commit, not parsing, bounds .json.gz; pickling parsed reports back costs more
+    than the mail parsing it spreads), so the default is 1.
 
     A path that cannot be read (permissions, vanished) counts in ``Tally.errors`` and is
     reported to ``on_error``; the run goes on with the next path.

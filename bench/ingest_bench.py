@@ -1,0 +1,151 @@
+"""Ingest benchmark: end-to-end reports/s from .json.gz files and .eml files into SQLite and
+PostgreSQL, and each run's peak RSS (one fresh child process per run, measured by wait4).
+
+    .venv/bin/python bench/ingest_bench.py                 # 1,000 and 10,000 reports
+    .venv/bin/python bench/ingest_bench.py --sizes 10000 --workers 2
+    .venv/bin/python bench/ingest_bench.py --pg postgresql+psycopg://postgres@127.0.0.1:5432/test
+
+Prints figures only; it never fails on time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+
+
+def write_inputs(root: Path, n: int, seed: int) -> dict[str, tuple[Path, int]]:
+    """n reports as .json.gz files and the same n as .eml files; returns format -> (dir, count)."""
+    from stspilot.lab.sample_reports import generate_reports, to_email, to_gzip
+
+    domains = [f"customer{i}.example" for i in range(50)]
+    reports = generate_reports(n, seed=seed, domains=domains)
+    gz, eml = root / f"gz-{n}", root / f"eml-{n}"
+    gz.mkdir()
+    eml.mkdir()
+    for i, report in enumerate(reports):
+        # Half of the mails carry the report gzipped, half as plain JSON (both are seen).
+        (gz / f"{i:06d}.json.gz").write_bytes(to_gzip(report))
+        (eml / f"{i:06d}.eml").write_bytes(to_email(report, gzip=i % 2 == 0))
+    distinct = len({(r["organization-name"], r["report-id"]) for r in reports})
+    return {"json.gz": (gz, distinct), "eml": (eml, distinct)}
+
+
+def child(db: str, folder: Path, workers: int, batch_size: int) -> None:
+    """Runs in a fresh process: open the store, ingest, print one JSON line."""
+    from stspilot.ingest.pipeline import ingest_paths
+    from stspilot.store import Store
+
+    with Store.open(db) as store:
+        started = time.perf_counter()
+        tally = ingest_paths(store, [folder], workers=workers, batch_size=batch_size)
+        elapsed = time.perf_counter() - started
+    print(json.dumps({"elapsed": elapsed, "new": tally.new, "duplicate": tally.duplicate,
+                      "quarantined": tally.quarantined}))
+
+
+def run_child(db: str, folder: Path, workers: int, batch_size: int) -> tuple[dict[str, float], int]:
+    proc = subprocess.Popen(
+        [sys.executable, __file__, "--child", "--db", db, "--dir", str(folder),
+         "--workers", str(workers), "--batch-size", str(batch_size)],
+        stdout=subprocess.PIPE,
+    )
+    assert proc.stdout is not None
+    out = proc.stdout.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise RuntimeError(f"child failed with {proc.returncode}")
+    # ru_maxrss is KiB on Linux; the child's own peak (pool workers are its children, not ours)
+    return json.loads(out), int(usage.ru_maxrss)
+
+
+def pg_schema_url(base: str) -> str | None:
+    """A fresh schema on the PostgreSQL server, or None when it is not reachable."""
+    try:
+        import psycopg
+        from sqlalchemy.engine import make_url
+    except ImportError:
+        return None
+    url = make_url(base)
+    conninfo = url.set(drivername="postgresql").render_as_string(hide_password=False)
+    schema = f"bench_{uuid.uuid4().hex[:12]}"
+    try:
+        with psycopg.connect(conninfo, autocommit=True, connect_timeout=3) as conn:
+            conn.execute(f'CREATE SCHEMA "{schema}"')
+    except psycopg.OperationalError:
+        return None
+    return url.update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(
+        hide_password=False
+    )
+
+
+def drop_pg_schema(url: str) -> None:
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    schema = parsed.query["options"].split("=", 1)[1]  # type: ignore[union-attr]
+    conninfo = parsed.set(drivername="postgresql", query={}).render_as_string(hide_password=False)
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sizes", default="1000,10000")
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--batch-size", type=int, default=500)
+    parser.add_argument("--pg", default=os.environ.get("STSPILOT_BENCH_PG", DEFAULT_PG))
+    parser.add_argument("--no-pg", action="store_true")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--db", help=argparse.SUPPRESS)
+    parser.add_argument("--dir", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args.db, Path(args.dir), args.workers, args.batch_size)
+        return
+
+    print(f"ingest benchmark: workers={args.workers} batch={args.batch_size} "
+          f"cpus={os.cpu_count()} python={sys.version.split()[0]}")
+    print(f"{'backend':<10} {'input':<8} {'reports':>8} {'new':>7} {'seconds':>8} "
+          f"{'reports/s':>10} {'peak RSS MiB':>13}")
+    with tempfile.TemporaryDirectory(prefix="stspilot-bench-") as tmp:
+        root = Path(tmp)
+        for n in (int(s) for s in args.sizes.split(",")):
+            started = time.perf_counter()
+            inputs = write_inputs(root, n, args.seed)
+            print(f"# generated {n} reports x 2 forms in {time.perf_counter() - started:.1f} s")
+            for backend in ("sqlite", "postgres"):
+                for form, (folder, distinct) in inputs.items():
+                    if backend == "sqlite":
+                        db: str | None = f"sqlite:///{root / f'{form}-{n}.sqlite3'}"
+                    else:
+                        db = None if args.no_pg else pg_schema_url(args.pg)
+                        if db is None:
+                            print(f"{backend:<10} {form:<8} (PostgreSQL not reachable: skipped)")
+                            continue
+                    try:
+                        result, rss_kib = run_child(db, folder, args.workers, args.batch_size)
+                    finally:
+                        if backend == "postgres":
+                            drop_pg_schema(db)
+                    rate = n / result["elapsed"]
+                    check = "" if result["new"] == distinct else f"  (expected {distinct} new!)"
+                    print(f"{backend:<10} {form:<8} {n:>8} {int(result['new']):>7} "
+                          f"{result['elapsed']:>8.2f} {rate:>10.0f} {rss_kib / 1024:>13.1f}"
+                          f"{check}")
+
+
+if __name__ == "__main__":
+    main()
