@@ -369,7 +369,13 @@ def _probe_findings(
         found: list[Finding] = []
         tls = probe.tls
         if tls and tls.version in _OLD_TLS:
-            found.append(make("mx.tls.old-version", subject=host, version=tls.version, **params))
+            # RFC 8461 §7.2: TLS 1.2 or later; strict senders fail the MX under enforce.
+            old = max(severity, Severity.WARNING)
+            found.append(
+                make(
+                    "mx.tls.old-version", subject=host, severity=old, version=tls.version, **params
+                )
+            )
         if tls and tls.cert and 0 <= (days := days_until(tls.cert.not_after, now)) < warn_days:
             found.append(make("mx.cert.expiring", subject=host, days=days, **params))
         return found

@@ -218,8 +218,11 @@ def render_catalogue_markdown() -> str:
         "",
         "Every finding `stspilot check` (and `rollout`) can report: its stable code, default",
         "severity, what it means and how to fix it. Words in `{braces}` are filled in for the",
-        "domain being checked. Findings about an MX host take their severity from the policy",
-        "mode: error under `enforce`, warning under `testing`, info otherwise.",
+        "domain being checked. The severity shown is the default. Failures found by the",
+        "STARTTLS probe of an MX host (`mx.*`) and `sts.mx.not-covered` take theirs from the",
+        "mode senders apply: error under `enforce`, warning under `testing`, info with",
+        "`mode: none` or no usable policy. A host that cannot be reached at all is at least a",
+        "warning, and an expiring certificate is always a warning.",
         "",
     ]
     section = ""
