@@ -76,6 +76,8 @@ def up_command(
 ) -> None:
     """Run the world in the foreground (Ctrl-C stops it) and print how to check it."""
     import asyncio
+    import contextlib
+    import signal
 
     from stspilot.lab.scenarios import Scenario
     from stspilot.lab.world import Lab
@@ -92,7 +94,13 @@ def up_command(
             typer.echo("  " + shlex.join(command) + "\n")
             typer.echo("or all of them: add -f with `stspilot lab scenarios --json` domains.")
             typer.echo("Ctrl-C stops the lab.")
-            await asyncio.Event().wait()
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                with contextlib.suppress(NotImplementedError, RuntimeError):
+                    loop.add_signal_handler(sig, stop.set)
+            await stop.wait()
+        typer.echo("lab stopped")
 
     try:
         asyncio.run(serve())

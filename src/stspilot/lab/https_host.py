@@ -68,6 +68,7 @@ class HttpsHost:
         self.behaviour = behaviour
         self.policies = policies
         self.requests = 0
+        self.last_head = b""  # the last request head, for tests of what clients send
         tls = None if behaviour is HttpBehaviour.NO_TLS else context
         self.service = TcpService(address, port, self._handle, latency=latency, tls=tls)
 
@@ -80,6 +81,7 @@ class HttpsHost:
             return
         head = await reader.readuntil(b"\r\n\r\n")  # bounded by the stream limit (16 KiB)
         self.requests += 1
+        self.last_head = head
         if latency > 0:
             await asyncio.sleep(latency)
         await self._answer(head, reader, writer)

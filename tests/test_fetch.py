@@ -1,0 +1,150 @@
+"""The policy fetch against the lab's real HTTPS hosts: every outcome a sender can meet."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+import pytest_asyncio
+
+from stspilot.facts import DnsStatus, FetchOutcome, TlsFailure
+from stspilot.fetch import MAX_POLICY_BYTES, FetchOptions, PolicyFetcher, is_public
+from stspilot.lab.scenarios import BY_DOMAIN
+from stspilot.lab.world import Lab
+from stspilot.resolver import Resolver, ResolverConfig
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+# domain -> (outcome, HTTP status, TLS failure)
+CASES: dict[str, tuple[FetchOutcome, int | None, TlsFailure | None]] = {
+    "enforce-ok.test": (FetchOutcome.OK, 200, None),
+    "fetch-nxdomain.test": (FetchOutcome.DNS_FAILURE, None, None),
+    "fetch-404.test": (FetchOutcome.HTTP_STATUS, 404, None),
+    "fetch-redirect.test": (FetchOutcome.REDIRECT, 301, None),
+    "fetch-html.test": (FetchOutcome.OK, 200, None),  # evaluation judges the content type
+    "fetch-type.test": (FetchOutcome.OK, 200, None),
+    "fetch-huge.test": (FetchOutcome.TOO_LARGE, 200, None),
+    "fetch-gzip-bomb.test": (FetchOutcome.TOO_LARGE, 200, None),
+    "fetch-endless.test": (FetchOutcome.TOO_LARGE, 200, None),
+    "fetch-slow.test": (FetchOutcome.TIMEOUT, None, None),
+    "fetch-hang.test": (FetchOutcome.TIMEOUT, None, None),
+    "fetch-garbage.test": (FetchOutcome.PROTOCOL_ERROR, None, None),
+    "fetch-no-tls.test": (FetchOutcome.TLS_FAILED, None, TlsFailure.HANDSHAKE),
+    "fetch-expired.test": (FetchOutcome.TLS_FAILED, None, TlsFailure.EXPIRED),
+    "fetch-wrong-name.test": (FetchOutcome.TLS_FAILED, None, TlsFailure.HOST_MISMATCH),
+    "fetch-untrusted.test": (FetchOutcome.TLS_FAILED, None, TlsFailure.UNTRUSTED),
+    "fetch-self-signed.test": (FetchOutcome.TLS_FAILED, None, TlsFailure.SELF_SIGNED),
+}
+TOTAL = 1.5
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def lab() -> AsyncIterator[Lab]:
+    async with Lab([BY_DOMAIN[d] for d in CASES]) as world:
+        yield world
+
+
+def _fetcher(lab: Lab, **kw: object) -> PolicyFetcher:
+    info = lab.info
+    resolver = Resolver(ResolverConfig((info.nameserver,), info.dns_port, timeout=1, lifetime=2))
+    options = FetchOptions(
+        port=info.https_port,
+        ca_file=info.ca_file,
+        connect_timeout=1,
+        read_timeout=0.5,
+        total_timeout=TOTAL,
+        **kw,  # type: ignore[arg-type]
+    )
+    return PolicyFetcher(resolver, options)
+
+
+@pytest.mark.parametrize("domain", list(CASES))
+async def test_fetch_outcomes(lab: Lab, domain: str) -> None:
+    outcome, status, failure = CASES[domain]
+    started = time.perf_counter()
+    async with _fetcher(lab) as fetcher:
+        result = await fetcher.fetch_policy(domain)
+    assert result.outcome is outcome, result.error
+    assert result.status == status
+    assert result.url == f"https://mta-sts.{domain}/.well-known/mta-sts.txt"
+    assert time.perf_counter() - started < TOTAL + 2.5  # bounded, whatever the peer does
+    if failure is None:
+        assert result.tls is None or result.tls.ok
+    else:
+        assert result.tls is not None and result.tls.failure is failure
+    if outcome is FetchOutcome.OK:
+        assert result.tls is not None and result.tls.version.startswith("TLS")
+        assert result.tls.cert is not None
+        assert f"mta-sts.{domain}" in result.tls.cert.dns_names
+    if result.body is not None:
+        assert len(result.body) <= MAX_POLICY_BYTES
+
+
+async def test_policy_body_and_headers(lab: Lab) -> None:
+    async with _fetcher(lab) as fetcher:
+        ok = await fetcher.fetch_policy("enforce-ok.test")
+        html = await fetcher.fetch_policy("fetch-html.test")
+        typed = await fetcher.fetch_policy("fetch-type.test")
+        moved = await fetcher.fetch_policy("fetch-redirect.test")
+    assert ok.body is not None and ok.body.startswith(b"version: STSv1\nmode: enforce\n")
+    assert ok.content_type == "text/plain"
+    assert html.content_type.startswith("text/html") and html.body and b"<html>" in html.body
+    assert typed.content_type == "application/octet-stream"
+    assert moved.location == "https://www.fetch-redirect.test/.well-known/mta-sts.txt"
+    assert ok.address is not None and ok.address.status is DnsStatus.OK
+
+
+async def test_request_is_what_a_sender_sends(lab: Lab) -> None:
+    async with _fetcher(lab) as fetcher:
+        await fetcher.fetch_policy("enforce-ok.test")
+    host = next(h for h in lab.https_hosts if "mta-sts.enforce-ok.test" in h.policies)
+    head = host.last_head.decode().lower()
+    assert head.startswith("get /.well-known/mta-sts.txt http/1.1\r\n")
+    assert "\r\nhost: mta-sts.enforce-ok.test\r\n" in head
+    assert "\r\ncache-control: no-cache\r\n" in head  # RFC 8461 §3.3: no HTTP caching
+
+
+async def test_refused_cert_is_still_described(lab: Lab) -> None:
+    async with _fetcher(lab) as fetcher:
+        result = await fetcher.fetch_policy("fetch-wrong-name.test")
+    assert result.tls is not None and result.tls.cert is not None
+    assert result.tls.cert.dns_names == ("wrong-name.lab.invalid",)
+    assert not result.tls.cert.self_signed
+
+
+async def test_ssrf_guard_blocks_loopback_before_connecting(lab: Lab) -> None:
+    host = next(h for h in lab.https_hosts if "mta-sts.enforce-ok.test" in h.policies)
+    before = host.service.connections
+    async with _fetcher(lab, allow_private=False) as fetcher:
+        result = await fetcher.fetch_policy("enforce-ok.test")
+    assert result.outcome is FetchOutcome.BLOCKED
+    assert host.service.connections == before
+
+
+async def test_nothing_listening_is_connect_failed(lab: Lab) -> None:
+    info = lab.info
+    resolver = Resolver(ResolverConfig((info.nameserver,), info.dns_port, timeout=1, lifetime=2))
+    options = FetchOptions(port=1, ca_file=info.ca_file, connect_timeout=1, total_timeout=2)
+    async with PolicyFetcher(resolver, options) as fetcher:
+        result = await fetcher.fetch_policy("enforce-ok.test")
+    assert result.outcome is FetchOutcome.CONNECT_FAILED
+
+
+@pytest.mark.parametrize(
+    ("address", "public"),
+    [
+        ("192.0.2.1", False),  # documentation range counts as reserved/private
+        ("8.8.8.8", True),
+        ("127.0.0.1", False),
+        ("10.1.2.3", False),
+        ("169.254.1.1", False),
+        ("::1", False),
+        ("fe80::1", False),
+        ("::ffff:127.0.0.1", False),
+        ("2606:4700::1111", True),
+        ("not-an-ip", False),
+    ],
+)
+async def test_is_public(address: str, public: bool) -> None:
+    assert is_public(address) is public

@@ -1,0 +1,134 @@
+"""The STARTTLS probe against the lab's real SMTP hosts: every outcome of RFC 8461 §4.2."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+import pytest_asyncio
+
+from stspilot.facts import DnsStatus, SmtpOutcome, TlsFailure
+from stspilot.lab.scenarios import BY_DOMAIN
+from stspilot.lab.world import Lab
+from stspilot.resolver import Resolver, ResolverConfig
+from stspilot.smtp import MxProber, SmtpOptions
+from stspilot.tls import TlsContexts
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+# scenario domain (its mx1 is probed) -> (outcome, TLS failure)
+CASES: dict[str, tuple[SmtpOutcome, TlsFailure | None]] = {
+    "enforce-ok.test": (SmtpOutcome.OK, None),
+    "mx-expiring.test": (SmtpOutcome.OK, None),
+    "mx-no-starttls.test": (SmtpOutcome.NO_STARTTLS, None),
+    "mx-starttls-refused.test": (SmtpOutcome.STARTTLS_REJECTED, None),
+    "mx-tls-broken.test": (SmtpOutcome.TLS_FAILED, TlsFailure.HANDSHAKE),
+    "mx-no-banner.test": (SmtpOutcome.BANNER_TIMEOUT, None),
+    "mx-banner-554.test": (SmtpOutcome.BANNER_REJECTED, None),
+    "mx-garbage.test": (SmtpOutcome.PROTOCOL_ERROR, None),
+    "mx-expired.test": (SmtpOutcome.TLS_FAILED, TlsFailure.EXPIRED),
+    "mx-self-signed.test": (SmtpOutcome.TLS_FAILED, TlsFailure.SELF_SIGNED),
+    "mx-wrong-name.test": (SmtpOutcome.TLS_FAILED, TlsFailure.HOST_MISMATCH),
+    "mx-untrusted.test": (SmtpOutcome.TLS_FAILED, TlsFailure.UNTRUSTED),
+    "mx-no-address.test": (SmtpOutcome.NO_ADDRESS, None),
+}
+TOTAL = 2.0
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def lab() -> AsyncIterator[Lab]:
+    async with Lab([BY_DOMAIN[d] for d in CASES]) as world:
+        yield world
+
+
+def _prober(lab: Lab, port: int | None = None) -> MxProber:
+    info = lab.info
+    resolver = Resolver(ResolverConfig((info.nameserver,), info.dns_port, timeout=1, lifetime=2))
+    options = SmtpOptions(
+        port=port or info.smtp_port, connect_timeout=1, command_timeout=0.5, total_timeout=TOTAL
+    )
+    return MxProber(resolver, options, tls=TlsContexts.create(info.ca_file))
+
+
+@pytest.mark.parametrize("domain", list(CASES))
+async def test_probe_outcomes(lab: Lab, domain: str) -> None:
+    outcome, failure = CASES[domain]
+    host = f"mx1.{domain}"
+    started = time.perf_counter()
+    result = await _prober(lab).probe_mx(host)
+    assert time.perf_counter() - started < TOTAL + 1.5
+    assert result.outcome is outcome, result.error
+    assert result.host == host
+    if outcome is SmtpOutcome.NO_ADDRESS:
+        assert result.address is not None and result.address.status is DnsStatus.NXDOMAIN
+        return
+    if failure is None:
+        assert result.tls is None or result.tls.ok
+    else:
+        assert result.tls is not None and result.tls.failure is failure
+        assert result.error  # the verifier's words, for the explanation
+    if result.tls is not None and result.tls.cert is not None:
+        assert result.tls.cert.not_after > result.tls.cert.not_before
+
+
+async def test_good_mx_details(lab: Lab) -> None:
+    result = await _prober(lab).probe_mx("mx1.enforce-ok.test")
+    assert result.banner.startswith("mx1.enforce-ok.test ESMTP")
+    assert result.ehlo_name == "mx1.enforce-ok.test"
+    assert result.tls is not None and result.tls.version in ("TLSv1.2", "TLSv1.3")
+    assert result.tls.cert is not None and result.tls.cert.dns_names == ("mx1.enforce-ok.test",)
+    assert result.ip.startswith("127.")
+
+
+async def test_refused_certificates_are_read(lab: Lab) -> None:
+    prober = _prober(lab)
+    self_signed = await prober.probe_mx("mx1.mx-self-signed.test")
+    wrong = await prober.probe_mx("mx1.mx-wrong-name.test")
+    assert self_signed.tls and self_signed.tls.cert and self_signed.tls.cert.self_signed
+    assert wrong.tls and wrong.tls.cert and wrong.tls.cert.dns_names == ("wrong-name.lab.invalid",)
+
+
+async def test_nothing_listening_is_connect_failed(lab: Lab) -> None:
+    result = await _prober(lab, port=1).probe_mx("mx1.enforce-ok.test")
+    assert result.outcome is SmtpOutcome.CONNECT_FAILED
+
+
+@pytest.mark.parametrize(
+    ("script", "outcome"),
+    [
+        (b"220-first\r\n220-second\r\n", SmtpOutcome.BANNER_TIMEOUT),  # never finishes
+        (b"220 ok\r\n" + b"250-x\r\n" * 200, SmtpOutcome.PROTOCOL_ERROR),  # too many lines
+        (b"220 ok\r\n250-x\r\n251 changed\r\n", SmtpOutcome.PROTOCOL_ERROR),
+        (b"HTTP/1.1 400 Bad Request\r\n\r\n", SmtpOutcome.PROTOCOL_ERROR),
+        (b"220 " + b"a" * 100_000 + b"\r\n", SmtpOutcome.PROTOCOL_ERROR),  # line too long
+        (b"220 ok\r\n250 x\r\n", SmtpOutcome.NO_STARTTLS),
+        (b"220 ok\r\n250-x\r\n250 STARTTLS\r\n530 no\r\n", SmtpOutcome.STARTTLS_REJECTED),
+    ],
+)
+async def test_scripted_servers(script: bytes, outcome: SmtpOutcome) -> None:
+    """Raw servers that answer with a fixed script, whatever the client says."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(OSError):
+            writer.write(script)
+            await writer.drain()
+            await reader.read(65536)
+            await asyncio.sleep(5)
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    from stspilot.lab.dns_server import DnsData, DnsServer, Record
+
+    dns = DnsServer(DnsData([Record("mx.script.test", "A", "127.0.0.1")]), host="127.0.0.1")
+    await dns.start()
+    try:
+        resolver = Resolver(ResolverConfig(("127.0.0.1",), dns.port, timeout=1, lifetime=2))
+        options = SmtpOptions(port=port, connect_timeout=1, command_timeout=0.5, total_timeout=2)
+        result = await MxProber(resolver, options).probe_mx("mx.script.test")
+    finally:
+        server.close()
+        await dns.stop()
+    assert result.outcome is outcome, result.error
