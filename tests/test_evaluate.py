@@ -911,3 +911,10 @@ def test_evaluate_never_raises(facts: DomainFacts) -> None:
     )
     keys = [(-f.severity, f.code, f.subject) for f in result.findings]
     assert keys == sorted(keys)
+
+
+def test_mode_none_does_not_judge_coverage() -> None:
+    for patterns in ((), ("old.example.org",)):
+        result = evaluate(body(policy_body("none", mx=patterns))(HEALTHY))
+        assert result.stage is Stage.NONE_MODE
+        assert not {"sts.mx.not-covered", "sts.mx.pattern-unused"} & set(result.codes())

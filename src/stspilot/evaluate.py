@@ -403,13 +403,15 @@ def _mx(
     if not hosts:
         return (), [make("dns.mx.missing", name=lookup.name)]
     probes = {p.host.lower().rstrip("."): p for p in facts.mx_probes}
+    # RFC 8461 §5: mode none is "no active policy": its mx lines are not applied to anything.
+    judged = policy is not None and policy.mode is not Mode.NONE
     now = facts.observed_at
     verdicts: list[MxVerdict] = []
     found: list[Finding] = []
     for mx in hosts:
         own: list[Finding] = []
         covered = covering_pattern(policy.mx, mx.host) if policy else None
-        if policy and covered is None:
+        if judged and policy and covered is None:
             patterns = ", ".join(policy.mx) or "(none)"
             own.append(
                 make(
@@ -439,7 +441,7 @@ def _mx(
             )
         )
         found += own
-    if policy:
+    if judged and policy:
         for pattern in policy.mx:
             if not any(mx_matches(pattern, mx.host) for mx in hosts):
                 live = ", ".join(mx.host for mx in hosts)
