@@ -131,3 +131,10 @@ def test_json_of_no_results() -> None:
         "summary": {"domains": 0, "errors": 0, "warnings": 0, "clean": 0},
         "domains": [],
     }
+
+
+def test_verbose_shows_the_policy_as_served() -> None:
+    text = _text([CLEAN], verbose=True)
+    assert "Policy file as served:" in text
+    assert "mx: mx2.example.com" in text
+    assert "Policy file as served:" not in _text([CLEAN])
