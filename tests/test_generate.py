@@ -251,3 +251,10 @@ def test_generate_rejects(kwargs: dict[str, object], message: str) -> None:
     domain = args.pop("domain")
     with pytest.raises(ConfigError, match=message):
         generate(domain, **args)  # type: ignore[arg-type]
+
+
+def test_new_policy_id_avoids_ids_already_handed_out() -> None:
+    taken: set[str] = set()
+    for _ in range(10):
+        taken.add(new_policy_id(NOW, previous="x", avoid=taken))
+    assert len(taken) == 10 and all(ID_RE.match(i) and len(i) <= 32 for i in taken)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import ast
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from stspilot.evidence import history_from_checks
 from stspilot.generate import DAY, WEEK
 from stspilot.reports import FailureDetail, PolicyResult, TlsReport
 from stspilot.rollout import (
@@ -648,3 +650,54 @@ def test_rollout_modules_are_pure(module: str) -> None:
     )
     assert not [n for n in imported if n.startswith(impure)], imported
     assert "datetime.now(" not in path.read_text()
+
+
+# --- adapters ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Row:  # the shape of store.models.CheckRecord that history_from_checks reads
+    observed_at: datetime
+    mode: str | None
+    policy_id: str | None
+    policy_sha256: str | None
+    mx_set: tuple[str, ...]
+    result: dict[str, Any]
+
+
+def test_history_from_checks_reads_max_age_and_sorts() -> None:
+    rows = [
+        _Row(NOW - timedelta(days=1), "enforce", "b", "s2", HOSTS, {"policy": {"max_age": WEEK}}),
+        _Row(NOW - timedelta(days=9), "testing", "a", None, HOSTS, {"policy": None}),
+        _Row(NOW - timedelta(days=5), None, None, None, (), {}),
+    ]
+    got = history_from_checks(rows)
+    assert [e.policy_id for e in got] == ["a", None, "b"]
+    assert [e.max_age for e in got] == [None, None, WEEK]
+    assert got[0].policy_sha256 == "" and got[2].mx_hosts == HOSTS
+
+
+@pytest.mark.parametrize(
+    "state",
+    [
+        live(),
+        live(mode="enforce", max_age=WEEK),
+        live(patterns=("mx1.example.com", "old.example.com")),
+    ],
+    ids=["testing", "enforce", "drift"],
+)
+def test_every_plan_printed_together_has_its_own_id(state: LiveState) -> None:
+    # Plans are alternatives; an id copied from one into another would leave senders on their
+    # cached policy (RFC 8461 §3.1).
+    r = assess(state, planned_mx=("mx9.example.com",)).runbooks
+    plans = [r.next_step, r.rollback, r.decommission, r.migration]
+    ids = [p.policy_id for plan in plans if plan for p in plan.publications]
+    assert len(ids) >= 3
+    assert len(set(ids)) == len(ids) and OLD_ID not in ids
+
+
+def test_steps_skip_the_tlsrpt_record_when_it_is_live() -> None:
+    (pub,) = assess(live()).runbooks.next_step.publications
+    steps = assess(live()).runbooks.next_step.steps
+    assert not any("TLS-RPT record" in s for s in steps)
+    assert len(steps) == len(pub.steps) - 1

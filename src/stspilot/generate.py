@@ -9,7 +9,7 @@ behind the very MX being watched).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -114,23 +114,23 @@ def finding(code: str, detail: str, fix: str, subject: str = "") -> Finding:
     return Finding(code, spec.severity, spec.title, detail, fix, spec.rfc, subject)
 
 
-def new_policy_id(now: datetime, *, previous: str = "") -> str:
+def new_policy_id(now: datetime, *, previous: str = "", avoid: Collection[str] = ()) -> str:
     """A fresh TXT ``id`` from the UTC time: 14 digits, e.g. ``20261122131200``.
 
     RFC 8461 §3.1 allows 1-32 letters and digits, so no ``T``/``Z`` separators are needed and
     none of ``-:.`` may appear (checklist A2.5). Ids are only compared for equality (A2.6): when
-    the second-resolution id equals ``previous`` the microseconds are added, so two changes in
-    one second still get different ids.
+    the second-resolution id equals ``previous`` (or one in ``avoid``: other plans printed at
+    the same time) the microseconds are added, then a letter, so every id handed out differs.
     """
     if now.tzinfo is None:
         raise ConfigError("now must be an aware datetime")
+    taken = {previous, *avoid}
     utc = now.astimezone(UTC)
-    candidate = utc.strftime("%Y%m%d%H%M%S")
-    if candidate == previous:
-        candidate = utc.strftime("%Y%m%d%H%M%S%f")
-    if candidate == previous:  # the same microsecond: still make it differ
-        candidate += "b"
-    return candidate
+    seconds, micro = utc.strftime("%Y%m%d%H%M%S"), utc.strftime("%Y%m%d%H%M%S%f")
+    for candidate in (seconds, micro, *(micro + c for c in "abcdefghijklmnopqrstuvwxyz")):
+        if candidate not in taken:
+            return candidate
+    raise ConfigError("no fresh policy id left for this moment")  # 28 ids taken in 1 µs
 
 
 def normalize_host(host: str) -> str:
@@ -267,13 +267,15 @@ def generate(
     probe_failures: Mapping[str, str] | None = None,
     previous_id: str = "",
     patterns: Sequence[str] | None = None,
+    avoid: Collection[str] = (),
 ) -> Publication:
     """The records and policy to publish for ``domain`` at stage ``mode``.
 
     ``mx_hosts`` is the live MX set; ``probe_failures`` maps an MX host to why its STARTTLS
     probe failed today (each becomes a warning, an error under enforce); ``previous_id`` is the
     id senders have now, so the new one differs from it (RFC 8461 §3.1). ``patterns`` keeps
-    mx patterns already chosen (a runbook changing only the mode) instead of deriving them.
+    mx patterns already chosen (a runbook changing only the mode) instead of deriving them;
+    ``avoid`` lists ids already handed out for other plans, which the new id must not repeat.
     """
     name = normalize_host(domain)
     if not _is_ldh_name(name):
@@ -295,7 +297,7 @@ def generate(
     findings = list(notes)
     findings += _probe_findings(live, mode, probe_failures or {})
     findings += _rua_findings(name, uris, live)
-    policy_id = new_policy_id(now, previous=previous_id)
+    policy_id = new_policy_id(now, previous=previous_id, avoid=avoid)
     text = policy_body(mode, age, chosen)
     sts = TxtRecord(f"_mta-sts.{name}.", sts_record_value(policy_id))
     tlsrpt = TxtRecord(f"_smtp._tls.{name}.", tlsrpt_record_value(uris))

@@ -61,6 +61,22 @@ class Runbooks:
     findings: list[Finding] = field(default_factory=list)
 
 
+def _gen(used: set[str], domain: str, **kwargs: Any) -> Publication:
+    """``generate`` with an id no other plan of this assessment uses: the plans printed
+    together are alternatives, and copying an id from one into another would leave senders on
+    their cached policy (RFC 8461 §3.1)."""
+    pub = generate(domain, avoid=used, **kwargs)
+    used.add(pub.policy_id)
+    return pub
+
+
+def _steps(pub: Publication, live: LiveState | Sequence[str]) -> tuple[str, ...]:
+    """The publication's steps, without "publish the TLS-RPT record" when exactly that record
+    is live already (``live`` or the live ``rua`` list)."""
+    rua = live.tlsrpt_rua if isinstance(live, LiveState) else tuple(live)
+    return pub.steps[1:] if tuple(rua) == pub.rua else pub.steps
+
+
 def _days(seconds: int) -> str:
     if seconds % DAY == 0:
         n = seconds // DAY
@@ -96,15 +112,17 @@ def build_runbooks(
     prev = live.sts_id or ""
     # The longest max_age any policy was served with bounds how long senders remember it.
     served_max_age = max(history_max_age, live.max_age or 0)
+    used: set[str] = {live.sts_id} if live.sts_id else set()
     findings: list[Finding] = []
 
     enforce_pub: Publication | None = None
     if stage == "none":
-        next_step = _start_reporting(live.domain, hosts, now)
+        next_step = _start_reporting(used, live.domain, hosts, now)
     elif stage == "reporting":
-        next_step = _start_testing(live.domain, hosts, rua, now, prev)
+        next_step = _start_testing(used, live.domain, hosts, rua, now, prev)
     elif stage in ("testing", "fixing") and ready:
-        enforce_pub = generate(
+        enforce_pub = _gen(
+            used,
             live.domain,
             mx_hosts=hosts,
             mode="enforce",
@@ -116,7 +134,7 @@ def build_runbooks(
         next_step = Plan(
             "Switch to enforce",
             "Every gate criterion passes: publish the enforce policy, then the new id.",
-            enforce_pub.steps,
+            _steps(enforce_pub, live),
             (enforce_pub,),
             watch=(
                 "Run stspilot rollout daily for two weeks: failures now mean refused mail.",
@@ -124,29 +142,31 @@ def build_runbooks(
             ),
         )
     elif stage == "winding-down":
-        next_step = _decommission(live, hosts, served_max_age, since, now, findings)
+        next_step = _decommission(used, live, hosts, served_max_age, since, now, findings)
     elif stage == "enforce" and ready:
-        next_step = _keep_enforcing(live, hosts, rua, now, prev)
+        next_step = _keep_enforcing(used, live, hosts, rua, now, prev)
     else:
-        next_step = _fix(live, hosts, rua, failing, stage, now, prev)
+        next_step = _fix(used, live, hosts, rua, failing, stage, now, prev)
 
     rollback = None
     if stage == "enforce":
-        rollback = _rollback(live, hosts, rua, live.max_age or WEEK, prev, now)
+        rollback = _rollback(used, live, hosts, rua, live.max_age or WEEK, prev, now)
     elif enforce_pub is not None:
-        rollback = _rollback(live, hosts, rua, enforce_pub.max_age, enforce_pub.policy_id, now)
+        rollback = _rollback(
+            used, live, hosts, rua, enforce_pub.max_age, enforce_pub.policy_id, now
+        )
     decommission = (
         next_step
         if stage == "winding-down"
-        else _decommission(live, hosts, served_max_age, None, now, findings)
+        else _decommission(used, live, hosts, served_max_age, None, now, findings)
     )
-    migration = _migration(live, hosts, planned_mx, now, findings)
+    migration = _migration(used, live, hosts, planned_mx, now, findings)
     return Runbooks(next_step, rollback, decommission, migration, findings)
 
 
-def _start_reporting(domain: str, hosts: Sequence[str], now: datetime) -> Plan:
+def _start_reporting(used: set[str], domain: str, hosts: Sequence[str], now: datetime) -> Plan:
     # Reporting first: TLS-RPT shows how senders' TLS to the MX hosts fares before any policy.
-    pub = generate(domain, mx_hosts=hosts or ["mx.invalid"], mode="testing", now=now)
+    pub = _gen(used, domain, mx_hosts=hosts or ["mx.invalid"], mode="testing", now=now)
     return Plan(
         "Start reporting",
         "Publish the TLS-RPT record only; senders start mailing daily reports.",
@@ -159,15 +179,15 @@ def _start_reporting(domain: str, hosts: Sequence[str], now: datetime) -> Plan:
 
 
 def _start_testing(
-    domain: str, hosts: Sequence[str], rua: Sequence[str], now: datetime, prev: str
+    used: set[str], domain: str, hosts: Sequence[str], rua: Sequence[str], now: datetime, prev: str
 ) -> Plan:
     if not hosts:
         return Plan("Add MX hosts", "The domain has no MX hosts to cover.", ())
-    pub = generate(domain, mx_hosts=hosts, mode="testing", rua=rua, now=now, previous_id=prev)
+    pub = _gen(used, domain, mx_hosts=hosts, mode="testing", rua=rua, now=now, previous_id=prev)
     return Plan(
         "Publish a testing policy",
         "Testing makes senders validate every MX and report failures without refusing mail.",
-        pub.steps,
+        _steps(pub, rua),
         (pub,),
         watch=(
             "Reports now carry policy-type sts; every failure names its MX and result type.",
@@ -177,7 +197,12 @@ def _start_testing(
 
 
 def _keep_enforcing(
-    live: LiveState, hosts: Sequence[str], rua: Sequence[str], now: datetime, prev: str
+    used: set[str],
+    live: LiveState,
+    hosts: Sequence[str],
+    rua: Sequence[str],
+    now: datetime,
+    prev: str,
 ) -> Plan:
     if (live.max_age or 0) >= WEEK:
         return Plan(
@@ -187,7 +212,8 @@ def _keep_enforcing(
             watch=("Run stspilot rollout (or the monitor) daily; failures now mean refused mail.",),
         )
     # RFC 8461 §10.2: a short max_age under enforce widens the downgrade window (checklist A9.1).
-    pub = generate(
+    pub = _gen(
+        used,
         live.domain,
         mx_hosts=hosts,
         mode="enforce",
@@ -200,12 +226,13 @@ def _keep_enforcing(
         "Raise max_age",
         f"Enforce is healthy but max_age is {live.max_age}s; a week or more keeps an attacker "
         "from waiting out the cached policy.",
-        pub.steps,
+        _steps(pub, live),
         (pub,),
     )
 
 
 def _fix(
+    used: set[str],
     live: LiveState,
     hosts: Sequence[str],
     rua: Sequence[str],
@@ -217,7 +244,8 @@ def _fix(
     steps = [f"{c.title}: {c.evidence}" for c in failing]
     pubs: tuple[Publication, ...] = ()
     if any(c.name == "mx-covered" for c in failing) and hosts and live.mode:
-        pub = generate(
+        pub = _gen(
+            used,
             live.domain,
             mx_hosts=hosts,
             mode=live.mode,
@@ -227,7 +255,7 @@ def _fix(
             patterns=keep_patterns(live.mx_patterns, hosts),
         )
         pubs = (pub,)
-        steps += pub.steps
+        steps += _steps(pub, live)
     title = "Fix now or roll back" if stage == "enforce" else "Fix before enforce"
     return Plan(
         title,
@@ -239,6 +267,7 @@ def _fix(
 
 
 def _rollback(
+    used: set[str],
     live: LiveState,
     hosts: Sequence[str],
     rua: Sequence[str],
@@ -247,7 +276,8 @@ def _rollback(
     now: datetime,
 ) -> Plan:
     patterns = keep_patterns(live.mx_patterns, hosts) if hosts else live.mx_patterns
-    pub = generate(
+    pub = _gen(
+        used,
         live.domain,
         mx_hosts=hosts,
         mode="testing",
@@ -261,7 +291,7 @@ def _rollback(
         "Roll back to testing",
         "Serve the testing policy, then publish its new id; senders switch when they see it.",
         (
-            *pub.steps,
+            *_steps(pub, live),
             "Senders that check the TXT id before delivering (RFC 8461 §5.1) follow within the "
             "TXT TTL; a sender that only refreshes on expiry may keep the enforce policy for its "
             f"max_age of {_days(old_max_age)}, until {_when(until)}.",
@@ -272,6 +302,7 @@ def _rollback(
 
 
 def _decommission(
+    used: set[str],
     live: LiveState,
     hosts: Sequence[str],
     served_max_age: int,
@@ -311,7 +342,8 @@ def _decommission(
             steps,
             wait_until=until,
         )
-    pub = generate(
+    pub = _gen(
+        used,
         live.domain,
         mx_hosts=hosts,
         mode="none",
@@ -325,7 +357,7 @@ def _decommission(
         "Remove MTA-STS safely",
         "Never delete first: senders that cached the policy would keep enforcing a stale MX list.",
         (
-            *pub.steps,
+            *_steps(pub, live),
             f"Keep serving mode none until {_when(until)}: the longest max_age ever served is "
             f"{_days(served_max_age)}.",
             f"Then delete _mta-sts.{live.domain}, then the policy host.",
@@ -336,6 +368,7 @@ def _decommission(
 
 
 def _migration(
+    used: set[str],
     live: LiveState,
     hosts: Sequence[str],
     planned_mx: tuple[str, ...] | None,
@@ -367,8 +400,9 @@ def _migration(
     rua = live.tlsrpt_rua
     mode = live.mode or "testing"
     if target is None:
-        return _realign(live, hosts, patterns, uncovered, unused, mode, now)
-    both = generate(
+        return _realign(used, live, hosts, patterns, uncovered, unused, mode, now)
+    both = _gen(
+        used,
         live.domain,
         mx_hosts=sorted(set(hosts) | set(target)),
         mode=mode,
@@ -377,7 +411,8 @@ def _migration(
         previous_id=live.sts_id or "",
         patterns=tuple(sorted(set(patterns) | set(keep_patterns(patterns, target)))),
     )
-    final = generate(
+    final = _gen(
+        used,
         live.domain,
         mx_hosts=target,
         mode=mode,
@@ -393,7 +428,7 @@ def _migration(
         "outside the policy.",
         (
             "1. Add the new hosts to the policy (old and new together) and bump the id:",
-            *both.steps,
+            *_steps(both, live),
             f"2. Check every new host with stspilot check: STARTTLS and a valid certificate "
             f"for its name ({', '.join(target)}).",
             f"3. Wait until {_when(wait)} (the current max_age, {_days(old_age)}), so no sender "
@@ -401,7 +436,7 @@ def _migration(
             "4. Switch the MX records to the new hosts.",
             "5. Wait for the old MX records' TTL and until reports stop naming the old hosts.",
             "6. Remove the old hosts from the policy and bump the id again:",
-            *final.steps,
+            *_steps(final, live),
         ),
         (both, final),
         wait_until=wait,
@@ -409,6 +444,7 @@ def _migration(
 
 
 def _realign(
+    used: set[str],
     live: LiveState,
     hosts: Sequence[str],
     patterns: Sequence[str],
@@ -422,7 +458,8 @@ def _realign(
     steps: list[str] = []
     pubs: list[Publication] = []
     if uncovered:
-        cover = generate(
+        cover = _gen(
+            used,
             live.domain,
             mx_hosts=hosts,
             mode=mode,
@@ -431,11 +468,15 @@ def _realign(
             previous_id=now_id,
             patterns=tuple(sorted(set(patterns) | set(uncovered))),
         )
-        steps += ["Cover the live hosts first (the old patterns stay for now):", *cover.steps]
+        steps += [
+            "Cover the live hosts first (the old patterns stay for now):",
+            *_steps(cover, live),
+        ]
         pubs.append(cover)
         now_id = cover.policy_id
     if unused:
-        tidy = generate(
+        tidy = _gen(
+            used,
             live.domain,
             mx_hosts=hosts,
             mode=mode,
@@ -447,7 +488,7 @@ def _realign(
         steps += [
             f"Once the old MX records' TTL has passed and no report names them, drop the stale "
             f"patterns {', '.join(unused)}:",
-            *tidy.steps,
+            *_steps(tidy, live),
         ]
         pubs.append(tidy)
     return Plan(
