@@ -154,6 +154,7 @@ _UNSET = msgspec.UNSET
 _POLICY_TYPES = frozenset(t.value for t in PolicyType)
 _STS = PolicyType.STS.value
 _TLSA = PolicyType.TLSA.value
+_SCHEMA_DEPTH = 5  # {report [policies {policy-result {policy [policy-string
 _ONE_DAY = timedelta(days=1)
 _LAST_SECOND = timedelta(days=1, seconds=-1)
 
@@ -241,7 +242,9 @@ def parse_report(data: bytes | str, *, limits: Limits = DEFAULT_LIMITS) -> TlsRe
         policies.append(result)
 
     quotes = data.count(b'"')
-    if strings * 2 != quotes and strings * 2 + _inner_quotes(wire) != quotes:
+    if (
+        strings * 2 != quotes and strings * 2 + _inner_quotes(wire) != quotes
+    ) or limits.max_depth < _SCHEMA_DEPTH:
         _check_structure(data, limits)
 
     report = _TlsReportBuilder(
@@ -536,6 +539,8 @@ def _validation_error(text: str) -> ReportError:
         return ReportError("report.field.missing", f"required member {pointer}/{field} is missing")
     if path == "" and message.startswith("Expected `object`"):
         return ReportError("report.json.invalid", "report is not a JSON object")
+    if path.endswith("-datetime"):
+        return ReportError("report.date.invalid", f"{pointer}: {_plain(message)}")
     if path.endswith("-count"):
         return ReportError("report.count.invalid", f"{pointer}: {_plain(message)}")
     return ReportError("report.field.type", f"{pointer}: {_plain(message)}")

@@ -169,7 +169,9 @@ def _from_mail(raw: bytes, limits: Limits) -> list[Extracted]:
         else:
             raise ReportError("mail.part.invalid", f"{part.label} is neither gzip nor JSON")
         devs: tuple[Deviation, ...] = ()
-        if not part.declared or (part.label.endswith("+json") and gz):
+        # RFC 8460 §6.4/§6.5: +gzip bodies are gzip, +json bodies are not; anything else is
+        # misdeclared too (we went by file name and content instead).
+        if not part.declared or (part.media_type == "application/tlsrpt+gzip") != gz:
             what = DEVIATIONS["mail.type.misdeclared"].what
             devs = (Deviation("mail.type.misdeclared", part.label, what),)
         out.append(Extracted(_json_text(text, part.label), envelope, part.label, devs))

@@ -67,6 +67,7 @@ class ReportPart:
 
     label: str
     payload: bytes  # transfer-decoded, still gzip or JSON
+    media_type: str  # as declared, lower case
     declared: bool  # media type is one of REPORT_TYPES
 
 
@@ -151,9 +152,9 @@ def report_parts(msg: Message, limits: Limits) -> list[ReportPart]:
                 continue
         elif not (payload[:2] == b"\x1f\x8b" or payload.lstrip()[:1] == b"{"):
             if declared or named:
-                found.append(ReportPart(_label(index, ctype, filename), payload, declared))
+                found.append(ReportPart(_label(index, ctype, filename), payload, ctype, declared))
             continue  # an octet-stream that is neither gzip nor JSON is someone else's file
-        found.append(ReportPart(_label(index, ctype, filename), payload, declared))
+        found.append(ReportPart(_label(index, ctype, filename), payload, ctype, declared))
     return found
 
 

@@ -74,13 +74,18 @@ def generate_reports(
     weights = [w for _, w in PROVIDERS]
     day0 = datetime(start.year, start.month, start.day, tzinfo=UTC)
     out: list[Report] = []
+    seen: set[str] = set()
     for i in range(n):
         domain = domains[i % len(domains)]
         day = day0 + timedelta(days=(i // len(domains)) // len(providers))
         provider = providers[(i // len(domains)) % len(providers)]
         if rng.random() < 0.3:  # not every provider every day: mix the order up a little
             provider = rng.choices(providers, weights)[0]
-        out.append(_report(rng, provider, domain, day, i))
+        report = _report(rng, provider, domain, day, i)
+        if report["report-id"] in seen:  # two reports of one shape for one day: keep ids unique
+            report["report-id"] += f"_{i}"
+        seen.add(report["report-id"])
+        out.append(report)
     return out
 
 
@@ -92,13 +97,14 @@ def to_gzip(report: Report) -> bytes:
     return gzip.compress(to_json_bytes(report), compresslevel=6, mtime=0)
 
 
-def file_name(report: Report, *, gzip: bool = True) -> str:
+def file_name(report: Report, *, gzip: bool = True, unique: str | None = None) -> str:
     """RFC 8460 §5.1: ``sender!policy-domain!begin!end[!unique-id].json[.gz]``."""
     submitter = _submitter(report)
     domain = report["policies"][0]["policy"].get("policy-domain", "unknown")
     start = _ts(report["date-range"]["start-datetime"])
     end = _ts(report["date-range"]["end-datetime"])
-    unique = "".join(c for c in report["report-id"] if c.isalnum())[-16:] or "1"
+    if unique is None:
+        unique = "".join(c for c in report["report-id"] if c.isalnum())[-16:] or "1"
     return f"{submitter}!{domain}!{start}!{end}!{unique}.json" + (".gz" if gzip else "")
 
 
@@ -108,7 +114,10 @@ def to_email(report: Report, *, gzip: bool = True) -> bytes:
     domain = report["policies"][0]["policy"].get("policy-domain", "unknown")
     rid = report["report-id"]
     google = submitter == "google.com"
-    msg = MIMEMultipart("report", report_type="tlsrpt")
+    # A fixed boundary keeps the bytes a function of the report (the default is random).
+    msg = MIMEMultipart(
+        "report", boundary=f"tlsrpt-{zlib.crc32(rid.encode()):08x}", report_type="tlsrpt"
+    )
     end = datetime.fromisoformat(report["date-range"]["end-datetime"].replace("Z", "+00:00"))
     if end.tzinfo is None:
         end = end.replace(tzinfo=UTC)
@@ -162,9 +171,10 @@ def write_corpus(
     for i, report in enumerate(generate_reports(n, seed=seed, domains=domains, start=start)):
         for fmt in formats:
             if fmt == "json":
-                path, data = directory / file_name(report, gzip=False), to_json_bytes(report)
+                name = file_name(report, gzip=False, unique=f"{i:06d}")
+                path, data = directory / name, to_json_bytes(report)
             elif fmt == "json.gz":
-                path, data = directory / file_name(report), to_gzip(report)
+                path, data = directory / file_name(report, unique=f"{i:06d}"), to_gzip(report)
             elif fmt == "eml":
                 path, data = directory / f"{i:06d}.eml", to_email(report)
             else:

@@ -1,0 +1,303 @@
+"""extract_reports, envelope_deviations and iter_sources: mail variants, mbox, Maildir, bombs."""
+
+from __future__ import annotations
+
+import gzip
+import time
+import tracemalloc
+from email.message import Message
+from email.mime.application import MIMEApplication
+from email.mime.base import MIMEBase
+from email.mime.multipart import MIMEMultipart
+from email.mime.text import MIMEText
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from stspilot.errors import LimitExceeded, ReportError
+from stspilot.ingest.decode import (
+    envelope_deviations,
+    extract_reports,
+    gunzip,
+    iter_sources,
+)
+from stspilot.lab.sample_reports import generate_reports, to_email, to_gzip, to_json_bytes
+from stspilot.reports import Limits, parse_report
+
+GOOGLE, MICROSOFT, MAILRU = generate_reports(3, seed=7, domains=("example.com",))[:3]
+REPORT = GOOGLE
+JSON = to_json_bytes(REPORT)
+GZ = to_gzip(REPORT)
+
+
+def report_mail(
+    payload: bytes,
+    ctype: str,
+    *,
+    filename: str | None = "google.com!example.com!1!2.json.gz",
+    headers: dict[str, str] | None = None,
+    encoding: str = "base64",
+) -> bytes:
+    msg = MIMEMultipart("report", report_type="tlsrpt")
+    fields = {
+        "From": "noreply-smtp-tls-reporting@google.com",
+        "Subject": "Report Domain: example.com Submitter: google.com "
+        f"Report-ID: <{REPORT['report-id']}@google.com>",
+        "TLS-Report-Domain": "example.com",
+        "TLS-Report-Submitter": "google.com",
+        "DKIM-Signature": "v=1; d=google.com; s=x; "
+        "h=from:subject:tls-report-domain:tls-report-submitter; b=AA",
+    }
+    fields.update(headers or {})
+    for key, value in fields.items():
+        if value:
+            msg[key] = value
+    msg.attach(MIMEText("This is a TLS report.\n"))
+    main, _, sub = ctype.partition("/")
+    part: Message
+    if encoding == "base64":
+        part = MIMEApplication(payload, sub) if main == "application" else MIMEBase(main, sub)
+        if main != "application":
+            part.set_payload(payload)
+            from email.encoders import encode_base64
+
+            encode_base64(part)
+    else:
+        part = MIMEText(payload.decode(), sub, "utf-8")
+        del part["Content-Transfer-Encoding"]
+        part.set_payload(payload.decode())
+        part["Content-Transfer-Encoding"] = "7bit"
+    if filename:
+        part.add_header("Content-Disposition", "attachment", filename=filename)
+    msg.attach(part)
+    return msg.as_bytes()
+
+
+def test_plain_json_and_gzip() -> None:
+    (plain,) = extract_reports(JSON)
+    (packed,) = extract_reports(GZ)
+    assert plain.json_bytes == JSON == packed.json_bytes
+    assert plain.envelope is None and packed.envelope is None
+
+
+# (case id, mail bytes, expect a mail.type.misdeclared deviation)
+MAILS: list[tuple[str, bytes, bool]] = [
+    ("rfc-gzip", to_email(REPORT), False),
+    ("rfc-json", to_email(REPORT, gzip=False), False),
+    ("octet-stream-json-gz-name", report_mail(GZ, "application/octet-stream"), True),
+    ("application-gzip", report_mail(GZ, "application/gzip"), True),
+    ("bare-tlsrpt", report_mail(JSON, "application/tlsrpt", filename="r.json"), True),
+    ("json-declared-but-gzip", report_mail(GZ, "application/tlsrpt+json"), True),
+    ("gzip-declared-but-json", report_mail(JSON, "application/tlsrpt+gzip"), True),
+    ("text-plain-json-no-name", report_mail(JSON, "text/plain", filename=None, encoding="7bit"),
+     True),
+    ("octet-stream-no-name", report_mail(GZ, "application/octet-stream", filename=None), True),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("case", "raw", "misdeclared"), MAILS, ids=[m[0] for m in MAILS])
+def test_mail_variants(case: str, raw: bytes, misdeclared: bool) -> None:
+    (found,) = extract_reports(raw)
+    assert parse_report(found.json_bytes).report_id == REPORT["report-id"]
+    assert found.envelope is not None
+    assert found.envelope.tls_report_domain == "example.com"
+    assert found.envelope.tls_report_submitter == "google.com"
+    assert ("mail.type.misdeclared" in {d.code for d in found.deviations}) == misdeclared
+
+
+def test_folded_and_encoded_subject() -> None:
+    raw = report_mail(
+        GZ,
+        "application/tlsrpt+gzip",
+        headers={"Subject": "=?utf-8?q?Report_Domain=3A_example=2Ecom?=\r\n Submitter: google.com"
+                 "\r\n Report-ID: <abc@google.com>"},
+    )  # fmt: skip
+    (found,) = extract_reports(raw)
+    env = found.envelope
+    assert env is not None
+    assert (env.subject_domain, env.subject_submitter, env.subject_report_id) == (
+        "example.com",
+        "google.com",
+        "abc@google.com",
+    )
+
+
+def test_mail_without_report_is_refused() -> None:
+    msg = MIMEText("cron output\n")
+    msg["Subject"] = "Cron <root@host> job"
+    with pytest.raises(ReportError) as info:
+        extract_reports(msg.as_bytes())
+    assert info.value.code == "mail.no-report"
+
+
+def test_two_reports_in_one_mail() -> None:
+    msg = MIMEMultipart("report", report_type="tlsrpt")
+    msg["TLS-Report-Domain"] = "example.com"
+    for doc in (GOOGLE, MICROSOFT):
+        part = MIMEApplication(to_gzip(doc), "tlsrpt+gzip")
+        part.add_header("Content-Disposition", "attachment", filename="x.json.gz")
+        msg.attach(part)
+    found = extract_reports(msg.as_bytes())
+    assert [parse_report(f.json_bytes).report_id for f in found] == [
+        GOOGLE["report-id"],
+        MICROSOFT["report-id"],
+    ]
+
+
+BAD: list[tuple[str, bytes, Limits, str]] = [
+    ("corrupt-gzip", b"\x1f\x8b\x08\x00" + b"\x00" * 20, Limits(), "report.gzip.invalid"),
+    ("truncated-gzip", GZ[: len(GZ) // 2], Limits(), "report.gzip.invalid"),
+    ("gzip-not-json", gzip.compress(b"hello"), Limits(), "report.json.invalid"),
+    ("declared-part-garbage", report_mail(b"\x00garbage", "application/tlsrpt+gzip"), Limits(),
+     "mail.part.invalid"),
+    ("declared-part-corrupt-gzip", report_mail(GZ[:40], "application/tlsrpt+gzip"), Limits(),
+     "report.gzip.invalid"),
+    ("input-too-big", JSON, Limits(max_input_bytes=100), "report.limit.input-bytes"),
+    ("compressed-too-big", GZ, Limits(max_compressed_bytes=100), "report.limit.compressed-bytes"),
+    ("decompressed-too-big", GZ, Limits(max_json_bytes=100), "report.limit.decompressed-bytes"),
+    ("mail-part-too-big", report_mail(GZ, "application/tlsrpt+gzip"),
+     Limits(max_compressed_bytes=100), "report.limit.compressed-bytes"),
+    ("too-many-parts", report_mail(GZ, "application/tlsrpt+gzip"), Limits(max_mime_parts=2),
+     "report.limit.mime-parts"),
+    ("not-anything", b"\x00\x01\x02binary", Limits(), "report.format.unknown"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("case", "raw", "limits", "code"), BAD, ids=[b[0] for b in BAD])
+def test_bad_input_is_a_typed_error(case: str, raw: bytes, limits: Limits, code: str) -> None:
+    with pytest.raises(ReportError) as info:
+        extract_reports(raw, limits=limits)
+    assert info.value.code == code, info.value
+
+
+def test_concatenated_gzip_members() -> None:
+    half = len(JSON) // 2
+    assert gunzip(gzip.compress(JSON[:half]) + gzip.compress(JSON[half:])) == JSON
+
+
+@pytest.mark.parametrize("wrap", ["raw", "mail"])
+def test_gzip_bomb_is_refused_fast_with_bounded_memory(wrap: str) -> None:
+    bomb = gzip.compress(b"\0" * (90 * 1024 * 1024), compresslevel=9)
+    assert len(bomb) < 100 * 1024
+    raw = bomb if wrap == "raw" else report_mail(bomb, "application/tlsrpt+gzip")
+    tracemalloc.start()
+    started = time.perf_counter()
+    try:
+        with pytest.raises(LimitExceeded) as info:
+            extract_reports(raw)
+        elapsed = time.perf_counter() - started
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert info.value.code == "report.limit.decompressed-bytes"
+    # Generous bounds for a shared 2-core machine; bench/parse_bench.py prints the real figure.
+    assert elapsed < 2.0
+    assert peak < 50 * 1024 * 1024
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=400))
+def test_fuzz_arbitrary_bytes(data: bytes) -> None:
+    for prefix in (b"", b"\x1f\x8b", b"From: a@b\r\nContent-Type: multipart/report\r\n\r\n"):
+        try:
+            found = extract_reports(prefix + data)
+        except ReportError as exc:
+            assert exc.code.startswith(("report.", "mail.")) and str(exc)
+        else:
+            assert found and all(f.json_bytes.lstrip()[:1] in (b"{", b"\xef") for f in found)
+
+
+# --- envelope vs body ------------------------------------------------------------------------
+
+
+def _codes(raw: bytes) -> set[str]:
+    (found,) = extract_reports(raw)
+    assert found.envelope is not None
+    return {d.code for d in envelope_deviations(parse_report(found.json_bytes), found.envelope)}
+
+
+def test_generated_provider_mails() -> None:
+    assert _codes(to_email(GOOGLE)) == set()
+    assert _codes(to_email(MICROSOFT)) == {"mail.dkim.headers-unsigned", "report-id.no-at"}
+    assert "mail.submitter.mismatch" in _codes(to_email(MAILRU))
+
+
+ENVELOPES: list[tuple[str, dict[str, str], str]] = [
+    ("no-headers", {"TLS-Report-Domain": ""}, "mail.headers.missing"),
+    ("nonstandard-subject", {"Subject": "Report"}, "mail.subject.nonstandard"),
+    ("other-domain", {"TLS-Report-Domain": "other.example"}, "mail.domain.mismatch"),
+    ("other-submitter", {"TLS-Report-Submitter": "yahoo.com"}, "mail.submitter.mismatch"),
+    ("other-report-id", {"Subject": "Report Domain: example.com Submitter: google.com "
+                         "Report-ID: <nope@google.com>"}, "mail.report-id.mismatch"),
+    ("no-dkim", {"DKIM-Signature": ""}, "mail.dkim.missing"),
+    ("foreign-dkim", {"DKIM-Signature": "v=1; d=evil.example; "
+                      "h=tls-report-domain:tls-report-submitter"}, "mail.dkim.domain-mismatch"),
+    ("dkim-without-headers", {"DKIM-Signature": "v=1; d=google.com; h=from:to"},
+     "mail.dkim.headers-unsigned"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("case", "headers", "code"), ENVELOPES, ids=[e[0] for e in ENVELOPES])
+def test_envelope_disagreements(case: str, headers: dict[str, str], code: str) -> None:
+    raw = report_mail(GZ, "application/tlsrpt+gzip", headers=headers)
+    assert code in _codes(raw)
+
+
+def test_agreeing_envelope_has_no_deviations() -> None:
+    assert _codes(report_mail(GZ, "application/tlsrpt+gzip")) == set()
+
+
+# --- sources -------------------------------------------------------------------------------------
+
+
+def test_iter_sources_directory(tmp_path: Path) -> None:
+    (tmp_path / "a.json").write_bytes(JSON)
+    (tmp_path / ".hidden.json").write_bytes(JSON)
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "b.json.gz").write_bytes(GZ)
+    (tmp_path / ".git").mkdir()
+    (tmp_path / ".git" / "c.json").write_bytes(JSON)
+    sources = list(iter_sources(tmp_path))
+    assert [Path(s.origin).name for s in sources] == ["a.json", "b.json.gz"]
+    assert [s.raw for s in sources] == [JSON, GZ]
+
+
+def test_iter_sources_mbox(tmp_path: Path) -> None:
+    mails = [to_email(doc) for doc in (GOOGLE, MICROSOFT, MAILRU)]
+    quoted = b"From: x@y\n\nFrom here on\n>From quoted\n"
+    box = tmp_path / "reports.mbox"
+    box.write_bytes(
+        b"".join(
+            b"From MAILER-DAEMON Thu Jan  1 00:00:00 2025\n"
+            + m.replace(b"\r\n", b"\n").replace(b"\nFrom ", b"\n>From ")
+            + b"\n"
+            for m in [*mails, quoted]
+        )
+    )
+    sources = list(iter_sources(box))
+    assert [s.origin for s in sources] == [f"{box}#{i}" for i in range(4)]
+    ids = [parse_report(extract_reports(s.raw)[0].json_bytes).report_id for s in sources[:3]]
+    assert ids == [GOOGLE["report-id"], MICROSOFT["report-id"], MAILRU["report-id"]]
+    # mboxrd: one ">" is removed from quoted "From " lines
+    assert sources[3].raw == b"From: x@y\n\nFrom here on\nFrom quoted\n"
+
+
+def test_iter_sources_maildir(tmp_path: Path) -> None:
+    for sub in ("cur", "new", "tmp"):
+        (tmp_path / sub).mkdir()
+    (tmp_path / "new" / "1.host").write_bytes(to_email(GOOGLE))
+    (tmp_path / "cur" / "2.host:2,S").write_bytes(to_email(MICROSOFT))
+    (tmp_path / "tmp" / "3.host").write_bytes(b"half-written")
+    sources = list(iter_sources(tmp_path))
+    assert [Path(s.origin).parent.name for s in sources] == ["new", "cur"]
+
+
+def test_iter_sources_caps_huge_files(tmp_path: Path) -> None:
+    big = tmp_path / "big.json"
+    big.write_bytes(b"{" + b" " * 5000 + b"}")
+    (source,) = iter_sources(big, limits=Limits(max_input_bytes=1000))
+    assert len(source.raw) == 1001
+    with pytest.raises(LimitExceeded):
+        extract_reports(source.raw, limits=Limits(max_input_bytes=1000))
