@@ -89,7 +89,10 @@ def read_domains(args: list[str], file: Path | None) -> list[str]:
                 raw.append(line)
     if not raw:
         raise typer.BadParameter("give at least one DOMAIN or -f FILE")
-    return list(dict.fromkeys(normalize_domain(d) for d in raw))
+    try:
+        return list(dict.fromkeys(normalize_domain(d) for d in raw))
+    except ConfigError as exc:
+        raise typer.BadParameter(str(exc)) from exc
 
 
 def exit_code(results: list[CheckResult]) -> int:

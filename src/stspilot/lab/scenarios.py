@@ -99,6 +99,7 @@ def scenario(slug: str, summary: str, expected: set[str], stage: str, **kw: obje
     kw.setdefault("mx", TWO_MX)
     kw.setdefault("policy", ENFORCE)
     filled = {k: fill(v) for k, v in kw.items()}
+    summary = summary.replace("{d}", d)
     return Scenario(d, summary, frozenset(expected), stage, **filled)  # type: ignore[arg-type]
 
 

@@ -1,0 +1,189 @@
+"""End to end: every lab scenario through ``check_domain`` and a few through the real CLI.
+
+The lab runs real DNS, HTTPS and SMTP servers on 127.B.x.y; nothing is mocked. Each scenario
+states the exact set of finding codes and the stage ``stspilot check`` must report.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+import tracemalloc
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+
+from stspilot.check import CheckOptions, Probes, check_domain, check_domains
+from stspilot.cli import main
+from stspilot.lab.scenarios import BY_DOMAIN, SCENARIOS, Scenario
+from stspilot.lab.world import Lab, LabInfo, start_lab
+
+pytestmark = [pytest.mark.slow]
+
+
+def _options(info: LabInfo, **kw: object) -> CheckOptions:
+    base: dict[str, object] = {
+        "nameserver": info.nameserver,
+        "dns_port": info.dns_port,
+        "ca_file": info.ca_file,
+        "port_map": info.port_map,
+        "dns_timeout": 2.0,
+        "connect_timeout": 2.0,
+        "read_timeout": 0.6,
+        "fetch_timeout": 2.0,
+        "smtp_timeout": 3.0,
+        "deadline": 6.0,
+    }
+    base.update(kw)
+    return CheckOptions(**base)  # type: ignore[arg-type]
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def lab() -> AsyncIterator[Lab]:
+    async with Lab(SCENARIOS) as world:
+        yield world
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def probes(lab: Lab) -> AsyncIterator[Probes]:
+    async with Probes(_options(lab.info)) as shared:
+        yield shared
+
+
+def _params() -> list[object]:
+    return [pytest.param(sc, id=sc.domain) for sc in SCENARIOS]
+
+
+@pytest.mark.asyncio(loop_scope="module")
+@pytest.mark.parametrize("scenario", _params())
+async def test_scenario(lab: Lab, probes: Probes, scenario: Scenario) -> None:
+    options = _options(lab.info)
+    result = await check_domain(scenario.domain, probes=probes, options=options)
+    assert set(result.codes()) == scenario.expected
+    assert result.stage == scenario.stage
+    assert not result.deadline_hit
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_bulk_keeps_order_and_reports_each(lab: Lab) -> None:
+    domains = [sc.domain for sc in SCENARIOS if "slow" not in sc.tags]
+    seen: list[str] = []
+    results = await check_domains(
+        domains,
+        options=_options(lab.info, concurrency=8),
+        on_result=lambda r: seen.append(r.domain),
+    )
+    assert [r.domain for r in results] == domains
+    assert sorted(seen) == sorted(domains)
+    for result in results:
+        assert set(result.codes()) == BY_DOMAIN[result.domain].expected, result.domain
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_deadline_cuts_a_hanging_domain_short(lab: Lab) -> None:
+    # Generous per-step timeouts; only the per-domain deadline can end this in time.
+    options = _options(lab.info, read_timeout=30.0, fetch_timeout=60.0, deadline=1.0)
+    started = time.perf_counter()
+    async with Probes(options) as probes:
+        result = await check_domain("fetch-hang.test", probes=probes, options=options)
+    assert time.perf_counter() - started < 1.8
+    assert result.deadline_hit
+    assert "check.deadline" in result.codes() and "sts.policy.timeout" in result.codes()
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_hostile_servers_stay_within_deadline_and_memory(lab: Lab) -> None:
+    hostile = [sc.domain for sc in SCENARIOS if "hostile" in sc.tags or "slow" in sc.tags]
+    options = _options(lab.info, read_timeout=5.0, fetch_timeout=10.0, deadline=2.0)
+    tracemalloc.start()
+    started = time.perf_counter()
+    try:
+        results = await check_domains(hostile, options=options)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert time.perf_counter() - started < 3.5
+    assert len(results) == len(hostile)
+    assert peak < 32 * 1024 * 1024  # the 16 MiB gzip bomb and endless bodies are never held
+    for result in results:
+        assert result.policy_source is None or len(result.policy_source) <= 64 * 1024
+
+
+# --- the CLI ----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def threaded_lab() -> Iterator[LabInfo]:
+    """The lab on its own loop in a thread: the CLI runs ``asyncio.run`` itself."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="lab", daemon=True)
+    thread.start()
+    chosen = ["enforce-ok.test", "mx-expired.test", "tlsrpt-absent.test", "testing-ok.test"]
+    world = asyncio.run_coroutine_threadsafe(
+        start_lab([BY_DOMAIN[d] for d in chosen]), loop
+    ).result(60)
+    try:
+        yield world.info
+    finally:
+        asyncio.run_coroutine_threadsafe(world.stop(), loop).result(60)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
+
+
+@pytest.mark.parametrize(
+    ("domains", "code"),
+    [
+        (["enforce-ok.test"], 0),
+        (["testing-ok.test"], 0),  # information only
+        (["tlsrpt-absent.test"], 1),
+        (["enforce-ok.test", "mx-expired.test"], 2),
+    ],
+)
+def test_cli_exit_codes(
+    threaded_lab: LabInfo, domains: list[str], code: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["check", *threaded_lab.check_args(), *domains]) == code
+    out = capsys.readouterr().out
+    assert all(d in out for d in domains)
+
+
+def test_cli_json_and_file(
+    threaded_lab: LabInfo, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    listing = tmp_path / "domains.txt"
+    listing.write_text("# customers\nMX-Expired.test.\n\nenforce-ok.test  # the good one\n")
+    assert main(["check", *threaded_lab.check_args(), "--json", "-f", str(listing)]) == 2
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["schema"] == "stspilot.check/1"
+    assert [d["domain"] for d in doc["domains"]] == ["mx-expired.test", "enforce-ok.test"]
+    codes = {f["code"] for f in doc["domains"][0]["findings"]}
+    assert codes == {"mx.cert.expired"}
+
+
+def test_cli_no_mx_probe(threaded_lab: LabInfo, capsys: pytest.CaptureFixture[str]) -> None:
+    assert (
+        main(["check", *threaded_lab.check_args(), "--json", "--no-mx-probe", "mx-expired.test"])
+        == 0
+    )
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["domains"][0]["findings"] == []
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["check"],
+        ["check", "--port-map", "443:8443", "a.test"],
+        ["check", "--nameserver", "not-an-ip", "a.test"],
+        ["check", "not a domain"],
+        ["check", "--concurrency", "0", "a.test"],
+    ],
+)
+def test_cli_usage_errors(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(argv) == 3
+    capsys.readouterr()
