@@ -1,16 +1,27 @@
 # Sourced by the other scripts: make .venv with stspilot and its test tools, plus the Debian
-# packages the end-to-end tests drive (Dovecot for IMAP). Idempotent and quiet when done.
+# packages the end-to-end tests drive (Dovecot for IMAP, Caddy + pebble for on-demand TLS,
+# Chromium for the dashboard). Idempotent and quiet when everything is there.
 need_apt=()
 command -v dovecot >/dev/null 2>&1 || need_apt+=(dovecot-imapd)
-if [ ${#need_apt[@]} -gt 0 ] && [ "$(id -u)" = 0 ]; then
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get install -y -q "${need_apt[@]}" >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q "${need_apt[@]}" >/dev/null; }
+command -v caddy >/dev/null 2>&1 || need_apt+=(caddy)
+command -v pebble >/dev/null 2>&1 || need_apt+=(pebble)
+[ -x /usr/bin/chromium ] || need_apt+=(chromium)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then
+    export DEBIAN_FRONTEND=noninteractive
+    echo "installing Debian packages: ${need_apt[*]}" >&2
+    apt-get install -y -q --no-install-recommends "${need_apt[@]}" >/dev/null 2>&1 \
+      || { apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends "${need_apt[@]}" >/dev/null; } \
+      || echo "warning: could not install ${need_apt[*]}; the tests that need them will skip" >&2
+  else
+    echo "warning: not root, cannot install ${need_apt[*]}; the tests that need them will skip" >&2
+  fi
 fi
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
-if ! .venv/bin/python -c "import stspilot, pytest, hypothesis, psycopg" 2>/dev/null \
-   || [ pyproject.toml -nt .venv/.installed ]; then
+if [ ! -f .venv/.installed ] || [ pyproject.toml -nt .venv/.installed ]; then
+  echo "installing Python packages into .venv" >&2
   .venv/bin/pip install -q --disable-pip-version-check -e '.[dev]' 2>&1 | grep -v -i 'warning' >&2 || true
-  touch .venv/.installed
+  .venv/bin/python -c "import stspilot, pytest, hypothesis, psycopg" && touch .venv/.installed
 fi

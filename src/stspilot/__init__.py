@@ -1,33 +1,101 @@
 """stspilot: MTA-STS (RFC 8461) and TLS-RPT (RFC 8460) from first record to ``mode: enforce``.
 
-The public library API is re-exported here as the modules land; see README for a snippet.
+The public library API. Names are imported on first use, so ``import stspilot`` (and the CLI's
+start-up) stays cheap::
+
+    import asyncio, stspilot
+    result = asyncio.run(stspilot.check_domain("example.com"))
+    print(result.stage, [f.code for f in result.findings])
 """
 
-from stspilot.errors import (
-    ConfigError,
-    LimitExceeded,
-    ParseError,
-    PolicyError,
-    ProbeError,
-    RecordError,
-    ReportError,
-    StoreError,
-    StspilotError,
-)
-from stspilot.findings import CATALOGUE, Finding, Severity
+from __future__ import annotations
 
-__all__ = [
-    "CATALOGUE",
-    "ConfigError",
-    "Finding",
-    "LimitExceeded",
-    "ParseError",
-    "PolicyError",
-    "ProbeError",
-    "RecordError",
-    "ReportError",
-    "Severity",
-    "StoreError",
-    "StspilotError",
-]
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
 __version__ = "0.1.0"
+
+# public name -> module that defines it
+_EXPORTS: dict[str, str] = {
+    # errors
+    "StspilotError": "errors",
+    "ParseError": "errors",
+    "RecordError": "errors",
+    "PolicyError": "errors",
+    "ReportError": "errors",
+    "LimitExceeded": "errors",
+    "ProbeError": "errors",
+    "ProbeTimeout": "errors",
+    "StoreError": "errors",
+    "ConfigError": "errors",
+    # findings
+    "CATALOGUE": "findings",
+    "Finding": "findings",
+    "Severity": "findings",
+    # pure core
+    "StsRecord": "records",
+    "TlsRptRecord": "records",
+    "parse_sts_record": "records",
+    "parse_tlsrpt_record": "records",
+    "select_sts_record": "records",
+    "select_tlsrpt_record": "records",
+    "Mode": "policy",
+    "Policy": "policy",
+    "parse_policy": "policy",
+    "format_policy": "policy",
+    "mx_matches": "policy",
+    "TlsReport": "reports",
+    "parse_report": "reports",
+    "CheckResult": "evaluate",
+    "evaluate": "evaluate",
+    "assess_rollout": "rollout",
+    "RolloutAssessment": "rollout",
+    "generate": "generate",
+    # network and persistence
+    "CheckOptions": "check",
+    "check_domain": "check",
+    "check_domains": "check",
+    "Store": "store",
+}
+
+__all__ = ["__version__", *sorted(_EXPORTS)]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'stspilot' has no attribute {name!r}")
+    value = getattr(import_module(f"stspilot.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+if TYPE_CHECKING:  # let type checkers see the real names
+    from stspilot.check import CheckOptions, check_domain, check_domains
+    from stspilot.errors import (
+        ConfigError,
+        LimitExceeded,
+        ParseError,
+        PolicyError,
+        ProbeError,
+        ProbeTimeout,
+        RecordError,
+        ReportError,
+        StoreError,
+        StspilotError,
+    )
+    from stspilot.evaluate import CheckResult, evaluate
+    from stspilot.findings import CATALOGUE, Finding, Severity
+    from stspilot.generate import generate
+    from stspilot.policy import Mode, Policy, format_policy, mx_matches, parse_policy
+    from stspilot.records import (
+        StsRecord,
+        TlsRptRecord,
+        parse_sts_record,
+        parse_tlsrpt_record,
+        select_sts_record,
+        select_tlsrpt_record,
+    )
+    from stspilot.reports import TlsReport, parse_report
+    from stspilot.rollout import RolloutAssessment, assess_rollout
+    from stspilot.store import Store
