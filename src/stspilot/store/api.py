@@ -167,7 +167,7 @@ class Store:
     def seen_sha256(self, sha: str) -> bool:
         """Whether a report from raw bytes with this SHA-256 is stored (a cheap re-ingest skip)."""
         with self._read() as conn:
-            q = select(reports.c.id).where(reports.c.raw_sha256 == sha).limit(1)
+            q = select(raw_blobs.c.report_pk).where(raw_blobs.c.sha256 == sha)
             return conn.execute(q).first() is not None
 
     def count_reports(self) -> int:

@@ -14,13 +14,15 @@ from dataclasses import asdict, is_dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import msgspec
 from sqlalchemy import Connection, Insert, Table, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from stspilot.errors import ReportError
 from stspilot.reports import Deviation, TlsReport
 from stspilot.store.models import AddResult, NewQuarantine, NewReport, QuarantineResult
-from stspilot.store.schema import failure_details, quarantine, raw_blobs, report_policies, reports
+from stspilot.store.schema import quarantine, raw_blobs, reports
+from stspilot.store.url import json_dumps
 
 # Parameters per IN (...) list: well under SQLite's 32766 host-parameter limit.
 CHUNK = 500
@@ -63,6 +65,115 @@ def _jsonable_envelope(envelope: object) -> Mapping[str, Any] | None:
     raise TypeError(f"envelope must be a mapping or a dataclass, not {type(envelope).__name__}")
 
 
+class _Driver:
+    """Plain DBAPI inserts for the hot path, bypassing SQLAlchemy's per-row parameter
+    processing (which cost more than SQLite itself): values are converted here to exactly what
+    the column types store, so Core reads them back unchanged. PostgreSQL child rows go in with
+    COPY; SQLite with ``executemany``."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.pg = conn.dialect.name == "postgresql"
+        self.dbapi: Any = conn.connection.dbapi_connection
+        self.mark = "%s" if self.pg else "?"
+        # Values repeat across a batch (same day, same policy text, same MX list): convert once.
+        self._ts: dict[datetime, object] = {}
+        self._day: dict[datetime, object] = {}
+        self._json: dict[tuple[str, ...], str] = {}
+
+    def ts(self, value: datetime) -> object:
+        out = self._ts.get(value)
+        if out is None:
+            if value.tzinfo is None:
+                raise ValueError("naive datetime given to the store; pass an aware UTC datetime")
+            utc = value.astimezone(UTC)
+            # SQLAlchemy's SQLite DATETIME text format, naive UTC (see schema.UtcDateTime).
+            out = utc if self.pg else utc.replace(tzinfo=None).isoformat(" ", "microseconds")
+            self._ts[value] = out
+        return out
+
+    def day(self, start: datetime) -> object:
+        """The UTC day a report starting at ``start`` covers (RFC 8460 §4.1)."""
+        out = self._day.get(start)
+        if out is None:
+            day = start.astimezone(UTC).date()
+            out = self._day[start] = day if self.pg else day.isoformat()
+        return out
+
+    def strings(self, value: tuple[str, ...]) -> str:
+        """A tuple of strings as a JSON array (policy lines, MX patterns), cached."""
+        out = self._json.get(value)
+        if out is None:
+            out = self._json[value] = _JSON.encode(value).decode()
+        return out
+
+    @staticmethod
+    def json(value: object) -> str:
+        return _JSON.encode(value).decode()
+
+    def copy_or_insert(
+        self, table: str, columns: Sequence[str], rows: list[tuple[Any, ...]]
+    ) -> None:
+        if not rows:
+            return
+        names = ", ".join(columns)
+        cur = self.dbapi.cursor()
+        try:
+            if self.pg:
+                with cur.copy(f"COPY {table} ({names}) FROM STDIN") as copy:
+                    for row in rows:
+                        copy.write_row(row)
+            else:
+                marks = ", ".join([self.mark] * len(columns))
+                cur.executemany(f"INSERT INTO {table} ({names}) VALUES ({marks})", rows)
+        finally:
+            cur.close()
+
+    def insert_returning(
+        self,
+        table: str,
+        columns: Sequence[str],
+        rows: list[tuple[Any, ...]],
+        returning: str,
+    ) -> list[tuple[Any, ...]]:
+        """Multi-row ``INSERT ... ON CONFLICT DO NOTHING RETURNING``: only inserted rows return."""
+        out: list[tuple[Any, ...]] = []
+        per = max(1, 30_000 // len(columns))  # bound parameters per statement (SQLite: 32766)
+        one = "(" + ", ".join([self.mark] * len(columns)) + ")"
+        cur = self.dbapi.cursor()
+        try:
+            for i in range(0, len(rows), per):
+                part = rows[i : i + per]
+                sql = (
+                    f"INSERT INTO {table} ({', '.join(columns)}) VALUES "
+                    + ", ".join([one] * len(part))
+                    + f" ON CONFLICT DO NOTHING RETURNING {returning}"
+                )
+                cur.execute(sql, [v for row in part for v in row])
+                out.extend(tuple(r) for r in cur.fetchall())
+        finally:
+            cur.close()
+        return out
+
+
+_JSON = msgspec.json.Encoder()
+
+REPORT_COLUMNS = (
+    "organization_name", "report_id", "start_at", "end_at", "day", "contact_info",
+    "raw_sha256", "origin", "received_at", "stored_at", "envelope", "deviations",
+    "policy_count", "successful_sessions", "failed_sessions",
+)  # fmt: skip
+POLICY_COLUMNS = (
+    "report_pk", "idx", "policy_type", "policy_domain", "day", "organization_name",
+    "policy_string", "mx_host", "successful_sessions", "failed_sessions",
+)  # fmt: skip
+DETAIL_COLUMNS = (
+    "report_pk", "policy_idx", "idx", "policy_type", "policy_domain", "day",
+    "organization_name", "result_type", "failed_session_count", "sending_mta_ip",
+    "receiving_mx_hostname", "receiving_mx_helo", "receiving_ip", "additional_information",
+    "failure_reason_code",
+)  # fmt: skip
+
+
 def add_reports(
     conn: Connection, items: Sequence[NewReport], *, dedup_raw: bool
 ) -> list[AddResult]:
@@ -78,21 +189,18 @@ def add_reports(
     if dedup_raw:
         wanted = sorted(set(shas))
         for i in range(0, len(wanted), CHUNK):
-            q = select(reports.c.raw_sha256, reports.c.id).where(
-                reports.c.raw_sha256.in_(wanted[i : i + CHUNK])
+            q = select(raw_blobs.c.sha256, raw_blobs.c.report_pk).where(
+                raw_blobs.c.sha256.in_(wanted[i : i + CHUNK])
             )
             for sha, pk in conn.execute(q):
                 known_raw.setdefault(sha, pk)
-    existing = _existing_keys(
-        conn, {(i.report.organization_name, i.report.report_id) for i in items}
-    )
+    existing = _existing_keys(conn, {_key(i) for i in items})
 
-    stored_at = now_utc()
     results: list[AddResult | None] = [None] * len(items)
     first_in_batch: dict[tuple[str, str], int] = {}
     pending: list[int] = []  # indexes of items to insert
     for n, (item, sha) in enumerate(zip(items, shas, strict=True)):
-        key = (item.report.organization_name, item.report.report_id)
+        key = _key(item)
         if key in existing:
             results[n] = AddResult("duplicate", existing[key], sha)
         elif sha in known_raw:
@@ -102,34 +210,37 @@ def add_reports(
             pending.append(n)
 
     if pending:
-        rows = [_report_row(items[n], shas[n], stored_at) for n in pending]
-        stmt = insert_ignoring(conn, reports).returning(
-            reports.c.id, reports.c.organization_name, reports.c.report_id
+        drv = _Driver(conn)
+        stored_at = drv.ts(now_utc())
+        rows = [_report_row(drv, items[n], shas[n], stored_at) for n in pending]
+        returned = drv.insert_returning(
+            "reports", REPORT_COLUMNS, rows, "id, organization_name, report_id"
         )
-        inserted = {(org, rid): pk for pk, org, rid in conn.execute(stmt, rows)}
+        inserted = {(org, rid): int(pk) for pk, org, rid in returned}
         lost = [n for n in pending if _key(items[n]) not in inserted]
         if lost:  # a concurrent writer stored these between our SELECT and INSERT
             existing.update(_existing_keys(conn, {_key(items[n]) for n in lost}))
-        policies: list[dict[str, Any]] = []
-        details: list[dict[str, Any]] = []
-        blobs: dict[str, bytes] = {}
+        policies: list[tuple[Any, ...]] = []
+        details: list[tuple[Any, ...]] = []
+        blobs: dict[str, tuple[int, bytes]] = {}
         for n in pending:
             key = _key(items[n])
             if key in inserted:
                 pk = inserted[key]
                 results[n] = AddResult("new", pk, shas[n])
-                _child_rows(pk, items[n].report, policies, details)
-                blobs.setdefault(shas[n], items[n].raw)
+                _child_rows(drv, pk, items[n].report, policies, details)
+                blobs.setdefault(shas[n], (pk, items[n].raw))
             else:
                 results[n] = AddResult("duplicate", existing[key], shas[n])
-        if policies:
-            conn.execute(report_policies.insert(), policies)
-        if details:
-            conn.execute(failure_details.insert(), details)
+        drv.copy_or_insert("report_policies", POLICY_COLUMNS, policies)
+        drv.copy_or_insert("failure_details", DETAIL_COLUMNS, details)
         if blobs:
-            conn.execute(
-                insert_ignoring(conn, raw_blobs),
-                [{"sha256": s, "size": len(b), "raw": b} for s, b in blobs.items()],
+            # Raw units are content-addressed: a unit already kept (another batch) is skipped.
+            drv.insert_returning(
+                "raw_blobs",
+                ("sha256", "report_pk", "size", "raw"),
+                [(s, pk, len(b), b) for s, (pk, b) in blobs.items()],
+                "sha256",
             )
     # Later copies of a report that is new in this very batch point at the first one.
     for n, item in enumerate(items):
@@ -159,71 +270,63 @@ def _existing_keys(conn: Connection, keys: set[tuple[str, str]]) -> dict[tuple[s
     return found
 
 
-def _report_row(item: NewReport, sha: str, stored_at: datetime) -> dict[str, Any]:
+def _report_row(drv: _Driver, item: NewReport, sha: str, stored_at: object) -> tuple[Any, ...]:
     r = item.report
-    return {
-        "organization_name": r.organization_name,
-        "report_id": r.report_id,
-        "start_at": r.start,
-        "end_at": r.end,
-        "day": r.start.astimezone(UTC).date(),
-        "contact_info": _clip(r.contact_info, "origin"),
-        "raw_sha256": sha,
-        "origin": _clip(item.origin, "origin"),
-        "received_at": item.received_at,
-        "stored_at": stored_at,
-        "envelope": _jsonable_envelope(item.envelope),
-        "deviations": _deviation_json((*r.deviations, *item.deviations)),
-        "policy_count": len(r.policies),
-        "successful_sessions": sum(p.successful_sessions for p in r.policies),
-        "failed_sessions": sum(p.failed_sessions for p in r.policies),
-    }
+    deviations = (*r.deviations, *item.deviations)
+    return (
+        r.organization_name,
+        r.report_id,
+        drv.ts(r.start),
+        drv.ts(r.end),
+        drv.day(r.start),
+        _clip(r.contact_info, "origin"),
+        sha,
+        _clip(item.origin, "origin"),
+        drv.ts(item.received_at),
+        stored_at,
+        None if item.envelope is None else json_dumps(_jsonable_envelope(item.envelope)),
+        drv.json(_deviation_json(deviations)) if deviations else "[]",
+        len(r.policies),
+        sum(p.successful_sessions for p in r.policies),
+        sum(p.failed_sessions for p in r.policies),
+    )
 
 
 def _child_rows(
-    pk: int, r: TlsReport, policies: list[dict[str, Any]], details: list[dict[str, Any]]
+    drv: _Driver,
+    pk: int,
+    r: TlsReport,
+    policies: list[tuple[Any, ...]],
+    details: list[tuple[Any, ...]],
 ) -> None:
-    day = r.start.astimezone(UTC).date()
+    day = drv.day(r.start)
     org = r.organization_name
     for p_idx, p in enumerate(r.policies):
         domain = _clip(p.policy_domain.lower().rstrip("."), "domain")
         ptype = _clip(p.policy_type, "type")
         policies.append(
-            {
-                "report_pk": pk,
-                "idx": p_idx,
-                "policy_type": ptype,
-                "policy_domain": domain,
-                "day": day,
-                "organization_name": org,
-                "policy_string": list(p.policy_string),
-                "mx_host": list(p.mx_host),
-                "successful_sessions": p.successful_sessions,
-                "failed_sessions": p.failed_sessions,
-            }
-        )
+            (
+                pk, p_idx, ptype, domain, day, org,
+                drv.strings(p.policy_string), drv.strings(p.mx_host),
+                p.successful_sessions, p.failed_sessions,
+            )
+        )  # fmt: skip
         for d_idx, d in enumerate(p.failure_details):
             mx = d.receiving_mx_hostname
             details.append(
-                {
-                    "report_pk": pk,
-                    "policy_idx": p_idx,
-                    "idx": d_idx,
-                    "policy_type": ptype,
-                    "policy_domain": domain,
-                    "day": day,
-                    "organization_name": org,
-                    "result_type": _clip(d.result_type, "type"),
-                    "failed_session_count": d.failed_session_count,
-                    "sending_mta_ip": _clip(d.sending_mta_ip, "ip"),
+                (
+                    pk, p_idx, d_idx, ptype, domain, day, org,
+                    _clip(d.result_type, "type"),
+                    d.failed_session_count,
+                    _clip(d.sending_mta_ip, "ip"),
                     # MX names compare case-insensitively without the root dot (RFC 8461 §4.1).
-                    "receiving_mx_hostname": _clip(mx.lower().rstrip("."), "mx") if mx else mx,
-                    "receiving_mx_helo": _clip(d.receiving_mx_helo, "mx"),
-                    "receiving_ip": _clip(d.receiving_ip, "ip"),
-                    "additional_information": d.additional_information,
-                    "failure_reason_code": d.failure_reason_code,
-                }
-            )
+                    _clip(mx.lower().rstrip("."), "mx") if mx else mx,
+                    _clip(d.receiving_mx_helo, "mx"),
+                    _clip(d.receiving_ip, "ip"),
+                    d.additional_information,
+                    d.failure_reason_code,
+                )
+            )  # fmt: skip
 
 
 def add_quarantine(conn: Connection, item: NewQuarantine) -> QuarantineResult:

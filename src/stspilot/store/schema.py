@@ -80,7 +80,7 @@ reports = Table(
     # The UTC day the report covers (RFC 8460 §4.1: one report per full UTC day).
     Column("day", Date(), nullable=False),
     Column("contact_info", String(512)),
-    Column("raw_sha256", String(64), nullable=False),
+    Column("raw_sha256", String(64), nullable=False),  # -> raw_blobs (looked up there)
     Column("origin", String(1024), nullable=False),
     Column("received_at", UtcDateTime(), nullable=False),
     Column("stored_at", UtcDateTime(), nullable=False),
@@ -92,7 +92,6 @@ reports = Table(
     # RFC 8460 §3/§5.5: reports arrive more than once (several rua, retries): dedupe on the id.
     UniqueConstraint("organization_name", "report_id"),
 )
-Index(None, reports.c.raw_sha256)
 Index(None, reports.c.day)
 
 # Content-addressed raw bytes (a mail with two reports is kept once), for audit (RFC 8460 §8:
@@ -101,6 +100,8 @@ raw_blobs = Table(
     "raw_blobs",
     metadata,
     Column("sha256", String(64), primary_key=True),
+    # The first report stored from these bytes: answers "seen this unit?" with one lookup.
+    Column("report_pk", Id, nullable=False),
     Column("size", Integer(), nullable=False),
     Column("raw", Blob, nullable=False),
 )
@@ -118,6 +119,8 @@ report_policies = Table(
     Column("mx_host", Json, nullable=False),
     Column("successful_sessions", BigInteger(), nullable=False),
     Column("failed_sessions", BigInteger(), nullable=False),
+    # SQLite: the primary key IS the table (no rowid B-tree plus a PK index to update).
+    sqlite_with_rowid=False,
 )
 Index(None, report_policies.c.policy_domain, report_policies.c.day)
 Index(None, report_policies.c.day)
@@ -140,6 +143,7 @@ failure_details = Table(
     Column("receiving_ip", String(64)),
     Column("additional_information", Text()),
     Column("failure_reason_code", Text()),
+    sqlite_with_rowid=False,
 )
 Index(None, failure_details.c.policy_domain, failure_details.c.day, failure_details.c.result_type)
 Index(None, failure_details.c.day)

@@ -94,6 +94,10 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
         cursor.execute("PRAGMA journal_mode = WAL")
         cursor.execute("PRAGMA synchronous = NORMAL")
         cursor.execute("PRAGMA foreign_keys = ON")
+        # Bigger page cache (64 MiB) and fewer, larger checkpoints: index pages of a big batch
+        # stay in memory and the WAL is copied back once per ~64 MiB instead of every 4 MiB.
+        cursor.execute("PRAGMA cache_size = -65536")
+        cursor.execute("PRAGMA wal_autocheckpoint = 16384")
     finally:
         cursor.close()
 

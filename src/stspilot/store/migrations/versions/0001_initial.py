@@ -47,6 +47,7 @@ def upgrade() -> None:
     op.create_table(
         "raw_blobs",
         sa.Column("sha256", sa.String(length=64), nullable=False),
+        sa.Column("report_pk", ID, nullable=False),
         sa.Column("size", sa.Integer(), nullable=False),
         sa.Column("raw", BLOB, nullable=False),
         sa.PrimaryKeyConstraint("sha256", name=op.f("pk_raw_blobs")),
@@ -76,7 +77,6 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("reports", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_reports_day"), ["day"], unique=False)
-        batch_op.create_index(batch_op.f("ix_reports_raw_sha256"), ["raw_sha256"], unique=False)
 
     op.create_table(
         "failure_details",
@@ -102,6 +102,7 @@ def upgrade() -> None:
             ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("report_pk", "policy_idx", "idx", name=op.f("pk_failure_details")),
+        sqlite_with_rowid=False,
     )
     with op.batch_alter_table("failure_details", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_failure_details_day"), ["day"], unique=False)
@@ -171,6 +172,7 @@ def upgrade() -> None:
             ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("report_pk", "idx", name=op.f("pk_report_policies")),
+        sqlite_with_rowid=False,
     )
     with op.batch_alter_table("report_policies", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_report_policies_day"), ["day"], unique=False)
@@ -200,7 +202,6 @@ def downgrade() -> None:
 
     op.drop_table("failure_details")
     with op.batch_alter_table("reports", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_reports_raw_sha256"))
         batch_op.drop_index(batch_op.f("ix_reports_day"))
 
     op.drop_table("reports")
