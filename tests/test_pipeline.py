@@ -141,3 +141,39 @@ def test_corpus_every_input_is_stored_or_kept(store: Store, corpus_dir: Path) ->
     assert store.count_reports() == tally.new
     assert any("negative__not-a-report" in origin for origin in kept)
     assert len(kept) == tally.quarantined
+
+
+@pytest.mark.parametrize(
+    ("files", "args", "code", "out"),
+    [
+        ({"a.json": GOOD}, [], 0, "1 new, 0 duplicate, 0 quarantined"),
+        ({"a.json": GOOD, "b.json": b"{"}, [], 1, "1 new, 0 duplicate, 1 quarantined"),
+        ({"a.json": GOOD}, ["--json"], 0, '{"new": 1, "duplicate": 0, "quarantined": 0'),
+    ],
+)
+def test_cli_ingest_paths(
+    tmp_path: Path,
+    store_url: str,
+    capsys: pytest.CaptureFixture[str],
+    files: dict[str, bytes],
+    args: list[str],
+    code: int,
+    out: str,
+) -> None:
+    from stspilot.cli import main
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
+    assert main(["ingest", str(folder), "--db", store_url, *args]) == code
+    assert capsys.readouterr().out.startswith(out)
+
+
+def test_cli_ingest_missing_path_is_operational_error(
+    tmp_path: Path, store_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from stspilot.cli import main
+
+    assert main(["ingest", str(tmp_path / "nope"), "--db", store_url]) == 4
+    assert "no such file" in capsys.readouterr().err

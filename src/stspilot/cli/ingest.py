@@ -16,6 +16,7 @@ from stspilot.errors import ConfigError
 if TYPE_CHECKING:
     from stspilot.ingest.imap import PollResult
     from stspilot.ingest.pipeline import Tally
+    from stspilot.store import Store
 
 HELP = """Store TLS-RPT reports from files, folders, mbox files and Maildirs.
 
@@ -76,7 +77,7 @@ def ingest_command(
 
 
 def _run_paths(
-    store: object, paths: list[str], batch_size: int, workers: int, *, as_json: bool
+    store: Store, paths: list[str], batch_size: int, workers: int, *, as_json: bool
 ) -> int:
     from rich.console import Console
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -103,12 +104,16 @@ def _run_paths(
         def on_progress(tally: Tally, done: int) -> None:
             progress.update(task, completed=done, description=_tally_line(tally))
 
+        def on_error(path: Path, exc: OSError) -> None:
+            console.print(f"stspilot: cannot read {path}: {exc.strerror or exc}", markup=False)
+
         tally = ingest_paths(
-            store,  # type: ignore[arg-type]  # a Store
+            store,
             resolved,
             batch_size=batch_size,
             workers=workers,
             on_progress=on_progress,
+            on_error=on_error,
         )
     if as_json:
         typer.echo(json.dumps(_tally_dict(tally)))
@@ -118,7 +123,7 @@ def _run_paths(
 
 
 def _run_imap(
-    store: object, config_path: Path | None, *, watch: bool, interval: float, as_json: bool
+    store: Store, config_path: Path | None, *, watch: bool, interval: float, as_json: bool
 ) -> int:
     from stspilot.ingest.imap import ImapError, load_imap_config, poll_once
     from stspilot.ingest.imap import watch as watch_folder
@@ -138,13 +143,13 @@ def _run_imap(
         sys.stdout.flush()
 
     if not watch:
-        result = poll_once(store, config)  # type: ignore[arg-type]  # a Store
+        result = poll_once(store, config)
         show(result)
         return _exit_code(result.tally)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    watch_folder(store, config, interval=interval, stop=stop, on_poll=show)  # type: ignore[arg-type]
+    watch_folder(store, config, interval=interval, stop=stop, on_poll=show)
     return 0
 
 

@@ -100,9 +100,9 @@ def prepare_unit(raw: bytes, *, origin: str, received_at: datetime, limits: Limi
         return prepare_unreadable(
             raw, origin=origin, received_at=received_at, code=exc.code, reason=str(exc)
         )
-    except (ValueError, LookupError, MemoryError, RecursionError) as exc:
-        # The decoder should raise ReportError; anything else is a bug there, but the bytes
-        # must still be kept (design: "never dropped").
+    except Exception as exc:
+        # The decoder raises ReportError for bad input; anything else is a bug there, but the
+        # bytes must still be kept (design: "never dropped") and the run must go on.
         return prepare_unreadable(
             raw,
             origin=origin,
@@ -126,7 +126,7 @@ def prepare_unit(raw: bytes, *, origin: str, received_at: datetime, limits: Limi
         except ReportError as exc:
             failures.append((part.label, exc.code, str(exc)))
             continue
-        except (ValueError, LookupError, RecursionError) as exc:
+        except Exception as exc:  # a parser bug: keep the unit, say what broke, go on
             failures.append((part.label, "report.parse.internal", f"{type(exc).__name__}: {exc}"))
             continue
         extra = part.deviations
