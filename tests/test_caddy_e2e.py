@@ -1,0 +1,184 @@
+"""End to end: a hosted policy fetched through Caddy over HTTPS with a certificate Caddy obtained
+on demand from a local ACME CA (pebble), checked by stspilot's own checker (issue 5)."""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from caddy_world import (
+    LOOPBACK,
+    SHIPPED_CADDYFILE,
+    CaddyWorld,
+    Process,
+    caddy_env,
+    derive_caddyfile,
+    missing_tools,
+    start_world,
+)
+from stspilot.check import CheckOptions, Probes, gather_facts
+from stspilot.evaluate import evaluate
+from stspilot.facts import FetchOutcome
+from stspilot.findings import Severity
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(missing_tools() is not None, reason=str(missing_tools())),
+]
+
+HOSTED = "hosted.test"
+STRANGER = "stranger.test"
+POLICY = f"version: STSv1\r\nmode: testing\r\nmx: mx.{HOSTED}\r\nmax_age: 86400\r\n"
+
+STANDIN_CADDYFILE = """\
+{
+	on_demand_tls {
+		ask {$STSPILOT_ASK_URL}
+	}
+}
+
+https:// {
+	tls {
+		on_demand
+	}
+	reverse_proxy {$STSPILOT_UPSTREAM}
+}
+"""
+
+
+def caddyfile_text() -> str:
+    if SHIPPED_CADDYFILE.is_file():
+        return SHIPPED_CADDYFILE.read_text()
+    return STANDIN_CADDYFILE
+
+
+def start_standin(world: CaddyWorld) -> Process:
+    argv = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "--factory",
+        "caddy_world:standin_app",
+        "--app-dir",
+        str(Path(__file__).parent),
+        "--host",
+        LOOPBACK,
+        "--port",
+        str(world.app_port),
+        "--log-level",
+        "info",
+    ]
+    env = {"STANDIN_HOSTED": world.hosted, "STANDIN_POLICY": world.policy}
+    return Process("app", argv, log=world.root / "logs" / "app.log", env=env)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CaddyWorld]:
+    running = start_world(
+        tmp_path_factory.mktemp("caddy-e2e"),
+        hosted=HOSTED,
+        stranger=STRANGER,
+        policy=POLICY,
+        start_app=start_standin,
+        caddyfile_text=caddyfile_text(),
+    )
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+def options(world: CaddyWorld) -> CheckOptions:
+    return CheckOptions(
+        nameserver=LOOPBACK,
+        dns_port=world.dns_port,
+        ca_file=world.pebble_root,  # trust pebble's root of this run, as a sender trusts WebPKI
+        port_map={443: world.https_port},
+        probe_mx=False,
+        fetch_timeout=30.0,  # the first handshake waits for the on-demand issuance
+        deadline=40.0,
+    )
+
+
+async def test_checker_fetches_the_hosted_policy_through_caddy(world: CaddyWorld) -> None:
+    opts = options(world)
+    async with Probes(opts) as probes:
+        facts = await gather_facts(HOSTED, probes=probes, options=opts)
+    fetch = facts.policy
+    assert fetch is not None
+    assert fetch.outcome is FetchOutcome.OK, (
+        fetch.error,
+        world.processes["caddy"].output()[-3000:],
+    )
+    assert fetch.status == 200
+    assert fetch.content_type.split(";")[0].strip() == "text/plain"
+    assert fetch.body == POLICY.encode()
+    # The certificate validated against pebble's root: Caddy got it from the ACME CA, on demand.
+    assert fetch.tls is not None and fetch.tls.ok
+    assert fetch.tls.cert is not None
+    assert fetch.tls.cert.issuer.startswith("CN=Pebble Intermediate CA")
+    assert fetch.tls.cert.dns_names == (f"mta-sts.{HOSTED}",)
+    assert f"mta-sts.{HOSTED}" in world.issued_names()
+    assert (f"mta-sts.{HOSTED}", 200) in world.asks()
+    # RFC 8461 §3.3: the checker finds nothing wrong with the policy host or its certificate.
+    result = evaluate(facts)
+    policy_problems = [
+        f
+        for f in result.findings
+        if f.code.startswith(("sts.policy", "sts.orphan"))
+        and f.severity >= Severity.WARNING
+        and f.code != "sts.policy.mode-testing"
+    ]
+    assert policy_problems == []
+    assert result.policy is not None and result.policy.mode.value == "testing"
+
+
+def handshake(world: CaddyWorld, name: str) -> ssl.SSLError | None:
+    """TLS to Caddy with ``name`` as SNI; the error, or None when a certificate validated."""
+    context = ssl.create_default_context(cafile=str(world.pebble_root))
+    with socket.create_connection((LOOPBACK, world.https_port), timeout=10) as raw:
+        raw.settimeout(10)
+        try:
+            with context.wrap_socket(raw, server_hostname=name):
+                return None
+        except ssl.SSLError as exc:
+            return exc
+
+
+@pytest.mark.parametrize(
+    "name",
+    [f"mta-sts.{STRANGER}", HOSTED, f"www.mta-sts.{HOSTED}"],
+    ids=["unhosted-domain", "hosted-domain-apex", "below-mta-sts"],
+)
+def test_caddy_refuses_a_certificate_for_names_the_app_does_not_host(
+    world: CaddyWorld, name: str
+) -> None:
+    error = handshake(world, name)
+    # Caddy answers the handshake with an alert: no certificate, not an HTTP error page.
+    assert error is not None
+    assert "alert" in str(error).lower()
+    assert name not in world.issued_names()
+    assert any(asked == name and status >= 400 for asked, status in world.asks()), world.asks()
+
+
+def test_caddy_accepts_the_derived_caddyfile() -> None:
+    """``caddy adapt`` reads the test variant of the shipped file: the site blocks as shipped."""
+    text = derive_caddyfile(caddyfile_text(), ["http_port 18080", "https_port 18443"])
+    env = caddy_env("http://127.0.0.1:8080/ask", "127.0.0.1:8080")
+    adapted = subprocess.run(
+        ["caddy", "adapt", "--adapter", "caddyfile", "--config", "/dev/stdin"],
+        input=text.encode(),
+        capture_output=True,
+        timeout=30,
+        env={"PATH": "/usr/bin:/bin", "HOME": "/nonexistent", **env},
+        check=False,
+    )
+    assert adapted.returncode == 0, adapted.stderr.decode()
+    assert b'"on_demand":true' in adapted.stdout
+    assert b"http://127.0.0.1:8080/ask" in adapted.stdout
