@@ -21,8 +21,9 @@ missing reports while the stored ones come back as duplicates.
 from __future__ import annotations
 
 import os
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -228,10 +229,11 @@ class _Unit:
     limits: Limits = field(compare=False)
 
 
-def _prepare(unit: _Unit) -> Prepared:  # module level: picklable for the process pool
-    return prepare_unit(
-        unit.raw, origin=unit.origin, received_at=unit.received_at, limits=unit.limits
-    )
+def _prepare_many(units: list[_Unit]) -> list[Prepared]:  # module level: picklable for a pool
+    return [
+        prepare_unit(u.raw, origin=u.origin, received_at=u.received_at, limits=u.limits)
+        for u in units
+    ]
 
 
 ErrorCallback = Callable[[Path, OSError], None]
@@ -287,21 +289,32 @@ def ingest_paths(
         errors.append((path, exc))
         if on_error is not None:
             on_error(path, exc)
-    pool: Executor | None = None
+
     n_workers = workers if workers > 0 else min(4, os.cpu_count() or 1)
-    if n_workers > 1:
-        pool = ProcessPoolExecutor(max_workers=n_workers)
+    # With workers, batches are parsed in other processes while this one commits: up to
+    # n_workers batches in flight, committed strictly in order.
+    pool = ProcessPoolExecutor(max_workers=n_workers) if n_workers > 1 else None
+    in_flight: deque[tuple[int, Future[list[Prepared]]]] = deque()
+
+    def commit(size: int, prepared: list[Prepared]) -> None:
+        nonlocal tally, done
+        tally = tally + Tally.of(commit_prepared(store, prepared))
+        done += size
+        if on_progress is not None:
+            on_progress(tally + Tally(errors=len(errors)), done)
+
     try:
         for batch in _batches(paths, batch_size, use_limits, clock, failed):
-            if pool is not None:
-                chunk = max(1, len(batch) // (n_workers * 4))
-                prepared = list(pool.map(_prepare, batch, chunksize=chunk))
-            else:
-                prepared = [_prepare(unit) for unit in batch]
-            tally = tally + Tally.of(commit_prepared(store, prepared))
-            done += len(batch)
-            if on_progress is not None:
-                on_progress(tally + Tally(errors=len(errors)), done)
+            if pool is None:
+                commit(len(batch), _prepare_many(batch))
+                continue
+            in_flight.append((len(batch), pool.submit(_prepare_many, batch)))
+            if len(in_flight) > n_workers:  # one more than workers: the pool never idles
+                size, future = in_flight.popleft()
+                commit(size, future.result())
+        while in_flight:
+            size, future = in_flight.popleft()
+            commit(size, future.result())
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)
