@@ -404,3 +404,85 @@ def test_bad_urls_are_config_errors() -> None:
 
     with pytest.raises(ConfigError):
         Store.open("mysql://localhost/x")
+
+
+# --- crash safety: SIGKILL a writer at random moments, then re-run ----------------------------
+
+WRITER = r"""
+import sys
+from datetime import UTC, datetime, timedelta
+from stspilot.reports import FailureDetail, PolicyResult, TlsReport
+from stspilot.store import NewReport, Store
+
+def report(i):
+    start = datetime(2026, 11, 1, tzinfo=UTC) + timedelta(days=i % 20)
+    pols = tuple(
+        PolicyResult("sts", f"d{k}.example", ("version: STSv1",), ("mx.example",), 10 + i, k,
+                     tuple(FailureDetail("certificate-expired", 1, "192.0.2.1", "mx.example")
+                           for _ in range(k)))
+        for k in range(3)
+    )
+    return TlsReport("Org", f"r{i}", start, start + timedelta(hours=23), None, pols)
+
+store = Store.open(sys.argv[1])
+total, size = int(sys.argv[2]), int(sys.argv[3])
+for lo in range(0, total, size):
+    items = [NewReport(report(i), f"raw{i}".encode(), f"f{i}", datetime.now(UTC))
+             for i in range(lo, min(total, lo + size))]
+    store.add_reports(items)
+    print(lo + size, flush=True)
+"""
+
+
+def _consistent(store: Store) -> int:
+    """Every stored report has all its policies, details and raw bytes: nothing half-written."""
+    from sqlalchemy import text
+
+    with store.engine.connect() as conn:
+        bad = conn.execute(
+            text(
+                "SELECT count(*) FROM reports r WHERE r.policy_count != "
+                "(SELECT count(*) FROM report_policies p WHERE p.report_pk = r.id) "
+                "OR 3 != (SELECT count(*) FROM failure_details f WHERE f.report_pk = r.id) "
+                "OR NOT EXISTS (SELECT 1 FROM raw_blobs b WHERE b.sha256 = r.raw_sha256)"
+            )
+        ).scalar_one()
+        assert bad == 0
+    return store.count_reports()
+
+
+def test_sigkill_during_writes_then_rerun_stores_each_report_once(store_url: str) -> None:
+    import random
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    total, size = 3000, 100
+    Store.open(store_url).close()  # migrate first, so the kill lands in the writes
+    rng = random.Random(8461)
+    counts = []
+    for _ in range(3):
+        proc = subprocess.Popen(
+            [sys.executable, "-c", WRITER, store_url, str(total), str(size)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert proc.stdout is not None
+        proc.stdout.readline()  # at least one batch committed, then kill mid-run
+        time.sleep(rng.uniform(0.0, 0.3))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+        proc.stdout.close()
+        with Store.open(store_url) as store:
+            counts.append(_consistent(store))
+    assert counts[0] > 0 and counts == sorted(counts)  # committed batches survive
+    done = subprocess.run(
+        [sys.executable, "-c", WRITER, store_url, str(total), str(size)],
+        capture_output=True,
+        timeout=120,
+        check=True,
+    )
+    assert done.returncode == 0
+    with Store.open(store_url) as store:
+        assert _consistent(store) == total

@@ -58,6 +58,12 @@ class Store:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
         self.dialect = engine.dialect.name
+        # The write path also talks to the driver directly (executemany, COPY): its errors
+        # (sqlite3.Error, psycopg.Error) become StoreError like SQLAlchemy's.
+        self._db_errors: tuple[type[BaseException], ...] = (
+            SQLAlchemyError,
+            engine.dialect.loaded_dbapi.Error,
+        )
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -124,7 +130,7 @@ class Store:
                 conn = conn.execution_options(stspilot_write=True)
                 with conn.begin():
                     yield conn
-        except SQLAlchemyError as exc:
+        except self._db_errors as exc:
             raise StoreError(f"database write failed: {exc.__class__.__name__}: {exc}") from exc
 
     @contextmanager

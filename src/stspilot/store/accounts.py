@@ -1,0 +1,402 @@
+"""Tenants, users (scrypt-hashed passwords) and API tokens (stored hashed) for the web app.
+
+An MSP runs one stspilot for many customers: every user and every hosted domain belongs to one
+tenant, and a user sees only its tenant's domains unless it is an admin (the operator). Session
+cookies are stateless (signed by the web app); ``session_epoch`` lets one revoke them all.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import re
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Connection,
+    ForeignKey,
+    Index,
+    Integer,
+    Select,
+    String,
+    Table,
+    select,
+)
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+
+from stspilot.errors import ConfigError, StoreError
+from stspilot.store.schema import Id, UtcDateTime, metadata
+
+if TYPE_CHECKING:
+    from stspilot.store.api import Store
+
+
+class NotFound(StoreError, LookupError):
+    """The named thing does not exist (or the caller may not know that it does)."""
+
+
+class Conflict(StoreError):
+    """The thing exists already, or its state forbids the change."""
+
+
+tenants = Table(
+    "tenants",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("name", String(128), nullable=False, unique=True),
+    Column("created_at", UtcDateTime(), nullable=False),
+)
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("tenant_id", Id, ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False),
+    Column("name", String(128), nullable=False, unique=True),
+    Column("password_hash", String(256), nullable=False),
+    Column("is_admin", Boolean(), nullable=False),
+    Column("disabled", Boolean(), nullable=False),
+    # Part of every session cookie: bumping it logs the user out everywhere.
+    Column("session_epoch", Integer(), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+)
+Index(None, users.c.tenant_id)
+
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("user_id", Id, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("name", String(128), nullable=False),
+    Column("prefix", String(16), nullable=False),  # shown in listings; the token is not kept
+    Column("token_sha256", String(64), nullable=False, unique=True),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("revoked", Boolean(), nullable=False),
+)
+Index(None, api_tokens.c.user_id)
+
+# --- passwords and tokens ----------------------------------------------------------------------
+
+# scrypt (stdlib, memory-hard): N=2^14, r=8, p=1 is 16 MiB and ~50 ms per hash, the parameter
+# set RFC 7914 §2 and OWASP name for interactive logins. Encoded with its parameters so they
+# can be raised later without invalidating stored hashes.
+SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
+TOKEN_PREFIX = "stsp_"
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@+\-]{0,127}")
+MIN_PASSWORD = 8
+MAX_PASSWORD = 1024  # scrypt hashes anything, but a megabyte password is a denial of service
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def hash_password(password: str, *, n: int = SCRYPT_N) -> str:
+    """``scrypt$N$r$p$salt$hash`` for ``password`` with a fresh 16-byte salt."""
+    if len(password) > MAX_PASSWORD:
+        raise ConfigError(f"a password has at most {MAX_PASSWORD} characters")
+    salt = secrets.token_bytes(16)
+    digest = hashlib.scrypt(
+        password.encode("utf-8"), salt=salt, n=n, r=SCRYPT_R, p=SCRYPT_P, dklen=32
+    )
+    return f"scrypt${n}${SCRYPT_R}${SCRYPT_P}${_b64(salt)}${_b64(digest)}"
+
+
+def verify_password(password: str, encoded: str) -> bool:
+    """Constant-time check of ``password`` against ``hash_password``'s output."""
+    try:
+        scheme, n, r, p, salt, digest = encoded.split("$")
+        if scheme != "scrypt" or len(password) > MAX_PASSWORD:
+            return False
+        want = base64.b64decode(digest)
+        got = hashlib.scrypt(
+            password.encode("utf-8"),
+            salt=base64.b64decode(salt),
+            n=int(n),
+            r=int(r),
+            p=int(p),
+            dklen=len(want),
+            maxmem=128 * 1024 * 1024,
+        )
+    except (ValueError, TypeError):
+        return False
+    return hmac.compare_digest(got, want)
+
+
+# Verified against when the user does not exist, so "no such user" takes as long as "wrong
+# password" and the login form does not reveal which names exist.
+_DUMMY_HASH = hash_password(secrets.token_urlsafe(16))
+
+
+def token_digest(token: str) -> str:
+    # Tokens are 256 random bits: a plain SHA-256 is enough (no dictionary to guard against)
+    # and lets the lookup be one indexed equality.
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def check_name(name: str, what: str) -> str:
+    if not _NAME.fullmatch(name):
+        raise ConfigError(
+            f"{what} name {name!r}: use 1-128 letters, digits and _ . @ + - (start with a "
+            "letter or digit)"
+        )
+    return name
+
+
+# --- models ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Tenant:
+    id: int
+    name: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    id: int
+    name: str
+    tenant_id: int
+    tenant: str
+    is_admin: bool
+    disabled: bool
+    session_epoch: int
+    created_at: datetime
+
+    def may_see(self, tenant_id: int) -> bool:
+        """Admins see every tenant; everyone else only their own."""
+        return self.is_admin or tenant_id == self.tenant_id
+
+
+@dataclass(frozen=True, slots=True)
+class ApiToken:
+    id: int
+    user_id: int
+    name: str
+    prefix: str
+    created_at: datetime
+    revoked: bool
+
+
+_USER_COLUMNS = (
+    users.c.id,
+    users.c.name,
+    users.c.tenant_id,
+    tenants.c.name,
+    users.c.is_admin,
+    users.c.disabled,
+    users.c.session_epoch,
+    users.c.created_at,
+)
+_TOKEN_COLUMNS = (
+    api_tokens.c.id,
+    api_tokens.c.user_id,
+    api_tokens.c.name,
+    api_tokens.c.prefix,
+    api_tokens.c.created_at,
+    api_tokens.c.revoked,
+)
+
+
+def _user_query() -> Select[Any]:
+    return select(*_USER_COLUMNS).join(tenants, tenants.c.id == users.c.tenant_id)
+
+
+class Accounts:
+    """Tenants, users and API tokens in the ``Store``'s database."""
+
+    def __init__(self, store: Store) -> None:
+        self._engine = store.engine
+
+    @contextmanager
+    def _conn(self, *, write: bool) -> Iterator[Connection]:
+        try:
+            with self._engine.connect() as conn:
+                if write:
+                    conn = conn.execution_options(stspilot_write=True)
+                with conn.begin():
+                    yield conn
+        except IntegrityError as exc:
+            raise Conflict(f"already exists: {exc.orig}") from exc
+        except SQLAlchemyError as exc:
+            raise StoreError(f"database error: {exc.__class__.__name__}: {exc}") from exc
+
+    # -- tenants ------------------------------------------------------------------------------
+
+    def add_tenant(self, name: str, *, now: datetime) -> Tenant:
+        check_name(name, "tenant")
+        with self._conn(write=True) as conn:
+            if conn.execute(select(tenants.c.id).where(tenants.c.name == name)).first():
+                raise Conflict(f"tenant {name!r} exists already")
+            pk = conn.execute(
+                tenants.insert().returning(tenants.c.id), {"name": name, "created_at": now}
+            ).scalar_one()
+        return Tenant(int(pk), name, now)
+
+    def get_tenant(self, name: str) -> Tenant | None:
+        with self._conn(write=False) as conn:
+            row = conn.execute(select(tenants).where(tenants.c.name == name)).first()
+        return None if row is None else Tenant(int(row.id), row.name, row.created_at)
+
+    def tenant(self, name: str) -> Tenant:
+        found = self.get_tenant(name)
+        if found is None:
+            raise NotFound(f"no tenant {name!r}")
+        return found
+
+    def list_tenants(self) -> list[Tenant]:
+        with self._conn(write=False) as conn:
+            rows = conn.execute(select(tenants).order_by(tenants.c.name)).all()
+        return [Tenant(int(r.id), r.name, r.created_at) for r in rows]
+
+    # -- users --------------------------------------------------------------------------------
+
+    def add_user(
+        self,
+        name: str,
+        password: str,
+        *,
+        tenant: str,
+        now: datetime,
+        admin: bool = False,
+        password_n: int = SCRYPT_N,
+    ) -> User:
+        check_name(name, "user")
+        if len(password) < MIN_PASSWORD:
+            raise ConfigError(f"a password has at least {MIN_PASSWORD} characters")
+        encoded = hash_password(password, n=password_n)
+        owner = self.tenant(tenant)
+        with self._conn(write=True) as conn:
+            if conn.execute(select(users.c.id).where(users.c.name == name)).first():
+                raise Conflict(f"user {name!r} exists already")
+            pk = conn.execute(
+                users.insert().returning(users.c.id),
+                {
+                    "tenant_id": owner.id,
+                    "name": name,
+                    "password_hash": encoded,
+                    "is_admin": admin,
+                    "disabled": False,
+                    "session_epoch": 0,
+                    "created_at": now,
+                },
+            ).scalar_one()
+        return User(int(pk), name, owner.id, owner.name, admin, False, 0, now)
+
+    def get_user(self, user_id: int) -> User | None:
+        with self._conn(write=False) as conn:
+            row = conn.execute(_user_query().where(users.c.id == user_id)).first()
+        return None if row is None else User(*row)
+
+    def get_user_by_name(self, name: str) -> User | None:
+        with self._conn(write=False) as conn:
+            row = conn.execute(_user_query().where(users.c.name == name)).first()
+        return None if row is None else User(*row)
+
+    def list_users(self, tenant_id: int | None = None) -> list[User]:
+        q = _user_query().order_by(users.c.name)
+        if tenant_id is not None:
+            q = q.where(users.c.tenant_id == tenant_id)
+        with self._conn(write=False) as conn:
+            return [User(*row) for row in conn.execute(q)]
+
+    def authenticate(self, name: str, password: str) -> User | None:
+        """The enabled user with this name and password, else None (in about equal time)."""
+        with self._conn(write=False) as conn:
+            row = conn.execute(
+                select(users.c.id, users.c.password_hash, users.c.disabled).where(
+                    users.c.name == name
+                )
+            ).first()
+        if row is None:
+            verify_password(password, _DUMMY_HASH)
+            return None
+        if not verify_password(password, row.password_hash) or row.disabled:
+            return None
+        return self.get_user(int(row.id))
+
+    def set_password(self, name: str, password: str, *, password_n: int = SCRYPT_N) -> None:
+        """New password; also ends every session of the user."""
+        if len(password) < MIN_PASSWORD:
+            raise ConfigError(f"a password has at least {MIN_PASSWORD} characters")
+        encoded = hash_password(password, n=password_n)
+        with self._conn(write=True) as conn:
+            done = conn.execute(
+                users.update()
+                .where(users.c.name == name)
+                .values(password_hash=encoded, session_epoch=users.c.session_epoch + 1)
+            )
+            if done.rowcount != 1:
+                raise NotFound(f"no user {name!r}")
+
+    def end_sessions(self, user_id: int) -> None:
+        with self._conn(write=True) as conn:
+            conn.execute(
+                users.update()
+                .where(users.c.id == user_id)
+                .values(session_epoch=users.c.session_epoch + 1)
+            )
+
+    # -- API tokens ---------------------------------------------------------------------------
+
+    def create_token(self, user_id: int, name: str, *, now: datetime) -> tuple[str, ApiToken]:
+        """A new token for the user: the secret is returned once and only its hash is kept."""
+        check_name(name, "token")
+        secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
+        prefix = secret[: len(TOKEN_PREFIX) + 6]
+        with self._conn(write=True) as conn:
+            if conn.execute(select(users.c.id).where(users.c.id == user_id)).first() is None:
+                raise NotFound(f"no user {user_id}")
+            pk = conn.execute(
+                api_tokens.insert().returning(api_tokens.c.id),
+                {
+                    "user_id": user_id,
+                    "name": name,
+                    "prefix": prefix,
+                    "token_sha256": token_digest(secret),
+                    "created_at": now,
+                    "revoked": False,
+                },
+            ).scalar_one()
+        return secret, ApiToken(int(pk), user_id, name, prefix, now, False)
+
+    def user_for_token(self, secret: str) -> User | None:
+        """The enabled user a live token belongs to, else None."""
+        if not secret.startswith(TOKEN_PREFIX) or len(secret) > 128:
+            return None
+        q = (
+            _user_query()
+            .join(api_tokens, api_tokens.c.user_id == users.c.id)
+            .where(
+                api_tokens.c.token_sha256 == token_digest(secret),
+                api_tokens.c.revoked.is_(False),
+                users.c.disabled.is_(False),
+            )
+        )
+        with self._conn(write=False) as conn:
+            row = conn.execute(q).first()
+        return None if row is None else User(*row)
+
+    def list_tokens(self, user_id: int) -> list[ApiToken]:
+        q = select(*_TOKEN_COLUMNS).where(api_tokens.c.user_id == user_id).order_by(api_tokens.c.id)
+        with self._conn(write=False) as conn:
+            return [ApiToken(*row) for row in conn.execute(q)]
+
+    def revoke_token(self, user_id: int, token_id: int) -> None:
+        with self._conn(write=True) as conn:
+            done = conn.execute(
+                api_tokens.update()
+                .where(api_tokens.c.id == token_id, api_tokens.c.user_id == user_id)
+                .values(revoked=True)
+            )
+            if done.rowcount != 1:
+                raise NotFound(f"no token {token_id}")
