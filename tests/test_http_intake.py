@@ -134,7 +134,9 @@ def _break(store: Store) -> None:
             conn.execute(text(f"DROP TABLE {table}{cascade}"))
 
 
-async def test_store_failure_is_503_with_retry_after(client: httpx.AsyncClient, store: Store) -> None:
+async def test_store_failure_is_503_with_retry_after(
+    client: httpx.AsyncClient, store: Store
+) -> None:
     _break(store)
     for body in (gzip.compress(REPORT), b"junk"):
         response = await client.post(
