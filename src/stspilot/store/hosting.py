@@ -317,7 +317,7 @@ class HostedPolicies:
             raise NotFound(f"{domain!r} is not a hosted domain")
         return found
 
-    def list(self, tenant_id: int | None = None) -> list[HostedDomain]:
+    def list_domains(self, tenant_id: int | None = None) -> list[HostedDomain]:
         q = select(*_DOMAIN_COLUMNS).join(tenants, tenants.c.id == hosted_domains.c.tenant_id)
         if tenant_id is not None:
             q = q.where(hosted_domains.c.tenant_id == tenant_id)

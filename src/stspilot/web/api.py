@@ -1,0 +1,658 @@
+"""The JSON API (``/api``): hosted domains and their policies, MX sync, decommission, checks,
+reports, summaries, rollout, tokens and accounts, with an OpenAPI description.
+
+Every route needs a user (``require_user``); a user sees only its tenant's domains, admins see
+all. A domain of another tenant is answered exactly like an unknown one (404), so names do not
+leak across tenants.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.encoders import jsonable_encoder
+from pydantic import BaseModel, Field
+
+from stspilot.errors import ConfigError
+from stspilot.evidence import LiveState, MxState, ReportWindow, window_from_reports
+from stspilot.generate import MAX_AGE_LIMIT, normalize_host
+from stspilot.store.accounts import ApiToken, Conflict, NotFound, Tenant, User
+from stspilot.store.hosting import HostedDomain, MxSync, PolicyVersion
+from stspilot.store.models import CheckRecord
+from stspilot.web.auth import context, require_admin, require_user
+from stspilot.web.hosting import publish_info
+
+Mode = Literal["testing", "enforce", "none"]
+CurrentUser = Annotated[User, Depends(require_user)]
+Admin = Annotated[User, Depends(require_admin)]
+DomainName = Annotated[str, Field(min_length=3, max_length=253)]
+MxList = Annotated[list[Annotated[str, Field(max_length=253)]], Field(max_length=64)]
+
+# --- models ------------------------------------------------------------------------------------
+
+
+class DomainCreate(BaseModel):
+    domain: DomainName
+    mode: Mode = "testing"
+    mx: MxList = Field(default_factory=list)
+    max_age: int | None = Field(default=None, ge=0, le=MAX_AGE_LIMIT)
+    crlf: bool = False
+    auto_sync_mx: bool = False
+    tenant: str | None = Field(default=None, description="admins only: the owning tenant")
+
+
+class DomainPatch(BaseModel):
+    mode: Mode | None = None
+    mx: MxList | None = None
+    max_age: int | None = Field(default=None, ge=0, le=MAX_AGE_LIMIT)
+    crlf: bool | None = None
+    auto_sync_mx: bool | None = None
+
+
+class Record(BaseModel):
+    name: str
+    type: str
+    value: str
+
+
+class Publish(BaseModel):
+    domain: str
+    policy_id: str
+    policy_url: str
+    txt_value: str
+    records: list[Record]
+    steps: list[str]
+
+
+class DomainOut(BaseModel):
+    domain: str
+    tenant: str
+    mode: str
+    mx: list[str]
+    max_age: int
+    policy_id: str
+    version: int
+    policy: str
+    crlf: bool
+    auto_sync_mx: bool
+    state: str
+    remove_after: datetime | None
+    pending_mx: list[str] | None
+    created_at: datetime
+    updated_at: datetime
+    publish: Publish
+
+
+class VersionOut(BaseModel):
+    version: int
+    policy_id: str
+    mode: str
+    mx: list[str]
+    max_age: int
+    policy: str
+    reason: str
+    actor: str
+    created_at: datetime
+
+
+class SyncIn(BaseModel):
+    live_mx: MxList | None = Field(
+        default=None, description="the live MX hosts; default: those of the latest stored check"
+    )
+    apply: bool | None = Field(default=None, description="default: the domain's auto_sync_mx")
+
+
+class SyncOut(BaseModel):
+    domain: str
+    live_mx: list[str]
+    current: list[str]
+    proposed: list[str]
+    added: list[str]
+    removed: list[str]
+    changed: bool
+    applied: bool
+    steps: list[str]
+    hosted: DomainOut
+
+
+class CheckOut(BaseModel):
+    id: int
+    domain: str
+    observed_at: datetime
+    stage: str
+    mode: str | None
+    worst_severity: str | None
+    findings_count: int
+    policy_id: str | None
+    mx_set: list[str]
+
+
+class CheckDetail(CheckOut):
+    result: dict[str, Any]
+
+
+class ReportOut(BaseModel):
+    id: int
+    organization_name: str
+    report_id: str
+    start: datetime
+    end: datetime
+    policy_domains: list[str]
+    successful_sessions: int
+    failed_sessions: int
+    origin: str
+    received_at: datetime
+
+
+class TokenIn(BaseModel):
+    name: str = Field(min_length=1, max_length=128)
+
+
+class TokenOut(BaseModel):
+    id: int
+    name: str
+    prefix: str
+    created_at: datetime
+    revoked: bool
+
+
+class TokenCreated(TokenOut):
+    token: str = Field(description="shown once; only its hash is stored")
+
+
+class TenantIn(BaseModel):
+    name: str = Field(min_length=1, max_length=128)
+
+
+class TenantOut(BaseModel):
+    name: str
+    created_at: datetime
+
+
+class UserIn(BaseModel):
+    name: str = Field(min_length=1, max_length=128)
+    password: str = Field(min_length=8, max_length=1024)
+    tenant: str = Field(min_length=1, max_length=128)
+    admin: bool = False
+
+
+class UserOut(BaseModel):
+    name: str
+    tenant: str
+    is_admin: bool
+    disabled: bool
+    created_at: datetime
+
+
+# --- conversions -------------------------------------------------------------------------------
+
+
+def _domain_out(request: Request, h: HostedDomain) -> DomainOut:
+    info = publish_info(h, context(request).settings)
+    return DomainOut(
+        domain=h.domain,
+        tenant=h.tenant,
+        mode=h.mode,
+        mx=list(h.mx),
+        max_age=h.max_age,
+        policy_id=h.policy_id,
+        version=h.version,
+        policy=h.policy_text,
+        crlf=h.crlf,
+        auto_sync_mx=h.auto_sync_mx,
+        state=h.state,
+        remove_after=h.remove_after,
+        pending_mx=None if h.pending_mx is None else list(h.pending_mx),
+        created_at=h.created_at,
+        updated_at=h.updated_at,
+        publish=Publish(**info),
+    )
+
+
+def _version_out(v: PolicyVersion) -> VersionOut:
+    return VersionOut(
+        version=v.version,
+        policy_id=v.policy_id,
+        mode=v.mode,
+        mx=list(v.mx),
+        max_age=v.max_age,
+        policy=v.policy_text,
+        reason=v.reason,
+        actor=v.actor,
+        created_at=v.created_at,
+    )
+
+
+def _check_out(c: CheckRecord) -> CheckOut:
+    return CheckOut(
+        id=c.id,
+        domain=c.domain,
+        observed_at=c.observed_at,
+        stage=c.stage,
+        mode=c.mode,
+        worst_severity=c.worst_severity,
+        findings_count=c.findings_count,
+        policy_id=c.policy_id,
+        mx_set=list(c.mx_set),
+    )
+
+
+def _token_out(t: ApiToken) -> TokenOut:
+    return TokenOut(
+        id=t.id, name=t.name, prefix=t.prefix, created_at=t.created_at, revoked=t.revoked
+    )
+
+
+def _visible(request: Request, user: User, domain: str) -> HostedDomain:
+    hosted = context(request).hosting.get(domain)
+    if hosted is None or not user.may_see(hosted.tenant_id):
+        raise NotFound(f"{domain!r} is not a hosted domain")
+    return hosted
+
+
+def _readable_domain(request: Request, user: User, domain: str) -> str:
+    """Reports and checks: admins read any domain, others only their tenant's hosted ones."""
+    name = normalize_host(domain)
+    if not user.is_admin:
+        _visible(request, user, name)
+    return name
+
+
+def _changed(request: Request) -> None:
+    context(request).policy_cache.invalidate()
+
+
+# --- routes ------------------------------------------------------------------------------------
+
+router = APIRouter(prefix="/api", tags=["api"])
+
+
+@router.get("/me", response_model=UserOut)
+def me(user: CurrentUser) -> UserOut:
+    return UserOut(
+        name=user.name,
+        tenant=user.tenant,
+        is_admin=user.is_admin,
+        disabled=user.disabled,
+        created_at=user.created_at,
+    )
+
+
+@router.get("/domains", response_model=list[DomainOut])
+def list_domains(request: Request, user: CurrentUser) -> list[DomainOut]:
+    hosting = context(request).hosting
+    hosted = hosting.list_domains(None if user.is_admin else user.tenant_id)
+    return [_domain_out(request, h) for h in hosted]
+
+
+@router.post("/domains", response_model=DomainOut, status_code=201)
+def add_domain(request: Request, user: CurrentUser, body: DomainCreate) -> DomainOut:
+    ctx = context(request)
+    tenant_id = user.tenant_id
+    if body.tenant is not None and body.tenant != user.tenant:
+        if not user.is_admin:
+            raise NotFound(f"no tenant {body.tenant!r}")
+        tenant_id = ctx.accounts.tenant(body.tenant).id
+    hosted = ctx.hosting.add(
+        body.domain,
+        tenant_id=tenant_id,
+        mode=body.mode,
+        mx=body.mx,
+        max_age=body.max_age,
+        crlf=body.crlf,
+        auto_sync_mx=body.auto_sync_mx,
+        now=ctx.clock(),
+        actor=user.name,
+    )
+    _changed(request)
+    return _domain_out(request, hosted)
+
+
+@router.get("/domains/{domain}", response_model=DomainOut)
+def get_domain(request: Request, user: CurrentUser, domain: str) -> DomainOut:
+    return _domain_out(request, _visible(request, user, domain))
+
+
+@router.patch("/domains/{domain}", response_model=DomainOut)
+def edit_domain(request: Request, user: CurrentUser, domain: str, body: DomainPatch) -> DomainOut:
+    ctx = context(request)
+    hosted = _visible(request, user, domain)
+    updated = ctx.hosting.update(
+        hosted.domain,
+        now=ctx.clock(),
+        mode=body.mode,
+        mx=body.mx,
+        max_age=body.max_age,
+        crlf=body.crlf,
+        auto_sync_mx=body.auto_sync_mx,
+        actor=user.name,
+    )
+    _changed(request)
+    return _domain_out(request, updated)
+
+
+@router.get("/domains/{domain}/history", response_model=list[VersionOut])
+def domain_history(request: Request, user: CurrentUser, domain: str) -> list[VersionOut]:
+    hosted = _visible(request, user, domain)
+    return [_version_out(v) for v in context(request).hosting.history(hosted.domain)]
+
+
+@router.get("/domains/{domain}/publish", response_model=Publish)
+def domain_publish(request: Request, user: CurrentUser, domain: str) -> Publish:
+    hosted = _visible(request, user, domain)
+    return Publish(**publish_info(hosted, context(request).settings))
+
+
+def _sync_out(request: Request, sync: MxSync) -> SyncOut:
+    steps: list[str] = []
+    if sync.changed and sync.applied:
+        h = sync.hosted
+        # RFC 8461 §8.1-8.2: policy first (done: it is served), then the new TXT id.
+        steps = [
+            f"1. The policy with {', '.join(sync.proposed)} is served now (id {h.policy_id}).",
+            f'2. Publish _mta-sts.{h.domain} TXT "{h.sts_txt_value}".',
+        ]
+    elif sync.changed:
+        steps = [f"Review and apply: POST /api/domains/{sync.domain}/sync-mx/apply"]
+    return SyncOut(
+        domain=sync.domain,
+        live_mx=list(sync.live_mx),
+        current=list(sync.current),
+        proposed=list(sync.proposed),
+        added=list(sync.added),
+        removed=list(sync.removed),
+        changed=sync.changed,
+        applied=sync.applied,
+        steps=steps,
+        hosted=_domain_out(request, sync.hosted),
+    )
+
+
+@router.post("/domains/{domain}/sync-mx", response_model=SyncOut)
+def sync_mx(request: Request, user: CurrentUser, domain: str, body: SyncIn) -> SyncOut:
+    ctx = context(request)
+    hosted = _visible(request, user, domain)
+    live = body.live_mx
+    if live is None:
+        latest = ctx.store.latest_check(hosted.domain)
+        if latest is None or not latest.mx_set:
+            raise Conflict(f"no stored check of {hosted.domain} with MX hosts: give live_mx")
+        live = list(latest.mx_set)
+    result = ctx.hosting.sync_mx(
+        hosted.domain, live, now=ctx.clock(), apply=body.apply, actor=user.name
+    )
+    if result.applied:
+        _changed(request)
+    return _sync_out(request, result)
+
+
+@router.post("/domains/{domain}/sync-mx/apply", response_model=DomainOut)
+def apply_sync(request: Request, user: CurrentUser, domain: str) -> DomainOut:
+    ctx = context(request)
+    hosted = _visible(request, user, domain)
+    updated = ctx.hosting.apply_pending_mx(hosted.domain, now=ctx.clock(), actor=user.name)
+    _changed(request)
+    return _domain_out(request, updated)
+
+
+@router.post("/domains/{domain}/decommission", response_model=DomainOut)
+def decommission(request: Request, user: CurrentUser, domain: str) -> DomainOut:
+    ctx = context(request)
+    hosted = _visible(request, user, domain)
+    updated = ctx.hosting.decommission(hosted.domain, now=ctx.clock(), actor=user.name)
+    _changed(request)
+    return _domain_out(request, updated)
+
+
+@router.delete("/domains/{domain}", status_code=204)
+def remove_domain(request: Request, user: CurrentUser, domain: str) -> None:
+    ctx = context(request)
+    hosted = _visible(request, user, domain)
+    ctx.hosting.remove(hosted.domain, now=ctx.clock())
+    _changed(request)
+
+
+# --- checks, reports, summaries, rollout -------------------------------------------------------
+
+
+@router.get("/domains/{domain}/checks", response_model=list[CheckOut])
+def list_checks(
+    request: Request,
+    user: CurrentUser,
+    domain: str,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[CheckOut]:
+    name = _readable_domain(request, user, domain)
+    history = context(request).store.check_history(name, limit=100_000)
+    return [_check_out(c) for c in history[-limit:]][::-1]
+
+
+@router.get("/domains/{domain}/checks/latest", response_model=CheckDetail)
+def latest_check(request: Request, user: CurrentUser, domain: str) -> CheckDetail:
+    name = _readable_domain(request, user, domain)
+    latest = context(request).store.latest_check(name)
+    if latest is None:
+        raise NotFound(f"no stored check of {name}")
+    return CheckDetail(**_check_out(latest).model_dump(), result=dict(latest.result))
+
+
+def _window(days: int, now: datetime) -> tuple[datetime, datetime]:
+    return now - timedelta(days=days), now
+
+
+@router.get("/domains/{domain}/reports", response_model=list[ReportOut])
+def list_reports(
+    request: Request,
+    user: CurrentUser,
+    domain: str,
+    days: Annotated[int, Query(ge=1, le=3660)] = 30,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+) -> list[ReportOut]:
+    ctx = context(request)
+    name = _readable_domain(request, user, domain)
+    since, until = _window(days, ctx.clock())
+    rows = ctx.store.list_reports(name, since, until, limit=limit, offset=offset)
+    return [
+        ReportOut(
+            id=r.pk,
+            organization_name=r.organization_name,
+            report_id=r.report_id,
+            start=r.start,
+            end=r.end,
+            policy_domains=list(r.policy_domains),
+            successful_sessions=r.successful_sessions,
+            failed_sessions=r.failed_sessions,
+            origin=r.origin,
+            received_at=r.received_at,
+        )
+        for r in rows
+    ]
+
+
+@router.get("/reports/{report_id}", response_model=dict[str, Any])
+def get_report(request: Request, user: CurrentUser, report_id: int) -> dict[str, Any]:
+    ctx = context(request)
+    stored = ctx.store.get_report(report_id) if 0 < report_id < 2**63 else None
+    if stored is None:
+        raise NotFound(f"no report {report_id}")
+    domains = {normalize_host(p.policy_domain) for p in stored.report.policies}
+    if not user.is_admin:
+        mine = {h.domain for h in ctx.hosting.list_domains(user.tenant_id)}
+        if not domains & mine:
+            raise NotFound(f"no report {report_id}")
+    encoded: dict[str, Any] = jsonable_encoder(
+        {
+            "id": stored.pk,
+            "origin": stored.origin,
+            "received_at": stored.received_at,
+            "report": stored.report,
+            "deviations": stored.deviations,
+        }
+    )
+    return encoded
+
+
+@router.get("/domains/{domain}/summary", response_model=dict[str, Any])
+def summary(
+    request: Request,
+    user: CurrentUser,
+    domain: str,
+    days: Annotated[int, Query(ge=1, le=3660)] = 14,
+) -> dict[str, Any]:
+    from stspilot.summary import summarize, summary_to_json
+
+    ctx = context(request)
+    name = _readable_domain(request, user, domain)
+    since, until = _window(days, ctx.clock())
+    aggregates = ctx.store.report_aggregates(name, since=since, until=until)
+    return summary_to_json(summarize(aggregates))
+
+
+@router.get("/domains/{domain}/rollout", response_model=dict[str, Any])
+def rollout(
+    request: Request,
+    user: CurrentUser,
+    domain: str,
+    days: Annotated[int, Query(ge=1, le=366)] = 14,
+    gate_days: Annotated[int, Query(ge=1, le=366)] = 7,
+) -> dict[str, Any]:
+    """The rollout assessment from the latest stored check (no live probe) and the reports."""
+    from stspilot.evidence import history_from_checks
+    from stspilot.render_rollout import rollout_to_json
+    from stspilot.rollout import RolloutInputs, assess_rollout
+
+    if gate_days > days:
+        raise ConfigError("gate_days cannot be longer than days")
+    ctx = context(request)
+    name = _readable_domain(request, user, domain)
+    latest = ctx.store.latest_check(name)
+    if latest is None:
+        raise NotFound(f"no stored check of {name}: run `stspilot check` or the monitor first")
+    now = ctx.clock()
+    inputs = RolloutInputs(
+        live=live_state_from_record(latest),
+        reports=_report_window(request, name, now - timedelta(days=days + 1), now),
+        history=history_from_checks(ctx.store.check_history(name)),
+    )
+    assessment = assess_rollout(inputs, now=now, window_days=days, gate_days=gate_days)
+    return rollout_to_json(assessment)
+
+
+def _report_window(request: Request, domain: str, since: datetime, until: datetime) -> ReportWindow:
+    store = context(request).store
+    reports, offset, page = [], 0, 500
+    while True:
+        listing = store.list_reports(domain, since, until, limit=page, offset=offset)
+        for item in listing:
+            stored = store.get_report(item.pk)
+            if stored is not None:
+                reports.append(stored.report)
+        if len(listing) < page:
+            break
+        offset += page
+    return window_from_reports(reports, domain)
+
+
+def live_state_from_record(record: CheckRecord) -> LiveState:
+    """``evidence.live_state_from_check`` for a stored check (its ``result_to_json`` form)."""
+    result: Mapping[str, Any] = record.result
+    effective = result.get("effective") or {}
+    policy = result.get("policy") if effective.get("usable") else None
+    findings = result.get("findings") or []
+    mx: list[MxState] = []
+    for item in result.get("mx") or []:
+        host = item.get("host")
+        if not host:
+            continue
+        codes = set(item.get("findings") or [])
+        problems = [
+            f
+            for f in findings
+            if f.get("subject") == host
+            and f.get("code") in codes
+            and str(f.get("code", "")).startswith("mx.")
+            and f.get("code") != "mx.cert.expiring"
+        ]
+        problem = f"{problems[0]['title']} ({problems[0]['code']})" if problems else ""
+        if not problem and item.get("tls_ok") is False:
+            problem = str(item.get("probe_outcome") or "")
+        mx.append(
+            MxState(
+                host=normalize_host(host),
+                covered_by=item.get("covered_by"),
+                tls_ok=item.get("tls_ok"),
+                problem=problem,
+                days_to_expiry=item.get("days_to_expiry"),
+            )
+        )
+    tlsrpt = result.get("tlsrpt") or {}
+    problem = ""
+    if result.get("sts_record") is not None and policy is None:
+        problem = f"{effective.get('reason', '')} ({effective.get('reason_code', '')})"
+    return LiveState(
+        domain=record.domain,
+        observed_at=record.observed_at,
+        sts_id=record.policy_id,
+        mode=policy.get("mode") if policy else None,
+        max_age=policy.get("max_age") if policy else None,
+        mx_patterns=tuple(policy.get("mx") or ()) if policy else (),
+        policy_sha256=record.policy_sha256 or "",
+        policy_problem=problem,
+        tlsrpt_rua=tuple(tlsrpt.get("rua") or ()) if tlsrpt.get("state") == "valid" else (),
+        mx=tuple(mx),
+    )
+
+
+# --- tokens and accounts -----------------------------------------------------------------------
+
+
+@router.get("/tokens", response_model=list[TokenOut])
+def list_tokens(request: Request, user: CurrentUser) -> list[TokenOut]:
+    return [_token_out(t) for t in context(request).accounts.list_tokens(user.id)]
+
+
+@router.post("/tokens", response_model=TokenCreated, status_code=201)
+def create_token(request: Request, user: CurrentUser, body: TokenIn) -> TokenCreated:
+    ctx = context(request)
+    secret, token = ctx.accounts.create_token(user.id, body.name, now=ctx.clock())
+    return TokenCreated(**_token_out(token).model_dump(), token=secret)
+
+
+@router.delete("/tokens/{token_id}", status_code=204)
+def revoke_token(request: Request, user: CurrentUser, token_id: int) -> None:
+    if not 0 < token_id < 2**63:
+        raise NotFound(f"no token {token_id}")
+    context(request).accounts.revoke_token(user.id, token_id)
+
+
+def _tenant_out(t: Tenant) -> TenantOut:
+    return TenantOut(name=t.name, created_at=t.created_at)
+
+
+@router.get("/tenants", response_model=list[TenantOut])
+def list_tenants(request: Request, user: Admin) -> list[TenantOut]:
+    return [_tenant_out(t) for t in context(request).accounts.list_tenants()]
+
+
+@router.post("/tenants", response_model=TenantOut, status_code=201)
+def add_tenant(request: Request, user: Admin, body: TenantIn) -> TenantOut:
+    ctx = context(request)
+    return _tenant_out(ctx.accounts.add_tenant(body.name, now=ctx.clock()))
+
+
+@router.get("/users", response_model=list[UserOut])
+def list_users(request: Request, user: Admin) -> list[UserOut]:
+    return [me(u) for u in context(request).accounts.list_users()]
+
+
+@router.post("/users", response_model=UserOut, status_code=201)
+def add_user(request: Request, user: Admin, body: UserIn) -> UserOut:
+    ctx = context(request)
+    created = ctx.accounts.add_user(
+        body.name, body.password, tenant=body.tenant, admin=body.admin, now=ctx.clock()
+    )
+    return me(created)

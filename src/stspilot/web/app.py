@@ -1,0 +1,197 @@
+"""The web app factory: ``create_app(settings, store)`` assembles policy hosting, report intake,
+login, the JSON API (and the dashboard pages when present) into one ASGI app.
+
+Run it with ``stspilot serve`` or ``uvicorn --factory stspilot.web.app:app_from_env``.
+
+Request path, outermost first::
+
+    PolicyHostMiddleware   Host mta-sts.*  -> policy file or plain 404 (never the app)
+    RateLimitMiddleware    POST report path / login -> 429 when over the client's bucket
+    CsrfCookieMiddleware   sets the CSRF cookie when a form asked for a token
+    FastAPI                /tlsrpt (intake), /ask, /login, /logout, /api/..., pages, /static
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+from collections.abc import AsyncIterator, Callable, Sequence
+from datetime import UTC, datetime
+from importlib import import_module
+from pathlib import Path
+
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.responses import JSONResponse, RedirectResponse
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+from starlette.routing import BaseRoute
+
+from stspilot import __version__
+from stspilot.errors import StspilotError
+from stspilot.store import Store
+from stspilot.store.accounts import Accounts, User
+from stspilot.store.hosting import HostedPolicies
+from stspilot.web import api
+from stspilot.web.auth import (
+    CsrfCookieMiddleware,
+    LoginRequired,
+    auth_routes,
+    csrf_token,
+    require_user,
+)
+from stspilot.web.errors import internal_error_handler, stspilot_error_handler
+from stspilot.web.hosting import PolicyCache, PolicyHostMiddleware, ask_routes
+from stspilot.web.ratelimit import RateLimitMiddleware, TokenBucket
+from stspilot.web.settings import WebContext, WebSettings
+
+log = logging.getLogger(__name__)
+
+WEB_DIR = Path(__file__).resolve().parent
+TEMPLATES_DIR = WEB_DIR / "templates"
+STATIC_DIR = WEB_DIR / "static"
+OPENAPI_PATH = "/api/openapi.json"
+
+
+def page_routers() -> list[APIRouter]:
+    """The dashboard's routers (``stspilot.web.pages.router``) when that module exists."""
+    try:
+        pages = import_module("stspilot.web.pages")
+    except ModuleNotFoundError as exc:
+        if exc.name != "stspilot.web.pages":
+            raise
+        return []
+    router = getattr(pages, "router", None)
+    return [router] if isinstance(router, APIRouter) else []
+
+
+def create_app(
+    settings: WebSettings,
+    store: Store,
+    *,
+    routers: Sequence[APIRouter] | None = None,
+    routes: Sequence[BaseRoute] = (),
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    close_store: bool = False,
+) -> FastAPI:
+    """The ASGI app. ``routers`` default to the dashboard's (``page_routers()``); ``routes`` are
+    extra Starlette routes. The store stays the caller's unless ``close_store``."""
+    from stspilot.ingest.http import report_routes
+
+    hosting = HostedPolicies(store)
+    cache = PolicyCache(
+        hosting, ttl=settings.policy_cache_ttl, max_entries=settings.policy_cache_size
+    )
+    ctx = WebContext(settings, store, Accounts(store), hosting, cache, clock)
+
+    app = FastAPI(
+        title="stspilot",
+        version=__version__,
+        description="MTA-STS policy hosting, TLS-RPT reports and the rollout pilot.",
+        openapi_url=None,  # served below, behind authentication
+        docs_url=None,  # Swagger UI loads from a CDN; stspilot works offline
+        redoc_url=None,
+        lifespan=_lifespan(ctx, close_store=close_store),
+    )
+    app.state.ctx = ctx
+    templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
+    templates.env.globals["csrf_token"] = csrf_token
+    app.state.templates = templates
+
+    app.add_exception_handler(StspilotError, stspilot_error_handler)
+    app.add_exception_handler(LoginRequired, _login_redirect)
+    app.add_exception_handler(Exception, internal_error_handler)
+
+    app.router.routes.extend(
+        report_routes(
+            store, path=settings.report_path, max_bytes=settings.report_max_bytes, clock=clock
+        )
+    )
+    app.router.routes.extend(ask_routes(hosting, settings))
+    app.router.routes.extend(auth_routes())
+    app.include_router(api.router)
+
+    @app.get(OPENAPI_PATH, include_in_schema=False)
+    async def openapi(user: User = Depends(require_user)) -> JSONResponse:
+        return JSONResponse(app.openapi())
+
+    for router in page_routers() if routers is None else routers:
+        app.include_router(router)
+    app.router.routes.extend(routes)
+    if STATIC_DIR.is_dir():
+        app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
+
+    # add_middleware: the last added is the outermost.
+    app.add_middleware(CsrfCookieMiddleware, settings=settings)
+    app.add_middleware(
+        RateLimitMiddleware,
+        limits={
+            settings.report_path: TokenBucket(settings.report_rate, settings.report_burst),
+            "/login": TokenBucket(settings.login_rate, settings.login_burst),
+        },
+        trusted_proxies=settings.trusted_proxies,
+    )
+    app.add_middleware(PolicyHostMiddleware, cache=cache, settings=settings)
+    return app
+
+
+async def _login_redirect(request: Request, exc: Exception) -> RedirectResponse:
+    from urllib.parse import quote
+
+    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return RedirectResponse(f"/login?next={quote(target, safe='/')}", status_code=303)
+
+
+def _lifespan(
+    ctx: WebContext, *, close_store: bool
+) -> Callable[[FastAPI], contextlib.AbstractAsyncContextManager[None]]:
+    """Start the mail intake channels configured in the settings; stop them on shutdown."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        settings = ctx.settings
+        smtp: asyncio.Server | None = None
+        stop = threading.Event()
+        imap_thread: threading.Thread | None = None
+        try:
+            if settings.smtp_listen is not None:
+                from stspilot.ingest.smtp_receiver import ReceiverConfig, start_receiver
+
+                config = ReceiverConfig(domains=settings.smtp_domains)
+                host, port = settings.smtp_listen
+                smtp = await start_receiver(ctx.store, config, host=host, port=port)
+                bound = smtp.sockets[0].getsockname()
+                app.state.smtp_address = (bound[0], bound[1])
+                log.info("SMTP receiver listening on %s:%s", bound[0], bound[1])
+            if settings.imap_config is not None:
+                from stspilot.ingest.imap import load_imap_config, watch
+
+                imap = load_imap_config(settings.imap_config)
+                imap_thread = threading.Thread(
+                    target=watch,
+                    args=(ctx.store, imap),
+                    kwargs={"interval": settings.imap_interval, "stop": stop},
+                    name="stspilot-imap",
+                    daemon=True,
+                )
+                imap_thread.start()
+            yield
+        finally:
+            stop.set()
+            if smtp is not None:
+                smtp.close()
+                await smtp.wait_closed()
+            if imap_thread is not None:
+                await asyncio.to_thread(imap_thread.join, 30)
+            if close_store:
+                ctx.store.close()
+
+    return lifespan
+
+
+def app_from_env() -> FastAPI:
+    """For ``uvicorn --factory stspilot.web.app:app_from_env``: settings from ``STSPILOT_*``,
+    the database from ``$STSPILOT_DATABASE_URL`` (or the default SQLite file)."""
+    settings = WebSettings.from_env()
+    return create_app(settings, Store.open(), close_store=True)

@@ -1,0 +1,77 @@
+"""The web app's one place where errors meet people: ``StspilotError`` → an RFC 9457 problem.
+
+Expected failures (bad input, unknown names, a conflicting state, a failing store) become
+``application/problem+json`` with a stable ``code``; anything else is a 500 with no traceback
+in the body (it is logged).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from stspilot.errors import (
+    ConfigError,
+    DuplicateReport,
+    ParseError,
+    ProbeError,
+    ProbeTimeout,
+    StoreError,
+    StspilotError,
+)
+from stspilot.store.accounts import Conflict, NotFound
+
+if TYPE_CHECKING:
+    from starlette.requests import Request
+    from starlette.responses import Response
+
+log = logging.getLogger(__name__)
+
+PROBLEM = "application/problem+json"
+
+# Most specific first: the first matching class decides.
+_STATUS: tuple[tuple[type[StspilotError], int, str], ...] = (
+    (NotFound, 404, "not-found"),
+    (Conflict, 409, "conflict"),
+    (DuplicateReport, 409, "duplicate"),
+    (StoreError, 503, "store-unavailable"),
+    (ProbeTimeout, 504, "probe-timeout"),
+    (ProbeError, 502, "probe-failed"),
+    (ParseError, 422, "invalid-input"),
+    (ConfigError, 422, "invalid-input"),
+)
+
+
+def status_of(exc: StspilotError) -> tuple[int, str]:
+    for kind, status, slug in _STATUS:
+        if isinstance(exc, kind):
+            return status, slug
+    return 500, "internal"
+
+
+def problem(status: int, slug: str, detail: str, code: str | None = None) -> Response:
+    from starlette.responses import JSONResponse
+
+    body: dict[str, object] = {
+        "type": f"https://stspilot.invalid/problems/{slug}",
+        "title": slug.replace("-", " "),
+        "status": status,
+        "detail": detail,
+    }
+    if code is not None:
+        body["code"] = code
+    headers = {"Retry-After": "30"} if status == 503 else None
+    return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
+
+
+async def stspilot_error_handler(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StspilotError)
+    status, slug = status_of(exc)
+    if status >= 500:
+        log.warning("%s %s: %s: %s", request.method, request.url.path, type(exc).__name__, exc)
+    return problem(status, slug, str(exc), getattr(exc, "code", None))
+
+
+async def internal_error_handler(request: Request, exc: Exception) -> Response:
+    log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+    return problem(500, "internal", "internal error (logged); please report it")

@@ -1,0 +1,161 @@
+"""Settings of ``stspilot serve``: one frozen value made at the edge (CLI or environment)."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+import secrets
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from stspilot.errors import ConfigError
+
+if TYPE_CHECKING:
+    from stspilot.store import Store
+    from stspilot.store.accounts import Accounts
+    from stspilot.store.hosting import HostedPolicies
+    from stspilot.web.hosting import PolicyCache
+
+log = logging.getLogger(__name__)
+
+ENV_PREFIX = "STSPILOT_"
+DEFAULT_REPORT_MAX_BYTES = 10 * 1024 * 1024  # RFC 8460 §5.2's commonly seen receiver limit
+IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+LOOPBACK: tuple[IpNetwork, ...] = (
+    ipaddress.ip_network("127.0.0.0/8"),
+    ipaddress.ip_network("::1/128"),
+)
+
+
+def parse_networks(text: str) -> tuple[IpNetwork, ...]:
+    """``"127.0.0.1, 10.0.0.0/8"`` → networks; a bare address is a /32 or /128."""
+    out: list[IpNetwork] = []
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        try:
+            out.append(ipaddress.ip_network(item, strict=False))
+        except ValueError as exc:
+            raise ConfigError(f"not an IP address or network: {item!r}") from exc
+    return tuple(out)
+
+
+def in_networks(address: str, networks: tuple[IpNetwork, ...]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in net for net in networks)
+
+
+@dataclass(frozen=True, slots=True)
+class WebSettings:
+    """Everything the web app needs to know besides the store.
+
+    ``secret_key`` signs session and CSRF cookies: every replica behind one load balancer needs
+    the same one. ``public_hosts`` are the app's own names (dashboard, API, report POST); any
+    other ``mta-sts.*`` Host only ever gets a policy file or a 404.
+    """
+
+    secret_key: bytes = field(repr=False)
+    public_hosts: frozenset[str] = frozenset()
+    # Report intake (RFC 8460 §5.4): where, how big, how often per client.
+    report_path: str = "/tlsrpt"
+    report_max_bytes: int = DEFAULT_REPORT_MAX_BYTES
+    report_rate: float = 1.0  # sustained POSTs per second per client
+    report_burst: int = 20
+    login_rate: float = 0.2  # login attempts per second per client (one per 5 s sustained)
+    login_burst: int = 10
+    # Clients whose X-Forwarded-For is believed (Caddy on the same host by default).
+    trusted_proxies: tuple[IpNetwork, ...] = LOOPBACK
+    # Clients allowed to call GET /ask (Caddy's on-demand TLS).
+    ask_clients: tuple[IpNetwork, ...] = LOOPBACK
+    secure_cookies: bool = True  # Secure + __Host- prefix; off only for plain-HTTP development
+    session_seconds: int = 12 * 3600
+    # How long a replica serves a cached policy before re-reading the generation counter:
+    # the bound on how stale another replica's change can be.
+    policy_cache_ttl: float = 2.0
+    policy_cache_size: int = 100_000
+    # Delegation targets shown to customers: `mta-sts.<d>` CNAME -> policy_cname_target;
+    # `_mta-sts.<d>` CNAME -> `<d>.<txt_delegation_zone>` when we publish their TXT too.
+    policy_cname_target: str | None = None
+    txt_delegation_zone: str | None = None
+    # Optional mail intake in the same process.
+    smtp_listen: tuple[str, int] | None = None
+    smtp_domains: frozenset[str] = frozenset()
+    imap_config: Path | None = None
+    imap_interval: float = 60.0
+
+    def __post_init__(self) -> None:
+        if len(self.secret_key) < 16:
+            raise ConfigError("the secret key needs at least 16 bytes")
+        if not self.report_path.startswith("/"):
+            raise ConfigError("the report path must start with /")
+        if self.report_rate <= 0 or self.report_burst < 1:
+            raise ConfigError("report rate and burst must be positive")
+        if self.smtp_listen is not None and not self.smtp_domains:
+            raise ConfigError("the SMTP receiver needs --smtp-domain (whose mail it accepts)")
+        object.__setattr__(
+            self, "public_hosts", frozenset(h.lower().rstrip(".") for h in self.public_hosts)
+        )
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> WebSettings:
+        """Settings from ``STSPILOT_*`` variables; keyword overrides win (the CLI's options)."""
+        env = os.environ if env is None else env
+        values: dict[str, object] = {}
+        key = env.get(ENV_PREFIX + "SECRET_KEY")
+        key_file = env.get(ENV_PREFIX + "SECRET_KEY_FILE")
+        if key is None and key_file:
+            try:
+                key = Path(key_file).read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise ConfigError(f"cannot read the secret key file: {exc}") from exc
+        if key is None:
+            log.warning(
+                "no STSPILOT_SECRET_KEY: using a random one; sessions end on restart and do "
+                "not work across replicas"
+            )
+            key = secrets.token_urlsafe(32)
+        values["secret_key"] = key.encode("utf-8")
+        if hosts := env.get(ENV_PREFIX + "PUBLIC_HOSTS"):
+            values["public_hosts"] = frozenset(h.strip() for h in hosts.split(",") if h.strip())
+        if proxies := env.get(ENV_PREFIX + "TRUSTED_PROXIES"):
+            values["trusted_proxies"] = parse_networks(proxies)
+        if ask := env.get(ENV_PREFIX + "ASK_CLIENTS"):
+            values["ask_clients"] = parse_networks(ask)
+        if (insecure := env.get(ENV_PREFIX + "INSECURE_COOKIES")) is not None:
+            values["secure_cookies"] = insecure.lower() not in ("1", "true", "yes")
+        for name in ("policy_cname_target", "txt_delegation_zone", "report_path"):
+            if text := env.get(ENV_PREFIX + name.upper()):
+                values[name] = text
+        numbers = {
+            "report_max_bytes": int,
+            "report_rate": float,
+            "report_burst": int,
+            "policy_cache_ttl": float,
+        }
+        for name, kind in numbers.items():
+            if text := env.get(ENV_PREFIX + name.upper()):
+                try:
+                    values[name] = kind(text)
+                except ValueError as exc:
+                    raise ConfigError(f"{ENV_PREFIX}{name.upper()}: {exc}") from exc
+        values.update(overrides)
+        return cls(**values)  # type: ignore[arg-type]  # checked in __post_init__
+
+
+@dataclass(frozen=True, slots=True)
+class WebContext:
+    """What every handler reaches through ``request.app.state.ctx``: made once by create_app."""
+
+    settings: WebSettings
+    store: Store
+    accounts: Accounts
+    hosting: HostedPolicies
+    policy_cache: PolicyCache
+    clock: Callable[[], datetime]
