@@ -20,6 +20,7 @@ import signal
 import socket
 import ssl
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -391,30 +392,42 @@ def _start(world: CaddyWorld, stranger: str, start_app: AppStarter, caddyfile_te
     wait_for("the stspilot app", app_ready)
 
 
-# --- a stand-in for the web app, until ``stspilot.web`` lands ---------------------------------
+# --- the real app ---------------------------------------------------------------------------------
 
 
-def standin_app() -> object:
-    """The two endpoints Caddy needs, as the real app answers them (``uvicorn --factory``)."""
-    from starlette.applications import Starlette
-    from starlette.requests import Request
-    from starlette.responses import PlainTextResponse, Response
-    from starlette.routing import Route
+def host_domain(db_url: str, domain: str, *, mode: str, mx: Sequence[str]) -> str:
+    """Host ``domain`` in a fresh store (as ``stspilot host add`` does); its served policy text."""
+    from datetime import UTC, datetime
 
-    hosted = os.environ["STANDIN_HOSTED"].lower()
-    policy = os.environ["STANDIN_POLICY"]
+    from stspilot.store import Store
+    from stspilot.store.accounts import Accounts
+    from stspilot.store.hosting import HostedPolicies
 
-    def host_of(request: Request) -> str:
-        return request.headers.get("host", "").rsplit(":", 1)[0].rstrip(".").lower()
+    now = datetime.now(UTC)
+    with Store.open(db_url) as store:
+        tenant = Accounts(store).add_tenant("e2e", now=now)
+        hosted = HostedPolicies(store).add(domain, tenant_id=tenant.id, mode=mode, mx=mx, now=now)
+    return hosted.policy_text
 
-    async def policy_file(request: Request) -> Response:
-        if host_of(request) == f"mta-sts.{hosted}":
-            return PlainTextResponse(policy)
-        return PlainTextResponse("no policy hosted for this name\n", status_code=404)
 
-    async def ask(request: Request) -> Response:
-        name = request.query_params.get("domain", "").rstrip(".").lower()
-        ok = name == f"mta-sts.{hosted}"
-        return PlainTextResponse("yes\n" if ok else "no\n", status_code=200 if ok else 403)
-
-    return Starlette(routes=[Route("/.well-known/mta-sts.txt", policy_file), Route("/ask", ask)])
+def start_app(world: CaddyWorld, db_url: str) -> Process:
+    """``uvicorn --factory stspilot.web.app:app_from_env``, the factory ``stspilot serve`` runs,
+    with its access log on (the evidence of what Caddy asked)."""
+    argv = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "--factory",
+        "stspilot.web.app:app_from_env",
+        "--host",
+        LOOPBACK,
+        "--port",
+        str(world.app_port),
+        "--log-level",
+        "info",
+    ]
+    env = {
+        "STSPILOT_DATABASE_URL": db_url,
+        "STSPILOT_SECRET_KEY": "caddy-e2e-secret-key-0123456789",
+    }
+    return Process("app", argv, log=world.root / "logs" / "app.log", env=env)

@@ -6,9 +6,7 @@ from __future__ import annotations
 import socket
 import ssl
 import subprocess
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -16,10 +14,11 @@ from caddy_world import (
     LOOPBACK,
     SHIPPED_CADDYFILE,
     CaddyWorld,
-    Process,
     caddy_env,
     derive_caddyfile,
+    host_domain,
     missing_tools,
+    start_app,
     start_world,
 )
 from stspilot.check import CheckOptions, Probes, gather_facts
@@ -34,7 +33,6 @@ pytestmark = [
 
 HOSTED = "hosted.test"
 STRANGER = "stranger.test"
-POLICY = f"version: STSv1\r\nmode: testing\r\nmx: mx.{HOSTED}\r\nmax_age: 86400\r\n"
 
 STANDIN_CADDYFILE = """\
 {
@@ -58,34 +56,17 @@ def caddyfile_text() -> str:
     return STANDIN_CADDYFILE
 
 
-def start_standin(world: CaddyWorld) -> Process:
-    argv = [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        "--factory",
-        "caddy_world:standin_app",
-        "--app-dir",
-        str(Path(__file__).parent),
-        "--host",
-        LOOPBACK,
-        "--port",
-        str(world.app_port),
-        "--log-level",
-        "info",
-    ]
-    env = {"STANDIN_HOSTED": world.hosted, "STANDIN_POLICY": world.policy}
-    return Process("app", argv, log=world.root / "logs" / "app.log", env=env)
-
-
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CaddyWorld]:
+    root = tmp_path_factory.mktemp("caddy-e2e")
+    db_url = f"sqlite:///{root / 'stspilot.sqlite3'}"
+    policy = host_domain(db_url, HOSTED, mode="testing", mx=[f"mx.{HOSTED}"])
     running = start_world(
-        tmp_path_factory.mktemp("caddy-e2e"),
+        root,
         hosted=HOSTED,
         stranger=STRANGER,
-        policy=POLICY,
-        start_app=start_standin,
+        policy=policy,
+        start_app=lambda world: start_app(world, db_url),
         caddyfile_text=caddyfile_text(),
     )
     try:
@@ -118,7 +99,7 @@ async def test_checker_fetches_the_hosted_policy_through_caddy(world: CaddyWorld
     )
     assert fetch.status == 200
     assert fetch.content_type.split(";")[0].strip() == "text/plain"
-    assert fetch.body == POLICY.encode()
+    assert fetch.body == world.policy.encode()
     # The certificate validated against pebble's root: Caddy got it from the ACME CA, on demand.
     assert fetch.tls is not None and fetch.tls.ok
     assert fetch.tls.cert is not None
