@@ -7,6 +7,7 @@ SAN dNSName only, and fill ``CertInfo`` even when validation failed.
 
 from __future__ import annotations
 
+import datetime as dt
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,9 +67,50 @@ def cert_info(der: bytes) -> CertInfo | None:
     )
 
 
+_SHORT = {
+    "commonName": "CN",
+    "organizationName": "O",
+    "organizationalUnitName": "OU",
+    "countryName": "C",
+    "localityName": "L",
+    "stateOrProvinceName": "ST",
+    "domainComponent": "DC",
+}
+
+
+def _dn(rdns: object) -> str:
+    parts = [
+        f"{_SHORT.get(key, key)}={value}"
+        for rdn in reversed(rdns)  # type: ignore[call-overload]
+        for key, value in rdn
+    ]
+    return ",".join(parts)
+
+
+def _cert_from_dict(cert: dict[str, object]) -> CertInfo:
+    """The verified peer's certificate as the ssl module already parsed it (cheap: no DER)."""
+    subject, issuer = _dn(cert.get("subject", ())), _dn(cert.get("issuer", ()))
+    san = cert.get("subjectAltName", ())
+    return CertInfo(
+        subject=subject,
+        issuer=issuer,
+        dns_names=tuple(value for kind, value in san if kind == "DNS"),  # type: ignore[attr-defined]
+        not_before=dt.datetime.fromtimestamp(
+            ssl.cert_time_to_seconds(str(cert["notBefore"])), dt.UTC
+        ),
+        not_after=dt.datetime.fromtimestamp(
+            ssl.cert_time_to_seconds(str(cert["notAfter"])), dt.UTC
+        ),
+        self_signed=subject == issuer,
+    )
+
+
 def peer_cert(ssl_object: ssl.SSLObject | ssl.SSLSocket | None) -> CertInfo | None:
     if ssl_object is None:
         return None
+    parsed = ssl_object.getpeercert()  # filled only when the certificate was validated
+    if parsed and "notAfter" in parsed:
+        return _cert_from_dict(parsed)  # type: ignore[arg-type]
     der = ssl_object.getpeercert(binary_form=True)
     return cert_info(der) if der else None
 

@@ -1,0 +1,269 @@
+"""Benchmark of ``stspilot check`` against the lab with simulated network latency; prints figures.
+
+    .venv/bin/python bench/check_bench.py                 # 1,000 and 10,000 healthy domains
+    .venv/bin/python bench/check_bench.py --sizes 1000 --concurrency 200 --mx-count 1
+
+The world (DNS, policy hosts, MX hosts) runs in a separate process so the CPU of the checker
+and of the servers can be told apart. Latency: 40 ms per TCP exchange, 20 ms per DNS answer.
+Figures: domains/s, p50/p95 per-domain wall time, peak RSS, CPU split; one domain's full check
+against its critical path; and the start-up cost of ``stspilot check`` before the first packet.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+# --- the world process --------------------------------------------------------------------------
+
+
+async def _serve_world(count: int, mx_count: int, latency: float, dns_latency: float) -> None:
+    from stspilot.lab.scenarios import BY_DOMAIN, healthy
+    from stspilot.lab.world import Lab
+
+    scenarios = [healthy(i, mx_count=mx_count) for i in range(count)]
+    scenarios.append(BY_DOMAIN["enforce-ok.test"])
+    async with Lab(scenarios, latency=latency, dns_latency=dns_latency) as lab:
+        info = lab.info
+        line = {
+            "nameserver": info.nameserver,
+            "dns_port": info.dns_port,
+            "ca_file": str(info.ca_file),
+            "https_port": info.https_port,
+            "smtp_port": info.smtp_port,
+        }
+        print(json.dumps(line), flush=True)
+        loop = asyncio.get_running_loop()
+        # Serve until the parent closes our stdin.
+        await loop.run_in_executor(None, sys.stdin.read)
+
+
+def _proc_cpu(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime + stime
+
+
+def _proc_peak_rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+class World:
+    """The lab in a child process."""
+
+    def __init__(self, count: int, mx_count: int, latency: float, dns_latency: float) -> None:
+        argv = [
+            sys.executable,
+            __file__,
+            "--world",
+            str(count),
+            "--mx-count",
+            str(mx_count),
+            "--latency-ms",
+            str(latency * 1000),
+            "--dns-latency-ms",
+            str(dns_latency * 1000),
+        ]
+        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert self.proc.stdout is not None
+        self.info = json.loads(self.proc.stdout.readline())
+
+    def cpu(self) -> float:
+        return _proc_cpu(self.proc.pid)
+
+    def peak_rss_mib(self) -> float:
+        return _proc_peak_rss_mib(self.proc.pid)
+
+    def close(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.terminate()
+            self.proc.wait(10)
+
+
+def _options(info: dict[str, object], concurrency: int) -> object:
+    from stspilot.check import CheckOptions
+
+    return CheckOptions(
+        nameserver=str(info["nameserver"]),
+        dns_port=int(info["dns_port"]),  # type: ignore[call-overload]
+        ca_file=Path(str(info["ca_file"])),
+        port_map={443: int(info["https_port"]), 25: int(info["smtp_port"])},  # type: ignore[call-overload]
+        concurrency=concurrency,
+        dns_timeout=3.0,
+    )
+
+
+def _self_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def _bulk(count: int, args: argparse.Namespace) -> None:
+    from stspilot.check import check_domains
+    from stspilot.lab.scenarios import healthy
+
+    world = World(count, args.mx_count, args.latency_ms / 1000, args.dns_latency_ms / 1000)
+    try:
+        options = _options(world.info, args.concurrency)
+        domains = [healthy(i, mx_count=args.mx_count).domain for i in range(count)]
+        walls: list[float] = []
+        problems = 0
+
+        def done(result: object) -> None:
+            nonlocal problems
+            finished = datetime.now(UTC)
+            walls.append((finished - result.observed_at).total_seconds())  # type: ignore[attr-defined]
+            if result.findings:  # type: ignore[attr-defined]
+                problems += 1
+
+        world_cpu0, self_cpu0 = world.cpu(), _self_cpu()
+        started = time.perf_counter()
+        results = await check_domains(domains, options=options, on_result=done)  # type: ignore[arg-type]
+        elapsed = time.perf_counter() - started
+        world_cpu, self_cpu = world.cpu() - world_cpu0, _self_cpu() - self_cpu0
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(
+            f"bulk {count:>6} domains (mx={args.mx_count}, concurrency={args.concurrency}): "
+            f"{count / elapsed:7.1f} domains/s in {elapsed:6.2f} s; "
+            f"per-domain p50 {statistics.median(walls) * 1000:5.0f} ms, "
+            f"p95 {_pct(walls, 0.95) * 1000:5.0f} ms, max {max(walls) * 1000:5.0f} ms"
+        )
+        print(
+            f"      CPU: checker {self_cpu:6.2f} s ({self_cpu / elapsed:4.0%} of a core), "
+            f"world {world_cpu:6.2f} s ({world_cpu / elapsed:4.0%}); "
+            f"peak RSS checker {peak:6.1f} MiB, world {world.peak_rss_mib():6.1f} MiB; "
+            f"domains with findings: {problems}/{len(results)}"
+        )
+    finally:
+        world.close()
+
+
+async def _single(args: argparse.Namespace) -> None:
+    from stspilot.check import Probes, check_domain
+
+    world = World(10, args.mx_count, args.latency_ms / 1000, args.dns_latency_ms / 1000)
+    try:
+        options = _options(world.info, 1)
+        domain = "enforce-ok.test"  # two MX hosts
+        async with Probes(options) as probes:  # type: ignore[arg-type]
+            await check_domain(domain, probes=probes, options=options)  # type: ignore[arg-type]  # warm-up
+            resolver = probes.resolver
+
+            async def timed(coro: object) -> float:
+                t = time.perf_counter()
+                await coro  # type: ignore[misc]
+                return time.perf_counter() - t
+
+            full, steps = [], []
+            for _ in range(args.repeat):
+                full.append(
+                    await timed(check_domain(domain, probes=probes, options=options))  # type: ignore[arg-type]
+                )
+                lookups = [
+                    await timed(resolver.lookup_txt(f"_mta-sts.{domain}")),
+                    await timed(resolver.lookup_txt(f"_smtp._tls.{domain}")),
+                    await timed(resolver.lookup_mx(domain)),
+                ]
+                network = [
+                    await timed(probes.fetcher.fetch_policy(domain)),
+                    await timed(probes.prober.probe_mx(f"mx1.{domain}")),
+                    await timed(probes.prober.probe_mx(f"mx2.{domain}")),
+                ]
+                steps.append(max(lookups) + max(network))
+        full_ms, path_ms = statistics.median(full) * 1000, statistics.median(steps) * 1000
+        print(
+            f"single domain ({domain}, 2 MX): full check {full_ms:5.0f} ms, critical path "
+            f"(max(TXT, TLSRPT, MX lookups) + max(policy fetch, each MX probe)) {path_ms:5.0f} ms,"
+            f" ratio {full_ms / path_ms:4.2f} (median of {args.repeat})"
+        )
+    finally:
+        world.close()
+
+
+def _startup() -> None:
+    """Wall time of a fresh interpreter until ``stspilot check`` could send its first packet."""
+    code = (
+        "import time; t = time.perf_counter()\n"
+        "import stspilot.cli as c; c._register_all()\n"
+        "from stspilot.check import CheckOptions, Probes, check_domains\n"
+        "import stspilot.render, rich.console\n"
+        "p = Probes(CheckOptions(nameserver='127.0.0.1'))\n"
+        "print(time.perf_counter() - t)\n"
+    )
+    baseline = "import time; t = time.perf_counter(); print(time.perf_counter() - t)"
+    runs, totals = [], []
+    for _ in range(5):
+        t = time.perf_counter()
+        out = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        ).stdout
+        totals.append(time.perf_counter() - t)
+        runs.append(float(out))
+    t = time.perf_counter()
+    subprocess.run([sys.executable, "-c", baseline], check=True, capture_output=True)
+    bare = time.perf_counter() - t
+    print(
+        f"start-up: imports + command registration + clients before the first packet "
+        f"{statistics.median(runs) * 1000:4.0f} ms (median of 5); whole process "
+        f"{statistics.median(totals) * 1000:4.0f} ms vs bare interpreter {bare * 1000:4.0f} ms"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="1000,10000")
+    parser.add_argument("--concurrency", type=int, default=200)
+    parser.add_argument("--mx-count", type=int, default=1)
+    parser.add_argument("--latency-ms", type=float, default=40.0)
+    parser.add_argument("--dns-latency-ms", type=float, default=20.0)
+    parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument("--skip", default="", help="comma list of: bulk,single,startup")
+    parser.add_argument("--world", type=int, default=0, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.world:
+        asyncio.run(
+            _serve_world(
+                args.world, args.mx_count, args.latency_ms / 1000, args.dns_latency_ms / 1000
+            )
+        )
+        return
+    skip = set(args.skip.split(","))
+    print(
+        f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs; latency "
+        f"{args.latency_ms:.0f} ms per TCP exchange, {args.dns_latency_ms:.0f} ms per DNS answer"
+    )
+    if "startup" not in skip:
+        _startup()
+    if "single" not in skip:
+        asyncio.run(_single(args))
+    if "bulk" not in skip:
+        for size in (int(s) for s in args.sizes.split(",") if s):
+            asyncio.run(_bulk(size, args))
+
+
+if __name__ == "__main__":
+    main()
