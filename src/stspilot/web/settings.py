@@ -104,8 +104,10 @@ class WebSettings:
         )
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> WebSettings:
-        """Settings from ``STSPILOT_*`` variables; keyword overrides win (the CLI's options)."""
+    def from_env(
+        cls, env: Mapping[str, str] | None = None, overrides: Mapping[str, object] | None = None
+    ) -> WebSettings:
+        """Settings from ``STSPILOT_*`` variables; ``overrides`` win (the CLI's options)."""
         env = os.environ if env is None else env
         values: dict[str, object] = {}
         key = env.get(ENV_PREFIX + "SECRET_KEY")
@@ -145,7 +147,7 @@ class WebSettings:
                     values[name] = kind(text)
                 except ValueError as exc:
                     raise ConfigError(f"{ENV_PREFIX}{name.upper()}: {exc}") from exc
-        values.update(overrides)
+        values.update(overrides or {})
         return cls(**values)  # type: ignore[arg-type]  # checked in __post_init__
 
 
