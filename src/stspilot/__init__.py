@@ -58,7 +58,44 @@ _EXPORTS: dict[str, str] = {
     "Store": "store",
 }
 
-__all__ = ["__version__", *sorted(_EXPORTS)]
+__all__ = [
+    "CATALOGUE",
+    "CheckOptions",
+    "CheckResult",
+    "ConfigError",
+    "Finding",
+    "LimitExceeded",
+    "Mode",
+    "ParseError",
+    "Policy",
+    "PolicyError",
+    "ProbeError",
+    "ProbeTimeout",
+    "RecordError",
+    "ReportError",
+    "RolloutAssessment",
+    "Severity",
+    "Store",
+    "StoreError",
+    "StsRecord",
+    "StspilotError",
+    "TlsReport",
+    "TlsRptRecord",
+    "__version__",
+    "assess_rollout",
+    "check_domain",
+    "check_domains",
+    "evaluate",
+    "format_policy",
+    "generate",
+    "mx_matches",
+    "parse_policy",
+    "parse_report",
+    "parse_sts_record",
+    "parse_tlsrpt_record",
+    "select_sts_record",
+    "select_tlsrpt_record",
+]
 
 
 def __getattr__(name: str) -> Any:
