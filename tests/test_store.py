@@ -486,3 +486,36 @@ def test_sigkill_during_writes_then_rerun_stores_each_report_once(store_url: str
     assert done.returncode == 0
     with Store.open(store_url) as store:
         assert _consistent(store) == total
+
+
+def test_nul_characters_from_hostile_reports_are_stored(store: Store) -> None:
+    # JSON allows "\u0000"; PostgreSQL text/jsonb do not: the store replaces it, both backends.
+    nul = "\x00"
+    report = TlsReport(
+        organization_name=f"Evil{nul}Org",
+        report_id=f"id{nul}1",
+        start=T0,
+        end=T0 + timedelta(days=1),
+        policies=(
+            PolicyResult(
+                "sts",
+                "example.com",
+                (f"mx: a{nul}b",),
+                (f"a{nul}b",),
+                1,
+                1,
+                (FailureDetail("validation-failure", 1, failure_reason_code=nul),),
+            ),
+        ),
+    )
+    env = {"subject": f"x{nul}y"}
+    first = store.add_report(new(report, envelope=env))
+    assert store.add_report(new(report, raw=b"again")).status == "duplicate"
+    stored = store.get_report(first.report_pk)
+    assert stored is not None
+    assert stored.report.organization_name == "Evil\ufffdOrg"
+    assert stored.report.policies[0].policy_string == ("mx: a\ufffdb",)
+    assert stored.report.policies[0].failure_details[0].failure_reason_code == "\ufffd"
+    assert stored.envelope == {"subject": "x\ufffdy"}
+    q = store.quarantine(b"x", origin=f"o{nul}", code="c", reason=f"r{nul}", received_at=NOW)
+    assert store.get_quarantine(q.id).reason == "r\ufffd"  # type: ignore[union-attr]

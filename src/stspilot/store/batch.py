@@ -121,10 +121,12 @@ class _Driver:
             if self.pg:
                 with cur.copy(f"COPY {table} ({names}) FROM STDIN") as copy:
                     for row in rows:
-                        copy.write_row(row)
+                        copy.write_row(_clean(row))
             else:
                 marks = ", ".join([self.mark] * len(columns))
-                cur.executemany(f"INSERT INTO {table} ({names}) VALUES ({marks})", rows)
+                cur.executemany(
+                    f"INSERT INTO {table} ({names}) VALUES ({marks})", [_clean(r) for r in rows]
+                )
         finally:
             cur.close()
 
@@ -148,6 +150,7 @@ class _Driver:
                     + ", ".join([one] * len(part))
                     + f" ON CONFLICT DO NOTHING RETURNING {returning}"
                 )
+                part = [_clean(row) for row in part]
                 cur.execute(sql, [v for row in part for v in row])
                 out.extend(tuple(r) for r in cur.fetchall())
         finally:
@@ -252,7 +255,22 @@ def add_reports(
 
 
 def _key(item: NewReport) -> tuple[str, str]:
-    return (item.report.organization_name, item.report.report_id)
+    return (_no_nul(item.report.organization_name), _no_nul(item.report.report_id))
+
+
+def _no_nul(value: str) -> str:
+    # PostgreSQL text and jsonb cannot hold NUL (JSON allows "\u0000", hostile reports send
+    # it, RFC 8460 §7); replace it on both backends so identities agree everywhere.
+    return value.replace("\x00", "\ufffd") if "\x00" in value else value
+
+
+def _clean(row: tuple[Any, ...]) -> tuple[Any, ...]:
+    if not any(isinstance(v, str) and ("\x00" in v or "\\u0000" in v) for v in row):
+        return row
+    return tuple(
+        v.replace("\x00", "\ufffd").replace("\\u0000", "\\ufffd") if isinstance(v, str) else v
+        for v in row
+    )
 
 
 def _existing_keys(conn: Connection, keys: set[tuple[str, str]]) -> dict[tuple[str, str], int]:
@@ -274,8 +292,7 @@ def _report_row(drv: _Driver, item: NewReport, sha: str, stored_at: object) -> t
     r = item.report
     deviations = (*r.deviations, *item.deviations)
     return (
-        r.organization_name,
-        r.report_id,
+        *_key(item),
         drv.ts(r.start),
         drv.ts(r.end),
         drv.day(r.start),
@@ -335,9 +352,9 @@ def add_quarantine(conn: Connection, item: NewQuarantine) -> QuarantineResult:
         "sha256": sha,
         "size": len(item.raw),
         "raw": item.raw,
-        "origin": _clip(item.origin, "origin"),
-        "code": _clip(item.code, "type"),
-        "reason": item.reason,
+        "origin": _clip(_no_nul(item.origin), "origin"),
+        "code": _clip(_no_nul(item.code), "type"),
+        "reason": _no_nul(item.reason),
         "received_at": item.received_at,
         "resolved": False,
     }

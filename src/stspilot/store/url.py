@@ -68,7 +68,9 @@ def _json_default(value: object) -> Any:
 
 
 def json_dumps(value: object) -> str:
-    return json.dumps(value, default=_json_default, separators=(",", ":"), ensure_ascii=False)
+    text = json.dumps(value, default=_json_default, separators=(",", ":"), ensure_ascii=False)
+    # PostgreSQL jsonb refuses the NUL escape; hostile input carries it (RFC 8460 §7).
+    return text.replace("\\u0000", "\\ufffd") if "\\u0000" in text else text
 
 
 def make_engine(url: str) -> Engine:
