@@ -34,7 +34,17 @@ app = typer.Typer(
 )
 
 # Sub-command modules, each with ``register(app)``; listed here so the CLI's shape is in one place.
-_COMMAND_MODULES = ("check", "lab", "ingest", "reports", "receive", "rollout", "generate")
+_COMMAND_MODULES = (
+    "check",
+    "generate",
+    "rollout",
+    "ingest",
+    "reports",
+    "receive",
+    "serve",
+    "users",
+    "lab",
+)
 
 
 @app.callback()
