@@ -41,6 +41,9 @@ from stspilot.tls import TlsContexts
 Clock = Callable[[], dt.datetime]
 MAX_MX_PROBES = 10  # a zone with a thousand MX records must not become a thousand probes
 MAX_RUA_DOMAINS = 5
+# MX sets of TLS-RPT report domains are shared by many checked domains (an MSP's mailbox):
+# within one run they are looked up once per this many seconds.
+RUA_CACHE_SECONDS = 300.0
 
 
 def utc_now() -> dt.datetime:
@@ -119,6 +122,23 @@ class Probes:
             tls=self.tls,
         )
 
+        self._rua: dict[str, tuple[float, asyncio.Future[MxLookup]]] = {}
+
+    async def lookup_rua_mx(self, domain: str) -> MxLookup:
+        """The MX set of a TLS-RPT ``mailto:`` domain, shared between domains of a run."""
+        loop = asyncio.get_running_loop()
+        cached = self._rua.get(domain)
+        if cached is None or loop.time() - cached[0] > RUA_CACHE_SECONDS:
+            if len(self._rua) > 10_000:
+                self._rua.clear()
+            task = asyncio.ensure_future(self.resolver.lookup_mx(domain))
+            cached = self._rua[domain] = (loop.time(), task)
+        # shield: one domain's deadline must not cancel a lookup that others wait for
+        result = await asyncio.shield(cached[1])
+        if result.status in (DnsStatus.TIMEOUT, DnsStatus.SERVFAIL, DnsStatus.ERROR):
+            self._rua.pop(domain, None)  # a failure is asked again by the next domain
+        return result
+
     async def aclose(self) -> None:
         await self.fetcher.aclose()
 
@@ -176,7 +196,7 @@ async def _collect(partial: _Partial, probes: Probes, probe_mx: bool) -> None:
         partial.probes[host] = await probes.prober.probe_mx(host)
 
     async def rua(domain: str) -> None:
-        partial.rua_mx[domain] = await resolver.lookup_mx(domain)
+        partial.rua_mx[domain] = await probes.lookup_rua_mx(domain)
 
     async def mx_then_probes() -> None:
         partial.mx = await resolver.lookup_mx(d)
