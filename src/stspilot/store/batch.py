@@ -138,6 +138,8 @@ class _Driver:
         returning: str,
     ) -> list[tuple[Any, ...]]:
         """Multi-row ``INSERT ... ON CONFLICT DO NOTHING RETURNING``: only inserted rows return."""
+        if self.pg:
+            return self._unnest_returning(table, columns, rows, returning)
         out: list[tuple[Any, ...]] = []
         per = max(1, 30_000 // len(columns))  # bound parameters per statement (SQLite: 32766)
         one = "(" + ", ".join([self.mark] * len(columns)) + ")"
@@ -158,6 +160,30 @@ class _Driver:
         return out
 
 
+    def _unnest_returning(
+        self,
+        table: str,
+        columns: Sequence[str],
+        rows: list[tuple[Any, ...]],
+        returning: str,
+    ) -> list[tuple[Any, ...]]:
+        # One array parameter per column: psycopg would otherwise parse a statement with
+        # thousands of placeholders in Python, which cost more than the insert itself.
+        types = _PG_TYPES[table]
+        arrays = ", ".join(f"%s::{t}[]" for t in types)
+        sql = (
+            f"INSERT INTO {table} ({', '.join(columns)}) SELECT * FROM unnest({arrays}) "
+            f"ON CONFLICT DO NOTHING RETURNING {returning}"
+        )
+        params = [list(col) for col in zip(*(_clean(row) for row in rows), strict=True)]
+        cur = self.dbapi.cursor()
+        try:
+            cur.execute(sql, params)
+            return [tuple(r) for r in cur.fetchall()]
+        finally:
+            cur.close()
+
+
 _JSON = msgspec.json.Encoder()
 
 REPORT_COLUMNS = (
@@ -165,6 +191,13 @@ REPORT_COLUMNS = (
     "raw_sha256", "origin", "received_at", "stored_at", "envelope", "deviations",
     "policy_count", "successful_sessions", "failed_sessions",
 )  # fmt: skip
+_PG_TYPES = {
+    "reports": (
+        "text", "text", "timestamptz", "timestamptz", "date", "text", "text", "text",
+        "timestamptz", "timestamptz", "jsonb", "jsonb", "integer", "bigint", "bigint",
+    ),
+    "raw_blobs": ("text", "bigint", "integer", "bytea"),
+}  # fmt: skip
 POLICY_COLUMNS = (
     "report_pk", "idx", "policy_type", "policy_domain", "day", "organization_name",
     "policy_string", "mx_host", "successful_sessions", "failed_sessions",
