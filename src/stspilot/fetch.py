@@ -12,10 +12,17 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import sys
 import time
 import zlib
 from dataclasses import dataclass, replace
 from pathlib import Path
+
+# httpx imports its own command-line tool (click, pygments, rich.syntax) whenever those are
+# installed; that is most of ``stspilot check``'s start-up and we never call it. A None entry
+# makes that one optional import fail fast, and httpx falls back to a stub ``httpx.main``.
+if "httpx" not in sys.modules:
+    sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
 
 import httpx
 

@@ -12,9 +12,6 @@ import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.x509.oid import ExtensionOID
-
 from stspilot.facts import CertInfo, TlsFailure, TlsResult
 
 # OpenSSL X509_V_ERR_* codes that name a cause (see openssl/x509_vfy.h).
@@ -48,6 +45,10 @@ class TlsContexts:
 
 def cert_info(der: bytes) -> CertInfo | None:
     """The leaf certificate's names and dates; None when it cannot be parsed."""
+    # Imported here: only refused certificates need it, and it costs start-up time.
+    from cryptography import x509
+    from cryptography.x509.oid import ExtensionOID
+
     try:
         cert = x509.load_der_x509_certificate(der)
     except ValueError:
