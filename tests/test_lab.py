@@ -93,3 +93,32 @@ def test_cli_lists_scenarios(capsys: pytest.CaptureFixture[str]) -> None:
     rows = json.loads(capsys.readouterr().out)
     assert [row["domain"] for row in rows] == [sc.domain for sc in SCENARIOS]
     assert all(set(row) == {"domain", "summary", "stage", "expected"} for row in rows)
+
+
+def test_cli_lab_up_prints_a_working_check_command(capsys: pytest.CaptureFixture[str]) -> None:
+    import shlex
+    import signal
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "stspilot", "lab", "up", "enforce-ok", "mx-expired"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        command: list[str] = []
+        for _ in range(20):
+            line = proc.stdout.readline()
+            if line.strip().startswith("stspilot check"):
+                command = shlex.split(line)
+                break
+        assert command, "lab up printed no check command"
+        assert main([*command[1:], "mx-expired.test"]) == 2  # the printed command works
+        assert "mx.cert.expired" in capsys.readouterr().out
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        rest, _ = proc.communicate(timeout=20)
+    assert proc.returncode == 0
+    assert "lab stopped" in rest

@@ -7,9 +7,12 @@ that points at it; ``lab scenarios`` lists what the world contains and what chec
 from __future__ import annotations
 
 import shlex
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+if TYPE_CHECKING:
+    from stspilot.lab.scenarios import Scenario
 
 lab_app = typer.Typer(
     name="lab",
@@ -18,12 +21,12 @@ lab_app = typer.Typer(
 )
 
 
-def _pick(names: list[str]) -> list[object]:
+def _pick(names: list[str]) -> list[Scenario]:
     from stspilot.lab.scenarios import BY_DOMAIN, SCENARIOS
 
     if not names:
         return list(SCENARIOS)
-    chosen: list[object] = []
+    chosen: list[Scenario] = []
     for name in names:
         domain = name if name.endswith(".test") else f"{name}.test"
         if domain not in BY_DOMAIN:
@@ -79,10 +82,9 @@ def up_command(
     import contextlib
     import signal
 
-    from stspilot.lab.scenarios import Scenario
     from stspilot.lab.world import Lab
 
-    chosen = [sc for sc in _pick(scenario or []) if isinstance(sc, Scenario)]
+    chosen = _pick(scenario or [])
 
     async def serve() -> None:
         async with Lab(chosen, latency=latency_ms / 1000, dns_latency=dns_latency_ms / 1000) as lab:
