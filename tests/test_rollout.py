@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from stspilot.evidence import history_from_checks
 from stspilot.generate import DAY, WEEK
@@ -701,3 +703,103 @@ def test_steps_skip_the_tlsrpt_record_when_it_is_live() -> None:
     steps = assess(live()).runbooks.next_step.steps
     assert not any("TLS-RPT record" in s for s in steps)
     assert len(steps) == len(pub.steps) - 1
+
+
+# --- never a traceback ------------------------------------------------------------------------
+
+_host = st.sampled_from(
+    [
+        "mx1.example.com",
+        "mx2.example.com",
+        "a.mx.example.com",
+        "b.c.mx.example.com",
+        "x.mail.protection.outlook.com",
+        "other.example.net",
+    ]
+)
+_pattern = st.sampled_from(
+    [
+        "mx1.example.com",
+        "*.mx.example.com",
+        "*.example.com",
+        "gone.example.org",
+        "*.mail.protection.outlook.com",
+    ]
+)
+_mx = st.builds(
+    MxState,
+    _host,
+    st.none() | _pattern,
+    st.none() | st.booleans(),
+    st.text(max_size=5),
+    st.none() | st.integers(-5, 400),
+)
+_live = st.builds(
+    LiveState,
+    domain=st.just("example.com"),
+    observed_at=st.just(NOW),
+    sts_id=st.none() | st.just(OLD_ID),
+    mode=st.none() | st.sampled_from(["testing", "enforce", "none"]),
+    max_age=st.none() | st.integers(0, 31_557_600),
+    mx_patterns=st.lists(_pattern, max_size=3).map(tuple),
+    policy_sha256=st.sampled_from(["", "aaa", "bbb"]),
+    policy_problem=st.sampled_from(["", "timeout"]),
+    tlsrpt_rua=st.sampled_from([(), ("mailto:tlsrpt@example.com",)]),
+    mx=st.lists(_mx, max_size=3).map(tuple),
+)
+_day = st.integers(0, 30).map(lambda n: TODAY - timedelta(days=n))
+_org = st.sampled_from(["Google LLC", "Mail.Ru", ""])
+_window = st.builds(
+    ReportWindow,
+    st.lists(
+        st.builds(DailyTotal, _day, _org, st.integers(0, 500), st.integers(0, 50)), max_size=8
+    ).map(tuple),
+    st.lists(
+        st.builds(
+            FailureCount,
+            _day,
+            _org,
+            st.sampled_from(["certificate-expired", "sts-policy-fetch-error", "x-unknown"]),
+            st.sampled_from(["", "mx1.example.com", "gone.example.com"]),
+            st.integers(0, 50),
+        ),
+        max_size=8,
+    ).map(tuple),
+)
+_history = st.lists(
+    st.builds(
+        HistoryEntry,
+        st.integers(1, 90).map(lambda d: NOW - timedelta(days=d)),
+        st.none() | st.sampled_from(["testing", "enforce", "none"]),
+        st.none() | st.sampled_from([OLD_ID, "20250101000000"]),
+        st.sampled_from(["", "aaa", "bbb"]),
+        st.just(HOSTS),
+        st.none() | st.integers(0, 31_557_600),
+    ),
+    max_size=5,
+).map(tuple)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_live, _window, _history, st.none() | st.lists(_host, min_size=1, max_size=3).map(tuple))
+def test_assess_rollout_never_raises(
+    state: LiveState,
+    reports: ReportWindow,
+    history: tuple[HistoryEntry, ...],
+    planned: tuple[str, ...] | None,
+) -> None:
+    a = assess_rollout(RolloutInputs(state, reports, history, planned), now=NOW)
+    assert len(a.gate) == 6 and a.runbooks.next_step.title
+    ids = [
+        p.policy_id
+        for plan in (
+            a.runbooks.next_step,
+            a.runbooks.rollback,
+            a.runbooks.decommission,
+            a.runbooks.migration,
+        )
+        if plan
+        for p in plan.publications
+    ]
+    assert len(set(ids)) == len(ids)
+    assert a.what_if.refused <= max(a.what_if.failed, sum(n for _, n in a.what_if.by_result_type))

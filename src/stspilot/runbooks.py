@@ -30,6 +30,11 @@ if TYPE_CHECKING:  # rollout imports this module; Stage is a StrEnum, compared b
     from stspilot.rollout import Stage
 
 
+# Gate criteria about the evidence rather than the setup: failing only these under enforce
+# calls for reports, not for a rollback.
+EVIDENCE_ONLY = frozenset({"report-volume", "tlsrpt"})
+
+
 @dataclass(frozen=True, slots=True)
 class Plan:
     """A titled list of steps, the publication they ask for (if any) and what to watch after."""
@@ -256,10 +261,16 @@ def _fix(
         )
         pubs = (pub,)
         steps += _steps(pub, live)
-    title = "Fix now or roll back" if stage == "enforce" else "Fix before enforce"
+    if stage != "enforce":
+        title, summary = "Fix before enforce", "enforce would refuse mail until they pass."
+    elif {c.name for c in failing} <= EVIDENCE_ONLY:
+        # The MX hosts and the policy are fine; only the reports are missing or too few.
+        title, summary = "Restore the reports", "enforce works, but nobody sees its failures."
+    else:
+        title, summary = "Fix now or roll back", "enforce refuses mail until they pass."
     return Plan(
         title,
-        f"{len(failing)} gate criterion(s) fail; enforce would refuse mail until they pass.",
+        f"{len(failing)} gate criterion(s) fail; {summary}",
         tuple(steps),
         pubs,
         watch=("Run stspilot rollout again after each fix; the failures must stop for a week.",),
@@ -276,6 +287,12 @@ def _rollback(
     now: datetime,
 ) -> Plan:
     patterns = keep_patterns(live.mx_patterns, hosts) if hosts else live.mx_patterns
+    if not patterns:  # no MX and no mx line: a testing policy would have nothing to list
+        return Plan(
+            "Roll back to testing",
+            "The domain has no MX hosts and the policy no mx line: add the MX records first.",
+            (f"Then run stspilot generate {live.domain} --mode testing.",),
+        )
     pub = _gen(
         used,
         live.domain,
@@ -284,7 +301,7 @@ def _rollback(
         rua=rua,
         now=now,
         previous_id=prev,
-        patterns=patterns or None,
+        patterns=patterns,
     )
     until = now + timedelta(seconds=old_max_age)
     return Plan(
@@ -474,7 +491,7 @@ def _realign(
         ]
         pubs.append(cover)
         now_id = cover.policy_id
-    if unused:
+    if unused and hosts:  # with no MX left there is nothing to narrow the policy to
         tidy = _gen(
             used,
             live.domain,
