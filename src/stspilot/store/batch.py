@@ -48,7 +48,17 @@ def sha256_hex(raw: bytes) -> str:
 
 
 def _clip(value: str | None, kind: str) -> str | None:
-    return None if value is None else value[: _CLIP[kind]]
+    return None if value is None else _no_nul(value[: _CLIP[kind]])
+
+
+def _text(value: str | None) -> str | None:
+    return None if value is None else _no_nul(value)
+
+
+def _json_text(encoded: bytes) -> str:
+    text = encoded.decode()
+    # PostgreSQL jsonb refuses the NUL escape (see _no_nul).
+    return text.replace("\\u0000", "\\ufffd") if "\\u0000" in text else text
 
 
 def _deviation_json(deviations: Sequence[Deviation]) -> list[dict[str, str]]:
@@ -103,12 +113,12 @@ class _Driver:
         """A tuple of strings as a JSON array (policy lines, MX patterns), cached."""
         out = self._json.get(value)
         if out is None:
-            out = self._json[value] = _JSON.encode(value).decode()
+            out = self._json[value] = _json_text(_JSON.encode(value))
         return out
 
     @staticmethod
     def json(value: object) -> str:
-        return _JSON.encode(value).decode()
+        return _json_text(_JSON.encode(value))
 
     def copy_or_insert(
         self, table: str, columns: Sequence[str], rows: list[tuple[Any, ...]]
@@ -121,12 +131,10 @@ class _Driver:
             if self.pg:
                 with cur.copy(f"COPY {table} ({names}) FROM STDIN") as copy:
                     for row in rows:
-                        copy.write_row(_clean(row))
+                        copy.write_row(row)
             else:
                 marks = ", ".join([self.mark] * len(columns))
-                cur.executemany(
-                    f"INSERT INTO {table} ({names}) VALUES ({marks})", [_clean(r) for r in rows]
-                )
+                cur.executemany(f"INSERT INTO {table} ({names}) VALUES ({marks})", rows)
         finally:
             cur.close()
 
@@ -152,13 +160,11 @@ class _Driver:
                     + ", ".join([one] * len(part))
                     + f" ON CONFLICT DO NOTHING RETURNING {returning}"
                 )
-                part = [_clean(row) for row in part]
                 cur.execute(sql, [v for row in part for v in row])
                 out.extend(tuple(r) for r in cur.fetchall())
         finally:
             cur.close()
         return out
-
 
     def _unnest_returning(
         self,
@@ -175,7 +181,7 @@ class _Driver:
             f"INSERT INTO {table} ({', '.join(columns)}) SELECT * FROM unnest({arrays}) "
             f"ON CONFLICT DO NOTHING RETURNING {returning}"
         )
-        params = [list(col) for col in zip(*(_clean(row) for row in rows), strict=True)]
+        params = [list(col) for col in zip(*rows, strict=True)]
         cur = self.dbapi.cursor()
         try:
             cur.execute(sql, params)
@@ -297,15 +303,6 @@ def _no_nul(value: str) -> str:
     return value.replace("\x00", "\ufffd") if "\x00" in value else value
 
 
-def _clean(row: tuple[Any, ...]) -> tuple[Any, ...]:
-    if not any(isinstance(v, str) and ("\x00" in v or "\\u0000" in v) for v in row):
-        return row
-    return tuple(
-        v.replace("\x00", "\ufffd").replace("\\u0000", "\\ufffd") if isinstance(v, str) else v
-        for v in row
-    )
-
-
 def _existing_keys(conn: Connection, keys: set[tuple[str, str]]) -> dict[tuple[str, str], int]:
     # Filter on report_id (selective) and match the organisation here: portable, and the
     # unique index (organization_name, report_id) still serves the insert.
@@ -350,7 +347,7 @@ def _child_rows(
     details: list[tuple[Any, ...]],
 ) -> None:
     day = drv.day(r.start)
-    org = r.organization_name
+    org = _no_nul(r.organization_name)
     for p_idx, p in enumerate(r.policies):
         domain = _clip(p.policy_domain.lower().rstrip("."), "domain")
         ptype = _clip(p.policy_type, "type")
@@ -373,8 +370,8 @@ def _child_rows(
                     _clip(mx.lower().rstrip("."), "mx") if mx else mx,
                     _clip(d.receiving_mx_helo, "mx"),
                     _clip(d.receiving_ip, "ip"),
-                    d.additional_information,
-                    d.failure_reason_code,
+                    _text(d.additional_information),
+                    _text(d.failure_reason_code),
                 )
             )  # fmt: skip
 
