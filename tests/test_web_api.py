@@ -1,0 +1,204 @@
+"""The JSON API: hosted domains (create, validate, edit), report intake through the app and the
+report, summary, check and rollout views, accounts for admins, the OpenAPI description."""
+
+from __future__ import annotations
+
+import gzip
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+
+from intake_samples import report_json
+from stspilot.store import Store
+from web_support import World, build_world, client_for, make_app
+
+pytestmark = pytest.mark.db
+
+GZIP = {"content-type": "application/tlsrpt+gzip"}
+
+
+@pytest.fixture
+def world(store: Store) -> World:
+    return build_world(store)
+
+
+@pytest.fixture
+def app(world: World) -> Any:
+    return make_app(world)
+
+
+@pytest.fixture
+async def client(app: Any) -> AsyncIterator[httpx.AsyncClient]:
+    async with client_for(app) as c:
+        yield c
+
+
+async def test_create_domain(client: httpx.AsyncClient, world: World) -> None:
+    body = {"domain": "New.Example.NET.", "mode": "testing", "mx": ["MX.example.net."]}
+    r = await client.post("/api/domains", json=body, headers=world.auth("alice"))
+    assert r.status_code == 201, r.text
+    made = r.json()
+    assert made["domain"] == "new.example.net" and made["tenant"] == "acme"
+    assert made["mx"] == ["mx.example.net"] and made["max_age"] == 86400
+    assert made["policy"] == "version: STSv1\nmode: testing\nmx: mx.example.net\nmax_age: 86400\n"
+    assert made["publish"]["records"] == [
+        {
+            "name": "_mta-sts.new.example.net.",
+            "type": "TXT",
+            "value": f"v=STSv1; id={made['policy_id']}",
+        }
+    ]
+    listed = (await client.get("/api/domains", headers=world.auth("alice"))).json()
+    assert [d["domain"] for d in listed] == ["example.com", "new.example.net"]
+    dup = await client.post("/api/domains", json=body, headers=world.auth("root"))
+    assert dup.status_code == 409
+    assert dup.headers["content-type"] == "application/problem+json"
+
+
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [
+        ({"domain": "a.test", "mode": "enforce", "mx": []}, 422),  # enforce needs mx (§3.2)
+        ({"domain": "a.test", "mx": ["mx*.a.test"]}, 422),  # a wildcard only as "*."
+        ({"domain": "a.test", "mx": ["*.*.a.test"]}, 422),
+        ({"domain": "a.test", "mode": "strict", "mx": ["mx.a.test"]}, 422),
+        ({"domain": "a.test", "mx": ["mx.a.test"], "max_age": 31557601}, 422),
+        ({"domain": "a.test", "mx": ["mx.a.test"], "max_age": -1}, 422),
+        ({"domain": "localhost", "mx": ["mx.a.test"]}, 422),  # one label
+        ({"domain": "-bad-.test", "mx": ["mx.a.test"]}, 422),
+        ({"domain": "a_b.test", "mx": ["mx.a.test"]}, 422),
+        ({"domain": "a.test", "mode": "none"}, 201),  # mode none may list no mx
+        ({"domain": "a.test", "mx": ["*.a.test"], "max_age": 0}, 201),
+    ],
+)
+async def test_create_validation(
+    client: httpx.AsyncClient, world: World, body: dict[str, Any], status: int
+) -> None:
+    r = await client.post("/api/domains", json=body, headers=world.auth("alice"))
+    assert r.status_code == status, r.text
+    if status == 422:
+        assert (
+            await client.get("/api/domains/a.test", headers=world.auth("alice"))
+        ).status_code == 404
+
+
+async def test_admin_creates_for_a_tenant(client: httpx.AsyncClient, world: World) -> None:
+    body = {"domain": "ops.test", "mx": ["mx.ops.test"], "tenant": "globex"}
+    r = await client.post("/api/domains", json=body, headers=world.auth("root"))
+    assert r.status_code == 201 and r.json()["tenant"] == "globex"
+    names = [
+        d["domain"] for d in (await client.get("/api/domains", headers=world.auth("gina"))).json()
+    ]
+    assert names == ["globex.test", "ops.test"]
+    # A non-admin cannot place a domain in another tenant.
+    body = {"domain": "sneaky.test", "mx": ["mx.sneaky.test"], "tenant": "globex"}
+    assert (
+        await client.post("/api/domains", json=body, headers=world.auth("alice"))
+    ).status_code == 404
+
+
+async def test_reports_through_the_app(client: httpx.AsyncClient, world: World) -> None:
+    auth = world.auth("alice")
+    body = gzip.compress(report_json("Google Inc.", "r-1", failures=2))
+    r = await client.post("/tlsrpt", content=body, headers=GZIP)
+    assert r.status_code == 201, r.text  # 2xx only after the commit
+    again = await client.post("/tlsrpt", content=body, headers=GZIP)
+    assert again.status_code == 200  # a retry of a stored report
+    listed = (await client.get("/api/domains/example.com/reports", headers=auth)).json()
+    assert len(listed) == 1 and listed[0]["organization_name"] == "Google Inc."
+    assert listed[0]["failed_sessions"] == 3
+    detail = await client.get(f"/api/reports/{listed[0]['id']}", headers=auth)
+    assert detail.status_code == 200
+    assert detail.json()["report"]["report_id"] == "r-1"
+    summary = (await client.get("/api/domains/example.com/summary", headers=auth)).json()
+    assert (summary["reports"], summary["successful"], summary["failed"]) == (1, 100, 3)
+    assert {r["result_type"] for r in summary["result_types"]} == {"certificate-expired"}
+    assert (await client.get("/api/reports/999999", headers=auth)).status_code == 404
+
+
+async def test_checks_and_rollout(client: httpx.AsyncClient, world: World) -> None:
+    auth = world.auth("alice")
+    assert (await client.get("/api/domains/example.com/rollout", headers=auth)).status_code == 404
+    result = {
+        "effective": {"usable": True, "mode": "testing", "reason_code": "", "reason": ""},
+        "sts_record": {"id": "20261101000000", "extensions": {}},
+        "policy": {
+            "version": "STSv1",
+            "mode": "testing",
+            "max_age": 86400,
+            "mx": ["mx1.example.com", "mx2.example.com"],
+            "extensions": {},
+        },
+        "tlsrpt": {"state": "valid", "rua": ["mailto:tlsrpt@example.com"], "extensions": {}},
+        "mx": [
+            {
+                "host": "mx1.example.com",
+                "covered_by": "mx1.example.com",
+                "tls_ok": True,
+                "probe_outcome": "ok",
+                "days_to_expiry": 60,
+                "findings": [],
+            },
+        ],
+        "findings": [],
+    }
+    world.store.save_check(
+        domain="example.com",
+        observed_at=world.clock(),
+        stage="testing",
+        mode="testing",
+        worst_severity=None,
+        findings_count=0,
+        policy_id="20261101000000",
+        policy_sha256="ab",
+        mx_set=["mx1.example.com"],
+        result=result,
+    )
+    checks = (await client.get("/api/domains/example.com/checks", headers=auth)).json()
+    assert [c["stage"] for c in checks] == ["testing"]
+    latest = (await client.get("/api/domains/example.com/checks/latest", headers=auth)).json()
+    assert latest["result"]["policy"]["mode"] == "testing"
+    r = await client.get("/api/domains/example.com/rollout", headers=auth)
+    assert r.status_code == 200, r.text
+    assessment = r.json()
+    assert assessment["stage"] in {"testing", "fixing"}
+    assert {c["name"] for c in assessment["gate"]} >= {"reports-clean"}
+    bad = await client.get("/api/domains/example.com/rollout?days=3&gate_days=7", headers=auth)
+    assert bad.status_code == 422
+
+
+async def test_admin_only_account_routes(client: httpx.AsyncClient, world: World) -> None:
+    assert (await client.get("/api/tenants", headers=world.auth("alice"))).status_code == 403
+    assert (
+        await client.post("/api/tenants", json={"name": "x"}, headers=world.auth("alice"))
+    ).status_code == 403
+    made = await client.post("/api/tenants", json={"name": "initech"}, headers=world.auth("root"))
+    assert made.status_code == 201
+    user = {"name": "peter", "password": "tps reports 99", "tenant": "initech"}
+    assert (
+        await client.post("/api/users", json=user, headers=world.auth("root"))
+    ).status_code == 201
+    names = {u["name"] for u in (await client.get("/api/users", headers=world.auth("root"))).json()}
+    assert names == {"alice", "gina", "root", "peter"}
+    assert "password" not in str(
+        (await client.get("/api/users", headers=world.auth("root"))).json()
+    )
+    dup = await client.post("/api/users", json=user, headers=world.auth("root"))
+    assert dup.status_code == 409
+
+
+async def test_openapi(client: httpx.AsyncClient, world: World) -> None:
+    assert (await client.get("/api/openapi.json")).status_code == 401
+    spec = (await client.get("/api/openapi.json", headers=world.auth("alice"))).json()
+    paths = set(spec["paths"])
+    assert {
+        "/api/domains",
+        "/api/domains/{domain}",
+        "/api/domains/{domain}/sync-mx",
+        "/api/domains/{domain}/reports",
+        "/api/domains/{domain}/rollout",
+        "/api/tokens",
+    } <= paths
+    assert not any(p.startswith(("/login", "/ask", "/tlsrpt")) for p in paths)
