@@ -6,6 +6,8 @@ import re
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from stspilot.errors import ConfigError
 from stspilot.generate import (
@@ -18,6 +20,7 @@ from stspilot.generate import (
     normalize_rua,
     one_label_wildcard_covers,
 )
+from stspilot.policy import is_valid_mx_pattern
 
 NOW = datetime(2026, 11, 22, 13, 12, 0, tzinfo=UTC)
 ID_RE = re.compile(r"^[A-Za-z0-9]{1,32}$")  # RFC 8461 §3.1
@@ -258,3 +261,25 @@ def test_new_policy_id_avoids_ids_already_handed_out() -> None:
     for _ in range(10):
         taken.add(new_policy_id(NOW, previous="x", avoid=taken))
     assert len(taken) == 10 and all(ID_RE.match(i) and len(i) <= 32 for i in taken)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.text(max_size=30),
+    st.lists(st.text(max_size=30), max_size=4),
+    st.lists(st.text(max_size=40), max_size=3),
+    st.sampled_from(["testing", "enforce", "none", "report"]),
+    st.booleans(),
+)
+def test_generate_raises_only_config_error(
+    domain: str, hosts: list[str], rua: list[str], mode: str, wildcards: bool
+) -> None:
+    try:
+        pub = generate(domain, mx_hosts=hosts, mode=mode, rua=rua, now=NOW, wildcards=wildcards)
+    except ConfigError:
+        return
+    assert ID_RE.match(pub.policy_id)
+    assert pub.policy_text.endswith("\r\n") and pub.policy_text.isascii()
+    assert all(is_valid_mx_pattern(p) for p in pub.mx_patterns), pub.mx_patterns
+    for line in pub.zone_lines:
+        assert line.isascii() and "\n" not in line

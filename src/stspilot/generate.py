@@ -287,7 +287,8 @@ def generate(
     if any(h == "" for h in live) and mode != "none":
         raise ConfigError(f"{name} publishes a null MX (RFC 7505): it accepts no mail")
     if patterns is None:
-        chosen, notes = derive_mx_patterns(live, wildcards=wildcards)
+        derived, notes = derive_mx_patterns(live, wildcards=wildcards)
+        chosen = _checked_patterns(derived)  # a live MX may hold what no mx line can (``_``)
     else:
         chosen, notes = _checked_patterns(patterns), ()
     if not chosen and mode != "none":
