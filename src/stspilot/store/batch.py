@@ -304,8 +304,8 @@ def _no_nul(value: str) -> str:
 
 
 def _existing_keys(conn: Connection, keys: set[tuple[str, str]]) -> dict[tuple[str, str], int]:
-    # Filter on report_id (selective) and match the organisation here: portable, and the
-    # unique index (organization_name, report_id) still serves the insert.
+    # report_id IN (...) uses the unique index (report_id, organization_name) as a prefix;
+    # the organisation is matched here (portable: no tuple IN).
     by_id = sorted({rid for _org, rid in keys})
     found: dict[tuple[str, str], int] = {}
     for i in range(0, len(by_id), CHUNK):

@@ -90,7 +90,8 @@ reports = Table(
     Column("successful_sessions", BigInteger(), nullable=False),
     Column("failed_sessions", BigInteger(), nullable=False),
     # RFC 8460 §3/§5.5: reports arrive more than once (several rua, retries): dedupe on the id.
-    UniqueConstraint("organization_name", "report_id"),
+    # report_id first: the batch dedup looks reports up by report_id IN (...).
+    UniqueConstraint("report_id", "organization_name"),
 )
 Index(None, reports.c.day)
 

@@ -72,7 +72,7 @@ def upgrade() -> None:
         sa.Column("failed_sessions", sa.BigInteger(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_reports")),
         sa.UniqueConstraint(
-            "organization_name", "report_id", name=op.f("uq_reports_organization_name_report_id")
+            "report_id", "organization_name", name=op.f("uq_reports_report_id_organization_name")
         ),
     )
     with op.batch_alter_table("reports", schema=None) as batch_op:
