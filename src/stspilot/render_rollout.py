@@ -192,7 +192,12 @@ def render_rollout_text(a: RolloutAssessment, console: Console) -> None:
         console.print(Panel(_plan_group(r.migration), title=r.migration.title, title_align="left"))
     if r.rollback:
         console.print(Panel(_plan_group(r.rollback), title="Rollback", title_align="left"))
-    if r.decommission is not r.next_step:
+    # Removing MTA-STS is worth a panel only while a policy is served (and not already shown).
+    if r.decommission is not r.next_step and a.stage in (
+        Stage.TESTING,
+        Stage.FIXING,
+        Stage.ENFORCE,
+    ):
         console.print(Panel(_plan_group(r.decommission), title="Decommission", title_align="left"))
     if a.findings:
         console.print(Panel(_findings_table(a.findings), title="Findings", title_align="left"))
