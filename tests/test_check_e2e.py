@@ -187,3 +187,56 @@ def test_cli_no_mx_probe(threaded_lab: LabInfo, capsys: pytest.CaptureFixture[st
 def test_cli_usage_errors(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     assert main(argv) == 3
     capsys.readouterr()
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (None, (None, 53)),
+        ("127.0.0.1", ("127.0.0.1", 53)),
+        ("127.0.0.1:5353", ("127.0.0.1", 5353)),
+        ("::1", ("::1", 53)),
+        ("[::1]:5353", ("::1", 5353)),
+    ],
+)
+def test_parse_nameserver(text: str | None, expected: tuple[str | None, int]) -> None:
+    from stspilot.cli.check import parse_nameserver
+
+    assert parse_nameserver(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (None, {}),
+        ("443=8443", {443: 8443}),
+        ("443=8443, 25=2525,", {443: 8443, 25: 2525}),
+    ],
+)
+def test_parse_port_map(text: str | None, expected: dict[int, int]) -> None:
+    from stspilot.cli.check import parse_port_map
+
+    assert parse_port_map(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Example.COM.", "example.com"),
+        ("bücher.example", "xn--bcher-kva.example"),
+        (" mail.example.org ", "mail.example.org"),
+    ],
+)
+def test_normalize_domain(text: str, expected: str) -> None:
+    from stspilot.check import normalize_domain
+
+    assert normalize_domain(text) == expected
+
+
+@pytest.mark.parametrize("text", ["", "localhost", "a b.example", "user@example.com", "a..b"])
+def test_normalize_domain_refuses(text: str) -> None:
+    from stspilot.check import normalize_domain
+    from stspilot.errors import ConfigError
+
+    with pytest.raises(ConfigError):
+        normalize_domain(text)
