@@ -139,16 +139,16 @@ class PolicyFetcher:
             )
             return _with_elapsed(blocked, time.perf_counter() - started)
         result = PolicyFetch(url, FetchOutcome.CONNECT_FAILED, address=address)
-        for ip in targets[:4]:  # like a sender, try the next address only if connecting failed
-            try:
-                async with asyncio.timeout(self.options.total_timeout):
+        try:
+            async with asyncio.timeout(self.options.total_timeout):
+                for ip in targets[:4]:  # like a sender: the next address if connecting failed
                     result = await self._get(url, host, ip, address)
-            except TimeoutError:
-                result = PolicyFetch(
-                    url, FetchOutcome.TIMEOUT, address=address, error="overall time limit"
-                )
-            if result.outcome is not FetchOutcome.CONNECT_FAILED:
-                break
+                    if result.outcome is not FetchOutcome.CONNECT_FAILED:
+                        break
+        except TimeoutError:
+            result = PolicyFetch(
+                url, FetchOutcome.TIMEOUT, address=address, error="overall time limit"
+            )
         return _with_elapsed(result, time.perf_counter() - started)
 
     async def _get(self, url: str, host: str, ip: str, address: AddressLookup) -> PolicyFetch:
