@@ -17,8 +17,12 @@ CORE = [
     "reports",
     "evaluate",
     "rollout",
+    "evidence",
+    "gate",
+    "runbooks",
     "generate",
     "summary",
+    "report_schema",
 ]
 FORBIDDEN = {
     "socket",
