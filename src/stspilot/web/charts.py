@@ -1,0 +1,193 @@
+"""Dashboard charts: report aggregates shaped into series and rendered as inline SVG by pygal.
+
+pygal draws on the server, so a chart is part of the HTML: it needs no JavaScript, no CDN and
+no second request, and works offline (docs/dashboard.md says why pygal). Its tooltip script
+(loaded from a CDN by default) is switched off and its inline config script removed; the
+dashboard's own ``static/dashboard.js`` adds hover titles as progressive enhancement.
+Labels come from reports (hostile input): pygal writes them through an XML serialiser, which
+escapes them.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import Any
+
+from stspilot.summary import DailyTotal, FailureCount
+
+MAX_DAYS = 366  # one year of daily bars is as wide as a chart can usefully be
+MAX_BARS = 12  # result types (or MX, senders) shown; the rest are summed into "other"
+OK_COLOUR, FAILED_COLOUR = "#2e7d32", "#c62828"
+_PALETTE = ("#c62828", "#ef6c00", "#6a1b9a", "#1565c0", "#00838f", "#9e9d24", "#4e342e")
+_SCRIPT = re.compile(r"<script\b[^>]*>.*?</script>", re.S)
+_COMMENT = re.compile(r"<!--.*?-->", re.S)
+
+
+@dataclass(frozen=True, slots=True)
+class DailySeries:
+    """Sessions per UTC day (RFC 8460 §4.4 summaries), every day of the window present."""
+
+    days: tuple[date, ...]
+    successful: tuple[int, ...]
+    failed: tuple[int, ...]
+
+    @property
+    def sessions(self) -> int:
+        return sum(self.successful) + sum(self.failed)
+
+    @property
+    def total_failed(self) -> int:
+        return sum(self.failed)
+
+
+@dataclass(frozen=True, slots=True)
+class BreakdownRow:
+    """Failed sessions under one key (a result type, MX host or sender) and by result type."""
+
+    key: str
+    sessions: int
+    result_types: tuple[tuple[str, int], ...]
+
+
+def daily_series(totals: Iterable[DailyTotal], *, first: date, last: date) -> DailySeries:
+    """The daily totals of ``[first, last]`` (inclusive) with zero days filled in, summed
+    over policy domains; at most ``MAX_DAYS`` days, the most recent ones."""
+    if last < first:
+        first, last = last, first
+    first = max(first, last - timedelta(days=MAX_DAYS - 1))
+    ok: dict[date, int] = {}
+    bad: dict[date, int] = {}
+    for t in totals:
+        if first <= t.day <= last:
+            ok[t.day] = ok.get(t.day, 0) + t.successful
+            bad[t.day] = bad.get(t.day, 0) + t.failed
+    days = tuple(first + timedelta(days=i) for i in range((last - first).days + 1))
+    return DailySeries(days, tuple(ok.get(d, 0) for d in days), tuple(bad.get(d, 0) for d in days))
+
+
+def breakdown(rows: Iterable[FailureCount], *, limit: int = 50) -> tuple[BreakdownRow, ...]:
+    """Failure counts grouped by their key, largest first, each with its result types.
+
+    One session may be counted under several result types (RFC 8460 §4.3), so a key's
+    sessions are the sum of what its details report, as the store's aggregates are.
+    """
+    by_key: dict[str, dict[str, int]] = {}
+    for r in rows:
+        types = by_key.setdefault(r.key, {})
+        types[r.result_type] = types.get(r.result_type, 0) + r.sessions
+    out = [
+        BreakdownRow(
+            key,
+            sum(types.values()),
+            tuple(sorted(types.items(), key=lambda kv: (-kv[1], kv[0]))),
+        )
+        for key, types in by_key.items()
+    ]
+    out.sort(key=lambda b: (-b.sessions, b.key))
+    return tuple(out[: max(0, limit)])
+
+
+def top_with_other(
+    pairs: Sequence[tuple[str, int]], limit: int = MAX_BARS
+) -> list[tuple[str, int]]:
+    """The largest ``limit - 1`` entries and the rest summed as "other" (a readable chart)."""
+    ranked = sorted(pairs, key=lambda kv: (-kv[1], kv[0]))
+    if len(ranked) <= limit:
+        return ranked
+    head, tail = ranked[: limit - 1], ranked[limit - 1 :]
+    return [*head, ("other", sum(n for _, n in tail))]
+
+
+# --- rendering ---------------------------------------------------------------------------------
+
+
+def _pygal() -> Any:
+    """pygal, imported on first use (it ships no type information)."""
+    import pygal  # type: ignore[import-untyped]
+
+    return pygal
+
+
+def _style(colours: Sequence[str]) -> Any:
+    return _pygal().style.Style(
+        background="transparent",
+        plot_background="#ffffff",
+        foreground="#1b1f24",
+        foreground_strong="#1b1f24",
+        foreground_subtle="#57606a",
+        colors=tuple(colours),
+        font_family="system-ui, sans-serif",
+        label_font_size=11,
+        major_label_font_size=11,
+        legend_font_size=12,
+        title_font_size=14,
+        opacity=".85",
+        opacity_hover="1",
+        transition="0ms",
+    )
+
+
+def _svg(chart: Any) -> str:
+    """The chart as inline SVG markup: no XML declaration, no script, no comments."""
+    svg = str(chart.render(is_unicode=True))
+    return _COMMENT.sub("", _SCRIPT.sub("", svg))
+
+
+def _common() -> dict[str, Any]:
+    # js=[]: pygal would otherwise reference its tooltip script on a CDN (offline first).
+    return {
+        "js": [],
+        "disable_xml_declaration": True,
+        "explicit_size": False,
+        "legend_at_bottom": True,
+        "no_data_text": "No reports in this window",
+        "margin": 12,
+        "print_zeroes": False,
+    }
+
+
+def sessions_chart(series: DailySeries, *, title: str = "Sessions per day") -> str:
+    """Successful and failed sessions per day, stacked (failures on top, in red)."""
+    pygal = _pygal()
+
+    chart = pygal.StackedBar(
+        style=_style((OK_COLOUR, FAILED_COLOUR)),
+        width=960,
+        height=320,
+        title=title,
+        x_label_rotation=-45 if len(series.days) > 14 else 0,
+        show_minor_x_labels=len(series.days) <= 31,
+        truncate_label=10,
+        **_common(),
+    )
+    labels = [d.isoformat() for d in series.days]
+    chart.x_labels = labels
+    if len(labels) > 31:
+        chart.x_labels_major = labels[:: max(1, len(labels) // 12)]
+    if series.sessions:
+        chart.add("successful", list(series.successful))
+        chart.add("failed", list(series.failed))
+    return _svg(chart)
+
+
+def result_type_chart(
+    pairs: Sequence[tuple[str, int]], *, title: str = "Failed sessions by result type"
+) -> str:
+    """Failed sessions per result type (RFC 8460 §4.3), largest first, one bar each."""
+    pygal = _pygal()
+
+    shown = top_with_other(pairs)
+    chart = pygal.HorizontalBar(
+        style=_style(_PALETTE),
+        width=960,
+        height=max(160, 60 + 34 * len(shown)),
+        title=title,
+        show_legend=True,
+        **_common(),
+    )
+    for name, n in reversed(shown):  # pygal draws the first series at the bottom
+        chart.add(name[:60], [n])
+    return _svg(chart)

@@ -1,0 +1,413 @@
+"""The dashboard's pages: inventory ``/``, a domain ``/domains/{domain}``, ``/domains/new``,
+``/reports`` and ``/quarantine``; server-rendered, behind login, scoped to the user's tenant.
+
+Mounted by ``create_app`` through ``router``. Each page reads one bounded page of data
+(``store.dashboard``); rollout verdicts come from the pure core (``assess_rollout``) over the
+latest stored check and the report aggregates, never from a live probe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from starlette.responses import RedirectResponse, Response
+
+from stspilot.errors import StspilotError
+from stspilot.evidence import ReportWindow
+from stspilot.generate import normalize_host
+from stspilot.store.accounts import Conflict, User
+from stspilot.store.dashboard import DashboardReads, InventoryRow
+from stspilot.store.hosting import HostedDomain
+from stspilot.store.models import CheckRecord
+from stspilot.web import charts
+from stspilot.web.auth import context, require_page_user
+
+PageUser = Annotated[User, Depends(require_page_user)]
+PER_PAGE = 50
+GATE_DAYS, WINDOW_DAYS = 7, 14  # the rollout defaults of `stspilot rollout`
+STAGE_ORDER = ("none", "reporting", "testing", "fixing", "enforce", "winding-down")
+
+router = APIRouter(include_in_schema=False)
+
+
+# --- helpers -----------------------------------------------------------------------------------
+
+
+def _render(
+    request: Request, user: User, name: str, values: dict[str, Any], status: int = 200
+) -> Response:
+    templates = request.app.state.templates
+    response: Response = templates.TemplateResponse(
+        request, name, {"user": user, **values}, status_code=status
+    )
+    return response
+
+
+def _message(request: Request, user: User, status: int, title: str, text: str) -> Response:
+    return _render(request, user, "message.html", {"title": title, "text": text}, status)
+
+
+def _reads(request: Request) -> DashboardReads:
+    return DashboardReads(context(request).store)
+
+
+def _tenant_scope(user: User) -> int | None:
+    return None if user.is_admin else user.tenant_id
+
+
+def _pages(total: int, page: int, per: int) -> dict[str, int]:
+    last = max(1, -(-total // per))
+    return {"page": min(page, last), "last": last, "total": total, "per": per}
+
+
+def cert_expiry(check: CheckRecord, now: datetime) -> tuple[int | None, str]:
+    """(days, MX host) of the MX certificate that expires first, as the check saw it."""
+    soonest: tuple[int, str] | None = None
+    for mx in check.result.get("mx") or ():
+        if not isinstance(mx, dict):
+            continue
+        days: int | None = None
+        when = mx.get("cert_not_after")
+        if isinstance(when, str):
+            try:
+                days = (datetime.fromisoformat(when) - now).days
+            except (ValueError, TypeError):
+                days = None
+        if days is None and isinstance(mx.get("days_to_expiry"), int):
+            days = int(mx["days_to_expiry"])
+        if days is not None and (soonest is None or days < soonest[0]):
+            soonest = (days, str(mx.get("host") or ""))
+    return soonest if soonest is not None else (None, "")
+
+
+@dataclass(frozen=True, slots=True)
+class InventoryLine:
+    """One row of the inventory table."""
+
+    domain: str
+    tenant: str
+    mode: str
+    state: str
+    policy_id: str
+    stage: str
+    ready: bool | None  # None: no stored check to judge from
+    gate_failing: tuple[str, ...]
+    checked_at: datetime | None
+    findings: int | None
+    worst: str | None
+    cert_days: int | None
+    cert_host: str
+    sessions: int
+    failed: int
+
+
+def inventory_line(
+    row: InventoryRow, check: CheckRecord | None, window: ReportWindow, now: datetime
+) -> InventoryLine:
+    """Stage and gate from the latest stored check and the report window (pure)."""
+    from stspilot.rollout import RolloutInputs, assess_rollout
+    from stspilot.web.api import live_state_from_record
+
+    sessions = sum(t.successful + t.failed for t in window.totals)
+    failed = sum(t.failed for t in window.totals)
+    if check is None:
+        return InventoryLine(
+            row.domain, row.tenant, row.mode, row.state, row.policy_id, "unchecked", None, (),
+            None, None, None, None, "", sessions, failed,
+        )  # fmt: skip
+    assessment = assess_rollout(
+        RolloutInputs(live=live_state_from_record(check), reports=window),
+        now=now,
+        window_days=WINDOW_DAYS,
+        gate_days=GATE_DAYS,
+    )
+    days, host = cert_expiry(check, now)
+    return InventoryLine(
+        row.domain, row.tenant, row.mode, row.state, row.policy_id, str(assessment.stage),
+        assessment.ready, tuple(c.title for c in assessment.gate if not c.passed),
+        check.observed_at, check.findings_count, check.worst_severity, days, host,
+        sessions, failed,
+    )  # fmt: skip
+
+
+# --- inventory ---------------------------------------------------------------------------------
+
+
+@router.get("/", name="inventory")
+def inventory(
+    request: Request,
+    user: PageUser,
+    q: Annotated[str, Query(max_length=253)] = "",
+    page: Annotated[int, Query(ge=1, le=100_000)] = 1,
+    per: Annotated[int, Query(ge=10, le=200)] = PER_PAGE,
+) -> Response:
+    ctx = context(request)
+    reads = _reads(request)
+    now = ctx.clock()
+    listing = reads.inventory(_tenant_scope(user), search=q, limit=per, offset=(page - 1) * per)
+    ids = [r.latest_check_id for r in listing.rows if r.latest_check_id is not None]
+    found = reads.checks_by_id(ids)
+    windows = reads.report_windows(
+        [r.domain for r in listing.rows], since=now - timedelta(days=WINDOW_DAYS + 1), until=now
+    )
+    lines = [
+        inventory_line(
+            r,
+            found.get(r.latest_check_id) if r.latest_check_id is not None else None,
+            windows.get(r.domain, ReportWindow()),
+            now,
+        )
+        for r in listing.rows
+    ]
+    stages: dict[str, int] = {}
+    for line in lines:
+        stages[line.stage] = stages.get(line.stage, 0) + 1
+    return _render(
+        request,
+        user,
+        "inventory.html",
+        {
+            "lines": lines,
+            "q": q,
+            "stages": sorted(stages.items(), key=lambda kv: _stage_rank(kv[0])),
+            "pager": _pages(listing.total, page, per),
+            "window_days": WINDOW_DAYS,
+            "now": now,
+        },
+    )
+
+
+def _stage_rank(stage: str) -> int:
+    return STAGE_ORDER.index(stage) if stage in STAGE_ORDER else len(STAGE_ORDER)
+
+
+# --- adding a domain ---------------------------------------------------------------------------
+
+
+def _form_values(form: Any) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for name in ("domain", "mode", "mx", "max_age", "tenant"):
+        value = form.get(name, "")
+        out[name] = value[:4096] if isinstance(value, str) else ""
+    return out
+
+
+@router.get("/domains/new", name="domain_new")
+def domain_new(request: Request, user: PageUser) -> Response:
+    return _render(request, user, "domain_new.html", {"form": {"mode": "testing"}, "error": ""})
+
+
+@router.post("/domains/new")
+async def domain_create(request: Request, user: PageUser) -> Response:
+    """Host a new domain's policy; ``require_page_user`` has checked the CSRF token."""
+    ctx = context(request)
+    form = await request.form(max_files=0, max_fields=10)
+    values = _form_values(form)
+    mx = [m for m in values["mx"].replace(",", " ").split() if m]
+    try:
+        max_age = int(values["max_age"]) if values["max_age"].strip() else None
+    except ValueError:
+        return _render(
+            request, user, "domain_new.html",
+            {"form": values, "error": "max_age must be a number of seconds"}, 400,
+        )  # fmt: skip
+    tenant_id = user.tenant_id
+    try:
+        if values["tenant"].strip() and values["tenant"].strip() != user.tenant:
+            if not user.is_admin:
+                raise Conflict("only administrators add domains for another tenant")
+            tenant = await asyncio.to_thread(ctx.accounts.tenant, values["tenant"].strip())
+            tenant_id = tenant.id
+        hosted = await asyncio.to_thread(
+            lambda: ctx.hosting.add(
+                values["domain"],
+                tenant_id=tenant_id,
+                mode=values["mode"] or "testing",
+                mx=mx,
+                max_age=max_age,
+                now=ctx.clock(),
+                actor=user.name,
+            )
+        )
+    except StspilotError as exc:
+        status = 409 if isinstance(exc, Conflict) else 400
+        return _render(
+            request, user, "domain_new.html", {"form": values, "error": str(exc)}, status
+        )
+    ctx.policy_cache.invalidate()
+    return RedirectResponse(request.url_for("domain", domain=hosted.domain).path, 303)
+
+
+# --- one domain --------------------------------------------------------------------------------
+
+
+def _visible_domain(request: Request, user: User, name: str) -> tuple[bool, HostedDomain | None]:
+    """(may see, hosted): a tenant's own hosted domain, or for admins any domain with data."""
+    hosted = context(request).hosting.get(name)
+    if hosted is not None and user.may_see(hosted.tenant_id):
+        return True, hosted
+    if user.is_admin:
+        return _reads(request).has_data(name), hosted
+    return False, None
+
+
+@router.get("/domains/{domain}", name="domain")
+def domain_page(
+    request: Request,
+    user: PageUser,
+    domain: str,
+    days: Annotated[int, Query(ge=1, le=charts.MAX_DAYS)] = 30,
+) -> Response:
+    from stspilot.evidence import history_from_checks
+    from stspilot.rollout import RolloutInputs, assess_rollout
+    from stspilot.summary import advice_for
+    from stspilot.web.api import live_state_from_record
+    from stspilot.web.hosting import publish_info
+
+    ctx = context(request)
+    name = normalize_host(domain)[:253]
+    allowed, hosted = _visible_domain(request, user, name)
+    if not allowed:  # another tenant's domain is answered like an unknown one
+        return _message(request, user, 404, "Not found", f"{name} is not one of your domains.")
+    reads = _reads(request)
+    now = ctx.clock()
+    today = now.date()
+    first = today - timedelta(days=days - 1)
+    window = {"since": first, "until": now}
+    series = charts.daily_series(ctx.store.daily_totals(name, **window), first=first, last=today)
+    by_type = charts.breakdown(ctx.store.failures_by_result_type(name, **window))
+    by_mx = charts.breakdown(ctx.store.failures_by_mx(name, **window))
+    by_org = charts.breakdown(ctx.store.failures_by_organization(name, **window))
+    history = reads.recent_checks(name)
+    latest = history[-1] if history else None
+    assessment = None
+    if latest is not None:
+        rollout_window = reads.report_windows(
+            [name], since=now - timedelta(days=WINDOW_DAYS + 1), until=now
+        )[name]
+        assessment = assess_rollout(
+            RolloutInputs(
+                live=live_state_from_record(latest),
+                reports=rollout_window,
+                history=history_from_checks(history),
+            ),
+            now=now,
+            window_days=WINDOW_DAYS,
+            gate_days=GATE_DAYS,
+        )
+    cert_days, cert_host = cert_expiry(latest, now) if latest else (None, "")
+    return _render(
+        request,
+        user,
+        "domain.html",
+        {
+            "domain": name,
+            "hosted": hosted,
+            "publish": publish_info(hosted, ctx.settings) if hosted else None,
+            "versions": ctx.hosting.history(name) if hosted else [],
+            "latest": latest,
+            "check_findings": list((latest.result.get("findings") or []) if latest else []),
+            "check_mx": list((latest.result.get("mx") or []) if latest else []),
+            "cert_days": cert_days,
+            "cert_host": cert_host,
+            "assessment": assessment,
+            "days": days,
+            "series": series,
+            "daily_rows": _daily_rows(series),
+            "sessions_svg": charts.sessions_chart(
+                series, title=f"Sessions per day, last {days} days"
+            ),
+            "types_svg": charts.result_type_chart([(b.key, b.sessions) for b in by_type])
+            if by_type
+            else "",
+            "by_type": [(b, advice_for(b.key)) for b in by_type],
+            "by_mx": by_mx,
+            "by_org": by_org,
+            "now": now,
+        },
+    )
+
+
+def _daily_rows(series: charts.DailySeries) -> list[tuple[date, int, int]]:
+    rows = zip(series.days, series.successful, series.failed, strict=True)
+    return [row for row in rows if row[1] or row[2]][::-1]
+
+
+# --- reports and quarantine --------------------------------------------------------------------
+
+
+@router.get("/reports", name="reports")
+def reports_page(
+    request: Request,
+    user: PageUser,
+    domain: Annotated[str, Query(max_length=253)] = "",
+    days: Annotated[int, Query(ge=1, le=3660)] = 30,
+    page: Annotated[int, Query(ge=1, le=20_000)] = 1,
+) -> Response:
+    ctx = context(request)
+    reads = _reads(request)
+    name = normalize_host(domain) if domain.strip() else None
+    if name is not None and not _visible_domain(request, user, name)[0]:
+        return _message(request, user, 404, "Not found", f"{name} is not one of your domains.")
+    since = ctx.clock() - timedelta(days=days)
+    rows = reads.list_reports(
+        tenant_id=_tenant_scope(user),
+        domain=name,
+        since=since,
+        limit=PER_PAGE + 1,
+        offset=(page - 1) * PER_PAGE,
+    )
+    more = len(rows) > PER_PAGE
+    rows = rows[:PER_PAGE]
+    if not user.is_admin:  # a consolidated report may also name other tenants' domains
+        mine = reads.owned(user.tenant_id, [d for r in rows for d in r.policy_domains])
+        shown = {r.pk: [d for d in r.policy_domains if d in mine] for r in rows}
+    else:
+        shown = {r.pk: list(r.policy_domains) for r in rows}
+    return _render(
+        request,
+        user,
+        "reports.html",
+        {
+            "rows": rows,
+            "shown": shown,
+            "domain": name or "",
+            "days": days,
+            "page": page,
+            "more": more,
+        },
+    )
+
+
+@router.get("/quarantine", name="quarantine")
+def quarantine_page(
+    request: Request,
+    user: PageUser,
+    page: Annotated[int, Query(ge=1, le=20_000)] = 1,
+    resolved: bool = False,
+) -> Response:
+    # Quarantined bytes could not be read, so nobody knows whose domain they concern: they
+    # are the operator's (admins') to look at, never another tenant's to read.
+    if not user.is_admin:
+        return _message(
+            request, user, 403, "Administrators only",
+            "The quarantine holds unreadable reports of every tenant; ask your operator.",
+        )  # fmt: skip
+    items = context(request).store.list_quarantine(
+        include_resolved=resolved, limit=PER_PAGE + 1, offset=(page - 1) * PER_PAGE
+    )
+    return _render(
+        request,
+        user,
+        "quarantine.html",
+        {
+            "items": items[:PER_PAGE],
+            "more": len(items) > PER_PAGE,
+            "page": page,
+            "resolved": resolved,
+        },
+    )

@@ -1,0 +1,397 @@
+"""Dashboard pages in-process (httpx over ASGI): login required, tenant isolation, the domain
+page's charts and tables, adding a domain with CSRF, pagination, reports and quarantine."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from typing import Any
+
+import httpx
+import pytest
+
+from dashboard_seed import FINDING, ingest_report, ingest_sample_reports, save_check
+from stspilot.lab.sample_reports import generate_reports
+from stspilot.store import Store
+from stspilot.store.accounts import Accounts
+from stspilot.store.hosting import HostedPolicies
+from stspilot.summary import DailyTotal, FailureCount
+from stspilot.web import charts, pages
+from stspilot.web.app import create_app
+from web_support import World, build_world, client_for, form_token, login
+
+pytestmark = pytest.mark.db
+
+PAGES = ["/", "/domains/example.com", "/domains/new", "/reports", "/quarantine"]
+
+
+@pytest.fixture
+def world(store: Store) -> World:
+    return build_world(store)
+
+
+@pytest.fixture
+def seeded(world: World) -> World:
+    now = world.clock()
+    ingest_sample_reports(world.store, ["example.com", "globex.test"], days=20, now=now)
+    save_check(world.store, "example.com", now - timedelta(hours=2), policy_id="old")
+    save_check(  # its first certificate expires in 8 days and 23 hours
+        world.store,
+        "example.com",
+        now - timedelta(hours=1),
+        mx=("mx1.example.com", "mx2.example.com"),
+        cert_days=9,
+        findings=[FINDING],
+    )
+    save_check(world.store, "globex.test", now, mode="enforce", mx=("mx1.globex.test",))
+    return world
+
+
+@pytest.fixture
+def dash_app(seeded: World) -> Any:
+    return create_app(seeded.settings, seeded.store, routers=[pages.router], clock=seeded.clock)
+
+
+@pytest.fixture
+async def dash(dash_app: Any) -> AsyncIterator[httpx.AsyncClient]:
+    async with client_for(dash_app) as c:
+        yield c
+
+
+async def as_user(client: httpx.AsyncClient, name: str) -> httpx.AsyncClient:
+    response = await login(client, name)
+    assert response.status_code == 303, response.text
+    return client
+
+
+def domains_listed(html: str) -> list[str]:
+    return re.findall(r'<td><a href="/domains/([^"]+)">', html)
+
+
+# --- access ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", PAGES)
+async def test_pages_redirect_to_login_without_a_session(
+    dash: httpx.AsyncClient, path: str
+) -> None:
+    response = await dash.get(path)
+    assert response.status_code == 303
+    assert response.headers["location"] == f"/login?next={path}"
+
+
+async def test_the_app_factory_mounts_the_dashboard(seeded: World) -> None:
+    app = create_app(seeded.settings, seeded.store, clock=seeded.clock)  # default routers
+    async with client_for(app) as client:
+        await as_user(client, "alice")
+        response = await client.get("/")
+    assert response.status_code == 200
+    assert "example.com" in domains_listed(response.text)
+
+
+@pytest.mark.parametrize(
+    ("user", "sees", "hidden"),
+    [
+        ("alice", ["example.com"], ["globex.test"]),
+        ("gina", ["globex.test"], ["example.com"]),
+        ("root", ["example.com", "globex.test"], []),
+    ],
+)
+async def test_inventory_shows_only_the_tenants_domains(
+    dash: httpx.AsyncClient, user: str, sees: list[str], hidden: list[str]
+) -> None:
+    await as_user(dash, user)
+    response = await dash.get("/")
+    assert response.status_code == 200
+    listed = domains_listed(response.text)
+    assert listed == sees
+    for name in hidden:
+        assert name not in response.text
+        page = await dash.get(f"/domains/{name}")
+        assert page.status_code == 404
+        assert "not one of your domains" in page.text
+        reports = await dash.get("/reports", params={"domain": name})
+        assert reports.status_code == 404
+
+
+async def test_bearer_tokens_open_pages_too(dash: httpx.AsyncClient, seeded: World) -> None:
+    response = await dash.get("/", headers=seeded.auth("gina"))
+    assert response.status_code == 200
+    assert domains_listed(response.text) == ["globex.test"]
+
+
+# --- inventory ---------------------------------------------------------------------------------
+
+
+async def test_inventory_row_has_stage_gate_check_findings_cert_and_volume(
+    dash: httpx.AsyncClient, seeded: World
+) -> None:
+    await as_user(dash, "alice")
+    html = (await dash.get("/")).text
+    row = html.split('href="/domains/example.com"', 1)[1].split("</tr>", 1)[0]
+    window = seeded.store.daily_totals(
+        "example.com", since=seeded.clock() - timedelta(days=15), until=seeded.clock()
+    )
+    sessions = sum(t.successful + t.failed for t in window)
+    assert sessions > 0
+    assert f"{sessions:,}" in row
+    assert re.search(r'class="stage stage-(testing|fixing)"', row)
+    assert re.search(r"(ready|\d+ failing)", row)
+    assert "2026-11-22 11:00 UTC" in row  # the latest of the two checks
+    assert "sev-warning" in row
+    assert ">8 d<" in row and 'title="mx1.example.com"' in row
+
+
+async def test_inventory_paginates_and_filters(dash: httpx.AsyncClient, seeded: World) -> None:
+    acme = Accounts(seeded.store).tenant("acme")
+    hosting = HostedPolicies(seeded.store)
+    for i in range(120):
+        hosting.add(
+            f"d{i:03d}.example.net",
+            tenant_id=acme.id,
+            mode="testing",
+            mx=["mx.example.net"],
+            now=seeded.clock(),
+        )
+    await as_user(dash, "alice")
+    first = await dash.get("/")
+    assert len(domains_listed(first.text)) == 50
+    assert "page 1 of 3" in first.text
+    last = await dash.get("/", params={"page": 3})
+    assert len(domains_listed(last.text)) == 121 - 100
+    assert domains_listed(last.text)[-1] == "example.com"
+    everything = []
+    for page in (1, 2, 3):
+        everything += domains_listed((await dash.get("/", params={"page": page})).text)
+    assert everything == sorted(everything) and len(set(everything)) == 121
+    found = await dash.get("/", params={"q": "d11"})
+    assert domains_listed(found.text) == [f"d{i}.example.net" for i in range(110, 120)]
+    wildcard = await dash.get("/", params={"q": "%"})
+    assert domains_listed(wildcard.text) == []
+    assert (await dash.get("/", params={"page": 0})).status_code == 422
+
+
+# --- one domain --------------------------------------------------------------------------------
+
+
+async def test_domain_page_shows_charts_tables_gate_and_history(
+    dash: httpx.AsyncClient, seeded: World
+) -> None:
+    await as_user(dash, "alice")
+    response = await dash.get("/domains/example.com", params={"days": 30})
+    assert response.status_code == 200
+    html = response.text
+    sessions = html.split('id="chart-sessions"', 1)[1].split("</figure>", 1)[0]
+    assert sessions.count("<svg") == 1 and "<script" not in sessions
+    assert "successful" in sessions and "failed" in sessions
+    since = seeded.clock() - timedelta(days=29)
+    failures = seeded.store.failures_by_result_type(
+        "example.com", since=since, until=seeded.clock()
+    )
+    assert failures, "the sample reports carry failures"
+    for row in failures:
+        assert f"<code>{row.key}</code>" in html  # every result type, with its advice
+    assert 'id="chart-types"' in html
+    by_mx = seeded.store.failures_by_mx("example.com", since=since, until=seeded.clock())
+    assert any(r.key and f"<code>{r.key}</code>" in html for r in by_mx)
+    assert "Google Inc." in html  # by sending organisation
+    hosted = HostedPolicies(seeded.store).get("example.com")
+    assert hosted is not None and f"<code>{hosted.policy_id}</code>" in html  # history + id
+    assert "v=STSv1; id=" in html  # what to publish
+    assert "Rollout: the enforce gate" in html and "What if it had been enforce?" in html
+    assert re.search(r"<strong>[\d,]+</strong> of [\d,]+ sessions", html)
+    assert FINDING["fix"] in html and FINDING["title"] in html
+
+
+async def test_domain_page_without_check_or_reports(dash: httpx.AsyncClient, seeded: World) -> None:
+    acme = Accounts(seeded.store).tenant("acme")
+    HostedPolicies(seeded.store).add(
+        "quiet.example",
+        tenant_id=acme.id,
+        mode="testing",
+        mx=["mx.quiet.example"],
+        now=seeded.clock(),
+    )
+    await as_user(dash, "alice")
+    response = await dash.get("/domains/quiet.example")
+    assert response.status_code == 200
+    assert "No reports in this window" in response.text
+    assert "No stored check" in response.text
+
+
+async def test_admin_opens_an_unhosted_domain_with_data_only(
+    dash: httpx.AsyncClient, seeded: World
+) -> None:
+    save_check(seeded.store, "unhosted.example", seeded.clock())
+    await as_user(dash, "root")
+    assert (await dash.get("/domains/unhosted.example")).status_code == 200
+    assert (await dash.get("/domains/nothing.example")).status_code == 404
+
+
+async def test_report_labels_are_escaped(dash: httpx.AsyncClient, seeded: World) -> None:
+    report = generate_reports(
+        1, seed=3, domains=["example.com"], start=seeded.clock() - timedelta(days=2)
+    )[0]
+    report["organization-name"] = "<script>alert(1)</script>Evil"
+    report["policies"][0]["failure-details"] = [
+        {"result-type": "<img src=x onerror=alert(2)>", "failed-session-count": 5}
+    ]
+    report["policies"][0]["summary"]["total-failure-session-count"] = 5
+    ingest_report(seeded.store, report, now=seeded.clock())
+    await as_user(dash, "alice")
+    html = (await dash.get("/domains/example.com")).text
+    assert "<script>alert" not in html and "<img src=x" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;Evil" in html
+    reports = (await dash.get("/reports", params={"domain": "example.com"})).text
+    assert "<script>alert" not in reports
+
+
+# --- adding a domain ---------------------------------------------------------------------------
+
+
+async def test_add_domain_needs_the_csrf_token(dash: httpx.AsyncClient, seeded: World) -> None:
+    await as_user(dash, "alice")
+    form = {"domain": "new.example", "mode": "testing", "mx": "mx1.new.example"}
+    refused = await dash.post("/domains/new", data=form)
+    assert refused.status_code == 403
+    forged = await dash.post("/domains/new", data={**form, "csrf_token": "x.y"})
+    assert forged.status_code == 403
+    assert HostedPolicies(seeded.store).get("new.example") is None
+    page = await dash.get("/domains/new")
+    done = await dash.post("/domains/new", data={**form, "csrf_token": form_token(page.text)})
+    assert done.status_code == 303
+    assert done.headers["location"] == "/domains/new.example"
+    hosted = HostedPolicies(seeded.store).get("new.example")
+    assert hosted is not None and hosted.tenant == "acme" and hosted.mx == ("mx1.new.example",)
+    shown = await dash.get("/domains/new.example")
+    assert shown.status_code == 200 and hosted.policy_id in shown.text
+
+
+@pytest.mark.parametrize(
+    ("form", "status", "message"),
+    [
+        ({"domain": "not a domain", "mx": "mx.example"}, 400, "not a domain name"),
+        ({"domain": "x.example", "mx": ""}, 400, "at least one mx pattern"),
+        ({"domain": "x.example", "mx": "mx.x.example", "max_age": "soon"}, 400, "max_age"),
+        ({"domain": "example.com", "mx": "mx1.example.com"}, 409, "hosted already"),
+        ({"domain": "x.example", "mx": "mx.x.example", "tenant": "globex"}, 409, "administrators"),
+        ({"domain": "x.example", "mx": "mx.x.example", "mode": "bogus"}, 400, "mode"),
+    ],
+)
+async def test_add_domain_refuses_bad_input_with_the_form_again(
+    dash: httpx.AsyncClient, form: dict[str, str], status: int, message: str
+) -> None:
+    await as_user(dash, "alice")
+    token = form_token((await dash.get("/domains/new")).text)
+    response = await dash.post("/domains/new", data={**form, "csrf_token": token})
+    assert response.status_code == status
+    assert message in response.text
+    assert 'id="add-domain"' in response.text
+
+
+async def test_admin_adds_a_domain_for_another_tenant(
+    dash: httpx.AsyncClient, seeded: World
+) -> None:
+    await as_user(dash, "root")
+    token = form_token((await dash.get("/domains/new")).text)
+    form = {"domain": "g2.test", "mx": "mx.g2.test", "tenant": "globex", "csrf_token": token}
+    assert (await dash.post("/domains/new", data=form)).status_code == 303
+    hosted = HostedPolicies(seeded.store).get("g2.test")
+    assert hosted is not None and hosted.tenant == "globex"
+
+
+# --- reports and quarantine --------------------------------------------------------------------
+
+
+async def test_reports_page_is_tenant_scoped_and_paginated(
+    dash: httpx.AsyncClient, seeded: World
+) -> None:
+    await as_user(dash, "alice")
+    first = await dash.get("/reports", params={"days": 365})
+    assert first.status_code == 200
+    assert first.text.count('<a href="/api/reports/') == pages.PER_PAGE
+    assert 'rel="next"' in first.text
+    assert "globex.test" not in first.text
+    listed = [r.pk for r in seeded.store.list_reports("example.com", limit=10_000)]
+    seen: list[int] = []
+    for page in range(1, 10):
+        html = (await dash.get("/reports", params={"days": 365, "page": page})).text
+        seen += [int(pk) for pk in re.findall(r'href="/api/reports/(\d+)"', html)]
+        if 'rel="next"' not in html:
+            break
+    assert sorted(seen) == sorted(listed)
+
+
+async def test_quarantine_is_for_admins(dash: httpx.AsyncClient, seeded: World) -> None:
+    from datetime import UTC, datetime
+
+    seeded.store.quarantine(
+        b"{not json",
+        origin="test:bad",
+        code="report.json.invalid",
+        reason="Expecting property name",
+        received_at=datetime.now(UTC),
+    )
+    await as_user(dash, "alice")
+    refused = await dash.get("/quarantine")
+    assert refused.status_code == 403 and "report.json.invalid" not in refused.text
+    dash.cookies.clear()
+    await as_user(dash, "root")
+    shown = await dash.get("/quarantine")
+    assert shown.status_code == 200 and "report.json.invalid" in shown.text
+
+
+# --- charts ------------------------------------------------------------------------------------
+
+
+def test_daily_series_fills_missing_days_and_sums_domains() -> None:
+    from datetime import date
+
+    d = date(2026, 11, 1)
+    rows = [
+        DailyTotal("a.example", d, 1, 10, 1),
+        DailyTotal("b.example", d, 1, 5, 0),
+        DailyTotal("a.example", d + timedelta(days=2), 1, 7, 3),
+        DailyTotal("a.example", d + timedelta(days=9), 1, 100, 100),  # outside
+    ]
+    series = charts.daily_series(rows, first=d, last=d + timedelta(days=3))
+    assert series.days == tuple(d + timedelta(days=i) for i in range(4))
+    assert series.successful == (15, 0, 7, 0)
+    assert series.failed == (1, 0, 3, 0)
+    assert (series.sessions, series.total_failed) == (26, 4)
+
+
+def test_breakdown_groups_by_key_largest_first() -> None:
+    rows = [
+        FailureCount("a", "mx1", "certificate-expired", 5),
+        FailureCount("a", "mx2", "starttls-not-supported", 9),
+        FailureCount("a", "mx1", "validation-failure", 7),
+    ]
+    out = charts.breakdown(rows)
+    assert [(b.key, b.sessions) for b in out] == [("mx1", 12), ("mx2", 9)]
+    assert out[0].result_types == (("validation-failure", 7), ("certificate-expired", 5))
+
+
+def test_top_with_other_sums_the_tail() -> None:
+    pairs = [(f"t{i}", i) for i in range(1, 21)]
+    shown = charts.top_with_other(pairs, limit=5)
+    assert shown[:4] == [("t20", 20), ("t19", 19), ("t18", 18), ("t17", 17)]
+    assert shown[4] == ("other", sum(range(1, 17)))
+
+
+def test_chart_svg_is_self_contained() -> None:
+    from datetime import date
+
+    series = charts.daily_series(
+        [DailyTotal("a", date(2026, 1, 2), 1, 10, 2)], first=date(2026, 1, 1), last=date(2026, 1, 3)
+    )
+    for svg in (
+        charts.sessions_chart(series),
+        charts.result_type_chart([("certificate-expired", 3), ("</svg><script>x", 1)]),
+    ):
+        assert svg.startswith("<svg") and svg.rstrip().endswith("</svg>")
+        assert "<script" not in svg and "<!--" not in svg
+        assert re.findall(r"https?://[^\"' )]+", svg) == ["http://www.w3.org/2000/svg"] * len(
+            re.findall(r"https?://[^\"' )]+", svg)
+        )
