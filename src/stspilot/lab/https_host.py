@@ -69,6 +69,8 @@ class HttpsHost:
         self.policies = policies
         self.requests = 0
         self.last_head = b""  # the last request head, for tests of what clients send
+        if behaviour is HttpBehaviour.GZIP_BOMB:
+            _gzip_bomb()  # made once, before serving, so no client waits for the compression
         tls = None if behaviour is HttpBehaviour.NO_TLS else context
         self.service = TcpService(address, port, self._handle, latency=latency, tls=tls)
 
@@ -141,7 +143,7 @@ class HttpsHost:
         elif behaviour is HttpBehaviour.HUGE:
             writer.write(_response("200 OK", plain, policy + b"#" * HUGE_SIZE))
         elif behaviour is HttpBehaviour.GZIP_BOMB:
-            bomb = await asyncio.to_thread(_gzip_bomb)  # zlib frees the GIL: DNS keeps answering
+            bomb = _gzip_bomb()
             headers = {**plain, "Content-Encoding": "gzip"}
             writer.write(_response("200 OK", headers, bomb))
         await writer.drain()
