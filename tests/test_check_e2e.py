@@ -90,7 +90,7 @@ async def test_deadline_cuts_a_hanging_domain_short(lab: Lab) -> None:
     started = time.perf_counter()
     async with Probes(options) as probes:
         result = await check_domain("fetch-hang.test", probes=probes, options=options)
-    assert time.perf_counter() - started < 1.8
+    assert time.perf_counter() - started < 2.5  # the deadline, plus slack for a busy machine
     assert result.deadline_hit
     assert "check.deadline" in result.codes() and "sts.policy.timeout" in result.codes()
 
@@ -106,7 +106,7 @@ async def test_hostile_servers_stay_within_deadline_and_memory(lab: Lab) -> None
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    assert time.perf_counter() - started < 3.5
+    assert time.perf_counter() - started < 5.0  # 2 s deadline; fetch limits alone are 10 s
     assert len(results) == len(hostile)
     assert peak < 32 * 1024 * 1024  # the 16 MiB gzip bomb and endless bodies are never held
     for result in results:
