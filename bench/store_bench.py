@@ -127,6 +127,23 @@ def run(url: str, sizes: list[int], batch: int) -> None:
             sys.stdout.flush()
 
 
+def query_latency(url: str) -> None:
+    """How long the summary's aggregates take over everything stored (median of 5 runs)."""
+    since, until = datetime(2024, 1, 1, tzinfo=UTC), datetime(2030, 1, 1, tzinfo=UTC)
+    with Store.open(url) as store:
+        for label, domain in (("example.com", "example.com"), ("all domains", None)):
+            times = []
+            for _ in range(5):
+                t = time.perf_counter()
+                agg = store.report_aggregates(domain, since=since, until=until)
+                times.append((time.perf_counter() - t) * 1000)
+            sessions = sum(d.successful + d.failed for d in agg.daily)
+            print(
+                f"  summary aggregates, {label}: {statistics.median(times):.0f} ms "
+                f"over {store.count_reports():,} reports, {sessions:,} sessions"
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000, 50000])
@@ -137,6 +154,7 @@ def main() -> None:
         db = Path(tmp) / "bench.sqlite3"
         print(f"SQLite ({db.name}, WAL, synchronous=NORMAL), cumulative file:")
         run(f"sqlite:///{db}", args.sizes, args.batch)
+        query_latency(f"sqlite:///{db}")
         print(f"  file size {db.stat().st_size / 2**20:.0f} MiB")
     if args.pg:
         import psycopg
@@ -151,7 +169,9 @@ def main() -> None:
         admin.execute(f'CREATE SCHEMA "{schema}"')
         try:
             print(f"PostgreSQL ({schema}):")
-            run(f"{args.pg}?options=-csearch_path%3D{schema}", args.sizes, args.batch)
+            pg_url = f"{args.pg}?options=-csearch_path%3D{schema}"
+            run(pg_url, args.sizes, args.batch)
+            query_latency(pg_url)
         finally:
             admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
             admin.close()

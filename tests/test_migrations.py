@@ -65,3 +65,24 @@ def test_every_version_has_one_parent() -> None:
     assert len(script.get_heads()) == 1
     assert revisions[-1].down_revision is None
     assert all(r.module.__doc__ for r in revisions), "every migration says what it does"
+
+
+def test_concurrent_first_opens_migrate_once(store_url: str) -> None:
+    import threading
+
+    errors: list[BaseException] = []
+
+    def open_one() -> None:
+        try:
+            Store.open(store_url).close()
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_one) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    with Store.open(store_url) as store:
+        assert store.count_reports() == 0

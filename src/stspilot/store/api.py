@@ -9,6 +9,7 @@ connection per call from the engine's pool).
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import date, datetime
@@ -37,6 +38,9 @@ from stspilot.store.url import make_engine, resolve_url
 from stspilot.summary import DailyTotal, FailureCount, ReportAggregates, SenderTotal
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+# Alembic's migration context is process-global (``alembic.context``): one migration at a time
+# per process; across processes the database lock serialises them (see ``Store.migrate``).
+_MIGRATE_LOCK = threading.Lock()
 _QUARANTINE_COLUMNS = (
     quarantine.c.id,
     quarantine.c.sha256,
@@ -98,8 +102,12 @@ class Store:
         with self._engine.connect() as conn:
             if set(MigrationContext.configure(conn).get_current_heads()) == heads:
                 return
-        with self._engine.connect() as conn:
+        with _MIGRATE_LOCK, self._engine.connect() as conn:
             conn = conn.execution_options(stspilot_write=True)
+            if self.dialect == "postgresql":
+                # Several workers may start at once: one migrates, the others wait and then
+                # find the schema current (SQLite gets the same from BEGIN IMMEDIATE).
+                conn.exec_driver_sql("SELECT pg_advisory_xact_lock(8461)")
             config.attributes["connection"] = conn
             command.upgrade(config, "head")
             conn.commit()
