@@ -6,6 +6,7 @@ import csv
 import io
 import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -184,3 +185,14 @@ def test_quarantine_then_retry(store_url: str, capsys: pytest.CaptureFixture[str
     code, out, _ = run(capsys, "reports", "quarantine", "--all", "--db", store_url, "--json")
     notes = {i["id"]: i["note"] for i in json.loads(out)}
     assert notes == {first.id: "retried: 1 new, 0 duplicate", still_bad.id: None}
+
+
+def test_db_option_beats_the_environment(
+    filled: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("STSPILOT_DATABASE_URL", filled)
+    code, out, _ = run(capsys, "reports", "list", "--json")
+    assert code == 0 and len(out.splitlines()) == 4
+    other = tmp_path / "other.sqlite3"  # a bare path is a SQLite file
+    code, out, _ = run(capsys, "reports", "list", "--json", "--db", str(other))
+    assert code == 0 and out == "" and other.exists()
