@@ -11,6 +11,7 @@ escapes them.
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -108,6 +109,12 @@ def _pygal() -> Any:
     """pygal, imported on first use (it ships no type information)."""
     import pygal  # type: ignore[import-untyped]
 
+    # pygal appends a legacy finder to sys.meta_path (for its map plugins, unused here) that
+    # has no find_spec: every later failed import in the process then warns (ImportWarning).
+    # Take it out again; importing pygal once more does not re-add it.
+    fixer = getattr(pygal, "PluginImportFixer", None)
+    if fixer is not None and any(isinstance(f, fixer) for f in sys.meta_path):
+        sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, fixer)]
     return pygal
 
 
