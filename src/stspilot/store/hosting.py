@@ -8,10 +8,9 @@ web app's policy cache compares to stay correct across replicas.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -32,17 +31,39 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from stspilot.errors import ConfigError, StoreError
-from stspilot.generate import DEFAULT_MAX_AGE, MODES, check_max_age, new_policy_id, normalize_host
-from stspilot.policy import Mode, Policy, format_policy, is_valid_mx_pattern, mx_matches
+from stspilot.generate import DEFAULT_MAX_AGE, check_max_age, new_policy_id, normalize_host
 from stspilot.store.accounts import Conflict, NotFound, tenants
+from stspilot.store.hosting_models import (
+    POLICY_HOST_PREFIX,
+    HostedDomain,
+    MxSync,
+    PolicyVersion,
+    ServedPolicy,
+    check_domain_name,
+    check_mx_patterns,
+    plan_mx_sync,
+    render_policy,
+)
 from stspilot.store.schema import Id, Json, UtcDateTime, metadata
 
 if TYPE_CHECKING:
     from stspilot.store.api import Store
 
 ACTIVE, DECOMMISSIONING = "active", "decommissioning"
-POLICY_HOST_PREFIX = "mta-sts."
-MAX_MX_PATTERNS = 64  # far more than any real MX set; keeps a policy file a few KiB
+__all__ = [
+    "ACTIVE",
+    "DECOMMISSIONING",
+    "POLICY_HOST_PREFIX",
+    "HostedDomain",
+    "HostedPolicies",
+    "MxSync",
+    "PolicyVersion",
+    "ServedPolicy",
+    "check_domain_name",
+    "check_mx_patterns",
+    "plan_mx_sync",
+    "render_policy",
+]
 
 hosted_domains = Table(
     "hosted_domains",
@@ -70,9 +91,7 @@ Index(None, hosted_domains.c.tenant_id)
 policy_versions = Table(
     "policy_versions",
     metadata,
-    Column(
-        "domain_id", Id, ForeignKey("hosted_domains.id", ondelete="CASCADE"), primary_key=True
-    ),
+    Column("domain_id", Id, ForeignKey("hosted_domains.id", ondelete="CASCADE"), primary_key=True),
     Column("version", Integer(), primary_key=True, autoincrement=False),
     Column("policy_id", String(32), nullable=False),
     Column("mode", String(16), nullable=False),
@@ -91,133 +110,6 @@ hosting_generation = Table(
     Column("id", Integer(), primary_key=True, autoincrement=False),
     Column("value", BigInteger(), nullable=False),
 )
-
-_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
-
-
-def check_domain_name(text: str) -> str:
-    """A hosted domain: an A-label LDH name of two or more labels (we serve ``mta-sts.`` + it)."""
-    name = normalize_host(text)
-    labels = name.split(".")
-    if (
-        len(labels) < 2
-        or len(name) > 253 - len(POLICY_HOST_PREFIX)
-        or not all(_LABEL.fullmatch(label) for label in labels)
-    ):
-        raise ConfigError(f"{text!r} is not a domain name stspilot can host a policy for")
-    return name
-
-
-def check_mx_patterns(mode: str, patterns: Sequence[str]) -> tuple[str, ...]:
-    """Normalised, de-duplicated ``mx`` patterns, valid per RFC 8461 §3.2."""
-    out: list[str] = []
-    for raw in patterns:
-        pattern = raw.strip().rstrip(".").lower()
-        if not is_valid_mx_pattern(pattern):
-            raise ConfigError(f"mx pattern {raw!r} is not a host name or *.zone (RFC 8461 §3.2)")
-        if pattern not in out:
-            out.append(pattern)
-    if not out and mode != "none":
-        raise ConfigError(f"mode {mode} needs at least one mx pattern (RFC 8461 §3.2)")
-    if len(out) > MAX_MX_PATTERNS:
-        raise ConfigError(f"at most {MAX_MX_PATTERNS} mx patterns")
-    return tuple(out)
-
-
-def render_policy(mode: str, mx: Sequence[str], max_age: int, *, crlf: bool) -> str:
-    if mode not in MODES:
-        raise ConfigError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
-    return format_policy(Policy("STSv1", Mode(mode), max_age, tuple(mx)), crlf=crlf)
-
-
-def plan_mx_sync(patterns: Sequence[str], live_mx: Sequence[str]) -> tuple[str, ...]:
-    """The patterns after an MX sync: those that still cover a live host, in their order, then
-    one exact name per live host nothing covers (RFC 8461 §4.1 matching)."""
-    live = sorted({normalize_host(h) for h in live_mx} - {""})
-    keep = [p for p in patterns if any(mx_matches(p, h) for h in live)]
-    missing = [h for h in live if not any(mx_matches(p, h) for p in keep)]
-    return tuple(keep + missing)
-
-
-# --- models ------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class HostedDomain:
-    id: int
-    domain: str
-    tenant_id: int
-    tenant: str
-    mode: str
-    mx: tuple[str, ...]
-    max_age: int
-    policy_id: str
-    version: int
-    policy_text: str
-    crlf: bool
-    auto_sync_mx: bool
-    state: str
-    remove_after: datetime | None
-    pending_mx: tuple[str, ...] | None
-    created_at: datetime
-    updated_at: datetime
-
-    @property
-    def policy_host(self) -> str:
-        return POLICY_HOST_PREFIX + self.domain
-
-    @property
-    def sts_txt_value(self) -> str:
-        """The ``_mta-sts`` TXT value to publish for the policy served now (RFC 8461 §3.1)."""
-        return f"v=STSv1; id={self.policy_id}"
-
-
-@dataclass(frozen=True, slots=True)
-class PolicyVersion:
-    version: int
-    policy_id: str
-    mode: str
-    mx: tuple[str, ...]
-    max_age: int
-    policy_text: str
-    reason: str
-    actor: str
-    created_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class ServedPolicy:
-    """What ``GET /.well-known/mta-sts.txt`` answers for one host."""
-
-    domain: str
-    policy_id: str
-    version: int
-    text: str
-
-
-@dataclass(frozen=True, slots=True)
-class MxSync:
-    """An MX sync: what the live MX set asks for and whether it was applied."""
-
-    domain: str
-    live_mx: tuple[str, ...]
-    current: tuple[str, ...]
-    proposed: tuple[str, ...]
-    applied: bool
-    hosted: HostedDomain
-
-    @property
-    def changed(self) -> bool:
-        return self.proposed != self.current
-
-    @property
-    def added(self) -> tuple[str, ...]:
-        return tuple(p for p in self.proposed if p not in self.current)
-
-    @property
-    def removed(self) -> tuple[str, ...]:
-        return tuple(p for p in self.current if p not in self.proposed)
-
 
 _DOMAIN_COLUMNS = (
     hosted_domains.c.id,

@@ -1,0 +1,167 @@
+"""Request and response bodies of the JSON API (pydantic models: they make the OpenAPI)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, Field
+
+from stspilot.generate import MAX_AGE_LIMIT
+
+Mode = Literal["testing", "enforce", "none"]
+DomainName = Annotated[str, Field(min_length=3, max_length=253)]
+MxList = Annotated[list[Annotated[str, Field(max_length=253)]], Field(max_length=64)]
+
+
+class DomainCreate(BaseModel):
+    domain: DomainName
+    mode: Mode = "testing"
+    mx: MxList = Field(default_factory=list)
+    max_age: int | None = Field(default=None, ge=0, le=MAX_AGE_LIMIT)
+    crlf: bool = False
+    auto_sync_mx: bool = False
+    tenant: str | None = Field(default=None, description="admins only: the owning tenant")
+
+
+class DomainPatch(BaseModel):
+    mode: Mode | None = None
+    mx: MxList | None = None
+    max_age: int | None = Field(default=None, ge=0, le=MAX_AGE_LIMIT)
+    crlf: bool | None = None
+    auto_sync_mx: bool | None = None
+
+
+class Record(BaseModel):
+    name: str
+    type: str
+    value: str
+
+
+class Publish(BaseModel):
+    domain: str
+    policy_id: str
+    policy_url: str
+    txt_value: str
+    records: list[Record]
+    steps: list[str]
+
+
+class DomainOut(BaseModel):
+    domain: str
+    tenant: str
+    mode: str
+    mx: list[str]
+    max_age: int
+    policy_id: str
+    version: int
+    policy: str
+    crlf: bool
+    auto_sync_mx: bool
+    state: str
+    remove_after: datetime | None
+    pending_mx: list[str] | None
+    created_at: datetime
+    updated_at: datetime
+    publish: Publish
+
+
+class VersionOut(BaseModel):
+    version: int
+    policy_id: str
+    mode: str
+    mx: list[str]
+    max_age: int
+    policy: str
+    reason: str
+    actor: str
+    created_at: datetime
+
+
+class SyncIn(BaseModel):
+    live_mx: MxList | None = Field(
+        default=None, description="the live MX hosts; default: those of the latest stored check"
+    )
+    apply: bool | None = Field(default=None, description="default: the domain's auto_sync_mx")
+
+
+class SyncOut(BaseModel):
+    domain: str
+    live_mx: list[str]
+    current: list[str]
+    proposed: list[str]
+    added: list[str]
+    removed: list[str]
+    changed: bool
+    applied: bool
+    steps: list[str]
+    hosted: DomainOut
+
+
+class CheckOut(BaseModel):
+    id: int
+    domain: str
+    observed_at: datetime
+    stage: str
+    mode: str | None
+    worst_severity: str | None
+    findings_count: int
+    policy_id: str | None
+    mx_set: list[str]
+
+
+class CheckDetail(CheckOut):
+    result: dict[str, Any]
+
+
+class ReportOut(BaseModel):
+    id: int
+    organization_name: str
+    report_id: str
+    start: datetime
+    end: datetime
+    policy_domains: list[str]
+    successful_sessions: int
+    failed_sessions: int
+    origin: str
+    received_at: datetime
+
+
+class TokenIn(BaseModel):
+    name: str = Field(min_length=1, max_length=128)
+
+
+class TokenOut(BaseModel):
+    id: int
+    name: str
+    prefix: str
+    created_at: datetime
+    revoked: bool
+
+
+class TokenCreated(TokenOut):
+    token: str = Field(description="shown once; only its hash is stored")
+
+
+class TenantIn(BaseModel):
+    name: str = Field(min_length=1, max_length=128)
+
+
+class TenantOut(BaseModel):
+    name: str
+    created_at: datetime
+
+
+class UserIn(BaseModel):
+    name: str = Field(min_length=1, max_length=128)
+    password: str = Field(min_length=8, max_length=1024)
+    tenant: str = Field(min_length=1, max_length=128)
+    admin: bool = False
+
+
+class UserOut(BaseModel):
+    name: str
+    tenant: str
+    is_admin: bool
+    disabled: bool
+    created_at: datetime
