@@ -240,3 +240,15 @@ def test_normalize_domain_refuses(text: str) -> None:
 
     with pytest.raises(ConfigError):
         normalize_domain(text)
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_library_defaults_and_bad_input(lab: Lab) -> None:
+    options = _options(lab.info)
+    # check_domain without shared probes makes and closes its own; the name is normalized.
+    result = await check_domain("Enforce-OK.test.", options=options)
+    assert result.domain == "enforce-ok.test" and set(result.codes()) == set()
+    # In bulk, a name that is not a domain is a result, and the others still run.
+    results = await check_domains(["not a domain", "enforce-ok.test"], options=options)
+    assert [r.domain for r in results] == ["not a domain", "enforce-ok.test"]
+    assert results[0].worst is not None and set(results[1].codes()) == set()

@@ -218,9 +218,10 @@ async def _collect(partial: _Partial, probes: Probes, probe_mx: bool) -> None:
 
 
 async def gather_facts(
-    domain: str, *, probes: Probes, options: CheckOptions, now: Clock = utc_now
+    domain: str, *, probes: Probes, options: CheckOptions | None = None, now: Clock = utc_now
 ) -> DomainFacts:
-    """Everything a sender would see for ``domain``, within ``options.deadline`` seconds."""
+    """Everything a sender would see for ``domain`` (normalized), within the deadline."""
+    options = options or probes.options
     observed_at = now()
     partial = _Partial(domain)
     deadline_hit = False
@@ -233,15 +234,32 @@ async def gather_facts(
 
 
 async def check_domain(
-    domain: str, *, probes: Probes, options: CheckOptions, now: Clock = utc_now
+    domain: str,
+    *,
+    probes: Probes | None = None,
+    options: CheckOptions | None = None,
+    now: Clock = utc_now,
 ) -> CheckResult:
-    """Probe and evaluate one domain (already normalized)."""
-    facts = await gather_facts(domain, probes=probes, options=options, now=now)
+    """Probe and evaluate one domain: ``await check_domain("example.com")``.
+
+    Pass a shared ``probes`` when checking many domains; without one, clients are made for
+    this call and closed after it. ``ConfigError`` if ``domain`` is not a domain name.
+    """
+    domain = normalize_domain(domain)
+    options = options or (probes.options if probes else CheckOptions())
+    if probes is None:
+        async with Probes(options) as own:
+            facts = await gather_facts(domain, probes=own, options=options, now=now)
+    else:
+        facts = await gather_facts(domain, probes=probes, options=options, now=now)
     return evaluate(facts, expiry_warning_days=options.expiry_warning_days)
 
 
 def _broken_facts(domain: str, exc: Exception, observed_at: dt.datetime) -> DomainFacts:
-    error = f"internal error while checking: {type(exc).__name__}: {exc}"[:300]
+    if isinstance(exc, ConfigError):
+        error = str(exc)[:300]
+    else:
+        error = f"internal error while checking: {type(exc).__name__}: {exc}"[:300]
     return DomainFacts(
         domain=domain,
         observed_at=observed_at,
@@ -255,16 +273,18 @@ def _broken_facts(domain: str, exc: Exception, observed_at: dt.datetime) -> Doma
 async def check_domains(
     domains: Iterable[str],
     *,
-    options: CheckOptions,
+    options: CheckOptions | None = None,
     now: Clock = utc_now,
     on_result: Callable[[CheckResult], None] | None = None,
     probes: Probes | None = None,
 ) -> list[CheckResult]:
     """Check many domains with at most ``options.concurrency`` in flight; results in input order.
 
-    Domains must be normalized (``normalize_domain``). ``on_result`` is called as each domain
-    finishes (progress bars, streaming output).
+    Give normalized domains (``normalize_domain``); one that is not a domain still gets a
+    result (its lookups fail). ``on_result`` is called as each domain finishes (progress bars,
+    streaming output).
     """
+    options = options or (probes.options if probes else CheckOptions())
     todo: Sequence[str] = list(domains)
     results: list[CheckResult | None] = [None] * len(todo)
     queue: asyncio.Queue[int] = asyncio.Queue()
