@@ -202,3 +202,29 @@ async def test_openapi(client: httpx.AsyncClient, world: World) -> None:
         "/api/tokens",
     } <= paths
     assert not any(p.startswith(("/login", "/ask", "/tlsrpt")) for p in paths)
+
+
+async def test_smtp_receiver_runs_inside_the_app(world: World) -> None:
+    """With smtp_listen set, the app's lifespan runs the SMTP receiver in the same process."""
+    import asyncio
+    import smtplib
+
+    from intake_samples import report_mail
+
+    app = make_app(
+        world, smtp_listen=("127.0.0.1", 0), smtp_domains=frozenset({"reports.example.com"})
+    )
+    mail = report_mail(report_json("Mail Org", "smtp-1"))
+
+    def send(port: int) -> dict[str, tuple[int, bytes]]:
+        with smtplib.SMTP("127.0.0.1", port, timeout=20) as smtp:
+            return smtp.sendmail("noreply@sender.example", ["tlsrpt@reports.example.com"], mail)
+
+    async with app.router.lifespan_context(app):
+        host, port = app.state.smtp_address
+        assert host == "127.0.0.1" and port > 0
+        refused = await asyncio.to_thread(send, port)
+        assert refused == {}  # 250: stored before the answer
+        async with client_for(app) as c:
+            listed = await c.get("/api/domains/example.com/reports", headers=world.auth("alice"))
+        assert [r["report_id"] for r in listed.json()] == ["smtp-1"]

@@ -232,3 +232,28 @@ async def test_pages_redirect_to_login(world: World) -> None:
         assert r.status_code == 303 and r.headers["location"] == "/login?next=/domains-page%3Fx%3D1"
         await login(c, "alice")
         assert (await c.get("/domains-page")).json() == {"hello": "alice"}
+
+
+def test_cli_user_and_token(store_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    import typer
+    from typer.testing import CliRunner
+
+    from stspilot.cli import users
+
+    app = typer.Typer()
+    users.register(app)
+    runner = CliRunner()
+    monkeypatch.setenv("STSPILOT_PASSWORD", "cli password 123")
+    made = runner.invoke(app, ["user", "add", "carol", "--tenant", "initech", "--db", store_url])
+    assert made.exit_code == 0, made.output
+    assert "tenant initech created" in made.output and "user carol created" in made.output
+    token = runner.invoke(app, ["token", "create", "--user", "carol", "--db", store_url])
+    assert token.exit_code == 0 and token.output.startswith("stsp_")
+    with Store.open(store_url) as store:
+        accounts = Accounts(store)
+        user = accounts.user_for_token(token.output.strip())
+        assert user is not None and user.name == "carol" and user.tenant == "initech"
+        assert accounts.authenticate("carol", "cli password 123") is not None
+    monkeypatch.setenv("STSPILOT_PASSWORD", "short")
+    refused = runner.invoke(app, ["user", "add", "dave", "--tenant", "initech", "--db", store_url])
+    assert refused.exit_code != 0 and isinstance(refused.exception, ValueError)

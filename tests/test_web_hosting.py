@@ -279,3 +279,71 @@ async def test_two_apps_on_one_store(world: World) -> None:
         )
         assert r.status_code == 200
         assert "mode: enforce" in (await policy(ca, "mta-sts.example.com")).text
+
+
+def test_cli_host_add_and_serve(store_url: str, tmp_path: Any) -> None:
+    """`stspilot host add`, then `stspilot serve` prints where it listens and serves the policy."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    env = {
+        **os.environ,
+        "STSPILOT_SECRET_KEY": "serve-test-secret-0123456789",
+        "STSPILOT_PASSWORD": "x" * 12,
+    }
+    run = [sys.executable, "-m", "stspilot"]
+    subprocess.run(
+        [*run, "tenant", "add", "acme", "--db", store_url], env=env, check=True, timeout=60
+    )
+    added = subprocess.run(
+        [
+            *run,
+            "host",
+            "add",
+            "served.test",
+            "--tenant",
+            "acme",
+            "--mx",
+            "mx.served.test",
+            "--db",
+            store_url,
+        ],
+        env=env,
+        check=True,
+        timeout=60,
+        capture_output=True,
+        text=True,
+    )
+    assert 'publish: _mta-sts.served.test. TXT "v=STSv1; id=' in added.stdout
+    listed = subprocess.run(
+        [*run, "host", "list", "--json", "--db", store_url],
+        env=env,
+        check=True,
+        timeout=60,
+        capture_output=True,
+        text=True,
+    )
+    assert '"domain": "served.test"' in listed.stdout
+    server = subprocess.Popen(
+        [*run, "serve", "--listen", "127.0.0.1:0", "--db", store_url],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        assert server.stdout is not None
+        line = server.stdout.readline()
+        assert line.startswith("stspilot serving on http://127.0.0.1:"), line
+        base = line.split()[-1]
+        r = httpx.get(
+            f"{base}/.well-known/mta-sts.txt", headers={"host": "mta-sts.served.test"}, timeout=10
+        )
+        assert r.status_code == 200 and "mx: mx.served.test" in r.text
+        assert httpx.get(f"{base}/api/domains", timeout=10).status_code == 401
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.communicate(timeout=30)
