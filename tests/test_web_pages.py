@@ -247,6 +247,26 @@ async def test_report_labels_are_escaped(dash: httpx.AsyncClient, seeded: World)
     assert "<script>alert" not in reports
 
 
+async def test_malformed_names_are_not_found_or_shown_not_errors(
+    dash: httpx.AsyncClient, seeded: World
+) -> None:
+    report = generate_reports(
+        1, seed=4, domains=["example.com"], start=seeded.clock() - timedelta(days=1)
+    )[0]
+    bad_mx = "x" * 70 + ".example.com"  # a label longer than 63: not a valid IDNA name
+    report["policies"][0]["failure-details"] = [
+        {"result-type": "certificate-expired", "receiving-mx-hostname": bad_mx,
+         "failed-session-count": 3}
+    ]  # fmt: skip
+    ingest_report(seeded.store, report, now=seeded.clock())
+    await as_user(dash, "alice")
+    assert (await dash.get("/")).status_code == 200
+    page = await dash.get("/domains/example.com")
+    assert page.status_code == 200 and bad_mx in page.text
+    assert (await dash.get("/domains/" + "a" * 70 + ".example")).status_code == 404
+    assert (await dash.get("/reports", params={"domain": "a" * 70 + ".x"})).status_code == 404
+
+
 # --- adding a domain ---------------------------------------------------------------------------
 
 

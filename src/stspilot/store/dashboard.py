@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Connection, Select, func, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from stspilot.errors import StoreError
+from stspilot.errors import ConfigError, StoreError
 from stspilot.evidence import DailyTotal, FailureCount, ReportWindow
 from stspilot.generate import normalize_host
 from stspilot.store.accounts import tenants
@@ -54,6 +54,19 @@ class InventoryPage:
     total: int  # matching domains on all pages
     offset: int
     limit: int
+
+
+def _host(name: str, memo: dict[str, str]) -> str:
+    """``normalize_host`` as the rollout compares names, but total: a reporter's malformed
+    MX name (hostile input) is kept lower-cased instead of raising; memoised per query."""
+    found = memo.get(name)
+    if found is None:
+        try:
+            found = normalize_host(name)
+        except ConfigError:
+            found = name.strip().rstrip(".").lower()
+        memo[name] = found
+    return found
 
 
 def _like_escape(text: str) -> str:
@@ -130,7 +143,7 @@ class DashboardReads:
         """The newest ``limit`` checks of ``domain``, oldest first (rollout history)."""
         q = (
             select(checks)
-            .where(checks.c.domain == normalize_host(domain))
+            .where(checks.c.domain == _host(domain, {}))
             .order_by(checks.c.observed_at.desc(), checks.c.id.desc())
             .limit(max(1, min(limit, 10_000)))
         )
@@ -140,7 +153,7 @@ class DashboardReads:
 
     def has_data(self, domain: str) -> bool:
         """Whether any check or report concerns ``domain`` (admins may open unhosted ones)."""
-        name = normalize_host(domain)
+        name = _host(domain, {})
         with self._read() as conn:
             if conn.execute(select(checks.c.id).where(checks.c.domain == name).limit(1)).first():
                 return True
@@ -155,7 +168,8 @@ class DashboardReads:
         """The rollout's report counts for several domains at once, [since, until) in UTC
         days: what ``evidence.window_from_reports`` counts, read from the aggregates instead
         of rebuilding every report (RFC 8460 §4.1: a report's day is the day it covers)."""
-        names = sorted({normalize_host(d) for d in domains})
+        memo: dict[str, str] = {}
+        names = sorted({_host(d, memo) for d in domains})
         first, last = day_floor(since), day_ceiling(until)
         p, f = report_policies.c, failure_details.c
         totals: dict[str, list[DailyTotal]] = {d: [] for d in names}
@@ -196,7 +210,7 @@ class DashboardReads:
                     )
                 )
                 for dom, day, org, rtype, mx, n in conn.execute(fq):
-                    key = (day, org, rtype, normalize_host(mx or ""))
+                    key = (day, org, rtype, _host(mx or "", memo))
                     bucket = fails[dom]
                     bucket[key] = bucket.get(key, 0) + int(n or 0)
         return {
@@ -240,7 +254,7 @@ class DashboardReads:
         if domain is not None or tenant_id is not None:
             mine = select(p.report_pk)
             if domain is not None:
-                mine = mine.where(p.policy_domain == normalize_host(domain))
+                mine = mine.where(p.policy_domain == _host(domain, {}))
             if tenant_id is not None:
                 owned = select(hosted_domains.c.domain).where(
                     hosted_domains.c.tenant_id == tenant_id
@@ -281,7 +295,8 @@ class DashboardReads:
 
     def owned(self, tenant_id: int, names: Sequence[str]) -> set[str]:
         """Which of ``names`` are the tenant's hosted domains (a report may name others')."""
-        wanted = sorted({normalize_host(n) for n in names})
+        memo: dict[str, str] = {}
+        wanted = sorted({_host(n, memo) for n in names})
         out: set[str] = set()
         h = hosted_domains.c
         with self._read() as conn:

@@ -16,7 +16,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import RedirectResponse, Response
 
-from stspilot.errors import StspilotError
+from stspilot.errors import ConfigError, StspilotError
 from stspilot.evidence import ReportWindow
 from stspilot.generate import normalize_host
 from stspilot.store.accounts import Conflict, User
@@ -53,6 +53,14 @@ def _message(request: Request, user: User, status: int, title: str, text: str) -
 
 def _reads(request: Request) -> DashboardReads:
     return DashboardReads(context(request).store)
+
+
+def _name(text: str) -> str:
+    """A domain from a URL, normalised; a malformed one stays as typed (then found nowhere)."""
+    try:
+        return normalize_host(text)[:253]
+    except ConfigError:
+        return text.strip().lower()[:253]
 
 
 def _tenant_scope(user: User) -> int | None:
@@ -247,7 +255,10 @@ async def domain_create(request: Request, user: PageUser) -> Response:
 
 def _visible_domain(request: Request, user: User, name: str) -> tuple[bool, HostedDomain | None]:
     """(may see, hosted): a tenant's own hosted domain, or for admins any domain with data."""
-    hosted = context(request).hosting.get(name)
+    try:
+        hosted = context(request).hosting.get(name)
+    except ConfigError:  # not a host name: nobody hosts it
+        hosted = None
     if hosted is not None and user.may_see(hosted.tenant_id):
         return True, hosted
     if user.is_admin:
@@ -269,7 +280,7 @@ def domain_page(
     from stspilot.web.hosting import publish_info
 
     ctx = context(request)
-    name = normalize_host(domain)[:253]
+    name = _name(domain)
     allowed, hosted = _visible_domain(request, user, name)
     if not allowed:  # another tenant's domain is answered like an unknown one
         return _message(request, user, 404, "Not found", f"{name} is not one of your domains.")
@@ -350,7 +361,7 @@ def reports_page(
 ) -> Response:
     ctx = context(request)
     reads = _reads(request)
-    name = normalize_host(domain) if domain.strip() else None
+    name = _name(domain) if domain.strip() else None
     if name is not None and not _visible_domain(request, user, name)[0]:
         return _message(request, user, 404, "Not found", f"{name} is not one of your domains.")
     since = ctx.clock() - timedelta(days=days)

@@ -1,0 +1,202 @@
+"""Dashboard latency at MSP scale: 5,000 hosted domains of one tenant, a stored check each, and
+a week of TLS-RPT reports from four reporters per domain and day (140,000 reports, hundreds of
+millions of sessions); then the inventory, domain and reports pages are requested in-process
+(httpx over ASGI, bearer token of the tenant's user) and p50/p95 latencies printed.
+
+    .venv/bin/python bench/dashboard_bench.py                  # SQLite file in a temp dir
+    .venv/bin/python bench/dashboard_bench.py --domains 1000 --days 3 --requests 20
+    .venv/bin/python bench/dashboard_bench.py --url postgresql+psycopg://postgres@127.0.0.1/test
+
+Seeding uses the store's fast path (``Store.add_reports`` with models built in memory, as
+``store_bench.py`` does); only the page requests are timed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import resource
+import statistics
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+from store_bench import to_model
+
+from stspilot.lab.sample_reports import generate_reports, to_json_bytes
+from stspilot.store import NewReport, Store
+from stspilot.store.accounts import Accounts
+from stspilot.store.hosting import HostedPolicies
+from stspilot.web.app import create_app
+from stspilot.web.settings import WebSettings
+
+NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+PROVIDERS = 4  # generate_reports cycles google, microsoft, mailru, stalwart per day
+
+
+def peak_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def check_result(domain: str, observed_at: datetime, mx: list[str]) -> dict[str, Any]:
+    """A stored check (``stspilot.check/1`` domain entry) of a domain in testing."""
+    return {
+        "domain": domain,
+        "observed_at": observed_at.isoformat(),
+        "stage": "testing",
+        "worst": None,
+        "deadline_hit": False,
+        "effective": {"usable": True, "mode": "testing", "reason_code": None, "reason": ""},
+        "sts_record": {"id": "20261101T000000", "extensions": {}},
+        "policy": {
+            "version": "STSv1",
+            "mode": "testing",
+            "max_age": 86400,
+            "mx": mx,
+            "extensions": {},
+        },
+        "policy_source": f"https://mta-sts.{domain}/.well-known/mta-sts.txt",
+        "tlsrpt": {"state": "valid", "rua": [f"mailto:tlsrpt@{domain}"], "extensions": {}},
+        "mx": [
+            {
+                "host": h,
+                "preference": 10,
+                "covered_by": h,
+                "probe_outcome": "ok",
+                "tls_ok": True,
+                "tls_version": "TLSv1.3",
+                "cert_not_after": (observed_at + timedelta(days=20 + i)).isoformat(),
+                "days_to_expiry": 20 + i,
+                "findings": [],
+            }
+            for i, h in enumerate(mx)
+        ],
+        "findings": [],
+    }
+
+
+def seed_domains(store: Store, n: int) -> tuple[list[str], str]:
+    accounts = Accounts(store)
+    hosting = HostedPolicies(store)
+    tenant = accounts.add_tenant("msp", now=NOW)
+    user = accounts.add_user("ops", "bench password 1", tenant="msp", now=NOW, password_n=2**10)
+    token, _ = accounts.create_token(user.id, "bench", now=NOW)
+    names = [f"d{i:05d}.example" for i in range(n)]
+    for name in names:
+        # The generator's MX names for a policy domain are mx1.<domain>, mx2.<domain>, ...
+        mx = [f"mx1.{name}", f"mx2.{name}"]
+        hosting.add(name, tenant_id=tenant.id, mode="testing", mx=mx, now=NOW)
+        store.save_check(
+            domain=name, observed_at=NOW - timedelta(hours=1), stage="testing", mode="testing",
+            worst_severity=None, findings_count=0, policy_id="20261101T000000",
+            policy_sha256="", mx_set=mx, result=check_result(name, NOW - timedelta(hours=1), mx),
+        )  # fmt: skip
+    return names, token
+
+
+def report_batch(names: list[str], days: int, first_id: int) -> list[NewReport]:
+    """Four reporters' daily reports for ``names`` over ``days`` days before NOW."""
+    dicts = generate_reports(
+        len(names) * PROVIDERS * days,
+        seed=first_id,
+        domains=names,
+        start=NOW - timedelta(days=days),
+    )
+    items = []
+    for j, d in enumerate(dicts):
+        d["report-id"] = f"{d['report-id']}-{first_id + j}"
+        items.append(NewReport(to_model(d), to_json_bytes(d), f"bench:{first_id + j}", NOW))
+    return items
+
+
+def seed_reports(store: Store, names: list[str], days: int) -> tuple[int, int, int]:
+    reports = policies = sessions = 0
+    step = 250  # domains per generated (and committed) batch: bounded memory
+    for i in range(0, len(names), step):
+        batch = report_batch(names[i : i + step], days, first_id=reports)
+        store.add_reports(batch, dedup_raw=False)
+        reports += len(batch)
+        for item in batch:
+            for p in item.report.policies:
+                policies += 1
+                sessions += p.successful_sessions + p.failed_sessions
+    return reports, policies, sessions
+
+
+async def timed(client: httpx.AsyncClient, urls: list[str], token: str) -> list[float]:
+    out = []
+    headers = {"authorization": f"Bearer {token}"}
+    for url in urls:
+        t = time.perf_counter()
+        response = await client.get(url, headers=headers)
+        out.append((time.perf_counter() - t) * 1000)
+        assert response.status_code == 200, (url, response.status_code, response.text[:300])
+    return out
+
+
+def line(label: str, ms: list[float]) -> str:
+    ordered = sorted(ms)
+    p95 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.95))]
+    return (
+        f"  {label:<34} n={len(ms):>3}  p50 {statistics.median(ms):7.1f} ms  "
+        f"p95 {p95:7.1f} ms  max {ordered[-1]:7.1f} ms"
+    )
+
+
+async def measure(store: Store, names: list[str], token: str, requests: int) -> None:
+    settings = WebSettings(secret_key=b"bench-secret-key-0123456789", secure_cookies=False)
+    app = create_app(settings, store, clock=lambda: NOW)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://dash.bench") as client:
+        await timed(client, ["/", f"/domains/{names[0]}"], token)  # warm up (imports, caches)
+        pages = max(1, len(names) // 50)
+        step = max(1, pages // requests)
+        inventory = [f"/?page={1 + (i * step) % pages}" for i in range(requests)]
+        print(line("inventory (50 rows, gate per row)", await timed(client, inventory, token)))
+        search = [f"/?q=d{i % 100:02d}" for i in range(requests)]
+        print(line("inventory filtered by name", await timed(client, search, token)))
+        spread = max(1, len(names) // requests)
+        domain = [f"/domains/{names[(i * spread) % len(names)]}" for i in range(requests)]
+        print(line("domain page (30 days, charts)", await timed(client, domain, token)))
+        year = [f"/domains/{names[(i * spread) % len(names)]}?days=365" for i in range(requests)]
+        print(line("domain page (365 days)", await timed(client, year, token)))
+        reports = [f"/reports?days=30&page={1 + i}" for i in range(requests)]
+        print(line("reports, whole tenant (50/page)", await timed(client, reports, token)))
+        one = [f"/reports?domain={names[(i * spread) % len(names)]}" for i in range(requests)]
+        print(line("reports of one domain", await timed(client, one, token)))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--domains", type=int, default=5000)
+    parser.add_argument("--days", type=int, default=7, help="days of reports per domain")
+    parser.add_argument("--requests", type=int, default=40, help="requests per page kind")
+    parser.add_argument("--url", default="", help="database URL (default: a temp SQLite file)")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        url = args.url or f"sqlite:///{Path(tmp) / 'dashboard.sqlite3'}"
+        with Store.open(url) as store:
+            t = time.perf_counter()
+            names, token = seed_domains(store, args.domains)
+            print(
+                f"{len(names):,} hosted domains with a check each: {time.perf_counter() - t:.1f} s"
+            )
+            t = time.perf_counter()
+            reports, policies, sessions = seed_reports(store, names, args.days)
+            print(
+                f"{reports:,} reports ({policies:,} policy rows, {sessions:,} sessions) "
+                f"in {time.perf_counter() - t:.1f} s"
+            )
+            if not args.url:
+                size = sum(f.stat().st_size for f in Path(tmp).iterdir()) / 2**20
+                print(f"SQLite files (with the WAL) {size:,.0f} MiB")
+            print(f"page latency ({store.dialect}, in-process, one client at a time):")
+            asyncio.run(measure(store, names, token, args.requests))
+            print(f"peak RSS {peak_mib():.0f} MiB")
+
+
+if __name__ == "__main__":
+    main()
