@@ -228,3 +228,67 @@ async def test_smtp_receiver_runs_inside_the_app(world: World) -> None:
         async with client_for(app) as c:
             listed = await c.get("/api/domains/example.com/reports", headers=world.auth("alice"))
         assert [r["report_id"] for r in listed.json()] == ["smtp-1"]
+
+
+async def test_check_now_against_the_lab(world: World) -> None:
+    """POST /check runs a live check (here against the loopback lab) and stores it."""
+    from stspilot.check import CheckOptions
+    from stspilot.lab.scenarios import BY_DOMAIN
+    from stspilot.lab.world import start_lab
+
+    lab = await start_lab([BY_DOMAIN["testing-ok.test"]])
+    try:
+        info = lab.info
+        options = CheckOptions(
+            nameserver=info.nameserver,
+            dns_port=info.dns_port,
+            ca_file=info.ca_file,
+            port_map=info.port_map,
+            deadline=20.0,
+        )
+        app = make_app(world, check_options=options)
+        async with client_for(app) as c:
+            # Not alice's domain: refused like an unknown one, before any probe runs.
+            denied = await c.post("/api/domains/testing-ok.test/check", headers=world.auth("alice"))
+            assert denied.status_code == 404
+            r = await c.post("/api/domains/testing-ok.test/check", headers=world.auth("root"))
+            assert r.status_code == 200, r.text
+            body = r.json()
+            assert body["domain"] == "testing-ok.test" and body["mode"] == "testing"
+            assert body["result"]["policy"]["mode"] == "testing" and body["mx_set"]
+            rollout = await c.get(
+                "/api/domains/testing-ok.test/rollout", headers=world.auth("root")
+            )
+            assert rollout.status_code == 200 and rollout.json()["stage"] in {"testing", "fixing"}
+            bad = await c.post("/api/domains/not a domain/check", headers=world.auth("root"))
+            assert bad.status_code == 422
+    finally:
+        await lab.stop()
+
+
+async def test_check_now_guards_private_targets(world: World) -> None:
+    """Service mode (the default options): the SSRF guard keeps probes off private addresses;
+    the domain's problems come back as a stored check with findings, never a 500."""
+    from stspilot.check import CheckOptions
+    from stspilot.lab.scenarios import BY_DOMAIN
+    from stspilot.lab.world import start_lab
+
+    lab = await start_lab([BY_DOMAIN["testing-ok.test"]])
+    try:
+        info = lab.info
+        guarded = CheckOptions(
+            nameserver=info.nameserver,
+            dns_port=info.dns_port,
+            ca_file=info.ca_file,
+            port_map=info.port_map,
+            allow_private=False,
+            deadline=20.0,
+        )
+        app = make_app(world, check_options=guarded)
+        async with client_for(app) as c:
+            r = await c.post("/api/domains/testing-ok.test/check", headers=world.auth("root"))
+        assert r.status_code == 200, r.text
+        assert r.json()["result"]["policy"] is None  # the loopback policy host was not fetched
+        assert r.json()["findings_count"] >= 1
+    finally:
+        await lab.stop()

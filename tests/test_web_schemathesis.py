@@ -30,7 +30,8 @@ def _spec() -> dict[str, Any]:
     return probe.openapi()
 
 
-schema = schemathesis.openapi.from_dict(_spec())
+# "Check now" probes the network: it is tested against the loopback lab in test_web_api.py.
+schema = schemathesis.openapi.from_dict(_spec()).exclude(path="/api/domains/{domain}/check")
 
 
 @pytest.fixture
@@ -45,7 +46,7 @@ def app(world: World) -> Any:
 
 @schema.parametrize()
 @settings(
-    max_examples=8,
+    max_examples=5,
     deadline=None,
     derandomize=True,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime, timedelta
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.encoders import jsonable_encoder
@@ -42,6 +42,9 @@ from stspilot.web.api_models import (
 )
 from stspilot.web.auth import context, require_admin, require_user
 from stspilot.web.hosting import publish_info
+
+if TYPE_CHECKING:
+    from stspilot.evaluate import CheckResult
 
 CurrentUser = Annotated[User, Depends(require_user)]
 Admin = Annotated[User, Depends(require_admin)]
@@ -287,6 +290,47 @@ def list_checks(
     name = _readable_domain(request, user, domain)
     history = context(request).store.check_history(name, limit=100_000)
     return [_check_out(c) for c in history[-limit:]][::-1]
+
+
+@router.post("/domains/{domain}/check", response_model=CheckDetail)
+async def check_now(request: Request, user: CurrentUser, domain: str) -> CheckDetail:
+    """Run a live check of the domain now and store it (what the monitor does on schedule)."""
+    import asyncio
+
+    from stspilot.check import CheckOptions, check_domains, normalize_domain
+
+    ctx = context(request)
+    name = normalize_domain(domain)
+    if not user.is_admin:
+        await asyncio.to_thread(_visible, request, user, name)
+    options = ctx.settings.check_options or CheckOptions(allow_private=False)
+    async with request.app.state.check_slots:
+        (result,) = await check_domains([name], options=options)
+    pk = await asyncio.to_thread(_save_check, request, result)
+    stored = await asyncio.to_thread(ctx.store.latest_check, name)
+    if stored is None or stored.id != pk:  # a concurrent check landed in between: show ours
+        history = await asyncio.to_thread(ctx.store.check_history, name)
+        stored = next(c for c in reversed(history) if c.id == pk)
+    return CheckDetail(**_check_out(stored).model_dump(), result=dict(stored.result))
+
+
+def _save_check(request: Request, result: CheckResult) -> int:
+    from stspilot.evidence import effective_mode, policy_digest
+    from stspilot.render import result_to_json
+
+    worst = result.worst
+    return context(request).store.save_check(
+        domain=result.domain,
+        observed_at=result.observed_at,
+        stage=str(result.stage),
+        mode=effective_mode(result),
+        worst_severity=worst.label if worst else None,
+        findings_count=len(result.findings),
+        policy_id=result.sts_record.id if result.sts_record else None,
+        policy_sha256=policy_digest(result),
+        mx_set=[m.host for m in result.mx if m.host],
+        result=result_to_json(result),
+    )
 
 
 @router.get("/domains/{domain}/checks/latest", response_model=CheckDetail)

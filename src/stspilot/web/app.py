@@ -95,6 +95,7 @@ def create_app(
         lifespan=_lifespan(ctx, close_store=close_store),
     )
     app.state.ctx = ctx
+    app.state.check_slots = asyncio.Semaphore(settings.max_live_checks)
     templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
     templates.env.globals["csrf_token"] = csrf_token
     app.state.templates = templates

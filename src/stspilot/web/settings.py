@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from stspilot.errors import ConfigError
 
 if TYPE_CHECKING:
+    from stspilot.check import CheckOptions
     from stspilot.store import Store
     from stspilot.store.accounts import Accounts
     from stspilot.store.hosting import HostedPolicies
@@ -89,6 +90,10 @@ class WebSettings:
     smtp_domains: frozenset[str] = frozenset()
     imap_config: Path | None = None
     imap_interval: float = 60.0
+    # Live checks started from the API ("check now"). None: the public Internet in service
+    # mode, i.e. with the SSRF guard on (no private, loopback or link-local targets).
+    check_options: CheckOptions | None = None
+    max_live_checks: int = 4  # at once, per replica
 
     def __post_init__(self) -> None:
         if len(self.secret_key) < 16:
