@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -292,3 +293,35 @@ async def test_check_now_guards_private_targets(world: World) -> None:
         assert r.json()["findings_count"] >= 1
     finally:
         await lab.stop()
+
+
+async def test_imap_polling_runs_inside_the_app(
+    world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With imap_config set, the app's lifespan polls the mailbox (real Dovecot on loopback)."""
+    import asyncio
+    import contextlib
+
+    from imap_server import USERS, run_dovecot
+    from intake_samples import report_mail
+
+    with contextlib.ExitStack() as stack:
+        try:
+            dovecot = stack.enter_context(run_dovecot())
+        except FileNotFoundError as exc:
+            pytest.skip(str(exc))
+        user = USERS[-1]
+        dovecot.append(user, "INBOX", report_mail(report_json("Imap Org", "imap-1")))
+        config = tmp_path / "imap.toml"
+        config.write_text(
+            f'[imap]\nhost = "127.0.0.1"\nport = {dovecot.port}\ntls = "none"\nuser = "{user}"\n'
+        )
+        monkeypatch.setenv("STSPILOT_IMAP_PASSWORD", dovecot.password)
+        app = make_app(world, imap_config=config, imap_interval=0.2)
+        async with app.router.lifespan_context(app):
+            for _ in range(100):
+                if world.store.count_reports():
+                    break
+                await asyncio.sleep(0.1)
+        assert [r.report_id for r in world.store.list_reports()] == ["imap-1"]
+        assert dovecot.uids(user, "INBOX") == []  # moved only after the commit
