@@ -40,44 +40,48 @@ DEFAULT_LIMITS = Limits()
 # --- wire schema (RFC 8460 §4.4); member names are kebab-case on the wire ---------------------
 
 
-class WireFailureDetail(msgspec.Struct, rename="kebab"):
+class WireFailureDetail(msgspec.Struct, rename="kebab", gc=False):
+    # Same order as stspilot.reports.FailureDetail, so the first 8 values map straight onto it.
+    # Absent and null are both None here (unlike the other structs): the parser's fast
+    # structure check then sees a mismatch for an explicit null and does the exact check.
     result_type: str
     failed_session_count: Count
-    sending_mta_ip: OptStr = UNSET
-    receiving_mx_hostname: OptStr = UNSET
-    receiving_mx_helo: OptStr = UNSET
-    receiving_ip: OptStr = UNSET
-    additional_information: OptStr = UNSET
+    sending_mta_ip: str | None = None
+    receiving_mx_hostname: str | None = None
+    receiving_mx_helo: str | None = None
+    receiving_ip: str | None = None
+    additional_information: str | None = None
+    failure_reason_code: str | None = None
     # The prose name of additional-information (RFC 8460 §4.4, checklist E.7); seen in the wild.
-    additional_info_uri: OptStr = UNSET
-    failure_reason_code: OptStr = UNSET
+    additional_info_uri: str | None = None
 
 
-class WirePolicy(msgspec.Struct, rename="kebab"):
+class WirePolicy(msgspec.Struct, rename="kebab", frozen=True, gc=False):
+    # Frozen, with tuples: hashable, so the parser can cache what it reads from a policy.
     policy_type: str
-    policy_string: list[str] | UnsetType | None = UNSET
+    policy_string: tuple[str, ...] | UnsetType | None = UNSET
     policy_domain: OptStr = UNSET
     # An array per §4.4 and erratum 6241; a bare string in Appendix B (checklist B4.9, D.8).
-    mx_host: list[str] | str | UnsetType | None = UNSET
+    mx_host: tuple[str, ...] | str | UnsetType | None = UNSET
 
 
-class WireSummary(msgspec.Struct, rename="kebab"):
+class WireSummary(msgspec.Struct, rename="kebab", gc=False):
     total_successful_session_count: Count
     total_failure_session_count: Count
 
 
-class WirePolicyResult(msgspec.Struct, rename="kebab"):
+class WirePolicyResult(msgspec.Struct, rename="kebab", gc=False):
     policy: WirePolicy
     summary: WireSummary
     failure_details: list[WireFailureDetail] | UnsetType | None = UNSET
 
 
-class WireDateRange(msgspec.Struct, rename="kebab"):
+class WireDateRange(msgspec.Struct, rename="kebab", gc=False):
     start_datetime: str
     end_datetime: str
 
 
-class WireReport(msgspec.Struct, rename="kebab"):
+class WireReport(msgspec.Struct, rename="kebab", gc=False):
     organization_name: str
     date_range: WireDateRange
     report_id: str

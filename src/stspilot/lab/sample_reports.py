@@ -207,7 +207,7 @@ def _report(rng: random.Random, provider: str, domain: str, day: datetime, i: in
         if i and rng.random() < 0.5:  # Google: several reports a day for big senders
             rid = f"{start}_{domain}_{i}"
     policies = [
-        _policy(rng, provider, domain if k == 0 else f"mx{k}.{domain}", k)
+        _policy(rng, provider, domain if k == 0 else f"mx{k}.{domain}", k, day)
         for k in range(rng.choices(_POLICY_COUNTS, _POLICY_WEIGHTS)[0])
     ]
     return {
@@ -219,23 +219,27 @@ def _report(rng: random.Random, provider: str, domain: str, day: datetime, i: in
     }
 
 
-def _policy(rng: random.Random, provider: str, domain: str, k: int) -> Report:
-    mxs = [f"mx{j}.{domain}" for j in range(1, rng.randint(1, 4) + 1)]
+def _policy(rng: random.Random, provider: str, domain: str, k: int, day: datetime) -> Report:
+    # A domain publishes one policy at a time: its MX set, max_age, TLSA records and the day it
+    # moved from testing to enforce follow from its name, not from the report.
+    trait = zlib.crc32(domain.encode())
+    mxs = [f"mx{j}.{domain}" for j in range(1, trait % 4 + 2)]
     kind = "sts"
     if k > 0 and provider == "microsoft":
         kind = "tlsa"  # DANE for the MX host as policy domain (checklist B1.1, C.5)
-    elif rng.random() < 0.1:
+    elif trait % 10 == 0:
         kind = "no-policy-found"
     policy: Report = {"policy-type": kind}
     if kind == "sts" and provider != "mailru":
-        mode = rng.choice(("enforce", "testing"))
+        enforce_from = datetime(2025, 1, 1, tzinfo=UTC) + timedelta(days=trait % 60)
+        mode = "enforce" if day >= enforce_from else "testing"
         policy["policy-string"] = (
             ["version: STSv1", f"mode: {mode}"]
             + [f"mx: {m}" for m in mxs]
-            + [f"max_age: {rng.choice((86400, 604800, 1209600))}"]
+            + [f"max_age: {(86400, 604800, 1209600)[trait % 3]}"]
         )
     elif kind == "tlsa":
-        rrs = [f"3 1 1 {rng.getrandbits(256):064X}" for _ in range(2)]
+        rrs = [f"3 1 1 {zlib.crc32(f'{domain}{n}'.encode()):08X}" * 8 for n in range(2)]
         policy["policy-string"] = [json.dumps(rrs, separators=(",", ":"))]  # Microsoft (D.2)
     policy["policy-domain"] = domain
     if kind == "sts" and provider in ("google", "stalwart"):
