@@ -111,12 +111,16 @@ async def test_nothing_listening_is_connect_failed(lab: Lab) -> None:
 async def test_scripted_servers(script: bytes, outcome: SmtpOutcome) -> None:
     """Raw servers that answer with a fixed script, whatever the client says."""
 
+    writers: list[asyncio.StreamWriter] = []
+
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writers.append(writer)
         with contextlib.suppress(OSError):
             writer.write(script)
             await writer.drain()
-            await reader.read(65536)
-            await asyncio.sleep(5)
+            while await reader.read(65536):  # until the probe hangs up
+                pass
+        writer.transport.abort()
 
     server = await asyncio.start_server(handle, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
@@ -129,6 +133,9 @@ async def test_scripted_servers(script: bytes, outcome: SmtpOutcome) -> None:
         options = SmtpOptions(port=port, connect_timeout=1, command_timeout=0.5, total_timeout=2)
         result = await MxProber(resolver, options).probe_mx("mx.script.test")
     finally:
+        for writer in writers:
+            writer.transport.abort()
         server.close()
+        await server.wait_closed()
         await dns.stop()
     assert result.outcome is outcome, result.error
