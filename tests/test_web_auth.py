@@ -119,6 +119,7 @@ def test_safe_next(target: str, safe: str) -> None:
 async def test_login_flow(client: httpx.AsyncClient, world: World) -> None:
     page = await client.get("/login")
     assert page.status_code == 200 and "stspilot_csrf" in page.cookies
+    assert page.headers["x-frame-options"] == "DENY"  # the login form cannot be framed
     assert page.headers["content-type"].startswith("text/html")
     r = await login(client, "alice")
     assert r.status_code == 303 and r.headers["location"] == "/"

@@ -125,8 +125,18 @@ async def require_csrf(request: Request) -> None:
         raise HTTPException(403, "missing or invalid CSRF token")
 
 
+# On every app response (not on policy files): no framing of the login form (clickjacking), no
+# MIME sniffing, no full URLs in Referer to other sites.
+_SECURITY_HEADERS = (
+    (b"x-frame-options", b"DENY"),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"same-origin"),
+)
+
+
 class CsrfCookieMiddleware:
-    """Adds the CSRF cookie to a response when ``csrf_token`` made a new nonce for it."""
+    """Adds the CSRF cookie to a response when ``csrf_token`` made a new nonce for it, and the
+    security headers to every response of the app."""
 
     def __init__(self, app: Asgi, *, settings: WebSettings) -> None:
         self.app = app
@@ -140,6 +150,7 @@ class CsrfCookieMiddleware:
 
         async def send_with_cookie(message: dict[str, Any]) -> None:
             if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), *_SECURITY_HEADERS]
                 nonce = scope.get("state", {}).get("csrf_new")
                 if nonce:
                     cookie = f"{self.name}={nonce}; Path=/; HttpOnly; SameSite=Strict"
