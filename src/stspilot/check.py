@@ -16,12 +16,12 @@ import datetime as dt
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import dns.exception
 import dns.name
 
 from stspilot.errors import ConfigError
-from stspilot.evaluate import CheckResult, evaluate
 from stspilot.facts import (
     DnsStatus,
     DomainFacts,
@@ -37,6 +37,9 @@ from stspilot.records import rua_domains, select_tlsrpt_record
 from stspilot.resolver import Resolver, ResolverConfig
 from stspilot.smtp import MxProber, SmtpOptions
 from stspilot.tls import TlsContexts
+
+if TYPE_CHECKING:
+    from stspilot.evaluate import CheckResult
 
 Clock = Callable[[], dt.datetime]
 MAX_MX_PROBES = 10  # a zone with a thousand MX records must not become a thousand probes
@@ -245,6 +248,9 @@ async def check_domain(
     Pass a shared ``probes`` when checking many domains; without one, clients are made for
     this call and closed after it. ``ConfigError`` if ``domain`` is not a domain name.
     """
+    # Imported here: the core's import cost is then paid while the first answers travel.
+    from stspilot.evaluate import evaluate
+
     domain = normalize_domain(domain)
     options = options or (probes.options if probes else CheckOptions())
     if probes is None:
@@ -302,6 +308,8 @@ async def check_domains(
             try:
                 result = await check_domain(todo[index], probes=shared, options=options, now=now)
             except Exception as exc:  # a bug in one domain's check must not stop the run
+                from stspilot.evaluate import evaluate
+
                 result = evaluate(_broken_facts(todo[index], exc, now()))
             results[index] = result
             if on_result is not None:
