@@ -166,8 +166,6 @@ def check_command(
 ) -> None:
     import asyncio
 
-    from rich.console import Console
-
     from stspilot.check import check_domains
 
     names = read_domains(domains or [], file)
@@ -180,10 +178,12 @@ def check_command(
         concurrency=concurrency,
         probe_mx=not no_mx_probe,
     )
-    console = Console()
-    errors = Console(stderr=True)
-    if errors.is_terminal and len(names) >= PROGRESS_FROM:
+    # rich is imported when there is something to draw: start-up is before the first packet.
+    if sys.stderr.isatty() and len(names) >= PROGRESS_FROM:
+        from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+        errors = Console(stderr=True)
 
         columns = (BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
         with Progress(*columns, console=errors, transient=True) as progress:
@@ -198,9 +198,11 @@ def check_command(
 
         sys.stdout.write(dumps_check_json(results) + "\n")
     else:
+        from rich.console import Console
+
         from stspilot.render import render_check_text
 
-        render_check_text(results, console, verbose=verbose)
+        render_check_text(results, Console(), verbose=verbose)
     raise typer.Exit(exit_code(results))
 
 
