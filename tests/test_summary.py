@@ -74,8 +74,9 @@ def test_every_iana_result_type_has_a_cause_and_a_fix(result_type: str) -> None:
     advice = advice_for(result_type)
     assert advice.result_type == result_type and advice.category != "unknown"
     assert advice.cause and advice.fix and advice.rfc.startswith("RFC ")
-    # enforce refuses negotiation and sts-* failures, DANE failures are DANE's business
-    assert advice.refused_under_enforce == (advice.category in ("negotiation", "sts"))
+    # enforce refuses the negotiation failures only: sts-* failures leave the sender on its
+    # cached policy (or none), DANE failures are DANE's business (RFC 8461 §3.3, §5)
+    assert advice.refused_under_enforce == (advice.category == "negotiation")
 
 
 def test_the_table_is_exactly_the_registry() -> None:

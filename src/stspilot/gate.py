@@ -14,18 +14,12 @@ from enum import StrEnum
 
 from stspilot.evidence import LiveState, MxState, ReportWindow
 from stspilot.generate import one_label_wildcard_covers
+from stspilot.summary import ADVICE
 
-# RFC 8460 §4.3.1: the negotiation failures; a sender enforcing the policy refuses the MX
-# (RFC 8461 §5, checklist A8.1). DANE and policy-fetch types are reported too but are not
-# refusals caused by mode: enforce.
+# The result types a sender enforcing the policy refuses (RFC 8461 §5, checklist A8.1); one
+# table, in summary.py, decides this for the summaries, the gate and the what-if alike.
 REFUSED_UNDER_ENFORCE: frozenset[str] = frozenset(
-    {
-        "starttls-not-supported",
-        "certificate-host-mismatch",
-        "certificate-expired",
-        "certificate-not-trusted",
-        "validation-failure",
-    }
+    advice.result_type for advice in ADVICE.values() if advice.refused_under_enforce
 )
 
 

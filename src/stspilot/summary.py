@@ -80,8 +80,10 @@ class Advice:
 
 
 # Under enforce, senders must not deliver to an MX that fails name matching or certificate
-# validation or lacks STARTTLS (RFC 8461 §5, checklist A8.1); sts-* failures are counted too:
-# a sender holding a cached enforce policy keeps applying it when the refresh fails (§5.1).
+# validation or lacks STARTTLS (RFC 8461 §5, checklist A8.1): those sessions are the refusals.
+# sts-* types say the policy itself could not be fetched or used; the sender then goes on with
+# its cached policy or, without one, delivers as if there were no MTA-STS (§3.3, A3.14/A3.15),
+# so they are failures to fix but not refusals. DANE types are DANE's, not MTA-STS's (§2).
 # fmt: off
 _ADVICE: tuple[Advice, ...] = (
     Advice("starttls-not-supported", "negotiation", True,
@@ -118,16 +120,16 @@ _ADVICE: tuple[Advice, ...] = (
            "the sender requires DANE for this destination but found no validated TLSA record",
            "publish DNSSEC-signed TLSA records for the MX host, or ask the sender why",
            "RFC 8460 §4.3.2.1; RFC 7672 §6"),
-    Advice("sts-policy-fetch-error", "sts", True,
+    Advice("sts-policy-fetch-error", "sts", False,
            "the sender could not fetch https://mta-sts.<domain>/.well-known/mta-sts.txt "
            "(unreachable, not 200, timeout, redirect)",
            "make the policy host answer 200 text/plain at the exact URL, without redirects",
            "RFC 8460 §4.3.2.2; RFC 8461 §3.3"),
-    Advice("sts-policy-invalid", "sts", True,
+    Advice("sts-policy-invalid", "sts", False,
            "the policy file was fetched but does not validate",
            "fix the policy syntax (version, mode, mx, max_age lines) and bump the TXT id",
            "RFC 8460 §4.3.2.2; RFC 8461 §3.2"),
-    Advice("sts-webpki-invalid", "sts", True,
+    Advice("sts-webpki-invalid", "sts", False,
            "the certificate of mta-sts.<domain> failed WebPKI validation",
            "serve a valid public certificate for mta-sts.<domain> with the full chain",
            "RFC 8460 §4.3.2.2; RFC 8461 §3.3"),
