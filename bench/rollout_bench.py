@@ -4,8 +4,8 @@
     .venv/bin/python bench/rollout_bench.py --orgs 50 --days 14 --db sqlite:////tmp/r.sqlite3
 
 Prints assessments/s of ``assess_rollout`` on a busy window (ORGS senders x DAYS days, failures
-on every third day), then the latency of ``read_window`` (list + load every report of the
-window from SQLite, then count) over repeated runs, and the peak RSS.
+on every third day), then the latency of ``read_window`` (grouped aggregate queries over the
+window from SQLite) over repeated runs, and the peak RSS.
 """
 
 from __future__ import annotations

@@ -94,25 +94,12 @@ def save_check(store: Store, result: CheckResult) -> None:
 
 
 def read_window(store: Store, domain: str, since: datetime, until: datetime) -> ReportWindow:
-    """The domain's reports of [since, until], counted like the store's aggregates.
+    """The domain's report counts over [since, until], from the store's aggregates (grouped
+    queries on the indexed policy and failure rows, not one read per report)."""
+    from stspilot.store.dashboard import DashboardReads
 
-    Reports are one per sending organisation and day (RFC 8460 §4.1), so a 14-day window of
-    one domain holds tens to hundreds of them, not millions.
-    """
-    from stspilot.evidence import window_from_reports
-
-    reports = []
-    offset, page = 0, 500
-    while True:
-        listing = store.list_reports(domain, since, until, limit=page, offset=offset)
-        for item in listing:
-            stored = store.get_report(item.pk)
-            if stored is not None:
-                reports.append(stored.report)
-        if len(listing) < page:
-            break
-        offset += page
-    return window_from_reports(reports, domain)
+    windows = DashboardReads(store).report_windows([domain], since=since, until=until)
+    return next(iter(windows.values()))
 
 
 def exit_code(a: RolloutAssessment) -> int:
