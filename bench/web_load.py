@@ -6,7 +6,11 @@ with zero loss, proved by counting stored rows after the run).
     .venv/bin/python bench/web_load.py                         # 10 s per run, workers 1,2,4
     .venv/bin/python bench/web_load.py --duration 20 --workers 1,2,3 --posts 20000
     .venv/bin/python bench/web_load.py --skip-post             # policy GETs only
+    .venv/bin/python bench/web_load.py --servers uvicorn --no-group
 
+The app is the factory ``stspilot serve`` runs (``stspilot.web.app:app_from_env``) under uvicorn
+and, when it is installed in the venv, granian. ``+group`` rows are a group-commit prototype of
+the report route defined here (a measurement for the intake's owners, not shipped code).
 Everything shares one machine: wrk (2 threads) competes with the server for the cores, equally
 for nginx and for the app. Prints figures only; it never fails on time.
 """
