@@ -94,12 +94,10 @@ def save_check(store: Store, result: CheckResult) -> None:
 
 
 def read_window(store: Store, domain: str, since: datetime, until: datetime) -> ReportWindow:
-    """The domain's report counts over [since, until], from the store's aggregates (grouped
-    queries on the indexed policy and failure rows, not one read per report)."""
-    from stspilot.store.dashboard import DashboardReads
+    """The domain's report counts over [since, until] (grouped queries, not per report)."""
+    from stspilot.store.dashboard import report_window
 
-    windows = DashboardReads(store).report_windows([domain], since=since, until=until)
-    return next(iter(windows.values()))
+    return report_window(store, domain, since, until)
 
 
 def exit_code(a: RolloutAssessment) -> int:

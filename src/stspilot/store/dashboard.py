@@ -306,3 +306,9 @@ class DashboardReads:
                 )
                 out.update(d for (d,) in conn.execute(q))
         return out
+
+
+def report_window(store: Store, domain: str, since: datetime, until: datetime) -> ReportWindow:
+    """One domain's report counts over [since, until] for the rollout (CLI, API and pages)."""
+    windows = DashboardReads(store).report_windows([domain], since=since, until=until)
+    return next(iter(windows.values()))

@@ -16,9 +16,10 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.encoders import jsonable_encoder
 
 from stspilot.errors import ConfigError
-from stspilot.evidence import LiveState, MxState, ReportWindow, window_from_reports
+from stspilot.evidence import LiveState, MxState, ReportWindow
 from stspilot.generate import normalize_host
 from stspilot.store.accounts import ApiToken, Conflict, NotFound, Tenant, User
+from stspilot.store.dashboard import report_window
 from stspilot.store.hosting import HostedDomain, MxSync, PolicyVersion
 from stspilot.store.models import CheckRecord
 from stspilot.web.api_models import (
@@ -446,18 +447,7 @@ def rollout(
 
 
 def _report_window(request: Request, domain: str, since: datetime, until: datetime) -> ReportWindow:
-    store = context(request).store
-    reports, offset, page = [], 0, 500
-    while True:
-        listing = store.list_reports(domain, since, until, limit=page, offset=offset)
-        for item in listing:
-            stored = store.get_report(item.pk)
-            if stored is not None:
-                reports.append(stored.report)
-        if len(listing) < page:
-            break
-        offset += page
-    return window_from_reports(reports, domain)
+    return report_window(context(request).store, domain, since, until)
 
 
 def live_state_from_record(record: CheckRecord) -> LiveState:
