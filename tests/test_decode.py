@@ -5,11 +5,14 @@ from __future__ import annotations
 import gzip
 import time
 import tracemalloc
+from email import message_from_bytes
 from email.message import Message
 from email.mime.application import MIMEApplication
 from email.mime.base import MIMEBase
+from email.mime.message import MIMEMessage
 from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
+from email.policy import compat32
 from pathlib import Path
 
 import pytest
@@ -23,6 +26,7 @@ from stspilot.ingest.decode import (
     gunzip,
     iter_sources,
 )
+from stspilot.ingest.mail import ReportPart, pick_parts, report_parts, split_flat_multipart
 from stspilot.lab.sample_reports import generate_reports, to_email, to_gzip, to_json_bytes
 from stspilot.reports import Limits, parse_report
 
@@ -301,3 +305,43 @@ def test_iter_sources_caps_huge_files(tmp_path: Path) -> None:
     assert len(source.raw) == 1001
     with pytest.raises(LimitExceeded):
         extract_reports(source.raw, limits=Limits(max_input_bytes=1000))
+
+
+# --- the flat-multipart fast path agrees with the stdlib walk --------------------------------
+
+
+def _both_ways(raw: bytes) -> tuple[list[ReportPart], list[ReportPart]] | None:
+    flat = split_flat_multipart(raw, Limits())
+    if flat is None:
+        return None
+    walked = report_parts(message_from_bytes(raw, policy=compat32), Limits())
+    return pick_parts(flat[1], Limits()), walked
+
+
+@pytest.mark.parametrize(("case", "raw", "misdeclared"), MAILS, ids=[m[0] for m in MAILS])
+def test_fast_path_matches_walk(case: str, raw: bytes, misdeclared: bool) -> None:
+    both = _both_ways(raw)
+    assert both is not None
+    fast, walked = both
+    assert fast == walked and fast
+
+
+def test_fast_path_matches_walk_on_corpus(corpus_dir: Path) -> None:
+    taken = 0
+    for path in sorted((corpus_dir / "tlsrpt-email").iterdir()):
+        both = _both_ways(path.read_bytes())
+        if both is not None:
+            taken += 1
+            assert both[0] == both[1], path.name
+    assert taken >= 10  # the real report mails are all flat multiparts
+
+
+def test_forwarded_report_falls_back_to_the_walk() -> None:
+    outer = MIMEMultipart("mixed")
+    outer["Subject"] = "Fwd: report"
+    outer.attach(MIMEText("see attached\n"))
+    outer.attach(MIMEMessage(message_from_bytes(to_email(GOOGLE))))
+    raw = outer.as_bytes()
+    assert split_flat_multipart(raw, Limits()) is None
+    (found,) = extract_reports(raw)
+    assert parse_report(found.json_bytes).report_id == GOOGLE["report-id"]

@@ -165,7 +165,9 @@ _KNOWN_IPS: set[str] = set()
 _POLICY_PARTS: dict[WirePolicy, _PolicyPart] = {}
 _DateRange = tuple[datetime, datetime, tuple[Deviation, ...]]
 _DATE_RANGES: dict[tuple[str, str], _DateRange] = {}
-_MEMO_MAX = 65536
+_MEMO_MAX = 65536  # addresses (~4 MiB at most)
+_MEMO_MAX_OBJECTS = 4096  # policies and date ranges (a few MiB at most)
+_MEMO_MAX_CHARS = 2048  # per remembered policy
 _SCHEMA_DEPTH = 5  # {report [policies {policy-result {policy [policy-string
 _ONE_DAY = timedelta(days=1)
 _LAST_SECOND = timedelta(days=1, seconds=-1)
@@ -190,20 +192,23 @@ def parse_report(data: bytes | str, *, limits: Limits = DEFAULT_LIMITS) -> TlsRe
     ``report.count.invalid``, ``report.date.invalid``, ...) or its subclass ``LimitExceeded``.
     Tolerated quirks become ``Deviation`` values on the result (see ``DEVIATIONS``).
     """
-    if isinstance(data, str):
-        try:
-            data = data.encode("utf-8")
-        except UnicodeEncodeError:
-            raise ReportError("report.json.invalid", "report text is not valid Unicode") from None
-    elif not isinstance(data, bytes):
-        data = bytes(data)
+    if data.__class__ is not bytes:
+        if isinstance(data, str):
+            try:
+                data = data.encode("utf-8")
+            except UnicodeEncodeError:
+                raise ReportError(
+                    "report.json.invalid", "report text is not valid Unicode"
+                ) from None
+        else:
+            data = bytes(data)
     if len(data) > limits.max_json_bytes:
         raise LimitExceeded(
             "report.limit.json-bytes",
             f"report JSON is {len(data)} bytes, over the limit of {limits.max_json_bytes}",
         )
     devs: list[Deviation] = []
-    if data.startswith(b"\xef\xbb\xbf"):
+    if data[:1] == b"\xef" and data.startswith(b"\xef\xbb\xbf"):
         data = data[3:]
         devs.append(_dev("json.bom", ""))
     try:
@@ -286,8 +291,9 @@ def _read_policies(
             part = _policy_part(pol)
         ptype, domain, policy_string, mx_host, n, codes = part
         strings += 4 + n  # names policy, summary and the two counts, plus the policy object's
-        for code, sub, detail in codes:
-            devs.append(_policy_dev(code, i, sub, detail))
+        if codes:
+            for code, sub, detail in codes:
+                devs.append(_policy_dev(code, i, sub, detail))
         summary = wpr.summary
         total_failed = summary.total_failure_session_count
         raw_fds = wpr.failure_details
@@ -427,9 +433,11 @@ def _policy_part(pol: WirePolicy) -> _PolicyPart:
             raw_mx = tuple(m[3:].strip() if m.startswith("mx:") else m for m in raw_mx)
         mx_host = raw_mx
     part = (ptype, domain, policy_string, mx_host, strings, tuple(codes))
-    if len(_POLICY_PARTS) >= _MEMO_MAX:
-        _POLICY_PARTS.clear()
-    _POLICY_PARTS[pol] = part
+    # Remember only ordinary-sized policies, so hostile input cannot fill memory through it.
+    if sum(map(len, policy_string)) + sum(map(len, mx_host)) + len(domain) <= _MEMO_MAX_CHARS:
+        if len(_POLICY_PARTS) >= _MEMO_MAX_OBJECTS:
+            _POLICY_PARTS.clear()
+        _POLICY_PARTS[pol] = part
     return part
 
 
@@ -525,7 +533,7 @@ def _date_range(start_text: str, end_text: str) -> _DateRange:
     if not at_midnight or not (length == _ONE_DAY or _LAST_SECOND <= length < _ONE_DAY):
         codes.append(("date.range-not-one-day", "/date-range"))
     dates = (start, end, tuple(_dev(code, where) for code, where in codes))
-    if len(_DATE_RANGES) >= _MEMO_MAX:
+    if len(_DATE_RANGES) >= _MEMO_MAX_OBJECTS:
         _DATE_RANGES.clear()
     _DATE_RANGES[start_text, end_text] = dates
     return dates

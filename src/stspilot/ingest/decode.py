@@ -18,8 +18,10 @@ from stspilot.errors import LimitExceeded, ReportError
 from stspilot.ingest.mail import (
     Envelope,
     envelope_deviations,
+    pick_parts,
     read_envelope,
     report_parts,
+    split_flat_multipart,
 )
 from stspilot.report_schema import DEFAULT_LIMITS, DEVIATIONS, Limits
 from stspilot.reports import Deviation
@@ -82,6 +84,13 @@ def gunzip(data: bytes, *, limits: Limits = DEFAULT_LIMITS) -> bytes:
             f"gzip payload is {len(data)} bytes, over the limit of {limits.max_compressed_bytes}",
         )
     cap = limits.max_json_bytes
+    inflater = zlib.decompressobj(wbits=31)
+    try:
+        first = inflater.decompress(data, min(_STEP, cap + 1))
+        if inflater.eof and not inflater.unused_data and len(first) <= cap:
+            return first  # the usual report: one member, inflated in one step
+    except zlib.error as exc:
+        raise ReportError("report.gzip.invalid", f"gzip data is corrupt: {exc}") from None
     out = bytearray()
     inflater = zlib.decompressobj(wbits=31)
     pending = data
@@ -140,13 +149,18 @@ def iter_sources(path: Path, *, limits: Limits = DEFAULT_LIMITS) -> Iterator[Sou
 
 
 def _from_mail(raw: bytes, limits: Limits) -> list[Extracted]:
-    msg = message_from_bytes(raw, policy=compat32)
-    if not msg.keys():
-        raise ReportError(
-            "report.format.unknown", "input is neither JSON, gzip nor an e-mail message"
-        )
+    flat = split_flat_multipart(raw, limits)
+    if flat is not None:
+        msg, candidates = flat
+        parts = pick_parts(candidates, limits)
+    else:
+        msg = message_from_bytes(raw, policy=compat32)
+        if not msg.keys():
+            raise ReportError(
+                "report.format.unknown", "input is neither JSON, gzip nor an e-mail message"
+            )
+        parts = report_parts(msg, limits)
     envelope = read_envelope(msg)
-    parts = report_parts(msg, limits)
     if not parts:
         raise ReportError(
             "mail.no-report",

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.header import decode_header, make_header
 from email.message import Message
+from email.parser import BytesHeaderParser, BytesParser
+from email.policy import compat32
 from email.utils import parseaddr, parsedate_to_datetime
 
 from stspilot.errors import LimitExceeded
@@ -121,41 +123,97 @@ def report_parts(msg: Message, limits: Limits) -> list[ReportPart]:
             raise LimitExceeded(
                 "report.limit.mime-parts", f"message has over {limits.max_mime_parts} parts"
             )
-        if part.is_multipart():
-            continue
-        ctype = part.get_content_type()
-        try:
-            filename = (part.get_filename() or "").strip()
-        except (ValueError, LookupError, UnicodeError):
-            filename = ""
-        declared = ctype in REPORT_TYPES
-        named = filename.lower().endswith(REPORT_SUFFIXES)
-        if not (declared or named or ctype in LOOSE_TYPES or ctype.startswith("text/")):
-            continue
-        encoded = part.get_payload()
-        if not isinstance(encoded, str):
-            continue
-        # base64 is 4/3 of the payload; refuse before decoding anything larger than allowed.
-        if len(encoded) > limits.max_compressed_bytes * 4 // 3 + 4096:
-            raise LimitExceeded(
-                "report.limit.compressed-bytes",
-                f"report part is over {limits.max_compressed_bytes} bytes",
-            )
-        payload = part.get_payload(decode=True)
-        if not isinstance(payload, bytes):
-            continue
-        if not (declared or named or ctype in LOOSE_TYPES):
-            # A text/* part without a report name: only a JSON report body counts (a
-            # mislabelled +json part), never the human-readable first part (§5.3).
-            head = payload.lstrip()[:4096]
-            if not (head.startswith(b"{") and b'"policies"' in payload):
-                continue
-        elif not (payload[:2] == b"\x1f\x8b" or payload.lstrip()[:1] == b"{"):
-            if declared or named:
-                found.append(ReportPart(_label(index, ctype, filename), payload, ctype, declared))
-            continue  # an octet-stream that is neither gzip nor JSON is someone else's file
-        found.append(ReportPart(_label(index, ctype, filename), payload, ctype, declared))
+        if not part.is_multipart():
+            picked = _pick(index, part, limits)
+            if picked is not None:
+                found.append(picked)
     return found
+
+
+def split_flat_multipart(raw: bytes, limits: Limits) -> tuple[Message, list[Message]] | None:
+    """The top-level headers and the parts of a one-level multipart message, without the
+    stdlib parser's per-message boundary regex (most of its cost). ``None`` for anything
+    else (nested multiparts, attached messages, odd delimiters): the caller then walks the
+    message with ``email`` itself, so this is a fast path, never a second opinion."""
+    cut = _blank_line(raw)
+    if cut < 0:
+        return None
+    top = BytesHeaderParser(policy=compat32).parsebytes(raw[:cut])
+    boundary = top.get_boundary() if top.get_content_maintype() == "multipart" else None
+    if not boundary or not boundary.isascii():
+        return None
+    pieces = (b"\n" + raw[cut:]).split(b"\n--" + boundary.encode())
+    parts: list[Message] = []
+    closed = False
+    for piece in pieces[1:]:
+        line_end = piece.find(b"\n")
+        rest_of_line = piece[: line_end if line_end >= 0 else len(piece)]
+        if rest_of_line.startswith(b"--"):
+            closed = True
+            break
+        if rest_of_line.strip() or line_end < 0:
+            return None  # "--boundary" followed by text: not a delimiter line after all
+        body = piece[line_end + 1 :]
+        if body.endswith(b"\r"):
+            body = body[:-1]  # the CR of the CRLF that belongs to the next delimiter
+        if len(parts) + 1 >= limits.max_mime_parts:
+            return None  # let the full walk raise the limit error consistently
+        part = BytesParser(policy=compat32).parsebytes(body)
+        if part.get_content_maintype() in ("multipart", "message"):
+            return None
+        parts.append(part)
+    return (top, parts) if closed and parts else None
+
+
+def pick_parts(parts: list[Message], limits: Limits) -> list[ReportPart]:
+    """``report_parts`` for the parts ``split_flat_multipart`` found (numbered as a walk would)."""
+    found = [_pick(index, part, limits) for index, part in enumerate(parts, start=1)]
+    return [p for p in found if p is not None]
+
+
+def _pick(index: int, part: Message, limits: Limits) -> ReportPart | None:
+    ctype = part.get_content_type()
+    try:
+        filename = (part.get_filename() or "").strip()
+    except (ValueError, LookupError, UnicodeError):
+        filename = ""
+    declared = ctype in REPORT_TYPES
+    named = filename.lower().endswith(REPORT_SUFFIXES)
+    if not (declared or named or ctype in LOOSE_TYPES or ctype.startswith("text/")):
+        return None
+    encoded = part.get_payload()
+    if not isinstance(encoded, str):
+        return None
+    # base64 is 4/3 of the payload; refuse before decoding anything larger than allowed.
+    if len(encoded) > limits.max_compressed_bytes * 4 // 3 + 4096:
+        raise LimitExceeded(
+            "report.limit.compressed-bytes",
+            f"report part is over {limits.max_compressed_bytes} bytes",
+        )
+    payload = part.get_payload(decode=True)
+    if not isinstance(payload, bytes):
+        return None
+    label = _label(index, ctype, filename)
+    if not (declared or named or ctype in LOOSE_TYPES):
+        # A text/* part without a report name: only a JSON report body counts (a mislabelled
+        # +json part), never the human-readable first part (§5.3).
+        head = payload.lstrip()[:4096]
+        if not (head.startswith(b"{") and b'"policies"' in payload):
+            return None
+    elif not (payload[:2] == b"\x1f\x8b" or payload.lstrip()[:1] == b"{") and not (
+        declared or named
+    ):
+        return None  # an octet-stream that is neither gzip nor JSON is someone else's file
+    return ReportPart(label, payload, ctype, declared)
+
+
+def _blank_line(raw: bytes) -> int:
+    """Where the body starts (after the first empty line), or -1."""
+    crlf = raw.find(b"\r\n\r\n")
+    lf = raw.find(b"\n\n")
+    if lf >= 0 and (crlf < 0 or lf < crlf):
+        return lf + 2
+    return crlf + 4 if crlf >= 0 else -1
 
 
 def envelope_deviations(report: TlsReport, envelope: Envelope) -> tuple[Deviation, ...]:
