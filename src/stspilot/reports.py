@@ -3,19 +3,17 @@
 Pure core: no I/O, no clock. Real providers' quirks are accepted where senders send them and
 recorded on the report as ``Deviation`` values; wrong kinds of values are ``ReportError``.
 Decompression and mail handling live in ``stspilot.ingest.decode``; the wire schema, the
-limits and the table of tolerated deviations live in ``stspilot.report_schema``.
+limits and the table of tolerated deviations live in ``stspilot.report_schema``; date-times,
+addresses and the exact structure check in ``stspilot.report_text``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
-import re
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from enum import StrEnum
 from functools import lru_cache
-from ipaddress import ip_address
 from typing import Any
 
 import msgspec
@@ -31,8 +29,15 @@ from stspilot.report_schema import (
     Limits,
     WirePolicy,
     WirePolicyResult,
-    WireReport,
     deviations_markdown,
+)
+from stspilot.report_text import (
+    KNOWN_IPS,
+    check_structure,
+    inner_quotes,
+    is_ip,
+    parse_datetime,
+    validation_error,
 )
 
 __all__ = [
@@ -159,30 +164,16 @@ _TLSA = PolicyType.TLSA.value
 _PolicyPart = tuple[
     str, str, tuple[str, ...], tuple[str, ...], int, tuple[tuple[str, str, str], ...]
 ]
-# Memos of addresses already validated and policy objects already read: caches of pure
-# functions, bounded (cleared when full), not configuration.
-_KNOWN_IPS: set[str] = set()
+# Memos of policy objects and date ranges already read: caches of pure functions, bounded
+# (cleared when full), not configuration.
 _POLICY_PARTS: dict[WirePolicy, _PolicyPart] = {}
 _DateRange = tuple[datetime, datetime, tuple[Deviation, ...]]
 _DATE_RANGES: dict[tuple[str, str], _DateRange] = {}
-_MEMO_MAX = 65536  # addresses (~4 MiB at most)
 _MEMO_MAX_OBJECTS = 4096  # policies and date ranges (a few MiB at most)
 _MEMO_MAX_CHARS = 2048  # per remembered policy
 _SCHEMA_DEPTH = 5  # {report [policies {policy-result {policy [policy-string
 _ONE_DAY = timedelta(days=1)
 _LAST_SECOND = timedelta(days=1, seconds=-1)
-
-# RFC 3339 §5.6 date-time; the offset is optional here so Microsoft's zone-less form (D.1) can be
-# read as UTC with a deviation. ``datetime.fromisoformat`` alone accepts far more than RFC 3339.
-_DATETIME = re.compile(
-    r"(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?"
-    r"(?:([Zz])|([+-])(\d{2}):(\d{2}))?"
-)
-_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
-_IPV4 = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}")
-_JSON_STRING = re.compile(rb'"(?:[^"\\]++|\\.)*+"')
-_BRACKETS = bytes.maketrans(b"[{]}", b"(())")
-_NOT_BRACKETS = bytes(set(range(256)) - set(b"[{]}"))
 
 
 def parse_report(data: bytes | str, *, limits: Limits = DEFAULT_LIMITS) -> TlsReport:
@@ -214,7 +205,7 @@ def parse_report(data: bytes | str, *, limits: Limits = DEFAULT_LIMITS) -> TlsRe
     try:
         wire = REPORT_DECODER.decode(data)
     except msgspec.ValidationError as exc:
-        raise _validation_error(str(exc)) from None
+        raise validation_error(str(exc)) from None
     except msgspec.DecodeError as exc:
         raise ReportError("report.json.invalid", f"report is not valid JSON: {exc}") from None
     except UnicodeDecodeError:
@@ -260,9 +251,9 @@ def parse_report(data: bytes | str, *, limits: Limits = DEFAULT_LIMITS) -> TlsRe
 
     quotes = data.count(b'"')
     if (
-        strings * 2 != quotes and strings * 2 + _inner_quotes(wire) != quotes
+        strings * 2 != quotes and strings * 2 + inner_quotes(wire) != quotes
     ) or limits.max_depth < _SCHEMA_DEPTH:
-        _check_structure(data, limits)
+        check_structure(data, limits)
 
     report = _new(_TlsReportBuilder)
     report.organization_name = wire.organization_name
@@ -282,7 +273,7 @@ def _read_policies(
     """Every ``policies`` element into a PolicyResult: the hot loop of ``parse_report``, kept
     flat (no call per failure detail) because it runs for every policy of every report."""
     out: list[PolicyResult] = []
-    known_ips = _KNOWN_IPS
+    known_ips = KNOWN_IPS
     parts = _POLICY_PARTS
     for i, wpr in enumerate(wire_policies):
         pol = wpr.policy
@@ -324,8 +315,8 @@ def _read_policies(
                     v[0] in RESULT_TYPES
                     and v[8] is None
                     and "" not in v
-                    and (sending_ip is None or sending_ip in known_ips or _is_ip(sending_ip))
-                    and (receiving_ip is None or receiving_ip in known_ips or _is_ip(receiving_ip))
+                    and (sending_ip is None or sending_ip in known_ips or is_ip(sending_ip))
+                    and (receiving_ip is None or receiving_ip in known_ips or is_ip(receiving_ip))
                 ):
                     fd = _new(_FailureDetailBuilder)
                     (
@@ -455,9 +446,9 @@ def _odd_failure_detail(values: tuple[Any, ...], where: str, devs: list[Deviatio
         devs.append(_dev("additional-info-uri.key", f"{where}/additional-info-uri"))
         if info is None:
             info = alias
-    if sending_ip is not None and not _is_ip(sending_ip):
+    if sending_ip is not None and not is_ip(sending_ip):
         sending_ip = _odd_ip(sending_ip, f"{where}/sending-mta-ip", devs)
-    if receiving_ip is not None and not _is_ip(receiving_ip):
+    if receiving_ip is not None and not is_ip(receiving_ip):
         receiving_ip = _odd_ip(receiving_ip, f"{where}/receiving-ip", devs)
     named = (
         ("receiving-mx-hostname", hostname),
@@ -485,36 +476,16 @@ def _odd_ip(value: str, where: str, devs: list[Deviation]) -> str | None:
     if value == "":
         devs.append(_dev("ip.empty", where))  # Google (checklist D.5)
         return None
-    if not _is_ip_slow(value):
+    if not is_ip(value):
         devs.append(_dev("ip.invalid", where, value[:64]))
     return value
-
-
-def _is_ip(value: str) -> bool:
-    """RFC 8460 §4.4 ABNF: an IPv4 dotted quad without leading zeros, or IPv6. Good addresses
-    are remembered: a reporter's sending MTAs and a domain's MX addresses recur."""
-    if _IPV4.fullmatch(value) is None and not _is_ip_slow(value):
-        return False
-    if len(_KNOWN_IPS) >= _MEMO_MAX:
-        _KNOWN_IPS.clear()
-    _KNOWN_IPS.add(value)
-    return True
-
-
-@lru_cache(maxsize=4096)
-def _is_ip_slow(value: str) -> bool:
-    try:
-        ip_address(value)
-    except ValueError:
-        return False
-    return True
 
 
 def _date_range(start_text: str, end_text: str) -> _DateRange:
     """Both ends as aware UTC datetimes, plus deviations. Remembered in _DATE_RANGES: reports
     of one day share their date range, so most reports need only a dictionary lookup."""
-    start, start_code = _datetime(start_text, "start-datetime")
-    end, end_code = _datetime(end_text, "end-datetime")
+    start, start_code = parse_datetime(start_text, "start-datetime")
+    end, end_code = parse_datetime(end_text, "end-datetime")
     codes: list[tuple[str, str]] = []
     if start_code:
         codes.append((start_code, "/date-range/start-datetime"))
@@ -539,137 +510,11 @@ def _date_range(start_text: str, end_text: str) -> _DateRange:
     return dates
 
 
-def _datetime(text: str, name: str) -> tuple[datetime, str | None]:
-    m = _DATETIME.fullmatch(text)
-    if m is None:
-        raise ReportError(
-            "report.date.invalid", f"{name} {text[:64]!r} is not an RFC 3339 date-time"
-        )
-    year, month, day, hour, minute, second, frac, zulu, sign, off_h, off_m = m.groups()
-    code = None
-    sec = int(second)
-    if sec == 60:  # a leap second (RFC 3339 §5.6); datetime cannot hold it
-        sec = 59
-        code = "date.leap-second"
-    micro = int(frac[:6].ljust(6, "0")) if frac else 0
-    tz = UTC
-    if sign:
-        if int(off_h) > 23 or int(off_m) > 59:
-            raise ReportError("report.date.invalid", f"{name} {text!r} has an invalid offset")
-        delta = timedelta(hours=int(off_h), minutes=int(off_m))
-        tz = timezone(-delta if sign == "-" else delta)
-    elif not zulu:
-        code = "date.no-offset"  # Microsoft (checklist D.1): read as UTC
-    try:
-        value = datetime(
-            int(year), int(month), int(day), int(hour), int(minute), sec, micro, tzinfo=tz
-        )
-    except ValueError:
-        raise ReportError(
-            "report.date.invalid", f"{name} {text!r} is not a valid date-time"
-        ) from None
-    return (value if tz is UTC else value.astimezone(UTC)), code
-
-
 @lru_cache(maxsize=4096)
 def _dev(code: str, where: str, detail: str = "") -> Deviation:
     # Cached: deviations are immutable and the same (code, path) recurs report after report.
     info = DEVIATIONS[code]
     return Deviation(code, where, f"{info.what}: {detail}" if detail else info.what)
-
-
-def _validation_error(text: str) -> ReportError:
-    """Map msgspec's 'Expected `int` >= 0 - at `$.policies[0].summary.x`' to our codes."""
-    message, _, at = text.partition(" - at `")
-    path = at.rstrip("`")
-    pointer = re.sub(r"\[(\d+)\]", r".\1", path).replace("$", "", 1).replace(".", "/")
-    if message.startswith("Object missing required field"):
-        field = message.partition("`")[2].rstrip("`")
-        return ReportError("report.field.missing", f"required member {pointer}/{field} is missing")
-    if path == "" and message.startswith("Expected `object`"):
-        return ReportError("report.json.invalid", "report is not a JSON object")
-    if path.endswith("-datetime"):
-        return ReportError("report.date.invalid", f"{pointer}: {_plain(message)}")
-    if path.endswith("-count"):
-        return ReportError("report.count.invalid", f"{pointer}: {_plain(message)}")
-    return ReportError("report.field.type", f"{pointer}: {_plain(message)}")
-
-
-def _plain(message: str) -> str:
-    return message.replace("`", "").replace("Expected", "expected", 1)
-
-
-def _inner_quotes(wire: WireReport) -> int:
-    """How many '"' the decoded string values hold (each was a '\\"' in the text): Microsoft's
-    JSON-encoded tlsa policy strings and Mail.ru's quoted Go errors would otherwise send every
-    such report down the slow path."""
-    texts: list[str] = [wire.organization_name, wire.report_id]
-    if isinstance(wire.contact_info, str):
-        texts.append(wire.contact_info)
-    for wpr in wire.policies:
-        pol = wpr.policy
-        texts.append(pol.policy_type)
-        if isinstance(pol.policy_domain, str):
-            texts.append(pol.policy_domain)
-        if isinstance(pol.policy_string, tuple):
-            texts.extend(pol.policy_string)
-        if isinstance(pol.mx_host, str):
-            texts.append(pol.mx_host)
-        elif isinstance(pol.mx_host, tuple):
-            texts.extend(pol.mx_host)
-        if isinstance(wpr.failure_details, list):
-            for wfd in wpr.failure_details:
-                texts.append(wfd.result_type)
-                for value in (
-                    wfd.sending_mta_ip,
-                    wfd.receiving_ip,
-                    wfd.receiving_mx_hostname,
-                    wfd.receiving_mx_helo,
-                    wfd.additional_information,
-                    wfd.additional_info_uri,
-                    wfd.failure_reason_code,
-                ):
-                    if isinstance(value, str):
-                        texts.append(value)
-    return "".join(texts).count('"')
-
-
-def _check_structure(data: bytes, limits: Limits) -> None:
-    """The slow, exact check for what the fast member count could not rule out: nesting depth
-    within unknown members, and duplicate member names (I-JSON, RFC 7493 §2.3)."""
-    brackets = _JSON_STRING.sub(b'""', data).translate(_BRACKETS, _NOT_BRACKETS)
-    depth = 0
-    while brackets:
-        depth += 1
-        if depth > limits.max_depth:
-            raise LimitExceeded(
-                "report.limit.depth", f"JSON nesting is deeper than {limits.max_depth}"
-            )
-        shorter = brackets.replace(b"()", b"")  # drops exactly one level of nesting
-        if len(shorter) == len(brackets):
-            break
-        brackets = shorter
-    json.loads(
-        data,
-        object_pairs_hook=_refuse_duplicates,
-        parse_int=_ignore,
-        parse_float=_ignore,
-        parse_constant=_ignore,
-    )
-
-
-def _refuse_duplicates(pairs: list[tuple[str, object]]) -> None:
-    if len(pairs) > 1 and len({k for k, _ in pairs}) != len(pairs):
-        seen: set[str] = set()
-        dupe = next(k for k, _ in pairs if k in seen or seen.add(k))  # type: ignore[func-returns-value]
-        raise ReportError(
-            "report.json.duplicate-key",
-            f"member name {dupe!r} appears twice in one object (I-JSON, RFC 7493 §2.3)",
-        )
-
-
-def _ignore(_: str) -> None:
-    return None
 
 
 def _builder(cls: type) -> Any:

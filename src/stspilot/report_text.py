@@ -1,0 +1,179 @@
+"""Reading TLS-RPT report text below the schema: RFC 3339 date-times, IP addresses, the exact
+structure check (nesting depth, duplicate member names) and msgspec's errors as our codes.
+
+Pure core: no I/O, no clock. Used by ``stspilot.reports.parse_report``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import UTC, datetime, timedelta, timezone
+from functools import lru_cache
+from ipaddress import ip_address
+
+from stspilot.errors import LimitExceeded, ReportError
+from stspilot.report_schema import Limits, WireReport
+
+# A memo of addresses already validated: a cache of a pure function, bounded (cleared when
+# full, ~4 MiB at most), not configuration.
+KNOWN_IPS: set[str] = set()
+_KNOWN_IPS_MAX = 65536
+
+# RFC 3339 §5.6 date-time; the offset is optional here so Microsoft's zone-less form (D.1) can be
+# read as UTC with a deviation. ``datetime.fromisoformat`` alone accepts far more than RFC 3339.
+_DATETIME = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?"
+    r"(?:([Zz])|([+-])(\d{2}):(\d{2}))?"
+)
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_IPV4 = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}")
+_JSON_STRING = re.compile(rb'"(?:[^"\\]++|\\.)*+"')
+_BRACKETS = bytes.maketrans(b"[{]}", b"(())")
+_NOT_BRACKETS = bytes(set(range(256)) - set(b"[{]}"))
+
+
+def parse_datetime(text: str, name: str) -> tuple[datetime, str | None]:
+    m = _DATETIME.fullmatch(text)
+    if m is None:
+        raise ReportError(
+            "report.date.invalid", f"{name} {text[:64]!r} is not an RFC 3339 date-time"
+        )
+    year, month, day, hour, minute, second, frac, zulu, sign, off_h, off_m = m.groups()
+    code = None
+    sec = int(second)
+    if sec == 60:  # a leap second (RFC 3339 §5.6); datetime cannot hold it
+        sec = 59
+        code = "date.leap-second"
+    micro = int(frac[:6].ljust(6, "0")) if frac else 0
+    tz = UTC
+    if sign:
+        if int(off_h) > 23 or int(off_m) > 59:
+            raise ReportError("report.date.invalid", f"{name} {text!r} has an invalid offset")
+        delta = timedelta(hours=int(off_h), minutes=int(off_m))
+        tz = timezone(-delta if sign == "-" else delta)
+    elif not zulu:
+        code = "date.no-offset"  # Microsoft (checklist D.1): read as UTC
+    try:
+        value = datetime(
+            int(year), int(month), int(day), int(hour), int(minute), sec, micro, tzinfo=tz
+        )
+    except ValueError:
+        raise ReportError(
+            "report.date.invalid", f"{name} {text!r} is not a valid date-time"
+        ) from None
+    return (value if tz is UTC else value.astimezone(UTC)), code
+
+
+def validation_error(text: str) -> ReportError:
+    """Map msgspec's 'Expected `int` >= 0 - at `$.policies[0].summary.x`' to our codes."""
+    message, _, at = text.partition(" - at `")
+    path = at.rstrip("`")
+    pointer = re.sub(r"\[(\d+)\]", r".\1", path).replace("$", "", 1).replace(".", "/")
+    if message.startswith("Object missing required field"):
+        field = message.partition("`")[2].rstrip("`")
+        return ReportError("report.field.missing", f"required member {pointer}/{field} is missing")
+    if path == "" and message.startswith("Expected `object`"):
+        return ReportError("report.json.invalid", "report is not a JSON object")
+    if path.endswith("-datetime"):
+        return ReportError("report.date.invalid", f"{pointer}: {_plain(message)}")
+    if path.endswith("-count"):
+        return ReportError("report.count.invalid", f"{pointer}: {_plain(message)}")
+    return ReportError("report.field.type", f"{pointer}: {_plain(message)}")
+
+
+def _plain(message: str) -> str:
+    return message.replace("`", "").replace("Expected", "expected", 1)
+
+
+def inner_quotes(wire: WireReport) -> int:
+    """How many '"' the decoded string values hold (each was a '\\"' in the text): Microsoft's
+    JSON-encoded tlsa policy strings and Mail.ru's quoted Go errors would otherwise send every
+    such report down the slow path."""
+    texts: list[str] = [wire.organization_name, wire.report_id]
+    if isinstance(wire.contact_info, str):
+        texts.append(wire.contact_info)
+    for wpr in wire.policies:
+        pol = wpr.policy
+        texts.append(pol.policy_type)
+        if isinstance(pol.policy_domain, str):
+            texts.append(pol.policy_domain)
+        if isinstance(pol.policy_string, tuple):
+            texts.extend(pol.policy_string)
+        if isinstance(pol.mx_host, str):
+            texts.append(pol.mx_host)
+        elif isinstance(pol.mx_host, tuple):
+            texts.extend(pol.mx_host)
+        if isinstance(wpr.failure_details, list):
+            for wfd in wpr.failure_details:
+                texts.append(wfd.result_type)
+                for value in (
+                    wfd.sending_mta_ip,
+                    wfd.receiving_ip,
+                    wfd.receiving_mx_hostname,
+                    wfd.receiving_mx_helo,
+                    wfd.additional_information,
+                    wfd.additional_info_uri,
+                    wfd.failure_reason_code,
+                ):
+                    if isinstance(value, str):
+                        texts.append(value)
+    return "".join(texts).count('"')
+
+
+def check_structure(data: bytes, limits: Limits) -> None:
+    """The slow, exact check for what the fast member count could not rule out: nesting depth
+    within unknown members, and duplicate member names (I-JSON, RFC 7493 §2.3)."""
+    brackets = _JSON_STRING.sub(b'""', data).translate(_BRACKETS, _NOT_BRACKETS)
+    depth = 0
+    while brackets:
+        depth += 1
+        if depth > limits.max_depth:
+            raise LimitExceeded(
+                "report.limit.depth", f"JSON nesting is deeper than {limits.max_depth}"
+            )
+        shorter = brackets.replace(b"()", b"")  # drops exactly one level of nesting
+        if len(shorter) == len(brackets):
+            break
+        brackets = shorter
+    json.loads(
+        data,
+        object_pairs_hook=_refuse_duplicates,
+        parse_int=_ignore,
+        parse_float=_ignore,
+        parse_constant=_ignore,
+    )
+
+
+def _refuse_duplicates(pairs: list[tuple[str, object]]) -> None:
+    if len(pairs) > 1 and len({k for k, _ in pairs}) != len(pairs):
+        seen: set[str] = set()
+        dupe = next(k for k, _ in pairs if k in seen or seen.add(k))  # type: ignore[func-returns-value]
+        raise ReportError(
+            "report.json.duplicate-key",
+            f"member name {dupe!r} appears twice in one object (I-JSON, RFC 7493 §2.3)",
+        )
+
+
+def _ignore(_: str) -> None:
+    return None
+
+
+def is_ip(value: str) -> bool:
+    """RFC 8460 §4.4 ABNF: an IPv4 dotted quad without leading zeros, or IPv6. Good addresses
+    are remembered: a reporter's sending MTAs and a domain's MX addresses recur."""
+    if _IPV4.fullmatch(value) is None and not _is_ip_slow(value):
+        return False
+    if len(KNOWN_IPS) >= _KNOWN_IPS_MAX:
+        KNOWN_IPS.clear()
+    KNOWN_IPS.add(value)
+    return True
+
+
+@lru_cache(maxsize=4096)
+def _is_ip_slow(value: str) -> bool:
+    try:
+        ip_address(value)
+    except ValueError:
+        return False
+    return True
