@@ -237,7 +237,7 @@ def parse_report(data: bytes | str, *, limits: Limits = DEFAULT_LIMITS) -> TlsRe
         if contact is None:
             devs.append(_dev("contact-info.null", "/contact-info"))
         elif "@" not in contact:
-            devs.append(_dev("contact-info.not-addr-spec", "/contact-info", repr(contact)))
+            devs.append(_dev("contact-info.not-addr-spec", "/contact-info", repr(contact[:64])))
 
     dr = wire.date_range
     dates = _DATE_RANGES.get((dr.start_datetime, dr.end_datetime))
