@@ -204,7 +204,15 @@ def test_gzip_bomb_is_refused_fast_with_bounded_memory(wrap: str) -> None:
 @settings(max_examples=200, deadline=None)
 @given(st.binary(max_size=400))
 def test_fuzz_arbitrary_bytes(data: bytes) -> None:
-    for prefix in (b"", b"\x1f\x8b", b"From: a@b\r\nContent-Type: multipart/report\r\n\r\n"):
+    for prefix in (
+        b"",
+        b"\x1f\x8b",
+        b"From: a@b\r\nContent-Type: multipart/report\r\n\r\n",
+        b'Content-Type: multipart/report; boundary="b"\r\n\r\n--b\r\n',
+        b"Content-Type: multipart/report; boundary*=x-unknown''b\r\n\r\n--b\r\n",
+        b"Content-Type: application/tlsrpt+gzip; name*=bogus'en'r.json.gz\r\n"
+        b"Content-Transfer-Encoding: base64\r\n\r\n",
+    ):
         try:
             found = extract_reports(prefix + data)
         except ReportError as exc:

@@ -232,6 +232,8 @@ ERRORS: list[tuple[str, bytes | Callable[[Doc], None], str]] = [
     ("string", b'"report"', "report.json.invalid"),
     ("not-utf8", b'{"organization-name": "\xff"}', "report.json.invalid"),
     ("trailing", edit(lambda d: None) + b"}", "report.json.invalid"),
+    ("not-utf8-in-extension", edit(lambda d: d.update({"x": "@@"})).replace(b"@@", b"\x80"),
+     "report.json.invalid"),
     ("nan", edit(lambda d: None).replace(b"5326", b"NaN"), "report.json.invalid"),
     ("no-org", _set("organization-name", _DELETE), "report.field.missing"),
     ("no-date-range", _set("date-range", _DELETE), "report.field.missing"),

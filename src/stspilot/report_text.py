@@ -136,13 +136,23 @@ def check_structure(data: bytes, limits: Limits) -> None:
         if len(shorter) == len(brackets):
             break
         brackets = shorter
-    json.loads(
-        data,
-        object_pairs_hook=_refuse_duplicates,
-        parse_int=_ignore,
-        parse_float=_ignore,
-        parse_constant=_ignore,
-    )
+    try:
+        # Decoded here, strictly: msgspec does not check UTF-8 inside members it skips.
+        json.loads(
+            data.decode("utf-8"),
+            object_pairs_hook=_refuse_duplicates,
+            parse_int=_ignore,
+            parse_float=_ignore,
+            parse_constant=_ignore,
+        )
+    except UnicodeDecodeError:
+        raise ReportError("report.json.invalid", "report is not UTF-8 (RFC 8460 §4)") from None
+    except json.JSONDecodeError as exc:
+        raise ReportError("report.json.invalid", f"report is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise LimitExceeded(
+            "report.limit.depth", f"JSON nesting is deeper than {limits.max_depth}"
+        ) from None
 
 
 def _refuse_duplicates(pairs: list[tuple[str, object]]) -> None:

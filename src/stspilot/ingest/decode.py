@@ -149,18 +149,25 @@ def iter_sources(path: Path, *, limits: Limits = DEFAULT_LIMITS) -> Iterator[Sou
 
 
 def _from_mail(raw: bytes, limits: Limits) -> list[Extracted]:
-    flat = split_flat_multipart(raw, limits)
-    if flat is not None:
-        msg, candidates = flat
-        parts = pick_parts(candidates, limits)
-    else:
-        msg = message_from_bytes(raw, policy=compat32)
-        if not msg.keys():
-            raise ReportError(
-                "report.format.unknown", "input is neither JSON, gzip nor an e-mail message"
-            )
-        parts = report_parts(msg, limits)
-    envelope = read_envelope(msg)
+    try:
+        flat = split_flat_multipart(raw, limits)
+        if flat is not None:
+            msg, candidates = flat
+            parts = pick_parts(candidates, limits)
+        else:
+            msg = message_from_bytes(raw, policy=compat32)
+            if not msg.keys():
+                raise ReportError(
+                    "report.format.unknown", "input is neither JSON, gzip nor an e-mail message"
+                )
+            parts = report_parts(msg, limits)
+        envelope = read_envelope(msg)
+    except ReportError:
+        raise
+    except (ValueError, LookupError, UnicodeError) as exc:
+        # The email package is lenient, but odd parameters (RFC 2231 charsets, ...) can still
+        # raise from deep inside it: the message is unreadable, not our bug.
+        raise ReportError("mail.invalid", f"message cannot be read: {exc}") from None
     if not parts:
         raise ReportError(
             "mail.no-report",
