@@ -5,7 +5,8 @@ Run it with ``stspilot serve`` or ``uvicorn --factory stspilot.web.app:app_from_
 
 Request path, outermost first::
 
-    PolicyHostMiddleware   Host mta-sts.*  -> policy file or plain 404 (never the app)
+    StspilotApp.__call__   Host mta-sts.*  -> policy file or plain 404 (web.fastpath, never
+                           reaches FastAPI's stack)
     RateLimitMiddleware    POST report path / login -> 429 when over the client's bucket
     CsrfCookieMiddleware   sets the CSRF cookie when a form asked for a token
     FastAPI                /tlsrpt (intake), /ask, /login, /logout, /api/..., pages, /static
@@ -27,6 +28,7 @@ from fastapi.responses import JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from starlette.routing import BaseRoute
+from starlette.types import Receive, Scope, Send
 
 from stspilot import __version__
 from stspilot.errors import StspilotError
@@ -42,7 +44,8 @@ from stspilot.web.auth import (
     require_user,
 )
 from stspilot.web.errors import internal_error_handler, stspilot_error_handler
-from stspilot.web.hosting import PolicyCache, PolicyHostMiddleware, ask_routes
+from stspilot.web.fastpath import PolicyFastPath
+from stspilot.web.hosting import PolicyCache, ask_routes
 from stspilot.web.ratelimit import RateLimitMiddleware, TokenBucket
 from stspilot.web.settings import WebContext, WebSettings
 
@@ -66,6 +69,18 @@ def page_routers() -> list[APIRouter]:
     return [router] if isinstance(router, APIRouter) else []
 
 
+class StspilotApp(FastAPI):
+    """FastAPI with the policy fast path in front of its whole middleware stack."""
+
+    policy_fast_path: PolicyFastPath | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        fast = self.policy_fast_path
+        if fast is not None and scope["type"] == "http" and await fast(scope, send):
+            return
+        await super().__call__(scope, receive, send)
+
+
 def create_app(
     settings: WebSettings,
     store: Store,
@@ -85,7 +100,7 @@ def create_app(
     )
     ctx = WebContext(settings, store, Accounts(store), hosting, cache, clock)
 
-    app = FastAPI(
+    app = StspilotApp(
         title="stspilot",
         version=__version__,
         description="MTA-STS policy hosting, TLS-RPT reports and the rollout pilot.",
@@ -95,6 +110,7 @@ def create_app(
         lifespan=_lifespan(ctx, close_store=close_store),
     )
     app.state.ctx = ctx
+    app.policy_fast_path = PolicyFastPath(cache, settings.public_hosts)
     app.state.check_slots = asyncio.Semaphore(settings.max_live_checks)
     templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
     templates.env.globals["csrf_token"] = csrf_token
@@ -133,7 +149,6 @@ def create_app(
         },
         trusted_proxies=settings.trusted_proxies,
     )
-    app.add_middleware(PolicyHostMiddleware, cache=cache, settings=settings)
     return app
 
 

@@ -13,6 +13,7 @@ import asyncio
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from stspilot.store.hosting import (
@@ -21,29 +22,68 @@ from stspilot.store.hosting import (
     HostedPolicies,
     ServedPolicy,
 )
-from stspilot.web.ratelimit import Asgi, Receive, Scope, Send
+from stspilot.web.ratelimit import Scope
 from stspilot.web.settings import WebSettings, in_networks
 
 POLICY_PATH = "/.well-known/mta-sts.txt"
-_TEXT = [(b"content-type", b"text/plain; charset=utf-8")]
+_TEXT = (b"content-type", b"text/plain; charset=utf-8")
+_NOSNIFF = (b"x-content-type-options", b"nosniff")
 # RFC 8461 §3.3: senders must not follow redirects or use caches beyond max_age; tell shared
 # caches not to keep it either, so an edit (with its new id) is what the next fetch gets.
-_POLICY_HEADERS = [(b"content-type", b"text/plain"), (b"cache-control", b"no-store")]
+_POLICY_HEADERS = ((b"content-type", b"text/plain"), (b"cache-control", b"no-store"), _NOSNIFF)
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """One response to a policy-host request, encoded once: status, headers (with the length)
+    and body. HEAD sends the same headers and no body."""
+
+    status: int
+    headers: list[tuple[bytes, bytes]]
+    body: bytes
+    served: ServedPolicy | None = None
+
+
+def plain_answer(status: int, text: str, *extra: tuple[bytes, bytes]) -> Answer:
+    body = text.encode("utf-8")
+    headers = [_TEXT, (b"content-length", str(len(body)).encode()), _NOSNIFF, *extra]
+    return Answer(status, headers, body)
+
+
+def policy_answer(served: ServedPolicy | None) -> Answer:
+    """200 with the exact policy bytes, or the plain-text 404 of a name not hosted here."""
+    if served is None:
+        return NOT_HOSTED
+    body = served.text.encode("utf-8")
+    headers = [*_POLICY_HEADERS, (b"content-length", str(len(body)).encode())]
+    return Answer(200, headers, body, served)
+
+
+NOT_HOSTED = plain_answer(404, "no MTA-STS policy is hosted for this name\n")
+NOT_FOUND = plain_answer(404, "not found\n")
+NOT_ALLOWED = plain_answer(405, "method not allowed\n", (b"allow", b"GET, HEAD"))
 
 
 def request_host(scope: Scope) -> str:
     """The Host header, lower case, without port or root dot (IPv6 literals kept whole)."""
     for name, value in scope.get("headers", ()):
         if name == b"host":
-            host = str(value.decode("latin-1")).strip().lower()
-            if host.startswith("["):
-                return host.split("]", 1)[0] + "]"
-            return host.rsplit(":", 1)[0].rstrip(".") if ":" in host else host.rstrip(".")
+            return normalize_request_host(value)
     return ""
 
 
+def normalize_request_host(value: bytes) -> str:
+    host = value.decode("latin-1").strip().lower()
+    if ":" in host:
+        if host.startswith("["):
+            return host.split("]", 1)[0] + "]"
+        host = host.rsplit(":", 1)[0]
+    return host.rstrip(".")
+
+
 class PolicyCache:
-    """Rendered policy per host (and "not hosted"), valid while the generation is unchanged."""
+    """The encoded answer per host (the policy, or "not hosted"), valid while the store's
+    generation counter is unchanged; the counter is re-read at most every ``ttl`` seconds."""
 
     def __init__(
         self,
@@ -57,97 +97,68 @@ class PolicyCache:
         self._ttl = ttl
         self._max = max_entries
         self._clock = clock
-        self._entries: dict[str, ServedPolicy | None] = {}
+        self._entries: dict[str, Answer] = {}
         self._generation = -1
         self._checked = float("-inf")
+        # Bumped whenever the entries are dropped: a store read that started before the drop
+        # must not put what it read back (it may be the text from before the change).
+        self._epoch = 0
         self._lock = threading.Lock()
+        # One reader of the generation at a time: when the TTL runs out under load, the
+        # requests that find it stale wait for that one read instead of each doing their own.
+        self._refresh = threading.Lock()
 
     def invalidate(self) -> None:
         """Forget everything (this replica changed a policy)."""
         with self._lock:
             self._entries.clear()
+            self._epoch += 1
             self._checked = float("-inf")
 
     def _fresh(self) -> None:
-        now = self._clock()
-        if now - self._checked < self._ttl:
+        if self._clock() - self._checked < self._ttl:
             return
-        generation = self._hosting.generation()
-        with self._lock:
-            if generation != self._generation:
-                self._entries.clear()
-                self._generation = generation
-            self._checked = now
+        with self._refresh:
+            now = self._clock()
+            if now - self._checked < self._ttl:  # another thread read it meanwhile
+                return
+            generation = self._hosting.generation()
+            with self._lock:
+                if generation != self._generation:
+                    self._entries.clear()
+                    self._epoch += 1
+                    self._generation = generation
+                self._checked = now
 
-    def lookup(self, host: str) -> ServedPolicy | None:
+    def answer(self, host: str) -> Answer:
         """Blocking (it may read the store): call from a worker thread on a miss."""
         self._fresh()
-        if host in self._entries:
-            return self._entries[host]
-        served = self._hosting.served_policy(host)
+        epoch = self._epoch
+        found = self._entries.get(host)
+        if found is not None:
+            return found
+        found = policy_answer(self._hosting.served_policy(host))
         with self._lock:
-            if len(self._entries) >= self._max:
-                self._entries.clear()  # a flood of unknown names: start over, stay bounded
-            self._entries[host] = served
-        return served
+            if epoch == self._epoch:
+                if len(self._entries) >= self._max:
+                    self._entries.clear()  # a flood of unknown names: start over, bounded
+                self._entries[host] = found
+        return found
+
+    def cached_answer(self, host: str) -> Answer | None:
+        """The answer without touching the store, None on a miss: the fast path."""
+        if self._clock() - self._checked >= self._ttl:
+            return None
+        return self._entries.get(host)
+
+    def lookup(self, host: str) -> ServedPolicy | None:
+        """Blocking: the policy served for ``host``, None when none is hosted."""
+        return self.answer(host).served
 
     def cached(self, host: str) -> tuple[bool, ServedPolicy | None]:
-        """(hit, value) without touching the store: the fast path."""
-        if self._clock() - self._checked >= self._ttl:
-            return False, None
-        try:
-            return True, self._entries[host]
-        except KeyError:
-            return False, None
-
-
-class PolicyHostMiddleware:
-    """Answers every request whose Host is ``mta-sts.*`` (and not one of the app's own names):
-    the policy file on its path, a plain-text 404 for everything else, never the app."""
-
-    def __init__(self, app: Asgi, *, cache: PolicyCache, settings: WebSettings) -> None:
-        self.app = app
-        self.cache = cache
-        self.public_hosts = settings.public_hosts
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        host = request_host(scope)
-        path = scope.get("path", "")
-        is_policy_host = host.startswith(POLICY_HOST_PREFIX) and host not in self.public_hosts
-        if not is_policy_host:
-            if path == POLICY_PATH:  # the app's own name, or an IP: no policy lives here
-                await _plain(send, 404, b"no MTA-STS policy is hosted for this name\n")
-                return
-            await self.app(scope, receive, send)
-            return
-        method = scope.get("method", "GET")
-        if path != POLICY_PATH:
-            await _plain(send, 404, b"not found\n")
-            return
-        if method not in ("GET", "HEAD"):
-            await _plain(send, 405, b"method not allowed\n", [(b"allow", b"GET, HEAD")])
-            return
-        hit, served = self.cache.cached(host)
-        if not hit:
-            served = await asyncio.to_thread(self.cache.lookup, host)
-        if served is None:
-            await _plain(send, 404, b"no MTA-STS policy is hosted for this name\n")
-            return
-        body = served.text.encode("utf-8")
-        headers = [*_POLICY_HEADERS, (b"content-length", str(len(body)).encode())]
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
-        await send({"type": "http.response.body", "body": b"" if method == "HEAD" else body})
-
-
-async def _plain(
-    send: Send, status: int, body: bytes, extra: list[tuple[bytes, bytes]] | None = None
-) -> None:
-    headers = [*_TEXT, (b"content-length", str(len(body)).encode()), *(extra or [])]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+        """(hit, value) without touching the store."""
+        found = self.cached_answer(host)
+        return (False, None) if found is None else (True, found.served)
 
 
 def ask_routes(hosting: HostedPolicies, settings: WebSettings) -> list[Any]:
