@@ -1,26 +1,48 @@
-"""The one DNS path: TXT, MX and address lookups over dnspython's async stub resolver.
+"""The one DNS path: TXT, MX and address lookups over a stub resolver that reuses its sockets.
 
 Every question stspilot asks goes through a ``Resolver``; the lab points it at its own
 authoritative server through ``nameserver``/``port``. Failures come back as ``DnsStatus``
 values, never exceptions, because MTA-STS treats "no record" and "could not ask" differently
 (RFC 8461 §3.1 and §5.1: a failed lookup must not be read as "no policy").
+
+Why not ``dns.asyncresolver``: it opens a new UDP socket (an asyncio datagram endpoint) per
+question, which was most of the checker's DNS cost (~0.8 ms CPU a question; see
+``docs/check.md``). Here questions share a few connected UDP sockets per event loop and
+answers are matched to questions by message id and question section. dnspython still parses
+every answer (``dns.message.from_wire``); the query itself is 30 bytes we lay out directly.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import secrets
+import socket
+import struct
 from dataclasses import dataclass
 
-import dns.asyncresolver
 import dns.exception
+import dns.flags
+import dns.message
 import dns.name
+import dns.rcode
+import dns.rdataclass
 import dns.rdatatype
-import dns.resolver
 
 from stspilot.facts import AddressLookup, DnsStatus, MxHost, MxLookup, TxtLookup
 
 # CNAME chains longer than this are a loop or an attack, not a delegation (RFC 8461 §8.2).
 MAX_CNAME_HOPS = 8
+# EDNS(0) buffer size of the DNS flag day 2020: answers larger than this come over TCP.
+EDNS_PAYLOAD = 1232
+# A socket answers this many questions, then is retired: its fixed source port is one less
+# thing an off-path spoofer has to guess only for a short while (with the random message id
+# and the question check, as a stub resolver does).
+QUESTIONS_PER_SOCKET = 1024
+RECEIVE_BUFFER = 1024 * 1024
+_RD_FLAGS = struct.pack("!H", dns.flags.RD)
+_COUNTS = struct.pack("!HHHH", 1, 0, 0, 1)  # one question, one additional record (OPT)
+_OPT = b"\x00" + struct.pack("!HHIH", dns.rdatatype.OPT, EDNS_PAYLOAD, 0, 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,9 +53,9 @@ class ResolverConfig:
     port: int = 53
     timeout: float = 2.0  # per attempt at one server
     lifetime: float = 5.0  # whole question, retries included
-    # Questions in flight at once. dnspython starts a question's clock before its socket is
-    # even set up, so thousands at once all time out together; waiting here does not count.
-    max_in_flight: int = 128
+    # Questions in flight at once; a question's clock starts only once it has a slot, so a
+    # burst of thousands waits here instead of timing out together at the server.
+    max_in_flight: int = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,44 +67,233 @@ class _Answer:
     error: str = ""
 
 
+class _Failed(Exception):
+    """One attempt at one server did not give a usable answer."""
+
+    def __init__(self, status: DnsStatus, error: str) -> None:
+        super().__init__(error)
+        self.status = status
+
+
 def _text(name: dns.name.Name | str) -> str:
     return str(name).rstrip(".").lower()
 
 
+class _Channel:
+    """One connected UDP socket to one server; answers go to the waiter of their message id."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, server: str, port: int) -> None:
+        family = socket.AF_INET6 if ":" in server else socket.AF_INET
+        self.loop = loop
+        self.sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            self.sock.setblocking(False)
+            with contextlib.suppress(OSError):
+                self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
+            # Connected: the kernel drops datagrams from any other address and port.
+            self.sock.connect((server, port))
+        except OSError:
+            self.sock.close()
+            raise
+        self.waiting: dict[int, asyncio.Future[bytes]] = {}
+        self.used = 0
+        self.closed = False
+        loop.add_reader(self.sock.fileno(), self._readable)
+
+    @property
+    def retired(self) -> bool:
+        return self.closed or self.used >= QUESTIONS_PER_SOCKET
+
+    def ask(self, wire: bytearray) -> tuple[int, asyncio.Future[bytes]]:
+        """Send ``wire`` under a fresh message id; the future gets the raw answer."""
+        qid = secrets.randbits(16)
+        while qid in self.waiting:
+            qid = secrets.randbits(16)
+        wire[0:2] = qid.to_bytes(2, "big")
+        future = self.loop.create_future()
+        self.waiting[qid] = future
+        self.used += 1
+        try:
+            self.sock.send(wire)
+        except BlockingIOError:
+            pass  # a full send buffer loses the datagram, as the network may: retried later
+        except OSError as exc:
+            self.waiting.pop(qid, None)
+            future.set_exception(exc)
+        return qid, future
+
+    def forget(self, qid: int) -> None:
+        # Closed as soon as nothing waits: under load a socket serves many questions, and no
+        # socket outlives its questions (nor needs an owner to close it, nor a timer).
+        self.waiting.pop(qid, None)
+        if not self.waiting:
+            self.close()
+
+    def _readable(self) -> None:
+        # Many answers per wake-up: under a burst one datagram per loop turn falls behind.
+        for _ in range(256):
+            try:
+                data = self.sock.recv(65535)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # ICMP unreachable on a connected socket: nobody listens
+                for future in self.waiting.values():
+                    if not future.done():
+                        future.set_exception(exc)
+                return
+            if len(data) < 12:
+                continue
+            waiter = self.waiting.get(int.from_bytes(data[:2], "big"))
+            if waiter is not None and not waiter.done():
+                waiter.set_result(data)
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        with contextlib.suppress(Exception):  # the loop may already be closed
+            self.loop.remove_reader(self.sock.fileno())
+        self.sock.close()
+        for future in self.waiting.values():
+            if not future.done():
+                future.cancel()
+
+
+def _query(name: dns.name.Name, rdtype: dns.rdatatype.RdataType) -> bytearray:
+    """A recursive query with EDNS(0); its id (the first two bytes) is set when it is sent."""
+    question = bytes(name.to_wire() or b"") + struct.pack("!HH", rdtype, dns.rdataclass.IN)
+    return bytearray(b"\0\0" + _RD_FLAGS + _COUNTS + question + _OPT)
+
+
+def _system_nameservers() -> tuple[str, ...]:
+    import dns.resolver  # only for reading resolv.conf
+
+    try:
+        return tuple(str(server) for server in dns.resolver.Resolver().nameservers)
+    except (dns.exception.DNSException, OSError) as exc:
+        raise OSError(f"no system DNS configuration: {exc}") from exc
+
+
 class Resolver:
-    """An async stub resolver with typed outcomes; share one per process."""
+    """An async stub resolver with typed outcomes; share one per process (or event loop)."""
 
     def __init__(self, config: ResolverConfig | None = None) -> None:
         self.config = config or ResolverConfig()
-        if self.config.nameservers:
-            inner = dns.asyncresolver.Resolver(configure=False)
-            inner.nameservers = list(self.config.nameservers)
-        else:
-            inner = dns.asyncresolver.Resolver()
-        inner.port = self.config.port
-        inner.timeout = self.config.timeout
-        inner.lifetime = self.config.lifetime
-        inner.cache = None  # every check sees the zone as it is now
-        self._inner = inner
-        self._slots = asyncio.Semaphore(self.config.max_in_flight)
+        self._nameservers = self.config.nameservers
+        self._channels: dict[str, _Channel] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._slots: asyncio.Semaphore | None = None
+
+    async def aclose(self) -> None:
+        """Close the sockets (they also close themselves once idle and retired)."""
+        for channel in self._channels.values():
+            channel.close()
+        self._channels.clear()
+
+    def _channel(self, server: str) -> _Channel:
+        channel = self._channels.get(server)
+        if channel is None or channel.retired:
+            if channel is not None and not channel.waiting:
+                channel.close()
+            assert self._loop is not None
+            channel = self._channels[server] = _Channel(self._loop, server, self.config.port)
+        return channel
+
+    def _bind_loop(self) -> asyncio.Semaphore:
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop or self._slots is None:
+            for channel in self._channels.values():  # sockets of a previous loop
+                channel.close()
+            self._channels.clear()
+            self._loop = loop
+            self._slots = asyncio.Semaphore(self.config.max_in_flight)
+        return self._slots
+
+    async def _udp(self, server: str, wire: bytearray, limit: float) -> dns.message.Message:
+        try:
+            channel = self._channel(server)
+        except OSError as exc:  # no route, no IPv6, out of descriptors
+            raise _Failed(DnsStatus.ERROR, f"{server}: {exc.strerror or exc}") from exc
+        qid, future = channel.ask(wire)
+        try:
+            async with asyncio.timeout(limit):
+                data = await future
+        except TimeoutError as exc:
+            raise _Failed(DnsStatus.TIMEOUT, f"no answer from {server} in {limit:g} s") from exc
+        except OSError as exc:
+            raise _Failed(DnsStatus.ERROR, f"{server}: {exc.strerror or exc}") from exc
+        finally:
+            channel.forget(qid)
+        return _parse(data, server)
+
+    async def _tcp(self, server: str, wire: bytearray, limit: float) -> dns.message.Message:
+        """The same question over TCP (RFC 7766), when the UDP answer was truncated."""
+        wire[0:2] = secrets.randbits(16).to_bytes(2, "big")
+        writer = None
+        try:
+            async with asyncio.timeout(limit):
+                reader, writer = await asyncio.open_connection(server, self.config.port)
+                writer.write(struct.pack("!H", len(wire)) + wire)
+                (length,) = struct.unpack("!H", await reader.readexactly(2))
+                data = await reader.readexactly(length)
+        except TimeoutError as exc:
+            raise _Failed(DnsStatus.TIMEOUT, f"no TCP answer from {server}") from exc
+        except (OSError, asyncio.IncompleteReadError) as exc:
+            raise _Failed(DnsStatus.ERROR, f"{server} over TCP: {exc}") from exc
+        finally:
+            if writer is not None:
+                writer.transport.abort()
+        if data[:2] != wire[:2]:
+            raise _Failed(DnsStatus.ERROR, f"{server} over TCP answered another question")
+        return _parse(data, server)
+
+    async def _exchange(self, name: dns.name.Name, rdtype: dns.rdatatype.RdataType) -> _Answer:
+        """Ask the servers in turn until one answers NOERROR/NXDOMAIN or the lifetime ends."""
+        cfg = self.config
+        loop = asyncio.get_running_loop()
+        end = loop.time() + cfg.lifetime
+        wire = _query(name, rdtype)
+        servers = list(self._nameservers)
+        failures: list[_Failed] = []
+        while servers:
+            for server in list(servers):
+                remaining = end - loop.time()
+                if remaining <= 0:
+                    return _Answer(DnsStatus.TIMEOUT, error=_says(failures, "lifetime ended"))
+                try:
+                    message = await self._udp(server, wire, min(cfg.timeout, remaining))
+                    if message.flags & dns.flags.TC:
+                        message = await self._tcp(server, wire, max(end - loop.time(), 0.05))
+                    _check_question(message, name, rdtype)
+                except _Failed as failed:
+                    failures.append(failed)
+                    if failed.status is not DnsStatus.TIMEOUT:
+                        servers.remove(server)  # answered garbage or refused: ask it no more
+                    continue
+                rcode = message.rcode()
+                if rcode in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN):
+                    return _interpret(message, name, rdtype)
+                # SERVFAIL, REFUSED, ...: this server cannot help (RFC 8461 §5.1: not "none")
+                failures.append(
+                    _Failed(DnsStatus.SERVFAIL, f"{server} answered {dns.rcode.to_text(rcode)}")
+                )
+                servers.remove(server)
+        if failures and all(f.status is DnsStatus.SERVFAIL for f in failures):
+            return _Answer(DnsStatus.SERVFAIL, error=_says(failures, "no server answered"))
+        if not failures:
+            return _Answer(DnsStatus.ERROR, error="no nameserver configured")
+        return _Answer(DnsStatus.ERROR, error=_says(failures, "no server answered"))
 
     async def _ask(self, name: str, rdtype: dns.rdatatype.RdataType) -> _Answer:
+        slots = self._bind_loop()
         try:
-            answer = await self._inner.resolve(name, rdtype, raise_on_no_answer=False, search=False)
-        except dns.resolver.NXDOMAIN as exc:
-            return _Answer(DnsStatus.NXDOMAIN, error=str(exc))
-        except dns.resolver.NoNameservers as exc:
-            # Every server answered SERVFAIL (or REFUSED, which we cannot tell apart here).
-            return _Answer(DnsStatus.SERVFAIL, error=str(exc))
-        except dns.exception.Timeout as exc:
-            return _Answer(DnsStatus.TIMEOUT, error=str(exc))
+            qname = dns.name.from_text(name)
+            if not self._nameservers:
+                self._nameservers = _system_nameservers()
         except (dns.exception.DNSException, OSError, ValueError) as exc:
             return _Answer(DnsStatus.ERROR, error=f"{type(exc).__name__}: {exc}")
-        chain = tuple(_text(rrset.name) for rrset in answer.chaining_result.cnames)
-        target = _text(answer.canonical_name)
-        if answer.rrset is None:
-            return _Answer(DnsStatus.NODATA, chain=chain, target=target)
-        return _Answer(DnsStatus.OK, tuple(answer.rrset), chain, target)
+        async with slots:
+            return await self._exchange(qname, rdtype)
 
     async def _follow(self, name: str, rdtype: dns.rdatatype.RdataType) -> _Answer:
         """Ask, and keep asking at the CNAME target when a server stopped mid-chain."""
@@ -138,3 +349,56 @@ class Resolver:
                 if answer.status is status:
                     return AddressLookup(name, status, (), answer.error)
         return AddressLookup(name, DnsStatus.NODATA)
+
+
+def _parse(data: bytes, server: str) -> dns.message.Message:
+    try:
+        message = dns.message.from_wire(data)
+    except (dns.exception.DNSException, ValueError, IndexError, UnicodeError) as exc:
+        raise _Failed(DnsStatus.ERROR, f"{server} sent a malformed answer: {exc}") from exc
+    if not message.flags & dns.flags.QR:
+        raise _Failed(DnsStatus.ERROR, f"{server} sent a query, not an answer")
+    return message
+
+
+def _check_question(
+    message: dns.message.Message, name: dns.name.Name, rdtype: dns.rdatatype.RdataType
+) -> None:
+    """The answer must repeat our question (RFC 5452 §3): else it answers someone else."""
+    if len(message.question) != 1:
+        raise _Failed(DnsStatus.ERROR, "answer without our question")
+    question = message.question[0]
+    if question.rdtype != rdtype or question.rdclass != dns.rdataclass.IN or question.name != name:
+        raise _Failed(DnsStatus.ERROR, "answer to another question")
+
+
+def _interpret(
+    message: dns.message.Message, name: dns.name.Name, rdtype: dns.rdatatype.RdataType
+) -> _Answer:
+    """Follow the CNAME chain inside the answer section to the records asked for."""
+    chain: list[str] = []
+    current = name
+    for _ in range(MAX_CNAME_HOPS * 2):
+        cname = None
+        for rrset in message.answer:
+            if rrset.name != current or rrset.rdclass != dns.rdataclass.IN:
+                continue
+            if rrset.rdtype == rdtype:
+                return _Answer(DnsStatus.OK, tuple(rrset), tuple(chain), _text(current))
+            if rrset.rdtype == dns.rdatatype.CNAME:
+                cname = rrset
+        if cname is None:
+            break
+        chain.append(_text(current))
+        current = next(iter(cname)).target
+    else:
+        return _Answer(DnsStatus.ERROR, chain=tuple(chain), error="CNAME chain too long")
+    if message.rcode() == dns.rcode.NXDOMAIN:
+        error = f"the DNS query name does not exist: {_text(current)}"
+        return _Answer(DnsStatus.NXDOMAIN, chain=tuple(chain), target=_text(current), error=error)
+    return _Answer(DnsStatus.NODATA, chain=tuple(chain), target=_text(current))
+
+
+def _says(failures: list[_Failed], default: str) -> str:
+    texts = list(dict.fromkeys(str(f) for f in failures))
+    return "; ".join(texts[-3:])[:300] or default
