@@ -22,10 +22,13 @@ _KNOWN_IPS_MAX = 65536
 
 # RFC 3339 §5.6 date-time; the offset is optional here so Microsoft's zone-less form (D.1) can be
 # read as UTC with a deviation. ``datetime.fromisoformat`` alone accepts far more than RFC 3339.
+# ASCII digits only ([0-9], not \d, which also matches other scripts' digits).
 _DATETIME = re.compile(
-    r"(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?"
-    r"(?:([Zz])|([+-])(\d{2}):(\d{2}))?"
+    r"([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt]([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]{1,9}))?"
+    r"(?:([Zz])|([+-])([0-9]{2}):([0-9]{2}))?"
 )
+# What nearly every reporter sends; datetime.fromisoformat reads it once the shape is checked.
+_ZULU = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-5][0-9]:[0-5][0-9]Z")
 _OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
 _IPV4 = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}")
 _JSON_STRING = re.compile(rb'"(?:[^"\\]++|\\.)*+"')
@@ -34,6 +37,15 @@ _NOT_BRACKETS = bytes(set(range(256)) - set(b"[{]}"))
 
 
 def parse_datetime(text: str, name: str) -> tuple[datetime, str | None]:
+    """An RFC 3339 §5.6 date-time as an aware UTC datetime, plus a deviation code for the
+    forms we tolerate (no offset, leap second)."""
+    if _ZULU.fullmatch(text) is not None:
+        try:
+            return datetime.fromisoformat(text), None  # 3.11 reads "Z" as UTC
+        except ValueError:
+            raise ReportError(
+                "report.date.invalid", f"{name} {text!r} is not a valid date-time"
+            ) from None
     m = _DATETIME.fullmatch(text)
     if m is None:
         raise ReportError(
