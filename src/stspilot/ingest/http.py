@@ -16,21 +16,32 @@ receiver checks content (gzip magic, JSON) so a mislabelled report is still acce
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from stspilot.ingest.pipeline import IngestStore, RawOutcome, ingest_raw
+from stspilot.errors import StoreError
+from stspilot.ingest.pipeline import (
+    IngestStore,
+    Prepared,
+    RawOutcome,
+    commit_prepared,
+    ingest_raw,
+    prepare_unit,
+)
 from stspilot.report_schema import DEFAULT_LIMITS, Limits
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
-    from starlette.requests import Request
-    from starlette.responses import Response
     from starlette.routing import Route
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[Any]]
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +83,8 @@ def handle_report_post(
     origin: str = "https",
     max_bytes: int = DEFAULT_MAX_BYTES,
 ) -> HttpOutcome:
-    """Store (or quarantine) one POSTed body and say which status answers it.
+    """Store (or quarantine) one POSTed body and say which status answers it (one transaction
+    of its own; the web route batches instead, see ``GroupCommitter``).
 
     Never raises for bad input or a failing store: those are statuses.
     """
@@ -82,7 +94,15 @@ def handle_report_post(
         outcome = ingest_raw(store, body, origin=origin, received_at=received_at, limits=limits)
     except Exception:  # the store failed: nothing was committed, the sender must retry
         log.exception("HTTP intake could not commit a report from %s", origin)
-        return HttpOutcome(503, "temporary failure storing the report, retry later")
+        return STORE_FAILED
+    return http_outcome(outcome, content_type)
+
+
+STORE_FAILED = HttpOutcome(503, "temporary failure storing the report, retry later")
+
+
+def http_outcome(outcome: RawOutcome, content_type: str) -> HttpOutcome:
+    """The status that answers a committed unit."""
     if outcome.new:
         return HttpOutcome(201, f"stored {outcome.new} new report(s)", outcome)
     if outcome.duplicate:
@@ -92,6 +112,196 @@ def handle_report_post(
     return HttpOutcome(status, f"not a readable TLS report ({outcome.code}): kept", outcome)
 
 
+# --- group commit ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Job:
+    raw: bytes
+    origin: str
+    received_at: datetime
+    prepared: Prepared | None  # parsed already (a large body), else the writer parses it
+
+
+class GroupCommitter:
+    """Commits the units of concurrent requests together: while one transaction runs, the units
+    that arrive queue up and go into the next one (up to ``max_batch``), so N senders at once
+    cost one commit, not N. There is no timer: a lone request is committed at once.
+
+    ``await ingest(...)`` returns only after the transaction holding that unit committed, so
+    a 2xx is never sent for data a crash could still lose (RFC 8460 §5.4: the sender retries
+    anything else). When a batch fails, its units are retried one by one, so one unit the
+    store refuses does not fail its neighbours. Small bodies are parsed by the writer thread
+    in the same hop as the commit; large ones in a worker thread of their own first.
+    """
+
+    def __init__(
+        self,
+        store: IngestStore,
+        *,
+        limits: Limits = DEFAULT_LIMITS,
+        max_batch: int = 64,
+        parse_apart_bytes: int = 64 * 1024,
+    ) -> None:
+        self.store = store
+        self.limits = limits
+        self.max_batch = max_batch
+        self.parse_apart_bytes = parse_apart_bytes
+        self._lock = threading.Lock()  # one writer at a time, whatever loop or thread asks
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._queue: list[tuple[_Job, asyncio.Future[RawOutcome]]] = []
+        self._drainer: asyncio.Task[None] | None = None
+        self.batches = 0  # commits made (batches), for tests and benchmarks
+        self.units = 0
+
+    async def ingest(self, raw: bytes, *, origin: str, received_at: datetime) -> RawOutcome:
+        """Parse and commit one unit; raises what the store raised (nothing of it is kept)."""
+        prepared = None
+        if len(raw) > self.parse_apart_bytes:
+            prepared = await asyncio.to_thread(
+                prepare_unit, raw, origin=origin, received_at=received_at, limits=self.limits
+            )
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:  # first use, or a new event loop (tests): fresh state
+            self._loop, self._queue, self._drainer = loop, [], None
+        future: asyncio.Future[RawOutcome] = loop.create_future()
+        self._queue.append((_Job(raw, origin, received_at, prepared), future))
+        if self._drainer is None:
+            self._drainer = loop.create_task(self._drain())
+        # A sender that goes away does not cancel the commit: it retries and gets 200.
+        return await asyncio.shield(future)
+
+    async def _drain(self) -> None:
+        try:
+            while self._queue:
+                batch = self._queue[: self.max_batch]
+                del self._queue[: len(batch)]
+                try:
+                    results = await asyncio.to_thread(self._write, [job for job, _ in batch])
+                except BaseException as exc:  # the loop is going away: nobody gets a 2xx
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_exception(StoreError(f"not committed: {exc!r}"))
+                    raise
+                for (_, future), result in zip(batch, results, strict=True):
+                    if future.done():
+                        continue
+                    if isinstance(result, Exception):
+                        future.set_exception(result)
+                    else:
+                        future.set_result(result)
+        finally:
+            self._drainer = None
+
+    def _write(self, jobs: list[_Job]) -> list[RawOutcome | Exception]:
+        """In a worker thread: parse what is not parsed yet, commit all in one transaction."""
+        units = [
+            job.prepared
+            or prepare_unit(
+                job.raw, origin=job.origin, received_at=job.received_at, limits=self.limits
+            )
+            for job in jobs
+        ]
+        with self._lock:
+            try:
+                outcomes: list[RawOutcome | Exception] = list(commit_prepared(self.store, units))
+            except Exception as exc:
+                if len(units) == 1:
+                    return [exc]
+                log.warning(
+                    "a batch of %d reports failed (%s); committing each alone", len(units), exc
+                )
+            else:
+                self.batches += 1
+                self.units += len(units)
+                return outcomes
+            outcomes = []
+            for unit in units:
+                try:
+                    outcomes.extend(commit_prepared(self.store, [unit]))
+                except Exception as exc:
+                    outcomes.append(exc)
+                else:
+                    self.batches += 1
+                    self.units += 1
+            return outcomes
+
+
+# --- the ASGI endpoint ----------------------------------------------------------------------
+
+
+class ReportIntake:
+    """``POST <path>`` as a plain ASGI app: the body is streamed under the size cap, then
+    parsed and committed through a ``GroupCommitter``; the answer goes out after the commit.
+
+    Mounted as a Starlette route (which answers other methods with 405) or called directly by
+    the web app's outermost callable, ahead of the framework (``web.app.StspilotApp``).
+    """
+
+    def __init__(
+        self,
+        store: IngestStore,
+        *,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        limits: Limits | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        max_batch: int = 64,
+    ) -> None:
+        self.max_bytes = max_bytes
+        self.clock = clock
+        use_limits = limits if limits is not None else DEFAULT_LIMITS
+        self.committer = GroupCommitter(store, limits=use_limits, max_batch=max_batch)
+        self._too_large = HttpOutcome(413, f"report larger than {max_bytes} bytes")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        content_type = ""
+        declared = b""
+        for name, value in scope["headers"]:
+            if name == b"content-type":
+                content_type = value.decode("latin-1")
+            elif name == b"content-length":
+                declared = value
+        if declared.isdigit() and int(declared) > self.max_bytes:
+            await _answer(send, self._too_large)
+            return
+        chunks: list[bytes] = []
+        size = 0
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":  # the sender left: nothing to answer
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_bytes:  # a liar or a chunked upload: stop reading, keep nothing
+                await _answer(send, self._too_large)
+                return
+            chunks.append(chunk)
+            more = message.get("more_body", False)
+        client = scope.get("client")
+        origin = f"https:{client[0] if client else '?'}"
+        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        try:
+            outcome = await self.committer.ingest(body, origin=origin, received_at=self.clock())
+        except Exception:  # the store failed: nothing was committed, the sender must retry
+            log.exception("HTTP intake could not commit a report from %s", origin)
+            await _answer(send, STORE_FAILED)
+            return
+        await _answer(send, http_outcome(outcome, content_type))
+
+
+async def _answer(send: Send, result: HttpOutcome) -> None:
+    body = result.message.encode("utf-8")
+    headers = [
+        (b"content-type", b"text/plain; charset=utf-8"),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    if result.status == 503:  # §5.5: the sender backs off and retries
+        headers.append((b"retry-after", str(RETRY_AFTER_SECONDS).encode()))
+    await send({"type": "http.response.start", "status": result.status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
 def report_routes(
     store: IngestStore,
     *,
@@ -99,48 +309,14 @@ def report_routes(
     max_bytes: int = DEFAULT_MAX_BYTES,
     limits: Limits | None = None,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    intake: ReportIntake | None = None,
 ) -> list[Route]:
-    """The POST route(s) for report intake, for the web app to mount."""
-    from starlette.concurrency import run_in_threadpool
-    from starlette.responses import PlainTextResponse
+    """The POST route for report intake, for an app to mount (``intake`` when the caller
+    keeps a handle on it, else one made here)."""
     from starlette.routing import Route
 
-    use_limits = limits if limits is not None else DEFAULT_LIMITS
-    write_lock = threading.Lock()  # one writer at a time (SQLite takes one anyway)
-
-    def store_body(body: bytes, content_type: str, origin: str) -> HttpOutcome:
-        with write_lock:
-            return handle_report_post(
-                store,
-                body,
-                content_type,
-                limits=use_limits,
-                received_at=clock(),
-                origin=origin,
-                max_bytes=max_bytes,
-            )
-
-    async def receive_report(request: Request) -> Response:
-        too_large = PlainTextResponse(f"report larger than {max_bytes} bytes", status_code=413)
-        declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > max_bytes:
-            return too_large
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > max_bytes:  # a liar or chunked upload: stop reading, keep nothing
-                return too_large
-            chunks.append(chunk)
-        client = request.client.host if request.client else "?"
-        result = await run_in_threadpool(
-            store_body, b"".join(chunks), request.headers.get("content-type", ""),
-            f"https:{client}",
-        )
-        headers = {"Retry-After": str(RETRY_AFTER_SECONDS)} if result.status == 503 else None
-        return PlainTextResponse(result.message, status_code=result.status, headers=headers)
-
-    return [Route(path, receive_report, methods=["POST"], name="tlsrpt-intake")]
+    endpoint = intake or ReportIntake(store, max_bytes=max_bytes, limits=limits, clock=clock)
+    return [Route(path, endpoint, methods=["POST"], name="tlsrpt-intake")]
 
 
 def create_intake_app(

@@ -5,9 +5,10 @@ Run it with ``stspilot serve`` or ``uvicorn --factory stspilot.web.app:app_from_
 
 Request path, outermost first::
 
-    StspilotApp.__call__   Host mta-sts.*  -> policy file or plain 404 (web.fastpath, never
-                           reaches FastAPI's stack)
-    RateLimitMiddleware    POST report path / login -> 429 when over the client's bucket
+    StspilotApp.__call__   Host mta-sts.*  -> policy file or plain 404 (web.fastpath)
+                           POST report path -> rate limit, then the intake (ingest.http)
+                           (the two hot paths: neither builds a request nor runs middleware)
+    RateLimitMiddleware    POST /login -> 429 when over the client's bucket
     CsrfCookieMiddleware   sets the CSRF cookie when a form asked for a token
     FastAPI                /tlsrpt (intake), /ask, /login, /logout, /api/..., pages, /static
 """
@@ -46,7 +47,7 @@ from stspilot.web.auth import (
 from stspilot.web.errors import internal_error_handler, stspilot_error_handler
 from stspilot.web.fastpath import PolicyFastPath
 from stspilot.web.hosting import PolicyCache, ask_routes
-from stspilot.web.ratelimit import RateLimitMiddleware, TokenBucket
+from stspilot.web.ratelimit import Asgi, RateLimitMiddleware, TokenBucket
 from stspilot.web.settings import WebContext, WebSettings
 
 log = logging.getLogger(__name__)
@@ -70,14 +71,23 @@ def page_routers() -> list[APIRouter]:
 
 
 class StspilotApp(FastAPI):
-    """FastAPI with the policy fast path in front of its whole middleware stack."""
+    """FastAPI with the two hot paths in front of its whole middleware stack: policy-host
+    requests (``policy_fast_path``) and report POSTs (``report_intake`` on ``report_path``)."""
 
     policy_fast_path: PolicyFastPath | None = None
+    report_path: str = ""
+    report_intake: Asgi | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        fast = self.policy_fast_path
-        if fast is not None and scope["type"] == "http" and await fast(scope, send):
-            return
+        if scope["type"] == "http":
+            fast = self.policy_fast_path
+            if fast is not None and await fast(scope, send):
+                return
+            intake = self.report_intake
+            path, method = scope["path"], scope["method"]
+            if intake is not None and path == self.report_path and method == "POST":
+                await intake(scope, receive, send)
+                return
         await super().__call__(scope, receive, send)
 
 
@@ -92,7 +102,7 @@ def create_app(
 ) -> FastAPI:
     """The ASGI app. ``routers`` default to the dashboard's (``page_routers()``); ``routes`` are
     extra Starlette routes. The store stays the caller's unless ``close_store``."""
-    from stspilot.ingest.http import report_routes
+    from stspilot.ingest.http import ReportIntake, report_routes
 
     hosting = HostedPolicies(store)
     cache = PolicyCache(
@@ -111,6 +121,13 @@ def create_app(
     )
     app.state.ctx = ctx
     app.policy_fast_path = PolicyFastPath(cache, settings.public_hosts)
+    intake = ReportIntake(store, max_bytes=settings.report_max_bytes, clock=clock)
+    app.report_path = settings.report_path
+    app.report_intake = RateLimitMiddleware(
+        intake,
+        limits={settings.report_path: TokenBucket(settings.report_rate, settings.report_burst)},
+        trusted_proxies=settings.trusted_proxies,
+    )
     app.state.check_slots = asyncio.Semaphore(settings.max_live_checks)
     templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
     templates.env.globals["csrf_token"] = csrf_token
@@ -121,9 +138,9 @@ def create_app(
     app.add_exception_handler(Exception, internal_error_handler)
 
     app.router.routes.extend(
-        report_routes(
-            store, path=settings.report_path, max_bytes=settings.report_max_bytes, clock=clock
-        )
+        # Mounted too (the same intake): other methods get the router's 405, and the route
+        # is listed like any other. POSTs are taken by StspilotApp before the router.
+        report_routes(store, path=settings.report_path, intake=intake)
     )
     app.router.routes.extend(ask_routes(hosting, settings))
     app.router.routes.extend(auth_routes())
@@ -143,10 +160,7 @@ def create_app(
     app.add_middleware(CsrfCookieMiddleware, settings=settings)
     app.add_middleware(
         RateLimitMiddleware,
-        limits={
-            settings.report_path: TokenBucket(settings.report_rate, settings.report_burst),
-            "/login": TokenBucket(settings.login_rate, settings.login_burst),
-        },
+        limits={"/login": TokenBucket(settings.login_rate, settings.login_burst)},
         trusted_proxies=settings.trusted_proxies,
     )
     return app
