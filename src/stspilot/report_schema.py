@@ -27,6 +27,7 @@ class Limits:
     max_input_bytes: int = 32 * 1024 * 1024  # one file or one mail message as read
     max_compressed_bytes: int = 10 * 1024 * 1024  # one gzip payload (RFC 8460 §5.2: 10 MB)
     max_json_bytes: int = 16 * 1024 * 1024  # one report after decompression
+    max_compression_ratio: int = 250  # past the first MiB of output (a bomb is ~1000:1)
     max_depth: int = 32  # JSON nesting; the schema itself needs 5
     max_policies: int = 10_000
     max_failure_details: int = 10_000  # per policy
@@ -388,6 +389,11 @@ def deviations_markdown() -> str:
         "I-JSON, whose §2.3 forbids them, no reporter we know sends them, and a silent",
         "last-one-wins choice would let two tools read the same report differently.",
         "",
+        "A body `report-id` without `@` is not a deviation: RFC 8460 §4.4 leaves its form to the",
+        "reporter (its own example has none). Only the Subject's Report-ID is meant to be",
+        "`<left@right>` (§5.3); that is `report-id.no-at`. Unknown extension members are accepted",
+        "and ignored (within `Limits.max_depth`).",
+        "",
     ]
     return "\n".join(lines)
 
@@ -416,4 +422,25 @@ REFUSALS: tuple[tuple[str, str], ...] = (
         "report.limit.failure-details",
         "more failure details in one policy than `Limits.max_failure_details`",
     ),
+    ("report.limit.input-bytes", "one file or message is larger than `Limits.max_input_bytes`"),
+    (
+        "report.limit.compressed-bytes",
+        "a gzip payload or report part is larger than `Limits.max_compressed_bytes`",
+    ),
+    ("report.limit.decompressed-bytes", "gzip expands past `Limits.max_json_bytes`"),
+    (
+        "report.limit.compression-ratio",
+        "past its first MiB, gzip expands more than "
+        "`Limits.max_compression_ratio` times (a decompression bomb)",
+    ),
+    ("report.limit.mime-parts", "a message has more than `Limits.max_mime_parts` parts"),
+    (
+        "report.limit.reports-per-message",
+        "a message carries more than `Limits.max_reports_per_message` reports",
+    ),
+    ("report.gzip.invalid", "gzip data is corrupt or truncated"),
+    ("report.format.unknown", "input is neither JSON, gzip nor an e-mail message"),
+    ("mail.no-report", "an e-mail carries no report part (RFC 8460 §5.3)"),
+    ("mail.part.invalid", "a part declared or named as a report is neither gzip nor JSON"),
+    ("mail.invalid", "the e-mail's MIME structure cannot be read"),
 )

@@ -77,7 +77,9 @@ def extract_reports(raw: bytes, *, limits: Limits = DEFAULT_LIMITS) -> list[Extr
 
 def gunzip(data: bytes, *, limits: Limits = DEFAULT_LIMITS) -> bytes:
     """Decompress gzip (also concatenated members), stopping as soon as the output passes
-    ``limits.max_json_bytes``: a bomb costs at most that much memory and time."""
+    ``limits.max_json_bytes``, or, past the first MiB, expands more than
+    ``limits.max_compression_ratio`` times the input read so far: a bomb (deflate reaches
+    ~1000:1 on zeros) is refused after about a MiB of work; real reports compress ~5-30:1."""
     if len(data) > limits.max_compressed_bytes:
         raise LimitExceeded(
             "report.limit.compressed-bytes",
@@ -102,6 +104,12 @@ def gunzip(data: bytes, *, limits: Limits = DEFAULT_LIMITS) -> bytes:
                 raise LimitExceeded(
                     "report.limit.decompressed-bytes",
                     f"gzip expands past the limit of {cap} bytes (decompression bomb?)",
+                )
+            consumed = len(data) - len(inflater.unconsumed_tail)
+            if len(out) > _STEP and len(out) > limits.max_compression_ratio * consumed:
+                raise LimitExceeded(
+                    "report.limit.compression-ratio",
+                    f"gzip expands over {limits.max_compression_ratio}:1 (decompression bomb?)",
                 )
             if inflater.eof:
                 rest = inflater.unused_data
