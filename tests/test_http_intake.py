@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import gzip
-from collections.abc import AsyncIterator
+import threading
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -12,7 +14,14 @@ import pytest
 from sqlalchemy import text
 
 from intake_samples import report_json
-from stspilot.ingest.http import create_intake_app, handle_report_post
+from stspilot.errors import StoreError
+from stspilot.ingest.http import (
+    GroupCommitter,
+    ReportIntake,
+    create_intake_app,
+    handle_report_post,
+    report_routes,
+)
 from stspilot.report_schema import Limits
 from stspilot.store import Store
 
@@ -115,8 +124,10 @@ async def test_streamed_body_over_cap_stops_reading(store: Store) -> None:
         "raw_path": b"/tlsrpt",
         "query_string": b"",
         "root_path": "",
-        "headers": [(b"content-type", b"application/tlsrpt+json"),
-                    (b"transfer-encoding", b"chunked")],
+        "headers": [
+            (b"content-type", b"application/tlsrpt+json"),
+            (b"transfer-encoding", b"chunked"),
+        ],
         "client": ("127.0.0.1", 50000),
         "server": ("127.0.0.1", 80),
     }
@@ -146,9 +157,7 @@ async def test_store_failure_is_503_with_retry_after(
         assert int(response.headers["retry-after"]) > 0
 
 
-@pytest.mark.parametrize(
-    ("size", "status"), [(100, 413), (len(REPORT), 201)]
-)
+@pytest.mark.parametrize(("size", "status"), [(100, 413), (len(REPORT), 201)])
 def test_handle_report_post_cap(store: Store, size: int, status: int) -> None:
     outcome = handle_report_post(
         store,
@@ -160,3 +169,139 @@ def test_handle_report_post_cap(store: Store, size: int, status: int) -> None:
     )
     assert outcome.status == status
     assert store.count_reports() == (1 if status == 201 else 0)
+
+
+# --- group commit ---------------------------------------------------------------------------
+
+
+class GatedStore:
+    """The real store behind a gate: each ``ingest_batch`` waits until the test opens it, and
+    the batches' sizes are recorded. A report id in ``refuse`` makes its batch fail (a unit the
+    store will not take, e.g. a constraint the parser did not foresee)."""
+
+    def __init__(self, store: Store, refuse: frozenset[str] = frozenset()) -> None:
+        self.store = store
+        self.refuse = refuse
+        self.gate = threading.Event()
+        self.entered = threading.Event()
+        self.sizes: list[int] = []
+
+    def ingest_batch(self, reports: Sequence[Any], quarantined: Sequence[Any] = ()) -> Any:
+        self.entered.set()
+        assert self.gate.wait(30)
+        if any(r.report.report_id in self.refuse for r in reports):
+            raise StoreError("refused by the test")
+        self.sizes.append(len(reports) + len(quarantined))
+        return self.store.ingest_batch(reports, quarantined)
+
+
+def _posts(client: httpx.AsyncClient, bodies: list[bytes]) -> list[asyncio.Task[httpx.Response]]:
+    headers = {"content-type": "application/tlsrpt+gzip"}
+    return [
+        asyncio.create_task(client.post("/tlsrpt", content=body, headers=headers))
+        for body in bodies
+    ]
+
+
+def _gated_app(gated: GatedStore) -> tuple[Any, ReportIntake]:
+    intake = ReportIntake(gated)
+    app = create_intake_app(gated.store)  # its route is replaced by one around ``intake``
+    app.router.routes[:] = report_routes(gated.store, intake=intake)
+    return app, intake
+
+
+def _client(app: Any) -> httpx.AsyncClient:
+    transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 40000))
+    return httpx.AsyncClient(transport=transport, base_url="http://intake")
+
+
+async def _until(condition: Callable[[], bool]) -> None:
+    for _ in range(3000):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("condition not met within 30 s")
+
+
+async def test_concurrent_posts_share_commits_and_answer_after_them(store: Store) -> None:
+    """While one transaction runs, the POSTs that arrive wait and go into the next one; none
+    is answered before the transaction holding it committed."""
+    gated = GatedStore(store)
+    app, intake = _gated_app(gated)
+    bodies = [gzip.compress(report_json("sender.example", f"group-{i}")) for i in range(20)]
+    async with _client(app) as client:
+        tasks = _posts(client, bodies[:1])
+        await asyncio.to_thread(gated.entered.wait, 30)  # the first commit runs (gated)
+        tasks += _posts(client, bodies[1:])
+        await _until(lambda: len(intake.committer._queue) == 19)
+        await asyncio.sleep(0.05)
+        assert not any(t.done() for t in tasks)  # nothing is answered before its commit
+        assert store.count_reports() == 0
+        gated.gate.set()
+        answers = [await t for t in tasks]
+    assert [a.status_code for a in answers] == [201] * 20
+    assert gated.sizes == [1, 19]  # two transactions for twenty reports
+    assert store.count_reports() == 20
+    assert (intake.committer.batches, intake.committer.units) == (2, 20)
+
+
+async def test_a_refused_unit_does_not_fail_its_batch(store: Store) -> None:
+    gated = GatedStore(store, refuse=frozenset({"poison"}))
+    app, intake = _gated_app(gated)
+    ids = ["before", "a", "poison", "b", "c"]
+    bodies = [gzip.compress(report_json("s.example", i)) for i in ids]
+    async with _client(app) as client:
+        tasks = _posts(client, bodies[:1])
+        await asyncio.to_thread(gated.entered.wait, 30)
+        tasks += _posts(client, bodies[1:])
+        await _until(lambda: len(intake.committer._queue) == 4)
+        gated.gate.set()
+        answers = [await t for t in tasks]
+    statuses = [a.status_code for a in answers]
+    # The batch of four failed as a whole, then each was committed alone: only poison fails,
+    # with 503 + Retry-After (the sender retries, §5.5); the others are stored.
+    assert statuses == [201, 201, 503, 201, 201]
+    assert int(answers[2].headers["retry-after"]) > 0
+    assert store.count_reports() == 4
+    assert gated.sizes == [1, 1, 1, 1]
+
+
+@pytest.mark.parametrize("parse_apart_bytes", [0, 1 << 20])
+async def test_large_bodies_are_parsed_apart(store: Store, parse_apart_bytes: int) -> None:
+    committer = GroupCommitter(store, parse_apart_bytes=parse_apart_bytes)
+    outcomes = await asyncio.gather(
+        *(
+            committer.ingest(
+                gzip.compress(report_json("big.example", f"r{i}", failures=50)),
+                origin="https:test",
+                received_at=NOW,
+            )
+            for i in range(5)
+        ),
+        committer.ingest(b"not a report", origin="https:test", received_at=NOW),
+    )
+    assert [o.new for o in outcomes] == [1, 1, 1, 1, 1, 0]
+    assert outcomes[-1].quarantined and outcomes[-1].code
+    assert store.count_reports() == 5 and len(store.list_quarantine()) == 1
+    assert committer.units == 6 and committer.batches <= 6
+
+
+async def test_sender_gone_mid_body_stores_nothing(store: Store) -> None:
+    intake = ReportIntake(store)
+    messages = iter(
+        [
+            {"type": "http.request", "body": REPORT[:10], "more_body": True},
+            {"type": "http.disconnect"},
+        ]
+    )
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return next(messages)
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": "/tlsrpt", "headers": [], "client": None}
+    await intake(scope, receive, send)
+    assert sent == [] and store.count_reports() == 0 and store.list_quarantine() == []

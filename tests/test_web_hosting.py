@@ -3,7 +3,9 @@ decommission, the ask endpoint, publish info and the cache across replicas (issu
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -11,7 +13,7 @@ import pytest
 
 from stspilot.policy import parse_policy
 from stspilot.store import Store
-from stspilot.store.hosting import HostedPolicies, plan_mx_sync
+from stspilot.store.hosting import HostedPolicies, ServedPolicy, plan_mx_sync
 from stspilot.web.app import create_app
 from stspilot.web.hosting import POLICY_PATH, PolicyCache, publish_info
 from web_support import World, build_world, client_for, make_app, settings
@@ -347,3 +349,94 @@ def test_cli_host_add_and_serve(store_url: str, tmp_path: Any) -> None:
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.communicate(timeout=30)
+
+
+# --- the fast path (web.fastpath) -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "host", "status", "reaches_app"),
+    [
+        ("GET", POLICY_PATH, " mta-sts.example.com ", 200, False),  # stray spaces
+        ("HEAD", POLICY_PATH, "mta-sts.unknown.test", 404, False),
+        ("POST", "/tlsrpt", "mta-sts.example.com", 404, False),  # a policy host: never the app
+        ("GET", "/static/x.css", "Mta-Sts.Example.Com", 404, False),
+        ("GET", POLICY_PATH, "[::1]:8443", 404, False),  # an IP literal: no policy lives here
+        ("GET", POLICY_PATH, "STSPILOT.TEST", 404, False),  # the app's own name
+        ("GET", "/login", "stspilot.test", 200, True),
+        ("GET", "/tlsrpt", "stspilot.test", 405, True),
+    ],
+)
+async def test_fast_path_answers(
+    client: httpx.AsyncClient, method: str, path: str, host: str, status: int, reaches_app: bool
+) -> None:
+    r = await client.request(method, path, headers={"host": host})
+    assert r.status_code == status
+    # Security headers come from the app's middleware; the fast path sets nosniff itself and
+    # answers in plain text only (never an HTML page, RFC 8461 §3.3).
+    assert ("x-frame-options" in r.headers) is reaches_app
+    if not reaches_app:
+        assert r.headers["content-type"].startswith("text/plain")
+    assert r.headers["x-content-type-options"] == "nosniff"
+    if method == "HEAD":
+        assert r.content == b"" and int(r.headers["content-length"]) > 0
+
+
+async def test_fast_path_policy_host_that_is_an_app_name(world: World) -> None:
+    """A public host that starts with mta-sts. is the app's, not a policy host."""
+    app = make_app(world, public_hosts=frozenset({"mta-sts.stspilot.test"}))
+    async with client_for(app) as c:
+        login = await c.get("/login", headers={"host": "mta-sts.stspilot.test"})
+        policy_file = await policy(c, "mta-sts.stspilot.test")
+    assert login.status_code == 200
+    assert policy_file.status_code == 404 and policy_file.text.startswith("no MTA-STS")
+
+
+class CountingHosting:
+    """Stands in for ``HostedPolicies`` in cache unit tests: counts store reads, and can make a
+    change land between a read's start and its end (another request changing the policy)."""
+
+    def __init__(self) -> None:
+        self.text = "version: STSv1\nmode: testing\nmx: a.test\nmax_age: 86400\n"
+        self.gen = 1
+        self.generation_reads = 0
+        self.during_read: Callable[[], None] | None = None
+
+    def generation(self) -> int:
+        self.generation_reads += 1
+        time.sleep(0.05)  # a slow database: concurrent callers overlap
+        return self.gen
+
+    def served_policy(self, host: str) -> ServedPolicy | None:
+        text = self.text
+        if self.during_read is not None:
+            change, self.during_read = self.during_read, None
+            change()
+        return ServedPolicy(host.removeprefix("mta-sts."), "id1", self.gen, text)
+
+
+def test_cache_reads_the_generation_once_when_the_ttl_runs_out() -> None:
+    hosting = CountingHosting()
+    cache = PolicyCache(hosting, ttl=60.0, max_entries=10)  # type: ignore[arg-type]
+    with ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(cache.answer, ["mta-sts.a.test"] * 16))
+    assert hosting.generation_reads == 1  # not sixteen
+    assert {a.body for a in answers} == {hosting.text.encode()}
+
+
+def test_cache_drops_a_read_that_raced_a_change() -> None:
+    """A read that started before this replica's change must not put the old text back."""
+    hosting = CountingHosting()
+    cache = PolicyCache(hosting, ttl=60.0, max_entries=10)  # type: ignore[arg-type]
+
+    def change() -> None:
+        hosting.text = hosting.text.replace("testing", "enforce")
+        hosting.gen += 1
+        cache.invalidate()
+
+    hosting.during_read = change
+    stale = cache.answer("mta-sts.a.test")
+    assert b"testing" in stale.body  # what that one request saw: fine, it began before
+    assert cache.cached_answer("mta-sts.a.test") is None  # but it was not kept
+    assert b"enforce" in cache.answer("mta-sts.a.test").body
+    assert cache.cached_answer("mta-sts.a.test") is not None
