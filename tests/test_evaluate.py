@@ -381,6 +381,7 @@ CASES: list[tuple[str, Callable[[DomainFacts], DomainFacts], str, Severity, str 
     ),
     ("pattern-unused", mx(MX1), "sts.mx.pattern-unused", Severity.WARNING, MX2),
     ("mx-missing", mx(status=DnsStatus.NODATA), "dns.mx.missing", Severity.WARNING, None),
+    ("domain-nxdomain", mx(status=DnsStatus.NXDOMAIN), "dns.domain.nxdomain", Severity.ERROR, None),
     ("mx-null", mx(""), "dns.mx.null", Severity.INFO, None),
     ("mx-servfail", mx(status=DnsStatus.SERVFAIL), "dns.mx.lookup-failed", Severity.ERROR, None),
     # STARTTLS probes, severity by mode

@@ -400,6 +400,8 @@ def _mx(
     hosts = [h for h in lookup.hosts if h.host] if lookup.status is DnsStatus.OK else []
     if lookup.status is DnsStatus.OK and lookup.hosts and not hosts:
         return (), [make("dns.mx.null")]
+    if lookup.status is DnsStatus.NXDOMAIN:
+        return (), [make("dns.domain.nxdomain", name=lookup.name)]
     if not hosts:
         return (), [make("dns.mx.missing", name=lookup.name)]
     probes = {p.host.lower().rstrip("."): p for p in facts.mx_probes}
