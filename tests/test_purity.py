@@ -23,6 +23,7 @@ CORE = [
     "generate",
     "summary",
     "report_schema",
+    "report_text",
 ]
 FORBIDDEN = {
     "socket",
