@@ -74,25 +74,6 @@ DEADLINE = typer.Option(45.0, "--deadline", min=0.5, help="seconds for the whole
 # --- store ----------------------------------------------------------------------------------
 
 
-def save_check(store: Store, result: CheckResult) -> None:
-    from stspilot.evidence import effective_mode, policy_digest
-    from stspilot.render import result_to_json
-
-    worst = result.worst
-    store.save_check(
-        domain=result.domain,
-        observed_at=result.observed_at,
-        stage=str(result.stage),
-        mode=effective_mode(result),
-        worst_severity=worst.label if worst else None,
-        findings_count=len(result.findings),
-        policy_id=result.sts_record.id if result.sts_record else None,
-        policy_sha256=policy_digest(result),
-        mx_set=[m.host for m in result.mx if m.host],
-        result=result_to_json(result),
-    )
-
-
 def read_window(store: Store, domain: str, since: datetime, until: datetime) -> ReportWindow:
     """The domain's report counts over [since, until] (grouped queries, not per report)."""
     from stspilot.store.dashboard import report_window
@@ -144,6 +125,8 @@ def rollout_command(
         history = history_from_checks(store.check_history(result.domain))
         window = read_window(store, result.domain, now - timedelta(days=days + 1), now)
         if not no_save:
+            from stspilot.history import save_check
+
             save_check(store, result)
     inputs = RolloutInputs(
         live=live_state_from_check(result),

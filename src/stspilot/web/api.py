@@ -316,22 +316,9 @@ async def check_now(request: Request, user: CurrentUser, domain: str) -> CheckDe
 
 
 def _save_check(request: Request, result: CheckResult) -> int:
-    from stspilot.evidence import effective_mode, policy_digest
-    from stspilot.render import result_to_json
+    from stspilot.history import save_check
 
-    worst = result.worst
-    return context(request).store.save_check(
-        domain=result.domain,
-        observed_at=result.observed_at,
-        stage=str(result.stage),
-        mode=effective_mode(result),
-        worst_severity=worst.label if worst else None,
-        findings_count=len(result.findings),
-        policy_id=result.sts_record.id if result.sts_record else None,
-        policy_sha256=policy_digest(result),
-        mx_set=[m.host for m in result.mx if m.host],
-        result=result_to_json(result),
-    )
+    return save_check(context(request).store, result)
 
 
 @router.get("/domains/{domain}/checks/latest", response_model=CheckDetail)
