@@ -30,6 +30,7 @@ from stspilot.facts import (
     TlsResult,
 )
 from stspilot.findings import Finding, Note, Severity, make
+from stspilot.generate import new_policy_id  # the fresh TXT id our fixes suggest
 from stspilot.policy import Mode, Policy, covering_pattern, mx_matches, parse_policy
 from stspilot.records import (
     RecordSelection,
@@ -133,11 +134,6 @@ def _from_notes(notes: Iterable[Note]) -> list[Finding]:
                 message += f"; and {len(same) - NOTES_PER_CODE} more like it"
             found.append(make(code, subject=note.subject, note=message))
     return found
-
-
-def new_policy_id(now: datetime) -> str:
-    """A fresh TXT id for the fixes we suggest: the UTC time as 14 digits (RFC 8461 §3.1)."""
-    return now.strftime("%Y%m%d%H%M%S")
 
 
 def days_until(moment: datetime, now: datetime) -> int:
