@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import threading
 import time
 import tracemalloc
@@ -18,6 +19,7 @@ import pytest
 import pytest_asyncio
 
 from stspilot.check import CheckOptions, Probes, check_domain, check_domains
+from stspilot.check_pool import default_workers
 from stspilot.cli import main
 from stspilot.lab.scenarios import BY_DOMAIN, SCENARIOS, Scenario
 from stspilot.lab.world import Lab, LabInfo, start_lab
@@ -81,6 +83,31 @@ async def test_bulk_keeps_order_and_reports_each(lab: Lab) -> None:
     assert sorted(seen) == sorted(domains)
     for result in results:
         assert set(result.codes()) == BY_DOMAIN[result.domain].expected, result.domain
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_worker_processes_give_the_same_results_in_order(lab: Lab) -> None:
+    # Every scenario twice, so both workers get several and batches interleave.
+    domains = [sc.domain for sc in SCENARIOS if "slow" not in sc.tags] * 2
+    seen: list[str] = []
+    results = await check_domains(
+        domains,
+        options=_options(lab.info, concurrency=8),
+        on_result=lambda r: seen.append(r.domain),
+        workers=2,
+    )
+    assert [r.domain for r in results] == domains
+    assert sorted(seen) == sorted(domains)
+    for result in results:
+        assert set(result.codes()) == BY_DOMAIN[result.domain].expected, result.domain
+        assert result.stage == BY_DOMAIN[result.domain].stage
+
+
+@pytest.mark.parametrize(("count", "expected"), [(1, 1), (199, 1), (200, None), (10_000, None)])
+def test_default_workers(count: int, expected: int | None) -> None:
+    cpus = os.cpu_count() or 1
+    want = expected if expected is not None else max(1, min(cpus, count // 100))
+    assert default_workers(count) == want
 
 
 @pytest.mark.asyncio(loop_scope="module")

@@ -5,8 +5,9 @@ the policy fetch start at once (a checker fetches even without a TXT record, to 
 orphans); each MX host is probed as soon as the MX set is known; the MX sets of the TLS-RPT
 ``mailto:`` domains are looked up once the TLS-RPT record is. The whole is bounded by a
 per-domain deadline: what did not finish becomes a timeout value and ``deadline_hit`` is set.
-``check_domains`` shares one resolver, HTTPS client and TLS contexts across a worker pool; one
-broken domain never stops the others.
+``check_domains`` shares one resolver, policy fetcher and TLS contexts across a pool of tasks
+(and, for bulk runs, shards the domains over worker processes: ``check_pool``); one broken
+domain never stops the others.
 """
 
 from __future__ import annotations
@@ -276,6 +277,21 @@ def _broken_facts(domain: str, exc: Exception, observed_at: dt.datetime) -> Doma
     )
 
 
+def broken_result(domain: str, exc: Exception, observed_at: dt.datetime) -> CheckResult:
+    """The result of a domain whose check itself failed: every lookup an error, with why."""
+    from stspilot.evaluate import evaluate
+
+    return evaluate(_broken_facts(domain, exc, observed_at))
+
+
+async def check_one(domain: str, probes: Probes, options: CheckOptions, now: Clock) -> CheckResult:
+    """``check_domain`` for bulk runs: a bug in one domain's check becomes its result."""
+    try:
+        return await check_domain(domain, probes=probes, options=options, now=now)
+    except Exception as exc:  # one broken domain must not stop the run
+        return broken_result(domain, exc, now())
+
+
 async def check_domains(
     domains: Iterable[str],
     *,
@@ -283,15 +299,28 @@ async def check_domains(
     now: Clock = utc_now,
     on_result: Callable[[CheckResult], None] | None = None,
     probes: Probes | None = None,
+    workers: int | None = None,
 ) -> list[CheckResult]:
     """Check many domains with at most ``options.concurrency`` in flight; results in input order.
 
     Give normalized domains (``normalize_domain``); one that is not a domain still gets a
     result (its lookups fail). ``on_result`` is called as each domain finishes (progress bars,
-    streaming output).
+    streaming output). ``workers`` > 1 shards the run over that many processes
+    (``stspilot.check_pool``; ``now`` must then be picklable, e.g. a module-level function);
+    None means one process per CPU for runs of 200 domains or more, else one. With ``probes``
+    given, the run stays in this process.
     """
     options = options or (probes.options if probes else CheckOptions())
     todo: Sequence[str] = list(domains)
+    if probes is None:
+        from stspilot.check_pool import check_sharded, default_workers
+
+        count = default_workers(len(todo)) if workers is None else max(1, workers)
+        count = min(count, max(1, len(todo)))
+        if count > 1:
+            return await check_sharded(
+                todo, workers=count, options=options, now=now, on_result=on_result
+            )
     results: list[CheckResult | None] = [None] * len(todo)
     queue: asyncio.Queue[int] = asyncio.Queue()
     for index in range(len(todo)):
@@ -305,19 +334,14 @@ async def check_domains(
                 index = queue.get_nowait()
             except asyncio.QueueEmpty:
                 return
-            try:
-                result = await check_domain(todo[index], probes=shared, options=options, now=now)
-            except Exception as exc:  # a bug in one domain's check must not stop the run
-                from stspilot.evaluate import evaluate
-
-                result = evaluate(_broken_facts(todo[index], exc, now()))
+            result = await check_one(todo[index], shared, options, now)
             results[index] = result
             if on_result is not None:
                 on_result(result)
 
     try:
-        workers = max(1, min(options.concurrency, len(todo)))
-        await asyncio.gather(*(worker() for _ in range(workers)))
+        workers_in_loop = max(1, min(options.concurrency, len(todo)))
+        await asyncio.gather(*(worker() for _ in range(workers_in_loop)))
     finally:
         if own:
             await shared.aclose()

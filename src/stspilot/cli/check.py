@@ -29,7 +29,8 @@ For each domain: the _mta-sts and _smtp._tls TXT records, the policy fetched fro
 https://mta-sts.DOMAIN/.well-known/mta-sts.txt (no redirects, 200 only, text/plain, 64 KiB,
 WebPKI), the live MX set against the policy, and a STARTTLS probe of every MX (certificate,
 name, expiry). Many domains: -f FILE (one per line, # comments; - for stdin) with
---concurrency N; a progress bar is drawn on a terminal.
+--concurrency N (in flight in all) and --workers N (processes); a progress bar is drawn on a
+terminal.
 
 Exit code: 0 clean (or only information), 1 warnings, 2 errors.
 """
@@ -162,6 +163,15 @@ def check_command(
     deadline: Annotated[
         float, typer.Option("--deadline", min=0.5, help="seconds for one whole domain")
     ] = 45.0,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers",
+            min=1,
+            max=64,
+            help="processes to shard the domains over (default: one per CPU from 200 domains)",
+        ),
+    ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="explain everything")] = False,
 ) -> None:
     import asyncio
@@ -189,10 +199,15 @@ def check_command(
         with Progress(*columns, console=errors, transient=True) as progress:
             task = progress.add_task("checking", total=len(names))
             results = asyncio.run(
-                check_domains(names, options=options, on_result=lambda _: progress.advance(task))
+                check_domains(
+                    names,
+                    options=options,
+                    on_result=lambda _: progress.advance(task),
+                    workers=workers,
+                )
             )
     else:
-        results = asyncio.run(check_domains(names, options=options))
+        results = asyncio.run(check_domains(names, options=options, workers=workers))
     if as_json:
         from stspilot.render import dumps_check_json
 
