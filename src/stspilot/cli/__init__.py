@@ -16,6 +16,7 @@ so ``stspilot check`` starts fast.
 
 from __future__ import annotations
 
+import os
 import sys
 from importlib import import_module
 
@@ -95,6 +96,15 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # a bug: one line for people, the traceback on request
+        if os.environ.get("STSPILOT_DEBUG"):
+            raise
+        print(
+            f"stspilot: internal error: {type(exc).__name__}: {exc}\n"
+            "This is a bug; please report it (STSPILOT_DEBUG=1 shows the traceback).",
+            file=sys.stderr,
+        )
+        return EXIT_INTERNAL
     return int(result) if isinstance(result, int) else EXIT_OK
 
 
