@@ -289,6 +289,15 @@ def test_generate_from_the_live_mx_set(
         assert [f["code"] for f in doc["findings"]] == ["generate.mx.probe-failed"]
 
 
+def test_generate_keeps_the_published_rua(
+    lab: LabInfo, capsys: pytest.CaptureFixture[str]
+) -> None:
+    capsys.readouterr()
+    main(["generate", "testing-ok.test", "--zone", *lab.check_args()])
+    zone = capsys.readouterr().out
+    assert '"v=TLSRPTv1; rua=mailto:tlsrpt@reports-provider.test"' in zone
+
+
 def test_usage_errors(store_url: str) -> None:
     assert (
         main(["rollout", "example.com", "--db", store_url, "--days", "3", "--gate-days", "7"]) == 3

@@ -68,6 +68,8 @@ def generate_command(
         previous = result.sts_record.id if result.sts_record else ""
         if not hosts:
             hosts = [m.host for m in result.mx]
+        if not rua and result.tlsrpt.record is not None:  # keep where reports already go
+            rua = list(result.tlsrpt.record.rua)
         for verdict in result.mx:
             if verdict.tls_ok is False:
                 why = [f.title for f in result.findings if f.subject == verdict.host]
