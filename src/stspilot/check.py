@@ -13,6 +13,7 @@ domain never stops the others.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -218,7 +219,16 @@ async def _collect(partial: _Partial, probes: Probes, probe_mx: bool) -> None:
         others = [r for r in rua_domains(record) if r != d][:MAX_RUA_DOMAINS]
         await asyncio.gather(*(rua(r) for r in others))
 
-    await asyncio.gather(sts(), policy(), mx_then_probes(), tlsrpt_then_rua())
+    lookups = asyncio.gather(sts(), policy(), mx_then_probes(), tlsrpt_then_rua())
+    # The trust store loads (first domain only) while the first questions are on the wire.
+    asyncio.get_running_loop().call_soon(_warm, probes.tls)
+    await lookups
+
+
+def _warm(tls: TlsContexts) -> None:
+    # A CA file that does not load fails the fetches and probes that need it, with the reason.
+    with contextlib.suppress(OSError, ValueError):  # ssl.SSLError is an OSError
+        tls.warm()
 
 
 async def gather_facts(

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import ssl
-from dataclasses import dataclass
 from pathlib import Path
 
 from stspilot.facts import CertInfo, TlsFailure, TlsResult
@@ -23,24 +22,49 @@ _VERIFY_CODES = {
 }
 
 
-@dataclass(frozen=True, slots=True)
 class TlsContexts:
-    """The validating context and a non-validating one used only to read a rejected certificate."""
+    """The validating context and a non-validating one used only to read a rejected certificate.
 
-    verified: ssl.SSLContext
-    unverified: ssl.SSLContext
+    One of each per process, shared by every connection (building the validating one loads
+    the system trust store: ~30 ms). Built on first use, so ``stspilot check`` sends its first
+    DNS question before paying for it; ``warm`` builds both while answers are on their way.
+    """
+
+    __slots__ = ("_unverified", "_verified", "ca_file")
+
+    def __init__(self, ca_file: Path | str | None = None) -> None:
+        self.ca_file = ca_file
+        self._verified: ssl.SSLContext | None = None
+        self._unverified: ssl.SSLContext | None = None
 
     @classmethod
     def create(cls, ca_file: Path | str | None = None) -> TlsContexts:
-        verified = ssl.create_default_context()
-        if ca_file:
-            verified.load_verify_locations(cafile=str(ca_file))
-        # RFC 8461 §3.3, §4.2 (RFC 6125): DNS-ID only, never the subject CN.
-        verified.hostname_checks_common_name = False
-        unverified = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        unverified.check_hostname = False
-        unverified.verify_mode = ssl.CERT_NONE
-        return cls(verified, unverified)
+        return cls(ca_file)
+
+    @property
+    def verified(self) -> ssl.SSLContext:
+        if self._verified is None:
+            verified = ssl.create_default_context()
+            if self.ca_file:
+                verified.load_verify_locations(cafile=str(self.ca_file))
+            # RFC 8461 §3.3, §4.2 (RFC 6125): DNS-ID only, never the subject CN.
+            verified.hostname_checks_common_name = False
+            self._verified = verified
+        return self._verified
+
+    @property
+    def unverified(self) -> ssl.SSLContext:
+        if self._unverified is None:
+            unverified = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            unverified.check_hostname = False
+            unverified.verify_mode = ssl.CERT_NONE
+            self._unverified = unverified
+        return self._unverified
+
+    def warm(self) -> None:
+        """Build both contexts now (a bad ``ca_file`` raises here, not mid-check)."""
+        self.verified  # noqa: B018
+        self.unverified  # noqa: B018
 
 
 def cert_info(der: bytes) -> CertInfo | None:
