@@ -233,7 +233,7 @@ async def test_concurrent_posts_share_commits_and_answer_after_them(store: Store
         tasks = _posts(client, bodies[:1])
         await asyncio.to_thread(gated.entered.wait, 30)  # the first commit runs (gated)
         tasks += _posts(client, bodies[1:])
-        await _until(lambda: len(intake.committer._queue) == 19)
+        await _until(lambda: intake.committer.queued() == 19)
         await asyncio.sleep(0.05)
         assert not any(t.done() for t in tasks)  # nothing is answered before its commit
         assert store.count_reports() == 0
@@ -254,7 +254,7 @@ async def test_a_refused_unit_does_not_fail_its_batch(store: Store) -> None:
         tasks = _posts(client, bodies[:1])
         await asyncio.to_thread(gated.entered.wait, 30)
         tasks += _posts(client, bodies[1:])
-        await _until(lambda: len(intake.committer._queue) == 4)
+        await _until(lambda: intake.committer.queued() == 4)
         gated.gate.set()
         answers = [await t for t in tasks]
     statuses = [a.status_code for a in answers]
@@ -305,3 +305,67 @@ async def test_sender_gone_mid_body_stores_nothing(store: Store) -> None:
     scope = {"type": "http", "method": "POST", "path": "/tlsrpt", "headers": [], "client": None}
     await intake(scope, receive, send)
     assert sent == [] and store.count_reports() == 0 and store.list_quarantine() == []
+
+
+def test_every_acknowledged_report_survives_a_kill(store_url: str, store: Store) -> None:
+    """``stspilot serve`` killed (SIGKILL) while senders POST concurrently: every report that
+    got a 2xx is in the database afterwards (the answer comes only after its commit)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    from concurrent.futures import ThreadPoolExecutor
+
+    env = {
+        **os.environ,
+        "STSPILOT_SECRET_KEY": "intake-kill-test-secret-0123456789",
+        "STSPILOT_REPORT_RATE": "100000",
+        "STSPILOT_REPORT_BURST": "100000",
+    }
+    server = subprocess.Popen(
+        [sys.executable, "-m", "stspilot", "serve", "--listen", "127.0.0.1:0", "--db", store_url],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,
+    )
+    acked: list[str] = []
+    try:
+        assert server.stdout is not None
+        line = server.stdout.readline()
+        assert line.startswith("stspilot serving on http://"), line
+        url = line.split()[-1] + "/tlsrpt"
+        stop = threading.Event()
+
+        def sender(worker: int) -> None:
+            with httpx.Client(timeout=10) as http:
+                for i in range(10_000):
+                    if stop.is_set():
+                        return
+                    rid = f"kill-{worker}-{i}"
+                    body = gzip.compress(report_json("sender.example", rid))
+                    try:
+                        r = http.post(url, content=body, headers={"content-type": "x"})
+                    except httpx.HTTPError:
+                        return  # the server is gone: this one was never acknowledged
+                    if r.status_code == 201:
+                        acked.append(rid)
+
+        with ThreadPoolExecutor(8) as pool:
+            running = [pool.submit(sender, n) for n in range(8)]
+            deadline = 200
+            while len(acked) < deadline and not any(f.done() for f in running):
+                threading.Event().wait(0.01)
+            os.killpg(server.pid, signal.SIGKILL)  # mid-stream, no shutdown of any kind
+            stop.set()
+            for f in running:
+                f.result(timeout=30)
+    finally:
+        if server.poll() is None:
+            os.killpg(server.pid, signal.SIGKILL)
+        server.communicate(timeout=30)
+    assert len(acked) >= 200
+    with store.engine.connect() as conn:
+        stored = {row[0] for row in conn.execute(text("SELECT report_id FROM reports"))}
+    assert set(acked) <= stored

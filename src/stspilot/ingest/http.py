@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import weakref
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -123,6 +124,14 @@ class _Job:
     prepared: Prepared | None  # parsed already (a large body), else the writer parses it
 
 
+class _Queue:
+    __slots__ = ("drainer", "jobs")
+
+    def __init__(self) -> None:
+        self.jobs: list[tuple[_Job, asyncio.Future[RawOutcome]]] = []
+        self.drainer: asyncio.Task[None] | None = None
+
+
 class GroupCommitter:
     """Commits the units of concurrent requests together: while one transaction runs, the units
     that arrive queue up and go into the next one (up to ``max_batch``), so N senders at once
@@ -148,9 +157,10 @@ class GroupCommitter:
         self.max_batch = max_batch
         self.parse_apart_bytes = parse_apart_bytes
         self._lock = threading.Lock()  # one writer at a time, whatever loop or thread asks
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._queue: list[tuple[_Job, asyncio.Future[RawOutcome]]] = []
-        self._drainer: asyncio.Task[None] | None = None
+        # Futures belong to one event loop: a queue (and its drainer) per loop that uses this.
+        self._queues: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Queue] = (
+            weakref.WeakKeyDictionary()
+        )
         self.batches = 0  # commits made (batches), for tests and benchmarks
         self.units = 0
 
@@ -162,26 +172,36 @@ class GroupCommitter:
                 prepare_unit, raw, origin=origin, received_at=received_at, limits=self.limits
             )
         loop = asyncio.get_running_loop()
-        if self._loop is not loop:  # first use, or a new event loop (tests): fresh state
-            self._loop, self._queue, self._drainer = loop, [], None
+        queue = self._queues.get(loop)
+        if queue is None:
+            queue = self._queues[loop] = _Queue()
         future: asyncio.Future[RawOutcome] = loop.create_future()
-        self._queue.append((_Job(raw, origin, received_at, prepared), future))
-        if self._drainer is None:
-            self._drainer = loop.create_task(self._drain())
+        queue.jobs.append((_Job(raw, origin, received_at, prepared), future))
+        if queue.drainer is None:
+            queue.drainer = loop.create_task(self._drain(queue))
         # A sender that goes away does not cancel the commit: it retries and gets 200.
         return await asyncio.shield(future)
 
-    async def _drain(self) -> None:
+    def queued(self) -> int:
+        """Units waiting for a transaction (not counting one that runs), in this event loop."""
+        queue = self._queues.get(asyncio.get_running_loop())
+        return 0 if queue is None else len(queue.jobs)
+
+    async def _drain(self, queue: _Queue) -> None:
         try:
-            while self._queue:
-                batch = self._queue[: self.max_batch]
-                del self._queue[: len(batch)]
+            while queue.jobs:
+                batch = queue.jobs[: self.max_batch]
+                del queue.jobs[: len(batch)]
                 try:
                     results = await asyncio.to_thread(self._write, [job for job, _ in batch])
-                except BaseException as exc:  # the loop is going away: nobody gets a 2xx
-                    for _, future in batch:
+                except Exception as exc:  # a bug in _write: this batch fails, the next goes on
+                    log.exception("group commit of %d reports failed", len(batch))
+                    results = [exc] * len(batch)
+                except BaseException:  # cancelled, the loop is going away: nobody gets a 2xx
+                    for _, future in [*batch, *queue.jobs]:
                         if not future.done():
-                            future.set_exception(StoreError(f"not committed: {exc!r}"))
+                            future.set_exception(StoreError("not committed: shutting down"))
+                    queue.jobs.clear()
                     raise
                 for (_, future), result in zip(batch, results, strict=True):
                     if future.done():
@@ -191,7 +211,7 @@ class GroupCommitter:
                     else:
                         future.set_result(result)
         finally:
-            self._drainer = None
+            queue.drainer = None
 
     def _write(self, jobs: list[_Job]) -> list[RawOutcome | Exception]:
         """In a worker thread: parse what is not parsed yet, commit all in one transaction."""
