@@ -164,7 +164,30 @@ INVALID = [
     (_with("mail.example.com", "mail.*.com"), "sts.policy.mx.invalid"),
     (_with("mail.example.com", "*example.com"), "sts.policy.mx.invalid"),
     (_with("mail.example.com", "a.example.com, b.example.com"), "sts.policy.mx.invalid"),
-    (_with("mail.example.com", "192.0.2.1"[:0] + "[192.0.2.1]"), "sts.policy.mx.invalid"),
+    (_with("mail.example.com", "[192.0.2.1]"), "sts.policy.mx.invalid"),  # address literal
+    (_with("mail.example.com", "192.0.2.1"), "sts.policy.mx.invalid"),  # RFC 1123 §2.1
+    (_with("mail.example.com", "*.0.2.1"), "sts.policy.mx.invalid"),
+    (_with("mail.example.com", "[IPv6:2001:db8::1]"), "sts.policy.mx.invalid"),
+    (_with("mail.example.com", "2001:db8::1"), "sts.policy.mx.invalid"),
+    (_with("mail.example.com", "*.example.com."), "sts.policy.mx.invalid"),
+    (_with("mail.example.com", "*."), "sts.policy.mx.invalid"),
+    (_with("mail.example.com", "mail..example.com"), "sts.policy.mx.invalid"),
+    (_with("mail.example.com", "mail-.example.com"), "sts.policy.mx.invalid"),
+    (_with("mail.example.com", "mail.example.com *.example.com"), "sts.policy.mx.invalid"),
+    (_with("mode: enforce", "mode: enforce\nnote:"), "sts.policy.syntax"),  # ext value 1*vchar
+    (_with("mode: enforce", "mode: enforce\nnote:\t "), "sts.policy.syntax"),
+    (_with("mode: enforce", "mode: enforce\nnote: a\tb"), "sts.policy.syntax"),  # SP only inside
+    (_with("mode: enforce", "mode: enforce\n:x"), "sts.policy.syntax"),
+    (_with("mode: enforce", "mode: enforce\n_x: y"), "sts.policy.syntax"),  # name starts alnum
+    (_with("mode: enforce", "mode: enforce\n" + "n" * 33 + ": y"), "sts.policy.syntax"),
+    (_with("mode: enforce", "mode:enforce\r\r"), "sts.policy.syntax"),
+    (_with("mode: enforce", "mode: enforce\rmx: b.example"), "sts.policy.syntax"),  # lone CR
+    (_with("version: STSv1", "version: STSv1\tx"), "sts.policy.syntax"),  # no tab inside a value
+    (_with("version: STSv1", "version\t: STSv1"), "sts.policy.syntax"),
+    (_with("mode: enforce", "mode: testing enforce"), "sts.policy.mode"),
+    (_with("604800", "0x10"), "sts.policy.max-age"),
+    (_with("604800", "1e5"), "sts.policy.max-age"),
+    (_with("604800", "00031557601"), "sts.policy.max-age"),  # 11 digits: over 1*10DIGIT
     (_with("mail.example.com", "mail_1.example.com"), "sts.policy.mx.invalid"),
     (_with("mail.example.com", "-mail.example.com"), "sts.policy.mx.invalid"),
     (_with("mail.example.com", "bücher.example"), "sts.policy.mx.invalid"),  # A4.13: A-labels
@@ -254,8 +277,16 @@ def test_covering_pattern(patterns: tuple[str, ...], host: str, expected: str | 
 
 # --- properties -----------------------------------------------------------------------------
 
-_labels = st.from_regex(r"[a-zA-Z0-9]([a-zA-Z0-9-]{0,8}[a-zA-Z0-9])?", fullmatch=True)
-_hosts = st.lists(_labels, min_size=1, max_size=4).map(".".join)
+_A_LABELS = ["xn--bcher-kva", "xn--mnchen-3ya", "xn--80ak6aa92e", "XN--BCHER-KVA"]
+_labels = st.one_of(
+    st.from_regex(r"[a-zA-Z0-9]([a-zA-Z0-9-]{0,8}[a-zA-Z0-9])?", fullmatch=True),
+    st.sampled_from(_A_LABELS),
+)
+# RFC 1123 §2.1: the top-level label of a host name is never all digits.
+_tlds = _labels.filter(lambda label: not label.isdigit())
+_hosts = st.builds(
+    lambda labels, tld: ".".join([*labels, tld]), st.lists(_labels, max_size=3), _tlds
+)
 _patterns = st.one_of(_hosts, _hosts.map(lambda h: "*." + h))
 _ext_keys = st.from_regex(r"[a-z0-9][a-z0-9_.\-]{0,31}", fullmatch=True).filter(
     lambda k: k not in ("version", "mode", "max_age", "mx")
@@ -315,3 +346,60 @@ def test_wildcard_covers_exactly_one_label(pattern: str, host: str) -> None:
         assert host.count(".") == pattern.count(".")
         assert host.lower().endswith(pattern[1:].lower())
     assert is_valid_mx_pattern(pattern)
+
+
+def _reference_matches(pattern: str, candidate: str) -> bool:
+    """RFC 8461 Appendix B ``policyMatches`` for one pattern, with §4.1's RFC 6125 comparison.
+
+    RFC 6125 §6.4.1: DNS names compare case-insensitively; a fully qualified name's trailing
+    root dot is not part of the comparison (checklist A7.3).
+    """
+    mx = pattern.lower()
+    candidate = candidate.lower()
+    if candidate.endswith("."):
+        candidate = candidate[:-1]
+    # Literal match.
+    if mx == candidate:
+        return True
+    # Wildcard matches only the leftmost label; wildcards must always be followed by a '.'.
+    if mx[0] == "*":
+        parts = candidate.split(".", 1)  # SplitN(candidate, '.', 2)
+        if len(parts) > 1 and parts[1] == mx[2:]:
+            return True
+    return False
+
+
+def _recase(draw: st.DrawFn, text: str) -> str:
+    flags = draw(st.lists(st.booleans(), min_size=len(text), max_size=len(text)))
+    return "".join(c.upper() if up else c.lower() for c, up in zip(text, flags, strict=True))
+
+
+@st.composite
+def _pattern_and_host(draw: st.DrawFn) -> tuple[str, str]:
+    """A valid pattern and an MX name that often nearly matches it (same zone, +-1 label)."""
+    pattern = draw(_patterns)
+    zone = pattern.removeprefix("*.")
+    how = draw(st.sampled_from(["unrelated", "same", "prefix", "suffix", "parent"]))
+    if how == "unrelated":
+        host = draw(_hosts)
+    elif how == "same":
+        host = zone
+    elif how == "prefix":  # one, two or three labels in front of the zone
+        host = ".".join([*draw(st.lists(_labels, min_size=1, max_size=3)), zone])
+    elif how == "suffix":  # the zone, then more labels: must never match
+        host = ".".join([draw(_labels), zone, draw(_tlds)])
+    else:
+        host = zone.partition(".")[2] or zone
+    host = _recase(draw, host)
+    if draw(st.booleans()):
+        host += "."
+    return pattern, host
+
+
+@given(_pattern_and_host())
+def test_mx_matches_agrees_with_the_rfc_pseudocode(case: tuple[str, str]) -> None:
+    pattern, host = case
+    assert is_valid_mx_pattern(pattern)
+    assert mx_matches(pattern, host) is _reference_matches(pattern, host)
+    assert mx_matches(pattern.upper(), host) is _reference_matches(pattern, host)
+    assert (covering_pattern([pattern], host) == pattern) is _reference_matches(pattern, host)

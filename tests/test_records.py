@@ -57,6 +57,9 @@ STS_INVALID = [
     ("v=STSv1; id=1; x=", "sts.txt.syntax"),
     ("v=STSv1; id=1; é=1", "sts.txt.syntax"),
     ("v=STSv1; id=1\x00", "sts.txt.syntax"),
+    ("v=STSv1; id=1; id=a b", "sts.txt.syntax"),  # a repeat is ignored but must be grammatical
+    ("v=STSv1; id=1; x=1; x=a=b", "sts.txt.syntax"),
+    ("v=STSv1; Id=1", "sts.txt.id.missing"),  # %s"id=": Id is an extension
 ]
 
 
@@ -85,6 +88,16 @@ TLSRPT_VALID = [
     ),
     ("v=TLSRPTv1; rua=MAILTO:a%2Cb@example.com", ("MAILTO:a%2Cb@example.com",)),
     ("v=TLSRPTv1; rua=mailto:x%21y@example.com", ("mailto:x%21y@example.com",)),
+    ("v=TLSRPTv1; rua=mailto:a%3Bb@example.com", ("mailto:a%3Bb@example.com",)),
+    (  # B2.4: WSP on both sides of each comma; tabs too; trailing ";" optional
+        "v=TLSRPTv1 ;rua=mailto:a@example.com,\thttps://r.example.com/ ,mailto:b@example.com ; ",
+        ("mailto:a@example.com", "https://r.example.com/", "mailto:b@example.com"),
+    ),
+    (  # a repeated rua is ignored (first wins) but it may have WSP around its commas
+        "v=TLSRPTv1; rua=mailto:a@example.com; rua=mailto:b@example.com , mailto:c@example.com",
+        ("mailto:a@example.com",),
+    ),
+    ("v=TLSRPTv1; rua=mailto:a@example.com; RUA=x", ("mailto:a@example.com",)),
 ]
 
 TLSRPT_INVALID = [
@@ -103,6 +116,15 @@ TLSRPT_INVALID = [
     ("v=TLSRPTv1; rua=mailto:a@example.com; x=", "tlsrpt.syntax"),
     ("rua=mailto:a@example.com; v=TLSRPTv1", "tlsrpt.not-tlsrpt"),
     ("v=tlsrptv1; rua=mailto:a@example.com", "tlsrpt.not-tlsrpt"),
+    ("V=TLSRPTv1; rua=mailto:a@example.com", "tlsrpt.not-tlsrpt"),
+    ("v=TLSRPTv1; RUA=mailto:a@example.com", "tlsrpt.rua.missing"),  # %s"rua=": case-sensitive
+    ("v=TLSRPTv1; rua= mailto:a@example.com", "tlsrpt.rua.invalid"),  # no WSP after "rua="
+    ("v=TLSRPTv1; rua=mailto:a@example.com,,mailto:b@example.com", "tlsrpt.rua.invalid"),
+    ("v=TLSRPTv1; rua=mailto:a@example.com,", "tlsrpt.rua.invalid"),
+    ("v=TLSRPTv1; rua=mailto:a@example.com?subject=a;b", "tlsrpt.syntax"),  # ";" unencoded
+    ("v=TLSRPTv1; rua=https://r.example.com/a!b", "tlsrpt.rua.invalid"),
+    ("v=TLSRPTv1; rua=https://r.example.com/a,b", "tlsrpt.rua.invalid"),
+    ("v=TLSRPTv1; rua=mailto:a@example.com; x=a b", "tlsrpt.syntax"),
 ]
 
 

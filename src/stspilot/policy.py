@@ -60,7 +60,12 @@ def is_valid_mx_pattern(pattern: str) -> bool:
     domain = pattern[2:] if pattern.startswith("*.") else pattern
     if not domain or len(domain) > 253 or not domain.isascii():
         return False  # A4.13: U-labels are invalid, write A-labels (punycode)
-    return all(_LABEL.fullmatch(label) for label in domain.split("."))
+    labels = domain.split(".")
+    if not all(_LABEL.fullmatch(label) for label in labels):
+        return False
+    # A4.12: no IP addresses. RFC 1123 §2.1: a host name is never dotted-decimal, because the
+    # top-level label is alphabetic; an all-digit last label is an IPv4 address (or part of one).
+    return not labels[-1].isdigit()
 
 
 def _split_lines(text: str, notes: list[Note]) -> list[str]:
@@ -95,6 +100,10 @@ def _split_fields(text: str, notes: list[Note]) -> list[tuple[int, str, str]]:
             why = "is blank" if not line.strip(_WSP) else f"is not 'key: value': {shown!r}"
             raise PolicyError("sts.policy.syntax", f"line {number} {why}")
         value = rest.strip(_WSP)
+        if value == "" and key not in _KNOWN:
+            # sts-policy-ext-value is 1 or more characters; an empty known key gets the
+            # more useful error of that key (e.g. sts.policy.mode) below.
+            raise PolicyError("sts.policy.syntax", f"line {number}: {key} has no value")
         if "\r" in value or not (value == "" or _EXT_VALUE.fullmatch(value)):
             raise PolicyError(
                 "sts.policy.syntax", f"line {number}: the value of {key} holds control characters"

@@ -160,7 +160,10 @@ def _parse_sts(text: str) -> tuple[StsRecord, tuple[Note, ...]]:
     seen: set[str] = {"v"}
     for name, value in _fields(text, _STS):
         if name in seen:
-            # RFC 8461 §3.2: a repeated field other than mx: the first one counts.
+            # RFC 8461 §3.2: a repeated field other than mx: the first one counts. It must still
+            # be grammatical (as an sts-extension) for the record to be valid (§3.1).
+            if not _EXT_VALUE.fullmatch(value):
+                raise RecordError("sts.txt.syntax", f"field {name}={value!r} has an invalid value")
             notes.append(Note("sts.txt.duplicate-field", f"{name}={value} repeats; ignored", name))
             continue
         seen.add(name)
@@ -195,6 +198,19 @@ def _check_uri(uri: str) -> None:
         raise RecordError("tlsrpt.rua.invalid", f"{uri!r} is not a valid {name}: URI{extra}")
 
 
+def _rua_uris(value: str) -> tuple[str, ...]:
+    """RFC 8460 §3: ``%s"rua=" tlsrpt-uri *(*WSP "," *WSP tlsrpt-uri)``.
+
+    WSP may surround the commas, never follow ``rua=`` directly (B2.4).
+    """
+    if value[:1] in (" ", "\t"):
+        raise RecordError("tlsrpt.rua.invalid", f"rua={value!r}: no space after 'rua='")
+    uris = tuple(u.strip(_WSP) for u in value.split(","))
+    for uri in uris:
+        _check_uri(uri)
+    return uris
+
+
 def _parse_tlsrpt(text: str) -> tuple[TlsRptRecord, tuple[Note, ...]]:
     notes: list[Note] = []
     rua: tuple[str, ...] | None = None
@@ -202,15 +218,18 @@ def _parse_tlsrpt(text: str) -> tuple[TlsRptRecord, tuple[Note, ...]]:
     seen: set[str] = {"v"}
     for name, value in _fields(text, _TLSRPT):
         if name in seen:
+            # The first one counts; a repeat must still be a grammatical rua or extension.
+            if not _EXT_VALUE.fullmatch(value):
+                if name != "rua":
+                    raise RecordError(
+                        "tlsrpt.syntax", f"field {name}={value!r} has an invalid value"
+                    )
+                _rua_uris(value)
             notes.append(Note("tlsrpt.duplicate-field", f"{name}={value} repeats; ignored", name))
             continue
         seen.add(name)
         if name == "rua":
-            # RFC 8460 §3: tlsrpt-uri *(*WSP "," *WSP tlsrpt-uri)
-            uris = tuple(u.strip(_WSP) for u in value.split(","))
-            for uri in uris:
-                _check_uri(uri)
-            rua = uris
+            rua = _rua_uris(value)
         elif not _EXT_VALUE.fullmatch(value):
             raise RecordError("tlsrpt.syntax", f"field {name}={value!r} has an invalid value")
         else:
