@@ -7,12 +7,14 @@ it carries; ``iter_sources`` turns a path into such units. Parsing the JSON is
 
 from __future__ import annotations
 
+import os
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from email import message_from_bytes
 from email.policy import compat32
 from pathlib import Path
+from typing import BinaryIO
 
 from stspilot.errors import LimitExceeded, ReportError
 from stspilot.ingest.mail import (
@@ -126,34 +128,72 @@ def gunzip(data: bytes, *, limits: Limits = DEFAULT_LIMITS) -> bytes:
     return bytes(out)
 
 
-def iter_sources(path: Path, *, limits: Limits = DEFAULT_LIMITS) -> Iterator[Source]:
+def iter_sources(
+    path: Path,
+    *,
+    limits: Limits = DEFAULT_LIMITS,
+    on_error: Callable[[Path, OSError], None] | None = None,
+) -> Iterator[Source]:
     """Units of input under ``path``: a file; a directory, recursively in name order, skipping
     dotfiles; an mbox (detected by a ``From `` first line) split into messages; a Maildir
     (``cur/`` and ``new/``) one message per file. A unit larger than
     ``limits.max_input_bytes`` is cut just past the limit so ``extract_reports`` refuses it
-    without this reading gigabytes."""
+    without this reading gigabytes.
+
+    With ``on_error``, a file or folder inside ``path`` that cannot be read is reported there
+    and the walk goes on; without it the ``OSError`` ends the walk."""
     if path.is_dir():
-        if _is_maildir(path):
-            for sub in ("new", "cur"):
-                for entry in sorted((path / sub).iterdir()):
-                    if entry.is_file() and not entry.name.startswith("."):
-                        yield Source(str(entry), _read_capped(entry, limits))
-            return
-        for entry in sorted(path.iterdir()):
-            if entry.name.startswith("."):
-                continue
-            if entry.is_dir() or entry.is_file():
-                yield from iter_sources(entry, limits=limits)
-        return
-    with path.open("rb") as handle:
-        first = handle.readline(64)
-    if first.startswith(b"From "):
-        yield from _mbox_messages(path, limits)
+        yield from _walk(os.fspath(path), limits, on_error)
     else:
-        yield Source(str(path), _read_capped(path, limits))
+        yield from _file_sources(os.fspath(path), limits)
 
 
 # --- internals -----------------------------------------------------------------------------------
+
+
+def _walk(
+    folder: str, limits: Limits, on_error: Callable[[Path, OSError], None] | None
+) -> Iterator[Source]:
+    # os.scandir, not Path: names sort as strings and DirEntry knows files from folders
+    # without a stat call each (reading a folder of 10,000 reports cost more than parsing).
+    maildir = os.path.isdir(os.path.join(folder, "cur")) and os.path.isdir(
+        os.path.join(folder, "new")
+    )
+    for sub in ("new", "cur") if maildir else ("",):
+        where = os.path.join(folder, sub) if sub else folder
+        try:
+            with os.scandir(where) as listing:
+                entries = sorted(
+                    (e for e in listing if not e.name.startswith(".")), key=lambda e: e.name
+                )
+        except OSError as exc:
+            if on_error is None:
+                raise
+            on_error(Path(where), exc)
+            continue
+        for entry in entries:
+            try:
+                if maildir:
+                    if entry.is_file():
+                        yield Source(entry.path, _read_capped(entry.path, limits))
+                elif entry.is_dir():
+                    yield from _walk(entry.path, limits, on_error)
+                elif entry.is_file():
+                    yield from _file_sources(entry.path, limits)
+            except OSError as exc:
+                if on_error is None:
+                    raise
+                on_error(Path(entry.path), exc)
+
+
+def _file_sources(path: str, limits: Limits) -> Iterator[Source]:
+    """One file: opened once; an mbox is re-read message by message."""
+    with open(path, "rb") as handle:
+        raw = _read_upto(handle, limits.max_input_bytes + 1)
+    if raw[:5] == b"From ":
+        yield from _mbox_messages(Path(path), limits)
+    else:
+        yield Source(path, raw)
 
 
 def _from_mail(raw: bytes, limits: Limits) -> list[Extracted]:
@@ -220,13 +260,21 @@ def _looks_like_json(data: bytes) -> bool:
     return head[:1] == b"{"
 
 
-def _is_maildir(path: Path) -> bool:
-    return (path / "cur").is_dir() and (path / "new").is_dir()
+def _read_capped(path: str | Path, limits: Limits) -> bytes:
+    with open(path, "rb") as handle:
+        return _read_upto(handle, limits.max_input_bytes + 1)
 
 
-def _read_capped(path: Path, limits: Limits) -> bytes:
-    with path.open("rb") as handle:
-        return handle.read(limits.max_input_bytes + 1)
+def _read_upto(handle: BinaryIO, cap: int) -> bytes:
+    """At most ``cap`` bytes. Sized by fstat first: ``read(cap)`` allocates all of ``cap``
+    (tens of MiB) for every small file, which cost more than the rest of reading it."""
+    size = os.fstat(handle.fileno()).st_size
+    if not 0 < size < cap:
+        return handle.read(cap)
+    data = handle.read(size + 1)
+    if len(data) > size:  # it grew while we read
+        data += handle.read(cap - len(data))
+    return data
 
 
 def _mbox_messages(path: Path, limits: Limits) -> Iterator[Source]:

@@ -249,7 +249,8 @@ def _batches(
     batch: list[_Unit] = []
     for path in paths:
         try:
-            for source in iter_sources(path, limits=limits):
+            # Errors inside a folder are reported per file and the walk goes on.
+            for source in iter_sources(path, limits=limits, on_error=on_error):
                 batch.append(_Unit(source.raw, source.origin, clock(), limits))
                 if len(batch) >= size:
                     yield batch
@@ -264,7 +265,7 @@ def ingest_paths(
     store: IngestStore,
     paths: Iterable[Path],
     *,
-    batch_size: int = 500,
+    batch_size: int = 2000,
     limits: Limits | None = None,
     on_progress: ProgressCallback | None = None,
     on_error: ErrorCallback | None = None,
@@ -272,50 +273,77 @@ def ingest_paths(
     workers: int = 1,
 ) -> Tally:
     """Ingest files and folders (.json, .json.gz, .gz, .eml, mbox, Maildir), ``batch_size``
-    units per transaction. ``workers`` > 1 parses in that many processes (0: one per CPU, up
-    to 4). Measured on 2 CPUs (bench/ingest_bench.py) the pool was SLOWER than one process
-    (the store's commit, not parsing, bounds .json.gz; pickling parsed reports back costs more
-    than the mail parsing it spreads), so the default is 1.
+    units per transaction.
+
+    ``workers`` > 1 parses in that many processes (0: one per CPU, up to 4). Measured on 2
+    CPUs (bench/ingest_bench.py) neither that nor a reader thread beat one thread: pickling
+    parsed reports back costs more than the parsing it spreads, and a reader thread fights
+    the committing one for the GIL (+20% CPU, no wall gain), so the default is 1.
+    Commits happen in input order on the calling thread either way, one transaction per
+    batch, so a killed run leaves whole batches and a re-run turns them into duplicates.
 
     A path that cannot be read (permissions, vanished) counts in ``Tally.errors`` and is
-    reported to ``on_error``; the run goes on with the next path.
+    reported to ``on_error`` (on the calling thread); the run goes on with the next path.
     """
     use_limits = limits if limits is not None else DEFAULT_LIMITS
     tally = Tally()
     done = 0
     errors: list[tuple[Path, OSError]] = []
 
-    def failed(path: Path, exc: OSError) -> None:
-        errors.append((path, exc))
-        if on_error is not None:
-            on_error(path, exc)
-
-    n_workers = workers if workers > 0 else min(4, os.cpu_count() or 1)
-    # With workers, batches are parsed in other processes while this one commits: up to
-    # n_workers batches in flight, committed strictly in order.
-    pool = ProcessPoolExecutor(max_workers=n_workers) if n_workers > 1 else None
-    in_flight: deque[tuple[int, Future[list[Prepared]]]] = deque()
-
-    def commit(size: int, prepared: list[Prepared]) -> None:
+    def commit(size: int, prepared: list[Prepared], failed: list[tuple[Path, OSError]]) -> None:
         nonlocal tally, done
-        tally = tally + Tally.of(commit_prepared(store, prepared))
+        for path, exc in failed:
+            errors.append((path, exc))
+            if on_error is not None:
+                on_error(path, exc)
+        if prepared:
+            tally = tally + Tally.of(commit_prepared(store, prepared))
         done += size
-        if on_progress is not None:
+        if on_progress is not None and (size or failed):
             on_progress(tally + Tally(errors=len(errors)), done)
 
-    try:
-        for batch in _batches(paths, batch_size, use_limits, clock, failed):
-            if pool is None:
-                commit(len(batch), _prepare_many(batch))
-                continue
-            in_flight.append((len(batch), pool.submit(_prepare_many, batch)))
-            if len(in_flight) > n_workers:  # one more than workers: the pool never idles
-                size, future = in_flight.popleft()
-                commit(size, future.result())
-        while in_flight:
-            size, future = in_flight.popleft()
-            commit(size, future.result())
-    finally:
-        if pool is not None:
-            pool.shutdown(cancel_futures=True)
+    n_workers = workers if workers > 0 else min(4, os.cpu_count() or 1)
+    if n_workers > 1:
+        _ingest_with_pool(paths, batch_size, use_limits, clock, n_workers, commit)
+    else:
+        for size, prepared, failed in _in_order(paths, batch_size, use_limits, clock):
+            commit(size, prepared, failed)
     return tally + Tally(errors=len(errors))
+
+
+def _in_order(
+    paths: Iterable[Path], size: int, limits: Limits, clock: Callable[[], datetime]
+) -> Iterator[tuple[int, list[Prepared], list[tuple[Path, OSError]]]]:
+    failed: list[tuple[Path, OSError]] = []
+    for batch in _batches(paths, size, limits, clock, lambda p, e: failed.append((p, e))):
+        yield len(batch), _prepare_many(batch), failed[:]
+        failed.clear()
+    yield 0, [], failed
+
+
+def _ingest_with_pool(
+    paths: Iterable[Path],
+    size: int,
+    limits: Limits,
+    clock: Callable[[], datetime],
+    n_workers: int,
+    commit: Callable[[int, list[Prepared], list[tuple[Path, OSError]]], None],
+) -> None:
+    # Up to n_workers batches in flight (one more than workers: the pool never idles),
+    # committed strictly in order.
+    failed: list[tuple[Path, OSError]] = []
+    in_flight: deque[tuple[int, Future[list[Prepared]], list[tuple[Path, OSError]]]] = deque()
+    with ProcessPoolExecutor(max_workers=n_workers) as pool:
+        try:
+            for batch in _batches(paths, size, limits, clock, lambda p, e: failed.append((p, e))):
+                in_flight.append((len(batch), pool.submit(_prepare_many, batch), failed[:]))
+                failed.clear()
+                if len(in_flight) > n_workers:
+                    n, future, errs = in_flight.popleft()
+                    commit(n, future.result(), errs)
+            while in_flight:
+                n, future, errs = in_flight.popleft()
+                commit(n, future.result(), errs)
+            commit(0, [], failed)
+        finally:
+            pool.shutdown(cancel_futures=True)
