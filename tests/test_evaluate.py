@@ -919,3 +919,96 @@ def test_mode_none_does_not_judge_coverage() -> None:
         result = evaluate(body(policy_body("none", mx=patterns))(HEALTHY))
         assert result.stage is Stage.NONE_MODE
         assert not {"sts.mx.not-covered", "sts.mx.pattern-unused"} & set(result.codes())
+
+
+def _with_names(cert_info: CertInfo, *names: str) -> CertInfo:
+    return replace(cert_info, dns_names=names)
+
+
+POLICY_HOST_NAMES = [
+    # RFC 8461 §3.3: valid for the DNS-ID mta-sts.<domain>; SAN dNSName only; "*" a whole label
+    ((f"mta-sts.{D}",), True),
+    ((f"MTA-STS.{D.upper()}",), True),
+    ((f"mta-sts.{D}.",), True),
+    ((f"*.{D}",), True),
+    ((D, f"www.{D}", f"mta-sts.{D}"), True),
+    ((), False),  # CN only
+    ((D,), False),  # the domain itself
+    ((f"*.mta-sts.{D}",), False),
+    ((f"m*.{D}",), False),  # partial wildcard
+    (("*.com",), False),
+    ((f"mta-sts.{D}.evil.example",), False),
+    (("mta-sts.provider.example",), False),  # delegation still needs the customer's name (A8.7)
+]
+
+
+@pytest.mark.parametrize(("names", "valid"), POLICY_HOST_NAMES)
+def test_policy_host_certificate_must_name_the_policy_host(
+    names: tuple[str, ...], valid: bool
+) -> None:
+    fetch = fetched()
+    assert fetch.tls is not None and fetch.tls.cert is not None
+    tls = replace(fetch.tls, cert=_with_names(fetch.tls.cert, *names))
+    result = evaluate(replace(HEALTHY, policy=replace(fetch, tls=tls)))
+    assert result.effective.usable is valid
+    assert ("sts.policy.tls.host-mismatch" in result.codes()) is not valid
+    assert result.stage is (Stage.ENFORCE if valid else Stage.REPORTING)
+    if not valid:
+        assert result.effective.reason_code == "sts.policy.tls.host-mismatch"
+        assert "sts.mx.not-covered" not in result.codes()
+
+
+MX_NAMES = [
+    ((MX2,), "enforce", None),
+    ((MX2.upper() + ".",), "enforce", None),
+    (("*.example.com",), "enforce", None),
+    ((), "enforce", Severity.ERROR),  # RFC 8461 §4.2: a SAN DNS-ID must match
+    (("example.com",), "enforce", Severity.ERROR),
+    (("*.mx2.example.com",), "enforce", Severity.ERROR),
+    (("mx*.example.com",), "enforce", Severity.ERROR),
+    (("mx2.example.com.evil.example",), "testing", Severity.WARNING),
+    (("other.example.com",), "none", Severity.INFO),
+]
+
+
+@pytest.mark.parametrize(("names", "mode", "severity"), MX_NAMES)
+def test_mx_certificate_must_name_the_mx_host(
+    names: tuple[str, ...], mode: str, severity: Severity | None
+) -> None:
+    probe = ok_probe(MX2)
+    assert probe.tls is not None and probe.tls.cert is not None
+    tls = replace(probe.tls, cert=_with_names(probe.tls.cert, *names))
+    facts = chain(body(policy_body(mode)), with_probe(replace(probe, tls=tls)))(HEALTHY)
+    result = evaluate(facts)
+    found = [f for f in result.findings if f.code == "mx.cert.host-mismatch"]
+    verdict = next(v for v in result.mx if v.host == MX2)
+    assert [f.severity for f in found] == ([] if severity is None else [severity])
+    assert verdict.tls_ok is (severity is None)
+    assert all(f.subject == MX2 for f in found)
+
+
+UNAVAILABLE = [
+    # RFC 8461 §3.1: not exactly one v=STSv1 record, or an invalid one: no policy at all, so the
+    # MX hosts are not judged against the (perfectly good) policy file.
+    ("several", sts(b"v=STSv1; id=1", b"v=STSv1; id=2"), "sts.txt.multiple"),
+    ("several-same", sts(b"v=STSv1; id=1", b"v=STSv1; id=1"), "sts.txt.multiple"),
+    ("lenient-filter", sts(b"v=STSv1 ; id=1", b"v=STSv1; id=2"), "sts.txt.multiple"),
+    ("invalid-id", sts(b"v=STSv1; id=2026-11-22"), "sts.txt.id.invalid"),
+    ("case", sts(b"V=STSv1; id=1"), "sts.txt.not-sts"),
+    ("id-case", sts(b"v=STSv1; ID=1"), "sts.txt.id.missing"),
+]
+
+
+@pytest.mark.parametrize(
+    ("change", "code"), [u[1:] for u in UNAVAILABLE], ids=[u[0] for u in UNAVAILABLE]
+)
+def test_no_available_policy_means_no_mx_judgement(
+    change: Callable[[DomainFacts], DomainFacts], code: str
+) -> None:
+    uncovered = chain(change, mx(MX1, "mx9.example.net"))
+    result = evaluate(uncovered(HEALTHY))
+    assert result.effective.usable is False
+    assert result.effective.reason_code == code
+    assert result.stage is Stage.REPORTING
+    assert not {"sts.mx.not-covered", "sts.mx.pattern-unused"} & set(result.codes())
+    assert all(v.covered_by is None for v in result.mx)

@@ -16,6 +16,7 @@ CORE = [
     "policy",
     "reports",
     "evaluate",
+    "coverage",
     "rollout",
     "evidence",
     "gate",

@@ -6,32 +6,44 @@ and what is wrong or worth knowing (``findings``, most severe first).
 
 Severity of MX findings follows the policy a sender would apply (RFC 8461 §5): an MX that fails
 STARTTLS or certificate checks is an error under ``enforce`` (mail is refused), a warning under
-``testing`` (reports only) and information with ``none`` or no usable policy.
+``testing`` (reports only) and information with ``none`` or no usable policy. That part, MX
+coverage and the STARTTLS probe judgement, lives in ``coverage``.
+
+Discovery follows RFC 8461 §3.1-§3.3 for a sender without a cached policy: no ``_mta-sts``
+record means no fetch (a broken policy host is then moot, A3.14); not exactly one valid record,
+a failed fetch, a certificate not valid for ``mta-sts.<domain>`` or an invalid body means no
+policy; ``mode: none`` is a policy with no effect (§5).
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from stspilot.coverage import (
+    FAILED_LOOKUP,
+    MxVerdict,
+    cert_valid_for,
+    days_until,
+    mx_verdicts,
+    tls_params,
+)
 from stspilot.errors import PolicyError
 from stspilot.facts import (
     DnsStatus,
     DomainFacts,
     FetchOutcome,
-    MxProbe,
     PolicyFetch,
-    SmtpOutcome,
     TlsFailure,
     TlsResult,
 )
 from stspilot.findings import Finding, Note, Severity, make
 from stspilot.generate import new_policy_id  # the fresh TXT id our fixes suggest
-from stspilot.policy import Mode, Policy, covering_pattern, mx_matches, parse_policy
+from stspilot.policy import Mode, Policy, parse_policy
 from stspilot.records import (
     RecordSelection,
     StsRecord,
@@ -43,7 +55,6 @@ from stspilot.records import (
 
 WEEK = 7 * 86400
 DAY = 86400
-_FAILED_LOOKUP = (DnsStatus.SERVFAIL, DnsStatus.TIMEOUT, DnsStatus.ERROR)
 
 
 class Stage(StrEnum):
@@ -75,19 +86,6 @@ class EffectiveState:
     mode: Mode | None
     reason_code: str
     reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class MxVerdict:
-    host: str
-    preference: int
-    covered_by: str | None  # the policy pattern covering the host, None if none (or no policy)
-    probe_outcome: str  # an SmtpOutcome value, or "not-probed"
-    tls_ok: bool | None  # None when not probed
-    tls_version: str
-    cert_not_after: datetime | None
-    days_to_expiry: int | None
-    finding_codes: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,17 +134,12 @@ def _from_notes(notes: Iterable[Note]) -> list[Finding]:
     return found
 
 
-def days_until(moment: datetime, now: datetime) -> int:
-    """Whole days from ``now`` to ``moment`` (negative once passed)."""
-    return int((moment - now).total_seconds() // DAY)
-
-
 # --- the _mta-sts TXT record ------------------------------------------------------------------
 
 
 def _sts_txt(facts: DomainFacts) -> tuple[RecordSelection[StsRecord] | None, list[Finding]]:
     lookup = facts.sts_txt
-    if lookup.status in _FAILED_LOOKUP:
+    if lookup.status in FAILED_LOOKUP:
         return None, [
             make("sts.txt.lookup-failed", name=lookup.name, error=lookup.error or lookup.status)
         ]
@@ -191,18 +184,6 @@ _POLICY_TLS_CODES = {
 _HTML = re.compile(rb"\s*(?:<!--.*?-->\s*)*<(?:!doctype\s+html|html|head|body)[\s>]", re.I | re.S)
 
 
-def _tls_params(tls: TlsResult | None) -> dict[str, Any]:
-    if tls is None:
-        return {"tls_detail": "", "cert_names": "", "not_after": "", "issuer": ""}
-    cert = tls.cert
-    return {
-        "tls_detail": tls.detail,
-        "cert_names": ", ".join(cert.dns_names) if cert else "",
-        "not_after": cert.not_after.date().isoformat() if cert else "",
-        "issuer": cert.issuer if cert else "",
-    }
-
-
 def _fetch_failure(fetch: PolicyFetch, host: str, domain: str) -> Finding:
     params: dict[str, Any] = {
         "url": fetch.url,
@@ -212,7 +193,7 @@ def _fetch_failure(fetch: PolicyFetch, host: str, domain: str) -> Finding:
         "location": fetch.location,
         "error": fetch.error,
         "elapsed": f"{fetch.elapsed:.1f}",
-        **_tls_params(fetch.tls),
+        **tls_params(fetch.tls),
     }
     if fetch.outcome is FetchOutcome.TLS_FAILED:
         failure = fetch.tls.failure if fetch.tls else None
@@ -263,10 +244,18 @@ def _policy(facts: DomainFacts, now: datetime, warn_days: int) -> _PolicyView:
     if fetch.outcome is not FetchOutcome.OK or fetch.body is None:
         failure = _fetch_failure(fetch, host, facts.domain)
         return _PolicyView(blocker=failure, findings=(failure,))
+    cert = fetch.tls.cert if fetch.tls else None
+    if cert is not None and not cert_valid_for(cert, host):
+        # RFC 8461 §3.3: valid for the DNS-ID mta-sts.<domain> itself, whatever the fetch said
+        # (a certificate for the domain, the provider or a CN only does not do).
+        mismatch = TlsResult(False, TlsFailure.HOST_MISMATCH, "no DNS-ID matches", cert=cert)
+        failure = _fetch_failure(
+            replace(fetch, outcome=FetchOutcome.TLS_FAILED, tls=mismatch), host, facts.domain
+        )
+        return _PolicyView(blocker=failure, findings=(failure,))
     found = _content_findings(fetch, fetch.body)
     blocker = next((f for f in found if f.severity is Severity.ERROR), None)
     source = fetch.body.decode("utf-8", errors="replace")
-    cert = fetch.tls.cert if fetch.tls else None
     if cert and 0 <= (days := days_until(cert.not_after, now)) < warn_days:
         found.append(
             make(
@@ -274,7 +263,7 @@ def _policy(facts: DomainFacts, now: datetime, warn_days: int) -> _PolicyView:
                 subject=host,
                 host=host,
                 days=days,
-                **_tls_params(fetch.tls),
+                **tls_params(fetch.tls),
             )
         )
     if blocker and blocker.code == "sts.policy.html":
@@ -307,154 +296,12 @@ def _policy_advice(policy: Policy) -> list[Finding]:
     return found
 
 
-# --- MX hosts: coverage (RFC 8461 §4.1) and STARTTLS probes (§4.2) ------------------------------
-
-_PROBE_CODES = {
-    SmtpOutcome.NO_ADDRESS: "mx.no-address",
-    SmtpOutcome.CONNECT_FAILED: "mx.connect-failed",
-    SmtpOutcome.BANNER_TIMEOUT: "mx.banner-timeout",
-    SmtpOutcome.BANNER_REJECTED: "mx.banner-rejected",
-    SmtpOutcome.NO_STARTTLS: "mx.starttls.missing",
-    SmtpOutcome.STARTTLS_REJECTED: "mx.starttls.rejected",
-    SmtpOutcome.TIMEOUT: "mx.timeout",
-    SmtpOutcome.PROTOCOL_ERROR: "mx.protocol-error",
-}
-_MX_TLS_CODES = {
-    TlsFailure.EXPIRED: "mx.cert.expired",
-    TlsFailure.SELF_SIGNED: "mx.cert.self-signed",
-    TlsFailure.UNTRUSTED: "mx.cert.untrusted",
-    TlsFailure.NOT_YET_VALID: "mx.cert.untrusted",
-    TlsFailure.HOST_MISMATCH: "mx.cert.host-mismatch",
-    TlsFailure.HANDSHAKE: "mx.tls.handshake",
-}
-# Failures of reachability hurt all mail, with or without MTA-STS: at least a warning.
-_REACHABILITY = frozenset(
-    {
-        "mx.no-address",
-        "mx.connect-failed",
-        "mx.banner-timeout",
-        "mx.banner-rejected",
-        "mx.timeout",
-        "mx.protocol-error",
-    }
-)
-_OLD_TLS = ("SSLv2", "SSLv3", "TLSv1", "TLSv1.0", "TLSv1.1")
-
-
-def mode_severity(mode: Mode | None) -> Severity:
-    """RFC 8461 §5: what a failure costs under the mode senders apply."""
-    if mode is Mode.ENFORCE:
-        return Severity.ERROR
-    return Severity.WARNING if mode is Mode.TESTING else Severity.INFO
-
-
-def _probe_findings(
-    probe: MxProbe, mode: Mode | None, now: datetime, warn_days: int
-) -> list[Finding]:
-    host = probe.host
-    params: dict[str, Any] = {
-        "host": host,
-        "ip": probe.ip,
-        "banner": probe.banner,
-        "error": probe.error,
-        "elapsed": f"{probe.elapsed:.1f}",
-        **_tls_params(probe.tls),
-    }
-    severity = mode_severity(mode)
-    if probe.outcome is SmtpOutcome.OK:
-        found: list[Finding] = []
-        tls = probe.tls
-        if tls and tls.version in _OLD_TLS:
-            # RFC 8461 §7.2: TLS 1.2 or later; strict senders fail the MX under enforce.
-            old = max(severity, Severity.WARNING)
-            found.append(
-                make(
-                    "mx.tls.old-version", subject=host, severity=old, version=tls.version, **params
-                )
-            )
-        if tls and tls.cert and 0 <= (days := days_until(tls.cert.not_after, now)) < warn_days:
-            found.append(make("mx.cert.expiring", subject=host, days=days, **params))
-        return found
-    if probe.outcome is SmtpOutcome.TLS_FAILED:
-        failure = probe.tls.failure if probe.tls else None
-        code = _MX_TLS_CODES[failure] if failure else "mx.tls.handshake"
-    else:
-        code = _PROBE_CODES[probe.outcome]
-    if code in _REACHABILITY:
-        severity = max(severity, Severity.WARNING)
-    return [make(code, subject=host, severity=severity, **params)]
-
-
-def _mx(
-    facts: DomainFacts, policy: Policy | None, mode: Mode | None, warn_days: int
-) -> tuple[tuple[MxVerdict, ...], list[Finding]]:
-    lookup = facts.mx
-    if lookup.status in _FAILED_LOOKUP:
-        return (), [
-            make("dns.mx.lookup-failed", name=lookup.name, error=lookup.error or lookup.status)
-        ]
-    hosts = [h for h in lookup.hosts if h.host] if lookup.status is DnsStatus.OK else []
-    if lookup.status is DnsStatus.OK and lookup.hosts and not hosts:
-        return (), [make("dns.mx.null")]
-    if lookup.status is DnsStatus.NXDOMAIN:
-        return (), [make("dns.domain.nxdomain", name=lookup.name)]
-    if not hosts:
-        return (), [make("dns.mx.missing", name=lookup.name)]
-    probes = {p.host.lower().rstrip("."): p for p in facts.mx_probes}
-    # RFC 8461 §5: mode none is "no active policy": its mx lines are not applied to anything.
-    judged = policy is not None and policy.mode is not Mode.NONE
-    now = facts.observed_at
-    verdicts: list[MxVerdict] = []
-    found: list[Finding] = []
-    for mx in hosts:
-        own: list[Finding] = []
-        covered = covering_pattern(policy.mx, mx.host) if policy else None
-        if judged and policy and covered is None:
-            patterns = ", ".join(policy.mx) or "(none)"
-            own.append(
-                make(
-                    "sts.mx.not-covered",
-                    subject=mx.host,
-                    host=mx.host,
-                    patterns=patterns,
-                    severity=mode_severity(mode),
-                )
-            )
-        probe = probes.get(mx.host.lower().rstrip("."))
-        tls = probe.tls if probe else None
-        cert = tls.cert if tls else None
-        if probe:
-            own += _probe_findings(probe, mode, now, warn_days)
-        verdicts.append(
-            MxVerdict(
-                host=mx.host,
-                preference=mx.preference,
-                covered_by=covered,
-                probe_outcome=str(probe.outcome) if probe else "not-probed",
-                tls_ok=(probe.outcome is SmtpOutcome.OK) if probe else None,
-                tls_version=tls.version if tls else "",
-                cert_not_after=cert.not_after if cert else None,
-                days_to_expiry=days_until(cert.not_after, now) if cert else None,
-                finding_codes=tuple(f.code for f in own),
-            )
-        )
-        found += own
-    if judged and policy:
-        for pattern in policy.mx:
-            if not any(mx_matches(pattern, mx.host) for mx in hosts):
-                live = ", ".join(mx.host for mx in hosts)
-                found.append(
-                    make("sts.mx.pattern-unused", subject=pattern, pattern=pattern, live=live)
-                )
-    return tuple(verdicts), found
-
-
 # --- TLS-RPT (RFC 8460 §3) ----------------------------------------------------------------------
 
 
 def _tlsrpt(facts: DomainFacts, sts_published: bool) -> tuple[TlsRptVerdict, list[Finding]]:
     lookup = facts.tlsrpt_txt
-    if lookup.status in _FAILED_LOOKUP:
+    if lookup.status in FAILED_LOOKUP:
         finding = make(
             "tlsrpt.lookup-failed", name=lookup.name, error=lookup.error or lookup.status
         )
@@ -564,7 +411,7 @@ def evaluate(facts: DomainFacts, *, expiry_warning_days: int = 14) -> CheckResul
     effective = _effective(facts, selection, view)
     findings += _orphans(facts, txt_code, effective, view)
     mx_policy = view.policy if effective.usable else None
-    verdicts, mx_findings = _mx(facts, mx_policy, effective.mode, expiry_warning_days)
+    verdicts, mx_findings = mx_verdicts(facts, mx_policy, effective.mode, expiry_warning_days)
     findings += mx_findings
     tlsrpt, tlsrpt_findings = _tlsrpt(facts, published or effective.usable)
     findings += tlsrpt_findings
