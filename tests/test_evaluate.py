@@ -1012,3 +1012,21 @@ def test_no_available_policy_means_no_mx_judgement(
     assert result.stage is Stage.REPORTING
     assert not {"sts.mx.not-covered", "sts.mx.pattern-unused"} & set(result.codes())
     assert all(v.covered_by is None for v in result.mx)
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        "text/plain",
+        "TEXT/PLAIN",  # media types are case-insensitive
+        "text/plain; charset=UTF-8",
+        'text/plain;charset="us-ascii"',
+        "text/plain; format=flowed; charset=utf-8",  # RFC 8461 §3.2: other parameters ignored
+    ],
+)
+def test_plain_text_media_types_are_accepted(content_type: str) -> None:
+    result = evaluate(body(policy_body(), content_type)(HEALTHY))
+    assert result.effective.usable
+    assert not {c for c in result.codes() if c.startswith("sts.policy.")} - {
+        "sts.policy.max-age.short"
+    }
