@@ -69,3 +69,19 @@ def test_wildcard_stands_for_exactly_one_label(zone: str, host: str) -> None:
         assert host.count(".") == zone.count(".") + 1
         assert host.lower().split(".", 1)[1] == zone.lower()
     assert dns_id_matches(host, host.swapcase())
+
+
+def test_findings_say_what_a_certificate_names() -> None:
+    from stspilot.coverage import tls_params
+    from stspilot.facts import TlsFailure, TlsResult
+
+    when = datetime(2026, 1, 1, tzinfo=UTC)
+
+    def result(names: tuple[str, ...]) -> TlsResult:
+        cert = CertInfo("CN=mx.example.com", "CN=ca", names, when, when, self_signed=False)
+        return TlsResult(ok=False, failure=TlsFailure.HOST_MISMATCH, cert=cert)
+
+    assert tls_params(result(("a.example", "b.example")))["cert_names"] == "a.example, b.example"
+    cn_only = tls_params(result(()))["cert_names"]
+    assert cn_only == "no DNS names, only the subject CN=mx.example.com"
+    assert tls_params(None)["cert_names"] == "no name read"

@@ -53,11 +53,14 @@ def days_until(moment: datetime, now: datetime) -> int:
 def tls_params(tls: TlsResult | None) -> dict[str, Any]:
     """The certificate and handshake details the catalogue templates show."""
     if tls is None:
-        return {"tls_detail": "", "cert_names": "", "not_after": "", "issuer": ""}
+        return {"tls_detail": "", "cert_names": "no name read", "not_after": "", "issuer": ""}
     cert = tls.cert
+    names = ", ".join(cert.dns_names) if cert and cert.dns_names else ""
+    if cert and not names:  # RFC 6125 / RFC 8461 §3.3: a CN alone does not count
+        names = f"no DNS names, only the subject {cert.subject}"
     return {
         "tls_detail": tls.detail,
-        "cert_names": ", ".join(cert.dns_names) if cert else "",
+        "cert_names": names or "no name read",
         "not_after": cert.not_after.date().isoformat() if cert else "",
         "issuer": cert.issuer if cert else "",
     }
