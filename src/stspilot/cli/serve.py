@@ -66,9 +66,10 @@ def serve_command(
 async def _serve(settings: WebSettings, store: Store, host: str, port: int) -> None:
     import uvicorn
 
-    from stspilot.web.app import create_app
+    from stspilot.web.app import create_app, freeze_startup_heap
 
     app = create_app(settings, store)
+    freeze_startup_heap()
     config = uvicorn.Config(
         app,
         host=host,
