@@ -26,7 +26,13 @@ from stspilot.ingest.decode import (
     gunzip,
     iter_sources,
 )
-from stspilot.ingest.mail import ReportPart, pick_parts, report_parts, split_flat_multipart
+from stspilot.ingest.mail import (
+    Envelope,
+    ReportPart,
+    fast_report_parts,
+    read_envelope,
+    report_parts,
+)
 from stspilot.lab.sample_reports import generate_reports, to_email, to_gzip, to_json_bytes
 from stspilot.reports import Limits, parse_report
 
@@ -333,12 +339,18 @@ def test_iter_sources_caps_huge_files(tmp_path: Path) -> None:
 # --- the flat-multipart fast path agrees with the stdlib walk --------------------------------
 
 
-def _both_ways(raw: bytes) -> tuple[list[ReportPart], list[ReportPart]] | None:
-    flat = split_flat_multipart(raw, Limits())
+Both = tuple[tuple[list[ReportPart], Envelope], tuple[list[ReportPart], Envelope]]
+
+
+def _both_ways(raw: bytes) -> Both | None:
+    """(fast parts, fast envelope), (walked parts, stdlib envelope); None when the fast path
+    declines the message."""
+    flat = fast_report_parts(raw, Limits())
     if flat is None:
         return None
-    walked = report_parts(message_from_bytes(raw, policy=compat32), Limits())
-    return pick_parts(flat[1], Limits()), walked
+    msg = message_from_bytes(raw, policy=compat32)
+    walked = report_parts(msg, Limits())
+    return (flat[1], read_envelope(flat[0])), (walked, read_envelope(msg))
 
 
 @pytest.mark.parametrize(("case", "raw", "misdeclared"), MAILS, ids=[m[0] for m in MAILS])
@@ -346,7 +358,7 @@ def test_fast_path_matches_walk(case: str, raw: bytes, misdeclared: bool) -> Non
     both = _both_ways(raw)
     assert both is not None
     fast, walked = both
-    assert fast == walked and fast
+    assert fast == walked and fast[0]
 
 
 def test_fast_path_matches_walk_on_corpus(corpus_dir: Path) -> None:
@@ -365,6 +377,69 @@ def test_forwarded_report_falls_back_to_the_walk() -> None:
     outer.attach(MIMEText("see attached\n"))
     outer.attach(MIMEMessage(message_from_bytes(to_email(GOOGLE))))
     raw = outer.as_bytes()
-    assert split_flat_multipart(raw, Limits()) is None
+    assert fast_report_parts(raw, Limits()) is None
     (found,) = extract_reports(raw)
     assert parse_report(found.json_bytes).report_id == GOOGLE["report-id"]
+
+
+# Byte-level edits of a report mail: the fast path must decline them (the stdlib then reads
+# the mail) or read them exactly as the stdlib does.
+ODD_MAILS = [
+    ("rfc2231-filename", b'filename="', b"filename*=utf-8''"),
+    ("encoded-word-subject", b"Subject: ", b"Subject: =?utf-8?q?Report?= "),
+    ("8bit-header", b"Subject: ", "Subject: Bericht für ".encode()),
+    (
+        "folded-content-type",
+        b"Content-Type: multipart/report;",
+        b"Content-Type:\r\n multipart/report;",
+    ),
+    ("quoted-pair-param", b'filename="', b'filename="\\'),
+    ("angle-param", b'filename="', b'filename="<'),
+    ("no-padding", b"=\n\n", b"\n\n"),
+    ("display-name-from", b"From: ", b'From: "Google, Inc." <x@google.com> '),
+    (
+        "trailing-space-cte",
+        b"Content-Transfer-Encoding: base64",
+        b"Content-Transfer-Encoding: base64 ",
+    ),
+    (
+        "quoted-printable",
+        b"Content-Transfer-Encoding: 7bit",
+        b"Content-Transfer-Encoding: quoted-printable",
+    ),
+    ("crlf", b"\n", b"\r\n"),
+]
+
+
+def _walk_extract(raw: bytes) -> list[tuple[bytes, Envelope, str]]:
+    msg = message_from_bytes(raw, policy=compat32)
+    envelope = read_envelope(msg)
+    out = []
+    for part in report_parts(msg, Limits()):
+        if part.payload[:2] == b"\x1f\x8b":
+            out.append((gunzip(part.payload), envelope, part.label))
+        elif part.payload.lstrip()[:1] == b"{":
+            out.append((part.payload, envelope, part.label))
+        else:
+            return []  # extract_reports refuses the mail: "mail.part.invalid"
+    return out
+
+
+@pytest.mark.parametrize(("case", "old", "new"), ODD_MAILS, ids=[m[0] for m in ODD_MAILS])
+@pytest.mark.parametrize("packed", [True, False], ids=["gzip", "json"])
+def test_fast_path_declines_or_agrees_on_odd_mails(
+    case: str, old: bytes, new: bytes, packed: bool
+) -> None:
+    raw = to_email(GOOGLE, gzip=packed)
+    if old not in raw:
+        pytest.skip(f"this sample mail has no {old!r} to change")
+    raw = raw.replace(old, new) if case == "crlf" else raw.replace(old, new, 1)
+    both = _both_ways(raw)
+    if both is not None:
+        assert both[0] == both[1]
+    want = _walk_extract(raw)
+    try:
+        got = [(e.json_bytes, e.envelope, e.label) for e in extract_reports(raw)]
+    except ReportError:
+        got = []
+    assert got == want

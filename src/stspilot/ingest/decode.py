@@ -19,11 +19,11 @@ from typing import BinaryIO
 from stspilot.errors import LimitExceeded, ReportError
 from stspilot.ingest.mail import (
     Envelope,
+    HeaderSource,
     envelope_deviations,
-    pick_parts,
+    fast_report_parts,
     read_envelope,
     report_parts,
-    split_flat_multipart,
 )
 from stspilot.report_schema import DEFAULT_LIMITS, DEVIATIONS, Limits
 from stspilot.reports import Deviation
@@ -198,10 +198,10 @@ def _file_sources(path: str, limits: Limits) -> Iterator[Source]:
 
 def _from_mail(raw: bytes, limits: Limits) -> list[Extracted]:
     try:
-        flat = split_flat_multipart(raw, limits)
+        msg: HeaderSource
+        flat = fast_report_parts(raw, limits)
         if flat is not None:
-            msg, candidates = flat
-            parts = pick_parts(candidates, limits)
+            msg, parts = flat
         else:
             msg = message_from_bytes(raw, policy=compat32)
             if not msg.keys():

@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import contextlib
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.header import decode_header, make_header
 from email.message import Message
-from email.parser import BytesHeaderParser, BytesParser
-from email.policy import compat32
 from email.utils import parseaddr, parsedate_to_datetime
+from typing import Any, Protocol
 
 from stspilot.errors import LimitExceeded
+from stspilot.ingest.mime import Headers, flat_multipart
 from stspilot.report_schema import DEVIATIONS, Limits
 from stspilot.reports import Deviation, TlsReport
 
@@ -43,6 +44,16 @@ _SUBJECT_SUBMITTER = re.compile(r"\bSubmitter:\s*([^\s<>]+)", re.IGNORECASE)
 _SUBJECT_REPORT_ID = re.compile(r"\bReport-ID:\s*<?([^\s<>]+)>?", re.IGNORECASE)
 _SPACES = re.compile(r"\s+")
 _NOT_ALNUM = re.compile(r"[^0-9a-z]")
+# "addr@domain" or "Display Name <addr@domain>" with nothing parseaddr would rewrite.
+_SIMPLE_FROM = re.compile(r'(?:[^<>"(),;:@\\]*<)?([^\s<>"(),;:@\\\[\]]+@[^\s<>"(),;:@\\\[\]]+)>?')
+
+
+class HeaderSource(Protocol):
+    """Header look-ups as ``email.message.Message`` offers them (``mime.Headers`` too)."""
+
+    def get(self, name: str, failobj: Any = None) -> Any: ...
+
+    def get_all(self, name: str, failobj: Any = None) -> Any: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,25 +84,33 @@ class ReportPart:
     declared: bool  # media type is one of REPORT_TYPES
 
 
-def header_text(msg: Message, name: str) -> str | None:
+def header_text(msg: HeaderSource, name: str) -> str | None:
     """A header unfolded, RFC 2047-decoded and whitespace-collapsed; None when absent."""
     value = msg.get(name)
     if value is None:
         return None
     text = str(value)
-    # Keep the raw header when an encoded-word is odd: it must not lose the message.
-    with contextlib.suppress(ValueError, LookupError, UnicodeError):
-        text = str(make_header(decode_header(text)))
+    if "=?" in text:  # an RFC 2047 encoded-word, maybe
+        # Keep the raw header when an encoded-word is odd: it must not lose the message.
+        with contextlib.suppress(ValueError, LookupError, UnicodeError):
+            text = str(make_header(decode_header(text)))
     return _SPACES.sub(" ", text).strip()
 
 
-def read_envelope(msg: Message) -> Envelope:
+def _from_address(text: str) -> str | None:
+    simple = _SIMPLE_FROM.fullmatch(text)
+    if simple is not None and text.count("<") == text.count(">") <= 1 and ".." not in text:
+        return simple.group(1)
+    return parseaddr(text)[1] or None
+
+
+def read_envelope(msg: HeaderSource) -> Envelope:
     subject = header_text(msg, "Subject") or ""
     domain = _SUBJECT_DOMAIN.search(subject)
     submitter = _SUBJECT_SUBMITTER.search(subject)
     report_id = _SUBJECT_REPORT_ID.search(subject)
     from_text = header_text(msg, "From")
-    from_addr = parseaddr(from_text)[1] or None if from_text else None
+    from_addr = _from_address(from_text) if from_text else None
     signatures = [_dkim_tags(str(v)) for v in msg.get_all("DKIM-Signature") or ()]
     dkim_domains = tuple(dict.fromkeys(s["d"].lower() for s in signatures if s.get("d")))
     covers = any(
@@ -130,45 +149,26 @@ def report_parts(msg: Message, limits: Limits) -> list[ReportPart]:
     return found
 
 
-def split_flat_multipart(raw: bytes, limits: Limits) -> tuple[Message, list[Message]] | None:
-    """The top-level headers and the parts of a one-level multipart message, without the
-    stdlib parser's per-message boundary regex (most of its cost). ``None`` for anything
-    else (nested multiparts, attached messages, odd delimiters): the caller then walks the
-    message with ``email`` itself, so this is a fast path, never a second opinion."""
+def fast_report_parts(raw: bytes, limits: Limits) -> tuple[Headers, list[ReportPart]] | None:
+    """The top headers and report parts of the usual report mail (one flat multipart, ASCII
+    headers) read by ``mime.flat_multipart`` without the stdlib parser (most of the cost of a
+    mailed report); ``None`` for anything else, and the caller walks the message with
+    ``email`` instead."""
     cut = _blank_line(raw)
     if cut < 0:
         return None
-    top = BytesHeaderParser(policy=compat32).parsebytes(raw[:cut])
-    boundary = top.get_boundary() if top.get_content_maintype() == "multipart" else None
-    if not boundary or not boundary.isascii():
+    flat = flat_multipart(raw, cut, limits.max_mime_parts, _max_encoded(limits))
+    if flat is None:
         return None
-    pieces = (b"\n" + raw[cut:]).split(b"\n--" + boundary.encode())
-    parts: list[Message] = []
-    closed = False
-    for piece in pieces[1:]:
-        line_end = piece.find(b"\n")
-        rest_of_line = piece[: line_end if line_end >= 0 else len(piece)]
-        if rest_of_line.startswith(b"--"):
-            closed = True
-            break
-        if rest_of_line.strip() or line_end < 0:
-            return None  # "--boundary" followed by text: not a delimiter line after all
-        body = piece[line_end + 1 :]
-        if body.endswith(b"\r"):
-            body = body[:-1]  # the CR of the CRLF that belongs to the next delimiter
-        if len(parts) + 1 >= limits.max_mime_parts:
-            return None  # let the full walk raise the limit error consistently
-        part = BytesParser(policy=compat32).parsebytes(body)
-        if part.get_content_maintype() in ("multipart", "message"):
-            return None
-        parts.append(part)
-    return (top, parts) if closed and parts else None
-
-
-def pick_parts(parts: list[Message], limits: Limits) -> list[ReportPart]:
-    """``report_parts`` for the parts ``split_flat_multipart`` found (numbered as a walk would)."""
-    found = [_pick(index, part, limits) for index, part in enumerate(parts, start=1)]
-    return [p for p in found if p is not None]
+    top, leaves = flat
+    found = []
+    for index, leaf in enumerate(leaves, start=1):  # numbered as email's walk() would
+        picked = _choose(
+            index, leaf.content_type, leaf.filename, leaf.encoded_size, leaf.decoded, limits
+        )
+        if picked is not None:
+            found.append(picked)
+    return top, found
 
 
 def _pick(index: int, part: Message, limits: Limits) -> ReportPart | None:
@@ -177,21 +177,42 @@ def _pick(index: int, part: Message, limits: Limits) -> ReportPart | None:
         filename = (part.get_filename() or "").strip()
     except (ValueError, LookupError, UnicodeError):
         filename = ""
+    encoded = part.get_payload()
+    if not isinstance(encoded, str):
+        return None
+
+    def decode() -> bytes | None:
+        payload = part.get_payload(decode=True)
+        return payload if isinstance(payload, bytes) else None
+
+    return _choose(index, ctype, filename, len(encoded), decode, limits)
+
+
+def _max_encoded(limits: Limits) -> int:
+    # base64 is 4/3 of the payload; refuse before decoding anything larger than allowed.
+    return limits.max_compressed_bytes * 4 // 3 + 4096
+
+
+def _choose(
+    index: int,
+    ctype: str,
+    filename: str,
+    encoded_size: int,
+    decode: Callable[[], bytes | None],
+    limits: Limits,
+) -> ReportPart | None:
+    """Whether a part carries a report: by media type AND file name AND content (§5.3)."""
     declared = ctype in REPORT_TYPES
     named = filename.lower().endswith(REPORT_SUFFIXES)
     if not (declared or named or ctype in LOOSE_TYPES or ctype.startswith("text/")):
         return None
-    encoded = part.get_payload()
-    if not isinstance(encoded, str):
-        return None
-    # base64 is 4/3 of the payload; refuse before decoding anything larger than allowed.
-    if len(encoded) > limits.max_compressed_bytes * 4 // 3 + 4096:
+    if encoded_size > _max_encoded(limits):
         raise LimitExceeded(
             "report.limit.compressed-bytes",
             f"report part is over {limits.max_compressed_bytes} bytes",
         )
-    payload = part.get_payload(decode=True)
-    if not isinstance(payload, bytes):
+    payload = decode()
+    if payload is None:
         return None
     label = _label(index, ctype, filename)
     if not (declared or named or ctype in LOOSE_TYPES):
