@@ -1,8 +1,8 @@
 """Policy hosting: ``GET /.well-known/mta-sts.txt`` by ``Host: mta-sts.<domain>``, Caddy's
 on-demand TLS ``ask`` endpoint, and what a customer must publish for a hosted domain.
 
-The policy path is the hot path (every sending MTA fetches it): it is answered by an ASGI
-middleware in front of the framework, from an in-memory cache that re-reads the store's
+The policy path is the hot path (every sending MTA fetches it): ``web.fastpath`` answers it
+ahead of the framework, from the encoded answers of ``PolicyCache``, which re-reads the store's
 generation counter at most every ``policy_cache_ttl`` seconds. A change made through this
 replica clears its cache at once; one made through another replica is seen within the TTL.
 """
@@ -22,7 +22,6 @@ from stspilot.store.hosting import (
     HostedPolicies,
     ServedPolicy,
 )
-from stspilot.web.ratelimit import Scope
 from stspilot.web.settings import WebSettings, in_networks
 
 POLICY_PATH = "/.well-known/mta-sts.txt"
@@ -64,15 +63,8 @@ NOT_FOUND = plain_answer(404, "not found\n")
 NOT_ALLOWED = plain_answer(405, "method not allowed\n", (b"allow", b"GET, HEAD"))
 
 
-def request_host(scope: Scope) -> str:
-    """The Host header, lower case, without port or root dot (IPv6 literals kept whole)."""
-    for name, value in scope.get("headers", ()):
-        if name == b"host":
-            return normalize_request_host(value)
-    return ""
-
-
 def normalize_request_host(value: bytes) -> str:
+    """A Host header's value, lower case, without port or root dot (IPv6 literals whole)."""
     host = value.decode("latin-1").strip().lower()
     if ":" in host:
         if host.startswith("["):
