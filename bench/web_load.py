@@ -6,11 +6,10 @@ with zero loss, proved by counting stored rows after the run).
     .venv/bin/python bench/web_load.py                         # 10 s per run, workers 1,2,4
     .venv/bin/python bench/web_load.py --duration 20 --workers 1,2,3 --posts 20000
     .venv/bin/python bench/web_load.py --skip-post             # policy GETs only
-    .venv/bin/python bench/web_load.py --servers uvicorn --no-group
+    .venv/bin/python bench/web_load.py --servers uvicorn
 
 The app is the factory ``stspilot serve`` runs (``stspilot.web.app:app_from_env``) under uvicorn
-and, when it is installed in the venv, granian. ``+group`` rows are a group-commit prototype of
-the report route defined here (a measurement for the intake's owners, not shipped code).
+and, when it is installed in the venv, granian.
 Everything shares one machine: wrk (2 threads) competes with the server for the cores, equally
 for nginx and for the app. Prints figures only; it never fails on time.
 """
@@ -32,7 +31,6 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 HERE = Path(__file__).resolve().parent
 HOSTED = "bench.test"
@@ -241,15 +239,12 @@ def start_nginx(root: Path, policy_file: Path, workers: int, tag: str) -> Server
     )
 
 
-def start_app(
-    root: Path, db: str, workers: int, tag: str, *, server: str = "uvicorn", group: bool = False
-) -> Server:
+def start_app(root: Path, db: str, workers: int, tag: str, *, server: str = "uvicorn") -> Server:
     """The factory ``stspilot serve`` runs (``stspilot.web.app:app_from_env``) under uvicorn or
-    granian with ``workers`` processes; ``group`` swaps in this file's group-commit prototype
-    of the report route. The per-client report rate limit is lifted: one client (wrk) sends
-    everything here, where in production each sender is its own client."""
+    granian with ``workers`` processes. The per-client report rate limit is lifted: one client
+    (wrk) sends everything here, where in production each sender is its own client."""
     port = free_port()
-    factory = "web_load:group_commit_app" if group else "stspilot.web.app:app_from_env"
+    factory = "stspilot.web.app:app_from_env"
     common = ["--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)]
     if server == "granian":
         argv = [
@@ -286,97 +281,8 @@ def start_app(
         "STSPILOT_REPORT_BURST": "1000000",
         "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]),
     }
-    name = f"{server}({workers}w){'+group' if group else ''}"
+    name = f"{server}({workers}w)"
     return Server(name, argv, port=port, log=root / f"app-{tag}.log", env=env)
-
-
-# --- a prototype: group commit for the report route ----------------------------------------------
-
-
-def group_commit_app() -> object:
-    """The real app plus ``POST /tlsrpt-group``: reports parsed in the thread pool, committed by
-    one writer thread in batches of whatever arrived meanwhile (up to 64), each request answered
-    only after its batch's commit. A measurement for the intake's owners, not shipped code."""
-    from stspilot.store import Store
-    from stspilot.web.app import create_app
-    from stspilot.web.settings import WebSettings
-
-    store = Store.open()
-    committer = GroupCommitter(store)
-    return create_app(
-        WebSettings.from_env(), store, routes=[committer.route(GROUP_PATH)], close_store=True
-    )
-
-
-GROUP_PATH = "/tlsrpt-group"
-GROUP_MAX = 64
-
-
-class GroupCommitter:
-    def __init__(self, store: object) -> None:
-        import queue
-        import threading
-
-        self.store = store
-        self.queue: queue.SimpleQueue[tuple[object, object]] = queue.SimpleQueue()
-        threading.Thread(target=self._writer, daemon=True, name="group-commit").start()
-
-    def _writer(self) -> None:
-        import queue
-
-        from stspilot.ingest.pipeline import commit_prepared
-
-        while True:
-            batch = [self.queue.get()]
-            while len(batch) < GROUP_MAX:
-                try:
-                    batch.append(self.queue.get_nowait())
-                except queue.Empty:
-                    break
-            try:
-                outcomes = commit_prepared(self.store, [unit for unit, _ in batch])  # type: ignore[arg-type, misc]
-            except Exception as exc:  # nothing of the batch was written: every sender retries
-                for _, future in batch:
-                    future.set_exception(exc)  # type: ignore[attr-defined]
-                continue
-            for (_, future), outcome in zip(batch, outcomes, strict=True):
-                future.set_result(outcome)  # type: ignore[attr-defined]
-
-    def route(self, path: str) -> Any:
-        import asyncio
-        import concurrent.futures
-        from datetime import UTC, datetime
-
-        from starlette.concurrency import run_in_threadpool
-        from starlette.requests import Request
-        from starlette.responses import PlainTextResponse, Response
-        from starlette.routing import Route
-
-        from stspilot.ingest.pipeline import prepare_unit
-        from stspilot.report_schema import DEFAULT_LIMITS
-
-        async def receive(request: Request) -> Response:
-            body = await request.body()  # the bench's bodies are small; the real route streams
-            unit = await run_in_threadpool(
-                prepare_unit,
-                body,
-                origin="https:bench",
-                received_at=datetime.now(UTC),
-                limits=DEFAULT_LIMITS,
-            )
-            future: concurrent.futures.Future[object] = concurrent.futures.Future()
-            self.queue.put((unit, future))
-            try:
-                outcome = await asyncio.wrap_future(future)
-            except Exception:
-                return PlainTextResponse("retry later\n", status_code=503)
-            if outcome.new:  # type: ignore[attr-defined]
-                return PlainTextResponse("stored\n", status_code=201)
-            if outcome.duplicate:  # type: ignore[attr-defined]
-                return PlainTextResponse("already stored\n", status_code=200)
-            return PlainTextResponse("not a report: kept\n", status_code=400)
-
-        return Route(path, receive, methods=["POST"])
 
 
 # --- the app under test ---------------------------------------------------------------------------
@@ -623,9 +529,6 @@ def main() -> None:
         else "uvicorn",
         help="ASGI servers to try (granian when installed in the venv)",
     )
-    parser.add_argument(
-        "--no-group", action="store_true", help="skip the group-commit prototype POST runs"
-    )
     parser.add_argument("--nginx-workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--posts", type=int, default=10000, help="distinct reports to POST")
     parser.add_argument("--skip-post", action="store_true")
@@ -680,20 +583,17 @@ def main() -> None:
             return
         bodies = write_bodies(root, args.posts)
         posts: list[Figures] = []
-        variants = [(s, c, False) for s in servers for c in workers]
-        if not args.no_group:
-            variants += [(s, c, True) for s in servers for c in workers]
-        for server, count, group in variants:
-            tag = f"post-{server}-{count}{'-group' if group else ''}"
-            db = f"sqlite:///{root / f'{tag}.sqlite3'}"
-            prepare_store(db)
-            with running(start_app(root, db, count, tag, server=server, group=group)) as app:
-                check_policy(app, policy)
-                path = GROUP_PATH if group else REPORT_PATH
-                posts.append(wrk_post(app, db, args, post_lua, bodies, path))
+        for server in servers:
+            for count in workers:
+                tag = f"post-{server}-{count}"
+                db = f"sqlite:///{root / f'{tag}.sqlite3'}"
+                prepare_store(db)
+                with running(start_app(root, db, count, tag, server=server)) as app:
+                    check_policy(app, policy)
+                    posts.append(wrk_post(app, db, args, post_lua, bodies, REPORT_PATH))
         table(
             f"report POST ({args.posts} distinct gzip reports, -c{args.post_connections}; "
-            "req/s = stored rows / commit span; +group = the group-commit prototype)",
+            "req/s = stored rows / commit span)",
             posts,
             None,
         )
