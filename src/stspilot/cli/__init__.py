@@ -44,6 +44,7 @@ _COMMAND_MODULES = (
     "receive",
     "serve",
     "users",
+    "monitor",
     "lab",
 )
 
