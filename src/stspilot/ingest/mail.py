@@ -19,7 +19,7 @@ from typing import Any, Protocol
 from stspilot.errors import LimitExceeded
 from stspilot.ingest.mime import Headers, flat_multipart
 from stspilot.report_schema import DEVIATIONS, Limits
-from stspilot.reports import Deviation, TlsReport
+from stspilot.reports import Deviation, TlsReport, fast_pickle
 
 # RFC 8460 §6.4, §6.5: the registered report media types.
 REPORT_TYPES = frozenset({"application/tlsrpt+gzip", "application/tlsrpt+json"})
@@ -56,6 +56,7 @@ class HeaderSource(Protocol):
     def get_all(self, name: str, failobj: Any = None) -> Any: ...
 
 
+@fast_pickle
 @dataclass(frozen=True, slots=True)
 class Envelope:
     """What the report mail's headers claim (RFC 8460 §5.3); compared with the body later."""
@@ -74,6 +75,7 @@ class Envelope:
     dkim_covers_tlsrpt_headers: bool
 
 
+@fast_pickle
 @dataclass(frozen=True, slots=True)
 class ReportPart:
     """One MIME part that carries (or may carry) a report."""

@@ -32,7 +32,7 @@ from typing import Protocol
 from stspilot.errors import ParseError, ReportError
 from stspilot.ingest.decode import envelope_deviations, extract_reports, iter_sources
 from stspilot.report_schema import DEFAULT_LIMITS, Limits
-from stspilot.reports import parse_report
+from stspilot.reports import fast_pickle, parse_report
 from stspilot.store.models import BatchResult, NewQuarantine, NewReport
 
 
@@ -84,6 +84,7 @@ class RawOutcome:
     report_pks: tuple[int, ...] = ()
 
 
+@fast_pickle
 @dataclass(frozen=True, slots=True)
 class Prepared:
     """One unit after parsing and before the store: what to add, what to quarantine."""

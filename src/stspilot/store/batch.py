@@ -167,15 +167,8 @@ class _Driver:
                     for row in rows:
                         copy.write_row(row)
             else:
-                # Multi-row VALUES, not executemany: one statement per ~2,000 rows keeps the
-                # GIL released while SQLite works (executemany takes it back for every row,
-                # and then waits out the reader thread's switch interval each time).
-                one = "(" + ", ".join([self.mark] * len(columns)) + ")"
-                per = max(1, 30_000 // len(columns))  # SQLite allows 32766 parameters
-                for i in range(0, len(rows), per):
-                    part = rows[i : i + per]
-                    sql = f"INSERT INTO {table} ({names}) VALUES " + ", ".join([one] * len(part))
-                    cur.execute(sql, [v for row in part for v in row])
+                marks = ", ".join([self.mark] * len(columns))
+                cur.executemany(f"INSERT INTO {table} ({names}) VALUES ({marks})", rows)
         finally:
             cur.close()
 

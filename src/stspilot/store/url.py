@@ -93,6 +93,10 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     try:
         cursor.execute("PRAGMA busy_timeout = 30000")
+        # 8 KiB pages for a new database (a no-op on an existing one; must precede WAL): raw
+        # units (2-6 KiB mails) fit a page without overflow chains, and index B-trees are
+        # shallower; measured 15-20% less CPU per stored report (bench/store_bench.py).
+        cursor.execute("PRAGMA page_size = 8192")
         cursor.execute("PRAGMA journal_mode = WAL")
         cursor.execute("PRAGMA synchronous = NORMAL")
         cursor.execute("PRAGMA foreign_keys = ON")
