@@ -26,6 +26,7 @@ from stspilot.rollout import (
     RolloutAssessment,
     RolloutInputs,
     Stage,
+    assess_gate,
     assess_rollout,
     window_from_reports,
 )
@@ -803,3 +804,34 @@ def test_assess_rollout_never_raises(
     ]
     assert len(set(ids)) == len(ids)
     assert a.what_if.refused <= max(a.what_if.failed, sum(n for _, n in a.what_if.by_result_type))
+
+
+# --- assess_gate: the inventory's cheap path agrees with assess_rollout ----------------------
+
+AGREEMENT_CASES = [(c[0], c[1], c[2]) for c in STAGE_CASES] + [
+    (c[0], c[1], c[2]) for c in GATE_CASES
+] + [
+    (
+        "failures older than the gate window",
+        live(),
+        window(days=14, failures=[(10, "Google LLC", "certificate-expired", "mx1.example.com", 5)]),
+    ),
+    ("enforce with failures", live(mode="enforce", max_age=WEEK), window(
+        failures=[(1, "Google LLC", "certificate-expired", "mx2.example.com", 3)]
+    )),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("state", "reports"), [c[1:] for c in AGREEMENT_CASES], ids=[c[0] for c in AGREEMENT_CASES]
+)
+@pytest.mark.parametrize("gate_days", [3, 7])
+def test_assess_gate_agrees_with_assess_rollout(
+    state: LiveState, reports: ReportWindow | None, gate_days: int
+) -> None:
+    reports = window() if reports is None else reports
+    full = assess(state, reports, gate_days=gate_days)
+    cheap = assess_gate(state, reports, now=NOW, gate_days=gate_days)
+    assert (cheap.domain, cheap.stage, cheap.gate, cheap.ready) == (
+        full.domain, full.stage, full.gate, full.ready
+    )  # fmt: skip

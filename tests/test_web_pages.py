@@ -343,6 +343,31 @@ async def test_reports_page_is_tenant_scoped_and_paginated(
     assert sorted(seen) == sorted(listed)
 
 
+@pytest.mark.parametrize(("days", "limit", "offset"), [(365, 500, 0), (365, 7, 3), (5, 50, 0)])
+def test_tenant_reports_walk_lists_what_the_per_domain_path_lists(
+    seeded: World, days: int, limit: int, offset: int
+) -> None:
+    """Large tenants walk ``reports`` newest first, small ones go domain by domain: same rows."""
+    from stspilot.store.dashboard import DashboardReads
+
+    reads = DashboardReads(seeded.store)
+    accounts = Accounts(seeded.store)
+    since = seeded.clock() - timedelta(days=days)
+    for tenant in accounts.list_tenants():
+        walked, by_domain = (
+            reads.list_reports(
+                tenant_id=tenant.id, since=since, limit=limit, offset=offset, walk_after=n
+            )
+            for n in (0, 10_000)
+        )
+        assert walked == by_domain
+        full = reads.list_reports(tenant_id=tenant.id, since=since, limit=500, walk_after=0)
+        names = {h.domain for h in HostedPolicies(seeded.store).list_domains(tenant.id)}
+        assert all(set(r.policy_domains) & names for r in full)
+        if names & {"example.com", "globex.test"}:
+            assert full, tenant.name  # the seeded reports are listed, not an empty answer
+
+
 async def test_quarantine_is_for_admins(dash: httpx.AsyncClient, seeded: World) -> None:
     from datetime import UTC, datetime
 
@@ -391,6 +416,40 @@ def test_breakdown_groups_by_key_largest_first() -> None:
     out = charts.breakdown(rows)
     assert [(b.key, b.sessions) for b in out] == [("mx1", 12), ("mx2", 9)]
     assert out[0].result_types == (("validation-failure", 7), ("certificate-expired", 5))
+
+
+@pytest.mark.parametrize(
+    ("n_days", "bars", "first_bar_days"),
+    [(7, 1, 7), (8, 2, 1), (91, 13, 7), (365, 53, 1), (366, 53, 2)],
+)
+def test_weekly_bars_end_on_the_last_day_and_keep_every_session(
+    n_days: int, bars: int, first_bar_days: int
+) -> None:
+    from datetime import date
+
+    last = date(2026, 11, 21)
+    first = last - timedelta(days=n_days - 1)
+    rows = [DailyTotal("a", first + timedelta(days=i), "g", i + 1, i % 3) for i in range(n_days)]
+    daily = charts.daily_series(rows, first=first, last=last)
+    week = charts.weekly(daily)
+    assert (len(week.days), week.step) == (bars, 7)
+    assert (week.sessions, week.total_failed) == (daily.sessions, daily.total_failed)
+    assert week.days[0] == first and week.days[-1] == last - timedelta(days=6)
+    assert week.successful[0] == sum(range(1, first_bar_days + 1))
+    assert week.successful[-1] == sum(range(n_days - 6, n_days + 1))
+    assert charts.weekly(week) == week
+
+
+@pytest.mark.parametrize(("days", "bars"), [(30, 30), (90, 90), (91, 13), (365, 53)])
+def test_sessions_chart_draws_weeks_past_ninety_days(days: int, bars: int) -> None:
+    from datetime import date
+
+    last = date(2026, 11, 21)
+    first = last - timedelta(days=days - 1)
+    rows = [DailyTotal("a", first + timedelta(days=i), "g", 10, 1) for i in range(days)]
+    svg = charts.sessions_chart(charts.daily_series(rows, first=first, last=last))
+    assert ("per week" in svg) is (days > charts.WEEKLY_AFTER)
+    assert svg.count('class="rect reactive tooltip-trigger"') == 2 * bars
 
 
 def test_top_with_other_sums_the_tail() -> None:

@@ -44,6 +44,7 @@ __all__ = [
     "Criterion",
     "DailyTotal",
     "FailureCount",
+    "GateAssessment",
     "HistoryEntry",
     "LiveState",
     "MxState",
@@ -55,6 +56,7 @@ __all__ = [
     "Stage",
     "Verdict",
     "WhatIf",
+    "assess_gate",
     "assess_rollout",
     "window_from_reports",
 ]
@@ -140,6 +142,44 @@ def _history_findings(live: LiveState, history: Sequence[HistoryEntry]) -> list[
                 )
             )
     return out[-1:]  # the latest change is the one to act on
+
+
+@dataclass(frozen=True, slots=True)
+class GateAssessment:
+    """The stage and the enforce gate alone: what an inventory row shows (``assess_gate``)."""
+
+    domain: str
+    stage: Stage
+    gate: tuple[Criterion, ...]
+
+    @property
+    def ready(self) -> bool:
+        return all(c.passed for c in self.gate)
+
+
+def assess_gate(
+    live: LiveState,
+    reports: ReportWindow,
+    *,
+    now: datetime,
+    gate_days: int = 7,
+    min_sessions: int = 50,
+    report_max_age_days: int = 3,
+) -> GateAssessment:
+    """The stage and gate ``assess_rollout`` would give, without the what-if, history
+    findings and runbooks it also builds: the cheap path for a list of many domains. Both
+    read the gate window the same way (the ``gate_days`` complete UTC days before ``now``
+    and today, RFC 8460 §4.1), so the answers agree for the same inputs."""
+    gate = evaluate_gate(
+        live,
+        reports.since(now.date() - timedelta(days=gate_days)),
+        days=gate_days,
+        min_sessions=min_sessions,
+        now=now,
+        report_max_age_days=report_max_age_days,
+    )
+    clean = next(c for c in gate if c.name == "reports-clean")
+    return GateAssessment(live.domain, _stage(live, failing=not clean.passed), gate)
 
 
 def assess_rollout(

@@ -33,6 +33,9 @@ if TYPE_CHECKING:
     from stspilot.store.api import Store
 
 MAX_PAGE = 500  # rows per page, whatever the caller asks
+# Up to this many hosted domains a tenant's report listing goes domain by domain; past it, it
+# walks ``reports`` newest first (``list_reports``).
+SMALL_TENANT = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,10 +237,12 @@ class DashboardReads:
         since: date | datetime | None = None,
         limit: int = 50,
         offset: int = 0,
+        walk_after: int = SMALL_TENANT,
     ) -> list[ReportListing]:
         """Reports newest day first, limited to those naming one of the tenant's hosted
         domains (``tenant_id=None``: every report), optionally one domain and a day window.
-        Asks for ``limit`` rows; callers ask one more to know whether a next page exists."""
+        Asks for ``limit`` rows; callers ask one more to know whether a next page exists.
+        A tenant of more than ``walk_after`` hosted domains is listed by walking ``reports``."""
         r, p = reports.c, report_policies.c
         q: Select[Any] = select(
             r.id,
@@ -250,19 +255,40 @@ class DashboardReads:
             r.origin,
             r.received_at,
         )
-        mine: Select[Any] | None = None
-        if domain is not None or tenant_id is not None:
-            mine = select(p.report_pk)
-            if domain is not None:
-                mine = mine.where(p.policy_domain == _host(domain, {}))
+        h = hosted_domains.c
+        if domain is not None:
+            # One domain: its report_policies rows through (policy_domain, day), then reports.
+            mine = select(p.report_pk).where(p.policy_domain == _host(domain, {}))
             if tenant_id is not None:
-                owned = select(hosted_domains.c.domain).where(
-                    hosted_domains.c.tenant_id == tenant_id
-                )
+                owned = select(h.domain).where(h.tenant_id == tenant_id)
                 mine = mine.where(p.policy_domain.in_(owned))
             if since is not None:
                 mine = mine.where(p.day >= day_floor(since))
             q = q.where(r.id.in_(mine))
+        elif tenant_id is not None:
+            # A whole tenant: walk ``reports`` newest first on its day index and keep a report
+            # when one of its policies names a domain of the tenant (report_policies primary
+            # key, then the unique hosted_domains.domain): the walk stops after one page
+            # instead of collecting every report of thousands of domains first. A tenant of a
+            # few domains in a large store would walk far for each page, so it keeps the
+            # per-domain path.
+            count = select(func.count()).select_from(hosted_domains).where(h.tenant_id == tenant_id)
+            with self._read() as conn:
+                small = int(conn.execute(count).scalar_one()) <= walk_after
+            if small:
+                mine = select(p.report_pk).where(
+                    p.policy_domain.in_(select(h.domain).where(h.tenant_id == tenant_id))
+                )
+                if since is not None:
+                    mine = mine.where(p.day >= day_floor(since))
+                q = q.where(r.id.in_(mine))
+            else:
+                named = (
+                    select(p.report_pk)
+                    .join(hosted_domains, h.domain == p.policy_domain)
+                    .where(p.report_pk == r.id, h.tenant_id == tenant_id)
+                )
+                q = q.where(named.exists())
         if since is not None:
             q = q.where(r.day >= day_floor(since))
         q = q.order_by(r.day.desc(), r.id.desc()).limit(max(1, min(limit, MAX_PAGE + 1)))

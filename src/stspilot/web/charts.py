@@ -20,6 +20,7 @@ from typing import Any
 from stspilot.summary import DailyTotal, FailureCount
 
 MAX_DAYS = 366  # one year of daily bars is as wide as a chart can usefully be
+WEEKLY_AFTER = 90  # longer windows are drawn one bar per week (730 daily bars cost ~0.5 s)
 MAX_BARS = 12  # result types (or MX, senders) shown; the rest are summed into "other"
 OK_COLOUR, FAILED_COLOUR = "#2e7d32", "#c62828"
 _PALETTE = ("#c62828", "#ef6c00", "#6a1b9a", "#1565c0", "#00838f", "#9e9d24", "#4e342e")
@@ -31,9 +32,10 @@ _COMMENT = re.compile(r"<!--.*?-->", re.S)
 class DailySeries:
     """Sessions per UTC day (RFC 8460 §4.4 summaries), every day of the window present."""
 
-    days: tuple[date, ...]
+    days: tuple[date, ...]  # each bar's first day
     successful: tuple[int, ...]
     failed: tuple[int, ...]
+    step: int = 1  # days per bar
 
     @property
     def sessions(self) -> int:
@@ -67,6 +69,23 @@ def daily_series(totals: Iterable[DailyTotal], *, first: date, last: date) -> Da
             bad[t.day] = bad.get(t.day, 0) + t.failed
     days = tuple(first + timedelta(days=i) for i in range((last - first).days + 1))
     return DailySeries(days, tuple(ok.get(d, 0) for d in days), tuple(bad.get(d, 0) for d in days))
+
+
+def weekly(series: DailySeries) -> DailySeries:
+    """The series summed into 7-day bars ending on its last day (the oldest bar may be
+    shorter), each labelled by its first day: the same sessions in a seventh of the bars."""
+    if series.step != 1 or not series.days:
+        return series
+    n = len(series.days)
+    starts: list[date] = []
+    ok: list[int] = []
+    bad: list[int] = []
+    for end in range(n, 0, -7):  # newest bar first, then reversed
+        begin = max(0, end - 7)
+        starts.append(series.days[begin])
+        ok.append(sum(series.successful[begin:end]))
+        bad.append(sum(series.failed[begin:end]))
+    return DailySeries(tuple(starts[::-1]), tuple(ok[::-1]), tuple(bad[::-1]), step=7)
 
 
 def breakdown(rows: Iterable[FailureCount], *, limit: int = 50) -> tuple[BreakdownRow, ...]:
@@ -156,9 +175,18 @@ def _common() -> dict[str, Any]:
     }
 
 
-def sessions_chart(series: DailySeries, *, title: str = "Sessions per day") -> str:
-    """Successful and failed sessions per day, stacked (failures on top, in red)."""
+def sessions_chart(
+    series: DailySeries, *, title: str = "Sessions per day", per_week: bool | None = None
+) -> str:
+    """Successful and failed sessions per day, stacked (failures on top, in red); one bar
+    per week when ``per_week``, by default past ``WEEKLY_AFTER`` days (the title says so)."""
     pygal = _pygal()
+
+    if per_week is None:
+        per_week = len(series.days) > WEEKLY_AFTER
+    if per_week:
+        series = weekly(series)
+        title = title.replace("per day", "per week")
 
     chart = pygal.StackedBar(
         style=_style((OK_COLOUR, FAILED_COLOUR)),

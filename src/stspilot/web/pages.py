@@ -116,8 +116,9 @@ class InventoryLine:
 def inventory_line(
     row: InventoryRow, check: CheckRecord | None, window: ReportWindow, now: datetime
 ) -> InventoryLine:
-    """Stage and gate from the latest stored check and the report window (pure)."""
-    from stspilot.rollout import RolloutInputs, assess_rollout
+    """Stage and gate from the latest stored check and the report window (pure): the gate
+    alone (``assess_gate``), as a row shows no what-if, findings or runbooks."""
+    from stspilot.rollout import assess_gate
     from stspilot.web.api import live_state_from_record
 
     sessions = sum(t.successful + t.failed for t in window.totals)
@@ -127,12 +128,7 @@ def inventory_line(
             row.domain, row.tenant, row.mode, row.state, row.policy_id, "unchecked", None, (),
             None, None, None, None, "", sessions, failed,
         )  # fmt: skip
-    assessment = assess_rollout(
-        RolloutInputs(live=live_state_from_record(check), reports=window),
-        now=now,
-        window_days=WINDOW_DAYS,
-        gate_days=GATE_DAYS,
-    )
+    assessment = assess_gate(live_state_from_record(check), window, now=now, gate_days=GATE_DAYS)
     days, host = cert_expiry(check, now)
     return InventoryLine(
         row.domain, row.tenant, row.mode, row.state, row.policy_id, str(assessment.stage),
