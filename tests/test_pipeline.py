@@ -177,3 +177,39 @@ def test_cli_ingest_missing_path_is_operational_error(
 
     assert main(["ingest", str(tmp_path / "nope"), "--db", store_url]) == 4
     assert "no such file" in capsys.readouterr().err
+
+
+def test_carrier_and_envelope_deviations_are_stored(store: Store) -> None:
+    # A +json part carrying gzip is misdeclared (RFC 8460 §6.4/§6.5); the mail has no DKIM.
+    mail = report_mail(GOOD).replace(b"application/tlsrpt+gzip", b"application/tlsrpt+json")
+    outcome = ingest_raw(store, mail, origin="test", received_at=NOW)
+    assert outcome.new == 1
+    stored = store.get_report(outcome.report_pks[0])
+    assert stored is not None
+    codes = [d.code for d in stored.deviations]
+    assert "mail.type.misdeclared" in codes and "mail.dkim.missing" in codes
+
+
+def _mail_tree(root: Path) -> int:
+    root.mkdir()
+    for i in range(12):
+        body = report_json("sender.example", f"w{i}", failures=i % 3)
+        (root / f"{i:02d}.eml").write_bytes(report_mail(body, compress=i % 2 == 0))
+    (root / "bad.eml").write_bytes(b"From: a@b\r\nSubject: cron\r\n\r\nhello\r\n")
+    (root / "zz.json.gz").write_bytes(gzip.compress(GOOD))
+    return 13
+
+
+def test_worker_processes_store_what_one_process_stores(tmp_path: Path, store_url: str) -> None:
+    """Workers decode, this process parses and commits: same reports, same deviations."""
+    expected = _mail_tree(tmp_path / "in")
+    results = []
+    for workers, suffix in ((1, "one"), (2, "two")):
+        url = store_url if workers == 1 else f"sqlite:///{tmp_path / f'{suffix}.sqlite3'}"
+        with Store.open(url) as store:
+            tally = ingest_paths(store, [tmp_path / "in"], batch_size=4, workers=workers)
+            assert tally == Tally(new=expected, quarantined=1)
+            stored = [store.get_report(r.pk) for r in store.list_reports(limit=100)]
+            rows = [(s.origin, s.report, s.deviations) for s in stored if s is not None]
+            results.append(sorted(rows, key=lambda row: (row[0], row[1].report_id)))
+    assert results[0] == results[1] and len(results[0]) == expected

@@ -26,7 +26,7 @@ from stspilot.ingest.mail import (
     report_parts,
 )
 from stspilot.report_schema import DEFAULT_LIMITS, DEVIATIONS, Limits
-from stspilot.reports import Deviation
+from stspilot.reports import Deviation, fast_pickle
 
 __all__ = [
     "Envelope",
@@ -43,6 +43,7 @@ _BOM = b"\xef\xbb\xbf"
 _STEP = 1 << 20  # decompress at most 1 MiB per call so a bomb is caught within one step
 
 
+@fast_pickle
 @dataclass(frozen=True, slots=True)
 class Extracted:
     """One report's JSON text, with the envelope of the mail it came in (None for files/HTTP)."""

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Protocol
 
 from stspilot.errors import ParseError, ReportError
-from stspilot.ingest.decode import envelope_deviations, extract_reports, iter_sources
+from stspilot.ingest.decode import Extracted, envelope_deviations, extract_reports, iter_sources
 from stspilot.report_schema import DEFAULT_LIMITS, Limits
 from stspilot.reports import fast_pickle, parse_report
 from stspilot.store.models import BatchResult, NewQuarantine, NewReport
@@ -96,29 +96,38 @@ class Prepared:
 
 def prepare_unit(raw: bytes, *, origin: str, received_at: datetime, limits: Limits) -> Prepared:
     """Extract and parse one unit; never raises for bad input (that becomes a quarantine)."""
+    return _finish(raw, origin, received_at, limits, extract_unit(raw, limits))
+
+
+Unreadable = tuple[str, str]  # (code, reason)
+
+
+def extract_unit(raw: bytes, limits: Limits) -> list[Extracted] | Unreadable:
+    """The report parts of one unit (the mail decoding, the costly half of preparing it for
+    mailed reports), or why there are none. Never raises."""
     try:
         extracted = extract_reports(raw, limits=limits)
     except ParseError as exc:
-        return prepare_unreadable(
-            raw, origin=origin, received_at=received_at, code=exc.code, reason=str(exc)
-        )
+        return exc.code, str(exc)
     except Exception as exc:
         # The decoder raises ReportError for bad input; anything else is a bug there, but the
         # bytes must still be kept (design: "never dropped") and the run must go on.
+        return "report.decode.internal", f"{type(exc).__name__}: {exc}"
+    return extracted or ("report.none", "no TLS report found in this input")
+
+
+def _finish(
+    raw: bytes,
+    origin: str,
+    received_at: datetime,
+    limits: Limits,
+    extracted: list[Extracted] | Unreadable,
+) -> Prepared:
+    """Parse the extracted parts: reports to store and/or the unit to quarantine."""
+    if isinstance(extracted, tuple):
+        code, reason = extracted
         return prepare_unreadable(
-            raw,
-            origin=origin,
-            received_at=received_at,
-            code="report.decode.internal",
-            reason=f"{type(exc).__name__}: {exc}",
-        )
-    if not extracted:
-        return prepare_unreadable(
-            raw,
-            origin=origin,
-            received_at=received_at,
-            code="report.none",
-            reason="no TLS report found in this input",
+            raw, origin=origin, received_at=received_at, code=code, reason=reason
         )
     reports: list[NewReport] = []
     failures: list[tuple[str, str, str]] = []  # (label, code, reason)
@@ -230,10 +239,25 @@ class _Unit:
     limits: Limits = field(compare=False)
 
 
-def _prepare_many(units: list[_Unit]) -> list[Prepared]:  # module level: picklable for a pool
+def _prepare_many(units: list[_Unit]) -> list[Prepared]:
     return [
         prepare_unit(u.raw, origin=u.origin, received_at=u.received_at, limits=u.limits)
         for u in units
+    ]
+
+
+def _extract_many(raws: list[bytes], limits: Limits) -> list[list[Extracted] | Unreadable]:
+    """A pool worker's share: module level, so picklable. Extracted parts travel back as a
+    few bytes objects; parsed reports would cost more to pickle than to parse again."""
+    return [extract_unit(raw, limits) for raw in raws]
+
+
+def _finish_many(
+    units: list[_Unit], extracted: list[list[Extracted] | Unreadable]
+) -> list[Prepared]:
+    return [
+        _finish(u.raw, u.origin, u.received_at, u.limits, found)
+        for u, found in zip(units, extracted, strict=True)
     ]
 
 
@@ -322,6 +346,9 @@ def _in_order(
     yield 0, [], failed
 
 
+_Flight = tuple[list[_Unit], Future[list[list[Extracted] | Unreadable]], list[tuple[Path, OSError]]]
+
+
 def _ingest_with_pool(
     paths: Iterable[Path],
     size: int,
@@ -330,21 +357,25 @@ def _ingest_with_pool(
     n_workers: int,
     commit: Callable[[int, list[Prepared], list[tuple[Path, OSError]]], None],
 ) -> None:
-    # Up to n_workers batches in flight (one more than workers: the pool never idles),
-    # committed strictly in order.
+    # Workers decode (mail parsing, gunzip); this process parses the JSON and commits, in
+    # input order, with up to n_workers + 1 batches in flight so the pool never idles.
     failed: list[tuple[Path, OSError]] = []
-    in_flight: deque[tuple[int, Future[list[Prepared]], list[tuple[Path, OSError]]]] = deque()
+    in_flight: deque[_Flight] = deque()
+
+    def land() -> None:
+        units, future, errs = in_flight.popleft()
+        commit(len(units), _finish_many(units, future.result()), errs)
+
     with ProcessPoolExecutor(max_workers=n_workers) as pool:
         try:
             for batch in _batches(paths, size, limits, clock, lambda p, e: failed.append((p, e))):
-                in_flight.append((len(batch), pool.submit(_prepare_many, batch), failed[:]))
+                future = pool.submit(_extract_many, [u.raw for u in batch], limits)
+                in_flight.append((batch, future, failed[:]))
                 failed.clear()
                 if len(in_flight) > n_workers:
-                    n, future, errs = in_flight.popleft()
-                    commit(n, future.result(), errs)
+                    land()
             while in_flight:
-                n, future, errs = in_flight.popleft()
-                commit(n, future.result(), errs)
+                land()
             commit(0, [], failed)
         finally:
             pool.shutdown(cancel_futures=True)
