@@ -204,6 +204,16 @@ async def test_domain_page_shows_charts_tables_gate_and_history(
     assert FINDING["fix"] in html and FINDING["title"] in html
 
 
+@pytest.mark.parametrize(("days", "unit"), [(30, "day"), (90, "day"), (365, "week")])
+async def test_domain_page_chart_is_weekly_past_ninety_days(
+    dash: httpx.AsyncClient, days: int, unit: str
+) -> None:
+    await as_user(dash, "alice")
+    response = await dash.get("/domains/example.com", params={"days": days})
+    assert response.status_code == 200
+    assert f"Sessions per {unit}, last {days} days" in response.text
+
+
 async def test_domain_page_without_check_or_reports(dash: httpx.AsyncClient, seeded: World) -> None:
     acme = Accounts(seeded.store).tenant("acme")
     HostedPolicies(seeded.store).add(
