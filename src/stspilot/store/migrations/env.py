@@ -8,7 +8,8 @@ from sqlalchemy import Connection
 
 # Every module that defines tables on the shared metadata, so autogenerate sees them all.
 import stspilot.store.accounts
-import stspilot.store.hosting  # noqa: F401
+import stspilot.store.hosting
+import stspilot.store.monitor  # noqa: F401
 from stspilot.store.schema import metadata
 from stspilot.store.url import make_engine, resolve_url
 

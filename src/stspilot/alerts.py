@@ -1,0 +1,260 @@
+"""What changed between two checks of a domain, as alerts with stable de-duplication keys.
+
+Pure core: no I/O, no clock (``now`` is a parameter). ``detect_changes`` compares the stored
+previous check (``CheckRecord``) with the current ``CheckResult``. Two kinds of alert:
+
+- *events* (``lasting=False``): something changed between the two checks (id changed, mode
+  changed, MX set changed, policy changed without an id bump). Their key names the change, so
+  the same change is alerted once.
+- *conditions* (``lasting=True``): something is wrong now (live MX not covered, orphan,
+  certificate expiring, check failing, stuck in testing). Their key names the condition, so
+  the notifier can remind after a quiet period and say "resolved" when it clears.
+
+Policy changed without an id bump and stuck in testing are the rollout's own judgements
+(``stspilot.rollout.assess_rollout``), reused rather than re-derived.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from stspilot.evidence import (
+    HistoryEntry,
+    ReportWindow,
+    RolloutInputs,
+    effective_mode,
+    history_from_checks,
+    live_state_from_check,
+    policy_digest,
+)
+from stspilot.findings import Severity
+
+if TYPE_CHECKING:
+    from stspilot.evaluate import CheckResult
+    from stspilot.store.models import CheckRecord
+
+__all__ = ["Alert", "detect_changes"]
+
+_MODE_RANK = {None: 0, "none": 0, "testing": 1, "enforce": 2}
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """One thing to tell a person about one domain; ``key`` is stable across runs (dedup)."""
+
+    key: str
+    severity: Severity
+    domain: str
+    code: str
+    message: str
+    lasting: bool = False  # a condition (resolves when it clears) rather than a one-off event
+
+
+def _alert(
+    domain: str, code: str, severity: Severity, message: str, *parts: str, lasting: bool
+) -> Alert:
+    key = "|".join((domain, code, *parts))
+    if len(key) > 400:  # keys are stored; a hostile MX set must not make them unbounded
+        key = f"{domain}|{code}|sha256:{hashlib.sha256(key.encode()).hexdigest()}"
+    return Alert(key, severity, domain, code, message, lasting)
+
+
+def _short(values: Sequence[str], limit: int = 5) -> str:
+    shown = ", ".join(values[:limit]) or "(none)"
+    return shown + (f" and {len(values) - limit} more" if len(values) > limit else "")
+
+
+def _set_digest(values: Sequence[str]) -> str:
+    return hashlib.sha256("\n".join(sorted(values)).encode()).hexdigest()[:16]
+
+
+def _previous_mode(previous: CheckRecord) -> str | None:
+    return previous.mode
+
+
+def _previous_usable(previous: CheckRecord) -> bool:
+    eff = previous.result.get("effective") if isinstance(previous.result, Mapping) else None
+    return bool(isinstance(eff, Mapping) and eff.get("usable"))
+
+
+def _events(previous: CheckRecord, current: CheckResult) -> list[Alert]:
+    d = current.domain
+    out: list[Alert] = []
+    new_id = current.sts_record.id if current.sts_record else None
+    if previous.policy_id and new_id and previous.policy_id != new_id:
+        out.append(
+            _alert(
+                d,
+                "policy.id-changed",
+                Severity.INFO,
+                f"{d}: the _mta-sts TXT id changed from {previous.policy_id} to {new_id}; "
+                "senders fetch the policy again (RFC 8461 §3.1).",
+                new_id,
+                lasting=False,
+            )
+        )
+    old_mode, new_mode = _previous_mode(previous), effective_mode(current)
+    if old_mode != new_mode:
+        down = _MODE_RANK.get(new_mode, 0) < _MODE_RANK.get(old_mode, 0)
+        out.append(
+            _alert(
+                d,
+                "policy.mode-changed",
+                Severity.WARNING if down else Severity.INFO,
+                f"{d}: the policy senders apply changed from {old_mode or 'no policy'} to "
+                f"{new_mode or 'no policy'} (RFC 8461 §5).",
+                f"{old_mode}->{new_mode}",
+                lasting=False,
+            )
+        )
+    old_mx = sorted(previous.mx_set)
+    new_mx = sorted({m.host for m in current.mx if m.host})
+    if old_mx and old_mx != new_mx:
+        gone = [h for h in old_mx if h not in new_mx]
+        added = [h for h in new_mx if h not in old_mx]
+        out.append(
+            _alert(
+                d,
+                "mx.drift",
+                Severity.WARNING,
+                f"{d}: the MX set changed (added: {_short(added)}; removed: {_short(gone)}). "
+                "Check that the policy's mx lines cover every live host (RFC 8461 §4.1, §8.1).",
+                _set_digest(new_mx),
+                lasting=False,
+            )
+        )
+    return out
+
+
+def _conditions(current: CheckResult, *, expiry_days: int, was_failing: bool) -> list[Alert]:
+    d = current.domain
+    out: list[Alert] = []
+    usable = current.effective.usable and current.policy is not None
+    if usable:
+        for mx in current.mx:
+            if mx.host and mx.covered_by is None:
+                out.append(
+                    _alert(
+                        d,
+                        "mx.uncovered",
+                        Severity.ERROR
+                        if current.effective.mode and str(current.effective.mode) == "enforce"
+                        else Severity.WARNING,
+                        f"{d}: live MX {mx.host} matches no mx line of the policy; under "
+                        "enforce senders refuse to deliver to it (RFC 8461 §4.1).",
+                        mx.host,
+                        lasting=True,
+                    )
+                )
+    for f in current.findings:
+        if f.code in ("sts.orphan.dns", "sts.orphan.policy"):
+            out.append(_alert(d, f.code, f.severity, f"{d}: {f.title}.", lasting=True))
+        elif f.code in ("sts.policy.tls.expiring", "sts.policy.tls.expired"):
+            out.append(
+                _alert(
+                    d, "cert.policy-host", f.severity, f"{d}: {f.title}.", f.subject, lasting=True
+                )
+            )
+    for mx in current.mx:
+        days = mx.days_to_expiry
+        if mx.host and days is not None and days <= expiry_days:
+            expired = days < 0
+            out.append(
+                _alert(
+                    d,
+                    "cert.mx",
+                    Severity.ERROR if expired else Severity.WARNING,
+                    f"{d}: the certificate of MX {mx.host} "
+                    + ("has expired" if expired else f"expires in {days} day(s)")
+                    + " (RFC 8461 §4.2).",
+                    mx.host,
+                    lasting=True,
+                )
+            )
+    errors = [f for f in current.findings if f.severity is Severity.ERROR]
+    if errors:
+        titles = _short(sorted({f"{f.title} ({f.code})" for f in errors}), 3)
+        out.append(
+            _alert(
+                d,
+                "check.failing",
+                Severity.ERROR,
+                f"{d}: the check {'still fails' if was_failing else 'now fails'}: {titles}.",
+                lasting=True,
+            )
+        )
+    return out
+
+
+def _rollout_alerts(
+    current: CheckResult,
+    history: Sequence[HistoryEntry],
+    reports: ReportWindow,
+    now: datetime,
+    stuck_after_days: int,
+) -> list[Alert]:
+    from stspilot.rollout import assess_rollout
+
+    if current.effective.reason_code == "not-fetched":
+        return []
+    assessment = assess_rollout(
+        RolloutInputs(live=live_state_from_check(current), reports=reports, history=tuple(history)),
+        now=now,
+        stuck_after_days=stuck_after_days,
+    )
+    d = current.domain
+    out: list[Alert] = []
+    for f in assessment.findings:
+        if f.code == "rollout.id-not-bumped":
+            # Keyed by the new policy text: each unannounced edit is one alert.
+            digest = (policy_digest(current) or "")[:16]
+            out.append(
+                _alert(d, f.code, f.severity, f"{d}: {f.detail}", f.subject, digest, lasting=False)
+            )
+        elif f.code == "rollout.stuck-testing":
+            out.append(_alert(d, f.code, f.severity, f"{d}: {f.detail}", lasting=True))
+    return out
+
+
+def detect_changes(
+    previous: CheckRecord | None,
+    current: CheckResult,
+    *,
+    now: datetime,
+    expiry_days: int = 14,
+    history: Sequence[HistoryEntry] | None = None,
+    reports: ReportWindow | None = None,
+    stuck_after_days: int = 30,
+) -> list[Alert]:
+    """Alerts for ``current`` given the check stored before it (None: first check).
+
+    ``history`` (oldest first, without ``current``) defaults to ``previous`` alone; give the
+    stored history and the report window to detect "stuck in testing", which needs a clean
+    enforce gate over time.
+    """
+    was_failing = previous is not None and previous.worst_severity == Severity.ERROR.label
+    alerts = _conditions(current, expiry_days=expiry_days, was_failing=was_failing)
+    if previous is not None:
+        alerts = _events(previous, current) + alerts
+    if history is None:
+        history = history_from_checks([previous]) if previous is not None else ()
+    alerts += _rollout_alerts(current, history, reports or ReportWindow(), now, stuck_after_days)
+    unique: dict[str, Alert] = {}
+    for a in alerts:
+        unique.setdefault(a.key, a)
+    return sorted(unique.values(), key=lambda a: (-a.severity, a.code, a.key))
+
+
+def alert_to_json(alert: Alert) -> dict[str, Any]:
+    return {
+        "key": alert.key,
+        "severity": alert.severity.label,
+        "domain": alert.domain,
+        "code": alert.code,
+        "message": alert.message,
+        "lasting": alert.lasting,
+    }

@@ -1,0 +1,182 @@
+"""``stspilot monitor``: enrol domains, list the schedule, run the re-check loop with alerts."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import signal
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import typer
+
+from stspilot.cli.rollout import CA_FILE, DEADLINE, NAMESERVER, PORT_MAP, TIMEOUT
+from stspilot.errors import ConfigError
+
+HELP = (
+    "Re-check domains on a schedule, keep their history and alert on drift.\n\n"
+    "Domains are enrolled with `monitor add` (hosted domains are enrolled automatically). "
+    "`monitor run` claims due domains from the database, so several workers on several "
+    "machines can share one PostgreSQL database; it stops cleanly on SIGTERM or Ctrl-C."
+)
+
+DB = typer.Option(None, "--db", help="database URL or SQLite path")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str) -> timedelta:
+    """``90s``, ``30m``, ``6h``, ``1d`` (or plain seconds) as a timedelta."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", text.lower())
+    if not match:
+        raise typer.BadParameter(f"not a duration: {text!r} (e.g. 30m, 6h, 1d)")
+    seconds = float(match[1]) * _UNITS[match[2] or "s"]
+    if seconds < 1:
+        raise typer.BadParameter("a duration must be at least one second")
+    return timedelta(seconds=seconds)
+
+
+def _relay(smtp: str | None, mail_to: list[str], mail_from: str) -> object:
+    from stspilot.notify import MailRelay
+
+    if smtp is None:
+        if mail_to:
+            raise typer.BadParameter("--mail-to needs --smtp HOST:PORT")
+        return None
+    if not mail_to:
+        raise typer.BadParameter("--smtp needs at least one --mail-to")
+    host, _, port = smtp.rpartition(":") if ":" in smtp else (smtp, "", "25")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise typer.BadParameter(f"--smtp {smtp!r}: use HOST:PORT")
+    return MailRelay(host, int(port), mail_from=mail_from, mail_to=tuple(mail_to))
+
+
+def add_command(
+    domains: list[str] = typer.Argument(..., help="domains to monitor"),
+    db: str | None = DB,
+) -> None:
+    from stspilot.check import utc_now
+    from stspilot.monitor import add_domain
+    from stspilot.store import Store
+
+    try:
+        with Store.open(db) as store:
+            added = add_domain(store, domains, now=utc_now())
+    except ConfigError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    typer.echo(f"{len(added)} domain(s) added, {len(set(domains)) - len(added)} already enrolled")
+
+
+def remove_command(
+    domains: list[str] = typer.Argument(..., help="domains to stop monitoring"),
+    db: str | None = DB,
+) -> None:
+    from stspilot.monitor import remove_domain
+    from stspilot.store import Store
+
+    try:
+        with Store.open(db) as store:
+            removed = remove_domain(store, domains)
+    except ConfigError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    typer.echo(f"{removed} domain(s) removed")
+
+
+def list_command(
+    db: str | None = DB,
+    as_json: bool = typer.Option(False, "--json", help="print JSON"),
+) -> None:
+    from stspilot.monitor import list_domains
+    from stspilot.store import Store
+
+    with Store.open(db) as store:
+        rows = list_domains(store)
+    if as_json:
+        doc = [
+            {
+                "domain": r.domain,
+                "next_run_at": r.next_run_at.isoformat(),
+                "last_run_at": r.last_run_at.isoformat() if r.last_run_at else None,
+                "failures": r.failures,
+                "last_error": r.last_error,
+                "claimed_by": r.claimed_by,
+            }
+            for r in rows
+        ]
+        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+        return
+    for r in rows:
+        last = f"{r.last_run_at:%Y-%m-%d %H:%M}" if r.last_run_at else "never"
+        state = f"  failing x{r.failures}: {r.last_error}" if r.failures else ""
+        typer.echo(f"{r.domain}  next {r.next_run_at:%Y-%m-%d %H:%M} UTC  last {last}{state}")
+    if not rows:
+        typer.echo("no domains enrolled (stspilot monitor add DOMAIN)")
+
+
+def run_command(
+    once: bool = typer.Option(False, "--once", help="one round, then exit"),
+    interval: str = typer.Option("6h", "--interval", help="time between checks of a domain"),
+    webhook: list[str] = typer.Option([], "--webhook", help="URL to POST alerts to (repeat)"),
+    smtp: str | None = typer.Option(None, "--smtp", help="SMTP relay HOST:PORT for alert mail"),
+    mail_to: list[str] = typer.Option([], "--mail-to", help="alert mail recipient (repeat)"),
+    mail_from: str = typer.Option("stspilot@localhost", "--mail-from", help="alert sender"),
+    batch: int = typer.Option(100, "--batch", min=1, help="domains claimed per round"),
+    concurrency: int = typer.Option(20, "--concurrency", min=1, help="checks in flight"),
+    expiry_days: int = typer.Option(14, "--expiry-days", min=0, help="certificate warning"),
+    db: str | None = DB,
+    nameserver: str | None = NAMESERVER,
+    ca_file: Path | None = CA_FILE,
+    port_map: str | None = PORT_MAP,
+    timeout: float = TIMEOUT,
+    deadline: float = DEADLINE,
+) -> None:
+    from stspilot.check import utc_now
+    from stspilot.cli.rollout import check_options
+    from stspilot.monitor import MonitorConfig, Tally, run_forever, run_once
+    from stspilot.notify import MailRelay, Notifier
+    from stspilot.store import Store
+
+    relay = _relay(smtp, mail_to, mail_from)
+    config = MonitorConfig(
+        interval=parse_duration(interval),
+        batch_size=batch,
+        concurrency=concurrency,
+        expiry_days=expiry_days,
+        alerts=Notifier(
+            webhooks=tuple(webhook), mail=relay if isinstance(relay, MailRelay) else None
+        ),
+    )
+    options = check_options(nameserver, ca_file, port_map, timeout, deadline)
+
+    def show(t: Tally) -> None:
+        typer.echo(
+            f"claimed {t.claimed}, checked {t.checked}, failed {t.failed}, "
+            f"alerts {t.alerts}, sent {t.sent}"
+        )
+        for error in t.delivery_errors:
+            typer.echo(f"delivery failed: {error}", err=True)
+
+    async def main(store: Store) -> Tally:
+        if once:
+            return await run_once(store, options=options, now=utc_now(), config=config)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        return await run_forever(store, options=options, config=config, stop=stop, on_round=show)
+
+    with Store.open(db) as store:
+        tally = asyncio.run(main(store))
+    show(tally)
+
+
+def register(app: typer.Typer) -> None:
+    group = typer.Typer(help=HELP, no_args_is_help=True)
+    group.command("add", help="Enrol DOMAIN... (checked at the next round).")(add_command)
+    group.command("remove", help="Stop monitoring DOMAIN... and forget its alerts.")(remove_command)
+    group.command("list", help="The schedule: next and last run, failures.")(list_command)
+    group.command("run", help="Check due domains and send alerts, in a loop or --once.")(
+        run_command
+    )
+    app.add_typer(group, name="monitor")

@@ -1,0 +1,268 @@
+"""The monitor: re-check enrolled domains on a schedule, keep their history, alert on drift.
+
+The database is the queue (style.md convention 10): ``run_once`` claims due domains with a
+conditional UPDATE (``store.monitor.MonitorStore.claim``), checks them concurrently, stores
+each check with ``history.save_check``, turns the difference with the previous check into
+alerts (``alerts.detect_changes``), delivers what the dedup table says is new
+(``notify.deliver``) and sets the next run. A domain whose run fails is pushed forward with
+exponential backoff, so it cannot crash-loop; a worker that dies loses its claims when the
+lease runs out. The clock is a parameter; ``run_forever`` stops between rounds once ``stop``
+is set (the CLI sets it on SIGTERM and SIGINT).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from stspilot.check import CheckOptions, Probes, check_domain, normalize_domain, utc_now
+from stspilot.notify import Notifier, deliver
+from stspilot.store.monitor import Claim, MonitorStore, ScheduledDomain
+
+if TYPE_CHECKING:
+    from stspilot.evaluate import CheckResult
+    from stspilot.evidence import ReportWindow
+    from stspilot.store import Store
+
+Checker = Callable[[str], Awaitable["CheckResult"]]
+
+
+def default_worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+@dataclass(frozen=True, slots=True)
+class MonitorConfig:
+    """How often, how much at once, and whom to tell."""
+
+    interval: timedelta = timedelta(hours=6)
+    batch_size: int = 100
+    concurrency: int = 20
+    lease: timedelta = timedelta(minutes=15)  # longer than a batch can take (deadline 45 s)
+    expiry_days: int = 14
+    quiet: timedelta = timedelta(hours=24)  # a lasting alert is repeated at most this often
+    retry_base: timedelta = timedelta(minutes=5)
+    max_backoff: timedelta = timedelta(hours=24)
+    report_days: int = 14  # the report window the rollout judgements read
+    history_days: int = 60
+    stuck_after_days: int = 30
+    poll: float = 30.0  # seconds between looks at the queue when nothing is due
+    enroll_hosted: bool = True
+    worker: str = field(default_factory=default_worker_id)
+    alerts: Notifier = field(default_factory=Notifier)
+
+
+@dataclass(frozen=True, slots=True)
+class Tally:
+    claimed: int = 0
+    checked: int = 0
+    failed: int = 0  # runs that raised (pushed forward with backoff)
+    alerts: int = 0  # alerts detected
+    sent: int = 0  # messages delivered (alerts, reminders and resolutions)
+    delivery_errors: tuple[str, ...] = ()
+
+    def __add__(self, other: Tally) -> Tally:
+        return Tally(
+            self.claimed + other.claimed,
+            self.checked + other.checked,
+            self.failed + other.failed,
+            self.alerts + other.alerts,
+            self.sent + other.sent,
+            self.delivery_errors + other.delivery_errors,
+        )
+
+
+def backoff(failures: int, config: MonitorConfig) -> timedelta:
+    """Delay after the ``failures``-th failure in a row: doubling from ``retry_base``."""
+    step: timedelta = config.retry_base * (2 ** min(max(failures - 1, 0), 20))
+    return min(step, config.max_backoff)
+
+
+# --- the schedule ------------------------------------------------------------------------------
+
+
+def add_domain(store: Store, domains: Sequence[str], *, now: datetime) -> list[str]:
+    """Enrol ``domains`` (``ConfigError`` for a name that is not one); returns the new ones."""
+    names = [normalize_domain(d) for d in domains]
+    return MonitorStore(store).add(names, now=now)
+
+
+def remove_domain(store: Store, domains: Sequence[str]) -> int:
+    names = [normalize_domain(d) for d in domains]
+    return MonitorStore(store).remove(names)
+
+
+def list_domains(store: Store) -> list[ScheduledDomain]:
+    return MonitorStore(store).scheduled()
+
+
+def enroll_hosted(store: Store, *, now: datetime) -> list[str]:
+    """Enrol every domain whose policy this installation hosts."""
+    schedule = MonitorStore(store)
+    return schedule.add(schedule.hosted_domains(), now=now)
+
+
+# --- one round -----------------------------------------------------------------------------------
+
+
+def _report_window(store: Store, domain: str, since: datetime, until: datetime) -> ReportWindow:
+    from stspilot.store.dashboard import report_window
+
+    return report_window(store, domain, since, until)
+
+
+def _record(
+    store: Store, result: CheckResult, config: MonitorConfig, now: datetime
+) -> list[object]:
+    """Save the check and compute its alerts (sync: runs in a thread)."""
+    from stspilot.alerts import detect_changes
+    from stspilot.evidence import history_from_checks
+    from stspilot.history import save_check
+
+    domain = result.domain
+    previous = store.latest_check(domain)
+    history = history_from_checks(
+        store.check_history(domain, now - timedelta(days=config.history_days))
+    )
+    window = _report_window(store, domain, now - timedelta(days=config.report_days + 1), now)
+    save_check(store, result)
+    return list(
+        detect_changes(
+            previous,
+            result,
+            now=now,
+            expiry_days=config.expiry_days,
+            history=history,
+            reports=window,
+            stuck_after_days=config.stuck_after_days,
+        )
+    )
+
+
+async def _run_domain(
+    store: Store,
+    schedule: MonitorStore,
+    claim: Claim,
+    domain: str,
+    *,
+    checker: Checker,
+    config: MonitorConfig,
+    now: datetime,
+) -> Tally:
+    from stspilot.alerts import Alert
+
+    try:
+        result = await checker(domain)
+        found = await asyncio.to_thread(_record, store, result, config, now)
+        alerts = [a for a in found if isinstance(a, Alert)]
+        planned = await asyncio.to_thread(
+            schedule.plan_alerts, domain, alerts, now=now, quiet=config.quiet
+        )
+        delivery = await deliver(planned, config.alerts)
+        await asyncio.to_thread(
+            schedule.record_alerts, domain, alerts, now=now, sent=delivery.delivered
+        )
+    except Exception as exc:  # one broken domain must not stop the round
+        failures = await asyncio.to_thread(schedule.failures, domain) + 1
+        error = f"{type(exc).__name__}: {exc}"
+        await asyncio.to_thread(
+            schedule.finish,
+            claim,
+            domain,
+            now=now,
+            next_run_at=now + backoff(failures, config),
+            error=error,
+        )
+        return Tally(failed=1, delivery_errors=())
+    await asyncio.to_thread(
+        schedule.finish, claim, domain, now=now, next_run_at=now + config.interval
+    )
+    return Tally(
+        checked=1,
+        alerts=len(alerts),
+        sent=len(delivery.delivered),
+        delivery_errors=delivery.errors,
+    )
+
+
+async def run_once(
+    store: Store,
+    *,
+    options: CheckOptions,
+    now: datetime,
+    alerts: Notifier | None = None,
+    config: MonitorConfig | None = None,
+    checker: Checker | None = None,
+) -> Tally:
+    """Claim the due domains (at most ``config.batch_size``), check them, alert; one round.
+
+    ``checker`` replaces the live check (``check_domain`` with shared probes), e.g. to run a
+    fixed set of results; ``alerts`` overrides ``config.alerts``.
+    """
+    config = config or MonitorConfig()
+    if alerts is not None:
+        config = replace(config, alerts=alerts)
+    schedule = MonitorStore(store)
+    if config.enroll_hosted:
+        await asyncio.to_thread(enroll_hosted, store, now=now)
+    claim = await asyncio.to_thread(
+        schedule.claim, now=now, worker=config.worker, limit=config.batch_size, lease=config.lease
+    )
+    if not claim.domains:
+        return Tally()
+    probes: Probes | None = None
+    if checker is None:
+        probes = Probes(options)
+        shared = probes
+
+        async def live(domain: str) -> CheckResult:
+            return await check_domain(domain, probes=shared, options=options, now=lambda: now)
+
+        checker = live
+    gate = asyncio.Semaphore(max(1, config.concurrency))
+    chosen = checker
+
+    async def one(domain: str) -> Tally:
+        async with gate:
+            return await _run_domain(
+                store, schedule, claim, domain, checker=chosen, config=config, now=now
+            )
+
+    try:
+        tallies = await asyncio.gather(*(one(d) for d in claim.domains))
+    finally:
+        if probes is not None:
+            await probes.aclose()
+    total = Tally(claimed=len(claim.domains))
+    for t in tallies:
+        total += t
+    return total
+
+
+async def run_forever(
+    store: Store,
+    *,
+    options: CheckOptions,
+    config: MonitorConfig,
+    stop: asyncio.Event,
+    clock: Callable[[], datetime] = utc_now,
+    on_round: Callable[[Tally], None] | None = None,
+) -> Tally:
+    """Rounds until ``stop`` is set; a full batch is followed at once by the next round."""
+    total = Tally()
+    while not stop.is_set():
+        tally = await run_once(store, options=options, now=clock(), config=config)
+        total += tally
+        if on_round is not None and tally.claimed:
+            on_round(tally)
+        if tally.claimed >= config.batch_size:
+            continue
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=config.poll)
+    return total

@@ -1,0 +1,265 @@
+"""The monitor against the store (SQLite, or PostgreSQL with STSPILOT_TEST_DATABASE_URL) and the
+lab: atomic claims between workers, backoff of a failing domain, alerts delivered once."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from stspilot.check import CheckOptions
+from stspilot.cli.monitor import register
+from stspilot.lab import Lab, healthy
+from stspilot.lab.scenarios import BY_DOMAIN
+from stspilot.monitor import MonitorConfig, add_domain, list_domains, run_once
+from stspilot.notify import Notifier
+from stspilot.store import Store
+from stspilot.store.monitor import MonitorStore
+
+pytestmark = pytest.mark.db
+
+T0 = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+HOUR = timedelta(hours=1)
+CHANGING = "enforce-ok.test"
+BENCH = [healthy(i) for i in range(16)]
+
+
+class LabThread:
+    """The lab on its own event loop in a thread (tests run their own loops)."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="lab", daemon=True)
+        self.thread.start()
+        self.lab = Lab([BY_DOMAIN[CHANGING], *BENCH])
+        self.call(self.lab.start())
+        info = self.lab.info
+        self.options = CheckOptions(
+            nameserver=info.nameserver,
+            dns_port=info.dns_port,
+            ca_file=info.ca_file,
+            port_map=info.port_map,
+            deadline=20.0,
+        )
+
+    def call(self, coro: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(60)
+
+    def serve_policy(self, domain: str, text: str) -> None:
+        """Change what the policy host serves, as an admin editing the file would."""
+
+        async def change() -> None:
+            for host in self.lab.https_hosts:
+                if f"mta-sts.{domain}" in host.policies:
+                    host.policies[f"mta-sts.{domain}"] = text.encode()
+
+        self.call(change())
+
+    def served(self, domain: str) -> str:
+        for host in self.lab.https_hosts:
+            if f"mta-sts.{domain}" in host.policies:
+                return host.policies[f"mta-sts.{domain}"].decode()
+        raise KeyError(domain)
+
+    def close(self) -> None:
+        self.call(self.lab.stop())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.loop.close()
+
+
+@pytest.fixture(scope="module")
+def lab() -> Iterator[LabThread]:
+    world = LabThread()
+    try:
+        yield world
+    finally:
+        world.close()
+
+
+class Hook:
+    """A loopback webhook receiver (stdlib http.server in a thread)."""
+
+    def __init__(self) -> None:
+        self.received: list[dict[str, Any]] = []
+        hook = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length", "0"))
+                hook.received.append(json.loads(self.rfile.read(length)))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def hook() -> Iterator[Hook]:
+    h = Hook()
+    try:
+        yield h
+    finally:
+        h.close()
+
+
+def test_two_workers_never_check_the_same_domain(
+    store: Store, store_url: str, lab: LabThread
+) -> None:
+    domains = [sc.domain for sc in BENCH]
+    add_domain(store, domains, now=T0)
+    tallies: dict[str, Any] = {}
+    barrier = threading.Barrier(2)
+
+    def worker(name: str) -> None:
+        with Store.open(store_url, migrate=False) as own:  # another worker's own engine
+            config = MonitorConfig(batch_size=len(domains), worker=name, concurrency=8)
+            barrier.wait()
+            tallies[name] = asyncio.run(
+                run_once(own, options=lab.options, now=T0 + HOUR, config=config)
+            )
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in ("a", "b")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert sum(t.claimed for t in tallies.values()) == len(domains)
+    assert sum(t.checked for t in tallies.values()) == len(domains)
+    histories = {d: store.check_history(d) for d in domains}
+    assert all(len(h) == 1 for h in histories.values()), {d: len(h) for d, h in histories.items()}
+    rows = list_domains(store)
+    assert {r.domain for r in rows} == set(domains)
+    assert all(r.next_run_at == T0 + HOUR + timedelta(hours=6) for r in rows)
+    assert all(r.claimed_by is None and r.failures == 0 for r in rows)
+
+
+def test_claims_are_exclusive_under_a_race(store: Store, store_url: str) -> None:
+    schedule = MonitorStore(store)
+    schedule.add([f"d{i}.example" for i in range(60)], now=T0)
+    got: list[tuple[str, ...]] = []
+    barrier = threading.Barrier(4)
+
+    def worker(n: int) -> None:
+        with Store.open(store_url, migrate=False) as own:
+            barrier.wait()
+            for _ in range(6):
+                claim = MonitorStore(own).claim(
+                    now=T0, worker=f"w{n}", limit=7, lease=timedelta(minutes=5)
+                )
+                got.append(claim.domains)
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    flat = [d for claim in got for d in claim]
+    assert len(flat) == len(set(flat)) == 60
+    # A lease still running keeps the rows; once it has passed they are due again.
+    assert schedule.claim(now=T0 + timedelta(minutes=4), worker="x", limit=100,
+                          lease=HOUR).domains == ()  # fmt: skip
+    assert len(schedule.claim(now=T0 + timedelta(minutes=6), worker="x", limit=100,
+                              lease=HOUR).domains) == 60  # fmt: skip
+
+
+def test_a_failing_domain_is_pushed_forward(store: Store) -> None:
+    # A name that is no domain reached the schedule (say, an old row): its check raises.
+    MonitorStore(store).add(["not a domain"], now=T0)
+    config = MonitorConfig(retry_base=timedelta(minutes=5), enroll_hosted=False)
+    options = CheckOptions(nameserver="127.0.0.1", dns_port=9)
+
+    def run(at: datetime) -> int:
+        return asyncio.run(run_once(store, options=options, now=at, config=config)).failed
+
+    assert run(T0) == 1
+    (row,) = list_domains(store)
+    assert (row.failures, row.next_run_at) == (1, T0 + timedelta(minutes=5))
+    assert row.last_error and "not a domain" in row.last_error
+    assert run(T0 + timedelta(minutes=1)) == 0  # not due: no crash loop
+    assert run(T0 + timedelta(minutes=5)) == 1
+    (row,) = list_domains(store)
+    assert (row.failures, row.next_run_at) == (2, T0 + timedelta(minutes=15))
+
+
+def test_policy_edit_without_id_bump_alerts_once(store: Store, lab: LabThread, hook: Hook) -> None:
+    add_domain(store, [CHANGING], now=T0)
+    config = MonitorConfig(interval=6 * HOUR, enroll_hosted=False)
+    alerts = Notifier(webhooks=(hook.url,), timeout=5.0)
+
+    def run(at: datetime) -> None:
+        tally = asyncio.run(run_once(store, options=lab.options, now=at, config=config,
+                                     alerts=alerts))  # fmt: skip
+        assert (tally.checked, tally.failed, tally.delivery_errors) == (1, 0, ())
+
+    original = lab.served(CHANGING)
+    run(T0)
+    assert hook.received == []  # a healthy domain's first check says nothing
+    edited = original.replace("max_age: 604800", "max_age: 1209600")
+    assert edited != original
+    lab.serve_policy(CHANGING, edited)
+    try:
+        run(T0 + 6 * HOUR)
+        assert [m["code"] for m in hook.received] == ["rollout.id-not-bumped"]
+        assert hook.received[0]["domain"] == CHANGING
+        assert "[stspilot ERROR]" in hook.received[0]["text"]
+        run(T0 + 12 * HOUR)
+        assert len(hook.received) == 1  # no duplicate on the next run
+    finally:
+        lab.serve_policy(CHANGING, original)
+    assert len(store.check_history(CHANGING)) == 3
+
+
+def test_cli_add_list_and_sigterm(store_url: str, tmp_path: Any) -> None:
+    app = typer.Typer()
+    register(app)
+    runner = CliRunner()
+    done = runner.invoke(app, ["monitor", "add", "Example.COM.", "example.org", "--db", store_url])
+    assert done.exit_code == 0, done.output
+    assert "2 domain(s) added" in done.output
+    listed = runner.invoke(app, ["monitor", "list", "--json", "--db", store_url])
+    assert [r["domain"] for r in json.loads(listed.output)] == ["example.com", "example.org"]
+    bad = runner.invoke(app, ["monitor", "add", "no/domain", "--db", store_url])
+    assert bad.exit_code == 2
+    removed = runner.invoke(app, ["monitor", "remove", "example.com", "example.org",
+                                  "--db", store_url])  # fmt: skip
+    assert "2 domain(s) removed" in removed.output
+    # A worker with nothing due idles until SIGTERM, then exits cleanly.
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "stspilot", "monitor", "run", "--db", store_url],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "STSPILOT_DEBUG": "1"},
+    )
+    try:
+        time.sleep(3)  # start-up and the first (empty) round
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err.decode()
+    assert b"claimed 0" in out
