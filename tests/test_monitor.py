@@ -263,3 +263,72 @@ def test_cli_add_list_and_sigterm(store_url: str, tmp_path: Any) -> None:
             proc.kill()
     assert proc.returncode == 0, err.decode()
     assert b"claimed 0" in out
+
+
+class MailSink:
+    """A loopback SMTP relay (aiosmtpd) on its own loop; keeps every message it accepts."""
+
+    def __init__(self) -> None:
+        from aiosmtpd.smtp import SMTP
+
+        self.messages: list[bytes] = []
+        sink = self
+
+        class Handler:
+            async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+                sink.messages.append(envelope.content)
+                return "250 OK"
+
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+
+        async def start() -> asyncio.Server:
+            return await self.loop.create_server(lambda: SMTP(Handler()), "127.0.0.1", 0)
+
+        self.server = asyncio.run_coroutine_threadsafe(start(), self.loop).result(10)
+        self.port = self.server.sockets[0].getsockname()[1]
+
+    def close(self) -> None:
+        async def stop() -> None:
+            self.server.close()
+            await self.server.wait_closed()
+
+        asyncio.run_coroutine_threadsafe(stop(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.loop.close()
+
+
+def test_lasting_alert_reminds_after_quiet_and_resolves_by_mail(store: Store) -> None:
+    from stspilot.alerts import Alert
+    from stspilot.findings import Severity
+    from stspilot.notify import MailRelay, deliver
+
+    sink = MailSink()
+    relay = MailRelay("127.0.0.1", sink.port, mail_to=("noc@example.net",))
+    notifier = Notifier(mail=relay, timeout=5.0)
+    schedule = MonitorStore(store)
+    quiet = timedelta(hours=24)
+    message = "a.example: the certificate of MX mx.a.example expires in 9 day(s)."
+    key = "a.example|cert.mx|mx.a.example"
+    expiring = Alert(key, Severity.WARNING, "a.example", "cert.mx", message, lasting=True)
+
+    def round_at(at: datetime, alerts: list[Alert]) -> list[str]:
+        planned = schedule.plan_alerts("a.example", alerts, now=at, quiet=quiet)
+        delivery = asyncio.run(deliver(planned, notifier))
+        assert delivery.errors == ()
+        schedule.record_alerts("a.example", alerts, now=at, sent=delivery.delivered)
+        return [("resolved " if o.resolved else "") + o.code for o in delivery.delivered]
+
+    try:
+        assert round_at(T0, [expiring]) == ["cert.mx"]
+        assert round_at(T0 + 6 * HOUR, [expiring]) == []  # within the quiet period
+        assert round_at(T0 + 25 * HOUR, [expiring]) == ["cert.mx"]  # reminder
+        assert round_at(T0 + 31 * HOUR, []) == ["resolved cert.mx"]
+        assert round_at(T0 + 37 * HOUR, []) == []
+        assert schedule.open_alerts("a.example") == []
+    finally:
+        sink.close()
+    assert len(sink.messages) == 3
+    assert b"Subject: [stspilot resolved] a.example: cert.mx" in sink.messages[-1]
