@@ -147,7 +147,7 @@ def query_latency(url: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000, 50000])
-    parser.add_argument("--batch", type=int, default=500)
+    parser.add_argument("--batch", type=int, default=2000)
     parser.add_argument("--pg", default=PG_DEFAULT, help="PostgreSQL URL ('' to skip)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:

@@ -213,3 +213,39 @@ def test_worker_processes_store_what_one_process_stores(tmp_path: Path, store_ur
             rows = [(s.origin, s.report, s.deviations) for s in stored if s is not None]
             results.append(sorted(rows, key=lambda row: (row[0], row[1].report_id)))
     assert results[0] == results[1] and len(results[0]) == expected
+
+
+def test_decode_workers_leave_when_the_ingesting_process_is_killed(tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = tmp_path / "pool.py"
+    script.write_text(
+        "import os, time\n"
+        "from concurrent.futures import ProcessPoolExecutor\n"
+        "from stspilot.ingest.pipeline import _exit_with_parent\n"
+        "def pid(_: int) -> int:\n"
+        "    time.sleep(0.05)\n"
+        "    return os.getpid()\n"
+        "if __name__ == '__main__':\n"
+        "    me = os.getpid()\n"
+        "    pool = ProcessPoolExecutor(2, initializer=_exit_with_parent, initargs=(me,))\n"
+        "    print(*sorted(set(pool.map(pid, range(8)))), flush=True)\n"
+        "    time.sleep(60)\n"
+    )
+    with subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True) as proc:
+        assert proc.stdout is not None
+        workers = [int(pid) for pid in proc.stdout.readline().split()]
+        assert workers and proc.pid not in workers
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(Path(f"/proc/{w}").exists() for w in workers):
+        time.sleep(0.1)
+    left = [w for w in workers if Path(f"/proc/{w}").exists()]
+    for pid in left:  # do not leave them behind even when the test fails
+        os.kill(pid, signal.SIGKILL)
+    assert not left

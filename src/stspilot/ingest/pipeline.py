@@ -21,6 +21,8 @@ missing reports while the stored ones come back as duplicates.
 from __future__ import annotations
 
 import os
+import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -346,6 +348,19 @@ def _in_order(
     yield 0, [], failed
 
 
+def _exit_with_parent(parent: int) -> None:
+    """Pool worker start-up: leave when the ingesting process is gone. A SIGKILLed parent
+    closes no pipes the workers would notice (they share its descriptors), so without this
+    they would wait for work forever."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(70)  # EX_SOFTWARE; nothing of ours to flush: the parent commits, not us
+
+    threading.Thread(target=watch, name="stspilot-parent-watch", daemon=True).start()
+
+
 _Flight = tuple[list[_Unit], Future[list[list[Extracted] | Unreadable]], list[tuple[Path, OSError]]]
 
 
@@ -366,7 +381,10 @@ def _ingest_with_pool(
         units, future, errs = in_flight.popleft()
         commit(len(units), _finish_many(units, future.result()), errs)
 
-    with ProcessPoolExecutor(max_workers=n_workers) as pool:
+    pool = ProcessPoolExecutor(
+        max_workers=n_workers, initializer=_exit_with_parent, initargs=(os.getpid(),)
+    )
+    with pool:
         try:
             for batch in _batches(paths, size, limits, clock, lambda p, e: failed.append((p, e))):
                 future = pool.submit(_extract_many, [u.raw for u in batch], limits)
