@@ -100,6 +100,15 @@ def test_one_raw_unit_with_two_reports_keeps_both(store: Store) -> None:
     assert results[0].sha256 == results[1].sha256
     assert store.seen_sha256(results[0].sha256)
     assert store.report_raw(results[1].report_pk) == mail
+    # Again (a re-run): each report is a duplicate of itself, not of the unit's first report.
+    again = store.add_reports([new(make_report("a"), raw=mail), new(make_report("b"), raw=mail)])
+    assert [(r.status, r.report_pk) for r in again] == [
+        ("duplicate", results[0].report_pk),
+        ("duplicate", results[1].report_pk),
+    ]
+    # The same report in other bytes (another rua copy) is a duplicate by its identity.
+    (other,) = store.add_reports([new(make_report("b"), raw=b"another copy")])
+    assert (other.status, other.report_pk) == ("duplicate", results[1].report_pk)
 
 
 def test_round_trip_keeps_every_field(store: Store) -> None:

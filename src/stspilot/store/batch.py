@@ -270,13 +270,17 @@ def add_reports(
             )
             for sha, pk in conn.execute(q):
                 known_raw.setdefault(sha, pk)
-    existing = _existing_keys(conn, {_key(i) for i in items})
+    keys = [_key(item) for item in items]
+    # Identities are looked up first only for units whose bytes are known (re-runs): their
+    # own stored report must be named, not the unit's first one. Everything else goes
+    # straight to INSERT ... ON CONFLICT DO NOTHING, and only what it refuses is looked up.
+    rerun = {key for key, sha in zip(keys, shas, strict=True) if sha in known_raw}
+    existing = _existing_keys(conn, rerun)
 
     results: list[AddResult | None] = [None] * len(items)
     first_in_batch: dict[tuple[str, str], int] = {}
     pending: list[int] = []  # indexes of items to insert
-    for n, (item, sha) in enumerate(zip(items, shas, strict=True)):
-        key = _key(item)
+    for n, (key, sha) in enumerate(zip(keys, shas, strict=True)):
         if key in existing:
             results[n] = AddResult("duplicate", existing[key], sha)
         elif sha in known_raw:
@@ -293,14 +297,14 @@ def add_reports(
             "reports", REPORT_COLUMNS, rows, "id, organization_name, report_id"
         )
         inserted = {(org, rid): int(pk) for pk, org, rid in returned}
-        lost = [n for n in pending if _key(items[n]) not in inserted]
-        if lost:  # a concurrent writer stored these between our SELECT and INSERT
-            existing.update(_existing_keys(conn, {_key(items[n]) for n in lost}))
+        lost = {keys[n] for n in pending if keys[n] not in inserted}
+        if lost:  # stored before: by an earlier batch, or a concurrent writer just now
+            existing.update(_existing_keys(conn, lost))
         policies: list[tuple[Any, ...]] = []
         details: list[tuple[Any, ...]] = []
         blobs: dict[str, tuple[int, bytes]] = {}
         for n in pending:
-            key = _key(items[n])
+            key = keys[n]
             if key in inserted:
                 pk = inserted[key]
                 results[n] = AddResult("new", pk, shas[n])
@@ -319,9 +323,9 @@ def add_reports(
                 "sha256",
             )
     # Later copies of a report that is new in this very batch point at the first one.
-    for n, item in enumerate(items):
+    for n, key in enumerate(keys):
         if results[n] is None:
-            first = results[first_in_batch[_key(item)]]
+            first = results[first_in_batch[key]]
             assert first is not None
             results[n] = AddResult("duplicate", first.report_pk, shas[n])
     return [r for r in results if r is not None]
@@ -338,6 +342,8 @@ def _no_nul(value: str) -> str:
 
 
 def _existing_keys(conn: Connection, keys: set[tuple[str, str]]) -> dict[tuple[str, str], int]:
+    if not keys:
+        return {}
     # report_id IN (...) uses the unique index (report_id, organization_name) as a prefix;
     # the organisation is matched here (portable: no tuple IN).
     by_id = sorted({rid for _org, rid in keys})
