@@ -55,8 +55,10 @@ def ingest_command(
     paths: list[str] = typer.Argument(..., metavar="PATH...", help="files or folders, or 'imap'"),
     db: str | None = typer.Option(None, "--db", help="database URL or SQLite path"),
     as_json: bool = typer.Option(False, "--json", help="print the tally as JSON"),
-    batch_size: int = typer.Option(500, "--batch-size", min=1, help="units per transaction"),
-    workers: int = typer.Option(1, "--workers", min=0, help="parsing processes (0: auto)"),
+    batch_size: int = typer.Option(2000, "--batch-size", min=1, help="units per transaction"),
+    workers: int = typer.Option(
+        1, "--workers", min=0, help="decoding processes (0: auto; 2 pays for mail)"
+    ),
     config: Path | None = typer.Option(None, "--config", help="IMAP: TOML file with [imap]"),
     watch: bool = typer.Option(False, "--watch", help="IMAP: keep polling until SIGTERM"),
     interval: float = typer.Option(60.0, "--interval", min=1.0, help="IMAP: seconds between"),
