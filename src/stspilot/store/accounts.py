@@ -12,8 +12,7 @@ import hashlib
 import hmac
 import re
 import secrets
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -30,10 +29,10 @@ from sqlalchemy import (
     Table,
     select,
 )
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from stspilot.errors import ConfigError, StoreError
 from stspilot.store.schema import Id, UtcDateTime, metadata
+from stspilot.store.transaction import transaction
 
 if TYPE_CHECKING:
     from stspilot.store.api import Store
@@ -217,18 +216,10 @@ class Accounts:
     def __init__(self, store: Store) -> None:
         self._engine = store.engine
 
-    @contextmanager
-    def _conn(self, *, write: bool) -> Iterator[Connection]:
-        try:
-            with self._engine.connect() as conn:
-                if write:
-                    conn = conn.execution_options(stspilot_write=True)
-                with conn.begin():
-                    yield conn
-        except IntegrityError as exc:
-            raise Conflict(f"already exists: {exc.orig}") from exc
-        except SQLAlchemyError as exc:
-            raise StoreError(f"database error: {exc.__class__.__name__}: {exc}") from exc
+    def _conn(self, *, write: bool) -> AbstractContextManager[Connection]:
+        return transaction(
+            self._engine, write=write, on_conflict=lambda e: Conflict(f"already exists: {e.orig}")
+        )
 
     # -- tenants ------------------------------------------------------------------------------
 

@@ -8,8 +8,8 @@ web app's policy cache compares to stay correct across replicas.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -28,9 +28,8 @@ from sqlalchemy import (
     func,
     select,
 )
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from stspilot.errors import ConfigError, StoreError
+from stspilot.errors import ConfigError
 from stspilot.generate import DEFAULT_MAX_AGE, check_max_age, new_policy_id, normalize_host
 from stspilot.store.accounts import Conflict, NotFound, tenants
 from stspilot.store.hosting_models import (
@@ -45,6 +44,7 @@ from stspilot.store.hosting_models import (
     render_policy,
 )
 from stspilot.store.schema import Id, Json, UtcDateTime, metadata
+from stspilot.store.transaction import transaction
 
 if TYPE_CHECKING:
     from stspilot.store.api import Store
@@ -145,18 +145,12 @@ class HostedPolicies:
     def __init__(self, store: Store) -> None:
         self._engine = store.engine
 
-    @contextmanager
-    def _conn(self, *, write: bool) -> Iterator[Connection]:
-        try:
-            with self._engine.connect() as conn:
-                if write:
-                    conn = conn.execution_options(stspilot_write=True)
-                with conn.begin():
-                    yield conn
-        except IntegrityError as exc:
-            raise Conflict(f"conflicting change: {exc.orig}") from exc
-        except SQLAlchemyError as exc:
-            raise StoreError(f"database error: {exc.__class__.__name__}: {exc}") from exc
+    def _conn(self, *, write: bool) -> AbstractContextManager[Connection]:
+        return transaction(
+            self._engine,
+            write=write,
+            on_conflict=lambda e: Conflict(f"conflicting change: {e.orig}"),
+        )
 
     @staticmethod
     def _bump(conn: Connection) -> None:

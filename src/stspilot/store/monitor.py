@@ -11,8 +11,8 @@ transaction just updated), so a domain is never checked twice in one round.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -32,10 +32,9 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.exc import SQLAlchemyError
 
-from stspilot.errors import StoreError
 from stspilot.store.schema import UtcDateTime, metadata
+from stspilot.store.transaction import transaction
 
 if TYPE_CHECKING:
     from stspilot.alerts import Alert
@@ -114,16 +113,8 @@ class MonitorStore:
     def __init__(self, store: Store) -> None:
         self._engine = store.engine
 
-    @contextmanager
-    def _conn(self, *, write: bool) -> Iterator[Connection]:
-        try:
-            with self._engine.connect() as conn:
-                if write:
-                    conn = conn.execution_options(stspilot_write=True)
-                with conn.begin():
-                    yield conn
-        except SQLAlchemyError as exc:
-            raise StoreError(f"database error: {exc.__class__.__name__}: {exc}") from exc
+    def _conn(self, *, write: bool) -> AbstractContextManager[Connection]:
+        return transaction(self._engine, write=write)
 
     # -- the schedule -----------------------------------------------------------------------
 
