@@ -20,22 +20,38 @@ missing reports while the stored ones come back as duplicates.
 
 from __future__ import annotations
 
+import contextlib
+import itertools
+import multiprocessing
+import multiprocessing.util
 import os
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
-from dataclasses import dataclass, field
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from stspilot.errors import ParseError, ReportError
-from stspilot.ingest.decode import Extracted, envelope_deviations, extract_reports, iter_sources
+from stspilot.ingest.decode import (
+    Extracted,
+    envelope_deviations,
+    extract_reports,
+    is_mbox,
+    iter_files,
+    iter_mbox,
+    read_unit,
+)
 from stspilot.report_schema import DEFAULT_LIMITS, Limits
 from stspilot.reports import fast_pickle, parse_report
 from stspilot.store.models import BatchResult, NewQuarantine, NewReport
+from stspilot.store.rows import ReportRows, RowBuilder, check_identity
+
+_T = TypeVar("_T")
 
 
 class IngestStore(Protocol):
@@ -136,6 +152,7 @@ def _finish(
     for part in extracted:
         try:
             report = parse_report(part.json_bytes, limits=limits)
+            check_identity(report)  # the store could not index it: keep the unit instead
         except ReportError as exc:
             failures.append((part.label, exc.code, str(exc)))
             continue
@@ -229,67 +246,152 @@ def ingest_raw(
 
 
 # -- many files -------------------------------------------------------------------------------
+#
+# Bulk ingest with N workers runs N writer processes. Each reads its share of the files,
+# decodes and parses them, builds the store's rows (``store/rows.py``) and commits them, one
+# transaction per task; this process only walks the folders, hands out file names and adds
+# up what the writers report. SQLite takes one writer at a time, so the writers take turns
+# under a lock of ours (SQLite's own busy handler sleeps in steps of up to 100 ms): one
+# inserts while the others parse. Shipping parsed reports or rows back to one writing process
+# was measured first and lost: pickling them cost as much as building them (bench/).
 
 ProgressCallback = Callable[[Tally, int], None]  # (tally so far, units done)
-
-
-@dataclass(frozen=True, slots=True)
-class _Unit:
-    raw: bytes
-    origin: str
-    received_at: datetime
-    limits: Limits = field(compare=False)
-
-
-def _prepare_many(units: list[_Unit]) -> list[Prepared]:
-    return [
-        prepare_unit(u.raw, origin=u.origin, received_at=u.received_at, limits=u.limits)
-        for u in units
-    ]
-
-
-def _extract_many(raws: list[bytes], limits: Limits) -> list[list[Extracted] | Unreadable]:
-    """A pool worker's share: module level, so picklable. Extracted parts travel back as a
-    few bytes objects; parsed reports would cost more to pickle than to parse again."""
-    return [extract_unit(raw, limits) for raw in raws]
-
-
-def _finish_many(
-    units: list[_Unit], extracted: list[list[Extracted] | Unreadable]
-) -> list[Prepared]:
-    return [
-        _finish(u.raw, u.origin, u.received_at, u.limits, found)
-        for u, found in zip(units, extracted, strict=True)
-    ]
-
-
 ErrorCallback = Callable[[Path, OSError], None]
 
 
-def _batches(
-    paths: Iterable[Path],
-    size: int,
-    limits: Limits,
-    clock: Callable[[], datetime],
-    on_error: Callable[[Path, OSError], None],
-) -> Iterator[list[_Unit]]:
-    batch: list[_Unit] = []
-    for path in paths:
-        try:
-            # Errors inside a folder are reported per file and the walk goes on.
-            for source in iter_sources(path, limits=limits, on_error=on_error):
-                batch.append(_Unit(source.raw, source.origin, clock(), limits))
-                if len(batch) >= size:
-                    yield batch
-                    batch = []
-        except OSError as exc:  # unreadable: no bytes to quarantine, so count and tell
-            on_error(path, exc)
-    if batch:
-        yield batch
+class BulkStore(IngestStore, Protocol):
+    """What ``ingest_paths`` needs: a batch write of reports whose rows are built already,
+    and the URL worker processes open the same database by (None: only this process can)."""
+
+    @property
+    def dialect(self) -> str: ...
+
+    @property
+    def shared_url(self) -> str | None: ...
+
+    def close_connections(self) -> None:
+        """Before forking writers: a SQLite connection must not cross a fork."""
+
+    def ingest_rows(
+        self, rows: Sequence[ReportRows], quarantined: Sequence[NewQuarantine]
+    ) -> BatchResult: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Staged:
+    """One unit ready for the store: its reports as rows, and/or its quarantine entry."""
+
+    origin: str
+    rows: tuple[ReportRows, ...] = ()
+    quarantine: NewQuarantine | None = None
+
+
+def stage(prepared: Prepared, builder: RowBuilder) -> Staged:
+    """A prepared unit's reports as store rows (identities were checked by ``_finish``)."""
+    return Staged(
+        prepared.origin, tuple(builder.build(r) for r in prepared.reports), prepared.quarantine
+    )
+
+
+def commit_staged(store: BulkStore, staged: Sequence[Staged]) -> Tally:
+    """Write staged units in one transaction; what became of them."""
+    if not staged:
+        return Tally()
+    result = store.ingest_rows(
+        [r for s in staged for r in s.rows],
+        [s.quarantine for s in staged if s.quarantine is not None],
+    )
+    new = sum(1 for r in result.reports if r.status == "new")
+    return Tally(new, len(result.reports) - new, len(result.quarantined))
+
+
+# A file to read (its path, and whether it may be an mbox), as the walk yields them.
+_Item = tuple[str, bool]
+
+
+@dataclass(frozen=True, slots=True)
+class _Done:
+    """What one task did: committed units and their tally, and files it could not read."""
+
+    tally: Tally
+    units: int
+    unreadable: tuple[tuple[str, OSError], ...]
+
+
+class _Writer:
+    """Stages and commits tasks: in this process, or one per worker process."""
+
+    def __init__(self, store: BulkStore, lock: AbstractContextManager[object]) -> None:
+        self.store = store
+        self.lock = lock
+        self.builder = RowBuilder(store.dialect)
+
+    def run(
+        self, items: list[_Item], limits: Limits, received_at: datetime, batch_size: int
+    ) -> _Done:
+        staged: list[Staged] = []
+        unreadable: list[tuple[str, OSError]] = []
+        mboxes: list[str] = []
+        for origin, may_be_mbox in items:
+            try:
+                raw = read_unit(origin, limits)
+            except OSError as exc:
+                unreadable.append((origin, exc))
+                continue
+            if may_be_mbox and is_mbox(raw):
+                mboxes.append(origin)
+                continue
+            staged.append(self.stage(raw, origin, received_at, limits))
+        tally = self.commit(staged)
+        units = len(staged)
+        for path in mboxes:  # streamed: a batch of messages at a time in memory
+            staged = []
+            try:
+                for source in iter_mbox(Path(path), limits):
+                    staged.append(self.stage(source.raw, source.origin, received_at, limits))
+                    if len(staged) >= batch_size:
+                        tally, units = tally + self.commit(staged), units + len(staged)
+                        staged = []
+            except OSError as exc:
+                unreadable.append((path, exc))
+            tally, units = tally + self.commit(staged), units + len(staged)
+        return _Done(tally, units, tuple(unreadable))
+
+    def stage(self, raw: bytes, origin: str, received_at: datetime, limits: Limits) -> Staged:
+        unit = prepare_unit(raw, origin=origin, received_at=received_at, limits=limits)
+        return stage(unit, self.builder)
+
+    def commit(self, staged: list[Staged]) -> Tally:
+        if not staged:
+            return Tally()
+        with self.lock:
+            return commit_staged(self.store, staged)
+
+
+_WRITER: _Writer | None = None  # in a worker process: its own store connection
+
+
+def _start_writer(parent: int, url: str, lock: AbstractContextManager[object] | None) -> None:
+    """Worker process start-up: leave with the parent, open the database."""
+    global _WRITER
+    _exit_with_parent(parent)
+    from stspilot.store import Store  # here, not at the top: the store imports this module's types
+
+    store = Store.open(url, migrate=False)
+    # multiprocessing runs these finalizers when the worker exits (it skips atexit).
+    multiprocessing.util.Finalize(store, store.close, exitpriority=10)
+    _WRITER = _Writer(store, lock if lock is not None else contextlib.nullcontext())
+
+
+def _write_task(
+    items: list[_Item], limits: Limits, received_at: datetime, batch_size: int
+) -> _Done:
+    assert _WRITER is not None, "worker process started without _start_writer"
+    return _WRITER.run(items, limits, received_at, batch_size)
 
 
 def ingest_paths(
-    store: IngestStore,
+    store: BulkStore,
     paths: Iterable[Path],
     *,
     batch_size: int = 2000,
@@ -299,101 +401,114 @@ def ingest_paths(
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     workers: int = 1,
 ) -> Tally:
-    """Ingest files and folders (.json, .json.gz, .gz, .eml, mbox, Maildir), ``batch_size``
-    units per transaction.
+    """Ingest files and folders (.json, .json.gz, .gz, .eml, mbox, Maildir).
 
-    ``workers`` > 1 parses in that many processes (0: one per CPU, up to 4). Measured on 2
-    CPUs (bench/ingest_bench.py) neither that nor a reader thread beat one thread: pickling
-    parsed reports back costs more than the parsing it spreads, and a reader thread fights
-    the committing one for the GIL (+20% CPU, no wall gain), so the default is 1.
-    Commits happen in input order on the calling thread either way, one transaction per
-    batch, so a killed run leaves whole batches and a re-run turns them into duplicates.
+    One process (``workers`` 1) commits ``batch_size`` units per transaction, in input
+    order. ``workers`` > 1 runs that many writer processes (0: one per CPU, up to 4, when
+    there is more than one CPU and more input than one task), each committing tasks of up to
+    ``batch_size`` units (at most 500) as they come: the order of commits is not the input
+    order, but every transaction is still whole, so a killed run leaves whole batches and a
+    re-run turns them into duplicates. A store only this process can open (in-memory
+    SQLite) is written from this process.
 
     A path that cannot be read (permissions, vanished) counts in ``Tally.errors`` and is
     reported to ``on_error`` (on the calling thread); the run goes on with the next path.
     """
-    use_limits = limits if limits is not None else DEFAULT_LIMITS
+    use_limits = limits or DEFAULT_LIMITS
+    walk_errors: list[tuple[Path, OSError]] = []
+    items: Iterator[_Item] = (
+        item
+        for path in paths
+        for item in iter_files(path, on_error=lambda p, e: walk_errors.append((p, e)))
+    )
+    cpus = os.cpu_count() or 1
+    url = store.shared_url
+    task = min(batch_size, _TASK_MAX)
+    n_workers = workers
+    if workers == 0:
+        first = list(itertools.islice(items, task + 1))
+        items = itertools.chain(first, items)
+        n_workers = min(4, cpus) if len(first) > task and cpus > 1 else 1
     tally = Tally()
     done = 0
-    errors: list[tuple[Path, OSError]] = []
+    errors = 0
 
-    def commit(size: int, prepared: list[Prepared], failed: list[tuple[Path, OSError]]) -> None:
-        nonlocal tally, done
+    def report(outcome: _Done) -> None:
+        nonlocal tally, done, errors
+        failed = [(Path(p), e) for p, e in outcome.unreadable] + walk_errors
+        walk_errors.clear()
         for path, exc in failed:
-            errors.append((path, exc))
+            errors += 1
             if on_error is not None:
                 on_error(path, exc)
-        if prepared:
-            tally = tally + Tally.of(commit_prepared(store, prepared))
-        done += size
-        if on_progress is not None and (size or failed):
-            on_progress(tally + Tally(errors=len(errors)), done)
+        tally = tally + outcome.tally
+        done += outcome.units
+        if on_progress is not None and (outcome.units or failed):
+            on_progress(tally + Tally(errors=errors), done)
 
-    n_workers = workers if workers > 0 else min(4, os.cpu_count() or 1)
-    if n_workers > 1:
-        _ingest_with_pool(paths, batch_size, use_limits, clock, n_workers, commit)
+    if n_workers > 1 and url is not None:
+        lock = None if store.dialect == "postgresql" else multiprocessing.get_context("fork").Lock()
+        _write_with_workers(
+            items, n_workers, url, lock, task, use_limits, clock, report, store.close_connections
+        )
     else:
-        for size, prepared, failed in _in_order(paths, batch_size, use_limits, clock):
-            commit(size, prepared, failed)
-    return tally + Tally(errors=len(errors))
+        writer = _Writer(store, contextlib.nullcontext())
+        for chunk in _chunks(items, batch_size):
+            report(writer.run(chunk, use_limits, clock(), batch_size))
+    report(_Done(Tally(), 0, ()))  # errors of the walk's last stretch
+    return tally + Tally(errors=errors)
 
 
-def _in_order(
-    paths: Iterable[Path], size: int, limits: Limits, clock: Callable[[], datetime]
-) -> Iterator[tuple[int, list[Prepared], list[tuple[Path, OSError]]]]:
-    failed: list[tuple[Path, OSError]] = []
-    for batch in _batches(paths, size, limits, clock, lambda p, e: failed.append((p, e))):
-        yield len(batch), _prepare_many(batch), failed[:]
-        failed.clear()
-    yield 0, [], failed
+_TASK_MAX = 500  # units per worker task (one transaction): small enough to keep all busy
+
+
+def _write_with_workers(
+    items: Iterator[_Item],
+    n_workers: int,
+    url: str,
+    lock: AbstractContextManager[object] | None,
+    task: int,
+    limits: Limits,
+    clock: Callable[[], datetime],
+    report: Callable[[_Done], None],
+    close_connections: Callable[[], None],
+) -> None:
+    close_connections()
+    pool = ProcessPoolExecutor(
+        max_workers=n_workers,
+        mp_context=multiprocessing.get_context("fork"),
+        initializer=_start_writer,
+        initargs=(os.getpid(), url, lock),
+    )
+    in_flight: deque[Future[_Done]] = deque()
+    with pool:
+        try:
+            for chunk in _chunks(items, task):
+                in_flight.append(pool.submit(_write_task, chunk, limits, clock(), task))
+                # One task queued per worker beyond the one it runs: no worker idles, and
+                # memory stays flat however large the input.
+                while len(in_flight) > 2 * n_workers:
+                    report(in_flight.popleft().result())
+            while in_flight:
+                report(in_flight.popleft().result())
+        finally:
+            pool.shutdown(cancel_futures=True)
+
+
+def _chunks(items: Iterable[_T], size: int) -> Iterator[list[_T]]:
+    it = iter(items)
+    while chunk := list(itertools.islice(it, size)):
+        yield chunk
 
 
 def _exit_with_parent(parent: int) -> None:
     """Pool worker start-up: leave when the ingesting process is gone. A SIGKILLed parent
     closes no pipes the workers would notice (they share its descriptors), so without this
-    they would wait for work forever."""
+    they would wait for work forever. A transaction cut short by the exit is rolled back."""
 
     def watch() -> None:
         while os.getppid() == parent:
             time.sleep(0.5)
-        os._exit(70)  # EX_SOFTWARE; nothing of ours to flush: the parent commits, not us
+        os._exit(70)  # EX_SOFTWARE
 
     threading.Thread(target=watch, name="stspilot-parent-watch", daemon=True).start()
-
-
-_Flight = tuple[list[_Unit], Future[list[list[Extracted] | Unreadable]], list[tuple[Path, OSError]]]
-
-
-def _ingest_with_pool(
-    paths: Iterable[Path],
-    size: int,
-    limits: Limits,
-    clock: Callable[[], datetime],
-    n_workers: int,
-    commit: Callable[[int, list[Prepared], list[tuple[Path, OSError]]], None],
-) -> None:
-    # Workers decode (mail parsing, gunzip); this process parses the JSON and commits, in
-    # input order, with up to n_workers + 1 batches in flight so the pool never idles.
-    failed: list[tuple[Path, OSError]] = []
-    in_flight: deque[_Flight] = deque()
-
-    def land() -> None:
-        units, future, errs = in_flight.popleft()
-        commit(len(units), _finish_many(units, future.result()), errs)
-
-    pool = ProcessPoolExecutor(
-        max_workers=n_workers, initializer=_exit_with_parent, initargs=(os.getpid(),)
-    )
-    with pool:
-        try:
-            for batch in _batches(paths, size, limits, clock, lambda p, e: failed.append((p, e))):
-                future = pool.submit(_extract_many, [u.raw for u in batch], limits)
-                in_flight.append((batch, future, failed[:]))
-                failed.clear()
-                if len(in_flight) > n_workers:
-                    land()
-            while in_flight:
-                land()
-            commit(0, [], failed)
-        finally:
-            pool.shutdown(cancel_futures=True)
