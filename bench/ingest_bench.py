@@ -46,7 +46,7 @@ def write_inputs(root: Path, n: int, seed: int) -> dict[str, tuple[Path, int]]:
 
 def child(db: str, folder: Path, workers: int, batch_size: int) -> None:
     """Runs in a fresh process: open the store, ingest, print one JSON line."""
-    from stspilot.ingest.pipeline import ingest_paths
+    from stspilot.ingest.bulk import ingest_paths
     from stspilot.store import Store
 
     with Store.open(db) as store:

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from intake_samples import report_json, report_mail
-from stspilot.ingest.pipeline import Tally, ingest_paths, ingest_raw
+from stspilot.ingest.bulk import ingest_paths
+from stspilot.ingest.pipeline import Tally, ingest_raw
 from stspilot.store import Store
 
 pytestmark = pytest.mark.db
@@ -226,13 +227,13 @@ def test_decode_workers_leave_when_the_ingesting_process_is_killed(tmp_path: Pat
     script.write_text(
         "import os, time\n"
         "from concurrent.futures import ProcessPoolExecutor\n"
-        "from stspilot.ingest.pipeline import _exit_with_parent\n"
+        "from stspilot.ingest.bulk import _start_worker\n"
         "def pid(_: int) -> int:\n"
         "    time.sleep(0.05)\n"
         "    return os.getpid()\n"
         "if __name__ == '__main__':\n"
         "    me = os.getpid()\n"
-        "    pool = ProcessPoolExecutor(2, initializer=_exit_with_parent, initargs=(me,))\n"
+        "    pool = ProcessPoolExecutor(2, initializer=_start_worker, initargs=(me,))\n"
         "    print(*sorted(set(pool.map(pid, range(8)))), flush=True)\n"
         "    time.sleep(60)\n"
     )

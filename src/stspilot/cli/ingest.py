@@ -84,7 +84,7 @@ def _run_paths(
     from rich.console import Console
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    from stspilot.ingest.pipeline import ingest_paths
+    from stspilot.ingest.bulk import ingest_paths
 
     resolved = [Path(p) for p in paths]
     missing = [str(p) for p in resolved if not p.exists()]

@@ -193,21 +193,6 @@ class Store:
             held = [batch.add_quarantine(conn, q) for q in quarantined]
         return BatchResult(added, held)
 
-    @property
-    def shared_url(self) -> str | None:
-        """The URL another process opens this database by; None for in-memory SQLite."""
-        url = self._engine.url
-        if self.dialect == "sqlite" and (
-            url.database in (None, "", ":memory:") or url.query.get("mode") == "memory"
-        ):
-            return None
-        return url.render_as_string(hide_password=False)
-
-    def close_connections(self) -> None:
-        """Close pooled connections (they reopen on demand): a SQLite connection must not be
-        open across a fork (https://www.sqlite.org/howtocorrupt.html §2.6)."""
-        self._engine.dispose()
-
     def ingest_rows(
         self, rows: Sequence[ReportRows], quarantined: Sequence[NewQuarantine] = ()
     ) -> BatchResult:

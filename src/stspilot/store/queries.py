@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from sqlalchemy import Connection, Select, func, select, union
 
-from stspilot.store.schema import checks, failure_details, report_policies
+from stspilot.store.schema import checks, failure_details, report_policies, reports
 from stspilot.summary import DailyTotal, FailureCount, ReportAggregates, SenderTotal
 
 Dimension = Literal["result_type", "mx", "organization", "sending_ip", "receiving_ip"]
@@ -50,12 +50,21 @@ def _window(
     since: date | datetime | None,
     until: date | datetime | None,
 ) -> Select[Any]:
-    if domain is not None:
-        query = query.where(table.c.policy_domain == domain)
     if since is not None:
         query = query.where(table.c.day >= day_floor(since))
     if until is not None:
         query = query.where(table.c.day < day_ceiling(until))
+    if domain is not None:  # the (policy_domain, day) index
+        return query.where(table.c.policy_domain == domain)
+    if since is not None or until is not None:
+        # Every domain: the window's reports on their day index, then their rows by primary
+        # key (the children keep no day-only index; a report's rows share its day).
+        in_window = select(reports.c.id)
+        if since is not None:
+            in_window = in_window.where(reports.c.day >= day_floor(since))
+        if until is not None:
+            in_window = in_window.where(reports.c.day < day_ceiling(until))
+        query = query.where(table.c.report_pk.in_(in_window))
     return query
 
 
