@@ -250,3 +250,85 @@ def test_decode_workers_leave_when_the_ingesting_process_is_killed(tmp_path: Pat
     for pid in left:  # do not leave them behind even when the test fails
         os.kill(pid, signal.SIGKILL)
     assert not left
+
+
+# --- bulk ingest with worker processes (ingest/bulk.py) ----------------------------------------
+
+
+def _mbox(messages: list[bytes]) -> bytes:
+    out = b""
+    for raw in messages:
+        out += (
+            b"From reports@sender.example Sun Nov 22 12:00:00 2026\n"
+            + raw.replace(b"\r\n", b"\n").rstrip(b"\n")
+            + b"\n\n"
+        )
+    return out
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_mbox_messages_are_units_with_workers_too(
+    store: Store, tmp_path: Path, workers: int
+) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    mails = [report_mail(report_json("sender.example", f"mbox-{i}")) for i in range(5)]
+    (folder / "a.json").write_bytes(GOOD)
+    (folder / "inbox").write_bytes(_mbox([*mails, b"From: a@b\nSubject: cron\n\nhello\n"]))
+    (folder / "z.json.gz").write_bytes(gzip.compress(report_json("sender.example", "last")))
+    seen: list[int] = []
+    tally = ingest_paths(
+        store, [folder], batch_size=2, workers=workers, on_progress=lambda t, n: seen.append(n)
+    )
+    assert tally == Tally(new=7, quarantined=1)
+    assert seen[-1] == 8 and seen == sorted(seen)  # units: 2 files and 6 messages
+    origins = {r.origin for r in store.list_reports(limit=100)}
+    assert {f"{folder / 'inbox'}#{i}" for i in range(5)} <= origins
+    assert list(_quarantined(store)) == [f"{folder / 'inbox'}#5"]
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_unreadable_paths_are_errors_and_the_rest_is_stored(
+    store: Store, tmp_path: Path, workers: int
+) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "a.json").write_bytes(GOOD)
+    missing = tmp_path / "gone.json"
+    errors: list[tuple[Path, OSError]] = []
+    tally = ingest_paths(
+        store, [missing, folder], workers=workers, on_error=lambda p, e: errors.append((p, e))
+    )
+    assert tally == Tally(new=1, errors=1)
+    [(path, exc)] = errors
+    assert path == missing and isinstance(exc, FileNotFoundError)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_an_identity_too_long_to_index_is_quarantined_not_fatal(
+    store: Store, tmp_path: Path, workers: int
+) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "a.json").write_bytes(report_json("sender.example", "x" * 600))
+    (folder / "b.json").write_bytes(GOOD)
+    tally = ingest_paths(store, [folder], workers=workers)
+    assert tally == Tally(new=1, quarantined=1)
+    assert _quarantined(store) == {str(folder / "a.json"): "report.identity.too-long"}
+
+
+def test_auto_workers_store_what_one_process_stores(tmp_path: Path, store_url: str) -> None:
+    """``workers=0`` on a folder larger than one worker task: the same reports as one process."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for i in range(300):
+        body = report_json(f"d{i % 7}.example", f"auto-{i}", failures=i % 3)
+        name = f"{i:04d}" + (".json.gz" if i % 2 else ".json")
+        (folder / name).write_bytes(gzip.compress(body) if i % 2 else body)
+    results = []
+    for workers, url in ((1, store_url), (0, f"sqlite:///{tmp_path / 'auto.sqlite3'}")):
+        with Store.open(url) as store:
+            assert ingest_paths(store, [folder], workers=workers) == Tally(new=300)
+            reports = [store.get_report(r.pk) for r in store.list_reports(limit=1000)]
+            results.append(sorted((s.origin, s.report) for s in reports if s is not None))
+    assert results[0] == results[1]
