@@ -5,9 +5,11 @@ PostgreSQL, and each run's peak RSS (one fresh child process per run; its VmHWM)
     .venv/bin/python bench/ingest_bench.py --sizes 10000 --workers 1,2
     .venv/bin/python bench/ingest_bench.py --pg postgresql+psycopg://postgres@127.0.0.1:5432/test
 
-Columns: wall-clock reports/s; "cpu/s", reports per CPU-second of the ingesting process alone
-(robust to other load on a shared machine: what one core would do undisturbed); "all cpu s",
-CPU seconds of that process plus its decode workers; the 1-minute load average at the end.
+Columns: wall-clock reports/s; "cpu/s", reports per CPU-second of the ingesting (storing)
+process alone; "all cpu s", CPU seconds of that process plus its workers (which read, parse
+and build rows); the 1-minute load average at the end; the peak RSS of the storing process
+and the largest of its workers'. ``--workers 0`` is the CLI's default (one per CPU). The
+machine this was written on varies by +-30% between runs of the same code: use ``--repeat``.
 Prints figures only; it never fails on time.
 """
 
@@ -59,7 +61,8 @@ def child(db: str, folder: Path, workers: int, batch_size: int) -> None:
     cpu = after.ru_utime - own.ru_utime + after.ru_stime - own.ru_stime
     print(json.dumps({"elapsed": elapsed, "new": tally.new, "duplicate": tally.duplicate,
                       "quarantined": tally.quarantined, "cpu": cpu,
-                      "workers_cpu": kids.ru_utime + kids.ru_stime, "rss_kib": peak_rss_kib()}))
+                      "workers_cpu": kids.ru_utime + kids.ru_stime, "rss_kib": peak_rss_kib(),
+                      "workers_rss_kib": kids.ru_maxrss}))
 
 
 def peak_rss_kib() -> int:
@@ -121,7 +124,8 @@ def drop_pg_schema(url: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", default="1000,10000")
-    parser.add_argument("--workers", default="1", help="comma-separated, e.g. 1,2")
+    parser.add_argument("--workers", default="1,2", help="comma-separated, e.g. 1,2 (0: auto)")
+    parser.add_argument("--repeat", type=int, default=1, help="runs of each configuration")
     parser.add_argument("--batch-size", type=int, default=2000)
     parser.add_argument("--pg", default=os.environ.get("STSPILOT_BENCH_PG", DEFAULT_PG))
     parser.add_argument("--no-pg", action="store_true")
@@ -137,7 +141,8 @@ def main() -> None:
     print(f"ingest benchmark: workers={args.workers} batch={args.batch_size} "
           f"cpus={os.cpu_count()} python={sys.version.split()[0]}")
     print(f"{'backend':<10} {'input':<8} {'w':>2} {'reports':>8} {'new':>7} {'seconds':>8} "
-          f"{'reports/s':>10} {'cpu/s':>7} {'all cpu s':>9} {'load':>5} {'peak RSS MiB':>13}")
+          f"{'reports/s':>10} {'cpu/s':>7} {'all cpu s':>9} {'load':>5} {'peak RSS MiB':>13} "
+          f"{'worker RSS':>10}")
     with tempfile.TemporaryDirectory(prefix="stspilot-bench-") as tmp:
         root = Path(tmp)
         for n in (int(s) for s in args.sizes.split(",")):
@@ -147,13 +152,15 @@ def main() -> None:
             for backend in ("sqlite", "postgres"):
                 for form, (folder, distinct) in inputs.items():
                     for workers in (int(w) for w in str(args.workers).split(",")):
-                        run_one(args, root, backend, form, folder, distinct, n, workers)
+                        for attempt in range(args.repeat):
+                            run_one(args, root, backend, form, folder, distinct, n, workers,
+                                    attempt)
 
 
 def run_one(args: argparse.Namespace, root: Path, backend: str, form: str, folder: Path,
-            distinct: int, n: int, workers: int) -> None:
+            distinct: int, n: int, workers: int, attempt: int) -> None:
     if backend == "sqlite":
-        db: str | None = f"sqlite:///{root / f'{form}-{n}-{workers}.sqlite3'}"
+        db: str | None = f"sqlite:///{root / f'{form}-{n}-{workers}-{attempt}.sqlite3'}"
     else:
         db = None if args.no_pg else pg_schema_url(args.pg)
         if db is None:
@@ -169,7 +176,7 @@ def run_one(args: argparse.Namespace, root: Path, backend: str, form: str, folde
     print(f"{backend:<10} {form:<8} {workers:>2} {n:>8} {int(result['new']):>7} "
           f"{result['elapsed']:>8.2f} {rate:>10.0f} {n / result['cpu']:>7.0f} "
           f"{result['cpu'] + result['workers_cpu']:>9.2f} {os.getloadavg()[0]:>5.1f} "
-          f"{rss_kib / 1024:>13.1f}{check}")
+          f"{rss_kib / 1024:>13.1f} {result['workers_rss_kib'] / 1024:>10.1f}{check}")
 
 if __name__ == "__main__":
     main()

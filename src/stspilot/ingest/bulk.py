@@ -20,6 +20,7 @@ killed run leaves whole batches and a re-run turns them into duplicates.
 
 from __future__ import annotations
 
+import gc
 import itertools
 import marshal
 import os
@@ -104,11 +105,18 @@ def ingest_paths(
         first = list(itertools.islice(items, TASK + 1))
         items = itertools.chain(first, items)
         n_workers = min(AUTO_MAX_WORKERS, cpus) if cpus > 1 and len(first) > TASK else 1
-    if n_workers > 1:
-        run.with_pool(items, n_workers)
-    else:
-        run.in_process(items)
-    return run.finish()
+    # What is alive now lives on: keep the collector from walking it again and again while
+    # the batches' millions of short-lived tuples trigger collections (-4% of the storing
+    # side's instructions, callgrind).
+    gc.freeze()
+    try:
+        if n_workers > 1:
+            run.with_pool(items, n_workers)
+        else:
+            run.in_process(items)
+        return run.finish()
+    finally:
+        gc.unfreeze()
 
 
 # -- what workers do -------------------------------------------------------------------------
@@ -165,6 +173,7 @@ def _start_worker(parent: int) -> None:
         os._exit(70)  # EX_SOFTWARE; nothing of ours to flush: the parent commits, not us
 
     threading.Thread(target=watch, name="stspilot-parent-watch", daemon=True).start()
+    gc.freeze()  # the parent's objects, inherited: not ours to collect (nor to copy on write)
 
 
 # -- what this process does ------------------------------------------------------------------

@@ -8,6 +8,7 @@ cookies are stateless (signed by the web app); ``session_epoch`` lets one revoke
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import re
@@ -130,9 +131,12 @@ def verify_password(password: str, encoded: str) -> bool:
     return hmac.compare_digest(got, want)
 
 
-# Verified against when the user does not exist, so "no such user" takes as long as "wrong
-# password" and the login form does not reveal which names exist.
-_DUMMY_HASH = hash_password(secrets.token_urlsafe(16))
+@functools.cache
+def _dummy_hash() -> str:
+    """Verified against when the user does not exist, so "no such user" takes as long as
+    "wrong password" and the login form does not reveal which names exist. Made on first use:
+    at import it cost every command that opens the store ~50-100 ms of scrypt."""
+    return hash_password(secrets.token_urlsafe(16))
 
 
 def token_digest(token: str) -> str:
@@ -309,7 +313,7 @@ class Accounts:
                 )
             ).first()
         if row is None:
-            verify_password(password, _DUMMY_HASH)
+            verify_password(password, _dummy_hash())
             return None
         if not verify_password(password, row.password_hash) or row.disabled:
             return None

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from stspilot.reports import Deviation, TlsReport
 
@@ -30,8 +30,10 @@ class NewReport:
     deviations: tuple[Deviation, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
-class AddResult:
+class AddResult(NamedTuple):
+    """What became of one report. A named tuple: a batch makes thousands, and a frozen
+    dataclass costs several times as much to create."""
+
     status: AddStatus
     report_pk: int
     sha256: str  # of the raw unit
