@@ -90,16 +90,17 @@ def add_rows(conn: Connection, items: Sequence[ReportRows], *, dedup_raw: bool) 
         stored_at = (
             now_utc() if drv.pg else now_utc().replace(tzinfo=None).isoformat(" ", "microseconds")
         )
-        inserted = drv.insert_reports([(*items[n].report, stored_at) for n in pending])
-        lost = {items[n].key for n in pending if items[n].key not in inserted}
+        ids = drv.insert_reports(
+            [(*items[n].report, stored_at) for n in pending], [items[n].key for n in pending]
+        )
+        lost = {items[n].key for n, pk in zip(pending, ids, strict=True) if pk is None}
         if lost:  # stored before: by an earlier batch, or a concurrent writer just now
             existing.update(_existing_keys(conn, lost))
         policies: list[tuple[Any, ...]] = []
         details: list[tuple[Any, ...]] = []
         blobs: dict[str, tuple[int, bytes]] = {}
-        for n in pending:
+        for n, pk in zip(pending, ids, strict=True):
             item = items[n]
-            pk = inserted.get(item.key)
             if pk is None:
                 results[n] = AddResult("duplicate", existing[item.key], item.sha256)
                 continue
@@ -179,17 +180,23 @@ class _Driver:
         self.pg = conn.dialect.name == "postgresql"
         self.dbapi: Any = conn.connection.dbapi_connection
 
-    def insert_reports(self, rows: list[tuple[Any, ...]]) -> dict[tuple[str, str], int]:
-        """Insert report rows, skipping stored identities; the ids of those inserted, by key."""
+    def insert_reports(
+        self, rows: list[tuple[Any, ...]], keys: list[tuple[str, str]]
+    ) -> list[int | None]:
+        """Insert report rows, skipping stored identities: the id of each row, None where
+        its identity was stored already."""
         if self.pg:
             returned = self._unnest_returning(
                 "reports", REPORT_COLUMNS, rows, "id, organization_name, report_id"
             )
-            return {(org, rid): int(pk) for pk, org, rid in returned}
-        # SQLite: executemany (one prepared statement) and then read the new rows back by id.
-        # The transaction holds the write lock (BEGIN IMMEDIATE), so every row past the
-        # largest id before the insert is one of ours. A 2,000-row VALUES list with RETURNING
-        # cost ~40% more: SQLite compiles a 30,000-parameter statement per batch.
+            ids = {(org, rid): int(pk) for pk, org, rid in returned}
+            return [ids.get(key) for key in keys]
+        # SQLite: executemany (one prepared statement). A 2,000-row VALUES list with RETURNING
+        # cost ~40% more: SQLite compiles a 30,000-parameter statement per batch. The
+        # transaction holds the write lock (BEGIN IMMEDIATE), so every row past the largest id
+        # before the insert is one of ours, and SQLite gives each new row the largest id plus
+        # one (https://www.sqlite.org/autoinc.html): with no identity refused, row i got
+        # before + 1 + i. Otherwise (re-runs) the new rows are read back.
         cur = self.dbapi.cursor()
         try:
             cur.execute("SELECT coalesce(max(id), 0) FROM reports")
@@ -201,6 +208,10 @@ class _Driver:
                 f"INSERT INTO reports ({names}) VALUES ({marks}) ON CONFLICT DO NOTHING", rows
             )
             added = self.dbapi.total_changes - changes
+            cur.execute("SELECT coalesce(max(id), 0) FROM reports")
+            (after,) = cur.fetchone()
+            if added == len(rows) and after == before + added:
+                return list(range(before + 1, after + 1))
             cur.execute(
                 "SELECT id, organization_name, report_id FROM reports WHERE id > ?", (before,)
             )
@@ -210,7 +221,7 @@ class _Driver:
         if len(found) != added:
             # Only if SQLite stopped giving max(id) + 1 (ids near 2**63): refuse, roll back.
             raise StoreError(f"inserted {added} reports but found {len(found)} new ids")
-        return found
+        return [found.get(key) for key in keys]
 
     def copy_or_insert(
         self, table: str, columns: Sequence[str], rows: list[tuple[Any, ...]]
