@@ -10,14 +10,14 @@ import contextlib
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.header import decode_header, make_header
 from email.message import Message
 from email.utils import parseaddr, parsedate_to_datetime
 from typing import Any, Protocol
 
 from stspilot.errors import LimitExceeded
-from stspilot.ingest.mime import Headers, flat_multipart
+from stspilot.ingest.mime import Headers, flat_leaves, remember
 from stspilot.report_schema import DEVIATIONS, Limits
 from stspilot.reports import Deviation, TlsReport, fast_pickle
 
@@ -42,7 +42,9 @@ REPORT_SUFFIXES = (".json.gz", ".json", ".gz")
 _SUBJECT_DOMAIN = re.compile(r"\bDomain:\s*([^\s<>]+)", re.IGNORECASE)
 _SUBJECT_SUBMITTER = re.compile(r"\bSubmitter:\s*([^\s<>]+)", re.IGNORECASE)
 _SUBJECT_REPORT_ID = re.compile(r"\bReport-ID:\s*<?([^\s<>]+)>?", re.IGNORECASE)
-_SPACES = re.compile(r"\s+")
+# Where each Subject keyword starts (ASCII subjects: the regex then searches from there).
+_SUBJECT_KEYS = ((_SUBJECT_DOMAIN, "domain:"), (_SUBJECT_SUBMITTER, "submitter:"),
+                 (_SUBJECT_REPORT_ID, "report-id:"))  # fmt: skip
 _NOT_ALNUM = re.compile(r"[^0-9a-z]")
 # "addr@domain" or "Display Name <addr@domain>" with nothing parseaddr would rewrite.
 _SIMPLE_FROM = re.compile(r'(?:[^<>"(),;:@\\]*<)?([^\s<>"(),;:@\\\[\]]+@[^\s<>"(),;:@\\\[\]]+)>?')
@@ -96,43 +98,64 @@ def header_text(msg: HeaderSource, name: str) -> str | None:
         # Keep the raw header when an encoded-word is odd: it must not lose the message.
         with contextlib.suppress(ValueError, LookupError, UnicodeError):
             text = str(make_header(decode_header(text)))
-    return _SPACES.sub(" ", text).strip()
+    # Runs of white space to one space, none at the ends (str.split's white space is \s).
+    return " ".join(text.split())
+
+
+_FROM_MEMO: dict[str, str | None] = {}  # report senders repeat their From
 
 
 def _from_address(text: str) -> str | None:
+    try:
+        return _FROM_MEMO[text]
+    except KeyError:
+        pass
     simple = _SIMPLE_FROM.fullmatch(text)
     if simple is not None and text.count("<") == text.count(">") <= 1 and ".." not in text:
-        return simple.group(1)
-    return parseaddr(text)[1] or None
+        addr: str | None = simple.group(1)
+    else:
+        addr = parseaddr(text)[1] or None
+    remember(_FROM_MEMO, text, addr)
+    return addr
+
+
+def _subject_search(subject: str) -> list[str | None]:
+    """Group 1 of each Subject keyword pattern's first match (None where none matches)."""
+    low = subject.lower() if subject.isascii() else None
+    found: list[str | None] = []
+    for pattern, key in _SUBJECT_KEYS:
+        if low is None:
+            match = pattern.search(subject)
+        else:
+            # A match starts at the keyword (ASCII: IGNORECASE is lower()), so searching from
+            # its first occurrence finds the same match (\b still sees the character before).
+            at = low.find(key)
+            match = pattern.search(subject, at) if at >= 0 else None
+        found.append(match.group(1) if match else None)
+    return found
 
 
 def read_envelope(msg: HeaderSource) -> Envelope:
     subject = header_text(msg, "Subject") or ""
-    domain = _SUBJECT_DOMAIN.search(subject)
-    submitter = _SUBJECT_SUBMITTER.search(subject)
-    report_id = _SUBJECT_REPORT_ID.search(subject)
+    domain, submitter, report_id = _subject_search(subject)
     from_text = header_text(msg, "From")
     from_addr = _from_address(from_text) if from_text else None
-    signatures = [_dkim_tags(str(v)) for v in msg.get_all("DKIM-Signature") or ()]
-    dkim_domains = tuple(dict.fromkeys(s["d"].lower() for s in signatures if s.get("d")))
-    covers = any(
-        {"tls-report-domain", "tls-report-submitter"}
-        <= {h.strip().lower() for h in s.get("h", "").split(":")}
-        for s in signatures
-    )
-    return Envelope(
-        tls_report_domain=_domain(header_text(msg, "TLS-Report-Domain")),
-        tls_report_submitter=_domain(header_text(msg, "TLS-Report-Submitter")),
-        subject=subject,
-        subject_domain=_domain(domain.group(1)) if domain else None,
-        subject_submitter=_domain(submitter.group(1)) if submitter else None,
-        subject_report_id=report_id.group(1) if report_id else None,
-        message_id=(header_text(msg, "Message-ID") or "").strip("<> ") or None,
-        from_addr=from_addr,
-        date=_date(header_text(msg, "Date")),
-        dkim_signed=bool(signatures),
-        dkim_domains=dkim_domains,
-        dkim_covers_tlsrpt_headers=covers,
+    signatures = [_dkim_dh(str(v)) for v in msg.get_all("DKIM-Signature") or ()]
+    dkim_domains = tuple(dict.fromkeys(d.lower() for d, _ in signatures if d))
+    covers = any(_covers_tlsrpt(h or "") for _, h in signatures)
+    return Envelope(  # by position: a third cheaper than by keyword (fields in order)
+        _domain(header_text(msg, "TLS-Report-Domain")),  # tls_report_domain
+        _domain(header_text(msg, "TLS-Report-Submitter")),  # tls_report_submitter
+        subject,
+        _domain(domain),  # subject_domain
+        _domain(submitter),  # subject_submitter
+        report_id,  # subject_report_id
+        (header_text(msg, "Message-ID") or "").strip("<> ") or None,  # message_id
+        from_addr,
+        _date(header_text(msg, "Date")),
+        bool(signatures),  # dkim_signed
+        dkim_domains,
+        covers,  # dkim_covers_tlsrpt_headers
     )
 
 
@@ -153,21 +176,20 @@ def report_parts(msg: Message, limits: Limits) -> list[ReportPart]:
 
 def fast_report_parts(raw: bytes, limits: Limits) -> tuple[Headers, list[ReportPart]] | None:
     """The top headers and report parts of the usual report mail (one flat multipart, ASCII
-    headers) read by ``mime.flat_multipart`` without the stdlib parser (most of the cost of a
+    headers) read by ``mime.flat_leaves`` without the stdlib parser (most of the cost of a
     mailed report); ``None`` for anything else, and the caller walks the message with
     ``email`` instead."""
     cut = _blank_line(raw)
     if cut < 0:
         return None
-    flat = flat_multipart(raw, cut, limits.max_mime_parts, _max_encoded(limits))
+    flat = flat_leaves(raw, cut, limits.max_mime_parts, _max_encoded(limits))
     if flat is None:
         return None
     top, leaves = flat
     found = []
-    for index, leaf in enumerate(leaves, start=1):  # numbered as email's walk() would
-        picked = _choose(
-            index, leaf.content_type, leaf.filename, leaf.encoded_size, leaf.decoded, limits
-        )
+    for index, (ctype, filename, encoded_size, payload) in enumerate(leaves, start=1):
+        # numbered as email's walk() would
+        picked = _choose(index, ctype, filename, encoded_size, payload, limits)
         if picked is not None:
             found.append(picked)
     return top, found
@@ -200,43 +222,47 @@ def _choose(
     ctype: str,
     filename: str,
     encoded_size: int,
-    decode: Callable[[], bytes | None],
+    decode: Callable[[], bytes | None] | bytes,
     limits: Limits,
 ) -> ReportPart | None:
-    """Whether a part carries a report: by media type AND file name AND content (§5.3)."""
+    """Whether a part carries a report: by media type AND file name AND content (§5.3).
+    ``decode``: the transfer-decoded payload, or what decodes it when it is wanted."""
     declared = ctype in REPORT_TYPES
     named = filename.lower().endswith(REPORT_SUFFIXES)
-    if not (declared or named or ctype in LOOSE_TYPES or ctype.startswith("text/")):
+    by_type_or_name = declared or named or ctype in LOOSE_TYPES
+    if not (by_type_or_name or ctype.startswith("text/")):
         return None
     if encoded_size > _max_encoded(limits):
         raise LimitExceeded(
             "report.limit.compressed-bytes",
             f"report part is over {limits.max_compressed_bytes} bytes",
         )
-    payload = decode()
+    payload = decode if isinstance(decode, bytes) else decode()
     if payload is None:
         return None
-    label = _label(index, ctype, filename)
-    if not (declared or named or ctype in LOOSE_TYPES):
+    if not by_type_or_name:
         # A text/* part without a report name: only a JSON report body counts (a mislabelled
         # +json part), never the human-readable first part (§5.3).
-        head = payload.lstrip()[:4096]
-        if not (head.startswith(b"{") and b'"policies"' in payload):
+        if not (payload.lstrip()[:1] == b"{" and b'"policies"' in payload):
             return None
-    elif not (payload[:2] == b"\x1f\x8b" or payload.lstrip()[:1] == b"{") and not (
-        declared or named
+    elif not (declared or named) and not (
+        payload[:2] == b"\x1f\x8b" or payload.lstrip()[:1] == b"{"
     ):
         return None  # an octet-stream that is neither gzip nor JSON is someone else's file
-    return ReportPart(label, payload, ctype, declared)
+    return ReportPart(_label(index, ctype, filename), payload, ctype, declared)
 
 
 def _blank_line(raw: bytes) -> int:
     """Where the body starts (after the first empty line), or -1."""
-    crlf = raw.find(b"\r\n\r\n")
     lf = raw.find(b"\n\n")
-    if lf >= 0 and (crlf < 0 or lf < crlf):
-        return lf + 2
-    return crlf + 4 if crlf >= 0 else -1
+    if lf < 0:
+        crlf = raw.find(b"\r\n\r\n")
+        return crlf + 4 if crlf >= 0 else -1
+    if raw.find(b"\r", 0, lf) < 0:
+        return lf + 2  # no CR before it at all (one memchr): no CRLF blank line either
+    # A CRLF blank line counts only before the LF one: search no further.
+    crlf = raw.find(b"\r\n\r\n", 0, lf + 3)
+    return crlf + 4 if crlf >= 0 else lf + 2
 
 
 def envelope_deviations(report: TlsReport, envelope: Envelope) -> tuple[Deviation, ...]:
@@ -296,13 +322,23 @@ def envelope_deviations(report: TlsReport, envelope: Envelope) -> tuple[Deviatio
 def _same_report_id(subject_id: str, body_id: str) -> bool:
     """Compare leniently: Google writes ``2024-09-03T00:00:00Z_example.com`` in the body and
     ``<2024.09.03T00.00.00Z+example.com@google.com>`` in the Subject (checklist D.5)."""
-    subject_norm = _NOT_ALNUM.sub("", subject_id.lower())
-    body_norm = _NOT_ALNUM.sub("", body_id.lower())
-    if subject_norm == body_norm:
+    body_norm = _alnum(body_id)
+    if _alnum(subject_id) == body_norm:
         return True
     if "@" in subject_id and "@" not in body_id:
-        return _NOT_ALNUM.sub("", subject_id.rpartition("@")[0].lower()) == body_norm
+        return _alnum(subject_id.rpartition("@")[0]) == body_norm
     return False
+
+
+# Every byte but 0-9 and a-z: deleted by bytes.translate.
+_NOT_ALNUM_BYTES = bytes(c for c in range(256) if not (48 <= c <= 57 or 97 <= c <= 122))
+
+
+def _alnum(text: str) -> bytes:
+    """The digits and lower-case ASCII letters of ``text`` lowered (``_NOT_ALNUM``)."""
+    if text.isascii():
+        return text.lower().encode("ascii").translate(None, _NOT_ALNUM_BYTES)
+    return _NOT_ALNUM.sub("", text.lower()).encode("ascii")
 
 
 def _aligned(a: str, b: str) -> bool:
@@ -311,13 +347,48 @@ def _aligned(a: str, b: str) -> bool:
     return a == b or a.endswith("." + b) or b.endswith("." + a)
 
 
-def _dkim_tags(value: str) -> dict[str, str]:
-    tags: dict[str, str] = {}
-    for item in _SPACES.sub("", value).split(";"):
-        key, sep, val = item.partition("=")
-        if sep and key not in tags:
-            tags[key.lower()] = val
-    return tags
+# The d= and h= tags of a DKIM-Signature: the items between semicolons whose name, white
+# space removed, is d, D, h or H (a value runs to the next semicolon).
+_DKIM_DH = re.compile(r";\s*([dDhH])\s*=([^;]*)")
+
+
+def _dkim_dh(value: str) -> tuple[str | None, str | None]:
+    """The d= and h= tags (white space removed; None when absent) of a DKIM-Signature, as a
+    dict of all its tags would have them, built item by item with ``if key not in tags:
+    tags[key.lower()] = value``: a lower-case name counts the first time, an upper-case one
+    every time. Found without splitting out every tag (the b= signature is most of the
+    text)."""
+    d: str | None = None
+    h: str | None = None
+    for match in _DKIM_DH.finditer(";" + value):
+        key, val = match.groups()
+        if key == "d":
+            if d is None:
+                d = "".join(val.split())
+        elif key == "D":
+            d = "".join(val.split())
+        elif key == "h":
+            if h is None:
+                h = "".join(val.split())
+        else:
+            h = "".join(val.split())
+    return d, h
+
+
+_COVERS: dict[str, bool] = {}  # h= lists repeat per sender
+
+
+def _covers_tlsrpt(h: str) -> bool:
+    """Whether a DKIM h= list signs both TLS-Report headers."""
+    try:
+        return _COVERS[h]
+    except KeyError:
+        pass
+    covers = {"tls-report-domain", "tls-report-submitter"} <= {
+        name.strip().lower() for name in h.split(":")
+    }
+    remember(_COVERS, h, covers)
+    return covers
 
 
 def _domain(value: str | None) -> str | None:
@@ -326,9 +397,45 @@ def _domain(value: str | None) -> str | None:
     return value.strip().strip("<>").rstrip(".").lower() or None
 
 
+# The usual Date (RFC 5322 §3.3, whitespace collapsed): "Thu, 02 Jan 2025 03:39:59 +0000",
+# maybe with a trailing comment, which parsedate ignores; anything else goes to email.utils.
+_DATE = re.compile(
+    r"(?:(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), )?([0-9]{1,2}) "
+    r"(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) ((?:19|20)[0-9][0-9]) "
+    r"([01][0-9]|2[0-3]):([0-5][0-9]):([0-5][0-9]) ([+-])([01][0-9]|2[0-3])([0-5][0-9])(?: |\Z)"
+)
+_OFFSETS: dict[str, timedelta] = {}  # "+0200" -> what takes a local time to UTC
+_MONTHS = {
+    name: number
+    for number, name in enumerate(
+        ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), 1
+    )
+}
+
+
 def _date(value: str | None) -> datetime | None:
     if not value:
         return None
+    usual = _DATE.match(value)
+    if usual is not None:
+        day, month, year, hour, minute, second, sign, tz_hour, tz_minute = usual.groups()
+        try:
+            when = datetime(
+                int(year), _MONTHS[month], int(day), int(hour), int(minute), int(second),
+                tzinfo=UTC,
+            )  # fmt: skip
+        except ValueError:
+            pass  # 31 Feb and the like: email.utils decides (None, as it refuses them too)
+        else:
+            # What parsedate_to_datetime(...).astimezone(UTC) gives ("-0000": UTC as well).
+            zone = sign + tz_hour + tz_minute
+            offset = _OFFSETS.get(zone)
+            if offset is None:  # at most 2 * 24 * 60 of them
+                sign_ = -1 if sign == "+" else 1
+                offset = _OFFSETS[zone] = timedelta(
+                    hours=sign_ * int(tz_hour), minutes=sign_ * int(tz_minute)
+                )
+            return when + offset
     try:
         when = parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):
