@@ -225,7 +225,13 @@ class _Run:
         decode = marshal.loads if self.dialect == "sqlite" else pickle.loads
 
         def land() -> None:
-            future, received_at = in_flight.popleft()
+            future, received_at = in_flight[0]
+            if self.pending and not future.done():
+                # Nothing to take yet: commit what is staged instead of idling (a smaller
+                # batch, still one whole transaction), so the workers' head start at the
+                # beginning and their stalls later cost this process no time.
+                self.commit()
+            in_flight.popleft()
             self.take(decode(future.result()), received_at)
 
         # Workers stage the next batch while this process commits one, and nothing is
