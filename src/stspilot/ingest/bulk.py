@@ -309,8 +309,7 @@ class _Run:
                 return
 
     def finish(self) -> Tally:
-        while self.pending or self.failed:
-            self.batch_size = max(self.batch_size, len(self.pending))
+        while self.pending or self.failed:  # each call commits at least one batch
             self.commit()
         return self.tally + Tally(errors=self.errors)
 
