@@ -4,6 +4,7 @@ PostgreSQL, and each run's peak RSS (one fresh child process per run; its VmHWM)
     .venv/bin/python bench/ingest_bench.py                 # 1,000 and 10,000 reports
     .venv/bin/python bench/ingest_bench.py --sizes 10000 --workers 1,2
     .venv/bin/python bench/ingest_bench.py --pg postgresql+psycopg://postgres@127.0.0.1:5432/test
+    .venv/bin/python bench/ingest_bench.py --grow 10 --sizes 10000 --workers 0   # a growing store
 
 Columns: wall-clock reports/s; "cpu/s", reports per CPU-second of the ingesting (storing)
 process alone; "all cpu s", CPU seconds of that process plus its workers (which read, parse
@@ -11,6 +12,11 @@ and build rows); the 1-minute load average at the end; the peak RSS of the stori
 and the largest of its workers'. ``--workers 0`` is the CLI's default (one per CPU). The
 machine this was written on varies by +-30% between runs of the same code: use ``--repeat``.
 Prints figures only; it never fails on time.
+
+``--grow R`` asks whether speed and memory hold as the store grows: R rounds of ``--sizes``
+new reports each go into one SQLite store, all in one ingesting process (as a long-running
+receiver or a large import would), printing per round its reports/s, the store's size on disk
+and the process's RSS then (VmRSS) and at its peak (VmHWM).
 """
 
 from __future__ import annotations
@@ -63,6 +69,33 @@ def child(db: str, folder: Path, workers: int, batch_size: int) -> None:
                       "quarantined": tally.quarantined, "cpu": cpu,
                       "workers_cpu": kids.ru_utime + kids.ru_stime, "rss_kib": peak_rss_kib(),
                       "workers_rss_kib": kids.ru_maxrss}))
+
+
+def grow_child(db: str, folders: list[Path], workers: int, batch_size: int) -> None:
+    """Runs in a fresh process: ingest each folder in turn into one store, a JSON line each."""
+    from stspilot.ingest.bulk import ingest_paths
+    from stspilot.store import Store
+
+    path = Path(db.removeprefix("sqlite:///"))
+    with Store.open(db) as store:
+        total = 0
+        for folder in folders:
+            started = time.perf_counter()
+            tally = ingest_paths(store, [folder], workers=workers, batch_size=batch_size)
+            elapsed = time.perf_counter() - started
+            total += tally.new
+            disk = sum(f.stat().st_size for f in path.parent.glob(path.name + "*"))
+            print(json.dumps({"elapsed": elapsed, "new": tally.new, "total": total,
+                              "disk_mib": disk / 2**20, "rss_kib": status_kib("VmRSS"),
+                              "hwm_kib": status_kib("VmHWM")}), flush=True)
+
+
+def status_kib(field: str) -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return 0
 
 
 def peak_rss_kib() -> int:
@@ -130,12 +163,21 @@ def main() -> None:
     parser.add_argument("--pg", default=os.environ.get("STSPILOT_BENCH_PG", DEFAULT_PG))
     parser.add_argument("--no-pg", action="store_true")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--grow", type=int, default=0, metavar="R",
+                        help="R rounds of --sizes reports into one growing SQLite store")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--db", help=argparse.SUPPRESS)
     parser.add_argument("--dir", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(args.db, Path(args.dir), int(args.workers), args.batch_size)
+        folders = [Path(d) for d in args.dir.split(os.pathsep)]
+        if len(folders) > 1:
+            grow_child(args.db, folders, int(args.workers), args.batch_size)
+        else:
+            child(args.db, folders[0], int(args.workers), args.batch_size)
+        return
+    if args.grow:
+        grow(args)
         return
 
     print(f"ingest benchmark: workers={args.workers} batch={args.batch_size} "
@@ -155,6 +197,56 @@ def main() -> None:
                         for attempt in range(args.repeat):
                             run_one(args, root, backend, form, folder, distinct, n, workers,
                                     attempt)
+
+
+def grow(args: argparse.Namespace) -> None:
+    n, rounds = int(args.sizes.split(",")[0]), args.grow
+    print(f"growing-store benchmark: {rounds} rounds of {n} reports, workers={args.workers} "
+          f"batch={args.batch_size} cpus={os.cpu_count()} python={sys.version.split()[0]}")
+    with tempfile.TemporaryDirectory(prefix="stspilot-bench-") as tmp:
+        root = Path(tmp)
+        started = time.perf_counter()
+        # One generation, cut into rounds: every round's reports are new to the store.
+        from stspilot.lab.sample_reports import generate_reports, to_email, to_gzip
+
+        domains = [f"customer{i}.example" for i in range(50)]
+        reports = generate_reports(n * rounds, seed=args.seed, domains=domains)
+        forms = {
+            "json.gz": lambda r, i: to_gzip(r),
+            "eml": lambda r, i: to_email(r, gzip=i % 2 == 0),
+        }
+        dirs: dict[str, list[Path]] = {form: [] for form in forms}
+        for form, encode in forms.items():
+            for k in range(rounds):
+                folder = root / f"{form}-round{k:03d}"
+                folder.mkdir()
+                for i in range(k * n, (k + 1) * n):
+                    (folder / f"{i:07d}.{form}").write_bytes(encode(reports[i], i))
+                dirs[form].append(folder)
+        del reports
+        took = time.perf_counter() - started
+        print(f"# generated {n * rounds} reports x 2 forms in {took:.1f} s")
+        print(f"{'input':<8} {'w':>2} {'round':>5} {'stored':>8} {'reports/s':>10} "
+              f"{'disk MiB':>9} {'RSS MiB':>8} {'peak MiB':>9} {'load':>5}")
+        for form, folders in dirs.items():
+            for workers in (int(w) for w in str(args.workers).split(",")):
+                db = f"sqlite:///{root / f'grow-{form}-{workers}.sqlite3'}"
+                proc = subprocess.Popen(
+                    [sys.executable, __file__, "--child", "--db", db,
+                     "--dir", os.pathsep.join(map(str, folders)), "--workers", str(workers),
+                     "--batch-size", str(args.batch_size)],
+                    stdout=subprocess.PIPE, text=True,
+                )
+                assert proc.stdout is not None
+                for k, line in enumerate(proc.stdout):
+                    r = json.loads(line)
+                    check = "" if r["new"] == n else f"  (expected {n} new!)"
+                    print(f"{form:<8} {workers:>2} {k + 1:>5} {r['total']:>8} "
+                          f"{r['new'] / r['elapsed']:>10.0f} {r['disk_mib']:>9.0f} "
+                          f"{r['rss_kib'] / 1024:>8.1f} {r['hwm_kib'] / 1024:>9.1f} "
+                          f"{os.getloadavg()[0]:>5.1f}{check}", flush=True)
+                if proc.wait() != 0:
+                    raise RuntimeError(f"child failed with {proc.returncode}")
 
 
 def run_one(args: argparse.Namespace, root: Path, backend: str, form: str, folder: Path,

@@ -201,6 +201,18 @@ def test_cli_no_mx_probe(threaded_lab: LabInfo, capsys: pytest.CaptureFixture[st
     assert doc["domains"][0]["findings"] == []
 
 
+def test_cli_expiry_days(threaded_lab: LabInfo, capsys: pytest.CaptureFixture[str]) -> None:
+    """The lab's good certificates have 90 days left: quiet at the default 14, "expiring"
+    (a warning, exit 1) for the MX and the policy host at --expiry-days 120."""
+    assert main(["check", *threaded_lab.check_args(), "--json", "enforce-ok.test"]) == 0
+    assert json.loads(capsys.readouterr().out)["domains"][0]["findings"] == []
+    argv = ["check", *threaded_lab.check_args(), "--json", "--expiry-days", "120"]
+    assert main([*argv, "enforce-ok.test"]) == 1
+    doc = json.loads(capsys.readouterr().out)
+    codes = {f["code"] for f in doc["domains"][0]["findings"]}
+    assert codes == {"mx.cert.expiring", "sts.policy.tls.expiring"}
+
+
 @pytest.mark.parametrize(
     "argv",
     [

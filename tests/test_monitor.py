@@ -233,6 +233,30 @@ def test_policy_edit_without_id_bump_alerts_once(store: Store, lab: LabThread, h
     assert len(store.check_history(CHANGING)) == 3
 
 
+def test_expiry_days_sets_both_the_alerts_and_the_stored_findings(
+    store: Store, lab: LabThread, hook: Hook
+) -> None:
+    """``--expiry-days`` is one threshold: the lab's certificates (90 days left) are
+    "expiring" for the stored check and for the alerts alike, the policy host's included."""
+    domain = BENCH[0].domain
+    add_domain(store, [domain], now=T0)
+    config = MonitorConfig(interval=6 * HOUR, enroll_hosted=False, expiry_days=120)
+    alerts = Notifier(webhooks=(hook.url,), timeout=5.0)
+    tally = asyncio.run(run_once(store, options=lab.options, now=T0, config=config, alerts=alerts))
+    assert (tally.checked, tally.failed, tally.delivery_errors) == (1, 0, ())
+    record = store.latest_check(domain)
+    assert record is not None
+    codes = {f["code"] for f in record.result["findings"]}
+    assert {"mx.cert.expiring", "sts.policy.tls.expiring"} <= codes
+    assert {m["code"] for m in hook.received} == {"cert.mx", "cert.policy-host"}
+    # The default threshold (14 days) sees nothing to say about the same certificates.
+    add_domain(store, [BENCH[1].domain], now=T0)
+    quiet = MonitorConfig(interval=6 * HOUR, enroll_hosted=False)
+    asyncio.run(run_once(store, options=lab.options, now=T0, config=quiet))
+    record = store.latest_check(BENCH[1].domain)
+    assert record is not None and record.result["findings"] == []
+
+
 def test_cli_add_list_and_sigterm(store_url: str, tmp_path: Any) -> None:
     app = typer.Typer()
     register(app)

@@ -218,6 +218,8 @@ async def run_once(
         return Tally()
     probes: Probes | None = None
     if checker is None:
+        # The stored check's "expiring" findings and the alerts use one threshold.
+        options = replace(options, expiry_warning_days=config.expiry_days)
         probes = Probes(options)
         shared = probes
 

@@ -114,6 +114,7 @@ def build_options(
     deadline: float,
     concurrency: int,
     probe_mx: bool,
+    expiry_days: int = 14,
 ) -> CheckOptions:
     from stspilot.check import CheckOptions
 
@@ -133,6 +134,7 @@ def build_options(
         deadline=deadline,
         probe_mx=probe_mx,
         concurrency=concurrency,
+        expiry_warning_days=expiry_days,
     )
 
 
@@ -172,6 +174,12 @@ def check_command(
             help="processes to shard the domains over (default: one per CPU from 200 domains)",
         ),
     ] = None,
+    expiry_days: Annotated[
+        int,
+        typer.Option(
+            "--expiry-days", min=0, help="warn of certificates expiring within this many days"
+        ),
+    ] = 14,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="explain everything")] = False,
 ) -> None:
     import asyncio
@@ -187,6 +195,7 @@ def check_command(
         deadline=deadline,
         concurrency=concurrency,
         probe_mx=not no_mx_probe,
+        expiry_days=expiry_days,
     )
     # rich is imported when there is something to draw: start-up is before the first packet.
     if sys.stderr.isatty() and len(names) >= PROGRESS_FROM:
