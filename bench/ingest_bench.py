@@ -256,7 +256,8 @@ def run_one(args: argparse.Namespace, root: Path, backend: str, form: str, folde
     else:
         db = None if args.no_pg else pg_schema_url(args.pg)
         if db is None:
-            print(f"{backend:<10} {form:<8} (PostgreSQL not reachable: skipped)")
+            why = "--no-pg" if args.no_pg else "PostgreSQL not reachable"
+            print(f"{backend:<10} {form:<8} (skipped: {why})")
             return
     try:
         result, rss_kib = run_child(db, folder, workers, args.batch_size)
