@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stspilot.evaluate import CheckResult, Stage, TlsRptState, evaluate
+from stspilot.evaluate import CheckResult, PublishedStage, TlsRptState, evaluate
 from stspilot.facts import (
     AddressLookup,
     CertInfo,
@@ -656,7 +656,7 @@ def test_healthy_domain_has_no_problem() -> None:
     result = evaluate(HEALTHY)
     assert result.findings == ()
     assert result.worst is None
-    assert result.stage is Stage.ENFORCE
+    assert result.stage is PublishedStage.ENFORCE
     assert result.effective.usable and result.effective.mode is Mode.ENFORCE
     assert result.sts_record is not None and result.sts_record.id == "20261122"
     assert result.tlsrpt.state is TlsRptState.VALID
@@ -683,50 +683,68 @@ def test_catalogue_has_no_dead_codes() -> None:
     assert emitted - set(CATALOGUE) == set()
 
 
-STATES: list[tuple[str, Callable[[DomainFacts], DomainFacts], Stage, bool, str]] = [
-    ("enforce", lambda f: f, Stage.ENFORCE, True, "ok"),
-    ("testing", TESTING, Stage.TESTING, True, "ok"),
-    ("none-mode", body(policy_body("none")), Stage.NONE_MODE, True, "ok"),
+STATES: list[tuple[str, Callable[[DomainFacts], DomainFacts], PublishedStage, bool, str]] = [
+    ("enforce", lambda f: f, PublishedStage.ENFORCE, True, "ok"),
+    ("testing", TESTING, PublishedStage.TESTING, True, "ok"),
+    ("none-mode", body(policy_body("none")), PublishedStage.NONE_MODE, True, "ok"),
     (
         "nothing",
         chain(NO_STS, rpt(status=DnsStatus.NXDOMAIN)),
-        Stage.NONE,
+        PublishedStage.NONE,
         False,
         "sts.txt.missing",
     ),
-    ("reporting", NO_STS, Stage.REPORTING, False, "sts.txt.missing"),
+    ("reporting", NO_STS, PublishedStage.REPORTING, False, "sts.txt.missing"),
     (
         "dns-orphan",
         fetch_fail(FetchOutcome.REDIRECT, status=302),
-        Stage.REPORTING,
+        PublishedStage.REPORTING,
         False,
         "sts.policy.redirect",
     ),
-    ("html", body(b"<html></html>", "text/html"), Stage.REPORTING, False, "sts.policy.html"),
-    ("bad-type", body(policy_body(), "text/html"), Stage.REPORTING, False, "sts.policy.html"),
+    (
+        "html",
+        body(b"<html></html>", "text/html"),
+        PublishedStage.REPORTING,
+        False,
+        "sts.policy.html",
+    ),
+    (
+        "bad-type",
+        body(policy_body(), "text/html"),
+        PublishedStage.REPORTING,
+        False,
+        "sts.policy.html",
+    ),
     (
         "octet",
         body(policy_body(), "application/octet-stream"),
-        Stage.REPORTING,
+        PublishedStage.REPORTING,
         False,
         "sts.policy.content-type",
     ),
-    ("bad-body", body(policy_body("doubt")), Stage.REPORTING, False, "sts.policy.mode"),
+    ("bad-body", body(policy_body("doubt")), PublishedStage.REPORTING, False, "sts.policy.mode"),
     (
         "multiple",
         sts(b"v=STSv1; id=1", b"v=STSv1; id=2"),
-        Stage.REPORTING,
+        PublishedStage.REPORTING,
         False,
         "sts.txt.multiple",
     ),
     (
         "txt-servfail",
         sts(status=DnsStatus.SERVFAIL),
-        Stage.REPORTING,
+        PublishedStage.REPORTING,
         False,
         "sts.txt.lookup-failed",
     ),
-    ("not-fetched", lambda f: replace(f, policy=None), Stage.REPORTING, False, "not-fetched"),
+    (
+        "not-fetched",
+        lambda f: replace(f, policy=None),
+        PublishedStage.REPORTING,
+        False,
+        "not-fetched",
+    ),
 ]
 
 
@@ -734,7 +752,7 @@ STATES: list[tuple[str, Callable[[DomainFacts], DomainFacts], Stage, bool, str]]
     ("change", "stage", "usable", "reason"), [s[1:] for s in STATES], ids=[s[0] for s in STATES]
 )
 def test_stage_and_effective_state(
-    change: Callable[[DomainFacts], DomainFacts], stage: Stage, usable: bool, reason: str
+    change: Callable[[DomainFacts], DomainFacts], stage: PublishedStage, usable: bool, reason: str
 ) -> None:
     result = evaluate(change(HEALTHY))
     assert result.stage is stage
@@ -908,7 +926,7 @@ def test_evaluate_never_raises(facts: DomainFacts) -> None:
     result = evaluate(facts)
     assert all(f.code in CATALOGUE for f in result.findings)
     assert result.effective.usable is (
-        result.stage in (Stage.ENFORCE, Stage.TESTING, Stage.NONE_MODE)
+        result.stage in (PublishedStage.ENFORCE, PublishedStage.TESTING, PublishedStage.NONE_MODE)
     )
     keys = [(-f.severity, f.code, f.subject) for f in result.findings]
     assert keys == sorted(keys)
@@ -917,7 +935,7 @@ def test_evaluate_never_raises(facts: DomainFacts) -> None:
 def test_mode_none_does_not_judge_coverage() -> None:
     for patterns in ((), ("old.example.org",)):
         result = evaluate(body(policy_body("none", mx=patterns))(HEALTHY))
-        assert result.stage is Stage.NONE_MODE
+        assert result.stage is PublishedStage.NONE_MODE
         assert not {"sts.mx.not-covered", "sts.mx.pattern-unused"} & set(result.codes())
 
 
@@ -952,7 +970,7 @@ def test_policy_host_certificate_must_name_the_policy_host(
     result = evaluate(replace(HEALTHY, policy=replace(fetch, tls=tls)))
     assert result.effective.usable is valid
     assert ("sts.policy.tls.host-mismatch" in result.codes()) is not valid
-    assert result.stage is (Stage.ENFORCE if valid else Stage.REPORTING)
+    assert result.stage is (PublishedStage.ENFORCE if valid else PublishedStage.REPORTING)
     if not valid:
         assert result.effective.reason_code == "sts.policy.tls.host-mismatch"
         assert "sts.mx.not-covered" not in result.codes()
@@ -1009,7 +1027,7 @@ def test_no_available_policy_means_no_mx_judgement(
     result = evaluate(uncovered(HEALTHY))
     assert result.effective.usable is False
     assert result.effective.reason_code == code
-    assert result.stage is Stage.REPORTING
+    assert result.stage is PublishedStage.REPORTING
     assert not {"sts.mx.not-covered", "sts.mx.pattern-unused"} & set(result.codes())
     assert all(v.covered_by is None for v in result.mx)
 

@@ -9,7 +9,7 @@ import ssl
 import pytest
 
 from stspilot.cli import main
-from stspilot.evaluate import Stage
+from stspilot.evaluate import PublishedStage
 from stspilot.findings import CATALOGUE
 from stspilot.lab.scenarios import BY_DOMAIN, SCENARIOS, healthy
 from stspilot.lab.world import Lab
@@ -32,7 +32,7 @@ def test_scenario_table_is_sound() -> None:
     assert len(BY_DOMAIN) == len(SCENARIOS), "domains must be unique"
     for sc in SCENARIOS:
         assert sc.expected <= CATALOGUE.keys(), (sc.domain, sc.expected - CATALOGUE.keys())
-        assert sc.stage in {s.value for s in Stage}, sc.domain
+        assert sc.stage in {s.value for s in PublishedStage}, sc.domain
         assert sc.domain.endswith(".test") and "{d}" not in repr(sc)
     missing = [slug for slug in REQUIRED if f"{slug}.test" not in BY_DOMAIN]
     assert not missing

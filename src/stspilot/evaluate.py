@@ -57,8 +57,13 @@ WEEK = 7 * 86400
 DAY = 86400
 
 
-class Stage(StrEnum):
-    """Where the domain is on the road to enforce (design.md, "The journey")."""
+class PublishedStage(StrEnum):
+    """What the domain publishes now, from one check alone (design.md, "The journey").
+
+    Not the rollout stage (``rollout.Stage``), which also reads the stored history and the
+    TLS-RPT reports: a published ``testing`` is the rollout's ``testing`` or ``fixing``, and
+    ``none-mode`` its ``winding-down``.
+    """
 
     NONE = "none"  # nothing usable published
     REPORTING = "reporting"  # a valid TLS-RPT record, no usable MTA-STS policy
@@ -99,7 +104,7 @@ class TlsRptVerdict:
 class CheckResult:
     domain: str
     observed_at: datetime
-    stage: Stage
+    stage: PublishedStage
     effective: EffectiveState
     sts_record: StsRecord | None
     policy: Policy | None
@@ -389,14 +394,14 @@ def _orphans(
     return []
 
 
-def _stage(effective: EffectiveState, tlsrpt: TlsRptVerdict) -> Stage:
+def _stage(effective: EffectiveState, tlsrpt: TlsRptVerdict) -> PublishedStage:
     if effective.mode is Mode.ENFORCE:
-        return Stage.ENFORCE
+        return PublishedStage.ENFORCE
     if effective.mode is Mode.TESTING:
-        return Stage.TESTING
+        return PublishedStage.TESTING
     if effective.mode is Mode.NONE:
-        return Stage.NONE_MODE
-    return Stage.REPORTING if tlsrpt.state is TlsRptState.VALID else Stage.NONE
+        return PublishedStage.NONE_MODE
+    return PublishedStage.REPORTING if tlsrpt.state is TlsRptState.VALID else PublishedStage.NONE
 
 
 def evaluate(facts: DomainFacts, *, expiry_warning_days: int = 14) -> CheckResult:
