@@ -236,6 +236,8 @@ async def test_pages_redirect_to_login(world: World) -> None:
 
 
 def test_cli_user_and_token(store_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from datetime import UTC, datetime
+
     import typer
     from typer.testing import CliRunner
 
@@ -249,10 +251,10 @@ def test_cli_user_and_token(store_url: str, monkeypatch: pytest.MonkeyPatch) -> 
     assert made.exit_code == 0, made.output
     assert "tenant initech created" in made.output and "user carol created" in made.output
     token = runner.invoke(app, ["token", "create", "--user", "carol", "--db", store_url])
-    assert token.exit_code == 0 and token.output.startswith("stsp_")
+    assert token.exit_code == 0 and token.stdout.startswith("stsp_")
     with Store.open(store_url) as store:
         accounts = Accounts(store)
-        user = accounts.user_for_token(token.output.strip())
+        user = accounts.user_for_token(token.stdout.strip(), now=datetime.now(UTC))
         assert user is not None and user.name == "carol" and user.tenant == "initech"
         assert accounts.authenticate("carol", "cli password 123") is not None
     monkeypatch.setenv("STSPILOT_PASSWORD", "short")

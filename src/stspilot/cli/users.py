@@ -11,6 +11,7 @@ import typer
 
 if TYPE_CHECKING:
     from stspilot.store import Store
+    from stspilot.store.accounts import Accounts, User
     from stspilot.store.hosting import HostedDomain
 
 PASSWORD_ENV = "STSPILOT_PASSWORD"
@@ -101,22 +102,116 @@ def user_list(db: str | None = DB) -> None:
             typer.echo(f"{user.name}\t{user.tenant}{flag}")
 
 
+def _token_owner(accounts: Accounts, user: str) -> User:
+    from stspilot.store.accounts import NotFound
+
+    owner = accounts.get_user_by_name(user)
+    if owner is None:
+        raise NotFound(f"no user {user!r}")
+    return owner
+
+
 @token_app.command("create")
 def token_create(
     user: str = typer.Option(..., "--user", help="the token acts as this user"),
     name: str = typer.Option("cli", "--name", help="a label for the token"),
+    scope: str = typer.Option(
+        "write", "--scope", help="read (GET/HEAD only) or write (all the user may do)"
+    ),
+    expires_in: str | None = typer.Option(
+        None, "--expires-in", help="lifetime such as 12h, 30d [default: 90d]"
+    ),
+    no_expiry: bool = typer.Option(False, "--no-expiry", help="the token never expires"),
     db: str | None = DB,
 ) -> None:
     """Create an API token and print it (it is shown only once)."""
-    from stspilot.store.accounts import Accounts, NotFound
+    from stspilot.cli.monitor import parse_duration
+    from stspilot.store.accounts import DEFAULT_TOKEN_LIFETIME, TOKEN_SCOPES, Accounts
+
+    if scope not in TOKEN_SCOPES:
+        raise typer.BadParameter(f"{scope!r}: use read or write", param_hint="--scope")
+    if no_expiry and expires_in is not None:
+        raise typer.BadParameter("give --expires-in or --no-expiry, not both")
+    lifetime = None if no_expiry else DEFAULT_TOKEN_LIFETIME
+    if expires_in is not None:
+        lifetime = parse_duration(expires_in)
+    now = _now()
+    with _open(db) as store:
+        accounts = Accounts(store)
+        owner = _token_owner(accounts, user)
+        secret, token = accounts.create_token(
+            owner.id,
+            name,
+            now=now,
+            scope=scope,
+            expires_at=None if lifetime is None else now + lifetime,
+        )
+    # stdout is the secret alone (for scripts); the rest goes to stderr.
+    typer.echo(secret)
+    typer.echo(f"token {token.id} ({token.scope}) expires {_when(token.expires_at)}", err=True)
+
+
+def _when(moment: datetime | None, never: str = "never") -> str:
+    return never if moment is None else moment.isoformat(timespec="seconds")
+
+
+@token_app.command("list")
+def token_list(
+    user: str = typer.Option(..., "--user", help="whose tokens"),
+    as_json: bool = typer.Option(False, "--json"),
+    db: str | None = DB,
+) -> None:
+    """List a user's tokens: id, name, prefix, scope, created, expires, last used, state."""
+    from stspilot.store.accounts import Accounts
+
+    now = _now()
+    with _open(db) as store:
+        accounts = Accounts(store)
+        tokens = accounts.list_tokens(_token_owner(accounts, user).id)
+    if as_json:
+        rows = [
+            {
+                "id": t.id,
+                "name": t.name,
+                "prefix": t.prefix,
+                "scope": t.scope,
+                "created_at": _when(t.created_at),
+                "expires_at": t.expires_at and _when(t.expires_at),
+                "last_used_at": t.last_used_at and _when(t.last_used_at),
+                "revoked": t.revoked,
+                "state": t.state(now),
+            }
+            for t in tokens
+        ]
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    for t in tokens:
+        fields = (
+            str(t.id),
+            t.name,
+            t.prefix + "...",
+            t.scope,
+            f"created={_when(t.created_at)}",
+            f"expires={_when(t.expires_at)}",
+            f"last-used={_when(t.last_used_at)}",
+            t.state(now),
+        )
+        typer.echo("\t".join(fields))
+
+
+@token_app.command("revoke")
+def token_revoke(
+    token_id: int = typer.Argument(..., help="the id shown by `token list`"),
+    user: str = typer.Option(..., "--user", help="the token's user"),
+    db: str | None = DB,
+) -> None:
+    """Revoke a token: it stops working at once."""
+    from stspilot.store.accounts import Accounts
 
     with _open(db) as store:
         accounts = Accounts(store)
-        owner = accounts.get_user_by_name(user)
-        if owner is None:
-            raise NotFound(f"no user {user!r}")
-        secret, _ = accounts.create_token(owner.id, name, now=_now())
-    typer.echo(secret)
+        accounts.revoke_token(_token_owner(accounts, user).id, token_id)
+    typer.echo(f"token {token_id} revoked")
 
 
 def _hosted_line(h: HostedDomain) -> str:

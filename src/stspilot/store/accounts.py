@@ -3,6 +3,9 @@
 An MSP runs one stspilot for many customers: every user and every hosted domain belongs to one
 tenant, and a user sees only its tenant's domains unless it is an admin (the operator). Session
 cookies are stateless (signed by the web app); ``session_epoch`` lets one revoke them all.
+
+An API token acts as its user, narrowed by its scope (``read``: safe methods only, enforced by
+the web app's auth dependency) and its expiry; it never has more rights than the user.
 """
 
 from __future__ import annotations
@@ -11,12 +14,13 @@ import base64
 import functools
 import hashlib
 import hmac
+import logging
 import re
 import secrets
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
-from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from sqlalchemy import (
     Boolean,
@@ -80,8 +84,14 @@ api_tokens = Table(
     Column("token_sha256", String(64), nullable=False, unique=True),
     Column("created_at", UtcDateTime(), nullable=False),
     Column("revoked", Boolean(), nullable=False),
+    # "read" or "write"; tokens made before scopes existed had full power (migration 0006).
+    Column("scope", String(8), nullable=False, server_default="write"),
+    Column("expires_at", UtcDateTime()),  # NULL: never
+    Column("last_used_at", UtcDateTime()),  # at most LAST_USED_EVERY stale
 )
 Index(None, api_tokens.c.user_id)
+
+log = logging.getLogger(__name__)
 
 # --- passwords and tokens ----------------------------------------------------------------------
 
@@ -93,6 +103,15 @@ TOKEN_PREFIX = "stsp_"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@+\-]{0,127}")
 MIN_PASSWORD = 8
 MAX_PASSWORD = 1024  # scrypt hashes anything, but a megabyte password is a denial of service
+
+TokenScope = Literal["read", "write"]
+TOKEN_SCOPES: tuple[TokenScope, ...] = get_args(TokenScope)
+# What the API and the CLI give a new token unless told otherwise (no expiry is an explicit
+# choice): a leaked token that nobody remembers stops working on its own.
+DEFAULT_TOKEN_LIFETIME = timedelta(days=90)
+# ``last_used_at`` is written when a token authenticates, but not more often than this per
+# token: a busy API client costs one UPDATE a minute, not one per request.
+LAST_USED_EVERY = timedelta(minutes=1)
 
 
 def _b64(data: bytes) -> str:
@@ -188,6 +207,17 @@ class ApiToken:
     prefix: str
     created_at: datetime
     revoked: bool
+    scope: TokenScope
+    expires_at: datetime | None  # None: never
+    last_used_at: datetime | None
+
+    def expired(self, now: datetime) -> bool:
+        return self.expires_at is not None and self.expires_at <= now
+
+    def state(self, now: datetime) -> Literal["active", "expired", "revoked"]:
+        if self.revoked:
+            return "revoked"
+        return "expired" if self.expired(now) else "active"
 
 
 _USER_COLUMNS = (
@@ -207,6 +237,9 @@ _TOKEN_COLUMNS = (
     api_tokens.c.prefix,
     api_tokens.c.created_at,
     api_tokens.c.revoked,
+    api_tokens.c.scope,
+    api_tokens.c.expires_at,
+    api_tokens.c.last_used_at,
 )
 
 
@@ -343,9 +376,24 @@ class Accounts:
 
     # -- API tokens ---------------------------------------------------------------------------
 
-    def create_token(self, user_id: int, name: str, *, now: datetime) -> tuple[str, ApiToken]:
-        """A new token for the user: the secret is returned once and only its hash is kept."""
+    def create_token(
+        self,
+        user_id: int,
+        name: str,
+        *,
+        now: datetime,
+        scope: TokenScope = "write",
+        expires_at: datetime | None = None,
+    ) -> tuple[str, ApiToken]:
+        """A new token for the user: the secret is returned once and only its hash is kept.
+
+        ``expires_at`` None means never; the edges (API, CLI) default to ``DEFAULT_TOKEN_LIFETIME``.
+        """
         check_name(name, "token")
+        if scope not in TOKEN_SCOPES:
+            raise ConfigError(f"token scope {scope!r}: use one of {', '.join(TOKEN_SCOPES)}")
+        if expires_at is not None and expires_at <= now:
+            raise ConfigError("a token's expiry must be in the future")
         secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
         prefix = secret[: len(TOKEN_PREFIX) + 6]
         with self._conn(write=True) as conn:
@@ -360,16 +408,22 @@ class Accounts:
                     "token_sha256": token_digest(secret),
                     "created_at": now,
                     "revoked": False,
+                    "scope": scope,
+                    "expires_at": expires_at,
+                    "last_used_at": None,
                 },
             ).scalar_one()
-        return secret, ApiToken(int(pk), user_id, name, prefix, now, False)
+        token = ApiToken(int(pk), user_id, name, prefix, now, False, scope, expires_at, None)
+        return secret, token
 
-    def user_for_token(self, secret: str) -> User | None:
-        """The enabled user a live token belongs to, else None."""
+    def authenticate_token(self, secret: str, *, now: datetime) -> tuple[User, ApiToken] | None:
+        """The enabled user and the live (not revoked, not expired) token behind ``secret``,
+        else None, whatever the reason. Records ``last_used_at`` (at most once a minute)."""
         if not secret.startswith(TOKEN_PREFIX) or len(secret) > 128:
             return None
         q = (
-            _user_query()
+            select(*_USER_COLUMNS, *_TOKEN_COLUMNS)
+            .join(tenants, tenants.c.id == users.c.tenant_id)
             .join(api_tokens, api_tokens.c.user_id == users.c.id)
             .where(
                 api_tokens.c.token_sha256 == token_digest(secret),
@@ -379,7 +433,41 @@ class Accounts:
         )
         with self._conn(write=False) as conn:
             row = conn.execute(q).first()
-        return None if row is None else User(*row)
+        if row is None:
+            return None
+        user = User(*row[: len(_USER_COLUMNS)])
+        token = ApiToken(*row[len(_USER_COLUMNS) :])
+        if token.expired(now):
+            return None
+        seen = token.last_used_at
+        if seen is None or now - seen >= LAST_USED_EVERY:
+            token = self._touch_token(token, now=now)
+        return user, token
+
+    def _touch_token(self, token: ApiToken, *, now: datetime) -> ApiToken:
+        """Set ``last_used_at``; the condition makes concurrent workers write it once. Best
+        effort: a busy database must not turn a valid request into an error."""
+        stale = now - LAST_USED_EVERY
+        try:
+            with self._conn(write=True) as conn:
+                conn.execute(
+                    api_tokens.update()
+                    .where(
+                        api_tokens.c.id == token.id,
+                        (api_tokens.c.last_used_at.is_(None))
+                        | (api_tokens.c.last_used_at <= stale),
+                    )
+                    .values(last_used_at=now)
+                )
+        except StoreError as exc:
+            log.warning("token %s: last use not recorded: %s", token.prefix, exc)
+            return token
+        return replace(token, last_used_at=now)
+
+    def user_for_token(self, secret: str, *, now: datetime) -> User | None:
+        """The enabled user a live token belongs to, else None."""
+        found = self.authenticate_token(secret, now=now)
+        return None if found is None else found[0]
 
     def list_tokens(self, user_id: int) -> list[ApiToken]:
         q = select(*_TOKEN_COLUMNS).where(api_tokens.c.user_id == user_id).order_by(api_tokens.c.id)

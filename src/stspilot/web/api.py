@@ -103,9 +103,17 @@ def _check_out(c: CheckRecord) -> CheckOut:
     )
 
 
-def _token_out(t: ApiToken) -> TokenOut:
+def _token_out(t: ApiToken, now: datetime) -> TokenOut:
     return TokenOut(
-        id=t.id, name=t.name, prefix=t.prefix, created_at=t.created_at, revoked=t.revoked
+        id=t.id,
+        name=t.name,
+        prefix=t.prefix,
+        scope=t.scope,
+        created_at=t.created_at,
+        expires_at=t.expires_at,
+        last_used_at=t.last_used_at,
+        revoked=t.revoked,
+        expired=t.expired(now),
     )
 
 
@@ -492,14 +500,35 @@ def live_state_from_record(record: CheckRecord) -> LiveState:
 
 @router.get("/tokens", response_model=list[TokenOut])
 def list_tokens(request: Request, user: CurrentUser) -> list[TokenOut]:
-    return [_token_out(t) for t in context(request).accounts.list_tokens(user.id)]
-
-
-@router.post("/tokens", response_model=TokenCreated, status_code=201)
-def create_token(request: Request, user: CurrentUser, body: TokenIn) -> TokenCreated:
     ctx = context(request)
-    secret, token = ctx.accounts.create_token(user.id, body.name, now=ctx.clock())
-    return TokenCreated(**_token_out(token).model_dump(), token=secret)
+    now = ctx.clock()
+    return [_token_out(t, now) for t in ctx.accounts.list_tokens(user.id)]
+
+
+@router.post(
+    "/tokens",
+    response_model=TokenCreated,
+    status_code=201,
+    responses={403: {"description": "a token asked for a token that outlives it"}},
+)
+def create_token(request: Request, user: CurrentUser, body: TokenIn) -> TokenCreated:
+    """A new token (the secret is in this answer only); 90 days and scope write by default."""
+    ctx = context(request)
+    now = ctx.clock()
+    days = body.expires_in_days
+    expires_at = None if days is None else now + timedelta(days=days)
+    # A token's expiry bounds what it can do, including the tokens it makes: otherwise a
+    # stolen short-lived token would buy permanent access.
+    caller: ApiToken | None = getattr(request.state, "token", None)
+    limit = None if caller is None else caller.expires_at
+    if limit is not None and (expires_at is None or expires_at > limit):
+        from fastapi import HTTPException
+
+        raise HTTPException(403, f"this token expires at {limit.isoformat()}: so must its tokens")
+    secret, token = ctx.accounts.create_token(
+        user.id, body.name, now=now, scope=body.scope, expires_at=expires_at
+    )
+    return TokenCreated(**_token_out(token, now).model_dump(), token=secret)
 
 
 @router.delete("/tokens/{token_id}", status_code=204)

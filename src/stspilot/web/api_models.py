@@ -8,10 +8,12 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, Field
 
 from stspilot.generate import MAX_AGE_LIMIT
+from stspilot.store.accounts import DEFAULT_TOKEN_LIFETIME, TokenScope
 
 Mode = Literal["testing", "enforce", "none"]
 DomainName = Annotated[str, Field(min_length=3, max_length=253)]
 MxList = Annotated[list[Annotated[str, Field(max_length=253)]], Field(max_length=64)]
+MAX_TOKEN_DAYS = 3650  # longer is "never" (null), said out loud
 
 
 class DomainCreate(BaseModel):
@@ -129,14 +131,32 @@ class ReportOut(BaseModel):
 
 class TokenIn(BaseModel):
     name: str = Field(min_length=1, max_length=128)
+    scope: TokenScope = Field(
+        default="write",
+        description="read: GET and HEAD only; write: everything the user may do",
+    )
+    expires_in_days: int | None = Field(
+        default=DEFAULT_TOKEN_LIFETIME.days,
+        ge=1,
+        le=MAX_TOKEN_DAYS,
+        description="days until the token stops working; null: it never expires. A token "
+        "cannot make a token that outlives it.",
+    )
 
 
 class TokenOut(BaseModel):
     id: int
     name: str
     prefix: str
+    scope: TokenScope
     created_at: datetime
+    expires_at: datetime | None = Field(description="null: never expires")
+    last_used_at: datetime | None = Field(
+        description="last authentication with the token (updated at most once a minute); "
+        "null: never used"
+    )
     revoked: bool
+    expired: bool
 
 
 class TokenCreated(TokenOut):

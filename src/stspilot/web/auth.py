@@ -7,6 +7,10 @@ double-submit token: the form (or the ``X-CSRF-Token`` header) must carry ``nonc
 nonce equals the CSRF cookie's, and only the server can make the mac. It is required on every
 unsafe request authenticated by the cookie; bearer-token requests carry no ambient authority
 and need none.
+
+A token's scope is enforced here, in ``current_user``, for every route at once: a ``read``
+token may only GET and HEAD (403 otherwise). Expired, revoked and unknown tokens are all the
+same 401. Sessions have no scope.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 
-from stspilot.store.accounts import User
+from stspilot.store.accounts import ApiToken, User
 from stspilot.web.ratelimit import Asgi, Receive, Scope, Send
 from stspilot.web.settings import WebContext, WebSettings
 
@@ -29,6 +33,7 @@ if TYPE_CHECKING:
     from starlette.routing import Route
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+READ_SCOPE_METHODS = frozenset({"GET", "HEAD"})
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "x-csrf-token"
 _UNSET = object()
@@ -171,19 +176,36 @@ class CsrfCookieMiddleware:
 async def current_user(request: Request) -> User | None:
     """The user behind this request (bearer token first, then the session cookie), or None.
 
-    Sets ``request.state.auth`` to ``"token"`` or ``"session"``; computed once per request.
+    Sets ``request.state.auth`` to ``"token"`` or ``"session"`` and ``request.state.token`` to
+    the ``ApiToken`` used (or None); computed once per request. A ``read`` token on a method
+    other than GET/HEAD raises 403: every route reaches the user through here.
     """
     cached = getattr(request.state, "user", _UNSET)
-    if cached is not _UNSET:
-        return cached  # type: ignore[return-value]
+    if cached is _UNSET:
+        cached = await _identify(request)
+    token: ApiToken | None = getattr(request.state, "token", None)
+    if token is not None and token.scope == "read" and request.method not in READ_SCOPE_METHODS:
+        from fastapi import HTTPException
+
+        raise HTTPException(
+            403, f"this token has scope read: {request.method} needs a token with scope write"
+        )
+    return cached  # type: ignore[return-value]
+
+
+async def _identify(request: Request) -> User | None:
     ctx = context(request)
     user: User | None = None
+    token: ApiToken | None = None
     how = None
     header = request.headers.get("authorization", "")
     scheme, _, credential = header.partition(" ")
     if scheme.lower() == "bearer" and credential.strip():
-        user = await asyncio.to_thread(ctx.accounts.user_for_token, credential.strip())
-        how = "token" if user else None
+        found = await asyncio.to_thread(
+            ctx.accounts.authenticate_token, credential.strip(), now=ctx.clock()
+        )
+        if found is not None:
+            (user, token), how = found, "token"
     elif not header:
         cookie = request.cookies.get(session_cookie_name(ctx.settings))
         session = None
@@ -191,11 +213,16 @@ async def current_user(request: Request) -> User | None:
             now = ctx.clock().timestamp()
             session = read_session(ctx.settings, cookie, now=now)
         if session is not None:
-            found = await asyncio.to_thread(ctx.accounts.get_user, session[0])
-            if found is not None and not found.disabled and found.session_epoch == session[1]:
-                user, how = found, "session"
+            found_user = await asyncio.to_thread(ctx.accounts.get_user, session[0])
+            if (
+                found_user is not None
+                and not found_user.disabled
+                and found_user.session_epoch == session[1]
+            ):
+                user, how = found_user, "session"
     request.state.user = user
     request.state.auth = how
+    request.state.token = token
     return user
 
 
