@@ -366,6 +366,9 @@ def test_checks_history(store: Store) -> None:
     assert latest.observed_at == NOW + timedelta(hours=2)
     history = store.check_history("example.com", since=NOW + timedelta(hours=1))
     assert [c.findings_count for c in history] == [1, 2]
+    # A limit keeps the newest checks (a rollout judges the latest), still oldest first.
+    assert [c.findings_count for c in store.check_history("example.com", limit=2)] == [1, 2]
+    assert [c.findings_count for c in store.check_history("example.com")] == [0, 1, 2]
     assert store.list_domains() == ["example.com"]
     store.add_report(new(make_report("z", domain="zeta.org")))
     assert store.list_domains() == ["example.com", "zeta.org"]

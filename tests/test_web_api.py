@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -159,6 +160,22 @@ async def test_checks_and_rollout(client: httpx.AsyncClient, world: World) -> No
     )
     checks = (await client.get("/api/domains/example.com/checks", headers=auth)).json()
     assert [c["stage"] for c in checks] == ["testing"]
+    world.store.save_check(
+        domain="example.com",
+        observed_at=world.clock() - timedelta(days=1),
+        stage="reporting",
+        mode=None,
+        worst_severity=None,
+        findings_count=0,
+        policy_id=None,
+        policy_sha256=None,
+        mx_set=["mx1.example.com"],
+        result={},
+    )
+    checks = (await client.get("/api/domains/example.com/checks", headers=auth)).json()
+    assert [c["stage"] for c in checks] == ["testing", "reporting"]  # newest first
+    one = (await client.get("/api/domains/example.com/checks?limit=1", headers=auth)).json()
+    assert [c["stage"] for c in one] == ["testing"]
     latest = (await client.get("/api/domains/example.com/checks/latest", headers=auth)).json()
     assert latest["result"]["policy"]["mode"] == "testing"
     r = await client.get("/api/domains/example.com/rollout", headers=auth)

@@ -481,13 +481,15 @@ class Store:
     def check_history(
         self, domain: str, since: datetime | None = None, *, limit: int = 10_000
     ) -> list[CheckRecord]:
-        """Checks of ``domain`` observed at or after ``since``, oldest first."""
+        """The newest ``limit`` checks of ``domain`` observed at or after ``since``, oldest
+        first (a domain checked every few minutes has more than ``limit``: the newest count)."""
         q = select(checks).where(checks.c.domain == domain.lower().rstrip("."))
         if since is not None:
             q = q.where(checks.c.observed_at >= since)
-        q = q.order_by(checks.c.observed_at, checks.c.id).limit(limit)
+        q = q.order_by(checks.c.observed_at.desc(), checks.c.id.desc()).limit(limit)
         with self._read() as conn:
-            return [reads.check_record(row) for row in conn.execute(q).mappings()]
+            newest_first = [reads.check_record(row) for row in conn.execute(q).mappings()]
+        return newest_first[::-1]
 
 
 def open_store(url: str | None = None) -> Store:

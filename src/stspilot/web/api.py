@@ -297,8 +297,8 @@ def list_checks(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[CheckOut]:
     name = _readable_domain(request, user, domain)
-    history = context(request).store.check_history(name, limit=100_000)
-    return [_check_out(c) for c in history[-limit:]][::-1]
+    history = context(request).store.check_history(name, limit=limit)
+    return [_check_out(c) for c in reversed(history)]
 
 
 @router.post("/domains/{domain}/check", response_model=CheckDetail)
