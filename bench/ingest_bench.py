@@ -162,6 +162,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=2000)
     parser.add_argument("--pg", default=os.environ.get("STSPILOT_BENCH_PG", DEFAULT_PG))
     parser.add_argument("--no-pg", action="store_true")
+    parser.add_argument("--backends", default="sqlite,postgres", help="which of sqlite,postgres")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--grow", type=int, default=0, metavar="R",
                         help="R rounds of --sizes reports into one growing SQLite store")
@@ -191,7 +192,7 @@ def main() -> None:
             started = time.perf_counter()
             inputs = write_inputs(root, n, args.seed)
             print(f"# generated {n} reports x 2 forms in {time.perf_counter() - started:.1f} s")
-            for backend in ("sqlite", "postgres"):
+            for backend in args.backends.split(","):
                 for form, (folder, distinct) in inputs.items():
                     for workers in (int(w) for w in str(args.workers).split(",")):
                         for attempt in range(args.repeat):

@@ -297,6 +297,22 @@ def test_iter_sources_directory(tmp_path: Path) -> None:
     assert [s.raw for s in sources] == [JSON, GZ]
 
 
+def test_iter_sources_follows_symlinked_folders_once(tmp_path: Path) -> None:
+    """A link back up (``loop -> ..``) would list the same files again at every level, ~40
+    deep until ELOOP; a linked folder elsewhere is read, once however often it is linked."""
+    (tmp_path / "a.json").write_bytes(JSON)
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "loop").symlink_to(tmp_path, target_is_directory=True)
+    shared = tmp_path.parent / f"{tmp_path.name}-shared"
+    shared.mkdir()
+    (shared / "b.json.gz").write_bytes(GZ)
+    (tmp_path / "sub" / "x-link").symlink_to(shared, target_is_directory=True)
+    (tmp_path / "z-link").symlink_to(shared, target_is_directory=True)
+    sources = list(iter_sources(tmp_path))
+    assert [Path(s.origin).name for s in sources] == ["a.json", "b.json.gz"]
+    assert sources[1].origin == str(tmp_path / "sub" / "x-link" / "b.json.gz")
+
+
 def test_iter_sources_mbox(tmp_path: Path) -> None:
     mails = [to_email(doc) for doc in (GOOGLE, MICROSOFT, MAILRU)]
     quoted = b"From: x@y\n\nFrom here on\n>From quoted\n"

@@ -207,10 +207,23 @@ def iter_mbox(path: Path, limits: Limits = DEFAULT_LIMITS) -> Iterator[Source]:
 
 
 def _walk(
-    folder: str, on_error: Callable[[Path, OSError], None] | None
+    folder: str,
+    on_error: Callable[[Path, OSError], None] | None,
+    seen: set[tuple[int, int]] | None = None,
 ) -> Iterator[tuple[str, bool]]:
     # os.scandir, not Path: names sort as strings and DirEntry knows files from folders
     # without a stat call each (reading a folder of 10,000 reports cost more than parsing).
+    # Symlinked folders are followed, each folder once: a link back up (``loop -> ..``)
+    # would otherwise list the same reports again at every level until ELOOP.
+    if seen is None:
+        try:
+            st = os.stat(folder)
+        except OSError as exc:
+            if on_error is None:
+                raise
+            on_error(Path(folder), exc)
+            return
+        seen = {(st.st_dev, st.st_ino)}
     maildir = os.path.isdir(os.path.join(folder, "cur")) and os.path.isdir(
         os.path.join(folder, "new")
     )
@@ -232,7 +245,10 @@ def _walk(
                     if entry.is_file():
                         yield entry.path, False
                 elif entry.is_dir():
-                    yield from _walk(entry.path, on_error)
+                    st = entry.stat()
+                    if (st.st_dev, st.st_ino) not in seen:
+                        seen.add((st.st_dev, st.st_ino))
+                        yield from _walk(entry.path, on_error, seen)
                 elif entry.is_file():
                     yield entry.path, True
             except OSError as exc:
