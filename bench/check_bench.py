@@ -6,7 +6,12 @@
 The world (DNS, policy hosts, MX hosts) runs in a separate process so the CPU of the checker
 and of the servers can be told apart. Latency: 40 ms per TCP exchange, 20 ms per DNS answer.
 Figures: domains/s, p50/p95 per-domain wall time, peak RSS, CPU split; one domain's full check
-against its critical path; and the start-up cost of ``stspilot check`` before the first packet.
+against its critical path; the start-up cost of ``stspilot check`` before the first packet; and
+peak RSS of a long run kept as a list (``check_domains``, then the JSON document, as
+``stspilot check --json`` did) against streamed (``check_domains_iter``, each domain written as
+it comes, as ``stspilot check`` does now):
+
+    .venv/bin/python bench/check_bench.py --skip startup,single,bulk --rss-sizes 2000,10000
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import time
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TextIO
 
 ROOT = Path(__file__).resolve().parents[1]
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -256,6 +262,82 @@ def _startup() -> None:
     )
 
 
+# --- memory: a list of every result against the stream ------------------------------------------
+
+
+def _rss_child(path: str, count: int, info: dict[str, object], workers: int) -> None:
+    """One run in a fresh process, output to /dev/null; prints peak RSS and wall time."""
+    started = time.perf_counter()
+    with open(os.devnull, "w", encoding="utf-8") as sink:
+        bad = asyncio.run(_rss_run(path, count, info, workers, sink))
+    elapsed = time.perf_counter() - started
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    peak = _proc_peak_rss_mib(os.getpid())
+    print(json.dumps({"self": peak, "workers": children, "seconds": elapsed, "bad": bad}))
+
+
+async def _rss_run(
+    path: str, count: int, info: dict[str, object], workers: int, sink: TextIO
+) -> int:
+    from stspilot.check import check_domains, check_domains_iter
+    from stspilot.lab.scenarios import healthy
+    from stspilot.render import CheckJsonDocument, dumps_check_json
+
+    options = _options(info, 200)
+    domains = [healthy(i, mx_count=1).domain for i in range(count)]
+    if path == "list":  # what `stspilot check --json` did: every result, then the document
+        results = await check_domains(domains, options=options, workers=workers)  # type: ignore[arg-type]
+        sink.write(dumps_check_json(results))
+        return sum(r.worst is not None for r in results)
+    document = CheckJsonDocument()  # what it does now: each domain written as it comes
+    sink.write(document.start())
+    stream = check_domains_iter(domains, options=options, workers=workers)  # type: ignore[arg-type]
+    async for _, result in stream:
+        sink.write(document.entry(result))
+    sink.write(document.finish())
+    return document.tally.domains - document.tally.clean
+
+
+def _rss(args: argparse.Namespace) -> None:
+    sizes = [int(s) for s in args.rss_sizes.split(",") if s]
+    # No simulated latency: memory depends on what is in flight and what is kept, not on time.
+    world = World(max(sizes), args.mx_count, 0.0, 0.0)
+    try:
+        for count in sizes:
+            figures = {}
+            for path in ("list", "stream"):
+                argv = [
+                    sys.executable,
+                    __file__,
+                    "--rss-child",
+                    path,
+                    "--rss-count",
+                    str(count),
+                    "--rss-info",
+                    json.dumps(world.info),
+                    "--workers",
+                    str(args.rss_workers),
+                ]
+                out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+                figures[path] = json.loads(out.splitlines()[-1])
+            listed, streamed = figures["list"], figures["stream"]
+            print(
+                f"peak RSS {count:>6} domains (no latency, concurrency 200, "
+                f"workers={args.rss_workers}, --json to /dev/null): list {listed['self']:6.1f} MiB "
+                f"({listed['seconds']:5.1f} s), stream {streamed['self']:6.1f} MiB "
+                f"({streamed['seconds']:5.1f} s); domains with findings "
+                f"{listed['bad']}/{streamed['bad']}; load {os.getloadavg()[0]:.1f}"
+                + (
+                    f"; largest worker process {max(listed['workers'], streamed['workers']):.1f}"
+                    " MiB"
+                    if args.rss_workers > 1
+                    else ""
+                )
+            )
+    finally:
+        world.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="1000,10000")
@@ -267,9 +349,18 @@ def main() -> None:
     parser.add_argument("--latency-ms", type=float, default=40.0)
     parser.add_argument("--dns-latency-ms", type=float, default=20.0)
     parser.add_argument("--repeat", type=int, default=7)
-    parser.add_argument("--skip", default="", help="comma list of: bulk,single,startup")
+    parser.add_argument("--skip", default="", help="comma list of: bulk,single,startup,rss")
+    parser.add_argument("--rss-sizes", default="2000,10000", help="domains for the RSS figure")
+    parser.add_argument("--rss-workers", type=int, default=1, help="processes for the RSS runs")
     parser.add_argument("--world", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--rss-child", default="", help=argparse.SUPPRESS)
+    parser.add_argument("--rss-count", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--rss-info", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.rss_child:
+        info = json.loads(args.rss_info)
+        _rss_child(args.rss_child, args.rss_count, info, args.workers or 1)
+        return
     if args.world:
         asyncio.run(
             _serve_world(
@@ -289,6 +380,8 @@ def main() -> None:
     if "bulk" not in skip:
         for size in (int(s) for s in args.sizes.split(",") if s):
             asyncio.run(_bulk(size, args))
+    if "rss" not in skip:
+        _rss(args)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ states the exact set of finding codes and the stage ``stspilot check`` must repo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import threading
@@ -18,7 +19,7 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from stspilot.check import CheckOptions, Probes, check_domain, check_domains
+from stspilot.check import CheckOptions, Probes, check_domain, check_domains, check_domains_iter
 from stspilot.check_pool import default_workers
 from stspilot.cli import main
 from stspilot.lab.scenarios import BY_DOMAIN, SCENARIOS, Scenario
@@ -103,6 +104,79 @@ async def test_worker_processes_give_the_same_results_in_order(lab: Lab) -> None
         assert result.stage == BY_DOMAIN[result.domain].stage
 
 
+# A policy host that completes TLS and then says nothing: with the lab's 0.6 s read timeout
+# this domain finishes well after the others, whatever its place in the input.
+SLOW = "fetch-hang.test"
+FAST = [sc.domain for sc in SCENARIOS if not {"slow", "hostile"} & set(sc.tags)]
+
+
+async def _stream(
+    domains: list[str], options: CheckOptions, **kw: object
+) -> tuple[list[tuple[int, str]], list[str], int]:
+    """Run ``check_domains_iter``: what it yielded, the completion order, and the most
+    finished results it ever held back at once."""
+    finished: list[str] = []
+    yielded: list[tuple[int, str]] = []
+    held = 0
+    stream = check_domains_iter(
+        domains,
+        options=options,
+        on_result=lambda r: finished.append(r.domain),
+        **kw,  # type: ignore[arg-type]
+    )
+    async with contextlib.aclosing(stream):
+        async for index, result in stream:
+            held = max(held, len(finished) - len(yielded))
+            yielded.append((index, result.domain))
+    return yielded, finished, held
+
+
+@pytest.mark.asyncio(loop_scope="module")
+@pytest.mark.parametrize("workers", [1, 2])
+async def test_stream_keeps_input_order_behind_a_slow_domain(lab: Lab, workers: int) -> None:
+    domains = [SLOW, *FAST]
+    options = _options(lab.info, concurrency=4)
+    yielded, finished, held = await _stream(domains, options, workers=workers, window=12)
+    assert yielded == list(enumerate(domains))
+    # The slow one finished late, yet came out first; the others waited for it in a window
+    # of at most 12 finished results, and the run went on after it.
+    assert finished.index(SLOW) > 0
+    assert 4 < held <= 12  # more than the 4 in flight were held, never more than the window
+    assert sorted(finished) == sorted(domains)
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_stream_results_match_the_list(lab: Lab) -> None:
+    domains = [*FAST[:6], SLOW, *FAST[6:12]]
+    options = _options(lab.info, concurrency=8)
+    listed = await check_domains(domains, options=options)
+    streamed = []
+    async with contextlib.aclosing(check_domains_iter(iter(domains), options=options)) as it:
+        async for _, result in it:  # a plain iterator (no len) is read lazily, in-process
+            streamed.append(result)
+    assert [r.domain for r in streamed] == domains
+    for a, b in zip(listed, streamed, strict=True):
+        assert a.codes() == b.codes() and a.stage == b.stage
+
+
+@pytest.mark.asyncio(loop_scope="module")
+@pytest.mark.parametrize("workers", [1, 2])
+async def test_stream_closed_early_stops_at_once(lab: Lab, workers: int) -> None:
+    # Long per-step timeouts: only closing the iterator can end the hanging checks quickly.
+    options = _options(lab.info, read_timeout=30.0, fetch_timeout=30.0, deadline=30.0)
+    domains = [FAST[0], SLOW, "fetch-slow.test", *FAST[1:]]
+    started = time.perf_counter()
+    got = []
+    async with contextlib.aclosing(
+        check_domains_iter(domains, options=options, workers=workers)
+    ) as stream:
+        async for index, result in stream:
+            got.append((index, result.domain))
+            break
+    assert got == [(0, FAST[0])]
+    assert time.perf_counter() - started < 15.0  # not the 30 s deadline: nothing left behind
+
+
 @pytest.mark.parametrize(("count", "expected"), [(1, 1), (199, 1), (200, None), (10_000, None)])
 def test_default_workers(count: int, expected: int | None) -> None:
     cpus = os.cpu_count() or 1
@@ -149,7 +223,7 @@ def threaded_lab() -> Iterator[LabInfo]:
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, name="lab", daemon=True)
     thread.start()
-    chosen = ["enforce-ok.test", "mx-expired.test", "tlsrpt-absent.test", "testing-ok.test"]
+    chosen = ["enforce-ok.test", "mx-expired.test", "tlsrpt-absent.test", "testing-ok.test", SLOW]
     world = asyncio.run_coroutine_threadsafe(
         start_lab([BY_DOMAIN[d] for d in chosen]), loop
     ).result(60)
@@ -211,6 +285,94 @@ def test_cli_expiry_days(threaded_lab: LabInfo, capsys: pytest.CaptureFixture[st
     doc = json.loads(capsys.readouterr().out)
     codes = {f["code"] for f in doc["domains"][0]["findings"]}
     assert codes == {"mx.cert.expiring", "sts.policy.tls.expiring"}
+
+
+CLI_DOMAINS = ["mx-expired.test", "enforce-ok.test", "tlsrpt-absent.test", "testing-ok.test"]
+# The lab's slow domain ends in about half a second with these; the others in milliseconds.
+QUICK = ["--timeout", "0.5", "--deadline", "5"]
+
+
+def _without_times(entry: dict[str, object]) -> dict[str, object]:
+    return {k: v for k, v in entry.items() if k != "observed_at"}
+
+
+def test_cli_jsonl_is_the_json_documents_domains(
+    threaded_lab: LabInfo, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["check", *threaded_lab.check_args(), *QUICK]
+    assert main([*argv, "--json", *CLI_DOMAINS]) == 2
+    document = json.loads(capsys.readouterr().out)
+    assert main([*argv, "--jsonl", *CLI_DOMAINS]) == 2
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert out.endswith("\n") and len(lines) == len(CLI_DOMAINS)  # nothing else: no summary
+    entries = [json.loads(line) for line in lines]
+    assert [e["domain"] for e in entries] == CLI_DOMAINS
+    assert [_without_times(e) for e in entries] == [_without_times(e) for e in document["domains"]]
+    assert document["summary"] == {"domains": 4, "errors": 1, "warnings": 1, "clean": 2}
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_cli_jsonl_order_holds_behind_a_slow_domain(
+    threaded_lab: LabInfo, workers: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    domains = [SLOW, *CLI_DOMAINS, "n1.nowhere.test"]
+    argv = ["check", *threaded_lab.check_args(), *QUICK, "--workers", workers, "--jsonl"]
+    assert main([*argv, *domains]) == 2
+    entries = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [e["domain"] for e in entries] == domains
+    assert "sts.policy.timeout" in {f["code"] for f in entries[0]["findings"]}
+
+
+@pytest.mark.parametrize(
+    ("domains", "code"),
+    [(["enforce-ok.test", "testing-ok.test"], 0), (["tlsrpt-absent.test"], 1), (CLI_DOMAINS, 2)],
+)
+def test_cli_jsonl_exit_codes(
+    threaded_lab: LabInfo, domains: list[str], code: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["check", *threaded_lab.check_args(), "--jsonl", *domains]) == code
+    assert len(capsys.readouterr().out.splitlines()) == len(domains)
+
+
+def test_cli_many_domains_a_line_each_then_the_tally(
+    threaded_lab: LabInfo, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # 25 domains: past the full report's 20. Names the lab does not know are NXDOMAIN errors.
+    unknown = [f"n{i}.nowhere.test" for i in range(20)]
+    domains = [SLOW, *CLI_DOMAINS, *unknown]
+    listing = tmp_path / "many.txt"
+    listing.write_text("\n".join(domains) + "\n")
+    assert main(["check", *threaded_lab.check_args(), *QUICK, "-f", str(listing)]) == 2
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == len(domains) + 1
+    assert [line.split()[2] for line in lines[:-1]] == domains  # "✗ error DOMAIN ..."
+    by_domain = dict(zip(domains, lines, strict=False))
+    assert by_domain["enforce-ok.test"].split() == [
+        "✓",
+        "ok",
+        "enforce-ok.test",
+        "enforce",
+        "mode",
+        "enforce",
+    ]
+    assert (
+        "1 error, 0 warnings  mx.cert.expired mx1.mx-expired.test" in by_domain["mx-expired.test"]
+    )
+    assert by_domain["tlsrpt-absent.test"].startswith("! warning")
+    assert lines[-1] == "Checked 25 domains: 2 clean, 1 with warnings, 22 with errors."
+    # A few domains keep the full report.
+    assert main(["check", *threaded_lab.check_args(), *CLI_DOMAINS]) == 2
+    out = capsys.readouterr().out
+    assert "Stage:" not in out and "4 domains" in out  # the summary table, as before
+
+
+def test_cli_json_and_jsonl_together_is_a_usage_error(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["check", "--json", "--jsonl", "a.test"]) == 3
+    captured = capsys.readouterr()
+    assert "--json and --jsonl" in captured.err and captured.out == ""
 
 
 @pytest.mark.parametrize(

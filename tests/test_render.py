@@ -13,9 +13,15 @@ from stspilot.facts import FetchOutcome, TlsFailure
 from stspilot.render import (
     FULL_REPORTS_UP_TO,
     SCHEMA,
+    CheckJsonDocument,
+    CheckTally,
     check_results_to_json,
     dumps_check_json,
+    format_result_jsonl,
     render_check_text,
+    render_result_line,
+    render_tally,
+    result_to_json,
 )
 from test_evaluate import (  # type: ignore[import-not-found]
     HEALTHY,
@@ -138,3 +144,47 @@ def test_verbose_shows_the_policy_as_served() -> None:
     assert "Policy file as served:" in text
     assert "mx: mx2.example.com" in text
     assert "Policy file as served:" not in _text([CLEAN])
+
+
+def test_json_document_written_piece_by_piece_is_the_whole_document() -> None:
+    for results in ([], [CLEAN], [BROKEN, CLEAN, ORPHAN], [CLEAN] * 5):
+        whole = json.dumps(check_results_to_json(results), indent=2, ensure_ascii=False) + "\n"
+        document = CheckJsonDocument()
+        pieces = [document.start(), *map(document.entry, results), document.finish()]
+        assert "".join(pieces) == whole == dumps_check_json(results)
+        assert document.tally.domains == len(results)
+    # The summary is last: only the tally is needed to write it.
+    assert list(check_results_to_json([CLEAN])) == ["schema", "domains", "summary"]
+
+
+def test_jsonl_line_is_the_documents_entry() -> None:
+    line = format_result_jsonl(BROKEN)
+    assert line.endswith("\n") and line.count("\n") == 1
+    assert json.loads(line) == result_to_json(BROKEN)
+    assert json.loads(line) == check_results_to_json([BROKEN])["domains"][0]
+
+
+def test_tally_counts_by_worst_finding() -> None:
+    tally = CheckTally()
+    assert tally.worst is None
+    for result in (BROKEN, CLEAN, ORPHAN, CLEAN):
+        tally.add(result)
+    assert tally.to_json() == {"domains": 4, "errors": 2, "warnings": 0, "clean": 2}
+    assert tally.worst is not None and tally.worst.label == "error"
+    assert check_results_to_json([BROKEN, CLEAN, ORPHAN, CLEAN])["summary"] == tally.to_json()
+
+
+def test_a_line_per_domain_and_the_tally() -> None:
+    out = io.StringIO()
+    console = Console(file=out, width=40, color_system=None)  # narrow: lines never wrap
+    tally = CheckTally()
+    for result in (BROKEN, CLEAN, ORPHAN):
+        render_result_line(result, console)
+        tally.add(result)
+    render_tally(tally, console)
+    broken, clean, orphan, summary = out.getvalue().splitlines()
+    assert broken.split()[:7] == ["✗", "error", "example.com", "enforce", "mode", "enforce", "2"]
+    assert broken.endswith("2 errors, 0 warnings  mx.cert.self-signed mx2.example.com")
+    assert clean.split() == ["✓", "ok", "example.com", "enforce", "mode", "enforce"]
+    assert "reporting" in orphan and "no policy" in orphan and "sts.orphan.dns" in orphan
+    assert summary == "Checked 3 domains: 1 clean, 0 with warnings, 2 with errors."

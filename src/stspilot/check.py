@@ -7,7 +7,8 @@ orphans); each MX host is probed as soon as the MX set is known; the MX sets of 
 per-domain deadline: what did not finish becomes a timeout value and ``deadline_hit`` is set.
 ``check_domains`` shares one resolver, policy fetcher and TLS contexts across a pool of tasks
 (and, for bulk runs, shards the domains over worker processes: ``check_pool``); one broken
-domain never stops the others.
+domain never stops the others. ``check_domains_iter`` yields the results in input order as they
+complete, holding at most a window of them, for runs too long to keep in memory.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterable, Mapping, Sequence, Sized
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -49,6 +50,9 @@ MAX_RUA_DOMAINS = 5
 # MX sets of TLS-RPT report domains are shared by many checked domains (an MSP's mailbox):
 # within one run they are looked up once per this many seconds.
 RUA_CACHE_SECONDS = 300.0
+# In-order results: a domain starts only within this many concurrency slots of the oldest one
+# not yet yielded, so a slow domain holds back a bounded number of finished results.
+WINDOW_PER_SLOT = 4
 
 
 def utc_now() -> dt.datetime:
@@ -302,6 +306,118 @@ async def check_one(domain: str, probes: Probes, options: CheckOptions, now: Clo
         return broken_result(domain, exc, now())
 
 
+def _window(options: CheckOptions, window: int | None) -> int:
+    return max(1, window if window is not None else WINDOW_PER_SLOT * options.concurrency)
+
+
+async def check_domains_iter(
+    domains: Iterable[str],
+    *,
+    options: CheckOptions | None = None,
+    now: Clock = utc_now,
+    on_result: Callable[[CheckResult], None] | None = None,
+    probes: Probes | None = None,
+    workers: int | None = None,
+    window: int | None = None,
+) -> AsyncGenerator[tuple[int, CheckResult], None]:
+    """Check many domains; yield ``(index, result)`` in input order as results complete.
+
+    ``async for i, result in check_domains_iter(names, options=...)``. ``domains`` is read
+    lazily, as room opens. Order costs a bounded reorder buffer: a domain is started only
+    while it is fewer than ``window`` (default ``4 * options.concurrency``) places behind the
+    next one to yield, so a slow domain holds back at most ``window`` results and memory does
+    not grow with the number of domains. ``on_result`` is called as each domain finishes
+    (completion order: progress bars). ``workers``, ``probes`` and ``now`` as for
+    ``check_domains``; with ``workers=None`` an iterable without ``len`` runs in one process.
+    Stopping early: close the iterator (``contextlib.aclosing``) to stop the checks in
+    flight and any worker processes at once.
+    """
+    options = options or (probes.options if probes else CheckOptions())
+    size = _window(options, window)
+    if probes is None:
+        from stspilot.check_pool import check_sharded_iter, default_workers
+
+        if workers is None:
+            count = default_workers(len(domains)) if isinstance(domains, Sized) else 1
+        else:
+            count = max(1, workers)
+        if isinstance(domains, Sized):
+            count = min(count, max(1, len(domains)))
+        if count > 1:
+            sharded = check_sharded_iter(
+                domains, workers=count, options=options, now=now, on_result=on_result, window=size
+            )
+            async with contextlib.aclosing(sharded):
+                async for item in sharded:
+                    yield item
+            return
+    own = probes is None
+    shared = probes or Probes(options)
+    try:
+        async with contextlib.aclosing(
+            _iter_in_process(domains, shared, options, now, on_result, size)
+        ) as stream:
+            async for item in stream:
+                yield item
+    finally:
+        if own:
+            await shared.aclose()
+
+
+async def _iter_in_process(
+    domains: Iterable[str],
+    probes: Probes,
+    options: CheckOptions,
+    now: Clock,
+    on_result: Callable[[CheckResult], None] | None,
+    window: int,
+) -> AsyncGenerator[tuple[int, CheckResult], None]:
+    source = enumerate(domains)
+    finished: asyncio.Queue[tuple[int, CheckResult]] = asyncio.Queue()
+    running: set[asyncio.Task[None]] = set()
+    waiting: dict[int, CheckResult] = {}  # finished, behind a slower one: at most ``window``
+    head = started = received = 0  # next index to yield; domains started; results in
+    exhausted = False
+
+    async def one(index: int, domain: str) -> None:
+        finished.put_nowait((index, await check_one(domain, probes, options, now)))
+
+    def start_more() -> None:
+        nonlocal started, exhausted
+        while not exhausted and started - received < options.concurrency:
+            if started >= head + window:
+                return
+            item = next(source, None)
+            if item is None:
+                exhausted = True
+                return
+            task = asyncio.ensure_future(one(*item))
+            running.add(task)
+            task.add_done_callback(running.discard)
+            started += 1
+
+    try:
+        start_more()
+        while received < started:
+            index, result = await finished.get()
+            received += 1
+            if on_result is not None:
+                on_result(result)
+            waiting[index] = result
+            ready = []
+            while head in waiting:
+                ready.append((head, waiting.pop(head)))
+                head += 1
+            start_more()  # before yielding: the next checks run while the caller writes
+            for item in ready:
+                yield item
+    finally:
+        for task in running:
+            task.cancel()
+        if running:
+            await asyncio.gather(*running, return_exceptions=True)
+
+
 async def check_domains(
     domains: Iterable[str],
     *,
@@ -314,45 +430,23 @@ async def check_domains(
     """Check many domains with at most ``options.concurrency`` in flight; results in input order.
 
     Give normalized domains (``normalize_domain``); one that is not a domain still gets a
-    result (its lookups fail). ``on_result`` is called as each domain finishes (progress bars,
-    streaming output). ``workers`` > 1 shards the run over that many processes
-    (``stspilot.check_pool``; ``now`` must then be picklable, e.g. a module-level function);
-    None means one process per CPU for runs of 200 domains or more, else one. With ``probes``
-    given, the run stays in this process.
+    result (its lookups fail). ``on_result`` is called as each domain finishes (progress bars).
+    ``workers`` > 1 shards the run over that many processes (``stspilot.check_pool``; ``now``
+    must then be picklable, e.g. a module-level function); None means one process per CPU for
+    runs of 200 domains or more, else one. With ``probes`` given, the run stays in this
+    process. Every result is held until the end: for long runs ``check_domains_iter`` yields
+    them as they come with bounded memory.
     """
-    options = options or (probes.options if probes else CheckOptions())
     todo: Sequence[str] = list(domains)
-    if probes is None:
-        from stspilot.check_pool import check_sharded, default_workers
-
-        count = default_workers(len(todo)) if workers is None else max(1, workers)
-        count = min(count, max(1, len(todo)))
-        if count > 1:
-            return await check_sharded(
-                todo, workers=count, options=options, now=now, on_result=on_result
-            )
-    results: list[CheckResult | None] = [None] * len(todo)
-    queue: asyncio.Queue[int] = asyncio.Queue()
-    for index in range(len(todo)):
-        queue.put_nowait(index)
-    own = probes is None
-    shared = probes or Probes(options)
-
-    async def worker() -> None:
-        while True:
-            try:
-                index = queue.get_nowait()
-            except asyncio.QueueEmpty:
-                return
-            result = await check_one(todo[index], shared, options, now)
-            results[index] = result
-            if on_result is not None:
-                on_result(result)
-
-    try:
-        workers_in_loop = max(1, min(options.concurrency, len(todo)))
-        await asyncio.gather(*(worker() for _ in range(workers_in_loop)))
-    finally:
-        if own:
-            await shared.aclose()
-    return [r for r in results if r is not None]
+    stream = check_domains_iter(
+        todo,
+        options=options,
+        now=now,
+        on_result=on_result,
+        probes=probes,
+        workers=workers,
+        # Everything is kept anyway: no reason to hold a domain back behind a slow one.
+        window=max(1, len(todo)),
+    )
+    async with contextlib.aclosing(stream):
+        return [result async for _, result in stream]

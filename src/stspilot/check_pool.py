@@ -4,8 +4,9 @@ One asyncio process tops out at one core, and most of a check's CPU is TLS hands
 DNS parsing that cannot be made much cheaper in Python (``docs/check.md``). So a bulk run
 (``check_domains(..., workers=N)``) starts N processes, hands each of them domains as its queue
 runs low (a slow shard does not hold up the others), and gets their ``CheckResult`` values back
-in batches. The parent only routes: it calls ``on_result`` as results arrive and returns them
-in input order.
+in batches. The parent only routes: it calls ``on_result`` as results arrive and yields them
+in input order, handing out a domain only within a window of the oldest one not yet yielded
+(a bounded reorder buffer, so memory does not grow with the number of domains).
 
 Workers are ``python -m stspilot.check_pool`` subprocesses talking pickled messages over their
 stdin/stdout (``multiprocessing.connection.Connection`` framing): unlike multiprocessing's
@@ -22,8 +23,7 @@ import contextlib
 import os
 import subprocess
 import sys
-from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterable
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING
 
@@ -112,79 +112,89 @@ class _Shard:
         self.conn = Connection(os.dup(process.stdout.fileno()))
         process.stdin.close()
         process.stdout.close()
-        self.outstanding: set[int] = set()
+        self.outstanding: dict[int, str] = {}  # sent, no result yet: index -> domain
         self.sending = True  # it may be given more domains
         self.alive = True  # results may still come from it
 
 
-async def check_sharded(
-    todo: Sequence[str],
+async def check_sharded_iter(
+    domains: Iterable[str],
     *,
     workers: int,
     options: CheckOptions,
     now: Clock,
     on_result: Callable[[CheckResult], None] | None,
-) -> list[CheckResult]:
-    """``check_domains`` over ``workers`` processes; results in input order."""
+    window: int,
+) -> AsyncGenerator[tuple[int, CheckResult], None]:
+    """``check_domains_iter`` over ``workers`` processes: ``(index, result)`` in input order.
+
+    A domain is handed out only while it is fewer than ``window`` places past the next one to
+    yield, so the results held here stay bounded however long the input is.
+    """
     from dataclasses import replace
 
     from stspilot.check import broken_result
 
     per_worker = max(1, -(-options.concurrency // workers))
     worker_options = replace(options, concurrency=per_worker)
-    results: list[CheckResult | None] = [None] * len(todo)
-    pending = deque(range(len(todo)))
+    source = enumerate(domains)
+    exhausted = False
+    head = taken = 0  # next index to yield; domains handed out
+    waiting: dict[int, CheckResult] = {}  # finished, behind a slower one
     loop = asyncio.get_running_loop()
-    all_done = loop.create_future()
+    inbox: asyncio.Queue[tuple[_Shard, list[tuple[int, CheckResult]]]] = asyncio.Queue()
     shards: list[_Shard] = []
 
+    def take(count: int) -> list[tuple[int, str]]:
+        nonlocal exhausted, taken
+        batch: list[tuple[int, str]] = []
+        while len(batch) < count and not exhausted:
+            item = next(source, None)
+            if item is None:
+                exhausted = True
+            else:
+                batch.append(item)
+        taken += len(batch)
+        return batch
+
     def feed(shard: _Shard) -> None:
-        # Keep twice the worker's concurrency queued there: it never waits for the parent.
-        room = 2 * per_worker - len(shard.outstanding)
-        while shard.sending and pending and room > 0:
-            batch = [pending.popleft() for _ in range(min(BATCH, room, len(pending)))]
-            shard.outstanding.update(batch)
-            room -= len(batch)
-            shard.to_worker.send([(i, todo[i]) for i in batch])
-        if shard.sending and not pending:
+        # Keep twice the worker's concurrency queued there (it never waits for the parent),
+        # within the window.
+        room = min(2 * per_worker - len(shard.outstanding), head + window - taken)
+        while shard.sending and room > 0 and not exhausted:
+            batch = take(min(BATCH, room))
+            if batch:
+                shard.outstanding.update(batch)
+                shard.to_worker.send(batch)
+                room -= len(batch)
+        if shard.sending and exhausted:
             shard.to_worker.send([])
             shard.sending = False
 
     def settle(index: int, result: CheckResult) -> None:
-        results[index] = result
+        waiting[index] = result
         if on_result is not None:
             on_result(result)
 
-    def give_up(indexes: list[int], why: str) -> None:
-        for index in indexes:
-            settle(index, broken_result(todo[index], RuntimeError(why), now()))
-
-    def ended(shard: _Shard) -> None:
-        loop.remove_reader(shard.conn.fileno())
-        shard.alive = shard.sending = False
-        give_up(sorted(shard.outstanding), "the worker process checking it ended unexpectedly")
-        shard.outstanding.clear()
-        takers = [other for other in shards if other.sending]
-        if pending and not takers:
-            give_up(list(pending), "every worker process ended unexpectedly")
-            pending.clear()
-        for other in takers:  # what the ended worker would have had goes to the others
-            feed(other)
-        if not any(other.alive for other in shards) and not all_done.done():
-            all_done.set_result(None)
+    def broken(domain: str, why: str) -> CheckResult:
+        return broken_result(domain, RuntimeError(why), now())
 
     def readable(shard: _Shard) -> None:
         try:
             message: list[tuple[int, CheckResult]] = shard.conn.recv()
         except (EOFError, OSError):
             message = []
-        for index, result in message:
-            shard.outstanding.discard(index)
-            settle(index, result)
-        if message:
-            feed(shard)
-        else:
-            ended(shard)
+        if not message:
+            loop.remove_reader(shard.conn.fileno())
+        inbox.put_nowait((shard, message))
+
+    def ready() -> list[tuple[int, CheckResult]]:
+        nonlocal head
+        out = []
+        while head in waiting:
+            out.append((head, waiting.pop(head)))
+            head += 1
+        return out
 
     try:
         for _ in range(workers):
@@ -194,7 +204,22 @@ async def check_sharded(
             loop.add_reader(shard.conn.fileno(), readable, shard)
         for shard in shards:
             feed(shard)
-        await all_done
+        while any(shard.alive for shard in shards):
+            shard, message = await inbox.get()
+            for index, result in message:
+                shard.outstanding.pop(index, None)
+                settle(index, result)
+            if not message:  # finished, or gone: what it still had becomes a broken result
+                shard.alive = shard.sending = False
+                why = "the worker process checking it ended unexpectedly"
+                for index, domain in sorted(shard.outstanding.items()):
+                    settle(index, broken(domain, why))
+                shard.outstanding.clear()
+            done = ready()
+            for other in shards:  # before yielding: workers keep busy while the caller writes
+                feed(other)
+            for item in done:
+                yield item
     finally:
         for shard in shards:
             if shard.alive:
@@ -209,11 +234,12 @@ async def check_sharded(
             if shard.process.returncode is None:
                 shard.process.kill()
                 await loop.run_in_executor(None, shard.process.wait)
-    for index, result in enumerate(results):  # a worker that vanished without EOF
-        if result is None:
-            error = RuntimeError("no result came back from the worker process")
-            results[index] = broken_result(todo[index], error, now())
-    return [r for r in results if r is not None]
+    # Every worker is gone and what each had is settled; if they ended before the input did,
+    # the rest is reported as broken rather than silently dropped.
+    for index, domain in source:
+        settle(index, broken(domain, "every worker process ended unexpectedly"))
+        for item in ready():
+            yield item
 
 
 def _spawn() -> subprocess.Popen[bytes]:

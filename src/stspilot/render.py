@@ -7,7 +7,8 @@ allowed within version 1, renames and removals need ``stspilot.check/2``.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from rich.console import Console
@@ -21,6 +22,7 @@ from stspilot.findings import Finding, Severity
 
 SCHEMA = "stspilot.check/1"
 FULL_REPORTS_UP_TO = 3  # more domains than this: a summary table only, unless verbose
+LINES_FROM = 21  # more domains than 20: a line per domain as each completes, then the tally
 
 _STYLE = {Severity.ERROR: "bold red", Severity.WARNING: "yellow", Severity.INFO: "cyan"}
 _MARK = {Severity.ERROR: "✗ error", Severity.WARNING: "! warning", Severity.INFO: "i info"}
@@ -97,23 +99,85 @@ def result_to_json(result: CheckResult) -> dict[str, Any]:
     }
 
 
-def check_results_to_json(results: Sequence[CheckResult]) -> dict[str, Any]:
+@dataclass(slots=True)
+class CheckTally:
+    """Counts of checked domains by worst finding: all a long run keeps of its results."""
+
+    domains: int = 0
+    errors: int = 0
+    warnings: int = 0
+    clean: int = 0  # no finding above info
+
+    def add(self, result: CheckResult) -> None:
+        self.domains += 1
+        if result.worst is Severity.ERROR:
+            self.errors += 1
+        elif result.worst is Severity.WARNING:
+            self.warnings += 1
+        else:
+            self.clean += 1
+
+    @property
+    def worst(self) -> Severity | None:
+        """The worst severity above info seen (None: every domain clean)."""
+        if self.errors:
+            return Severity.ERROR
+        return Severity.WARNING if self.warnings else None
+
+    def to_json(self) -> dict[str, int]:
+        return {
+            "domains": self.domains,
+            "errors": self.errors,
+            "warnings": self.warnings,
+            "clean": self.clean,
+        }
+
+
+def check_results_to_json(results: Iterable[CheckResult]) -> dict[str, Any]:
     """The whole ``stspilot.check/1`` document for one or many domains."""
-    worst = [r.worst for r in results]
-    return {
-        "schema": SCHEMA,
-        "summary": {
-            "domains": len(results),
-            "errors": sum(w is Severity.ERROR for w in worst),
-            "warnings": sum(w is Severity.WARNING for w in worst),
-            "clean": sum(w is None or w is Severity.INFO for w in worst),
-        },
-        "domains": [result_to_json(r) for r in results],
-    }
+    tally = CheckTally()
+    domains = []
+    for result in results:
+        tally.add(result)
+        domains.append(result_to_json(result))
+    return {"schema": SCHEMA, "domains": domains, "summary": tally.to_json()}
 
 
-def dumps_check_json(results: Sequence[CheckResult]) -> str:
-    return json.dumps(check_results_to_json(results), indent=2, ensure_ascii=False) + "\n"
+class CheckJsonDocument:
+    """The ``stspilot.check/1`` document as text pieces, one domain at a time.
+
+    ``start()``, then ``entry(result)`` per domain, then ``finish()``: joined, exactly
+    ``json.dumps(check_results_to_json(results), indent=2)``. Only the tally is kept, so a
+    document of a million domains is written in the memory of one. The summary comes after
+    ``domains`` because it is known only at the end.
+    """
+
+    def __init__(self) -> None:
+        self.tally = CheckTally()
+
+    def start(self) -> str:
+        return '{\n  "schema": ' + json.dumps(SCHEMA) + ',\n  "domains": ['
+
+    def entry(self, result: CheckResult) -> str:
+        text = json.dumps(result_to_json(result), indent=2, ensure_ascii=False)
+        lead = ",\n    " if self.tally.domains else "\n    "
+        self.tally.add(result)
+        return lead + text.replace("\n", "\n    ")
+
+    def finish(self) -> str:
+        summary = json.dumps(self.tally.to_json(), indent=2).replace("\n", "\n  ")
+        close = "\n  ]" if self.tally.domains else "]"
+        return close + ',\n  "summary": ' + summary + "\n}\n"
+
+
+def dumps_check_json(results: Iterable[CheckResult]) -> str:
+    document = CheckJsonDocument()
+    return document.start() + "".join(map(document.entry, results)) + document.finish()
+
+
+def format_result_jsonl(result: CheckResult) -> str:
+    """One domain as one line of JSON (``--jsonl``): the document's ``domains`` entry."""
+    return json.dumps(result_to_json(result), ensure_ascii=False, separators=(",", ":")) + "\n"
 
 
 # --- text ---------------------------------------------------------------------------------------
@@ -230,3 +294,51 @@ def render_check_text(
             render_result(result, console, verbose=verbose)
     if len(results) > 1:
         console.print(_summary_table(results))
+
+
+# --- text, a line per domain (long runs) --------------------------------------------------------
+
+
+def format_result_line(result: CheckResult) -> Text:
+    """One domain on one line: worst, domain, stage, what senders apply, counts, first problem."""
+    worst = result.worst
+    counts = {s: sum(f.severity is s for f in result.findings) for s in Severity}
+    top = next((f for f in result.findings if f.severity > Severity.INFO), None)
+    line = Text()
+    line.append(
+        f"{_MARK[worst] if worst else '✓ ok':<9} ", style=_STYLE[worst] if worst else "green"
+    )
+    line.append(f"{result.domain:<30}", style="bold")
+    stage = str(result.stage)
+    line.append(f" {stage:<9}", style=_STAGE_STYLE.get(stage, "dim"))
+    senders = f"mode {result.effective.mode}" if result.effective.usable else "no policy"
+    line.append(f" {senders:<13}")
+    errors, warnings = counts[Severity.ERROR], counts[Severity.WARNING]
+    if errors or warnings:
+        line.append(
+            f" {errors} error{'s' * (errors != 1)}, {warnings} warning{'s' * (warnings != 1)}"
+        )
+    if top is not None:
+        line.append(f"  {top.code} {top.subject}".rstrip(), style="dim")
+    line.rstrip()
+    return line
+
+
+def render_result_line(result: CheckResult, console: Console) -> None:
+    console.print(format_result_line(result), soft_wrap=True)  # never wrapped: one line each
+
+
+def render_tally(tally: CheckTally, console: Console) -> None:
+    """The closing line of a long run: checked, clean, warnings, errors."""
+    console.print(
+        Text.assemble(
+            f"Checked {tally.domains} domain{'s' * (tally.domains != 1)}: ",
+            (f"{tally.clean} clean", "green"),
+            ", ",
+            (f"{tally.warnings} with warnings", "yellow" if tally.warnings else ""),
+            ", ",
+            (f"{tally.errors} with errors", "bold red" if tally.errors else ""),
+            ".",
+        ),
+        soft_wrap=True,
+    )

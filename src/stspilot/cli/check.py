@@ -1,24 +1,31 @@
 """``stspilot check``: probe domains as a sending MTA would and print what is wrong, and the fix.
 
-Presentation only: options are parsed here, ``stspilot.check.check_domains`` does the work,
-``stspilot.render`` draws it. Exit code from the worst finding: 0 clean or info, 1 warnings,
-2 errors (3 usage, 4 operational, as everywhere in the CLI).
+Presentation only: options are parsed here, ``stspilot.check.check_domains_iter`` does the
+work and hands results over in input order as they complete, ``stspilot.render`` draws each
+one as it comes (an ``Output``), and only a tally is kept for the exit code and the summary.
+Exit code from the worst finding: 0 clean or info, 1 warnings, 2 errors (3 usage,
+4 operational, as everywhere in the CLI).
 """
 
 from __future__ import annotations
 
+import contextlib
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from stspilot.cli import EXIT_ERRORS, EXIT_OK, EXIT_WARNINGS
+from stspilot.cli import EXIT_ERRORS, EXIT_OK, EXIT_OPERATIONAL, EXIT_WARNINGS
 from stspilot.errors import ConfigError
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from stspilot.check import CheckOptions
     from stspilot.evaluate import CheckResult
+    from stspilot.render import CheckTally
 
 PROGRESS_FROM = 5  # domains; fewer finish before a bar would be worth drawing
 MAX_FILE_DOMAINS = 1_000_000
@@ -29,8 +36,14 @@ For each domain: the _mta-sts and _smtp._tls TXT records, the policy fetched fro
 https://mta-sts.DOMAIN/.well-known/mta-sts.txt (no redirects, 200 only, text/plain, 64 KiB,
 WebPKI), the live MX set against the policy, and a STARTTLS probe of every MX (certificate,
 name, expiry). Many domains: -f FILE (one per line, # comments; - for stdin) with
---concurrency N (in flight in all) and --workers N (processes); a progress bar is drawn on a
-terminal.
+--concurrency N (in flight in all) and --workers N (processes).
+
+Output: up to 20 domains, a report at the end; more, a line per domain and a closing tally.
+--json prints one stspilot.check/1 document, --jsonl one JSON object per domain per line.
+Every mode writes results as they complete, in input order: a slow domain holds back at
+most 4 x --concurrency finished ones behind it, and memory does not grow with the number of
+domains. A progress bar is drawn on stderr when it is a terminal and the output is not
+already scrolling there.
 
 Exit code: 0 clean (or only information), 1 warnings, 2 errors.
 """
@@ -96,10 +109,10 @@ def read_domains(args: list[str], file: Path | None) -> list[str]:
         raise typer.BadParameter(str(exc)) from exc
 
 
-def exit_code(results: list[CheckResult]) -> int:
+def exit_code(tally: CheckTally) -> int:
     from stspilot.findings import Severity
 
-    worst = max((r.worst for r in results if r.worst is not None), default=None)
+    worst = tally.worst
     if worst is None or worst < Severity.WARNING:
         return EXIT_OK
     return EXIT_WARNINGS if worst == Severity.WARNING else EXIT_ERRORS
@@ -143,7 +156,13 @@ def check_command(
     file: Annotated[
         Path | None, typer.Option("-f", "--file", help="file of domains, one a line (- = stdin)")
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="print stspilot.check/1 JSON")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="print one stspilot.check/1 JSON document")
+    ] = False,
+    as_jsonl: Annotated[
+        bool,
+        typer.Option("--jsonl", help="print one JSON object per domain per line, in input order"),
+    ] = False,
     concurrency: Annotated[
         int, typer.Option("--concurrency", min=1, max=10_000, help="domains in flight")
     ] = 50,
@@ -184,8 +203,8 @@ def check_command(
 ) -> None:
     import asyncio
 
-    from stspilot.check import check_domains
-
+    if as_json and as_jsonl:
+        raise typer.BadParameter("--json and --jsonl are two output formats: give one of them")
     names = read_domains(domains or [], file)
     options = build_options(
         nameserver=nameserver,
@@ -197,37 +216,175 @@ def check_command(
         probe_mx=not no_mx_probe,
         expiry_days=expiry_days,
     )
-    # rich is imported when there is something to draw: start-up is before the first packet.
-    if sys.stderr.isatty() and len(names) >= PROGRESS_FROM:
+    output = make_output(len(names), as_json=as_json, as_jsonl=as_jsonl, verbose=verbose)
+    # The bar goes to stderr, and only where no output scrolls past it on the same screen.
+    bar = sys.stderr.isatty() and len(names) >= PROGRESS_FROM
+    bar = bar and not (output.streams and sys.stdout.isatty())
+    try:
+        tally = asyncio.run(run_checks(names, options, workers=workers, output=output, bar=bar))
+    except BrokenPipeError:  # the reader went away (| head): stop, without a traceback
+        _silence_stdout()
+        done = output.tally.domains
+        print(f"stspilot: output closed; stopped after {done} of {len(names)}", file=sys.stderr)
+        raise typer.Exit(EXIT_OPERATIONAL) from None
+    raise typer.Exit(exit_code(tally))
+
+
+class Output:
+    """What ``stspilot check`` prints: text pieces made per result, in input order.
+
+    Only the tally is kept (and, for a small run's report, its few results), so memory does
+    not grow with the number of domains. ``streams``: text appears as results come.
+    """
+
+    streams = True
+
+    def __init__(self) -> None:
+        from stspilot.render import CheckTally
+
+        self.tally = CheckTally()
+
+    def start(self) -> str:
+        return ""
+
+    def entry(self, result: CheckResult) -> str:
+        self.tally.add(result)
+        return ""
+
+    def finish(self) -> str:
+        return ""
+
+
+class JsonLinesOutput(Output):
+    def entry(self, result: CheckResult) -> str:
+        from stspilot.render import format_result_jsonl
+
+        super().entry(result)
+        return format_result_jsonl(result)
+
+
+class JsonOutput(Output):
+    def __init__(self) -> None:
+        from stspilot.render import CheckJsonDocument
+
+        self.document = CheckJsonDocument()
+        self.tally = self.document.tally
+
+    def start(self) -> str:
+        return self.document.start()
+
+    def entry(self, result: CheckResult) -> str:
+        return self.document.entry(result)
+
+    def finish(self) -> str:
+        return self.document.finish()
+
+
+class TextOutput(Output):
+    """Few domains: the full report at the end. Many: a line each (or, verbose, a full
+    report each) as they come, then the tally."""
+
+    def __init__(self, count: int, *, verbose: bool) -> None:
         from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
-        errors = Console(stderr=True)
+        from stspilot.render import LINES_FROM
 
-        columns = (BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-        with Progress(*columns, console=errors, transient=True) as progress:
-            task = progress.add_task("checking", total=len(names))
-            results = asyncio.run(
-                check_domains(
-                    names,
-                    options=options,
-                    on_result=lambda _: progress.advance(task),
-                    workers=workers,
-                )
-            )
-    else:
-        results = asyncio.run(check_domains(names, options=options, workers=workers))
+        super().__init__()
+        self.console = Console()  # stdout's terminal, width and colours; written via capture
+        self.verbose = verbose
+        self.streams = count >= LINES_FROM
+        self.results: list[CheckResult] = []  # a small run only
+
+    def _capture(self, draw: Callable[[Console], None]) -> str:
+        with self.console.capture() as captured:
+            draw(self.console)
+        return captured.get()
+
+    def entry(self, result: CheckResult) -> str:
+        from stspilot.render import render_result, render_result_line
+
+        super().entry(result)
+        if not self.streams:
+            self.results.append(result)
+            return ""
+        if self.verbose:
+            return self._capture(lambda c: render_result(result, c, verbose=True))
+        return self._capture(lambda c: render_result_line(result, c))
+
+    def finish(self) -> str:
+        from stspilot.render import render_check_text, render_tally
+
+        if self.streams:
+            return self._capture(lambda c: render_tally(self.tally, c))
+        return self._capture(lambda c: render_check_text(self.results, c, verbose=self.verbose))
+
+
+def make_output(count: int, *, as_json: bool, as_jsonl: bool, verbose: bool) -> Output:
+    if as_jsonl:
+        return JsonLinesOutput()
     if as_json:
-        from stspilot.render import dumps_check_json
+        return JsonOutput()
+    return TextOutput(count, verbose=verbose)
 
-        sys.stdout.write(dumps_check_json(results) + "\n")
-    else:
-        from rich.console import Console
 
-        from stspilot.render import render_check_text
+async def run_checks(
+    names: list[str], options: CheckOptions, *, workers: int | None, output: Output, bar: bool
+) -> CheckTally:
+    """Check ``names``, writing each result as it comes in input order; the tally."""
+    import asyncio
 
-        render_check_text(results, Console(), verbose=verbose)
-    raise typer.Exit(exit_code(results))
+    from stspilot.check import check_domains_iter
+
+    async def write(text: str) -> None:
+        # From a thread: a reader that pauses (| less) holds back new checks through the
+        # iterator, but never stalls the event loop, so the deadlines of the checks in flight
+        # measure the network, not the reader.
+        if text:
+            await asyncio.get_running_loop().run_in_executor(None, _write_stdout, text)
+
+    with contextlib.ExitStack() as stack:
+        on_result = None
+        if bar:
+            # rich is imported when there is something to draw: start-up is before the first
+            # packet.
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+            columns = (BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+            progress = Progress(
+                *columns,
+                console=Console(stderr=True),
+                transient=True,
+                redirect_stdout=False,  # the results go to stdout itself, not above the bar
+                redirect_stderr=False,
+            )
+            stack.enter_context(progress)
+            task = progress.add_task("checking", total=len(names))
+
+            def on_result(_: CheckResult) -> None:
+                progress.advance(task)
+
+        await write(output.start())
+        stream = check_domains_iter(names, options=options, on_result=on_result, workers=workers)
+        async with contextlib.aclosing(stream):
+            async for _, result in stream:
+                await write(output.entry(result))
+    await write(output.finish())
+    return output.tally
+
+
+def _write_stdout(text: str) -> None:
+    sys.stdout.write(text)
+    sys.stdout.flush()
+
+
+def _silence_stdout() -> None:
+    import os
+
+    # Python flushes stdout at exit; pointing it at /dev/null keeps that from failing again.
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
 
 
 def register(app: typer.Typer) -> None:
