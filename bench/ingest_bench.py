@@ -65,10 +65,20 @@ def child(db: str, folder: Path, workers: int, batch_size: int) -> None:
         after = resource.getrusage(resource.RUSAGE_SELF)
         kids = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = after.ru_utime - own.ru_utime + after.ru_stime - own.ru_stime
-    print(json.dumps({"elapsed": elapsed, "new": tally.new, "duplicate": tally.duplicate,
-                      "quarantined": tally.quarantined, "cpu": cpu,
-                      "workers_cpu": kids.ru_utime + kids.ru_stime, "rss_kib": peak_rss_kib(),
-                      "workers_rss_kib": kids.ru_maxrss}))
+    print(
+        json.dumps(
+            {
+                "elapsed": elapsed,
+                "new": tally.new,
+                "duplicate": tally.duplicate,
+                "quarantined": tally.quarantined,
+                "cpu": cpu,
+                "workers_cpu": kids.ru_utime + kids.ru_stime,
+                "rss_kib": peak_rss_kib(),
+                "workers_rss_kib": kids.ru_maxrss,
+            }
+        )
+    )
 
 
 def grow_child(db: str, folders: list[Path], workers: int, batch_size: int) -> None:
@@ -85,9 +95,19 @@ def grow_child(db: str, folders: list[Path], workers: int, batch_size: int) -> N
             elapsed = time.perf_counter() - started
             total += tally.new
             disk = sum(f.stat().st_size for f in path.parent.glob(path.name + "*"))
-            print(json.dumps({"elapsed": elapsed, "new": tally.new, "total": total,
-                              "disk_mib": disk / 2**20, "rss_kib": status_kib("VmRSS"),
-                              "hwm_kib": status_kib("VmHWM")}), flush=True)
+            print(
+                json.dumps(
+                    {
+                        "elapsed": elapsed,
+                        "new": tally.new,
+                        "total": total,
+                        "disk_mib": disk / 2**20,
+                        "rss_kib": status_kib("VmRSS"),
+                        "hwm_kib": status_kib("VmHWM"),
+                    }
+                ),
+                flush=True,
+            )
 
 
 def status_kib(field: str) -> int:
@@ -111,8 +131,19 @@ def peak_rss_kib() -> int:
 
 def run_child(db: str, folder: Path, workers: int, batch_size: int) -> tuple[dict[str, float], int]:
     proc = subprocess.Popen(
-        [sys.executable, __file__, "--child", "--db", db, "--dir", str(folder),
-         "--workers", str(workers), "--batch-size", str(batch_size)],
+        [
+            sys.executable,
+            __file__,
+            "--child",
+            "--db",
+            db,
+            "--dir",
+            str(folder),
+            "--workers",
+            str(workers),
+            "--batch-size",
+            str(batch_size),
+        ],
         stdout=subprocess.PIPE,
     )
     assert proc.stdout is not None
@@ -164,8 +195,13 @@ def main() -> None:
     parser.add_argument("--no-pg", action="store_true")
     parser.add_argument("--backends", default="sqlite,postgres", help="which of sqlite,postgres")
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--grow", type=int, default=0, metavar="R",
-                        help="R rounds of --sizes reports into one growing SQLite store")
+    parser.add_argument(
+        "--grow",
+        type=int,
+        default=0,
+        metavar="R",
+        help="R rounds of --sizes reports into one growing SQLite store",
+    )
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--db", help=argparse.SUPPRESS)
     parser.add_argument("--dir", help=argparse.SUPPRESS)
@@ -181,11 +217,15 @@ def main() -> None:
         grow(args)
         return
 
-    print(f"ingest benchmark: workers={args.workers} batch={args.batch_size} "
-          f"cpus={os.cpu_count()} python={sys.version.split()[0]}")
-    print(f"{'backend':<10} {'input':<8} {'w':>2} {'reports':>8} {'new':>7} {'seconds':>8} "
-          f"{'reports/s':>10} {'cpu/s':>7} {'all cpu s':>9} {'load':>5} {'peak RSS MiB':>13} "
-          f"{'worker RSS':>10}")
+    print(
+        f"ingest benchmark: workers={args.workers} batch={args.batch_size} "
+        f"cpus={os.cpu_count()} python={sys.version.split()[0]}"
+    )
+    print(
+        f"{'backend':<10} {'input':<8} {'w':>2} {'reports':>8} {'new':>7} {'seconds':>8} "
+        f"{'reports/s':>10} {'cpu/s':>7} {'all cpu s':>9} {'load':>5} {'peak RSS MiB':>13} "
+        f"{'worker RSS':>10}"
+    )
     with tempfile.TemporaryDirectory(prefix="stspilot-bench-") as tmp:
         root = Path(tmp)
         for n in (int(s) for s in args.sizes.split(",")):
@@ -196,14 +236,17 @@ def main() -> None:
                 for form, (folder, distinct) in inputs.items():
                     for workers in (int(w) for w in str(args.workers).split(",")):
                         for attempt in range(args.repeat):
-                            run_one(args, root, backend, form, folder, distinct, n, workers,
-                                    attempt)
+                            run_one(
+                                args, root, backend, form, folder, distinct, n, workers, attempt
+                            )
 
 
 def grow(args: argparse.Namespace) -> None:
     n, rounds = int(args.sizes.split(",")[0]), args.grow
-    print(f"growing-store benchmark: {rounds} rounds of {n} reports, workers={args.workers} "
-          f"batch={args.batch_size} cpus={os.cpu_count()} python={sys.version.split()[0]}")
+    print(
+        f"growing-store benchmark: {rounds} rounds of {n} reports, workers={args.workers} "
+        f"batch={args.batch_size} cpus={os.cpu_count()} python={sys.version.split()[0]}"
+    )
     with tempfile.TemporaryDirectory(prefix="stspilot-bench-") as tmp:
         root = Path(tmp)
         started = time.perf_counter()
@@ -227,31 +270,56 @@ def grow(args: argparse.Namespace) -> None:
         del reports
         took = time.perf_counter() - started
         print(f"# generated {n * rounds} reports x 2 forms in {took:.1f} s")
-        print(f"{'input':<8} {'w':>2} {'round':>5} {'stored':>8} {'reports/s':>10} "
-              f"{'disk MiB':>9} {'RSS MiB':>8} {'peak MiB':>9} {'load':>5}")
+        print(
+            f"{'input':<8} {'w':>2} {'round':>5} {'stored':>8} {'reports/s':>10} "
+            f"{'disk MiB':>9} {'RSS MiB':>8} {'peak MiB':>9} {'load':>5}"
+        )
         for form, folders in dirs.items():
             for workers in (int(w) for w in str(args.workers).split(",")):
                 db = f"sqlite:///{root / f'grow-{form}-{workers}.sqlite3'}"
                 proc = subprocess.Popen(
-                    [sys.executable, __file__, "--child", "--db", db,
-                     "--dir", os.pathsep.join(map(str, folders)), "--workers", str(workers),
-                     "--batch-size", str(args.batch_size)],
-                    stdout=subprocess.PIPE, text=True,
+                    [
+                        sys.executable,
+                        __file__,
+                        "--child",
+                        "--db",
+                        db,
+                        "--dir",
+                        os.pathsep.join(map(str, folders)),
+                        "--workers",
+                        str(workers),
+                        "--batch-size",
+                        str(args.batch_size),
+                    ],
+                    stdout=subprocess.PIPE,
+                    text=True,
                 )
                 assert proc.stdout is not None
                 for k, line in enumerate(proc.stdout):
                     r = json.loads(line)
                     check = "" if r["new"] == n else f"  (expected {n} new!)"
-                    print(f"{form:<8} {workers:>2} {k + 1:>5} {r['total']:>8} "
-                          f"{r['new'] / r['elapsed']:>10.0f} {r['disk_mib']:>9.0f} "
-                          f"{r['rss_kib'] / 1024:>8.1f} {r['hwm_kib'] / 1024:>9.1f} "
-                          f"{os.getloadavg()[0]:>5.1f}{check}", flush=True)
+                    print(
+                        f"{form:<8} {workers:>2} {k + 1:>5} {r['total']:>8} "
+                        f"{r['new'] / r['elapsed']:>10.0f} {r['disk_mib']:>9.0f} "
+                        f"{r['rss_kib'] / 1024:>8.1f} {r['hwm_kib'] / 1024:>9.1f} "
+                        f"{os.getloadavg()[0]:>5.1f}{check}",
+                        flush=True,
+                    )
                 if proc.wait() != 0:
                     raise RuntimeError(f"child failed with {proc.returncode}")
 
 
-def run_one(args: argparse.Namespace, root: Path, backend: str, form: str, folder: Path,
-            distinct: int, n: int, workers: int, attempt: int) -> None:
+def run_one(
+    args: argparse.Namespace,
+    root: Path,
+    backend: str,
+    form: str,
+    folder: Path,
+    distinct: int,
+    n: int,
+    workers: int,
+    attempt: int,
+) -> None:
     if backend == "sqlite":
         db: str | None = f"sqlite:///{root / f'{form}-{n}-{workers}-{attempt}.sqlite3'}"
     else:
@@ -267,10 +335,13 @@ def run_one(args: argparse.Namespace, root: Path, backend: str, form: str, folde
             drop_pg_schema(db)
     rate = n / result["elapsed"]
     check = "" if result["new"] == distinct else f"  (expected {distinct} new!)"
-    print(f"{backend:<10} {form:<8} {workers:>2} {n:>8} {int(result['new']):>7} "
-          f"{result['elapsed']:>8.2f} {rate:>10.0f} {n / result['cpu']:>7.0f} "
-          f"{result['cpu'] + result['workers_cpu']:>9.2f} {os.getloadavg()[0]:>5.1f} "
-          f"{rss_kib / 1024:>13.1f} {result['workers_rss_kib'] / 1024:>10.1f}{check}")
+    print(
+        f"{backend:<10} {form:<8} {workers:>2} {n:>8} {int(result['new']):>7} "
+        f"{result['elapsed']:>8.2f} {rate:>10.0f} {n / result['cpu']:>7.0f} "
+        f"{result['cpu'] + result['workers_cpu']:>9.2f} {os.getloadavg()[0]:>5.1f} "
+        f"{rss_kib / 1024:>13.1f} {result['workers_rss_kib'] / 1024:>10.1f}{check}"
+    )
+
 
 if __name__ == "__main__":
     main()

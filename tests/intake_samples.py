@@ -33,8 +33,12 @@ def report_json(
             {
                 "policy": {
                     "policy-type": "sts",
-                    "policy-string": ["version: STSv1", "mode: testing", f"mx: mx.{domain}",
-                                      "max_age: 86400"],
+                    "policy-string": [
+                        "version: STSv1",
+                        "mode: testing",
+                        f"mx: mx.{domain}",
+                        "max_age: 86400",
+                    ],
                     "policy-domain": domain,
                     "mx-host": [f"mx.{domain}"],
                 },
@@ -50,7 +54,9 @@ def report_json(
 
 
 def report_mail(
-    *parts: bytes, domain: str = "example.com", submitter: str = "sender.example",
+    *parts: bytes,
+    domain: str = "example.com",
+    submitter: str = "sender.example",
     compress: bool = True,
 ) -> bytes:
     """A ``multipart/report; report-type=tlsrpt`` mail carrying each part as an attachment."""
@@ -64,12 +70,16 @@ def report_mail(
     for i, body in enumerate(parts):
         if compress:
             msg.add_attachment(
-                gzip.compress(body), maintype="application", subtype="tlsrpt+gzip",
+                gzip.compress(body),
+                maintype="application",
+                subtype="tlsrpt+gzip",
                 filename=f"{submitter}!{domain}!1763596800!1763683199!{i}.json.gz",
             )
         else:
             msg.add_attachment(
-                body, maintype="application", subtype="tlsrpt+json",
+                body,
+                maintype="application",
+                subtype="tlsrpt+json",
                 filename=f"{submitter}!{domain}!1763596800!1763683199!{i}.json",
             )
     msg.set_type("multipart/report")

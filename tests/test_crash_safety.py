@@ -52,8 +52,11 @@ def _write_corpus(folder: Path) -> tuple[dict[tuple[str, str], tuple[int, int]],
             expected[key] = (len(policies), details)
     bad: set[str] = set()
     for i in range(BAD):
-        raw = [b'{"organization-name": %d' % i, gzip.compress(b"nope %d" % i)[:-5],
-               b"Subject: not a report %d\r\n\r\nhi\r\n" % i][i % 3]
+        raw = [
+            b'{"organization-name": %d' % i,
+            gzip.compress(b"nope %d" % i)[:-5],
+            b"Subject: not a report %d\r\n\r\nhi\r\n" % i,
+        ][i % 3]
         (folder / f"{i:05d}-bad.json").write_bytes(raw)
         bad.add(hashlib.sha256(raw).hexdigest())
     return expected, bad
@@ -61,8 +64,18 @@ def _write_corpus(folder: Path) -> tuple[dict[tuple[str, str], tuple[int, int]],
 
 def _ingest(folder: Path, url: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "stspilot", "ingest", str(folder), "--db", url,
-         "--batch-size", "50", "--json"],
+        [
+            sys.executable,
+            "-m",
+            "stspilot",
+            "ingest",
+            str(folder),
+            "--db",
+            url,
+            "--batch-size",
+            "50",
+            "--json",
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )

@@ -78,9 +78,7 @@ def test_poll_moves_after_commit(dovecot: Dovecot, user: str, store: Store) -> N
     assert poll_once(store, config).tally == Tally()
 
 
-def test_flag_when_not_moving_and_seen_untouched(
-    dovecot: Dovecot, user: str, store: Store
-) -> None:
+def test_flag_when_not_moving_and_seen_untouched(dovecot: Dovecot, user: str, store: Store) -> None:
     _fill(dovecot, user, reports=3)
     config = _config(dovecot, user, done_folder=None)
     result = poll_once(store, config)
@@ -95,9 +93,7 @@ class Crash(Exception):
     pass
 
 
-def test_crash_between_commit_and_move_resumes(
-    dovecot: Dovecot, user: str, store: Store
-) -> None:
+def test_crash_between_commit_and_move_resumes(dovecot: Dovecot, user: str, store: Store) -> None:
     _fill(dovecot, user, reports=4, junk=1)
     config = _config(dovecot, user)
     committed: list[Sequence[int]] = []
@@ -169,14 +165,26 @@ def test_wrong_password(dovecot: Dovecot, store: Store) -> None:
         ('[imap]\nhost = "h"\nuser = "u"\n', {}, "no IMAP password"),
         ('[imap]\nhost = "h"\nuser = "u"\npassword = "x"\n', {}, "not in the config"),
         ('[imap]\nuser = "u"\n', {"STSPILOT_IMAP_PASSWORD": "p"}, "needs 'host'"),
-        ('[imap]\nhost = "h"\nuser = "u"\ntls = "none"\n', {"STSPILOT_IMAP_PASSWORD": "p"},
-         "clear text"),
-        ('[imap]\nhost = "h"\nuser = "u"\ntls = "ssl"\n', {"STSPILOT_IMAP_PASSWORD": "p"},
-         "implicit, starttls or none"),
-        ('[imap]\nhost = "h"\nuser = "u"\nport = "x"\n', {"STSPILOT_IMAP_PASSWORD": "p"},
-         "bad IMAP config"),
-        ('[imap]\nhost = "h"\nuser = "u"\nsurprise = 1\n', {"STSPILOT_IMAP_PASSWORD": "p"},
-         "unknown IMAP config keys"),
+        (
+            '[imap]\nhost = "h"\nuser = "u"\ntls = "none"\n',
+            {"STSPILOT_IMAP_PASSWORD": "p"},
+            "clear text",
+        ),
+        (
+            '[imap]\nhost = "h"\nuser = "u"\ntls = "ssl"\n',
+            {"STSPILOT_IMAP_PASSWORD": "p"},
+            "implicit, starttls or none",
+        ),
+        (
+            '[imap]\nhost = "h"\nuser = "u"\nport = "x"\n',
+            {"STSPILOT_IMAP_PASSWORD": "p"},
+            "bad IMAP config",
+        ),
+        (
+            '[imap]\nhost = "h"\nuser = "u"\nsurprise = 1\n',
+            {"STSPILOT_IMAP_PASSWORD": "p"},
+            "unknown IMAP config keys",
+        ),
         ("[imap\n", {"STSPILOT_IMAP_PASSWORD": "p"}, "cannot read"),
     ],
 )
@@ -192,8 +200,11 @@ def test_config_password_file_and_env(tmp_path: Path) -> None:
     path = tmp_path / "imap.toml"
     path.write_text(f'[imap]\nhost = "mail.example"\nuser = "u"\npassword_file = "{tmp_path}/pw"\n')
     from_file = load_imap_config(path, env={})
-    assert (from_file.password, from_file.effective_port, from_file.tls) == ("from-file", 993,
-                                                                             "implicit")
+    assert (from_file.password, from_file.effective_port, from_file.tls) == (
+        "from-file",
+        993,
+        "implicit",
+    )
     assert "from-file" not in repr(from_file)
     assert load_imap_config(path, env={"STSPILOT_IMAP_PASSWORD": "env"}).password == "env"
 

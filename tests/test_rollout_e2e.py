@@ -289,9 +289,7 @@ def test_generate_from_the_live_mx_set(
         assert [f["code"] for f in doc["findings"]] == ["generate.mx.probe-failed"]
 
 
-def test_generate_keeps_the_published_rua(
-    lab: LabInfo, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_generate_keeps_the_published_rua(lab: LabInfo, capsys: pytest.CaptureFixture[str]) -> None:
     capsys.readouterr()
     main(["generate", "testing-ok.test", "--zone", *lab.check_args()])
     zone = capsys.readouterr().out

@@ -204,8 +204,20 @@ def test_receive_command_smtp_and_http_until_sigterm(store_url: str, tmp_path: P
     """`stspilot receive` end to end: SMTP and HTTP in one process, clean stop on SIGTERM."""
     smtp_port, http_port = _free_port(), _free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "stspilot", "receive", "--listen", f"127.0.0.1:{smtp_port}",
-         "--domain", "example.com", "--db", store_url, "--http", f"127.0.0.1:{http_port}"],
+        [
+            sys.executable,
+            "-m",
+            "stspilot",
+            "receive",
+            "--listen",
+            f"127.0.0.1:{smtp_port}",
+            "--domain",
+            "example.com",
+            "--db",
+            store_url,
+            "--http",
+            f"127.0.0.1:{http_port}",
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},

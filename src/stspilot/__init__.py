@@ -55,6 +55,7 @@ _EXPORTS: dict[str, str] = {
     "CheckOptions": "check",
     "check_domain": "check",
     "check_domains": "check",
+    "check_domains_iter": "check",
     "Store": "store",
 }
 
@@ -85,6 +86,7 @@ __all__ = [
     "assess_rollout",
     "check_domain",
     "check_domains",
+    "check_domains_iter",
     "evaluate",
     "format_policy",
     "generate",
@@ -108,7 +110,7 @@ def __getattr__(name: str) -> Any:
 
 
 if TYPE_CHECKING:  # let type checkers see the real names
-    from stspilot.check import CheckOptions, check_domain, check_domains
+    from stspilot.check import CheckOptions, check_domain, check_domains, check_domains_iter
     from stspilot.errors import (
         ConfigError,
         LimitExceeded,

@@ -40,9 +40,8 @@ def _tally_dict(tally: Tally) -> dict[str, int]:
 
 
 def _tally_line(tally: Tally) -> str:
-    return (
-        f"{tally.new} new, {tally.duplicate} duplicate, {tally.quarantined} quarantined"
-        + (f", {tally.errors} unreadable" if tally.errors else "")
+    return f"{tally.new} new, {tally.duplicate} duplicate, {tally.quarantined} quarantined" + (
+        f", {tally.errors} unreadable" if tally.errors else ""
     )
 
 
@@ -141,11 +140,15 @@ def _run_imap(
             typer.echo(f"stspilot: {result}", err=True)
             return
         if as_json:
-            typer.echo(json.dumps({**_tally_dict(result.tally), "moved": result.moved,
-                                   "flagged": result.flagged}))
+            typer.echo(
+                json.dumps(
+                    {**_tally_dict(result.tally), "moved": result.moved, "flagged": result.flagged}
+                )
+            )
         else:
-            typer.echo(f"{_tally_line(result.tally)} ({result.moved} moved, "
-                       f"{result.flagged} flagged)")
+            typer.echo(
+                f"{_tally_line(result.tally)} ({result.moved} moved, {result.flagged} flagged)"
+            )
         sys.stdout.flush()
 
     if not watch:

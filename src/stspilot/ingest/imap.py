@@ -103,9 +103,7 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def load_imap_config(
-    path: Path | None, *, env: Mapping[str, str] | None = None
-) -> ImapConfig:
+def load_imap_config(path: Path | None, *, env: Mapping[str, str] | None = None) -> ImapConfig:
     """Read the ``[imap]`` table of a TOML file; the password from the env or a password file.
 
     Keys: host, port, user, tls, ca_file, folder, done_folder, quarantine_folder, flag,
@@ -198,9 +196,7 @@ def connect(config: ImapConfig) -> imaplib.IMAP4:
     """Open and log in; TLS as configured, certificates checked against ``ca_file`` or system."""
     context: ssl.SSLContext | None = None
     if config.tls != "none":
-        context = ssl.create_default_context(
-            cafile=str(config.ca_file) if config.ca_file else None
-        )
+        context = ssl.create_default_context(cafile=str(config.ca_file) if config.ca_file else None)
     try:
         conn: imaplib.IMAP4
         if config.tls == "implicit":
@@ -245,9 +241,7 @@ def _ensure_folder(conn: imaplib.IMAP4, folder: str) -> None:
         _check(typ, data, f"CREATE {folder}")
 
 
-def _fetch(
-    conn: imaplib.IMAP4, uids: Sequence[int], items: str
-) -> dict[int, tuple[bytes, bytes]]:
+def _fetch(conn: imaplib.IMAP4, uids: Sequence[int], items: str) -> dict[int, tuple[bytes, bytes]]:
     """``UID FETCH``: uid -> (response header line, literal bytes or b"")."""
     typ, data = conn.uid("FETCH", _uid_set(uids), items)
     _check(typ, data, "UID FETCH")

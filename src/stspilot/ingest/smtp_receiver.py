@@ -63,9 +63,7 @@ class ReceiverConfig:
         if self.require_starttls and self.tls_cert is None:
             raise ConfigError("require_starttls needs a certificate and a key file")
         object.__setattr__(self, "addresses", frozenset(a.lower() for a in self.addresses))
-        object.__setattr__(
-            self, "domains", frozenset(d.lower().rstrip(".") for d in self.domains)
-        )
+        object.__setattr__(self, "domains", frozenset(d.lower().rstrip(".") for d in self.domains))
 
     def accepts(self, address: str) -> bool:
         """Is ``address`` one of ours? Exact addresses, or any local part at our domains."""
@@ -110,9 +108,7 @@ class ReportHandler:
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
-    async def handle_DATA(
-        self, server: Any, session: Any, envelope: Any
-    ) -> str:
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         raw = envelope.original_content or envelope.content
         if isinstance(raw, str):  # only when decode_data=True, which we never set
             raw = raw.encode("utf-8", "surrogateescape")
