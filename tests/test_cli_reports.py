@@ -187,6 +187,30 @@ def test_quarantine_then_retry(store_url: str, capsys: pytest.CaptureFixture[str
     assert notes == {first.id: "retried: 1 new, 0 duplicate", still_bad.id: None}
 
 
+def test_quarantine_listing_keeps_codes_and_paths_whole(
+    store_url: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    origin = (
+        "/var/spool/tlsrpt/incoming/2026/11/google.com!example.com!1763769600!1763855999.json.gz"
+    )
+    with Store.open(store_url) as store:
+        store.quarantine(
+            b"\x1f\x8b junk",
+            origin=origin,
+            code="report.limit.compression-ratio",
+            reason="gzip expands over 250:1 (decompression bomb?)",
+            received_at=TODAY,
+        )
+    monkeypatch.setenv("COLUMNS", "80")  # as in a pipe: a block per entry
+    code, out, _ = run(capsys, "reports", "quarantine", "--db", store_url)
+    assert code == 0
+    assert "report.limit.compression-ratio" in out and origin in out
+    assert "decompression bomb?" in out and "┃" not in out
+    monkeypatch.setenv("COLUMNS", "200")  # a wide terminal: the table
+    code, out, _ = run(capsys, "reports", "quarantine", "--db", store_url)
+    assert code == 0 and "┃ code" in out and "report.limit.compression-ratio" in out
+
+
 def test_db_option_beats_the_environment(
     filled: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

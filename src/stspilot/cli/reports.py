@@ -31,6 +31,9 @@ DB_OPTION = typer.Option(
 )
 
 
+WIDE = 120  # columns from which the quarantine is drawn as a table
+
+
 def _window(days: int, now: datetime) -> tuple[date, date]:
     """The last ``days`` UTC days up to and including today, as [since, until)."""
     today = now.astimezone(UTC).date()
@@ -244,21 +247,42 @@ def quarantine_command(
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title="Quarantine")
-    for col in ("id", "received", "origin", "size", "code", "reason", "state"):
-        table.add_column(col, overflow="fold")
-    for q in items:
-        state = f"resolved: {q.note}" if q.resolved else "waiting"
-        table.add_row(
-            str(q.id),
-            q.received_at.strftime("%Y-%m-%d %H:%M"),
-            q.origin,
-            f"{q.size:,}",
-            q.code,
-            q.reason,
-            state,
-        )
-    Console(highlight=False).print(table)
+    console = Console(highlight=False)
+    if console.width < WIDE:
+        # Narrow (or not a terminal, where rich assumes 80 columns): a block per entry, so
+        # codes and paths stay whole instead of folding into a 7-column table.
+        from rich.markup import escape
+
+        for q in items:
+            state = f"resolved: {q.note}" if q.resolved else "waiting"
+            console.print(
+                f"[bold]#{q.id}[/]  {q.received_at:%Y-%m-%d %H:%M}  {q.size:,} bytes  "
+                f"[bold]{escape(q.code)}[/]  {escape(state)}",
+                soft_wrap=True,
+            )
+            console.print(f"    {escape(q.origin)}", soft_wrap=True)
+            console.print(f"    {escape(q.reason)}", soft_wrap=True)
+    else:
+        table = Table(title="Quarantine")
+        # Codes, dates and sizes stay whole (they are what one searches for); the origin
+        # path and the reason take the width that is left.
+        for col in ("id", "received", "size", "code"):
+            table.add_column(col, no_wrap=True, justify="right" if col == "size" else "left")
+        table.add_column("origin", overflow="fold", ratio=1)
+        table.add_column("reason", ratio=2)
+        table.add_column("state", overflow="fold")
+        for q in items:
+            state = f"resolved: {q.note}" if q.resolved else "waiting"
+            table.add_row(
+                str(q.id),
+                q.received_at.strftime("%Y-%m-%d %H:%M"),
+                f"{q.size:,}",
+                q.code,
+                q.origin,
+                q.reason,
+                state,
+            )
+        console.print(table)
     typer.echo("Fix the cause, then run `stspilot reports retry` to read them again.")
 
 
