@@ -129,23 +129,17 @@ def peak_rss_kib() -> int:
     return 0
 
 
+def child_argv(db: str, folders: list[Path], workers: int, batch_size: int) -> list[str]:
+    """This script as a fresh child process ingesting ``folders`` (several: a growing store)."""
+    return [
+        sys.executable, __file__, "--child", "--db", db,
+        "--dir", os.pathsep.join(map(str, folders)),
+        "--workers", str(workers), "--batch-size", str(batch_size),
+    ]  # fmt: skip
+
+
 def run_child(db: str, folder: Path, workers: int, batch_size: int) -> tuple[dict[str, float], int]:
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            __file__,
-            "--child",
-            "--db",
-            db,
-            "--dir",
-            str(folder),
-            "--workers",
-            str(workers),
-            "--batch-size",
-            str(batch_size),
-        ],
-        stdout=subprocess.PIPE,
-    )
+    proc = subprocess.Popen(child_argv(db, [folder], workers, batch_size), stdout=subprocess.PIPE)
     assert proc.stdout is not None
     out = proc.stdout.read()
     if proc.wait() != 0:
@@ -277,23 +271,8 @@ def grow(args: argparse.Namespace) -> None:
         for form, folders in dirs.items():
             for workers in (int(w) for w in str(args.workers).split(",")):
                 db = f"sqlite:///{root / f'grow-{form}-{workers}.sqlite3'}"
-                proc = subprocess.Popen(
-                    [
-                        sys.executable,
-                        __file__,
-                        "--child",
-                        "--db",
-                        db,
-                        "--dir",
-                        os.pathsep.join(map(str, folders)),
-                        "--workers",
-                        str(workers),
-                        "--batch-size",
-                        str(args.batch_size),
-                    ],
-                    stdout=subprocess.PIPE,
-                    text=True,
-                )
+                argv = child_argv(db, folders, workers, args.batch_size)
+                proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
                 assert proc.stdout is not None
                 for k, line in enumerate(proc.stdout):
                     r = json.loads(line)
