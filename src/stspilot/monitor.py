@@ -22,8 +22,10 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from stspilot.check import CheckOptions, Probes, check_domain, normalize_domain, utc_now
+from stspilot.errors import StoreError
 from stspilot.notify import Notifier, deliver
 from stspilot.store.monitor import Claim, MonitorStore, ScheduledDomain
+from stspilot.store.retention import Retention
 
 if TYPE_CHECKING:
     from stspilot.evaluate import CheckResult
@@ -56,6 +58,9 @@ class MonitorConfig:
     enroll_hosted: bool = True
     worker: str = field(default_factory=default_worker_id)
     alerts: Notifier = field(default_factory=Notifier)
+    # Old checks are thinned (store/retention.py) by ``run_forever`` once per ``thin_every``.
+    retention: Retention = field(default_factory=Retention)
+    thin_every: timedelta = timedelta(hours=24)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +71,8 @@ class Tally:
     alerts: int = 0  # alerts detected
     sent: int = 0  # messages delivered (alerts, reminders and resolutions)
     delivery_errors: tuple[str, ...] = ()
+    thinned: int = 0  # old checks dropped (store/retention.py)
+    store_errors: tuple[str, ...] = ()  # thinning that failed (tried again next time)
 
     def __add__(self, other: Tally) -> Tally:
         return Tally(
@@ -75,6 +82,8 @@ class Tally:
             self.alerts + other.alerts,
             self.sent + other.sent,
             self.delivery_errors + other.delivery_errors,
+            self.thinned + other.thinned,
+            self.store_errors + other.store_errors,
         )
 
 
@@ -256,12 +265,25 @@ async def run_forever(
     clock: Callable[[], datetime] = utc_now,
     on_round: Callable[[Tally], None] | None = None,
 ) -> Tally:
-    """Rounds until ``stop`` is set; a full batch is followed at once by the next round."""
+    """Rounds until ``stop`` is set; a full batch is followed at once by the next round.
+    Old checks are thinned at the start and then once per ``config.thin_every``."""
     total = Tally()
+    thinned_at: datetime | None = None
     while not stop.is_set():
-        tally = await run_once(store, options=options, now=clock(), config=config)
+        now = clock()
+        thin = Tally()
+        if thinned_at is None or now - thinned_at >= config.thin_every:
+            thinned_at = now
+            try:
+                _, dropped = await asyncio.to_thread(
+                    store.thin_checks, now=now, retention=config.retention
+                )
+                thin = Tally(thinned=dropped)
+            except StoreError as exc:  # e.g. the database busy: the checks go on regardless
+                thin = Tally(store_errors=(f"thinning old checks failed: {exc}",))
+        tally = thin + await run_once(store, options=options, now=clock(), config=config)
         total += tally
-        if on_round is not None and tally.claimed:
+        if on_round is not None and (tally.claimed or tally.thinned or tally.store_errors):
             on_round(tally)
         if tally.claimed >= config.batch_size:
             continue

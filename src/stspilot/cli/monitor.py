@@ -9,11 +9,15 @@ import signal
 import sys
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from stspilot.cli.rollout import CA_FILE, DEADLINE, NAMESERVER, PORT_MAP, TIMEOUT
 from stspilot.errors import ConfigError
+
+if TYPE_CHECKING:
+    from stspilot.store.retention import Retention
 
 HELP = (
     "Re-check domains on a schedule, keep their history and alert on drift.\n\n"
@@ -23,6 +27,13 @@ HELP = (
 )
 
 DB = typer.Option(None, "--db", help="database URL or SQLite path")
+KEEP_ALL = typer.Option(30, "--keep-all-days", min=1, help="keep every check this long")
+KEEP_DAILY = typer.Option(
+    400,
+    "--keep-daily-days",
+    min=1,
+    help="then each domain's changes and one check a day until this age; older: changes only",
+)
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
@@ -124,6 +135,8 @@ def run_command(
     batch: int = typer.Option(100, "--batch", min=1, help="domains claimed per round"),
     concurrency: int = typer.Option(20, "--concurrency", min=1, help="checks in flight"),
     expiry_days: int = typer.Option(14, "--expiry-days", min=0, help="certificate warning"),
+    keep_all_days: int = KEEP_ALL,
+    keep_daily_days: int = KEEP_DAILY,
     db: str | None = DB,
     nameserver: str | None = NAMESERVER,
     ca_file: Path | None = CA_FILE,
@@ -143,6 +156,7 @@ def run_command(
         batch_size=batch,
         concurrency=concurrency,
         expiry_days=expiry_days,
+        retention=_retention(keep_all_days, keep_daily_days),
         alerts=Notifier(
             webhooks=tuple(webhook), mail=relay if isinstance(relay, MailRelay) else None
         ),
@@ -154,8 +168,12 @@ def run_command(
             f"claimed {t.claimed}, checked {t.checked}, failed {t.failed}, "
             f"alerts {t.alerts}, sent {t.sent}"
         )
+        if t.thinned:
+            typer.echo(f"thinned {t.thinned} old checks (kept: changes, one a day, the first)")
         for error in t.delivery_errors:
             typer.echo(f"delivery failed: {error}", err=True)
+        for error in t.store_errors:
+            typer.echo(error, err=True)
 
     async def main(store: Store) -> Tally:
         if once:
@@ -171,6 +189,33 @@ def run_command(
     show(tally)
 
 
+def prune_command(
+    keep_all_days: int = KEEP_ALL,
+    keep_daily_days: int = KEEP_DAILY,
+    dry_run: bool = typer.Option(False, "--dry-run", help="count, delete nothing"),
+    db: str | None = DB,
+) -> None:
+    from stspilot.check import utc_now
+    from stspilot.store import Store
+
+    retention = _retention(keep_all_days, keep_daily_days)
+    with Store.open(db) as store:
+        seen, dropped = store.thin_checks(now=utc_now(), retention=retention, dry_run=dry_run)
+    verb = "would drop" if dry_run else "dropped"
+    typer.echo(
+        f"{seen} checks older than {keep_all_days} days: {verb} {dropped}, kept {seen - dropped}"
+    )
+
+
+def _retention(keep_all_days: int, keep_daily_days: int) -> Retention:
+    from stspilot.store.retention import Retention
+
+    try:
+        return Retention(keep_all_days, keep_daily_days)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+
+
 def register(app: typer.Typer) -> None:
     group = typer.Typer(help=HELP, no_args_is_help=True)
     group.command("add", help="Enrol DOMAIN... (checked at the next round).")(add_command)
@@ -179,4 +224,9 @@ def register(app: typer.Typer) -> None:
     group.command("run", help="Check due domains and send alerts, in a loop or --once.")(
         run_command
     )
+    group.command(
+        "prune",
+        help="Thin old check history: keep every check --keep-all-days, then each domain's "
+        "first check, its changes and one check a day; `monitor run` does this daily.",
+    )(prune_command)
     app.add_typer(group, name="monitor")

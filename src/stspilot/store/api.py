@@ -33,6 +33,7 @@ from stspilot.store.models import (
     ReportListing,
     StoredReport,
 )
+from stspilot.store.retention import CheckPoint, Retention, checks_to_drop
 from stspilot.store.rows import ReportRows
 from stspilot.store.schema import checks, quarantine, raw_blobs, report_policies, reports
 from stspilot.store.url import make_engine, resolve_url
@@ -490,6 +491,47 @@ class Store:
         with self._read() as conn:
             newest_first = [reads.check_record(row) for row in conn.execute(q).mappings()]
         return newest_first[::-1]
+
+    def thin_checks(
+        self, *, now: datetime, retention: Retention | None = None, dry_run: bool = False
+    ) -> tuple[int, int]:
+        """Drop old checks that tell nothing new (``store/retention.py``), one domain and one
+        transaction at a time; returns (checks looked at, checks dropped)."""
+        retention = retention or Retention()
+        thin_before, _ = retention.cutoffs(now)
+        c = checks.c
+        light = (c.id, c.observed_at, c.stage, c.mode, c.worst_severity, c.findings_count,
+                 c.policy_id, c.policy_sha256, c.mx_set)  # fmt: skip
+        with self._read() as conn:
+            domains = list(
+                conn.scalars(select(c.domain).where(c.observed_at < thin_before).distinct())
+            )
+        seen = dropped = 0
+        for domain in domains:
+            with self._read() if dry_run else self._write() as conn:
+                older = conn.execute(
+                    select(*light)
+                    .where(c.domain == domain, c.observed_at < thin_before)
+                    .order_by(c.observed_at, c.id)
+                ).all()
+                # The first newer check too: the last old check before a change is kept.
+                newer = conn.execute(
+                    select(*light)
+                    .where(c.domain == domain, c.observed_at >= thin_before)
+                    .order_by(c.observed_at, c.id)
+                    .limit(1)
+                ).all()
+                points = [
+                    CheckPoint(row[0], row[1], (*row[2:8], tuple(row[8])))
+                    for row in (*older, *newer)
+                ]
+                drop = checks_to_drop(points, now=now, retention=retention)
+                seen += len(older)
+                dropped += len(drop)
+                if not dry_run:
+                    for i in range(0, len(drop), batch.CHUNK):
+                        conn.execute(checks.delete().where(c.id.in_(drop[i : i + batch.CHUNK])))
+        return seen, dropped
 
 
 def open_store(url: str | None = None) -> Store:
