@@ -4,13 +4,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
 from stspilot.alerts import Alert, detect_changes
 from stspilot.evaluate import CheckResult, evaluate
-from stspilot.evidence import effective_mode, policy_digest
+from stspilot.evidence import (
+    DailyTotal,
+    FailureCount,
+    ReportWindow,
+    effective_mode,
+    policy_digest,
+)
 from stspilot.facts import (
     CertInfo,
     DnsStatus,
@@ -213,3 +219,48 @@ def test_expiry_threshold_is_a_parameter() -> None:
         )
         == 1
     )
+
+
+def window(day: date, failed: int, *, ok: int = 1000) -> ReportWindow:
+    return ReportWindow(
+        totals=(
+            DailyTotal(day, "Google Inc.", ok, failed),
+            DailyTotal(day - timedelta(days=1), "Google Inc.", ok, 99),  # older: not news
+        ),
+        failures=(
+            FailureCount(day, "Google Inc.", "certificate-expired", MX2, failed),
+            FailureCount(day - timedelta(days=1), "Google Inc.", "validation-failure", MX1, 99),
+        ),
+    )
+
+
+@pytest.mark.parametrize(
+    ("mode", "severity", "says"),
+    [
+        ("enforce", Severity.ERROR, "did not deliver"),
+        ("testing", Severity.WARNING, "would be refused"),
+    ],
+)
+def test_failures_in_the_newest_reports(mode: str, severity: Severity, says: str) -> None:
+    current = check(served(body(mode)), T1)
+    yesterday = T1.date() - timedelta(days=1)
+    alerts = detect_changes(None, current, now=T1, reports=window(yesterday, 40))
+    (alert,) = [a for a in alerts if a.code == "tlsrpt.failures"]
+    assert (alert.severity, alert.lasting) == (severity, True)
+    assert alert.key == f"{D}|tlsrpt.failures"
+    assert f"for {yesterday}: 40 of 1,040 sessions failed" in alert.message
+    assert f"certificate-expired 40; MX: {MX2} 40; reported by Google Inc." in alert.message
+    assert says in alert.message and "validation-failure" not in alert.message
+
+
+def test_no_report_alert_when_clean_stale_or_mode_none() -> None:
+    yesterday = T1.date() - timedelta(days=1)
+    enforce = check(same, T1)
+
+    def codes(current: CheckResult, reports: ReportWindow) -> set[str]:
+        return {a.code for a in detect_changes(None, current, now=T1, reports=reports)}
+
+    assert "tlsrpt.failures" not in codes(enforce, window(yesterday, 0))  # clean newest day
+    assert "tlsrpt.failures" not in codes(enforce, window(yesterday - timedelta(days=5), 40))
+    assert "tlsrpt.failures" not in codes(check(served(body("none")), T1), window(yesterday, 40))
+    assert "tlsrpt.failures" not in codes(enforce, ReportWindow())

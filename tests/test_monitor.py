@@ -257,6 +257,27 @@ def test_expiry_days_sets_both_the_alerts_and_the_stored_findings(
     assert record is not None and record.result["findings"] == []
 
 
+def test_failures_in_fresh_reports_alert_under_enforce(
+    store: Store, lab: LabThread, hook: Hook
+) -> None:
+    """A sender's TLS-RPT report of failed sessions two days ago, for a domain in enforce: mail
+    was not delivered: an error alert."""
+    from intake_samples import report_json
+    from stspilot.ingest.pipeline import ingest_raw
+
+    raw = report_json("google.com", "r-enforce-1", domain=CHANGING, failures=2)
+    outcome = ingest_raw(store, raw, origin="test", received_at=T0)
+    assert (outcome.new, outcome.quarantined) == (1, False)
+    add_domain(store, [CHANGING], now=T0)
+    config = MonitorConfig(interval=6 * HOUR, enroll_hosted=False)
+    alerts = Notifier(webhooks=(hook.url,), timeout=5.0)
+    tally = asyncio.run(run_once(store, options=lab.options, now=T0, config=config, alerts=alerts))
+    assert (tally.checked, tally.failed, tally.delivery_errors) == (1, 0, ())
+    (sent,) = [m for m in hook.received if m["code"] == "tlsrpt.failures"]
+    assert "[stspilot ERROR]" in sent["text"]
+    assert "3 of 103 sessions failed" in sent["text"] and "did not deliver" in sent["text"]
+
+
 def test_cli_add_list_and_sigterm(store_url: str, tmp_path: Any) -> None:
     app = typer.Typer()
     register(app)

@@ -7,8 +7,9 @@ previous check (``CheckRecord``) with the current ``CheckResult``. Two kinds of 
   changed, MX set changed, policy changed without an id bump). Their key names the change, so
   the same change is alerted once.
 - *conditions* (``lasting=True``): something is wrong now (live MX not covered, orphan,
-  certificate expiring, check failing, stuck in testing). Their key names the condition, so
-  the notifier can remind after a quiet period and say "resolved" when it clears.
+  certificate expiring, check failing, stuck in testing, failed sessions in the newest TLS-RPT
+  reports). Their key names the condition, so the notifier can remind after a quiet period
+  and say "resolved" when it clears.
 
 Policy changed without an id bump and stuck in testing are the rollout's own judgements
 (``stspilot.rollout.assess_rollout``), reused rather than re-derived.
@@ -17,6 +18,7 @@ Policy changed without an id bump and stuck in testing are the rollout's own jud
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -220,6 +222,46 @@ def _rollout_alerts(
     return out
 
 
+# Reports come a day after the day they cover; a newest day older than this is stale news.
+REPORT_FRESH_DAYS = 3
+
+
+def _report_alerts(current: CheckResult, reports: ReportWindow, now: datetime) -> list[Alert]:
+    """Failed sessions in the newest day of TLS-RPT reports (RFC 8460 §4.3): under enforce
+    mail that senders did not deliver, under testing mail that enforce would refuse."""
+    mode = effective_mode(current)
+    if mode not in ("enforce", "testing") or not reports.totals:
+        return []
+    day = max(t.day for t in reports.totals)
+    if (now.date() - day).days > REPORT_FRESH_DAYS:
+        return []
+    newest = [t for t in reports.totals if t.day == day]
+    failed = sum(t.failed for t in newest)
+    if failed == 0:
+        return []
+    total = failed + sum(t.successful for t in newest)
+    by_type: Counter[str] = Counter()
+    by_mx: Counter[str] = Counter()
+    for f in reports.failures:
+        if f.day == day:
+            by_type[f.result_type] += f.sessions
+            by_mx[f.receiving_mx or "(MX not named)"] += f.sessions
+    types = _short([f"{t} {n}" for t, n in by_type.most_common()], 3)
+    mxs = _short([f"{m} {n}" for m, n in by_mx.most_common()], 3)
+    senders = _short(sorted({t.organization for t in newest if t.failed}), 3)
+    d = current.domain
+    if mode == "enforce":
+        severity, outcome = Severity.ERROR, "under mode enforce these senders did not deliver"
+    else:
+        severity, outcome = Severity.WARNING, "under mode enforce these would be refused"
+    message = (
+        f"{d}: TLS-RPT reports for {day}: {failed:,} of {total:,} sessions failed "
+        f"(result types: {types}; MX: {mxs}; reported by {senders}); {outcome} "
+        "(RFC 8460 §4.3). `stspilot reports summary` has the causes and fixes."
+    )
+    return [_alert(d, "tlsrpt.failures", severity, message, lasting=True)]
+
+
 def detect_changes(
     previous: CheckRecord | None,
     current: CheckResult,
@@ -243,6 +285,7 @@ def detect_changes(
     if history is None:
         history = history_from_checks([previous]) if previous is not None else ()
     alerts += _rollout_alerts(current, history, reports or ReportWindow(), now, stuck_after_days)
+    alerts += _report_alerts(current, reports or ReportWindow(), now)
     unique: dict[str, Alert] = {}
     for a in alerts:
         unique.setdefault(a.key, a)
