@@ -234,6 +234,13 @@ CASES: list[tuple[str, Callable[[DomainFacts], DomainFacts], str, Severity, str 
         None,
     ),
     (
+        "tls-chain-incomplete",
+        fetch_fail(FetchOutcome.TLS_FAILED, tls=TlsResult(False, TlsFailure.CHAIN_INCOMPLETE)),
+        "sts.policy.tls.chain-incomplete",
+        Severity.ERROR,
+        None,
+    ),
+    (
         "tls-self-signed",
         fetch_fail(FetchOutcome.TLS_FAILED, tls=TlsResult(False, TlsFailure.SELF_SIGNED)),
         "sts.policy.tls.untrusted",
@@ -509,6 +516,20 @@ CASES: list[tuple[str, Callable[[DomainFacts], DomainFacts], str, Severity, str 
         MX2,
     ),
     (
+        "chain-incomplete",
+        with_probe(tls_fail(TlsFailure.CHAIN_INCOMPLETE)),
+        "mx.cert.chain-incomplete",
+        Severity.ERROR,
+        MX2,
+    ),
+    (
+        "chain-incomplete-testing",
+        chain(TESTING, with_probe(tls_fail(TlsFailure.CHAIN_INCOMPLETE))),
+        "mx.cert.chain-incomplete",
+        Severity.WARNING,
+        MX2,
+    ),
+    (
         "not-yet-valid",
         with_probe(tls_fail(TlsFailure.NOT_YET_VALID)),
         "mx.cert.untrusted",
@@ -650,6 +671,31 @@ def test_finding_emitted(
     # most severe first, then by code
     keys = [(-f.severity, f.code, f.subject) for f in result.findings]
     assert keys == sorted(keys)
+
+
+def _leaf_only(host: str) -> TlsResult:
+    sent = replace(cert(host), issuer="CN=R11,O=Let's Encrypt,C=US", chain_length=1)
+    detail = "unable to get local issuer certificate"
+    return TlsResult(False, TlsFailure.CHAIN_INCOMPLETE, detail, cert=sent, verify_code=20)
+
+
+def test_a_missing_intermediate_is_named_with_its_issuer_and_the_fix() -> None:
+    probe = MxProbe(MX2, SmtpOutcome.TLS_FAILED, tls=_leaf_only(MX2))
+    fetch = PolicyFetch(URL, FetchOutcome.TLS_FAILED, tls=_leaf_only(f"mta-sts.{D}"))
+    result = evaluate(replace(with_probe(probe)(HEALTHY), policy=fetch))
+    assert "mx.cert.untrusted" not in result.codes()
+    assert "sts.policy.tls.untrusted" not in result.codes()
+    by_code = {f.code: f for f in result.findings}
+    mx_finding = by_code["mx.cert.chain-incomplete"]
+    assert mx_finding.subject == MX2
+    assert "(issuer: CN=R11,O=Let's Encrypt,C=US)" in mx_finding.detail
+    assert "it sends only its own certificate" in mx_finding.detail
+    assert "fullchain.pem" in mx_finding.fix and "smtpd_tls_chain_files" in mx_finding.fix
+    policy_finding = by_code["sts.policy.tls.chain-incomplete"]
+    assert policy_finding.subject == f"mta-sts.{D}"
+    assert "(issuer: CN=R11" in policy_finding.detail
+    assert "nginx ssl_certificate fullchain.pem" in policy_finding.fix
+    assert result.effective.reason_code == "sts.policy.tls.chain-incomplete"
 
 
 def test_healthy_domain_has_no_problem() -> None:

@@ -35,6 +35,8 @@ CASES: dict[str, tuple[FetchOutcome, int | None, TlsFailure | None]] = {
     "fetch-wrong-name.test": (FetchOutcome.TLS_FAILED, None, TlsFailure.HOST_MISMATCH),
     "fetch-untrusted.test": (FetchOutcome.TLS_FAILED, None, TlsFailure.UNTRUSTED),
     "fetch-self-signed.test": (FetchOutcome.TLS_FAILED, None, TlsFailure.SELF_SIGNED),
+    "fetch-chain-incomplete.test": (FetchOutcome.TLS_FAILED, None, TlsFailure.CHAIN_INCOMPLETE),
+    "chain-ok.test": (FetchOutcome.OK, 200, None),  # leaf + intermediate: validates
 }
 TOTAL = 1.5
 
@@ -111,6 +113,18 @@ async def test_refused_cert_is_still_described(lab: Lab) -> None:
     assert result.tls is not None and result.tls.cert is not None
     assert result.tls.cert.dns_names == ("wrong-name.lab.invalid",)
     assert not result.tls.cert.self_signed
+
+
+async def test_a_missing_intermediate_is_told_from_an_unknown_ca(lab: Lab) -> None:
+    async with _fetcher(lab) as fetcher:
+        leaf_only = await fetcher.fetch_policy("fetch-chain-incomplete.test")
+        unknown_ca = await fetcher.fetch_policy("fetch-untrusted.test")
+    assert leaf_only.tls is not None and leaf_only.tls.cert is not None
+    assert leaf_only.tls.cert.chain_length == 1 and leaf_only.tls.cert.issuer_sent is False
+    assert "stspilot lab intermediate CA" in leaf_only.tls.cert.issuer
+    assert leaf_only.tls.detail == "unable to get local issuer certificate"
+    assert unknown_ca.tls is not None and unknown_ca.tls.cert is not None
+    assert unknown_ca.tls.cert.chain_length == 2 and unknown_ca.tls.cert.issuer_sent is True
 
 
 async def test_ssrf_guard_blocks_loopback_before_connecting(lab: Lab) -> None:

@@ -24,7 +24,8 @@ REQUIRED = (
     "mx-unused", "mx-wildcard-deep", "mx-no-starttls", "mx-expired", "mx-self-signed",
     "mx-untrusted", "mx-wrong-name", "mx-tls-broken", "mx-no-banner", "mx-starttls-refused",
     "orphan-policy", "maxage-short", "maxage-long-testing", "tlsrpt-absent",
-    "tlsrpt-bad-scheme", "tlsrpt-depends-on-mx",
+    "tlsrpt-bad-scheme", "tlsrpt-depends-on-mx", "chain-ok", "mx-chain-incomplete",
+    "fetch-chain-incomplete",
 )  # fmt: skip
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ast
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -13,7 +13,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stspilot.evidence import history_from_checks
+from stspilot.evaluate import evaluate
+from stspilot.evidence import history_from_checks, live_state_from_check
+from stspilot.facts import FetchOutcome, PolicyFetch, TlsFailure, TlsResult
 from stspilot.generate import DAY, WEEK
 from stspilot.reports import FailureDetail, PolicyResult, TlsReport
 from stspilot.rollout import (
@@ -29,6 +31,14 @@ from stspilot.rollout import (
     assess_gate,
     assess_rollout,
     window_from_reports,
+)
+from test_evaluate import (  # type: ignore[import-not-found]
+    HEALTHY,
+    MX2,
+    TESTING,
+    URL,
+    tls_fail,
+    with_probe,
 )
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
@@ -278,6 +288,24 @@ def test_gate_criteria(
     assert a.ready is all(expected.values())
     assert any(evidence in c.evidence for c in a.gate), [c.evidence for c in a.gate]
     assert all(c.evidence for c in a.gate)  # evidence shown whether it passes or not
+
+
+def test_a_missing_intermediate_fails_the_gate_as_an_mx_and_a_policy_problem() -> None:
+    """From ``evaluate`` to the gate: a leaf served without its intermediate is a failure."""
+    facts = TESTING(with_probe(tls_fail(TlsFailure.CHAIN_INCOMPLETE))(HEALTHY))
+    mx_state = live_state_from_check(evaluate(facts))
+    a = assess_gate(mx_state, window(), now=NOW)
+    mx_tls = next(c for c in a.gate if c.name == "mx-tls")
+    assert not mx_tls.passed and MX2 in mx_tls.evidence
+    assert "mx.cert.chain-incomplete" in mx_tls.evidence
+    fetch = PolicyFetch(
+        URL, FetchOutcome.TLS_FAILED, tls=TlsResult(False, TlsFailure.CHAIN_INCOMPLETE)
+    )
+    policy_state = live_state_from_check(evaluate(replace(HEALTHY, policy=fetch)))
+    policy = next(
+        c for c in assess_gate(policy_state, window(), now=NOW).gate if c.name == "policy-fetch"
+    )
+    assert not policy.passed and "sts.policy.tls.chain-incomplete" in policy.evidence
 
 
 def test_failures_older_than_the_gate_window_do_not_block() -> None:

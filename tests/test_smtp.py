@@ -33,6 +33,8 @@ CASES: dict[str, tuple[SmtpOutcome, TlsFailure | None]] = {
     "mx-self-signed.test": (SmtpOutcome.TLS_FAILED, TlsFailure.SELF_SIGNED),
     "mx-wrong-name.test": (SmtpOutcome.TLS_FAILED, TlsFailure.HOST_MISMATCH),
     "mx-untrusted.test": (SmtpOutcome.TLS_FAILED, TlsFailure.UNTRUSTED),
+    "mx-chain-incomplete.test": (SmtpOutcome.TLS_FAILED, TlsFailure.CHAIN_INCOMPLETE),
+    "chain-ok.test": (SmtpOutcome.OK, None),  # leaf + intermediate: validates
     "mx-no-address.test": (SmtpOutcome.NO_ADDRESS, None),
 }
 TOTAL = 2.0
@@ -89,6 +91,21 @@ async def test_refused_certificates_are_read(lab: Lab) -> None:
     wrong = await prober.probe_mx("mx1.mx-wrong-name.test")
     assert self_signed.tls and self_signed.tls.cert and self_signed.tls.cert.self_signed
     assert wrong.tls and wrong.tls.cert and wrong.tls.cert.dns_names == ("wrong-name.lab.invalid",)
+
+
+async def test_the_chain_sent_with_a_refused_certificate_is_read(lab: Lab) -> None:
+    prober = _prober(lab)
+    leaf_only = await prober.probe_mx("mx1.mx-chain-incomplete.test")
+    unknown_ca = await prober.probe_mx("mx1.mx-untrusted.test")
+    self_signed = await prober.probe_mx("mx1.mx-self-signed.test")
+    assert leaf_only.tls and leaf_only.tls.cert
+    assert leaf_only.tls.verify_code == 20  # X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY
+    assert leaf_only.tls.cert.chain_length == 1 and leaf_only.tls.cert.issuer_sent is False
+    assert "stspilot lab intermediate CA" in leaf_only.tls.cert.issuer
+    # An unknown CA that sends its full chain is untrusted, not incomplete.
+    assert unknown_ca.tls and unknown_ca.tls.cert
+    assert unknown_ca.tls.cert.chain_length == 2 and unknown_ca.tls.cert.issuer_sent is True
+    assert self_signed.tls and self_signed.tls.failure is TlsFailure.SELF_SIGNED
 
 
 async def test_nothing_listening_is_connect_failed(lab: Lab) -> None:

@@ -53,7 +53,13 @@ def days_until(moment: datetime, now: datetime) -> int:
 def tls_params(tls: TlsResult | None) -> dict[str, Any]:
     """The certificate and handshake details the catalogue templates show."""
     if tls is None:
-        return {"tls_detail": "", "cert_names": "no name read", "not_after": "", "issuer": ""}
+        return {
+            "tls_detail": "",
+            "cert_names": "no name read",
+            "not_after": "",
+            "issuer": "",
+            "chain_sent": "",
+        }
     cert = tls.cert
     names = ", ".join(cert.dns_names) if cert and cert.dns_names else ""
     if cert and not names:  # RFC 6125 / RFC 8461 §3.3: a CN alone does not count
@@ -63,7 +69,17 @@ def tls_params(tls: TlsResult | None) -> dict[str, Any]:
         "cert_names": names or "no name read",
         "not_after": cert.not_after.date().isoformat() if cert else "",
         "issuer": cert.issuer if cert else "",
+        "chain_sent": _chain_sent(cert),
     }
+
+
+def _chain_sent(cert: CertInfo | None) -> str:
+    """What the server sent with its certificate, for the chain-incomplete findings."""
+    if cert is None or not cert.chain_length:
+        return "certificates that could not be read"
+    if cert.chain_length == 1:
+        return "only its own certificate"
+    return f"{cert.chain_length} certificates, none of them the issuer"
 
 
 def dns_id_matches(dns_id: str, host: str) -> bool:
@@ -112,6 +128,7 @@ _MX_TLS_CODES = {
     TlsFailure.EXPIRED: "mx.cert.expired",
     TlsFailure.SELF_SIGNED: "mx.cert.self-signed",
     TlsFailure.UNTRUSTED: "mx.cert.untrusted",
+    TlsFailure.CHAIN_INCOMPLETE: "mx.cert.chain-incomplete",
     TlsFailure.NOT_YET_VALID: "mx.cert.untrusted",
     TlsFailure.HOST_MISMATCH: "mx.cert.host-mismatch",
     TlsFailure.HANDSHAKE: "mx.tls.handshake",

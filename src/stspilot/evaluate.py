@@ -183,6 +183,7 @@ _POLICY_TLS_CODES = {
     TlsFailure.HOST_MISMATCH: "sts.policy.tls.host-mismatch",
     TlsFailure.SELF_SIGNED: "sts.policy.tls.untrusted",
     TlsFailure.UNTRUSTED: "sts.policy.tls.untrusted",
+    TlsFailure.CHAIN_INCOMPLETE: "sts.policy.tls.chain-incomplete",
     TlsFailure.NOT_YET_VALID: "sts.policy.tls.untrusted",
     TlsFailure.HANDSHAKE: "sts.policy.tls.handshake",
 }

@@ -65,7 +65,10 @@ class TlsFailure(StrEnum):
     NOT_YET_VALID = "not-yet-valid"  # certificate-not-trusted
     HOST_MISMATCH = "host-mismatch"  # certificate-host-mismatch
     SELF_SIGNED = "self-signed"  # certificate-not-trusted
-    UNTRUSTED = "untrusted"  # certificate-not-trusted (unknown CA, broken chain)
+    UNTRUSTED = "untrusted"  # certificate-not-trusted (unknown or private CA)
+    # certificate-not-trusted: the server sends its leaf without the intermediate(s) that
+    # link it to a CA (senders do not fetch a missing intermediate, unlike browsers)
+    CHAIN_INCOMPLETE = "chain-incomplete"
     HANDSHAKE = "handshake"  # validation-failure (protocol, cipher, alert)
 
 
@@ -79,7 +82,10 @@ class CertInfo:
     not_before: datetime  # aware, UTC
     not_after: datetime  # aware, UTC
     self_signed: bool
-    chain_length: int = 1
+    chain_length: int = 0  # certificates the server sent, the leaf included; 0: not read
+    # Whether the server sent the certificate named by the leaf's issuer; None when the chain
+    # it sent could not be read (only the leaf was).
+    issuer_sent: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +98,7 @@ class TlsResult:
     version: str = ""  # "TLSv1.3"
     cipher: str = ""
     cert: CertInfo | None = None
+    verify_code: int = 0  # OpenSSL X509_V_ERR_* when the certificate was rejected, else 0
 
 
 class FetchOutcome(StrEnum):

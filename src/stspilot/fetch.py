@@ -25,7 +25,7 @@ from pathlib import Path
 
 from stspilot.facts import AddressLookup, CertInfo, DnsStatus, FetchOutcome, PolicyFetch
 from stspilot.resolver import Resolver
-from stspilot.tls import TlsContexts, cert_info, failure, success
+from stspilot.tls import TlsContexts, failure, success, unverified_cert
 
 POLICY_PATH = "/.well-known/mta-sts.txt"
 MAX_POLICY_BYTES = 64 * 1024  # RFC 8461 §3.3 suggests 64 KB
@@ -339,21 +339,19 @@ class PolicyFetcher:
         return replace(base, outcome=outcome, body=body)
 
     async def _read_cert(self, ip: str, host: str) -> CertInfo | None:
-        """Handshake again without validation, only to show the certificate that was refused."""
+        """Handshake again without validation, only to read the refused certificate and chain."""
         writer = None
         try:
             async with asyncio.timeout(self.options.connect_timeout):
                 _, writer = await asyncio.open_connection(
                     ip, self.options.port, ssl=self.tls.unverified, server_hostname=host
                 )
-                ssl_object = writer.get_extra_info("ssl_object")
-                der = ssl_object.getpeercert(binary_form=True) if ssl_object else None
+                return unverified_cert(writer.get_extra_info("ssl_object"))
         except (OSError, TimeoutError, ValueError):
             return None
         finally:
             if writer is not None:
                 writer.transport.abort()
-        return cert_info(der) if der else None
 
 
 def _with_elapsed(fetch: PolicyFetch, elapsed: float) -> PolicyFetch:

@@ -5,7 +5,7 @@ the MX name (RFC 8461 §7.1), validated against the system trust store plus any 
 from SAN dNSName only → QUIT. Every step has a timeout, lines and replies have size limits (a
 server that sends garbage forever costs a few KiB), and every outcome is an ``MxProbe`` value.
 When validation fails the handshake is repeated without validation, only to read the
-certificate that was refused.
+certificate that was refused and the chain it came in (a missing intermediate is named).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 
 from stspilot.facts import AddressLookup, CertInfo, DnsStatus, MxProbe, SmtpOutcome, TlsResult
 from stspilot.resolver import Resolver
-from stspilot.tls import TlsContexts, failure, peer_cert, success
+from stspilot.tls import TlsContexts, failure, refine, success, unverified_cert
 
 _REPLY_LINE = re.compile(rb"^([2-5][0-9][0-9])([ -])(.*?)\r?\n$", re.DOTALL)
 
@@ -102,7 +102,7 @@ class MxProber:
         )
         if not session.tls.ok and session.tls.cert is None:
             cert = await self._read_cert(host, ip)
-            probe = replace(probe, tls=replace(session.tls, cert=cert))
+            probe = replace(probe, tls=refine(session.tls, cert))
         return probe
 
     async def _read_cert(self, host: str, ip: str) -> CertInfo | None:
@@ -158,7 +158,9 @@ class MxProber:
         except (OSError, ValueError, EOFError) as exc:  # ssl.SSLError is an OSError
             return _Session(banner.lines[0], ehlo_name, failure(exc, None))
         ssl_object = writer.get_extra_info("ssl_object")
-        tls = success(ssl_object) if verify else TlsResult(ok=False, cert=peer_cert(ssl_object))
+        tls = (
+            success(ssl_object) if verify else TlsResult(ok=False, cert=unverified_cert(ssl_object))
+        )
         await self._quit(writer)
         return _Session(banner.lines[0], ehlo_name, tls)
 

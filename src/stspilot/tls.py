@@ -3,15 +3,26 @@
 Shared by ``fetch`` (HTTPS, RFC 8461 §3.3) and ``smtp`` (STARTTLS, RFC 8461 §4.2): both validate
 with the system trust store plus an optional extra CA, send SNI (RFC 8461 §7.1), match names on
 SAN dNSName only, and fill ``CertInfo`` even when validation failed.
+
+A rejected certificate is read by a second handshake without validation, which also reads the
+chain the server sent: a server that sends its leaf without the intermediate that issued it
+(``cert.pem`` instead of ``fullchain.pem``) fails at every sender, because MTAs do not fetch
+missing intermediates the way browsers do, and is named ``CHAIN_INCOMPLETE``, not "untrusted".
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import ssl
+from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from stspilot.facts import CertInfo, TlsFailure, TlsResult
+
+if TYPE_CHECKING:
+    from cryptography import x509
 
 # OpenSSL X509_V_ERR_* codes that name a cause (see openssl/x509_vfy.h).
 _VERIFY_CODES = {
@@ -20,6 +31,15 @@ _VERIFY_CODES = {
     18: TlsFailure.SELF_SIGNED,  # DEPTH_ZERO_SELF_SIGNED_CERT
     62: TlsFailure.HOST_MISMATCH,  # HOSTNAME_MISMATCH
 }
+# The verifier found no certificate for an issuer: either the server left out an intermediate
+# or the CA is unknown; the chain the server sent tells which.
+_ISSUER_NOT_FOUND = frozenset(
+    {
+        2,  # UNABLE_TO_GET_ISSUER_CERT
+        20,  # UNABLE_TO_GET_ISSUER_CERT_LOCALLY
+        21,  # UNABLE_TO_VERIFY_LEAF_SIGNATURE
+    }
+)
 
 
 class TlsContexts:
@@ -67,16 +87,20 @@ class TlsContexts:
         self.unverified  # noqa: B018
 
 
-def cert_info(der: bytes) -> CertInfo | None:
-    """The leaf certificate's names and dates; None when it cannot be parsed."""
+def _load(der: bytes) -> x509.Certificate | None:
     # Imported here: only refused certificates need it, and it costs start-up time.
+    from cryptography import x509
+
+    try:
+        return x509.load_der_x509_certificate(der)
+    except ValueError:
+        return None
+
+
+def _info(cert: x509.Certificate) -> CertInfo:
     from cryptography import x509
     from cryptography.x509.oid import ExtensionOID
 
-    try:
-        cert = x509.load_der_x509_certificate(der)
-    except ValueError:
-        return None
     try:
         san = cert.extensions.get_extension_for_oid(ExtensionOID.SUBJECT_ALTERNATIVE_NAME)
         names = tuple(san.value.get_values_for_type(x509.DNSName))  # type: ignore[attr-defined]
@@ -90,6 +114,60 @@ def cert_info(der: bytes) -> CertInfo | None:
         not_after=cert.not_valid_after_utc,
         self_signed=cert.issuer == cert.subject,
     )
+
+
+def cert_info(der: bytes) -> CertInfo | None:
+    """The leaf certificate's names and dates; None when it cannot be parsed."""
+    cert = _load(der)
+    return None if cert is None else _info(cert)
+
+
+def chain_info(chain: Sequence[bytes]) -> CertInfo | None:
+    """The leaf (first) of the DER certificates a server sent, and whether its issuer was sent.
+
+    Matched by name, as a verifier builds a path: intermediates that do not include the
+    leaf's issuer (a stale or wrong one) link it to nothing either.
+    """
+    leaf = _load(chain[0]) if chain else None
+    if leaf is None:
+        return None
+    sent = (_load(der) for der in chain[1:])
+    issuer_sent = any(cert is not None and cert.subject == leaf.issuer for cert in sent)
+    return replace(_info(leaf), chain_length=len(chain), issuer_sent=issuer_sent)
+
+
+def sent_chain(ssl_object: ssl.SSLObject | ssl.SSLSocket | None) -> tuple[bytes, ...]:
+    """The certificates the peer sent, leaf first, as DER; () when this Python cannot say.
+
+    Public only from Python 3.13 (``get_unverified_chain``); the private ``_sslobj`` has had
+    it since 3.10, returning ``_ssl.Certificate`` objects. Read defensively: a missing or
+    changed private API means "unknown", never an error.
+    """
+    getter = getattr(ssl_object, "get_unverified_chain", None)
+    if getter is None:
+        getter = getattr(getattr(ssl_object, "_sslobj", None), "get_unverified_chain", None)
+    der_encoding = getattr(getattr(ssl, "_ssl", None), "ENCODING_DER", None)
+    if getter is None:
+        return ()
+    try:
+        items = getter() or ()
+        return tuple(
+            item if isinstance(item, bytes) else bytes(item.public_bytes(der_encoding))
+            for item in items
+        )
+    except (AttributeError, TypeError, ValueError, ssl.SSLError):
+        return ()
+
+
+def unverified_cert(ssl_object: ssl.SSLObject | ssl.SSLSocket | None) -> CertInfo | None:
+    """The certificate of a handshake made without validation, with the chain it came in."""
+    if ssl_object is None:
+        return None
+    info = chain_info(sent_chain(ssl_object))
+    if info is not None:
+        return info
+    der = ssl_object.getpeercert(binary_form=True)
+    return cert_info(der) if der else None
 
 
 _SHORT = {
@@ -164,15 +242,38 @@ def find_ssl_error(exc: BaseException | None) -> ssl.SSLError | None:
     return None
 
 
+def classify(verify_code: int, cert: CertInfo | None) -> TlsFailure:
+    """Name a rejected certificate from the verifier's code and the certificate read unverified.
+
+    "Unable to get the issuer" is a missing intermediate when the leaf is not self-signed and
+    the server did not send the certificate of its issuer; otherwise an unknown (or private) CA.
+    """
+    kind = _VERIFY_CODES.get(verify_code, TlsFailure.UNTRUSTED)
+    if kind is not TlsFailure.UNTRUSTED or cert is None:
+        return kind
+    if cert.self_signed:
+        return TlsFailure.SELF_SIGNED
+    if verify_code in _ISSUER_NOT_FOUND and cert.issuer_sent is False:
+        return TlsFailure.CHAIN_INCOMPLETE
+    return kind
+
+
 def failure(error: BaseException, cert: CertInfo | None) -> TlsResult:
     """Name why a handshake failed, refined with the certificate read without validation."""
     ssl_error = find_ssl_error(error) or error
     if isinstance(ssl_error, ssl.SSLCertVerificationError):
-        kind = _VERIFY_CODES.get(ssl_error.verify_code, TlsFailure.UNTRUSTED)
+        code = ssl_error.verify_code
+        kind = classify(code, cert)
         detail = ssl_error.verify_message or str(ssl_error)
-        if kind is TlsFailure.UNTRUSTED and cert is not None and cert.self_signed:
-            kind = TlsFailure.SELF_SIGNED
     else:
+        code = 0
         kind = TlsFailure.HANDSHAKE
         detail = getattr(ssl_error, "reason", None) or str(ssl_error) or type(error).__name__
-    return TlsResult(ok=False, failure=kind, detail=str(detail), cert=cert)
+    return TlsResult(ok=False, failure=kind, detail=str(detail), verify_code=code, cert=cert)
+
+
+def refine(result: TlsResult, cert: CertInfo | None) -> TlsResult:
+    """A failed result with the certificate a later, non-validating handshake read."""
+    if result.verify_code:
+        return replace(result, failure=classify(result.verify_code, cert), cert=cert)
+    return replace(result, cert=cert)

@@ -1,5 +1,9 @@
 """The lab's certificates: a trustme CA, a second untrusted CA, and leaf certificates of each kind.
 
+Like a public CA, each root can issue through an intermediate; a leaf from an intermediate is
+served with it (``GOOD_CHAIN``, ``UNTRUSTED``) or, the common real-world mistake, without it
+(``CHAIN_INCOMPLETE``: ``cert.pem`` where ``fullchain.pem`` belongs).
+
 Every lab host gets a server ``SSLContext`` per group of names, chosen by SNI, so one address
 can serve thousands of names (the benchmark) without issuing a certificate per connection.
 """
@@ -23,11 +27,13 @@ NAMES_PER_CERT = 100
 
 
 class CertKind(StrEnum):
-    GOOD = "good"
+    GOOD = "good"  # issued by the lab root itself
+    GOOD_CHAIN = "good-chain"  # issued by a lab intermediate, served with the intermediate
     EXPIRED = "expired"
     NOT_YET_VALID = "not-yet-valid"
     WRONG_NAME = "wrong-name"  # valid, trusted, but for another name
-    UNTRUSTED = "untrusted"  # issued by a CA the client does not know
+    UNTRUSTED = "untrusted"  # by an intermediate of a CA the client does not know, with chain
+    CHAIN_INCOMPLETE = "chain-incomplete"  # by a lab intermediate, served WITHOUT it
     SELF_SIGNED = "self-signed"
     EXPIRING = "expiring"  # valid, expires in 5 days
 
@@ -64,15 +70,35 @@ class LabPki:
         self.now = now or dt.datetime.now(dt.UTC)
         self.ca = trustme.CA(organization_name="stspilot lab CA")
         self.other_ca = trustme.CA(organization_name="stspilot untrusted CA")
+        self._intermediates: dict[str, trustme.CA] = {}  # made on first use
         self.directory = directory
         self.ca_file = directory / "lab-ca.pem"
         self.ca_file.write_bytes(self.ca.cert_pem.bytes())
+
+    def intermediate(self, *, trusted: bool = True) -> trustme.CA:
+        """The intermediate CA under the lab root (or under the untrusted root)."""
+        key = "trusted" if trusted else "untrusted"
+        if key not in self._intermediates:
+            parent, name = (
+                (self.ca, "stspilot lab intermediate CA")
+                if trusted
+                else (self.other_ca, "stspilot untrusted intermediate CA")
+            )
+            self._intermediates[key] = trustme.CA(parent_cert=parent, organization_name=name)
+        return self._intermediates[key]
+
+    def _issuer(self, kind: CertKind) -> trustme.CA:
+        if kind is CertKind.UNTRUSTED:
+            return self.intermediate(trusted=False)
+        if kind in (CertKind.GOOD_CHAIN, CertKind.CHAIN_INCOMPLETE):
+            return self.intermediate()
+        return self.ca
 
     def _pem(self, kind: CertKind, names: list[str]) -> tuple[bytes, bytes]:
         """(key PEM, certificate chain PEM) of the given kind for ``names``."""
         if kind is CertKind.SELF_SIGNED:
             return _self_signed(names, self.now)
-        ca = self.other_ca if kind is CertKind.UNTRUSTED else self.ca
+        ca = self._issuer(kind)
         day = dt.timedelta(days=1)
         not_before, not_after = self.now - day, self.now + 90 * day
         if kind is CertKind.EXPIRED:
@@ -84,7 +110,11 @@ class LabPki:
         if kind is CertKind.WRONG_NAME:
             names = [WRONG_NAME]
         leaf = ca.issue_cert(*names, not_before=not_before, not_after=not_after)
-        chain = b"".join(blob.bytes() for blob in leaf.cert_chain_pems)
+        # cert_chain_pems: the leaf, then its intermediates (never the root).
+        sent = (
+            leaf.cert_chain_pems[:1] if kind is CertKind.CHAIN_INCOMPLETE else leaf.cert_chain_pems
+        )
+        chain = b"".join(blob.bytes() for blob in sent)
         return leaf.private_key_pem.bytes(), chain
 
     def server_context(self, kind: CertKind, names: list[str]) -> ssl.SSLContext:

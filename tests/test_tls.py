@@ -1,0 +1,134 @@
+"""Naming a refused certificate from the verifier's code and the chain the server sent.
+
+Pure functions of ``tls`` fed with DER lists built by trustme; the lab tests
+(``test_smtp.py``, ``test_fetch.py``) read the same chains from real handshakes.
+"""
+
+from __future__ import annotations
+
+import ssl
+
+import pytest
+import trustme
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from stspilot.facts import TlsFailure, TlsResult
+from stspilot.tls import cert_info, chain_info, classify, failure, refine, sent_chain
+
+# OpenSSL X509_V_ERR_* codes
+ISSUER_CERT, ISSUER_LOCALLY, LEAF_SIGNATURE, EXPIRED, SELF_SIGNED = 2, 20, 21, 10, 18
+
+
+def _der(pem: bytes) -> bytes:
+    return x509.load_pem_x509_certificate(pem).public_bytes(Encoding.DER)
+
+
+@pytest.fixture(scope="module")
+def pki() -> dict[str, bytes]:
+    root = trustme.CA(organization_name="test root")
+    intermediate = trustme.CA(parent_cert=root, organization_name="test intermediate")
+    other = trustme.CA(parent_cert=root, organization_name="other intermediate")
+    leaf = intermediate.issue_cert("mx.example.com")
+    return {
+        "root": _der(root.cert_pem.bytes()),
+        "intermediate": _der(intermediate.cert_pem.bytes()),
+        "other": _der(other.cert_pem.bytes()),
+        "leaf": _der(leaf.cert_chain_pems[0].bytes()),
+    }
+
+
+def test_leaf_alone_is_read_as_sent_without_its_issuer(pki: dict[str, bytes]) -> None:
+    info = chain_info([pki["leaf"]])
+    assert info is not None
+    assert info.chain_length == 1 and info.issuer_sent is False and not info.self_signed
+    assert "O=test intermediate" in info.issuer and info.dns_names == ("mx.example.com",)
+
+
+def test_full_chain_is_read_with_its_issuer(pki: dict[str, bytes]) -> None:
+    info = chain_info([pki["leaf"], pki["intermediate"]])
+    assert info is not None and info.chain_length == 2 and info.issuer_sent is True
+    with_root = chain_info([pki["leaf"], pki["intermediate"], pki["root"]])
+    assert with_root is not None and with_root.chain_length == 3 and with_root.issuer_sent
+
+
+def test_a_wrong_intermediate_does_not_count(pki: dict[str, bytes]) -> None:
+    info = chain_info([pki["leaf"], pki["other"]])
+    assert info is not None and info.chain_length == 2 and info.issuer_sent is False
+    assert classify(ISSUER_LOCALLY, info) is TlsFailure.CHAIN_INCOMPLETE
+
+
+def test_unreadable_chains(pki: dict[str, bytes]) -> None:
+    assert chain_info([]) is None
+    assert chain_info([b"not a certificate"]) is None
+    info = chain_info([pki["leaf"], b"junk"])  # a broken extra certificate links nothing
+    assert info is not None and info.issuer_sent is False
+    only_leaf_read = cert_info(pki["leaf"])  # the fallback when the chain cannot be read
+    assert only_leaf_read is not None and only_leaf_read.issuer_sent is None
+    assert only_leaf_read.chain_length == 0
+
+
+@pytest.mark.parametrize(
+    ("code", "chain", "expected"),
+    [
+        (ISSUER_LOCALLY, ("leaf",), TlsFailure.CHAIN_INCOMPLETE),
+        (LEAF_SIGNATURE, ("leaf",), TlsFailure.CHAIN_INCOMPLETE),
+        (ISSUER_CERT, ("leaf",), TlsFailure.CHAIN_INCOMPLETE),
+        # An unknown CA that sends its whole chain: the CA is the problem, not the chain.
+        (ISSUER_LOCALLY, ("leaf", "intermediate"), TlsFailure.UNTRUSTED),
+        (ISSUER_CERT, ("leaf", "intermediate"), TlsFailure.UNTRUSTED),
+        # A self-signed leaf is self-signed, whatever the code.
+        (SELF_SIGNED, ("root",), TlsFailure.SELF_SIGNED),
+        (ISSUER_LOCALLY, ("root",), TlsFailure.SELF_SIGNED),
+        # Other causes keep their names even when the chain is incomplete.
+        (EXPIRED, ("leaf",), TlsFailure.EXPIRED),
+        (62, ("leaf",), TlsFailure.HOST_MISMATCH),
+        (7, ("leaf",), TlsFailure.UNTRUSTED),  # CERT_SIGNATURE_FAILURE
+    ],
+)
+def test_classify(
+    pki: dict[str, bytes], code: int, chain: tuple[str, ...], expected: TlsFailure
+) -> None:
+    assert classify(code, chain_info([pki[name] for name in chain])) is expected
+
+
+def test_classify_without_the_chain_stays_untrusted(pki: dict[str, bytes]) -> None:
+    assert classify(ISSUER_LOCALLY, None) is TlsFailure.UNTRUSTED
+    assert classify(ISSUER_LOCALLY, cert_info(pki["leaf"])) is TlsFailure.UNTRUSTED
+
+
+def _verify_error(code: int, message: str) -> ssl.SSLCertVerificationError:
+    error = ssl.SSLCertVerificationError(1, f"certificate verify failed: {message}")
+    error.verify_code = code
+    error.verify_message = message
+    return error
+
+
+def test_failure_names_a_missing_intermediate(pki: dict[str, bytes]) -> None:
+    error = _verify_error(ISSUER_LOCALLY, "unable to get local issuer certificate")
+    result = failure(OSError("wrapped"), None)
+    assert result.failure is TlsFailure.HANDSHAKE and result.verify_code == 0
+    wrapped = ConnectionError("connect failed")
+    wrapped.__cause__ = error
+    result = failure(wrapped, chain_info([pki["leaf"]]))
+    assert result.failure is TlsFailure.CHAIN_INCOMPLETE
+    assert result.verify_code == ISSUER_LOCALLY
+    assert result.detail == "unable to get local issuer certificate"
+
+
+def test_refine_reclassifies_once_the_certificate_is_read(pki: dict[str, bytes]) -> None:
+    error = _verify_error(ISSUER_LOCALLY, "unable to get local issuer certificate")
+    first = failure(error, None)  # the STARTTLS probe reads the certificate afterwards
+    assert first.failure is TlsFailure.UNTRUSTED
+    leaf_only = chain_info([pki["leaf"]])
+    refined = refine(first, leaf_only)
+    assert refined.failure is TlsFailure.CHAIN_INCOMPLETE and refined.cert == leaf_only
+    full = refine(first, chain_info([pki["leaf"], pki["intermediate"]]))
+    assert full.failure is TlsFailure.UNTRUSTED
+    handshake = TlsResult(False, TlsFailure.HANDSHAKE, "wrong version number")
+    assert refine(handshake, leaf_only).failure is TlsFailure.HANDSHAKE
+
+
+def test_sent_chain_without_an_ssl_object_is_unknown() -> None:
+    assert sent_chain(None) == ()
+    assert sent_chain(object()) == ()  # type: ignore[arg-type]
