@@ -10,7 +10,12 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+    import httpx
+
     from stspilot.store import Store
+    from web_support import World
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -78,3 +83,30 @@ def store(store_url: str) -> Iterator[Store]:
         yield opened
     finally:
         opened.close()
+
+
+# -- the web app in-process (tests/web_support.py); a test module may define its own ----------
+
+
+@pytest.fixture
+def world(store: Store) -> World:
+    """The app's world on ``store`` (``web_support.build_world``): tenants, users, clock."""
+    from web_support import build_world
+
+    return build_world(store)
+
+
+@pytest.fixture
+def app(world: World) -> object:
+    from web_support import make_app
+
+    return make_app(world)
+
+
+@pytest.fixture
+async def client(app: object) -> AsyncIterator[httpx.AsyncClient]:
+    """httpx over ASGI to ``app`` (no socket), peer 127.0.0.1."""
+    from web_support import client_for
+
+    async with client_for(app) as c:
+        yield c

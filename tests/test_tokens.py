@@ -26,14 +26,9 @@ from stspilot.store.accounts import (
 )
 from stspilot.store.api import MIGRATIONS
 from stspilot.store.schema import UtcDateTime
-from web_support import PASSWORD, World, build_world, client_for, form_token, login, make_app
+from web_support import PASSWORD, World, client_for, form_token, login, make_app
 
 pytestmark = pytest.mark.db
-
-
-@pytest.fixture
-def world(store: Store) -> World:
-    return build_world(store)
 
 
 @pytest.fixture

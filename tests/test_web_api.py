@@ -4,7 +4,6 @@ report, summary, check and rollout views, accounts for admins, the OpenAPI descr
 from __future__ import annotations
 
 import gzip
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -13,28 +12,11 @@ import httpx
 import pytest
 
 from intake_samples import report_json
-from stspilot.store import Store
-from web_support import World, build_world, client_for, make_app
+from web_support import World, client_for, make_app
 
 pytestmark = pytest.mark.db
 
 GZIP = {"content-type": "application/tlsrpt+gzip"}
-
-
-@pytest.fixture
-def world(store: Store) -> World:
-    return build_world(store)
-
-
-@pytest.fixture
-def app(world: World) -> Any:
-    return make_app(world)
-
-
-@pytest.fixture
-async def client(app: Any) -> AsyncIterator[httpx.AsyncClient]:
-    async with client_for(app) as c:
-        yield c
 
 
 async def test_create_domain(client: httpx.AsyncClient, world: World) -> None:

@@ -3,9 +3,6 @@ CSRF, session revocation, login rate limiting and the page-login redirect (issue
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import Any
-
 import httpx
 import pytest
 from fastapi import APIRouter, Depends
@@ -24,7 +21,6 @@ from stspilot.web.settings import WebSettings
 from web_support import (
     PASSWORD,
     World,
-    build_world,
     client_for,
     form_token,
     login,
@@ -33,22 +29,6 @@ from web_support import (
 )
 
 pytestmark = pytest.mark.db
-
-
-@pytest.fixture
-def world(store: Store) -> World:
-    return build_world(store)
-
-
-@pytest.fixture
-def app(world: World) -> Any:
-    return make_app(world)
-
-
-@pytest.fixture
-async def client(app: Any) -> AsyncIterator[httpx.AsyncClient]:
-    async with client_for(app) as c:
-        yield c
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,7 @@ decommission, the ask endpoint, publish info and the cache across replicas (issu
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -12,29 +12,12 @@ import httpx
 import pytest
 
 from stspilot.policy import parse_policy
-from stspilot.store import Store
 from stspilot.store.hosting import HostedPolicies, ServedPolicy, plan_mx_sync
 from stspilot.web.app import create_app
 from stspilot.web.hosting import POLICY_PATH, PolicyCache, publish_info
-from web_support import World, build_world, client_for, make_app, settings
+from web_support import World, client_for, make_app, settings
 
 pytestmark = pytest.mark.db
-
-
-@pytest.fixture
-def world(store: Store) -> World:
-    return build_world(store)
-
-
-@pytest.fixture
-def app(world: World) -> Any:
-    return make_app(world)
-
-
-@pytest.fixture
-async def client(app: Any) -> AsyncIterator[httpx.AsyncClient]:
-    async with client_for(app) as c:
-        yield c
 
 
 EXAMPLE = (

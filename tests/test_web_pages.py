@@ -13,22 +13,16 @@ import pytest
 
 from dashboard_seed import FINDING, ingest_report, ingest_sample_reports, save_check
 from stspilot.lab.sample_reports import generate_reports
-from stspilot.store import Store
 from stspilot.store.accounts import Accounts
 from stspilot.store.hosting import HostedPolicies
 from stspilot.summary import DailyTotal, FailureCount
 from stspilot.web import charts, pages
 from stspilot.web.app import create_app
-from web_support import World, build_world, client_for, form_token, login
+from web_support import World, client_for, form_token, login
 
 pytestmark = pytest.mark.db
 
 PAGES = ["/", "/domains/example.com", "/domains/new", "/reports", "/quarantine"]
-
-
-@pytest.fixture
-def world(store: Store) -> World:
-    return build_world(store)
 
 
 @pytest.fixture

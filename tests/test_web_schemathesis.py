@@ -13,8 +13,7 @@ schemathesis = pytest.importorskip("schemathesis")
 from hypothesis import HealthCheck, settings  # noqa: E402
 from schemathesis.checks import not_a_server_error, response_schema_conformance  # noqa: E402
 
-from stspilot.store import Store  # noqa: E402
-from web_support import World, build_world, make_app  # noqa: E402
+from web_support import World  # noqa: E402
 
 pytestmark = pytest.mark.db
 
@@ -32,16 +31,6 @@ def _spec() -> dict[str, Any]:
 
 # "Check now" probes the network: it is tested against the loopback lab in test_web_api.py.
 schema = schemathesis.openapi.from_dict(_spec()).exclude(path="/api/domains/{domain}/check")
-
-
-@pytest.fixture
-def world(store: Store) -> World:
-    return build_world(store)
-
-
-@pytest.fixture
-def app(world: World) -> Any:
-    return make_app(world)
 
 
 @schema.parametrize()

@@ -12,8 +12,7 @@ import httpx
 import pytest
 
 from intake_samples import report_json
-from stspilot.store import Store
-from web_support import World, build_world, client_for, form_token, login, make_app
+from web_support import World, client_for, form_token, login, make_app
 
 pytestmark = pytest.mark.db
 
@@ -26,22 +25,6 @@ BODIES: dict[str, Any] = {
     "/api/tenants": {"name": "x"},
     "/api/users": {"name": "x", "password": "long enough", "tenant": "acme"},
 }
-
-
-@pytest.fixture
-def world(store: Store) -> World:
-    return build_world(store)
-
-
-@pytest.fixture
-def app(world: World) -> Any:
-    return make_app(world)
-
-
-@pytest.fixture
-async def client(app: Any) -> AsyncIterator[httpx.AsyncClient]:
-    async with client_for(app) as c:
-        yield c
 
 
 def api_routes(app: Any) -> list[tuple[str, str]]:
