@@ -416,6 +416,13 @@ CASES: list[tuple[str, Callable[[DomainFacts], DomainFacts], str, Severity, str 
         MX2,
     ),
     (
+        "blocked-private",
+        chain(NO_STS, with_probe(MxProbe(MX2, SmtpOutcome.BLOCKED, error="private"))),
+        "mx.blocked",
+        Severity.WARNING,  # reachability: at least a warning, even without a policy
+        MX2,
+    ),
+    (
         "banner-timeout",
         with_probe(MxProbe(MX2, SmtpOutcome.BANNER_TIMEOUT)),
         "mx.banner-timeout",

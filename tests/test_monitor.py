@@ -278,6 +278,30 @@ def test_failures_in_fresh_reports_alert_under_enforce(
     assert "3 of 103 sessions failed" in sent["text"] and "did not deliver" in sent["text"]
 
 
+def test_cli_run_guards_private_addresses_unless_allowed(
+    store: Store, store_url: str, lab: LabThread, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``monitor run`` checks tenants' domains: by default it connects to no private address
+    (the lab is all loopback), like the web app's "check now"; ``--allow-private`` for the lab."""
+    from stspilot.cli import main
+
+    guarded, allowed = BENCH[2].domain, BENCH[3].domain
+    argv = ["monitor", "run", "--once", "--db", store_url, *lab.lab.info.check_args()]
+    add_domain(store, [guarded], now=T0)
+    assert main(argv) == 0
+    add_domain(store, [allowed], now=T0)
+    assert main([*argv, "--allow-private"]) == 0
+    assert "checked 1" in capsys.readouterr().out
+
+    def codes(domain: str) -> set[str]:
+        record = store.latest_check(domain)
+        assert record is not None
+        return {f["code"] for f in record.result["findings"]}
+
+    assert {"sts.policy.blocked", "mx.blocked"} <= codes(guarded)
+    assert codes(allowed) == set()
+
+
 def test_cli_add_list_and_sigterm(store_url: str, tmp_path: Any) -> None:
     app = typer.Typer()
     register(app)

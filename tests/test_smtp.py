@@ -156,3 +156,16 @@ async def test_scripted_servers(script: bytes, outcome: SmtpOutcome) -> None:
         await server.wait_closed()
         await dns.stop()
     assert result.outcome is outcome, result.error
+
+
+async def test_ssrf_guard_blocks_private_mx_before_connecting(lab: Lab) -> None:
+    """Service mode (``allow_private=False``): an MX on a loopback address is not probed, as
+    the policy fetch is not; the lab's servers see no connection."""
+    info = lab.info
+    before = sum(h.service.connections for h in lab.smtp_hosts)
+    resolver = Resolver(ResolverConfig((info.nameserver,), info.dns_port, timeout=1, lifetime=2))
+    options = SmtpOptions(port=info.smtp_port, connect_timeout=1, allow_private=False)
+    result = await MxProber(resolver, options).probe_mx("mx1.enforce-ok.test")
+    assert result.outcome is SmtpOutcome.BLOCKED
+    assert not result.ip and "private, loopback or link-local" in (result.error or "")
+    assert sum(h.service.connections for h in lab.smtp_hosts) == before

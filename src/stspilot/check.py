@@ -127,6 +127,7 @@ class Probes:
                 connect_timeout=options.connect_timeout,
                 command_timeout=options.read_timeout,
                 total_timeout=options.smtp_timeout,
+                allow_private=options.allow_private,
             ),
             tls=self.tls,
         )

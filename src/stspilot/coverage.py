@@ -123,6 +123,7 @@ _PROBE_CODES = {
     SmtpOutcome.STARTTLS_REJECTED: "mx.starttls.rejected",
     SmtpOutcome.TIMEOUT: "mx.timeout",
     SmtpOutcome.PROTOCOL_ERROR: "mx.protocol-error",
+    SmtpOutcome.BLOCKED: "mx.blocked",
 }
 _MX_TLS_CODES = {
     TlsFailure.EXPIRED: "mx.cert.expired",
@@ -142,6 +143,7 @@ _REACHABILITY = frozenset(
         "mx.banner-rejected",
         "mx.timeout",
         "mx.protocol-error",
+        "mx.blocked",
     }
 )
 _OLD_TLS = ("SSLv2", "SSLv3", "TLSv1", "TLSv1.0", "TLSv1.1")

@@ -141,6 +141,7 @@ class SmtpOutcome(StrEnum):
     TLS_FAILED = "tls-failed"  # handshake or certificate validation failed (see ``tls``)
     TIMEOUT = "timeout"
     PROTOCOL_ERROR = "protocol-error"
+    BLOCKED = "blocked"  # refused by the private-address guard (service mode): not probed
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, replace
 
 from stspilot.facts import AddressLookup, CertInfo, DnsStatus, MxProbe, SmtpOutcome, TlsResult
-from stspilot.resolver import Resolver
+from stspilot.resolver import Resolver, is_public
 from stspilot.tls import TlsContexts, failure, refine, success, unverified_cert
 
 _REPLY_LINE = re.compile(rb"^([2-5][0-9][0-9])([ -])(.*?)\r?\n$", re.DOTALL)
@@ -31,6 +31,7 @@ class SmtpOptions:
     ehlo_name: str = "probe.stspilot.invalid"
     max_line: int = 2048  # RFC 5321 §4.5.3.1.5: reply lines are at most 512 octets
     max_reply_lines: int = 64
+    allow_private: bool = True  # False in service mode: the SSRF guard, as for the policy fetch
 
 
 class _Abort(Exception):
@@ -75,8 +76,14 @@ class MxProber:
         address = await self.resolver.lookup_address(host)
         if address.status is not DnsStatus.OK:
             return MxProbe(host, SmtpOutcome.NO_ADDRESS, address=address, error=address.error)
+        targets = [a for a in address.addresses if self.options.allow_private or is_public(a)]
+        if not targets:
+            # A tenant's MX pointed at our internal network must not make us connect there
+            # and show them its banner and certificate.
+            error = "every address of the MX host is private, loopback or link-local"
+            return MxProbe(host, SmtpOutcome.BLOCKED, address=address, error=error)
         result = MxProbe(host, SmtpOutcome.CONNECT_FAILED, address=address)
-        for ip in address.addresses[:2]:  # the next address only when connecting failed
+        for ip in targets[:2]:  # the next address only when connecting failed
             result = await self._probe_address(host, ip, address)
             if result.outcome is not SmtpOutcome.CONNECT_FAILED:
                 break

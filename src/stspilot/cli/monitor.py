@@ -7,6 +7,7 @@ import json
 import re
 import signal
 import sys
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -137,6 +138,12 @@ def run_command(
     expiry_days: int = typer.Option(14, "--expiry-days", min=0, help="certificate warning"),
     keep_all_days: int = KEEP_ALL,
     keep_daily_days: int = KEEP_DAILY,
+    allow_private: bool = typer.Option(
+        False,
+        "--allow-private",
+        help="connect to policy and MX hosts on private, loopback or link-local addresses "
+        "(off: the SSRF guard, as tenants' domains are checked; on for the lab)",
+    ),
     db: str | None = DB,
     nameserver: str | None = NAMESERVER,
     ca_file: Path | None = CA_FILE,
@@ -161,7 +168,10 @@ def run_command(
             webhooks=tuple(webhook), mail=relay if isinstance(relay, MailRelay) else None
         ),
     )
-    options = check_options(nameserver, ca_file, port_map, timeout, deadline)
+    options = replace(
+        check_options(nameserver, ca_file, port_map, timeout, deadline),
+        allow_private=allow_private,
+    )
 
     def show(t: Tally) -> None:
         typer.echo(
