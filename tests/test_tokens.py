@@ -116,8 +116,10 @@ async def test_read_token_cannot_write(
     read = _bearer(_make(world, "alice", scope="read"))
     r = await client.request(method, path, json=body, headers=read)
     assert r.status_code == 403
-    assert r.headers["content-type"] == "application/json"
-    assert "scope read" in r.json()["detail"]
+    assert r.headers["content-type"] == "application/problem+json"  # RFC 9457, like all errors
+    problem = r.json()
+    assert (problem["status"], problem["title"]) == (403, "forbidden")
+    assert "scope read" in problem["detail"]
     # Nothing changed.
     domain = (await client.get("/api/domains/example.com", headers=read)).json()
     assert domain["mode"] == "testing" and domain["state"] == "active"

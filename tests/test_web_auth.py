@@ -113,7 +113,10 @@ async def test_login_flow(client: httpx.AsyncClient, world: World) -> None:
     assert made.status_code == 201 and made.json()["token"].startswith("stsp_")
     out = await client.post("/logout", data={"csrf_token": token})
     assert out.status_code == 303
-    assert (await client.get("/api/me")).status_code == 401
+    gone = await client.get("/api/me")
+    assert gone.status_code == 401 and gone.headers["www-authenticate"] == "Bearer"
+    assert gone.headers["content-type"] == "application/problem+json"
+    assert gone.json()["title"] == "unauthorized"
 
 
 @pytest.mark.parametrize(

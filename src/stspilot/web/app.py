@@ -29,6 +29,7 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import BaseRoute
 from starlette.types import Receive, Scope, Send
 
@@ -45,7 +46,7 @@ from stspilot.web.auth import (
     csrf_token,
     require_user,
 )
-from stspilot.web.errors import internal_error_handler, stspilot_error_handler
+from stspilot.web.errors import http_error_handler, internal_error_handler, stspilot_error_handler
 from stspilot.web.fastpath import PolicyFastPath
 from stspilot.web.hosting import PolicyCache, ask_routes
 from stspilot.web.ratelimit import Asgi, RateLimitMiddleware, TokenBucket
@@ -135,6 +136,7 @@ def create_app(
     app.state.templates = templates
 
     app.add_exception_handler(StspilotError, stspilot_error_handler)
+    app.add_exception_handler(StarletteHTTPException, http_error_handler)
     app.add_exception_handler(LoginRequired, _login_redirect)
     app.add_exception_handler(Exception, internal_error_handler)
 

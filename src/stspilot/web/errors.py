@@ -1,8 +1,9 @@
 """The web app's one place where errors meet people: ``StspilotError`` → an RFC 9457 problem.
 
 Expected failures (bad input, unknown names, a conflicting state, a failing store) become
-``application/problem+json`` with a stable ``code``; anything else is a 500 with no traceback
-in the body (it is logged).
+``application/problem+json`` with a stable ``code``, as do HTTP errors (401, 403, 404, ...);
+anything else is a 500 with no traceback in the body (it is logged). Request validation
+errors (422) keep FastAPI's shape: their ``detail`` lists each invalid field.
 """
 
 from __future__ import annotations
@@ -70,6 +71,31 @@ async def stspilot_error_handler(request: Request, exc: Exception) -> Response:
     if status >= 500:
         log.warning("%s %s: %s: %s", request.method, request.url.path, type(exc).__name__, exc)
     return problem(status, slug, str(exc), getattr(exc, "code", None))
+
+
+_HTTP_SLUGS = {
+    400: "bad-request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not-found",
+    405: "method-not-allowed",
+    413: "too-large",
+    415: "unsupported-media-type",
+    429: "too-many-requests",
+}
+
+
+async def http_error_handler(request: Request, exc: Exception) -> Response:
+    """Starlette's and FastAPI's own ``HTTPException`` (authentication, scopes, CSRF, unknown
+    routes) as problems too, so an API client parses one error shape; headers such as
+    ``WWW-Authenticate`` are kept."""
+    from starlette.exceptions import HTTPException
+
+    assert isinstance(exc, HTTPException)
+    response = problem(exc.status_code, _HTTP_SLUGS.get(exc.status_code, "http-error"), exc.detail)
+    for name, value in (exc.headers or {}).items():
+        response.headers[name] = value
+    return response
 
 
 async def internal_error_handler(request: Request, exc: Exception) -> Response:
