@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -372,6 +373,39 @@ def test_checks_history(store: Store) -> None:
     assert store.list_domains() == ["example.com"]
     store.add_report(new(make_report("z", domain="zeta.org")))
     assert store.list_domains() == ["example.com", "zeta.org"]
+
+
+def test_history_entries_read_without_documents_equal_the_full_read(store: Store) -> None:
+    from stspilot.evidence import history_from_checks
+
+    results: list[dict[str, Any]] = [
+        {"policy": {"max_age": 604800, "mode": "enforce"}},
+        {"policy": {"max_age": None}},
+        {"policy": None},
+        {},
+        {"policy": {"max_age": "soon"}},  # not a number in the document: no max_age
+    ]
+    for h, result in enumerate(results):
+        store.save_check(
+            domain="example.com",
+            observed_at=NOW + timedelta(hours=h),
+            stage="testing",
+            mode="enforce" if h == 0 else None,
+            worst_severity=None,
+            findings_count=0,
+            policy_id=f"2026112{h}" if h % 2 else None,
+            policy_sha256="ab" * 32 if h == 0 else None,
+            mx_set=[f"mx{h}.example.com"],
+            result=result,
+        )
+    full = history_from_checks(store.check_history("example.com"))
+    assert store.history_entries("example.com") == full
+    assert [e.max_age for e in full] == [604800, None, None, None, None]
+    since = NOW + timedelta(hours=3)
+    assert store.history_entries("example.com", since) == full[3:]
+    assert store.history_entries("Example.com.", limit=2) == full[3:]
+    newest = store.check_history("example.com")[-1]
+    assert store.get_check(newest.id) == newest and store.get_check(10**9) is None
 
 
 def test_reopen_keeps_data_and_does_not_migrate_again(store_url: str) -> None:

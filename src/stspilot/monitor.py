@@ -131,14 +131,11 @@ def _record(
 ) -> list[object]:
     """Save the check and compute its alerts (sync: runs in a thread)."""
     from stspilot.alerts import detect_changes
-    from stspilot.evidence import history_from_checks
     from stspilot.history import save_check
 
     domain = result.domain
     previous = store.latest_check(domain)
-    history = history_from_checks(
-        store.check_history(domain, now - timedelta(days=config.history_days))
-    )
+    history = store.history_entries(domain, now - timedelta(days=config.history_days))
     window = _report_window(store, domain, now - timedelta(days=config.report_days + 1), now)
     save_check(store, result)
     return list(

@@ -111,7 +111,7 @@ def rollout_command(
 ) -> None:
     from rich.console import Console
 
-    from stspilot.evidence import history_from_checks, live_state_from_check
+    from stspilot.evidence import live_state_from_check
     from stspilot.render_rollout import dumps, render_rollout_text, rollout_to_json
     from stspilot.rollout import RolloutInputs, assess_rollout
     from stspilot.store import Store
@@ -122,7 +122,7 @@ def rollout_command(
     result = run_check(domain, options)
     now = result.observed_at
     with Store.open(db) as store:
-        history = history_from_checks(store.check_history(result.domain))
+        history = store.history_entries(result.domain)
         window = read_window(store, result.domain, now - timedelta(days=days + 1), now)
         if not no_save:
             from stspilot.history import save_check

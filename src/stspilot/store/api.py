@@ -21,6 +21,7 @@ from sqlalchemy import Connection, Engine, func, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from stspilot.errors import StoreError
+from stspilot.evidence import HistoryEntry
 from stspilot.store import batch, queries, reads
 from stspilot.store.models import (
     AddResult,
@@ -479,6 +480,11 @@ class Store:
             rows = conn.execute(q).mappings().all()
         return reads.check_record(rows[0]) if rows else None
 
+    def get_check(self, check_id: int) -> CheckRecord | None:
+        with self._read() as conn:
+            row = conn.execute(select(checks).where(checks.c.id == check_id)).mappings().first()
+        return reads.check_record(row) if row is not None else None
+
     def check_history(
         self, domain: str, since: datetime | None = None, *, limit: int = 10_000
     ) -> list[CheckRecord]:
@@ -491,6 +497,36 @@ class Store:
         with self._read() as conn:
             newest_first = [reads.check_record(row) for row in conn.execute(q).mappings()]
         return newest_first[::-1]
+
+    def history_entries(
+        self, domain: str, since: datetime | None = None, *, limit: int = 10_000
+    ) -> tuple[HistoryEntry, ...]:
+        """``check_history`` as the rollout reads it (``evidence.HistoryEntry``, oldest first),
+        without the result documents: only the policy's ``max_age`` is taken from them, in
+        SQL (``save_check`` writes it as a number; digits in a string would count too). With
+        the documents, a domain's 60 days of 6-hourly checks cost ~5 ms to read, once per
+        domain per monitor round."""
+        c = checks.c
+        max_age = c.result["policy"]["max_age"].as_string()
+        q = select(c.observed_at, c.mode, c.policy_id, c.policy_sha256, c.mx_set, max_age).where(
+            c.domain == domain.lower().rstrip(".")
+        )
+        if since is not None:
+            q = q.where(c.observed_at >= since)
+        q = q.order_by(c.observed_at.desc(), c.id.desc()).limit(limit)
+        with self._read() as conn:
+            rows = conn.execute(q).all()
+        return tuple(
+            HistoryEntry(
+                observed_at=at,
+                mode=mode,
+                policy_id=policy_id,
+                policy_sha256=sha or "",
+                mx_hosts=tuple(mx_set),
+                max_age=int(age) if age is not None and age.isdigit() else None,
+            )
+            for at, mode, policy_id, sha, mx_set, age in reversed(rows)
+        )
 
     def thin_checks(
         self, *, now: datetime, retention: Retention | None = None, dry_run: bool = False

@@ -318,8 +318,9 @@ async def check_now(request: Request, user: CurrentUser, domain: str) -> CheckDe
     pk = await asyncio.to_thread(_save_check, request, result)
     stored = await asyncio.to_thread(ctx.store.latest_check, name)
     if stored is None or stored.id != pk:  # a concurrent check landed in between: show ours
-        history = await asyncio.to_thread(ctx.store.check_history, name)
-        stored = next(c for c in reversed(history) if c.id == pk)
+        stored = await asyncio.to_thread(ctx.store.get_check, pk)
+        if stored is None:  # thinned or deleted in the meantime: not ours to show any more
+            raise NotFound(f"check {pk} of {name} is gone")
     return CheckDetail(**_check_out(stored).model_dump(), result=dict(stored.result))
 
 
@@ -420,7 +421,6 @@ def rollout(
     gate_days: Annotated[int, Query(ge=1, le=366)] = 7,
 ) -> dict[str, Any]:
     """The rollout assessment from the latest stored check (no live probe) and the reports."""
-    from stspilot.evidence import history_from_checks
     from stspilot.render_rollout import rollout_to_json
     from stspilot.rollout import RolloutInputs, assess_rollout
 
@@ -435,7 +435,7 @@ def rollout(
     inputs = RolloutInputs(
         live=live_state_from_record(latest),
         reports=_report_window(request, name, now - timedelta(days=days + 1), now),
-        history=history_from_checks(ctx.store.check_history(name)),
+        history=ctx.store.history_entries(name),
     )
     assessment = assess_rollout(inputs, now=now, window_days=days, gate_days=gate_days)
     return rollout_to_json(assessment)

@@ -269,7 +269,6 @@ def domain_page(
     domain: str,
     days: Annotated[int, Query(ge=1, le=charts.MAX_DAYS)] = 30,
 ) -> Response:
-    from stspilot.evidence import history_from_checks
     from stspilot.rollout import RolloutInputs, assess_rollout
     from stspilot.summary import advice_for
     from stspilot.web.api import live_state_from_record
@@ -289,8 +288,7 @@ def domain_page(
     by_type = charts.breakdown(ctx.store.failures_by_result_type(name, **window))
     by_mx = charts.breakdown(ctx.store.failures_by_mx(name, **window))
     by_org = charts.breakdown(ctx.store.failures_by_organization(name, **window))
-    history = reads.recent_checks(name)
-    latest = history[-1] if history else None
+    latest = ctx.store.latest_check(name)
     assessment = None
     if latest is not None:
         rollout_window = reads.report_windows(
@@ -300,7 +298,7 @@ def domain_page(
             RolloutInputs(
                 live=live_state_from_record(latest),
                 reports=rollout_window,
-                history=history_from_checks(history),
+                history=ctx.store.history_entries(name, limit=200),
             ),
             now=now,
             window_days=WINDOW_DAYS,
