@@ -258,7 +258,11 @@ def test_expiry_days_sets_both_the_alerts_and_the_stored_findings(
 
 
 def test_failures_in_fresh_reports_alert_under_enforce(
-    store: Store, lab: LabThread, hook: Hook
+    store: Store,
+    store_url: str,
+    lab: LabThread,
+    hook: Hook,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     """A sender's TLS-RPT report of failed sessions two days ago, for a domain in enforce: mail
     was not delivered: an error alert."""
@@ -276,6 +280,15 @@ def test_failures_in_fresh_reports_alert_under_enforce(
     (sent,) = [m for m in hook.received if m["code"] == "tlsrpt.failures"]
     assert "[stspilot ERROR]" in sent["text"]
     assert "3 of 103 sessions failed" in sent["text"] and "did not deliver" in sent["text"]
+    # The open alerts, as `stspilot monitor alerts` lists them.
+    from stspilot.cli import main
+
+    assert main(["monitor", "alerts", CHANGING, "--db", store_url, "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert [(a["code"], a["severity"]) for a in listed] == [("tlsrpt.failures", "error")]
+    assert listed[0]["last_sent_at"] is not None
+    assert main(["monitor", "alerts", "other.example", "--db", store_url]) == 0
+    assert "no open alerts" in capsys.readouterr().out
 
 
 def test_cli_run_guards_private_addresses_unless_allowed(

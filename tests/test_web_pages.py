@@ -198,6 +198,37 @@ async def test_domain_page_shows_charts_tables_gate_and_history(
     assert FINDING["fix"] in html and FINDING["title"] in html
 
 
+def record_alerts(world: World, domain: str) -> None:
+    """Two open alerts of ``domain`` as the monitor leaves them: one delivered, one not."""
+    from stspilot.alerts import Alert
+    from stspilot.findings import Severity
+    from stspilot.store.monitor import MonitorStore, Outgoing
+
+    alerts = [
+        Alert(f"{domain}|cert.mx|mx1", Severity.WARNING, domain, "cert.mx",
+              f"{domain}: the certificate of MX mx1.{domain} expires in 9 day(s).", True),
+        Alert(f"{domain}|tlsrpt.failures", Severity.ERROR, domain, "tlsrpt.failures",
+              f"{domain}: TLS-RPT reports for yesterday: 3 of 103 sessions failed <b>", True),
+    ]  # fmt: skip
+    sent = [Outgoing(alerts[1].key, domain, "tlsrpt.failures", "error", alerts[1].message)]
+    MonitorStore(world.store).record_alerts(domain, alerts, now=world.clock(), sent=sent)
+
+
+async def test_domain_page_shows_open_alerts_errors_first(
+    dash: httpx.AsyncClient, seeded: World
+) -> None:
+    record_alerts(seeded, "example.com")
+    record_alerts(seeded, "globex.test")  # another tenant's: not on alice's page
+    await as_user(dash, "alice")
+    html = (await dash.get("/domains/example.com")).text
+    section = html.split('id="alerts"', 1)[1].split("</section>", 1)[0]
+    assert section.index("tlsrpt.failures") < section.index("cert.mx")  # errors first
+    assert "3 of 103 sessions failed &lt;b&gt;" in section  # escaped
+    assert "last sent" in section and "not delivered yet" in section
+    assert "globex" not in section
+    assert 'id="alerts"' not in (await dash.get("/domains/globex.test")).text  # not alice's
+
+
 @pytest.mark.parametrize(("days", "unit"), [(30, "day"), (90, "day"), (365, "week")])
 async def test_domain_page_chart_is_weekly_past_ninety_days(
     dash: httpx.AsyncClient, days: int, unit: str

@@ -199,6 +199,33 @@ def run_command(
     show(tally)
 
 
+def alerts_command(
+    domain: str | None = typer.Argument(None, help="one domain (default: all)"),
+    db: str | None = DB,
+    as_json: bool = typer.Option(False, "--json", help="print JSON"),
+) -> None:
+    from stspilot.store import Store
+    from stspilot.store.monitor import MonitorStore
+
+    with Store.open(db) as store:
+        rows = MonitorStore(store).open_alerts(domain)
+    if as_json:
+        keys = ("domain", "code", "severity", "message", "lasting")
+        times = ("first_seen_at", "last_seen_at", "last_sent_at")
+        doc = [
+            {**{k: r[k] for k in keys}, **{k: r[k].isoformat() if r[k] else None for k in times}}
+            for r in rows
+        ]
+        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+        return
+    for r in rows:
+        sent = f"sent {r['last_sent_at']:%Y-%m-%d %H:%M}" if r["last_sent_at"] else "not sent"
+        typer.echo(f"{r['severity']:<7} {r['message']}")
+        typer.echo(f"        {r['code']}, since {r['first_seen_at']:%Y-%m-%d %H:%M} UTC, {sent}")
+    if not rows:
+        typer.echo("no open alerts")
+
+
 def prune_command(
     keep_all_days: int = KEEP_ALL,
     keep_daily_days: int = KEEP_DAILY,
@@ -233,6 +260,9 @@ def register(app: typer.Typer) -> None:
     group.command("list", help="The schedule: next and last run, failures.")(list_command)
     group.command("run", help="Check due domains and send alerts, in a loop or --once.")(
         run_command
+    )
+    group.command("alerts", help="Open alerts (all domains or DOMAIN), errors first.")(
+        alerts_command
     )
     group.command(
         "prune",

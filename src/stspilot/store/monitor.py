@@ -295,9 +295,15 @@ class MonitorStore:
                     conn.execute(update(monitor_alerts).where(a.key == key).values(resolved_at=now))
 
     def open_alerts(self, domain: str | None = None) -> list[dict[str, Any]]:
+        """What the monitor's last run of each domain found wrong (conditions while they last,
+        events until the next run), by domain, errors first, then newest first."""
         a = monitor_alerts.c
         q = select(monitor_alerts).where(a.resolved_at.is_(None)).order_by(a.domain, a.key)
         if domain is not None:
-            q = q.where(a.domain == domain)
+            q = q.where(a.domain == domain.lower().rstrip("."))
         with self._conn(write=False) as conn:
-            return [dict(row) for row in conn.execute(q).mappings()]
+            rows = [dict(row) for row in conn.execute(q).mappings()]
+        rank = {"error": 0, "warning": 1, "info": 2}
+        rows.sort(key=lambda r: r["first_seen_at"], reverse=True)
+        rows.sort(key=lambda r: (r["domain"], rank.get(r["severity"], 3)))
+        return rows

@@ -23,6 +23,7 @@ from stspilot.store.dashboard import report_window
 from stspilot.store.hosting import HostedDomain, MxSync, PolicyVersion
 from stspilot.store.models import CheckRecord
 from stspilot.web.api_models import (
+    AlertOut,
     CheckDetail,
     CheckOut,
     DomainCreate,
@@ -328,6 +329,16 @@ def _save_check(request: Request, result: CheckResult) -> int:
     from stspilot.history import save_check
 
     return save_check(context(request).store, result)
+
+
+@router.get("/domains/{domain}/alerts", response_model=list[AlertOut])
+def list_alerts(request: Request, user: CurrentUser, domain: str) -> list[AlertOut]:
+    """The monitor's open alerts of ``domain``: errors first, newest first."""
+    from stspilot.store.monitor import MonitorStore
+
+    name = _readable_domain(request, user, domain)
+    rows = MonitorStore(context(request).store).open_alerts(name)
+    return [AlertOut.model_validate(row) for row in rows]
 
 
 @router.get("/domains/{domain}/checks/latest", response_model=CheckDetail)

@@ -112,6 +112,18 @@ class CheckOut(BaseModel):
     mx_set: list[str]
 
 
+class AlertOut(BaseModel):
+    """An open alert of the monitor (``docs/monitor.md``, Alerts)."""
+
+    code: str
+    severity: str
+    message: str
+    lasting: bool = Field(description="a condition (true) or a one-off event (false)")
+    first_seen_at: datetime
+    last_seen_at: datetime
+    last_sent_at: datetime | None = Field(description="null: not delivered (yet)")
+
+
 class CheckDetail(CheckOut):
     result: dict[str, Any]
 

@@ -270,6 +270,7 @@ def domain_page(
     days: Annotated[int, Query(ge=1, le=charts.MAX_DAYS)] = 30,
 ) -> Response:
     from stspilot.rollout import RolloutInputs, assess_rollout
+    from stspilot.store.monitor import MonitorStore
     from stspilot.summary import advice_for
     from stspilot.web.api import live_state_from_record
     from stspilot.web.hosting import publish_info
@@ -305,6 +306,7 @@ def domain_page(
             gate_days=GATE_DAYS,
         )
     cert_days, cert_host = cert_expiry(latest, now) if latest else (None, "")
+    alerts = MonitorStore(ctx.store).open_alerts(name)
     return _render(
         request,
         user,
@@ -317,6 +319,7 @@ def domain_page(
             "latest": latest,
             "check_findings": list((latest.result.get("findings") or []) if latest else []),
             "check_mx": list((latest.result.get("mx") or []) if latest else []),
+            "alerts": alerts,
             "cert_days": cert_days,
             "cert_host": cert_host,
             "assessment": assessment,
