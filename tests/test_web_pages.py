@@ -137,6 +137,21 @@ async def test_inventory_row_has_stage_gate_check_findings_cert_and_volume(
     assert ">8 d<" in row and 'title="mx1.example.com"' in row
 
 
+async def test_inventory_counts_open_alerts_with_the_worst_severity(
+    dash: httpx.AsyncClient, seeded: World
+) -> None:
+    record_alerts(seeded, "example.com")  # a warning and an error
+    await as_user(dash, "alice")
+    html = (await dash.get("/")).text
+    row = html.split('href="/domains/example.com"', 1)[1].split("</tr>", 1)[0]
+    cell = row.split('class="alerts"', 1)[1].split("</td>", 1)[0]
+    assert '<a href="/domains/example.com#alerts">2</a>' in cell and "sev-error" in cell
+    from stspilot.store.monitor import MonitorStore
+
+    counts = MonitorStore(seeded.store).open_alert_counts(["example.com", "globex.test"])
+    assert counts == {"example.com": (2, "error")}
+
+
 async def test_inventory_paginates_and_filters(dash: httpx.AsyncClient, seeded: World) -> None:
     acme = Accounts(seeded.store).tenant("acme")
     hosting = HostedPolicies(seeded.store)

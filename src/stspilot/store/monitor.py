@@ -28,6 +28,7 @@ from sqlalchemy import (
     Text,
     and_,
     delete,
+    func,
     or_,
     select,
     update,
@@ -293,6 +294,26 @@ class MonitorStore:
                 # delivered, or at once when nobody had been told about it.
                 if not row.lasting or key in resolved_keys or row.last_sent_at is None:
                     conn.execute(update(monitor_alerts).where(a.key == key).values(resolved_at=now))
+
+    def open_alert_counts(self, domains: Sequence[str]) -> dict[str, tuple[int, str]]:
+        """Per domain with open alerts: (how many, the worst severity); one query a chunk."""
+        a = monitor_alerts.c
+        rank = {"error": 0, "warning": 1, "info": 2}
+        out: dict[str, tuple[int, str]] = {}
+        names = sorted({d.lower().rstrip(".") for d in domains})
+        with self._conn(write=False) as conn:
+            for i in range(0, len(names), 500):
+                q = (
+                    select(a.domain, a.severity, func.count())
+                    .where(a.resolved_at.is_(None), a.domain.in_(names[i : i + 500]))
+                    .group_by(a.domain, a.severity)
+                )
+                for domain, severity, count in conn.execute(q):
+                    total, worst = out.get(domain, (0, severity))
+                    if rank.get(severity, 3) < rank.get(worst, 3):
+                        worst = severity
+                    out[domain] = (total + count, worst)
+        return out
 
     def open_alerts(self, domain: str | None = None) -> list[dict[str, Any]]:
         """What the monitor's last run of each domain found wrong (conditions while they last,

@@ -149,6 +149,8 @@ def inventory(
     page: Annotated[int, Query(ge=1, le=100_000)] = 1,
     per: Annotated[int, Query(ge=10, le=200)] = PER_PAGE,
 ) -> Response:
+    from stspilot.store.monitor import MonitorStore
+
     ctx = context(request)
     reads = _reads(request)
     now = ctx.clock()
@@ -167,6 +169,7 @@ def inventory(
         )
         for r in listing.rows
     ]
+    alerts = MonitorStore(ctx.store).open_alert_counts([r.domain for r in listing.rows])
     stages: dict[str, int] = {}
     for line in lines:
         stages[line.stage] = stages.get(line.stage, 0) + 1
@@ -176,6 +179,7 @@ def inventory(
         "inventory.html",
         {
             "lines": lines,
+            "alerts": alerts,
             "q": q,
             "stages": sorted(stages.items(), key=lambda kv: _stage_rank(kv[0])),
             "pager": _pages(listing.total, page, per),
