@@ -13,8 +13,11 @@ from typing import Any
 import pytest
 
 from dashboard_seed import FINDING, ingest_sample_reports, save_check
+from stspilot.alerts import Alert
+from stspilot.findings import Severity
 from stspilot.store import Store
 from stspilot.store.hosting import HostedPolicies
+from stspilot.store.monitor import MonitorStore
 from stspilot.web import pages
 from stspilot.web.app import create_app
 from web_support import PASSWORD, World, build_world
@@ -93,6 +96,14 @@ def world(store: Store) -> World:
     ingest_sample_reports(store, ["example.com"], days=30, now=now)
     save_check(store, "example.com", now - timedelta(hours=1), cert_days=9, findings=[FINDING],
                mx=("mx1.example.com", "mx2.example.com"))  # fmt: skip
+    message = (
+        "example.com: TLS-RPT reports for yesterday: 40 of 1,040 sessions failed (result types: "
+        "certificate-expired 40; MX: mx2.example.com 40; reported by Google Inc.); under mode "
+        "enforce these senders did not deliver."
+    )
+    key = "example.com|tlsrpt.failures"
+    alert = Alert(key, Severity.ERROR, "example.com", "tlsrpt.failures", message, True)
+    MonitorStore(store).record_alerts("example.com", [alert], now=now, sent=[])
     return w
 
 
@@ -140,6 +151,7 @@ def test_log_in_add_a_domain_and_read_its_page(browser: Any, base_url: str, worl
     page.click("text=Domains")
     expect(page.locator("table.inventory")).to_contain_text("example.com")
     expect(page.locator("table.inventory")).not_to_contain_text("globex.test")
+    expect(page.locator("table.inventory td.alerts")).to_contain_text("1 error")
     shot(page, "02-inventory")
 
     # Add a domain through the form (CSRF token included by the page itself).
@@ -171,6 +183,7 @@ def test_log_in_add_a_domain_and_read_its_page(browser: Any, base_url: str, worl
     expect(page.locator("#failures")).to_contain_text("By sending organisation")
     expect(page.locator("#rollout")).to_contain_text("What if it had been enforce?")
     expect(page.locator("#findings")).to_contain_text(FINDING["title"])
+    expect(page.locator("#alerts")).to_contain_text("senders did not deliver")
     shot(page, "05-domain-page")
 
     page.goto(f"{base_url}/reports?domain=example.com")
