@@ -60,6 +60,13 @@ def test_past_keep_daily_only_changes_and_the_first_remain() -> None:
     assert kept_old[0].id == 1
 
 
+def test_a_domain_no_longer_checked_keeps_its_latest_check() -> None:
+    old = [p for p in points() if p.observed_at < NOW - 45 * DAY]  # nothing newer
+    drop = set(checks_to_drop(old, now=NOW, retention=Retention(5, 5)))
+    assert old[-1].id not in drop and old[0].id not in drop
+    assert len(drop) == len(old) - 4  # first, latest, the change into fixing and the one before
+
+
 def test_nothing_to_drop_in_a_young_or_unchanging_short_history() -> None:
     young = [p for p in points() if p.observed_at >= NOW - 30 * DAY]
     assert checks_to_drop(young, now=NOW, retention=Retention()) == []

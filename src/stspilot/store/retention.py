@@ -9,9 +9,9 @@ each: 30-120 MB a day, tens of GB a year). What later questions need from old ch
 - "since when do we watch it?": the domain's first check.
 
 So checks newer than ``keep_all_days`` are all kept; older ones are kept when they are the
-domain's first check, a change (their summary differs from the previous check's), the last
-check before a change, or, while newer than ``keep_daily_days``, the last check of their UTC
-day. Everything else is dropped. Pure: the store reads the summaries and deletes what this
+domain's first or latest check, a change (their summary differs from the previous check's),
+the last check before a change, or, while newer than ``keep_daily_days``, the last check of
+their UTC day. Everything else is dropped. Pure: the store reads the summaries and deletes what this
 returns (``Store.thin_checks``).
 """
 
@@ -55,7 +55,9 @@ def checks_to_drop(
     """The ids to delete among one domain's checks, given oldest first from its first check
     (``points`` may stop at the ``keep_all_days`` cutoff: newer checks are never dropped)."""
     thin_before, daily_before = retention.cutoffs(now)
-    keep: set[int] = set()
+    # The newest given: the domain's latest check when no newer one exists (a domain no
+    # longer monitored keeps what it last looked like, however old).
+    keep: set[int] = {points[-1].id} if points else set()
     for n, point in enumerate(points):
         if n == 0:
             keep.add(point.id)
