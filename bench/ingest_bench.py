@@ -5,6 +5,12 @@ PostgreSQL, and each run's peak RSS (one fresh child process per run; its VmHWM)
     .venv/bin/python bench/ingest_bench.py --sizes 10000 --workers 1,2
     .venv/bin/python bench/ingest_bench.py --pg postgresql+psycopg://postgres@127.0.0.1:5432/test
     .venv/bin/python bench/ingest_bench.py --grow 10 --sizes 10000 --workers 0   # a growing store
+    .venv/bin/python bench/ingest_bench.py --sizes 10000 --workers 0 --verify-dkim
+
+``--verify-dkim`` signs the .eml reports with a lab DKIM key, serves its key records from a
+lab DNS server on loopback, and runs the .eml input twice: without verification ("eml") and
+with it ("eml+dkim", as ``stspilot ingest --verify-dkim``), so the two rates compare the same
+mails.
 
 Columns: wall-clock reports/s; "cpu/s", reports per CPU-second of the ingesting (storing)
 process alone; "all cpu s", CPU seconds of that process plus its workers (which read, parse
@@ -22,6 +28,7 @@ and the process's RSS then (VmRSS) and at its peak (VmHWM).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -31,12 +38,19 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from stspilot.lab import LabDkimKey
 
 DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
 
-def write_inputs(root: Path, n: int, seed: int) -> dict[str, tuple[Path, int]]:
-    """n reports as .json.gz files and the same n as .eml files; returns format -> (dir, count)."""
+def write_inputs(
+    root: Path, n: int, seed: int, dkim_key: LabDkimKey | None = None
+) -> dict[str, tuple[Path, int]]:
+    """n reports as .json.gz files and the same n as .eml files (signed with ``dkim_key``,
+    and then also the form "eml+dkim": the same folder, verified); format -> (dir, count)."""
     from stspilot.lab.sample_reports import generate_reports, to_email, to_gzip
 
     domains = [f"customer{i}.example" for i in range(50)]
@@ -47,20 +61,31 @@ def write_inputs(root: Path, n: int, seed: int) -> dict[str, tuple[Path, int]]:
     for i, report in enumerate(reports):
         # Half of the mails carry the report gzipped, half as plain JSON (both are seen).
         (gz / f"{i:06d}.json.gz").write_bytes(to_gzip(report))
-        (eml / f"{i:06d}.eml").write_bytes(to_email(report, gzip=i % 2 == 0))
+        mail = to_email(report, gzip=i % 2 == 0, dkim_key=dkim_key)
+        (eml / f"{i:06d}.eml").write_bytes(mail)
     distinct = len({(r["organization-name"], r["report-id"]) for r in reports})
-    return {"json.gz": (gz, distinct), "eml": (eml, distinct)}
+    inputs = {"json.gz": (gz, distinct), "eml": (eml, distinct)}
+    if dkim_key is not None:
+        inputs["eml+dkim"] = (eml, distinct)
+    return inputs
 
 
-def child(db: str, folder: Path, workers: int, batch_size: int) -> None:
-    """Runs in a fresh process: open the store, ingest, print one JSON line."""
+def child(db: str, folder: Path, workers: int, batch_size: int, nameserver: str | None) -> None:
+    """Runs in a fresh process: open the store, ingest, print one JSON line. With a
+    ``nameserver`` (HOST:PORT), DKIM signatures are verified against it."""
     from stspilot.ingest.bulk import ingest_paths
     from stspilot.store import Store
 
+    dkim = None
+    if nameserver:
+        from stspilot.ingest.dkim import DkimSettings
+
+        host, _, port = nameserver.rpartition(":")
+        dkim = DkimSettings(nameserver=host, port=int(port))
     with Store.open(db) as store:
         started = time.perf_counter()
         own = resource.getrusage(resource.RUSAGE_SELF)
-        tally = ingest_paths(store, [folder], workers=workers, batch_size=batch_size)
+        tally = ingest_paths(store, [folder], workers=workers, batch_size=batch_size, dkim=dkim)
         elapsed = time.perf_counter() - started
         after = resource.getrusage(resource.RUSAGE_SELF)
         kids = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -129,17 +154,23 @@ def peak_rss_kib() -> int:
     return 0
 
 
-def child_argv(db: str, folders: list[Path], workers: int, batch_size: int) -> list[str]:
+def child_argv(
+    db: str, folders: list[Path], workers: int, batch_size: int, nameserver: str | None = None
+) -> list[str]:
     """This script as a fresh child process ingesting ``folders`` (several: a growing store)."""
     return [
         sys.executable, __file__, "--child", "--db", db,
         "--dir", os.pathsep.join(map(str, folders)),
         "--workers", str(workers), "--batch-size", str(batch_size),
+        *(["--nameserver", nameserver] if nameserver else []),
     ]  # fmt: skip
 
 
-def run_child(db: str, folder: Path, workers: int, batch_size: int) -> tuple[dict[str, float], int]:
-    proc = subprocess.Popen(child_argv(db, [folder], workers, batch_size), stdout=subprocess.PIPE)
+def run_child(
+    db: str, folder: Path, workers: int, batch_size: int, nameserver: str | None = None
+) -> tuple[dict[str, float], int]:
+    argv = child_argv(db, [folder], workers, batch_size, nameserver)
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE)
     assert proc.stdout is not None
     out = proc.stdout.read()
     if proc.wait() != 0:
@@ -196,7 +227,13 @@ def main() -> None:
         metavar="R",
         help="R rounds of --sizes reports into one growing SQLite store",
     )
+    parser.add_argument(
+        "--verify-dkim",
+        action="store_true",
+        help="sign the .eml reports with a lab key and also ingest them with verification",
+    )
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--nameserver", help=argparse.SUPPRESS)
     parser.add_argument("--db", help=argparse.SUPPRESS)
     parser.add_argument("--dir", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -205,7 +242,7 @@ def main() -> None:
         if len(folders) > 1:
             grow_child(args.db, folders, int(args.workers), args.batch_size)
         else:
-            child(args.db, folders[0], int(args.workers), args.batch_size)
+            child(args.db, folders[0], int(args.workers), args.batch_size, args.nameserver)
         return
     if args.grow:
         grow(args)
@@ -220,19 +257,30 @@ def main() -> None:
         f"{'reports/s':>10} {'cpu/s':>7} {'all cpu s':>9} {'load':>5} {'peak RSS MiB':>13} "
         f"{'worker RSS':>10}"
     )
-    with tempfile.TemporaryDirectory(prefix="stspilot-bench-") as tmp:
-        root = Path(tmp)
+    with contextlib.ExitStack() as stack:
+        root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="stspilot-bench-")))
+        key = nameserver = None
+        if args.verify_dkim:
+            from stspilot.lab import make_dkim_key
+            from stspilot.lab.dkim_keys import KeyServer
+            from stspilot.lab.sample_reports import REPORTER_DOMAINS
+
+            key = make_dkim_key()
+            dns = stack.enter_context(KeyServer(key.records(REPORTER_DOMAINS)))
+            nameserver = dns.nameserver
+            print(f"# DKIM: lab-signed .eml, keys served by the lab DNS at {nameserver}")
         for n in (int(s) for s in args.sizes.split(",")):
             started = time.perf_counter()
-            inputs = write_inputs(root, n, args.seed)
+            inputs = write_inputs(root, n, args.seed, key)
             print(f"# generated {n} reports x 2 forms in {time.perf_counter() - started:.1f} s")
             for backend in args.backends.split(","):
                 for form, (folder, distinct) in inputs.items():
                     for workers in (int(w) for w in str(args.workers).split(",")):
                         for attempt in range(args.repeat):
                             run_one(
-                                args, root, backend, form, folder, distinct, n, workers, attempt
-                            )
+                                args, root, backend, form, folder, distinct, n, workers, attempt,
+                                nameserver if form == "eml+dkim" else None,
+                            )  # fmt: skip
 
 
 def grow(args: argparse.Namespace) -> None:
@@ -298,6 +346,7 @@ def run_one(
     n: int,
     workers: int,
     attempt: int,
+    nameserver: str | None = None,
 ) -> None:
     if backend == "sqlite":
         db: str | None = f"sqlite:///{root / f'{form}-{n}-{workers}-{attempt}.sqlite3'}"
@@ -308,7 +357,7 @@ def run_one(
             print(f"{backend:<10} {form:<8} (skipped: {why})")
             return
     try:
-        result, rss_kib = run_child(db, folder, workers, args.batch_size)
+        result, rss_kib = run_child(db, folder, workers, args.batch_size, nameserver)
     finally:
         if backend == "postgres":
             drop_pg_schema(db)

@@ -5,12 +5,16 @@ from __future__ import annotations
 import csv
 import io
 import json
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from stspilot.cli import main
+from stspilot.lab import LabDkimKey, make_dkim_key
+from stspilot.lab.dkim_keys import KeyServer
+from stspilot.lab.sample_reports import REPORTER_DOMAINS, generate_reports, to_email
 from stspilot.reports import FailureDetail, PolicyResult, TlsReport
 from stspilot.store import NewReport, Store
 
@@ -220,3 +224,137 @@ def test_db_option_beats_the_environment(
     other = tmp_path / "other.sqlite3"  # a bare path is a SQLite file
     code, out, _ = run(capsys, "reports", "list", "--json", "--db", str(other))
     assert code == 0 and out == "" and other.exists()
+
+
+# --- DKIM: ingest --verify-dkim, then the authenticity line of the summary ----------------------
+
+
+@pytest.fixture(scope="module")
+def dkim_key() -> LabDkimKey:
+    return make_dkim_key()
+
+
+def signed_folder(folder: Path, key: LabDkimKey) -> dict[str, str]:
+    """Lab report mails from the last days: signed, tampered (one body byte), unsigned and
+    with the lab's look-alike signature; returns the expected result per report-id."""
+    start = TODAY - timedelta(days=6)
+    reports = generate_reports(12, start=start)
+    expected = {}
+    folder.mkdir()
+    for i, r in enumerate(reports):
+        raw = to_email(r, dkim_key=key)
+        if i in (3, 7):
+            at = raw.index(b"aggregate TLS report")
+            raw, result = raw[:at] + b"A" + raw[at + 1 :], "fail"
+        elif i == 5:
+            raw, result = raw[raw.index(b"Content-Type:") :], "none"
+        elif i == 9:
+            raw, result = to_email(r), "fail"
+        else:
+            result = "pass"
+        (folder / f"{i:03d}.eml").write_bytes(raw)
+        expected[r["report-id"]] = result
+    return expected
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_ingest_verify_dkim_then_summary(
+    store_url: str,
+    tmp_path: Path,
+    dkim_key: LabDkimKey,
+    capsys: pytest.CaptureFixture[str],
+    workers: int,
+) -> None:
+    expected = signed_folder(tmp_path / "mail", dkim_key)
+    with KeyServer(dkim_key.records(REPORTER_DOMAINS)) as dns:
+        code, out, _ = run(
+            capsys, "ingest", str(tmp_path / "mail"), "--db", store_url, "--json",
+            "--workers", str(workers), "--verify-dkim", "--nameserver", dns.nameserver,
+        )  # fmt: skip
+        # One question per key and process: 4 reporter keys, `workers` processes.
+        assert 1 <= dns.queries <= 4 * workers
+    assert code == 0 and json.loads(out)["new"] == 12
+
+    with Store.open(store_url) as store:
+        listed = store.list_reports(limit=100)
+        assert len(listed) == 12
+        for item in listed:
+            stored = store.get_report(item.pk)
+            assert stored is not None and stored.envelope is not None
+            dkim = stored.envelope["dkim"]
+            want = expected[item.report_id]
+            assert dkim["result"] == want, item.report_id
+            codes = {d.code for d in stored.deviations}
+            assert ("mail.dkim.fail" in codes) is (want == "fail")
+            if want != "none":
+                assert dkim["selector"] == "lab" and dkim["aligned"] is True
+
+    code, out, _ = run(capsys, "reports", "summary", "--db", store_url, "--json")
+    data = json.loads(out)
+    assert code == 0 and data["reports"] >= 12  # counted per policy domain
+    assert data["authenticity"] == {
+        "mailed": 12, "verified": 8, "failed": 3, "unverifiable": 0, "unsigned": 1,
+        "unchecked": 0,
+    }  # fmt: skip
+    per_org = {a["organization"]: a for a in data["authenticity_by_sender"]}
+    assert sum(a["failed"] for a in per_org.values()) == 3
+    assert sum(a["mailed"] for a in per_org.values()) == 12
+    assert any("8 verified, 3 failed, 0 unverifiable, 1 unsigned" in x for x in data["lines"])
+
+    code, out, _ = run(capsys, "reports", "summary", "--db", store_url, "--csv")
+    rows = [r for r in csv.DictReader(io.StringIO(out)) if r["section"] == "authenticity"]
+    assert [(r["reports"], r["verified"], r["failed"], r["unsigned"]) for r in rows] == [
+        ("12", "8", "3", "1")
+    ]
+    code, out, _ = run(capsys, "reports", "summary", "--db", store_url)
+    assert "Authenticity of mailed reports" in out
+
+
+def test_ingest_without_verify_dkim_counts_unchecked(
+    store_url: str, tmp_path: Path, dkim_key: LabDkimKey, capsys: pytest.CaptureFixture[str]
+) -> None:
+    signed_folder(tmp_path / "mail", dkim_key)
+    code, _, _ = run(capsys, "ingest", str(tmp_path / "mail"), "--db", store_url, "--json")
+    assert code == 0
+    with Store.open(store_url) as store:
+        for item in store.list_reports(limit=100):
+            stored = store.get_report(item.pk)
+            assert stored is not None and stored.envelope is not None
+            assert "dkim" not in stored.envelope
+    code, out, _ = run(capsys, "reports", "summary", "--db", store_url, "--json")
+    assert json.loads(out)["authenticity"] == {
+        "mailed": 12, "verified": 0, "failed": 0, "unverifiable": 0, "unsigned": 0,
+        "unchecked": 12,
+    }  # fmt: skip
+
+
+def test_summary_of_files_has_no_mailed_reports(
+    filled: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = run(capsys, "reports", "summary", "--db", filled, "--json")
+    assert code == 0 and json.loads(out)["authenticity"]["mailed"] == 0
+
+
+def test_verify_dkim_with_dns_down_is_unverifiable(
+    store_url: str, tmp_path: Path, dkim_key: LabDkimKey, capsys: pytest.CaptureFixture[str]
+) -> None:
+    signed_folder(tmp_path / "mail", dkim_key)
+    started = time.monotonic()
+    code, _, _ = run(
+        capsys, "ingest", str(tmp_path / "mail"), "--db", store_url, "--workers", "1",
+        "--verify-dkim", "--nameserver", "127.0.0.1:9", "--dkim-timeout", "0.5",
+    )  # fmt: skip
+    assert code == 0 and time.monotonic() - started < 30
+    code, out, _ = run(capsys, "reports", "summary", "--db", store_url, "--json")
+    auth = json.loads(out)["authenticity"]
+    # dkimpy fetches the key first: without it even a tampered body is only unverifiable.
+    assert (auth["unverifiable"], auth["failed"], auth["unsigned"]) == (11, 0, 1)
+
+
+def test_bad_nameserver_is_a_usage_error(
+    store_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, _ = run(
+        capsys, "ingest", ".", "--db", store_url, "--verify-dkim", "--nameserver", "dns.example"
+    )
+    assert code == 3

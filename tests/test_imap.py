@@ -13,8 +13,12 @@ from imap_server import USERS, Dovecot, run_dovecot
 from intake_samples import report_json, report_mail
 from stspilot.cli import main
 from stspilot.errors import ConfigError
+from stspilot.ingest.dkim import DkimSettings, DkimVerifier
 from stspilot.ingest.imap import ImapConfig, ImapError, load_imap_config, poll_once
 from stspilot.ingest.pipeline import Tally
+from stspilot.lab import LabDkimKey, make_dkim_key
+from stspilot.lab.dkim_keys import KeyServer
+from stspilot.lab.sample_reports import REPORTER_DOMAINS, generate_reports, to_email
 from stspilot.store import Store
 
 pytestmark = pytest.mark.db
@@ -227,3 +231,60 @@ def test_cli_ingest_imap(
     code = main(["ingest", "imap", "--config", str(path), "--db", store_url, "--json"])
     out = json.loads(capsys.readouterr().out)
     assert (code, out["new"], out["quarantined"], out["moved"]) == (1, 2, 1, 3)
+
+
+# --- DKIM verification of polled mail ------------------------------------------------------------
+
+
+def _signed(key: LabDkimKey) -> tuple[bytes, bytes]:
+    """Two lab-signed report mails from one reporter, the second with one body byte changed."""
+    google = [r for r in generate_reports(20, seed=3) if r["organization-name"] == "Google Inc."]
+    good, other = (to_email(r, dkim_key=key) for r in google[:2])
+    at = other.index(b"aggregate TLS report")
+    return good, other[:at] + b"A" + other[at + 1 :]
+
+
+def _results(store: Store) -> list[tuple[str | None, bool]]:
+    out = []
+    for item in store.list_reports():
+        stored = store.get_report(item.pk)
+        assert stored is not None and stored.envelope is not None
+        dkim = stored.envelope.get("dkim")
+        failed = any(d.code == "mail.dkim.fail" for d in stored.deviations)
+        out.append((None if dkim is None else dkim["result"], failed))
+    return sorted(out, key=str)
+
+
+def test_poll_verifies_dkim(dovecot: Dovecot, user: str, store: Store) -> None:
+    key = make_dkim_key()
+    for raw in _signed(key):
+        dovecot.append(user, "INBOX", raw.replace(b"\n", b"\r\n"))
+    with KeyServer(key.records(REPORTER_DOMAINS)) as dns:
+        verifier = DkimVerifier(DkimSettings(nameserver=dns.host, port=dns.port, timeout=2))
+        result = poll_once(store, _config(dovecot, user), clock=lambda: NOW, dkim=verifier)
+        assert dns.queries == 1
+    assert result.tally == Tally(new=2)
+    assert _results(store) == [("fail", True), ("pass", False)]
+
+
+def test_cli_ingest_imap_verify_dkim(
+    dovecot: Dovecot,
+    user: str,
+    store_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    key = make_dkim_key()
+    for raw in _signed(key):
+        dovecot.append(user, "INBOX", raw.replace(b"\n", b"\r\n"))
+    path = tmp_path / "imap.toml"
+    path.write_text(f'[imap]\nhost = "127.0.0.1"\nport = {dovecot.port}\ntls = "none"\n')
+    path.write_text(path.read_text() + f'user = "{user}"\n')
+    monkeypatch.setenv("STSPILOT_IMAP_PASSWORD", dovecot.password)
+    with KeyServer(key.records(REPORTER_DOMAINS)) as dns:
+        args = ["ingest", "imap", "--config", str(path), "--db", store_url, "--json"]
+        code = main([*args, "--verify-dkim", "--nameserver", dns.nameserver])
+    assert code == 0 and json.loads(capsys.readouterr().out)["new"] == 2
+    with Store.open(store_url) as check:
+        assert _results(check) == [("fail", True), ("pass", False)]

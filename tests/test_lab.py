@@ -123,3 +123,21 @@ def test_cli_lab_up_prints_a_working_check_command(capsys: pytest.CaptureFixture
         rest, _ = proc.communicate(timeout=20)
     assert proc.returncode == 0
     assert "lab stopped" in rest
+
+
+async def test_lab_serves_dkim_key_records() -> None:
+    from stspilot.lab import make_dkim_key
+    from stspilot.lab.sample_reports import REPORTER_DOMAINS
+
+    key = make_dkim_key(selector="s2026", bits=2048)
+    async with Lab([healthy(1)], records=key.records(REPORTER_DOMAINS)) as lab:
+        info = lab.info
+        resolver = Resolver(ResolverConfig((info.nameserver,), info.dns_port))
+        for domain in REPORTER_DOMAINS:
+            found = await resolver.lookup_txt(f"s2026._domainkey.{domain}")
+            [record] = found.records
+            assert b"".join(record).decode() == key.record_value()
+            assert len(record) > 1  # over 255 bytes: split into character-strings
+        missing = await resolver.lookup_txt("lab._domainkey.google.com")
+        assert missing.status.value == "nxdomain"
+        await resolver.aclose()

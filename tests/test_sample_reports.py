@@ -88,3 +88,30 @@ def test_write_corpus(tmp_path: Path) -> None:
     )
     assert sum(ids.values()) == 36
     assert set(ids.values()) == {3}
+
+
+def test_default_email_keeps_its_look_alike_signature() -> None:
+    report = generate_reports(1)[0]
+    raw = to_email(report)
+    assert raw == to_email(report)  # bytes still a function of the report
+    assert b"bh=AAAA" in raw
+
+
+def test_email_signed_with_a_lab_key_verifies() -> None:
+    import dkim  # type: ignore[import-untyped]
+
+    from stspilot.lab import make_dkim_key
+
+    key = make_dkim_key()
+    record = key.record_value().encode()
+    for report in generate_reports(8):
+        raw = to_email(report, dkim_key=key)
+        assert raw.startswith(b"DKIM-Signature: ") and b"bh=AAAA" not in raw
+        assert b" l=" not in raw and b";l=" not in raw  # RFC 8460 §3: no body length
+        assert dkim.verify(raw, dnsfunc=lambda name, timeout=5: record, tlsrpt=True)
+        # The signed mail still reads as the same report.
+        [found] = extract_reports(raw)
+        assert parse_report(found.json_bytes).report_id == report["report-id"]
+        assert found.envelope is not None and found.envelope.dkim_signed
+        google = report["organization-name"] == "Google Inc."
+        assert found.envelope.dkim_covers_tlsrpt_headers is google

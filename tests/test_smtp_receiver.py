@@ -22,7 +22,11 @@ from sqlalchemy import text
 
 from intake_samples import report_json, report_mail
 from stspilot.errors import ConfigError
+from stspilot.ingest.dkim import DkimSettings, DkimVerifier
 from stspilot.ingest.smtp_receiver import ReceiverConfig, start_receiver
+from stspilot.lab import LabDkimKey, make_dkim_key
+from stspilot.lab.dkim_keys import KeyServer
+from stspilot.lab.sample_reports import REPORTER_DOMAINS, generate_reports, to_email
 from stspilot.store import Store
 
 pytestmark = pytest.mark.db
@@ -248,3 +252,83 @@ def test_receive_command_smtp_and_http_until_sigterm(store_url: str, tmp_path: P
                 stream.close()
     with Store.open(store_url) as check:
         assert check.count_reports() == 2
+
+
+# --- DKIM verification (lab-signed mail, keys from the lab DNS) ----------------------------------
+
+
+def _lab_mails(key: LabDkimKey) -> tuple[bytes, bytes]:
+    """A lab-signed report mail and another with one body byte changed, with CRLF line ends
+    as SMTP carries them (smtplib sends bytes as they are)."""
+    google = [r for r in generate_reports(20, seed=7) if r["organization-name"] == "Google Inc."]
+    good, other = (to_email(r, dkim_key=key) for r in google[:2])
+    at = other.index(b"aggregate TLS report")
+    bad = other[:at] + b"A" + other[at + 1 :]
+    return good.replace(b"\n", b"\r\n"), bad.replace(b"\n", b"\r\n")
+
+
+def _dkim_results(store: Store) -> dict[str, tuple[str | None, set[str]]]:
+    out = {}
+    for item in store.list_reports():
+        stored = store.get_report(item.pk)
+        assert stored is not None and stored.envelope is not None
+        dkim = stored.envelope.get("dkim")
+        out[item.report_id] = (
+            None if dkim is None else dkim["result"],
+            {d.code for d in stored.deviations},
+        )
+    return out
+
+
+async def test_receiver_verifies_dkim(store: Store) -> None:
+    key = make_dkim_key()
+    good, bad = _lab_mails(key)
+    with KeyServer(key.records(REPORTER_DOMAINS)) as dns:
+        verifier = DkimVerifier(DkimSettings(nameserver=dns.host, port=dns.port, timeout=2))
+        config = ReceiverConfig(addresses=frozenset({"tlsrpt@example.com"}))
+        server = await start_receiver(store, config, host="127.0.0.1", port=0, dkim=verifier)
+        running = Running("127.0.0.1", server.sockets[0].getsockname()[1], store)
+        try:
+            for raw in (good, bad):
+                assert await asyncio.to_thread(_send, running, ["tlsrpt@example.com"], raw) == {}
+        finally:
+            server.close()
+            await server.wait_closed()
+    results = sorted(_dkim_results(store).values(), key=lambda r: str(r[0]))
+    assert [r[0] for r in results] == ["fail", "pass"]  # stored both: tolerate and record
+    assert "mail.dkim.fail" in results[0][1] and "mail.dkim.fail" not in results[1][1]
+
+
+def test_receive_command_verifies_dkim_by_default(store_url: str) -> None:
+    key = make_dkim_key()
+    good, bad = _lab_mails(key)
+    smtp_port = _free_port()
+    with KeyServer(key.records(REPORTER_DOMAINS)) as dns:
+        argv = [
+            sys.executable, "-m", "stspilot", "receive", "--listen", f"127.0.0.1:{smtp_port}",
+            "--domain", "example.com", "--db", store_url, "--nameserver", dns.nameserver,
+        ]  # fmt: skip
+        proc = subprocess.Popen(
+            argv,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        try:
+            assert proc.stdout is not None
+            assert proc.stdout.readline().decode().startswith("SMTP listening")
+            with smtplib.SMTP("127.0.0.1", smtp_port, timeout=10) as client:
+                for raw in (good, bad):
+                    assert client.sendmail(FROM, ["tlsrpt@example.com"], raw) == {}
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=15) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            for stream in (proc.stdout, proc.stderr):
+                if stream is not None:
+                    stream.close()
+        assert dns.queries == 1  # two mails from one reporter: one key lookup
+    with Store.open(store_url) as check:
+        assert sorted(str(r[0]) for r in _dkim_results(check).values()) == ["fail", "pass"]

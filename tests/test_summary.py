@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from dataclasses import replace
 from datetime import date
 
 import pytest
@@ -13,6 +14,8 @@ from stspilot.reports import RESULT_TYPES
 from stspilot.summary import (
     ADVICE,
     CSV_COLUMNS,
+    AuthenticityCount,
+    AuthenticityLine,
     DailyTotal,
     FailureCount,
     ReportAggregates,
@@ -238,3 +241,54 @@ def test_csv_shape() -> None:
     }
     expired = next(r for r in rows if r["section"] == "result_type")
     assert expired["key"] == "certificate-expired" and expired["refused_under_enforce"] == "true"
+
+
+# --- authenticity (DKIM) of mailed reports -------------------------------------------------------
+
+
+def test_authenticity_line_counts_by_outcome_and_sender() -> None:
+    counts = (
+        AuthenticityCount("Google Inc.", "pass", 5),
+        AuthenticityCount("Google Inc.", "fail", 1),
+        AuthenticityCount("Microsoft", "temperror", 2),
+        AuthenticityCount("Microsoft", "none", 1),
+        AuthenticityCount("Mail.ru", "unchecked", 3),
+    )
+    s = summarize(replace(world(), authenticity=counts))
+    assert s.authenticity == AuthenticityLine("", 5, 1, 2, 1, 3)
+    assert s.authenticity.mailed == 12
+    by = {a.key: a for a in s.authenticity_by_sender}
+    assert by["Google Inc."] == AuthenticityLine("Google Inc.", verified=5, failed=1)
+    assert s.authenticity_by_sender[0].key == "Google Inc."  # failed or unsigned first
+    [line] = [x for x in s.overview if x.startswith("Authenticity")]
+    assert "12 mailed reports: 5 verified, 1 failed, 2 unverifiable, 1 unsigned" in line
+    assert "3 not checked" in line and "Google Inc. (1 failed, 0 unsigned)" in line
+
+    data = json.loads(json.dumps(summary_to_json(s)))
+    assert data["authenticity"] == {
+        "mailed": 12, "verified": 5, "failed": 1, "unverifiable": 2, "unsigned": 1,
+        "unchecked": 3,
+    }  # fmt: skip
+    assert {a["organization"] for a in data["authenticity_by_sender"]} == {
+        "Google Inc.", "Microsoft", "Mail.ru"
+    }  # fmt: skip
+    rows = list(csv.DictReader(io.StringIO(summary_to_csv(s))))
+    [total] = [r for r in rows if r["section"] == "authenticity"]
+    assert (total["reports"], total["verified"], total["failed"]) == ("12", "5", "1")
+    assert len([r for r in rows if r["section"] == "authenticity_sender"]) == 3
+
+
+def test_no_authenticity_when_envelopes_were_not_read() -> None:
+    s = summarize(world())
+    assert s.authenticity is None
+    assert not any(x.startswith("Authenticity") for x in s.lines)
+    assert summary_to_json(s)["authenticity"] is None
+    assert not any(
+        r["section"].startswith("authenticity")
+        for r in csv.DictReader(io.StringIO(summary_to_csv(s)))
+    )
+
+
+def test_no_mailed_reports_says_so() -> None:
+    s = summarize(replace(world(), authenticity=()))
+    assert any("no report in this window came by mail" in x for x in s.overview)

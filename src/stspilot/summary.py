@@ -50,8 +50,22 @@ class SenderTotal:
 
 
 @dataclass(frozen=True, slots=True)
+class AuthenticityCount:
+    """Mailed reports of one sending organisation with one DKIM outcome (RFC 8460 §3):
+    ``pass``, ``fail``, ``temperror``, ``none`` (unsigned) or ``unchecked`` (stored without
+    verification)."""
+
+    organization_name: str
+    result: str
+    reports: int
+
+
+@dataclass(frozen=True, slots=True)
 class ReportAggregates:
-    """Everything the summary reads, for the window [since, until) in whole UTC days."""
+    """Everything the summary reads, for the window [since, until) in whole UTC days.
+
+    ``authenticity`` is None when the caller did not read the envelopes (no authenticity
+    line then, rather than a line of zeros)."""
 
     domain: str | None
     since: date
@@ -62,6 +76,7 @@ class ReportAggregates:
     by_organization: tuple[FailureCount, ...]
     by_sending_ip: tuple[FailureCount, ...]
     senders: tuple[SenderTotal, ...]
+    authenticity: tuple[AuthenticityCount, ...] | None = None
 
 
 # --- what each result type means (RFC 8460 §4.3, IANA "STARTTLS Validation Result Types") -----
@@ -215,6 +230,50 @@ class SenderLine:
 
 
 @dataclass(frozen=True, slots=True)
+class AuthenticityLine:
+    """Mailed reports by DKIM outcome: of all senders (``key`` "") or of one organisation."""
+
+    key: str
+    verified: int = 0  # pass
+    failed: int = 0  # fail
+    unverifiable: int = 0  # temperror: the key could not be fetched
+    unsigned: int = 0  # none
+    unchecked: int = 0  # stored without verification (--verify-dkim off)
+
+    @property
+    def mailed(self) -> int:
+        return self.verified + self.failed + self.unverifiable + self.unsigned + self.unchecked
+
+
+_AUTH_FIELDS = {
+    "pass": "verified",
+    "fail": "failed",
+    "temperror": "unverifiable",
+    "none": "unsigned",
+    "unchecked": "unchecked",
+}
+
+
+def _authenticity(
+    counts: tuple[AuthenticityCount, ...],
+) -> tuple[AuthenticityLine, tuple[AuthenticityLine, ...]]:
+    per_org: dict[str, dict[str, int]] = {}
+    for c in counts:
+        field = _AUTH_FIELDS.get(c.result, "unchecked")
+        acc = per_org.setdefault(c.organization_name, {})
+        acc[field] = acc.get(field, 0) + c.reports
+    total: dict[str, int] = {}
+    for acc in per_org.values():
+        for field, n in acc.items():
+            total[field] = total.get(field, 0) + n
+    orgs = sorted(
+        (AuthenticityLine(org, **acc) for org, acc in per_org.items()),
+        key=lambda a: (-(a.failed + a.unsigned), -a.mailed, a.key),
+    )
+    return AuthenticityLine("", **total), tuple(orgs)
+
+
+@dataclass(frozen=True, slots=True)
 class ReportSummary:
     """TLS health of one domain (or all) over a window of whole UTC days, ready to render."""
 
@@ -237,6 +296,10 @@ class ReportSummary:
     overview: tuple[str, ...]
     details: tuple[str, ...]
     verdict: tuple[str, ...]
+    # Mailed reports by DKIM outcome (RFC 8460 §3), overall and per organisation; None when
+    # the envelopes were not read.
+    authenticity: AuthenticityLine | None = None
+    authenticity_by_sender: tuple[AuthenticityLine, ...] = ()
 
     @property
     def lines(self) -> tuple[str, ...]:
@@ -317,6 +380,10 @@ def summarize(aggregates: ReportAggregates) -> ReportSummary:
         )
     )
     domains = tuple(sorted({d.policy_domain for d in aggregates.daily}))
+    authenticity: AuthenticityLine | None = None
+    authenticity_by_sender: tuple[AuthenticityLine, ...] = ()
+    if aggregates.authenticity is not None:
+        authenticity, authenticity_by_sender = _authenticity(aggregates.authenticity)
     summary = ReportSummary(
         domain=aggregates.domain,
         since=aggregates.since,
@@ -335,9 +402,30 @@ def summarize(aggregates: ReportAggregates) -> ReportSummary:
         overview=(),
         details=(),
         verdict=(),
+        authenticity=authenticity,
+        authenticity_by_sender=authenticity_by_sender,
     )
     overview, details, verdict = _plain_english(summary)
     return replace(summary, overview=overview, details=details, verdict=verdict)
+
+
+def _authenticity_sentence(a: AuthenticityLine, by_sender: tuple[AuthenticityLine, ...]) -> str:
+    """The authenticity line: mailed reports by DKIM outcome (RFC 8460 §3)."""
+    if not a.mailed:
+        return "Authenticity: no report in this window came by mail (DKIM does not apply)."
+    text = (
+        f"Authenticity (DKIM, RFC 8460 §3) of {a.mailed:,} mailed report"
+        f"{'s' if a.mailed != 1 else ''}: {a.verified:,} verified, {a.failed:,} failed, "
+        f"{a.unverifiable:,} unverifiable, {a.unsigned:,} unsigned"
+    )
+    if a.unchecked:
+        text += f", {a.unchecked:,} not checked (ingested without --verify-dkim)"
+    doubtful = [x for x in by_sender if x.failed or x.unsigned]
+    if doubtful:
+        text += "; failed or unsigned: " + ", ".join(
+            f"{x.key} ({x.failed:,} failed, {x.unsigned:,} unsigned)" for x in doubtful[:5]
+        )
+    return text + "."
 
 
 def _pct(rate: float) -> str:
@@ -366,6 +454,8 @@ def _plain_english(s: ReportSummary) -> tuple[tuple[str, ...], tuple[str, ...], 
         f"sending organisation{'s' if senders != 1 else ''}; "
         f"{_pct(1 - s.failure_rate)} succeeded, {s.failed:,} failed ({_pct(s.failure_rate)})."
     ]
+    if s.authenticity is not None:
+        overview.append(_authenticity_sentence(s.authenticity, s.authenticity_by_sender))
     quiet = [d.day.isoformat() for d in s.daily if d.reports == 0]
     if quiet:
         shown = ", ".join(quiet[:5]) + (f" and {len(quiet) - 5} more" if len(quiet) > 5 else "")
@@ -427,6 +517,10 @@ CSV_COLUMNS = (
     "refused_under_enforce",
     "cause",
     "fix",
+    "verified",
+    "unverifiable",
+    "unsigned",
+    "unchecked",
 )
 
 
@@ -489,7 +583,22 @@ def summary_to_json(s: ReportSummary) -> dict[str, Any]:
             "mx": breakdown(s.refused_mx),
             "senders": breakdown(s.refused_senders),
         },
+        "authenticity": None if s.authenticity is None else _authenticity_json(s.authenticity),
+        "authenticity_by_sender": [
+            {"organization": a.key, **_authenticity_json(a)} for a in s.authenticity_by_sender
+        ],
         "lines": list(s.lines),
+    }
+
+
+def _authenticity_json(a: AuthenticityLine) -> dict[str, int]:
+    return {
+        "mailed": a.mailed,
+        "verified": a.verified,
+        "failed": a.failed,
+        "unverifiable": a.unverifiable,
+        "unsigned": a.unsigned,
+        "unchecked": a.unchecked,
     }
 
 
@@ -541,6 +650,26 @@ def summary_csv_rows(s: ReportSummary) -> list[dict[str, str | int | float]]:
                 "failure_rate": round(x.failure_rate, 6),
             }
         )
+    if s.authenticity is not None:
+        # One "authenticity" row for all senders (key ""), then one per organisation;
+        # "reports" is the mailed reports, "failed" the ones whose signature failed.
+        for auth_section, auth_lines in (
+            ("authenticity", (s.authenticity,)),
+            ("authenticity_sender", s.authenticity_by_sender),
+        ):
+            for a in auth_lines:
+                rows.append(
+                    {
+                        "section": auth_section,
+                        "key": a.key,
+                        "reports": a.mailed,
+                        "verified": a.verified,
+                        "failed": a.failed,
+                        "unverifiable": a.unverifiable,
+                        "unsigned": a.unsigned,
+                        "unchecked": a.unchecked,
+                    }
+                )
     return rows
 
 

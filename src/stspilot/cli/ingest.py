@@ -14,6 +14,7 @@ import typer
 from stspilot.errors import ConfigError
 
 if TYPE_CHECKING:
+    from stspilot.ingest.dkim import DkimSettings
     from stspilot.ingest.imap import PollResult
     from stspilot.ingest.pipeline import Tally
     from stspilot.store import Store
@@ -27,7 +28,27 @@ stored count as duplicates.
 
 `stspilot ingest imap --config FILE` polls an IMAP folder instead (once, or with --watch);
 the password comes from $STSPILOT_IMAP_PASSWORD or the config's password_file.
+
+With --verify-dkim each mail's DKIM signature is checked (RFC 8460 §3) against its key in
+DNS (--nameserver, else the system resolver): the result is stored on the report, and a
+signature that does not verify is recorded as a deviation, never refused. Off by default:
+it needs DNS and makes bulk ingest slower.
 """
+
+NAMESERVER_HELP = "DKIM key lookups: IP[:PORT] of the resolver (default: the system's)"
+
+
+def dkim_settings(
+    verify: bool, nameserver: str | None, timeout: float = 3.0
+) -> DkimSettings | None:
+    """The DKIM verifier's settings from the CLI options (None: do not verify)."""
+    from stspilot.cli.check import parse_nameserver
+    from stspilot.ingest.dkim import DkimSettings
+
+    host, port = parse_nameserver(nameserver)
+    if not verify:
+        return None
+    return DkimSettings(nameserver=host, port=port, timeout=timeout)
 
 
 def _tally_dict(tally: Tally) -> dict[str, int]:
@@ -65,8 +86,17 @@ def ingest_command(
     config: Path | None = typer.Option(None, "--config", help="IMAP: TOML file with [imap]"),
     watch: bool = typer.Option(False, "--watch", help="IMAP: keep polling until SIGTERM"),
     interval: float = typer.Option(60.0, "--interval", min=1.0, help="IMAP: seconds between"),
+    verify_dkim: bool = typer.Option(
+        False, "--verify-dkim", help="verify each mail's DKIM signature (needs DNS)"
+    ),
+    nameserver: str | None = typer.Option(None, "--nameserver", help=NAMESERVER_HELP),
+    dkim_timeout: float = typer.Option(
+        3.0, "--dkim-timeout", min=0.1, help="seconds per DKIM key lookup"
+    ),
 ) -> None:
     from stspilot.store import Store
+
+    dkim = dkim_settings(verify_dkim, nameserver, dkim_timeout)
 
     imap_mode = paths[0] == "imap"
     if not imap_mode and (config is not None or watch):
@@ -75,14 +105,22 @@ def ingest_command(
         raise typer.BadParameter("`stspilot ingest imap` takes no paths (use ./imap for a file)")
     with Store.open(db) as store:
         if imap_mode:
-            code = _run_imap(store, config, watch=watch, interval=interval, as_json=as_json)
+            code = _run_imap(
+                store, config, watch=watch, interval=interval, as_json=as_json, dkim=dkim
+            )
         else:
-            code = _run_paths(store, paths, batch_size, workers, as_json=as_json)
+            code = _run_paths(store, paths, batch_size, workers, as_json=as_json, dkim=dkim)
     raise typer.Exit(code)
 
 
 def _run_paths(
-    store: Store, paths: list[str], batch_size: int, workers: int, *, as_json: bool
+    store: Store,
+    paths: list[str],
+    batch_size: int,
+    workers: int,
+    *,
+    as_json: bool,
+    dkim: DkimSettings | None,
 ) -> int:
     from rich.console import Console
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -119,6 +157,7 @@ def _run_paths(
             workers=workers,
             on_progress=on_progress,
             on_error=on_error,
+            dkim=dkim,
         )
     if as_json:
         typer.echo(json.dumps(_tally_dict(tally)))
@@ -128,12 +167,23 @@ def _run_paths(
 
 
 def _run_imap(
-    store: Store, config_path: Path | None, *, watch: bool, interval: float, as_json: bool
+    store: Store,
+    config_path: Path | None,
+    *,
+    watch: bool,
+    interval: float,
+    as_json: bool,
+    dkim: DkimSettings | None,
 ) -> int:
     from stspilot.ingest.imap import ImapError, load_imap_config, poll_once
     from stspilot.ingest.imap import watch as watch_folder
 
     config = load_imap_config(config_path)
+    verifier = None
+    if dkim is not None:
+        from stspilot.ingest.dkim import DkimVerifier
+
+        verifier = DkimVerifier(dkim)  # one key cache for every poll
 
     def show(result: PollResult | ImapError) -> None:
         if isinstance(result, ImapError):
@@ -152,13 +202,13 @@ def _run_imap(
         sys.stdout.flush()
 
     if not watch:
-        result = poll_once(store, config)
+        result = poll_once(store, config, dkim=verifier)
         show(result)
         return _exit_code(result.tally)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    watch_folder(store, config, interval=interval, stop=stop, on_poll=show)
+    watch_folder(store, config, interval=interval, stop=stop, on_poll=show, dkim=verifier)
     return 0
 
 

@@ -12,11 +12,13 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from stspilot.cli.ingest import NAMESERVER_HELP
 from stspilot.errors import ConfigError
 
 if TYPE_CHECKING:
     from uvicorn import Server
 
+    from stspilot.ingest.dkim import DkimSettings
     from stspilot.ingest.smtp_receiver import ReceiverConfig
     from stspilot.store import Store
 
@@ -26,6 +28,11 @@ Point `rua=mailto:tlsrpt@example.com` at this host (MX) and run
 `stspilot receive --listen 0.0.0.0:25 --domain example.com`. Mail is answered 250 only once
 its reports are committed; mail to other recipients is refused (550). With --http, reports
 POSTed to http://HOST:PORT/tlsrpt (`rua=https:` behind a TLS proxy) are stored too.
+
+Each mail's DKIM signature is verified (RFC 8460 §3) unless --no-verify-dkim: a receiver on
+the Internet is where forged reports arrive, it has DNS anyway, and a key is looked up once
+per reporter and cached. The result is stored on the report; a failed signature is recorded
+as a deviation, and the mail is still accepted and stored.
 """
 
 
@@ -47,10 +54,19 @@ def receive_command(
     tls_cert: Path | None = typer.Option(None, "--tls-cert", help="PEM certificate: STARTTLS"),
     tls_key: Path | None = typer.Option(None, "--tls-key", help="PEM key for --tls-cert"),
     hostname: str | None = typer.Option(None, "--hostname", help="name in banner and EHLO"),
+    verify_dkim: bool = typer.Option(
+        True, "--verify-dkim/--no-verify-dkim", help="verify each mail's DKIM signature"
+    ),
+    nameserver: str | None = typer.Option(None, "--nameserver", help=NAMESERVER_HELP),
+    dkim_timeout: float = typer.Option(
+        3.0, "--dkim-timeout", min=0.1, help="seconds per DKIM key lookup"
+    ),
 ) -> None:
+    from stspilot.cli.ingest import dkim_settings
     from stspilot.ingest.smtp_receiver import ReceiverConfig
     from stspilot.store import Store
 
+    dkim = dkim_settings(verify_dkim, nameserver, dkim_timeout)
     smtp_addr = _host_port(listen, "--listen")
     http_addr = _host_port(http, "--http") if http else None
     config = ReceiverConfig(
@@ -62,7 +78,7 @@ def receive_command(
         tls_key=tls_key,
     )
     with Store.open(db) as store:
-        asyncio.run(_serve(store, config, smtp_addr, http_addr, http_path, max_size))
+        asyncio.run(_serve(store, config, smtp_addr, http_addr, http_path, max_size, dkim))
 
 
 async def _serve(
@@ -72,14 +88,19 @@ async def _serve(
     http_addr: tuple[str, int] | None,
     http_path: str,
     max_size: int,
+    dkim: DkimSettings | None = None,
 ) -> None:
+    from stspilot.ingest.dkim import DkimVerifier
     from stspilot.ingest.smtp_receiver import start_receiver
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    smtp_server = await start_receiver(store, config, host=smtp_addr[0], port=smtp_addr[1])
+    verifier = None if dkim is None else DkimVerifier(dkim)
+    smtp_server = await start_receiver(
+        store, config, host=smtp_addr[0], port=smtp_addr[1], dkim=verifier
+    )
     bound = smtp_server.sockets[0].getsockname()
     print(f"SMTP listening on {bound[0]}:{bound[1]}", flush=True)
     http_server = None

@@ -32,13 +32,16 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from stspilot.ingest.decode import is_mbox, iter_files, iter_mbox, read_unit
 from stspilot.ingest.pipeline import IngestStore, Tally, prepare_unit
 from stspilot.report_schema import DEFAULT_LIMITS, Limits
 from stspilot.store.models import BatchResult, NewQuarantine
 from stspilot.store.rows import ReportRows, RowBuilder
+
+if TYPE_CHECKING:
+    from stspilot.ingest.dkim import DkimSettings, DkimVerifier
 
 __all__ = ["BulkStore", "ErrorCallback", "ProgressCallback", "Staged", "ingest_paths"]
 
@@ -84,6 +87,7 @@ def ingest_paths(
     on_error: ErrorCallback | None = None,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     workers: int = 1,
+    dkim: DkimSettings | None = None,
 ) -> Tally:
     """Ingest files and folders, ``batch_size`` units per transaction, committed in input
     order (an mbox's messages follow the files read after it).
@@ -94,8 +98,11 @@ def ingest_paths(
 
     A path that cannot be read (permissions, vanished) counts in ``Tally.errors`` and is
     reported to ``on_error`` (on the calling thread); the run goes on with the next path.
+
+    With ``dkim``, mails' DKIM signatures are verified (``ingest/dkim.py``): each process
+    that stages units builds its own verifier, with its own key cache, from these settings.
     """
-    run = _Run(store, batch_size, limits or DEFAULT_LIMITS, on_progress, on_error, clock)
+    run = _Run(store, batch_size, limits or DEFAULT_LIMITS, on_progress, on_error, clock, dkim)
     items: Iterator[_Item] = (
         item for path in paths for item in iter_files(path, on_error=run.walk_error)
     )
@@ -130,12 +137,29 @@ _Item = tuple[str, bool] | tuple[str, bytes]
 #   (2, path, errno, strerror)      the file could not be read
 _Plain = tuple[Any, ...]
 _BUILDERS: dict[str, RowBuilder] = {}  # per process: memos outlive a task
+_VERIFIERS: dict[DkimSettings, DkimVerifier] = {}  # per process: the key cache outlives a task
 
 
-def _stage(items: list[_Item], limits: Limits, received_at: datetime, dialect: str) -> list[_Plain]:
+def _verifier(settings: DkimSettings) -> DkimVerifier:
+    verifier = _VERIFIERS.get(settings)
+    if verifier is None:
+        from stspilot.ingest.dkim import DkimVerifier  # dkimpy only when asked for
+
+        verifier = _VERIFIERS[settings] = DkimVerifier(settings)
+    return verifier
+
+
+def _stage(
+    items: list[_Item],
+    limits: Limits,
+    received_at: datetime,
+    dialect: str,
+    dkim: DkimSettings | None = None,
+) -> list[_Plain]:
     builder = _BUILDERS.get(dialect)
     if builder is None:
         builder = _BUILDERS[dialect] = RowBuilder(dialect)
+    verifier = None if dkim is None else _verifier(dkim)
     out: list[_Plain] = []
     for origin, what in items:
         if what.__class__ is bytes:
@@ -149,16 +173,24 @@ def _stage(items: list[_Item], limits: Limits, received_at: datetime, dialect: s
             if what and is_mbox(raw):
                 out.append((1, origin))
                 continue
-        unit = prepare_unit(raw, origin=origin, received_at=received_at, limits=limits)
+        unit = prepare_unit(
+            raw, origin=origin, received_at=received_at, limits=limits, dkim=verifier
+        )
         rows = tuple(tuple(builder.build(r)) for r in unit.reports)
         q = unit.quarantine
         out.append((0, origin, rows, None if q is None else (q.raw, q.code, q.reason)))
     return out
 
 
-def _stage_task(items: list[_Item], limits: Limits, received_at: datetime, dialect: str) -> bytes:
+def _stage_task(
+    items: list[_Item],
+    limits: Limits,
+    received_at: datetime,
+    dialect: str,
+    dkim: DkimSettings | None = None,
+) -> bytes:
     """A worker's task (module level, so picklable): staged units as bytes."""
-    staged = _stage(items, limits, received_at, dialect)
+    staged = _stage(items, limits, received_at, dialect, dkim)
     return marshal.dumps(staged) if dialect == "sqlite" else pickle.dumps(staged, protocol=5)
 
 
@@ -190,8 +222,10 @@ class _Run:
         on_progress: ProgressCallback | None,
         on_error: ErrorCallback | None,
         clock: Callable[[], datetime],
+        dkim: DkimSettings | None = None,
     ) -> None:
         self.store = store
+        self.dkim = dkim
         self.dialect = store.dialect
         self.batch_size = batch_size
         self.limits = limits
@@ -211,7 +245,8 @@ class _Run:
     def in_process(self, items: Iterator[_Item]) -> None:
         def stage_here(task: list[_Item]) -> None:
             received_at = self.clock()
-            self.take(_stage(task, self.limits, received_at, self.dialect), received_at)
+            staged = _stage(task, self.limits, received_at, self.dialect, self.dkim)
+            self.take(staged, received_at)
 
         for task in _chunks(items, TASK):
             stage_here(task)
@@ -241,7 +276,9 @@ class _Run:
 
         def submit(task: list[_Item]) -> None:
             received_at = self.clock()
-            future = pool.submit(_stage_task, task, self.limits, received_at, self.dialect)
+            future = pool.submit(
+                _stage_task, task, self.limits, received_at, self.dialect, self.dkim
+            )
             in_flight.append((future, received_at))
             while len(in_flight) > most:
                 land()

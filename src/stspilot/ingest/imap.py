@@ -37,6 +37,7 @@ from typing import Literal
 from stspilot.errors import ConfigError, StspilotError
 from stspilot.ingest.pipeline import (
     IngestStore,
+    MailVerifier,
     RawOutcome,
     Tally,
     commit_prepared,
@@ -263,8 +264,10 @@ def poll_once(
     limits: Limits | None = None,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     on_committed: Callable[[Sequence[int]], None] | None = None,
+    dkim: MailVerifier | None = None,
 ) -> PollResult:
     """Ingest every unhandled message in ``config.folder``; acknowledge each batch after commit.
+    With ``dkim``, each message's DKIM signatures are verified (``dkim.DkimVerifier``).
 
     ``on_committed(uids)`` runs between a batch's commit and its acknowledgement (progress,
     and the crash-between-commit-and-move test).
@@ -285,7 +288,7 @@ def poll_once(
         _check(typ, data, "UID SEARCH")
         uids = sorted(int(u) for u in (data[0] or b"").split())
         for batch in _chunks(uids, config.batch_size):
-            outcomes = _ingest_batch(conn, store, config, batch, use_limits, clock)
+            outcomes = _ingest_batch(conn, store, config, batch, use_limits, clock, dkim)
             tally = tally + Tally.of(outcomes.values())
             if on_committed is not None:
                 on_committed(batch)
@@ -305,6 +308,7 @@ def _ingest_batch(
     batch: Sequence[int],
     limits: Limits,
     clock: Callable[[], datetime],
+    dkim: MailVerifier | None = None,
 ) -> dict[int, RawOutcome]:
     sizes = {
         uid: int(m.group(1)) if (m := _SIZE.search(head)) else 0
@@ -320,7 +324,9 @@ def _ingest_batch(
         if uid not in bodies:  # expunged by someone else between SEARCH and FETCH
             continue
         origin = f"imap://{config.user}@{config.host}/{config.folder};UID={uid}"
-        prepared.append(prepare_unit(bodies[uid][1], origin=origin, received_at=now, limits=limits))
+        prepared.append(
+            prepare_unit(bodies[uid][1], origin=origin, received_at=now, limits=limits, dkim=dkim)
+        )
         order.append(uid)
     for uid in large:
         # Keep the head of an oversized message in quarantine rather than pull it all in.
@@ -379,11 +385,12 @@ def watch(
     stop: threading.Event,
     limits: Limits | None = None,
     on_poll: Callable[[PollResult | ImapError], None] | None = None,
+    dkim: MailVerifier | None = None,
 ) -> None:
     """Poll every ``interval`` seconds until ``stop`` is set; a failed poll is retried later."""
     while not stop.is_set():
         try:
-            result: PollResult | ImapError = poll_once(store, config, limits=limits)
+            result: PollResult | ImapError = poll_once(store, config, limits=limits, dkim=dkim)
         except ImapError as exc:
             log.warning("%s", exc)
             result = exc

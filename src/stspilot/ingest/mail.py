@@ -1,7 +1,8 @@
 """TLS-RPT report e-mails (RFC 8460 §5.3): the envelope, the report parts, and how they agree.
 
-No network and no DKIM verification: a signature's presence, its ``d=`` and its ``h=`` list are
-recorded as authenticity signals. The body always wins over the envelope (RFC 8460 §5.6).
+No network here: a signature's presence, its ``d=`` and its ``h=`` list are recorded as
+authenticity signals, and the outcome of a real verification (``ingest/dkim.py``, opt-in) is
+carried as ``Envelope.dkim``. The body always wins over the envelope (RFC 8460 §5.6).
 """
 
 from __future__ import annotations
@@ -14,11 +15,11 @@ from datetime import UTC, datetime, timedelta
 from email.header import decode_header, make_header
 from email.message import Message
 from email.utils import parseaddr, parsedate_to_datetime
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 from stspilot.errors import LimitExceeded
 from stspilot.ingest.mime import Headers, flat_leaves, remember
-from stspilot.report_schema import DEVIATIONS, Limits
+from stspilot.report_schema import DEVIATIONS, DeviationInfo, Limits
 from stspilot.reports import Deviation, TlsReport, fast_pickle
 
 # RFC 8460 §6.4, §6.5: the registered report media types.
@@ -38,6 +39,14 @@ LOOSE_TYPES = frozenset(
     }
 )
 REPORT_SUFFIXES = (".json.gz", ".json", ".gz")
+# The deviation of a signature that was verified and failed (only with verification on).
+DKIM_FAIL = DeviationInfo(
+    "mail.dkim.fail",
+    "mail",
+    "DKIM signature does not verify",
+    "stored anyway, the failure recorded as an authenticity signal (verification is opt-in)",
+    "RFC 8460 §3 (receivers may ignore such reports); RFC 6376 §6",
+)
 
 _SUBJECT_DOMAIN = re.compile(r"\bDomain:\s*([^\s<>]+)", re.IGNORECASE)
 _SUBJECT_SUBMITTER = re.compile(r"\bSubmitter:\s*([^\s<>]+)", re.IGNORECASE)
@@ -60,6 +69,26 @@ class HeaderSource(Protocol):
 
 @fast_pickle
 @dataclass(frozen=True, slots=True)
+class DkimVerdict:
+    """What verifying a report mail's DKIM signature(s) found (RFC 6376 §6, RFC 8460 §3).
+
+    ``result`` is ``pass``, ``fail`` (``reason`` says why), ``temperror`` (the key could not be
+    fetched: DNS timeout or failure) or ``none`` (no signature). ``domain`` and ``selector`` are
+    the ``d=`` and ``s=`` of the signature the result is about; ``aligned`` whether ``d=`` is
+    the reporter's domain (``dkim.is_aligned``)."""
+
+    result: str
+    domain: str | None = None
+    selector: str | None = None
+    aligned: bool = False
+    reason: str = ""
+
+
+DKIM_RESULTS = ("pass", "fail", "temperror", "none")
+
+
+@fast_pickle
+@dataclass(frozen=True, slots=True)
 class Envelope:
     """What the report mail's headers claim (RFC 8460 §5.3); compared with the body later."""
 
@@ -75,6 +104,12 @@ class Envelope:
     dkim_signed: bool
     dkim_domains: tuple[str, ...]
     dkim_covers_tlsrpt_headers: bool
+    # The verification's outcome; None (and no "dkim" member in the stored JSON) when
+    # verification was not asked for.
+    dkim: DkimVerdict | None = None
+
+    # Members the store's JSON leaves out while they are None (``store.rows.envelope_json``).
+    JSON_OMIT_NONE: ClassVar[frozenset[str]] = frozenset({"dkim"})
 
 
 @fast_pickle
@@ -304,6 +339,13 @@ def envelope_deviations(report: TlsReport, envelope: Envelope) -> tuple[Deviatio
         if not _same_report_id(rid, report.report_id):
             add("mail.report-id.mismatch", "Subject", f"{rid} vs {report.report_id}")
 
+    verdict = envelope.dkim
+    if verdict is not None and verdict.result == "fail":
+        # Tolerate and record: the report is stored, the failure is on it (RFC 8460 §3 lets a
+        # receiver ignore such reports; the summary counts them apart instead).
+        where = f"DKIM-Signature d={verdict.domain} s={verdict.selector}"
+        text = DKIM_FAIL.what + (f": {verdict.reason}" if verdict.reason else "")
+        out.append(Deviation("mail.dkim.fail", where, text))
     if not envelope.dkim_signed:
         add("mail.dkim.missing", "DKIM-Signature")
     else:

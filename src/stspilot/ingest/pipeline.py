@@ -21,16 +21,18 @@ missing reports while the stored ones come back as duplicates.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Protocol
 
 from stspilot.errors import ParseError, ReportError
 from stspilot.ingest.decode import (
+    Envelope,
     Extracted,
     envelope_deviations,
     extract_reports,
 )
+from stspilot.ingest.mail import DkimVerdict
 from stspilot.report_schema import DEFAULT_LIMITS, Limits
 from stspilot.reports import fast_pickle, parse_report
 from stspilot.store.models import BatchResult, NewQuarantine, NewReport
@@ -43,6 +45,12 @@ class IngestStore(Protocol):
     def ingest_batch(
         self, reports: Sequence[NewReport], quarantined: Sequence[NewQuarantine]
     ) -> BatchResult: ...
+
+
+class MailVerifier(Protocol):
+    """What the pipeline needs to verify a mail's DKIM signatures (``dkim.DkimVerifier``)."""
+
+    def verify(self, raw: bytes, envelope: Envelope | None = None) -> DkimVerdict: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,9 +103,34 @@ class Prepared:
     quarantine: NewQuarantine | None = None
 
 
-def prepare_unit(raw: bytes, *, origin: str, received_at: datetime, limits: Limits) -> Prepared:
-    """Extract and parse one unit; never raises for bad input (that becomes a quarantine)."""
-    return _finish(raw, origin, received_at, limits, extract_unit(raw, limits))
+def prepare_unit(
+    raw: bytes,
+    *,
+    origin: str,
+    received_at: datetime,
+    limits: Limits,
+    dkim: MailVerifier | None = None,
+) -> Prepared:
+    """Extract and parse one unit; never raises for bad input (that becomes a quarantine).
+    With ``dkim``, a mail's signatures are verified and the verdict goes on its envelope."""
+    extracted = extract_unit(raw, limits)
+    if dkim is not None and not isinstance(extracted, tuple):
+        extracted = verify_parts(raw, extracted, dkim)
+    return _finish(raw, origin, received_at, limits, extracted)
+
+
+def verify_parts(raw: bytes, parts: list[Extracted], dkim: MailVerifier) -> list[Extracted]:
+    """The parts of one mail with the DKIM verdict on their (shared) envelope; files and HTTP
+    bodies (no envelope) unchanged. Never raises: a verifier bug is a ``temperror``."""
+    envelope = next((p.envelope for p in parts if p.envelope is not None), None)
+    if envelope is None:
+        return parts
+    try:
+        verdict = dkim.verify(raw, envelope)
+    except Exception as exc:  # the report must not be lost to the authenticity check
+        verdict = DkimVerdict("temperror", reason=f"verifier error: {type(exc).__name__}: {exc}")
+    checked = replace(envelope, dkim=verdict)
+    return [p if p.envelope is None else replace(p, envelope=checked) for p in parts]
 
 
 Unreadable = tuple[str, str]  # (code, reason)
@@ -221,8 +254,9 @@ def ingest_raw(
     origin: str,
     received_at: datetime,
     limits: Limits | None = None,
+    dkim: MailVerifier | None = None,
 ) -> RawOutcome:
     """Ingest one unit and commit it: the call behind SMTP DATA, HTTP POST and ``retry``."""
     use_limits = limits if limits is not None else DEFAULT_LIMITS
-    unit = prepare_unit(raw, origin=origin, received_at=received_at, limits=use_limits)
+    unit = prepare_unit(raw, origin=origin, received_at=received_at, limits=use_limits, dkim=dkim)
     return commit_prepared(store, [unit])[0]

@@ -15,6 +15,10 @@ A session, as a sending MTA sees it (recipient rules and size from ``ReceiverCon
     S: 250 2.0.0 stored: 1 new, 0 duplicate      <- only after the store committed
        (or 451 4.3.0 when the store failed: the sender keeps the mail and retries)
 
+With a verifier (``dkim.DkimVerifier``: ``stspilot receive`` has one unless --no-verify-dkim)
+each mail's DKIM signatures are checked before the commit, outside the writer's lock; the
+verdict is stored on the report's envelope and a failure is a deviation, never a refusal.
+
 A mail that is not a report (or is damaged) is quarantined with its raw bytes and still gets
 250: it is safely stored and will not get better by being sent again, whereas a 5xx would make
 the sender bounce it to a robot address and lose it. It shows up in the quarantine instead.
@@ -33,7 +37,13 @@ from pathlib import Path
 from typing import Any
 
 from stspilot.errors import ConfigError
-from stspilot.ingest.pipeline import IngestStore, RawOutcome, ingest_raw
+from stspilot.ingest.pipeline import (
+    IngestStore,
+    MailVerifier,
+    RawOutcome,
+    commit_prepared,
+    prepare_unit,
+)
 from stspilot.report_schema import DEFAULT_LIMITS, Limits
 
 log = logging.getLogger(__name__)
@@ -93,10 +103,12 @@ class ReportHandler:
         config: ReceiverConfig,
         *,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        dkim: MailVerifier | None = None,
     ) -> None:
         self._store = store
         self._config = config
         self._clock = clock
+        self._dkim = dkim
         # One writer at a time: SQLite takes one anyway, and it keeps commits in arrival order.
         self._write_lock = threading.Lock()
 
@@ -122,14 +134,16 @@ class ReportHandler:
         return _reply(outcome)
 
     def _ingest(self, raw: bytes, origin: str) -> RawOutcome:
+        # Parsing and DKIM (DNS) first, in parallel with other sessions; then one commit.
+        unit = prepare_unit(
+            raw,
+            origin=origin,
+            received_at=self._clock(),
+            limits=self._config.limits,
+            dkim=self._dkim,
+        )
         with self._write_lock:
-            return ingest_raw(
-                self._store,
-                raw,
-                origin=origin,
-                received_at=self._clock(),
-                limits=self._config.limits,
-            )
+            return commit_prepared(self._store, [unit])[0]
 
 
 def _reply(outcome: RawOutcome) -> str:
@@ -148,11 +162,13 @@ async def start_receiver(
     host: str = "127.0.0.1",
     port: int = 2525,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    dkim: MailVerifier | None = None,
 ) -> asyncio.Server:
-    """Listen on ``host:port`` (0 picks a free port) in the running loop; close it to stop."""
+    """Listen on ``host:port`` (0 picks a free port) in the running loop; close it to stop.
+    ``dkim``: verify each mail's signatures with it (``dkim.DkimVerifier``)."""
     from aiosmtpd.smtp import SMTP
 
-    handler = ReportHandler(store, config, clock=clock)
+    handler = ReportHandler(store, config, clock=clock, dkim=dkim)
     tls_context = config.tls_context()
     loop = asyncio.get_running_loop()
 

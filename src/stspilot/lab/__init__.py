@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from stspilot.lab.certs import CertKind
+from stspilot.lab.dkim_keys import LabDkimKey, make_dkim_key
 from stspilot.lab.dns_server import DnsFault, Record
 from stspilot.lab.https_host import HttpBehaviour
 from stspilot.lab.scenarios import BY_DOMAIN, SCENARIOS, Mx, PolicyHost, Scenario, healthy
@@ -16,6 +17,7 @@ __all__ = [
     "DnsFault",
     "HttpBehaviour",
     "Lab",
+    "LabDkimKey",
     "LabInfo",
     "Mx",
     "PolicyHost",
@@ -23,5 +25,6 @@ __all__ = [
     "Scenario",
     "SmtpBehaviour",
     "healthy",
+    "make_dkim_key",
     "start_lab",
 ]

@@ -1,8 +1,11 @@
 """Realistic TLS-RPT reports for benchmarks, tests and demos, deterministic from a seed.
 
 Shapes follow what Google, Microsoft, Mail.ru and Stalwart-style reporters really send
-(checklist Part D), quirks included; the e-mails follow RFC 8460 §5.3. The DKIM-Signature
-headers are shaped like the providers' (``d=``, ``h=``) but carry no valid signature.
+(checklist Part D), quirks included; the e-mails follow RFC 8460 §5.3. By default the
+DKIM-Signature headers are shaped like the providers' (``d=``, ``h=``) but carry no valid
+signature; with a lab key (``lab/dkim_keys.py``) they are real dkimpy signatures, to be
+checked against the key records the lab DNS serves (the ``t=`` tag then makes the bytes
+differ from run to run).
 """
 
 from __future__ import annotations
@@ -18,10 +21,14 @@ from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
 from email.utils import format_datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from stspilot.lab.dkim_keys import LabDkimKey
 
 __all__ = [
     "PROVIDERS",
+    "REPORTER_DOMAINS",
     "file_name",
     "generate_reports",
     "to_email",
@@ -45,6 +52,8 @@ _ORG = {
     "mailru": ("Mail.ru", "tls_support@corp.mail.ru", "mail.ru"),
     "stalwart": ("mx.egressif.io", None, "mx.egressif.io"),
 }
+# The d= of each provider's report mail: what a lab key signs for and the lab DNS publishes.
+REPORTER_DOMAINS = ("google.com", "microsoft.com", "corp.mail.ru", "mx.egressif.io")
 # Most reports carry one or two policies; consolidated reporters send up to 20.
 _POLICY_COUNTS = (1, 2, 3, 4, 6, 10, 20)
 _POLICY_WEIGHTS = (45, 25, 10, 8, 6, 4, 2)
@@ -108,8 +117,9 @@ def file_name(report: Report, *, gzip: bool = True, unique: str | None = None) -
     return f"{submitter}!{domain}!{start}!{end}!{unique}.json" + (".gz" if gzip else "")
 
 
-def to_email(report: Report, *, gzip: bool = True) -> bytes:
-    """An RFC 8460 §5.3 report message: multipart/report; report-type=tlsrpt."""
+def to_email(report: Report, *, gzip: bool = True, dkim_key: LabDkimKey | None = None) -> bytes:
+    """An RFC 8460 §5.3 report message: multipart/report; report-type=tlsrpt. Signed for real
+    with ``dkim_key`` (its selector, the provider's d=), else with a look-alike signature."""
     submitter = _submitter(report)
     domain = report["policies"][0]["policy"].get("policy-domain", "unknown")
     rid = report["report-id"]
@@ -126,10 +136,11 @@ def to_email(report: Report, *, gzip: bool = True) -> bytes:
     if google:  # Google signs the TLS-Report-* headers; Microsoft and Mail.ru do not (B8.5)
         signed_headers = "to:from:subject:message-id:tls-report-submitter:tls-report-domain"
     dkim_domain = "corp.mail.ru" if submitter == "mail.ru" else submitter
-    msg["DKIM-Signature"] = (
-        f"v=1; a=rsa-sha256; c=relaxed/relaxed; d={dkim_domain}; s=lab; h={signed_headers}; "
-        "bh=AAAA; b=AAAA"
-    )
+    if dkim_key is None:
+        msg["DKIM-Signature"] = (
+            f"v=1; a=rsa-sha256; c=relaxed/relaxed; d={dkim_domain}; s=lab; h={signed_headers}; "
+            "bh=AAAA; b=AAAA"
+        )
     msg["From"] = f"noreply-smtp-tls-reporting@{dkim_domain}"
     msg["To"] = f"tlsrpt@{domain}"
     msg["Date"] = format_datetime(sent)
@@ -152,7 +163,27 @@ def to_email(report: Report, *, gzip: bool = True) -> bytes:
         part = MIMEApplication(to_json_bytes(report), "tlsrpt+json")
     part.add_header("Content-Disposition", "attachment", filename=file_name(report, gzip=gzip))
     msg.attach(part)
-    return msg.as_bytes()
+    if dkim_key is None:
+        return msg.as_bytes()
+    return sign_email(msg.as_bytes(), dkim_key, domain=dkim_domain, headers=signed_headers)
+
+
+def sign_email(raw: bytes, key: LabDkimKey, *, domain: str, headers: str) -> bytes:
+    """``raw`` with a real DKIM-Signature (relaxed/relaxed, rsa-sha256, no ``l=``: RFC 8460 §3)
+    by ``key`` for ``domain``, signing the colon-separated ``headers``."""
+    import dkim  # type: ignore[import-untyped]  # only the signing lab needs it
+
+    signature = dkim.sign(
+        raw,
+        key.selector.encode(),
+        domain.encode(),
+        key.private_pem,
+        canonicalize=(b"relaxed", b"relaxed"),
+        include_headers=[h.encode() for h in headers.split(":")],
+        linesep=b"\r\n" if b"\r\n" in raw[:200] else b"\n",
+        tlsrpt=True,
+    )
+    return bytes(signature) + raw
 
 
 def write_corpus(
@@ -163,9 +194,10 @@ def write_corpus(
     formats: Sequence[str] = ("json.gz", "eml"),
     domains: Sequence[str] = ("example.com",),
     start: datetime = datetime(2025, 1, 1, tzinfo=UTC),
+    dkim_key: LabDkimKey | None = None,
 ) -> list[Path]:
     """Write ``n`` reports in each of ``formats`` ("json", "json.gz", "eml") under
-    ``directory``; returns the paths written."""
+    ``directory``; returns the paths written. Mail is signed with ``dkim_key`` if given."""
     directory.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     for i, report in enumerate(generate_reports(n, seed=seed, domains=domains, start=start)):
@@ -176,7 +208,7 @@ def write_corpus(
             elif fmt == "json.gz":
                 path, data = directory / file_name(report, unique=f"{i:06d}"), to_gzip(report)
             elif fmt == "eml":
-                path, data = directory / f"{i:06d}.eml", to_email(report)
+                path, data = directory / f"{i:06d}.eml", to_email(report, dkim_key=dkim_key)
             else:
                 raise ValueError(f"unknown format {fmt!r}: use json, json.gz or eml")
             path.write_bytes(data)

@@ -109,8 +109,12 @@ class Lab:
         latency: float = 0.0,
         dns_latency: float = 0.0,
         directory: Path | None = None,
+        records: Sequence[Record] = (),
     ) -> None:
+        """``records``: served by the lab DNS besides the scenarios' own (the DKIM key
+        records of ``dkim_keys.LabDkimKey.records``, say)."""
         self.scenarios = tuple(scenarios)
+        self.records = tuple(records)
         self.latency = latency
         self.dns_latency = dns_latency
         self._given_directory = directory
@@ -154,7 +158,7 @@ class Lab:
 
     async def _start_in_block(self, block: int, plan: _Plan, pki: LabPki) -> None:
         addresses: dict[str, list[str]] = defaultdict(list)
-        records = list(plan.records)
+        records = list(plan.records) + list(self.records)
         for index, hp in enumerate(plan.hosts.values()):
             hp.address = f"127.{block}.{1 + index // 250}.{1 + index % 250}"
             for name in hp.names:

@@ -254,11 +254,14 @@ def envelope_json(envelope: object) -> str:
     """The envelope as JSON text: the mail ``Envelope`` (flat strings, flags, string tuples and
     a date) goes through msgspec; anything else through ``url.json_dumps`` (asdict + json,
     ~20x slower, which was a third of the store's time per mailed report)."""
+    omit: frozenset[str] = frozenset()
     if is_dataclass(envelope) and not isinstance(envelope, type):
         names = _FIELD_NAMES.get(type(envelope))
         if names is None:
             names = _FIELD_NAMES[type(envelope)] = tuple(f.name for f in fields(envelope))
         items: Any = [(n, getattr(envelope, n)) for n in names]
+        # Optional members (the DKIM verdict) are left out while None: absent = not asked.
+        omit = getattr(type(envelope), "JSON_OMIT_NONE", omit)
     elif isinstance(envelope, Mapping):
         items = envelope.items()
     else:
@@ -272,16 +275,30 @@ def envelope_json(envelope: object) -> str:
             if not all(type(v) is str for v in value):
                 return json_dumps(_jsonable_envelope(envelope))
         elif kind not in _PLAIN or type(key) is not str:
-            return json_dumps(_jsonable_envelope(envelope))
+            nested = _flat_member(value)
+            if nested is None or type(key) is not str:
+                return json_dumps(_jsonable_envelope(envelope))
+            value = nested
+        elif value is None and key in omit:
+            continue
         out[key] = value
     return json_text(_JSON.encode(out))
+
+
+def _flat_member(value: object) -> dict[str, object] | None:
+    """A dataclass member of plain values (the DKIM verdict) as an object; else None."""
+    if not is_dataclass(value) or isinstance(value, type):
+        return None
+    out = {f.name: getattr(value, f.name) for f in fields(value)}
+    return out if all(type(v) in _PLAIN for v in out.values()) else None
 
 
 def _jsonable_envelope(envelope: object) -> Mapping[str, Any] | None:
     if envelope is None:
         return None
     if is_dataclass(envelope) and not isinstance(envelope, type):
-        return asdict(envelope)
+        omit: frozenset[str] = getattr(type(envelope), "JSON_OMIT_NONE", frozenset())
+        return {k: v for k, v in asdict(envelope).items() if not (v is None and k in omit)}
     if isinstance(envelope, Mapping):
         return dict(envelope)
     raise TypeError(f"envelope must be a mapping or a dataclass, not {type(envelope).__name__}")
