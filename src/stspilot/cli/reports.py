@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -16,7 +15,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from stspilot.store import QuarantineItem, Store
-    from stspilot.summary import AuthenticityCount, ReportSummary
+    from stspilot.summary import ReportSummary
 
 reports_app = typer.Typer(
     name="reports",
@@ -59,46 +58,13 @@ def summary_command(
     since, until = _window(days, datetime.now(UTC))
     name = domain.lower().rstrip(".") if domain else None
     with Store.open(db) as store:
-        aggregates = store.report_aggregates(name, since=since, until=until)
-        counts = _authenticity_counts(store, name, since, until)
-        summary = summarize(replace(aggregates, authenticity=counts))
+        summary = summarize(store.report_aggregates(name, since=since, until=until))
     if as_json:
         typer.echo(json.dumps(summary_to_json(summary), indent=2))
     elif as_csv:
         sys.stdout.write(summary_to_csv(summary))
     else:
         _render_summary(summary)
-
-
-PAGE = 1000
-
-
-def _authenticity_counts(
-    store: Store, domain: str | None, since: date, until: date
-) -> tuple[AuthenticityCount, ...]:
-    """Mailed reports of the window by organisation and DKIM outcome, from their envelopes
-    (``dkim.result``; "unchecked" when stored without verification). Read one report at a
-    time through the store API (no envelope query there yet): fine for the usual windows of
-    hundreds of reports, slow for a window of many thousands."""
-    from stspilot.summary import AuthenticityCount
-
-    counts: dict[tuple[str, str], int] = {}
-    offset = 0
-    while True:
-        page = store.list_reports(domain, since=since, until=until, limit=PAGE, offset=offset)
-        for listing in page:
-            stored = store.get_report(listing.pk)
-            envelope = stored.envelope if stored is not None else None
-            if not envelope:
-                continue  # a file or an HTTP POST: DKIM does not apply
-            dkim = envelope.get("dkim")
-            result = dkim.get("result", "unchecked") if isinstance(dkim, dict) else "unchecked"
-            key = (listing.organization_name, str(result))
-            counts[key] = counts.get(key, 0) + 1
-        if len(page) < PAGE:
-            break
-        offset += PAGE
-    return tuple(AuthenticityCount(org, result, n) for (org, result), n in sorted(counts.items()))
 
 
 def _render_summary(s: ReportSummary) -> None:

@@ -13,7 +13,13 @@ from typing import Any, Literal
 from sqlalchemy import Connection, Select, func, select, union
 
 from stspilot.store.schema import checks, failure_details, report_policies, reports
-from stspilot.summary import DailyTotal, FailureCount, ReportAggregates, SenderTotal
+from stspilot.summary import (
+    AuthenticityCount,
+    DailyTotal,
+    FailureCount,
+    ReportAggregates,
+    SenderTotal,
+)
 
 Dimension = Literal["result_type", "mx", "organization", "sending_ip", "receiving_ip"]
 
@@ -155,7 +161,34 @@ def report_aggregates(
         by_organization=tuple(failure_counts(conn, "organization", **window)),
         by_sending_ip=tuple(failure_counts(conn, "sending_ip", **window)),
         senders=tuple(sender_totals(conn, **window)),
+        authenticity=authenticity_counts(conn, **window),
     )
+
+
+def authenticity_counts(
+    conn: Connection, *, domain: str | None, since: date | datetime, until: date | datetime
+) -> tuple[AuthenticityCount, ...]:
+    """Mailed reports of the window by sending organisation and DKIM outcome, read from the
+    envelopes by JSON path in one grouped query (``dkim.result``; "unchecked" when stored
+    without verification). Reports that came as files or HTTP POSTs have no envelope."""
+    r = reports.c
+    result = r.envelope["dkim"]["result"].as_string()
+    q = (
+        select(r.organization_name, result, func.count())
+        .where(r.envelope.is_not(None), r.day >= day_floor(since), r.day < day_ceiling(until))
+        .group_by(r.organization_name, result)
+    )
+    if domain is not None:
+        q = q.where(
+            r.id.in_(
+                select(report_policies.c.report_pk).where(report_policies.c.policy_domain == domain)
+            )
+        )
+    counts: dict[tuple[str, str], int] = {}
+    for org, outcome, n in conn.execute(q):
+        key = (org, outcome or "unchecked")
+        counts[key] = counts.get(key, 0) + int(n)
+    return tuple(AuthenticityCount(org, res, n) for (org, res), n in sorted(counts.items()))
 
 
 def list_domains(conn: Connection) -> list[str]:
