@@ -332,6 +332,13 @@ _TABLE: tuple[DeviationInfo, ...] = (
         "RFC 8460 §3 MUST (checklist B3.3)",
     ),
     DeviationInfo(
+        "mail.dkim.fail",
+        "mail",
+        "DKIM signature does not verify",
+        "stored anyway, the failure recorded as an authenticity signal (verification is opt-in)",
+        "RFC 8460 §3 (receivers may ignore such reports); RFC 6376 §6",
+    ),
+    DeviationInfo(
         "mail.dkim.domain-mismatch",
         "mail",
         "no DKIM signature whose d= is the submitter or its parent domain",

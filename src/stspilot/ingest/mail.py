@@ -19,7 +19,7 @@ from typing import Any, ClassVar, Protocol
 
 from stspilot.errors import LimitExceeded
 from stspilot.ingest.mime import Headers, flat_leaves, remember
-from stspilot.report_schema import DEVIATIONS, DeviationInfo, Limits
+from stspilot.report_schema import DEVIATIONS, Limits
 from stspilot.reports import Deviation, TlsReport, fast_pickle
 
 # RFC 8460 §6.4, §6.5: the registered report media types.
@@ -40,13 +40,7 @@ LOOSE_TYPES = frozenset(
 )
 REPORT_SUFFIXES = (".json.gz", ".json", ".gz")
 # The deviation of a signature that was verified and failed (only with verification on).
-DKIM_FAIL = DeviationInfo(
-    "mail.dkim.fail",
-    "mail",
-    "DKIM signature does not verify",
-    "stored anyway, the failure recorded as an authenticity signal (verification is opt-in)",
-    "RFC 8460 §3 (receivers may ignore such reports); RFC 6376 §6",
-)
+DKIM_FAIL = DEVIATIONS["mail.dkim.fail"]
 
 _SUBJECT_DOMAIN = re.compile(r"\bDomain:\s*([^\s<>]+)", re.IGNORECASE)
 _SUBJECT_SUBMITTER = re.compile(r"\bSubmitter:\s*([^\s<>]+)", re.IGNORECASE)
