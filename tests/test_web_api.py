@@ -250,6 +250,10 @@ async def test_smtp_receiver_runs_inside_the_app(world: World) -> None:
         async with client_for(app) as c:
             listed = await c.get("/api/domains/example.com/reports", headers=world.auth("alice"))
         assert [r["report_id"] for r in listed.json()] == ["smtp-1"]
+    # DKIM is verified by default, as by `stspilot receive` (this sample mail is unsigned).
+    stored = world.store.get_report(listed.json()[0]["id"])
+    assert stored is not None and stored.envelope is not None
+    assert stored.envelope["dkim"]["result"] == "none"
 
 
 async def test_check_now_against_the_lab(world: World) -> None:

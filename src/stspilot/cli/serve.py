@@ -36,6 +36,9 @@ def serve_command(
     db: str | None = typer.Option(None, "--db", help="database URL or SQLite path"),
     smtp: str | None = typer.Option(None, "--smtp", help="also receive reports by SMTP here"),
     smtp_domain: list[str] = typer.Option([], "--smtp-domain", help="accept mail for (repeat)"),
+    no_verify_dkim: bool = typer.Option(
+        False, "--no-verify-dkim", help="do not verify the DKIM signature of received mail"
+    ),
     imap_config: Path | None = typer.Option(None, "--imap-config", help="poll this mailbox"),
     public_host: list[str] = typer.Option(
         [], "--public-host", help="the app's own host name (repeat); other mta-sts.* get policies"
@@ -52,6 +55,7 @@ def serve_command(
     if smtp:
         overrides["smtp_listen"] = _host_port(smtp, "--smtp")
         overrides["smtp_domains"] = frozenset(smtp_domain)
+        overrides["smtp_verify_dkim"] = not no_verify_dkim
     if imap_config is not None:
         overrides["imap_config"] = imap_config
     if public_host:

@@ -193,7 +193,12 @@ def _lifespan(
 
                 config = ReceiverConfig(domains=settings.smtp_domains)
                 host, port = settings.smtp_listen
-                smtp = await start_receiver(ctx.store, config, host=host, port=port)
+                verifier = None
+                if settings.smtp_verify_dkim:
+                    from stspilot.ingest.dkim import DkimSettings, DkimVerifier
+
+                    verifier = DkimVerifier(DkimSettings())  # the system's resolver
+                smtp = await start_receiver(ctx.store, config, host=host, port=port, dkim=verifier)
                 bound = smtp.sockets[0].getsockname()
                 app.state.smtp_address = (bound[0], bound[1])
                 log.info("SMTP receiver listening on %s:%s", bound[0], bound[1])

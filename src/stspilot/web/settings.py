@@ -88,6 +88,7 @@ class WebSettings:
     # Optional mail intake in the same process.
     smtp_listen: tuple[str, int] | None = None
     smtp_domains: frozenset[str] = frozenset()
+    smtp_verify_dkim: bool = True  # as `stspilot receive`: the public target of forged reports
     imap_config: Path | None = None
     imap_interval: float = 60.0
     # Live checks started from the API ("check now"). None: the public Internet in service
