@@ -351,3 +351,31 @@ async def test_imap_polling_runs_inside_the_app(
                 await asyncio.sleep(0.1)
         assert [r.report_id for r in world.store.list_reports()] == ["imap-1"]
         assert dovecot.uids(user, "INBOX") == []  # moved only after the commit
+
+
+async def test_health_and_readiness(client: httpx.AsyncClient) -> None:
+    """No login needed, nothing about tenants told; readiness reaches the database."""
+    live = await client.get("/healthz")
+    assert (live.status_code, live.text) == (200, "ok\n")
+    ready = await client.get("/readyz")
+    assert (ready.status_code, ready.text) == (200, "ready\n")
+
+
+async def test_readiness_fails_without_the_database(world: World) -> None:
+    from stspilot.store import Store
+    from stspilot.web.app import create_app
+
+    # Nothing listens on port 1: the store opens (lazily) but cannot reach its database.
+    gone = Store.open(
+        "postgresql+psycopg://postgres@127.0.0.1:1/test?connect_timeout=2", migrate=False
+    )
+    try:
+        app = create_app(world.settings, gone, routers=[], clock=world.clock)
+        async with client_for(app) as c:
+            assert (await c.get("/healthz")).status_code == 200  # the process still serves
+            r = await c.get("/readyz")
+        assert r.status_code == 503 and r.headers["retry-after"] == "30"
+        assert r.headers["content-type"] == "application/problem+json"
+        assert r.json()["detail"] == "the database is not reachable"  # no URL, no driver text
+    finally:
+        gone.close()

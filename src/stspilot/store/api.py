@@ -211,6 +211,11 @@ class Store:
             q = select(raw_blobs.c.report_pk).where(raw_blobs.c.sha256 == sha)
             return conn.execute(q).first() is not None
 
+    def ping(self) -> None:
+        """One trivial query: raises ``StoreError`` when the database cannot be reached."""
+        with self._read() as conn:
+            conn.execute(select(1)).scalar_one()
+
     def count_reports(self) -> int:
         with self._read() as conn:
             return int(conn.execute(select(func.count()).select_from(reports)).scalar_one())

@@ -146,6 +146,7 @@ def create_app(
         report_routes(store, path=settings.report_path, intake=intake)
     )
     app.router.routes.extend(ask_routes(hosting, settings))
+    app.router.routes.extend(health_routes(store))
     app.router.routes.extend(auth_routes())
     app.include_router(api.router)
 
@@ -167,6 +168,32 @@ def create_app(
         trusted_proxies=settings.trusted_proxies,
     )
     return app
+
+
+def health_routes(store: Store) -> list[BaseRoute]:
+    """For load balancers and orchestrators, without authentication and telling nothing about
+    tenants: ``GET /healthz`` answers while the process serves; ``GET /readyz`` also reaches
+    the database (503 with ``Retry-After`` when it cannot)."""
+    from starlette.responses import PlainTextResponse, Response
+    from starlette.routing import Route
+
+    from stspilot.web.errors import problem
+
+    async def healthz(request: Request) -> Response:
+        return PlainTextResponse("ok\n")
+
+    async def readyz(request: Request) -> Response:
+        try:
+            await asyncio.wait_for(asyncio.to_thread(store.ping), timeout=5.0)
+        except (StspilotError, TimeoutError) as exc:  # the reason is logged, not shown
+            log.warning("readiness: the database is not reachable: %r", exc)
+            return problem(503, "store-unavailable", "the database is not reachable")
+        return PlainTextResponse("ready\n")
+
+    return [
+        Route("/healthz", healthz, methods=["GET"], name="healthz", include_in_schema=False),
+        Route("/readyz", readyz, methods=["GET"], name="readyz", include_in_schema=False),
+    ]
 
 
 async def _login_redirect(request: Request, exc: Exception) -> RedirectResponse:
