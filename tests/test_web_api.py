@@ -379,3 +379,49 @@ async def test_readiness_fails_without_the_database(world: World) -> None:
         assert r.json()["detail"] == "the database is not reachable"  # no URL, no driver text
     finally:
         gone.close()
+
+
+async def test_metrics_for_the_operator(world: World) -> None:
+    """Prometheus text format, every figure from the database; loopback scrapers only."""
+    from datetime import timedelta
+
+    from stspilot.alerts import Alert
+    from stspilot.findings import Severity
+    from stspilot.ingest.pipeline import ingest_raw
+    from stspilot.monitor import add_domain
+    from stspilot.store.monitor import MonitorStore
+
+    now = world.clock()
+    ingest_raw(world.store, report_json("Metrics Org", "m-1"), origin="t", received_at=now)
+    ingest_raw(world.store, b"not a report", origin="t", received_at=now)  # quarantined
+    add_domain(world.store, ["example.com", "globex.test"], now=now)
+    alert = Alert("example.com|check.failing", Severity.ERROR, "example.com", "check.failing",
+                  "example.com: the check now fails.", True)  # fmt: skip
+    MonitorStore(world.store).record_alerts("example.com", [alert], now=now, sent=[])
+    world.store.save_check(
+        domain="example.com", observed_at=now - timedelta(minutes=5), stage="testing",
+        mode="testing", worst_severity=None, findings_count=0, policy_id=None,
+        policy_sha256=None, mx_set=[], result={},
+    )  # fmt: skip
+    app = make_app(world)
+    async with client_for(app) as c:
+        r = await c.get("/metrics")
+    assert r.status_code == 200 and r.headers["content-type"].startswith(
+        "text/plain; version=0.0.4"
+    )
+    samples = dict(
+        line.rsplit(" ", 1) for line in r.text.splitlines() if line and not line.startswith("#")
+    )
+    assert samples['stspilot_hosted_domains{state="active"}'] == "2"
+    assert samples["stspilot_reports_stored"] == "1"
+    assert samples["stspilot_quarantine_waiting"] == "1"
+    assert samples["stspilot_monitor_domains"] == "2"
+    assert samples["stspilot_monitor_domains_failing"] == "0"
+    assert samples['stspilot_monitor_alerts_open{severity="error"}'] == "1"
+    assert samples['stspilot_monitor_alerts_open{severity="warning"}'] == "0"
+    assert float(samples["stspilot_report_last_received_timestamp_seconds"]) == now.timestamp()
+    last_check = float(samples["stspilot_check_last_timestamp_seconds"])
+    assert last_check == (now - timedelta(minutes=5)).timestamp()
+    assert "# TYPE stspilot_reports_stored gauge" in r.text
+    async with client_for(app, peer="203.0.113.9") as outside:
+        assert (await outside.get("/metrics")).status_code == 403

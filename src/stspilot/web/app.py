@@ -49,6 +49,7 @@ from stspilot.web.auth import (
 from stspilot.web.errors import http_error_handler, internal_error_handler, stspilot_error_handler
 from stspilot.web.fastpath import PolicyFastPath
 from stspilot.web.hosting import PolicyCache, ask_routes
+from stspilot.web.metrics import metrics_routes
 from stspilot.web.ratelimit import Asgi, RateLimitMiddleware, TokenBucket
 from stspilot.web.settings import WebContext, WebSettings
 
@@ -147,6 +148,7 @@ def create_app(
     )
     app.router.routes.extend(ask_routes(hosting, settings))
     app.router.routes.extend(health_routes(store))
+    app.router.routes.extend(metrics_routes(store, settings))
     app.router.routes.extend(auth_routes())
     app.include_router(api.router)
 

@@ -75,6 +75,7 @@ class WebSettings:
     trusted_proxies: tuple[IpNetwork, ...] = LOOPBACK
     # Clients allowed to call GET /ask (Caddy's on-demand TLS).
     ask_clients: tuple[IpNetwork, ...] = LOOPBACK
+    metrics_clients: tuple[IpNetwork, ...] = LOOPBACK  # who may read GET /metrics
     secure_cookies: bool = True  # Secure + __Host- prefix; off only for plain-HTTP development
     session_seconds: int = 12 * 3600
     # How long a replica serves a cached policy before re-reading the generation counter:
@@ -136,6 +137,8 @@ class WebSettings:
             values["trusted_proxies"] = parse_networks(proxies)
         if ask := env.get(ENV_PREFIX + "ASK_CLIENTS"):
             values["ask_clients"] = parse_networks(ask)
+        if scrapers := env.get(ENV_PREFIX + "METRICS_CLIENTS"):
+            values["metrics_clients"] = parse_networks(scrapers)
         if (insecure := env.get(ENV_PREFIX + "INSECURE_COOKIES")) is not None:
             values["secure_cookies"] = insecure.lower() not in ("1", "true", "yes")
         for name in ("policy_cname_target", "txt_delegation_zone", "report_path"):

@@ -1,0 +1,113 @@
+"""``GET /metrics``: the service's state in the Prometheus text format (version 0.0.4), for the
+operator's own alerting: reports that stop arriving, a growing quarantine, monitor alerts.
+
+Only clients in ``settings.metrics_clients`` (loopback by default) may read it; the figures
+are counts over all tenants. Everything is read from the database at scrape time
+(``store/stats.py``), so every replica reports the same numbers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+from stspilot import __version__
+from stspilot.store.stats import ServiceStats, service_stats
+from stspilot.web.settings import in_networks
+
+if TYPE_CHECKING:
+    from starlette.requests import Request
+    from starlette.responses import Response
+
+    from stspilot.store import Store
+    from stspilot.web.settings import WebSettings
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+def render(stats: ServiceStats) -> str:
+    out: list[str] = []
+
+    def metric(name: str, kind: str, help_text: str, samples: list[tuple[str, float]]) -> None:
+        out.append(f"# HELP {name} {help_text}")
+        out.append(f"# TYPE {name} {kind}")
+        out.extend(f"{name}{labels} {_number(value)}" for labels, value in samples)
+
+    def by(label: str, values: dict[str, int], known: tuple[str, ...]) -> list[tuple[str, float]]:
+        keys = sorted(set(known) | set(values))
+        return [(f'{{{label}="{_escape(k)}"}}', values.get(k, 0)) for k in keys]
+
+    metric("stspilot_info", "gauge", "The running version.", [(f'{{version="{__version__}"}}', 1)])
+    metric(
+        "stspilot_hosted_domains",
+        "gauge",
+        "Domains whose policy is hosted, by state.",
+        by("state", stats.hosted_domains, ("active",)),
+    )
+    metric(
+        "stspilot_reports_stored",
+        "gauge",
+        "TLS-RPT reports in the store.",
+        [("", stats.reports_stored)],
+    )
+    if stats.last_report_received_at is not None:
+        metric(
+            "stspilot_report_last_received_timestamp_seconds",
+            "gauge",
+            "When the newest stored report was received (Unix time).",
+            [("", stats.last_report_received_at.timestamp())],
+        )
+    metric(
+        "stspilot_quarantine_waiting",
+        "gauge",
+        "Inputs in quarantine, not resolved.",
+        [("", stats.quarantine_waiting)],
+    )
+    metric(
+        "stspilot_monitor_domains",
+        "gauge",
+        "Domains the monitor re-checks.",
+        [("", stats.monitored_domains)],
+    )
+    metric(
+        "stspilot_monitor_domains_failing",
+        "gauge",
+        "Monitored domains whose last run raised (retried with backoff).",
+        [("", stats.monitored_domains_failing)],
+    )
+    metric(
+        "stspilot_monitor_alerts_open",
+        "gauge",
+        "Open monitor alerts, by severity.",
+        by("severity", stats.open_alerts, ("error", "warning", "info")),
+    )
+    if stats.last_check_at is not None:
+        metric(
+            "stspilot_check_last_timestamp_seconds",
+            "gauge",
+            "When the newest stored check was observed (Unix time).",
+            [("", stats.last_check_at.timestamp())],
+        )
+    return "\n".join(out) + "\n"
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+def metrics_routes(store: Store, settings: WebSettings) -> list[Any]:
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    async def metrics(request: Request) -> Response:
+        peer = request.client.host if request.client else ""
+        if not in_networks(peer, settings.metrics_clients):
+            return PlainTextResponse("forbidden\n", status_code=403)
+        stats = await asyncio.to_thread(service_stats, store)
+        return PlainTextResponse(render(stats), media_type=CONTENT_TYPE)
+
+    return [Route("/metrics", metrics, methods=["GET"], name="metrics", include_in_schema=False)]
