@@ -189,6 +189,9 @@ async def measure(store: Store, names: list[str], token: str, requests: int) -> 
         print(line("reports, whole tenant (50/page)", await timed(client, reports, token)))
         one = [f"/reports?domain={names[(i * spread) % len(names)]}" for i in range(requests)]
         print(line("reports of one domain", await timed(client, one, token)))
+        print(
+            line("GET /metrics (all tenants)", await timed(client, ["/metrics"] * requests, token))
+        )
 
 
 def chart_figures(rounds: int = 5) -> None:
