@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -119,6 +120,9 @@ def test_store_thins_per_domain_and_keeps_the_story(store: Store) -> None:
     domains = ("example.com", "example.org")
     before = {d: runs(store, d) for d in domains}
     total = sum(len(store.check_history(d, limit=100_000)) for d in domains)
+    stopped = threading.Event()
+    stopped.set()  # a stopping monitor: nothing more is thinned
+    assert store.thin_checks(now=NOW, retention=Retention(30, 400), cancel=stopped) == (0, 0)
     seen, dropped = store.thin_checks(now=NOW, retention=Retention(30, 400), dry_run=True)
     assert sum(len(store.check_history(d, limit=100_000)) for d in domains) == total
     assert seen == 30 * 4 + 20 * 4 and dropped > 100

@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import os
 import socket
+import threading
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -263,27 +264,49 @@ async def run_forever(
     on_round: Callable[[Tally], None] | None = None,
 ) -> Tally:
     """Rounds until ``stop`` is set; a full batch is followed at once by the next round.
-    Old checks are thinned at the start and then once per ``config.thin_every``."""
+    Old checks are thinned at the start and then once per ``config.thin_every``, beside the
+    rounds (a first thinning of a large history takes a while: the checks do not wait for
+    it); its outcome is counted in the round during which it ends."""
     total = Tally()
     thinned_at: datetime | None = None
-    while not stop.is_set():
-        now = clock()
-        thin = Tally()
-        if thinned_at is None or now - thinned_at >= config.thin_every:
-            thinned_at = now
-            try:
-                _, dropped = await asyncio.to_thread(
-                    store.thin_checks, now=now, retention=config.retention
+    thinning: asyncio.Task[tuple[int, int]] | None = None
+    cancel = threading.Event()  # ends a thinning between two domains when we stop
+
+    def thinned() -> Tally:
+        nonlocal thinning
+        if thinning is None or not thinning.done():
+            return Tally()
+        task, thinning = thinning, None
+        try:
+            return Tally(thinned=task.result()[1])
+        except StoreError as exc:  # e.g. the database busy: tried again next time
+            return Tally(store_errors=(f"thinning old checks failed: {exc}",))
+
+    try:
+        while not stop.is_set():
+            now = clock()
+            if thinning is None and (thinned_at is None or now - thinned_at >= config.thin_every):
+                thinned_at = now
+                thinning = asyncio.create_task(
+                    asyncio.to_thread(
+                        store.thin_checks, now=now, retention=config.retention, cancel=cancel
+                    )
                 )
-                thin = Tally(thinned=dropped)
-            except StoreError as exc:  # e.g. the database busy: the checks go on regardless
-                thin = Tally(store_errors=(f"thinning old checks failed: {exc}",))
-        tally = thin + await run_once(store, options=options, now=clock(), config=config)
-        total += tally
-        if on_round is not None and (tally.claimed or tally.thinned or tally.store_errors):
-            on_round(tally)
-        if tally.claimed >= config.batch_size:
-            continue
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=config.poll)
+            tally = await run_once(store, options=options, now=clock(), config=config)
+            tally += thinned()
+            total += tally
+            if on_round is not None and (tally.claimed or tally.thinned or tally.store_errors):
+                on_round(tally)
+            if tally.claimed >= config.batch_size:
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=config.poll)
+    finally:
+        if thinning is not None:  # a thread cannot be cancelled: it stops after its domain
+            cancel.set()
+            await asyncio.wait([thinning])
+            late = thinned()
+            total += late
+            if on_round is not None and (late.thinned or late.store_errors):
+                on_round(late)
     return total

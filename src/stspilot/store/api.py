@@ -534,10 +534,16 @@ class Store:
         )
 
     def thin_checks(
-        self, *, now: datetime, retention: Retention | None = None, dry_run: bool = False
+        self,
+        *,
+        now: datetime,
+        retention: Retention | None = None,
+        dry_run: bool = False,
+        cancel: threading.Event | None = None,
     ) -> tuple[int, int]:
         """Drop old checks that tell nothing new (``store/retention.py``), one domain and one
-        transaction at a time; returns (checks looked at, checks dropped)."""
+        transaction at a time, until done or ``cancel`` is set; returns (checks looked at,
+        checks dropped)."""
         retention = retention or Retention()
         thin_before, _ = retention.cutoffs(now)
         c = checks.c
@@ -549,6 +555,8 @@ class Store:
             )
         seen = dropped = 0
         for domain in domains:
+            if cancel is not None and cancel.is_set():
+                break
             with self._read() if dry_run else self._write() as conn:
                 older = conn.execute(
                     select(*light)
