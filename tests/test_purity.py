@@ -23,6 +23,8 @@ CORE = [
     "runbooks",
     "generate",
     "summary",
+    "summary_export",
+    "advice",
     "report_schema",
     "report_text",
 ]

@@ -10,21 +10,18 @@ from datetime import date
 
 import pytest
 
+from stspilot.advice import ADVICE, advice_for
 from stspilot.reports import RESULT_TYPES
 from stspilot.summary import (
-    ADVICE,
-    CSV_COLUMNS,
     AuthenticityCount,
     AuthenticityLine,
     DailyTotal,
     FailureCount,
     ReportAggregates,
     SenderTotal,
-    advice_for,
     summarize,
-    summary_to_csv,
-    summary_to_json,
 )
+from stspilot.summary_export import CSV_COLUMNS, summary_to_csv, summary_to_json
 
 D = "example.com"
 

@@ -51,7 +51,8 @@ def summary_command(
     """Sessions, success and failure rates per day; failures by result type (cause and fix),
     by receiving MX and by sender; and what mode: enforce would have refused."""
     from stspilot.store import Store
-    from stspilot.summary import summarize, summary_to_csv, summary_to_json
+    from stspilot.summary import summarize
+    from stspilot.summary_export import summary_to_csv, summary_to_json
 
     if as_json and as_csv:
         raise typer.BadParameter("choose one of --json and --csv")

@@ -414,7 +414,8 @@ def summary(
     domain: str,
     days: Annotated[int, Query(ge=1, le=3660)] = 14,
 ) -> dict[str, Any]:
-    from stspilot.summary import summarize, summary_to_json
+    from stspilot.summary import summarize
+    from stspilot.summary_export import summary_to_json
 
     ctx = context(request)
     name = _readable_domain(request, user, domain)

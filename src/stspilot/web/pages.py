@@ -273,9 +273,9 @@ def domain_page(
     domain: str,
     days: Annotated[int, Query(ge=1, le=charts.MAX_DAYS)] = 30,
 ) -> Response:
+    from stspilot.advice import advice_for
     from stspilot.rollout import RolloutInputs, assess_rollout
     from stspilot.store.monitor import MonitorStore
-    from stspilot.summary import advice_for
     from stspilot.web.api import live_state_from_record
     from stspilot.web.hosting import publish_info
 
