@@ -244,12 +244,7 @@ def test_receive_command_smtp_and_http_until_sigterm(store_url: str, tmp_path: P
         assert proc.wait(timeout=15) == 0
         assert time.monotonic() - started < 10
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        for stream in (proc.stdout, proc.stderr):
-            if stream is not None:
-                stream.close()
+        _reap(proc)
     with Store.open(store_url) as check:
         assert check.count_reports() == 2
 
@@ -323,12 +318,17 @@ def test_receive_command_verifies_dkim_by_default(store_url: str) -> None:
             proc.send_signal(signal.SIGTERM)
             assert proc.wait(timeout=15) == 0
         finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-            for stream in (proc.stdout, proc.stderr):
-                if stream is not None:
-                    stream.close()
+            _reap(proc)
         assert dns.queries == 1  # two mails from one reporter: one key lookup
     with Store.open(store_url) as check:
         assert sorted(str(r[0]) for r in _dkim_results(check).values()) == ["fail", "pass"]
+
+
+def _reap(proc: subprocess.Popen[bytes]) -> None:
+    """A ``stspilot receive`` child gone for good: killed if it still runs, pipes closed."""
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+    for stream in (proc.stdout, proc.stderr):
+        if stream is not None:
+            stream.close()

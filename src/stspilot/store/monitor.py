@@ -74,6 +74,8 @@ monitor_alerts = Table(
 Index(None, monitor_alerts.c.domain, monitor_alerts.c.resolved_at)
 
 
+_SEVERITY_RANK = {"error": 0, "warning": 1, "info": 2}  # worst first
+
 @dataclass(frozen=True, slots=True)
 class ScheduledDomain:
     domain: str
@@ -298,7 +300,7 @@ class MonitorStore:
     def open_alert_counts(self, domains: Sequence[str]) -> dict[str, tuple[int, str]]:
         """Per domain with open alerts: (how many, the worst severity); one query a chunk."""
         a = monitor_alerts.c
-        rank = {"error": 0, "warning": 1, "info": 2}
+        rank = _SEVERITY_RANK
         out: dict[str, tuple[int, str]] = {}
         names = sorted({d.lower().rstrip(".") for d in domains})
         with self._conn(write=False) as conn:
@@ -324,7 +326,7 @@ class MonitorStore:
             q = q.where(a.domain == domain.lower().rstrip("."))
         with self._conn(write=False) as conn:
             rows = [dict(row) for row in conn.execute(q).mappings()]
-        rank = {"error": 0, "warning": 1, "info": 2}
+        rank = _SEVERITY_RANK
         rows.sort(key=lambda r: r["first_seen_at"], reverse=True)
         rows.sort(key=lambda r: (r["domain"], rank.get(r["severity"], 3)))
         return rows

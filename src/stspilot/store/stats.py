@@ -1,4 +1,4 @@
-"""The service's state in numbers, for ``GET /metrics`` (``web/metrics.py``): what an operator
+"""The service's state in numbers, for ``GET /metrics`` (``web/ops.py``): what an operator
 alerts on (reports stopped arriving, the quarantine grows, monitor alerts open, checks fail).
 
 A few aggregate queries, each on an indexed column or a small table; read in one transaction.

@@ -49,7 +49,7 @@ from stspilot.web.auth import (
 from stspilot.web.errors import http_error_handler, internal_error_handler, stspilot_error_handler
 from stspilot.web.fastpath import PolicyFastPath
 from stspilot.web.hosting import PolicyCache, ask_routes
-from stspilot.web.metrics import metrics_routes
+from stspilot.web.ops import health_routes, metrics_routes
 from stspilot.web.ratelimit import Asgi, RateLimitMiddleware, TokenBucket
 from stspilot.web.settings import WebContext, WebSettings
 
@@ -170,32 +170,6 @@ def create_app(
         trusted_proxies=settings.trusted_proxies,
     )
     return app
-
-
-def health_routes(store: Store) -> list[BaseRoute]:
-    """For load balancers and orchestrators, without authentication and telling nothing about
-    tenants: ``GET /healthz`` answers while the process serves; ``GET /readyz`` also reaches
-    the database (503 with ``Retry-After`` when it cannot)."""
-    from starlette.responses import PlainTextResponse, Response
-    from starlette.routing import Route
-
-    from stspilot.web.errors import problem
-
-    async def healthz(request: Request) -> Response:
-        return PlainTextResponse("ok\n")
-
-    async def readyz(request: Request) -> Response:
-        try:
-            await asyncio.wait_for(asyncio.to_thread(store.ping), timeout=5.0)
-        except (StspilotError, TimeoutError) as exc:  # the reason is logged, not shown
-            log.warning("readiness: the database is not reachable: %r", exc)
-            return problem(503, "store-unavailable", "the database is not reachable")
-        return PlainTextResponse("ready\n")
-
-    return [
-        Route("/healthz", healthz, methods=["GET"], name="healthz", include_in_schema=False),
-        Route("/readyz", readyz, methods=["GET"], name="readyz", include_in_schema=False),
-    ]
 
 
 async def _login_redirect(request: Request, exc: Exception) -> RedirectResponse:

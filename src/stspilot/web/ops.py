@@ -1,17 +1,21 @@
-"""``GET /metrics``: the service's state in the Prometheus text format (version 0.0.4), for the
-operator's own alerting: reports that stop arriving, a growing quarantine, monitor alerts.
+"""What the operator's tools read, not people: ``GET /healthz`` and ``GET /readyz`` for load
+balancers and orchestrators, ``GET /metrics`` for alerting (reports that stop arriving, a
+growing quarantine, monitor alerts).
 
-Only clients in ``settings.metrics_clients`` (loopback by default) may read it; the figures
-are counts over all tenants. Everything is read from the database at scrape time
-(``store/stats.py``), so every replica reports the same numbers.
+``/metrics`` is the Prometheus text format (version 0.0.4); only clients in
+``settings.metrics_clients`` (loopback by default) may read it, and its figures are counts
+over all tenants, read from the database at scrape time (``store/stats.py``), so every
+replica reports the same numbers.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import TYPE_CHECKING, Any
 
 from stspilot import __version__
+from stspilot.errors import StspilotError
 from stspilot.store.stats import ServiceStats, service_stats
 from stspilot.web.settings import in_networks
 
@@ -21,6 +25,8 @@ if TYPE_CHECKING:
 
     from stspilot.store import Store
     from stspilot.web.settings import WebSettings
+
+log = logging.getLogger(__name__)
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -111,3 +117,29 @@ def metrics_routes(store: Store, settings: WebSettings) -> list[Any]:
         return PlainTextResponse(render(stats), media_type=CONTENT_TYPE)
 
     return [Route("/metrics", metrics, methods=["GET"], name="metrics", include_in_schema=False)]
+
+
+def health_routes(store: Store) -> list[Any]:
+    """For load balancers and orchestrators, without authentication and telling nothing about
+    tenants: ``GET /healthz`` answers while the process serves; ``GET /readyz`` also reaches
+    the database (503 with ``Retry-After`` when it cannot)."""
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    from stspilot.web.errors import problem
+
+    async def healthz(request: Request) -> Response:
+        return PlainTextResponse("ok\n")
+
+    async def readyz(request: Request) -> Response:
+        try:
+            await asyncio.wait_for(asyncio.to_thread(store.ping), timeout=5.0)
+        except (StspilotError, TimeoutError) as exc:  # the reason is logged, not shown
+            log.warning("readiness: the database is not reachable: %r", exc)
+            return problem(503, "store-unavailable", "the database is not reachable")
+        return PlainTextResponse("ready\n")
+
+    return [
+        Route("/healthz", healthz, methods=["GET"], name="healthz", include_in_schema=False),
+        Route("/readyz", readyz, methods=["GET"], name="readyz", include_in_schema=False),
+    ]
