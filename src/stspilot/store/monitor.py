@@ -76,6 +76,7 @@ Index(None, monitor_alerts.c.domain, monitor_alerts.c.resolved_at)
 
 _SEVERITY_RANK = {"error": 0, "warning": 1, "info": 2}  # worst first
 
+
 @dataclass(frozen=True, slots=True)
 class ScheduledDomain:
     domain: str
