@@ -107,7 +107,7 @@ class World:
 
 
 def _options(info: dict[str, object], concurrency: int) -> object:
-    from stspilot.check import CheckOptions
+    from stspilot.check.run import CheckOptions
 
     return CheckOptions(
         nameserver=str(info["nameserver"]),
@@ -134,7 +134,7 @@ def _pct(values: list[float], q: float) -> float:
 
 
 async def _bulk(count: int, args: argparse.Namespace) -> None:
-    from stspilot.check import check_domains
+    from stspilot.check.run import check_domains
     from stspilot.lab.scenarios import healthy
 
     world = World(count, args.mx_count, args.latency_ms / 1000, args.dns_latency_ms / 1000)
@@ -185,7 +185,7 @@ async def _bulk(count: int, args: argparse.Namespace) -> None:
 
 
 async def _single(args: argparse.Namespace) -> None:
-    from stspilot.check import Probes, check_domain
+    from stspilot.check.run import Probes, check_domain
 
     world = World(10, args.mx_count, args.latency_ms / 1000, args.dns_latency_ms / 1000)
     try:
@@ -231,12 +231,12 @@ def _startup() -> None:
 
     What ``stspilot check`` does before its first DNS question: import the CLI, register the
     commands, import the checker and make its clients (resolver, TLS contexts, HTTPS client).
-    Rendering (rich, ``stspilot.render``) and the core (``stspilot.evaluate``) come later.
+    Rendering (rich, ``check.render``) and the core (``check.evaluate``) come later.
     """
     code = (
         "import time; t = time.perf_counter(); t_cpu = time.process_time()\n"
         "import stspilot.cli as c; c._register_all()\n"
-        "from stspilot.check import CheckOptions, Probes, check_domains\n"
+        "from stspilot.check.run import CheckOptions, Probes, check_domains\n"
         "p = Probes(CheckOptions(nameserver='127.0.0.1'))\n"
         "print(time.perf_counter() - t, time.process_time() - t_cpu)\n"
     )
@@ -279,9 +279,9 @@ def _rss_child(path: str, count: int, info: dict[str, object], workers: int) -> 
 async def _rss_run(
     path: str, count: int, info: dict[str, object], workers: int, sink: TextIO
 ) -> int:
-    from stspilot.check import check_domains, check_domains_iter
+    from stspilot.check.render import CheckJsonDocument, dumps_check_json
+    from stspilot.check.run import check_domains, check_domains_iter
     from stspilot.lab.scenarios import healthy
-    from stspilot.render import CheckJsonDocument, dumps_check_json
 
     options = _options(info, 200)
     domains = [healthy(i, mx_count=1).domain for i in range(count)]

@@ -197,7 +197,7 @@ async def measure(store: Store, names: list[str], token: str, requests: int) -> 
 def chart_figures(rounds: int = 5) -> None:
     """The 365-day sessions chart with a full year of data (the bench's reports cover only
     ``--days``, and pygal skips empty bars): daily bars against weekly ones."""
-    from stspilot.summary import DailyTotal
+    from stspilot.tlsrpt.summary import DailyTotal
     from stspilot.web import charts
 
     last = NOW.date()

@@ -60,7 +60,7 @@ def seed_history(store: Store, domains: list[str], days: int) -> int:
 
 async def one_round(args: argparse.Namespace) -> None:
     from stspilot.lab.scenarios import healthy
-    from stspilot.monitor import MonitorConfig, add_domain, run_once
+    from stspilot.monitor.loop import MonitorConfig, add_domain, run_once
 
     world = World(args.domains, 1, args.latency_ms / 1000, args.dns_latency_ms / 1000)
     try:

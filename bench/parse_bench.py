@@ -23,12 +23,13 @@ from collections.abc import Callable, Sequence
 
 import msgspec
 
-from stspilot import report_text, reports
 from stspilot.errors import LimitExceeded
 from stspilot.ingest.decode import extract_reports
 from stspilot.lab.sample_reports import generate_reports, to_email, to_gzip, to_json_bytes
-from stspilot.report_schema import REPORT_DECODER
-from stspilot.reports import parse_report
+from stspilot.tlsrpt import reports
+from stspilot.tlsrpt import text as report_text
+from stspilot.tlsrpt.reports import parse_report
+from stspilot.tlsrpt.schema import REPORT_DECODER
 
 try:
     import orjson

@@ -19,10 +19,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from stspilot.cli.rollout import read_window
-from stspilot.evidence import window_from_reports
-from stspilot.reports import FailureDetail, PolicyResult, TlsReport
-from stspilot.rollout import HistoryEntry, LiveState, MxState, RolloutInputs, assess_rollout
+from stspilot.rollout.assess import HistoryEntry, LiveState, MxState, RolloutInputs, assess_rollout
+from stspilot.rollout.evidence import window_from_reports
 from stspilot.store import NewReport, Store
+from stspilot.tlsrpt.reports import FailureDetail, PolicyResult, TlsReport
 
 DOMAIN = "bench.example"
 HOSTS = ("mx1.bench.example", "mx2.bench.example", "mx3.bench.example")

@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from stspilot.lab.sample_reports import generate_reports, to_json_bytes
-from stspilot.reports import FailureDetail, PolicyResult, TlsReport
 from stspilot.store import NewReport, Store
+from stspilot.tlsrpt.reports import FailureDetail, PolicyResult, TlsReport
 
 PG_DEFAULT = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 

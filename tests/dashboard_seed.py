@@ -10,8 +10,8 @@ from typing import Any
 
 from stspilot.ingest.pipeline import commit_prepared, ingest_raw, prepare_unit
 from stspilot.lab.sample_reports import generate_reports, to_gzip
-from stspilot.report_schema import DEFAULT_LIMITS
 from stspilot.store import Store
+from stspilot.tlsrpt.schema import DEFAULT_LIMITS
 
 
 def ingest_sample_reports(

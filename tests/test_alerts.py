@@ -8,15 +8,8 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from stspilot.alerts import Alert, detect_changes
-from stspilot.evaluate import CheckResult, evaluate
-from stspilot.evidence import (
-    DailyTotal,
-    FailureCount,
-    ReportWindow,
-    effective_mode,
-    policy_digest,
-)
+from stspilot.check.evaluate import CheckResult, evaluate
+from stspilot.check.render import result_to_json
 from stspilot.facts import (
     CertInfo,
     DnsStatus,
@@ -31,7 +24,14 @@ from stspilot.facts import (
     TxtLookup,
 )
 from stspilot.findings import Severity
-from stspilot.render import result_to_json
+from stspilot.monitor.alerts import Alert, detect_changes
+from stspilot.rollout.evidence import (
+    DailyTotal,
+    FailureCount,
+    ReportWindow,
+    effective_mode,
+    policy_digest,
+)
 from stspilot.store.models import CheckRecord
 
 T0 = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)

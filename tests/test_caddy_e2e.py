@@ -22,8 +22,8 @@ from caddy_world import (
     start_app,
     start_world,
 )
-from stspilot.check import CheckOptions, Probes, gather_facts
-from stspilot.evaluate import evaluate
+from stspilot.check.evaluate import evaluate
+from stspilot.check.run import CheckOptions, Probes, gather_facts
 from stspilot.facts import FetchOutcome
 from stspilot.findings import Severity
 

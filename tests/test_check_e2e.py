@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from stspilot.check import CheckOptions, Probes, check_domain, check_domains, check_domains_iter
-from stspilot.check_pool import default_workers
+from stspilot.check.pool import default_workers
+from stspilot.check.run import CheckOptions, Probes, check_domain, check_domains, check_domains_iter
 from stspilot.cli import main
 from stspilot.lab.scenarios import BY_DOMAIN, SCENARIOS, Scenario
 from stspilot.lab.world import Lab, LabInfo, start_lab
@@ -429,14 +429,14 @@ def test_parse_port_map(text: str | None, expected: dict[int, int]) -> None:
     ],
 )
 def test_normalize_domain(text: str, expected: str) -> None:
-    from stspilot.check import normalize_domain
+    from stspilot.check.run import normalize_domain
 
     assert normalize_domain(text) == expected
 
 
 @pytest.mark.parametrize("text", ["", "localhost", "a b.example", "user@example.com", "a..b"])
 def test_normalize_domain_refuses(text: str) -> None:
-    from stspilot.check import normalize_domain
+    from stspilot.check.run import normalize_domain
     from stspilot.errors import ConfigError
 
     with pytest.raises(ConfigError):

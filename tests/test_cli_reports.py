@@ -15,8 +15,8 @@ from stspilot.cli import main
 from stspilot.lab import LabDkimKey, make_dkim_key
 from stspilot.lab.dkim_keys import KeyServer
 from stspilot.lab.sample_reports import REPORTER_DOMAINS, generate_reports, to_email
-from stspilot.reports import FailureDetail, PolicyResult, TlsReport
 from stspilot.store import NewReport, Store
+from stspilot.tlsrpt.reports import FailureDetail, PolicyResult, TlsReport
 
 pytestmark = pytest.mark.db
 

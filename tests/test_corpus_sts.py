@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from stspilot.check.evaluate import evaluate
 from stspilot.errors import PolicyError
-from stspilot.evaluate import evaluate
 from stspilot.facts import DnsStatus, TxtLookup
-from stspilot.policy import Mode, parse_policy
-from stspilot.records import select_sts_record
+from stspilot.sts.policy import Mode, parse_policy
+from stspilot.sts.records import select_sts_record
 
 # SOURCES.md: "INVALID" rows and the Snawoot "DELIBERATELY INVALID" bodies, with our error code.
 # bad-policy3/4 bodies are valid: their fault is the content type / HTTP status they get.

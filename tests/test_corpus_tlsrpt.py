@@ -12,7 +12,7 @@ import pytest
 
 from stspilot.errors import ReportError
 from stspilot.ingest.decode import envelope_deviations, extract_reports
-from stspilot.reports import parse_report
+from stspilot.tlsrpt.reports import parse_report
 
 FD_MISSING = "failure-details.missing"
 MX_MISSING = "mx-host.missing"

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from stspilot.coverage import cert_valid_for, dns_id_matches
+from stspilot.check.coverage import cert_valid_for, dns_id_matches
 from stspilot.facts import CertInfo
 
 DNS_IDS = [
@@ -72,7 +72,7 @@ def test_wildcard_stands_for_exactly_one_label(zone: str, host: str) -> None:
 
 
 def test_findings_say_what_a_certificate_names() -> None:
-    from stspilot.coverage import tls_params
+    from stspilot.check.coverage import tls_params
     from stspilot.facts import TlsFailure, TlsResult
 
     when = datetime(2026, 1, 1, tzinfo=UTC)

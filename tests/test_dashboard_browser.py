@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from dashboard_seed import FINDING, ingest_sample_reports, save_check
-from stspilot.alerts import Alert
 from stspilot.findings import Severity
+from stspilot.monitor.alerts import Alert
 from stspilot.store import Store
 from stspilot.store.hosting import HostedPolicies
 from stspilot.store.monitor import MonitorStore

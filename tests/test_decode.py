@@ -34,7 +34,7 @@ from stspilot.ingest.mail import (
     report_parts,
 )
 from stspilot.lab.sample_reports import generate_reports, to_email, to_gzip, to_json_bytes
-from stspilot.reports import Limits, parse_report
+from stspilot.tlsrpt.reports import Limits, parse_report
 
 GOOGLE, MICROSOFT, MAILRU = generate_reports(3, seed=7, domains=("example.com",))[:3]
 REPORT = GOOGLE

@@ -17,8 +17,8 @@ from stspilot.ingest.pipeline import prepare_unit
 from stspilot.lab import DnsFault, LabDkimKey, make_dkim_key
 from stspilot.lab.dkim_keys import KeyServer
 from stspilot.lab.sample_reports import REPORTER_DOMAINS, generate_reports, to_email
-from stspilot.report_schema import DEFAULT_LIMITS
 from stspilot.store.rows import envelope_json
+from stspilot.tlsrpt.schema import DEFAULT_LIMITS
 
 NOW = datetime(2025, 3, 1, tzinfo=UTC)
 

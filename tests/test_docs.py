@@ -9,10 +9,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from stspilot.evaluate import evaluate
+from stspilot.check.evaluate import evaluate
+from stspilot.check.render import check_results_to_json
 from stspilot.facts import FetchOutcome, TlsFailure
 from stspilot.findings import render_catalogue_markdown
-from stspilot.render import check_results_to_json
 from test_evaluate import HEALTHY, fetch_fail, mx, tls_fail, with_probe  # type: ignore[import-not-found]
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"

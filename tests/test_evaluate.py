@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stspilot.evaluate import CheckResult, PublishedStage, TlsRptState, evaluate
+from stspilot.check.evaluate import CheckResult, PublishedStage, TlsRptState, evaluate
 from stspilot.facts import (
     AddressLookup,
     CertInfo,
@@ -27,7 +27,7 @@ from stspilot.facts import (
     TxtLookup,
 )
 from stspilot.findings import CATALOGUE, Severity
-from stspilot.policy import Mode
+from stspilot.sts.policy import Mode
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 D = "example.com"

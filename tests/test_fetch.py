@@ -9,10 +9,10 @@ import pytest
 import pytest_asyncio
 
 from stspilot.facts import DnsStatus, FetchOutcome, TlsFailure
-from stspilot.fetch import MAX_POLICY_BYTES, FetchOptions, PolicyFetcher
 from stspilot.lab.scenarios import BY_DOMAIN
 from stspilot.lab.world import Lab
-from stspilot.resolver import Resolver, ResolverConfig, is_public
+from stspilot.probes.fetch import MAX_POLICY_BYTES, FetchOptions, PolicyFetcher
+from stspilot.probes.resolver import Resolver, ResolverConfig, is_public
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from stspilot.errors import ConfigError
-from stspilot.generate import (
+from stspilot.rollout.generate import (
     DAY,
     WEEK,
     TxtRecord,
@@ -20,7 +20,7 @@ from stspilot.generate import (
     normalize_rua,
     one_label_wildcard_covers,
 )
-from stspilot.policy import is_valid_mx_pattern
+from stspilot.sts.policy import is_valid_mx_pattern
 
 NOW = datetime(2026, 11, 22, 13, 12, 0, tzinfo=UTC)
 ID_RE = re.compile(r"^[A-Za-z0-9]{1,32}$")  # RFC 8461 §3.1
@@ -156,7 +156,7 @@ def test_generate_records_and_policy(mode: str, max_age: int | None, expected_ag
 
 
 def test_generate_policy_parses_back_when_policy_module_exists() -> None:
-    policy = pytest.importorskip("stspilot.policy")
+    policy = pytest.importorskip("stspilot.sts.policy")
     pub = generate("example.com", mx_hosts=["mx1.example.com"], mode="enforce", now=NOW)
     parsed = policy.parse_policy(pub.policy_text)
     assert str(parsed.mode) == "enforce"

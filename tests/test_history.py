@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from stspilot.evaluate import evaluate
-from stspilot.evidence import policy_digest
+from stspilot.check.evaluate import evaluate
+from stspilot.check.history import save_check
 from stspilot.facts import (
     DnsStatus,
     DomainFacts,
@@ -17,7 +17,7 @@ from stspilot.facts import (
     PolicyFetch,
     TxtLookup,
 )
-from stspilot.history import save_check
+from stspilot.rollout.evidence import policy_digest
 from stspilot.store import Store
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)

@@ -22,8 +22,8 @@ from stspilot.ingest.http import (
     handle_report_post,
     report_routes,
 )
-from stspilot.report_schema import Limits
 from stspilot.store import Store
+from stspilot.tlsrpt.schema import Limits
 
 pytestmark = pytest.mark.db
 

@@ -8,12 +8,12 @@ import ssl
 
 import pytest
 
+from stspilot.check.evaluate import PublishedStage
 from stspilot.cli import main
-from stspilot.evaluate import PublishedStage
 from stspilot.findings import CATALOGUE
 from stspilot.lab.scenarios import BY_DOMAIN, SCENARIOS, healthy
 from stspilot.lab.world import Lab
-from stspilot.resolver import Resolver, ResolverConfig
+from stspilot.probes.resolver import Resolver, ResolverConfig
 
 # Every case the checker issue names must have a scenario (a tag in the domain name).
 REQUIRED = (

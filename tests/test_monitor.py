@@ -20,12 +20,12 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from stspilot.check import CheckOptions
+from stspilot.check.run import CheckOptions
 from stspilot.cli.monitor import register
 from stspilot.lab import Lab, healthy
 from stspilot.lab.scenarios import BY_DOMAIN
-from stspilot.monitor import MonitorConfig, add_domain, list_domains, run_once
-from stspilot.notify import Notifier
+from stspilot.monitor.loop import MonitorConfig, add_domain, list_domains, run_once
+from stspilot.monitor.notify import Notifier
 from stspilot.store import Store
 from stspilot.store.monitor import MonitorStore
 
@@ -383,9 +383,9 @@ class MailSink:
 
 
 def test_lasting_alert_reminds_after_quiet_and_resolves_by_mail(store: Store) -> None:
-    from stspilot.alerts import Alert
     from stspilot.findings import Severity
-    from stspilot.notify import MailRelay, deliver
+    from stspilot.monitor.alerts import Alert
+    from stspilot.monitor.notify import MailRelay, deliver
 
     sink = MailSink()
     relay = MailRelay("127.0.0.1", sink.port, mail_to=("noc@example.net",))

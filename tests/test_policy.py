@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from stspilot.errors import PolicyError
 from stspilot.findings import CATALOGUE
-from stspilot.policy import (
+from stspilot.sts.policy import (
     MAX_AGE_LIMIT,
     Mode,
     Policy,

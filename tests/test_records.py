@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from stspilot.errors import RecordError
 from stspilot.findings import CATALOGUE
-from stspilot.records import (
+from stspilot.sts.records import (
     StsRecord,
     TlsRptRecord,
     format_sts_record,

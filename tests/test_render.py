@@ -8,9 +8,8 @@ from dataclasses import replace
 
 from rich.console import Console
 
-from stspilot.evaluate import CheckResult, evaluate
-from stspilot.facts import FetchOutcome, TlsFailure
-from stspilot.render import (
+from stspilot.check.evaluate import CheckResult, evaluate
+from stspilot.check.render import (
     FULL_REPORTS_UP_TO,
     SCHEMA,
     CheckJsonDocument,
@@ -23,6 +22,7 @@ from stspilot.render import (
     render_tally,
     result_to_json,
 )
+from stspilot.facts import FetchOutcome, TlsFailure
 from test_evaluate import (  # type: ignore[import-not-found]
     HEALTHY,
     NO_STS,

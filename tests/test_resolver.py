@@ -9,7 +9,7 @@ import pytest
 from stspilot.facts import DnsStatus, MxHost
 from stspilot.lab.dns_server import DnsData, DnsFault, DnsServer, Record
 from stspilot.lab.world import txt_value
-from stspilot.resolver import Resolver, ResolverConfig
+from stspilot.probes.resolver import Resolver, ResolverConfig
 
 LONG = "x" * 250
 RECORDS = [

@@ -9,9 +9,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from stspilot.check import CheckOptions
+from stspilot.check.run import CheckOptions
 from stspilot.cli import main
-from stspilot.monitor import MonitorConfig, Tally, run_forever
+from stspilot.monitor.loop import MonitorConfig, Tally, run_forever
 from stspilot.store import Store
 from stspilot.store.retention import CheckPoint, Retention, checks_to_drop
 

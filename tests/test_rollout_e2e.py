@@ -18,9 +18,9 @@ import pytest
 from stspilot.cli import main
 from stspilot.lab.scenarios import BY_DOMAIN
 from stspilot.lab.world import LabInfo, start_lab
-from stspilot.reports import FailureDetail, PolicyResult, TlsReport
 from stspilot.store import Store
 from stspilot.store.models import NewReport
+from stspilot.tlsrpt.reports import FailureDetail, PolicyResult, TlsReport
 
 pytestmark = [pytest.mark.db, pytest.mark.slow]
 

@@ -16,7 +16,7 @@ from stspilot.lab.sample_reports import (
     to_json_bytes,
     write_corpus,
 )
-from stspilot.reports import parse_report
+from stspilot.tlsrpt.reports import parse_report
 
 # RFC 8460 §5.1: sender "!" policy-domain "!" begin "!" end ["!" unique-id] "." extension
 FILE_NAME = re.compile(r"[a-z0-9.-]+![a-z0-9.-]+!\d+!\d+(![A-Za-z0-9]+)?\.json(\.gz)?")

@@ -13,9 +13,9 @@ import pytest_asyncio
 from stspilot.facts import DnsStatus, SmtpOutcome, TlsFailure
 from stspilot.lab.scenarios import BY_DOMAIN
 from stspilot.lab.world import Lab
-from stspilot.resolver import Resolver, ResolverConfig
-from stspilot.smtp import MxProber, SmtpOptions
-from stspilot.tls import TlsContexts
+from stspilot.probes.resolver import Resolver, ResolverConfig
+from stspilot.probes.smtp import MxProber, SmtpOptions
+from stspilot.probes.tls import TlsContexts
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

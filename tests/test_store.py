@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from stspilot.errors import ReportError, StoreError
-from stspilot.reports import Deviation, FailureDetail, PolicyResult, TlsReport
 from stspilot.store import NewQuarantine, NewReport, Store
+from stspilot.tlsrpt.reports import Deviation, FailureDetail, PolicyResult, TlsReport
 
 pytestmark = pytest.mark.db
 
@@ -376,7 +376,7 @@ def test_checks_history(store: Store) -> None:
 
 
 def test_history_entries_read_without_documents_equal_the_full_read(store: Store) -> None:
-    from stspilot.evidence import history_from_checks
+    from stspilot.rollout.evidence import history_from_checks
 
     results: list[dict[str, Any]] = [
         {"policy": {"max_age": 604800, "mode": "enforce"}},
@@ -457,7 +457,7 @@ def test_bad_urls_are_config_errors() -> None:
 WRITER = r"""
 import sys
 from datetime import UTC, datetime, timedelta
-from stspilot.reports import FailureDetail, PolicyResult, TlsReport
+from stspilot.tlsrpt.reports import FailureDetail, PolicyResult, TlsReport
 from stspilot.store import NewReport, Store
 
 def report(i):

@@ -10,9 +10,10 @@ from datetime import date
 
 import pytest
 
-from stspilot.advice import ADVICE, advice_for
-from stspilot.reports import RESULT_TYPES
-from stspilot.summary import (
+from stspilot.tlsrpt.advice import ADVICE, advice_for
+from stspilot.tlsrpt.export import CSV_COLUMNS, summary_to_csv, summary_to_json
+from stspilot.tlsrpt.reports import RESULT_TYPES
+from stspilot.tlsrpt.summary import (
     AuthenticityCount,
     AuthenticityLine,
     DailyTotal,
@@ -21,7 +22,6 @@ from stspilot.summary import (
     SenderTotal,
     summarize,
 )
-from stspilot.summary_export import CSV_COLUMNS, summary_to_csv, summary_to_json
 
 D = "example.com"
 

@@ -14,7 +14,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from stspilot.facts import TlsFailure, TlsResult
-from stspilot.tls import cert_info, chain_info, classify, failure, refine, sent_chain
+from stspilot.probes.tls import cert_info, chain_info, classify, failure, refine, sent_chain
 
 # OpenSSL X509_V_ERR_* codes
 ISSUER_CERT, ISSUER_LOCALLY, LEAF_SIGNATURE, EXPIRED, SELF_SIGNED = 2, 20, 21, 10, 18

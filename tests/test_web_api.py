@@ -170,8 +170,8 @@ async def test_checks_and_rollout(client: httpx.AsyncClient, world: World) -> No
 
 
 async def test_open_alerts_of_a_domain(client: httpx.AsyncClient, world: World) -> None:
-    from stspilot.alerts import Alert
     from stspilot.findings import Severity
+    from stspilot.monitor.alerts import Alert
     from stspilot.store.monitor import MonitorStore
 
     schedule = MonitorStore(world.store)
@@ -258,7 +258,7 @@ async def test_smtp_receiver_runs_inside_the_app(world: World) -> None:
 
 async def test_check_now_against_the_lab(world: World) -> None:
     """POST /check runs a live check (here against the loopback lab) and stores it."""
-    from stspilot.check import CheckOptions
+    from stspilot.check.run import CheckOptions
     from stspilot.lab.scenarios import BY_DOMAIN
     from stspilot.lab.world import start_lab
 
@@ -295,7 +295,7 @@ async def test_check_now_against_the_lab(world: World) -> None:
 async def test_check_now_guards_private_targets(world: World) -> None:
     """Service mode (the default options): the SSRF guard keeps probes off private addresses;
     the domain's problems come back as a stored check with findings, never a 500."""
-    from stspilot.check import CheckOptions
+    from stspilot.check.run import CheckOptions
     from stspilot.lab.scenarios import BY_DOMAIN
     from stspilot.lab.world import start_lab
 
@@ -385,10 +385,10 @@ async def test_metrics_for_the_operator(world: World) -> None:
     """Prometheus text format, every figure from the database; loopback scrapers only."""
     from datetime import timedelta
 
-    from stspilot.alerts import Alert
     from stspilot.findings import Severity
     from stspilot.ingest.pipeline import ingest_raw
-    from stspilot.monitor import add_domain
+    from stspilot.monitor.alerts import Alert
+    from stspilot.monitor.loop import add_domain
     from stspilot.store.monitor import MonitorStore
 
     now = world.clock()

@@ -11,8 +11,8 @@ from typing import Any
 import httpx
 import pytest
 
-from stspilot.policy import parse_policy
 from stspilot.store.hosting import HostedPolicies, ServedPolicy, plan_mx_sync
+from stspilot.sts.policy import parse_policy
 from stspilot.web.app import create_app
 from stspilot.web.hosting import POLICY_PATH, PolicyCache, publish_info
 from web_support import World, client_for, make_app, settings

@@ -15,7 +15,7 @@ from dashboard_seed import FINDING, ingest_report, ingest_sample_reports, save_c
 from stspilot.lab.sample_reports import generate_reports
 from stspilot.store.accounts import Accounts
 from stspilot.store.hosting import HostedPolicies
-from stspilot.summary import DailyTotal, FailureCount
+from stspilot.tlsrpt.summary import DailyTotal, FailureCount
 from stspilot.web import charts, pages
 from stspilot.web.app import create_app
 from web_support import World, client_for, form_token, login
@@ -215,8 +215,8 @@ async def test_domain_page_shows_charts_tables_gate_and_history(
 
 def record_alerts(world: World, domain: str) -> None:
     """Two open alerts of ``domain`` as the monitor leaves them: one delivered, one not."""
-    from stspilot.alerts import Alert
     from stspilot.findings import Severity
+    from stspilot.monitor.alerts import Alert
     from stspilot.store.monitor import MonitorStore, Outgoing
 
     alerts = [

@@ -33,29 +33,29 @@ _EXPORTS: dict[str, str] = {
     "Finding": "findings",
     "Severity": "findings",
     # pure core
-    "StsRecord": "records",
-    "TlsRptRecord": "records",
-    "parse_sts_record": "records",
-    "parse_tlsrpt_record": "records",
-    "select_sts_record": "records",
-    "select_tlsrpt_record": "records",
-    "Mode": "policy",
-    "Policy": "policy",
-    "parse_policy": "policy",
-    "format_policy": "policy",
-    "mx_matches": "policy",
-    "TlsReport": "reports",
-    "parse_report": "reports",
-    "CheckResult": "evaluate",
-    "evaluate": "evaluate",
-    "assess_rollout": "rollout",
-    "RolloutAssessment": "rollout",
-    "generate": "generate",
+    "StsRecord": "sts.records",
+    "TlsRptRecord": "sts.records",
+    "parse_sts_record": "sts.records",
+    "parse_tlsrpt_record": "sts.records",
+    "select_sts_record": "sts.records",
+    "select_tlsrpt_record": "sts.records",
+    "Mode": "sts.policy",
+    "Policy": "sts.policy",
+    "parse_policy": "sts.policy",
+    "format_policy": "sts.policy",
+    "mx_matches": "sts.policy",
+    "TlsReport": "tlsrpt.reports",
+    "parse_report": "tlsrpt.reports",
+    "CheckResult": "check.evaluate",
+    "evaluate": "check.evaluate",
+    "assess_rollout": "rollout.assess",
+    "RolloutAssessment": "rollout.assess",
+    "generate": "rollout.generate",
     # network and persistence
-    "CheckOptions": "check",
-    "check_domain": "check",
-    "check_domains": "check",
-    "check_domains_iter": "check",
+    "CheckOptions": "check.run",
+    "check_domain": "check.run",
+    "check_domains": "check.run",
+    "check_domains_iter": "check.run",
     "Store": "store",
 }
 
@@ -110,7 +110,8 @@ def __getattr__(name: str) -> Any:
 
 
 if TYPE_CHECKING:  # let type checkers see the real names
-    from stspilot.check import CheckOptions, check_domain, check_domains, check_domains_iter
+    from stspilot.check.evaluate import CheckResult, evaluate
+    from stspilot.check.run import CheckOptions, check_domain, check_domains, check_domains_iter
     from stspilot.errors import (
         ConfigError,
         LimitExceeded,
@@ -123,11 +124,12 @@ if TYPE_CHECKING:  # let type checkers see the real names
         StoreError,
         StspilotError,
     )
-    from stspilot.evaluate import CheckResult, evaluate
     from stspilot.findings import CATALOGUE, Finding, Severity
-    from stspilot.generate import generate
-    from stspilot.policy import Mode, Policy, format_policy, mx_matches, parse_policy
-    from stspilot.records import (
+    from stspilot.rollout.assess import RolloutAssessment, assess_rollout
+    from stspilot.rollout.generate import generate
+    from stspilot.store import Store
+    from stspilot.sts.policy import Mode, Policy, format_policy, mx_matches, parse_policy
+    from stspilot.sts.records import (
         StsRecord,
         TlsRptRecord,
         parse_sts_record,
@@ -135,6 +137,4 @@ if TYPE_CHECKING:  # let type checkers see the real names
         select_sts_record,
         select_tlsrpt_record,
     )
-    from stspilot.reports import TlsReport, parse_report
-    from stspilot.rollout import RolloutAssessment, assess_rollout
-    from stspilot.store import Store
+    from stspilot.tlsrpt.reports import TlsReport, parse_report

@@ -1,7 +1,7 @@
 """``stspilot check``: probe domains as a sending MTA would and print what is wrong, and the fix.
 
-Presentation only: options are parsed here, ``stspilot.check.check_domains_iter`` does the
-work and hands results over in input order as they complete, ``stspilot.render`` draws each
+Presentation only: options are parsed here, ``stspilot.check.run.check_domains_iter`` does the
+work and hands results over in input order as they complete, ``stspilot.check.render`` draws each
 one as it comes (an ``Output``), and only a tally is kept for the exit code and the summary.
 Exit code from the worst finding: 0 clean or info, 1 warnings, 2 errors (3 usage,
 4 operational, as everywhere in the CLI).
@@ -23,9 +23,9 @@ from stspilot.errors import ConfigError
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from stspilot.check import CheckOptions
-    from stspilot.evaluate import CheckResult
-    from stspilot.render import CheckTally
+    from stspilot.check.evaluate import CheckResult
+    from stspilot.check.render import CheckTally
+    from stspilot.check.run import CheckOptions
 
 PROGRESS_FROM = 5  # domains; fewer finish before a bar would be worth drawing
 MAX_FILE_DOMAINS = 1_000_000
@@ -89,7 +89,7 @@ def parse_port_map(text: str | None) -> dict[int, int]:
 
 def read_domains(args: list[str], file: Path | None) -> list[str]:
     """Arguments first, then the file's lines; normalized, without repeats, order kept."""
-    from stspilot.check import normalize_domain
+    from stspilot.check.run import normalize_domain
 
     raw = list(args)
     if file is not None:
@@ -129,7 +129,7 @@ def build_options(
     probe_mx: bool,
     expiry_days: int = 14,
 ) -> CheckOptions:
-    from stspilot.check import CheckOptions
+    from stspilot.check.run import CheckOptions
 
     host, port = parse_nameserver(nameserver)
     if ca_file is not None and not ca_file.is_file():
@@ -240,7 +240,7 @@ class Output:
     streams = True
 
     def __init__(self) -> None:
-        from stspilot.render import CheckTally
+        from stspilot.check.render import CheckTally
 
         self.tally = CheckTally()
 
@@ -257,7 +257,7 @@ class Output:
 
 class JsonLinesOutput(Output):
     def entry(self, result: CheckResult) -> str:
-        from stspilot.render import format_result_jsonl
+        from stspilot.check.render import format_result_jsonl
 
         super().entry(result)
         return format_result_jsonl(result)
@@ -265,7 +265,7 @@ class JsonLinesOutput(Output):
 
 class JsonOutput(Output):
     def __init__(self) -> None:
-        from stspilot.render import CheckJsonDocument
+        from stspilot.check.render import CheckJsonDocument
 
         self.document = CheckJsonDocument()
         self.tally = self.document.tally
@@ -287,7 +287,7 @@ class TextOutput(Output):
     def __init__(self, count: int, *, verbose: bool) -> None:
         from rich.console import Console
 
-        from stspilot.render import LINES_FROM
+        from stspilot.check.render import LINES_FROM
 
         super().__init__()
         self.console = Console()  # stdout's terminal, width and colours; written via capture
@@ -301,7 +301,7 @@ class TextOutput(Output):
         return captured.get()
 
     def entry(self, result: CheckResult) -> str:
-        from stspilot.render import render_result, render_result_line
+        from stspilot.check.render import render_result, render_result_line
 
         super().entry(result)
         if not self.streams:
@@ -312,7 +312,7 @@ class TextOutput(Output):
         return self._capture(lambda c: render_result_line(result, c))
 
     def finish(self) -> str:
-        from stspilot.render import render_check_text, render_tally
+        from stspilot.check.render import render_check_text, render_tally
 
         if self.streams:
             return self._capture(lambda c: render_tally(self.tally, c))
@@ -333,7 +333,7 @@ async def run_checks(
     """Check ``names``, writing each result as it comes in input order; the tally."""
     import asyncio
 
-    from stspilot.check import check_domains_iter
+    from stspilot.check.run import check_domains_iter
 
     async def write(text: str) -> None:
         # From a thread: a reader that pauses (| less) holds back new checks through the

@@ -51,8 +51,8 @@ def generate_command(
 ) -> None:
     from rich.console import Console
 
-    from stspilot.generate import generate
-    from stspilot.render_rollout import dumps, publication_to_json, render_publication_text
+    from stspilot.rollout.generate import generate
+    from stspilot.rollout.render import dumps, publication_to_json, render_publication_text
 
     if sum((as_json, zone, policy_only)) > 1:
         raise typer.BadParameter("choose one of --json, --zone, --policy")

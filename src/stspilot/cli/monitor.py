@@ -50,7 +50,7 @@ def parse_duration(text: str) -> timedelta:
 
 
 def _relay(smtp: str | None, mail_to: list[str], mail_from: str) -> object:
-    from stspilot.notify import MailRelay
+    from stspilot.monitor.notify import MailRelay
 
     if smtp is None:
         if mail_to:
@@ -68,8 +68,8 @@ def add_command(
     domains: list[str] = typer.Argument(..., help="domains to monitor"),
     db: str | None = DB,
 ) -> None:
-    from stspilot.check import utc_now
-    from stspilot.monitor import add_domain
+    from stspilot.check.run import utc_now
+    from stspilot.monitor.loop import add_domain
     from stspilot.store import Store
 
     try:
@@ -84,7 +84,7 @@ def remove_command(
     domains: list[str] = typer.Argument(..., help="domains to stop monitoring"),
     db: str | None = DB,
 ) -> None:
-    from stspilot.monitor import remove_domain
+    from stspilot.monitor.loop import remove_domain
     from stspilot.store import Store
 
     try:
@@ -99,7 +99,7 @@ def list_command(
     db: str | None = DB,
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
 ) -> None:
-    from stspilot.monitor import list_domains
+    from stspilot.monitor.loop import list_domains
     from stspilot.store import Store
 
     with Store.open(db) as store:
@@ -151,10 +151,10 @@ def run_command(
     timeout: float = TIMEOUT,
     deadline: float = DEADLINE,
 ) -> None:
-    from stspilot.check import utc_now
+    from stspilot.check.run import utc_now
     from stspilot.cli.rollout import check_options
-    from stspilot.monitor import MonitorConfig, Tally, run_forever, run_once
-    from stspilot.notify import MailRelay, Notifier
+    from stspilot.monitor.loop import MonitorConfig, Tally, run_forever, run_once
+    from stspilot.monitor.notify import MailRelay, Notifier
     from stspilot.store import Store
 
     relay = _relay(smtp, mail_to, mail_from)
@@ -232,7 +232,7 @@ def prune_command(
     dry_run: bool = typer.Option(False, "--dry-run", help="count, delete nothing"),
     db: str | None = DB,
 ) -> None:
-    from stspilot.check import utc_now
+    from stspilot.check.run import utc_now
     from stspilot.store import Store
 
     retention = _retention(keep_all_days, keep_daily_days)

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from stspilot.store import QuarantineItem, Store
-    from stspilot.summary import ReportSummary
+    from stspilot.tlsrpt.summary import ReportSummary
 
 reports_app = typer.Typer(
     name="reports",
@@ -51,8 +51,8 @@ def summary_command(
     """Sessions, success and failure rates per day; failures by result type (cause and fix),
     by receiving MX and by sender; and what mode: enforce would have refused."""
     from stspilot.store import Store
-    from stspilot.summary import summarize
-    from stspilot.summary_export import summary_to_csv, summary_to_json
+    from stspilot.tlsrpt.export import summary_to_csv, summary_to_json
+    from stspilot.tlsrpt.summary import summarize
 
     if as_json and as_csv:
         raise typer.BadParameter("choose one of --json and --csv")
@@ -337,8 +337,8 @@ def retry_command(
 ) -> None:
     """Read quarantined inputs again with the current parser; store what now parses."""
     from stspilot.ingest.pipeline import prepare_unit
-    from stspilot.report_schema import DEFAULT_LIMITS
     from stspilot.store import Store
+    from stspilot.tlsrpt.schema import DEFAULT_LIMITS
 
     still = 0
     with Store.open(db) as store:

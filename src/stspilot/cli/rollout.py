@@ -15,10 +15,10 @@ from stspilot.cli import EXIT_ERRORS, EXIT_OK, EXIT_WARNINGS
 from stspilot.errors import ConfigError
 
 if TYPE_CHECKING:
-    from stspilot.check import CheckOptions
-    from stspilot.evaluate import CheckResult
-    from stspilot.evidence import ReportWindow
-    from stspilot.rollout import RolloutAssessment
+    from stspilot.check.evaluate import CheckResult
+    from stspilot.check.run import CheckOptions
+    from stspilot.rollout.assess import RolloutAssessment
+    from stspilot.rollout.evidence import ReportWindow
     from stspilot.store import Store
 
 HELP = """Assess the rollout of MTA-STS for DOMAIN: stage, the enforce gate, what-if, next step.
@@ -57,7 +57,7 @@ def check_options(
 
 
 def run_check(domain: str, options: CheckOptions) -> CheckResult:
-    from stspilot.check import check_domains, normalize_domain
+    from stspilot.check.run import check_domains, normalize_domain
 
     name = normalize_domain(domain)
     (result,) = asyncio.run(check_domains([name], options=options))
@@ -83,7 +83,7 @@ def read_window(store: Store, domain: str, since: datetime, until: datetime) -> 
 
 def exit_code(a: RolloutAssessment) -> int:
     from stspilot.findings import Severity
-    from stspilot.rollout import Stage
+    from stspilot.rollout.assess import Stage
 
     # Removing MTA-STS is not a step towards enforce: the gate does not decide then. An error
     # finding (the policy changed without a new id, mail refused under enforce) also means 2.
@@ -111,9 +111,9 @@ def rollout_command(
 ) -> None:
     from rich.console import Console
 
-    from stspilot.evidence import live_state_from_check
-    from stspilot.render_rollout import dumps, render_rollout_text, rollout_to_json
-    from stspilot.rollout import RolloutInputs, assess_rollout
+    from stspilot.rollout.assess import RolloutInputs, assess_rollout
+    from stspilot.rollout.evidence import live_state_from_check
+    from stspilot.rollout.render import dumps, render_rollout_text, rollout_to_json
     from stspilot.store import Store
 
     if gate_days > days:
@@ -125,7 +125,7 @@ def rollout_command(
         history = store.history_entries(result.domain)
         window = read_window(store, result.domain, now - timedelta(days=days + 1), now)
         if not no_save:
-            from stspilot.history import save_check
+            from stspilot.check.history import save_check
 
             save_check(store, result)
     inputs = RolloutInputs(

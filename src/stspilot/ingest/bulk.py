@@ -36,9 +36,9 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from stspilot.ingest.decode import is_mbox, iter_files, iter_mbox, read_unit
 from stspilot.ingest.pipeline import IngestStore, Tally, prepare_unit
-from stspilot.report_schema import DEFAULT_LIMITS, Limits
 from stspilot.store.models import BatchResult, NewQuarantine
 from stspilot.store.rows import ReportRows, RowBuilder
+from stspilot.tlsrpt.schema import DEFAULT_LIMITS, Limits
 
 if TYPE_CHECKING:
     from stspilot.ingest.dkim import DkimSettings, DkimVerifier

@@ -2,7 +2,7 @@
 
 ``extract_reports`` turns one unit of input (a file, a message, an HTTP body) into the JSON texts
 it carries; ``iter_sources`` turns a path into such units. Parsing the JSON is
-``stspilot.reports.parse_report``'s job; storing it is the store's.
+``stspilot.tlsrpt.reports.parse_report``'s job; storing it is the store's.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ from stspilot.ingest.mail import (
     read_envelope,
     report_parts,
 )
-from stspilot.report_schema import DEFAULT_LIMITS, DEVIATIONS, Limits
-from stspilot.reports import Deviation, fast_pickle
+from stspilot.tlsrpt.reports import Deviation, fast_pickle
+from stspilot.tlsrpt.schema import DEFAULT_LIMITS, DEVIATIONS, Limits
 
 __all__ = [
     "Envelope",

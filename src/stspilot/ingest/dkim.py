@@ -25,7 +25,7 @@ import dkim.util  # type: ignore[import-untyped]
 
 from stspilot.facts import DnsStatus
 from stspilot.ingest.mail import DkimVerdict, Envelope
-from stspilot.resolver import Resolver, ResolverConfig
+from stspilot.probes.resolver import Resolver, ResolverConfig
 
 __all__ = [
     "DkimSettings",

@@ -34,7 +34,7 @@ from stspilot.ingest.pipeline import (
     ingest_raw,
     prepare_unit,
 )
-from stspilot.report_schema import DEFAULT_LIMITS, Limits
+from stspilot.tlsrpt.schema import DEFAULT_LIMITS, Limits
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette

@@ -44,7 +44,7 @@ from stspilot.ingest.pipeline import (
     prepare_unit,
     prepare_unreadable,
 )
-from stspilot.report_schema import DEFAULT_LIMITS, Limits
+from stspilot.tlsrpt.schema import DEFAULT_LIMITS, Limits
 
 log = logging.getLogger(__name__)
 

@@ -19,8 +19,8 @@ from typing import Any, ClassVar, Protocol
 
 from stspilot.errors import LimitExceeded
 from stspilot.ingest.mime import Headers, flat_leaves, remember
-from stspilot.report_schema import DEVIATIONS, Limits
-from stspilot.reports import Deviation, TlsReport, fast_pickle
+from stspilot.tlsrpt.reports import Deviation, TlsReport, fast_pickle
+from stspilot.tlsrpt.schema import DEVIATIONS, Limits
 
 # RFC 8460 §6.4, §6.5: the registered report media types.
 REPORT_TYPES = frozenset({"application/tlsrpt+gzip", "application/tlsrpt+json"})

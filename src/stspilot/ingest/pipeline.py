@@ -33,10 +33,10 @@ from stspilot.ingest.decode import (
     extract_reports,
 )
 from stspilot.ingest.mail import DkimVerdict
-from stspilot.report_schema import DEFAULT_LIMITS, Limits
-from stspilot.reports import fast_pickle, parse_report
 from stspilot.store.models import BatchResult, NewQuarantine, NewReport
 from stspilot.store.rows import check_identity
+from stspilot.tlsrpt.reports import fast_pickle, parse_report
+from stspilot.tlsrpt.schema import DEFAULT_LIMITS, Limits
 
 
 class IngestStore(Protocol):

@@ -44,7 +44,7 @@ from stspilot.ingest.pipeline import (
     commit_prepared,
     prepare_unit,
 )
-from stspilot.report_schema import DEFAULT_LIMITS, Limits
+from stspilot.tlsrpt.schema import DEFAULT_LIMITS, Limits
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ from sqlalchemy import Connection, Engine, func, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from stspilot.errors import StoreError
-from stspilot.evidence import HistoryEntry
+from stspilot.rollout.evidence import HistoryEntry
 from stspilot.store import batch, queries, reads
 from stspilot.store.models import (
     AddResult,
@@ -38,7 +38,7 @@ from stspilot.store.retention import CheckPoint, Retention, checks_to_drop
 from stspilot.store.rows import ReportRows
 from stspilot.store.schema import checks, quarantine, raw_blobs, report_policies, reports
 from stspilot.store.url import make_engine, resolve_url
-from stspilot.summary import DailyTotal, FailureCount, ReportAggregates, SenderTotal
+from stspilot.tlsrpt.summary import DailyTotal, FailureCount, ReportAggregates, SenderTotal
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 # Alembic's migration context is process-global (``alembic.context``): one migration at a time
@@ -434,7 +434,7 @@ class Store:
     def report_aggregates(
         self, domain: str | None = None, *, since: date | datetime, until: date | datetime
     ) -> ReportAggregates:
-        """All aggregates for ``stspilot.summary.summarize``, read in one transaction."""
+        """All aggregates for ``stspilot.tlsrpt.summary.summarize``, read in one transaction."""
         with self._read() as conn:
             return queries.report_aggregates(conn, domain=domain, since=since, until=until)
 

@@ -19,8 +19,8 @@ from sqlalchemy import Connection, Select, func, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from stspilot.errors import ConfigError, StoreError
-from stspilot.evidence import DailyTotal, FailureCount, ReportWindow
-from stspilot.generate import normalize_host
+from stspilot.rollout.evidence import DailyTotal, FailureCount, ReportWindow
+from stspilot.rollout.generate import normalize_host
 from stspilot.store.accounts import tenants
 from stspilot.store.batch import CHUNK
 from stspilot.store.hosting import hosted_domains

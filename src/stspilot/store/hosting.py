@@ -30,7 +30,7 @@ from sqlalchemy import (
 )
 
 from stspilot.errors import ConfigError
-from stspilot.generate import DEFAULT_MAX_AGE, check_max_age, new_policy_id, normalize_host
+from stspilot.rollout.generate import DEFAULT_MAX_AGE, check_max_age, new_policy_id, normalize_host
 from stspilot.store.accounts import Conflict, NotFound, tenants
 from stspilot.store.hosting_models import (
     POLICY_HOST_PREFIX,

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from stspilot.errors import ConfigError
-from stspilot.generate import MODES, normalize_host
-from stspilot.policy import Mode, Policy, format_policy, is_valid_mx_pattern, mx_matches
+from stspilot.rollout.generate import MODES, normalize_host
+from stspilot.sts.policy import Mode, Policy, format_policy, is_valid_mx_pattern, mx_matches
 
 POLICY_HOST_PREFIX = "mta-sts."
 MAX_MX_PATTERNS = 64  # far more than any real MX set; keeps a policy file a few KiB

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, NamedTuple
 
-from stspilot.reports import Deviation, TlsReport
+from stspilot.tlsrpt.reports import Deviation, TlsReport
 
 AddStatus = Literal["new", "duplicate"]
 

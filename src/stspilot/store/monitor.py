@@ -38,7 +38,7 @@ from stspilot.store.schema import UtcDateTime, metadata
 from stspilot.store.transaction import transaction
 
 if TYPE_CHECKING:
-    from stspilot.alerts import Alert
+    from stspilot.monitor.alerts import Alert
     from stspilot.store.api import Store
 
 monitor_domains = Table(

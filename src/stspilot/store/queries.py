@@ -13,7 +13,7 @@ from typing import Any, Literal
 from sqlalchemy import Connection, Select, func, select, union
 
 from stspilot.store.schema import checks, failure_details, report_policies, reports
-from stspilot.summary import (
+from stspilot.tlsrpt.summary import (
     AuthenticityCount,
     DailyTotal,
     FailureCount,
@@ -149,7 +149,7 @@ def sender_totals(
 def report_aggregates(
     conn: Connection, *, domain: str | None, since: date | datetime, until: date | datetime
 ) -> ReportAggregates:
-    """Everything ``stspilot.summary.summarize`` needs, read in one transaction."""
+    """Everything ``stspilot.tlsrpt.summary.summarize`` needs, read in one transaction."""
     window: dict[str, Any] = {"domain": domain, "since": since, "until": until}
     return ReportAggregates(
         domain=domain,

@@ -7,9 +7,9 @@ from typing import Any
 
 from sqlalchemy import Connection, RowMapping, select
 
-from stspilot.reports import Deviation, FailureDetail, PolicyResult, TlsReport
 from stspilot.store.models import CheckRecord, StoredReport
 from stspilot.store.schema import failure_details, report_policies, reports
+from stspilot.tlsrpt.reports import Deviation, FailureDetail, PolicyResult, TlsReport
 
 
 def load_report(conn: Connection, pk: int) -> StoredReport | None:

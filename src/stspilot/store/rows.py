@@ -18,9 +18,9 @@ from typing import Any, NamedTuple
 import msgspec
 
 from stspilot.errors import ReportError
-from stspilot.reports import Deviation, TlsReport
 from stspilot.store.models import NewReport
 from stspilot.store.url import json_dumps
+from stspilot.tlsrpt.reports import Deviation, TlsReport
 
 # Identity columns must fit their indexed columns (PostgreSQL btree entries are capped too).
 MAX_IDENTITY = 512

@@ -16,8 +16,8 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.encoders import jsonable_encoder
 
 from stspilot.errors import ConfigError
-from stspilot.evidence import LiveState, MxState, ReportWindow
-from stspilot.generate import normalize_host
+from stspilot.rollout.evidence import LiveState, MxState, ReportWindow
+from stspilot.rollout.generate import normalize_host
 from stspilot.store.accounts import ApiToken, Conflict, NotFound, Tenant, User
 from stspilot.store.dashboard import report_window
 from stspilot.store.hosting import HostedDomain, MxSync, PolicyVersion
@@ -46,7 +46,7 @@ from stspilot.web.auth import context, require_admin, require_user
 from stspilot.web.hosting import publish_info
 
 if TYPE_CHECKING:
-    from stspilot.evaluate import CheckResult
+    from stspilot.check.evaluate import CheckResult
 
 CurrentUser = Annotated[User, Depends(require_user)]
 Admin = Annotated[User, Depends(require_admin)]
@@ -307,7 +307,7 @@ async def check_now(request: Request, user: CurrentUser, domain: str) -> CheckDe
     """Run a live check of the domain now and store it (what the monitor does on schedule)."""
     import asyncio
 
-    from stspilot.check import CheckOptions, check_domains, normalize_domain
+    from stspilot.check.run import CheckOptions, check_domains, normalize_domain
 
     ctx = context(request)
     name = normalize_domain(domain)
@@ -326,7 +326,7 @@ async def check_now(request: Request, user: CurrentUser, domain: str) -> CheckDe
 
 
 def _save_check(request: Request, result: CheckResult) -> int:
-    from stspilot.history import save_check
+    from stspilot.check.history import save_check
 
     return save_check(context(request).store, result)
 
@@ -414,8 +414,8 @@ def summary(
     domain: str,
     days: Annotated[int, Query(ge=1, le=3660)] = 14,
 ) -> dict[str, Any]:
-    from stspilot.summary import summarize
-    from stspilot.summary_export import summary_to_json
+    from stspilot.tlsrpt.export import summary_to_json
+    from stspilot.tlsrpt.summary import summarize
 
     ctx = context(request)
     name = _readable_domain(request, user, domain)
@@ -433,8 +433,8 @@ def rollout(
     gate_days: Annotated[int, Query(ge=1, le=366)] = 7,
 ) -> dict[str, Any]:
     """The rollout assessment from the latest stored check (no live probe) and the reports."""
-    from stspilot.render_rollout import rollout_to_json
-    from stspilot.rollout import RolloutInputs, assess_rollout
+    from stspilot.rollout.assess import RolloutInputs, assess_rollout
+    from stspilot.rollout.render import rollout_to_json
 
     if gate_days > days:
         raise ConfigError("gate_days cannot be longer than days")

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
 
-from stspilot.generate import MAX_AGE_LIMIT
+from stspilot.rollout.generate import MAX_AGE_LIMIT
 from stspilot.store.accounts import DEFAULT_TOKEN_LIFETIME, TokenScope
 
 Mode = Literal["testing", "enforce", "none"]

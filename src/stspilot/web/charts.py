@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
-from stspilot.summary import DailyTotal, FailureCount
+from stspilot.tlsrpt.summary import DailyTotal, FailureCount
 
 MAX_DAYS = 366  # one year of daily bars is as wide as a chart can usefully be
 WEEKLY_AFTER = 90  # longer windows are drawn one bar per week (730 daily bars cost ~0.5 s)

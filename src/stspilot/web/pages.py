@@ -17,8 +17,8 @@ from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import RedirectResponse, Response
 
 from stspilot.errors import ConfigError, StspilotError
-from stspilot.evidence import ReportWindow
-from stspilot.generate import normalize_host
+from stspilot.rollout.evidence import ReportWindow
+from stspilot.rollout.generate import normalize_host
 from stspilot.store.accounts import Conflict, User
 from stspilot.store.dashboard import DashboardReads, InventoryRow
 from stspilot.store.hosting import HostedDomain
@@ -118,7 +118,7 @@ def inventory_line(
 ) -> InventoryLine:
     """Stage and gate from the latest stored check and the report window (pure): the gate
     alone (``assess_gate``), as a row shows no what-if, findings or runbooks."""
-    from stspilot.rollout import assess_gate
+    from stspilot.rollout.assess import assess_gate
     from stspilot.web.api import live_state_from_record
 
     sessions = sum(t.successful + t.failed for t in window.totals)
@@ -273,9 +273,9 @@ def domain_page(
     domain: str,
     days: Annotated[int, Query(ge=1, le=charts.MAX_DAYS)] = 30,
 ) -> Response:
-    from stspilot.advice import advice_for
-    from stspilot.rollout import RolloutInputs, assess_rollout
+    from stspilot.rollout.assess import RolloutInputs, assess_rollout
     from stspilot.store.monitor import MonitorStore
+    from stspilot.tlsrpt.advice import advice_for
     from stspilot.web.api import live_state_from_record
     from stspilot.web.hosting import publish_info
 

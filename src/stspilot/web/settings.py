@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from stspilot.errors import ConfigError
 
 if TYPE_CHECKING:
-    from stspilot.check import CheckOptions
+    from stspilot.check.run import CheckOptions
     from stspilot.store import Store
     from stspilot.store.accounts import Accounts
     from stspilot.store.hosting import HostedPolicies

@@ -8,7 +8,7 @@ in batches. The parent only routes: it calls ``on_result`` as results arrive and
 in input order, handing out a domain only within a window of the oldest one not yet yielded
 (a bounded reorder buffer, so memory does not grow with the number of domains).
 
-Workers are ``python -m stspilot.check_pool`` subprocesses talking pickled messages over their
+Workers are ``python -m stspilot.check.pool`` subprocesses talking pickled messages over their
 stdin/stdout (``multiprocessing.connection.Connection`` framing): unlike multiprocessing's
 ``spawn`` they never re-import the caller's ``__main__``, and unlike ``fork`` they do not
 inherit a running event loop. Messages, parent → worker: first ``(options, now)``, then lists
@@ -28,8 +28,8 @@ from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from stspilot.check import CheckOptions, Clock
-    from stspilot.evaluate import CheckResult
+    from stspilot.check.evaluate import CheckResult
+    from stspilot.check.run import CheckOptions, Clock
 
 # Below this many domains per worker, starting processes (~0.3 s each) costs more than it saves.
 BULK_FROM = 200
@@ -52,7 +52,7 @@ def worker_main() -> None:
 
 
 async def _serve(conn: Connection, out: Connection, options: CheckOptions, now: Clock) -> None:
-    from stspilot.check import Probes, check_one
+    from stspilot.check.run import Probes, check_one
 
     loop = asyncio.get_running_loop()
     inbox: asyncio.Queue[list[tuple[int, str]]] = asyncio.Queue()
@@ -133,7 +133,7 @@ async def check_sharded_iter(
     """
     from dataclasses import replace
 
-    from stspilot.check import broken_result
+    from stspilot.check.run import broken_result
 
     per_worker = max(1, -(-options.concurrency // workers))
     worker_options = replace(options, concurrency=per_worker)
@@ -250,7 +250,7 @@ def _spawn() -> subprocess.Popen[bytes]:
     root = os.path.dirname(os.path.dirname(os.path.abspath(stspilot.__file__)))
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
     return subprocess.Popen(
-        [sys.executable, "-m", "stspilot.check_pool"],
+        [sys.executable, "-m", "stspilot.check.pool"],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         env=env,

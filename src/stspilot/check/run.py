@@ -35,14 +35,14 @@ from stspilot.facts import (
     SmtpOutcome,
     TxtLookup,
 )
-from stspilot.fetch import FetchOptions, PolicyFetcher, policy_url
-from stspilot.records import rua_domains, select_tlsrpt_record
-from stspilot.resolver import Resolver, ResolverConfig
-from stspilot.smtp import MxProber, SmtpOptions
-from stspilot.tls import TlsContexts
+from stspilot.probes.fetch import FetchOptions, PolicyFetcher, policy_url
+from stspilot.probes.resolver import Resolver, ResolverConfig
+from stspilot.probes.smtp import MxProber, SmtpOptions
+from stspilot.probes.tls import TlsContexts
+from stspilot.sts.records import rua_domains, select_tlsrpt_record
 
 if TYPE_CHECKING:
-    from stspilot.evaluate import CheckResult
+    from stspilot.check.evaluate import CheckResult
 
 Clock = Callable[[], dt.datetime]
 MAX_MX_PROBES = 10  # a zone with a thousand MX records must not become a thousand probes
@@ -265,7 +265,7 @@ async def check_domain(
     this call and closed after it. ``ConfigError`` if ``domain`` is not a domain name.
     """
     # Imported here: the core's import cost is then paid while the first answers travel.
-    from stspilot.evaluate import evaluate
+    from stspilot.check.evaluate import evaluate
 
     domain = normalize_domain(domain)
     options = options or (probes.options if probes else CheckOptions())
@@ -294,7 +294,7 @@ def _broken_facts(domain: str, exc: Exception, observed_at: dt.datetime) -> Doma
 
 def broken_result(domain: str, exc: Exception, observed_at: dt.datetime) -> CheckResult:
     """The result of a domain whose check itself failed: every lookup an error, with why."""
-    from stspilot.evaluate import evaluate
+    from stspilot.check.evaluate import evaluate
 
     return evaluate(_broken_facts(domain, exc, observed_at))
 
@@ -336,7 +336,7 @@ async def check_domains_iter(
     options = options or (probes.options if probes else CheckOptions())
     size = _window(options, window)
     if probes is None:
-        from stspilot.check_pool import check_sharded_iter, default_workers
+        from stspilot.check.pool import check_sharded_iter, default_workers
 
         if workers is None:
             count = default_workers(len(domains)) if isinstance(domains, Sized) else 1
@@ -432,7 +432,7 @@ async def check_domains(
 
     Give normalized domains (``normalize_domain``); one that is not a domain still gets a
     result (its lookups fail). ``on_result`` is called as each domain finishes (progress bars).
-    ``workers`` > 1 shards the run over that many processes (``stspilot.check_pool``; ``now``
+    ``workers`` > 1 shards the run over that many processes (``stspilot.check.pool``; ``now``
     must then be picklable, e.g. a module-level function); None means one process per CPU for
     runs of 200 domains or more, else one. With ``probes`` given, the run stays in this
     process. Every result is held until the end: for long runs ``check_domains_iter`` yields

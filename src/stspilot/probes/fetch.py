@@ -23,8 +23,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from stspilot.facts import AddressLookup, CertInfo, DnsStatus, FetchOutcome, PolicyFetch
-from stspilot.resolver import Resolver, is_public
-from stspilot.tls import TlsContexts, failure, success, unverified_cert
+from stspilot.probes.resolver import Resolver, is_public
+from stspilot.probes.tls import TlsContexts, failure, success, unverified_cert
 
 POLICY_PATH = "/.well-known/mta-sts.txt"
 MAX_POLICY_BYTES = 64 * 1024  # RFC 8461 §3.3 suggests 64 KB

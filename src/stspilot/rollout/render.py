@@ -16,9 +16,9 @@ from rich.table import Table
 from rich.text import Text
 
 from stspilot.findings import Finding, Severity
-from stspilot.generate import Publication
-from stspilot.rollout import RolloutAssessment, Stage
-from stspilot.runbooks import Plan
+from stspilot.rollout.assess import RolloutAssessment, Stage
+from stspilot.rollout.generate import Publication
+from stspilot.rollout.runbooks import Plan
 
 ROLLOUT_SCHEMA = "stspilot.rollout/1"
 GENERATE_SCHEMA = "stspilot.generate/1"

@@ -24,7 +24,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from stspilot.coverage import (
+from stspilot.check.coverage import (
     FAILED_LOOKUP,
     MxVerdict,
     cert_valid_for,
@@ -42,9 +42,9 @@ from stspilot.facts import (
     TlsResult,
 )
 from stspilot.findings import Finding, Note, Severity, make
-from stspilot.generate import new_policy_id  # the fresh TXT id our fixes suggest
-from stspilot.policy import Mode, Policy, parse_policy
-from stspilot.records import (
+from stspilot.rollout.generate import new_policy_id  # the fresh TXT id our fixes suggest
+from stspilot.sts.policy import Mode, Policy, parse_policy
+from stspilot.sts.records import (
     RecordSelection,
     StsRecord,
     TlsRptRecord,

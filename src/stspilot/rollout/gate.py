@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from stspilot.advice import ADVICE
-from stspilot.evidence import LiveState, MxState, ReportWindow
-from stspilot.generate import one_label_wildcard_covers
+from stspilot.rollout.evidence import LiveState, MxState, ReportWindow
+from stspilot.rollout.generate import one_label_wildcard_covers
+from stspilot.tlsrpt.advice import ADVICE
 
 # The result types a sender enforcing the policy refuses (RFC 8461 §5, checklist A8.1); one
 # table, in summary.py, decides this for the summaries, the gate and the what-if alike.

@@ -3,8 +3,8 @@
 Pure core: no I/O, no clock. Real providers' quirks are accepted where senders send them and
 recorded on the report as ``Deviation`` values; wrong kinds of values are ``ReportError``.
 Decompression and mail handling live in ``stspilot.ingest.decode``; the wire schema, the
-limits and the table of tolerated deviations live in ``stspilot.report_schema``; date-times,
-addresses and the exact structure check in ``stspilot.report_text``.
+limits and the table of tolerated deviations live in ``stspilot.tlsrpt.schema``; date-times,
+addresses and the exact structure check in ``stspilot.tlsrpt.text``.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import msgspec
 from msgspec.structs import astuple
 
 from stspilot.errors import LimitExceeded, ReportError
-from stspilot.report_schema import (
+from stspilot.tlsrpt.schema import (
     DEFAULT_LIMITS,
     DEVIATIONS,
     REPORT_DECODER,
@@ -33,7 +33,7 @@ from stspilot.report_schema import (
     WirePolicyResult,
     deviations_markdown,
 )
-from stspilot.report_text import (
+from stspilot.tlsrpt.text import (
     KNOWN_IPS,
     check_structure,
     inner_quotes,

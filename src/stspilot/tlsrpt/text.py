@@ -1,7 +1,7 @@
 """Reading TLS-RPT report text below the schema: RFC 3339 date-times, IP addresses, the exact
 structure check (nesting depth, duplicate member names) and msgspec's errors as our codes.
 
-Pure core: no I/O, no clock. Used by ``stspilot.reports.parse_report``.
+Pure core: no I/O, no clock. Used by ``stspilot.tlsrpt.reports.parse_report``.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from functools import lru_cache
 from ipaddress import ip_address
 
 from stspilot.errors import LimitExceeded, ReportError
-from stspilot.report_schema import Limits, WireReport
+from stspilot.tlsrpt.schema import Limits, WireReport
 
 # A memo of addresses already validated: a cache of a pure function, bounded (cleared when
 # full, ~4 MiB at most), not configuration.

@@ -12,7 +12,7 @@ previous check (``CheckRecord``) with the current ``CheckResult``. Two kinds of 
   and say "resolved" when it clears.
 
 Policy changed without an id bump and stuck in testing are the rollout's own judgements
-(``stspilot.rollout.assess_rollout``), reused rather than re-derived.
+(``stspilot.rollout.assess.assess_rollout``), reused rather than re-derived.
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from stspilot.evidence import (
+from stspilot.findings import Severity
+from stspilot.rollout.evidence import (
     HistoryEntry,
     ReportWindow,
     RolloutInputs,
@@ -33,10 +34,9 @@ from stspilot.evidence import (
     live_state_from_check,
     policy_digest,
 )
-from stspilot.findings import Severity
 
 if TYPE_CHECKING:
-    from stspilot.evaluate import CheckResult
+    from stspilot.check.evaluate import CheckResult
     from stspilot.store.models import CheckRecord
 
 __all__ = ["Alert", "detect_changes"]
@@ -199,7 +199,7 @@ def _rollout_alerts(
     now: datetime,
     stuck_after_days: int,
 ) -> list[Alert]:
-    from stspilot.rollout import assess_rollout
+    from stspilot.rollout.assess import assess_rollout
 
     if current.effective.reason_code == "not-fetched":
         return []

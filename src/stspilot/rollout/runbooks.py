@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from stspilot.evidence import LiveState
 from stspilot.findings import Finding
-from stspilot.gate import Criterion
-from stspilot.generate import (
+from stspilot.rollout.evidence import LiveState
+from stspilot.rollout.gate import Criterion
+from stspilot.rollout.generate import (
     DAY,
     WEEK,
     Publication,
@@ -27,7 +27,7 @@ from stspilot.generate import (
 )
 
 if TYPE_CHECKING:  # rollout imports this module; Stage is a StrEnum, compared by value here
-    from stspilot.rollout import Stage
+    from stspilot.rollout.assess import Stage
 
 
 # Gate criteria about the evidence rather than the setup: failing only these under enforce

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import date
 
-from stspilot.advice import Advice, advice_for
+from stspilot.tlsrpt.advice import Advice, advice_for
 
 
 @dataclass(frozen=True, slots=True)

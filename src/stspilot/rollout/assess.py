@@ -16,7 +16,8 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from itertools import pairwise
 
-from stspilot.evidence import (
+from stspilot.findings import Finding, Severity
+from stspilot.rollout.evidence import (
     DailyTotal,
     FailureCount,
     HistoryEntry,
@@ -26,8 +27,7 @@ from stspilot.evidence import (
     RolloutInputs,
     window_from_reports,
 )
-from stspilot.findings import Finding, Severity
-from stspilot.gate import (
+from stspilot.rollout.gate import (
     REFUSED_UNDER_ENFORCE,
     Criterion,
     Verdict,
@@ -36,8 +36,8 @@ from stspilot.gate import (
     evaluate_gate,
     fmt_top,
 )
-from stspilot.generate import finding, normalize_host
-from stspilot.runbooks import Plan, Runbooks, build_runbooks
+from stspilot.rollout.generate import finding, normalize_host
+from stspilot.rollout.runbooks import Plan, Runbooks, build_runbooks
 
 __all__ = [
     "REFUSED_UNDER_ENFORCE",

@@ -1,6 +1,6 @@
 """The TLS-RPT wire schema (RFC 8460 §4.4), input limits, and the table of tolerated deviations.
 
-Pure core: no I/O, no clock. ``stspilot.reports.parse_report`` decodes into the msgspec structs
+Pure core: no I/O, no clock. ``tlsrpt.reports.parse_report`` decodes into the msgspec structs
 below (typed decoding does the kind checks in C) and turns them into the frozen model; the
 deviation table is rendered into ``docs/report-deviations.md`` so the docs cannot drift.
 """
@@ -42,7 +42,7 @@ DEFAULT_LIMITS = Limits()
 
 
 class WireFailureDetail(msgspec.Struct, rename="kebab", gc=False):
-    # Same order as stspilot.reports.FailureDetail, so the first 8 values map straight onto it.
+    # Same order as tlsrpt.reports.FailureDetail, so the first 8 values map straight onto it.
     # Absent and null are both None here (unlike the other structs): the parser's fast
     # structure check then sees a mismatch for an explicit null and does the exact check.
     result_type: str
@@ -369,7 +369,7 @@ def deviations_markdown() -> str:
     lines = [
         "# TLS-RPT report deviations",
         "",
-        "<!-- Generated from stspilot.report_schema.DEVIATIONS; do not edit by hand. -->",
+        "<!-- Generated from stspilot.tlsrpt.schema.DEVIATIONS; do not edit by hand. -->",
         "<!-- Regenerate: STSPILOT_REGEN_DOCS=1 .venv/bin/pytest tests/test_reports.py -k doc -->",
         "",
         "stspilot accepts what real TLS-RPT reporters send. Each departure from RFC 8460 that",

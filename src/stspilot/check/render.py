@@ -16,8 +16,8 @@ from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
-from stspilot.coverage import MxVerdict
-from stspilot.evaluate import CheckResult
+from stspilot.check.coverage import MxVerdict
+from stspilot.check.evaluate import CheckResult
 from stspilot.findings import Finding, Severity
 
 SCHEMA = "stspilot.check/1"

@@ -8,7 +8,7 @@ import csv
 import io
 from typing import Any
 
-from stspilot.summary import (
+from stspilot.tlsrpt.summary import (
     AuthenticityLine,
     BreakdownLine,
     ReportSummary,

@@ -14,12 +14,12 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
-from stspilot.generate import normalize_host
-from stspilot.policy import format_policy
-from stspilot.reports import TlsReport
+from stspilot.rollout.generate import normalize_host
+from stspilot.sts.policy import format_policy
+from stspilot.tlsrpt.reports import TlsReport
 
 if TYPE_CHECKING:
-    from stspilot.evaluate import CheckResult
+    from stspilot.check.evaluate import CheckResult
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,15 +22,15 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from stspilot.check import CheckOptions, Probes, check_domain, normalize_domain, utc_now
+from stspilot.check.run import CheckOptions, Probes, check_domain, normalize_domain, utc_now
 from stspilot.errors import StoreError
-from stspilot.notify import Notifier, deliver
+from stspilot.monitor.notify import Notifier, deliver
 from stspilot.store.monitor import Claim, MonitorStore, ScheduledDomain
 from stspilot.store.retention import Retention
 
 if TYPE_CHECKING:
-    from stspilot.evaluate import CheckResult
-    from stspilot.evidence import ReportWindow
+    from stspilot.check.evaluate import CheckResult
+    from stspilot.rollout.evidence import ReportWindow
     from stspilot.store import Store
 
 Checker = Callable[[str], Awaitable["CheckResult"]]
@@ -131,8 +131,8 @@ def _record(
     store: Store, result: CheckResult, config: MonitorConfig, now: datetime
 ) -> list[object]:
     """Save the check and compute its alerts (sync: runs in a thread)."""
-    from stspilot.alerts import detect_changes
-    from stspilot.history import save_check
+    from stspilot.check.history import save_check
+    from stspilot.monitor.alerts import detect_changes
 
     domain = result.domain
     previous = store.latest_check(domain)
@@ -162,7 +162,7 @@ async def _run_domain(
     config: MonitorConfig,
     now: datetime,
 ) -> Tally:
-    from stspilot.alerts import Alert
+    from stspilot.monitor.alerts import Alert
 
     try:
         result = await checker(domain)

@@ -9,14 +9,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from stspilot.evaluate import CheckResult
+    from stspilot.check.evaluate import CheckResult
     from stspilot.store import Store
 
 
 def save_check(store: Store, result: CheckResult) -> int:
     """Store ``result`` as a check record and return its id."""
-    from stspilot.evidence import effective_mode, policy_digest
-    from stspilot.render import result_to_json
+    from stspilot.check.render import result_to_json
+    from stspilot.rollout.evidence import effective_mode, policy_digest
 
     worst = result.worst
     return store.save_check(

@@ -26,7 +26,7 @@ from stspilot.facts import (
     TlsResult,
 )
 from stspilot.findings import Finding, Severity, make
-from stspilot.policy import Mode, Policy, covering_pattern, mx_matches
+from stspilot.sts.policy import Mode, Policy, covering_pattern, mx_matches
 
 DAY = 86400
 FAILED_LOOKUP = (DnsStatus.SERVFAIL, DnsStatus.TIMEOUT, DnsStatus.ERROR)

@@ -1,0 +1,1 @@
+"""The monitor: scheduled re-checks (loop), change detection (alerts), alert delivery (notify)."""
