@@ -11,6 +11,7 @@
     ├── StoreError              the database could not do what was asked
     │   └── DuplicateReport     the report is already stored (re-ingesting is a no-op)
     └── ConfigError             settings, options or environment are wrong (also ValueError)
+        └── InvalidName         a text given as a domain or host name is not one (sts/names.py)
 
 Expected failures never surface as tracebacks: the CLI prints ``str(error)`` with a fixed
 exit code, the web app turns them into JSON problems.
@@ -72,3 +73,18 @@ class DuplicateReport(StoreError):
 
 class ConfigError(StspilotError, ValueError):
     """Settings, command-line options or environment variables are invalid."""
+
+
+class InvalidName(ConfigError):
+    """A text given as a domain or host name is not one (``stspilot.sts.names``).
+
+    ``str()`` is one line for people: the text as given and why it is not a name.
+    """
+
+    def __init__(self, text: str, reason: str) -> None:
+        super().__init__(f"not a domain name: {text!r} ({reason})")
+        self.text = text
+        self.reason = reason
+
+    def __reduce__(self) -> tuple[type[InvalidName], tuple[str, str]]:
+        return (type(self), (self.text, self.reason))
