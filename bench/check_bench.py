@@ -235,7 +235,7 @@ def _startup() -> None:
     """
     code = (
         "import time; t = time.perf_counter(); t_cpu = time.process_time()\n"
-        "import stspilot.cli as c; c._register_all()\n"
+        "import stspilot.cli.app\n"
         "from stspilot.check.run import CheckOptions, Probes, check_domains\n"
         "p = Probes(CheckOptions(nameserver='127.0.0.1'))\n"
         "print(time.perf_counter() - t, time.process_time() - t_cpu)\n"

@@ -401,7 +401,7 @@ def test_cli_usage_errors(argv: list[str], capsys: pytest.CaptureFixture[str]) -
     ],
 )
 def test_parse_nameserver(text: str | None, expected: tuple[str | None, int]) -> None:
-    from stspilot.cli.check import parse_nameserver
+    from stspilot.cli.values import parse_nameserver
 
     assert parse_nameserver(text) == expected
 
@@ -415,7 +415,7 @@ def test_parse_nameserver(text: str | None, expected: tuple[str | None, int]) ->
     ],
 )
 def test_parse_port_map(text: str | None, expected: dict[int, int]) -> None:
-    from stspilot.cli.check import parse_port_map
+    from stspilot.cli.values import parse_port_map
 
     assert parse_port_map(text) == expected
 

@@ -11,9 +11,9 @@ from stspilot.cli import (
     EXIT_OK,
     EXIT_OPERATIONAL,
     EXIT_USAGE,
-    app,
     main,
 )
+from stspilot.cli.app import app
 from stspilot.errors import ConfigError
 
 

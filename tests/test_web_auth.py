@@ -221,13 +221,10 @@ async def test_pages_redirect_to_login(world: World) -> None:
 def test_cli_user_and_token(store_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     from datetime import UTC, datetime
 
-    import typer
     from typer.testing import CliRunner
 
-    from stspilot.cli import users
+    from stspilot.cli.app import app
 
-    app = typer.Typer()
-    users.register(app)
     runner = CliRunner()
     monkeypatch.setenv("STSPILOT_PASSWORD", "cli password 123")
     made = runner.invoke(app, ["user", "add", "carol", "--tenant", "initech", "--db", store_url])

@@ -5,77 +5,35 @@ Exit codes (fixed, documented in README and ``docs/cli.md``):
     0  clean: no finding above info (or the command succeeded)
     1  warnings
     2  errors (for ``rollout``: the enforce gate does not pass)
-    3  usage error (bad options or arguments)
+    3  usage error (bad options or arguments, a name that is no domain)
     4  operational error (configuration, database, input that cannot be read)
     5  internal error (a bug: please report it)
 
-Each sub-command lives in its own module here and registers itself on the root ``app``.
-Heavy libraries (SQLAlchemy, Starlette, ...) are imported inside the commands that need them,
-so ``stspilot check`` starts fast.
+The commands are assembled in ``stspilot.cli.app`` (one module per command, or group of
+commands). This module stays free of Typer and rich so that ``main`` can start fast; heavy
+libraries (SQLAlchemy, Starlette, ...) are imported inside the commands that need them.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-from importlib import import_module
 
-import typer
-
-from stspilot.errors import StspilotError
+from stspilot.errors import ConfigError, InvalidName, StspilotError
 
 EXIT_OK, EXIT_WARNINGS, EXIT_ERRORS, EXIT_USAGE, EXIT_OPERATIONAL, EXIT_INTERNAL = range(6)
 
-app = typer.Typer(
-    name="stspilot",
-    help="Take a mail domain from no MTA-STS to mode: enforce without losing mail.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
 
-# Sub-command modules, each with ``register(app)``; listed here so the CLI's shape is in one place.
-_COMMAND_MODULES = (
-    "check",
-    "generate",
-    "rollout",
-    "ingest",
-    "reports",
-    "receive",
-    "serve",
-    "users",
-    "monitor",
-    "lab",
-)
-
-
-@app.callback()
-def _root() -> None:
-    """Take a mail domain from no MTA-STS to mode: enforce without losing mail."""
-
-
-@app.command()
-def version() -> None:
-    """Print the stspilot version."""
-    from stspilot import __version__
-
-    typer.echo(__version__)
-
-
-def _register_all() -> None:
-    for name in _COMMAND_MODULES:
-        try:
-            module = import_module(f"stspilot.cli.{name}")
-        except ModuleNotFoundError as exc:  # a command not built yet in this checkout
-            if exc.name != f"stspilot.cli.{name}":
-                raise
-            continue
-        module.register(app)
+class UsageError(ConfigError):
+    """A command line that cannot be run as given (exit 3, one line)."""
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; the one place (with the web app's handler) where errors meet people."""
-    _register_all()
+    import typer
+
+    from stspilot.cli.app import app
+
     try:
         result = app(args=argv, standalone_mode=False)
     except typer.Exit as exc:
@@ -91,6 +49,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"stspilot: {exc}", file=sys.stderr)
         # click marks usage errors with exit code 2; ours is 3 (2 means "errors found").
         return EXIT_USAGE if getattr(exc, "exit_code", 1) == 2 else EXIT_OPERATIONAL
+    except (UsageError, InvalidName) as exc:
+        print(f"stspilot: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except StspilotError as exc:
         print(f"stspilot: {exc}", file=sys.stderr)
         return EXIT_OPERATIONAL

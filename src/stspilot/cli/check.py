@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from stspilot.cli import EXIT_ERRORS, EXIT_OK, EXIT_OPERATIONAL, EXIT_WARNINGS
+from stspilot.cli.values import parse_nameserver, parse_port_map
 from stspilot.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -47,44 +48,6 @@ already scrolling there.
 
 Exit code: 0 clean (or only information), 1 warnings, 2 errors.
 """
-
-
-def parse_nameserver(text: str | None) -> tuple[str | None, int]:
-    """``IP``, ``IP:PORT`` or ``[IPv6]:PORT`` → (address, port)."""
-    import ipaddress
-
-    if not text:
-        return None, 53
-    host, port = text, "53"
-    if text.startswith("["):
-        host, _, rest = text[1:].partition("]")
-        port = rest.removeprefix(":") or "53"
-    elif text.count(":") == 1:
-        host, _, port = text.partition(":")
-    try:
-        ipaddress.ip_address(host)
-        number = int(port)
-    except ValueError as exc:
-        raise typer.BadParameter(f"--nameserver wants IP[:PORT], not {text!r}") from exc
-    if not 0 < number < 65536:
-        raise typer.BadParameter(f"--nameserver port out of range: {text!r}")
-    return host, number
-
-
-def parse_port_map(text: str | None) -> dict[int, int]:
-    """``443=8443,25=2525`` → {443: 8443, 25: 2525}."""
-    mapping: dict[int, int] = {}
-    for item in (text or "").split(","):
-        if not item.strip():
-            continue
-        left, sep, right = item.partition("=")
-        if not sep or not left.strip().isdigit() or not right.strip().isdigit():
-            raise typer.BadParameter(f"--port-map wants PORT=PORT[,PORT=PORT], not {item!r}")
-        src, dst = int(left), int(right)
-        if not (0 < src < 65536 and 0 < dst < 65536):
-            raise typer.BadParameter(f"--port-map port out of range in {item!r}")
-        mapping[src] = dst
-    return mapping
 
 
 def read_domains(args: list[str], file: Path | None) -> list[str]:

@@ -9,15 +9,8 @@ from pathlib import Path
 import typer
 
 from stspilot.cli import EXIT_OK, EXIT_WARNINGS
-from stspilot.cli.rollout import (
-    CA_FILE,
-    DEADLINE,
-    NAMESERVER,
-    PORT_MAP,
-    TIMEOUT,
-    check_options,
-    run_check,
-)
+from stspilot.cli.options import CA_FILE, DEADLINE, NAMESERVER, PORT_MAP, TIMEOUT, check_options
+from stspilot.cli.rollout import run_check
 from stspilot.errors import ConfigError
 
 HELP = """Print what to publish for DOMAIN: the _smtp._tls and _mta-sts TXT records and the policy.

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from stspilot.cli.options import DB, DKIM_NAMESERVER, DKIM_TIMEOUT, dkim_settings
 from stspilot.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -35,21 +36,6 @@ signature that does not verify is recorded as a deviation, never refused. Off by
 it needs DNS and makes bulk ingest slower.
 """
 
-NAMESERVER_HELP = "DKIM key lookups: IP[:PORT] of the resolver (default: the system's)"
-
-
-def dkim_settings(
-    verify: bool, nameserver: str | None, timeout: float = 3.0
-) -> DkimSettings | None:
-    """The DKIM verifier's settings from the CLI options (None: do not verify)."""
-    from stspilot.cli.check import parse_nameserver
-    from stspilot.ingest.dkim import DkimSettings
-
-    host, port = parse_nameserver(nameserver)
-    if not verify:
-        return None
-    return DkimSettings(nameserver=host, port=port, timeout=timeout)
-
 
 def _tally_dict(tally: Tally) -> dict[str, int]:
     return {
@@ -73,7 +59,7 @@ def _exit_code(tally: Tally) -> int:
 
 def ingest_command(
     paths: list[str] = typer.Argument(..., metavar="PATH...", help="files or folders, or 'imap'"),
-    db: str | None = typer.Option(None, "--db", help="database URL or SQLite path"),
+    db: str | None = DB,
     as_json: bool = typer.Option(False, "--json", help="print the tally as JSON"),
     batch_size: int = typer.Option(2000, "--batch-size", min=1, help="units per transaction"),
     workers: int = typer.Option(
@@ -89,10 +75,8 @@ def ingest_command(
     verify_dkim: bool = typer.Option(
         False, "--verify-dkim", help="verify each mail's DKIM signature (needs DNS)"
     ),
-    nameserver: str | None = typer.Option(None, "--nameserver", help=NAMESERVER_HELP),
-    dkim_timeout: float = typer.Option(
-        3.0, "--dkim-timeout", min=0.1, help="seconds per DKIM key lookup"
-    ),
+    nameserver: str | None = DKIM_NAMESERVER,
+    dkim_timeout: float = DKIM_TIMEOUT,
 ) -> None:
     from stspilot.store import Store
 

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import signal
 import sys
 from dataclasses import replace
-from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
 
-from stspilot.cli.rollout import CA_FILE, DEADLINE, NAMESERVER, PORT_MAP, TIMEOUT
+from stspilot.cli.options import CA_FILE, DB, DEADLINE, NAMESERVER, PORT_MAP, TIMEOUT
+from stspilot.cli.values import parse_duration
 from stspilot.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -27,7 +26,6 @@ HELP = (
     "machines can share one PostgreSQL database; it stops cleanly on SIGTERM or Ctrl-C."
 )
 
-DB = typer.Option(None, "--db", help="database URL or SQLite path")
 KEEP_ALL = typer.Option(30, "--keep-all-days", min=1, help="keep every check this long")
 KEEP_DAILY = typer.Option(
     400,
@@ -35,18 +33,6 @@ KEEP_DAILY = typer.Option(
     min=1,
     help="then each domain's changes and one check a day until this age; older: changes only",
 )
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def parse_duration(text: str) -> timedelta:
-    """``90s``, ``30m``, ``6h``, ``1d`` (or plain seconds) as a timedelta."""
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", text.lower())
-    if not match:
-        raise typer.BadParameter(f"not a duration: {text!r} (e.g. 30m, 6h, 1d)")
-    seconds = float(match[1]) * _UNITS[match[2] or "s"]
-    if seconds < 1:
-        raise typer.BadParameter("a duration must be at least one second")
-    return timedelta(seconds=seconds)
 
 
 def _relay(smtp: str | None, mail_to: list[str], mail_from: str) -> object:
@@ -152,7 +138,7 @@ def run_command(
     deadline: float = DEADLINE,
 ) -> None:
     from stspilot.check.run import utc_now
-    from stspilot.cli.rollout import check_options
+    from stspilot.cli.options import check_options
     from stspilot.monitor.loop import MonitorConfig, Tally, run_forever, run_once
     from stspilot.monitor.notify import MailRelay, Notifier
     from stspilot.store import Store

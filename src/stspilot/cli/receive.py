@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from stspilot.cli.ingest import NAMESERVER_HELP
+from stspilot.cli.options import DB, DKIM_NAMESERVER, DKIM_TIMEOUT, dkim_settings
+from stspilot.cli.values import host_port
 from stspilot.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -36,18 +37,11 @@ as a deviation, and the mail is still accepted and stored.
 """
 
 
-def _host_port(value: str, option: str) -> tuple[str, int]:
-    host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit() or not host:
-        raise typer.BadParameter(f"{option} wants HOST:PORT, not {value!r}")
-    return host.strip("[]"), int(port)
-
-
 def receive_command(
     listen: str = typer.Option("127.0.0.1:2525", "--listen", help="SMTP HOST:PORT"),
     domain: list[str] = typer.Option([], "--domain", help="accept any address at this domain"),
     rcpt: list[str] = typer.Option([], "--rcpt", help="accept this exact address"),
-    db: str | None = typer.Option(None, "--db", help="database URL or SQLite path"),
+    db: str | None = DB,
     http: str | None = typer.Option(None, "--http", help="also serve POST /tlsrpt on HOST:PORT"),
     http_path: str = typer.Option("/tlsrpt", "--http-path", help="path of the POST route"),
     max_size: int = typer.Option(10 * 1024 * 1024, "--max-size", min=1024, help="bytes per mail"),
@@ -57,18 +51,15 @@ def receive_command(
     verify_dkim: bool = typer.Option(
         True, "--verify-dkim/--no-verify-dkim", help="verify each mail's DKIM signature"
     ),
-    nameserver: str | None = typer.Option(None, "--nameserver", help=NAMESERVER_HELP),
-    dkim_timeout: float = typer.Option(
-        3.0, "--dkim-timeout", min=0.1, help="seconds per DKIM key lookup"
-    ),
+    nameserver: str | None = DKIM_NAMESERVER,
+    dkim_timeout: float = DKIM_TIMEOUT,
 ) -> None:
-    from stspilot.cli.ingest import dkim_settings
     from stspilot.ingest.smtp_receiver import ReceiverConfig
     from stspilot.store import Store
 
     dkim = dkim_settings(verify_dkim, nameserver, dkim_timeout)
-    smtp_addr = _host_port(listen, "--listen")
-    http_addr = _host_port(http, "--http") if http else None
+    smtp_addr = host_port(listen, "--listen")
+    http_addr = host_port(http, "--http") if http else None
     config = ReceiverConfig(
         addresses=frozenset(rcpt),
         domains=frozenset(domain),

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
+from stspilot.cli.options import DB
 from stspilot.errors import StoreError
 
 if TYPE_CHECKING:
@@ -22,14 +23,6 @@ reports_app = typer.Typer(
     help="Read stored TLS-RPT reports: summary, list, quarantine, retry.",
     no_args_is_help=True,
 )
-
-DB_OPTION = typer.Option(
-    None,
-    "--db",
-    help="database URL or SQLite path (default: $STSPILOT_DATABASE_URL, then the "
-    "user data directory)",
-)
-
 
 WIDE = 120  # columns from which the quarantine is drawn as a table
 
@@ -46,7 +39,7 @@ def summary_command(
     days: int = typer.Option(14, "--days", min=1, max=3660, help="how many UTC days back"),
     as_json: bool = typer.Option(False, "--json", help="print the summary as JSON"),
     as_csv: bool = typer.Option(False, "--csv", help="print the summary as one CSV table"),
-    db: str | None = DB_OPTION,
+    db: str | None = DB,
 ) -> None:
     """Sessions, success and failure rates per day; failures by result type (cause and fix),
     by receiving MX and by sender; and what mode: enforce would have refused."""
@@ -172,7 +165,7 @@ def list_command(
     limit: int = typer.Option(50, "--limit", min=1, max=100_000),
     offset: int = typer.Option(0, "--offset", min=0),
     as_json: bool = typer.Option(False, "--json", help="print JSON lines"),
-    db: str | None = DB_OPTION,
+    db: str | None = DB,
 ) -> None:
     """Stored reports, newest day first."""
     from stspilot.store import Store
@@ -246,7 +239,7 @@ def quarantine_command(
     raw: bool = typer.Option(False, "--raw", help="with --show: write the raw bytes to stdout"),
     limit: int = typer.Option(100, "--limit", min=1, max=100_000),
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
-    db: str | None = DB_OPTION,
+    db: str | None = DB,
 ) -> None:
     """Inputs that could not be read as reports, with their origin and reason."""
     from stspilot.store import Store
@@ -333,7 +326,7 @@ def _show_quarantine(store: Store, id: int, *, raw: bool, as_json: bool) -> None
 def retry_command(
     ids: list[int] | None = typer.Argument(None, metavar="[ID...]", help="default: all waiting"),
     as_json: bool = typer.Option(False, "--json", help="print JSON lines"),
-    db: str | None = DB_OPTION,
+    db: str | None = DB,
 ) -> None:
     """Read quarantined inputs again with the current parser; store what now parses."""
     from stspilot.ingest.pipeline import prepare_unit

@@ -12,6 +12,15 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from stspilot.cli import EXIT_ERRORS, EXIT_OK, EXIT_WARNINGS
+from stspilot.cli.options import (
+    CA_FILE,
+    DB,
+    DEADLINE,
+    NAMESERVER,
+    PORT_MAP,
+    TIMEOUT,
+    check_options,
+)
 from stspilot.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -32,43 +41,14 @@ when the MX set drifted) an MX migration runbook.
 Exit code: 0 the gate passes (or enforce is healthy), 1 it passes with warnings, 2 it fails.
 """
 
-# --- options shared with `stspilot generate` -------------------------------------------------
-
-
-def check_options(
-    nameserver: str | None,
-    ca_file: Path | None,
-    port_map: str | None,
-    timeout: float = 10.0,
-    deadline: float = 45.0,
-) -> CheckOptions:
-    """The live check's options, parsed the way ``stspilot check`` parses them."""
-    from stspilot.cli.check import build_options
-
-    return build_options(
-        nameserver=nameserver,
-        ca_file=ca_file,
-        port_map=port_map,
-        timeout=timeout,
-        deadline=deadline,
-        concurrency=1,
-        probe_mx=True,
-    )
-
 
 def run_check(domain: str, options: CheckOptions) -> CheckResult:
+    """One live check of ``domain`` (its name checked at the door)."""
     from stspilot.check.run import check_domains, normalize_domain
 
     name = normalize_domain(domain)
     (result,) = asyncio.run(check_domains([name], options=options))
     return result
-
-
-NAMESERVER = typer.Option(None, "--nameserver", help="DNS server IP[:PORT] (default: system)")
-CA_FILE = typer.Option(None, "--ca-file", help="extra CA certificate (PEM) to trust")
-PORT_MAP = typer.Option(None, "--port-map", help="e.g. 443=8443,25=2525 (the lab)")
-TIMEOUT = typer.Option(10.0, "--timeout", min=0.1, help="seconds per network step")
-DEADLINE = typer.Option(45.0, "--deadline", min=0.5, help="seconds for the whole live check")
 
 
 # --- store ----------------------------------------------------------------------------------
@@ -100,7 +80,7 @@ def rollout_command(
     min_sessions: int = typer.Option(50, "--min-sessions", min=0, help="sessions the gate needs"),
     stuck_after: int = typer.Option(30, "--stuck-after", min=1, help="days of clean testing"),
     new_mx: list[str] = typer.Option([], "--new-mx", help="planned MX host (repeat): runbook"),
-    db: str | None = typer.Option(None, "--db", help="database URL or SQLite path"),
+    db: str | None = DB,
     no_save: bool = typer.Option(False, "--no-save", help="do not store this check"),
     as_json: bool = typer.Option(False, "--json", help="print stspilot.rollout/1 JSON"),
     nameserver: str | None = NAMESERVER,

@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from stspilot.cli.options import DB
+from stspilot.cli.values import host_port
 from stspilot.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -24,16 +26,9 @@ Set STSPILOT_SECRET_KEY (the same on every replica) so sessions survive restarts
 """
 
 
-def _host_port(value: str, option: str) -> tuple[str, int]:
-    host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit() or not host or int(port) > 65535:
-        raise typer.BadParameter(f"{option} wants HOST:PORT, not {value!r}")
-    return host.strip("[]"), int(port)
-
-
 def serve_command(
     listen: str = typer.Option("127.0.0.1:8080", "--listen", help="HTTP HOST:PORT"),
-    db: str | None = typer.Option(None, "--db", help="database URL or SQLite path"),
+    db: str | None = DB,
     smtp: str | None = typer.Option(None, "--smtp", help="also receive reports by SMTP here"),
     smtp_domain: list[str] = typer.Option([], "--smtp-domain", help="accept mail for (repeat)"),
     no_verify_dkim: bool = typer.Option(
@@ -50,10 +45,10 @@ def serve_command(
     from stspilot.store import Store
     from stspilot.web.settings import WebSettings
 
-    host, port = _host_port(listen, "--listen")
+    host, port = host_port(listen, "--listen")
     overrides: dict[str, object] = {}
     if smtp:
-        overrides["smtp_listen"] = _host_port(smtp, "--smtp")
+        overrides["smtp_listen"] = host_port(smtp, "--smtp")
         overrides["smtp_domains"] = frozenset(smtp_domain)
         overrides["smtp_verify_dkim"] = not no_verify_dkim
     if imap_config is not None:

@@ -22,7 +22,6 @@ import logging
 import threading
 from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime
-from importlib import import_module
 from pathlib import Path
 
 from fastapi import APIRouter, Depends, FastAPI, Request
@@ -38,7 +37,7 @@ from stspilot.errors import StspilotError
 from stspilot.store import Store
 from stspilot.store.accounts import Accounts, User
 from stspilot.store.hosting import HostedPolicies
-from stspilot.web import api
+from stspilot.web import api, pages
 from stspilot.web.auth import (
     CsrfCookieMiddleware,
     LoginRequired,
@@ -59,18 +58,6 @@ WEB_DIR = Path(__file__).resolve().parent
 TEMPLATES_DIR = WEB_DIR / "templates"
 STATIC_DIR = WEB_DIR / "static"
 OPENAPI_PATH = "/api/openapi.json"
-
-
-def page_routers() -> list[APIRouter]:
-    """The dashboard's routers (``stspilot.web.pages.router``) when that module exists."""
-    try:
-        pages = import_module("stspilot.web.pages")
-    except ModuleNotFoundError as exc:
-        if exc.name != "stspilot.web.pages":
-            raise
-        return []
-    router = getattr(pages, "router", None)
-    return [router] if isinstance(router, APIRouter) else []
 
 
 class StspilotApp(FastAPI):
@@ -103,7 +90,7 @@ def create_app(
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     close_store: bool = False,
 ) -> FastAPI:
-    """The ASGI app. ``routers`` default to the dashboard's (``page_routers()``); ``routes`` are
+    """The ASGI app. ``routers`` default to the dashboard's (``pages.router``); ``routes`` are
     extra Starlette routes. The store stays the caller's unless ``close_store``."""
     from stspilot.ingest.http import ReportIntake, report_routes
 
@@ -156,7 +143,7 @@ def create_app(
     async def openapi(user: User = Depends(require_user)) -> JSONResponse:
         return JSONResponse(app.openapi())
 
-    for router in page_routers() if routers is None else routers:
+    for router in (pages.router,) if routers is None else routers:
         app.include_router(router)
     app.router.routes.extend(routes)
     if STATIC_DIR.is_dir():

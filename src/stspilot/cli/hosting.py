@@ -1,0 +1,126 @@
+"""``stspilot host``: hosted MTA-STS policies (served as ``mta-sts.<domain>``)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+import typer
+
+from stspilot.cli.options import DB
+
+if TYPE_CHECKING:
+    from stspilot.store import Store
+    from stspilot.store.hosting import HostedDomain
+
+host_app = typer.Typer(help="Hosted MTA-STS policies (served as mta-sts.<domain>).")
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _open(db: str | None) -> Store:
+    from stspilot.store import Store
+
+    return Store.open(db)
+
+
+def _hosted_line(h: HostedDomain) -> str:
+    state = "" if h.state == "active" else f"  [{h.state} until {h.remove_after}]"
+    return f"{h.domain}\t{h.tenant}\t{h.mode}\tid={h.policy_id}\tmx={','.join(h.mx)}{state}"
+
+
+@host_app.command("add")
+def host_add(
+    domain: str = typer.Argument(...),
+    tenant: str = typer.Option(..., "--tenant"),
+    mode: str = typer.Option("testing", "--mode", help="testing, enforce or none"),
+    mx: list[str] = typer.Option([], "--mx", help="mx pattern (repeat)"),
+    max_age: int | None = typer.Option(None, "--max-age", min=0, help="seconds"),
+    crlf: bool = typer.Option(False, "--crlf", help="serve CRLF line ends"),
+    auto_sync_mx: bool = typer.Option(False, "--auto-sync-mx", help="apply MX syncs"),
+    db: str | None = DB,
+) -> None:
+    """Host DOMAIN's policy and print the TXT record to publish."""
+    from stspilot.store.accounts import Accounts
+    from stspilot.store.hosting import HostedPolicies
+
+    with _open(db) as store:
+        owner = Accounts(store).tenant(tenant)
+        hosted = HostedPolicies(store).add(
+            domain,
+            tenant_id=owner.id,
+            mode=mode,
+            mx=mx,
+            max_age=max_age,
+            crlf=crlf,
+            auto_sync_mx=auto_sync_mx,
+            now=_now(),
+            actor="cli",
+        )
+    typer.echo(_hosted_line(hosted))
+    typer.echo(f'publish: _mta-sts.{hosted.domain}. TXT "{hosted.sts_txt_value}"')
+
+
+@host_app.command("list")
+def host_list(
+    tenant: str | None = typer.Option(None, "--tenant"),
+    as_json: bool = typer.Option(False, "--json"),
+    db: str | None = DB,
+) -> None:
+    """List hosted domains."""
+    from stspilot.store.accounts import Accounts
+    from stspilot.store.hosting import HostedPolicies
+
+    with _open(db) as store:
+        tenant_id = Accounts(store).tenant(tenant).id if tenant else None
+        hosted = HostedPolicies(store).list_domains(tenant_id)
+    if as_json:
+        rows = [
+            {
+                "domain": h.domain,
+                "tenant": h.tenant,
+                "mode": h.mode,
+                "mx": list(h.mx),
+                "max_age": h.max_age,
+                "policy_id": h.policy_id,
+                "state": h.state,
+                "txt_value": h.sts_txt_value,
+            }
+            for h in hosted
+        ]
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    for h in hosted:
+        typer.echo(_hosted_line(h))
+
+
+@host_app.command("decommission")
+def host_decommission(domain: str = typer.Argument(...), db: str | None = DB) -> None:
+    """Serve mode: none until cached policies expire (RFC 8461 §8.3)."""
+    from stspilot.store.hosting import HostedPolicies
+
+    with _open(db) as store:
+        hosted = HostedPolicies(store).decommission(domain, now=_now(), actor="cli")
+    typer.echo(_hosted_line(hosted))
+    typer.echo(f'publish: _mta-sts.{hosted.domain}. TXT "{hosted.sts_txt_value}"')
+
+
+@host_app.command("remove")
+def host_remove(
+    domain: str = typer.Argument(...),
+    force: bool = typer.Option(False, "--force", help="skip the decommission wait (unsafe)"),
+    db: str | None = DB,
+) -> None:
+    """Stop hosting DOMAIN (after decommission has run its course)."""
+    from stspilot.store.hosting import HostedPolicies
+
+    with _open(db) as store:
+        HostedPolicies(store).remove(domain, now=_now(), force=force)
+    typer.echo(f"{domain} is no longer hosted")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(host_app, name="host")

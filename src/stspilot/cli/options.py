@@ -1,0 +1,71 @@
+"""Options shared by several commands, declared once (``--db``, the live check's options).
+
+Each command module imports what it shares from here, never from another command's module.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import typer
+
+if TYPE_CHECKING:
+    from stspilot.check.run import CheckOptions
+    from stspilot.ingest.dkim import DkimSettings
+
+DB = typer.Option(
+    None,
+    "--db",
+    help="database URL or SQLite path (default: $STSPILOT_DATABASE_URL, then the "
+    "user data directory)",
+)
+
+# The live check behind `rollout`, `generate` and `monitor run`, parsed as `check` parses it.
+NAMESERVER = typer.Option(None, "--nameserver", help="DNS server IP[:PORT] (default: system)")
+CA_FILE = typer.Option(None, "--ca-file", help="extra CA certificate (PEM) to trust")
+PORT_MAP = typer.Option(None, "--port-map", help="e.g. 443=8443,25=2525 (the lab)")
+TIMEOUT = typer.Option(10.0, "--timeout", min=0.1, help="seconds per network step")
+DEADLINE = typer.Option(45.0, "--deadline", min=0.5, help="seconds for the whole live check")
+
+# DKIM verification of report mail (`ingest`, `receive`).
+DKIM_NAMESERVER = typer.Option(
+    None,
+    "--nameserver",
+    help="DKIM key lookups: IP[:PORT] of the resolver (default: the system's)",
+)
+DKIM_TIMEOUT = typer.Option(3.0, "--dkim-timeout", min=0.1, help="seconds per DKIM key lookup")
+
+
+def check_options(
+    nameserver: str | None,
+    ca_file: Path | None,
+    port_map: str | None,
+    timeout: float = 10.0,
+    deadline: float = 45.0,
+) -> CheckOptions:
+    """The live check's options, parsed the way ``stspilot check`` parses them."""
+    from stspilot.cli.check import build_options
+
+    return build_options(
+        nameserver=nameserver,
+        ca_file=ca_file,
+        port_map=port_map,
+        timeout=timeout,
+        deadline=deadline,
+        concurrency=1,
+        probe_mx=True,
+    )
+
+
+def dkim_settings(
+    verify: bool, nameserver: str | None, timeout: float = 3.0
+) -> DkimSettings | None:
+    """The DKIM verifier's settings from the CLI options (None: do not verify)."""
+    from stspilot.cli.values import parse_nameserver
+    from stspilot.ingest.dkim import DkimSettings
+
+    host, port = parse_nameserver(nameserver)
+    if not verify:
+        return None
+    return DkimSettings(nameserver=host, port=port, timeout=timeout)
