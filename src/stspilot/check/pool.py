@@ -24,10 +24,11 @@ import os
 import subprocess
 import sys
 from collections.abc import AsyncGenerator, Callable, Iterable
-from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from multiprocessing.connection import Connection
+
     from stspilot.check.evaluate import CheckResult
     from stspilot.check.run import CheckOptions, Clock
 
@@ -44,6 +45,8 @@ def default_workers(count: int) -> int:
 
 def worker_main() -> None:
     """A worker process: check what the parent sends until it sends an empty list."""
+    from multiprocessing.connection import Connection
+
     inbound, outbound = Connection(os.dup(0)), Connection(os.dup(1))
     sys.stdout = sys.stderr  # stdout carries results: nothing else may write there
     options, now = inbound.recv()
@@ -106,6 +109,9 @@ async def _serve(conn: Connection, out: Connection, options: CheckOptions, now: 
 
 class _Shard:
     def __init__(self, process: subprocess.Popen[bytes]) -> None:
+        # Imported here: a run that needs no worker never loads multiprocessing.
+        from multiprocessing.connection import Connection
+
         assert process.stdin is not None and process.stdout is not None
         self.process = process
         self.to_worker = Connection(os.dup(process.stdin.fileno()))

@@ -264,17 +264,29 @@ async def check_domain(
     Pass a shared ``probes`` when checking many domains; without one, clients are made for
     this call and closed after it. ``ConfigError`` if ``domain`` is not a domain name.
     """
-    # Imported here: the core's import cost is then paid while the first answers travel.
-    from stspilot.check.evaluate import evaluate
-
     domain = normalize_domain(domain)
     options = options or (probes.options if probes else CheckOptions())
     if probes is None:
         async with Probes(options) as own:
-            facts = await gather_facts(domain, probes=own, options=options, now=now)
+            facts = await _gather_loading_core(domain, own, options, now)
     else:
-        facts = await gather_facts(domain, probes=probes, options=options, now=now)
+        facts = await _gather_loading_core(domain, probes, options, now)
+    from stspilot.check.evaluate import evaluate
+
     return evaluate(facts, expiry_warning_days=options.expiry_warning_days)
+
+
+async def _gather_loading_core(
+    domain: str, probes: Probes, options: CheckOptions, now: Clock
+) -> DomainFacts:
+    """``gather_facts``, with the pure core imported once the first questions have left, so
+    its import cost is paid while the answers travel rather than before the first packet."""
+    task = asyncio.ensure_future(gather_facts(domain, probes=probes, options=options, now=now))
+    for _ in range(3):  # the lookups' tasks start and send
+        await asyncio.sleep(0)
+    import stspilot.check.evaluate  # noqa: F401
+
+    return await task
 
 
 def _broken_facts(domain: str, exc: Exception, observed_at: dt.datetime) -> DomainFacts:

@@ -30,25 +30,9 @@ class UsageError(ConfigError):
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; the one place (with the web app's handler) where errors meet people."""
-    import typer
-
-    from stspilot.cli.app import app
-
+    args = list(sys.argv[1:] if argv is None else argv)
     try:
-        result = app(args=argv, standalone_mode=False)
-    except typer.Exit as exc:
-        return int(exc.exit_code)
-    except typer.Abort:
-        print("aborted", file=sys.stderr)
-        return EXIT_OPERATIONAL
-    except typer.TyperException as exc:  # click's errors, vendored by typer
-        show = getattr(exc, "show", None)
-        if callable(show):
-            show()
-        else:
-            print(f"stspilot: {exc}", file=sys.stderr)
-        # click marks usage errors with exit code 2; ours is 3 (2 means "errors found").
-        return EXIT_USAGE if getattr(exc, "exit_code", 1) == 2 else EXIT_OPERATIONAL
+        return _dispatch(args)
     except (UsageError, InvalidName) as exc:
         print(f"stspilot: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -67,6 +51,35 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return EXIT_INTERNAL
+
+
+def _dispatch(args: list[str]) -> int:
+    if args[:1] == ["check"]:
+        # The fast path: a check sends its first packet before Typer and rich are loaded.
+        from stspilot.cli.check_run import fast_check
+
+        code = fast_check(args[1:])
+        if code is not None:
+            return code
+    import typer
+
+    from stspilot.cli.app import app
+
+    try:
+        result = app(args=args, standalone_mode=False)
+    except typer.Exit as exc:
+        return int(exc.exit_code)
+    except typer.Abort:
+        print("aborted", file=sys.stderr)
+        return EXIT_OPERATIONAL
+    except typer.TyperException as exc:  # click's errors, vendored by typer
+        show = getattr(exc, "show", None)
+        if callable(show):
+            show()
+        else:
+            print(f"stspilot: {exc}", file=sys.stderr)
+        # click marks usage errors with exit code 2; ours is 3 (2 means "errors found").
+        return EXIT_USAGE if getattr(exc, "exit_code", 1) == 2 else EXIT_OPERATIONAL
     return int(result) if isinstance(result, int) else EXIT_OK
 
 

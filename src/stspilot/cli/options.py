@@ -45,7 +45,7 @@ def check_options(
     deadline: float = 45.0,
 ) -> CheckOptions:
     """The live check's options, parsed the way ``stspilot check`` parses them."""
-    from stspilot.cli.check import build_options
+    from stspilot.cli.check_run import build_options
 
     return build_options(
         nameserver=nameserver,
