@@ -324,8 +324,9 @@ def test_cli_add_list_and_sigterm(store_url: str, tmp_path: Any) -> None:
     assert "2 domain(s) added" in done.output
     listed = runner.invoke(app, ["monitor", "list", "--json", "--db", store_url])
     assert [r["domain"] for r in json.loads(listed.output)] == ["example.com", "example.org"]
-    bad = runner.invoke(app, ["monitor", "add", "no/domain", "--db", store_url])
-    assert bad.exit_code == 2
+    from stspilot.cli import EXIT_USAGE, main
+
+    assert main(["monitor", "add", "no/domain", "--db", store_url]) == EXIT_USAGE
     removed = runner.invoke(app, ["monitor", "remove", "example.com", "example.org",
                                   "--db", store_url])  # fmt: skip
     assert "2 domain(s) removed" in removed.output

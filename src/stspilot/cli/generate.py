@@ -9,7 +9,15 @@ from pathlib import Path
 import typer
 
 from stspilot.cli import EXIT_OK, EXIT_WARNINGS
-from stspilot.cli.options import CA_FILE, DEADLINE, NAMESERVER, PORT_MAP, TIMEOUT, check_options
+from stspilot.cli.options import (
+    CA_FILE,
+    DEADLINE,
+    NAMESERVER,
+    PORT_MAP,
+    TIMEOUT,
+    check_options,
+    domain_argument,
+)
 from stspilot.cli.rollout import run_check
 from stspilot.errors import ConfigError
 
@@ -26,7 +34,7 @@ Exit code: 0 nothing to warn about, 1 warnings (e.g. an MX that fails its probe 
 
 
 def generate_command(
-    domain: str = typer.Argument(..., help="the mail domain"),
+    domain: str = domain_argument("the mail domain"),
     mode: str = typer.Option("testing", "--mode", help="testing, enforce or none"),
     rua: list[str] = typer.Option([], "--rua", help="mailto: or https: URI (repeat)"),
     max_age: int | None = typer.Option(None, "--max-age", min=0, help="seconds (default by mode)"),

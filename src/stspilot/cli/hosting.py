@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from stspilot.cli.options import DB
+from stspilot.cli.options import DB, domain_argument
 
 if TYPE_CHECKING:
     from stspilot.store import Store
@@ -34,7 +34,7 @@ def _hosted_line(h: HostedDomain) -> str:
 
 @host_app.command("add")
 def host_add(
-    domain: str = typer.Argument(...),
+    domain: str = domain_argument("the mail domain to host"),
     tenant: str = typer.Option(..., "--tenant"),
     mode: str = typer.Option("testing", "--mode", help="testing, enforce or none"),
     mx: list[str] = typer.Option([], "--mx", help="mx pattern (repeat)"),
@@ -98,7 +98,9 @@ def host_list(
 
 
 @host_app.command("decommission")
-def host_decommission(domain: str = typer.Argument(...), db: str | None = DB) -> None:
+def host_decommission(
+    domain: str = domain_argument("the hosted domain"), db: str | None = DB
+) -> None:
     """Serve mode: none until cached policies expire (RFC 8461 §8.3)."""
     from stspilot.store.hosting import HostedPolicies
 
@@ -110,7 +112,7 @@ def host_decommission(domain: str = typer.Argument(...), db: str | None = DB) ->
 
 @host_app.command("remove")
 def host_remove(
-    domain: str = typer.Argument(...),
+    domain: str = domain_argument("the hosted domain"),
     force: bool = typer.Option(False, "--force", help="skip the decommission wait (unsafe)"),
     db: str | None = DB,
 ) -> None:

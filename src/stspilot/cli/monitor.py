@@ -12,9 +12,16 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from stspilot.cli.options import CA_FILE, DB, DEADLINE, NAMESERVER, PORT_MAP, TIMEOUT
+from stspilot.cli.options import (
+    CA_FILE,
+    DB,
+    DEADLINE,
+    NAMESERVER,
+    PORT_MAP,
+    TIMEOUT,
+    domain_argument,
+)
 from stspilot.cli.values import parse_duration
-from stspilot.errors import ConfigError
 
 if TYPE_CHECKING:
     from stspilot.store.retention import Retention
@@ -51,33 +58,27 @@ def _relay(smtp: str | None, mail_to: list[str], mail_from: str) -> object:
 
 
 def add_command(
-    domains: list[str] = typer.Argument(..., help="domains to monitor"),
+    domains: list[str] = domain_argument("domains to monitor"),
     db: str | None = DB,
 ) -> None:
     from stspilot.check.run import utc_now
     from stspilot.monitor.loop import add_domain
     from stspilot.store import Store
 
-    try:
-        with Store.open(db) as store:
-            added = add_domain(store, domains, now=utc_now())
-    except ConfigError as exc:
-        raise typer.BadParameter(str(exc)) from exc
+    with Store.open(db) as store:
+        added = add_domain(store, domains, now=utc_now())
     typer.echo(f"{len(added)} domain(s) added, {len(set(domains)) - len(added)} already enrolled")
 
 
 def remove_command(
-    domains: list[str] = typer.Argument(..., help="domains to stop monitoring"),
+    domains: list[str] = domain_argument("domains to stop monitoring"),
     db: str | None = DB,
 ) -> None:
     from stspilot.monitor.loop import remove_domain
     from stspilot.store import Store
 
-    try:
-        with Store.open(db) as store:
-            removed = remove_domain(store, domains)
-    except ConfigError as exc:
-        raise typer.BadParameter(str(exc)) from exc
+    with Store.open(db) as store:
+        removed = remove_domain(store, domains)
     typer.echo(f"{removed} domain(s) removed")
 
 
@@ -186,7 +187,7 @@ def run_command(
 
 
 def alerts_command(
-    domain: str | None = typer.Argument(None, help="one domain (default: all)"),
+    domain: str | None = domain_argument("one domain (default: all)", None),
     db: str | None = DB,
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
 ) -> None:

@@ -6,13 +6,32 @@ Each command module imports what it shares from here, never from another command
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 if TYPE_CHECKING:
     from stspilot.check.run import CheckOptions
     from stspilot.ingest.dkim import DkimSettings
+
+
+def canonical_domains(value: Any) -> Any:
+    """A DOMAIN argument (one, several or none) in canonical form, the same rule at every door
+    (``stspilot.sts.names.domain_name``): an IP address, a URL or a bad label is
+    ``InvalidName``, which the top level prints as one line with exit 3."""
+    from stspilot.sts.names import domain_name
+
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return domain_name(value)
+    return [domain_name(v) for v in value]
+
+
+def domain_argument(help: str, default: Any = ...) -> Any:
+    """A positional DOMAIN (or DOMAIN...) checked and canonicalised as it comes in."""
+    return typer.Argument(default, help=help, callback=canonical_domains, metavar="DOMAIN")
+
 
 DB = typer.Option(
     None,

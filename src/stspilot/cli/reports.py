@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from stspilot.cli.options import DB
+from stspilot.cli.options import DB, domain_argument
 from stspilot.errors import StoreError
 
 if TYPE_CHECKING:
@@ -35,7 +35,7 @@ def _window(days: int, now: datetime) -> tuple[date, date]:
 
 @reports_app.command("summary")
 def summary_command(
-    domain: str | None = typer.Argument(None, help="policy domain (default: all domains)"),
+    domain: str | None = domain_argument("policy domain (default: all domains)", None),
     days: int = typer.Option(14, "--days", min=1, max=3660, help="how many UTC days back"),
     as_json: bool = typer.Option(False, "--json", help="print the summary as JSON"),
     as_csv: bool = typer.Option(False, "--csv", help="print the summary as one CSV table"),
@@ -50,7 +50,7 @@ def summary_command(
     if as_json and as_csv:
         raise typer.BadParameter("choose one of --json and --csv")
     since, until = _window(days, datetime.now(UTC))
-    name = domain.lower().rstrip(".") if domain else None
+    name = domain
     with Store.open(db) as store:
         summary = summarize(store.report_aggregates(name, since=since, until=until))
     if as_json:
@@ -160,7 +160,7 @@ def _breakdown_table(console: Console, title: str, label: str, lines: Any) -> No
 
 @reports_app.command("list")
 def list_command(
-    domain: str | None = typer.Argument(None, help="policy domain (default: all)"),
+    domain: str | None = domain_argument("policy domain (default: all)", None),
     days: int | None = typer.Option(None, "--days", min=1, help="only the last N UTC days"),
     limit: int = typer.Option(50, "--limit", min=1, max=100_000),
     offset: int = typer.Option(0, "--offset", min=0),
@@ -171,7 +171,7 @@ def list_command(
     from stspilot.store import Store
 
     since, until = _window(days, datetime.now(UTC)) if days else (None, None)
-    name = domain.lower().rstrip(".") if domain else None
+    name = domain
     with Store.open(db) as store:
         rows = store.list_reports(name, since=since, until=until, limit=limit, offset=offset)
     if as_json:

@@ -20,6 +20,7 @@ from stspilot.cli.options import (
     PORT_MAP,
     TIMEOUT,
     check_options,
+    domain_argument,
 )
 from stspilot.errors import ConfigError
 
@@ -74,7 +75,7 @@ def exit_code(a: RolloutAssessment) -> int:
 
 
 def rollout_command(
-    domain: str = typer.Argument(..., help="the mail domain"),
+    domain: str = domain_argument("the mail domain"),
     days: int = typer.Option(14, "--days", min=1, max=366, help="what-if window in days"),
     gate_days: int = typer.Option(7, "--gate-days", min=1, max=366, help="gate window in days"),
     min_sessions: int = typer.Option(50, "--min-sessions", min=0, help="sessions the gate needs"),
