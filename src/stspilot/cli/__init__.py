@@ -24,8 +24,34 @@ from stspilot.errors import ConfigError, InvalidName, StspilotError
 EXIT_OK, EXIT_WARNINGS, EXIT_ERRORS, EXIT_USAGE, EXIT_OPERATIONAL, EXIT_INTERNAL = range(6)
 
 
+LOG_LEVEL_ENV = "STSPILOT_LOG_LEVEL"
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+
+
 class UsageError(ConfigError):
     """A command line that cannot be run as given (exit 3, one line)."""
+
+
+def configure_logging(level: str | None = None, *, quiet: bool = False, verbose: int = 0) -> None:
+    """Log to stderr at ``--log-level`` (else ``-q``: errors, ``-v``: info, ``-vv``: debug,
+    else $STSPILOT_LOG_LEVEL, else warnings)."""
+    import logging
+
+    if level is None:
+        if quiet:
+            level = "error"
+        elif verbose:
+            level = "info" if verbose == 1 else "debug"
+        else:
+            level = os.environ.get(LOG_LEVEL_ENV, "warning")
+    if level.lower() not in LOG_LEVELS:
+        raise UsageError(f"log level {level!r}: use one of {', '.join(LOG_LEVELS)}")
+    logging.basicConfig(
+        level=level.upper(),
+        stream=sys.stderr,
+        format="stspilot: %(levelname)s %(name)s: %(message)s",
+        force=True,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,6 +84,7 @@ def _dispatch(args: list[str]) -> int:
         # The fast path: a check sends its first packet before Typer and rich are loaded.
         from stspilot.cli.check_run import fast_check
 
+        configure_logging()
         code = fast_check(args[1:])
         if code is not None:
             return code
@@ -66,7 +93,7 @@ def _dispatch(args: list[str]) -> int:
     from stspilot.cli.app import app
 
     try:
-        result = app(args=args, standalone_mode=False)
+        result = app(args=args, prog_name="stspilot", standalone_mode=False)
     except typer.Exit as exc:
         return int(exc.exit_code)
     except typer.Abort:

@@ -1,0 +1,79 @@
+"""The conventions people expect from a CLI (issue 12): --version, -h, -q/-v/--log-level,
+shell completion."""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+
+import pytest
+
+from stspilot import __version__
+from stspilot.cli import EXIT_OK, EXIT_USAGE, main
+
+
+def test_version_option(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--version"]) == EXIT_OK
+    assert capsys.readouterr().out == f"stspilot {__version__}\n"
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["-h"], ["check", "-h"], ["monitor", "-h"], ["monitor", "run", "-h"], ["host", "add", "-h"]],
+)
+def test_dash_h_is_help_everywhere(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(argv) == EXIT_OK
+    assert "Usage: stspilot" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("argv", "level"),
+    [
+        (["-q"], logging.ERROR),
+        (["-v"], logging.INFO),
+        (["-vv"], logging.DEBUG),
+        (["--log-level", "debug"], logging.DEBUG),
+        (["--log-level", "WARNING"], logging.WARNING),
+        ([], logging.WARNING),
+    ],
+)
+def test_log_level_options(argv: list[str], level: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("STSPILOT_LOG_LEVEL", raising=False)
+    assert main([*argv, "version"]) == EXIT_OK
+    assert logging.getLogger().level == level
+
+
+def test_log_level_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STSPILOT_LOG_LEVEL", "info")
+    assert main(["version"]) == EXIT_OK
+    assert logging.getLogger().level == logging.INFO
+
+
+@pytest.mark.parametrize("argv", [["-q", "-v"], ["--log-level", "loud"]])
+def test_bad_log_options_are_usage_errors(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main([*argv, "version"]) == EXIT_USAGE
+    assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_shell_completion_is_on() -> None:
+    script = subprocess.run(
+        [sys.executable, "-m", "stspilot", "--show-completion", "bash"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "_stspilot_completion" in script
+    env = {
+        **os.environ,
+        "_STSPILOT_COMPLETE": "complete_bash",
+        "COMP_WORDS": "stspilot check --no-mx",
+        "COMP_CWORD": "2",
+    }
+    words = subprocess.run(
+        [sys.executable, "-m", "stspilot"], env=env, capture_output=True, text=True
+    ).stdout
+    assert words.split() == ["--no-mx-probe"]
