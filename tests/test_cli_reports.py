@@ -146,10 +146,14 @@ def test_unsupported_database_is_operational(capsys: pytest.CaptureFixture[str])
 
 def test_list(filled: str, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "reports", "list", "example.com", "--db", filled, "--json")
-    ids = [json.loads(line)["report_id"] for line in out.splitlines()]
+    ids = [r["report_id"] for r in json.loads(out)]  # --json: one document
     assert code == 0 and ids[0] == "a" and ids[-1] == "old" and len(ids) == 4
+    code, out, _ = run(capsys, "reports", "list", "example.com", "--db", filled, "--jsonl")
+    assert [json.loads(line)["report_id"] for line in out.splitlines()] == ids
     code, out, _ = run(capsys, "reports", "list", "--days", "4", "--db", filled, "--json")
-    assert [json.loads(line)["report_id"] for line in out.splitlines()] == ["a"]
+    assert [r["report_id"] for r in json.loads(out)] == ["a"]
+    code, _, err = run(capsys, "reports", "list", "--db", filled, "--json", "--jsonl")
+    assert code == 3 and err.count("\n") == 1
     code, out, _ = run(capsys, "reports", "list", "--db", filled)
     assert code == 0 and "Microsoft" in out
 
@@ -175,7 +179,7 @@ def test_quarantine_then_retry(store_url: str, capsys: pytest.CaptureFixture[str
     assert capsys.readouterr().out.encode() == good_now
 
     code, out, _ = run(capsys, "reports", "retry", "--db", store_url, "--json")
-    lines = {json.loads(line)["id"]: json.loads(line) for line in out.splitlines()}
+    lines = {r["id"]: r for r in json.loads(out)}
     assert code == 1  # one entry still fails
     assert lines[first.id]["resolved"] and not lines[still_bad.id]["resolved"]
     with Store.open(store_url) as store:
@@ -220,10 +224,14 @@ def test_db_option_beats_the_environment(
 ) -> None:
     monkeypatch.setenv("STSPILOT_DATABASE_URL", filled)
     code, out, _ = run(capsys, "reports", "list", "--json")
-    assert code == 0 and len(out.splitlines()) == 4
+    assert code == 0 and len(json.loads(out)) == 4
     other = tmp_path / "other.sqlite3"  # a bare path is a SQLite file
-    code, out, _ = run(capsys, "reports", "list", "--json", "--db", str(other))
-    assert code == 0 and out == "" and other.exists()
+    code, out, err = run(capsys, "reports", "list", "--json", "--db", str(other))
+    # A read command does not create an empty store: it says there is none.
+    assert code == 4 and out == "" and not other.exists()
+    assert err == f"stspilot: no store at {other}: nothing has been stored there yet " + (
+        "(ingest, receive, serve and monitor add create it)\n"
+    )
 
 
 # --- DKIM: ingest --verify-dkim, then the authenticity line of the summary ----------------------
@@ -358,3 +366,51 @@ def test_bad_nameserver_is_a_usage_error(
         capsys, "ingest", ".", "--db", store_url, "--verify-dkim", "--nameserver", "dns.example"
     )
     assert code == 3
+
+
+def test_retry_jsonl_streams_one_line_per_entry(
+    store_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with Store.open(store_url) as store:
+        for i in range(3):
+            store.quarantine(
+                b"junk %d" % i, origin=f"file:{i}", code="x", reason="junk", received_at=TODAY
+            )
+    code, out, _ = run(capsys, "reports", "retry", "--db", store_url, "--jsonl")
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert code == 1 and len(lines) == 3 and all(line["still_failing"] for line in lines)
+
+
+@pytest.mark.parametrize("gzipped", [False, True])
+def test_ingest_reads_standard_input(
+    store_url: str,
+    gzipped: bool,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import gzip
+
+    raw = report_json("from-stdin@mail.ru")
+    data = gzip.compress(raw) if gzipped else raw
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(data)))
+    code, out, _ = run(capsys, "ingest", "-", "--db", store_url, "--json")
+    assert code == 0 and json.loads(out) == {
+        "new": 1,
+        "duplicate": 0,
+        "quarantined": 0,
+        "errors": 0,
+    }
+    with Store.open(store_url) as store:
+        assert [r.report_id for r in store.list_reports()] == ["from-stdin@mail.ru"]
+
+
+def test_ingest_reads_an_mbox_on_standard_input(
+    store_url: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mails = [to_email(r) for r in generate_reports(3, seed=7)]
+    mbox = b"".join(
+        b"From reporter@example.net Thu Jan  1 00:00:00 2026\n" + m + b"\n" for m in mails
+    )
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(mbox)))
+    code, out, _ = run(capsys, "ingest", "-", "--db", store_url)
+    assert code == 0 and out.startswith("3 new")

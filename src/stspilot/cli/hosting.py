@@ -21,10 +21,10 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _open(db: str | None) -> Store:
+def _open(db: str | None, *, reader: bool = False) -> Store:
     from stspilot.store import Store
 
-    return Store.open(db)
+    return Store.open(db, reader=reader)
 
 
 def _hosted_line(h: HostedDomain) -> str:
@@ -74,7 +74,7 @@ def host_list(
     from stspilot.store.accounts import Accounts
     from stspilot.store.hosting import HostedPolicies
 
-    with _open(db) as store:
+    with _open(db, reader=True) as store:
         tenant_id = Accounts(store).tenant(tenant).id if tenant else None
         hosted = HostedPolicies(store).list_domains(tenant_id)
     if as_json:

@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from stspilot.cli.options import DB, DKIM_NAMESERVER, DKIM_TIMEOUT, dkim_settings
+from stspilot.cli import UsageError
+from stspilot.cli.options import DB, DKIM_NAMESERVER, DKIM_TIMEOUT, dkim_settings, json_mode
 from stspilot.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -58,9 +59,14 @@ def _exit_code(tally: Tally) -> int:
 
 
 def ingest_command(
-    paths: list[str] = typer.Argument(..., metavar="PATH...", help="files or folders, or 'imap'"),
+    paths: list[str] = typer.Argument(
+        ..., metavar="PATH...", help="files or folders, - for standard input, or 'imap'"
+    ),
     db: str | None = DB,
-    as_json: bool = typer.Option(False, "--json", help="print the tally as JSON"),
+    as_json: bool = typer.Option(False, "--json", help="print the tally as one JSON document"),
+    as_jsonl: bool = typer.Option(
+        False, "--jsonl", help="IMAP --watch: print each poll's tally as a JSON line"
+    ),
     batch_size: int = typer.Option(2000, "--batch-size", min=1, help="units per transaction"),
     workers: int = typer.Option(
         0,
@@ -82,18 +88,25 @@ def ingest_command(
 
     dkim = dkim_settings(verify_dkim, nameserver, dkim_timeout)
 
+    mode = json_mode(as_json, as_jsonl)
     imap_mode = paths[0] == "imap"
     if not imap_mode and (config is not None or watch):
-        raise typer.BadParameter("--config and --watch are for `stspilot ingest imap`")
+        raise UsageError("--config and --watch are for `stspilot ingest imap`")
     if imap_mode and len(paths) > 1:
-        raise typer.BadParameter("`stspilot ingest imap` takes no paths (use ./imap for a file)")
+        raise UsageError("`stspilot ingest imap` takes no paths (use ./imap for a file)")
+    if mode == "json" and watch:
+        raise UsageError("--watch prints a tally per poll: use --jsonl")
+    if "-" in paths and len(paths) > 1:
+        raise UsageError("- (standard input) is the only PATH when given")
     with Store.open(db) as store:
         if imap_mode:
-            code = _run_imap(
-                store, config, watch=watch, interval=interval, as_json=as_json, dkim=dkim
-            )
+            code = _run_imap(store, config, watch=watch, interval=interval, mode=mode, dkim=dkim)
+        elif paths == ["-"]:
+            code = _run_stdin(store, as_json=mode is not None, dkim=dkim)
         else:
-            code = _run_paths(store, paths, batch_size, workers, as_json=as_json, dkim=dkim)
+            code = _run_paths(
+                store, paths, batch_size, workers, as_json=mode is not None, dkim=dkim
+            )
     raise typer.Exit(code)
 
 
@@ -150,13 +163,45 @@ def _run_paths(
     return _exit_code(tally)
 
 
+def _run_stdin(store: Store, *, as_json: bool, dkim: DkimSettings | None) -> int:
+    """One report file or one mail on standard input (a mail filter's pipe, ``zcat |``); an
+    mbox is spooled to a temporary file and read as one."""
+    import tempfile
+    from datetime import UTC, datetime
+
+    from stspilot.ingest.decode import is_mbox
+    from stspilot.ingest.pipeline import Tally, ingest_raw
+    from stspilot.tlsrpt.schema import DEFAULT_LIMITS
+
+    cap = DEFAULT_LIMITS.max_input_bytes + 1
+    head = sys.stdin.buffer.read(cap)
+    if is_mbox(head):
+        with tempfile.TemporaryDirectory(prefix="stspilot-") as folder:
+            spool = Path(folder) / "stdin.mbox"
+            with spool.open("wb") as out:
+                out.write(head)
+                while chunk := sys.stdin.buffer.read(1 << 20):
+                    out.write(chunk)
+            return _run_paths(store, [str(spool)], 2000, 1, as_json=as_json, dkim=dkim)
+    verifier = None
+    if dkim is not None:
+        from stspilot.ingest.dkim import DkimVerifier
+
+        verifier = DkimVerifier(dkim)
+    # A larger input is cut just past the limit, as a file is, and quarantined for its size.
+    outcome = ingest_raw(store, head, origin="stdin", received_at=datetime.now(UTC), dkim=verifier)
+    tally = Tally.of([outcome])
+    typer.echo(json.dumps(_tally_dict(tally)) if as_json else _tally_line(tally))
+    return _exit_code(tally)
+
+
 def _run_imap(
     store: Store,
     config_path: Path | None,
     *,
     watch: bool,
     interval: float,
-    as_json: bool,
+    mode: str | None,
     dkim: DkimSettings | None,
 ) -> int:
     from stspilot.ingest.imap import ImapError, load_imap_config, poll_once
@@ -173,12 +218,9 @@ def _run_imap(
         if isinstance(result, ImapError):
             typer.echo(f"stspilot: {result}", err=True)
             return
-        if as_json:
-            typer.echo(
-                json.dumps(
-                    {**_tally_dict(result.tally), "moved": result.moved, "flagged": result.flagged}
-                )
-            )
+        if mode:
+            document = {**_tally_dict(result.tally), "moved": result.moved}
+            typer.echo(json.dumps({**document, "flagged": result.flagged}))
         else:
             typer.echo(
                 f"{_tally_line(result.tally)} ({result.moved} moved, {result.flagged} flagged)"

@@ -89,7 +89,7 @@ def list_command(
     from stspilot.monitor.loop import list_domains
     from stspilot.store import Store
 
-    with Store.open(db) as store:
+    with Store.open(db, reader=True) as store:
         rows = list_domains(store)
     if as_json:
         doc = [
@@ -194,7 +194,7 @@ def alerts_command(
     from stspilot.store import Store
     from stspilot.store.monitor import MonitorStore
 
-    with Store.open(db) as store:
+    with Store.open(db, reader=True) as store:
         rows = MonitorStore(store).open_alerts(domain)
     if as_json:
         keys = ("domain", "code", "severity", "message", "lasting")

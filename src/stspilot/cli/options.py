@@ -5,6 +5,9 @@ Each command module imports what it shares from here, never from another command
 
 from __future__ import annotations
 
+import json
+import sys
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -39,6 +42,30 @@ DB = typer.Option(
     help="database URL or SQLite path (default: $STSPILOT_DATABASE_URL, then the "
     "user data directory)",
 )
+
+# Machine-readable output: --json is one JSON document, --jsonl one object per line as it comes.
+JSON = typer.Option(False, "--json", help="print one JSON document")
+JSONL = typer.Option(False, "--jsonl", help="print one JSON object per line, as they come")
+
+
+def json_mode(as_json: bool, as_jsonl: bool) -> str | None:
+    """``"json"``, ``"jsonl"`` or None (text); both is a usage error."""
+    from stspilot.cli import UsageError
+
+    if as_json and as_jsonl:
+        raise UsageError("--json and --jsonl are two output formats: give one of them")
+    return "json" if as_json else "jsonl" if as_jsonl else None
+
+
+def write_json(items: Iterable[Mapping[str, Any]], mode: str) -> None:
+    """``items`` as one JSON array (``json``) or one object per line, flushed (``jsonl``)."""
+    if mode == "json":
+        sys.stdout.write(json.dumps([dict(i) for i in items], indent=2) + "\n")
+        return
+    for item in items:
+        sys.stdout.write(json.dumps(dict(item)) + "\n")
+        sys.stdout.flush()
+
 
 # The live check behind `rollout`, `generate` and `monitor run`, parsed as `check` parses it.
 NAMESERVER = typer.Option(None, "--nameserver", help="DNS server IP[:PORT] (default: system)")

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import typer
 
-from stspilot.cli.options import DB, domain_argument
+from stspilot.cli.options import DB, JSON, JSONL, domain_argument, json_mode, write_json
 from stspilot.errors import StoreError
 
 if TYPE_CHECKING:
@@ -51,7 +52,7 @@ def summary_command(
         raise typer.BadParameter("choose one of --json and --csv")
     since, until = _window(days, datetime.now(UTC))
     name = domain
-    with Store.open(db) as store:
+    with Store.open(db, reader=True) as store:
         summary = summarize(store.report_aggregates(name, since=since, until=until))
     if as_json:
         typer.echo(json.dumps(summary_to_json(summary), indent=2))
@@ -164,34 +165,38 @@ def list_command(
     days: int | None = typer.Option(None, "--days", min=1, help="only the last N UTC days"),
     limit: int = typer.Option(50, "--limit", min=1, max=100_000),
     offset: int = typer.Option(0, "--offset", min=0),
-    as_json: bool = typer.Option(False, "--json", help="print JSON lines"),
+    as_json: bool = JSON,
+    as_jsonl: bool = JSONL,
     db: str | None = DB,
 ) -> None:
     """Stored reports, newest day first."""
     from stspilot.store import Store
 
+    mode = json_mode(as_json, as_jsonl)
+
     since, until = _window(days, datetime.now(UTC)) if days else (None, None)
     name = domain
-    with Store.open(db) as store:
+    with Store.open(db, reader=True) as store:
         rows = store.list_reports(name, since=since, until=until, limit=limit, offset=offset)
-    if as_json:
-        for r in rows:
-            typer.echo(
-                json.dumps(
-                    {
-                        "pk": r.pk,
-                        "organization_name": r.organization_name,
-                        "report_id": r.report_id,
-                        "start": r.start.isoformat(),
-                        "end": r.end.isoformat(),
-                        "policy_domains": list(r.policy_domains),
-                        "successful": r.successful_sessions,
-                        "failed": r.failed_sessions,
-                        "origin": r.origin,
-                        "received_at": r.received_at.isoformat(),
-                    }
-                )
-            )
+    if mode:
+        write_json(
+            (
+                {
+                    "pk": r.pk,
+                    "organization_name": r.organization_name,
+                    "report_id": r.report_id,
+                    "start": r.start.isoformat(),
+                    "end": r.end.isoformat(),
+                    "policy_domains": list(r.policy_domains),
+                    "successful": r.successful_sessions,
+                    "failed": r.failed_sessions,
+                    "origin": r.origin,
+                    "received_at": r.received_at.isoformat(),
+                }
+                for r in rows
+            ),
+            mode,
+        )
         return
     from rich.console import Console
     from rich.table import Table
@@ -246,7 +251,7 @@ def quarantine_command(
 
     if raw and show is None:
         raise typer.BadParameter("--raw needs --show ID")
-    with Store.open(db) as store:
+    with Store.open(db, reader=True) as store:
         if show is not None:
             _show_quarantine(store, show, raw=raw, as_json=as_json)
             return
@@ -325,15 +330,14 @@ def _show_quarantine(store: Store, id: int, *, raw: bool, as_json: bool) -> None
 @reports_app.command("retry")
 def retry_command(
     ids: list[int] | None = typer.Argument(None, metavar="[ID...]", help="default: all waiting"),
-    as_json: bool = typer.Option(False, "--json", help="print JSON lines"),
+    as_json: bool = JSON,
+    as_jsonl: bool = JSONL,
     db: str | None = DB,
 ) -> None:
     """Read quarantined inputs again with the current parser; store what now parses."""
-    from stspilot.ingest.pipeline import prepare_unit
     from stspilot.store import Store
-    from stspilot.tlsrpt.schema import DEFAULT_LIMITS
 
-    still = 0
+    mode = json_mode(as_json, as_jsonl)
     with Store.open(db) as store:
         if ids:
             items = [store.get_quarantine(i) for i in ids]
@@ -342,41 +346,58 @@ def retry_command(
                 raise StoreError(f"no quarantine entry {', '.join(missing)}")
         else:
             items = list(store.list_quarantine(limit=100_000))
-        for item in items:
-            assert item is not None
-            if item.resolved:
-                _retry_line(item.id, "already resolved", as_json)
-                continue
-            prepared = prepare_unit(
-                store.quarantine_raw(item.id),
-                origin=item.origin,
-                received_at=item.received_at,
-                limits=DEFAULT_LIMITS,
-            )
-            # dedup_raw=False: other reports of this very unit may be stored already
-            # (a partly readable mail); the (organisation, report-id) key still dedupes.
-            added = store.add_reports(prepared.reports, dedup_raw=False)
-            new = sum(a.status == "new" for a in added)
-            counts = f"{new} new, {len(added) - new} duplicate"
-            if prepared.quarantine is None:
-                note = f"retried: {counts}"
-                store.resolve_quarantine(
-                    item.id, report_pk=added[0].report_pk if added else None, note=note
-                )
-                _retry_line(item.id, note, as_json, resolved=True)
+        outcomes: list[dict[str, Any]] | None = [] if mode == "json" else None
+        still = 0
+        for outcome in _retry(store, [q for q in items if q is not None]):
+            still += outcome["still_failing"]
+            if outcomes is not None:
+                outcomes.append(outcome)
+            elif mode == "jsonl":
+                write_json([outcome], "jsonl")
             else:
-                still += 1
-                q = prepared.quarantine
-                store.update_quarantine_reason(item.id, code=q.code, reason=q.reason)
-                _retry_line(item.id, f"still failing ({counts}): {q.code}: {q.reason}", as_json)
+                typer.echo(f"#{outcome['id']}: {outcome['message']}")
+    if outcomes is not None:
+        write_json(outcomes, "json")
     raise typer.Exit(1 if still else 0)
 
 
-def _retry_line(id: int, text: str, as_json: bool, *, resolved: bool = False) -> None:
-    if as_json:
-        typer.echo(json.dumps({"id": id, "resolved": resolved, "message": text}))
-    else:
-        typer.echo(f"#{id}: {text}")
+def _retry(store: Store, items: list[QuarantineItem]) -> Iterator[dict[str, Any]]:
+    """Each entry read again: its id, whether it is now resolved, and what happened."""
+    from stspilot.ingest.pipeline import prepare_unit
+    from stspilot.tlsrpt.schema import DEFAULT_LIMITS
+
+    for item in items:
+        if item.resolved:
+            yield _outcome(item.id, "already resolved")
+            continue
+        prepared = prepare_unit(
+            store.quarantine_raw(item.id),
+            origin=item.origin,
+            received_at=item.received_at,
+            limits=DEFAULT_LIMITS,
+        )
+        # dedup_raw=False: other reports of this very unit may be stored already
+        # (a partly readable mail); the (organisation, report-id) key still dedupes.
+        added = store.add_reports(prepared.reports, dedup_raw=False)
+        new = sum(a.status == "new" for a in added)
+        counts = f"{new} new, {len(added) - new} duplicate"
+        if prepared.quarantine is None:
+            note = f"retried: {counts}"
+            store.resolve_quarantine(
+                item.id, report_pk=added[0].report_pk if added else None, note=note
+            )
+            yield _outcome(item.id, note, resolved=True)
+        else:
+            q = prepared.quarantine
+            store.update_quarantine_reason(item.id, code=q.code, reason=q.reason)
+            message = f"still failing ({counts}): {q.code}: {q.reason}"
+            yield _outcome(item.id, message, still_failing=True)
+
+
+def _outcome(
+    id: int, message: str, *, resolved: bool = False, still_failing: bool = False
+) -> dict[str, Any]:
+    return {"id": id, "resolved": resolved, "still_failing": still_failing, "message": message}
 
 
 def register(app: typer.Typer) -> None:

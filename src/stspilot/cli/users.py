@@ -26,10 +26,10 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _open(db: str | None) -> Store:
+def _open(db: str | None, *, reader: bool = False) -> Store:
     from stspilot.store import Store
 
-    return Store.open(db)
+    return Store.open(db, reader=reader)
 
 
 @tenant_app.command("add")
@@ -47,7 +47,7 @@ def tenant_list(db: str | None = DB) -> None:
     """List tenants."""
     from stspilot.store.accounts import Accounts
 
-    with _open(db) as store:
+    with _open(db, reader=True) as store:
         for tenant in Accounts(store).list_tenants():
             typer.echo(tenant.name)
 
@@ -95,7 +95,7 @@ def user_list(db: str | None = DB) -> None:
     """List users."""
     from stspilot.store.accounts import Accounts
 
-    with _open(db) as store:
+    with _open(db, reader=True) as store:
         for user in Accounts(store).list_users():
             flag = " admin" if user.is_admin else ""
             typer.echo(f"{user.name}\t{user.tenant}{flag}")
@@ -164,7 +164,7 @@ def token_list(
     from stspilot.store.accounts import Accounts
 
     now = _now()
-    with _open(db) as store:
+    with _open(db, reader=True) as store:
         accounts = Accounts(store)
         tokens = accounts.list_tokens(_token_owner(accounts, user).id)
     if as_json:

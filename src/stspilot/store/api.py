@@ -9,6 +9,7 @@ connection per call from the engine's pool).
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -37,7 +38,7 @@ from stspilot.store.models import (
 from stspilot.store.retention import CheckPoint, Retention, checks_to_drop
 from stspilot.store.rows import ReportRows
 from stspilot.store.schema import checks, quarantine, raw_blobs, report_policies, reports
-from stspilot.store.url import make_engine, resolve_url
+from stspilot.store.url import make_engine, resolve_url, safe_url, sqlite_path, store_error
 from stspilot.tlsrpt.summary import DailyTotal, FailureCount, ReportAggregates, SenderTotal
 
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -59,6 +60,10 @@ _QUARANTINE_COLUMNS = (
 )
 
 
+class NoStore(StoreError):
+    """A read command found no store where one was looked for (none is created for it)."""
+
+
 class Store:
     """Reports, quarantine and check history in one database. Use ``Store.open(url)``."""
 
@@ -75,22 +80,59 @@ class Store:
     # -- lifecycle -------------------------------------------------------------------------
 
     @classmethod
-    def open(cls, url: str | None = None, *, migrate: bool = True) -> Store:
+    def open(cls, url: str | None = None, *, migrate: bool = True, reader: bool = False) -> Store:
         """Open (creating and migrating to the latest schema) the database at ``url``.
 
         ``url`` falls back to ``$STSPILOT_DATABASE_URL``, then to a SQLite file in the user's
         data directory; a bare path means a SQLite file.
+
+        ``reader``: for commands that only read. A SQLite store that does not exist is
+        ``NoStore`` (never created empty); one this process cannot write is opened read-only
+        (then an out-of-date schema is an error rather than migrated).
         """
-        resolved = resolve_url(url)
-        engine = make_engine(resolved)
+        resolved = resolve_url(url, create_folder=not reader)
+        read_only = False
+        if reader:
+            path = sqlite_path(resolved)
+            if path is not None and not path.exists():
+                raise NoStore(
+                    f"no store at {path}: nothing has been stored there yet "
+                    "(ingest, receive, serve and monitor add create it)"
+                )
+            read_only = path is not None and not (
+                os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)
+            )
+        engine = make_engine(resolved, read_only=read_only)
         store = cls(engine)
         try:
-            if migrate:
+            if read_only:
+                store.require_current_schema()
+            elif migrate:
                 store.migrate()
         except SQLAlchemyError as exc:
             engine.dispose()
-            raise StoreError(f"cannot open the database: {exc.__class__.__name__}: {exc}") from exc
+            raise store_error("open", resolved, exc) from exc
+        except StoreError:
+            engine.dispose()
+            raise
         return store
+
+    def require_current_schema(self) -> None:
+        """``StoreError`` unless the schema is the newest (for a store that cannot migrate)."""
+        from alembic.config import Config
+        from alembic.runtime.migration import MigrationContext
+        from alembic.script import ScriptDirectory
+
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS))
+        heads = set(ScriptDirectory.from_config(config).get_heads())
+        with self._engine.connect() as conn:
+            current = set(MigrationContext.configure(conn).get_current_heads())
+        if current != heads:
+            raise StoreError(
+                f"the store {safe_url(self._engine.url)} is read-only and its schema is older "
+                "than this stspilot: run any command that writes, with write access, to upgrade it"
+            )
 
     def migrate(self) -> None:
         """Bring the schema to the newest migration (a no-op when it is already there)."""
@@ -156,7 +198,7 @@ class Store:
                             conn.invalidate()  # never back to the pool without its checks
                             raise
         except self._db_errors as exc:
-            raise StoreError(f"database write failed: {exc.__class__.__name__}: {exc}") from exc
+            raise store_error("write to", self._engine.url, exc) from exc
 
     @contextmanager
     def _read(self) -> Iterator[Connection]:
@@ -164,7 +206,7 @@ class Store:
             with self._engine.connect() as conn, conn.begin():
                 yield conn
         except SQLAlchemyError as exc:
-            raise StoreError(f"database read failed: {exc.__class__.__name__}: {exc}") from exc
+            raise store_error("read", self._engine.url, exc) from exc
 
     # -- reports ---------------------------------------------------------------------------
 

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Connection, Select, func, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from stspilot.errors import ConfigError, StoreError
+from stspilot.errors import ConfigError
 from stspilot.rollout.evidence import DailyTotal, FailureCount, ReportWindow
 from stspilot.rollout.generate import normalize_host
 from stspilot.store.accounts import tenants
@@ -28,6 +28,7 @@ from stspilot.store.models import CheckRecord, ReportListing
 from stspilot.store.queries import day_ceiling, day_floor
 from stspilot.store.reads import check_record
 from stspilot.store.schema import checks, failure_details, report_policies, reports
+from stspilot.store.url import store_error
 
 if TYPE_CHECKING:
     from stspilot.store.api import Store
@@ -88,7 +89,7 @@ class DashboardReads:
             with self._engine.connect() as conn, conn.begin():
                 yield conn
         except SQLAlchemyError as exc:
-            raise StoreError(f"database read failed: {exc.__class__.__name__}: {exc}") from exc
+            raise store_error("read", self._engine.url, exc) from exc
 
     # -- inventory ------------------------------------------------------------------------------
 

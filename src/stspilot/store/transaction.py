@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from stspilot.errors import StoreError
+from stspilot.store.url import store_error
 
 
 @contextmanager
@@ -36,6 +36,6 @@ def transaction(
     except IntegrityError as exc:
         if on_conflict is not None:
             raise on_conflict(exc) from exc
-        raise StoreError(f"database error: {exc.__class__.__name__}: {exc}") from exc
+        raise store_error("write to", engine.url, exc) from exc
     except SQLAlchemyError as exc:
-        raise StoreError(f"database error: {exc.__class__.__name__}: {exc}") from exc
+        raise store_error("write to" if write else "read", engine.url, exc) from exc
