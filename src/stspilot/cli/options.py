@@ -5,7 +5,9 @@ Each command module imports what it shares from here, never from another command
 
 from __future__ import annotations
 
+import errno
 import json
+import socket
 import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -115,3 +117,33 @@ def dkim_settings(
     if not verify:
         return None
     return DkimSettings(nameserver=host, port=port, timeout=timeout)
+
+
+_BIND_ERRORS = {
+    errno.EADDRINUSE: "the address is already in use",
+    errno.EACCES: "permission denied (ports below 1024 need privileges)",
+    errno.EADDRNOTAVAIL: "no such address on this machine",
+}
+
+
+def listen_socket(host: str, port: int, option: str) -> socket.socket:
+    """A TCP socket bound to HOST:PORT (not yet listening), or ``ConfigError`` (exit 4) with
+    one line saying why not; the servers are handed the socket, so their own start-up never
+    has to report a failed bind."""
+    from stspilot.errors import ConfigError
+
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        sock = socket.socket(family, kind, proto)
+    except OSError as exc:
+        raise ConfigError(f"cannot listen on {host}:{port} ({option}): {exc.strerror}") from exc
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        why = _BIND_ERRORS.get(exc.errno or 0, exc.strerror or str(exc))
+        raise ConfigError(f"cannot listen on {host}:{port} ({option}): {why}") from exc
+    return sock

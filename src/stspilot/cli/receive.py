@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from stspilot.cli.options import DB, DKIM_NAMESERVER, DKIM_TIMEOUT, dkim_settings
+from stspilot.cli.options import DB, DKIM_NAMESERVER, DKIM_TIMEOUT, dkim_settings, listen_socket
 from stspilot.cli.values import host_port
 from stspilot.errors import ConfigError
 
@@ -89,6 +89,7 @@ async def _serve(
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     verifier = None if dkim is None else DkimVerifier(dkim)
+    listen_socket(*smtp_addr, "--listen").close()  # a busy port: one line, before anything
     smtp_server = await start_receiver(
         store, config, host=smtp_addr[0], port=smtp_addr[1], dkim=verifier
     )
@@ -98,10 +99,11 @@ async def _serve(
     http_task: asyncio.Task[None] | None = None
     try:
         if http_addr is not None:
+            sock = listen_socket(*http_addr, "--http")
             http_server = _http_server(store, http_addr, http_path, max_size)
-            http_task = asyncio.create_task(http_server.serve())
+            http_task = asyncio.create_task(http_server.serve(sockets=[sock]))
             while not http_server.started:
-                if http_task.done():  # could not bind: surface the reason
+                if http_task.done():  # the server did not start: surface the reason
                     await http_task
                     raise ConfigError(f"cannot serve HTTP on {http_addr[0]}:{http_addr[1]}")
                 await asyncio.sleep(0.02)

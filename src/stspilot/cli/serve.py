@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
 
-from stspilot.cli.options import DB
+from stspilot.cli.options import DB, listen_socket
 from stspilot.cli.values import host_port
 from stspilot.errors import ConfigError
 
@@ -58,11 +59,12 @@ def serve_command(
     if insecure_cookies:
         overrides["secure_cookies"] = False
     settings = WebSettings.from_env(overrides=overrides)
-    with Store.open(db) as store:
-        asyncio.run(_serve(settings, store, host, port))
+    sock = listen_socket(host, port, "--listen")  # before the store: a busy port fails fast
+    with sock, Store.open(db) as store:
+        asyncio.run(_serve(settings, store, sock))
 
 
-async def _serve(settings: WebSettings, store: Store, host: str, port: int) -> None:
+async def _serve(settings: WebSettings, store: Store, sock: socket.socket) -> None:
     import uvicorn
 
     from stspilot.web.app import create_app, freeze_startup_heap
@@ -71,19 +73,17 @@ async def _serve(settings: WebSettings, store: Store, host: str, port: int) -> N
     freeze_startup_heap()
     config = uvicorn.Config(
         app,
-        host=host,
-        port=port,
         log_level="warning",
         access_log=False,
         proxy_headers=False,  # X-Forwarded-For is read by the rate limiter, from trusted peers
         server_header=False,
     )
     server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
+    task = asyncio.create_task(server.serve(sockets=[sock]))
     while not server.started:
-        if task.done():  # could not bind (or the lifespan failed): surface why
+        if task.done():  # the lifespan failed: surface why
             await task
-            raise ConfigError(f"cannot serve HTTP on {host}:{port}")
+            raise ConfigError("the web app did not start")
         await asyncio.sleep(0.02)
     for srv in server.servers:
         for sock in srv.sockets:
