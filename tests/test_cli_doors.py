@@ -18,6 +18,7 @@ DOORS = [
     ["monitor", "add"],
     ["monitor", "remove"],
     ["monitor", "alerts"],
+    ["monitor", "check"],
     ["host", "add", "--tenant", "acme"],
     ["host", "decommission"],
     ["host", "remove"],

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import ssl
+from pathlib import Path
 
 import pytest
 
@@ -96,7 +97,9 @@ def test_cli_lists_scenarios(capsys: pytest.CaptureFixture[str]) -> None:
     assert all(set(row) == {"domain", "summary", "stage", "expected"} for row in rows)
 
 
-def test_cli_lab_up_prints_a_working_check_command(capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_lab_up_prints_a_working_check_command(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
     import shlex
     import signal
     import subprocess
@@ -116,8 +119,25 @@ def test_cli_lab_up_prints_a_working_check_command(capsys: pytest.CaptureFixture
                 command = shlex.split(line)
                 break
         assert command, "lab up printed no check command"
+        monitor: list[list[str]] = []
+        for _ in range(20):
+            line = proc.stdout.readline()
+            if line.strip().startswith("stspilot monitor"):
+                monitor.append(shlex.split(line))
+            if len(monitor) == 2:
+                break
         assert main([*command[1:], "mx-expired.test"]) == 2  # the printed command works
         assert "mx.cert.expired" in capsys.readouterr().out
+        # The printed monitor commands work too, without false alerts: the lab is all
+        # loopback, which the monitor refuses unless --allow-private (printed) is given.
+        add, run = monitor
+        assert "--allow-private" in run
+        db = ["--db", str(tmp_path / "m.db")]
+        assert main([*add[1:], *db]) == 0
+        assert main([*run[1:], *db]) == 0
+        assert "checked 2, failed 0" in capsys.readouterr().out
+        assert main(["monitor", "alerts", "enforce-ok.test", "--json", *db]) == 0
+        assert json.loads(capsys.readouterr().out) == []
     finally:
         proc.send_signal(signal.SIGTERM)
         rest, _ = proc.communicate(timeout=20)
@@ -141,3 +161,22 @@ async def test_lab_serves_dkim_key_records() -> None:
         missing = await resolver.lookup_txt("lab._domainkey.google.com")
         assert missing.status.value == "nxdomain"
         await resolver.aclose()
+
+
+@pytest.mark.parametrize(
+    ("args", "suffix"), [([], ".json.gz"), (["--plain"], ".json"), (["--mail"], ".eml")]
+)
+def test_cli_lab_reports_writes_reports_ingest_stores(
+    tmp_path: Path, args: list[str], suffix: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "reports"
+    assert main(["lab", "reports", str(folder), "-n", "12", "--domain", "example.org", *args]) == 0
+    files = sorted(folder.iterdir())
+    assert len(files) == 12 and all(f.name.endswith(suffix) for f in files)
+    capsys.readouterr()
+    db = str(tmp_path / "s.db")
+    assert main(["ingest", str(folder), "--db", db, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["new"] == 12
+    # Dated up to yesterday: the default summary window sees them.
+    assert main(["reports", "summary", "example.org", "--db", db, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["reports"] == 12

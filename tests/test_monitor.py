@@ -415,3 +415,45 @@ def test_lasting_alert_reminds_after_quiet_and_resolves_by_mail(store: Store) ->
         sink.close()
     assert len(sink.messages) == 3
     assert b"Subject: [stspilot resolved] a.example: cert.mx" in sink.messages[-1]
+
+
+def test_cli_check_rechecks_a_domain_before_it_is_due(
+    store: Store, store_url: str, lab: LabThread, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``monitor check DOMAIN`` checks now what ``monitor run`` would check only when due."""
+    from stspilot.cli import EXIT_USAGE, main
+
+    domain, other = BENCH[4].domain, BENCH[5].domain
+    add_domain(store, [domain, other], now=T0)
+    argv = ["--db", store_url, "--allow-private", *lab.lab.info.check_args()]
+    assert main(["monitor", "run", "--once", *argv]) == 0  # both checked; next due in 6 h
+    first = store.latest_check(domain)
+    assert first is not None
+    capsys.readouterr()
+    assert main(["monitor", "run", "--once", *argv]) == 0
+    assert "claimed 0" in capsys.readouterr().out  # nothing is due
+    assert main(["monitor", "check", domain, *argv]) == 0
+    assert "claimed 1, checked 1, failed 0" in capsys.readouterr().out
+    again = store.latest_check(domain)
+    assert again is not None and again.id != first.id  # a new check was stored
+    (row,) = [r for r in list_domains(store) if r.domain == domain]
+    assert row.next_run_at > datetime.now(UTC) + 5 * HOUR  # rescheduled from now
+    assert main(["monitor", "check", "not-enrolled.example", *argv]) == EXIT_USAGE
+    assert "not monitored: not-enrolled.example" in capsys.readouterr().err
+
+
+def test_without_a_target_alerts_are_not_reported_as_sent(
+    store: Store, store_url: str, lab: LabThread, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from stspilot.cli import main
+
+    broken = BENCH[6].domain
+    add_domain(store, [broken], now=T0)
+    # Without --allow-private every lab host is refused: alerts, and no target to send them to.
+    assert main(["monitor", "run", "--once", "--db", store_url, *lab.lab.info.check_args()]) == 0
+    out = capsys.readouterr().out
+    assert "checked 1" in out and "sent" not in out.replace("none sent", "")
+    assert "none sent (no --webhook or --smtp" in out
+    assert main(["monitor", "alerts", broken, "--db", store_url, "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert listed and all(a["last_sent_at"] is None for a in listed)

@@ -7,6 +7,7 @@ that points at it; ``lab scenarios`` lists what the world contains and what chec
 from __future__ import annotations
 
 import shlex
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -95,6 +96,13 @@ def up_command(
             typer.echo(f"{len(info.domains)} scenario domains; check some with:\n")
             typer.echo("  " + shlex.join(command) + "\n")
             typer.echo("or all of them: add -f with `stspilot lab scenarios --json` domains.")
+            typer.echo(
+                "\nMonitor them (every lab host is on loopback, which the monitor's guard "
+                "refuses\nunless --allow-private is given):\n"
+            )
+            typer.echo("  " + shlex.join(["stspilot", "monitor", "add", *info.domains[:3]]))
+            run = ["stspilot", "monitor", "run", "--once", "--allow-private", *info.check_args()]
+            typer.echo("  " + shlex.join(run) + "\n")
             typer.echo("Ctrl-C stops the lab.")
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()
@@ -108,6 +116,49 @@ def up_command(
         asyncio.run(serve())
     except KeyboardInterrupt:
         typer.echo("lab stopped")
+
+
+@lab_app.command("reports")
+def reports_command(
+    folder: Annotated[Path, typer.Argument(help="where to write them (created if missing)")],
+    count: Annotated[int, typer.Option("--count", "-n", min=1, max=1_000_000)] = 100,
+    domain: Annotated[
+        list[str] | None,
+        typer.Option("--domain", help="policy domain (repeat; default: example.com)"),
+    ] = None,
+    mail: Annotated[
+        bool, typer.Option("--mail", help="write .eml mails (RFC 8460 §5.3) instead of files")
+    ] = False,
+    plain: Annotated[bool, typer.Option("--plain", help="write .json, not .json.gz")] = False,
+    seed: Annotated[int, typer.Option("--seed", help="the same seed writes the same reports")] = 0,
+) -> None:
+    """Write sample TLS-RPT reports (RFC 8460 §4) from a mix of senders, for `stspilot ingest`."""
+    from datetime import UTC, datetime, timedelta
+
+    from stspilot.lab.sample_reports import (
+        PROVIDERS,
+        file_name,
+        generate_reports,
+        to_email,
+        to_gzip,
+        to_json_bytes,
+    )
+    from stspilot.sts.names import domain_name
+
+    domains = [domain_name(d) for d in domain or ["example.com"]]
+    # A report per sender, domain and day, ending yesterday: `reports summary` shows them.
+    days = count // (len(domains) * len(PROVIDERS)) + 1
+    start = datetime.now(UTC) - timedelta(days=days)
+    folder.mkdir(parents=True, exist_ok=True)
+    reports = generate_reports(count, seed=seed, domains=domains, start=start)
+    for i, report in enumerate(reports):
+        if mail:
+            (folder / f"report-{i:06d}.eml").write_bytes(to_email(report, gzip=not plain))
+        else:
+            body = to_json_bytes(report) if plain else to_gzip(report)
+            (folder / file_name(report, gzip=not plain, unique=str(i))).write_bytes(body)
+    kind = "mails" if mail else "report files"
+    typer.echo(f"{count} {kind} in {folder}; store them with: stspilot ingest {folder}")
 
 
 def register(app: typer.Typer) -> None:

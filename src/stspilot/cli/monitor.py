@@ -8,10 +8,11 @@ import signal
 import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 
+from stspilot.cli import UsageError
 from stspilot.cli.options import (
     CA_FILE,
     DB,
@@ -24,6 +25,8 @@ from stspilot.cli.options import (
 from stspilot.cli.values import parse_duration
 
 if TYPE_CHECKING:
+    from stspilot.check.run import CheckOptions
+    from stspilot.monitor.loop import MonitorConfig, Tally
     from stspilot.store.retention import Retention
 
 HELP = (
@@ -113,24 +116,83 @@ def list_command(
         typer.echo("no domains enrolled (stspilot monitor add DOMAIN)")
 
 
+WEBHOOK = typer.Option([], "--webhook", help="URL to POST alerts to (repeat)")
+SMTP = typer.Option(None, "--smtp", help="SMTP relay HOST:PORT for alert mail")
+MAIL_TO = typer.Option([], "--mail-to", help="alert mail recipient (repeat)")
+MAIL_FROM = typer.Option("stspilot@localhost", "--mail-from", help="alert sender")
+CONCURRENCY = typer.Option(20, "--concurrency", min=1, help="checks in flight")
+EXPIRY_DAYS = typer.Option(14, "--expiry-days", min=0, help="certificate warning")
+ALLOW_PRIVATE = typer.Option(
+    False,
+    "--allow-private",
+    help="connect to policy and MX hosts on private, loopback or link-local addresses "
+    "(off: the SSRF guard, as tenants' domains are checked; on for the lab)",
+)
+
+
+def _setup(
+    *,
+    webhook: list[str],
+    smtp: str | None,
+    mail_to: list[str],
+    mail_from: str,
+    concurrency: int,
+    expiry_days: int,
+    allow_private: bool,
+    nameserver: str | None,
+    ca_file: Path | None,
+    port_map: str | None,
+    timeout: float,
+    deadline: float,
+    **config: Any,
+) -> tuple[MonitorConfig, CheckOptions]:
+    """The monitor's settings and the live check's options, from the shared options."""
+    from stspilot.cli.options import check_options
+    from stspilot.monitor.loop import MonitorConfig
+    from stspilot.monitor.notify import MailRelay, Notifier
+
+    relay = _relay(smtp, mail_to, mail_from)
+    alerts = Notifier(webhooks=tuple(webhook), mail=relay if isinstance(relay, MailRelay) else None)
+    settings = MonitorConfig(
+        concurrency=concurrency, expiry_days=expiry_days, alerts=alerts, **config
+    )
+    options = replace(
+        check_options(nameserver, ca_file, port_map, timeout, deadline),
+        allow_private=allow_private,
+    )
+    return settings, options
+
+
+def _show(t: Tally, config: MonitorConfig) -> None:
+    sent = (
+        f"sent {t.sent}"
+        if config.alerts.targets
+        else "none sent (no --webhook or --smtp; `stspilot monitor alerts` lists them)"
+    )
+    typer.echo(
+        f"claimed {t.claimed}, checked {t.checked}, failed {t.failed}, alerts {t.alerts}, {sent}"
+    )
+    if t.thinned:
+        typer.echo(f"thinned {t.thinned} old checks (kept: changes, one a day, the first)")
+    for error in t.delivery_errors:
+        typer.echo(f"delivery failed: {error}", err=True)
+    for error in t.store_errors:
+        typer.echo(error, err=True)
+
+
 def run_command(
     once: bool = typer.Option(False, "--once", help="one round, then exit"),
     interval: str = typer.Option("6h", "--interval", help="time between checks of a domain"),
-    webhook: list[str] = typer.Option([], "--webhook", help="URL to POST alerts to (repeat)"),
-    smtp: str | None = typer.Option(None, "--smtp", help="SMTP relay HOST:PORT for alert mail"),
-    mail_to: list[str] = typer.Option([], "--mail-to", help="alert mail recipient (repeat)"),
-    mail_from: str = typer.Option("stspilot@localhost", "--mail-from", help="alert sender"),
+    webhook: list[str] = WEBHOOK,
+    smtp: str | None = SMTP,
+    mail_to: list[str] = MAIL_TO,
+    mail_from: str = MAIL_FROM,
     batch: int = typer.Option(100, "--batch", min=1, help="domains claimed per round"),
-    concurrency: int = typer.Option(20, "--concurrency", min=1, help="checks in flight"),
-    expiry_days: int = typer.Option(14, "--expiry-days", min=0, help="certificate warning"),
+    concurrency: int = CONCURRENCY,
+    expiry_days: int = EXPIRY_DAYS,
     keep_all_days: int = KEEP_ALL,
     keep_daily_days: int = KEEP_DAILY,
-    allow_private: bool = typer.Option(
-        False,
-        "--allow-private",
-        help="connect to policy and MX hosts on private, loopback or link-local addresses "
-        "(off: the SSRF guard, as tenants' domains are checked; on for the lab)",
-    ),
+    allow_private: bool = ALLOW_PRIVATE,
     db: str | None = DB,
     nameserver: str | None = NAMESERVER,
     ca_file: Path | None = CA_FILE,
@@ -139,38 +201,26 @@ def run_command(
     deadline: float = DEADLINE,
 ) -> None:
     from stspilot.check.run import utc_now
-    from stspilot.cli.options import check_options
-    from stspilot.monitor.loop import MonitorConfig, Tally, run_forever, run_once
-    from stspilot.monitor.notify import MailRelay, Notifier
+    from stspilot.monitor.loop import run_forever, run_once
     from stspilot.store import Store
 
-    relay = _relay(smtp, mail_to, mail_from)
-    config = MonitorConfig(
-        interval=parse_duration(interval),
-        batch_size=batch,
+    config, options = _setup(
+        webhook=webhook,
+        smtp=smtp,
+        mail_to=mail_to,
+        mail_from=mail_from,
         concurrency=concurrency,
         expiry_days=expiry_days,
-        retention=_retention(keep_all_days, keep_daily_days),
-        alerts=Notifier(
-            webhooks=tuple(webhook), mail=relay if isinstance(relay, MailRelay) else None
-        ),
-    )
-    options = replace(
-        check_options(nameserver, ca_file, port_map, timeout, deadline),
         allow_private=allow_private,
+        nameserver=nameserver,
+        ca_file=ca_file,
+        port_map=port_map,
+        timeout=timeout,
+        deadline=deadline,
+        interval=parse_duration(interval),
+        batch_size=batch,
+        retention=_retention(keep_all_days, keep_daily_days),
     )
-
-    def show(t: Tally) -> None:
-        typer.echo(
-            f"claimed {t.claimed}, checked {t.checked}, failed {t.failed}, "
-            f"alerts {t.alerts}, sent {t.sent}"
-        )
-        if t.thinned:
-            typer.echo(f"thinned {t.thinned} old checks (kept: changes, one a day, the first)")
-        for error in t.delivery_errors:
-            typer.echo(f"delivery failed: {error}", err=True)
-        for error in t.store_errors:
-            typer.echo(error, err=True)
 
     async def main(store: Store) -> Tally:
         if once:
@@ -179,11 +229,65 @@ def run_command(
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        return await run_forever(store, options=options, config=config, stop=stop, on_round=show)
+        return await run_forever(
+            store, options=options, config=config, stop=stop, on_round=lambda t: _show(t, config)
+        )
 
     with Store.open(db) as store:
         tally = asyncio.run(main(store))
-    show(tally)
+    _show(tally, config)
+
+
+def check_command(
+    domains: list[str] = domain_argument("enrolled domains to check now"),
+    interval: str = typer.Option("6h", "--interval", help="the next check comes this long after"),
+    webhook: list[str] = WEBHOOK,
+    smtp: str | None = SMTP,
+    mail_to: list[str] = MAIL_TO,
+    mail_from: str = MAIL_FROM,
+    concurrency: int = CONCURRENCY,
+    expiry_days: int = EXPIRY_DAYS,
+    allow_private: bool = ALLOW_PRIVATE,
+    db: str | None = DB,
+    nameserver: str | None = NAMESERVER,
+    ca_file: Path | None = CA_FILE,
+    port_map: str | None = PORT_MAP,
+    timeout: float = TIMEOUT,
+    deadline: float = DEADLINE,
+) -> None:
+    from stspilot.check.run import utc_now
+    from stspilot.monitor.loop import list_domains, run_once
+    from stspilot.store import Store
+
+    config, options = _setup(
+        webhook=webhook,
+        smtp=smtp,
+        mail_to=mail_to,
+        mail_from=mail_from,
+        concurrency=concurrency,
+        expiry_days=expiry_days,
+        allow_private=allow_private,
+        nameserver=nameserver,
+        ca_file=ca_file,
+        port_map=port_map,
+        timeout=timeout,
+        deadline=deadline,
+        interval=parse_duration(interval),
+    )
+    names = list(dict.fromkeys(domains))
+    with Store.open(db) as store:
+        enrolled = {r.domain for r in list_domains(store)}
+        missing = [d for d in names if d not in enrolled]
+        if missing:
+            raise UsageError(
+                f"not monitored: {', '.join(missing)} (stspilot monitor add DOMAIN first)"
+            )
+        tally = asyncio.run(
+            run_once(store, options=options, now=utc_now(), config=config, only=names)
+        )
+    _show(tally, config)
+    if tally.claimed < len(names):
+        typer.echo(f"{len(names) - tally.claimed} domain(s) held by another worker", err=True)
 
 
 def alerts_command(
@@ -247,6 +351,9 @@ def register(app: typer.Typer) -> None:
     group.command("list", help="The schedule: next and last run, failures.")(list_command)
     group.command("run", help="Check due domains and send alerts, in a loop or --once.")(
         run_command
+    )
+    group.command("check", help="Check DOMAIN... now, due or not: history, alerts, schedule.")(
+        check_command
     )
     group.command("alerts", help="Open alerts (all domains or DOMAIN), errors first.")(
         alerts_command

@@ -206,20 +206,27 @@ async def run_once(
     alerts: Notifier | None = None,
     config: MonitorConfig | None = None,
     checker: Checker | None = None,
+    only: Sequence[str] | None = None,
 ) -> Tally:
     """Claim the due domains (at most ``config.batch_size``), check them, alert; one round.
 
     ``checker`` replaces the live check (``check_domain`` with shared probes), e.g. to run a
-    fixed set of results; ``alerts`` overrides ``config.alerts``.
+    fixed set of results; ``alerts`` overrides ``config.alerts``; ``only`` checks these
+    enrolled domains now, due or not (``stspilot monitor check``).
     """
     config = config or MonitorConfig()
     if alerts is not None:
         config = replace(config, alerts=alerts)
     schedule = MonitorStore(store)
-    if config.enroll_hosted:
+    if config.enroll_hosted and not only:
         await asyncio.to_thread(enroll_hosted, store, now=now)
     claim = await asyncio.to_thread(
-        schedule.claim, now=now, worker=config.worker, limit=config.batch_size, lease=config.lease
+        schedule.claim,
+        now=now,
+        worker=config.worker,
+        limit=len(only) if only else config.batch_size,
+        lease=config.lease,
+        only=only,
     )
     if not claim.domains:
         return Tally()

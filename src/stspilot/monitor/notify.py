@@ -87,8 +87,11 @@ def _send_mail(items: Sequence[Outgoing], relay: MailRelay, timeout: float) -> N
 
 
 async def deliver(items: Sequence[Outgoing], notifier: Notifier) -> Delivery:
-    """Send ``items`` to every target; an item counts as delivered when no target failed."""
-    if not items:
+    """Send ``items`` to every target; an item counts as delivered when no target failed.
+
+    With no target nothing is delivered: the alerts stay unsent (and are sent once a target
+    is given), rather than being counted and remembered as sent."""
+    if not items or not notifier.targets:
         return Delivery(())
     failed: set[str] = set()
     errors: list[str] = []

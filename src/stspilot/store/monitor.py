@@ -167,11 +167,23 @@ class MonitorStore:
         with self._conn(write=False) as conn:
             return list(conn.execute(select(hosted_domains.c.domain)).scalars())
 
-    def claim(self, *, now: datetime, worker: str, limit: int, lease: timedelta) -> Claim:
-        """Claim up to ``limit`` due domains (earliest first) for ``lease`` (convention 10)."""
+    def claim(
+        self,
+        *,
+        now: datetime,
+        worker: str,
+        limit: int,
+        lease: timedelta,
+        only: Sequence[str] | None = None,
+    ) -> Claim:
+        """Claim up to ``limit`` due domains (earliest first) for ``lease`` (convention 10).
+
+        ``only``: claim these enrolled domains whether due or not (``monitor check``), unless
+        another worker holds them."""
         c = monitor_domains.c
         token = uuid.uuid4().hex
-        due = and_(c.next_run_at <= now, or_(c.claimed_until.is_(None), c.claimed_until < now))
+        free = or_(c.claimed_until.is_(None), c.claimed_until < now)
+        due = and_(c.domain.in_(list(only)), free) if only else and_(c.next_run_at <= now, free)
         candidates = select(c.domain).where(due).order_by(c.next_run_at, c.domain).limit(limit)
         until = now + lease
         with self._conn(write=True) as conn:
