@@ -97,6 +97,44 @@ def host_list(
         typer.echo(_hosted_line(h))
 
 
+@host_app.command("set")
+def host_set(
+    domain: str = domain_argument("the hosted domain"),
+    mode: str | None = typer.Option(None, "--mode", help="testing, enforce or none"),
+    mx: list[str] = typer.Option([], "--mx", help="mx pattern (repeat; replaces the list)"),
+    max_age: int | None = typer.Option(None, "--max-age", min=0, help="seconds"),
+    crlf: bool | None = typer.Option(None, "--crlf/--lf", help="line ends served"),
+    auto_sync_mx: bool | None = typer.Option(
+        None, "--auto-sync-mx/--no-auto-sync-mx", help="apply MX syncs"
+    ),
+    db: str | None = DB,
+) -> None:
+    """Change DOMAIN's hosted policy; a changed policy gets a new id: publish the TXT record."""
+    from stspilot.cli import UsageError
+    from stspilot.store.hosting import HostedPolicies
+
+    if mode is None and not mx and max_age is None and crlf is None and auto_sync_mx is None:
+        raise UsageError("nothing to change: give --mode, --mx, --max-age, --crlf/--lf or ...")
+    with _open(db) as store:
+        policies = HostedPolicies(store)
+        before = policies.require(domain)
+        hosted = policies.update(
+            domain,
+            now=_now(),
+            mode=mode,
+            mx=mx or None,
+            max_age=max_age,
+            crlf=crlf,
+            auto_sync_mx=auto_sync_mx,
+            actor="cli",
+        )
+    typer.echo(_hosted_line(hosted))
+    if hosted.policy_id == before.policy_id:
+        typer.echo("the served policy did not change: nothing to publish")
+    else:
+        typer.echo(f'publish: _mta-sts.{hosted.domain}. TXT "{hosted.sts_txt_value}"')
+
+
 @host_app.command("decommission")
 def host_decommission(
     domain: str = domain_argument("the hosted domain"), db: str | None = DB
