@@ -21,6 +21,7 @@ from stspilot.check.evaluate import CheckResult
 from stspilot.findings import Finding, Severity
 
 SCHEMA = "stspilot.check/1"
+SUMMARY_OTHER_COLUMNS = 50  # what the summary table needs beside the domain names
 FULL_REPORTS_UP_TO = 3  # more domains than this: a summary table only, unless verbose
 LINES_FROM = 21  # more domains than 20: a line per domain as each completes, then the tally
 
@@ -190,11 +191,9 @@ def _effective_text(result: CheckResult) -> Text:
     return Text(f"no MTA-STS policy for senders ({effective.reason})", style="dim")
 
 
-def _mx_table(result: CheckResult) -> Table:
-    table = Table(title="MX hosts", title_justify="left", show_edge=False, pad_edge=False)
-    for column in ("pref", "host", "covered by", "STARTTLS / TLS", "certificate"):
-        table.add_column(column)
+def _mx_cells(result: CheckResult) -> list[tuple[str, str, Text, Text, Text]]:
     has_policy = result.policy is not None and result.effective.usable
+    rows = []
     for mx in result.mx:
         if not has_policy:
             covered = Text("-", style="dim")
@@ -214,8 +213,31 @@ def _mx_table(result: CheckResult) -> Table:
             style = "red" if mx.days_to_expiry < 0 else "yellow" if mx.days_to_expiry < 14 else ""
             when = mx.cert_not_after.date().isoformat() if mx.cert_not_after else ""
             cert = Text(f"{when} ({mx.days_to_expiry} d)", style=style)
-        table.add_row(str(mx.preference), mx.host, covered, tls, cert)
-    return table
+        rows.append((str(mx.preference), mx.host, covered, tls, cert))
+    return rows
+
+
+def _render_mx(result: CheckResult, console: Console) -> None:
+    """The MX hosts: a table where it fits, else a block per host. Host names and patterns
+    are never cut with "…" nor broken over lines, whatever the width."""
+    rows = _mx_cells(result)
+    widths = [max([len(column), *(len(row[i]) for row in rows)]) for i, column in enumerate(_MX)]
+    if sum(widths) + 3 * len(widths) <= console.width:
+        table = Table(title="MX hosts", title_justify="left", show_edge=False, pad_edge=False)
+        for column in _MX:
+            table.add_column(column, no_wrap=True)
+        for row in rows:
+            table.add_row(*row)
+        console.print(table)
+        return
+    console.print(Text("MX hosts", style="italic"))
+    for pref, host, covered, tls, cert in rows:
+        console.print(Text(f"  {pref:>4}  ") + Text(host, style="bold"), soft_wrap=True)
+        for label, value in (("covered by", covered), ("STARTTLS", tls), ("certificate", cert)):
+            console.print(Text(f"        {label}: ") + value, soft_wrap=True)
+
+
+_MX = ("pref", "host", "covered by", "STARTTLS / TLS", "certificate")
 
 
 def _render_finding(finding: Finding, console: Console, *, verbose: bool) -> None:
@@ -254,7 +276,7 @@ def render_result(result: CheckResult, console: Console, *, verbose: bool = Fals
         )
     )
     if result.mx:
-        console.print(_mx_table(result))
+        _render_mx(result, console)
     if verbose and result.policy_source is not None:
         console.print(Text("Policy file as served:", style="bold"))
         console.print(Text(result.policy_source.rstrip("\n")), style="dim")
@@ -267,8 +289,11 @@ def render_result(result: CheckResult, console: Console, *, verbose: bool = Fals
 
 def _summary_table(results: Sequence[CheckResult]) -> Table:
     table = Table(title=f"{len(results)} domains", title_justify="left", show_edge=False)
-    for column in ("domain", "stage", "senders", "worst", "errors", "warnings", "first problem"):
-        table.add_column(column)
+    widest = max((len(r.domain) for r in results), default=6)
+    table.add_column("domain", no_wrap=True, min_width=widest)  # never cut with "…"
+    for column in ("stage", "senders", "worst", "errors", "warnings"):
+        table.add_column(column, overflow="fold")
+    table.add_column("first problem", overflow="fold")
     for result in results:
         worst = result.worst
         counts = {s: sum(f.severity is s for f in result.findings) for s in Severity}
@@ -293,7 +318,13 @@ def render_check_text(
         for result in results:
             render_result(result, console, verbose=verbose)
     if len(results) > 1:
-        console.print(_summary_table(results))
+        widest = max(len(r.domain) for r in results)
+        if widest + SUMMARY_OTHER_COLUMNS <= console.width:
+            console.print(_summary_table(results))
+        else:  # too narrow for whole names in a table: a line each, never cut
+            console.print(Text(f"{len(results)} domains", style="italic"))
+            for result in results:
+                render_result_line(result, console)
 
 
 # --- text, a line per domain (long runs) --------------------------------------------------------

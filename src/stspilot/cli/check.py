@@ -21,7 +21,8 @@ WebPKI), the live MX set against the policy, and a STARTTLS probe of every MX (c
 name, expiry). Many domains: -f FILE (one per line, # comments; - for stdin) with
 --concurrency N (in flight in all) and --workers N (processes).
 
-Output: up to 20 domains, a report at the end; more, a line per domain and a closing tally.
+Output: up to 3 domains, a full report of each; 4 to 20, a summary table (-v: the full
+reports too); more, a line per domain as each completes, then a closing tally.
 --json prints one stspilot.check/1 document, --jsonl one JSON object per domain per line.
 Every mode writes results as they complete, in input order: a slow domain holds back at
 most 4 x --concurrency finished ones behind it, and memory does not grow with the number of

@@ -360,7 +360,8 @@ def register(app: typer.Typer) -> None:
     )
     group.command(
         "prune",
-        help="Thin old check history: keep every check --keep-all-days, then each domain's "
-        "first check, its changes and one check a day; `monitor run` does this daily.",
+        help="Thin old check history (`monitor run` does this daily).\n\n"
+        "Keeps every check for --keep-all-days, then each domain's first check, its changes "
+        "and one check a day.",
     )(prune_command)
     app.add_typer(group, name="monitor")

@@ -42,7 +42,9 @@ def summary_command(
     as_csv: bool = typer.Option(False, "--csv", help="print the summary as one CSV table"),
     db: str | None = DB,
 ) -> None:
-    """Sessions, success and failure rates per day; failures by result type (cause and fix),
+    """Summarise the stored reports of the last --days days, for one domain or all.
+
+    Sessions, success and failure rates per day; failures by result type (cause and fix),
     by receiving MX and by sender; and what mode: enforce would have refused."""
     from stspilot.store import Store
     from stspilot.tlsrpt.export import summary_to_csv, summary_to_json

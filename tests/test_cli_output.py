@@ -1,0 +1,80 @@
+"""What the CLI prints at a narrow terminal (issue 12): names are never cut, records meant to
+be copied are never wrapped, words are never split, help texts are whole sentences."""
+
+from __future__ import annotations
+
+import io
+import re
+from dataclasses import replace
+
+import click
+import pytest
+import typer
+from rich.console import Console
+
+from stspilot.check.evaluate import evaluate
+from stspilot.check.render import FULL_REPORTS_UP_TO, LINES_FROM, render_check_text
+from stspilot.cli.app import app
+from stspilot.cli.check import HELP as CHECK_HELP
+from stspilot.facts import TlsFailure
+from test_evaluate import HEALTHY, mx, tls_fail, with_probe  # type: ignore[import-not-found]
+
+LONG_MX = (
+    "eu-west-mail-relay-01.customer-mail.protection.outlook.example.com",
+    "mx2.a-rather-long-mail-provider-name.example.net",
+)
+LONG_DOMAIN = "a-quite-long-subsidiary-name.mail.example-holding-company.co.uk"
+
+
+def narrow(draw: object, *args: object, width: int = 80, **kwargs: object) -> str:
+    out = io.StringIO()
+    console = Console(file=out, width=width, color_system=None)
+    draw(*args, console, **kwargs)  # type: ignore[operator]
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("width", [60, 80, 100])
+def test_domain_and_mx_names_are_never_cut(width: int) -> None:
+    result = evaluate(with_probe(tls_fail(TlsFailure.SELF_SIGNED))(mx(*LONG_MX)(HEALTHY)))
+    one = narrow(render_check_text, [result], width=width)
+    many = [replace(result, domain=f"{i}-{LONG_DOMAIN}") for i in range(FULL_REPORTS_UP_TO + 1)]
+    table = narrow(render_check_text, many, width=width)
+    for text in (one, table):
+        assert "…" not in text
+    for host in LONG_MX:
+        assert host in one  # whole, on one line
+    for r in many:
+        assert r.domain in table
+
+
+def test_check_help_states_the_output_thresholds() -> None:
+    flat = " ".join(CHECK_HELP.split())
+    assert f"up to {FULL_REPORTS_UP_TO} domains, a full report of each" in flat
+    assert f"{FULL_REPORTS_UP_TO + 1} to {LINES_FROM - 1}, a summary table" in flat
+
+
+def _commands() -> list[tuple[str, click.Command]]:
+    root = typer.main.get_command(app)
+    found: list[tuple[str, click.Command]] = []
+
+    def walk(cmd: click.Command, path: str, ctx: click.Context) -> None:
+        found.append((path, cmd))
+        if isinstance(cmd, click.Group):
+            for name in cmd.list_commands(ctx):
+                sub = cmd.get_command(ctx, name)
+                assert sub is not None
+                walk(sub, f"{path} {name}".strip(), click.Context(sub, parent=ctx))
+
+    walk(root, "", click.Context(root))
+    return found
+
+
+@pytest.mark.parametrize(("path", "command"), _commands(), ids=lambda x: str(x) or "root")
+def test_help_texts_are_whole(path: str, command: click.Command) -> None:
+    """The line a command list shows is a whole sentence; no option help stops mid-phrase."""
+    first = (command.help or "").strip().splitlines()[0]
+    assert first.endswith("."), f"{path or 'stspilot'}: {first!r}"
+    assert len(first) <= 100
+    for param in command.params:
+        text = getattr(param, "help", None) or ""
+        assert not re.search(r"[,;:(]\s*$", text), f"{path} {param.name}: {text!r}"
