@@ -6,8 +6,8 @@ from __future__ import annotations
 import io
 import re
 from dataclasses import replace
+from typing import Any
 
-import click
 import pytest
 import typer
 from rich.console import Console
@@ -53,24 +53,23 @@ def test_check_help_states_the_output_thresholds() -> None:
     assert f"{FULL_REPORTS_UP_TO + 1} to {LINES_FROM - 1}, a summary table" in flat
 
 
-def _commands() -> list[tuple[str, click.Command]]:
+def _commands() -> list[tuple[str, Any]]:
+    """Every command and group (Typer's own click: duck-typed)."""
     root = typer.main.get_command(app)
-    found: list[tuple[str, click.Command]] = []
+    found: list[tuple[str, Any]] = []
 
-    def walk(cmd: click.Command, path: str, ctx: click.Context) -> None:
+    def walk(cmd: Any, path: str, ctx: Any) -> None:
         found.append((path, cmd))
-        if isinstance(cmd, click.Group):
-            for name in cmd.list_commands(ctx):
-                sub = cmd.get_command(ctx, name)
-                assert sub is not None
-                walk(sub, f"{path} {name}".strip(), click.Context(sub, parent=ctx))
+        for name in cmd.list_commands(ctx) if hasattr(cmd, "list_commands") else ():
+            sub = cmd.get_command(ctx, name)
+            walk(sub, f"{path} {name}".strip(), type(ctx)(sub, parent=ctx))
 
-    walk(root, "", click.Context(root))
+    walk(root, "", typer.Context(root))
     return found
 
 
 @pytest.mark.parametrize(("path", "command"), _commands(), ids=lambda x: str(x) or "root")
-def test_help_texts_are_whole(path: str, command: click.Command) -> None:
+def test_help_texts_are_whole(path: str, command: Any) -> None:
     """The line a command list shows is a whole sentence; no option help stops mid-phrase."""
     first = (command.help or "").strip().splitlines()[0]
     assert first.endswith("."), f"{path or 'stspilot'}: {first!r}"
