@@ -77,3 +77,24 @@ def test_help_texts_are_whole(path: str, command: Any) -> None:
     for param in command.params:
         text = getattr(param, "help", None) or ""
         assert not re.search(r"[,;:(]\s*$", text), f"{path} {param.name}: {text!r}"
+
+
+@pytest.mark.parametrize("width", [40, 80])
+def test_rollout_records_to_copy_are_never_wrapped(width: int) -> None:
+    from stspilot.rollout.render import render_publication_text, render_rollout_text
+    from test_rollout import assess, live  # type: ignore[import-not-found]
+
+    long_hosts = ("mx1.eu-west.mail-relays.example-holding-company.com", LONG_MX[0])
+    a = assess(live(hosts=long_hosts, patterns=long_hosts))
+    plans = [a.runbooks.next_step, a.runbooks.rollback, a.runbooks.decommission]
+    publications = [p for plan in plans if plan for p in plan.publications]
+    assert publications
+    out = narrow(render_rollout_text, a, width=width)
+    lines = {line.strip() for line in out.splitlines()}
+    for pub in publications:
+        for record in pub.zone_lines:
+            assert record in lines  # one whole line, as a zone file needs it
+        for line in pub.policy_text.splitlines():
+            assert line in lines
+        out = narrow(render_publication_text, pub, width=width)
+        assert set(pub.zone_lines) <= {line.strip() for line in out.splitlines()}

@@ -117,14 +117,17 @@ def _findings_table(findings: tuple[Finding, ...]) -> Table:
     return table
 
 
-def _publication_group(p: Publication) -> Group:
-    parts: list[Any] = [
+def _print_publication(p: Publication, console: Console) -> None:
+    """Records and a policy meant to be copied: outside any panel, each line printed whole
+    (never wrapped, folded or cut, whatever the terminal's width)."""
+    lines: list[Text] = [
         Text("DNS (zone-file lines):", style="bold"),
         *(Text("  " + line) for line in p.zone_lines),
         Text(f"Policy file, served at {p.policy_url}:", style="bold"),
         *(Text("  " + line) for line in p.policy_text.splitlines()),
     ]
-    return Group(*parts)
+    for line in lines:
+        console.print(line, soft_wrap=True, crop=False, overflow="ignore")
 
 
 def _plan_group(plan: Plan) -> Group:
@@ -132,14 +135,19 @@ def _plan_group(plan: Plan) -> Group:
     for step in plan.steps:
         # Runbooks number their own phases ("1. Add the new hosts ..."); the rest are bullets.
         parts.append(Text(f"  {step}" if step[:1].isdigit() else f"  - {step}"))
-    for pub in plan.publications:
-        parts.append(Text(""))
-        parts.append(_publication_group(pub))
+    if plan.publications:
+        parts.append(Text("What to publish: below this box.", style="dim"))
     if plan.wait_until:
         parts.append(Text(f"Wait until: {plan.wait_until:%Y-%m-%d %H:%M} UTC", style="bold"))
     for item in plan.watch:
         parts.append(Text(f"  watch: {item}", style="dim"))
     return Group(*parts)
+
+
+def _render_plan(plan: Plan, title: str, console: Console) -> None:
+    console.print(Panel(_plan_group(plan), title=title, title_align="left"))
+    for pub in plan.publications:
+        _print_publication(pub, console)
 
 
 def render_rollout_text(a: RolloutAssessment, console: Console) -> None:
@@ -185,27 +193,25 @@ def render_rollout_text(a: RolloutAssessment, console: Console) -> None:
     console.print(Panel(Group(*lines), title="What if enforce had been on", title_align="left"))
 
     r = a.runbooks
-    console.print(
-        Panel(_plan_group(r.next_step), title=f"Next step: {r.next_step.title}", title_align="left")
-    )
+    _render_plan(r.next_step, f"Next step: {r.next_step.title}", console)
     if r.migration:
-        console.print(Panel(_plan_group(r.migration), title=r.migration.title, title_align="left"))
+        _render_plan(r.migration, r.migration.title, console)
     if r.rollback:
-        console.print(Panel(_plan_group(r.rollback), title="Rollback", title_align="left"))
+        _render_plan(r.rollback, "Rollback", console)
     # Removing MTA-STS is worth a panel only while a policy is served (and not already shown).
     if r.decommission is not r.next_step and a.stage in (
         Stage.TESTING,
         Stage.FIXING,
         Stage.ENFORCE,
     ):
-        console.print(Panel(_plan_group(r.decommission), title="Decommission", title_align="left"))
+        _render_plan(r.decommission, "Decommission", console)
     if a.findings:
         console.print(Panel(_findings_table(a.findings), title="Findings", title_align="left"))
 
 
 def render_publication_text(p: Publication, console: Console) -> None:
     console.print(Text.assemble((p.domain, "bold"), f"  mode {p.mode}, max_age {p.max_age}"))
-    console.print(_publication_group(p))
+    _print_publication(p, console)
     console.print(Text("Order:", style="bold"))
     for i, step in enumerate(p.steps, 1):
         console.print(Text(f"  {i}. {step}"))
