@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import re
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -98,3 +99,31 @@ def test_rollout_records_to_copy_are_never_wrapped(width: int) -> None:
             assert line in lines
         out = narrow(render_publication_text, pub, width=width)
         assert set(pub.zone_lines) <= {line.strip() for line in out.splitlines()}
+
+
+def test_reports_summary_does_not_split_words(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from stspilot.cli import main
+    from stspilot.tlsrpt.advice import advice_for
+
+    db = str(tmp_path / "s.db")
+    folder = tmp_path / "reports"
+    assert main(["lab", "reports", str(folder), "-n", "60", "--domain", "example.org"]) == 0
+    assert main(["ingest", str(folder), "--db", db]) == 0
+    capsys.readouterr()
+    monkeypatch.setenv("COLUMNS", "80")
+    assert main(["reports", "summary", "--days", "30", "--db", db]) == 0
+    out = capsys.readouterr().out
+    assert "…" not in out
+    words = set(out.split())
+    shown = [
+        t
+        for t in ("starttls-not-supported", "certificate-expired", "validation-failure")
+        if t in out
+    ]
+    assert shown, "the sample reports have failures"
+    for result_type in shown:
+        advice = advice_for(result_type)
+        for word in f"{advice.cause} {advice.fix}".split():
+            assert word in words or any(word in w for w in words), (result_type, word)

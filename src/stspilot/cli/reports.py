@@ -14,10 +14,7 @@ from stspilot.cli.options import DB, JSON, JSONL, domain_argument, json_mode, wr
 from stspilot.errors import StoreError
 
 if TYPE_CHECKING:
-    from rich.console import Console
-
     from stspilot.store import QuarantineItem, Store
-    from stspilot.tlsrpt.summary import ReportSummary
 
 reports_app = typer.Typer(
     name="reports",
@@ -61,104 +58,9 @@ def summary_command(
     elif as_csv:
         sys.stdout.write(summary_to_csv(summary))
     else:
-        _render_summary(summary)
+        from stspilot.cli.report_summary import render_summary
 
-
-def _render_summary(s: ReportSummary) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    console = Console(highlight=False)
-    for line in s.overview:
-        console.print(line, markup=False, soft_wrap=True)
-    if not s.reports:
-        for line in s.verdict:
-            console.print(line, markup=False, soft_wrap=True)
-        return
-    daily = Table(title="Sessions per UTC day")
-    for col in ("day", "reports", "sessions", "succeeded", "failed", "failure rate"):
-        daily.add_column(col, justify="left" if col == "day" else "right")
-    for d in s.daily:
-        rate = f"{d.failure_rate:.1%}" if d.sessions else "-"
-        style = "red" if d.failed else ("dim" if not d.reports else None)
-        daily.add_row(
-            d.day.isoformat(),
-            f"{d.reports:,}",
-            f"{d.sessions:,}",
-            f"{d.successful:,}",
-            f"{d.failed:,}",
-            rate,
-            style=style,
-        )
-    console.print(daily)
-    if s.result_types:
-        types = Table(title="Failures by result type: likely cause and fix")
-        types.add_column("result type", no_wrap=True)
-        types.add_column("sessions", justify="right")
-        types.add_column("enforce refuses")
-        types.add_column("likely cause", ratio=1, overflow="fold")
-        types.add_column("fix", ratio=1, overflow="fold")
-        for r in s.result_types:
-            refused = "yes" if r.advice.refused_under_enforce else "no"
-            types.add_row(r.result_type, f"{r.sessions:,}", refused, r.advice.cause, r.advice.fix)
-        console.print(types)
-    _breakdown_table(console, "Failures by receiving MX", "MX host", s.by_mx)
-    senders = Table(title="Sending organisations")
-    for col in ("organisation", "reports", "sessions", "failed", "failure rate", "result types"):
-        senders.add_column(col, overflow="fold")
-    for x in s.senders:
-        senders.add_row(
-            x.organization,
-            f"{x.reports:,}",
-            f"{x.successful + x.failed:,}",
-            f"{x.failed:,}",
-            f"{x.failure_rate:.1%}",
-            ", ".join(f"{rt} {n:,}" for rt, n in x.result_types),
-        )
-    console.print(senders)
-    if s.authenticity is not None and s.authenticity.mailed:
-        auth = Table(
-            title="Authenticity of mailed reports (DKIM, RFC 8460 §3)",
-            caption="pass: verified · fail: does not verify · temperror: key not found (DNS) · "
-            "unchecked: ingested without --verify-dkim",
-        )
-        # The counts stay whole at 80 columns; the organisation takes what is left.
-        auth.add_column("organisation", overflow="fold", ratio=1)
-        for col in ("mailed", "pass", "fail", "temperror", "unsigned", "unchecked"):
-            auth.add_column(col, justify="right", no_wrap=True)
-        for a in (*s.authenticity_by_sender, s.authenticity):
-            auth.add_row(
-                a.key or "all",
-                *(f"{n:,}" for n in (a.mailed, a.verified, a.failed, a.unverifiable)),
-                f"{a.unsigned:,}",
-                f"{a.unchecked:,}",
-                style="red" if a.failed else None,
-            )
-        console.print(auth)
-    _breakdown_table(console, "Would be refused under mode: enforce (MX)", "MX host", s.refused_mx)
-    _breakdown_table(
-        console, "Would be refused under mode: enforce (senders)", "organisation", s.refused_senders
-    )
-    for line in s.verdict:
-        console.print(line, markup=False, style="bold", soft_wrap=True)
-
-
-def _breakdown_table(console: Console, title: str, label: str, lines: Any) -> None:
-    from rich.table import Table
-
-    if not lines:
-        return
-    table = Table(title=title)
-    table.add_column(label, overflow="fold")
-    table.add_column("failed sessions", justify="right")
-    table.add_column("result types", overflow="fold")
-    for b in lines:
-        table.add_row(
-            b.key or "(not reported)",
-            f"{b.sessions:,}",
-            ", ".join(f"{rt} {n:,}" for rt, n in b.result_types),
-        )
-    console.print(table)
+        render_summary(summary)
 
 
 @reports_app.command("list")
