@@ -64,3 +64,21 @@ def test_check_json_schema_documents_every_key() -> None:
     keys = _keys(document, set())
     assert keys - documented == set(), "keys missing from docs/check-json.md"
     assert document["schema"] in text
+
+
+def test_cli_reference_is_current() -> None:
+    """docs/cli.md is generated from the CLI (`python -m stspilot.cli.reference`)."""
+    import os
+
+    from stspilot.cli.reference import render_cli_markdown
+
+    text = render_cli_markdown()
+    path = DOCS / "cli.md"
+    if os.environ.get("STSPILOT_REGEN_DOCS"):
+        path.write_text(text, encoding="utf-8")
+    assert path.read_text(encoding="utf-8") == text, (
+        "docs/cli.md is stale: run `python -m stspilot.cli.reference > docs/cli.md` "
+        "(or STSPILOT_REGEN_DOCS=1 .venv/bin/pytest -q -k doc)"
+    )
+    for command in ("check", "monitor check", "host set", "lab reports", "ingest"):
+        assert f"## `stspilot {command}`" in text
