@@ -24,6 +24,7 @@ from enum import StrEnum
 
 from stspilot.errors import PolicyError
 from stspilot.findings import Note
+from stspilot.sts.names import fold_name
 
 MAX_AGE_LIMIT = 31_557_600  # RFC 8461 §3.2: "up to 31557600" (one year); erratum 7282
 
@@ -192,21 +193,17 @@ def format_policy(policy: Policy, *, crlf: bool = False) -> str:
     return end.join(lines) + end
 
 
-def _normalise_host(host: str) -> str:
-    # A7.3: DNS names compare case-insensitively; the root dot is not part of the name.
-    return host[:-1].lower() if host.endswith(".") else host.lower()
-
-
 def mx_matches(pattern: str, host: str) -> bool:
     """RFC 8461 §4.1: does ``pattern`` cover MX ``host``?
 
     Exact names match case-insensitively; ``*.zone`` matches exactly one more label on the
     left (``a.zone``, never ``zone`` nor ``a.b.zone``). Invalid patterns match nothing. The
-    host's trailing root dot is ignored. Compare A-labels: a U-label host matches nothing.
+    host is folded by ``sts.names.fold_name`` (A7.3: case, root dot; a U-label host is compared
+    as its A-label); a host that is no name at all matches nothing.
     """
     if not is_valid_mx_pattern(pattern):
         return False
-    name = _normalise_host(host)
+    name = fold_name(host)
     if not name or not name.isascii():
         return False
     pattern = pattern.lower()
