@@ -18,7 +18,7 @@ from rich.text import Text
 
 from stspilot.check.coverage import MxVerdict
 from stspilot.check.evaluate import CheckResult
-from stspilot.findings import Finding, Severity
+from stspilot.findings import Finding, Severity, finding_to_json
 
 SCHEMA = "stspilot.check/1"
 FULL_REPORTS_UP_TO = 3  # more domains than this: a summary table only, unless verbose
@@ -30,18 +30,6 @@ _STAGE_STYLE = {"enforce": "green", "testing": "yellow", "reporting": "cyan"}
 
 
 # --- JSON ---------------------------------------------------------------------------------------
-
-
-def _finding_json(finding: Finding) -> dict[str, Any]:
-    return {
-        "code": finding.code,
-        "severity": finding.severity.label,
-        "title": finding.title,
-        "detail": finding.detail,
-        "fix": finding.fix,
-        "rfc": finding.rfc,
-        "subject": finding.subject,
-    }
 
 
 def _mx_json(mx: MxVerdict) -> dict[str, Any]:
@@ -95,7 +83,7 @@ def result_to_json(result: CheckResult) -> dict[str, Any]:
             "extensions": dict(tlsrpt.record.extensions) if tlsrpt.record else {},
         },
         "mx": [_mx_json(mx) for mx in result.mx],
-        "findings": [_finding_json(f) for f in result.findings],
+        "findings": [finding_to_json(f) for f in result.findings],
     }
 
 

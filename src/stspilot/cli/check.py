@@ -89,7 +89,7 @@ def parse_port_map(text: str | None) -> dict[int, int]:
 
 def read_domains(args: list[str], file: Path | None) -> list[str]:
     """Arguments first, then the file's lines; normalized, without repeats, order kept."""
-    from stspilot.check.run import normalize_domain
+    from stspilot.sts.names import domain_name
 
     raw = list(args)
     if file is not None:
@@ -104,7 +104,7 @@ def read_domains(args: list[str], file: Path | None) -> list[str]:
     if not raw:
         raise typer.BadParameter("give at least one DOMAIN or -f FILE")
     try:
-        return list(dict.fromkeys(normalize_domain(d) for d in raw))
+        return list(dict.fromkeys(domain_name(d) for d in raw))
     except ConfigError as exc:
         raise typer.BadParameter(str(exc)) from exc
 

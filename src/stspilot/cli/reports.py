@@ -51,13 +51,14 @@ def summary_command(
     """Sessions, success and failure rates per day; failures by result type (cause and fix),
     by receiving MX and by sender; and what mode: enforce would have refused."""
     from stspilot.store import Store
+    from stspilot.sts.names import domain_name
     from stspilot.tlsrpt.export import summary_to_csv, summary_to_json
     from stspilot.tlsrpt.summary import summarize
 
     if as_json and as_csv:
         raise typer.BadParameter("choose one of --json and --csv")
     since, until = _window(days, datetime.now(UTC))
-    name = domain.lower().rstrip(".") if domain else None
+    name = domain_name(domain) if domain else None
     with Store.open(db) as store:
         summary = summarize(store.report_aggregates(name, since=since, until=until))
     if as_json:
@@ -176,9 +177,10 @@ def list_command(
 ) -> None:
     """Stored reports, newest day first."""
     from stspilot.store import Store
+    from stspilot.sts.names import domain_name
 
     since, until = _window(days, datetime.now(UTC)) if days else (None, None)
-    name = domain.lower().rstrip(".") if domain else None
+    name = domain_name(domain) if domain else None
     with Store.open(db) as store:
         rows = store.list_reports(name, since=since, until=until, limit=limit, offset=offset)
     if as_json:

@@ -57,9 +57,10 @@ def check_options(
 
 
 def run_check(domain: str, options: CheckOptions) -> CheckResult:
-    from stspilot.check.run import check_domains, normalize_domain
+    from stspilot.check.run import check_domains
+    from stspilot.sts.names import domain_name
 
-    name = normalize_domain(domain)
+    name = domain_name(domain)
     (result,) = asyncio.run(check_domains([name], options=options))
     return result
 

@@ -22,11 +22,12 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from stspilot.check.run import CheckOptions, Probes, check_domain, normalize_domain, utc_now
+from stspilot.check.run import CheckOptions, Probes, check_domain, utc_now
 from stspilot.errors import StoreError
 from stspilot.monitor.notify import Notifier, deliver
 from stspilot.store.monitor import Claim, MonitorStore, ScheduledDomain
 from stspilot.store.retention import Retention
+from stspilot.sts.names import domain_name, fold_name
 
 if TYPE_CHECKING:
     from stspilot.check.evaluate import CheckResult
@@ -99,12 +100,12 @@ def backoff(failures: int, config: MonitorConfig) -> timedelta:
 
 def add_domain(store: Store, domains: Sequence[str], *, now: datetime) -> list[str]:
     """Enrol ``domains`` (``ConfigError`` for a name that is not one); returns the new ones."""
-    names = [normalize_domain(d) for d in domains]
+    names = [domain_name(d) for d in domains]
     return MonitorStore(store).add(names, now=now)
 
 
 def remove_domain(store: Store, domains: Sequence[str]) -> int:
-    names = [normalize_domain(d) for d in domains]
+    names = [fold_name(d) for d in domains]  # whatever was enrolled can be removed
     return MonitorStore(store).remove(names)
 
 

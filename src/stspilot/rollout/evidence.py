@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
-from stspilot.rollout.generate import normalize_host
+from stspilot.sts.names import fold_name
 from stspilot.sts.policy import format_policy
 from stspilot.tlsrpt.reports import TlsReport
 
@@ -106,7 +106,7 @@ class RolloutInputs:
 
 def window_from_reports(reports: Iterable[TlsReport], domain: str) -> ReportWindow:
     """Counts for ``domain`` from parsed reports; a report's day is its start date (UTC)."""
-    name = normalize_host(domain)
+    name = fold_name(domain)
     totals: Counter[tuple[date, str]] = Counter()
     failed: Counter[tuple[date, str]] = Counter()
     details: Counter[tuple[date, str, str, str]] = Counter()
@@ -114,12 +114,12 @@ def window_from_reports(reports: Iterable[TlsReport], domain: str) -> ReportWind
         day = report.start.date()
         org = report.organization_name
         for policy in report.policies:
-            if policy.policy_domain and normalize_host(policy.policy_domain) != name:
+            if policy.policy_domain and fold_name(policy.policy_domain) != name:
                 continue
             totals[day, org] += policy.successful_sessions
             failed[day, org] += policy.failed_sessions
             for d in policy.failure_details:
-                mx = normalize_host(d.receiving_mx_hostname or "")
+                mx = fold_name(d.receiving_mx_hostname or "")
                 details[day, org, d.result_type, mx] += d.failed_session_count
     return ReportWindow(
         totals=tuple(
@@ -192,7 +192,7 @@ def live_state_from_check(result: CheckResult) -> LiveState:
             problem = verdict.probe_outcome
         mx.append(
             MxState(
-                host=normalize_host(verdict.host),
+                host=fold_name(verdict.host),
                 covered_by=verdict.covered_by,
                 tls_ok=verdict.tls_ok,
                 problem=problem,

@@ -38,6 +38,7 @@ from stspilot.store.retention import CheckPoint, Retention, checks_to_drop
 from stspilot.store.rows import ReportRows
 from stspilot.store.schema import checks, quarantine, raw_blobs, report_policies, reports
 from stspilot.store.url import make_engine, resolve_url
+from stspilot.sts.names import fold_name
 from stspilot.tlsrpt.summary import DailyTotal, FailureCount, ReportAggregates, SenderTotal
 
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -460,7 +461,7 @@ class Store:
     ) -> int:
         """Store one check of ``domain``; returns its id. ``result`` is the full JSON form."""
         row = {
-            "domain": domain.lower().rstrip("."),
+            "domain": fold_name(domain),
             "observed_at": observed_at,
             "stage": stage,
             "mode": mode,
@@ -477,7 +478,7 @@ class Store:
     def latest_check(self, domain: str) -> CheckRecord | None:
         q = (
             select(checks)
-            .where(checks.c.domain == domain.lower().rstrip("."))
+            .where(checks.c.domain == fold_name(domain))
             .order_by(checks.c.observed_at.desc(), checks.c.id.desc())
             .limit(1)
         )
@@ -495,7 +496,7 @@ class Store:
     ) -> list[CheckRecord]:
         """The newest ``limit`` checks of ``domain`` observed at or after ``since``, oldest
         first (a domain checked every few minutes has more than ``limit``: the newest count)."""
-        q = select(checks).where(checks.c.domain == domain.lower().rstrip("."))
+        q = select(checks).where(checks.c.domain == fold_name(domain))
         if since is not None:
             q = q.where(checks.c.observed_at >= since)
         q = q.order_by(checks.c.observed_at.desc(), checks.c.id.desc()).limit(limit)
@@ -514,7 +515,7 @@ class Store:
         c = checks.c
         max_age = c.result["policy"]["max_age"].as_string()
         q = select(c.observed_at, c.mode, c.policy_id, c.policy_sha256, c.mx_set, max_age).where(
-            c.domain == domain.lower().rstrip(".")
+            c.domain == fold_name(domain)
         )
         if since is not None:
             q = q.where(c.observed_at >= since)

@@ -18,9 +18,8 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Connection, Select, func, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from stspilot.errors import ConfigError, StoreError
+from stspilot.errors import StoreError
 from stspilot.rollout.evidence import DailyTotal, FailureCount, ReportWindow
-from stspilot.rollout.generate import normalize_host
 from stspilot.store.accounts import tenants
 from stspilot.store.batch import CHUNK
 from stspilot.store.hosting import hosted_domains
@@ -28,6 +27,7 @@ from stspilot.store.models import CheckRecord, ReportListing
 from stspilot.store.queries import day_ceiling, day_floor
 from stspilot.store.reads import check_record
 from stspilot.store.schema import checks, failure_details, report_policies, reports
+from stspilot.sts.names import fold_name
 
 if TYPE_CHECKING:
     from stspilot.store.api import Store
@@ -60,15 +60,11 @@ class InventoryPage:
 
 
 def _host(name: str, memo: dict[str, str]) -> str:
-    """``normalize_host`` as the rollout compares names, but total: a reporter's malformed
-    MX name (hostile input) is kept lower-cased instead of raising; memoised per query."""
+    """``sts.names.fold_name`` (never raises: a reporter's MX name is hostile input), memoised
+    per query."""
     found = memo.get(name)
     if found is None:
-        try:
-            found = normalize_host(name)
-        except ConfigError:
-            found = name.strip().rstrip(".").lower()
-        memo[name] = found
+        found = memo[name] = fold_name(name)
     return found
 
 

@@ -20,6 +20,7 @@ import msgspec
 from stspilot.errors import ReportError
 from stspilot.store.models import NewReport
 from stspilot.store.url import json_dumps
+from stspilot.sts.names import fold_name
 from stspilot.tlsrpt.reports import Deviation, TlsReport
 
 # Identity columns must fit their indexed columns (PostgreSQL btree entries are capped too).
@@ -182,7 +183,7 @@ class RowBuilder:
             if head is None:
                 head = heads[hkey] = (
                     clip(p.policy_type, "type"),
-                    clip(p.policy_domain.lower().rstrip("."), "domain"),
+                    clip(fold_name(p.policy_domain), "domain"),
                     self._strings(p.policy_string),
                     self._strings(p.mx_host),
                 )
@@ -223,7 +224,7 @@ def _detail_cells(
     return (
         clip(result_type, "type"),
         clip(sending_ip, "ip") if sending_ip else sending_ip,
-        clip(rmx.lower().rstrip("."), "mx") if rmx else rmx,
+        clip(fold_name(rmx), "mx") if rmx else rmx,
         clip(helo, "mx") if helo else helo,
         clip(ip, "ip") if ip else ip,
     )

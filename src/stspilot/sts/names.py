@@ -28,12 +28,14 @@ import idna
 from stspilot.errors import InvalidName
 
 __all__ = [
+    "MAX_NAME",
     "InvalidName",
     "domain_name",
     "fold_name",
     "host_name",
     "is_ip_literal",
     "policy_host",
+    "policy_url",
     "same_name",
     "sts_record_name",
     "tlsrpt_record_name",
@@ -129,6 +131,12 @@ def same_name(a: str, b: str) -> bool:
 def policy_host(domain: str) -> str:
     """``mta-sts.<domain>``: the host that serves the policy (RFC 8461 §3.2)."""
     return f"mta-sts.{domain}"
+
+
+def policy_url(domain: str) -> str:
+    """Where senders fetch the policy: ``https://mta-sts.<domain>/.well-known/mta-sts.txt``
+    (RFC 8461 §3.3)."""
+    return f"https://{policy_host(domain)}/.well-known/mta-sts.txt"
 
 
 def sts_record_name(domain: str) -> str:

@@ -17,11 +17,11 @@ from fastapi.encoders import jsonable_encoder
 
 from stspilot.errors import ConfigError
 from stspilot.rollout.evidence import LiveState, MxState, ReportWindow
-from stspilot.rollout.generate import normalize_host
 from stspilot.store.accounts import ApiToken, Conflict, NotFound, Tenant, User
 from stspilot.store.dashboard import report_window
 from stspilot.store.hosting import HostedDomain, MxSync, PolicyVersion
 from stspilot.store.models import CheckRecord
+from stspilot.sts.names import domain_name, fold_name
 from stspilot.web.api_models import (
     AlertOut,
     CheckDetail,
@@ -127,7 +127,7 @@ def _visible(request: Request, user: User, domain: str) -> HostedDomain:
 
 def _readable_domain(request: Request, user: User, domain: str) -> str:
     """Reports and checks: admins read any domain, others only their tenant's hosted ones."""
-    name = normalize_host(domain)
+    name = domain_name(domain)
     if not user.is_admin:
         _visible(request, user, name)
     return name
@@ -307,10 +307,10 @@ async def check_now(request: Request, user: CurrentUser, domain: str) -> CheckDe
     """Run a live check of the domain now and store it (what the monitor does on schedule)."""
     import asyncio
 
-    from stspilot.check.run import CheckOptions, check_domains, normalize_domain
+    from stspilot.check.run import CheckOptions, check_domains
 
     ctx = context(request)
-    name = normalize_domain(domain)
+    name = domain_name(domain)
     if not user.is_admin:
         await asyncio.to_thread(_visible, request, user, name)
     options = ctx.settings.check_options or CheckOptions(allow_private=False)
@@ -390,7 +390,7 @@ def get_report(request: Request, user: CurrentUser, report_id: int) -> dict[str,
     stored = ctx.store.get_report(report_id) if 0 < report_id < 2**63 else None
     if stored is None:
         raise NotFound(f"no report {report_id}")
-    domains = {normalize_host(p.policy_domain) for p in stored.report.policies}
+    domains = {fold_name(p.policy_domain) for p in stored.report.policies}
     if not user.is_admin:
         mine = {h.domain for h in ctx.hosting.list_domains(user.tenant_id)}
         if not domains & mine:
@@ -482,7 +482,7 @@ def live_state_from_record(record: CheckRecord) -> LiveState:
             problem = str(item.get("probe_outcome") or "")
         mx.append(
             MxState(
-                host=normalize_host(host),
+                host=fold_name(host),
                 covered_by=item.get("covered_by"),
                 tls_ok=item.get("tls_ok"),
                 problem=problem,

@@ -16,13 +16,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import RedirectResponse, Response
 
-from stspilot.errors import ConfigError, StspilotError
+from stspilot.errors import StspilotError
 from stspilot.rollout.evidence import ReportWindow
-from stspilot.rollout.generate import normalize_host
 from stspilot.store.accounts import Conflict, User
 from stspilot.store.dashboard import DashboardReads, InventoryRow
 from stspilot.store.hosting import HostedDomain
 from stspilot.store.models import CheckRecord
+from stspilot.sts.names import fold_name
 from stspilot.web import charts
 from stspilot.web.auth import context, require_page_user
 
@@ -57,10 +57,7 @@ def _reads(request: Request) -> DashboardReads:
 
 def _name(text: str) -> str:
     """A domain from a URL, normalised; a malformed one stays as typed (then found nowhere)."""
-    try:
-        return normalize_host(text)[:253]
-    except ConfigError:
-        return text.strip().lower()[:253]
+    return fold_name(text)[:253]
 
 
 def _tenant_scope(user: User) -> int | None:
@@ -255,10 +252,7 @@ async def domain_create(request: Request, user: PageUser) -> Response:
 
 def _visible_domain(request: Request, user: User, name: str) -> tuple[bool, HostedDomain | None]:
     """(may see, hosted): a tenant's own hosted domain, or for admins any domain with data."""
-    try:
-        hosted = context(request).hosting.get(name)
-    except ConfigError:  # not a host name: nobody hosts it
-        hosted = None
+    hosted = context(request).hosting.get(name)  # not a name: nobody hosts it
     if hosted is not None and user.may_see(hosted.tenant_id):
         return True, hosted
     if user.is_admin:
