@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections.abc import Mapping
-from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,8 +17,6 @@ if TYPE_CHECKING:
     from stspilot.check.evaluate import CheckResult
     from stspilot.check.run import CheckOptions
     from stspilot.rollout.assess import RolloutAssessment
-    from stspilot.rollout.evidence import ReportWindow
-    from stspilot.store import Store
 
 HELP = """Assess the rollout of MTA-STS for DOMAIN: stage, the enforce gate, what-if, next step.
 
@@ -75,13 +72,6 @@ DEADLINE = typer.Option(45.0, "--deadline", min=0.5, help="seconds for the whole
 # --- store ----------------------------------------------------------------------------------
 
 
-def read_window(store: Store, domain: str, since: datetime, until: datetime) -> ReportWindow:
-    """The domain's report counts over [since, until] (grouped queries, not per report)."""
-    from stspilot.store.dashboard import report_window
-
-    return report_window(store, domain, since, until)
-
-
 def exit_code(a: RolloutAssessment) -> int:
     from stspilot.findings import Severity
     from stspilot.rollout.assess import Stage
@@ -112,29 +102,24 @@ def rollout_command(
 ) -> None:
     from rich.console import Console
 
-    from stspilot.rollout.assess import RolloutInputs, assess_rollout
-    from stspilot.rollout.evidence import live_state_from_check
+    from stspilot.rollout.assess import assess_rollout
     from stspilot.rollout.render import dumps, render_rollout_text, rollout_to_json
     from stspilot.store import Store
+    from stspilot.store.checks import rollout_inputs, save_check
 
     if gate_days > days:
         raise typer.BadParameter("--gate-days cannot be longer than --days")
     options = check_options(nameserver, ca_file, port_map, timeout, deadline)
     result = run_check(domain, options)
     now = result.observed_at
+    planned = tuple(new_mx) if new_mx else None
     with Store.open(db) as store:
-        history = store.history_entries(result.domain)
-        window = read_window(store, result.domain, now - timedelta(days=days + 1), now)
+        inputs = rollout_inputs(
+            store, result.domain, now, days=days, latest=result, planned_mx=planned
+        )
         if not no_save:
-            from stspilot.check.history import save_check
-
             save_check(store, result)
-    inputs = RolloutInputs(
-        live=live_state_from_check(result),
-        reports=window,
-        history=history,
-        planned_mx=tuple(new_mx) if new_mx else None,
-    )
+    assert inputs is not None  # given the check just run
     try:
         assessment = assess_rollout(
             inputs,

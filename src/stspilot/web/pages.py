@@ -116,7 +116,7 @@ def inventory_line(
     """Stage and gate from the latest stored check and the report window (pure): the gate
     alone (``assess_gate``), as a row shows no what-if, findings or runbooks."""
     from stspilot.rollout.assess import assess_gate
-    from stspilot.web.api import live_state_from_record
+    from stspilot.store.checks import live_state
 
     sessions = sum(t.successful + t.failed for t in window.totals)
     failed = sum(t.failed for t in window.totals)
@@ -125,7 +125,7 @@ def inventory_line(
             row.domain, row.tenant, row.mode, row.state, row.policy_id, "unchecked", None, (),
             None, None, None, None, "", sessions, failed,
         )  # fmt: skip
-    assessment = assess_gate(live_state_from_record(check), window, now=now, gate_days=GATE_DAYS)
+    assessment = assess_gate(live_state(check), window, now=now, gate_days=GATE_DAYS)
     days, host = cert_expiry(check, now)
     return InventoryLine(
         row.domain, row.tenant, row.mode, row.state, row.policy_id, str(assessment.stage),
@@ -267,10 +267,10 @@ def domain_page(
     domain: str,
     days: Annotated[int, Query(ge=1, le=charts.MAX_DAYS)] = 30,
 ) -> Response:
-    from stspilot.rollout.assess import RolloutInputs, assess_rollout
+    from stspilot.rollout.assess import assess_rollout
+    from stspilot.store.checks import rollout_inputs
     from stspilot.store.monitor import MonitorStore
     from stspilot.tlsrpt.advice import advice_for
-    from stspilot.web.api import live_state_from_record
     from stspilot.web.hosting import publish_info
 
     ctx = context(request)
@@ -278,7 +278,6 @@ def domain_page(
     allowed, hosted = _visible_domain(request, user, name)
     if not allowed:  # another tenant's domain is answered like an unknown one
         return _message(request, user, 404, "Not found", f"{name} is not one of your domains.")
-    reads = _reads(request)
     now = ctx.clock()
     today = now.date()
     first = today - timedelta(days=days - 1)
@@ -289,20 +288,9 @@ def domain_page(
     by_org = charts.breakdown(ctx.store.failures_by_organization(name, **window))
     latest = ctx.store.latest_check(name)
     assessment = None
-    if latest is not None:
-        rollout_window = reads.report_windows(
-            [name], since=now - timedelta(days=WINDOW_DAYS + 1), until=now
-        )[name]
-        assessment = assess_rollout(
-            RolloutInputs(
-                live=live_state_from_record(latest),
-                reports=rollout_window,
-                history=ctx.store.history_entries(name, limit=200),
-            ),
-            now=now,
-            window_days=WINDOW_DAYS,
-            gate_days=GATE_DAYS,
-        )
+    inputs = rollout_inputs(ctx.store, name, now, days=WINDOW_DAYS, history_limit=200)
+    if inputs is not None:
+        assessment = assess_rollout(inputs, now=now, window_days=WINDOW_DAYS, gate_days=GATE_DAYS)
     cert_days, cert_host = cert_expiry(latest, now) if latest else (None, "")
     alerts = MonitorStore(ctx.store).open_alerts(name)
     return _render(
