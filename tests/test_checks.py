@@ -1,5 +1,5 @@
-"""store/checks.py: a saved check keeps what the rollout compares (mode, id, policy hash, MX set),
-reads back as the same evidence as the fresh check, and feeds ``assess_rollout`` through one shell."""
+"""store/checks.py: a saved check keeps what the rollout compares (mode, id, policy hash, MX
+set), reads back as the same evidence as the fresh check, and feeds ``assess_rollout``."""
 
 from __future__ import annotations
 

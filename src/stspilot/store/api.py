@@ -36,7 +36,7 @@ from stspilot.store.models import (
 )
 from stspilot.store.retention import CheckPoint, Retention, checks_to_drop
 from stspilot.store.rows import ReportRows
-from stspilot.store.schema import checks, quarantine, raw_blobs, report_policies, reports
+from stspilot.store.schema import checks, quarantine, raw_blobs, reports
 from stspilot.store.url import make_engine, resolve_url
 from stspilot.sts.names import fold_name
 from stspilot.tlsrpt.summary import DailyTotal, FailureCount, ReportAggregates, SenderTotal
@@ -244,52 +244,23 @@ class Store:
         until: date | datetime | None = None,
         limit: int = 100,
         offset: int = 0,
+        *,
+        tenant_id: int | None = None,
+        walk_after: int = reads.SMALL_TENANT,
     ) -> list[ReportListing]:
-        """Reports newest day first, optionally for one policy domain and a day window."""
-        r = reports.c
-        q = select(
-            r.id,
-            r.organization_name,
-            r.report_id,
-            r.start_at,
-            r.end_at,
-            r.successful_sessions,
-            r.failed_sessions,
-            r.origin,
-            r.received_at,
-        )
-        if domain is not None:
-            q = q.where(
-                r.id.in_(
-                    select(report_policies.c.report_pk).where(
-                        report_policies.c.policy_domain == domain
-                    )
-                )
-            )
-        if since is not None:
-            q = q.where(r.day >= queries.day_floor(since))
-        if until is not None:
-            q = q.where(r.day < queries.day_ceiling(until))
-        q = q.order_by(r.day.desc(), r.id.desc()).limit(limit).offset(offset)
+        """Reports newest day first, optionally for one policy domain, a day window and the
+        hosted domains of one tenant (``store.reads.list_reports``)."""
         with self._read() as conn:
-            rows = conn.execute(q).all()
-            pks = [row[0] for row in rows]
-            domains: dict[int, list[str]] = {}
-            for i in range(0, len(pks), batch.CHUNK):
-                dq = (
-                    select(report_policies.c.report_pk, report_policies.c.policy_domain)
-                    .where(report_policies.c.report_pk.in_(pks[i : i + batch.CHUNK]))
-                    .order_by(report_policies.c.report_pk, report_policies.c.idx)
-                )
-                for pk, dom in conn.execute(dq):
-                    if dom not in domains.setdefault(pk, []):
-                        domains[pk].append(dom)
-        return [
-            ReportListing(
-                pk, org, rid, start, end, tuple(domains.get(pk, ())), ok, bad, origin, received
+            return reads.list_reports(
+                conn,
+                domain=domain,
+                since=since,
+                until=until,
+                limit=limit,
+                offset=offset,
+                tenant_id=tenant_id,
+                walk_after=walk_after,
             )
-            for pk, org, rid, start, end, ok, bad, origin, received in rows
-        ]
 
     # -- quarantine ------------------------------------------------------------------------
 

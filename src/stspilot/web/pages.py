@@ -348,7 +348,7 @@ def reports_page(
     if name is not None and not _visible_domain(request, user, name)[0]:
         return _message(request, user, 404, "Not found", f"{name} is not one of your domains.")
     since = ctx.clock() - timedelta(days=days)
-    rows = reads.list_reports(
+    rows = ctx.store.list_reports(
         tenant_id=_tenant_scope(user),
         domain=name,
         since=since,
