@@ -246,7 +246,8 @@ async def check_domain(
     """Probe and evaluate one domain: ``await check_domain("example.com")``.
 
     Pass a shared ``probes`` when checking many domains; without one, clients are made for
-    this call and closed after it. ``ConfigError`` if ``domain`` is not a domain name.
+    this call and closed after it. ``InvalidName`` (a ``ConfigError``) if ``domain`` is not a
+    domain name (``sts.names.domain_name``).
     """
     # Imported here: the core's import cost is then paid while the first answers travel.
     from stspilot.check.evaluate import evaluate
