@@ -358,3 +358,12 @@ def test_bad_nameserver_is_a_usage_error(
         capsys, "ingest", ".", "--db", store_url, "--verify-dkim", "--nameserver", "dns.example"
     )
     assert code == 3
+
+
+def test_a_domain_that_is_no_name_is_a_usage_error(
+    store_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run(capsys, "reports", "list", "192.0.2.1", "--db", store_url)
+    assert code == 3 and "IP address" in err
+    code, _, _ = run(capsys, "reports", "list", "Example.COM.", "--db", store_url, "--json")
+    assert code == 0

@@ -235,6 +235,9 @@ def test_normalize_rua_rejects(uri: str) -> None:
         ({"max_age": 31557601}, "max_age"),
         ({"max_age": -1}, "max_age"),
         ({"domain": "not a domain"}, "domain"),
+        ({"domain": "192.0.2.1"}, "IP address"),  # sts.names: an IP literal is no domain
+        ({"rua": ["mailto:tlsrpt@192.0.2.1"]}, "rua"),
+        ({"patterns": ["mx.bücher!.example"]}, "mx pattern"),
     ],
 )
 def test_generate_rejects(kwargs: dict[str, object], message: str) -> None:
@@ -270,3 +273,19 @@ def test_generate_raises_only_config_error(
     assert all(is_valid_mx_pattern(p) for p in pub.mx_patterns), pub.mx_patterns
     for line in pub.zone_lines:
         assert line.isascii() and "\n" not in line
+
+
+def test_generate_writes_u_label_names_as_a_labels() -> None:
+    """Domain, live MX hosts and kept patterns all pass sts.names (RFC 8461 §3.2, A4.13)."""
+    pub = generate("Bücher.Example.", mx_hosts=["MX.bücher.example."], mode="testing", now=NOW)
+    assert pub.domain == "xn--bcher-kva.example"
+    assert pub.mx_patterns == ("mx.xn--bcher-kva.example",)
+    assert pub.sts_txt.name == "_mta-sts.xn--bcher-kva.example."
+    kept = generate(
+        "example.com",
+        mx_hosts=["a.mx.example"],
+        mode="enforce",
+        now=NOW,
+        patterns=["*.MX.Bücher.example."],
+    )
+    assert kept.mx_patterns == ("*.mx.xn--bcher-kva.example",)

@@ -91,7 +91,7 @@ def dns_id_matches(dns_id: str, host: str) -> bool:
     for exactly one label, which is never the last-but-one: ``*.com`` matches nothing.
     """
     pattern = dns_id.lower().removesuffix(".")
-    name = host.lower().removesuffix(".")
+    name = fold_name(host)
     if not pattern or not name or not pattern.isascii() or not name.isascii():
         return False
     if "*" not in pattern:

@@ -340,7 +340,7 @@ def _tlsrpt(facts: DomainFacts, sts_published: bool) -> tuple[TlsRptVerdict, lis
         if domain == facts.domain:
             shared = checked
         elif domain in rua_mx:
-            shared = {h.host.lower() for h in rua_mx[domain].hosts if h.host} & checked
+            shared = {fold_name(h.host) for h in rua_mx[domain].hosts if h.host} & checked
         else:
             continue
         if shared:

@@ -22,7 +22,7 @@ from importlib import import_module
 
 import typer
 
-from stspilot.errors import StspilotError
+from stspilot.errors import InvalidName, StspilotError
 
 EXIT_OK, EXIT_WARNINGS, EXIT_ERRORS, EXIT_USAGE, EXIT_OPERATIONAL, EXIT_INTERNAL = range(6)
 
@@ -91,6 +91,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"stspilot: {exc}", file=sys.stderr)
         # click marks usage errors with exit code 2; ours is 3 (2 means "errors found").
         return EXIT_USAGE if getattr(exc, "exit_code", 1) == 2 else EXIT_OPERATIONAL
+    except InvalidName as exc:  # a DOMAIN argument that is no name: "not a domain" is usage
+        print(f"stspilot: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except StspilotError as exc:
         print(f"stspilot: {exc}", file=sys.stderr)
         return EXIT_OPERATIONAL

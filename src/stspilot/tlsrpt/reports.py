@@ -179,7 +179,7 @@ class TlsReport:
         """The domain part of ``contact-info`` (RFC 8460 §5.3 compares it with the Submitter)."""
         if not self.contact_info or "@" not in self.contact_info:
             return None
-        return self.contact_info.rpartition("@")[2].strip().strip(">").lower() or None
+        return fold_name(self.contact_info.rpartition("@")[2].strip().strip(">")) or None
 
 
 # --- parsing --------------------------------------------------------------------------------------
