@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import re
 
-import idna
-
 from stspilot.errors import InvalidName
 
 __all__ = [
@@ -57,6 +55,8 @@ def is_ip_literal(text: str) -> bool:
 
 def _to_ascii(text: str, name: str) -> str:
     """A-labels for a name with U-labels or ``xn--`` labels (IDNA 2008 + UTS 46)."""
+    import idna  # its tables cost ~30 ms to load; most names are plain ASCII and never need it
+
     try:
         ascii_name = idna.encode(name, uts46=True, std3_rules=True, transitional=False)
         # ``idna.encode`` accepts some A-labels it would not produce: round-trip to be sure.
