@@ -4,7 +4,7 @@
     .venv/bin/python bench/rollout_bench.py --orgs 50 --days 14 --db sqlite:////tmp/r.sqlite3
 
 Prints assessments/s of ``assess_rollout`` on a busy window (ORGS senders x DAYS days, failures
-on every third day), then the latency of ``read_window`` (grouped aggregate queries over the
+on every third day), then the latency of ``report_window`` (grouped aggregate queries over the
 window from SQLite) over repeated runs, and the peak RSS.
 """
 
@@ -18,10 +18,10 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from stspilot.cli.rollout import read_window
 from stspilot.rollout.assess import HistoryEntry, LiveState, MxState, RolloutInputs, assess_rollout
 from stspilot.rollout.evidence import window_from_reports
 from stspilot.store import NewReport, Store
+from stspilot.store.dashboard import report_window
 from stspilot.tlsrpt.reports import FailureDetail, PolicyResult, TlsReport
 
 DOMAIN = "bench.example"
@@ -110,12 +110,12 @@ def main() -> None:
             times = []
             for _ in range(args.runs):
                 t0 = time.perf_counter()
-                got = read_window(store, DOMAIN, now - timedelta(days=args.days + 1), now)
+                got = report_window(store, DOMAIN, now - timedelta(days=args.days + 1), now)
                 times.append(time.perf_counter() - t0)
             assert got == window, "the store's window differs from the in-memory one"
     times.sort()
     print(
-        f"read_window from {url.split(':')[0]}: {len(items)} reports, "
+        f"report_window from {url.split(':')[0]}: {len(items)} reports, "
         f"p50 {statistics.median(times) * 1000:.0f} ms, max {times[-1] * 1000:.0f} ms "
         f"({len(items) / statistics.median(times):,.0f} reports/s)"
     )

@@ -428,19 +428,22 @@ def test_parse_port_map(text: str | None, expected: dict[int, int]) -> None:
         (" mail.example.org ", "mail.example.org"),
     ],
 )
-def test_normalize_domain(text: str, expected: str) -> None:
-    from stspilot.check.run import normalize_domain
+def test_check_door_names(text: str, expected: str) -> None:
+    from stspilot.sts.names import domain_name
 
-    assert normalize_domain(text) == expected
+    assert domain_name(text) == expected
 
 
-@pytest.mark.parametrize("text", ["", "localhost", "a b.example", "user@example.com", "a..b"])
-def test_normalize_domain_refuses(text: str) -> None:
-    from stspilot.check.run import normalize_domain
+# An IP literal was taken for a name before sts.names became the one door (issue 10).
+@pytest.mark.parametrize(
+    "text", ["", "localhost", "a b.example", "user@example.com", "a..b", "192.0.2.1", "[::1]"]
+)
+def test_check_door_refuses(text: str) -> None:
     from stspilot.errors import ConfigError
+    from stspilot.sts.names import domain_name
 
     with pytest.raises(ConfigError):
-        normalize_domain(text)
+        domain_name(text)
 
 
 @pytest.mark.asyncio(loop_scope="module")
@@ -449,6 +452,11 @@ async def test_library_defaults_and_bad_input(lab: Lab) -> None:
     # check_domain without shared probes makes and closes its own; the name is normalized.
     result = await check_domain("Enforce-OK.test.", options=options)
     assert result.domain == "enforce-ok.test" and set(result.codes()) == set()
+    # An IP literal is no policy domain (sts.names): refused before any probe.
+    from stspilot.errors import InvalidName
+
+    with pytest.raises(InvalidName):
+        await check_domain("192.0.2.1", options=options)
     # In bulk, a name that is not a domain is a result, and the others still run.
     results = await check_domains(["not a domain", "enforce-ok.test"], options=options)
     assert [r.domain for r in results] == ["not a domain", "enforce-ok.test"]

@@ -414,3 +414,12 @@ def test_ingest_reads_an_mbox_on_standard_input(
     monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(mbox)))
     code, out, _ = run(capsys, "ingest", "-", "--db", store_url)
     assert code == 0 and out.startswith("3 new")
+
+
+def test_a_domain_that_is_no_name_is_a_usage_error(
+    store_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run(capsys, "reports", "list", "192.0.2.1", "--db", store_url)
+    assert code == 3 and "IP address" in err
+    code, _, _ = run(capsys, "reports", "list", "Example.COM.", "--db", store_url, "--json")
+    assert code == 0

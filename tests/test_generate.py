@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime
 
 import pytest
 from hypothesis import given, settings
@@ -16,50 +16,45 @@ from stspilot.rollout.generate import (
     TxtRecord,
     derive_mx_patterns,
     generate,
-    new_policy_id,
     normalize_rua,
-    one_label_wildcard_covers,
 )
-from stspilot.sts.policy import is_valid_mx_pattern
+from stspilot.sts.policy import is_valid_mx_pattern, mx_matches
 
 NOW = datetime(2026, 11, 22, 13, 12, 0, tzinfo=UTC)
 ID_RE = re.compile(r"^[A-Za-z0-9]{1,32}$")  # RFC 8461 §3.1
 
 
-@pytest.mark.parametrize(
-    ("now", "previous", "expected"),
-    [
-        (NOW, "", "20261122131200"),
-        (NOW.astimezone(timezone(timedelta(hours=5))), "", "20261122131200"),  # UTC, not local
-        (NOW.replace(microsecond=1234), "20261122131200", "20261122131200001234"),
-        (NOW, "20261122131200", "20261122131200000000"),
-        (NOW, "20261122131200000000", "20261122131200"),
-    ],
-)
-def test_new_policy_id(now: datetime, previous: str, expected: str) -> None:
-    got = new_policy_id(now, previous=previous)
-    assert got == expected
-    assert ID_RE.match(got)
-    assert got != previous
+# One MX matcher (sts.policy.mx_matches): the check's coverage and the enforce gate used two
+# until issue 10; this table holds both callers to the same answers.
+MATCH_TABLE = [
+    ("*.mx.example.com", "a.mx.example.com", True),
+    ("*.mx.example.com", "a.b.mx.example.com", False),  # never two labels (RFC 8461 §4.1)
+    ("*.mx.example.com", "mx.example.com", False),
+    ("mx.example.com", "mx.example.com", True),
+    ("mx.example.com", "MX.Example.COM.", True),  # case and root dot (checklist A7.3)
+    ("MX.example.com", "mx.example.com", True),
+    ("mx.example.com", "mx.example.com.evil.net", False),
+    ("*.example.com", "mail.example.com.evil.net", False),
+    ("mx.xn--bcher-kva.example", "mx.bücher.example", True),  # A-labels compared
+    ("*", "mail.example.com", False),  # invalid patterns match nothing, in both
+    ("mail.*.com", "mail.example.com", False),
+    ("192.0.2.1", "192.0.2.1", False),  # A4.12: no IP literals
+]
 
 
-def test_new_policy_id_needs_aware_time() -> None:
-    with pytest.raises(ConfigError):
-        new_policy_id(datetime(2026, 1, 1))  # naive on purpose
+@pytest.mark.parametrize(("pattern", "host", "covers"), MATCH_TABLE)
+def test_check_and_gate_agree_on_coverage(pattern: str, host: str, covers: bool) -> None:
+    from stspilot.rollout.evidence import MxState
+    from stspilot.rollout.gate import _covered
+    from stspilot.rollout.runbooks import keep_patterns
+    from stspilot.sts.policy import covering_pattern
 
-
-@pytest.mark.parametrize(
-    ("pattern", "host", "covers"),
-    [
-        ("*.mx.example.com", "a.mx.example.com", True),
-        ("*.mx.example.com", "a.b.mx.example.com", False),  # never two labels (RFC 8461 §4.1)
-        ("*.mx.example.com", "mx.example.com", False),
-        ("mx.example.com", "mx.example.com", True),
-        ("mx.example.com", "mx.example.com.evil.net", False),
-    ],
-)
-def test_one_label_wildcard(pattern: str, host: str, covers: bool) -> None:
-    assert one_label_wildcard_covers(pattern, host) is covers
+    check = covering_pattern([pattern], host)  # check/coverage.py
+    gate = _covered(MxState(host), [pattern])  # rollout/gate.py
+    assert (check is not None) is covers
+    assert (gate is not None) is covers
+    if covers:  # the runbooks keep a covering pattern, and add no exact line for its host
+        assert keep_patterns([pattern], [host]) == (pattern.lower(),)
 
 
 @pytest.mark.parametrize(
@@ -110,8 +105,7 @@ def test_derive_mx_patterns(
     assert got == patterns
     assert [n.code for n in notes] == ["sts.policy.mx.wildcard"] * wildcard_notes
     for host in hosts:  # every live host is covered by exactly the patterns produced
-        name = host.rstrip(".").lower().encode("idna").decode()
-        assert any(one_label_wildcard_covers(p, name) for p in got), host
+        assert any(mx_matches(p, host) for p in got), host
 
 
 @pytest.mark.parametrize(
@@ -241,6 +235,9 @@ def test_normalize_rua_rejects(uri: str) -> None:
         ({"max_age": 31557601}, "max_age"),
         ({"max_age": -1}, "max_age"),
         ({"domain": "not a domain"}, "domain"),
+        ({"domain": "192.0.2.1"}, "IP address"),  # sts.names: an IP literal is no domain
+        ({"rua": ["mailto:tlsrpt@192.0.2.1"]}, "rua"),
+        ({"patterns": ["mx.bücher!.example"]}, "mx pattern"),
     ],
 )
 def test_generate_rejects(kwargs: dict[str, object], message: str) -> None:
@@ -254,13 +251,6 @@ def test_generate_rejects(kwargs: dict[str, object], message: str) -> None:
     domain = args.pop("domain")
     with pytest.raises(ConfigError, match=message):
         generate(domain, **args)  # type: ignore[arg-type]
-
-
-def test_new_policy_id_avoids_ids_already_handed_out() -> None:
-    taken: set[str] = set()
-    for _ in range(10):
-        taken.add(new_policy_id(NOW, previous="x", avoid=taken))
-    assert len(taken) == 10 and all(ID_RE.match(i) and len(i) <= 32 for i in taken)
 
 
 @settings(max_examples=300, deadline=None)
@@ -283,3 +273,19 @@ def test_generate_raises_only_config_error(
     assert all(is_valid_mx_pattern(p) for p in pub.mx_patterns), pub.mx_patterns
     for line in pub.zone_lines:
         assert line.isascii() and "\n" not in line
+
+
+def test_generate_writes_u_label_names_as_a_labels() -> None:
+    """Domain, live MX hosts and kept patterns all pass sts.names (RFC 8461 §3.2, A4.13)."""
+    pub = generate("Bücher.Example.", mx_hosts=["MX.bücher.example."], mode="testing", now=NOW)
+    assert pub.domain == "xn--bcher-kva.example"
+    assert pub.mx_patterns == ("mx.xn--bcher-kva.example",)
+    assert pub.sts_txt.name == "_mta-sts.xn--bcher-kva.example."
+    kept = generate(
+        "example.com",
+        mx_hosts=["a.mx.example"],
+        mode="enforce",
+        now=NOW,
+        patterns=["*.MX.Bücher.example."],
+    )
+    assert kept.mx_patterns == ("*.mx.xn--bcher-kva.example",)

@@ -253,7 +253,10 @@ MATCHES = [
     ("*.example.com", "", False),
     ("mail.example.com", "", False),
     ("xn--bcher-kva.example", "XN--BCHER-KVA.example", True),
-    ("xn--bcher-kva.example", "bücher.example", False),  # compare A-labels
+    ("xn--bcher-kva.example", "bücher.example", True),  # the same name: A-labels compared
+    ("*.example", "bücher.example", True),
+    ("*.example", "a.bücher.example", False),
+    ("xn--bcher-kva.example", "bücher!.example", False),  # no name: matches nothing
 ]
 
 

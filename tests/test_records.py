@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import re
+from datetime import UTC, datetime, timedelta, timezone
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from stspilot.errors import RecordError
+from stspilot.errors import ConfigError, RecordError
 from stspilot.findings import CATALOGUE
 from stspilot.sts.records import (
     StsRecord,
     TlsRptRecord,
     format_sts_record,
     format_tlsrpt_record,
+    new_policy_id,
     parse_sts_record,
     parse_tlsrpt_record,
     rua_domains,
@@ -295,3 +299,38 @@ def test_record_parsers_raise_only_record_errors(text: str) -> None:
 def test_selection_never_raises(records: list[tuple[bytes, ...]]) -> None:
     for selection in (select_sts_record(records), select_tlsrpt_record(records)):
         assert selection.ok or selection.error_code in CATALOGUE
+
+
+# --- the policy id (RFC 8461 §3.1) ----------------------------------------------------------
+
+NOW = datetime(2026, 11, 22, 13, 12, 0, tzinfo=UTC)
+ID_RE = re.compile(r"^[A-Za-z0-9]{1,32}$")  # RFC 8461 §3.1
+
+
+@pytest.mark.parametrize(
+    ("now", "previous", "expected"),
+    [
+        (NOW, "", "20261122131200"),
+        (NOW.astimezone(timezone(timedelta(hours=5))), "", "20261122131200"),  # UTC, not local
+        (NOW.replace(microsecond=1234), "20261122131200", "20261122131200001234"),
+        (NOW, "20261122131200", "20261122131200000000"),
+        (NOW, "20261122131200000000", "20261122131200"),
+    ],
+)
+def test_new_policy_id(now: datetime, previous: str, expected: str) -> None:
+    got = new_policy_id(now, previous=previous)
+    assert got == expected
+    assert ID_RE.match(got)
+    assert got != previous
+
+
+def test_new_policy_id_needs_aware_time() -> None:
+    with pytest.raises(ConfigError):
+        new_policy_id(datetime(2026, 1, 1))  # naive on purpose
+
+
+def test_new_policy_id_avoids_ids_already_handed_out() -> None:
+    taken: set[str] = set()
+    for _ in range(10):
+        taken.add(new_policy_id(NOW, previous="x", avoid=taken))
+    assert len(taken) == 10 and all(ID_RE.match(i) and len(i) <= 32 for i in taken)

@@ -288,6 +288,9 @@ async def test_check_now_against_the_lab(world: World) -> None:
             assert rollout.status_code == 200 and rollout.json()["stage"] in {"testing", "fixing"}
             bad = await c.post("/api/domains/not a domain/check", headers=world.auth("root"))
             assert bad.status_code == 422
+            # an IP literal is no domain (sts.names): refused before any probe
+            ip = await c.post("/api/domains/127.0.0.1/check", headers=world.auth("root"))
+            assert ip.status_code == 422 and "IP address" in ip.text
     finally:
         await lab.stop()
 

@@ -423,3 +423,34 @@ def test_cache_drops_a_read_that_raced_a_change() -> None:
     assert cache.cached_answer("mta-sts.a.test") is None  # but it was not kept
     assert b"enforce" in cache.answer("mta-sts.a.test").body
     assert cache.cached_answer("mta-sts.a.test") is not None
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Example.COM.", "example.com"),
+        ("bücher.example", "xn--bcher-kva.example"),
+        ("192.0.2.1", None),  # an IP literal: refused since sts.names is the one door
+        ("[2001:db8::1]", None),
+        ("com", None),
+        ("a" * 60 + "." + "b" * 60 + "." + "c" * 60 + "." + "d" * 60 + ".example", None),
+    ],
+)
+def test_a_hosted_domain_is_a_name_whose_policy_host_is_one_too(
+    text: str, expected: str | None
+) -> None:
+    from stspilot.errors import InvalidName
+    from stspilot.store.hosting_models import check_domain_name
+
+    if expected is None:
+        with pytest.raises(InvalidName):
+            check_domain_name(text)
+    else:
+        assert check_domain_name(text) == expected
+
+
+def test_mx_patterns_given_as_u_labels_are_stored_as_a_labels() -> None:
+    from stspilot.store.hosting_models import check_mx_patterns
+
+    got = check_mx_patterns("testing", ["MX.Bücher.example.", "*.bücher.example", "mx.example"])
+    assert got == ("mx.xn--bcher-kva.example", "*.xn--bcher-kva.example", "mx.example")

@@ -1,7 +1,8 @@
 """stspilot: MTA-STS (RFC 8461) and TLS-RPT (RFC 8460) from first record to ``mode: enforce``.
 
-The public library API. Names are imported on first use, so ``import stspilot`` (and the CLI's
-start-up) stays cheap::
+The public library API, listed in ``docs/api.md`` (a test keeps ``__all__``, that page and the
+README's snippet in agreement). Names are imported on first use, so ``import stspilot`` (and the
+CLI's start-up) stays cheap::
 
     import asyncio, stspilot
     result = asyncio.run(stspilot.check_domain("example.com"))
@@ -28,6 +29,7 @@ _EXPORTS: dict[str, str] = {
     "ProbeTimeout": "errors",
     "StoreError": "errors",
     "ConfigError": "errors",
+    "InvalidName": "errors",
     # findings
     "CATALOGUE": "findings",
     "Finding": "findings",
@@ -65,6 +67,7 @@ __all__ = [
     "CheckResult",
     "ConfigError",
     "Finding",
+    "InvalidName",
     "LimitExceeded",
     "Mode",
     "ParseError",
@@ -114,6 +117,7 @@ if TYPE_CHECKING:  # let type checkers see the real names
     from stspilot.check.run import CheckOptions, check_domain, check_domains, check_domains_iter
     from stspilot.errors import (
         ConfigError,
+        InvalidName,
         LimitExceeded,
         ParseError,
         PolicyError,

@@ -205,6 +205,26 @@ def make(
     )
 
 
+def finding(code: str, detail: str, fix: str, subject: str = "") -> Finding:
+    """A finding of catalogue ``code`` with a detail and fix written by the caller, not filled
+    from the templates (``generate`` and the rollout explain with their own figures)."""
+    spec = CATALOGUE[code]
+    return Finding(code, spec.severity, spec.title, detail, fix, spec.rfc, subject)
+
+
+def finding_to_json(f: Finding) -> dict[str, str]:
+    """The one JSON shape of a finding (check, rollout and generate documents, the API)."""
+    return {
+        "code": f.code,
+        "severity": f.severity.label,
+        "title": f.title,
+        "detail": f.detail,
+        "fix": f.fix,
+        "rfc": f.rfc,
+        "subject": f.subject,
+    }
+
+
 def placeholders(spec: Spec) -> set[str]:
     """The ``{names}`` a spec's templates expect (used by tests and the docs)."""
     names: set[str] = set()

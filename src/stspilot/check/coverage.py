@@ -26,6 +26,7 @@ from stspilot.facts import (
     TlsResult,
 )
 from stspilot.findings import Finding, Severity, make
+from stspilot.sts.names import fold_name
 from stspilot.sts.policy import Mode, Policy, covering_pattern, mx_matches
 
 DAY = 86400
@@ -90,7 +91,7 @@ def dns_id_matches(dns_id: str, host: str) -> bool:
     for exactly one label, which is never the last-but-one: ``*.com`` matches nothing.
     """
     pattern = dns_id.lower().removesuffix(".")
-    name = host.lower().removesuffix(".")
+    name = fold_name(host)
     if not pattern or not name or not pattern.isascii() or not name.isascii():
         return False
     if "*" not in pattern:
@@ -214,7 +215,7 @@ def mx_verdicts(
         return (), [make("dns.domain.nxdomain", name=lookup.name)]
     if not hosts:
         return (), [make("dns.mx.missing", name=lookup.name)]
-    probes = {p.host.lower().rstrip("."): p for p in facts.mx_probes}
+    probes = {fold_name(p.host): p for p in facts.mx_probes}
     # RFC 8461 §5: mode none is "no active policy": its mx lines are not applied to anything.
     judged = policy is not None and policy.mode is not Mode.NONE
     now = facts.observed_at
@@ -234,7 +235,7 @@ def mx_verdicts(
                     severity=mode_severity(mode),
                 )
             )
-        probe = probes.get(mx.host.lower().rstrip("."))
+        probe = probes.get(fold_name(mx.host))
         tls = probe.tls if probe else None
         cert = tls.cert if tls else None
         if probe:

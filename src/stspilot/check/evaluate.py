@@ -42,12 +42,13 @@ from stspilot.facts import (
     TlsResult,
 )
 from stspilot.findings import Finding, Note, Severity, make
-from stspilot.rollout.generate import new_policy_id  # the fresh TXT id our fixes suggest
+from stspilot.sts.names import fold_name
 from stspilot.sts.policy import Mode, Policy, parse_policy
 from stspilot.sts.records import (
     RecordSelection,
     StsRecord,
     TlsRptRecord,
+    new_policy_id,
     rua_domains,
     select_sts_record,
     select_tlsrpt_record,
@@ -333,13 +334,13 @@ def _tlsrpt(facts: DomainFacts, sts_published: bool) -> tuple[TlsRptVerdict, lis
         )
         return TlsRptVerdict(TlsRptState.INVALID, None, ()), found
     record = selection.record
-    checked = {mx.host.lower() for mx in facts.mx.hosts if mx.host}
-    rua_mx = {lookup.name.lower().rstrip("."): lookup for lookup in facts.rua_mx}
+    checked = {fold_name(mx.host) for mx in facts.mx.hosts if mx.host}
+    rua_mx = {fold_name(lookup.name): lookup for lookup in facts.rua_mx}
     for domain in rua_domains(record):
         if domain == facts.domain:
             shared = checked
         elif domain in rua_mx:
-            shared = {h.host.lower() for h in rua_mx[domain].hosts if h.host} & checked
+            shared = {fold_name(h.host) for h in rua_mx[domain].hosts if h.host} & checked
         else:
             continue
         if shared:

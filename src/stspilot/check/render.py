@@ -18,7 +18,7 @@ from rich.text import Text
 
 from stspilot.check.coverage import MxVerdict
 from stspilot.check.evaluate import CheckResult
-from stspilot.findings import Finding, Severity
+from stspilot.findings import Finding, Severity, finding_to_json
 
 SCHEMA = "stspilot.check/1"
 SUMMARY_OTHER_COLUMNS = 50  # what the summary table needs beside the domain names
@@ -31,18 +31,6 @@ _STAGE_STYLE = {"enforce": "green", "testing": "yellow", "reporting": "cyan"}
 
 
 # --- JSON ---------------------------------------------------------------------------------------
-
-
-def _finding_json(finding: Finding) -> dict[str, Any]:
-    return {
-        "code": finding.code,
-        "severity": finding.severity.label,
-        "title": finding.title,
-        "detail": finding.detail,
-        "fix": finding.fix,
-        "rfc": finding.rfc,
-        "subject": finding.subject,
-    }
 
 
 def _mx_json(mx: MxVerdict) -> dict[str, Any]:
@@ -96,7 +84,7 @@ def result_to_json(result: CheckResult) -> dict[str, Any]:
             "extensions": dict(tlsrpt.record.extensions) if tlsrpt.record else {},
         },
         "mx": [_mx_json(mx) for mx in result.mx],
-        "findings": [_finding_json(f) for f in result.findings],
+        "findings": [finding_to_json(f) for f in result.findings],
     }
 
 

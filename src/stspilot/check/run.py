@@ -21,9 +21,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import dns.exception
-import dns.name
-
 from stspilot.errors import ConfigError
 from stspilot.facts import (
     DnsStatus,
@@ -35,10 +32,11 @@ from stspilot.facts import (
     SmtpOutcome,
     TxtLookup,
 )
-from stspilot.probes.fetch import FetchOptions, PolicyFetcher, policy_url
+from stspilot.probes.fetch import FetchOptions, PolicyFetcher
 from stspilot.probes.resolver import Resolver, ResolverConfig
 from stspilot.probes.smtp import MxProber, SmtpOptions
 from stspilot.probes.tls import TlsContexts
+from stspilot.sts.names import domain_name, policy_url
 from stspilot.sts.records import rua_domains, select_tlsrpt_record
 
 if TYPE_CHECKING:
@@ -77,20 +75,6 @@ class CheckOptions:
     allow_private: bool = True  # False in service mode: the SSRF guard
     concurrency: int = 50
     expiry_warning_days: int = 14
-
-
-def normalize_domain(text: str) -> str:
-    """A-label, lower case, no trailing dot; ``ConfigError`` for what cannot be a domain."""
-    cleaned = text.strip().rstrip(".").lower()
-    if not cleaned or "/" in cleaned or "@" in cleaned or " " in cleaned:
-        raise ConfigError(f"not a domain name: {text!r}")
-    try:
-        name = dns.name.from_text(cleaned).to_text(omit_final_dot=True)
-    except (dns.exception.DNSException, UnicodeError, ValueError) as exc:
-        raise ConfigError(f"not a domain name: {text!r} ({exc})") from exc
-    if "." not in name:
-        raise ConfigError(f"not a domain name: {text!r} (needs at least two labels)")
-    return name.lower()
 
 
 class Probes:
@@ -262,9 +246,10 @@ async def check_domain(
     """Probe and evaluate one domain: ``await check_domain("example.com")``.
 
     Pass a shared ``probes`` when checking many domains; without one, clients are made for
-    this call and closed after it. ``ConfigError`` if ``domain`` is not a domain name.
+    this call and closed after it. ``InvalidName`` (a ``ConfigError``) if ``domain`` is not a
+    domain name (``sts.names.domain_name``).
     """
-    domain = normalize_domain(domain)
+    domain = domain_name(domain)
     options = options or (probes.options if probes else CheckOptions())
     if probes is None:
         async with Probes(options) as own:
@@ -442,7 +427,7 @@ async def check_domains(
 ) -> list[CheckResult]:
     """Check many domains with at most ``options.concurrency`` in flight; results in input order.
 
-    Give normalized domains (``normalize_domain``); one that is not a domain still gets a
+    Give normalized domains (``sts.names.domain_name``); one that is not a domain still gets a
     result (its lookups fail). ``on_result`` is called as each domain finishes (progress bars).
     ``workers`` > 1 shards the run over that many processes (``stspilot.check.pool``; ``now``
     must then be picklable, e.g. a module-level function); None means one process per CPU for

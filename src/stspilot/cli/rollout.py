@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections.abc import Mapping
-from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,8 +27,6 @@ if TYPE_CHECKING:
     from stspilot.check.evaluate import CheckResult
     from stspilot.check.run import CheckOptions
     from stspilot.rollout.assess import RolloutAssessment
-    from stspilot.rollout.evidence import ReportWindow
-    from stspilot.store import Store
 
 HELP = """Assess the rollout of MTA-STS for DOMAIN: stage, the enforce gate, what-if, next step.
 
@@ -45,21 +42,15 @@ Exit code: 0 the gate passes (or enforce is healthy), 1 it passes with warnings,
 
 def run_check(domain: str, options: CheckOptions) -> CheckResult:
     """One live check of ``domain`` (its name checked at the door)."""
-    from stspilot.check.run import check_domains, normalize_domain
+    from stspilot.check.run import check_domains
+    from stspilot.sts.names import domain_name
 
-    name = normalize_domain(domain)
+    name = domain_name(domain)
     (result,) = asyncio.run(check_domains([name], options=options))
     return result
 
 
 # --- store ----------------------------------------------------------------------------------
-
-
-def read_window(store: Store, domain: str, since: datetime, until: datetime) -> ReportWindow:
-    """The domain's report counts over [since, until] (grouped queries, not per report)."""
-    from stspilot.store.dashboard import report_window
-
-    return report_window(store, domain, since, until)
 
 
 def exit_code(a: RolloutAssessment) -> int:
@@ -92,29 +83,24 @@ def rollout_command(
 ) -> None:
     from rich.console import Console
 
-    from stspilot.rollout.assess import RolloutInputs, assess_rollout
-    from stspilot.rollout.evidence import live_state_from_check
+    from stspilot.rollout.assess import assess_rollout
     from stspilot.rollout.render import dumps, render_rollout_text, rollout_to_json
     from stspilot.store import Store
+    from stspilot.store.checks import rollout_inputs, save_check
 
     if gate_days > days:
         raise typer.BadParameter("--gate-days cannot be longer than --days")
     options = check_options(nameserver, ca_file, port_map, timeout, deadline)
     result = run_check(domain, options)
     now = result.observed_at
+    planned = tuple(new_mx) if new_mx else None
     with Store.open(db) as store:
-        history = store.history_entries(result.domain)
-        window = read_window(store, result.domain, now - timedelta(days=days + 1), now)
+        inputs = rollout_inputs(
+            store, result.domain, now, days=days, latest=result, planned_mx=planned
+        )
         if not no_save:
-            from stspilot.check.history import save_check
-
             save_check(store, result)
-    inputs = RolloutInputs(
-        live=live_state_from_check(result),
-        reports=window,
-        history=history,
-        planned_mx=tuple(new_mx) if new_mx else None,
-    )
+    assert inputs is not None  # given the check just run
     try:
         assessment = assess_rollout(
             inputs,

@@ -26,6 +26,7 @@ import dkim.util  # type: ignore[import-untyped]
 from stspilot.facts import DnsStatus
 from stspilot.ingest.mail import DkimVerdict, Envelope
 from stspilot.probes.resolver import Resolver, ResolverConfig
+from stspilot.sts.names import fold_name
 
 __all__ = [
     "DkimSettings",
@@ -107,13 +108,13 @@ def is_aligned(domain: str | None, reporters: Iterable[str | None]) -> bool:
     would ``co.uk`` for ``a.co.uk``; a bare top-level domain never does."""
     if not domain:
         return False
-    d = domain.lower().rstrip(".")
+    d = fold_name(domain)
     if "." not in d:
         return False
     for reporter in reporters:
         if not reporter:
             continue
-        r = reporter.lower().rstrip(".")
+        r = fold_name(reporter)
         if d == r or r.endswith("." + d) or (d.endswith("." + r) and "." in r):
             return True
     return False
@@ -213,7 +214,7 @@ class DkimVerifier:
 
     def key_record(self, name: str) -> KeyLookup:
         """The key record at ``name``, from the cache or DNS."""
-        key = name.lower().rstrip(".")
+        key = fold_name(name)
         with self._lock:
             found = self._cache.get(key)
         if found is not None:

@@ -19,6 +19,7 @@ from typing import Any, ClassVar, Protocol
 
 from stspilot.errors import LimitExceeded
 from stspilot.ingest.mime import Headers, flat_leaves, remember
+from stspilot.sts.names import fold_name
 from stspilot.tlsrpt.reports import Deviation, TlsReport, fast_pickle
 from stspilot.tlsrpt.schema import DEVIATIONS, Limits
 
@@ -379,7 +380,7 @@ def _alnum(text: str) -> bytes:
 
 def _aligned(a: str, b: str) -> bool:
     """Same domain, or one is a subdomain of the other (relaxed alignment)."""
-    a, b = a.lower().rstrip("."), b.lower().rstrip(".")
+    a, b = fold_name(a), fold_name(b)
     return a == b or a.endswith("." + b) or b.endswith("." + a)
 
 
@@ -430,7 +431,7 @@ def _covers_tlsrpt(h: str) -> bool:
 def _domain(value: str | None) -> str | None:
     if not value:
         return None
-    return value.strip().strip("<>").rstrip(".").lower() or None
+    return fold_name(value.strip().strip("<>")) or None
 
 
 # The usual Date (RFC 5322 §3.3, whitespace collapsed): "Thu, 02 Jan 2025 03:39:59 +0000",

@@ -44,6 +44,7 @@ from stspilot.ingest.pipeline import (
     commit_prepared,
     prepare_unit,
 )
+from stspilot.sts.names import domain_name, fold_name
 from stspilot.tlsrpt.schema import DEFAULT_LIMITS, Limits
 
 log = logging.getLogger(__name__)
@@ -73,7 +74,7 @@ class ReceiverConfig:
         if self.require_starttls and self.tls_cert is None:
             raise ConfigError("require_starttls needs a certificate and a key file")
         object.__setattr__(self, "addresses", frozenset(a.lower() for a in self.addresses))
-        object.__setattr__(self, "domains", frozenset(d.lower().rstrip(".") for d in self.domains))
+        object.__setattr__(self, "domains", frozenset(domain_name(d) for d in self.domains))
 
     def accepts(self, address: str) -> bool:
         """Is ``address`` one of ours? Exact addresses, or any local part at our domains."""
@@ -81,7 +82,7 @@ class ReceiverConfig:
         if address in self.addresses:
             return True
         local, at, domain = address.rpartition("@")
-        return bool(at and local) and domain.rstrip(".") in self.domains
+        return bool(at and local) and fold_name(domain) in self.domains
 
     def tls_context(self) -> ssl.SSLContext | None:
         if self.tls_cert is None or self.tls_key is None:

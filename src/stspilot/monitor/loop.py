@@ -2,7 +2,7 @@
 
 The database is the queue (style.md convention 10): ``run_once`` claims due domains with a
 conditional UPDATE (``store.monitor.MonitorStore.claim``), checks them concurrently, stores
-each check with ``history.save_check``, turns the difference with the previous check into
+each check with ``store.checks.save_check``, turns the difference with the previous check into
 alerts (``alerts.detect_changes``), delivers what the dedup table says is new
 (``notify.deliver``) and sets the next run. A domain whose run fails is pushed forward with
 exponential backoff, so it cannot crash-loop; a worker that dies loses its claims when the
@@ -22,15 +22,15 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from stspilot.check.run import CheckOptions, Probes, check_domain, normalize_domain, utc_now
+from stspilot.check.run import CheckOptions, Probes, check_domain, utc_now
 from stspilot.errors import StoreError
 from stspilot.monitor.notify import Notifier, deliver
 from stspilot.store.monitor import Claim, MonitorStore, ScheduledDomain
 from stspilot.store.retention import Retention
+from stspilot.sts.names import domain_name, fold_name
 
 if TYPE_CHECKING:
     from stspilot.check.evaluate import CheckResult
-    from stspilot.rollout.evidence import ReportWindow
     from stspilot.store import Store
 
 Checker = Callable[[str], Awaitable["CheckResult"]]
@@ -99,12 +99,12 @@ def backoff(failures: int, config: MonitorConfig) -> timedelta:
 
 def add_domain(store: Store, domains: Sequence[str], *, now: datetime) -> list[str]:
     """Enrol ``domains`` (``ConfigError`` for a name that is not one); returns the new ones."""
-    names = [normalize_domain(d) for d in domains]
+    names = [domain_name(d) for d in domains]
     return MonitorStore(store).add(names, now=now)
 
 
 def remove_domain(store: Store, domains: Sequence[str]) -> int:
-    names = [normalize_domain(d) for d in domains]
+    names = [fold_name(d) for d in domains]  # whatever was enrolled can be removed
     return MonitorStore(store).remove(names)
 
 
@@ -121,23 +121,20 @@ def enroll_hosted(store: Store, *, now: datetime) -> list[str]:
 # --- one round -----------------------------------------------------------------------------------
 
 
-def _report_window(store: Store, domain: str, since: datetime, until: datetime) -> ReportWindow:
-    from stspilot.store.dashboard import report_window
-
-    return report_window(store, domain, since, until)
-
-
 def _record(
     store: Store, result: CheckResult, config: MonitorConfig, now: datetime
 ) -> list[object]:
     """Save the check and compute its alerts (sync: runs in a thread)."""
-    from stspilot.check.history import save_check
     from stspilot.monitor.alerts import detect_changes
+    from stspilot.store.checks import rollout_inputs, save_check
 
     domain = result.domain
     previous = store.latest_check(domain)
-    history = store.history_entries(domain, now - timedelta(days=config.history_days))
-    window = _report_window(store, domain, now - timedelta(days=config.report_days + 1), now)
+    since = now - timedelta(days=config.history_days)
+    inputs = rollout_inputs(
+        store, domain, now, days=config.report_days, latest=result, history_since=since
+    )
+    assert inputs is not None  # given the check just run
     save_check(store, result)
     return list(
         detect_changes(
@@ -145,8 +142,8 @@ def _record(
             result,
             now=now,
             expiry_days=config.expiry_days,
-            history=history,
-            reports=window,
+            history=inputs.history,
+            reports=inputs.reports,
             stuck_after_days=config.stuck_after_days,
         )
     )

@@ -25,6 +25,7 @@ from pathlib import Path
 from stspilot.facts import AddressLookup, CertInfo, DnsStatus, FetchOutcome, PolicyFetch
 from stspilot.probes.resolver import Resolver, is_public
 from stspilot.probes.tls import TlsContexts, failure, success, unverified_cert
+from stspilot.sts.names import policy_url
 
 POLICY_PATH = "/.well-known/mta-sts.txt"
 MAX_POLICY_BYTES = 64 * 1024  # RFC 8461 §3.3 suggests 64 KB
@@ -53,10 +54,6 @@ class ProtocolError(Exception):
 class _Head:
     status: int
     headers: dict[str, str]  # lower-case names; repeated fields joined with ", "
-
-
-def policy_url(domain: str) -> str:
-    return f"https://mta-sts.{domain}{POLICY_PATH}"
 
 
 def _request(host: str) -> bytes:

@@ -31,6 +31,7 @@ import dns.rdataclass
 import dns.rdatatype
 
 from stspilot.facts import AddressLookup, DnsStatus, MxHost, MxLookup, TxtLookup
+from stspilot.sts.names import fold_name
 
 # CNAME chains longer than this are a loop or an attack, not a delegation (RFC 8461 §8.2).
 MAX_CNAME_HOPS = 8
@@ -77,7 +78,7 @@ class _Failed(Exception):
 
 
 def _text(name: dns.name.Name | str) -> str:
-    return str(name).rstrip(".").lower()
+    return fold_name(str(name))
 
 
 class _Channel:

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from itertools import pairwise
 
-from stspilot.findings import Finding, Severity
+from stspilot.findings import Finding, Severity, finding
 from stspilot.rollout.evidence import (
     DailyTotal,
     FailureCount,
@@ -36,8 +36,8 @@ from stspilot.rollout.gate import (
     evaluate_gate,
     fmt_top,
 )
-from stspilot.rollout.generate import finding, normalize_host
 from stspilot.rollout.runbooks import Plan, Runbooks, build_runbooks
+from stspilot.sts.names import fold_name
 
 __all__ = [
     "REFUSED_UNDER_ENFORCE",
@@ -194,7 +194,7 @@ def assess_rollout(
 ) -> RolloutAssessment:
     """Where the domain stands on the playbook and what to do next, with the evidence."""
     live = inputs.live
-    live_hosts = frozenset(normalize_host(m.host) for m in live.mx)
+    live_hosts = frozenset(fold_name(m.host) for m in live.mx)
     # Reports cover whole UTC days and arrive the day after (RFC 8460 §4.1), so "the last N
     # days" are the N complete days before today, plus today should a report already cover it.
     start = now.date() - timedelta(days=window_days)

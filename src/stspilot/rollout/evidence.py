@@ -1,8 +1,10 @@
 """What the rollout decides from: the latest check, report counts of a window, check history.
 
-Pure core: no I/O, no clock. Plain values, built by the CLI from a ``CheckResult`` and the store
-(``live_state_from_check``, ``history_from_checks``), or by tests by hand; ``window_from_reports``
-counts parsed TLS-RPT reports the same way the store's aggregates do.
+Pure core: no I/O, no clock. Plain values, built from a check (``live_state_from_check`` for a
+fresh one, ``live_state_from_stored`` for its stored JSON form: one rule for both) and the store
+(``history_from_checks``; ``store/checks.rollout_inputs`` is the one shell that assembles them),
+or by tests by hand; ``window_from_reports`` counts parsed TLS-RPT reports the same way the
+store's aggregates do.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
-from stspilot.rollout.generate import normalize_host
+from stspilot.sts.names import fold_name
 from stspilot.sts.policy import format_policy
 from stspilot.tlsrpt.reports import TlsReport
 
@@ -106,7 +108,7 @@ class RolloutInputs:
 
 def window_from_reports(reports: Iterable[TlsReport], domain: str) -> ReportWindow:
     """Counts for ``domain`` from parsed reports; a report's day is its start date (UTC)."""
-    name = normalize_host(domain)
+    name = fold_name(domain)
     totals: Counter[tuple[date, str]] = Counter()
     failed: Counter[tuple[date, str]] = Counter()
     details: Counter[tuple[date, str, str, str]] = Counter()
@@ -114,12 +116,12 @@ def window_from_reports(reports: Iterable[TlsReport], domain: str) -> ReportWind
         day = report.start.date()
         org = report.organization_name
         for policy in report.policies:
-            if policy.policy_domain and normalize_host(policy.policy_domain) != name:
+            if policy.policy_domain and fold_name(policy.policy_domain) != name:
                 continue
             totals[day, org] += policy.successful_sessions
             failed[day, org] += policy.failed_sessions
             for d in policy.failure_details:
-                mx = normalize_host(d.receiving_mx_hostname or "")
+                mx = fold_name(d.receiving_mx_hostname or "")
                 details[day, org, d.result_type, mx] += d.failed_session_count
     return ReportWindow(
         totals=tuple(
@@ -172,47 +174,69 @@ def effective_mode(result: CheckResult) -> str | None:
 
 
 def live_state_from_check(result: CheckResult) -> LiveState:
-    """Reduce a ``CheckResult`` (``evaluate``) to what the rollout decides from."""
-    usable = result.effective.usable and result.policy is not None
-    policy = result.policy if usable else None
-    mx: list[MxState] = []
-    for verdict in result.mx:
-        if not verdict.host:  # a null MX (RFC 7505) is no host to cover
-            continue
-        problems = [
-            f
-            for f in result.findings
-            if f.subject == verdict.host
-            and f.code in verdict.finding_codes
-            and f.code.startswith("mx.")
-            and f.code != "mx.cert.expiring"
-        ]
-        problem = f"{problems[0].title} ({problems[0].code})" if problems else ""
-        if not problem and verdict.tls_ok is False:
-            problem = verdict.probe_outcome
-        mx.append(
-            MxState(
-                host=normalize_host(verdict.host),
-                covered_by=verdict.covered_by,
-                tls_ok=verdict.tls_ok,
-                problem=problem,
-                days_to_expiry=verdict.days_to_expiry,
-            )
-        )
-    reason = result.effective
-    problem = ""
-    if result.sts_record is not None and not usable:
-        problem = f"{reason.reason} ({reason.reason_code})"
-    return LiveState(
+    """Reduce a fresh ``CheckResult`` (``evaluate``) to what the rollout decides from.
+
+    Through its stored form (``check.render.result_to_json``), so a fresh check and a stored
+    one (``live_state_from_stored``) are read by one rule.
+    """
+    from stspilot.check.render import result_to_json
+
+    return live_state_from_stored(
+        result_to_json(result),
         domain=result.domain,
         observed_at=result.observed_at,
-        sts_id=result.sts_record.id if result.sts_record is not None else None,
-        mode=str(policy.mode) if policy is not None else None,
-        max_age=policy.max_age if policy is not None else None,
-        mx_patterns=tuple(policy.mx) if policy is not None else (),
         policy_sha256=policy_digest(result) or "",
+    )
+
+
+def live_state_from_stored(
+    document: Mapping[str, Any], *, domain: str, observed_at: datetime, policy_sha256: str
+) -> LiveState:
+    """Reduce a check's JSON form (``stspilot.check/1``, as stored) to the rollout's evidence."""
+    effective = document.get("effective") or {}
+    policy = document.get("policy") if effective.get("usable") else None
+    findings = document.get("findings") or []
+    mx: list[MxState] = []
+    for item in document.get("mx") or []:
+        host = item.get("host")
+        if not host:  # a null MX (RFC 7505) is no host to cover
+            continue
+        codes = set(item.get("findings") or [])
+        problems = [
+            f
+            for f in findings
+            if f.get("subject") == host
+            and f.get("code") in codes
+            and str(f.get("code", "")).startswith("mx.")
+            and f.get("code") != "mx.cert.expiring"
+        ]
+        problem = f"{problems[0]['title']} ({problems[0]['code']})" if problems else ""
+        if not problem and item.get("tls_ok") is False:
+            problem = str(item.get("probe_outcome") or "")
+        mx.append(
+            MxState(
+                host=fold_name(host),
+                covered_by=item.get("covered_by"),
+                tls_ok=item.get("tls_ok"),
+                problem=problem,
+                days_to_expiry=item.get("days_to_expiry"),
+            )
+        )
+    record = document.get("sts_record")
+    tlsrpt = document.get("tlsrpt") or {}
+    problem = ""
+    if record is not None and policy is None:
+        problem = f"{effective.get('reason', '')} ({effective.get('reason_code', '')})"
+    return LiveState(
+        domain=domain,
+        observed_at=observed_at,
+        sts_id=record.get("id") if isinstance(record, Mapping) else None,
+        mode=policy.get("mode") if policy else None,
+        max_age=policy.get("max_age") if policy else None,
+        mx_patterns=tuple(policy.get("mx") or ()) if policy else (),
+        policy_sha256=policy_sha256,
         policy_problem=problem,
-        tlsrpt_rua=tuple(result.tlsrpt.rua) if str(result.tlsrpt.state) == "valid" else (),
+        tlsrpt_rua=tuple(tlsrpt.get("rua") or ()) if tlsrpt.get("state") == "valid" else (),
         mx=tuple(mx),
     )
 

@@ -13,7 +13,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from stspilot.rollout.evidence import LiveState, MxState, ReportWindow
-from stspilot.rollout.generate import one_label_wildcard_covers
+from stspilot.sts.policy import mx_matches
 from stspilot.tlsrpt.advice import ADVICE
 
 # The result types a sender enforcing the policy refuses (RFC 8461 §5, checklist A8.1); one
@@ -187,7 +187,7 @@ def _coverage_criterion(live: LiveState) -> Criterion:
 def _covered(mx: MxState, patterns: Sequence[str]) -> str | None:
     if mx.covered_by:
         return mx.covered_by
-    return next((p for p in patterns if one_label_wildcard_covers(p.lower(), mx.host)), None)
+    return next((p for p in patterns if mx_matches(p, mx.host)), None)
 
 
 def _mx_tls_criterion(live: LiveState) -> Criterion:

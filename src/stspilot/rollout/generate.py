@@ -11,23 +11,51 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from stspilot.errors import ConfigError
-from stspilot.findings import CATALOGUE, Finding
+from stspilot.errors import ConfigError, InvalidName
+from stspilot.findings import Finding, finding, finding_to_json
+from stspilot.sts.names import (
+    domain_name,
+    fold_name,
+    policy_url,
+    sts_record_name,
+    tlsrpt_record_name,
+)
+from stspilot.sts.policy import (
+    DEFAULT_MAX_AGE,
+    Policy,
+    check_max_age,
+    check_mode,
+    fold_mx_pattern,
+    format_policy,
+    is_valid_mx_pattern,
+    mx_matches,
+)
+from stspilot.sts.records import (
+    StsRecord,
+    TlsRptRecord,
+    format_sts_record,
+    format_tlsrpt_record,
+    new_policy_id,
+)
 
-MODES = ("testing", "enforce", "none")
+__all__ = [
+    "DAY",
+    "PROVIDER_WILDCARD_ZONES",
+    "WEEK",
+    "Publication",
+    "TxtRecord",
+    "derive_mx_patterns",
+    "generate",
+    "normalize_rua",
+    "publish_steps",
+]
 
 DAY = 86_400
 WEEK = 7 * DAY
-MAX_AGE_LIMIT = 31_557_600  # RFC 8461 §3.2: one year at most (checklist A4.8)
-
-# By stage (design.md's journey): testing is short so a mistake is forgotten in a day; enforce
-# is at least a week so a downgrade window stays small (RFC 8461 §10.2, checklist A9.1);
-# `none` is short so senders drop the policy soon (RFC 8461 §8.3, checklist A5.8).
-DEFAULT_MAX_AGE: Mapping[str, int] = {"testing": DAY, "enforce": WEEK, "none": DAY}
 
 TXT_TTL = 3600
 
@@ -92,75 +120,16 @@ class Publication:
             "policy_url": self.policy_url,
             "policy": self.policy_text,
             "steps": list(self.steps),
-            "findings": [_finding_dict(f) for f in self.findings],
+            "findings": [finding_to_json(f) for f in self.findings],
         }
 
 
-def _finding_dict(f: Finding) -> dict[str, Any]:
-    return {
-        "code": f.code,
-        "severity": f.severity.label,
-        "title": f.title,
-        "detail": f.detail,
-        "fix": f.fix,
-        "rfc": f.rfc,
-        "subject": f.subject,
-    }
-
-
-def finding(code: str, detail: str, fix: str, subject: str = "") -> Finding:
-    """A finding of a catalogue code, with this domain's detail and fix filled in."""
-    spec = CATALOGUE[code]
-    return Finding(code, spec.severity, spec.title, detail, fix, spec.rfc, subject)
-
-
-def new_policy_id(now: datetime, *, previous: str = "", avoid: Collection[str] = ()) -> str:
-    """A fresh TXT ``id`` from the UTC time: 14 digits, e.g. ``20261122131200``.
-
-    RFC 8461 §3.1 allows 1-32 letters and digits, so no ``T``/``Z`` separators are needed and
-    none of ``-:.`` may appear (checklist A2.5). Ids are only compared for equality (A2.6): when
-    the second-resolution id equals ``previous`` (or one in ``avoid``: other plans printed at
-    the same time) the microseconds are added, then a letter, so every id handed out differs.
-    """
-    if now.tzinfo is None:
-        raise ConfigError("now must be an aware datetime")
-    taken = {previous, *avoid}
-    utc = now.astimezone(UTC)
-    seconds, micro = utc.strftime("%Y%m%d%H%M%S"), utc.strftime("%Y%m%d%H%M%S%f")
-    for candidate in (seconds, micro, *(micro + c for c in "abcdefghijklmnopqrstuvwxyz")):
-        if candidate not in taken:
-            return candidate
-    raise ConfigError("no fresh policy id left for this moment")  # 28 ids taken in 1 µs
-
-
-def normalize_host(host: str) -> str:
-    """Lower case, no trailing root dot, A-label (RFC 8461 §3.2 wants A-labels, checklist A4.13)."""
-    name = host.strip().rstrip(".").lower()
-    if not name:
-        return ""
+def _is_domain(text: str) -> bool:
     try:
-        return name.encode("idna").decode("ascii")
-    except UnicodeError as exc:
-        raise ConfigError(f"{host!r} is not a valid host name") from exc
-
-
-def _is_ldh_name(name: str) -> bool:
-    labels = name.split(".")
-    return len(labels) >= 2 and all(
-        0 < len(label) <= 63
-        and label[0] != "-"
-        and label[-1] != "-"
-        and all(c.isascii() and (c.isalnum() or c == "-") for c in label)
-        for label in labels
-    )
-
-
-def one_label_wildcard_covers(pattern: str, host: str) -> bool:
-    """RFC 8461 §4.1: ``*.zone`` matches exactly one extra left-most label (checklist A7.4)."""
-    if not pattern.startswith("*."):
-        return pattern == host
-    first, dot, rest = host.partition(".")
-    return bool(first) and bool(dot) and rest == pattern[2:]
+        domain_name(text)
+    except InvalidName:
+        return False
+    return True
 
 
 def derive_mx_patterns(
@@ -174,7 +143,7 @@ def derive_mx_patterns(
     labels (``*.com`` would trust the world) and every wildcard gets an info finding, because it
     trusts every host with a certificate in that zone (RFC 8461 §10.4, checklist A9.2).
     """
-    unique = sorted({normalize_host(h) for h in hosts} - {""})
+    unique = sorted({fold_name(h) for h in hosts} - {""})
     if not wildcards:
         return tuple(unique), ()
     by_zone: dict[str, list[str]] = {}
@@ -188,7 +157,7 @@ def derive_mx_patterns(
         wanted = len(members) >= 2 or zone in PROVIDER_WILDCARD_ZONES
         if broad_enough and wanted:
             pattern = f"*.{zone}"
-            assert all(one_label_wildcard_covers(pattern, m) for m in members)
+            assert all(mx_matches(pattern, m) for m in members)
             patterns.append(pattern)
             notes.append(
                 finding(
@@ -212,11 +181,11 @@ def normalize_rua(uri: str) -> str:
     if scheme == "mailto":
         address = text[len("mailto:") :]
         local, at, host = address.rpartition("@")
-        if not at or not local or not _is_ldh_name(host.lower()):
+        if not at or not local or not _is_domain(host):
             raise ConfigError(f"rua {uri!r} is not mailto:local@domain")
     elif scheme == "https":
         parts = urlsplit(text)
-        if not parts.hostname or not _is_ldh_name(parts.hostname):
+        if not parts.hostname or not _is_domain(parts.hostname):
             raise ConfigError(f"rua {uri!r} is not an https: URL with a host name")
     else:
         raise ConfigError(f"rua {uri!r}: TLS-RPT accepts only mailto: and https: URIs")
@@ -227,32 +196,6 @@ def normalize_rua(uri: str) -> str:
 
 def default_rua(domain: str) -> str:
     return f"mailto:tlsrpt@{domain}"
-
-
-def sts_record_value(policy_id: str) -> str:
-    return f"v=STSv1; id={policy_id}"
-
-
-def tlsrpt_record_value(rua: Sequence[str]) -> str:
-    return f"v=TLSRPTv1; rua={','.join(rua)}"
-
-
-def policy_body(mode: str, max_age: int, mx_patterns: Sequence[str]) -> str:
-    """The policy file (RFC 8461 §3.2): one ``mx:`` line per pattern, CRLF line ends."""
-    lines = ["version: STSv1", f"mode: {mode}"]
-    lines += [f"mx: {p}" for p in mx_patterns]
-    lines.append(f"max_age: {max_age}")
-    return "\r\n".join(lines) + "\r\n"
-
-
-def policy_url(domain: str) -> str:
-    return f"https://mta-sts.{domain}/.well-known/mta-sts.txt"
-
-
-def check_max_age(max_age: int) -> int:
-    if not 0 <= max_age <= MAX_AGE_LIMIT:
-        raise ConfigError(f"max_age must be between 0 and {MAX_AGE_LIMIT} seconds (RFC 8461 §3.2)")
-    return max_age
 
 
 def generate(
@@ -277,13 +220,10 @@ def generate(
     mx patterns already chosen (a runbook changing only the mode) instead of deriving them;
     ``avoid`` lists ids already handed out for other plans, which the new id must not repeat.
     """
-    name = normalize_host(domain)
-    if not _is_ldh_name(name):
-        raise ConfigError(f"{domain!r} is not a domain name")
-    if mode not in MODES:
-        raise ConfigError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
+    name = domain_name(domain)
+    policy_mode = check_mode(mode)
     age = check_max_age(DEFAULT_MAX_AGE[mode] if max_age is None else max_age)
-    live = [normalize_host(h) for h in mx_hosts]
+    live = [fold_name(h) for h in mx_hosts]
     if any(h == "" for h in live) and mode != "none":
         raise ConfigError(f"{name} publishes a null MX (RFC 7505): it accepts no mail")
     if patterns is None:
@@ -299,9 +239,10 @@ def generate(
     findings += _probe_findings(live, mode, probe_failures or {})
     findings += _rua_findings(name, uris, live)
     policy_id = new_policy_id(now, previous=previous_id, avoid=avoid)
-    text = policy_body(mode, age, chosen)
-    sts = TxtRecord(f"_mta-sts.{name}.", sts_record_value(policy_id))
-    tlsrpt = TxtRecord(f"_smtp._tls.{name}.", tlsrpt_record_value(uris))
+    # The policy file (RFC 8461 §3.2) with CRLF line ends, and the two TXT values.
+    text = format_policy(Policy("STSv1", policy_mode, age, chosen), crlf=True)
+    sts = TxtRecord(sts_record_name(name) + ".", format_sts_record(StsRecord(policy_id)))
+    tlsrpt = TxtRecord(tlsrpt_record_name(name) + ".", format_tlsrpt_record(TlsRptRecord(uris)))
     return Publication(
         domain=name,
         mode=mode,
@@ -321,11 +262,11 @@ def generate(
 def _checked_patterns(patterns: Sequence[str]) -> tuple[str, ...]:
     out: list[str] = []
     for pattern in patterns:
-        wildcard = pattern.startswith("*.")
-        name = normalize_host(pattern[2:] if wildcard else pattern)
-        if not _is_ldh_name(name):  # RFC 8461 §3.2: ["*."] Domain (checklist A4.12)
+        canonical = fold_mx_pattern(pattern)  # A-labels, case, root dot (checklist A4.13)
+        # RFC 8461 §3.2 ["*."] Domain (A4.12); we never offer a one-label name nor ``*.com``.
+        if "." not in canonical.removeprefix("*.") or not is_valid_mx_pattern(canonical):
             raise ConfigError(f"{pattern!r} is not a valid mx pattern")
-        out.append(f"*.{name}" if wildcard else name)
+        out.append(canonical)
     return tuple(sorted(set(out)))
 
 
@@ -342,7 +283,7 @@ def publish_steps(domain: str, tlsrpt: TxtRecord, sts: TxtRecord) -> tuple[str, 
 
 def _probe_findings(live: Sequence[str], mode: str, failures: Mapping[str, str]) -> list[Finding]:
     out: list[Finding] = []
-    wanted = {normalize_host(k): v for k, v in failures.items()}
+    wanted = {fold_name(k): v for k, v in failures.items()}
     for host in sorted(set(live)):
         if host in wanted:
             spec_note = (

@@ -15,7 +15,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from stspilot.findings import Finding, Severity
+from stspilot.findings import Finding, Severity, finding_to_json
 from stspilot.rollout.assess import RolloutAssessment, Stage
 from stspilot.rollout.generate import Publication
 from stspilot.rollout.runbooks import Plan
@@ -35,18 +35,6 @@ _SEVERITY_STYLE = {Severity.INFO: "cyan", Severity.WARNING: "yellow", Severity.E
 
 
 # --- JSON -----------------------------------------------------------------------------------
-
-
-def finding_to_json(f: Finding) -> dict[str, Any]:
-    return {
-        "code": f.code,
-        "severity": f.severity.label,
-        "title": f.title,
-        "detail": f.detail,
-        "fix": f.fix,
-        "rfc": f.rfc,
-        "subject": f.subject,
-    }
 
 
 def _pairs(pairs: tuple[tuple[str, int], ...]) -> list[dict[str, Any]]:

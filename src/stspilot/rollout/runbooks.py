@@ -13,18 +13,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from stspilot.findings import Finding
+from stspilot.findings import Finding, finding
 from stspilot.rollout.evidence import LiveState
 from stspilot.rollout.gate import Criterion
-from stspilot.rollout.generate import (
-    DAY,
-    WEEK,
-    Publication,
-    finding,
-    generate,
-    normalize_host,
-    one_label_wildcard_covers,
-)
+from stspilot.rollout.generate import DAY, WEEK, Publication, generate
+from stspilot.sts.names import fold_name, host_name
+from stspilot.sts.policy import mx_matches
 
 if TYPE_CHECKING:  # rollout imports this module; Stage is a StrEnum, compared by value here
     from stspilot.rollout.assess import Stage
@@ -96,8 +90,8 @@ def _when(t: datetime) -> str:
 def keep_patterns(patterns: Sequence[str], hosts: Sequence[str]) -> tuple[str, ...]:
     """The current patterns that cover a live host, plus an exact line for each uncovered host."""
     norm = [p.lower() for p in patterns]
-    kept = [p for p in norm if any(one_label_wildcard_covers(p, h) for h in hosts)]
-    missing = [h for h in hosts if not any(one_label_wildcard_covers(p, h) for p in norm)]
+    kept = [p for p in norm if any(mx_matches(p, h) for h in hosts)]
+    missing = [h for h in hosts if not any(mx_matches(p, h) for p in norm)]
     return tuple(sorted(set(kept) | set(missing)))
 
 
@@ -112,7 +106,7 @@ def build_runbooks(
     planned_mx: tuple[str, ...] | None,
     now: datetime,
 ) -> Runbooks:
-    hosts = sorted({normalize_host(m.host) for m in live.mx} - {""})
+    hosts = sorted({fold_name(m.host) for m in live.mx} - {""})
     rua = live.tlsrpt_rua
     prev = live.sts_id or ""
     # The longest max_age any policy was served with bounds how long senders remember it.
@@ -396,8 +390,8 @@ def _migration(
     if live.mode not in ("testing", "enforce"):
         return None
     patterns = [p.lower() for p in live.mx_patterns]
-    uncovered = [h for h in hosts if not any(one_label_wildcard_covers(p, h) for p in patterns)]
-    unused = [p for p in patterns if not any(one_label_wildcard_covers(p, h) for h in hosts)]
+    uncovered = [h for h in hosts if not any(mx_matches(p, h) for p in patterns)]
+    unused = [p for p in patterns if not any(mx_matches(p, h) for h in hosts)]
     if uncovered or unused:
         findings.append(
             finding(
@@ -410,7 +404,8 @@ def _migration(
                 "Follow the MX migration runbook.",
             )
         )
-    target = sorted({normalize_host(h) for h in planned_mx} - {""}) if planned_mx else None
+    # A planned host comes from a person (``--new-mx``): strict, ``InvalidName`` when no name.
+    target = sorted({host_name(h) for h in planned_mx if h.strip()}) if planned_mx else None
     if target is None and not uncovered and not unused:
         return None
     old_age = live.max_age or DAY

@@ -37,8 +37,9 @@ from stspilot.store.models import (
 )
 from stspilot.store.retention import CheckPoint, Retention, checks_to_drop
 from stspilot.store.rows import ReportRows
-from stspilot.store.schema import checks, quarantine, raw_blobs, report_policies, reports
+from stspilot.store.schema import checks, quarantine, raw_blobs, reports
 from stspilot.store.url import make_engine, resolve_url, safe_url, sqlite_path, store_error
+from stspilot.sts.names import fold_name
 from stspilot.tlsrpt.summary import DailyTotal, FailureCount, ReportAggregates, SenderTotal
 
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -285,52 +286,23 @@ class Store:
         until: date | datetime | None = None,
         limit: int = 100,
         offset: int = 0,
+        *,
+        tenant_id: int | None = None,
+        walk_after: int = reads.SMALL_TENANT,
     ) -> list[ReportListing]:
-        """Reports newest day first, optionally for one policy domain and a day window."""
-        r = reports.c
-        q = select(
-            r.id,
-            r.organization_name,
-            r.report_id,
-            r.start_at,
-            r.end_at,
-            r.successful_sessions,
-            r.failed_sessions,
-            r.origin,
-            r.received_at,
-        )
-        if domain is not None:
-            q = q.where(
-                r.id.in_(
-                    select(report_policies.c.report_pk).where(
-                        report_policies.c.policy_domain == domain
-                    )
-                )
-            )
-        if since is not None:
-            q = q.where(r.day >= queries.day_floor(since))
-        if until is not None:
-            q = q.where(r.day < queries.day_ceiling(until))
-        q = q.order_by(r.day.desc(), r.id.desc()).limit(limit).offset(offset)
+        """Reports newest day first, optionally for one policy domain, a day window and the
+        hosted domains of one tenant (``store.reads.list_reports``)."""
         with self._read() as conn:
-            rows = conn.execute(q).all()
-            pks = [row[0] for row in rows]
-            domains: dict[int, list[str]] = {}
-            for i in range(0, len(pks), batch.CHUNK):
-                dq = (
-                    select(report_policies.c.report_pk, report_policies.c.policy_domain)
-                    .where(report_policies.c.report_pk.in_(pks[i : i + batch.CHUNK]))
-                    .order_by(report_policies.c.report_pk, report_policies.c.idx)
-                )
-                for pk, dom in conn.execute(dq):
-                    if dom not in domains.setdefault(pk, []):
-                        domains[pk].append(dom)
-        return [
-            ReportListing(
-                pk, org, rid, start, end, tuple(domains.get(pk, ())), ok, bad, origin, received
+            return reads.list_reports(
+                conn,
+                domain=domain,
+                since=since,
+                until=until,
+                limit=limit,
+                offset=offset,
+                tenant_id=tenant_id,
+                walk_after=walk_after,
             )
-            for pk, org, rid, start, end, ok, bad, origin, received in rows
-        ]
 
     # -- quarantine ------------------------------------------------------------------------
 
@@ -502,7 +474,7 @@ class Store:
     ) -> int:
         """Store one check of ``domain``; returns its id. ``result`` is the full JSON form."""
         row = {
-            "domain": domain.lower().rstrip("."),
+            "domain": fold_name(domain),
             "observed_at": observed_at,
             "stage": stage,
             "mode": mode,
@@ -519,7 +491,7 @@ class Store:
     def latest_check(self, domain: str) -> CheckRecord | None:
         q = (
             select(checks)
-            .where(checks.c.domain == domain.lower().rstrip("."))
+            .where(checks.c.domain == fold_name(domain))
             .order_by(checks.c.observed_at.desc(), checks.c.id.desc())
             .limit(1)
         )
@@ -537,7 +509,7 @@ class Store:
     ) -> list[CheckRecord]:
         """The newest ``limit`` checks of ``domain`` observed at or after ``since``, oldest
         first (a domain checked every few minutes has more than ``limit``: the newest count)."""
-        q = select(checks).where(checks.c.domain == domain.lower().rstrip("."))
+        q = select(checks).where(checks.c.domain == fold_name(domain))
         if since is not None:
             q = q.where(checks.c.observed_at >= since)
         q = q.order_by(checks.c.observed_at.desc(), checks.c.id.desc()).limit(limit)
@@ -556,7 +528,7 @@ class Store:
         c = checks.c
         max_age = c.result["policy"]["max_age"].as_string()
         q = select(c.observed_at, c.mode, c.policy_id, c.policy_sha256, c.mx_set, max_age).where(
-            c.domain == domain.lower().rstrip(".")
+            c.domain == fold_name(domain)
         )
         if since is not None:
             q = q.where(c.observed_at >= since)

@@ -15,28 +15,24 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, Select, func, select
+from sqlalchemy import Connection, func, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from stspilot.errors import ConfigError
 from stspilot.rollout.evidence import DailyTotal, FailureCount, ReportWindow
-from stspilot.rollout.generate import normalize_host
 from stspilot.store.accounts import tenants
 from stspilot.store.batch import CHUNK
 from stspilot.store.hosting import hosted_domains
-from stspilot.store.models import CheckRecord, ReportListing
+from stspilot.store.models import CheckRecord
 from stspilot.store.queries import day_ceiling, day_floor
 from stspilot.store.reads import check_record
-from stspilot.store.schema import checks, failure_details, report_policies, reports
+from stspilot.store.schema import checks, failure_details, report_policies
 from stspilot.store.url import store_error
+from stspilot.sts.names import fold_name
 
 if TYPE_CHECKING:
     from stspilot.store.api import Store
 
 MAX_PAGE = 500  # rows per page, whatever the caller asks
-# Up to this many hosted domains a tenant's report listing goes domain by domain; past it, it
-# walks ``reports`` newest first (``list_reports``).
-SMALL_TENANT = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,15 +57,11 @@ class InventoryPage:
 
 
 def _host(name: str, memo: dict[str, str]) -> str:
-    """``normalize_host`` as the rollout compares names, but total: a reporter's malformed
-    MX name (hostile input) is kept lower-cased instead of raising; memoised per query."""
+    """``sts.names.fold_name`` (never raises: a reporter's MX name is hostile input), memoised
+    per query."""
     found = memo.get(name)
     if found is None:
-        try:
-            found = normalize_host(name)
-        except ConfigError:
-            found = name.strip().rstrip(".").lower()
-        memo[name] = found
+        found = memo[name] = fold_name(name)
     return found
 
 
@@ -229,90 +221,6 @@ class DashboardReads:
         }
 
     # -- reports --------------------------------------------------------------------------------
-
-    def list_reports(
-        self,
-        *,
-        tenant_id: int | None,
-        domain: str | None = None,
-        since: date | datetime | None = None,
-        limit: int = 50,
-        offset: int = 0,
-        walk_after: int = SMALL_TENANT,
-    ) -> list[ReportListing]:
-        """Reports newest day first, limited to those naming one of the tenant's hosted
-        domains (``tenant_id=None``: every report), optionally one domain and a day window.
-        Asks for ``limit`` rows; callers ask one more to know whether a next page exists.
-        A tenant of more than ``walk_after`` hosted domains is listed by walking ``reports``."""
-        r, p = reports.c, report_policies.c
-        q: Select[Any] = select(
-            r.id,
-            r.organization_name,
-            r.report_id,
-            r.start_at,
-            r.end_at,
-            r.successful_sessions,
-            r.failed_sessions,
-            r.origin,
-            r.received_at,
-        )
-        h = hosted_domains.c
-        if domain is not None:
-            # One domain: its report_policies rows through (policy_domain, day), then reports.
-            mine = select(p.report_pk).where(p.policy_domain == _host(domain, {}))
-            if tenant_id is not None:
-                owned = select(h.domain).where(h.tenant_id == tenant_id)
-                mine = mine.where(p.policy_domain.in_(owned))
-            if since is not None:
-                mine = mine.where(p.day >= day_floor(since))
-            q = q.where(r.id.in_(mine))
-        elif tenant_id is not None:
-            # A whole tenant: walk ``reports`` newest first on its day index and keep a report
-            # when one of its policies names a domain of the tenant (report_policies primary
-            # key, then the unique hosted_domains.domain): the walk stops after one page
-            # instead of collecting every report of thousands of domains first. A tenant of a
-            # few domains in a large store would walk far for each page, so it keeps the
-            # per-domain path.
-            count = select(func.count()).select_from(hosted_domains).where(h.tenant_id == tenant_id)
-            with self._read() as conn:
-                small = int(conn.execute(count).scalar_one()) <= walk_after
-            if small:
-                mine = select(p.report_pk).where(
-                    p.policy_domain.in_(select(h.domain).where(h.tenant_id == tenant_id))
-                )
-                if since is not None:
-                    mine = mine.where(p.day >= day_floor(since))
-                q = q.where(r.id.in_(mine))
-            else:
-                named = (
-                    select(p.report_pk)
-                    .join(hosted_domains, h.domain == p.policy_domain)
-                    .where(p.report_pk == r.id, h.tenant_id == tenant_id)
-                )
-                q = q.where(named.exists())
-        if since is not None:
-            q = q.where(r.day >= day_floor(since))
-        q = q.order_by(r.day.desc(), r.id.desc()).limit(max(1, min(limit, MAX_PAGE + 1)))
-        q = q.offset(max(0, offset))
-        with self._read() as conn:
-            rows = conn.execute(q).all()
-            domains: dict[int, list[str]] = {}
-            pks = [row[0] for row in rows]
-            for i in range(0, len(pks), CHUNK):
-                dq = (
-                    select(p.report_pk, p.policy_domain)
-                    .where(p.report_pk.in_(pks[i : i + CHUNK]))
-                    .order_by(p.report_pk, p.idx)
-                )
-                for pk, dom in conn.execute(dq):
-                    if dom not in domains.setdefault(pk, []):
-                        domains[pk].append(dom)
-        return [
-            ReportListing(
-                pk, org, rid, start, end, tuple(domains.get(pk, ())), ok, bad, origin, received
-            )
-            for pk, org, rid, start, end, ok, bad, origin, received in rows
-        ]
 
     def report_domains(self, pk: int) -> list[str]:
         """The policy domains one report names (for the tenant check on a report link)."""

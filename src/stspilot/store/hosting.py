@@ -30,7 +30,6 @@ from sqlalchemy import (
 )
 
 from stspilot.errors import ConfigError
-from stspilot.rollout.generate import DEFAULT_MAX_AGE, check_max_age, new_policy_id, normalize_host
 from stspilot.store.accounts import Conflict, NotFound, tenants
 from stspilot.store.hosting_models import (
     POLICY_HOST_PREFIX,
@@ -45,6 +44,9 @@ from stspilot.store.hosting_models import (
 )
 from stspilot.store.schema import Id, Json, UtcDateTime, metadata
 from stspilot.store.transaction import transaction
+from stspilot.sts.names import fold_name
+from stspilot.sts.policy import DEFAULT_MAX_AGE, check_max_age
+from stspilot.sts.records import new_policy_id
 
 if TYPE_CHECKING:
     from stspilot.store.api import Store
@@ -195,7 +197,7 @@ class HostedPolicies:
 
     def get(self, domain: str) -> HostedDomain | None:
         with self._conn(write=False) as conn:
-            return self._load(conn, normalize_host(domain))
+            return self._load(conn, fold_name(domain))
 
     def require(self, domain: str) -> HostedDomain:
         found = self.get(domain)
@@ -235,7 +237,7 @@ class HostedPolicies:
 
     def served_policy(self, host: str) -> ServedPolicy | None:
         """The policy for ``Host: mta-sts.<domain>`` (any case, no port), else None."""
-        name = host.lower().rstrip(".")
+        name = fold_name(host)
         if not name.startswith(POLICY_HOST_PREFIX):
             return None
         h = hosted_domains.c
@@ -325,7 +327,7 @@ class HostedPolicies:
         A change to a domain being decommissioned brings it back to active.
         """
         with self._conn(write=True) as conn:
-            current = self._load(conn, normalize_host(domain))
+            current = self._load(conn, fold_name(domain))
             if current is None:
                 raise NotFound(f"{domain!r} is not a hosted domain")
             return self._change(
@@ -411,11 +413,11 @@ class HostedPolicies:
         Applying only changes the served policy (and its ``id``): the TXT ``id`` is published
         after it, never before (RFC 8461 §8.1-8.2: the never-orphan order).
         """
-        live = tuple(sorted({normalize_host(h) for h in live_mx} - {""}))
+        live = tuple(sorted({fold_name(h) for h in live_mx} - {""}))
         if not live:
             raise ConfigError("no live MX hosts given: refusing to sync a policy to nothing")
         with self._conn(write=True) as conn:
-            current = self._load(conn, normalize_host(domain))
+            current = self._load(conn, fold_name(domain))
             if current is None:
                 raise NotFound(f"{domain!r} is not a hosted domain")
             if current.state != ACTIVE:
@@ -470,7 +472,7 @@ class HostedPolicies:
         """Serve ``mode: none`` with a new ``id`` until every policy cached by a sender has
         expired (the longest ``max_age`` ever served), then allow removal (RFC 8461 §8.3)."""
         with self._conn(write=True) as conn:
-            current = self._load(conn, normalize_host(domain))
+            current = self._load(conn, fold_name(domain))
             if current is None:
                 raise NotFound(f"{domain!r} is not a hosted domain")
             if current.state == DECOMMISSIONING:
@@ -499,7 +501,7 @@ class HostedPolicies:
     def remove(self, domain: str, *, now: datetime, force: bool = False) -> None:
         """Stop hosting ``domain``: only once its decommission wait is over (or ``force``)."""
         with self._conn(write=True) as conn:
-            current = self._load(conn, normalize_host(domain))
+            current = self._load(conn, fold_name(domain))
             if current is None:
                 raise NotFound(f"{domain!r} is not a hosted domain")
             if not force:

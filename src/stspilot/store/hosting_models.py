@@ -3,31 +3,31 @@ rendering every change goes through (RFC 8461 §3.2 grammar, §4.1 matching). No
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from stspilot.errors import ConfigError
-from stspilot.rollout.generate import MODES, normalize_host
-from stspilot.sts.policy import Mode, Policy, format_policy, is_valid_mx_pattern, mx_matches
+from stspilot.errors import ConfigError, InvalidName
+from stspilot.sts.names import MAX_NAME, domain_name, fold_name, policy_host
+from stspilot.sts.policy import (
+    Policy,
+    check_mode,
+    fold_mx_pattern,
+    format_policy,
+    is_valid_mx_pattern,
+    mx_matches,
+)
 
 POLICY_HOST_PREFIX = "mta-sts."
 MAX_MX_PATTERNS = 64  # far more than any real MX set; keeps a policy file a few KiB
 
-_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
-
 
 def check_domain_name(text: str) -> str:
-    """A hosted domain: an A-label LDH name of two or more labels (we serve ``mta-sts.`` + it)."""
-    name = normalize_host(text)
-    labels = name.split(".")
-    if (
-        len(labels) < 2
-        or len(name) > 253 - len(POLICY_HOST_PREFIX)
-        or not all(_LABEL.fullmatch(label) for label in labels)
-    ):
-        raise ConfigError(f"{text!r} is not a domain name stspilot can host a policy for")
+    """A hosted domain: ``sts.names.domain_name``, short enough that ``mta-sts.`` + it is a
+    name too (we serve the policy there); ``InvalidName`` otherwise."""
+    name = domain_name(text)
+    if len(policy_host(name)) > MAX_NAME:
+        raise InvalidName(text, f"{policy_host(name)} would be longer than {MAX_NAME} characters")
     return name
 
 
@@ -35,7 +35,7 @@ def check_mx_patterns(mode: str, patterns: Sequence[str]) -> tuple[str, ...]:
     """Normalised, de-duplicated ``mx`` patterns, valid per RFC 8461 §3.2."""
     out: list[str] = []
     for raw in patterns:
-        pattern = raw.strip().rstrip(".").lower()
+        pattern = fold_mx_pattern(raw)
         if not is_valid_mx_pattern(pattern):
             raise ConfigError(f"mx pattern {raw!r} is not a host name or *.zone (RFC 8461 §3.2)")
         if pattern not in out:
@@ -48,15 +48,13 @@ def check_mx_patterns(mode: str, patterns: Sequence[str]) -> tuple[str, ...]:
 
 
 def render_policy(mode: str, mx: Sequence[str], max_age: int, *, crlf: bool) -> str:
-    if mode not in MODES:
-        raise ConfigError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
-    return format_policy(Policy("STSv1", Mode(mode), max_age, tuple(mx)), crlf=crlf)
+    return format_policy(Policy("STSv1", check_mode(mode), max_age, tuple(mx)), crlf=crlf)
 
 
 def plan_mx_sync(patterns: Sequence[str], live_mx: Sequence[str]) -> tuple[str, ...]:
     """The patterns after an MX sync: those that still cover a live host, in their order, then
     one exact name per live host nothing covers (RFC 8461 §4.1 matching)."""
-    live = sorted({normalize_host(h) for h in live_mx} - {""})
+    live = sorted({fold_name(h) for h in live_mx} - {""})
     keep = [p for p in patterns if any(mx_matches(p, h) for h in live)]
     missing = [h for h in live if not any(mx_matches(p, h) for p in keep)]
     return tuple(keep + missing)

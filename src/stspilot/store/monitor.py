@@ -36,6 +36,7 @@ from sqlalchemy import (
 
 from stspilot.store.schema import UtcDateTime, metadata
 from stspilot.store.transaction import transaction
+from stspilot.sts.names import fold_name
 
 if TYPE_CHECKING:
     from stspilot.monitor.alerts import Alert
@@ -315,7 +316,7 @@ class MonitorStore:
         a = monitor_alerts.c
         rank = _SEVERITY_RANK
         out: dict[str, tuple[int, str]] = {}
-        names = sorted({d.lower().rstrip(".") for d in domains})
+        names = sorted({fold_name(d) for d in domains})
         with self._conn(write=False) as conn:
             for i in range(0, len(names), 500):
                 q = (
@@ -336,7 +337,7 @@ class MonitorStore:
         a = monitor_alerts.c
         q = select(monitor_alerts).where(a.resolved_at.is_(None)).order_by(a.domain, a.key)
         if domain is not None:
-            q = q.where(a.domain == domain.lower().rstrip("."))
+            q = q.where(a.domain == fold_name(domain))
         with self._conn(write=False) as conn:
             rows = [dict(row) for row in conn.execute(q).mappings()]
         rank = _SEVERITY_RANK

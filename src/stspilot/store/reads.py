@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Connection, RowMapping, select
+from sqlalchemy import Connection, RowMapping, Select, func, select
 
-from stspilot.store.models import CheckRecord, StoredReport
+from stspilot.store.batch import CHUNK
+from stspilot.store.hosting import hosted_domains
+from stspilot.store.models import CheckRecord, ReportListing, StoredReport
+from stspilot.store.queries import day_ceiling, day_floor
 from stspilot.store.schema import failure_details, report_policies, reports
+from stspilot.sts.names import fold_name
 from stspilot.tlsrpt.reports import Deviation, FailureDetail, PolicyResult, TlsReport
 
 
@@ -80,6 +85,96 @@ def load_report(conn: Connection, pk: int) -> StoredReport | None:
         envelope=row["envelope"],
         deviations=deviations,
     )
+
+
+# Up to this many hosted domains a tenant's report listing goes domain by domain; past it, it
+# walks ``reports`` newest first (``list_reports``).
+SMALL_TENANT = 100
+
+
+def list_reports(
+    conn: Connection,
+    *,
+    domain: str | None = None,
+    since: date | datetime | None = None,
+    until: date | datetime | None = None,
+    limit: int = 100,
+    offset: int = 0,
+    tenant_id: int | None = None,
+    walk_after: int = SMALL_TENANT,
+) -> list[ReportListing]:
+    """Reports newest day first: every report, or those naming one of a tenant's hosted
+    domains (``tenant_id``), optionally one policy domain and a day window. The one listing
+    behind the CLI, the API and the dashboard (``Store.list_reports``). A tenant of more than
+    ``walk_after`` hosted domains is listed by walking ``reports``."""
+    r, p = reports.c, report_policies.c
+    q: Select[Any] = select(
+        r.id,
+        r.organization_name,
+        r.report_id,
+        r.start_at,
+        r.end_at,
+        r.successful_sessions,
+        r.failed_sessions,
+        r.origin,
+        r.received_at,
+    )
+    h = hosted_domains.c
+    if domain is not None:
+        # One domain: its report_policies rows through (policy_domain, day), then reports.
+        mine = select(p.report_pk).where(p.policy_domain == fold_name(domain))
+        if tenant_id is not None:
+            owned = select(h.domain).where(h.tenant_id == tenant_id)
+            mine = mine.where(p.policy_domain.in_(owned))
+        if since is not None:
+            mine = mine.where(p.day >= day_floor(since))
+        q = q.where(r.id.in_(mine))
+    elif tenant_id is not None:
+        # A whole tenant: walk ``reports`` newest first on its day index and keep a report
+        # when one of its policies names a domain of the tenant (report_policies primary
+        # key, then the unique hosted_domains.domain): the walk stops after one page
+        # instead of collecting every report of thousands of domains first. A tenant of a
+        # few domains in a large store would walk far for each page, so it keeps the
+        # per-domain path.
+        count = select(func.count()).select_from(hosted_domains).where(h.tenant_id == tenant_id)
+        small = int(conn.execute(count).scalar_one()) <= walk_after
+        if small:
+            mine = select(p.report_pk).where(
+                p.policy_domain.in_(select(h.domain).where(h.tenant_id == tenant_id))
+            )
+            if since is not None:
+                mine = mine.where(p.day >= day_floor(since))
+            q = q.where(r.id.in_(mine))
+        else:
+            named = (
+                select(p.report_pk)
+                .join(hosted_domains, h.domain == p.policy_domain)
+                .where(p.report_pk == r.id, h.tenant_id == tenant_id)
+            )
+            q = q.where(named.exists())
+    if since is not None:
+        q = q.where(r.day >= day_floor(since))
+    if until is not None:
+        q = q.where(r.day < day_ceiling(until))
+    q = q.order_by(r.day.desc(), r.id.desc()).limit(max(1, limit)).offset(max(0, offset))
+    rows = conn.execute(q).all()
+    domains: dict[int, list[str]] = {}
+    pks = [row[0] for row in rows]
+    for i in range(0, len(pks), CHUNK):
+        dq = (
+            select(p.report_pk, p.policy_domain)
+            .where(p.report_pk.in_(pks[i : i + CHUNK]))
+            .order_by(p.report_pk, p.idx)
+        )
+        for pk, dom in conn.execute(dq):
+            if dom not in domains.setdefault(pk, []):
+                domains[pk].append(dom)
+    return [
+        ReportListing(
+            pk, org, rid, start, end, tuple(domains.get(pk, ())), ok, bad, origin, received
+        )
+        for pk, org, rid, start, end, ok, bad, origin, received in rows
+    ]
 
 
 def check_record(row: RowMapping | Mapping[str, Any]) -> CheckRecord:

@@ -10,16 +10,17 @@ Core reads them back unchanged (``store/reads.py``).
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, fields, is_dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any, NamedTuple
 
 import msgspec
 
 from stspilot.errors import ReportError
 from stspilot.store.models import NewReport
-from stspilot.store.url import json_dumps
+from stspilot.sts.names import fold_name
 from stspilot.tlsrpt.reports import Deviation, TlsReport
 
 # Identity columns must fit their indexed columns (PostgreSQL btree entries are capped too).
@@ -48,6 +49,25 @@ DETAIL_COLUMNS = (
 Row = tuple[Any, ...]
 _Head = tuple[str | None, str | None, str, str]  # policy type, domain, policy-string, mx-host
 _Cells = tuple[str | None, str | None, str | None, str | None, str | None]
+
+
+def _json_default(value: object) -> Any:
+    """Envelope and result values that JSON does not know: dates, tuples of dataclasses, bytes."""
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if is_dataclass(value) and not isinstance(value, type):
+        return asdict(value)
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, set | frozenset):
+        return sorted(value, key=str)
+    raise TypeError(f"cannot store {type(value).__name__} as JSON")
+
+
+def json_dumps(value: object) -> str:
+    text = json.dumps(value, default=_json_default, separators=(",", ":"), ensure_ascii=False)
+    # PostgreSQL jsonb refuses the NUL escape; hostile input carries it (RFC 8460 §7).
+    return text.replace("\\u0000", "\\ufffd") if "\\u0000" in text else text
 
 
 class ReportRows(NamedTuple):
@@ -182,7 +202,7 @@ class RowBuilder:
             if head is None:
                 head = heads[hkey] = (
                     clip(p.policy_type, "type"),
-                    clip(p.policy_domain.lower().rstrip("."), "domain"),
+                    clip(fold_name(p.policy_domain), "domain"),
                     self._strings(p.policy_string),
                     self._strings(p.mx_host),
                 )
@@ -223,7 +243,7 @@ def _detail_cells(
     return (
         clip(result_type, "type"),
         clip(sending_ip, "ip") if sending_ip else sending_ip,
-        clip(rmx.lower().rstrip("."), "mx") if rmx else rmx,
+        clip(fold_name(rmx), "mx") if rmx else rmx,
         clip(helo, "mx") if helo else helo,
         clip(ip, "ip") if ip else ip,
     )

@@ -3,12 +3,9 @@ user's data directory; and the engine settings each backend needs (WAL and pragm
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import asdict, is_dataclass
-from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +14,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from stspilot.errors import ConfigError, StoreError
+from stspilot.store.rows import json_dumps
 
 ENV_VAR = "STSPILOT_DATABASE_URL"
 
@@ -122,25 +120,6 @@ def store_error(doing: str, url: str | Any, exc: BaseException) -> StoreError:
     return StoreError(
         f"cannot {doing} the store {safe_url(url)}: {describe_db_error(exc, str(url))}"
     )
-
-
-def _json_default(value: object) -> Any:
-    """Envelope and result values that JSON does not know: dates, tuples of dataclasses, bytes."""
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    if is_dataclass(value) and not isinstance(value, type):
-        return asdict(value)
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    if isinstance(value, set | frozenset):
-        return sorted(value, key=str)
-    raise TypeError(f"cannot store {type(value).__name__} as JSON")
-
-
-def json_dumps(value: object) -> str:
-    text = json.dumps(value, default=_json_default, separators=(",", ":"), ensure_ascii=False)
-    # PostgreSQL jsonb refuses the NUL escape; hostile input carries it (RFC 8460 §7).
-    return text.replace("\\u0000", "\\ufffd") if "\\u0000" in text else text
 
 
 def make_engine(url: str, *, read_only: bool = False) -> Engine:

@@ -23,17 +23,17 @@ from __future__ import annotations
 
 import re
 
-import idna
-
 from stspilot.errors import InvalidName
 
 __all__ = [
+    "MAX_NAME",
     "InvalidName",
     "domain_name",
     "fold_name",
     "host_name",
     "is_ip_literal",
     "policy_host",
+    "policy_url",
     "same_name",
     "sts_record_name",
     "tlsrpt_record_name",
@@ -55,6 +55,8 @@ def is_ip_literal(text: str) -> bool:
 
 def _to_ascii(text: str, name: str) -> str:
     """A-labels for a name with U-labels or ``xn--`` labels (IDNA 2008 + UTS 46)."""
+    import idna  # its tables cost ~30 ms to load; most names are plain ASCII and never need it
+
     try:
         ascii_name = idna.encode(name, uts46=True, std3_rules=True, transitional=False)
         # ``idna.encode`` accepts some A-labels it would not produce: round-trip to be sure.
@@ -129,6 +131,12 @@ def same_name(a: str, b: str) -> bool:
 def policy_host(domain: str) -> str:
     """``mta-sts.<domain>``: the host that serves the policy (RFC 8461 §3.2)."""
     return f"mta-sts.{domain}"
+
+
+def policy_url(domain: str) -> str:
+    """Where senders fetch the policy: ``https://mta-sts.<domain>/.well-known/mta-sts.txt``
+    (RFC 8461 §3.3)."""
+    return f"https://{policy_host(domain)}/.well-known/mta-sts.txt"
 
 
 def sts_record_name(domain: str) -> str:

@@ -22,10 +22,17 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from stspilot.errors import PolicyError
+from stspilot.errors import ConfigError, PolicyError
 from stspilot.findings import Note
+from stspilot.sts.names import fold_name
 
 MAX_AGE_LIMIT = 31_557_600  # RFC 8461 §3.2: "up to 31557600" (one year); erratum 7282
+MODES = ("testing", "enforce", "none")  # the journey's order (design.md), for messages
+
+# By stage (design.md's journey): testing is short so a mistake is forgotten in a day; enforce
+# is at least a week so a downgrade window stays small (RFC 8461 §10.2, checklist A9.1);
+# `none` is short so senders drop the policy soon (RFC 8461 §8.3, checklist A5.8).
+DEFAULT_MAX_AGE: dict[str, int] = {"testing": 86_400, "enforce": 7 * 86_400, "none": 86_400}
 
 _KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,31}")  # sts-policy-ext-name
 # sts-policy-ext-value: vchar [*(SP / vchar) vchar]; vchar is %x21-7E or any UTF-8 beyond ASCII.
@@ -66,6 +73,16 @@ def is_valid_mx_pattern(pattern: str) -> bool:
     # A4.12: no IP addresses. RFC 1123 §2.1: a host name is never dotted-decimal, because the
     # top-level label is alphabetic; an all-digit last label is an IPv4 address (or part of one).
     return not labels[-1].isdigit()
+
+
+def fold_mx_pattern(text: str) -> str:
+    """``text`` as an ``mx`` pattern is compared: the name part through ``sts.names.fold_name``
+    (case, root dot, U-labels as A-labels: checklist A4.13), ``*.`` kept. Never raises; check
+    the result with ``is_valid_mx_pattern``."""
+    pattern = text.strip()
+    if pattern.startswith("*."):
+        return "*." + fold_name(pattern[2:])
+    return fold_name(pattern)
 
 
 def _split_lines(text: str, notes: list[Note]) -> list[str]:
@@ -182,6 +199,20 @@ def parse_policy(text: str | bytes) -> Policy:
     return Policy(version, mode, max_age, tuple(mx), tuple(extensions), tuple(notes))
 
 
+def check_max_age(max_age: int) -> int:
+    """``max_age`` itself when RFC 8461 §3.2 allows it (0 to one year), else ``ConfigError``."""
+    if not 0 <= max_age <= MAX_AGE_LIMIT:
+        raise ConfigError(f"max_age must be between 0 and {MAX_AGE_LIMIT} seconds (RFC 8461 §3.2)")
+    return max_age
+
+
+def check_mode(mode: str) -> Mode:
+    """The ``Mode`` for a mode given by a person, else ``ConfigError`` (RFC 8461 §3.2)."""
+    if mode not in MODES:
+        raise ConfigError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
+    return Mode(mode)
+
+
 def format_policy(policy: Policy, *, crlf: bool = False) -> str:
     """The policy file to serve, one field per line, ending with a line terminator."""
     lines = [f"version: {policy.version}", f"mode: {policy.mode}"]
@@ -192,21 +223,17 @@ def format_policy(policy: Policy, *, crlf: bool = False) -> str:
     return end.join(lines) + end
 
 
-def _normalise_host(host: str) -> str:
-    # A7.3: DNS names compare case-insensitively; the root dot is not part of the name.
-    return host[:-1].lower() if host.endswith(".") else host.lower()
-
-
 def mx_matches(pattern: str, host: str) -> bool:
     """RFC 8461 §4.1: does ``pattern`` cover MX ``host``?
 
     Exact names match case-insensitively; ``*.zone`` matches exactly one more label on the
     left (``a.zone``, never ``zone`` nor ``a.b.zone``). Invalid patterns match nothing. The
-    host's trailing root dot is ignored. Compare A-labels: a U-label host matches nothing.
+    host is folded by ``sts.names.fold_name`` (A7.3: case, root dot; a U-label host is compared
+    as its A-label); a host that is no name at all matches nothing.
     """
     if not is_valid_mx_pattern(pattern):
         return False
-    name = _normalise_host(host)
+    name = fold_name(host)
     if not name or not name.isascii():
         return False
     pattern = pattern.lower()

@@ -1,4 +1,4 @@
-"""The ``_mta-sts`` and ``_smtp._tls`` TXT records: selection, parsing and formatting.
+"""The ``_mta-sts`` and ``_smtp._tls`` TXT records: selection, parsing, formatting, the policy id.
 
 Pure core: no I/O, no clock. Grammar: RFC 8461 §3.1 (checklist A2.*) and RFC 8460 §3 (B2.*).
 
@@ -20,11 +20,12 @@ Tolerated, not in the grammar: whitespace after the last field without a closing
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Generic, TypeVar
 
-from stspilot.errors import RecordError
+from stspilot.errors import ConfigError, RecordError
 from stspilot.findings import Note
 
 # RFC 8461 §3.1 / RFC 8460 §3: sts-ext-name, sts-ext-value (also tlsrpt-ext-*), sts-id.
@@ -248,6 +249,25 @@ def parse_sts_record(text: str) -> StsRecord:
 def parse_tlsrpt_record(text: str) -> TlsRptRecord:
     """Parse one joined ``_smtp._tls`` record; ``RecordError`` codes are ``tlsrpt.*`` findings."""
     return _parse_tlsrpt(text)[0]
+
+
+def new_policy_id(now: datetime, *, previous: str = "", avoid: Collection[str] = ()) -> str:
+    """A fresh TXT ``id`` from the UTC time: 14 digits, e.g. ``20261122131200``.
+
+    RFC 8461 §3.1 allows 1-32 letters and digits, so no ``T``/``Z`` separators are needed and
+    none of ``-:.`` may appear (checklist A2.5). Ids are only compared for equality (A2.6): when
+    the second-resolution id equals ``previous`` (or one in ``avoid``: other plans printed at
+    the same time) the microseconds are added, then a letter, so every id handed out differs.
+    """
+    if now.tzinfo is None:
+        raise ConfigError("now must be an aware datetime")
+    taken = {previous, *avoid}
+    utc = now.astimezone(UTC)
+    seconds, micro = utc.strftime("%Y%m%d%H%M%S"), utc.strftime("%Y%m%d%H%M%S%f")
+    for candidate in (seconds, micro, *(micro + c for c in "abcdefghijklmnopqrstuvwxyz")):
+        if candidate not in taken:
+            return candidate
+    raise ConfigError("no fresh policy id left for this moment")  # 28 ids taken in 1 µs
 
 
 def format_sts_record(record: StsRecord) -> str:

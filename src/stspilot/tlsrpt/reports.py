@@ -22,6 +22,7 @@ import msgspec
 from msgspec.structs import astuple
 
 from stspilot.errors import LimitExceeded, ReportError
+from stspilot.sts.names import fold_name
 from stspilot.tlsrpt.schema import (
     DEFAULT_LIMITS,
     DEVIATIONS,
@@ -178,7 +179,7 @@ class TlsReport:
         """The domain part of ``contact-info`` (RFC 8460 §5.3 compares it with the Submitter)."""
         if not self.contact_info or "@" not in self.contact_info:
             return None
-        return self.contact_info.rpartition("@")[2].strip().strip(">").lower() or None
+        return fold_name(self.contact_info.rpartition("@")[2].strip().strip(">")) or None
 
 
 # --- parsing --------------------------------------------------------------------------------------
@@ -412,7 +413,7 @@ def _policy_part(pol: WirePolicy) -> _PolicyPart:
         strings += 2
         if not domain.isascii():
             codes.append(("policy-domain.not-a-label", "policy-domain", ""))
-        domain = domain.rstrip(".").lower()
+        domain = fold_name(domain)
 
     raw_ps = pol.policy_string
     policy_string: tuple[str, ...] = ()

@@ -8,7 +8,6 @@ leak across tenants.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -16,12 +15,11 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.encoders import jsonable_encoder
 
 from stspilot.errors import ConfigError
-from stspilot.rollout.evidence import LiveState, MxState, ReportWindow
-from stspilot.rollout.generate import normalize_host
 from stspilot.store.accounts import ApiToken, Conflict, NotFound, Tenant, User
-from stspilot.store.dashboard import report_window
+from stspilot.store.checks import rollout_inputs, save_check
 from stspilot.store.hosting import HostedDomain, MxSync, PolicyVersion
 from stspilot.store.models import CheckRecord
+from stspilot.sts.names import domain_name, fold_name
 from stspilot.web.api_models import (
     AlertOut,
     CheckDetail,
@@ -127,7 +125,7 @@ def _visible(request: Request, user: User, domain: str) -> HostedDomain:
 
 def _readable_domain(request: Request, user: User, domain: str) -> str:
     """Reports and checks: admins read any domain, others only their tenant's hosted ones."""
-    name = normalize_host(domain)
+    name = domain_name(domain)
     if not user.is_admin:
         _visible(request, user, name)
     return name
@@ -307,10 +305,10 @@ async def check_now(request: Request, user: CurrentUser, domain: str) -> CheckDe
     """Run a live check of the domain now and store it (what the monitor does on schedule)."""
     import asyncio
 
-    from stspilot.check.run import CheckOptions, check_domains, normalize_domain
+    from stspilot.check.run import CheckOptions, check_domains
 
     ctx = context(request)
-    name = normalize_domain(domain)
+    name = domain_name(domain)
     if not user.is_admin:
         await asyncio.to_thread(_visible, request, user, name)
     options = ctx.settings.check_options or CheckOptions(allow_private=False)
@@ -326,8 +324,6 @@ async def check_now(request: Request, user: CurrentUser, domain: str) -> CheckDe
 
 
 def _save_check(request: Request, result: CheckResult) -> int:
-    from stspilot.check.history import save_check
-
     return save_check(context(request).store, result)
 
 
@@ -390,7 +386,7 @@ def get_report(request: Request, user: CurrentUser, report_id: int) -> dict[str,
     stored = ctx.store.get_report(report_id) if 0 < report_id < 2**63 else None
     if stored is None:
         raise NotFound(f"no report {report_id}")
-    domains = {normalize_host(p.policy_domain) for p in stored.report.policies}
+    domains = {fold_name(p.policy_domain) for p in stored.report.policies}
     if not user.is_admin:
         mine = {h.domain for h in ctx.hosting.list_domains(user.tenant_id)}
         if not domains & mine:
@@ -433,78 +429,19 @@ def rollout(
     gate_days: Annotated[int, Query(ge=1, le=366)] = 7,
 ) -> dict[str, Any]:
     """The rollout assessment from the latest stored check (no live probe) and the reports."""
-    from stspilot.rollout.assess import RolloutInputs, assess_rollout
+    from stspilot.rollout.assess import assess_rollout
     from stspilot.rollout.render import rollout_to_json
 
     if gate_days > days:
         raise ConfigError("gate_days cannot be longer than days")
     ctx = context(request)
     name = _readable_domain(request, user, domain)
-    latest = ctx.store.latest_check(name)
-    if latest is None:
-        raise NotFound(f"no stored check of {name}: run `stspilot check` or the monitor first")
     now = ctx.clock()
-    inputs = RolloutInputs(
-        live=live_state_from_record(latest),
-        reports=_report_window(request, name, now - timedelta(days=days + 1), now),
-        history=ctx.store.history_entries(name),
-    )
+    inputs = rollout_inputs(ctx.store, name, now, days=days)
+    if inputs is None:
+        raise NotFound(f"no stored check of {name}: run `stspilot check` or the monitor first")
     assessment = assess_rollout(inputs, now=now, window_days=days, gate_days=gate_days)
     return rollout_to_json(assessment)
-
-
-def _report_window(request: Request, domain: str, since: datetime, until: datetime) -> ReportWindow:
-    return report_window(context(request).store, domain, since, until)
-
-
-def live_state_from_record(record: CheckRecord) -> LiveState:
-    """``evidence.live_state_from_check`` for a stored check (its ``result_to_json`` form)."""
-    result: Mapping[str, Any] = record.result
-    effective = result.get("effective") or {}
-    policy = result.get("policy") if effective.get("usable") else None
-    findings = result.get("findings") or []
-    mx: list[MxState] = []
-    for item in result.get("mx") or []:
-        host = item.get("host")
-        if not host:
-            continue
-        codes = set(item.get("findings") or [])
-        problems = [
-            f
-            for f in findings
-            if f.get("subject") == host
-            and f.get("code") in codes
-            and str(f.get("code", "")).startswith("mx.")
-            and f.get("code") != "mx.cert.expiring"
-        ]
-        problem = f"{problems[0]['title']} ({problems[0]['code']})" if problems else ""
-        if not problem and item.get("tls_ok") is False:
-            problem = str(item.get("probe_outcome") or "")
-        mx.append(
-            MxState(
-                host=normalize_host(host),
-                covered_by=item.get("covered_by"),
-                tls_ok=item.get("tls_ok"),
-                problem=problem,
-                days_to_expiry=item.get("days_to_expiry"),
-            )
-        )
-    tlsrpt = result.get("tlsrpt") or {}
-    problem = ""
-    if result.get("sts_record") is not None and policy is None:
-        problem = f"{effective.get('reason', '')} ({effective.get('reason_code', '')})"
-    return LiveState(
-        domain=record.domain,
-        observed_at=record.observed_at,
-        sts_id=record.policy_id,
-        mode=policy.get("mode") if policy else None,
-        max_age=policy.get("max_age") if policy else None,
-        mx_patterns=tuple(policy.get("mx") or ()) if policy else (),
-        policy_sha256=record.policy_sha256 or "",
-        policy_problem=problem,
-        tlsrpt_rua=tuple(tlsrpt.get("rua") or ()) if tlsrpt.get("state") == "valid" else (),
-        mx=tuple(mx),
-    )
 
 
 # --- tokens and accounts -----------------------------------------------------------------------

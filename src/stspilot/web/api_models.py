@@ -7,8 +7,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
 
-from stspilot.rollout.generate import MAX_AGE_LIMIT
 from stspilot.store.accounts import DEFAULT_TOKEN_LIFETIME, TokenScope
+from stspilot.sts.policy import MAX_AGE_LIMIT
 
 Mode = Literal["testing", "enforce", "none"]
 DomainName = Annotated[str, Field(min_length=3, max_length=253)]

@@ -22,6 +22,7 @@ from stspilot.store.hosting import (
     HostedPolicies,
     ServedPolicy,
 )
+from stspilot.sts.names import fold_name
 from stspilot.web.settings import WebSettings, in_networks
 
 POLICY_PATH = "/.well-known/mta-sts.txt"
@@ -70,7 +71,7 @@ def normalize_request_host(value: bytes) -> str:
         if host.startswith("["):
             return host.split("]", 1)[0] + "]"
         host = host.rsplit(":", 1)[0]
-    return host.rstrip(".")
+    return fold_name(host)
 
 
 class PolicyCache:
@@ -164,7 +165,7 @@ def ask_routes(hosting: HostedPolicies, settings: WebSettings) -> list[Any]:
         peer = request.client.host if request.client else ""
         if not in_networks(peer, settings.ask_clients):
             return PlainTextResponse("forbidden\n", status_code=403)
-        name = request.query_params.get("domain", "").strip().lower().rstrip(".")
+        name = fold_name(request.query_params.get("domain", ""))
         if not name or len(name) > 253:
             return PlainTextResponse("domain parameter required\n", status_code=400)
         if not name.startswith(POLICY_HOST_PREFIX):

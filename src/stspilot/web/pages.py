@@ -16,13 +16,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import RedirectResponse, Response
 
-from stspilot.errors import ConfigError, StspilotError
+from stspilot.errors import StspilotError
 from stspilot.rollout.evidence import ReportWindow
-from stspilot.rollout.generate import normalize_host
 from stspilot.store.accounts import Conflict, User
 from stspilot.store.dashboard import DashboardReads, InventoryRow
 from stspilot.store.hosting import HostedDomain
 from stspilot.store.models import CheckRecord
+from stspilot.sts.names import fold_name
 from stspilot.web import charts
 from stspilot.web.auth import context, require_page_user
 
@@ -57,10 +57,7 @@ def _reads(request: Request) -> DashboardReads:
 
 def _name(text: str) -> str:
     """A domain from a URL, normalised; a malformed one stays as typed (then found nowhere)."""
-    try:
-        return normalize_host(text)[:253]
-    except ConfigError:
-        return text.strip().lower()[:253]
+    return fold_name(text)[:253]
 
 
 def _tenant_scope(user: User) -> int | None:
@@ -119,7 +116,7 @@ def inventory_line(
     """Stage and gate from the latest stored check and the report window (pure): the gate
     alone (``assess_gate``), as a row shows no what-if, findings or runbooks."""
     from stspilot.rollout.assess import assess_gate
-    from stspilot.web.api import live_state_from_record
+    from stspilot.store.checks import live_state
 
     sessions = sum(t.successful + t.failed for t in window.totals)
     failed = sum(t.failed for t in window.totals)
@@ -128,7 +125,7 @@ def inventory_line(
             row.domain, row.tenant, row.mode, row.state, row.policy_id, "unchecked", None, (),
             None, None, None, None, "", sessions, failed,
         )  # fmt: skip
-    assessment = assess_gate(live_state_from_record(check), window, now=now, gate_days=GATE_DAYS)
+    assessment = assess_gate(live_state(check), window, now=now, gate_days=GATE_DAYS)
     days, host = cert_expiry(check, now)
     return InventoryLine(
         row.domain, row.tenant, row.mode, row.state, row.policy_id, str(assessment.stage),
@@ -255,10 +252,7 @@ async def domain_create(request: Request, user: PageUser) -> Response:
 
 def _visible_domain(request: Request, user: User, name: str) -> tuple[bool, HostedDomain | None]:
     """(may see, hosted): a tenant's own hosted domain, or for admins any domain with data."""
-    try:
-        hosted = context(request).hosting.get(name)
-    except ConfigError:  # not a host name: nobody hosts it
-        hosted = None
+    hosted = context(request).hosting.get(name)  # not a name: nobody hosts it
     if hosted is not None and user.may_see(hosted.tenant_id):
         return True, hosted
     if user.is_admin:
@@ -273,10 +267,10 @@ def domain_page(
     domain: str,
     days: Annotated[int, Query(ge=1, le=charts.MAX_DAYS)] = 30,
 ) -> Response:
-    from stspilot.rollout.assess import RolloutInputs, assess_rollout
+    from stspilot.rollout.assess import assess_rollout
+    from stspilot.store.checks import rollout_inputs
     from stspilot.store.monitor import MonitorStore
     from stspilot.tlsrpt.advice import advice_for
-    from stspilot.web.api import live_state_from_record
     from stspilot.web.hosting import publish_info
 
     ctx = context(request)
@@ -284,7 +278,6 @@ def domain_page(
     allowed, hosted = _visible_domain(request, user, name)
     if not allowed:  # another tenant's domain is answered like an unknown one
         return _message(request, user, 404, "Not found", f"{name} is not one of your domains.")
-    reads = _reads(request)
     now = ctx.clock()
     today = now.date()
     first = today - timedelta(days=days - 1)
@@ -295,20 +288,9 @@ def domain_page(
     by_org = charts.breakdown(ctx.store.failures_by_organization(name, **window))
     latest = ctx.store.latest_check(name)
     assessment = None
-    if latest is not None:
-        rollout_window = reads.report_windows(
-            [name], since=now - timedelta(days=WINDOW_DAYS + 1), until=now
-        )[name]
-        assessment = assess_rollout(
-            RolloutInputs(
-                live=live_state_from_record(latest),
-                reports=rollout_window,
-                history=ctx.store.history_entries(name, limit=200),
-            ),
-            now=now,
-            window_days=WINDOW_DAYS,
-            gate_days=GATE_DAYS,
-        )
+    inputs = rollout_inputs(ctx.store, name, now, days=WINDOW_DAYS, history_limit=200)
+    if inputs is not None:
+        assessment = assess_rollout(inputs, now=now, window_days=WINDOW_DAYS, gate_days=GATE_DAYS)
     cert_days, cert_host = cert_expiry(latest, now) if latest else (None, "")
     alerts = MonitorStore(ctx.store).open_alerts(name)
     return _render(
@@ -366,7 +348,7 @@ def reports_page(
     if name is not None and not _visible_domain(request, user, name)[0]:
         return _message(request, user, 404, "Not found", f"{name} is not one of your domains.")
     since = ctx.clock() - timedelta(days=days)
-    rows = reads.list_reports(
+    rows = ctx.store.list_reports(
         tenant_id=_tenant_scope(user),
         domain=name,
         since=since,

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from stspilot.errors import ConfigError
+from stspilot.sts.names import fold_name
 
 if TYPE_CHECKING:
     from stspilot.check.run import CheckOptions
@@ -106,9 +107,7 @@ class WebSettings:
             raise ConfigError("report rate and burst must be positive")
         if self.smtp_listen is not None and not self.smtp_domains:
             raise ConfigError("the SMTP receiver needs --smtp-domain (whose mail it accepts)")
-        object.__setattr__(
-            self, "public_hosts", frozenset(h.lower().rstrip(".") for h in self.public_hosts)
-        )
+        object.__setattr__(self, "public_hosts", frozenset(fold_name(h) for h in self.public_hosts))
 
     @classmethod
     def from_env(
