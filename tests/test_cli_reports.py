@@ -421,5 +421,6 @@ def test_a_domain_that_is_no_name_is_a_usage_error(
 ) -> None:
     code, _, err = run(capsys, "reports", "list", "192.0.2.1", "--db", store_url)
     assert code == 3 and "IP address" in err
+    Store.open(store_url).close()  # read commands do not create a store: make one
     code, _, _ = run(capsys, "reports", "list", "Example.COM.", "--db", store_url, "--json")
     assert code == 0
