@@ -244,6 +244,9 @@ def run_command(
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+        typer.echo(
+            "monitor running: SIGTERM or Ctrl-C stops it after the round in flight", err=True
+        )
         return await run_forever(
             store, options=options, config=config, stop=stop, on_round=lambda t: _show(t, config)
         )
