@@ -3,10 +3,12 @@ shell completion."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -77,3 +79,32 @@ def test_shell_completion_is_on() -> None:
         [sys.executable, "-m", "stspilot"], env=env, capture_output=True, text=True
     ).stdout
     assert words.split() == ["--no-mx-probe"]
+
+
+JSON_COMMANDS = [
+    ["reports", "summary"],
+    ["reports", "list"],
+    ["reports", "quarantine"],
+    ["reports", "retry"],
+    ["monitor", "list"],
+    ["monitor", "alerts"],
+    ["monitor", "run", "--once"],
+    ["host", "list"],
+    ["tenant", "list"],
+    ["user", "list"],
+    ["lab", "scenarios"],
+]
+
+
+@pytest.mark.parametrize("argv", JSON_COMMANDS, ids=" ".join)
+def test_json_is_one_document(
+    argv: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = str(tmp_path / "s.db")
+    assert main(["tenant", "add", "acme", "--db", db]) == EXIT_OK  # the store exists
+    capsys.readouterr()
+    extra = [] if argv[0] == "lab" else ["--db", db]
+    assert main([*argv, *extra, "--json"]) == EXIT_OK
+    out = capsys.readouterr().out
+    document = json.loads(out)  # the whole output is one document (JSON lines would not parse)
+    assert isinstance(document, list | dict)

@@ -111,3 +111,28 @@ def test_read_only_store_is_readable_and_a_write_says_why(
         assert f"the store sqlite:///{db}" in err and "it is read-only" in err
     finally:
         _make_writable(folder)
+
+
+@pytest.mark.db
+def test_a_read_command_on_an_empty_database_says_there_is_no_store(
+    store_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """On both engines: a read finds no store and creates none (no file, no tables)."""
+    from sqlalchemy import create_engine, inspect
+
+    assert main(["reports", "list", "--db", store_url]) == EXIT_OPERATIONAL
+    err = one_line(capsys.readouterr().err)
+    assert err.startswith("stspilot: no store ")
+    if store_url.startswith("sqlite"):
+        assert not Path(store_url.removeprefix("sqlite:///")).exists()
+    else:
+        engine = create_engine(store_url)
+        try:
+            assert inspect(engine).get_table_names() == []
+        finally:
+            engine.dispose()
+    # A write command makes the store; the read then finds it.
+    assert main(["monitor", "add", "example.com", "--db", store_url]) == 0
+    capsys.readouterr()
+    assert main(["monitor", "list", "--db", store_url, "--json"]) == 0
+    assert [r["domain"] for r in json.loads(capsys.readouterr().out)] == ["example.com"]

@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -338,7 +337,8 @@ def test_cli_add_list_and_sigterm(store_url: str, tmp_path: Any) -> None:
         env={**os.environ, "STSPILOT_DEBUG": "1"},
     )
     try:
-        time.sleep(5)  # start-up and the first (empty) round (slow on a loaded machine)
+        assert proc.stderr is not None
+        assert "monitor running" in proc.stderr.readline().decode()  # handlers are in place
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=20)
     finally:

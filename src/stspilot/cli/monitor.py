@@ -163,6 +163,20 @@ def _setup(
     return settings, options
 
 
+def _tally_json(t: Tally, config: MonitorConfig) -> None:
+    document = {
+        "claimed": t.claimed,
+        "checked": t.checked,
+        "failed": t.failed,
+        "alerts": t.alerts,
+        "sent": t.sent,
+        "targets": config.alerts.targets,
+        "thinned": t.thinned,
+        "errors": [*t.delivery_errors, *t.store_errors],
+    }
+    sys.stdout.write(json.dumps(document, indent=2) + "\n")
+
+
 def _show(t: Tally, config: MonitorConfig) -> None:
     sent = (
         f"sent {t.sent}"
@@ -182,6 +196,7 @@ def _show(t: Tally, config: MonitorConfig) -> None:
 
 def run_command(
     once: bool = typer.Option(False, "--once", help="one round, then exit"),
+    as_json: bool = typer.Option(False, "--json", help="with --once: print the tally as JSON"),
     interval: str = typer.Option("6h", "--interval", help="time between checks of a domain"),
     webhook: list[str] = WEBHOOK,
     smtp: str | None = SMTP,
@@ -229,18 +244,27 @@ def run_command(
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+        typer.echo(
+            "monitor running: SIGTERM or Ctrl-C stops it after the round in flight", err=True
+        )
         return await run_forever(
             store, options=options, config=config, stop=stop, on_round=lambda t: _show(t, config)
         )
 
+    if as_json and not once:
+        raise UsageError("--json needs --once (the loop prints a tally per round)")
     with Store.open(db) as store:
         tally = asyncio.run(main(store))
-    _show(tally, config)
+    if as_json:
+        _tally_json(tally, config)
+    else:
+        _show(tally, config)
 
 
 def check_command(
     domains: list[str] = domain_argument("enrolled domains to check now"),
     interval: str = typer.Option("6h", "--interval", help="the next check comes this long after"),
+    as_json: bool = typer.Option(False, "--json", help="print the tally as JSON"),
     webhook: list[str] = WEBHOOK,
     smtp: str | None = SMTP,
     mail_to: list[str] = MAIL_TO,
@@ -285,7 +309,10 @@ def check_command(
         tally = asyncio.run(
             run_once(store, options=options, now=utc_now(), config=config, only=names)
         )
-    _show(tally, config)
+    if as_json:
+        _tally_json(tally, config)
+    else:
+        _show(tally, config)
     if tally.claimed < len(names):
         typer.echo(f"{len(names) - tally.claimed} domain(s) held by another worker", err=True)
 

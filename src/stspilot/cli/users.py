@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from stspilot.cli.options import DB
+from stspilot.cli.options import DB, JSON, write_json
 
 if TYPE_CHECKING:
     from stspilot.store import Store
@@ -43,13 +43,17 @@ def tenant_add(name: str = typer.Argument(...), db: str | None = DB) -> None:
 
 
 @tenant_app.command("list")
-def tenant_list(db: str | None = DB) -> None:
+def tenant_list(db: str | None = DB, as_json: bool = JSON) -> None:
     """List tenants."""
     from stspilot.store.accounts import Accounts
 
     with _open(db, reader=True) as store:
-        for tenant in Accounts(store).list_tenants():
-            typer.echo(tenant.name)
+        tenants = Accounts(store).list_tenants()
+    if as_json:
+        write_json(({"name": t.name} for t in tenants), "json")
+        return
+    for tenant in tenants:
+        typer.echo(tenant.name)
 
 
 def _password() -> str:
@@ -91,14 +95,19 @@ def user_password(name: str = typer.Argument(...), db: str | None = DB) -> None:
 
 
 @user_app.command("list")
-def user_list(db: str | None = DB) -> None:
+def user_list(db: str | None = DB, as_json: bool = JSON) -> None:
     """List users."""
     from stspilot.store.accounts import Accounts
 
     with _open(db, reader=True) as store:
-        for user in Accounts(store).list_users():
-            flag = " admin" if user.is_admin else ""
-            typer.echo(f"{user.name}\t{user.tenant}{flag}")
+        users = Accounts(store).list_users()
+    if as_json:
+        rows = ({"name": u.name, "tenant": u.tenant, "admin": u.is_admin} for u in users)
+        write_json(rows, "json")
+        return
+    for user in users:
+        flag = " admin" if user.is_admin else ""
+        typer.echo(f"{user.name}\t{user.tenant}{flag}")
 
 
 def _token_owner(accounts: Accounts, user: str) -> User:

@@ -87,9 +87,10 @@ class Store:
         ``url`` falls back to ``$STSPILOT_DATABASE_URL``, then to a SQLite file in the user's
         data directory; a bare path means a SQLite file.
 
-        ``reader``: for commands that only read. A SQLite store that does not exist is
-        ``NoStore`` (never created empty); one this process cannot write is opened read-only
-        (then an out-of-date schema is an error rather than migrated).
+        ``reader``: for commands that only read. A store that does not exist (no SQLite
+        file, no stspilot schema in the PostgreSQL database) is ``NoStore``, never created
+        empty; a SQLite store this process cannot write is opened read-only (then an
+        out-of-date schema is an error rather than migrated).
         """
         resolved = resolve_url(url, create_folder=not reader)
         read_only = False
@@ -106,6 +107,11 @@ class Store:
         engine = make_engine(resolved, read_only=read_only)
         store = cls(engine)
         try:
+            if reader and not store._schema_heads():
+                raise NoStore(
+                    f"no store in {safe_url(resolved)}: nothing has been stored there yet "
+                    "(ingest, receive, serve and monitor add create it)"
+                )
             if read_only:
                 store.require_current_schema()
             elif migrate:
@@ -118,18 +124,22 @@ class Store:
             raise
         return store
 
+    def _schema_heads(self) -> set[str]:
+        """The migrations the database is at (empty: no stspilot schema)."""
+        from alembic.runtime.migration import MigrationContext
+
+        with self._engine.connect() as conn:
+            return set(MigrationContext.configure(conn).get_current_heads())
+
     def require_current_schema(self) -> None:
         """``StoreError`` unless the schema is the newest (for a store that cannot migrate)."""
         from alembic.config import Config
-        from alembic.runtime.migration import MigrationContext
         from alembic.script import ScriptDirectory
 
         config = Config()
         config.set_main_option("script_location", str(MIGRATIONS))
         heads = set(ScriptDirectory.from_config(config).get_heads())
-        with self._engine.connect() as conn:
-            current = set(MigrationContext.configure(conn).get_current_heads())
-        if current != heads:
+        if self._schema_heads() != heads:
             raise StoreError(
                 f"the store {safe_url(self._engine.url)} is read-only and its schema is older "
                 "than this stspilot: run any command that writes, with write access, to upgrade it"
