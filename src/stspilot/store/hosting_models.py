@@ -17,6 +17,7 @@ from stspilot.sts.policy import (
     is_valid_mx_pattern,
     mx_matches,
 )
+from stspilot.sts.records import StsRecord, format_sts_record
 
 POLICY_HOST_PREFIX = "mta-sts."
 MAX_MX_PATTERNS = 64  # far more than any real MX set; keeps a policy file a few KiB
@@ -85,12 +86,12 @@ class HostedDomain:
 
     @property
     def policy_host(self) -> str:
-        return POLICY_HOST_PREFIX + self.domain
+        return policy_host(self.domain)
 
     @property
     def sts_txt_value(self) -> str:
         """The ``_mta-sts`` TXT value to publish for the policy served now (RFC 8461 §3.1)."""
-        return f"v=STSv1; id={self.policy_id}"
+        return format_sts_record(StsRecord(self.policy_id))
 
 
 @dataclass(frozen=True, slots=True)
