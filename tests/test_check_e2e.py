@@ -34,6 +34,7 @@ def _options(info: LabInfo, **kw: object) -> CheckOptions:
         "dns_port": info.dns_port,
         "ca_file": info.ca_file,
         "port_map": info.port_map,
+        "trust_anchor": info.trust_anchor,  # the DANE scenarios' signed zones
         "dns_timeout": 2.0,
         "connect_timeout": 2.0,
         "read_timeout": 0.6,

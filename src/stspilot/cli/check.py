@@ -128,12 +128,16 @@ def build_options(
     concurrency: int,
     probe_mx: bool,
     expiry_days: int = 14,
+    dane: bool = True,
+    trust_anchor: Path | None = None,
 ) -> CheckOptions:
     from stspilot.check.run import CheckOptions
 
     host, port = parse_nameserver(nameserver)
     if ca_file is not None and not ca_file.is_file():
         raise typer.BadParameter(f"--ca-file {ca_file} is not a file")
+    if trust_anchor is not None and not trust_anchor.is_file():
+        raise typer.BadParameter(f"--trust-anchor {trust_anchor} is not a file")
     return CheckOptions(
         nameserver=host,
         dns_port=port,
@@ -148,6 +152,8 @@ def build_options(
         probe_mx=probe_mx,
         concurrency=concurrency,
         expiry_warning_days=expiry_days,
+        dane=dane,
+        trust_anchor=trust_anchor,
     )
 
 
@@ -199,6 +205,16 @@ def check_command(
             "--expiry-days", min=0, help="warn of certificates expiring within this many days"
         ),
     ] = 14,
+    no_dane: Annotated[
+        bool, typer.Option("--no-dane", help="skip the DANE checks (TLSA with DNSSEC)")
+    ] = False,
+    trust_anchor: Annotated[
+        Path | None,
+        typer.Option(
+            "--trust-anchor",
+            help="DNSSEC trust anchors, DS/DNSKEY lines (default: the IANA root; the lab's file)",
+        ),
+    ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="explain everything")] = False,
 ) -> None:
     import asyncio
@@ -215,6 +231,8 @@ def check_command(
         concurrency=concurrency,
         probe_mx=not no_mx_probe,
         expiry_days=expiry_days,
+        dane=not no_dane,
+        trust_anchor=trust_anchor,
     )
     output = make_output(len(names), as_json=as_json, as_jsonl=as_jsonl, verbose=verbose)
     # The bar goes to stderr, and only where no output scrolls past it on the same screen.

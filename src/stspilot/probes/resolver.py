@@ -44,6 +44,10 @@ RECEIVE_BUFFER = 1024 * 1024
 _RD_FLAGS = struct.pack("!H", dns.flags.RD)
 _COUNTS = struct.pack("!HHHH", 1, 0, 0, 1)  # one question, one additional record (OPT)
 _OPT = b"\x00" + struct.pack("!HHIH", dns.rdatatype.OPT, EDNS_PAYLOAD, 0, 0)
+# DNSSEC questions (``query_dnssec``): DO set in the OPT TTL (RFC 3225 §3), and CD in the header
+# (RFC 4035 §3.2.2) so a validating upstream hands over bogus data for us to name the fault.
+_RD_CD_FLAGS = struct.pack("!H", dns.flags.RD | dns.flags.CD)
+_OPT_DO = b"\x00" + struct.pack("!HHIH", dns.rdatatype.OPT, EDNS_PAYLOAD, 0x8000, 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,9 +164,13 @@ class _Channel:
                 future.cancel()
 
 
-def _query(name: dns.name.Name, rdtype: dns.rdatatype.RdataType) -> bytearray:
+def _query(
+    name: dns.name.Name, rdtype: dns.rdatatype.RdataType, *, dnssec: bool = False
+) -> bytearray:
     """A recursive query with EDNS(0); its id (the first two bytes) is set when it is sent."""
     question = bytes(name.to_wire() or b"") + struct.pack("!HH", rdtype, dns.rdataclass.IN)
+    if dnssec:
+        return bytearray(b"\0\0" + _RD_CD_FLAGS + _COUNTS + question + _OPT_DO)
     return bytearray(b"\0\0" + _RD_FLAGS + _COUNTS + question + _OPT)
 
 
@@ -249,11 +257,18 @@ class Resolver:
         return _parse(data, server)
 
     async def _exchange(self, name: dns.name.Name, rdtype: dns.rdatatype.RdataType) -> _Answer:
+        message = await self._message(name, rdtype, _query(name, rdtype))
+        if isinstance(message, _Answer):
+            return message
+        return _interpret(message, name, rdtype)
+
+    async def _message(
+        self, name: dns.name.Name, rdtype: dns.rdatatype.RdataType, wire: bytearray
+    ) -> dns.message.Message | _Answer:
         """Ask the servers in turn until one answers NOERROR/NXDOMAIN or the lifetime ends."""
         cfg = self.config
         loop = asyncio.get_running_loop()
         end = loop.time() + cfg.lifetime
-        wire = _query(name, rdtype)
         servers = list(self._nameservers)
         failures: list[_Failed] = []
         while servers:
@@ -273,7 +288,7 @@ class Resolver:
                     continue
                 rcode = message.rcode()
                 if rcode in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN):
-                    return _interpret(message, name, rdtype)
+                    return message
                 # SERVFAIL, REFUSED, ...: this server cannot help (RFC 8461 §5.1: not "none")
                 failures.append(
                     _Failed(DnsStatus.SERVFAIL, f"{server} answered {dns.rcode.to_text(rcode)}")
@@ -284,6 +299,23 @@ class Resolver:
         if not failures:
             return _Answer(DnsStatus.ERROR, error="no nameserver configured")
         return _Answer(DnsStatus.ERROR, error=_says(failures, "no server answered"))
+
+    async def query_dnssec(
+        self, name: dns.name.Name, rdtype: dns.rdatatype.RdataType
+    ) -> dns.message.Message | tuple[DnsStatus, str]:
+        """The whole answer to a DO+CD question (RRSIGs, NSEC/NSEC3, authority section), for
+        ``probes.dane`` to validate; a failed question is ``(status, error)``, never raised."""
+        slots = self._bind_loop()
+        try:
+            if not self._nameservers:
+                self._nameservers = _system_nameservers()
+        except OSError as exc:
+            return DnsStatus.ERROR, str(exc)
+        async with slots:
+            message = await self._message(name, rdtype, _query(name, rdtype, dnssec=True))
+        if isinstance(message, _Answer):
+            return message.status, message.error
+        return message
 
     async def _ask(self, name: str, rdtype: dns.rdatatype.RdataType) -> _Answer:
         slots = self._bind_loop()
