@@ -204,6 +204,9 @@ class DnssecResult:
     signer: str = ""  # the zone whose key signed it, when signed
     # the earliest RRSIG expiration of the chain that validated (aware, UTC); monitor input
     expires: datetime | None = None
+    # False: the trust anchor itself could not be used (its zone serves no key through this
+    # resolver): a fault of the checker's set-up, so no verdict on the domain is drawn
+    anchor_ok: bool = True
 
 
 @dataclass(frozen=True, slots=True)

@@ -117,6 +117,8 @@ def _host(
     if dnssec.status is DnssecStatus.BOGUS:
         finding = make("dane.bogus", subject=host, host=host, name=name, reason=dnssec.reason)
         return verdict(DaneState.BOGUS, dnssec.reason), [finding]
+    if not dnssec.anchor_ok:  # the checker's trust anchor does not fit its resolver
+        return verdict(DaneState.NOT_CHECKED, dnssec.reason), []
     if lookup.status in (DnsStatus.NODATA, DnsStatus.NXDOMAIN):
         # No TLSA, however sure we are of it (an unprovable absence is no DANE failure of
         # the domain's: RFC 7672 §2.2 only binds senders to records they could validate).

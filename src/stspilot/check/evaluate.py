@@ -35,6 +35,7 @@ from stspilot.check.coverage import (
 from stspilot.check.dane_verdict import DaneVerdict, dane_verdicts
 from stspilot.errors import PolicyError
 from stspilot.facts import (
+    DnssecResult,
     DnsStatus,
     DomainFacts,
     FetchOutcome,
@@ -115,6 +116,7 @@ class CheckResult:
     findings: tuple[Finding, ...]  # most severe first, then by code and subject
     deadline_hit: bool
     dane: tuple[DaneVerdict, ...] = ()  # one per MX host when DANE was checked (RFC 7672)
+    mx_dnssec: DnssecResult | None = None  # the MX RRset's DNSSEC status (DANE checked)
 
     @property
     def worst(self) -> Severity | None:
@@ -443,4 +445,5 @@ def evaluate(facts: DomainFacts, *, expiry_warning_days: int = 14) -> CheckResul
         findings=tuple(sorted(findings, key=_sort_key)),
         deadline_hit=facts.deadline_hit,
         dane=dane,
+        mx_dnssec=facts.mx_dnssec,
     )

@@ -1,7 +1,8 @@
 """Presentation of check results: a readable rich report, and the stable JSON document.
 
-The JSON schema (``stspilot.check/1``) is documented in ``docs/check-json.md``; additions are
-allowed within version 1, renames and removals need ``stspilot.check/2``.
+The JSON schema (``stspilot.check/2``) is documented in ``docs/check-json.md``; additions are
+allowed within a version, renames and removals need a new one. Version 2 adds DANE (``dane``
+per MX host, ``mx_dnssec``) and keeps every field of version 1.
 """
 
 from __future__ import annotations
@@ -17,10 +18,11 @@ from rich.table import Table
 from rich.text import Text
 
 from stspilot.check.coverage import MxVerdict
+from stspilot.check.dane_verdict import DaneState, DaneVerdict
 from stspilot.check.evaluate import CheckResult
 from stspilot.findings import Finding, Severity
 
-SCHEMA = "stspilot.check/1"
+SCHEMA = "stspilot.check/2"
 FULL_REPORTS_UP_TO = 3  # more domains than this: a summary table only, unless verbose
 LINES_FROM = 21  # more domains than 20: a line per domain as each completes, then the tally
 
@@ -44,7 +46,22 @@ def _finding_json(finding: Finding) -> dict[str, Any]:
     }
 
 
-def _mx_json(mx: MxVerdict) -> dict[str, Any]:
+def _dane_json(dane: DaneVerdict | None) -> dict[str, Any] | None:
+    if dane is None:
+        return None
+    return {
+        "state": str(dane.state),
+        "blocks_mail": dane.state.blocks_mail,
+        "tlsa_name": dane.tlsa_name,
+        "dnssec": str(dane.dnssec),
+        "reason": dane.reason,
+        "records": list(dane.records),
+        "matched": list(dane.matched),
+        "rrsig_expires": dane.rrsig_expires.isoformat() if dane.rrsig_expires else None,
+    }
+
+
+def _mx_json(mx: MxVerdict, dane: DaneVerdict | None = None) -> dict[str, Any]:
     return {
         "host": mx.host,
         "preference": mx.preference,
@@ -55,15 +72,17 @@ def _mx_json(mx: MxVerdict) -> dict[str, Any]:
         "cert_not_after": mx.cert_not_after.isoformat() if mx.cert_not_after else None,
         "days_to_expiry": mx.days_to_expiry,
         "findings": list(mx.finding_codes),
+        "dane": _dane_json(dane),  # null when DANE was not checked for the host
     }
 
 
 def result_to_json(result: CheckResult) -> dict[str, Any]:
-    """One domain's entry in the ``domains`` list of the ``stspilot.check/1`` document."""
+    """One domain's entry in the ``domains`` list of the ``stspilot.check/2`` document."""
     policy = result.policy
     record = result.sts_record
     tlsrpt = result.tlsrpt
     worst = result.worst
+    dane = {verdict.host: verdict for verdict in result.dane}
     return {
         "domain": result.domain,
         "observed_at": result.observed_at.isoformat(),
@@ -94,7 +113,10 @@ def result_to_json(result: CheckResult) -> dict[str, Any]:
             "rua": list(tlsrpt.rua),
             "extensions": dict(tlsrpt.record.extensions) if tlsrpt.record else {},
         },
-        "mx": [_mx_json(mx) for mx in result.mx],
+        "mx": [_mx_json(mx, dane.get(mx.host)) for mx in result.mx],
+        "mx_dnssec": None
+        if result.mx_dnssec is None
+        else {"status": str(result.mx_dnssec.status), "reason": result.mx_dnssec.reason},
         "findings": [_finding_json(f) for f in result.findings],
     }
 
@@ -134,7 +156,7 @@ class CheckTally:
 
 
 def check_results_to_json(results: Iterable[CheckResult]) -> dict[str, Any]:
-    """The whole ``stspilot.check/1`` document for one or many domains."""
+    """The whole ``stspilot.check/2`` document for one or many domains."""
     tally = CheckTally()
     domains = []
     for result in results:
@@ -144,7 +166,7 @@ def check_results_to_json(results: Iterable[CheckResult]) -> dict[str, Any]:
 
 
 class CheckJsonDocument:
-    """The ``stspilot.check/1`` document as text pieces, one domain at a time.
+    """The ``stspilot.check/2`` document as text pieces, one domain at a time.
 
     ``start()``, then ``entry(result)`` per domain, then ``finish()``: joined, exactly
     ``json.dumps(check_results_to_json(results), indent=2)``. Only the tally is kept, so a
@@ -192,8 +214,11 @@ def _effective_text(result: CheckResult) -> Text:
 
 def _mx_table(result: CheckResult) -> Table:
     table = Table(title="MX hosts", title_justify="left", show_edge=False, pad_edge=False)
+    dane = {verdict.host: verdict for verdict in result.dane}
     for column in ("pref", "host", "covered by", "STARTTLS / TLS", "certificate"):
         table.add_column(column)
+    if dane:
+        table.add_column("DANE")
     has_policy = result.policy is not None and result.effective.usable
     for mx in result.mx:
         if not has_policy:
@@ -214,8 +239,20 @@ def _mx_table(result: CheckResult) -> Table:
             style = "red" if mx.days_to_expiry < 0 else "yellow" if mx.days_to_expiry < 14 else ""
             when = mx.cert_not_after.date().isoformat() if mx.cert_not_after else ""
             cert = Text(f"{when} ({mx.days_to_expiry} d)", style=style)
-        table.add_row(str(mx.preference), mx.host, covered, tls, cert)
+        cells: list[str | Text] = [str(mx.preference), mx.host, covered, tls, cert]
+        if dane:
+            cells.append(_dane_text(dane.get(mx.host)))
+        table.add_row(*cells)
     return table
+
+
+def _dane_text(verdict: DaneVerdict | None) -> Text:
+    if verdict is None or verdict.state is DaneState.NONE:
+        return Text("-", style="dim")
+    if verdict.state is DaneState.MATCH:
+        return Text("ok", style="green")
+    style = "bold red" if verdict.state.blocks_mail else "yellow"
+    return Text(str(verdict.state), style=style)
 
 
 def _render_finding(finding: Finding, console: Console, *, verbose: bool) -> None:

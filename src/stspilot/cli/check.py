@@ -39,7 +39,7 @@ name, expiry). Many domains: -f FILE (one per line, # comments; - for stdin) wit
 --concurrency N (in flight in all) and --workers N (processes).
 
 Output: up to 20 domains, a report at the end; more, a line per domain and a closing tally.
---json prints one stspilot.check/1 document, --jsonl one JSON object per domain per line.
+--json prints one stspilot.check/2 document, --jsonl one JSON object per domain per line.
 Every mode writes results as they complete, in input order: a slow domain holds back at
 most 4 x --concurrency finished ones behind it, and memory does not grow with the number of
 domains. A progress bar is drawn on stderr when it is a terminal and the output is not
@@ -163,7 +163,7 @@ def check_command(
         Path | None, typer.Option("-f", "--file", help="file of domains, one a line (- = stdin)")
     ] = None,
     as_json: Annotated[
-        bool, typer.Option("--json", help="print one stspilot.check/1 JSON document")
+        bool, typer.Option("--json", help="print one stspilot.check/2 JSON document")
     ] = False,
     as_jsonl: Annotated[
         bool,

@@ -137,6 +137,9 @@ class _Bogus(Exception):
     pass
 
 
+_Path = tuple[dns.name.Name, ...]  # the zones whose keys are being loaded, outermost first
+
+
 def _text(name: dns.name.Name) -> str:
     return name.to_text(omit_final_dot=True).lower() or "."
 
@@ -188,28 +191,35 @@ class DnssecValidator:
             qname = dns.name.from_text(name)
         except (dns.exception.DNSException, ValueError) as exc:
             return Validated(DnsStatus.ERROR, DnssecResult(X, f"bad name: {exc}"), error=str(exc))
-        if self.anchors.closest(qname) is None:
+        anchor = self.anchors.closest(qname)
+        anchor_keys = None if anchor is None else await self._zone_keys(anchor, ())
+        if anchor_keys is not None and anchor_keys.status is X:
+            answer = await self.resolver.query_dnssec(qname, rdtype)
+            status, rrset, error = _plain(answer, qname, rdtype)
+            reason = f"trust anchor unusable: {anchor_keys.reason}"
+            return Validated(status, DnssecResult(X, reason, anchor_ok=False), rrset, error)
+        if anchor is None:
             answer = await self.resolver.query_dnssec(qname, rdtype)
             status, rrset, error = _plain(answer, qname, rdtype)
             return Validated(
                 status, DnssecResult(INSEC, "no trust anchor covers this name"), rrset, error
             )
         try:
-            return await self._validate(qname, rdtype, depth=0)
+            return await self._validate(qname, rdtype, path=())
         except _Bogus as bogus:
             return Validated(DnsStatus.OK, DnssecResult(B, str(bogus)))
 
     # --- the walk ---
 
     async def _validate(
-        self, qname: dns.name.Name, rdtype: dns.rdatatype.RdataType, *, depth: int
+        self, qname: dns.name.Name, rdtype: dns.rdatatype.RdataType, *, path: _Path
     ) -> Validated:
         answer = await self.resolver.query_dnssec(qname, rdtype)
         if isinstance(answer, tuple):
             status, error = answer
             # A failed lookup in a provably unsigned zone is an ordinary DNS failure.
-            zone = await self._zone_of(_parent_side(qname, rdtype), depth)
-            keys = await self._zone_keys(zone, depth + 1)
+            zone = await self._zone_of(_parent_side(qname, rdtype), path)
+            keys = await self._zone_keys(zone, path)
             if keys.status is INSEC:
                 return Validated(status, DnssecResult(INSEC, keys.reason), error=error)
             return Validated(status, DnssecResult(X, f"lookup failed: {error}"), error=error)
@@ -224,7 +234,7 @@ class DnssecValidator:
             if found is None:
                 break
             sigs = _find(answer.answer, current, dns.rdatatype.RRSIG, found.rdtype)
-            results.append(await self._judge_rrset(found, sigs, depth))
+            results.append(await self._judge_rrset(found, sigs, path))
             if rrset is not None:
                 return Validated(DnsStatus.OK, _weakest(*results), rrset)
             current = next(iter(found)).target
@@ -232,17 +242,17 @@ class DnssecValidator:
             return Validated(DnsStatus.ERROR, DnssecResult(X, "CNAME chain too long"))
         # No RRset of the type asked: a denial of existence, which must be proven too.
         status = DnsStatus.NXDOMAIN if answer.rcode() == dns.rcode.NXDOMAIN else DnsStatus.NODATA
-        results.append(await self._judge_denial(answer, current, rdtype, status, depth))
+        results.append(await self._judge_denial(answer, current, rdtype, status, path))
         return Validated(status, _weakest(*results))
 
     async def _judge_rrset(
-        self, rrset: dns.rrset.RRset, sigs: dns.rrset.RRset | None, depth: int
+        self, rrset: dns.rrset.RRset, sigs: dns.rrset.RRset | None, path: _Path
     ) -> DnssecResult:
         if len(rrset) > MAX_RRSET:
             return DnssecResult(B, f"{len(rrset)} records at {_text(rrset.name)}: too many")
         if not sigs:
-            zone = await self._zone_of(_parent_side(rrset.name, rrset.rdtype), depth)
-            keys = await self._zone_keys(zone, depth + 1)
+            zone = await self._zone_of(_parent_side(rrset.name, rrset.rdtype), path)
+            keys = await self._zone_keys(zone, path)
             if keys.status is S:
                 return DnssecResult(
                     B, f"{_text(rrset.name)} is not signed in signed zone {_text(zone)}"
@@ -255,7 +265,7 @@ class DnssecValidator:
             return DnssecResult(
                 B, f"{_text(rrset.name)} is signed by unrelated zone {_text(signer)}"
             )
-        keys = await self._zone_keys(signer, depth + 1)
+        keys = await self._zone_keys(signer, path)
         if keys.status is not S or keys.keys is None:
             return DnssecResult(keys.status, keys.reason, _text(signer))
         expires = self._verify(rrset, sigs, keys.keys)
@@ -282,20 +292,22 @@ class DnssecValidator:
         what = f"{_text(rrset.name)} {dns.rdatatype.to_text(rrset.rdtype)}"
         raise _Bogus(f"RRSIG on {what}: {', '.join(dict.fromkeys(reasons)) or 'none'}")
 
-    async def _zone_keys(self, zone: dns.name.Name, depth: int) -> _Keys:
+    async def _zone_keys(self, zone: dns.name.Name, path: _Path) -> _Keys:
         """The validated DNSKEY RRset of ``zone``, once per ``KEY_CACHE_SECONDS``."""
+        if zone in path:  # proving the keys of a zone needs those very keys: no chain
+            return _Keys(B, f"the chain of trust loops through {_text(zone)}")
+        if len(path) > MAX_DEPTH:
+            return _Keys(X, f"chain of trust deeper than {MAX_DEPTH} zones at {_text(zone)}")
         loop = asyncio.get_running_loop()
         cached = self._keys.get(zone)
         if cached is None or loop.time() - cached[0] > KEY_CACHE_SECONDS:
             if len(self._keys) > 10_000:
                 self._keys.clear()
-            task = asyncio.ensure_future(self._load_keys(zone, depth))
+            task = asyncio.ensure_future(self._load_keys(zone, (*path, zone)))
             cached = self._keys[zone] = (loop.time(), task)
         return await asyncio.shield(cached[1])
 
-    async def _load_keys(self, zone: dns.name.Name, depth: int) -> _Keys:
-        if depth > MAX_DEPTH:
-            return _Keys(X, f"chain of trust deeper than {MAX_DEPTH} zones at {_text(zone)}")
+    async def _load_keys(self, zone: dns.name.Name, path: _Path) -> _Keys:
         try:
             anchored = self.anchors.by_zone.get(zone)
             expires: float | None = None
@@ -305,7 +317,7 @@ class DnssecValidator:
                 parent_anchor = self.anchors.closest(zone)
                 if parent_anchor is None:
                     return _Keys(INSEC, f"no trust anchor covers {_text(zone)}")
-                ds = await self._validate(zone, dns.rdatatype.DS, depth=depth + 1)
+                ds = await self._validate(zone, dns.rdatatype.DS, path=path)
                 if ds.dnssec.status is not S:
                     return _Keys(ds.dnssec.status, ds.dnssec.reason)
                 if ds.rrset is None:
@@ -332,7 +344,7 @@ class DnssecValidator:
         except _Bogus as bogus:
             return _Keys(B, str(bogus))
 
-    async def _zone_of(self, name: dns.name.Name, depth: int) -> dns.name.Name:
+    async def _zone_of(self, name: dns.name.Name, path: _Path) -> dns.name.Name:
         """The apex of the zone holding ``name``, from the SOA in a SOA answer or its authority."""
         answer = await self.resolver.query_dnssec(name, dns.rdatatype.SOA)
         if not isinstance(answer, tuple):
@@ -349,7 +361,7 @@ class DnssecValidator:
         qname: dns.name.Name,
         rdtype: dns.rdatatype.RdataType,
         status: DnsStatus,
-        depth: int,
+        path: _Path,
     ) -> DnssecResult:
         """A negative answer is secure only with validated NSEC/NSEC3 proving it (RFC 4035
         §5.4, RFC 5155 §8): here the NODATA type bitmap at the name (or an opt-out NSEC3
@@ -361,8 +373,8 @@ class DnssecValidator:
         ]
         signed = [r for r in answer.authority if r.rdtype == dns.rdatatype.RRSIG]
         if not signed:
-            zone = await self._zone_of(_parent_side(qname, rdtype), depth)
-            keys = await self._zone_keys(zone, depth + 1)
+            zone = await self._zone_of(_parent_side(qname, rdtype), path)
+            keys = await self._zone_keys(zone, path)
             if keys.status is S:
                 return DnssecResult(
                     B, f"unsigned denial for {_text(qname)} in signed zone {_text(zone)}"
@@ -371,7 +383,7 @@ class DnssecValidator:
         results: list[DnssecResult] = []
         for proof in proofs[:8]:
             sigs = _find(answer.authority, proof.name, dns.rdatatype.RRSIG, proof.rdtype)
-            results.append(await self._judge_rrset(proof, sigs, depth))
+            results.append(await self._judge_rrset(proof, sigs, path))
         if not proofs:
             return DnssecResult(B, f"no NSEC/NSEC3 proof for {_text(qname)}")
         verdict = _weakest(*results)
