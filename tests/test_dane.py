@@ -40,6 +40,7 @@ from stspilot.facts import (
     TxtLookup,
 )
 from stspilot.findings import CATALOGUE, Severity
+from stspilot.rollout.evidence import live_state_from_check
 
 NOW = dt.datetime(2026, 12, 6, 12, 0, tzinfo=dt.UTC)
 HOST = "mx1.example.test"
@@ -325,6 +326,9 @@ def test_mismatch_is_an_error_whatever_the_sts_mode(pki: dict[str, bytes]) -> No
     want = "3 1 1 " + association(pki["leaf"], 1, 1).hex()
     assert want in mismatch.fix
     assert result.dane[0].state is DaneState.MISMATCH
+    # ... and reaches the rollout as a DANE problem of the host (gate criterion "dane")
+    (state,) = live_state_from_check(result).mx
+    assert (state.dane, state.dane_problem.split(":")[0]) == ("mismatch", "mismatch")
 
 
 def test_bogus_mx_and_sts_disagree(pki: dict[str, bytes]) -> None:

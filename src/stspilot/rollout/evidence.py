@@ -19,6 +19,7 @@ from stspilot.sts.policy import format_policy
 from stspilot.tlsrpt.reports import TlsReport
 
 if TYPE_CHECKING:
+    from stspilot.check.dane_verdict import DaneVerdict
     from stspilot.check.evaluate import CheckResult
 
 
@@ -31,6 +32,10 @@ class MxState:
     tls_ok: bool | None = None  # None: not probed
     problem: str = ""  # why STARTTLS or the certificate failed, in the probe's words
     days_to_expiry: int | None = None
+    # DANE (RFC 7672): the host's DaneState value ("" when not checked) and, when DANE
+    # senders refuse the host now, why
+    dane: str = ""
+    dane_problem: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,6 +181,7 @@ def live_state_from_check(result: CheckResult) -> LiveState:
     usable = result.effective.usable and result.policy is not None
     policy = result.policy if usable else None
     mx: list[MxState] = []
+    dane = {d.host: d for d in result.dane}
     for verdict in result.mx:
         if not verdict.host:  # a null MX (RFC 7505) is no host to cover
             continue
@@ -197,6 +203,7 @@ def live_state_from_check(result: CheckResult) -> LiveState:
                 tls_ok=verdict.tls_ok,
                 problem=problem,
                 days_to_expiry=verdict.days_to_expiry,
+                **_dane_state(dane.get(verdict.host)),
             )
         )
     reason = result.effective
@@ -215,6 +222,13 @@ def live_state_from_check(result: CheckResult) -> LiveState:
         tlsrpt_rua=tuple(result.tlsrpt.rua) if str(result.tlsrpt.state) == "valid" else (),
         mx=tuple(mx),
     )
+
+
+def _dane_state(verdict: DaneVerdict | None) -> dict[str, str]:
+    if verdict is None:
+        return {}
+    problem = f"{verdict.state}: {verdict.reason}" if verdict.state.blocks_mail else ""
+    return {"dane": str(verdict.state), "dane_problem": problem}
 
 
 def history_from_checks(rows: Iterable[CheckRow]) -> tuple[HistoryEntry, ...]:

@@ -115,7 +115,7 @@ def evaluate_gate(
     report_max_age_days: int = 3,
 ) -> tuple[Criterion, ...]:
     """The enforce gate over ``window`` (the last ``days`` days of reports), in a fixed order."""
-    return (
+    criteria = (
         _clean_criterion(live, window, days),
         _volume_criterion(window, days, min_sessions),
         _coverage_criterion(live),
@@ -123,6 +123,27 @@ def evaluate_gate(
         _policy_criterion(live),
         _tlsrpt_criterion(live, window, now, report_max_age_days),
     )
+    dane = _dane_criterion(live)
+    return criteria if dane is None else (*criteria, dane)
+
+
+# DaneState values (check/dane_verdict.py) that mean DANE applies to the host
+_DANE_APPLIES = frozenset(
+    {"match", "mismatch", "no-tls", "unusable", "not-checked", "bogus", "lookup-failed"}
+)
+
+
+def _dane_criterion(live: LiveState) -> Criterion | None:
+    """RFC 8461 §2: an MTA-STS pass never overrides a DANE failure, so an MX host that DANE
+    senders refuse blocks enforce too. Only shown where some MX host publishes DANE."""
+    if not any(m.dane in _DANE_APPLIES for m in live.mx):
+        return None
+    title = "No MX host fails DANE (TLSA matches the served certificate, DNSSEC valid)"
+    bad = [f"{m.host}: {m.dane_problem}" for m in live.mx if m.dane_problem]
+    if bad:
+        return Criterion("dane", title, Verdict.FAIL, "; ".join(bad))
+    states = ", ".join(f"{m.host}: {m.dane or 'not checked'}" for m in live.mx)
+    return Criterion("dane", title, Verdict.PASS, states)
 
 
 def _clean_criterion(live: LiveState, window: ReportWindow, days: int) -> Criterion:

@@ -83,6 +83,7 @@ def rollout_to_json(a: RolloutAssessment) -> dict[str, Any]:
         "rollback": r.rollback.to_dict() if r.rollback else None,
         "decommission": r.decommission.to_dict(),
         "mx_migration": r.migration.to_dict() if r.migration else None,
+        "tlsa_rollover": r.tlsa_rollover.to_dict() if r.tlsa_rollover else None,
         "findings": [finding_to_json(f) for f in a.findings],
     }
 
@@ -192,6 +193,9 @@ def render_rollout_text(a: RolloutAssessment, console: Console) -> None:
         console.print(Panel(_plan_group(r.migration), title=r.migration.title, title_align="left"))
     if r.rollback:
         console.print(Panel(_plan_group(r.rollback), title="Rollback", title_align="left"))
+    if r.tlsa_rollover:
+        plan = r.tlsa_rollover
+        console.print(Panel(_plan_group(plan), title=plan.title, title_align="left"))
     # Removing MTA-STS is worth a panel only while a policy is served (and not already shown).
     if r.decommission is not r.next_step and a.stage in (
         Stage.TESTING,
