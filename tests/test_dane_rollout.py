@@ -69,3 +69,35 @@ def test_tlsa_rollover_runbook() -> None:
 
 def test_mx_state_defaults_keep_old_callers() -> None:
     assert MxState("mx.example.com").dane == "" and NOW.tzinfo is not None
+
+
+# --- reports: DANE result types in the what-if and the summary ---
+
+
+def test_what_if_counts_dane_refusals_apart() -> None:
+    from test_rollout import window  # type: ignore[import-not-found]
+
+    reports = window(
+        failures=[
+            (1, "Microsoft Corporation", "tlsa-invalid", "mx1.example.com", 7),
+            (2, "Google LLC", "dnssec-invalid", "mx2.example.com", 2),
+            (2, "Google LLC", "certificate-expired", "mx2.example.com", 3),
+            (3, "Google LLC", "sts-policy-fetch-error", "", 4),
+        ]
+    )
+    w = assess(live(), reports).what_if
+    assert (w.refused, w.dane_refused) == (3, 9)
+    assert w.dane_by_type == (("tlsa-invalid", 7), ("dnssec-invalid", 2))
+    assert w.other_failures == (("sts-policy-fetch-error", 4),)
+
+
+def test_summary_names_dane_refusals() -> None:
+    from stspilot.tlsrpt.summary import summarize
+    from test_summary import world  # type: ignore[import-not-found]
+
+    summary = summarize(world())
+    assert summary.dane_failed_sessions == 5
+    dane = [line for line in summary.verdict if line.startswith("DANE senders")]
+    assert len(dane) == 1 and "tlsa-invalid 5" in dane[0] and "RFC 8461 §2" in dane[0]
+    tlsa = next(r for r in summary.result_types if r.result_type == "tlsa-invalid")
+    assert "RFC 7672" in tlsa.advice.rfc and "3 1 1" in tlsa.advice.fix

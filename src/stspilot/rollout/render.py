@@ -77,6 +77,8 @@ def rollout_to_json(a: RolloutAssessment) -> dict[str, Any]:
             "by_mx": _pairs(w.by_mx),
             "by_result_type": _pairs(w.by_result_type),
             "other_failures": _pairs(w.other_failures),
+            "dane_refused": w.dane_refused,
+            "dane_by_type": _pairs(w.dane_by_type),
             "gone_mx": _pairs(w.gone_mx),
         },
         "next_step": r.next_step.to_dict(),
@@ -178,7 +180,8 @@ def render_rollout_text(a: RolloutAssessment, console: Console) -> None:
         ("by sender", w.by_organization),
         ("by MX", w.by_mx),
         ("by result", w.by_result_type),
-        ("not refusals (policy fetch, DANE)", w.other_failures),
+        ("refused by DANE senders already, whatever the mode", w.dane_by_type),
+        ("not refusals (policy fetch, other)", w.other_failures),
         ("on MX hosts no longer live (not counted)", w.gone_mx),
     ):
         if pairs:
