@@ -33,7 +33,7 @@ def chains() -> dict[str, tuple[bytes, ...]]:
 
 
 def _record(params: str, der: bytes) -> str:
-    u, s, m = (int(x) for x in params.split())
+    _u, s, m = (int(x) for x in params.split())
     return f"{params} {association(der, s, m).hex()}"
 
 

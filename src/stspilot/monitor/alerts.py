@@ -223,7 +223,7 @@ def _dane_alerts(previous: CheckRecord | None, current: CheckResult) -> list[Ale
                     "Publish the record for the served key (stspilot check prints it).",
                     v.host,
                     lasting=True,
-                )  # fmt: skip
+                )
             )
         elif state == "bogus":
             turned = " turned bogus" if before.get(v.host) == "secure" else " is bogus"
@@ -236,7 +236,7 @@ def _dane_alerts(previous: CheckRecord | None, current: CheckResult) -> list[Ale
                     "treat the MX host as unreachable and defer mail (RFC 7672 §2.1.2).",
                     v.host,
                     lasting=True,
-                )  # fmt: skip
+                )
             )
         elif state == "match" and _served_key_missing(v.records, v.matched):
             out.append(
@@ -249,7 +249,7 @@ def _dane_alerts(previous: CheckRecord | None, current: CheckResult) -> list[Ale
                     "record before the remaining records go (RFC 7671 §8.1).",
                     v.host,
                     lasting=True,
-                )  # fmt: skip
+                )
             )
     mx_dnssec = current.mx_dnssec
     if mx_dnssec is not None and str(mx_dnssec.status) == "bogus":
@@ -262,7 +262,7 @@ def _dane_alerts(previous: CheckRecord | None, current: CheckResult) -> list[Ale
                 "senders cannot deliver to the domain (RFC 7672 §2.1.2).",
                 "MX",
                 lasting=True,
-            )  # fmt: skip
+            )
         )
     return out
 
