@@ -7,6 +7,7 @@ is ``facts.observed_at``. RFC 6698 §2 (record format), RFC 7671 §5 (DANE-EE, D
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -105,15 +106,19 @@ def parse_tlsa(text: str) -> TlsaRecord:
     return TlsaRecord(numbers[0], numbers[1], numbers[2], data)
 
 
+@functools.lru_cache(maxsize=1024)
+def _spki(der: bytes) -> bytes:
+    # Cached: one chain is matched against every record of a host (and hosts share chains).
+    cert = x509.load_der_x509_certificate(der)
+    return cert.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+@functools.lru_cache(maxsize=1024)
 def association(der: bytes, selector: int, matching_type: int) -> bytes:
     """The data a TLSA record of ``selector``/``matching_type`` holds for certificate ``der``."""
-    if selector == Selector.SPKI:
-        cert = x509.load_der_x509_certificate(der)
-        content = cert.public_key().public_bytes(
-            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-    else:
-        content = der
+    content = _spki(der) if selector == Selector.SPKI else der
     if matching_type == MatchingType.SHA256:
         return hashlib.sha256(content).digest()
     if matching_type == MatchingType.SHA512:
@@ -237,7 +242,13 @@ def match_chain(
     unmatched = [r.to_text() for r in effective if not any(_matches(r, der) for der in chain)]
     if not chain:
         return ChainMatch(False, MatchFailure.NO_CHAIN, "no certificate was read", (), ())
-    certs = _load(chain)
+    loaded: list[list[x509.Certificate | None]] = []  # parsed once, and only for DANE-TA
+
+    def certs_of() -> list[x509.Certificate | None]:
+        if not loaded:
+            loaded.append(_load(chain))
+        return loaded[0]
+
     matched: list[str] = []
     failure, detail = MatchFailure.NO_MATCH, "no usable TLSA record matches the served chain"
     for record in effective:
@@ -248,6 +259,7 @@ def match_chain(
         for index, der in enumerate(chain):
             if not _matches(record, der):
                 continue
+            certs = certs_of()
             problem = _path_ok(certs, index, now)
             leaf = certs[0]
             if problem:

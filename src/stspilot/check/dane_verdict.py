@@ -137,13 +137,12 @@ def _host(
         return verdict(DaneState.INSECURE, dnssec.reason), [finding]
     records, bad = _parse_all(lookup.records)
     chain = probe.chain if probe is not None else ()
-    expected = _expected(chain)
     findings: list[Finding] = []
     pkix = [r.to_text() for r in records if r.usage in (Usage.PKIX_TA, Usage.PKIX_EE)]
     if pkix:
         findings.append(
             make("dane.pkix-usage", subject=host, name=name, records=", ".join(pkix),
-                 expected=expected)
+                 expected=_expected(chain))
         )  # fmt: skip
     effective = effective_records(records)
     if not effective:
@@ -151,7 +150,7 @@ def _host(
         reason = "; ".join(reasons)[:300]
         findings.append(
             make("dane.unusable", subject=host, host=host, name=name, reason=reason,
-                 expected=expected)
+                 expected=_expected(chain))
         )  # fmt: skip
         return verdict(DaneState.UNUSABLE, reason), findings
     if probe is None or (not chain and probe.outcome not in _NO_TLS):
@@ -165,7 +164,7 @@ def _host(
     if not match.ok:
         findings.append(
             make("dane.mismatch", subject=host, host=host, name=name, records=records_text,
-                 reason=match.detail, expected=expected)
+                 reason=match.detail, expected=_expected(chain))
         )  # fmt: skip
         return verdict(DaneState.MISMATCH, match.detail), findings
     matched = ", ".join(match.matched)
@@ -180,7 +179,8 @@ def _host(
             make("dane.rollover.single", subject=host, name=name, records=effective[0].to_text())
         )
     pins_leaf = any(r.startswith("3 ") for r in match.matched)
-    not_after = leaf_not_after(chain)
+    cert = probe.tls.cert if probe.tls is not None else None
+    not_after = cert.not_after if cert is not None else leaf_not_after(chain)
     if pins_leaf and not_after is not None:
         days = int((not_after - now).total_seconds() // DAY)
         if days <= warn_days:

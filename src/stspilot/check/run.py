@@ -37,7 +37,7 @@ from stspilot.facts import (
     TlsaLookup,
     TxtLookup,
 )
-from stspilot.probes.dane import DnssecValidator, TrustAnchors
+from stspilot.probes.dane import DnssecValidator, Reply, TrustAnchors
 from stspilot.probes.fetch import FetchOptions, PolicyFetcher, policy_url
 from stspilot.probes.resolver import Resolver, ResolverConfig
 from stspilot.probes.smtp import MxProber, SmtpOptions
@@ -224,19 +224,22 @@ async def _collect(partial: _Partial, probes: Probes, probe_mx: bool) -> None:
         assert probes.dnssec is not None
         partial.tlsa[host] = await probes.dnssec.lookup_tlsa(host)
 
-    async def mx_dnssec(mx: MxLookup) -> None:
+    async def mx_dnssec(mx: MxLookup, answer: Reply) -> None:
         assert probes.dnssec is not None
-        partial.mx_dnssec = await probes.dnssec.validate_mx(mx)
+        partial.mx_dnssec = await probes.dnssec.validate_mx(mx, answer)
 
     async def mx_then_probes() -> None:
-        partial.mx = await resolver.lookup_mx(d)
-        if probe_mx and partial.mx.status is DnsStatus.OK:
-            hosts = list(dict.fromkeys(h.host for h in partial.mx.hosts if h.host))
-            hosts = hosts[:MAX_MX_PROBES]
-            work = [probe(host) for host in hosts]
-            if probes.dnssec is not None:  # DANE: beside the probes, not after them
-                work += [tlsa(host) for host in hosts] + [mx_dnssec(partial.mx)]
-            await asyncio.gather(*work)
+        answer: Reply | None = None
+        if probes.dnssec is None:
+            partial.mx = await resolver.lookup_mx(d)
+        else:  # one DO question gives the MX set and what DANE validates (RFC 7672 §2.2.1)
+            partial.mx, answer = await resolver.lookup_mx_dnssec(d)
+        hosts = list(dict.fromkeys(h.host for h in partial.mx.hosts if h.host))
+        hosts = hosts[:MAX_MX_PROBES] if probe_mx and partial.mx.status is DnsStatus.OK else []
+        work = [probe(host) for host in hosts]
+        if answer is not None:  # DANE: beside the probes, not after them
+            work += [tlsa(host) for host in hosts] + [mx_dnssec(partial.mx, answer)]
+        await asyncio.gather(*work)
 
     async def tlsrpt_then_rua() -> None:
         partial.tlsrpt = await resolver.lookup_txt(f"_smtp._tls.{d}")

@@ -119,7 +119,9 @@ class TrustAnchors:
 class _Keys:
     status: DnssecStatus
     reason: str = ""
-    keys: dns.rrset.RRset | None = None
+    # the zone's validated DNSKEYs by key tag (RFC 4034 Appendix B), one-key RRsets: an RRSIG
+    # names its key's tag, so each check tries one key (dnspython would tag every key again)
+    keys: dict[int, dns.rrset.RRset] | None = None
     expires: float | None = None
 
 
@@ -138,6 +140,7 @@ class _Bogus(Exception):
 
 
 _Path = tuple[dns.name.Name, ...]  # the zones whose keys are being loaded, outermost first
+Reply = dns.message.Message | tuple[DnsStatus, str]  # Resolver.query_dnssec's answer
 
 
 def _text(name: dns.name.Name) -> str:
@@ -181,40 +184,50 @@ class DnssecValidator:
         records = tuple(rdata.to_text() for rdata in result.rrset or ())
         return TlsaLookup(host, name, result.status, result.dnssec, records, result.error)
 
-    async def validate_mx(self, mx: MxLookup) -> DnssecResult:
-        """The DNSSEC status of a domain's MX RRset (RFC 7672 §2.2.1)."""
-        return (await self.validate(mx.name, dns.rdatatype.MX)).dnssec
+    async def validate_mx(self, mx: MxLookup, answer: Reply | None = None) -> DnssecResult:
+        """The DNSSEC status of a domain's MX RRset (RFC 7672 §2.2.1); ``answer``: the DO
+        answer ``Resolver.lookup_mx_dnssec`` already has (else it is asked)."""
+        return (await self.validate(mx.name, dns.rdatatype.MX, answer)).dnssec
 
-    async def validate(self, name: str, rdtype: dns.rdatatype.RdataType) -> Validated:
-        """Ask ``name``/``rdtype`` and judge the answer; never raises for DNS trouble."""
+    async def validate(
+        self, name: str, rdtype: dns.rdatatype.RdataType, answer: Reply | None = None
+    ) -> Validated:
+        """Ask ``name``/``rdtype`` (unless ``answer`` is given) and judge the answer; never
+        raises for DNS trouble."""
         try:
             qname = dns.name.from_text(name)
         except (dns.exception.DNSException, ValueError) as exc:
             return Validated(DnsStatus.ERROR, DnssecResult(X, f"bad name: {exc}"), error=str(exc))
         anchor = self.anchors.closest(qname)
         anchor_keys = None if anchor is None else await self._zone_keys(anchor, ())
-        if anchor_keys is not None and anchor_keys.status is X:
+        if answer is None:
             answer = await self.resolver.query_dnssec(qname, rdtype)
+        if anchor_keys is not None and anchor_keys.status is X:
             status, rrset, error = _plain(answer, qname, rdtype)
             reason = f"trust anchor unusable: {anchor_keys.reason}"
             return Validated(status, DnssecResult(X, reason, anchor_ok=False), rrset, error)
         if anchor is None:
-            answer = await self.resolver.query_dnssec(qname, rdtype)
             status, rrset, error = _plain(answer, qname, rdtype)
             return Validated(
                 status, DnssecResult(INSEC, "no trust anchor covers this name"), rrset, error
             )
         try:
-            return await self._validate(qname, rdtype, path=())
+            return await self._validate(qname, rdtype, path=(), answer=answer)
         except _Bogus as bogus:
             return Validated(DnsStatus.OK, DnssecResult(B, str(bogus)))
 
     # --- the walk ---
 
     async def _validate(
-        self, qname: dns.name.Name, rdtype: dns.rdatatype.RdataType, *, path: _Path
+        self,
+        qname: dns.name.Name,
+        rdtype: dns.rdatatype.RdataType,
+        *,
+        path: _Path,
+        answer: Reply | None = None,
     ) -> Validated:
-        answer = await self.resolver.query_dnssec(qname, rdtype)
+        if answer is None:
+            answer = await self.resolver.query_dnssec(qname, rdtype)
         if isinstance(answer, tuple):
             status, error = answer
             # A failed lookup in a provably unsigned zone is an ordinary DNS failure.
@@ -274,14 +287,18 @@ class DnssecValidator:
         )
 
     def _verify(
-        self, rrset: dns.rrset.RRset, sigs: dns.rrset.RRset, keys: dns.rrset.RRset
+        self, rrset: dns.rrset.RRset, sigs: dns.rrset.RRset, keys: dict[int, dns.rrset.RRset]
     ) -> float:
         """The expiration of a signature that verifies; ``_Bogus`` naming why none does."""
         now = self.clock()
         reasons: list[str] = []
         for sig in sigs:
+            key = keys.get(sig.key_tag)
+            if key is None:
+                reasons.append("unknown key")
+                continue
             try:
-                dns.dnssec.validate_rrsig(rrset, sig, {keys.name: keys}, now=now)
+                dns.dnssec.validate_rrsig(rrset, sig, {key.name: key}, now=now)
             except dns.exception.ValidationFailure as exc:
                 reasons.append(str(exc))
                 continue
@@ -338,9 +355,8 @@ class DnssecValidator:
             trusted = [key for key in dnskey if _matches_anchor(zone, key, anchors)]
             if not trusted:
                 raise _Bogus(f"no DNSKEY of {_text(zone)} matches its DS or trust anchor")
-            entry = dns.rrset.from_rdata_list(zone, dnskey.ttl, trusted)
-            signed = self._verify(dnskey, sigs, entry)
-            return _Keys(S, keys=dnskey, expires=min(signed, expires or signed))
+            signed = self._verify(dnskey, sigs, _by_tag(zone, trusted))
+            return _Keys(S, keys=_by_tag(zone, dnskey), expires=min(signed, expires or signed))
         except _Bogus as bogus:
             return _Keys(B, str(bogus))
 
@@ -392,6 +408,15 @@ class DnssecValidator:
         if _proves(proofs, qname, rdtype, nxdomain=status is DnsStatus.NXDOMAIN):
             return verdict
         return DnssecResult(B, f"the NSEC/NSEC3 records do not prove {_text(qname)} absent")
+
+
+def _by_tag(zone: dns.name.Name, keys: Iterable[dns.rdata.Rdata]) -> dict[int, dns.rrset.RRset]:
+    out: dict[int, dns.rrset.RRset] = {}
+    for key in keys:
+        tag = dns.dnssec.key_id(key)  # type: ignore[arg-type]
+        rrset = out.setdefault(tag, dns.rrset.RRset(zone, dns.rdataclass.IN, dns.rdatatype.DNSKEY))
+        rrset.add(key)
+    return out
 
 
 def _parent_side(name: dns.name.Name, rdtype: dns.rdatatype.RdataType) -> dns.name.Name:
