@@ -17,11 +17,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import datetime as dt
+import functools
 import time
 import warnings
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 
 import dns.exception
 import dns.message
@@ -34,14 +36,21 @@ import dns.rdtypes.ANY.NSEC
 import dns.rdtypes.ANY.NSEC3
 import dns.rrset
 
-with warnings.catch_warnings():
-    # dnspython 2.9 names cryptography's deprecated DSA classes at import; DSA is never used.
-    warnings.filterwarnings("ignore", message="DSA is deprecated")
-    import dns.dnssec
-
 from stspilot.errors import ConfigError
 from stspilot.facts import DnssecResult, DnssecStatus, DnsStatus, MxLookup, TlsaLookup
 from stspilot.probes.resolver import Resolver
+
+
+@functools.cache
+def _dnssec() -> ModuleType:
+    """``dns.dnssec``, imported on first use: it costs ~0.2 s (cryptography's algorithms),
+    which ``stspilot check`` should pay while its first questions are on the wire."""
+    with warnings.catch_warnings():
+        # dnspython 2.9 names cryptography's deprecated DSA classes at import; no DSA is used.
+        warnings.filterwarnings("ignore", message="DSA is deprecated")
+        import dns.dnssec
+    return dns.dnssec
+
 
 # The IANA root zone KSKs (KSK-2017, KSK-2024), from https://data.iana.org/root-anchors/.
 IANA_ROOT_ANCHORS = """\
@@ -67,6 +76,7 @@ class TrustAnchors:
     """DS or DNSKEY records per zone; an answer is judged from the closest anchor above it."""
 
     by_zone: dict[dns.name.Name, tuple[dns.rdata.Rdata, ...]]
+    _labels: dict[tuple[bytes, ...], dns.name.Name] = field(default_factory=dict, repr=False)
 
     @classmethod
     def from_text(cls, text: str) -> TrustAnchors:
@@ -108,11 +118,19 @@ class TrustAnchors:
         return cls.from_text(data.decode("utf-8", "replace"))
 
     def closest(self, name: dns.name.Name) -> dns.name.Name | None:
-        for depth in range(len(name)):
-            zone = name.split(len(name) - depth)[1] if depth else name
-            if zone in self.by_zone:
+        # By lower-cased label tuples: cheaper than a Name per suffix (Names hash slowly).
+        if not self._labels:
+            self._labels.update({_folded(zone.labels): zone for zone in self.by_zone})
+        labels = _folded(name.labels)
+        for start in range(len(labels)):
+            zone = self._labels.get(labels[start:])
+            if zone is not None:
                 return zone
         return None
+
+
+def _folded(labels: tuple[bytes, ...]) -> tuple[bytes, ...]:
+    return tuple(label.lower() for label in labels)
 
 
 @dataclass(frozen=True, slots=True)
@@ -298,7 +316,7 @@ class DnssecValidator:
                 reasons.append("unknown key")
                 continue
             try:
-                dns.dnssec.validate_rrsig(rrset, sig, {key.name: key}, now=now)
+                _dnssec().validate_rrsig(rrset, sig, {key.name: key}, now=now)
             except dns.exception.ValidationFailure as exc:
                 reasons.append(str(exc))
                 continue
@@ -413,7 +431,7 @@ class DnssecValidator:
 def _by_tag(zone: dns.name.Name, keys: Iterable[dns.rdata.Rdata]) -> dict[int, dns.rrset.RRset]:
     out: dict[int, dns.rrset.RRset] = {}
     for key in keys:
-        tag = dns.dnssec.key_id(key)  # type: ignore[arg-type]
+        tag = _dnssec().key_id(key)
         rrset = out.setdefault(tag, dns.rrset.RRset(zone, dns.rdataclass.IN, dns.rdatatype.DNSKEY))
         rrset.add(key)
     return out
@@ -438,7 +456,7 @@ def _matches_anchor(
         if digest is None:
             continue
         try:
-            if dns.dnssec.make_ds(zone, key, digest) == anchor:
+            if _dnssec().make_ds(zone, key, digest) == anchor:
                 return True
         except (dns.exception.DNSException, ValueError):
             continue
@@ -540,7 +558,7 @@ def _nsec3_proves(
     if rdata.iterations > 150:  # RFC 9276 §3.2: treat as insecure, not worth the CPU
         return False
     try:
-        hashed = dns.dnssec.nsec3_hash(qname, rdata.salt, rdata.iterations, rdata.algorithm)
+        hashed = _dnssec().nsec3_hash(qname, rdata.salt, rdata.iterations, rdata.algorithm)
     except (dns.exception.DNSException, ValueError):
         return False
     own = owner.labels[0].decode("ascii").upper()
