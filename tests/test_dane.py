@@ -172,6 +172,9 @@ MATCH_CASES = [
     ("ta-inter-cert", [("2 0 1", "inter")], ["leaf", "inter"], True, MatchFailure.NONE),
     ("ta-root-sent", [("2 0 1", "root")], ["leaf", "inter", "root"], True, MatchFailure.NONE),
     ("ta-root-not-sent", [("2 0 1", "root")], ["leaf", "inter"], False, MatchFailure.TA_NOT_SENT),
+    # "2 0 0" carries the TA certificate itself, so the server may leave it out (RFC 7671 §5.2.2)
+    ("ta-2-0-0-not-sent", [("2 0 0", "root")], ["leaf", "inter"], True, MatchFailure.NONE),
+    ("ta-2-0-0-no-path", [("2 0 0", "other")], ["leaf", "inter"], False, MatchFailure.TA_PATH),
     ("ta-leaf-other-name", [("2 1 1", "inter")], ["other", "inter"], False, MatchFailure.TA_NAME),
     ("pkix-only", [("1 1 1", "leaf")], ["leaf"], False, MatchFailure.NO_MATCH),
     (

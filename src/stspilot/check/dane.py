@@ -239,7 +239,6 @@ def match_chain(
     §3.2.2). Records not in ``effective_records`` are never used.
     """
     effective = effective_records(records)
-    unmatched = [r.to_text() for r in effective if not any(_matches(r, der) for der in chain)]
     if not chain:
         return ChainMatch(False, MatchFailure.NO_CHAIN, "no certificate was read", (), ())
     loaded: list[list[x509.Certificate | None]] = []  # parsed once, and only for DANE-TA
@@ -256,28 +255,25 @@ def match_chain(
             if _matches(record, chain[0]):
                 matched.append(record.to_text())
             continue
-        for index, der in enumerate(chain):
-            if not _matches(record, der):
-                continue
-            certs = certs_of()
-            problem = _path_ok(certs, index, now)
-            leaf = certs[0]
-            if problem:
-                failure = (
-                    MatchFailure.TA_DATES
-                    if problem.startswith("ta-dates:")
-                    else (MatchFailure.TA_PATH)
-                )
-                detail = problem.split(":", 1)[-1]
-            elif leaf is None or not any(
-                name_matches(n, ref) for n in _names(leaf) for ref in references
-            ):
-                failure = MatchFailure.TA_NAME
-                names = ", ".join(_names(leaf)) if leaf is not None else "none"
-                detail = f"the certificate names {names}, not {' or '.join(references)}"
-            else:
-                matched.append(record.to_text())
-            break
+        index = next((i for i, der in enumerate(chain) if _matches(record, der)), None)
+        certs = certs_of() if index is not None else []
+        if index is None and (record.selector, record.matching_type) == (0, 0):
+            # "2 0 0" holds the whole TA certificate: a server may leave it out of the chain
+            # (RFC 7671 §5.2.2), so the path is built to the record's own certificate.
+            certs = [*certs_of(), *_load([record.data])]
+            index = len(certs) - 1
+        if index is None:
+            continue
+        problem = _ta_problem(certs, index, references, now)
+        if problem is None:
+            matched.append(record.to_text())
+        else:
+            failure, detail = problem
+    unmatched = [
+        r.to_text()
+        for r in effective
+        if r.to_text() not in matched and not any(_matches(r, der) for der in chain)
+    ]
     if matched:
         return ChainMatch(True, MatchFailure.NONE, "", tuple(matched), tuple(unmatched))
     ta_records = [r for r in effective if r.usage == Usage.DANE_TA]
@@ -285,6 +281,22 @@ def match_chain(
         failure = MatchFailure.TA_NOT_SENT
         detail = "no certificate the server sent matches the DANE-TA record(s)"
     return ChainMatch(False, failure, detail, (), tuple(unmatched))
+
+
+def _ta_problem(
+    certs: list[x509.Certificate | None], index: int, references: Sequence[str], now: datetime
+) -> tuple[MatchFailure, str] | None:
+    """Why a DANE-TA match at ``certs[index]`` does not authenticate the leaf; None if it does."""
+    problem = _path_ok(certs, index, now)
+    if problem.startswith("ta-dates:"):
+        return MatchFailure.TA_DATES, problem.removeprefix("ta-dates:")
+    if problem:
+        return MatchFailure.TA_PATH, problem
+    leaf = certs[0]
+    if leaf is None or not any(name_matches(n, ref) for n in _names(leaf) for ref in references):
+        names = ", ".join(_names(leaf)) if leaf is not None else "none"
+        return MatchFailure.TA_NAME, f"the certificate names {names}, not {' or '.join(references)}"
+    return None
 
 
 def leaf_not_after(chain: Sequence[bytes]) -> datetime | None:
