@@ -163,3 +163,54 @@ async def test_servfail_in_a_signed_zone_is_indeterminate() -> None:
     validator = _validator(zone, _records([]), faults={TLSA: DnsFault.SERVFAIL})
     result = await validator.validate(TLSA, dns.rdatatype.TLSA)
     assert (result.status, result.dnssec.status) == (DnsStatus.SERVFAIL, DnssecStatus.INDETERMINATE)
+
+
+# --- NSEC3 denial (RFC 5155): the proofs an unsigned delegation under .com is judged by ---
+
+
+def _nsec3(owner_hash: str, next_hash: str, flags: int, types: str) -> tuple[object, object]:
+    from stspilot.probes.dane import _dnssec
+
+    owner = dns.name.from_text(f"{owner_hash}.com.")
+    rdata = dns.rdata.from_text("IN", "NSEC3", f"1 {flags} 0 - {next_hash} {types}")
+    assert _dnssec()  # the module the hashes come from
+    return owner, rdata
+
+
+def _hash(name: str) -> str:
+    from stspilot.probes.dane import _dnssec
+
+    return str(_dnssec().nsec3_hash(name, b"", 0, 1))
+
+
+def _shift(hashed: str, step: int) -> str:
+    """A base32hex hash just below (step -1) or above (+1) ``hashed``."""
+    alphabet = "0123456789ABCDEFGHIJKLMNOPQRSTUV"
+    last = alphabet.index(hashed[-1]) + step
+    assert 0 <= last < 32
+    return hashed[:-1] + alphabet[last]
+
+
+@pytest.mark.parametrize(
+    ("case", "nxdomain", "rdtype", "proves"),
+    [
+        ("match-no-ds", False, dns.rdatatype.DS, True),  # exact NSEC3, DS not in the bitmap
+        ("match-with-ds", False, dns.rdatatype.DS, False),
+        ("cover-opt-out", False, dns.rdatatype.DS, True),  # unsigned delegation, opt-out
+        ("cover-no-opt-out", False, dns.rdatatype.DS, False),
+        ("cover-nxdomain", True, dns.rdatatype.TLSA, True),
+    ],
+)
+def test_nsec3_proofs(case: str, nxdomain: bool, rdtype: int, proves: bool) -> None:
+    from stspilot.probes.dane import _nsec3_proves
+
+    name = "example.com."
+    hashed = _hash(name)
+    if case.startswith("match"):
+        types = "NS DS RRSIG" if case == "match-with-ds" else "NS"
+        owner, rdata = _nsec3(hashed, _shift(hashed, 1), 0, types)
+    else:
+        flags = 0 if case == "cover-no-opt-out" else 1
+        owner, rdata = _nsec3(_shift(hashed, -1), _shift(hashed, 1), flags, "NS")
+    qname = dns.name.from_text(name)
+    assert _nsec3_proves(owner, rdata, qname, rdtype, nxdomain=nxdomain) is proves  # type: ignore[arg-type]
