@@ -22,7 +22,8 @@ from stspilot.errors import ConfigError
 from stspilot.facts import DnssecStatus, DnsStatus
 from stspilot.lab.scenarios import SCENARIOS
 from stspilot.lab.world import Lab
-from stspilot.probes.dane import DnssecValidator, TrustAnchors
+from stspilot.probes.dane import DnssecValidator
+from stspilot.probes.dnssec import TrustAnchors
 from stspilot.probes.resolver import Resolver, ResolverConfig
 
 pytestmark = [pytest.mark.slow]

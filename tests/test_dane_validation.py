@@ -21,7 +21,8 @@ import pytest
 from stspilot.facts import DnssecStatus, DnsStatus
 from stspilot.lab.dns_server import DnsData, DnsFault, Record
 from stspilot.lab.dnssec import SignedZone, ZoneFault, sign_zone
-from stspilot.probes.dane import DnssecValidator, TrustAnchors
+from stspilot.probes.dane import DnssecValidator
+from stspilot.probes.dnssec import TrustAnchors
 
 ZONE = "v.test"
 TLSA = "_25._tcp.mx1.v.test"
@@ -169,7 +170,7 @@ async def test_servfail_in_a_signed_zone_is_indeterminate() -> None:
 
 
 def _nsec3(owner_hash: str, next_hash: str, flags: int, types: str) -> tuple[object, object]:
-    from stspilot.probes.dane import _dnssec
+    from stspilot.probes.dnssec import dnssec_module as _dnssec
 
     owner = dns.name.from_text(f"{owner_hash}.com.")
     rdata = dns.rdata.from_text("IN", "NSEC3", f"1 {flags} 0 - {next_hash} {types}")
@@ -178,7 +179,7 @@ def _nsec3(owner_hash: str, next_hash: str, flags: int, types: str) -> tuple[obj
 
 
 def _hash(name: str) -> str:
-    from stspilot.probes.dane import _dnssec
+    from stspilot.probes.dnssec import dnssec_module as _dnssec
 
     return str(_dnssec().nsec3_hash(name, b"", 0, 1))
 
@@ -202,7 +203,7 @@ def _shift(hashed: str, step: int) -> str:
     ],
 )
 def test_nsec3_proofs(case: str, nxdomain: bool, rdtype: int, proves: bool) -> None:
-    from stspilot.probes.dane import _nsec3_proves
+    from stspilot.probes.dnssec import nsec3_proves as _nsec3_proves
 
     name = "example.com."
     hashed = _hash(name)

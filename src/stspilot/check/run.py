@@ -37,7 +37,8 @@ from stspilot.facts import (
     TlsaLookup,
     TxtLookup,
 )
-from stspilot.probes.dane import DnssecValidator, Reply, TrustAnchors
+from stspilot.probes.dane import DnssecValidator, Reply
+from stspilot.probes.dnssec import TrustAnchors
 from stspilot.probes.fetch import FetchOptions, PolicyFetcher, policy_url
 from stspilot.probes.resolver import Resolver, ResolverConfig
 from stspilot.probes.smtp import MxProber, SmtpOptions

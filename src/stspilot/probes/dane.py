@@ -15,15 +15,10 @@ chains are at most ``MAX_DEPTH`` zones deep, RRsets over ``MAX_RRSET`` records a
 from __future__ import annotations
 
 import asyncio
-import base64
 import datetime as dt
-import functools
 import time
-import warnings
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
-from pathlib import Path
-from types import ModuleType
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import dns.exception
 import dns.message
@@ -36,32 +31,21 @@ import dns.rdtypes.ANY.NSEC
 import dns.rdtypes.ANY.NSEC3
 import dns.rrset
 
-from stspilot.errors import ConfigError
 from stspilot.facts import DnssecResult, DnssecStatus, DnsStatus, MxLookup, TlsaLookup
+from stspilot.probes.dnssec import (
+    TrustAnchors,
+    by_tag,
+    dnssec_module,
+    find_rrset,
+    matches_anchor,
+    parent_side,
+    proves_absence,
+)
 from stspilot.probes.resolver import Resolver
 
-
-@functools.cache
-def _dnssec() -> ModuleType:
-    """``dns.dnssec``, imported on first use: it costs ~0.2 s (cryptography's algorithms),
-    which ``stspilot check`` should pay while its first questions are on the wire."""
-    with warnings.catch_warnings():
-        # dnspython 2.9 names cryptography's deprecated DSA classes at import; no DSA is used.
-        warnings.filterwarnings("ignore", message="DSA is deprecated")
-        import dns.dnssec
-    return dns.dnssec
-
-
-# The IANA root zone KSKs (KSK-2017, KSK-2024), from https://data.iana.org/root-anchors/.
-IANA_ROOT_ANCHORS = """\
-. IN DS 20326 8 2 E06D44B80B8F1D39A95C0B0D7C65D08458E880409BBC683457104237C7F8EC8D
-. IN DS 38696 8 2 683D2D0ACB8C9B712A1948B27F741219298D0A450D612C483AF444A4C0FB2B16
-"""
 MAX_DEPTH = 12  # zones between an answer and its anchor; deeper is a loop or an attack
 MAX_RRSET = 64  # records in one validated RRset (a TLSA RRset has 1-4 in practice)
-MAX_ANCHOR_BYTES = 64 * 1024
 KEY_CACHE_SECONDS = 300.0
-_DIGESTS = {1: "SHA1", 2: "SHA256", 4: "SHA384"}
 
 S, INSEC, B, X = (
     DnssecStatus.SECURE,
@@ -69,68 +53,6 @@ S, INSEC, B, X = (
     DnssecStatus.BOGUS,
     DnssecStatus.INDETERMINATE,
 )
-
-
-@dataclass(frozen=True, slots=True)
-class TrustAnchors:
-    """DS or DNSKEY records per zone; an answer is judged from the closest anchor above it."""
-
-    by_zone: dict[dns.name.Name, tuple[dns.rdata.Rdata, ...]]
-    _labels: dict[tuple[bytes, ...], dns.name.Name] = field(default_factory=dict, repr=False)
-
-    @classmethod
-    def from_text(cls, text: str) -> TrustAnchors:
-        """Zone-file lines ``<zone> [ttl] [IN] DS|DNSKEY <rdata>``; ``;`` starts a comment."""
-        by_zone: dict[dns.name.Name, list[dns.rdata.Rdata]] = {}
-        for number, raw in enumerate(text.splitlines(), 1):
-            line = raw.split(";", 1)[0].strip()
-            if not line:
-                continue
-            fields = line.split()
-            try:
-                owner = dns.name.from_text(fields[0])
-                rest = [f for f in fields[1:3] if f.isdigit() or f.upper() == "IN"]
-                rtype = fields[1 + len(rest)].upper()
-                if rtype not in ("DS", "DNSKEY"):
-                    raise ValueError(f"{rtype} is not DS or DNSKEY")
-                rdata = dns.rdata.from_text(
-                    dns.rdataclass.IN, rtype, " ".join(fields[2 + len(rest) :])
-                )
-            except (IndexError, ValueError, dns.exception.DNSException) as exc:
-                raise ConfigError(f"trust anchor line {number}: {exc}") from exc
-            by_zone.setdefault(owner, []).append(rdata)
-        if not by_zone:
-            raise ConfigError("the trust anchor file holds no DS or DNSKEY record")
-        return cls({zone: tuple(rdatas) for zone, rdatas in by_zone.items()})
-
-    @classmethod
-    def load(cls, path: Path | str | None) -> TrustAnchors:
-        """The anchors in ``path``; the IANA root anchors when ``path`` is None."""
-        if path is None:
-            return cls.from_text(IANA_ROOT_ANCHORS)
-        try:
-            with open(path, "rb") as handle:
-                data = handle.read(MAX_ANCHOR_BYTES + 1)
-        except OSError as exc:
-            raise ConfigError(f"cannot read the trust anchor file {path}: {exc}") from exc
-        if len(data) > MAX_ANCHOR_BYTES:
-            raise ConfigError(f"the trust anchor file {path} is larger than 64 KiB")
-        return cls.from_text(data.decode("utf-8", "replace"))
-
-    def closest(self, name: dns.name.Name) -> dns.name.Name | None:
-        # By lower-cased label tuples: cheaper than a Name per suffix (Names hash slowly).
-        if not self._labels:
-            self._labels.update({_folded(zone.labels): zone for zone in self.by_zone})
-        labels = _folded(name.labels)
-        for start in range(len(labels)):
-            zone = self._labels.get(labels[start:])
-            if zone is not None:
-                return zone
-        return None
-
-
-def _folded(labels: tuple[bytes, ...]) -> tuple[bytes, ...]:
-    return tuple(label.lower() for label in labels)
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,7 +171,7 @@ class DnssecValidator:
         if isinstance(answer, tuple):
             status, error = answer
             # A failed lookup in a provably unsigned zone is an ordinary DNS failure.
-            zone = await self._zone_of(_parent_side(qname, rdtype), path)
+            zone = await self._zone_of(parent_side(qname, rdtype), path)
             keys = await self._zone_keys(zone, path)
             if keys.status is INSEC:
                 return Validated(status, DnssecResult(INSEC, keys.reason), error=error)
@@ -257,14 +179,16 @@ class DnssecValidator:
         results: list[DnssecResult] = []
         current = qname
         for _ in range(MAX_DEPTH):  # the CNAME chain inside the answer, every link validated
-            rrset = _find(answer.answer, current, rdtype)
+            rrset = find_rrset(answer.answer, current, rdtype)
             cname = (
-                None if rrset is not None else _find(answer.answer, current, dns.rdatatype.CNAME)
+                None
+                if rrset is not None
+                else find_rrset(answer.answer, current, dns.rdatatype.CNAME)
             )
             found = rrset or cname
             if found is None:
                 break
-            sigs = _find(answer.answer, current, dns.rdatatype.RRSIG, found.rdtype)
+            sigs = find_rrset(answer.answer, current, dns.rdatatype.RRSIG, found.rdtype)
             results.append(await self._judge_rrset(found, sigs, path))
             if rrset is not None:
                 return Validated(DnsStatus.OK, _weakest(*results), rrset)
@@ -282,7 +206,7 @@ class DnssecValidator:
         if len(rrset) > MAX_RRSET:
             return DnssecResult(B, f"{len(rrset)} records at {_text(rrset.name)}: too many")
         if not sigs:
-            zone = await self._zone_of(_parent_side(rrset.name, rrset.rdtype), path)
+            zone = await self._zone_of(parent_side(rrset.name, rrset.rdtype), path)
             keys = await self._zone_keys(zone, path)
             if keys.status is S:
                 return DnssecResult(
@@ -292,7 +216,7 @@ class DnssecValidator:
         signer = next(iter(sigs)).signer
         # A DS lives in the parent: signed by the child itself it proves nothing (and the
         # strictly shorter signer is what keeps the walk from looping).
-        if not _parent_side(rrset.name, rrset.rdtype).is_subdomain(signer):
+        if not parent_side(rrset.name, rrset.rdtype).is_subdomain(signer):
             return DnssecResult(
                 B, f"{_text(rrset.name)} is signed by unrelated zone {_text(signer)}"
             )
@@ -316,7 +240,7 @@ class DnssecValidator:
                 reasons.append("unknown key")
                 continue
             try:
-                _dnssec().validate_rrsig(rrset, sig, {key.name: key}, now=now)
+                dnssec_module().validate_rrsig(rrset, sig, {key.name: key}, now=now)
             except dns.exception.ValidationFailure as exc:
                 reasons.append(str(exc))
                 continue
@@ -362,19 +286,19 @@ class DnssecValidator:
             answer = await self.resolver.query_dnssec(zone, dns.rdatatype.DNSKEY)
             if isinstance(answer, tuple):
                 return _Keys(X, f"DNSKEY lookup of {_text(zone)} failed: {answer[1]}")
-            dnskey = _find(answer.answer, zone, dns.rdatatype.DNSKEY)
-            sigs = _find(answer.answer, zone, dns.rdatatype.RRSIG, dns.rdatatype.DNSKEY)
+            dnskey = find_rrset(answer.answer, zone, dns.rdatatype.DNSKEY)
+            sigs = find_rrset(answer.answer, zone, dns.rdatatype.RRSIG, dns.rdatatype.DNSKEY)
             if dnskey is None and anchored is not None:
                 # Our anchor's zone serves no key at all: the resolver is not the DNS the
                 # anchors are for (a lab without its anchor file, a broken forwarder).
                 return _Keys(X, f"the trust anchor zone {_text(zone)} serves no DNSKEY")
             if dnskey is None or sigs is None:
                 raise _Bogus(f"{_text(zone)} has a DS but serves no signed DNSKEY RRset")
-            trusted = [key for key in dnskey if _matches_anchor(zone, key, anchors)]
+            trusted = [key for key in dnskey if matches_anchor(zone, key, anchors)]
             if not trusted:
                 raise _Bogus(f"no DNSKEY of {_text(zone)} matches its DS or trust anchor")
-            signed = self._verify(dnskey, sigs, _by_tag(zone, trusted))
-            return _Keys(S, keys=_by_tag(zone, dnskey), expires=min(signed, expires or signed))
+            signed = self._verify(dnskey, sigs, by_tag(zone, trusted))
+            return _Keys(S, keys=by_tag(zone, dnskey), expires=min(signed, expires or signed))
         except _Bogus as bogus:
             return _Keys(B, str(bogus))
 
@@ -407,7 +331,7 @@ class DnssecValidator:
         ]
         signed = [r for r in answer.authority if r.rdtype == dns.rdatatype.RRSIG]
         if not signed:
-            zone = await self._zone_of(_parent_side(qname, rdtype), path)
+            zone = await self._zone_of(parent_side(qname, rdtype), path)
             keys = await self._zone_keys(zone, path)
             if keys.status is S:
                 return DnssecResult(
@@ -416,68 +340,16 @@ class DnssecValidator:
             return DnssecResult(keys.status, keys.reason)
         results: list[DnssecResult] = []
         for proof in proofs[:8]:
-            sigs = _find(answer.authority, proof.name, dns.rdatatype.RRSIG, proof.rdtype)
+            sigs = find_rrset(answer.authority, proof.name, dns.rdatatype.RRSIG, proof.rdtype)
             results.append(await self._judge_rrset(proof, sigs, path))
         if not proofs:
             return DnssecResult(B, f"no NSEC/NSEC3 proof for {_text(qname)}")
         verdict = _weakest(*results)
         if verdict.status is not S:
             return verdict
-        if _proves(proofs, qname, rdtype, nxdomain=status is DnsStatus.NXDOMAIN):
+        if proves_absence(proofs, qname, rdtype, nxdomain=status is DnsStatus.NXDOMAIN):
             return verdict
         return DnssecResult(B, f"the NSEC/NSEC3 records do not prove {_text(qname)} absent")
-
-
-def _by_tag(zone: dns.name.Name, keys: Iterable[dns.rdata.Rdata]) -> dict[int, dns.rrset.RRset]:
-    out: dict[int, dns.rrset.RRset] = {}
-    for key in keys:
-        tag = _dnssec().key_id(key)
-        rrset = out.setdefault(tag, dns.rrset.RRset(zone, dns.rdataclass.IN, dns.rdatatype.DNSKEY))
-        rrset.add(key)
-    return out
-
-
-def _parent_side(name: dns.name.Name, rdtype: dns.rdatatype.RdataType) -> dns.name.Name:
-    """Where an RRset's zone is looked for: a DS at a zone cut belongs to the parent."""
-    if rdtype == dns.rdatatype.DS and name != dns.name.root:
-        return name.parent()
-    return name
-
-
-def _matches_anchor(
-    zone: dns.name.Name, key: dns.rdata.Rdata, anchors: Iterable[dns.rdata.Rdata]
-) -> bool:
-    for anchor in anchors:
-        if anchor.rdtype == dns.rdatatype.DNSKEY:
-            if anchor == key:
-                return True
-            continue
-        digest = _DIGESTS.get(anchor.digest_type)  # type: ignore[attr-defined]
-        if digest is None:
-            continue
-        try:
-            if _dnssec().make_ds(zone, key, digest) == anchor:
-                return True
-        except (dns.exception.DNSException, ValueError):
-            continue
-    return False
-
-
-def _find(
-    section: list[dns.rrset.RRset],
-    name: dns.name.Name,
-    rdtype: dns.rdatatype.RdataType,
-    covers: dns.rdatatype.RdataType = dns.rdatatype.NONE,
-) -> dns.rrset.RRset | None:
-    for rrset in section:
-        if (
-            rrset.name == name
-            and rrset.rdtype == rdtype
-            and rrset.covers == covers
-            and rrset.rdclass == dns.rdataclass.IN
-        ):
-            return rrset
-    return None
 
 
 def _plain(
@@ -490,85 +362,12 @@ def _plain(
         return answer[0], None, answer[1]
     current = qname
     for _ in range(MAX_DEPTH):
-        rrset = _find(answer.answer, current, rdtype)
+        rrset = find_rrset(answer.answer, current, rdtype)
         if rrset is not None:
             return DnsStatus.OK, rrset, ""
-        cname = _find(answer.answer, current, dns.rdatatype.CNAME)
+        cname = find_rrset(answer.answer, current, dns.rdatatype.CNAME)
         if cname is None:
             break
         current = next(iter(cname)).target
     nx = answer.rcode() == dns.rcode.NXDOMAIN
     return (DnsStatus.NXDOMAIN if nx else DnsStatus.NODATA), None, ""
-
-
-def _proves(
-    proofs: list[dns.rrset.RRset],
-    qname: dns.name.Name,
-    rdtype: dns.rdatatype.RdataType,
-    *,
-    nxdomain: bool,
-) -> bool:
-    for proof in proofs:
-        for rdata in proof:
-            if isinstance(rdata, dns.rdtypes.ANY.NSEC.NSEC):
-                if _nsec_proves(proof.name, rdata, qname, rdtype, nxdomain=nxdomain):
-                    return True
-            elif isinstance(rdata, dns.rdtypes.ANY.NSEC3.NSEC3) and _nsec3_proves(
-                proof.name, rdata, qname, rdtype, nxdomain=nxdomain
-            ):
-                return True
-    return False
-
-
-def _types(rdata: dns.rdtypes.ANY.NSEC.NSEC | dns.rdtypes.ANY.NSEC3.NSEC3) -> set[int]:
-    found: set[int] = set()
-    for window, bitmap in rdata.windows:
-        for index, byte in enumerate(bitmap):
-            for bit in range(8):
-                if byte & (0x80 >> bit):
-                    found.add(window * 256 + index * 8 + bit)
-    return found
-
-
-def _nsec_proves(
-    owner: dns.name.Name,
-    rdata: dns.rdtypes.ANY.NSEC.NSEC,
-    qname: dns.name.Name,
-    rdtype: dns.rdatatype.RdataType,
-    *,
-    nxdomain: bool,
-) -> bool:
-    if not nxdomain:
-        types = _types(rdata)
-        return owner == qname and rdtype not in types and dns.rdatatype.CNAME not in types
-    following: dns.name.Name = rdata.next
-    if owner < following:
-        return bool(owner < qname < following)
-    return bool(qname > owner or qname < following)  # the last NSEC wraps to the apex
-
-
-def _nsec3_proves(
-    owner: dns.name.Name,
-    rdata: dns.rdtypes.ANY.NSEC3.NSEC3,
-    qname: dns.name.Name,
-    rdtype: dns.rdatatype.RdataType,
-    *,
-    nxdomain: bool,
-) -> bool:
-    if rdata.iterations > 150:  # RFC 9276 §3.2: treat as insecure, not worth the CPU
-        return False
-    try:
-        hashed = _dnssec().nsec3_hash(qname, rdata.salt, rdata.iterations, rdata.algorithm)
-    except (dns.exception.DNSException, ValueError):
-        return False
-    own = owner.labels[0].decode("ascii").upper()
-    following = base64.b32hexencode(rdata.next).decode("ascii").rstrip("=").upper()
-    if own == hashed and not nxdomain:
-        types = _types(rdata)
-        return rdtype not in types and dns.rdatatype.CNAME not in types
-    covered = own < hashed < following if own < following else hashed > own or hashed < following
-    if not covered:
-        return False
-    # A covering NSEC3 proves NXDOMAIN, and an insecure delegation when opt-out is set
-    # (RFC 5155 §6, §8.6); the closest-encloser proof is not checked (see docs/dane.md).
-    return nxdomain or (rdtype == dns.rdatatype.DS and bool(rdata.flags & 1))
