@@ -12,6 +12,12 @@ peak RSS of a long run kept as a list (``check_domains``, then the JSON document
 it comes, as ``stspilot check`` does now):
 
     .venv/bin/python bench/check_bench.py --skip startup,single,bulk --rss-sizes 2000,10000
+
+DANE on against off: the checker's CPU per domain over DNSSEC-signed domains with TLSA
+records (the lab's own trust anchor), each size checked with ``dane=False`` then ``dane=True``
+(``--dane-sizes``, in one process):
+
+    .venv/bin/python bench/check_bench.py --skip startup,single,bulk,rss --dane-sizes 300
 """
 
 from __future__ import annotations
@@ -37,11 +43,25 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 # --- the world process --------------------------------------------------------------------------
 
 
-async def _serve_world(count: int, mx_count: int, latency: float, dns_latency: float) -> None:
+def _signed(index: int, mx_count: int) -> object:
+    """The healthy domain ``index`` with its zone signed and a DANE-EE rollover pair per MX."""
+    from dataclasses import replace
+
+    from stspilot.lab.scenarios import Tlsa, healthy
+
+    sc = healthy(index, mx_count=mx_count)
+    pairs = tuple(t for mx in sc.mx for t in (Tlsa(mx.name), Tlsa(mx.name, target="other")))
+    return replace(sc, signed=(sc.domain,), tlsa=pairs)
+
+
+async def _serve_world(
+    count: int, mx_count: int, latency: float, dns_latency: float, signed: bool = False
+) -> None:
     from stspilot.lab.scenarios import BY_DOMAIN, healthy
     from stspilot.lab.world import Lab
 
-    scenarios = [healthy(i, mx_count=mx_count) for i in range(count)]
+    make = _signed if signed else healthy
+    scenarios = [make(i, mx_count) for i in range(count)]  # type: ignore[operator]
     scenarios.append(BY_DOMAIN["enforce-ok.test"])
     async with Lab(scenarios, latency=latency, dns_latency=dns_latency) as lab:
         info = lab.info
@@ -51,6 +71,7 @@ async def _serve_world(count: int, mx_count: int, latency: float, dns_latency: f
             "ca_file": str(info.ca_file),
             "https_port": info.https_port,
             "smtp_port": info.smtp_port,
+            "trust_anchor": str(info.trust_anchor),
         }
         print(json.dumps(line), flush=True)
         loop = asyncio.get_running_loop()
@@ -73,7 +94,9 @@ def _proc_peak_rss_mib(pid: int) -> float:
 class World:
     """The lab in a child process."""
 
-    def __init__(self, count: int, mx_count: int, latency: float, dns_latency: float) -> None:
+    def __init__(
+        self, count: int, mx_count: int, latency: float, dns_latency: float, signed: bool = False
+    ) -> None:
         argv = [
             sys.executable,
             __file__,
@@ -85,6 +108,7 @@ class World:
             str(latency * 1000),
             "--dns-latency-ms",
             str(dns_latency * 1000),
+            *(["--world-signed"] if signed else []),
         ]
         self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         assert self.proc.stdout is not None
@@ -106,10 +130,12 @@ class World:
             self.proc.wait(10)
 
 
-def _options(info: dict[str, object], concurrency: int) -> object:
+def _options(info: dict[str, object], concurrency: int, *, dane: bool = True) -> object:
     from stspilot.check.run import CheckOptions
 
     return CheckOptions(
+        dane=dane,
+        trust_anchor=Path(str(info["trust_anchor"])),
         nameserver=str(info["nameserver"]),
         dns_port=int(info["dns_port"]),  # type: ignore[call-overload]
         ca_file=Path(str(info["ca_file"])),
@@ -341,6 +367,34 @@ def _rss(args: argparse.Namespace) -> None:
         world.close()
 
 
+async def _dane(count: int, args: argparse.Namespace) -> None:
+    """Checker CPU per domain with DANE off, then on, over signed domains with TLSA."""
+    from stspilot.check.run import check_domains
+
+    world = World(count, args.mx_count, args.latency_ms / 1000, args.dns_latency_ms / 1000, True)
+    try:
+        domains = [f"d{i:05d}.bench.test" for i in range(count)]
+        cpu: dict[bool, list[float]] = {False: [], True: []}
+        found: dict[bool, Counter[str]] = {False: Counter(), True: Counter()}
+        for _ in range(args.dane_repeat):
+            for dane in (False, True):
+                options = _options(world.info, args.concurrency, dane=dane)
+                before = _self_cpu()
+                results = await check_domains(domains, options=options, workers=1)  # type: ignore[arg-type]
+                cpu[dane].append((_self_cpu() - before) / count * 1000)
+                for result in results:
+                    found[dane].update(result.codes())
+        off, on = statistics.median(cpu[False]), statistics.median(cpu[True])
+        print(
+            f"dane {count:>6} signed domains (mx={args.mx_count}, concurrency={args.concurrency}, "
+            f"{args.dane_repeat} rounds, medians): checker CPU {off:5.2f} ms a domain with DANE "
+            f"off, {on:5.2f} ms with DANE on: {on / off - 1:+.0%}"
+        )
+        print(f"      findings off: {dict(found[False])}; on: {dict(found[True])}")
+    finally:
+        world.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="1000,10000")
@@ -352,10 +406,13 @@ def main() -> None:
     parser.add_argument("--latency-ms", type=float, default=40.0)
     parser.add_argument("--dns-latency-ms", type=float, default=20.0)
     parser.add_argument("--repeat", type=int, default=7)
-    parser.add_argument("--skip", default="", help="comma list of: bulk,single,startup,rss")
+    parser.add_argument("--skip", default="", help="comma list of: bulk,single,startup,rss,dane")
     parser.add_argument("--rss-sizes", default="2000,10000", help="domains for the RSS figure")
     parser.add_argument("--rss-workers", type=int, default=1, help="processes for the RSS runs")
+    parser.add_argument("--dane-sizes", default="300", help="signed domains for the DANE figure")
+    parser.add_argument("--dane-repeat", type=int, default=3, help="off/on rounds (median)")
     parser.add_argument("--world", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--world-signed", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--rss-child", default="", help=argparse.SUPPRESS)
     parser.add_argument("--rss-count", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--rss-info", default="", help=argparse.SUPPRESS)
@@ -367,7 +424,11 @@ def main() -> None:
     if args.world:
         asyncio.run(
             _serve_world(
-                args.world, args.mx_count, args.latency_ms / 1000, args.dns_latency_ms / 1000
+                args.world,
+                args.mx_count,
+                args.latency_ms / 1000,
+                args.dns_latency_ms / 1000,
+                args.world_signed,
             )
         )
         return
@@ -385,6 +446,9 @@ def main() -> None:
             asyncio.run(_bulk(size, args))
     if "rss" not in skip:
         _rss(args)
+    if "dane" not in skip:
+        for size in (int(s) for s in args.dane_sizes.split(",") if s):
+            asyncio.run(_dane(size, args))
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ def _options(info: LabInfo, **kw: object) -> CheckOptions:
         "dns_port": info.dns_port,
         "ca_file": info.ca_file,
         "port_map": info.port_map,
+        "trust_anchor": info.trust_anchor,  # the DANE scenarios' signed zones
         "dns_timeout": 2.0,
         "connect_timeout": 2.0,
         "read_timeout": 0.6,
@@ -260,7 +261,7 @@ def test_cli_json_and_file(
     listing.write_text("# customers\nMX-Expired.test.\n\nenforce-ok.test  # the good one\n")
     assert main(["check", *threaded_lab.check_args(), "--json", "-f", str(listing)]) == 2
     doc = json.loads(capsys.readouterr().out)
-    assert doc["schema"] == "stspilot.check/1"
+    assert doc["schema"] == "stspilot.check/2"
     assert [d["domain"] for d in doc["domains"]] == ["mx-expired.test", "enforce-ok.test"]
     codes = {f["code"] for f in doc["domains"][0]["findings"]}
     assert codes == {"mx.cert.expired"}

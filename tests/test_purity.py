@@ -23,6 +23,8 @@ PURE_FILES = (
     "findings.py",
     "check/evaluate.py",
     "check/coverage.py",
+    "check/dane.py",
+    "check/dane_verdict.py",
     "check/render.py",
 )
 FORBIDDEN = {

@@ -1,4 +1,4 @@
-"""Presentation of check results: the rich text report and the stspilot.check/1 JSON."""
+"""Presentation of check results: the rich text report and the stspilot.check/2 JSON."""
 
 from __future__ import annotations
 
@@ -97,7 +97,7 @@ def test_many_domains_get_a_summary_table() -> None:
 def test_json_document() -> None:
     document = json.loads(dumps_check_json([BROKEN, CLEAN, ORPHAN]))
     assert document == check_results_to_json([BROKEN, CLEAN, ORPHAN])
-    assert document["schema"] == SCHEMA == "stspilot.check/1"
+    assert document["schema"] == SCHEMA == "stspilot.check/2"
     assert document["summary"] == {"domains": 3, "errors": 2, "warnings": 0, "clean": 1}
     broken, clean, orphan = document["domains"]
     assert broken["stage"] == "enforce" and broken["worst"] == "error"

@@ -157,6 +157,9 @@ class MxProbe:
     tls: TlsResult | None = None
     elapsed: float = 0.0
     error: str = ""
+    # The certificates the server sent on this connection, leaf first, DER; () when not read.
+    # DANE (RFC 7672 §3.1.2) matches TLSA records against this chain, not only the leaf.
+    chain: tuple[bytes, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,3 +177,45 @@ class DomainFacts:
     rua_mx: tuple[MxLookup, ...] = ()
     deadline_hit: bool = False  # the per-domain deadline cut some probes short
     notes: tuple[str, ...] = field(default=())
+    # DANE (RFC 7672): the DNSSEC status of the MX RRset, and one TLSA lookup per probed MX
+    # host; None / () when DANE checks are off.
+    mx_dnssec: DnssecResult | None = None
+    tlsa: tuple[TlsaLookup, ...] = ()
+
+
+# --- DANE for SMTP (RFC 7672, RFC 6698): what the DNSSEC-validating lookups saw ---
+
+
+class DnssecStatus(StrEnum):
+    """RFC 4035 §4.3 / RFC 7672 §2.1.1: the four answers a validating resolver can give."""
+
+    SECURE = "secure"  # a chain of signatures from a trust anchor
+    INSECURE = "insecure"  # provably unsigned (no DS at a zone cut), or no anchor covers it
+    BOGUS = "bogus"  # should have been signed and is not, or the signatures do not verify
+    INDETERMINATE = "indeterminate"  # the lookup failed: no verdict possible
+
+
+@dataclass(frozen=True, slots=True)
+class DnssecResult:
+    """The DNSSEC verdict on one RRset (or on the proof that it does not exist)."""
+
+    status: DnssecStatus
+    reason: str = ""  # why not secure, e.g. "RRSIG on _25._tcp.mx1.example. expired"
+    signer: str = ""  # the zone whose key signed it, when signed
+    # the earliest RRSIG expiration of the chain that validated (aware, UTC); monitor input
+    expires: datetime | None = None
+    # False: the trust anchor itself could not be used (its zone serves no key through this
+    # resolver): a fault of the checker's set-up, so no verdict on the domain is drawn
+    anchor_ok: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class TlsaLookup:
+    """``_25._tcp.<mx host>`` TLSA (RFC 7672 §2.2.3): records in presentation form."""
+
+    host: str  # the MX host
+    name: str  # the query name
+    status: DnsStatus
+    dnssec: DnssecResult
+    records: tuple[str, ...] = ()  # "3 1 1 <hex>", one per record, as served
+    error: str = ""

@@ -32,8 +32,10 @@ from stspilot.check.coverage import (
     mx_verdicts,
     tls_params,
 )
+from stspilot.check.dane_verdict import DaneVerdict, dane_verdicts
 from stspilot.errors import PolicyError
 from stspilot.facts import (
+    DnssecResult,
     DnsStatus,
     DomainFacts,
     FetchOutcome,
@@ -114,6 +116,8 @@ class CheckResult:
     mx: tuple[MxVerdict, ...]
     findings: tuple[Finding, ...]  # most severe first, then by code and subject
     deadline_hit: bool
+    dane: tuple[DaneVerdict, ...] = ()  # one per MX host when DANE was checked (RFC 7672)
+    mx_dnssec: DnssecResult | None = None  # the MX RRset's DNSSEC status (DANE checked)
 
     @property
     def worst(self) -> Severity | None:
@@ -422,6 +426,11 @@ def evaluate(facts: DomainFacts, *, expiry_warning_days: int = 14) -> CheckResul
     findings += mx_findings
     tlsrpt, tlsrpt_findings = _tlsrpt(facts, published or effective.usable)
     findings += tlsrpt_findings
+    sts_applies = effective.usable and effective.mode in (Mode.ENFORCE, Mode.TESTING)
+    dane, dane_findings = dane_verdicts(
+        facts, warn_days=expiry_warning_days, sts_applies=sts_applies
+    )
+    findings += dane_findings
     if facts.deadline_hit:
         findings.append(make("check.deadline", domain=facts.domain))
     return CheckResult(
@@ -436,4 +445,6 @@ def evaluate(facts: DomainFacts, *, expiry_warning_days: int = 14) -> CheckResul
         mx=verdicts,
         findings=tuple(sorted(findings, key=_sort_key)),
         deadline_hit=facts.deadline_hit,
+        dane=dane,
+        mx_dnssec=facts.mx_dnssec,
     )

@@ -1,7 +1,8 @@
 """Presentation of check results: a readable rich report, and the stable JSON document.
 
-The JSON schema (``stspilot.check/1``) is documented in ``docs/check-json.md``; additions are
-allowed within version 1, renames and removals need ``stspilot.check/2``.
+The JSON schema (``stspilot.check/2``) is documented in ``docs/check-json.md``; additions are
+allowed within a version, renames and removals need a new one. Version 2 adds DANE (``dane``
+per MX host, ``mx_dnssec``) and keeps every field of version 1.
 """
 
 from __future__ import annotations
@@ -17,10 +18,11 @@ from rich.table import Table
 from rich.text import Text
 
 from stspilot.check.coverage import MxVerdict
+from stspilot.check.dane_verdict import DaneState, DaneVerdict
 from stspilot.check.evaluate import CheckResult
 from stspilot.findings import Finding, Severity, finding_to_json
 
-SCHEMA = "stspilot.check/1"
+SCHEMA = "stspilot.check/2"
 SUMMARY_OTHER_COLUMNS = 50  # what the summary table needs beside the domain names
 FULL_REPORTS_UP_TO = 3  # more domains than this: a summary table only, unless verbose
 LINES_FROM = 21  # more domains than 20: a line per domain as each completes, then the tally
@@ -33,7 +35,22 @@ _STAGE_STYLE = {"enforce": "green", "testing": "yellow", "reporting": "cyan"}
 # --- JSON ---------------------------------------------------------------------------------------
 
 
-def _mx_json(mx: MxVerdict) -> dict[str, Any]:
+def _dane_json(dane: DaneVerdict | None) -> dict[str, Any] | None:
+    if dane is None:
+        return None
+    return {
+        "state": str(dane.state),
+        "blocks_mail": dane.state.blocks_mail,
+        "tlsa_name": dane.tlsa_name,
+        "dnssec": str(dane.dnssec),
+        "reason": dane.reason,
+        "records": list(dane.records),
+        "matched": list(dane.matched),
+        "rrsig_expires": dane.rrsig_expires.isoformat() if dane.rrsig_expires else None,
+    }
+
+
+def _mx_json(mx: MxVerdict, dane: DaneVerdict | None = None) -> dict[str, Any]:
     return {
         "host": mx.host,
         "preference": mx.preference,
@@ -44,15 +61,17 @@ def _mx_json(mx: MxVerdict) -> dict[str, Any]:
         "cert_not_after": mx.cert_not_after.isoformat() if mx.cert_not_after else None,
         "days_to_expiry": mx.days_to_expiry,
         "findings": list(mx.finding_codes),
+        "dane": _dane_json(dane),  # null when DANE was not checked for the host
     }
 
 
 def result_to_json(result: CheckResult) -> dict[str, Any]:
-    """One domain's entry in the ``domains`` list of the ``stspilot.check/1`` document."""
+    """One domain's entry in the ``domains`` list of the ``stspilot.check/2`` document."""
     policy = result.policy
     record = result.sts_record
     tlsrpt = result.tlsrpt
     worst = result.worst
+    dane = {verdict.host: verdict for verdict in result.dane}
     return {
         "domain": result.domain,
         "observed_at": result.observed_at.isoformat(),
@@ -83,7 +102,10 @@ def result_to_json(result: CheckResult) -> dict[str, Any]:
             "rua": list(tlsrpt.rua),
             "extensions": dict(tlsrpt.record.extensions) if tlsrpt.record else {},
         },
-        "mx": [_mx_json(mx) for mx in result.mx],
+        "mx": [_mx_json(mx, dane.get(mx.host)) for mx in result.mx],
+        "mx_dnssec": None
+        if result.mx_dnssec is None
+        else {"status": str(result.mx_dnssec.status), "reason": result.mx_dnssec.reason},
         "findings": [finding_to_json(f) for f in result.findings],
     }
 
@@ -123,7 +145,7 @@ class CheckTally:
 
 
 def check_results_to_json(results: Iterable[CheckResult]) -> dict[str, Any]:
-    """The whole ``stspilot.check/1`` document for one or many domains."""
+    """The whole ``stspilot.check/2`` document for one or many domains."""
     tally = CheckTally()
     domains = []
     for result in results:
@@ -133,7 +155,7 @@ def check_results_to_json(results: Iterable[CheckResult]) -> dict[str, Any]:
 
 
 class CheckJsonDocument:
-    """The ``stspilot.check/1`` document as text pieces, one domain at a time.
+    """The ``stspilot.check/2`` document as text pieces, one domain at a time.
 
     ``start()``, then ``entry(result)`` per domain, then ``finish()``: joined, exactly
     ``json.dumps(check_results_to_json(results), indent=2)``. Only the tally is kept, so a
@@ -179,7 +201,8 @@ def _effective_text(result: CheckResult) -> Text:
     return Text(f"no MTA-STS policy for senders ({effective.reason})", style="dim")
 
 
-def _mx_cells(result: CheckResult) -> list[tuple[str, str, Text, Text, Text]]:
+def _mx_cells(result: CheckResult) -> list[tuple[str | Text, ...]]:
+    dane = {verdict.host: verdict for verdict in result.dane}
     has_policy = result.policy is not None and result.effective.usable
     rows = []
     for mx in result.mx:
@@ -201,7 +224,10 @@ def _mx_cells(result: CheckResult) -> list[tuple[str, str, Text, Text, Text]]:
             style = "red" if mx.days_to_expiry < 0 else "yellow" if mx.days_to_expiry < 14 else ""
             when = mx.cert_not_after.date().isoformat() if mx.cert_not_after else ""
             cert = Text(f"{when} ({mx.days_to_expiry} d)", style=style)
-        rows.append((str(mx.preference), mx.host, covered, tls, cert))
+        cells: tuple[str | Text, ...] = (str(mx.preference), mx.host, covered, tls, cert)
+        if dane:
+            cells = (*cells, _dane_text(dane.get(mx.host)))
+        rows.append(cells)
     return rows
 
 
@@ -209,23 +235,35 @@ def _render_mx(result: CheckResult, console: Console) -> None:
     """The MX hosts: a table where it fits, else a block per host. Host names and patterns
     are never cut with "…" nor broken over lines, whatever the width."""
     rows = _mx_cells(result)
-    widths = [max([len(column), *(len(row[i]) for row in rows)]) for i, column in enumerate(_MX)]
+    columns = _MX + (("DANE",) if result.dane else ())
+    widths = [max([len(c), *(len(row[i]) for row in rows)]) for i, c in enumerate(columns)]
     if sum(widths) + 3 * len(widths) <= console.width:
         table = Table(title="MX hosts", title_justify="left", show_edge=False, pad_edge=False)
-        for column in _MX:
+        for column in columns:
             table.add_column(column, no_wrap=True)
         for row in rows:
             table.add_row(*row)
         console.print(table)
         return
     console.print(Text("MX hosts", style="italic"))
-    for pref, host, covered, tls, cert in rows:
-        console.print(Text(f"  {pref:>4}  ") + Text(host, style="bold"), soft_wrap=True)
-        for label, value in (("covered by", covered), ("STARTTLS", tls), ("certificate", cert)):
+    labels = ("covered by", "STARTTLS", "certificate", "DANE")
+    for row in rows:
+        pref, host = row[0], row[1]
+        console.print(Text(f"  {pref:>4}  ") + Text(str(host), style="bold"), soft_wrap=True)
+        for label, value in zip(labels, row[2:], strict=False):
             console.print(Text(f"        {label}: ") + value, soft_wrap=True)
 
 
 _MX = ("pref", "host", "covered by", "STARTTLS / TLS", "certificate")
+
+
+def _dane_text(verdict: DaneVerdict | None) -> Text:
+    if verdict is None or verdict.state is DaneState.NONE:
+        return Text("-", style="dim")
+    if verdict.state is DaneState.MATCH:
+        return Text("ok", style="green")
+    style = "bold red" if verdict.state.blocks_mail else "yellow"
+    return Text(str(verdict.state), style=style)
 
 
 def _render_finding(finding: Finding, console: Console, *, verbose: bool) -> None:

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 
 from stspilot.errors import ConfigError
 from stspilot.facts import (
+    DnssecResult,
     DnsStatus,
     DomainFacts,
     FetchOutcome,
@@ -30,8 +31,11 @@ from stspilot.facts import (
     MxProbe,
     PolicyFetch,
     SmtpOutcome,
+    TlsaLookup,
     TxtLookup,
 )
+from stspilot.probes.dane import DnssecValidator, Reply
+from stspilot.probes.dnssec import TrustAnchors
 from stspilot.probes.fetch import FetchOptions, PolicyFetcher
 from stspilot.probes.resolver import Resolver, ResolverConfig
 from stspilot.probes.smtp import MxProber, SmtpOptions
@@ -75,6 +79,10 @@ class CheckOptions:
     allow_private: bool = True  # False in service mode: the SSRF guard
     concurrency: int = 50
     expiry_warning_days: int = 14
+    # DANE (RFC 7672): TLSA of every probed MX host and the MX RRset, DNSSEC-validated from
+    # these trust anchors (a DS/DNSKEY file; None: the IANA root KSKs)
+    dane: bool = True
+    trust_anchor: Path | None = None
 
 
 class Probes:
@@ -115,7 +123,8 @@ class Probes:
             ),
             tls=self.tls,
         )
-
+        anchors = TrustAnchors.load(options.trust_anchor) if options.dane else None
+        self.dnssec = DnssecValidator(self.resolver, anchors) if anchors else None
         self._rua: dict[str, tuple[float, asyncio.Future[MxLookup]]] = {}
 
     async def lookup_rua_mx(self, domain: str) -> MxLookup:
@@ -154,6 +163,8 @@ class _Partial:
     policy: PolicyFetch | None = None
     probes: dict[str, MxProbe] = field(default_factory=dict)
     rua_mx: dict[str, MxLookup] = field(default_factory=dict)
+    mx_dnssec: DnssecResult | None = None
+    tlsa: dict[str, TlsaLookup] = field(default_factory=dict)
 
     def facts(self, observed_at: dt.datetime, *, deadline_hit: bool, probe_mx: bool) -> DomainFacts:
         d = self.domain
@@ -174,6 +185,8 @@ class _Partial:
             mx_probes=probes,
             rua_mx=tuple(self.rua_mx.values()),
             deadline_hit=deadline_hit,
+            mx_dnssec=self.mx_dnssec,
+            tlsa=tuple(self.tlsa[host] for host in hosts if host in self.tlsa),
         )
 
 
@@ -192,11 +205,26 @@ async def _collect(partial: _Partial, probes: Probes, probe_mx: bool) -> None:
     async def rua(domain: str) -> None:
         partial.rua_mx[domain] = await probes.lookup_rua_mx(domain)
 
+    async def tlsa(host: str) -> None:
+        assert probes.dnssec is not None
+        partial.tlsa[host] = await probes.dnssec.lookup_tlsa(host)
+
+    async def mx_dnssec(mx: MxLookup, answer: Reply) -> None:
+        assert probes.dnssec is not None
+        partial.mx_dnssec = await probes.dnssec.validate_mx(mx, answer)
+
     async def mx_then_probes() -> None:
-        partial.mx = await resolver.lookup_mx(d)
-        if probe_mx and partial.mx.status is DnsStatus.OK:
-            hosts = [h.host for h in partial.mx.hosts if h.host][:MAX_MX_PROBES]
-            await asyncio.gather(*(probe(host) for host in dict.fromkeys(hosts)))
+        answer: Reply | None = None
+        if probes.dnssec is None:
+            partial.mx = await resolver.lookup_mx(d)
+        else:  # one DO question gives the MX set and what DANE validates (RFC 7672 §2.2.1)
+            partial.mx, answer = await resolver.lookup_mx_dnssec(d)
+        hosts = list(dict.fromkeys(h.host for h in partial.mx.hosts if h.host))
+        hosts = hosts[:MAX_MX_PROBES] if probe_mx and partial.mx.status is DnsStatus.OK else []
+        work = [probe(host) for host in hosts]
+        if answer is not None:  # DANE: beside the probes, not after them
+            work += [tlsa(host) for host in hosts] + [mx_dnssec(partial.mx, answer)]
+        await asyncio.gather(*work)
 
     async def tlsrpt_then_rua() -> None:
         partial.tlsrpt = await resolver.lookup_txt(f"_smtp._tls.{d}")

@@ -23,7 +23,7 @@ name, expiry). Many domains: -f FILE (one per line, # comments; - for stdin) wit
 
 Output: up to 3 domains, a full report of each; 4 to 20, a summary table (-v: the full
 reports too); more, a line per domain as each completes, then a closing tally.
---json prints one stspilot.check/1 document, --jsonl one JSON object per domain per line.
+--json prints one stspilot.check/2 document, --jsonl one JSON object per domain per line.
 Every mode writes results as they complete, in input order: a slow domain holds back at
 most 4 x --concurrency finished ones behind it, and memory does not grow with the number of
 domains. A progress bar is drawn on stderr when it is a terminal and the output is not
@@ -39,7 +39,7 @@ def check_command(
         Path | None, typer.Option("-f", "--file", help="file of domains, one a line (- = stdin)")
     ] = None,
     as_json: Annotated[
-        bool, typer.Option("--json", help="print one stspilot.check/1 JSON document")
+        bool, typer.Option("--json", help="print one stspilot.check/2 JSON document")
     ] = False,
     as_jsonl: Annotated[
         bool,
@@ -81,6 +81,16 @@ def check_command(
             "--expiry-days", min=0, help="warn of certificates expiring within this many days"
         ),
     ] = 14,
+    no_dane: Annotated[
+        bool, typer.Option("--no-dane", help="skip the DANE checks (TLSA with DNSSEC)")
+    ] = False,
+    trust_anchor: Annotated[
+        Path | None,
+        typer.Option(
+            "--trust-anchor",
+            help="DNSSEC trust anchors, DS/DNSKEY lines (default: the IANA root; the lab's file)",
+        ),
+    ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="explain everything")] = False,
 ) -> None:
     from stspilot.cli.check_run import run_check_command
@@ -99,6 +109,8 @@ def check_command(
         deadline=deadline,
         workers=workers,
         expiry_days=expiry_days,
+        no_dane=no_dane,
+        trust_anchor=trust_anchor,
         verbose=verbose,
     )
     raise typer.Exit(code)

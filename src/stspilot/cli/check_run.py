@@ -78,12 +78,16 @@ def build_options(
     concurrency: int,
     probe_mx: bool,
     expiry_days: int = 14,
+    dane: bool = True,
+    trust_anchor: Path | None = None,
 ) -> CheckOptions:
     from stspilot.check.run import CheckOptions
 
     host, port = parse_nameserver(nameserver)
     if ca_file is not None and not ca_file.is_file():
         raise UsageError(f"--ca-file {ca_file} is not a file")
+    if trust_anchor is not None and not trust_anchor.is_file():
+        raise UsageError(f"--trust-anchor {trust_anchor} is not a file")
     return CheckOptions(
         nameserver=host,
         dns_port=port,
@@ -98,6 +102,8 @@ def build_options(
         probe_mx=probe_mx,
         concurrency=concurrency,
         expiry_warning_days=expiry_days,
+        dane=dane,
+        trust_anchor=trust_anchor,
     )
 
 
@@ -116,6 +122,8 @@ def run_check_command(
     deadline: float = 45.0,
     workers: int | None = None,
     expiry_days: int = 14,
+    no_dane: bool = False,
+    trust_anchor: Path | None = None,
     verbose: bool = False,
 ) -> int:
     """``stspilot check`` with its options parsed; the exit code."""
@@ -133,6 +141,8 @@ def run_check_command(
         concurrency=concurrency,
         probe_mx=not no_mx_probe,
         expiry_days=expiry_days,
+        dane=not no_dane,
+        trust_anchor=trust_anchor,
     )
     output = make_output(len(names), as_json=as_json, as_jsonl=as_jsonl, verbose=verbose)
     # The bar goes to stderr, and only where no output scrolls past it on the same screen.
@@ -176,6 +186,8 @@ FAST_OPTIONS = (
     FastOption("deadline", ("--deadline",), float, 45.0, 0.5),
     FastOption("workers", ("--workers",), int, None, 1, 64),
     FastOption("expiry_days", ("--expiry-days",), int, 14, 0),
+    FastOption("no_dane", ("--no-dane",), None, False),
+    FastOption("trust_anchor", ("--trust-anchor",), Path),
     FastOption("verbose", ("--verbose", "-v"), None, False),
 )
 

@@ -90,7 +90,7 @@ def up_command(
     async def serve() -> None:
         async with Lab(chosen, latency=latency_ms / 1000, dns_latency=dns_latency_ms / 1000) as lab:
             info = lab.info
-            command = ["stspilot", "check", *info.check_args(), *info.domains[:3]]
+            command = ["stspilot", "check", *info.check_args(trust_anchor=True), *info.domains[:3]]
             typer.echo(f"lab up: DNS {info.nameserver}:{info.dns_port}, CA {info.ca_file}")
             typer.echo(f"        HTTPS port {info.https_port}, SMTP port {info.smtp_port}")
             typer.echo(f"{len(info.domains)} scenario domains; check some with:\n")

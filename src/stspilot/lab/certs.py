@@ -74,6 +74,8 @@ class LabPki:
         self.directory = directory
         self.ca_file = directory / "lab-ca.pem"
         self.ca_file.write_bytes(self.ca.cert_pem.bytes())
+        # The chain (DER, leaf first) served for each name: the lab's TLSA records use it.
+        self.chains: dict[str, tuple[bytes, ...]] = {}
 
     def intermediate(self, *, trusted: bool = True) -> trustme.CA:
         """The intermediate CA under the lab root (or under the untrusted root)."""
@@ -119,6 +121,11 @@ class LabPki:
 
     def server_context(self, kind: CertKind, names: list[str]) -> ssl.SSLContext:
         key, chain = self._pem(kind, names or ["lab.invalid"])
+        served = tuple(
+            cert.public_bytes(serialization.Encoding.DER)
+            for cert in x509.load_pem_x509_certificates(chain)
+        )
+        self.chains.update(dict.fromkeys(names, served))
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         with tempfile.NamedTemporaryFile(dir=self.directory, suffix=".pem") as handle:
             handle.write(key + chain)

@@ -14,6 +14,7 @@ import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 import dns.exception
 import dns.flags
@@ -24,6 +25,9 @@ import dns.rdata
 import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
+
+if TYPE_CHECKING:
+    from stspilot.lab.dnssec import SignedZone
 
 TTL = 300
 MAX_CHASE = 10
@@ -53,7 +57,12 @@ def _key(name: str) -> dns.name.Name:
 class DnsData:
     """The lab's zone data: rrsets by (owner, type), the set of existing names, and faults."""
 
-    def __init__(self, records: Iterable[Record], faults: dict[str, DnsFault] | None = None):
+    def __init__(
+        self,
+        records: Iterable[Record],
+        faults: dict[str, DnsFault] | None = None,
+        signed: Iterable[SignedZone] = (),
+    ):
         grouped: dict[tuple[dns.name.Name, dns.rdatatype.RdataType], dns.rrset.RRset] = {}
         names: set[dns.name.Name] = set()
         for record in records:
@@ -72,6 +81,51 @@ class DnsData:
         self.rrsets = grouped
         self.names = names
         self.faults = {_key(name): DnsFault(fault) for name, fault in (faults or {}).items()}
+        # DNSSEC (lab/dnssec.py): RRSIGs by (owner, covered type), served when DO is set, and
+        # per signed zone its sorted NSEC owners for denial of existence.
+        self.sigs: dict[tuple[dns.name.Name, int], dns.rrset.RRset] = {}
+        self.zones: dict[dns.name.Name, list[dns.name.Name]] = {}
+        for zone in signed:
+            apex = _key(zone.apex)
+            for rrset in zone.rrsets:
+                if rrset.rdtype == dns.rdatatype.RRSIG:
+                    self.sigs[(rrset.name, rrset.covers)] = rrset
+                else:
+                    grouped[(rrset.name, rrset.rdtype)] = rrset
+                    names.add(rrset.name)
+            owners = [name for (name, rdtype) in grouped if rdtype == dns.rdatatype.NSEC]
+            self.zones[apex] = sorted(o for o in owners if o.is_subdomain(apex))
+
+    def _zone(self, name: dns.name.Name) -> dns.name.Name | None:
+        for depth in range(len(name)):
+            zone = name.split(len(name) - depth)[1] if depth else name
+            if zone in self.zones:
+                return zone
+        return None
+
+    def _add(self, section: list[dns.rrset.RRset], rrset: dns.rrset.RRset, dnssec: bool) -> None:
+        section.append(rrset)
+        sig = self.sigs.get((rrset.name, rrset.rdtype)) if dnssec else None
+        if sig is not None:
+            section.append(sig)
+
+    def _deny(self, response: dns.message.Message, name: dns.name.Name, nx: bool) -> None:
+        """SOA and the NSEC record proving a NODATA (at ``name``) or NXDOMAIN (covering it)."""
+        zone = self._zone(name)
+        if zone is None:
+            return
+        soa = self.rrsets.get((zone, dns.rdatatype.SOA))
+        if soa is not None:
+            self._add(response.authority, soa, True)
+        owners = self.zones[zone]
+        if nx:
+            below = [owner for owner in owners if owner < name]
+            owner = below[-1] if below else (owners[-1] if owners else None)
+        else:
+            owner = name if name in owners else None
+        nsec = self.rrsets.get((owner, dns.rdatatype.NSEC)) if owner is not None else None
+        if nsec is not None:
+            self._add(response.authority, nsec, True)
 
     def respond(self, query: dns.message.Message) -> dns.message.Message | None:
         """The answer to ``query``, or None to stay silent (a simulated timeout)."""
@@ -82,6 +136,7 @@ class DnsData:
             return response
         question = query.question[0]
         name, rdtype = question.name, question.rdtype
+        dnssec = bool(query.ednsflags & dns.flags.DO) and bool(self.zones)
         for _ in range(MAX_CHASE):
             fault = self.faults.get(name)
             if fault is DnsFault.TIMEOUT:
@@ -92,14 +147,18 @@ class DnsData:
                 return response
             cname = self.rrsets.get((name, dns.rdatatype.CNAME))
             if cname is not None and rdtype != dns.rdatatype.CNAME:
-                response.answer.append(cname)
+                self._add(response.answer, cname, dnssec)
                 name = next(iter(cname)).target
                 continue
             rrset = self.rrsets.get((name, rdtype))
             if rrset is not None:
-                response.answer.append(rrset)
+                self._add(response.answer, rrset, dnssec)
             elif name not in self.names:
                 response.set_rcode(dns.rcode.NXDOMAIN)
+                if dnssec:
+                    self._deny(response, name, nx=True)
+            elif dnssec:
+                self._deny(response, name, nx=False)
             return response
         response.set_rcode(dns.rcode.SERVFAIL)
         return response

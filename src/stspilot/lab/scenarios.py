@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from stspilot.lab.certs import CertKind
 from stspilot.lab.dns_server import DnsFault, Record
+from stspilot.lab.dnssec import ZoneFault
 from stspilot.lab.https_host import HttpBehaviour
 from stspilot.lab.smtp_host import SmtpBehaviour
 
@@ -43,6 +44,19 @@ TWO_MX = (Mx("mx1.{d}", 10), Mx("mx2.{d}", 20))
 
 
 @dataclass(frozen=True, slots=True)
+class Tlsa:
+    """A TLSA record at ``_25._tcp.<host>`` whose data the lab computes from the served chain.
+
+    ``target``: "leaf" (the host's certificate), "issuer" (the intermediate it sends), or
+    "other" (a key nobody serves: a stale record, or the next key of a rollover).
+    """
+
+    host: str  # may contain {d}
+    params: str = "3 1 1"
+    target: str = "leaf"
+
+
+@dataclass(frozen=True, slots=True)
 class Scenario:
     domain: str
     summary: str
@@ -58,6 +72,11 @@ class Scenario:
     extra: tuple[Record, ...] = ()
     shared: bool = False  # hosts shared with other scenarios of the same kind (benchmark)
     tags: tuple[str, ...] = field(default=())
+    # DANE: zones signed with the lab's own keys (their DS in the lab's trust anchor file),
+    # TLSA records, and faults applied after signing: (owner, type, fault)
+    signed: tuple[str, ...] = ()
+    tlsa: tuple[Tlsa, ...] = ()
+    dnssec_faults: tuple[tuple[str, str, ZoneFault], ...] = ()
 
     def records(self) -> list[Record]:
         """Every DNS record this scenario publishes, except the hosts' A records."""
@@ -94,6 +113,8 @@ def scenario(slug: str, summary: str, expected: set[str], stage: str, **kw: obje
             return Mx(name, value.preference, value.behaviour, value.cert, value.address)
         if isinstance(value, Record):
             return Record(str(fill(value.name)), value.rtype, str(fill(value.value)))
+        if isinstance(value, Tlsa):
+            return Tlsa(str(fill(value.host)), value.params, value.target)
         return value
 
     kw.setdefault("mx", TWO_MX)
@@ -108,6 +129,11 @@ def _mx1(**kw: object) -> tuple[Mx, ...]:
 
 
 _HTTP = HttpBehaviour
+# DANE-EE for the served key plus the next key's digest, on both MX: rollover-ready.
+_PAIRS = (
+    Tlsa("mx1.{d}"), Tlsa("mx1.{d}", target="other"),
+    Tlsa("mx2.{d}"), Tlsa("mx2.{d}", target="other"),
+)  # fmt: skip
 _ORPHAN = "sts.orphan.dns"
 
 # fmt: off
@@ -253,6 +279,56 @@ SCENARIOS: tuple[Scenario, ...] = (
     scenario("tlsrpt-depends-on-mx", "rua mailbox behind the checked MX",
              {"tlsrpt.rua.depends-on-mx"}, "enforce",
              tlsrpt=(("v=TLSRPTv1; rua=mailto:tlsrpt@{d}",),)),
+    # --- DANE next to MTA-STS (signed with the lab's own keys; RFC 7672) ---
+    scenario("dane-ee", "DANE-EE 3 1 1 on both MX, one record each",
+             {"dane.match", "dane.rollover.single"}, "enforce", signed=("{d}",),
+             tlsa=(Tlsa("mx1.{d}"), Tlsa("mx2.{d}"))),
+    scenario("dane-rollover", "DANE-EE current + next key on both MX (rollover-ready)",
+             {"dane.match", "dane.stale-record"}, "enforce", signed=("{d}",), tlsa=_PAIRS),
+    scenario("dane-ta", "DANE-TA 2 1 1 for the intermediate both MX send",
+             {"dane.match"}, "enforce", signed=("{d}",),
+             mx=(Mx("mx1.{d}", 10, cert=CertKind.GOOD_CHAIN),
+                 Mx("mx2.{d}", 20, cert=CertKind.GOOD_CHAIN)),
+             tlsa=(Tlsa("mx1.{d}", "2 1 1", "issuer"), Tlsa("mx1.{d}", "2 0 1", "issuer"),
+                   Tlsa("mx2.{d}", "2 1 1", "issuer"))),
+    scenario("dane-mismatch", "TLSA names a key the MX hosts do not serve",
+             {"dane.mismatch"}, "enforce", signed=("{d}",),
+             tlsa=(Tlsa("mx1.{d}", target="other"), Tlsa("mx2.{d}", target="other"))),
+    scenario("dane-bogus", "TLSA of mx1 changed after signing (bad signature)",
+             {"dane.bogus", "dane.match", "dane.stale-record"}, "enforce", signed=("{d}",),
+             tlsa=_PAIRS, dnssec_faults=(("_25._tcp.mx1.{d}", "TLSA", ZoneFault.TAMPERED),)),
+    scenario("dane-rrsig-expired", "RRSIG on the TLSA of mx1 expired yesterday",
+             {"dane.bogus", "dane.match", "dane.stale-record"}, "enforce", signed=("{d}",),
+             tlsa=_PAIRS, dnssec_faults=(("_25._tcp.mx1.{d}", "TLSA", ZoneFault.EXPIRED),)),
+    scenario("dane-mx-bogus", "RRSIG on the MX RRset expired",
+             {"dane.mx.bogus", "dane.match", "dane.stale-record"}, "enforce", signed=("{d}",),
+             tlsa=_PAIRS, dnssec_faults=(("{d}", "MX", ZoneFault.EXPIRED),)),
+    scenario("dane-unsigned", "TLSA records in an unsigned zone",
+             {"dane.insecure"}, "enforce", tlsa=_PAIRS),
+    scenario("dane-mx-insecure", "Unsigned MX RRset, MX hosts in a signed zone with TLSA",
+             {"dane.match", "dane.stale-record", "dane.mx.insecure"}, "enforce",
+             signed=("hosts.{d}",),
+             mx=(Mx("mx1.hosts.{d}", 10), Mx("mx2.hosts.{d}", 20)),
+             policy=ENFORCE.replace("mx1.{d}", "mx1.hosts.{d}").replace("mx2.{d}", "mx2.hosts.{d}"),
+             tlsa=(Tlsa("mx1.hosts.{d}"), Tlsa("mx1.hosts.{d}", target="other"),
+                   Tlsa("mx2.hosts.{d}"), Tlsa("mx2.hosts.{d}", target="other"))),
+    scenario("dane-pkix-only", "Only PKIX-EE (1 1 1) records",
+             {"dane.pkix-usage", "dane.unusable"}, "enforce", signed=("{d}",),
+             tlsa=(Tlsa("mx1.{d}", "1 1 1"), Tlsa("mx2.{d}", "1 1 1"))),
+    scenario("dane-one-of-two", "DANE on mx1 only",
+             {"dane.match", "dane.stale-record", "dane.partial"}, "enforce", signed=("{d}",),
+             tlsa=_PAIRS[:2]),
+    scenario("dane-tlsa-servfail", "The TLSA lookup of mx1 fails (SERVFAIL) in a signed zone",
+             {"dane.lookup-failed", "dane.match", "dane.stale-record"}, "enforce",
+             signed=("{d}",), tlsa=_PAIRS,
+             dns_faults=(("_25._tcp.mx1.{d}", DnsFault.SERVFAIL),)),
+    scenario("dane-no-starttls", "Signed TLSA, but mx1 offers no STARTTLS",
+             {"dane.no-tls", "mx.starttls.missing", "dane.match", "dane.stale-record"},
+             "enforce", signed=("{d}",), tlsa=_PAIRS,
+             mx=_mx1(behaviour=SmtpBehaviour.NO_STARTTLS)),
+    scenario("dane-self-signed", "DANE-EE passes on a self-signed MX certificate; MTA-STS fails",
+             {"dane.match", "dane.stale-record", "dane.sts-disagree", "mx.cert.self-signed"},
+             "enforce", signed=("{d}",), tlsa=_PAIRS, mx=_mx1(cert=CertKind.SELF_SIGNED)),
 )
 # fmt: on
 

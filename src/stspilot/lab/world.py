@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import random
 import tempfile
 from collections import defaultdict
@@ -16,8 +17,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from stspilot.check.dane import association
 from stspilot.lab.certs import CertKind, LabPki
 from stspilot.lab.dns_server import DnsData, DnsFault, DnsServer, Record
+from stspilot.lab.dnssec import SignedZone, anchor_file_text, sign_zone
 from stspilot.lab.https_host import HttpBehaviour, HttpsHost
 from stspilot.lab.scenarios import Scenario
 from stspilot.lab.smtp_host import SmtpBehaviour, SmtpHost
@@ -35,13 +38,15 @@ class LabInfo:
     https_port: int
     smtp_port: int
     domains: tuple[str, ...]
+    trust_anchor: Path | None = None  # DS of the lab's signed zones (DANE)
 
     @property
     def port_map(self) -> dict[int, int]:
         return {443: self.https_port, 25: self.smtp_port}
 
-    def check_args(self) -> list[str]:
-        """The ``stspilot check`` options that point it at this lab."""
+    def check_args(self, *, trust_anchor: bool = False) -> list[str]:
+        """The ``stspilot check`` options that point it at this lab (``trust_anchor``: with
+        ``--trust-anchor``, which only ``check`` takes, for DANE)."""
         return [
             "--nameserver",
             f"{self.nameserver}:{self.dns_port}",
@@ -49,6 +54,11 @@ class LabInfo:
             str(self.ca_file),
             "--port-map",
             f"443={self.https_port},25={self.smtp_port}",
+            *(
+                ["--trust-anchor", str(self.trust_anchor)]
+                if trust_anchor and self.trust_anchor
+                else []
+            ),
         ]
 
 
@@ -97,6 +107,30 @@ def _plan(scenarios: Sequence[Scenario]) -> _Plan:
             if mx.name not in hp.names:
                 hp.names.append(mx.name)
     return plan
+
+
+def _tlsa_records(scenarios: Sequence[Scenario], pki: LabPki) -> list[Record]:
+    """The scenarios' TLSA records, with data computed from the chains the hosts serve."""
+    out: list[Record] = []
+    for sc in scenarios:
+        for tlsa in sc.tlsa:
+            _usage, selector, mtype = (int(f) for f in tlsa.params.split())
+            chain = pki.chains.get(tlsa.host, ())
+            index = {"leaf": 0, "issuer": 1}.get(tlsa.target)
+            if index is not None and index < len(chain):
+                data = association(chain[index], selector, mtype).hex()
+            else:  # a key nobody serves: the next key of a rollover, or a stale one
+                seed = f"{tlsa.target} key of {tlsa.host}".encode()
+                digest = hashlib.sha512 if mtype == 2 else hashlib.sha256
+                data = digest(seed).hexdigest()
+            out.append(Record(f"_25._tcp.{tlsa.host}", "TLSA", f"{tlsa.params} {data}"))
+    return out
+
+
+def _signed_zones(scenarios: Sequence[Scenario], records: Sequence[Record]) -> list[SignedZone]:
+    return [
+        sign_zone(apex, records, faults=sc.dnssec_faults) for sc in scenarios for apex in sc.signed
+    ]
 
 
 class Lab:
@@ -164,13 +198,19 @@ class Lab:
             for name in hp.names:
                 addresses[name].append(hp.address)
         records += [Record(name, "A", ip) for name, ips in addresses.items() for ip in ips]
+        contexts = [pki.sni_context(hp.cert, hp.names) for hp in plan.hosts.values()]
+        records += _tlsa_records(self.scenarios, pki)
+        signed = _signed_zones(self.scenarios, records)
+        anchor_file = pki.directory / "lab-trust-anchors"
+        anchor_file.write_text(anchor_file_text(signed))
         self.dns = DnsServer(
-            DnsData(records, plan.faults), host=f"127.{block}.0.1", latency=self.dns_latency
+            DnsData(records, plan.faults, signed),
+            host=f"127.{block}.0.1",
+            latency=self.dns_latency,
         )
         await self.dns.start()
         https_port = smtp_port = 0
-        for hp in plan.hosts.values():
-            context = pki.sni_context(hp.cert, hp.names)
+        for hp, context in zip(plan.hosts.values(), contexts, strict=True):
             if hp.kind == "https":
                 https = HttpsHost(
                     hp.address,
@@ -200,6 +240,7 @@ class Lab:
             https_port=https_port,
             smtp_port=smtp_port,
             domains=tuple(sc.domain for sc in self.scenarios),
+            trust_anchor=anchor_file,
         )
 
     async def stop_servers(self) -> None:

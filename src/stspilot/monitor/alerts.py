@@ -192,6 +192,88 @@ def _conditions(current: CheckResult, *, expiry_days: int, was_failing: bool) ->
     return out
 
 
+def _previous_dane(previous: CheckRecord | None) -> dict[str, str]:
+    """Host → DNSSEC status of its TLSA answer in the stored previous check (schema 2)."""
+    result = previous.result if previous is not None else None
+    mxs = result.get("mx") if isinstance(result, Mapping) else None
+    out: dict[str, str] = {}
+    for mx in mxs if isinstance(mxs, list) else ():
+        dane = mx.get("dane") if isinstance(mx, Mapping) else None
+        if isinstance(dane, Mapping) and isinstance(mx.get("host"), str):
+            out[mx["host"]] = str(dane.get("dnssec", ""))
+    return out
+
+
+def _dane_alerts(previous: CheckRecord | None, current: CheckResult) -> list[Alert]:
+    """DANE conditions (RFC 7672): a TLSA mismatch, a served key that only a CA record (or
+    nothing of DANE-EE) still covers, DNSSEC bogus; each keyed by host, lasting."""
+    d = current.domain
+    before = _previous_dane(previous)
+    out: list[Alert] = []
+    for v in current.dane:
+        state = str(v.state)
+        if state in ("mismatch", "no-tls"):
+            out.append(
+                _alert(
+                    d,
+                    "dane.mismatch",
+                    Severity.ERROR,
+                    f"{d}: MX {v.host} fails DANE ({state}: {v.reason}); DANE senders refuse "
+                    f"mail to it whatever the MTA-STS mode (RFC 7672 §3.1, RFC 8461 §2). "
+                    "Publish the record for the served key (stspilot check prints it).",
+                    v.host,
+                    lasting=True,
+                )
+            )
+        elif state == "bogus":
+            turned = " turned bogus" if before.get(v.host) == "secure" else " is bogus"
+            out.append(
+                _alert(
+                    d,
+                    "dane.bogus",
+                    Severity.ERROR,
+                    f"{d}: DNSSEC of {v.tlsa_name}{turned} ({v.reason}); validating senders "
+                    "treat the MX host as unreachable and defer mail (RFC 7672 §2.1.2).",
+                    v.host,
+                    lasting=True,
+                )
+            )
+        elif state == "match" and _served_key_missing(v.records, v.matched):
+            out.append(
+                _alert(
+                    d,
+                    "dane.key-not-in-tlsa",
+                    Severity.WARNING,
+                    f"{d}: MX {v.host} serves a key that no DANE-EE record of {v.tlsa_name} "
+                    f"names (it passes on {', '.join(v.matched)} only). Publish its 3 1 1 "
+                    "record before the remaining records go (RFC 7671 §8.1).",
+                    v.host,
+                    lasting=True,
+                )
+            )
+    mx_dnssec = current.mx_dnssec
+    if mx_dnssec is not None and str(mx_dnssec.status) == "bogus":
+        out.append(
+            _alert(
+                d,
+                "dane.bogus",
+                Severity.ERROR,
+                f"{d}: DNSSEC of the MX records is bogus ({mx_dnssec.reason}); validating "
+                "senders cannot deliver to the domain (RFC 7672 §2.1.2).",
+                "MX",
+                lasting=True,
+            )
+        )
+    return out
+
+
+def _served_key_missing(records: Sequence[str], matched: Sequence[str]) -> bool:
+    """DANE-EE records exist, but the match came only from other (DANE-TA) records: the
+    served key is not (yet) in TLSA, and removing the CA record would break delivery."""
+    has_ee = any(r.startswith("3 ") for r in records)
+    return has_ee and not any(r.startswith("3 ") for r in matched)
+
+
 def _rollout_alerts(
     current: CheckResult,
     history: Sequence[HistoryEntry],
@@ -286,6 +368,7 @@ def detect_changes(
         history = history_from_checks([previous]) if previous is not None else ()
     alerts += _rollout_alerts(current, history, reports or ReportWindow(), now, stuck_after_days)
     alerts += _report_alerts(current, reports or ReportWindow(), now)
+    alerts += _dane_alerts(previous, current)
     unique: dict[str, Alert] = {}
     for a in alerts:
         unique.setdefault(a.key, a)

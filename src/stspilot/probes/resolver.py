@@ -45,6 +45,10 @@ RECEIVE_BUFFER = 1024 * 1024
 _RD_FLAGS = struct.pack("!H", dns.flags.RD)
 _COUNTS = struct.pack("!HHHH", 1, 0, 0, 1)  # one question, one additional record (OPT)
 _OPT = b"\x00" + struct.pack("!HHIH", dns.rdatatype.OPT, EDNS_PAYLOAD, 0, 0)
+# DNSSEC questions (``query_dnssec``): DO set in the OPT TTL (RFC 3225 §3), and CD in the header
+# (RFC 4035 §3.2.2) so a validating upstream hands over bogus data for us to name the fault.
+_RD_CD_FLAGS = struct.pack("!H", dns.flags.RD | dns.flags.CD)
+_OPT_DO = b"\x00" + struct.pack("!HHIH", dns.rdatatype.OPT, EDNS_PAYLOAD, 0x8000, 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,9 +165,13 @@ class _Channel:
                 future.cancel()
 
 
-def _query(name: dns.name.Name, rdtype: dns.rdatatype.RdataType) -> bytearray:
+def _query(
+    name: dns.name.Name, rdtype: dns.rdatatype.RdataType, *, dnssec: bool = False
+) -> bytearray:
     """A recursive query with EDNS(0); its id (the first two bytes) is set when it is sent."""
     question = bytes(name.to_wire() or b"") + struct.pack("!HH", rdtype, dns.rdataclass.IN)
+    if dnssec:
+        return bytearray(b"\0\0" + _RD_CD_FLAGS + _COUNTS + question + _OPT_DO)
     return bytearray(b"\0\0" + _RD_FLAGS + _COUNTS + question + _OPT)
 
 
@@ -250,11 +258,18 @@ class Resolver:
         return _parse(data, server)
 
     async def _exchange(self, name: dns.name.Name, rdtype: dns.rdatatype.RdataType) -> _Answer:
+        message = await self._message(name, rdtype, _query(name, rdtype))
+        if isinstance(message, _Answer):
+            return message
+        return _interpret(message, name, rdtype)
+
+    async def _message(
+        self, name: dns.name.Name, rdtype: dns.rdatatype.RdataType, wire: bytearray
+    ) -> dns.message.Message | _Answer:
         """Ask the servers in turn until one answers NOERROR/NXDOMAIN or the lifetime ends."""
         cfg = self.config
         loop = asyncio.get_running_loop()
         end = loop.time() + cfg.lifetime
-        wire = _query(name, rdtype)
         servers = list(self._nameservers)
         failures: list[_Failed] = []
         while servers:
@@ -274,7 +289,7 @@ class Resolver:
                     continue
                 rcode = message.rcode()
                 if rcode in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN):
-                    return _interpret(message, name, rdtype)
+                    return message
                 # SERVFAIL, REFUSED, ...: this server cannot help (RFC 8461 §5.1: not "none")
                 failures.append(
                     _Failed(DnsStatus.SERVFAIL, f"{server} answered {dns.rcode.to_text(rcode)}")
@@ -285,6 +300,23 @@ class Resolver:
         if not failures:
             return _Answer(DnsStatus.ERROR, error="no nameserver configured")
         return _Answer(DnsStatus.ERROR, error=_says(failures, "no server answered"))
+
+    async def query_dnssec(
+        self, name: dns.name.Name, rdtype: dns.rdatatype.RdataType
+    ) -> dns.message.Message | tuple[DnsStatus, str]:
+        """The whole answer to a DO+CD question (RRSIGs, NSEC/NSEC3, authority section), for
+        ``probes.dane`` to validate; a failed question is ``(status, error)``, never raised."""
+        slots = self._bind_loop()
+        try:
+            if not self._nameservers:
+                self._nameservers = _system_nameservers()
+        except OSError as exc:
+            return DnsStatus.ERROR, str(exc)
+        async with slots:
+            message = await self._message(name, rdtype, _query(name, rdtype, dnssec=True))
+        if isinstance(message, _Answer):
+            return message.status, message.error
+        return message
 
     async def _ask(self, name: str, rdtype: dns.rdatatype.RdataType) -> _Answer:
         slots = self._bind_loop()
@@ -322,15 +354,26 @@ class Resolver:
     async def lookup_mx(self, name: str) -> MxLookup:
         """MX hosts sorted by preference then name; a null MX (RFC 7505) is ``MxHost(0, "")``."""
         name = _text(name)
-        answer = await self._follow(name, dns.rdatatype.MX)
-        hosts = sorted(
-            {
-                MxHost(int(rdata.preference), _text(rdata.exchange))  # type: ignore[attr-defined]
-                for rdata in answer.rdatas
-            },
-            key=lambda mx: (mx.preference, mx.host),
-        )
-        return MxLookup(name, answer.status, tuple(hosts), answer.error)
+        return _mx_lookup(name, await self._follow(name, dns.rdatatype.MX))
+
+    async def lookup_mx_dnssec(
+        self, name: str
+    ) -> tuple[MxLookup, dns.message.Message | tuple[DnsStatus, str]]:
+        """``lookup_mx`` and the whole DO+CD answer it came from, in one question (DANE
+        validates that answer: RFC 7672 §2.2.1); the same ``MxLookup`` as ``lookup_mx``."""
+        name = _text(name)
+        try:
+            qname = dns.name.from_text(name)
+        except (dns.exception.DNSException, ValueError) as exc:
+            error = f"{type(exc).__name__}: {exc}"
+            return MxLookup(name, DnsStatus.ERROR, error=error), (DnsStatus.ERROR, error)
+        message = await self.query_dnssec(qname, dns.rdatatype.MX)
+        if isinstance(message, tuple):
+            return MxLookup(name, message[0], error=message[1]), message
+        answer = _interpret(message, qname, dns.rdatatype.MX)
+        if answer.status is DnsStatus.NODATA and answer.chain:  # a CNAME into another zone
+            return await self.lookup_mx(name), message
+        return _mx_lookup(name, answer), message
 
     async def lookup_address(self, name: str) -> AddressLookup:
         """A and AAAA at once; OK when either has an address, else the more telling failure."""
@@ -351,6 +394,17 @@ class Resolver:
                 if answer.status is status:
                     return AddressLookup(name, status, (), answer.error)
         return AddressLookup(name, DnsStatus.NODATA)
+
+
+def _mx_lookup(name: str, answer: _Answer) -> MxLookup:
+    hosts = sorted(
+        {
+            MxHost(int(rdata.preference), _text(rdata.exchange))  # type: ignore[attr-defined]
+            for rdata in answer.rdatas
+        },
+        key=lambda mx: (mx.preference, mx.host),
+    )
+    return MxLookup(name, answer.status, tuple(hosts), answer.error)
 
 
 def _parse(data: bytes, server: str) -> dns.message.Message:

@@ -17,7 +17,14 @@ from dataclasses import dataclass, replace
 
 from stspilot.facts import AddressLookup, CertInfo, DnsStatus, MxProbe, SmtpOutcome, TlsResult
 from stspilot.probes.resolver import Resolver, is_public
-from stspilot.probes.tls import TlsContexts, failure, refine, success, unverified_cert
+from stspilot.probes.tls import (
+    TlsContexts,
+    failure,
+    refine,
+    sent_chain,
+    success,
+    unverified_cert,
+)
 
 _REPLY_LINE = re.compile(rb"^([2-5][0-9][0-9])([ -])(.*?)\r?\n$", re.DOTALL)
 
@@ -54,6 +61,7 @@ class _Session:
     banner: str
     ehlo_name: str
     tls: TlsResult
+    chain: tuple[bytes, ...] = ()  # DANE: the certificates the server sent (RFC 7672 §3)
 
 
 class MxProber:
@@ -106,19 +114,20 @@ class MxProber:
             ehlo_name=session.ehlo_name,
             tls=session.tls,
             error=session.tls.detail,
+            chain=session.chain,
         )
         if not session.tls.ok and session.tls.cert is None:
-            cert = await self._read_cert(host, ip)
-            probe = replace(probe, tls=refine(session.tls, cert))
+            cert, chain = await self._read_cert(host, ip)
+            probe = replace(probe, tls=refine(session.tls, cert), chain=chain)
         return probe
 
-    async def _read_cert(self, host: str, ip: str) -> CertInfo | None:
+    async def _read_cert(self, host: str, ip: str) -> tuple[CertInfo | None, tuple[bytes, ...]]:
         try:
             async with asyncio.timeout(self.options.total_timeout):
                 session = await self._session(host, ip, verify=False)
         except (_Abort, TimeoutError):
-            return None
-        return session.tls.cert
+            return None, ()
+        return session.tls.cert, session.chain
 
     async def _session(self, host: str, ip: str, *, verify: bool) -> _Session:
         opts = self.options
@@ -168,8 +177,9 @@ class MxProber:
         tls = (
             success(ssl_object) if verify else TlsResult(ok=False, cert=unverified_cert(ssl_object))
         )
+        chain = sent_chain(ssl_object)  # DANE matches the chain as sent, validated or not
         await self._quit(writer)
-        return _Session(banner.lines[0], ehlo_name, tls)
+        return _Session(banner.lines[0], ehlo_name, tls, chain)
 
     async def _command(
         self, writer: asyncio.StreamWriter, reader: asyncio.StreamReader, line: str

@@ -33,6 +33,10 @@ class MxState:
     tls_ok: bool | None = None  # None: not probed
     problem: str = ""  # why STARTTLS or the certificate failed, in the probe's words
     days_to_expiry: int | None = None
+    # DANE (RFC 7672): the host's DaneState value ("" when not checked) and, when DANE
+    # senders refuse the host now, why
+    dane: str = ""
+    dane_problem: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,7 +196,7 @@ def live_state_from_check(result: CheckResult) -> LiveState:
 def live_state_from_stored(
     document: Mapping[str, Any], *, domain: str, observed_at: datetime, policy_sha256: str
 ) -> LiveState:
-    """Reduce a check's JSON form (``stspilot.check/1``, as stored) to the rollout's evidence."""
+    """Reduce a check's JSON form (``stspilot.check/2``, as stored) to the rollout's evidence."""
     effective = document.get("effective") or {}
     policy = document.get("policy") if effective.get("usable") else None
     findings = document.get("findings") or []
@@ -220,6 +224,7 @@ def live_state_from_stored(
                 tls_ok=item.get("tls_ok"),
                 problem=problem,
                 days_to_expiry=item.get("days_to_expiry"),
+                **_dane_state(item.get("dane")),
             )
         )
     record = document.get("sts_record")
@@ -239,6 +244,15 @@ def live_state_from_stored(
         tlsrpt_rua=tuple(tlsrpt.get("rua") or ()) if tlsrpt.get("state") == "valid" else (),
         mx=tuple(mx),
     )
+
+
+def _dane_state(verdict: Any) -> dict[str, str]:
+    """An MX host's DANE verdict as stored (``stspilot.check/2``: state, reason, blocks_mail)."""
+    if not isinstance(verdict, Mapping) or not verdict.get("state"):
+        return {}
+    state = str(verdict["state"])
+    problem = f"{state}: {verdict.get('reason', '')}" if verdict.get("blocks_mail") else ""
+    return {"dane": state, "dane_problem": problem}
 
 
 def history_from_checks(rows: Iterable[CheckRow]) -> tuple[HistoryEntry, ...]:

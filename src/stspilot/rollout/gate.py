@@ -21,6 +21,10 @@ from stspilot.tlsrpt.advice import ADVICE
 REFUSED_UNDER_ENFORCE: frozenset[str] = frozenset(
     advice.result_type for advice in ADVICE.values() if advice.refused_under_enforce
 )
+# The DANE result types (advice category "dane"): refusals by DANE senders, counted apart.
+DANE_RESULT_TYPES: frozenset[str] = frozenset(
+    advice.result_type for advice in ADVICE.values() if advice.category == "dane"
+)
 
 
 class Verdict(StrEnum):
@@ -53,8 +57,12 @@ class WhatIf:
     by_organization: tuple[tuple[str, int], ...] = ()
     by_mx: tuple[tuple[str, int], ...] = ()
     by_result_type: tuple[tuple[str, int], ...] = ()
-    other_failures: tuple[tuple[str, int], ...] = ()  # policy-fetch and DANE types
+    other_failures: tuple[tuple[str, int], ...] = ()  # policy-fetch and unknown types
     gone_mx: tuple[tuple[str, int], ...] = ()  # failures on hosts no longer live (not counted)
+    # DANE result types (tlsa-invalid, dnssec-invalid, dane-required; RFC 8460 §4.3.2.1):
+    # sessions DANE senders already refused, whatever the MTA-STS mode (RFC 8461 §2)
+    dane_refused: int = 0
+    dane_by_type: tuple[tuple[str, int], ...] = ()
 
 
 def ranked(counter: Counter[str]) -> tuple[tuple[str, int], ...]:
@@ -75,9 +83,12 @@ def compute_what_if(window: ReportWindow, live_hosts: frozenset[str], days: int)
     by_type: Counter[str] = Counter()
     other: Counter[str] = Counter()
     gone: Counter[str] = Counter()
+    dane: Counter[str] = Counter()
     for f in window.failures:
         if not is_live(f.receiving_mx, live_hosts):
             gone[f.receiving_mx] += f.sessions
+        elif f.result_type in DANE_RESULT_TYPES:
+            dane[f.result_type] += f.sessions
         elif f.result_type in REFUSED_UNDER_ENFORCE:
             by_org[f.organization] += f.sessions
             by_mx[f.receiving_mx or "(not named by the reporter)"] += f.sessions
@@ -97,6 +108,8 @@ def compute_what_if(window: ReportWindow, live_hosts: frozenset[str], days: int)
         by_result_type=ranked(by_type),
         other_failures=ranked(other),
         gone_mx=ranked(gone),
+        dane_refused=min(sum(dane.values()), failed) if window.totals else sum(dane.values()),
+        dane_by_type=ranked(dane),
     )
 
 
@@ -115,7 +128,7 @@ def evaluate_gate(
     report_max_age_days: int = 3,
 ) -> tuple[Criterion, ...]:
     """The enforce gate over ``window`` (the last ``days`` days of reports), in a fixed order."""
-    return (
+    criteria = (
         _clean_criterion(live, window, days),
         _volume_criterion(window, days, min_sessions),
         _coverage_criterion(live),
@@ -123,6 +136,27 @@ def evaluate_gate(
         _policy_criterion(live),
         _tlsrpt_criterion(live, window, now, report_max_age_days),
     )
+    dane = _dane_criterion(live)
+    return criteria if dane is None else (*criteria, dane)
+
+
+# DaneState values (check/dane_verdict.py) that mean DANE applies to the host
+_DANE_APPLIES = frozenset(
+    {"match", "mismatch", "no-tls", "unusable", "not-checked", "bogus", "lookup-failed"}
+)
+
+
+def _dane_criterion(live: LiveState) -> Criterion | None:
+    """RFC 8461 §2: an MTA-STS pass never overrides a DANE failure, so an MX host that DANE
+    senders refuse blocks enforce too. Only shown where some MX host publishes DANE."""
+    if not any(m.dane in _DANE_APPLIES for m in live.mx):
+        return None
+    title = "No MX host fails DANE (TLSA matches the served certificate, DNSSEC valid)"
+    bad = [f"{m.host}: {m.dane_problem}" for m in live.mx if m.dane_problem]
+    if bad:
+        return Criterion("dane", title, Verdict.FAIL, "; ".join(bad))
+    states = ", ".join(f"{m.host}: {m.dane or 'not checked'}" for m in live.mx)
+    return Criterion("dane", title, Verdict.PASS, states)
 
 
 def _clean_criterion(live: LiveState, window: ReportWindow, days: int) -> Criterion:

@@ -65,12 +65,15 @@ def rollout_to_json(a: RolloutAssessment) -> dict[str, Any]:
             "by_mx": _pairs(w.by_mx),
             "by_result_type": _pairs(w.by_result_type),
             "other_failures": _pairs(w.other_failures),
+            "dane_refused": w.dane_refused,
+            "dane_by_type": _pairs(w.dane_by_type),
             "gone_mx": _pairs(w.gone_mx),
         },
         "next_step": r.next_step.to_dict(),
         "rollback": r.rollback.to_dict() if r.rollback else None,
         "decommission": r.decommission.to_dict(),
         "mx_migration": r.migration.to_dict() if r.migration else None,
+        "tlsa_rollover": r.tlsa_rollover.to_dict() if r.tlsa_rollover else None,
         "findings": [finding_to_json(f) for f in a.findings],
     }
 
@@ -173,7 +176,8 @@ def render_rollout_text(a: RolloutAssessment, console: Console) -> None:
         ("by sender", w.by_organization),
         ("by MX", w.by_mx),
         ("by result", w.by_result_type),
-        ("not refusals (policy fetch, DANE)", w.other_failures),
+        ("refused by DANE senders already, whatever the mode", w.dane_by_type),
+        ("not refusals (policy fetch, other)", w.other_failures),
         ("on MX hosts no longer live (not counted)", w.gone_mx),
     ):
         if pairs:
@@ -186,6 +190,8 @@ def render_rollout_text(a: RolloutAssessment, console: Console) -> None:
         _render_plan(r.migration, r.migration.title, console)
     if r.rollback:
         _render_plan(r.rollback, "Rollback", console)
+    if r.tlsa_rollover:
+        _render_plan(r.tlsa_rollover, r.tlsa_rollover.title, console)
     # Removing MTA-STS is worth a panel only while a policy is served (and not already shown).
     if r.decommission is not r.next_step and a.stage in (
         Stage.TESTING,

@@ -58,6 +58,7 @@ class Runbooks:
     decommission: Plan
     migration: Plan | None
     findings: list[Finding] = field(default_factory=list)
+    tlsa_rollover: Plan | None = None  # where some MX host publishes DANE (RFC 7672 §4)
 
 
 def _gen(used: set[str], domain: str, **kwargs: Any) -> Publication:
@@ -160,7 +161,52 @@ def build_runbooks(
         else _decommission(used, live, hosts, served_max_age, None, now, findings)
     )
     migration = _migration(used, live, hosts, planned_mx, now, findings)
-    return Runbooks(next_step, rollback, decommission, migration, findings)
+    rollover = tlsa_rollover(live)
+    return Runbooks(next_step, rollback, decommission, migration, findings, rollover)
+
+
+# DaneState values (check/dane_verdict.py) of a host that publishes DANE
+_WITH_DANE = frozenset({"match", "mismatch", "no-tls", "unusable", "not-checked"})
+
+
+def tlsa_rollover(live: LiveState) -> Plan | None:
+    """Renewing an MX certificate without breaking DANE (RFC 7671 §8.1, RFC 7672 §4): the
+    next key's TLSA record goes out first, the key changes only once caches hold both."""
+    hosts = [m for m in live.mx if m.dane in _WITH_DANE]
+    if not hosts:
+        return None
+    names = ", ".join(f"_25._tcp.{m.host}" for m in hosts)
+    broken = [f"{m.host} ({m.dane_problem})" for m in hosts if m.dane_problem]
+    steps = []
+    if broken:
+        steps.append(
+            "First repair what DANE senders refuse now: publish the 3 1 1 record of the key "
+            f"each host serves (the dane.mismatch finding prints it) for {', '.join(broken)}."
+        )
+    steps += [
+        "Simplest: renew with the same key (certbot --reuse-key, or your ACME client's "
+        "equivalent); a 3 1 1 record pins the key, not the certificate, so nothing changes.",
+        "For a new key: create it first and compute its digest: openssl pkey -in new.key "
+        "-pubout -outform DER | openssl dgst -sha256 (the hex is the record's data).",
+        f"Publish the new record next to the current one at {names}: "
+        "IN TLSA 3 1 1 <new digest>; keep the old record.",
+        "Wait at least twice the TLSA TTL (and until the zone is re-signed), then run "
+        "stspilot check: dane.stale-record names the new record, dane.match the old one.",
+        "Install the certificate with the new key; run stspilot check: dane.match now "
+        "names the new record.",
+        "After another two TTLs remove the old record. Keep two records at all times "
+        "(current + next), or add 2 1 1 records for the issuing CA as a second anchor.",
+    ]
+    return Plan(
+        "TLSA rollover (renewing an MX certificate with a new key)",
+        f"{len(hosts)} MX host(s) publish DANE; a new key without a pre-published TLSA "
+        "record makes every DANE sender refuse mail to it.",
+        tuple(steps),
+        watch=(
+            "stspilot monitor alerts on dane.mismatch, on a served key missing from TLSA, "
+            "and on DNSSEC turning bogus.",
+        ),
+    )
 
 
 def _start_reporting(used: set[str], domain: str, hosts: Sequence[str], now: datetime) -> Plan:

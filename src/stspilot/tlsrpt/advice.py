@@ -50,16 +50,26 @@ _ADVICE: tuple[Advice, ...] = (
            "the id, and read failure-reason-code for other causes",
            "RFC 8460 §4.3.3; RFC 8461 §4.1"),
     Advice("tlsa-invalid", "dane", False,
-           "no TLSA record matched the MX certificate (DANE)",
-           "update the TLSA records before rolling the certificate (publish new + old first)",
-           "RFC 8460 §4.3.2.1"),
+           "a DANE sender found signed TLSA records for the MX (a tlsa policy) but the "
+           "certificate chain the MX served matched none of them: usually a certificate "
+           "renewed with a new key before its TLSA record was published; the sender refused "
+           "delivery, whatever the MTA-STS mode",
+           "publish the 3 1 1 record of the key served now next to the old one (stspilot "
+           "check prints it), and from now on pre-publish the next key's record two TTLs "
+           "before a renewal (the TLSA rollover runbook)",
+           "RFC 8460 §4.3.2.1; RFC 7672 §3.1; RFC 7671 §8"),
     Advice("dnssec-invalid", "dane", False,
-           "the sender's resolver got no valid DNSSEC answer for the TLSA records",
-           "fix the DNSSEC chain of the MX zone (DS, signatures, expiry)",
-           "RFC 8460 §4.3.2.1"),
+           "the DANE sender's resolver could not validate the MX or TLSA answers (bogus or "
+           "indeterminate DNSSEC: expired signatures, a DS matching no DNSKEY); it did not "
+           "connect at all and deferred the mail",
+           "fix the DNSSEC chain of the MX host's zone (re-sign, check RRSIG expiry and that "
+           "the parent's DS matches a published DNSKEY); stspilot check reports dane.bogus",
+           "RFC 8460 §4.3.2.1; RFC 7672 §2.1.2"),
     Advice("dane-required", "dane", False,
-           "the sender requires DANE for this destination but found no validated TLSA record",
-           "publish DNSSEC-signed TLSA records for the MX host, or ask the sender why",
+           "the sender is configured to require DANE for this destination but found no "
+           "DNSSEC-validated TLSA record for the MX host, so it deferred the mail",
+           "publish DNSSEC-signed TLSA records for every MX host (3 1 1 for the served key), "
+           "or ask the sender to drop its mandatory-DANE rule",
            "RFC 8460 §4.3.2.1; RFC 7672 §6"),
     Advice("sts-policy-fetch-error", "sts", False,
            "the sender could not fetch https://mta-sts.<domain>/.well-known/mta-sts.txt "

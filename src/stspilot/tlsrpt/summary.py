@@ -219,6 +219,11 @@ class ReportSummary:
     def refused_sessions(self) -> int:
         return sum(line.sessions for line in self.refused_mx)
 
+    @property
+    def dane_failed_sessions(self) -> int:
+        """Sessions DANE senders refused (``tlsa`` policies: RFC 8460 §4.3.2.1)."""
+        return sum(r.sessions for r in self.result_types if r.advice.category == "dane")
+
 
 def _breakdown(rows: tuple[FailureCount, ...], *, refused_only: bool) -> tuple[BreakdownLine, ...]:
     per_key: dict[str, dict[str, int]] = {}
@@ -387,11 +392,12 @@ def _plain_english(s: ReportSummary) -> tuple[tuple[str, ...], tuple[str, ...], 
         for x in s.senders
         if x.failed
     ]
+    dane = _dane_sentence(s)
     if not s.refused_mx:
         verdict = (
             "None of the reported failures is of a kind that mode: enforce refuses (RFC 8461 §5)."
         )
-        return tuple(overview), tuple(details), (verdict,)
+        return tuple(overview), tuple(details), (verdict, *dane)
     hosts = ", ".join(
         f"{b.key or '(not reported)'} ({_types(b.result_types)})" for b in s.refused_mx
     )
@@ -401,4 +407,18 @@ def _plain_english(s: ReportSummary) -> tuple[tuple[str, ...], tuple[str, ...], 
         f"been refused (RFC 8461 §5): at MX {hosts}; from senders {orgs}. Fix these "
         "before switching to enforce."
     )
-    return tuple(overview), tuple(details), (verdict,)
+    return tuple(overview), tuple(details), (verdict, *dane)
+
+
+def _dane_sentence(s: ReportSummary) -> tuple[str, ...]:
+    if not s.dane_failed_sessions:
+        return ()
+    types = ", ".join(
+        f"{r.result_type} {r.sessions:,}" for r in s.result_types if r.advice.category == "dane"
+    )
+    return (
+        f"DANE senders (tlsa policies) already refused {s.dane_failed_sessions:,} session(s) "
+        f"({types}), whatever the MTA-STS mode: an MTA-STS pass never overrides a DANE "
+        "failure (RFC 8461 §2). Run stspilot check on the domain: its dane.* findings name "
+        "the MX host and the record to publish.",
+    )

@@ -1,0 +1,373 @@
+"""DNSSEC validation of our own, for DANE: TLSA and MX answers judged secure, insecure or bogus.
+
+Why validate here instead of trusting the AD bit of a resolver: RFC 7672 §2.1.1 (and RFC 6698
+§8.3) accept someone else's validation only over a trusted, secured channel, and a checker runs
+on laptops and CI boxes behind whatever resolver the network hands out. So every answer is
+asked with DO+CD (``Resolver.query_dnssec``) and the chain of signatures is walked here with
+dnspython's ``dns.dnssec``, from trust anchors (the IANA root KSKs by default; a file for the
+lab or a private root): DNSKEY of each zone authenticated by its DS in the parent, the DS by
+the parent's DNSKEY, up to an anchor. An unsigned answer under an anchor is insecure only when
+the missing DS at its zone cut is itself proven by signed NSEC/NSEC3 records; otherwise it is
+bogus. Bounded work: every zone's keys are validated once per run (and kept ``KEY_CACHE_SECONDS``),
+chains are at most ``MAX_DEPTH`` zones deep, RRsets over ``MAX_RRSET`` records are refused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import dns.exception
+import dns.message
+import dns.name
+import dns.rcode
+import dns.rdata
+import dns.rdataclass
+import dns.rdatatype
+import dns.rdtypes.ANY.NSEC
+import dns.rdtypes.ANY.NSEC3
+import dns.rrset
+
+from stspilot.facts import DnssecResult, DnssecStatus, DnsStatus, MxLookup, TlsaLookup
+from stspilot.probes.dnssec import (
+    TrustAnchors,
+    by_tag,
+    dnssec_module,
+    find_rrset,
+    matches_anchor,
+    parent_side,
+    proves_absence,
+)
+from stspilot.probes.resolver import Resolver
+
+MAX_DEPTH = 12  # zones between an answer and its anchor; deeper is a loop or an attack
+MAX_RRSET = 64  # records in one validated RRset (a TLSA RRset has 1-4 in practice)
+KEY_CACHE_SECONDS = 300.0
+
+S, INSEC, B, X = (
+    DnssecStatus.SECURE,
+    DnssecStatus.INSECURE,
+    DnssecStatus.BOGUS,
+    DnssecStatus.INDETERMINATE,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _Keys:
+    status: DnssecStatus
+    reason: str = ""
+    # the zone's validated DNSKEYs by key tag (RFC 4034 Appendix B), one-key RRsets: an RRSIG
+    # names its key's tag, so each check tries one key (dnspython would tag every key again)
+    keys: dict[int, dns.rrset.RRset] | None = None
+    expires: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Validated:
+    """One validated question: the RRset asked for (None when absent) and the verdict."""
+
+    status: DnsStatus
+    dnssec: DnssecResult
+    rrset: dns.rrset.RRset | None = None
+    error: str = ""
+
+
+class _Bogus(Exception):
+    pass
+
+
+_Path = tuple[dns.name.Name, ...]  # the zones whose keys are being loaded, outermost first
+Reply = dns.message.Message | tuple[DnsStatus, str]  # Resolver.query_dnssec's answer
+
+
+def _text(name: dns.name.Name) -> str:
+    return name.to_text(omit_final_dot=True).lower() or "."
+
+
+def _when(seconds: float | None) -> dt.datetime | None:
+    return None if seconds is None else dt.datetime.fromtimestamp(seconds, dt.UTC)
+
+
+def _weakest(*results: DnssecResult) -> DnssecResult:
+    order = {S: 0, INSEC: 1, X: 2, B: 3}
+    worst = max(results, key=lambda r: order[r.status])
+    if worst.status is S:
+        stamps = [r.expires for r in results if r.expires is not None]
+        return DnssecResult(S, signer=worst.signer, expires=min(stamps, default=None))
+    return worst
+
+
+class DnssecValidator:
+    """Validates answers from ``resolver``; share one per run (it caches zone keys)."""
+
+    def __init__(
+        self,
+        resolver: Resolver,
+        anchors: TrustAnchors | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.resolver = resolver
+        self.anchors = anchors or TrustAnchors.load(None)
+        self.clock = clock
+        self._keys: dict[dns.name.Name, tuple[float, asyncio.Future[_Keys]]] = {}
+
+    # --- the public questions ---
+
+    async def lookup_tlsa(self, host: str, port: int = 25) -> TlsaLookup:
+        """``_<port>._tcp.<host>`` TLSA (RFC 7672 §2.2.3), validated."""
+        name = f"_{port}._tcp.{host.rstrip('.')}"
+        result = await self.validate(name, dns.rdatatype.TLSA)
+        records = tuple(rdata.to_text() for rdata in result.rrset or ())
+        return TlsaLookup(host, name, result.status, result.dnssec, records, result.error)
+
+    async def validate_mx(self, mx: MxLookup, answer: Reply | None = None) -> DnssecResult:
+        """The DNSSEC status of a domain's MX RRset (RFC 7672 §2.2.1); ``answer``: the DO
+        answer ``Resolver.lookup_mx_dnssec`` already has (else it is asked)."""
+        return (await self.validate(mx.name, dns.rdatatype.MX, answer)).dnssec
+
+    async def validate(
+        self, name: str, rdtype: dns.rdatatype.RdataType, answer: Reply | None = None
+    ) -> Validated:
+        """Ask ``name``/``rdtype`` (unless ``answer`` is given) and judge the answer; never
+        raises for DNS trouble."""
+        try:
+            qname = dns.name.from_text(name)
+        except (dns.exception.DNSException, ValueError) as exc:
+            return Validated(DnsStatus.ERROR, DnssecResult(X, f"bad name: {exc}"), error=str(exc))
+        anchor = self.anchors.closest(qname)
+        anchor_keys = None if anchor is None else await self._zone_keys(anchor, ())
+        if answer is None:
+            answer = await self.resolver.query_dnssec(qname, rdtype)
+        if anchor_keys is not None and anchor_keys.status is X:
+            status, rrset, error = _plain(answer, qname, rdtype)
+            reason = f"trust anchor unusable: {anchor_keys.reason}"
+            return Validated(status, DnssecResult(X, reason, anchor_ok=False), rrset, error)
+        if anchor is None:
+            status, rrset, error = _plain(answer, qname, rdtype)
+            return Validated(
+                status, DnssecResult(INSEC, "no trust anchor covers this name"), rrset, error
+            )
+        try:
+            return await self._validate(qname, rdtype, path=(), answer=answer)
+        except _Bogus as bogus:
+            return Validated(DnsStatus.OK, DnssecResult(B, str(bogus)))
+
+    # --- the walk ---
+
+    async def _validate(
+        self,
+        qname: dns.name.Name,
+        rdtype: dns.rdatatype.RdataType,
+        *,
+        path: _Path,
+        answer: Reply | None = None,
+    ) -> Validated:
+        if answer is None:
+            answer = await self.resolver.query_dnssec(qname, rdtype)
+        if isinstance(answer, tuple):
+            status, error = answer
+            # A failed lookup in a provably unsigned zone is an ordinary DNS failure.
+            zone = await self._zone_of(parent_side(qname, rdtype), path)
+            keys = await self._zone_keys(zone, path)
+            if keys.status is INSEC:
+                return Validated(status, DnssecResult(INSEC, keys.reason), error=error)
+            return Validated(status, DnssecResult(X, f"lookup failed: {error}"), error=error)
+        results: list[DnssecResult] = []
+        current = qname
+        for _ in range(MAX_DEPTH):  # the CNAME chain inside the answer, every link validated
+            rrset = find_rrset(answer.answer, current, rdtype)
+            cname = (
+                None
+                if rrset is not None
+                else find_rrset(answer.answer, current, dns.rdatatype.CNAME)
+            )
+            found = rrset or cname
+            if found is None:
+                break
+            sigs = find_rrset(answer.answer, current, dns.rdatatype.RRSIG, found.rdtype)
+            results.append(await self._judge_rrset(found, sigs, path))
+            if rrset is not None:
+                return Validated(DnsStatus.OK, _weakest(*results), rrset)
+            current = next(iter(found)).target
+        else:
+            return Validated(DnsStatus.ERROR, DnssecResult(X, "CNAME chain too long"))
+        # No RRset of the type asked: a denial of existence, which must be proven too.
+        status = DnsStatus.NXDOMAIN if answer.rcode() == dns.rcode.NXDOMAIN else DnsStatus.NODATA
+        results.append(await self._judge_denial(answer, current, rdtype, status, path))
+        return Validated(status, _weakest(*results))
+
+    async def _judge_rrset(
+        self, rrset: dns.rrset.RRset, sigs: dns.rrset.RRset | None, path: _Path
+    ) -> DnssecResult:
+        if len(rrset) > MAX_RRSET:
+            return DnssecResult(B, f"{len(rrset)} records at {_text(rrset.name)}: too many")
+        if not sigs:
+            zone = await self._zone_of(parent_side(rrset.name, rrset.rdtype), path)
+            keys = await self._zone_keys(zone, path)
+            if keys.status is S:
+                return DnssecResult(
+                    B, f"{_text(rrset.name)} is not signed in signed zone {_text(zone)}"
+                )
+            return DnssecResult(keys.status, keys.reason)
+        signer = next(iter(sigs)).signer
+        # A DS lives in the parent: signed by the child itself it proves nothing (and the
+        # strictly shorter signer is what keeps the walk from looping).
+        if not parent_side(rrset.name, rrset.rdtype).is_subdomain(signer):
+            return DnssecResult(
+                B, f"{_text(rrset.name)} is signed by unrelated zone {_text(signer)}"
+            )
+        keys = await self._zone_keys(signer, path)
+        if keys.status is not S or keys.keys is None:
+            return DnssecResult(keys.status, keys.reason, _text(signer))
+        expires = self._verify(rrset, sigs, keys.keys)
+        return DnssecResult(
+            S, signer=_text(signer), expires=_when(min(expires, keys.expires or expires))
+        )
+
+    def _verify(
+        self, rrset: dns.rrset.RRset, sigs: dns.rrset.RRset, keys: dict[int, dns.rrset.RRset]
+    ) -> float:
+        """The expiration of a signature that verifies; ``_Bogus`` naming why none does."""
+        now = self.clock()
+        reasons: list[str] = []
+        for sig in sigs:
+            key = keys.get(sig.key_tag)
+            if key is None:
+                reasons.append("unknown key")
+                continue
+            try:
+                dnssec_module().validate_rrsig(rrset, sig, {key.name: key}, now=now)
+            except dns.exception.ValidationFailure as exc:
+                reasons.append(str(exc))
+                continue
+            except (dns.exception.DNSException, ValueError, TypeError) as exc:
+                reasons.append(f"unusable signature: {exc}")
+                continue
+            return float(sig.expiration)
+        what = f"{_text(rrset.name)} {dns.rdatatype.to_text(rrset.rdtype)}"
+        raise _Bogus(f"RRSIG on {what}: {', '.join(dict.fromkeys(reasons)) or 'none'}")
+
+    async def _zone_keys(self, zone: dns.name.Name, path: _Path) -> _Keys:
+        """The validated DNSKEY RRset of ``zone``, once per ``KEY_CACHE_SECONDS``."""
+        if zone in path:  # proving the keys of a zone needs those very keys: no chain
+            return _Keys(B, f"the chain of trust loops through {_text(zone)}")
+        if len(path) > MAX_DEPTH:
+            return _Keys(X, f"chain of trust deeper than {MAX_DEPTH} zones at {_text(zone)}")
+        loop = asyncio.get_running_loop()
+        cached = self._keys.get(zone)
+        if cached is None or loop.time() - cached[0] > KEY_CACHE_SECONDS:
+            if len(self._keys) > 10_000:
+                self._keys.clear()
+            task = asyncio.ensure_future(self._load_keys(zone, (*path, zone)))
+            cached = self._keys[zone] = (loop.time(), task)
+        return await asyncio.shield(cached[1])
+
+    async def _load_keys(self, zone: dns.name.Name, path: _Path) -> _Keys:
+        try:
+            anchored = self.anchors.by_zone.get(zone)
+            expires: float | None = None
+            if anchored is not None:
+                anchors = anchored
+            else:
+                parent_anchor = self.anchors.closest(zone)
+                if parent_anchor is None:
+                    return _Keys(INSEC, f"no trust anchor covers {_text(zone)}")
+                ds = await self._validate(zone, dns.rdatatype.DS, path=path)
+                if ds.dnssec.status is not S:
+                    return _Keys(ds.dnssec.status, ds.dnssec.reason)
+                if ds.rrset is None:
+                    return _Keys(INSEC, f"no DS for {_text(zone)}: an unsigned delegation")
+                anchors = tuple(ds.rrset)
+                expires = ds.dnssec.expires.timestamp() if ds.dnssec.expires else None
+            answer = await self.resolver.query_dnssec(zone, dns.rdatatype.DNSKEY)
+            if isinstance(answer, tuple):
+                return _Keys(X, f"DNSKEY lookup of {_text(zone)} failed: {answer[1]}")
+            dnskey = find_rrset(answer.answer, zone, dns.rdatatype.DNSKEY)
+            sigs = find_rrset(answer.answer, zone, dns.rdatatype.RRSIG, dns.rdatatype.DNSKEY)
+            if dnskey is None and anchored is not None:
+                # Our anchor's zone serves no key at all: the resolver is not the DNS the
+                # anchors are for (a lab without its anchor file, a broken forwarder).
+                return _Keys(X, f"the trust anchor zone {_text(zone)} serves no DNSKEY")
+            if dnskey is None or sigs is None:
+                raise _Bogus(f"{_text(zone)} has a DS but serves no signed DNSKEY RRset")
+            trusted = [key for key in dnskey if matches_anchor(zone, key, anchors)]
+            if not trusted:
+                raise _Bogus(f"no DNSKEY of {_text(zone)} matches its DS or trust anchor")
+            signed = self._verify(dnskey, sigs, by_tag(zone, trusted))
+            return _Keys(S, keys=by_tag(zone, dnskey), expires=min(signed, expires or signed))
+        except _Bogus as bogus:
+            return _Keys(B, str(bogus))
+
+    async def _zone_of(self, name: dns.name.Name, path: _Path) -> dns.name.Name:
+        """The apex of the zone holding ``name``, from the SOA in a SOA answer or its authority."""
+        answer = await self.resolver.query_dnssec(name, dns.rdatatype.SOA)
+        if not isinstance(answer, tuple):
+            for section in (answer.answer, answer.authority):
+                for rrset in section:
+                    if rrset.rdtype == dns.rdatatype.SOA and name.is_subdomain(rrset.name):
+                        return rrset.name
+        anchor = self.anchors.closest(name)
+        return anchor if anchor is not None else dns.name.root
+
+    async def _judge_denial(
+        self,
+        answer: dns.message.Message,
+        qname: dns.name.Name,
+        rdtype: dns.rdatatype.RdataType,
+        status: DnsStatus,
+        path: _Path,
+    ) -> DnssecResult:
+        """A negative answer is secure only with validated NSEC/NSEC3 proving it (RFC 4035
+        §5.4, RFC 5155 §8): here the NODATA type bitmap at the name (or an opt-out NSEC3
+        covering it, for DS) and, for NXDOMAIN, a record covering the name."""
+        proofs = [
+            r
+            for r in answer.authority
+            if r.rdtype in (dns.rdatatype.NSEC, dns.rdatatype.NSEC3) and len(r) <= MAX_RRSET
+        ]
+        signed = [r for r in answer.authority if r.rdtype == dns.rdatatype.RRSIG]
+        if not signed:
+            zone = await self._zone_of(parent_side(qname, rdtype), path)
+            keys = await self._zone_keys(zone, path)
+            if keys.status is S:
+                return DnssecResult(
+                    B, f"unsigned denial for {_text(qname)} in signed zone {_text(zone)}"
+                )
+            return DnssecResult(keys.status, keys.reason)
+        results: list[DnssecResult] = []
+        for proof in proofs[:8]:
+            sigs = find_rrset(answer.authority, proof.name, dns.rdatatype.RRSIG, proof.rdtype)
+            results.append(await self._judge_rrset(proof, sigs, path))
+        if not proofs:
+            return DnssecResult(B, f"no NSEC/NSEC3 proof for {_text(qname)}")
+        verdict = _weakest(*results)
+        if verdict.status is not S:
+            return verdict
+        if proves_absence(proofs, qname, rdtype, nxdomain=status is DnsStatus.NXDOMAIN):
+            return verdict
+        return DnssecResult(B, f"the NSEC/NSEC3 records do not prove {_text(qname)} absent")
+
+
+def _plain(
+    answer: dns.message.Message | tuple[DnsStatus, str],
+    qname: dns.name.Name,
+    rdtype: dns.rdatatype.RdataType,
+) -> tuple[DnsStatus, dns.rrset.RRset | None, str]:
+    """An answer read without validation (the name is under no trust anchor)."""
+    if isinstance(answer, tuple):
+        return answer[0], None, answer[1]
+    current = qname
+    for _ in range(MAX_DEPTH):
+        rrset = find_rrset(answer.answer, current, rdtype)
+        if rrset is not None:
+            return DnsStatus.OK, rrset, ""
+        cname = find_rrset(answer.answer, current, dns.rdatatype.CNAME)
+        if cname is None:
+            break
+        current = next(iter(cname)).target
+    nx = answer.rcode() == dns.rcode.NXDOMAIN
+    return (DnsStatus.NXDOMAIN if nx else DnsStatus.NODATA), None, ""

@@ -1,0 +1,233 @@
+"""DNSSEC building blocks for the DANE validator (``probes/dane.py``): trust anchors, keys by
+tag, and the NSEC/NSEC3 proofs of denial of existence (RFC 4035 §5.4, RFC 5155 §8).
+
+No network here; ``dns.dnssec`` is imported on first use (``dnssec_module``).
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import warnings
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+
+import dns.exception
+import dns.name
+import dns.rdata
+import dns.rdataclass
+import dns.rdatatype
+import dns.rdtypes.ANY.NSEC
+import dns.rdtypes.ANY.NSEC3
+import dns.rrset
+
+from stspilot.errors import ConfigError
+
+
+@functools.cache
+def dnssec_module() -> ModuleType:
+    """``dns.dnssec``, imported on first use: it costs ~0.2 s (cryptography's algorithms),
+    which ``stspilot check`` should pay while its first questions are on the wire."""
+    with warnings.catch_warnings():
+        # dnspython 2.9 names cryptography's deprecated DSA classes at import; no DSA is used.
+        warnings.filterwarnings("ignore", message="DSA is deprecated")
+        import dns.dnssec
+    return dns.dnssec
+
+
+# The IANA root zone KSKs (KSK-2017, KSK-2024), from https://data.iana.org/root-anchors/.
+IANA_ROOT_ANCHORS = """\
+. IN DS 20326 8 2 E06D44B80B8F1D39A95C0B0D7C65D08458E880409BBC683457104237C7F8EC8D
+. IN DS 38696 8 2 683D2D0ACB8C9B712A1948B27F741219298D0A450D612C483AF444A4C0FB2B16
+"""
+MAX_ANCHOR_BYTES = 64 * 1024
+_DIGESTS = {1: "SHA1", 2: "SHA256", 4: "SHA384"}
+
+
+@dataclass(frozen=True, slots=True)
+class TrustAnchors:
+    """DS or DNSKEY records per zone; an answer is judged from the closest anchor above it."""
+
+    by_zone: dict[dns.name.Name, tuple[dns.rdata.Rdata, ...]]
+    _labels: dict[tuple[bytes, ...], dns.name.Name] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_text(cls, text: str) -> TrustAnchors:
+        """Zone-file lines ``<zone> [ttl] [IN] DS|DNSKEY <rdata>``; ``;`` starts a comment."""
+        by_zone: dict[dns.name.Name, list[dns.rdata.Rdata]] = {}
+        for number, raw in enumerate(text.splitlines(), 1):
+            line = raw.split(";", 1)[0].strip()
+            if not line:
+                continue
+            fields = line.split()
+            try:
+                owner = dns.name.from_text(fields[0])
+                rest = [f for f in fields[1:3] if f.isdigit() or f.upper() == "IN"]
+                rtype = fields[1 + len(rest)].upper()
+                if rtype not in ("DS", "DNSKEY"):
+                    raise ValueError(f"{rtype} is not DS or DNSKEY")
+                rdata = dns.rdata.from_text(
+                    dns.rdataclass.IN, rtype, " ".join(fields[2 + len(rest) :])
+                )
+            except (IndexError, ValueError, dns.exception.DNSException) as exc:
+                raise ConfigError(f"trust anchor line {number}: {exc}") from exc
+            by_zone.setdefault(owner, []).append(rdata)
+        if not by_zone:
+            raise ConfigError("the trust anchor file holds no DS or DNSKEY record")
+        return cls({zone: tuple(rdatas) for zone, rdatas in by_zone.items()})
+
+    @classmethod
+    def load(cls, path: Path | str | None) -> TrustAnchors:
+        """The anchors in ``path``; the IANA root anchors when ``path`` is None."""
+        if path is None:
+            return cls.from_text(IANA_ROOT_ANCHORS)
+        try:
+            with open(path, "rb") as handle:
+                data = handle.read(MAX_ANCHOR_BYTES + 1)
+        except OSError as exc:
+            raise ConfigError(f"cannot read the trust anchor file {path}: {exc}") from exc
+        if len(data) > MAX_ANCHOR_BYTES:
+            raise ConfigError(f"the trust anchor file {path} is larger than 64 KiB")
+        return cls.from_text(data.decode("utf-8", "replace"))
+
+    def closest(self, name: dns.name.Name) -> dns.name.Name | None:
+        # By lower-cased label tuples: cheaper than a Name per suffix (Names hash slowly).
+        if not self._labels:
+            self._labels.update({_folded(zone.labels): zone for zone in self.by_zone})
+        labels = _folded(name.labels)
+        for start in range(len(labels)):
+            zone = self._labels.get(labels[start:])
+            if zone is not None:
+                return zone
+        return None
+
+
+def _folded(labels: tuple[bytes, ...]) -> tuple[bytes, ...]:
+    return tuple(label.lower() for label in labels)
+
+
+def by_tag(zone: dns.name.Name, keys: Iterable[dns.rdata.Rdata]) -> dict[int, dns.rrset.RRset]:
+    out: dict[int, dns.rrset.RRset] = {}
+    for key in keys:
+        tag = dnssec_module().key_id(key)
+        rrset = out.setdefault(tag, dns.rrset.RRset(zone, dns.rdataclass.IN, dns.rdatatype.DNSKEY))
+        rrset.add(key)
+    return out
+
+
+def parent_side(name: dns.name.Name, rdtype: dns.rdatatype.RdataType) -> dns.name.Name:
+    """Where an RRset's zone is looked for: a DS at a zone cut belongs to the parent."""
+    if rdtype == dns.rdatatype.DS and name != dns.name.root:
+        return name.parent()
+    return name
+
+
+def matches_anchor(
+    zone: dns.name.Name, key: dns.rdata.Rdata, anchors: Iterable[dns.rdata.Rdata]
+) -> bool:
+    for anchor in anchors:
+        if anchor.rdtype == dns.rdatatype.DNSKEY:
+            if anchor == key:
+                return True
+            continue
+        digest = _DIGESTS.get(anchor.digest_type)  # type: ignore[attr-defined]
+        if digest is None:
+            continue
+        try:
+            if dnssec_module().make_ds(zone, key, digest) == anchor:
+                return True
+        except (dns.exception.DNSException, ValueError):
+            continue
+    return False
+
+
+def find_rrset(
+    section: list[dns.rrset.RRset],
+    name: dns.name.Name,
+    rdtype: dns.rdatatype.RdataType,
+    covers: dns.rdatatype.RdataType = dns.rdatatype.NONE,
+) -> dns.rrset.RRset | None:
+    for rrset in section:
+        if (
+            rrset.name == name
+            and rrset.rdtype == rdtype
+            and rrset.covers == covers
+            and rrset.rdclass == dns.rdataclass.IN
+        ):
+            return rrset
+    return None
+
+
+def proves_absence(
+    proofs: list[dns.rrset.RRset],
+    qname: dns.name.Name,
+    rdtype: dns.rdatatype.RdataType,
+    *,
+    nxdomain: bool,
+) -> bool:
+    for proof in proofs:
+        for rdata in proof:
+            if isinstance(rdata, dns.rdtypes.ANY.NSEC.NSEC):
+                if _nsec_proves(proof.name, rdata, qname, rdtype, nxdomain=nxdomain):
+                    return True
+            elif isinstance(rdata, dns.rdtypes.ANY.NSEC3.NSEC3) and nsec3_proves(
+                proof.name, rdata, qname, rdtype, nxdomain=nxdomain
+            ):
+                return True
+    return False
+
+
+def _types(rdata: dns.rdtypes.ANY.NSEC.NSEC | dns.rdtypes.ANY.NSEC3.NSEC3) -> set[int]:
+    found: set[int] = set()
+    for window, bitmap in rdata.windows:
+        for index, byte in enumerate(bitmap):
+            for bit in range(8):
+                if byte & (0x80 >> bit):
+                    found.add(window * 256 + index * 8 + bit)
+    return found
+
+
+def _nsec_proves(
+    owner: dns.name.Name,
+    rdata: dns.rdtypes.ANY.NSEC.NSEC,
+    qname: dns.name.Name,
+    rdtype: dns.rdatatype.RdataType,
+    *,
+    nxdomain: bool,
+) -> bool:
+    if not nxdomain:
+        types = _types(rdata)
+        return owner == qname and rdtype not in types and dns.rdatatype.CNAME not in types
+    following: dns.name.Name = rdata.next
+    if owner < following:
+        return bool(owner < qname < following)
+    return bool(qname > owner or qname < following)  # the last NSEC wraps to the apex
+
+
+def nsec3_proves(
+    owner: dns.name.Name,
+    rdata: dns.rdtypes.ANY.NSEC3.NSEC3,
+    qname: dns.name.Name,
+    rdtype: dns.rdatatype.RdataType,
+    *,
+    nxdomain: bool,
+) -> bool:
+    if rdata.iterations > 150:  # RFC 9276 §3.2: treat as insecure, not worth the CPU
+        return False
+    try:
+        hashed = dnssec_module().nsec3_hash(qname, rdata.salt, rdata.iterations, rdata.algorithm)
+    except (dns.exception.DNSException, ValueError):
+        return False
+    own = owner.labels[0].decode("ascii").upper()
+    following = base64.b32hexencode(rdata.next).decode("ascii").rstrip("=").upper()
+    if own == hashed and not nxdomain:
+        types = _types(rdata)
+        return rdtype not in types and dns.rdatatype.CNAME not in types
+    covered = own < hashed < following if own < following else hashed > own or hashed < following
+    if not covered:
+        return False
+    # A covering NSEC3 proves NXDOMAIN, and an insecure delegation when opt-out is set
+    # (RFC 5155 §6, §8.6); the closest-encloser proof is not checked (see docs/dane.md).
+    return nxdomain or (rdtype == dns.rdatatype.DS and bool(rdata.flags & 1))

@@ -1,0 +1,217 @@
+"""The DNSSEC validator on hostile and broken zones, table-driven and without sockets.
+
+The answers come from the lab's own DNS logic (``DnsData.respond``, the code the lab server
+runs) called in-process, over zones signed by ``lab.dnssec.sign_zone`` and then broken:
+huge RRsets, missing DNSKEYs, unknown algorithms, CNAME loops, clock skew, wrong anchors.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import dns.message
+import dns.name
+import dns.rdata
+import dns.rdataclass
+import dns.rdatatype
+import dns.rrset
+import pytest
+
+from stspilot.facts import DnssecStatus, DnsStatus
+from stspilot.lab.dns_server import DnsData, DnsFault, Record
+from stspilot.lab.dnssec import SignedZone, ZoneFault, sign_zone
+from stspilot.probes.dane import DnssecValidator
+from stspilot.probes.dnssec import TrustAnchors
+
+ZONE = "v.test"
+TLSA = "_25._tcp.mx1.v.test"
+GOOD = "3 1 1 " + "ab" * 32
+
+
+class InProcess:
+    """Answers DO questions from ``DnsData`` directly: the lab's server logic, no socket."""
+
+    def __init__(self, data: DnsData) -> None:
+        self.data = data
+        self.questions = 0
+
+    async def query_dnssec(
+        self, name: dns.name.Name, rdtype: dns.rdatatype.RdataType
+    ) -> dns.message.Message | tuple[DnsStatus, str]:
+        self.questions += 1
+        query = dns.message.make_query(name, rdtype, want_dnssec=True)
+        response = self.data.respond(query)
+        if response is None:
+            return DnsStatus.TIMEOUT, "no answer"
+        if response.rcode() not in (0, 3):
+            return DnsStatus.SERVFAIL, "SERVFAIL"
+        return dns.message.from_wire(response.to_wire(max_size=65535))  # as over TCP
+
+
+def _records(extra: list[Record]) -> list[Record]:
+    return [Record(f"mx1.{ZONE}", "A", "127.0.0.1"), Record(ZONE, "MX", f"10 mx1.{ZONE}."), *extra]
+
+
+def _zone(extra: list[Record], **kw: object) -> SignedZone:
+    return sign_zone(ZONE, _records(extra), **kw)  # type: ignore[arg-type]
+
+
+def _drop(zone: SignedZone, keep: Callable[[dns.rrset.RRset], bool]) -> SignedZone:
+    return SignedZone(zone.apex, tuple(r for r in zone.rrsets if keep(r)), zone.ds)
+
+
+def _rsa_sig(zone: SignedZone) -> SignedZone:
+    """Every RRSIG claims an algorithm this zone has no key for (RSASHA256 instead of 13)."""
+    out = []
+    for r in zone.rrsets:
+        if r.rdtype == dns.rdatatype.RRSIG:
+            changed = dns.rrset.RRset(r.name, r.rdclass, r.rdtype, r.covers)
+            for sig in r:
+                changed.add(sig.replace(algorithm=8), r.ttl)
+            r = changed
+        out.append(r)
+    return SignedZone(zone.apex, tuple(out), zone.ds)
+
+
+def _validator(zone: SignedZone | None, records: list[Record], **kw: object) -> DnssecValidator:
+    data = DnsData(records, kw.pop("faults", None), [zone] if zone else [])  # type: ignore[arg-type]
+    anchors = kw.pop("anchors", None) or TrustAnchors.from_text(
+        zone.ds if zone else "invalid. IN DS 1 13 2 " + "00" * 32
+    )
+    return DnssecValidator(InProcess(data), anchors, **kw)  # type: ignore[arg-type]
+
+
+def _month_ago() -> float:
+    return time.time() - 30 * 86400
+
+
+HUGE = [Record(TLSA, "TLSA", f"3 1 1 {i:064x}") for i in range(100)]
+LOOP = [Record(TLSA, "CNAME", f"{TLSA}.")]
+
+
+def _cases() -> list[object]:
+    good = _zone([Record(TLSA, "TLSA", GOOD)])
+    huge = _zone(HUGE)
+    return [
+        pytest.param(good, [Record(TLSA, "TLSA", GOOD)], {}, DnssecStatus.SECURE, "", id="good"),
+        pytest.param(huge, HUGE, {}, DnssecStatus.BOGUS, "too many", id="huge-rrset"),
+        pytest.param(
+            _drop(good, lambda r: r.rdtype != dns.rdatatype.DNSKEY),
+            [Record(TLSA, "TLSA", GOOD)], {}, DnssecStatus.INDETERMINATE,
+            "serves no DNSKEY", id="no-dnskey",
+        ),
+        pytest.param(
+            _drop(good, lambda r: not (r.rdtype == dns.rdatatype.RRSIG
+                                       and r.covers == dns.rdatatype.TLSA)),
+            [Record(TLSA, "TLSA", GOOD)], {}, DnssecStatus.BOGUS, "not signed", id="sig-stripped",
+        ),
+        pytest.param(_rsa_sig(good), [Record(TLSA, "TLSA", GOOD)], {}, DnssecStatus.BOGUS,
+                     "RRSIG on", id="unknown-algorithm"),
+        pytest.param(good, [Record(TLSA, "TLSA", GOOD)], {"clock": _month_ago},
+                     DnssecStatus.BOGUS, "not yet valid", id="clock-behind"),
+        pytest.param(
+            _zone([Record(TLSA, "TLSA", GOOD)], faults=[(TLSA, "TLSA", ZoneFault.TAMPERED)]),
+            [Record(TLSA, "TLSA", GOOD)], {}, DnssecStatus.BOGUS, "verify failure", id="tampered",
+        ),
+        pytest.param(
+            good, [Record(TLSA, "TLSA", GOOD)],
+            {"anchors": TrustAnchors.from_text(f"{ZONE}. IN DS 2371 13 3 " + "ab" * 32)},
+            DnssecStatus.BOGUS, "matches its DS", id="unknown-digest-type",
+        ),
+        pytest.param(None, [Record(TLSA, "TLSA", GOOD)], {}, DnssecStatus.INSECURE,
+                     "no trust anchor", id="unsigned"),
+    ]  # fmt: skip
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(("zone", "records", "kw", "status", "reason"), _cases())
+async def test_validation(
+    zone: SignedZone | None,
+    records: list[Record],
+    kw: dict[str, object],
+    status: DnssecStatus,
+    reason: str,
+) -> None:
+    validator = _validator(zone, _records(records), **kw)
+    result = await validator.validate(TLSA, dns.rdatatype.TLSA)
+    assert result.dnssec.status is status, result.dnssec.reason
+    assert reason in result.dnssec.reason
+
+
+@pytest.mark.asyncio
+async def test_cname_loop_is_an_answer_not_a_hang() -> None:
+    validator = _validator(None, _records(LOOP))
+    result = await validator.validate(TLSA, dns.rdatatype.TLSA)
+    # the server gives up on the loop (SERVFAIL); the validator reports it, bounded, no crash
+    assert result.status is DnsStatus.SERVFAIL and result.rrset is None
+
+
+@pytest.mark.asyncio
+async def test_keys_are_validated_once_per_zone() -> None:
+    zone = _zone([Record(TLSA, "TLSA", GOOD), Record(f"_25._tcp.mx2.{ZONE}", "TLSA", GOOD)])
+    validator = _validator(zone, _records([Record(TLSA, "TLSA", GOOD)]))
+    resolver = validator.resolver
+    await validator.validate(TLSA, dns.rdatatype.TLSA)
+    first = resolver.questions  # type: ignore[attr-defined]
+    await validator.validate(f"_25._tcp.mx2.{ZONE}", dns.rdatatype.TLSA)
+    assert resolver.questions - first == 1  # type: ignore[attr-defined]
+
+
+@pytest.mark.asyncio
+async def test_servfail_in_a_signed_zone_is_indeterminate() -> None:
+    zone = _zone([Record(TLSA, "TLSA", GOOD)])
+    validator = _validator(zone, _records([]), faults={TLSA: DnsFault.SERVFAIL})
+    result = await validator.validate(TLSA, dns.rdatatype.TLSA)
+    assert (result.status, result.dnssec.status) == (DnsStatus.SERVFAIL, DnssecStatus.INDETERMINATE)
+
+
+# --- NSEC3 denial (RFC 5155): the proofs an unsigned delegation under .com is judged by ---
+
+
+def _nsec3(owner_hash: str, next_hash: str, flags: int, types: str) -> tuple[object, object]:
+    from stspilot.probes.dnssec import dnssec_module as _dnssec
+
+    owner = dns.name.from_text(f"{owner_hash}.com.")
+    rdata = dns.rdata.from_text("IN", "NSEC3", f"1 {flags} 0 - {next_hash} {types}")
+    assert _dnssec()  # the module the hashes come from
+    return owner, rdata
+
+
+def _hash(name: str) -> str:
+    from stspilot.probes.dnssec import dnssec_module as _dnssec
+
+    return str(_dnssec().nsec3_hash(name, b"", 0, 1))
+
+
+def _shift(hashed: str, step: int) -> str:
+    """A base32hex hash just below (step -1) or above (+1) ``hashed``."""
+    alphabet = "0123456789ABCDEFGHIJKLMNOPQRSTUV"
+    last = alphabet.index(hashed[-1]) + step
+    assert 0 <= last < 32
+    return hashed[:-1] + alphabet[last]
+
+
+@pytest.mark.parametrize(
+    ("case", "nxdomain", "rdtype", "proves"),
+    [
+        ("match-no-ds", False, dns.rdatatype.DS, True),  # exact NSEC3, DS not in the bitmap
+        ("match-with-ds", False, dns.rdatatype.DS, False),
+        ("cover-opt-out", False, dns.rdatatype.DS, True),  # unsigned delegation, opt-out
+        ("cover-no-opt-out", False, dns.rdatatype.DS, False),
+        ("cover-nxdomain", True, dns.rdatatype.TLSA, True),
+    ],
+)
+def test_nsec3_proofs(case: str, nxdomain: bool, rdtype: int, proves: bool) -> None:
+    from stspilot.probes.dnssec import nsec3_proves as _nsec3_proves
+
+    name = "example.com."
+    hashed = _hash(name)
+    if case.startswith("match"):
+        types = "NS DS RRSIG" if case == "match-with-ds" else "NS"
+        owner, rdata = _nsec3(hashed, _shift(hashed, 1), 0, types)
+    else:
+        flags = 0 if case == "cover-no-opt-out" else 1
+        owner, rdata = _nsec3(_shift(hashed, -1), _shift(hashed, 1), flags, "NS")
+    qname = dns.name.from_text(name)
+    assert _nsec3_proves(owner, rdata, qname, rdtype, nxdomain=nxdomain) is proves  # type: ignore[arg-type]
