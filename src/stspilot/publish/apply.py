@@ -1,0 +1,239 @@
+"""Carry out a publish plan: each step journaled as intended, done, then verified, in order.
+
+The one shell around ``plan.py``: it reads what is live (``read_live``), writes the plan into
+the journal, and runs the steps; ``resume`` continues the domain's open run from the first step
+not verified. Every step is idempotent on resume (a DNS step whose record already holds the
+target writes nothing; a policy put of the same body serves the same bytes and id), so a crash
+anywhere leaves a state the next run finishes, and no TXT record ever names a policy that is not
+served (RFC 8461 §8.1; checklist G5).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from stspilot.errors import PublishError
+from stspilot.facts import FetchOutcome
+from stspilot.probes.fetch import PolicyFetcher
+from stspilot.publish.destinations import PolicyChange, PolicyDestination
+from stspilot.publish.plan import DNS_KINDS, Live, PublishPlan, Step, StepKind, check_order
+from stspilot.publish.providers import (
+    STS_PREFIX,
+    TLSRPT_PREFIX,
+    DnsProvider,
+    TxtChange,
+    change_txt,
+)
+from stspilot.publish.verify import (
+    NameServer,
+    Progress,
+    VerifyOptions,
+    authoritative_servers,
+    verify_policy,
+    verify_txt,
+)
+from stspilot.rollout.generate import sts_record_value
+from stspilot.store.journal import JournalRun, JournalStep, PublishJournal
+
+
+@dataclass
+class Publisher:
+    """Everything a run needs, made once at the edge (CLI, web, monitor, bench)."""
+
+    journal: PublishJournal
+    provider: DnsProvider
+    destination: PolicyDestination
+    fetcher: PolicyFetcher
+    zone: str
+    primary: NameServer  # where the NS set is read (the provider's primary)
+    clock: Callable[[], datetime]
+    verify: VerifyOptions = field(default_factory=VerifyOptions)
+    nameserver_port: int = 53
+    max_inline_wait: float = 600.0  # longer waits pause the run ("waiting") for a later resume
+    progress: Progress | None = None
+    # Test hook: called after each step is verified (crash injection kills the process here).
+    after_step: Callable[[int, Step], None] | None = None
+    _servers: tuple[NameServer, ...] = ()
+
+    def _say(self, text: str) -> None:
+        if self.progress is not None:
+            self.progress(text)
+
+    async def servers(self) -> tuple[NameServer, ...]:
+        if not self._servers:
+            self._servers = await authoritative_servers(
+                self.zone,
+                primary=self.primary,
+                resolver=self.fetcher.resolver,
+                port=self.nameserver_port,
+            )
+        return self._servers
+
+    async def read_live(self, domain: str) -> Live:
+        """The two TXT records at the primary and the policy as a sender fetches it."""
+        tlsrpt = await self.provider.read_txt(f"_smtp._tls.{domain}.")
+        sts = await self.provider.read_txt(f"_mta-sts.{domain}.")
+        fetched = await self.fetcher.fetch_policy(domain)
+        body = fetched.body if fetched.outcome is FetchOutcome.OK and fetched.body else None
+        served = self.journal.served_policies(domain)
+        (tls_value,) = tlsrpt.values(TLSRPT_PREFIX)[:1] or (None,)
+        (sts_value,) = sts.values(STS_PREFIX)[:1] or (None,)
+        return Live(
+            domain,
+            tlsrpt=tls_value,
+            sts=sts_value,
+            policy=body.decode("ascii", "replace") if body is not None else None,
+            sts_ttl=sts.ttl or 3600,
+            served_max_age=max((age for age, _ in served), default=0),
+        )
+
+    def start(
+        self, plan: PublishPlan, *, actor: str, reason: str = "", dns_label: str = ""
+    ) -> JournalRun:
+        check_order(plan.steps)
+        return self.journal.start(
+            plan.domain,
+            action=plan.action,
+            steps=[s.to_dict() for s in plan.steps],
+            actor=actor,
+            reason=reason,
+            dns=dns_label or self.provider.label,
+            destination=self.destination.label,
+            now=self.clock(),
+        )
+
+    async def run(self, run: JournalRun) -> JournalRun:
+        """Carry out the run's steps from the first one not verified; returns the run as the
+        journal holds it afterwards (``done``, ``waiting`` or, on error, ``failed`` + raise)."""
+        self.journal.mark_run(run.id, "running", now=self.clock())
+        previous: JournalStep | None = None
+        for entry in run.steps:
+            if entry.state == "verified":
+                previous = entry
+                continue
+            step = Step.from_dict(entry.target)
+            try:
+                if step.kind is StepKind.WAIT:
+                    if not await self._wait(run, entry, step, previous):
+                        return self.journal.get(run.id)
+                else:
+                    await self._step(run, entry, step)
+            except PublishError as exc:
+                now = self.clock()
+                resume = f"stspilot publish resume {run.domain}"
+                message = f"step {entry.seq + 1} ({step.title}) failed: {exc}; resume: {resume}"
+                answer = {"answer": exc.answer} if exc.answer else None
+                self.journal.mark_step(
+                    run.id, entry.seq, "failed", now=now, error=str(exc), outcome=answer
+                )
+                self.journal.mark_run(run.id, "failed", now=now, error=message)
+                raise PublishError(message, step=exc.step, answer=exc.answer) from None
+            if self.after_step is not None:
+                self.after_step(entry.seq, step)
+            previous = self.journal.get(run.id).steps[entry.seq]
+        self.journal.mark_run(run.id, "done", now=self.clock())
+        return self.journal.get(run.id)
+
+    async def _wait(
+        self, run: JournalRun, entry: JournalStep, step: Step, previous: JournalStep | None
+    ) -> bool:
+        """True when the wait is over (now or after sleeping); False: the run pauses."""
+        until = step.until
+        if until is None:
+            since = previous.verified_at if previous and previous.verified_at else self.clock()
+            until = since + timedelta(seconds=step.seconds)
+            step = replace(step, until=until)
+        now = self.clock()
+        self.journal.mark_step(run.id, entry.seq, "intended", now=now, target=step.to_dict())
+        left = (until - now).total_seconds()
+        if left > self.max_inline_wait:
+            self.journal.mark_run(
+                run.id, "waiting", now=now, error=f"waiting until {until.isoformat()}"
+            )
+            self._say(f"waiting until {until:%Y-%m-%d %H:%M:%S} UTC: {step.note}")
+            return False
+        if left > 0:
+            self._say(f"waiting {left:.0f}s: {step.note}")
+            await asyncio.sleep(left)
+        self.journal.mark_step(
+            run.id, entry.seq, "verified", now=self.clock(), outcome={"until": until.isoformat()}
+        )
+        return True
+
+    async def _step(self, run: JournalRun, entry: JournalStep, step: Step) -> None:
+        journal, domain = self.journal, run.domain
+        if step.kind is StepKind.STS:
+            # The id is the one the policy step before it really serves (a hosted policy gets
+            # its id from the store), so the TXT record never names another body (G5.1).
+            served_id = _served_id(self.journal.get(run.id), entry.seq)
+            if served_id and served_id != step.policy_id:
+                step = replace(step, value=sts_record_value(served_id), policy_id=served_id)
+        journal.mark_step(run.id, entry.seq, "intended", now=self.clock(), target=step.to_dict())
+        self._say(f"step {entry.seq + 1}: {step.title}")
+        outcome: dict[str, Any]
+        if step.kind in DNS_KINDS:
+            prefix = TLSRPT_PREFIX if step.kind is StepKind.TLSRPT else STS_PREFIX
+            change = TxtChange(step.name, prefix, step.value, step.ttl)
+            result = await change_txt(self.provider, change, expected=(*step.expect, step.value))
+            outcome = {"written": result.written, "before": list(result.before.values(prefix))}
+            journal.mark_step(run.id, entry.seq, "done", now=self.clock(), outcome=outcome)
+            waited = await verify_txt(
+                await self.servers(), change, options=self.verify, progress=self.progress
+            )
+        elif step.kind is StepKind.POLICY:
+            assert step.value is not None
+            served = await self.destination.put(
+                PolicyChange(
+                    domain,
+                    step.value,
+                    step.policy_id,
+                    _field(step.value, "mode"),
+                    tuple(_fields(step.value, "mx")),
+                    step.max_age,
+                )
+            )
+            outcome = {"text": served.text, "policy_id": served.policy_id}
+            journal.mark_step(run.id, entry.seq, "done", now=self.clock(), outcome=outcome)
+            waited = await verify_policy(
+                self.fetcher, domain, served.text, options=self.verify, progress=self.progress
+            )
+        else:  # REMOVE_POLICY
+            await self.destination.remove(domain)
+            outcome = {}
+            journal.mark_step(run.id, entry.seq, "done", now=self.clock(), outcome=outcome)
+            waited = await verify_policy(
+                self.fetcher, domain, None, options=self.verify, progress=self.progress
+            )
+        journal.mark_step(
+            run.id,
+            entry.seq,
+            "verified",
+            now=self.clock(),
+            outcome={**outcome, "verify_seconds": round(waited, 3)},
+        )
+
+
+def _served_id(run: JournalRun, seq: int) -> str:
+    """The id the latest policy step before ``seq`` serves ('' when none in this run)."""
+    for entry in reversed(run.steps[:seq]):
+        if entry.kind == StepKind.POLICY.value and entry.outcome:
+            return str(entry.outcome.get("policy_id", ""))
+    return ""
+
+
+def _fields(policy: str, key: str) -> list[str]:
+    out = []
+    for line in policy.splitlines():
+        k, _, v = line.partition(":")
+        if k.strip() == key:
+            out.append(v.strip())
+    return out
+
+
+def _field(policy: str, key: str) -> str:
+    values = _fields(policy, key)
+    return values[0] if values else ""
