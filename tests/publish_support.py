@@ -3,14 +3,17 @@ secondary, and a TSIG-authorised provider for it."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import itertools
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
+from stspilot.facts import FetchOutcome
 from stspilot.lab.authdns import (
     KEY_NAME,
     AuthServer,
@@ -21,8 +24,10 @@ from stspilot.lab.authdns import (
     start_bind,
     start_knot,
 )
+from stspilot.probes.fetch import PolicyFetcher
+from stspilot.publish.providers import STS_PREFIX, TxtChange
 from stspilot.publish.rfc2136 import Rfc2136Config, Rfc2136Provider, TsigKey
-from stspilot.publish.verify import NameServer
+from stspilot.publish.verify import NameServer, ask_authoritative
 
 ZONE = "example.test"
 # Each test takes its own 127.x.y.z addresses so parallel helpers and tests never collide.
@@ -70,7 +75,7 @@ def dns_world(
     s_addr = f"127.0.{net}.2"
     port = free_port(p_addr, s_addr)
     ns = (("ns1", p_addr),) + ((("ns2", s_addr),) if secondary else ())
-    lines = ("@ MX 10 mx1", "mx1 A 127.0.0.9", "mta-sts A 127.0.0.9", *zone_lines)
+    lines = ("@ MX 10 mx1", "mx1 A 127.0.0.9", *zone_lines)
     zone = LabZone(ZONE, ns, lines)
     secret = make_secret()
     if primary == "bind":
@@ -92,3 +97,67 @@ def dns_world(
             second.stop()
         first.resume()
         first.stop()
+
+
+# --- the policy host and a watcher ------------------------------------------------------------
+
+
+class WebrootPolicies(dict[str, bytes]):
+    """What the lab HTTPS host serves: the webroot's file, read at every request."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        self.path = path
+
+    def get(self, key: str, default: bytes | None = None) -> bytes:  # type: ignore[override]
+        try:
+            return self.path.read_bytes()
+        except FileNotFoundError:
+            return default or b""
+
+
+@dataclass
+class Watcher:
+    """Polls every server and the policy URL every 100 ms; records every orphan it sees.
+
+    An orphan: a TXT ``id`` visible while no policy is served, or while the policy served is
+    older than the one that id names (its id was published before its policy).
+    """
+
+    servers: tuple[NameServer, ...]
+    fetcher: PolicyFetcher
+    domain: str
+    order_of_id: dict[str, int] = field(default_factory=dict)
+    order_of_body: dict[bytes, set[int]] = field(default_factory=dict)
+    violations: list[str] = field(default_factory=list)
+    polls: int = 0
+
+    def expect(self, policy_id: str, body: str) -> None:
+        index = len(self.order_of_id)
+        self.order_of_id[policy_id] = index
+        self.order_of_body.setdefault(body.encode(), set()).add(index)
+
+    async def poll(self) -> None:
+        change = TxtChange(f"_mta-sts.{self.domain}.", STS_PREFIX, None)
+        states = [await ask_authoritative(s, change.name) for s in self.servers]
+        fetched = await self.fetcher.fetch_policy(self.domain)
+        body = fetched.body if fetched.outcome is FetchOutcome.OK else None
+        self.polls += 1
+        for server, state in zip(self.servers, states, strict=True):
+            for value in state.values(STS_PREFIX):
+                policy_id = value.rpartition("id=")[2]
+                if body is None:
+                    self.violations.append(f"{server.label}: id {policy_id} but no policy served")
+                    continue
+                wanted = self.order_of_id.get(policy_id)
+                served = self.order_of_body.get(body, set())
+                if wanted is not None and not any(i >= wanted for i in served):
+                    self.violations.append(
+                        f"{server.label}: id {policy_id} while an older policy is served"
+                    )
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            await self.poll()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 0.1)

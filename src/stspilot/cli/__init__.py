@@ -46,6 +46,7 @@ _COMMAND_MODULES = (
     "users",
     "monitor",
     "lab",
+    "publish",
 )
 
 

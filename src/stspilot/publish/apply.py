@@ -20,7 +20,18 @@ from stspilot.errors import PublishError
 from stspilot.facts import FetchOutcome
 from stspilot.probes.fetch import PolicyFetcher
 from stspilot.publish.destinations import PolicyChange, PolicyDestination
-from stspilot.publish.plan import DNS_KINDS, Live, PublishPlan, Step, StepKind, check_order
+from stspilot.publish.plan import (
+    DNS_KINDS,
+    Live,
+    PublishPlan,
+    Step,
+    StepKind,
+    Target,
+    check_order,
+    plan_decommission,
+    plan_publication,
+    plan_reporting,
+)
 from stspilot.publish.providers import (
     STS_PREFIX,
     TLSRPT_PREFIX,
@@ -55,9 +66,15 @@ class Publisher:
     nameserver_port: int = 53
     max_inline_wait: float = 600.0  # longer waits pause the run ("waiting") for a later resume
     progress: Progress | None = None
-    # Test hook: called after each step is verified (crash injection kills the process here).
-    after_step: Callable[[int, Step], None] | None = None
+    # Called after each journal write of a step (seq, state): crash injection kills the
+    # process here in the tests; a progress display could use it too.
+    after_step: Callable[[int, str], None] | None = None
     _servers: tuple[NameServer, ...] = ()
+
+    def _mark(self, run_id: int, seq: int, state: str, **fields: Any) -> None:
+        self.journal.mark_step(run_id, seq, state, now=self.clock(), **fields)
+        if self.after_step is not None:
+            self.after_step(seq, state)
 
     def _say(self, text: str) -> None:
         if self.progress is not None:
@@ -90,6 +107,27 @@ class Publisher:
             sts_ttl=sts.ttl or 3600,
             served_max_age=max((age for age, _ in served), default=0),
         )
+
+    async def plan_for(
+        self, target: Target, *, now: datetime, none_since: datetime | None = None
+    ) -> PublishPlan:
+        """The steps from what is live now to ``target`` (see ``plan.py`` for the order)."""
+        pub = target.publication
+        if pub is None:
+            raise PublishError(f"nothing to publish: {target.summary}", step="plan")
+        live = await self.read_live(pub.domain)
+        if target.reporting_only:
+            return plan_reporting(live, pub)
+        if target.decommission:
+            return plan_decommission(replace(live, none_since=none_since), pub, now=now)
+        return plan_publication(live, pub, action=target.action)
+
+    async def resume(self, domain: str) -> JournalRun:
+        """Continue ``domain``'s open run from its first step not verified."""
+        run = self.journal.open_run(domain)
+        if run is None:
+            raise PublishError(f"{domain} has no run to resume", step="resume")
+        return await self.run(run)
 
     def start(
         self, plan: PublishPlan, *, actor: str, reason: str = "", dns_label: str = ""
@@ -132,8 +170,6 @@ class Publisher:
                 )
                 self.journal.mark_run(run.id, "failed", now=now, error=message)
                 raise PublishError(message, step=exc.step, answer=exc.answer) from None
-            if self.after_step is not None:
-                self.after_step(entry.seq, step)
             previous = self.journal.get(run.id).steps[entry.seq]
         self.journal.mark_run(run.id, "done", now=self.clock())
         return self.journal.get(run.id)
@@ -148,7 +184,7 @@ class Publisher:
             until = since + timedelta(seconds=step.seconds)
             step = replace(step, until=until)
         now = self.clock()
-        self.journal.mark_step(run.id, entry.seq, "intended", now=now, target=step.to_dict())
+        self._mark(run.id, entry.seq, "intended", target=step.to_dict())
         left = (until - now).total_seconds()
         if left > self.max_inline_wait:
             self.journal.mark_run(
@@ -159,20 +195,18 @@ class Publisher:
         if left > 0:
             self._say(f"waiting {left:.0f}s: {step.note}")
             await asyncio.sleep(left)
-        self.journal.mark_step(
-            run.id, entry.seq, "verified", now=self.clock(), outcome={"until": until.isoformat()}
-        )
+        self._mark(run.id, entry.seq, "verified", outcome={"until": until.isoformat()})
         return True
 
     async def _step(self, run: JournalRun, entry: JournalStep, step: Step) -> None:
-        journal, domain = self.journal, run.domain
+        domain = run.domain
         if step.kind is StepKind.STS:
             # The id is the one the policy step before it really serves (a hosted policy gets
             # its id from the store), so the TXT record never names another body (G5.1).
             served_id = _served_id(self.journal.get(run.id), entry.seq)
             if served_id and served_id != step.policy_id:
                 step = replace(step, value=sts_record_value(served_id), policy_id=served_id)
-        journal.mark_step(run.id, entry.seq, "intended", now=self.clock(), target=step.to_dict())
+        self._mark(run.id, entry.seq, "intended", target=step.to_dict())
         self._say(f"step {entry.seq + 1}: {step.title}")
         outcome: dict[str, Any]
         if step.kind in DNS_KINDS:
@@ -180,7 +214,7 @@ class Publisher:
             change = TxtChange(step.name, prefix, step.value, step.ttl)
             result = await change_txt(self.provider, change, expected=(*step.expect, step.value))
             outcome = {"written": result.written, "before": list(result.before.values(prefix))}
-            journal.mark_step(run.id, entry.seq, "done", now=self.clock(), outcome=outcome)
+            self._mark(run.id, entry.seq, "done", outcome=outcome)
             waited = await verify_txt(
                 await self.servers(), change, options=self.verify, progress=self.progress
             )
@@ -197,23 +231,19 @@ class Publisher:
                 )
             )
             outcome = {"text": served.text, "policy_id": served.policy_id}
-            journal.mark_step(run.id, entry.seq, "done", now=self.clock(), outcome=outcome)
+            self._mark(run.id, entry.seq, "done", outcome=outcome)
             waited = await verify_policy(
                 self.fetcher, domain, served.text, options=self.verify, progress=self.progress
             )
         else:  # REMOVE_POLICY
             await self.destination.remove(domain)
             outcome = {}
-            journal.mark_step(run.id, entry.seq, "done", now=self.clock(), outcome=outcome)
+            self._mark(run.id, entry.seq, "done", outcome=outcome)
             waited = await verify_policy(
                 self.fetcher, domain, None, options=self.verify, progress=self.progress
             )
-        journal.mark_step(
-            run.id,
-            entry.seq,
-            "verified",
-            now=self.clock(),
-            outcome={**outcome, "verify_seconds": round(waited, 3)},
+        self._mark(
+            run.id, entry.seq, "verified", outcome={**outcome, "verify_seconds": round(waited, 3)}
         )
 
 

@@ -24,7 +24,11 @@ from enum import StrEnum
 from typing import Any
 
 from stspilot.errors import ConfigError
-from stspilot.rollout.generate import TXT_TTL, Publication
+from stspilot.rollout.assess import RolloutAssessment
+from stspilot.rollout.evidence import LiveState
+from stspilot.rollout.generate import TXT_TTL, Publication, generate, normalize_host
+from stspilot.rollout.runbooks import Plan as RunbookPlan
+from stspilot.rollout.runbooks import keep_patterns
 
 
 class StepKind(StrEnum):
@@ -172,6 +176,13 @@ def plan_publication(live: Live, pub: Publication, *, action: str = "publish") -
     return PublishPlan(live.domain, action, tuple(steps))
 
 
+def plan_reporting(live: Live, pub: Publication) -> PublishPlan:
+    """Stage none -> reporting: only the TLS-RPT record (RFC 8460 §3)."""
+    full = plan_publication(live, pub, action="reporting")
+    steps = tuple(s for s in full.steps if s.kind is StepKind.TLSRPT)
+    return PublishPlan(live.domain, "reporting", steps)
+
+
 def plan_decommission(live: Live, pub_none: Publication, *, now: datetime) -> PublishPlan:
     """RFC 8461 §8.3: ``mode: none`` with a new id, kept until every policy ever served has
     expired, then the TXT record, then (after its TTL) the policy (checklist G5.5-G5.7)."""
@@ -254,3 +265,112 @@ def check_order(steps: tuple[Step, ...]) -> None:
             sts_removed = True
         elif step.kind is StepKind.REMOVE_POLICY and not sts_removed:
             raise ConfigError("the policy would be removed while the TXT record still points at it")
+
+
+# --- what ``rollout --apply`` carries out --------------------------------------------------
+
+TARGETS = ("reporting", "testing", "enforce", "none")
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """What to publish next: the publication and how to plan it."""
+
+    action: str  # reporting, testing, enforce, rollback, decommission, ...
+    publication: Publication | None  # None: nothing to publish
+    reporting_only: bool = False  # only the TLS-RPT record (stage none -> reporting)
+    decommission: bool = False
+    summary: str = ""
+
+
+class GateRefused(ConfigError):
+    """``--to enforce`` while the enforce gate fails, without ``--force``."""
+
+
+def _first(plan: RunbookPlan | None) -> Publication | None:
+    return plan.publications[0] if plan is not None and plan.publications else None
+
+
+def choose_target(
+    assessment: RolloutAssessment,
+    live: LiveState,
+    to: str | None,
+    *,
+    now: datetime,
+    force_reason: str = "",
+) -> Target:
+    """The publication that carries out the rollout's next stage (``to`` None) or ``to``.
+
+    ``enforce`` is refused (``GateRefused``) while the enforce gate fails, unless a
+    ``force_reason`` is given; the journal records it.
+    """
+    stage, books = assessment.stage.value, assessment.runbooks
+    if to is not None and to not in TARGETS:
+        raise ConfigError(f"--to must be one of {', '.join(TARGETS)}")
+    wanted = (
+        to
+        or {
+            "none": "reporting",
+            "reporting": "testing",
+            "testing": "enforce",
+            "fixing": "enforce",
+            "enforce": "enforce",
+            "winding-down": "none",
+        }[stage]
+    )
+    if wanted == "reporting":
+        if stage != "none":
+            raise ConfigError(f"{assessment.domain} is past reporting ({stage})")
+        hosts = [m.host for m in live.mx] or ["mx.invalid"]
+        tlsrpt = generate(live.domain, mx_hosts=hosts, mode="testing", now=now)
+        return Target("reporting", tlsrpt, reporting_only=True, summary=books.next_step.summary)
+    if wanted == "none":
+        # Already serving mode none: the same body again (its id stays; the wait counts on).
+        none = _first(books.decommission) or generate(
+            live.domain,
+            mx_hosts=[m.host for m in live.mx],
+            mode="none",
+            rua=live.tlsrpt_rua,
+            now=now,
+            previous_id=live.sts_id or "",
+            patterns=(),
+            max_age=live.max_age,
+        )
+        return Target("decommission", none, decommission=True, summary=books.decommission.summary)
+    if wanted == "testing":
+        if stage == "enforce":
+            rollback = books.rollback
+            summary = rollback.summary if rollback else ""
+            return Target("rollback", _first(rollback), summary=summary)
+        if stage in ("testing", "fixing"):
+            return Target("testing", None, summary="the testing policy is live already")
+        return Target("testing", _first(books.next_step), summary=books.next_step.summary)
+    # enforce
+    if stage in ("none", "reporting"):
+        raise ConfigError(f"{assessment.domain} is at {stage}: publish a testing policy first")
+    if not assessment.ready and not force_reason:
+        failing = ", ".join(c.name for c in assessment.gate if not c.passed)
+        raise GateRefused(
+            f"the enforce gate fails for {assessment.domain} ({failing}); fix it, or "
+            "--force REASON (the journal records the reason)"
+        )
+    if stage == "enforce":
+        return Target("enforce", _first(books.next_step), summary=books.next_step.summary)
+    proposed = _first(books.next_step) if assessment.ready else None
+    if proposed is None or proposed.mode != "enforce":
+        proposed = _forced_enforce(live, now)
+    return Target("enforce", proposed, summary="switch to enforce: the policy, then the new id")
+
+
+def _forced_enforce(live: LiveState, now: datetime) -> Publication:
+    """The enforce policy for the live MX set when the gate was overridden."""
+    hosts = sorted({normalize_host(m.host) for m in live.mx} - {""})
+    return generate(
+        live.domain,
+        mx_hosts=hosts,
+        mode="enforce",
+        rua=live.tlsrpt_rua,
+        now=now,
+        previous_id=live.sts_id or "",
+        patterns=keep_patterns(live.mx_patterns, hosts) if hosts else None,
+    )

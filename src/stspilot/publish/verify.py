@@ -116,6 +116,23 @@ async def authoritative_servers(
     return tuple(servers)
 
 
+async def ask_authoritative(
+    server: NameServer, name: str, *, label: str = "", limit: float = 5.0
+) -> TxtSet:
+    """The TXT RRset at ``name`` as ``server`` serves it (authoritative answers only)."""
+    try:
+        reply = await _ask(server, name, "TXT", limit)
+    except (dns.exception.DNSException, OSError) as exc:
+        raise PublishError(
+            f"{label or server.label}: no answer for {name} TXT ({exc.__class__.__name__})",
+            step=f"read {name} TXT",
+            answer="no answer",
+        ) from None
+    return txt_from_reply(
+        reply, dns.name.from_text(name), label=label or server.label, step=f"read {name} TXT"
+    )
+
+
 async def _state(server: NameServer, change: TxtChange, limit: float) -> TxtSet | str:
     """What ``server`` serves at the name, or why it could not say."""
     try:

@@ -1,0 +1,329 @@
+"""``stspilot publish``: write DNS records and the policy in the never-orphan order, verified at
+every step and journaled; ``publish status`` shows the journal, ``publish resume`` continues."""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import json
+import sys
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import typer
+from typer.core import TyperGroup
+
+from stspilot.cli import EXIT_OK
+from stspilot.cli.rollout import CA_FILE, NAMESERVER, PORT_MAP, TIMEOUT, check_options
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from stspilot.publish.apply import Publisher
+    from stspilot.publish.config import DomainConfig
+    from stspilot.publish.plan import PublishPlan, Target
+    from stspilot.store import Store
+    from stspilot.store.journal import JournalRun
+
+HELP = """Publish DOMAIN's TLS-RPT record, MTA-STS policy and _mta-sts record, in the order that
+never shows senders a record without its policy, each step verified before the next.
+
+The DNS provider (--dns rfc2136|lexicon|manual) and its credentials come from the publish
+config (--config, $STSPILOT_PUBLISH_CONFIG, or publish.toml in the user config folder; secrets
+only from the environment or an owner-only file). The policy goes to --policy hosted (the store
+stspilot serve hosts from), webroot:PATH (written atomically) or elsewhere (stspilot waits until
+it is served). Every step is written to the journal first: `stspilot publish status DOMAIN`
+shows it, `stspilot publish resume DOMAIN` continues after a crash or a provider outage.
+
+Exit code: 0 done (or paused on a wait), 4 a step failed (the message names it and the command
+that resumes); nothing half done.
+"""
+
+
+class _PublishGroup(TyperGroup):
+    """``publish DOMAIN`` runs; ``publish status|resume DOMAIN`` are sub-commands."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and not args[0].startswith("-"):
+            args = ["run", *args]
+        return super().parse_args(ctx, args)
+
+
+publish_app = typer.Typer(cls=_PublishGroup, help=HELP, no_args_is_help=True)
+
+CONFIG = typer.Option(None, "--config", help="publish config (TOML)")
+DB = typer.Option(None, "--db", help="database URL or SQLite path")
+YES = typer.Option(False, "--yes", "-y", help="do not ask before changing anything")
+JSON = typer.Option(False, "--json", help="print the journal as JSON")
+
+
+def actor() -> str:
+    try:
+        return f"{getpass.getuser()} (cli)"
+    except (KeyError, OSError):
+        return "cli"
+
+
+def domain_config(
+    domain: str, config: Path | None, dns: str | None, policy: str | None
+) -> DomainConfig:
+    from stspilot.check.run import normalize_domain
+    from stspilot.publish.config import load_config
+
+    return load_config(config).for_domain(normalize_domain(domain), dns=dns, policy=policy)
+
+
+def render_plan(plan: PublishPlan, console: Console, *, title: str = "") -> None:
+    console.print(f"[bold]{title or plan.action}[/bold] for {plan.domain}:")
+    for i, step in enumerate(plan.steps, 1):
+        console.print(f"  {i}. {step.title}")
+        if step.note:
+            console.print(f"     [dim]{step.note}[/dim]")
+    for note in plan.notes:
+        console.print(f"  {note}")
+
+
+def render_runs(runs: list[JournalRun], console: Console) -> None:
+    from stspilot.publish.plan import Step
+
+    if not runs:
+        console.print("no publish runs in the journal")
+        return
+    for run in runs:
+        when = run.created_at.strftime("%Y-%m-%d %H:%M:%S")
+        console.print(
+            f"[bold]run {run.id}[/bold] {run.action} {run.state} · {when} UTC by {run.actor} · "
+            f"dns {run.dns} · policy {run.destination}"
+        )
+        if run.reason:
+            console.print(f"  reason: {run.reason}")
+        for s in run.steps:
+            at = s.verified_at or s.done_at or s.intended_at
+            stamp = f"{at:%H:%M:%S}" if at else "--------"
+            console.print(f"  {s.seq + 1}. [{s.state:>8}] {stamp} {Step.from_dict(s.target).title}")
+            if s.error:
+                console.print(f"     [red]{s.error}[/red]")
+        if run.error and run.state != "done":
+            console.print(f"  [yellow]{run.error}[/yellow]")
+
+
+def run_to_json(run: JournalRun) -> dict[str, Any]:
+    def stamp(value: datetime | None) -> str | None:
+        return value.isoformat() if value else None
+
+    return {
+        "id": run.id,
+        "domain": run.domain,
+        "action": run.action,
+        "actor": run.actor,
+        "reason": run.reason,
+        "dns": run.dns,
+        "destination": run.destination,
+        "state": run.state,
+        "error": run.error,
+        "created_at": stamp(run.created_at),
+        "updated_at": stamp(run.updated_at),
+        "steps": [
+            {
+                "seq": s.seq,
+                "kind": s.kind,
+                "target": dict(s.target),
+                "state": s.state,
+                "outcome": dict(s.outcome) if s.outcome else None,
+                "error": s.error,
+                "intended_at": stamp(s.intended_at),
+                "done_at": stamp(s.done_at),
+                "verified_at": stamp(s.verified_at),
+            }
+            for s in run.steps
+        ],
+    }
+
+
+def execute(
+    store: Store,
+    config: DomainConfig,
+    *,
+    nameserver: str | None,
+    ca_file: Path | None,
+    port_map: str | None,
+    timeout: float,
+    target: Callable[[Publisher], Any],
+) -> Any:
+    """Open a publisher for ``config`` and run the coroutine ``target(publisher)`` returns."""
+    from stspilot.publish.session import open_publisher
+
+    options = check_options(nameserver, ca_file, port_map, timeout)
+
+    def say(text: str) -> None:
+        print(text, file=sys.stderr)
+
+    async def main() -> Any:
+        async with open_publisher(store, config, check=options, progress=say, actor=actor()) as p:
+            return await target(p)
+
+    return asyncio.run(main())
+
+
+def apply_target(
+    store: Store,
+    config: DomainConfig,
+    target: Target,
+    *,
+    yes: bool,
+    reason: str,
+    none_since: datetime | None,
+    console: Console,
+    **net: Any,
+) -> JournalRun | None:
+    """Plan ``target`` from what is live, show it, ask, then carry it out."""
+    from stspilot.publish.session import utc_now
+
+    async def go(publisher: Publisher) -> JournalRun | None:
+        plan = await publisher.plan_for(target, now=utc_now(), none_since=none_since)
+        if not plan.steps:
+            console.print(f"{plan.domain}: nothing to change; what is live is what was asked")
+            return None
+        render_plan(plan, console, title=target.action)
+        if not yes and not typer.confirm("Carry out these steps?", default=False):
+            raise typer.Abort()
+        run = publisher.start(plan, actor=actor(), reason=reason)
+        return await publisher.run(run)
+
+    result: JournalRun | None = execute(store, config, target=go, **net)
+    if result is not None:
+        render_runs([result], console)
+    return result
+
+
+@publish_app.command("run", hidden=True)
+def publish_command(
+    domain: str = typer.Argument(..., help="the mail domain"),
+    dns: str | None = typer.Option(None, "--dns", help="rfc2136, lexicon or manual"),
+    policy: str | None = typer.Option(
+        None, "--policy", help="hosted, webroot:PATH or elsewhere (default: the config's)"
+    ),
+    mode: str | None = typer.Option(None, "--mode", help="testing, enforce or none"),
+    mx: list[str] = typer.Option([], "--mx", help="MX host to cover (default: the live set)"),
+    max_age: int | None = typer.Option(None, "--max-age", min=0, help="seconds"),
+    rua: list[str] = typer.Option([], "--rua", help="TLS-RPT URI (default: the live one)"),
+    reporting_only: bool = typer.Option(False, "--reporting-only", help="only the TLS-RPT record"),
+    remove: bool = typer.Option(False, "--remove", help="decommission (RFC 8461 §8.3)"),
+    config: Path | None = CONFIG,
+    db: str | None = DB,
+    yes: bool = YES,
+    nameserver: str | None = NAMESERVER,
+    ca_file: Path | None = CA_FILE,
+    port_map: str | None = PORT_MAP,
+    timeout: float = TIMEOUT,
+) -> None:
+    from rich.console import Console
+
+    from stspilot.publish.plan import Target
+    from stspilot.publish.session import utc_now
+    from stspilot.rollout.generate import generate
+    from stspilot.store import Store
+
+    cfg = domain_config(domain, config, dns, policy)
+    console = Console(highlight=False, soft_wrap=True)
+    net: dict[str, Any] = {
+        "nameserver": nameserver,
+        "ca_file": ca_file,
+        "port_map": port_map,
+        "timeout": timeout,
+    }
+    with Store.open(db) as store:
+
+        async def live_mx(publisher: Publisher) -> tuple[list[str], str | None, str | None]:
+            lookup = await publisher.fetcher.resolver.lookup_mx(cfg.domain)
+            live = await publisher.read_live(cfg.domain)
+            return [h.host for h in lookup.hosts], live.sts, live.tlsrpt
+
+        hosts, sts, tlsrpt = execute(store, cfg, target=live_mx, **net)
+        previous = sts.rpartition("id=")[2].strip() if sts else ""
+        live_rua = tlsrpt.partition("rua=")[2].split(",") if tlsrpt else []
+        chosen = "none" if remove else (mode or "testing")
+        pub = generate(
+            cfg.domain,
+            mx_hosts=mx or hosts,
+            mode=chosen,
+            rua=rua or [u.strip() for u in live_rua if u.strip()],
+            now=utc_now(),
+            max_age=max_age,
+            previous_id=previous,
+            patterns=() if chosen == "none" else None,
+        )
+        action = "decommission" if remove else ("reporting" if reporting_only else chosen)
+        target = Target(action, pub, reporting_only=reporting_only, decommission=remove)
+        apply_target(
+            store, cfg, target, yes=yes, reason="", none_since=None, console=console, **net
+        )
+    raise typer.Exit(EXIT_OK)
+
+
+@publish_app.command("status")
+def status_command(
+    domain: str = typer.Argument(..., help="the mail domain"),
+    limit: int = typer.Option(5, "--limit", min=1, help="runs to show, newest first"),
+    as_json: bool = JSON,
+    db: str | None = DB,
+) -> None:
+    """The journal of DOMAIN: every run and step, when, verified or not."""
+    from rich.console import Console
+
+    from stspilot.check.run import normalize_domain
+    from stspilot.store import Store
+    from stspilot.store.journal import PublishJournal
+
+    with Store.open(db) as store:
+        runs = PublishJournal(store).runs(normalize_domain(domain), limit=limit)
+    if as_json:
+        sys.stdout.write(json.dumps([run_to_json(r) for r in runs], indent=2) + "\n")
+    else:
+        render_runs(runs, Console(highlight=False, soft_wrap=True))
+
+
+@publish_app.command("resume")
+def resume_command(
+    domain: str = typer.Argument(..., help="the mail domain"),
+    config: Path | None = CONFIG,
+    db: str | None = DB,
+    nameserver: str | None = NAMESERVER,
+    ca_file: Path | None = CA_FILE,
+    port_map: str | None = PORT_MAP,
+    timeout: float = TIMEOUT,
+) -> None:
+    """Continue DOMAIN's unfinished run from its first step not verified."""
+    from rich.console import Console
+
+    from stspilot.errors import PublishError
+    from stspilot.store import Store
+    from stspilot.store.journal import PublishJournal
+
+    console = Console(highlight=False, soft_wrap=True)
+    with Store.open(db) as store:
+        cfg0 = domain_config(domain, config, None, None)
+        run = PublishJournal(store).open_run(cfg0.domain)
+        if run is None:
+            raise PublishError(f"{cfg0.domain} has no unfinished publish run", step="resume")
+        cfg = domain_config(domain, config, None, run.destination)
+
+        async def go(publisher: Publisher) -> JournalRun:
+            return await publisher.resume(cfg.domain)
+
+        done = execute(
+            store,
+            cfg,
+            target=go,
+            nameserver=nameserver,
+            ca_file=ca_file,
+            port_map=port_map,
+            timeout=timeout,
+        )
+    render_runs([done], console)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(publish_app, name="publish")

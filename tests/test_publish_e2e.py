@@ -1,0 +1,270 @@
+"""End to end: none -> reporting -> testing -> enforce -> rollback -> decommission against a BIND
+primary, a Knot secondary (NOTIFY/AXFR) and an HTTPS policy host serving a web root, with
+``stspilot check`` (the library's check) after each step and a watcher polling every 100 ms
+that must never see an orphan; SIGKILL after each step in turn, then resume."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import pytest
+
+from publish_support import ZONE, DnsWorld, Watcher, WebrootPolicies, dns_world
+from stspilot.check.evaluate import CheckResult
+from stspilot.check.run import CheckOptions, Probes, check_domains
+from stspilot.errors import PublishError
+from stspilot.lab.authdns import KEY_NAME
+from stspilot.lab.certs import CertKind, LabPki
+from stspilot.lab.https_host import HttpBehaviour, HttpsHost
+from stspilot.publish.apply import Publisher
+from stspilot.publish.config import DomainConfig, ZoneConfig
+from stspilot.publish.plan import (
+    PublishPlan,
+    StepKind,
+    plan_decommission,
+    plan_publication,
+    plan_reporting,
+)
+from stspilot.publish.session import open_publisher
+from stspilot.rollout.generate import Publication, generate
+from stspilot.store import Store
+from stspilot.store.journal import PublishJournal
+
+pytestmark = pytest.mark.slow
+MX = ["mx1.example.test"]
+CHILD = Path(__file__).with_name("publish_child.py")
+
+
+@dataclass
+class Lab:
+    world: DnsWorld
+    store: Store
+    config: DomainConfig
+    check: CheckOptions
+    webroot: Path
+    offset: list[float] = field(default_factory=lambda: [0.0])
+    last_id: str = ""
+
+    def clock(self) -> dt.datetime:
+        return dt.datetime.now(dt.UTC) + dt.timedelta(seconds=self.offset[0])
+
+    def pub(self, mode: str, max_age: int) -> Publication:
+        pub = generate(
+            ZONE,
+            mx_hosts=MX,
+            mode=mode,
+            now=self.clock(),
+            max_age=max_age,
+            previous_id=self.last_id,
+            patterns=() if mode == "none" else None,
+        )
+        self.last_id = pub.policy_id
+        return pub
+
+
+@pytest.fixture
+async def lab(tmp_path: Path, store_url: str) -> AsyncIterator[Lab]:
+    worlds: Iterator[DnsWorld] = dns_world(
+        tmp_path, "bind", secondary=True, zone_lines=("mta-sts A 127.0.0.1",)
+    )
+    world = next(worlds)
+    pki = LabPki(tmp_path)
+    webroot = tmp_path / "www"
+    host = HttpsHost(
+        "127.0.0.1",
+        0,
+        context=pki.sni_context(CertKind.GOOD, [f"mta-sts.{ZONE}"]),
+        behaviour=HttpBehaviour.OK,
+        policies=WebrootPolicies(webroot / ".well-known" / "mta-sts.txt"),
+    )
+    https_port = await host.service.start()
+    zone = ZoneConfig(
+        ZONE,
+        "rfc2136",
+        {
+            "server": world.primary.address,
+            "port": world.port,
+            "key_name": KEY_NAME,
+            "key_secret": world.secret,
+        },
+    )
+    store = Store.open(store_url)
+    try:
+        yield Lab(
+            world,
+            store,
+            DomainConfig(ZONE, zone, f"webroot:{webroot}", verify_timeout=20),
+            CheckOptions(
+                nameserver=world.primary.address,
+                dns_port=world.port,
+                ca_file=pki.ca_file,
+                port_map={443: https_port},
+                probe_mx=False,
+            ),
+            webroot,
+        )
+    finally:
+        store.close()
+        await host.service.stop()
+        worlds.close()
+
+
+async def check(lab: Lab) -> CheckResult:
+    (result,) = await check_domains([ZONE], options=lab.check)
+    return result
+
+
+async def carry_out(publisher: Publisher, plan: PublishPlan) -> None:
+    run = publisher.start(plan, actor="test")
+    done = await publisher.run(run)
+    assert done.state == "done", done
+
+
+async def test_the_whole_journey_never_shows_an_orphan(lab: Lab) -> None:
+    stop = asyncio.Event()
+    async with (
+        open_publisher(lab.store, lab.config, check=lab.check, clock=lab.clock) as publisher,
+        Probes(lab.check) as probes,
+    ):
+        servers = await publisher.servers()
+        assert len(servers) == 2  # the primary and the secondary, from the NS set
+        watcher = Watcher(servers, probes.fetcher, ZONE)
+        watching = asyncio.create_task(watcher.run(stop))
+        try:
+            # none -> reporting: the TLS-RPT record only.
+            first = lab.pub("testing", 2)
+            await carry_out(publisher, plan_reporting(await publisher.read_live(ZONE), first))
+            seen = await check(lab)
+            assert seen.tlsrpt.record is not None and seen.sts_record is None
+
+            # reporting -> testing -> enforce -> rollback: policy first, then the id.
+            for mode, age in (("testing", 2), ("enforce", 3), ("testing", 2)):
+                pub = lab.pub(mode, age)
+                watcher.expect(pub.policy_id, pub.policy_text)
+                plan = plan_publication(await publisher.read_live(ZONE), pub, action=mode)
+                assert [s.kind for s in plan.steps] == [StepKind.POLICY, StepKind.STS]
+                await carry_out(publisher, plan)
+                seen = await check(lab)
+                assert seen.sts_record is not None and seen.sts_record.id == pub.policy_id
+                assert seen.policy is not None and seen.policy.mode == mode
+                assert seen.policy_source == pub.policy_text
+
+            # decommission: none served with a new id, kept for the longest max_age (3 s, from
+            # the journal), TXT removed, its TTL waited out, then the policy.
+            none = lab.pub("none", 1)
+            watcher.expect(none.policy_id, none.policy_text)
+            live = await publisher.read_live(ZONE)
+            assert live.served_max_age == 3
+            plan = plan_decommission(live, none, now=lab.clock())
+            run = await publisher.run(publisher.start(plan, actor="test"))
+            assert run.state == "waiting"  # the TXT TTL (3600 s) is past the inline limit
+            seen = await check(lab)
+            assert seen.sts_record is None and seen.policy is not None  # policy kept for now
+            lab.offset[0] += 3601  # an hour later
+            done = await publisher.resume(ZONE)
+            assert done.state == "done"
+            seen = await check(lab)
+            assert seen.sts_record is None and seen.policy is None
+        finally:
+            stop.set()
+            await watching
+    assert watcher.polls > 20
+    assert watcher.violations == []
+    runs = PublishJournal(lab.store).runs(ZONE)
+    assert [r.action for r in reversed(runs)] == [
+        "reporting",
+        "testing",
+        "enforce",
+        "testing",
+        "decommission",
+    ]
+    assert all(s.state == "verified" for r in runs for s in r.steps)
+
+
+async def test_a_provider_outage_stops_at_the_step_and_resume_finishes(lab: Lab) -> None:
+    impatient = replace(
+        lab.config,
+        zone=replace(lab.config.zone, options={**lab.config.zone.options, "timeout": 0.5}),
+    )
+    pub = lab.pub("testing", 2)
+    async with open_publisher(lab.store, impatient, check=lab.check, clock=lab.clock) as p:
+        plan = plan_publication(await p.read_live(ZONE), pub)
+        run = p.start(plan, actor="test")
+        lab.world.primary.pause()  # the primary hangs: the TLS-RPT step cannot be written
+        try:
+            with pytest.raises(PublishError) as caught:
+                await p.run(run)
+        finally:
+            lab.world.primary.resume()
+        assert "step 1 (set _smtp._tls.example.test." in str(caught.value)
+        assert "no answer within 0.5s" in str(caught.value)
+        assert "resume: stspilot publish resume example.test" in str(caught.value)
+        failed = PublishJournal(lab.store).get(run.id)
+        assert failed.state == "failed" and failed.steps[0].state == "failed"
+        assert failed.steps[1].state == "planned"
+        assert not (lab.webroot / ".well-known" / "mta-sts.txt").exists()  # nothing further
+        done = await p.resume(ZONE)
+        assert done.state == "done"
+    seen = await check(lab)
+    assert seen.sts_record is not None and seen.sts_record.id == pub.policy_id
+
+
+def _child_env(lab: Lab, plan: PublishPlan, crash: tuple[int, str] | None) -> dict[str, str]:
+    spec = {
+        "db": str(lab.store.engine.url.render_as_string(hide_password=False)),
+        "zone": dict(lab.config.zone.options),
+        "policy": lab.config.policy,
+        "check": {
+            "nameserver": lab.check.nameserver,
+            "dns_port": lab.check.dns_port,
+            "ca_file": str(lab.check.ca_file),
+            "https_port": lab.check.port_map[443],
+        },
+        "plan": plan.to_dict(),
+        "crash": list(crash) if crash else None,
+    }
+    return {**os.environ, "PUBLISH_CHILD_SPEC": json.dumps(spec)}
+
+
+@pytest.mark.parametrize("state", ["done", "verified"])
+async def test_sigkill_after_each_step_then_resume(lab: Lab, state: str) -> None:
+    stop = asyncio.Event()
+    async with (
+        open_publisher(lab.store, lab.config, check=lab.check, clock=lab.clock) as publisher,
+        Probes(lab.check) as probes,
+    ):
+        watcher = Watcher(await publisher.servers(), probes.fetcher, ZONE)
+        watching = asyncio.create_task(watcher.run(stop))
+        try:
+            for mode in ("testing", "enforce"):
+                pub = lab.pub(mode, 2)
+                watcher.expect(pub.policy_id, pub.policy_text)
+                plan = plan_publication(await publisher.read_live(ZONE), pub)
+                for seq in range(len(plan.steps)):
+                    env = _child_env(lab, plan, (seq, state) if seq == 0 else None)
+                    if seq > 0:  # later crashes resume the same run
+                        env = _child_env(lab, PublishPlan(ZONE, "resume", ()), (seq, state))
+                    child = await asyncio.create_subprocess_exec(
+                        sys.executable, str(CHILD), env=env
+                    )
+                    assert await child.wait() == -signal.SIGKILL
+                    open_run = PublishJournal(lab.store).open_run(ZONE)
+                    assert open_run is not None and open_run.state == "running"
+                    assert open_run.steps[seq].state == state
+                done = await publisher.resume(ZONE)
+                assert done.state == "done"
+                seen = await check(lab)
+                assert seen.sts_record is not None and seen.sts_record.id == pub.policy_id
+                assert seen.policy_source == pub.policy_text
+        finally:
+            stop.set()
+            await watching
+    assert watcher.violations == []
