@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import itertools
 import os
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
+from stspilot.check.run import CheckOptions
 from stspilot.facts import FetchOutcome
 from stspilot.lab.authdns import (
     KEY_NAME,
@@ -24,10 +26,15 @@ from stspilot.lab.authdns import (
     start_bind,
     start_knot,
 )
+from stspilot.lab.certs import CertKind, LabPki
+from stspilot.lab.https_host import HttpBehaviour, HttpsHost
 from stspilot.probes.fetch import PolicyFetcher
+from stspilot.publish.config import DomainConfig, ZoneConfig
 from stspilot.publish.providers import STS_PREFIX, TxtChange
 from stspilot.publish.rfc2136 import Rfc2136Config, Rfc2136Provider, TsigKey
 from stspilot.publish.verify import NameServer, ask_authoritative
+from stspilot.rollout.generate import Publication, generate
+from stspilot.store import Store
 
 ZONE = "example.test"
 # Each test takes its own 127.x.y.z addresses so parallel helpers and tests never collide.
@@ -161,3 +168,81 @@ class Watcher:
             await self.poll()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), 0.1)
+
+
+# --- the whole lab: DNS pair, HTTPS policy host on a web root, store -------------------------
+
+MX = ["mx1.example.test"]
+
+
+@dataclass
+class Lab:
+    world: DnsWorld
+    store: Store
+    config: DomainConfig
+    check: CheckOptions
+    webroot: Path
+    offset: list[float] = field(default_factory=lambda: [0.0])
+    last_id: str = ""
+
+    def clock(self) -> dt.datetime:
+        return dt.datetime.now(dt.UTC) + dt.timedelta(seconds=self.offset[0])
+
+    def pub(self, mode: str, max_age: int) -> Publication:
+        pub = generate(
+            ZONE,
+            mx_hosts=MX,
+            mode=mode,
+            now=self.clock(),
+            max_age=max_age,
+            previous_id=self.last_id,
+            patterns=() if mode == "none" else None,
+        )
+        self.last_id = pub.policy_id
+        return pub
+
+
+async def make_lab(tmp_path: Path, store_url: str) -> AsyncIterator[Lab]:
+    worlds: Iterator[DnsWorld] = dns_world(
+        tmp_path, "bind", secondary=True, zone_lines=("mta-sts A 127.0.0.1",)
+    )
+    world = next(worlds)
+    pki = LabPki(tmp_path)
+    webroot = tmp_path / "www"
+    host = HttpsHost(
+        "127.0.0.1",
+        0,
+        context=pki.sni_context(CertKind.GOOD, [f"mta-sts.{ZONE}"]),
+        behaviour=HttpBehaviour.OK,
+        policies=WebrootPolicies(webroot / ".well-known" / "mta-sts.txt"),
+    )
+    https_port = await host.service.start()
+    zone = ZoneConfig(
+        ZONE,
+        "rfc2136",
+        {
+            "server": world.primary.address,
+            "port": world.port,
+            "key_name": KEY_NAME,
+            "key_secret": world.secret,
+        },
+    )
+    store = Store.open(store_url)
+    try:
+        yield Lab(
+            world,
+            store,
+            DomainConfig(ZONE, zone, f"webroot:{webroot}", verify_timeout=20),
+            CheckOptions(
+                nameserver=world.primary.address,
+                dns_port=world.port,
+                ca_file=pki.ca_file,
+                port_map={443: https_port},
+                probe_mx=False,
+            ),
+            webroot,
+        )
+    finally:
+        store.close()
+        await host.service.stop()
+        worlds.close()

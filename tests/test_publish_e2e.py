@@ -6,26 +6,21 @@ that must never see an orphan; SIGKILL after each step in turn, then resume."""
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import json
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field, replace
+from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from publish_support import ZONE, DnsWorld, Watcher, WebrootPolicies, dns_world
+from publish_support import ZONE, Lab, Watcher, make_lab
 from stspilot.check.evaluate import CheckResult
-from stspilot.check.run import CheckOptions, Probes, check_domains
+from stspilot.check.run import Probes, check_domains
 from stspilot.errors import PublishError
-from stspilot.lab.authdns import KEY_NAME
-from stspilot.lab.certs import CertKind, LabPki
-from stspilot.lab.https_host import HttpBehaviour, HttpsHost
 from stspilot.publish.apply import Publisher
-from stspilot.publish.config import DomainConfig, ZoneConfig
 from stspilot.publish.plan import (
     PublishPlan,
     StepKind,
@@ -34,87 +29,16 @@ from stspilot.publish.plan import (
     plan_reporting,
 )
 from stspilot.publish.session import open_publisher
-from stspilot.rollout.generate import Publication, generate
-from stspilot.store import Store
 from stspilot.store.journal import PublishJournal
 
 pytestmark = pytest.mark.slow
-MX = ["mx1.example.test"]
 CHILD = Path(__file__).with_name("publish_child.py")
-
-
-@dataclass
-class Lab:
-    world: DnsWorld
-    store: Store
-    config: DomainConfig
-    check: CheckOptions
-    webroot: Path
-    offset: list[float] = field(default_factory=lambda: [0.0])
-    last_id: str = ""
-
-    def clock(self) -> dt.datetime:
-        return dt.datetime.now(dt.UTC) + dt.timedelta(seconds=self.offset[0])
-
-    def pub(self, mode: str, max_age: int) -> Publication:
-        pub = generate(
-            ZONE,
-            mx_hosts=MX,
-            mode=mode,
-            now=self.clock(),
-            max_age=max_age,
-            previous_id=self.last_id,
-            patterns=() if mode == "none" else None,
-        )
-        self.last_id = pub.policy_id
-        return pub
 
 
 @pytest.fixture
 async def lab(tmp_path: Path, store_url: str) -> AsyncIterator[Lab]:
-    worlds: Iterator[DnsWorld] = dns_world(
-        tmp_path, "bind", secondary=True, zone_lines=("mta-sts A 127.0.0.1",)
-    )
-    world = next(worlds)
-    pki = LabPki(tmp_path)
-    webroot = tmp_path / "www"
-    host = HttpsHost(
-        "127.0.0.1",
-        0,
-        context=pki.sni_context(CertKind.GOOD, [f"mta-sts.{ZONE}"]),
-        behaviour=HttpBehaviour.OK,
-        policies=WebrootPolicies(webroot / ".well-known" / "mta-sts.txt"),
-    )
-    https_port = await host.service.start()
-    zone = ZoneConfig(
-        ZONE,
-        "rfc2136",
-        {
-            "server": world.primary.address,
-            "port": world.port,
-            "key_name": KEY_NAME,
-            "key_secret": world.secret,
-        },
-    )
-    store = Store.open(store_url)
-    try:
-        yield Lab(
-            world,
-            store,
-            DomainConfig(ZONE, zone, f"webroot:{webroot}", verify_timeout=20),
-            CheckOptions(
-                nameserver=world.primary.address,
-                dns_port=world.port,
-                ca_file=pki.ca_file,
-                port_map={443: https_port},
-                probe_mx=False,
-            ),
-            webroot,
-        )
-    finally:
-        store.close()
-        await host.service.stop()
-        worlds.close()
+    async for made in make_lab(tmp_path, store_url):
+        yield made
 
 
 async def check(lab: Lab) -> CheckResult:

@@ -24,6 +24,8 @@ if TYPE_CHECKING:
     from stspilot.publish.apply import Publisher
     from stspilot.publish.config import DomainConfig
     from stspilot.publish.plan import PublishPlan, Target
+    from stspilot.rollout.assess import RolloutAssessment
+    from stspilot.rollout.evidence import LiveState
     from stspilot.store import Store
     from stspilot.store.journal import JournalRun
 
@@ -327,3 +329,49 @@ def resume_command(
 
 def register(app: typer.Typer) -> None:
     app.add_typer(publish_app, name="publish")
+
+
+def apply_rollout(
+    assessment: RolloutAssessment,
+    live: LiveState,
+    *,
+    to: str | None,
+    yes: bool,
+    force: str,
+    config: Path | None,
+    policy: str | None,
+    db: str | None,
+    **net: Any,
+) -> int:
+    """``rollout --apply``: the target the assessment calls for, planned, asked, carried out."""
+    from rich.console import Console
+
+    from stspilot.cli import EXIT_ERRORS
+    from stspilot.publish.plan import GateRefused, choose_target
+    from stspilot.publish.session import utc_now
+    from stspilot.store import Store
+
+    console = Console(highlight=False, soft_wrap=True, stderr=True)
+    try:
+        target = choose_target(assessment, live, to, now=utc_now(), force_reason=force)
+    except GateRefused as exc:
+        console.print(f"[red]refused:[/red] {exc}")
+        return EXIT_ERRORS
+    if target.publication is None:
+        console.print(f"{assessment.domain}: nothing to publish ({target.summary})")
+        return EXIT_OK
+    cfg = domain_config(assessment.domain, config, None, policy)
+    none_since = assessment.since if assessment.stage.value == "winding-down" else None
+    reason = f"forced past the enforce gate: {force}" if force and not assessment.ready else ""
+    with Store.open(db) as store:
+        apply_target(
+            store,
+            cfg,
+            target,
+            yes=yes,
+            reason=reason or target.summary,
+            none_since=none_since,
+            console=console,
+            **net,
+        )
+    return EXIT_OK
