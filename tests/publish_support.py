@@ -123,6 +123,21 @@ class WebrootPolicies(dict[str, bytes]):
             return default or b""
 
 
+class HostedStorePolicies(dict[str, bytes]):
+    """What the lab HTTPS host serves for the hosted destination: the store's served policy,
+    read at every request as ``stspilot serve`` reads it."""
+
+    def __init__(self, store: Store) -> None:
+        super().__init__()
+        from stspilot.store.hosting import HostedPolicies
+
+        self.hosted = HostedPolicies(store)
+
+    def get(self, key: str, default: bytes | None = None) -> bytes:  # type: ignore[override]
+        served = self.hosted.served_policy(key)
+        return served.text.encode() if served is not None else (default or b"")
+
+
 @dataclass
 class Watcher:
     """Polls every server and the policy URL every 100 ms; records every orphan it sees.
@@ -182,6 +197,7 @@ class Lab:
     config: DomainConfig
     check: CheckOptions
     webroot: Path
+    host: HttpsHost
     offset: list[float] = field(default_factory=lambda: [0.0])
     last_id: str = ""
 
@@ -241,6 +257,7 @@ async def make_lab(tmp_path: Path, store_url: str) -> AsyncIterator[Lab]:
                 probe_mx=False,
             ),
             webroot,
+            host,
         )
     finally:
         store.close()

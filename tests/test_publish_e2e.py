@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from publish_support import ZONE, Lab, Watcher, make_lab
+from publish_support import MX, ZONE, HostedStorePolicies, Lab, Watcher, make_lab
 from stspilot.check.evaluate import CheckResult
 from stspilot.check.run import Probes, check_domains
 from stspilot.errors import PublishError
@@ -24,6 +24,7 @@ from stspilot.publish.apply import Publisher
 from stspilot.publish.plan import (
     PublishPlan,
     StepKind,
+    Target,
     plan_decommission,
     plan_publication,
     plan_reporting,
@@ -139,6 +140,33 @@ async def test_a_provider_outage_stops_at_the_step_and_resume_finishes(lab: Lab)
         assert done.state == "done"
     seen = await check(lab)
     assert seen.sts_record is not None and seen.sts_record.id == pub.policy_id
+
+
+async def test_hosted_policy_gets_its_id_from_the_store(lab: Lab) -> None:
+    from stspilot.store.accounts import Accounts
+    from stspilot.store.hosting import HostedPolicies
+
+    hosted = HostedPolicies(lab.store)
+    tenant = Accounts(lab.store).add_tenant("acme", now=lab.clock())
+    hosted.add(ZONE, tenant_id=tenant.id, mode="testing", mx=MX, now=lab.clock(), max_age=2)
+    lab.host.policies = HostedStorePolicies(lab.store)
+    config = replace(lab.config, policy="hosted")
+    async with open_publisher(lab.store, config, check=lab.check, clock=lab.clock) as p:
+        for mode in ("testing", "enforce"):
+            pub = lab.pub(mode, 2)
+            await carry_out(p, plan_publication(await p.read_live(ZONE), pub, action=mode))
+            now = hosted.require(ZONE)
+            (seen,) = await check_domains([ZONE], options=lab.check)
+            assert now.mode == mode
+            assert seen.sts_record is not None and seen.sts_record.id == now.policy_id
+            assert seen.policy_source == now.policy_text
+        again = await p.plan_for(Target("enforce", pub), now=lab.clock())
+        # The store serves LF line ends, the publication CRLF: planned as a change, but the
+        # store keeps the same body and id, so the TXT step writes nothing.
+        assert [s.kind for s in again.steps] == [StepKind.POLICY, StepKind.STS]
+        run = await p.run(p.start(again, actor="test"))
+        assert run.state == "done" and hosted.require(ZONE).policy_id == now.policy_id
+        assert run.steps[1].outcome is not None and run.steps[1].outcome["written"] is False
 
 
 def _child_env(lab: Lab, plan: PublishPlan, crash: tuple[int, str] | None) -> dict[str, str]:
