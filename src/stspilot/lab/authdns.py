@@ -266,3 +266,91 @@ def start_bind(
     server.process = _spawn(["named", "-g", "-c", str(folder / "named.conf")], log)
     server.wait_ready()
     return server
+
+
+PDNS_SCHEMA = Path("/usr/share/pdns-backend-sqlite3/schema/schema.sqlite3.sql")
+
+
+def pdns_available() -> bool:
+    return shutil.which("pdns_server") is not None and PDNS_SCHEMA.is_file()
+
+
+def start_pdns(folder: Path, address: str, port: int, api_port: int, *, api_key: str) -> AuthServer:
+    """PowerDNS Authoritative with the gsqlite3 backend and its HTTP API on ``api_port``; zones
+    are created through the API (``create_pdns_zone``), which pdns serves at once."""
+    import sqlite3
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "run").mkdir(exist_ok=True)
+    database = folder / "pdns.sqlite3"
+    database.unlink(missing_ok=True)
+    with sqlite3.connect(database) as conn:
+        conn.executescript(PDNS_SCHEMA.read_text())
+    conf = [
+        "launch=gsqlite3",
+        f"gsqlite3-database={database}",
+        f"local-address={address}:{port}",
+        f"socket-dir={folder / 'run'}",
+        "daemon=no",
+        "guardian=no",
+        "disable-syslog=yes",
+        "loglevel=4",
+        "security-poll-suffix=",
+        "api=yes",
+        f"api-key={api_key}",
+        "webserver=yes",
+        f"webserver-address={address}",
+        f"webserver-port={api_port}",
+        "webserver-allow-from=127.0.0.0/8",
+        "zone-cache-refresh-interval=0",
+        "default-soa-content=ns1.@ hostmaster.@ 0 10800 3600 604800 300",
+    ]
+    (folder / "pdns.conf").write_text("\n".join(conf) + "\n")
+    log = folder / "pdns.log"
+    server = AuthServer("pdns", address, port, folder, log=log)
+    server.process = _spawn(["pdns_server", f"--config-dir={folder}"], log)
+    return server
+
+
+def create_pdns_zone(server: AuthServer, api_port: int, api_key: str, zone: LabZone) -> None:
+    """Create ``zone`` through the PowerDNS HTTP API (Native, served at once)."""
+    import httpx
+
+    base = f"http://{server.address}:{api_port}/api/v1/servers/localhost"
+    records = [
+        {
+            "name": f"{label}.{zone.name}.",
+            "type": "A",
+            "ttl": 300,
+            "changetype": "REPLACE",
+            "records": [{"content": ip, "disabled": False}],
+        }
+        for label, ip in zone.ns
+    ]
+    body = {
+        "name": f"{zone.name}.",
+        "kind": "Native",
+        "nameservers": [f"{label}.{zone.name}." for label, _ in zone.ns],
+    }
+    deadline = time.monotonic() + 10
+    headers = {"X-API-Key": api_key}
+    while True:
+        try:
+            made = httpx.post(f"{base}/zones", json=body, headers=headers, timeout=2)
+            break
+        except httpx.TransportError:
+            if time.monotonic() > deadline or (
+                server.process is not None and server.process.poll() is not None
+            ):
+                log = server.log.read_text()[-2000:]
+                raise ConfigError(f"pdns API never answered: {log}") from None
+            time.sleep(0.05)
+    if made.status_code != 201:
+        raise ConfigError(f"pdns refused the zone: {made.status_code} {made.text}")
+    patched = httpx.patch(
+        f"{base}/zones/{zone.name}.", json={"rrsets": records}, headers=headers, timeout=5
+    )
+    if patched.status_code != 204:
+        raise ConfigError(f"pdns refused the records: {patched.status_code} {patched.text}")
+    server.zones = (zone.name,)
+    server.wait_ready()
