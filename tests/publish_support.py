@@ -89,7 +89,8 @@ def dns_world(
         notify = [(s_addr, port)] if secondary else None
         first = start_bind(tmp / "bind", p_addr, port, [zone], secret=secret, notify=notify)
     else:
-        first = start_knot(tmp / "knot1", p_addr, port, [zone], secret=secret)
+        notify = [(s_addr, port)] if secondary else None
+        first = start_knot(tmp / "knot1", p_addr, port, [zone], secret=secret, notify=notify)
     second = None
     try:
         if secondary:

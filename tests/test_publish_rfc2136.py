@@ -158,9 +158,10 @@ async def test_a_cname_at_the_name_is_reported_not_silently_skipped(tmp_path: Pa
 async def test_unreachable_server_and_timeouts_are_one_line(world: DnsWorld) -> None:
     key = TsigKey("stspilot-lab", world.secret)
     closed = Rfc2136Provider(Rfc2136Config(ZONE, "127.0.0.1", 9, key, timeout=1))
-    with pytest.raises(PublishError) as caught:
-        await closed.read_txt(STS)
+    with pytest.raises(PublishError) as caught:  # updates go over TCP: refused at once
+        await closed.write_txt(TxtChange(STS, STS_PREFIX, "v=STSv1; id=1"), TxtSet(STS))
     assert caught.value.answer == "unreachable"
+    assert "ConnectionRefusedError" in str(caught.value)
     world.primary.pause()
     try:
         slow = Rfc2136Provider(Rfc2136Config(ZONE, world.primary.address, world.port, key, 0.5))
@@ -238,3 +239,41 @@ async def test_a_stopped_secondary_is_named(pair: DnsWorld) -> None:
         await verify_txt(
             servers, change, options=VerifyOptions(timeout=1.0, interval=0.1, query_timeout=0.3)
         )
+
+
+# --- bulk id bumps (the hosted service's delegation zone) ------------------------------------
+
+
+@pytest.fixture
+def knot_pair(tmp_path: Path) -> Iterator[DnsWorld]:
+    lines = tuple(f'_mta-sts.d{i} TXT "v=STSv1; id=1"' for i in range(60))
+    yield from dns_world(tmp_path, "knot", secondary=True, zone_lines=lines)
+
+
+async def test_bulk_bumps_in_batches_verified_at_every_server(knot_pair: DnsWorld) -> None:
+    from stspilot.publish.bulk import change_txt_many
+
+    servers = await authoritative_servers(ZONE, primary=knot_pair.primary_ns, port=knot_pair.port)
+    names = [f"_mta-sts.d{i}.{ZONE}." for i in range(60)]
+    changes = [TxtChange(n, STS_PREFIX, "v=STSv1; id=2", ttl=300) for n in names]
+    expected = {n: ("v=STSv1; id=1",) for n in names}
+    result = await change_txt_many(
+        knot_pair.provider(), servers, changes, expected=expected, batch=25,
+        verify=VerifyOptions(timeout=20, interval=0.05),
+    )  # fmt: skip
+    assert (result.written, result.unchanged) == (60, 0)
+    assert knot_pair.secondary is not None
+    for address in (knot_pair.primary.address, knot_pair.secondary.address):
+        q = dns.message.make_query(names[59], "TXT")
+        r = dns.query.udp(q, address, port=knot_pair.port, timeout=2)
+        assert [b"".join(rd.strings) for rs in r.answer for rd in rs] == [b"v=STSv1; id=2"]
+    # Again: nothing to write. A record changed elsewhere: nothing is written at all.
+    again = await change_txt_many(knot_pair.provider(), servers, changes, expected=expected)
+    assert (again.written, again.unchanged) == (0, 60)
+    await change_txt(knot_pair.provider(), TxtChange(names[7], STS_PREFIX, "v=STSv1; id=x"))
+    bump = [TxtChange(n, STS_PREFIX, "v=STSv1; id=3") for n in names]
+    with pytest.raises(PublishError, match="changed since the plan"):
+        await change_txt_many(
+            knot_pair.provider(), servers, bump, expected={n: ("v=STSv1; id=2",) for n in names}
+        )
+    assert raw_txt(knot_pair, names[0]) == [b"v=STSv1; id=2"]

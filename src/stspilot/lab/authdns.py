@@ -134,7 +134,7 @@ class AuthServer:
     def knotc(self, *args: str) -> str:
         """Run ``knotc`` against this Knot server (e.g. ``zone-freeze example.test``)."""
         out = subprocess.run(
-            ["knotc", "-c", str(self.folder / "knot.conf"), *args],
+            ["knotc", "-b", "-c", str(self.folder / "knot.conf"), *args],
             capture_output=True,
             text=True,
             check=False,
@@ -163,9 +163,11 @@ def start_knot(
     *,
     secret: str,
     primary: tuple[str, int] | None = None,
+    notify: list[tuple[str, int]] | None = None,
 ) -> AuthServer:
-    """Knot serving ``zones``: as primary accepting TSIG updates, or as a secondary of
-    ``primary`` (address, port) accepting its NOTIFY and transferring the zone."""
+    """Knot serving ``zones``: as primary accepting TSIG updates (and sending NOTIFY to the
+    ``notify`` secondaries), or as a secondary of ``primary`` (address, port) accepting its
+    NOTIFY and transferring the zone."""
     folder.mkdir(parents=True, exist_ok=True)
     for sub in ("run", "db", "zones"):
         shutil.rmtree(folder / sub, ignore_errors=True)
@@ -194,8 +196,12 @@ def start_knot(
         "    address: 127.0.0.0/8",
         "    action: transfer",
     ]
-    if primary is not None:
-        conf += ["remote:", "  - id: primary", f"    address: {primary[0]}@{primary[1]}"]
+    remotes = [("primary", primary)] if primary is not None else []
+    remotes += [(f"secondary{i}", target) for i, target in enumerate(notify or ())]
+    if remotes:
+        conf.append("remote:")
+        for rid, (addr, rport) in remotes:
+            conf += [f"  - id: {rid}", f"    address: {addr}@{rport}"]
     conf += [
         "template:",
         "  - id: default",
@@ -208,6 +214,9 @@ def start_knot(
         conf.append(f"  - domain: {zone.name}")
         if primary is None:
             conf.append("    acl: [update, transfer]")
+            if notify:
+                ids = ", ".join(f"secondary{i}" for i in range(len(notify)))
+                conf.append(f"    notify: [{ids}]")
             (folder / "zones" / f"{zone.name}.zone").write_text(zone.text())
         else:
             conf += ["    master: primary", "    acl: notify"]

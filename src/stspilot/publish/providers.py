@@ -113,8 +113,19 @@ async def change_txt(
     resumed step the target itself); anything else was written by someone else since the plan
     was made, and is never overwritten (checklist G1.9, G2.2): the caller re-plans.
     """
-    step = f"dns {change.label}"
     before = await provider.read_txt(change.name)
+    if check_before(change, before, expected):
+        return ChangeResult(before, before, written=False)
+    await provider.write_txt(change, before)
+    after = await provider.read_txt(change.name)
+    check_after(change, after, provider.label)
+    return ChangeResult(before, after, written=True)
+
+
+def check_before(change: TxtChange, before: TxtSet, expected: Sequence[str | None]) -> bool:
+    """True when ``before`` already holds the change; ``PublishError`` when it must not be
+    written over (a CNAME, or a value nobody planned for)."""
+    step = f"dns {change.label}"
     if before.cname is not None:
         # RFC 8461 §8.2 delegation: the record lives in the CNAME target's zone (G1.10).
         raise PublishError(
@@ -124,7 +135,7 @@ async def change_txt(
             answer="CNAME",
         )
     if before.holds(change.prefix, change.value):
-        return ChangeResult(before, before, written=False)
+        return True
     now = before.values(change.prefix)
     allowed = {(() if v is None else (v,)) for v in expected}
     if expected and now not in allowed:
@@ -135,14 +146,16 @@ async def change_txt(
             step=step,
             answer="changed elsewhere",
         )
-    await provider.write_txt(change, before)
-    after = await provider.read_txt(change.name)
+    return False
+
+
+def check_after(change: TxtChange, after: TxtSet, label: str) -> None:
+    """The read-back: RFC 2136 §3.4.2 answers NOERROR also for updates the server silently
+    skipped (checklist G1.11)."""
     if not after.holds(change.prefix, change.value):
-        # RFC 2136 §3.4.2: NOERROR also for updates the server silently skipped (G1.11).
         shown = " | ".join(after.values(change.prefix)) or "no record"
         raise PublishError(
-            f"{provider.label} accepted the update but {change.name} holds {shown}",
-            step=step,
+            f"{label} accepted the update but {change.name} holds {shown}",
+            step=f"dns {change.label}",
             answer="NOERROR without effect",
         )
-    return ChangeResult(before, after, written=True)

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import dns.asyncquery
 import dns.exception
 import dns.flags
 import dns.message
@@ -106,7 +108,14 @@ class Rfc2136Provider:
         return owner
 
     async def _exchange(self, message: dns.message.Message, step: str) -> bytes:
-        wire = message.to_wire()
+        try:
+            wire = message.to_wire()
+        except dns.exception.TooBig:
+            raise PublishError(
+                "the update does not fit one DNS message (64 KiB): use smaller batches",
+                step=step,
+                answer="too big",
+            ) from None
         cfg = self.config
         try:
             async with asyncio.timeout(cfg.timeout):
@@ -134,19 +143,47 @@ class Rfc2136Provider:
         step = f"read {owner} TXT"
         query = dns.message.make_query(owner, dns.rdatatype.TXT)
         query.flags &= ~dns.flags.RD
-        data = await self._exchange(query, step)
+        cfg = self.config
         try:
-            reply = dns.message.from_wire(data, keyring=False)
-        except dns.exception.DNSException as exc:
-            raise PublishError(f"{self.label}: bad reply ({exc})", step=step) from None
+            # UDP, and TCP when the answer is truncated; reads are idempotent (RFC 2136 §7.8
+            # asks for TCP only where a retry could change the outcome: updates).
+            reply, _ = await dns.asyncquery.udp_with_fallback(
+                query, cfg.server, port=cfg.port, timeout=cfg.timeout
+            )
+        except dns.exception.Timeout:
+            raise PublishError(
+                f"{self.label}: no answer within {cfg.timeout:g}s", step=step, answer="timeout"
+            ) from None
+        except (OSError, dns.exception.DNSException) as exc:
+            raise PublishError(
+                f"{self.label}: {exc.__class__.__name__}: {exc}", step=step, answer="unreachable"
+            ) from None
         return txt_from_reply(reply, owner, label=self.label, step=step)
 
     async def write_txt(self, change: TxtChange, current: TxtSet) -> None:
-        owner = self._in_zone(change.name)
-        step = f"dns {change.label}"
+        await self.write_many([(change, current)])
+
+    async def write_many(self, changes: Sequence[tuple[TxtChange, TxtSet]]) -> None:
+        """Several replacements in ONE update: all or nothing (RFC 2136 §3.7, checklist G1.6),
+        each with its own compare-and-swap prerequisites; for bulk ``id`` bumps of hosted
+        domains, whose records all live in one delegation zone."""
+        if not changes:
+            return
         update = dns.update.UpdateMessage(
             self.zone, keyring=self._keyring, keyname=self._keyname, keyalgorithm=self._algorithm
         )
+        for change, current in changes:
+            self._add_change(update, change, current)
+        first = changes[0][0]
+        step = f"dns {first.label}" + (f" and {len(changes) - 1} more" if len(changes) > 1 else "")
+        async with self._lock:
+            data = await self._exchange(update, step)
+        self._check_reply(data, update, step)
+
+    def _add_change(
+        self, update: dns.update.UpdateMessage, change: TxtChange, current: TxtSet
+    ) -> None:
+        owner = self._in_zone(change.name)
         # Prerequisites (RFC 2136 §2.4, all TTL 0): the RRset is exactly what we read, or absent
         # when we read nothing (G1.9); and no CNAME stands at the name (G1.10).
         if current.records:
@@ -161,9 +198,6 @@ class Rfc2136Provider:
             # Every record of an RRset carries one TTL (RFC 2136 §7.12, G1.11).
             ttl = current.ttl if current.others(change.prefix) else change.ttl
             update.add(owner, ttl, _rdata(split_txt(change.value)))
-        async with self._lock:
-            data = await self._exchange(update, step)
-        self._check_reply(data, update, step)
 
     def _check_reply(self, data: bytes, request: dns.message.Message, step: str) -> None:
         try:

@@ -24,6 +24,7 @@ import dns.message
 import dns.name
 import dns.rcode
 import dns.rdatatype
+import dns.serial
 
 from stspilot.errors import PublishError
 from stspilot.facts import DnsStatus, FetchOutcome
@@ -219,3 +220,103 @@ async def verify_policy(
                 answer=got.outcome.value,
             )
         await asyncio.sleep(options.interval)
+
+
+async def soa_serial(server: NameServer, zone: str, limit: float) -> int | None:
+    """The SOA serial ``server`` serves for ``zone`` (authoritatively), None if it cannot say."""
+    try:
+        reply = await _ask(server, zone, "SOA", limit)
+    except (dns.exception.DNSException, OSError):
+        return None
+    if not reply.flags & dns.flags.AA:
+        return None
+    for rrset in reply.answer:
+        if rrset.rdtype == dns.rdatatype.SOA:
+            return int(rrset[0].serial)
+    return None
+
+
+async def wait_for_serial(
+    servers: Sequence[NameServer], zone: str, serial: int, *, options: VerifyOptions
+) -> None:
+    """Until every server's serial is at least ``serial`` (RFC 1982: it wraps), or name the
+    servers still behind (checklist G3.3, G6.3)."""
+    want = dns.serial.Serial(serial)
+    started = time.monotonic()
+    while True:
+        got = await asyncio.gather(*(soa_serial(s, zone, options.query_timeout) for s in servers))
+        behind = [
+            (s, g)
+            for s, g in zip(servers, got, strict=True)
+            if g is None or dns.serial.Serial(g) < want
+        ]
+        if not behind:
+            return
+        if time.monotonic() - started > options.timeout:
+            named = "; ".join(f"{s.label} at serial {g}" for s, g in behind)
+            raise PublishError(
+                f"not every server reached serial {serial} of {zone} after {options.timeout:g}s: "
+                f"{named}",
+                step=f"verify {zone} serial",
+                answer="not propagated",
+            )
+        await asyncio.sleep(options.interval)
+
+
+async def verify_txt_many(
+    servers: Sequence[NameServer],
+    changes: Sequence[TxtChange],
+    *,
+    options: VerifyOptions = VerifyOptions(),
+    concurrency: int = 64,
+    zone: str = "",
+    serial: int | None = None,
+) -> float:
+    """``verify_txt`` for many records at once (bulk ``id`` bumps): each record is done when
+    every server shows it on ``options.polls`` consecutive rounds; returns the seconds waited.
+    With ``zone``, each server is read by one zone transfer per round where it allows one; with
+    ``serial`` (the primary's after the update), rounds start once every server's SOA serial
+    has reached it (RFC 1982 arithmetic; checklist G3.3), which is one small question each."""
+    from stspilot.publish.bulk import read_zone
+
+    started = time.monotonic()
+    if zone and serial is not None:
+        await wait_for_serial(servers, zone, serial, options=options)
+    gate = asyncio.Semaphore(concurrency)
+    agreeing = dict.fromkeys(range(len(changes)), 0)
+
+    async def state(server: NameServer, change: TxtChange) -> bool:
+        async with gate:
+            got = await _state(server, change, options.query_timeout)
+        return not isinstance(got, str) and got.holds(change.prefix, change.value)
+
+    async def at(server: NameServer, pending: list[int]) -> list[bool]:
+        wanted = [changes[i] for i in pending]
+        if zone:
+            whole = await read_zone(server, zone, [c.name for c in wanted])
+            if whole is not None:
+                return [t.holds(c.prefix, c.value) for c, t in zip(wanted, whole, strict=True)]
+        return list(await asyncio.gather(*(state(server, c) for c in wanted)))
+
+    while agreeing:
+        pending = sorted(agreeing)
+        by_server = await asyncio.gather(*(at(s, pending) for s in servers))
+        for n, i in enumerate(pending):
+            if all(column[n] for column in by_server):
+                agreeing[i] += 1
+            else:
+                agreeing[i] = 0
+            if agreeing[i] >= options.polls:
+                del agreeing[i]
+        if not agreeing:
+            break
+        if time.monotonic() - started > options.timeout:
+            names = ", ".join(changes[i].name for i in sorted(agreeing)[:5])
+            raise PublishError(
+                f"{len(agreeing)} records not shown by every authoritative server after "
+                f"{options.timeout:g}s (e.g. {names})",
+                step="verify bulk",
+                answer="not propagated",
+            )
+        await asyncio.sleep(options.interval)
+    return time.monotonic() - started
