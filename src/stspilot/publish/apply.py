@@ -92,9 +92,11 @@ class Publisher:
 
     async def read_live(self, domain: str) -> Live:
         """The two TXT records at the primary and the policy as a sender fetches it."""
-        tlsrpt = await self.provider.read_txt(f"_smtp._tls.{domain}.")
-        sts = await self.provider.read_txt(f"_mta-sts.{domain}.")
-        fetched = await self.fetcher.fetch_policy(domain)
+        tlsrpt, sts, fetched = await asyncio.gather(
+            self.provider.read_txt(f"_smtp._tls.{domain}."),
+            self.provider.read_txt(f"_mta-sts.{domain}."),
+            self.fetcher.fetch_policy(domain),
+        )
         body = fetched.body if fetched.outcome is FetchOutcome.OK and fetched.body else None
         served = self.journal.served_policies(domain)
         (tls_value,) = tlsrpt.values(TLSRPT_PREFIX)[:1] or (None,)
