@@ -39,6 +39,7 @@ from stspilot.store import Store
 from stspilot.store.accounts import Accounts, User
 from stspilot.store.hosting import HostedPolicies
 from stspilot.web import api
+from stspilot.web import publish as publish_api
 from stspilot.web.auth import (
     CsrfCookieMiddleware,
     LoginRequired,
@@ -151,6 +152,7 @@ def create_app(
     app.router.routes.extend(metrics_routes(store, settings))
     app.router.routes.extend(auth_routes())
     app.include_router(api.router)
+    app.include_router(publish_api.router)
 
     @app.get(OPENAPI_PATH, include_in_schema=False)
     async def openapi(user: User = Depends(require_user)) -> JSONResponse:
