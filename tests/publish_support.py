@@ -70,7 +70,12 @@ def need(kind: str) -> None:
 
 
 def dns_world(
-    tmp: Path, primary: str, *, secondary: bool = False, zone_lines: tuple[str, ...] = ()
+    tmp: Path,
+    primary: str,
+    *,
+    secondary: bool = False,
+    zone_lines: tuple[str, ...] = (),
+    zone_name: str = ZONE,
 ) -> Iterator[DnsWorld]:
     """``primary`` is "knot" or "bind"; ``secondary`` adds a Knot secondary fed by NOTIFY/AXFR."""
     need(primary)
@@ -83,7 +88,7 @@ def dns_world(
     port = free_port(p_addr, s_addr)
     ns = (("ns1", p_addr),) + ((("ns2", s_addr),) if secondary else ())
     lines = ("@ MX 10 mx1", "mx1 A 127.0.0.9", *zone_lines)
-    zone = LabZone(ZONE, ns, lines)
+    zone = LabZone(zone_name, ns, lines)
     secret = make_secret()
     if primary == "bind":
         notify = [(s_addr, port)] if secondary else None
@@ -97,7 +102,7 @@ def dns_world(
             second = start_knot(
                 tmp / "knot2", s_addr, port, [zone], secret=secret, primary=(p_addr, port)
             )
-        world = DnsWorld(ZONE, secret, port, first, second)
+        world = DnsWorld(zone_name, secret, port, first, second)
         yield world
     finally:
         if second is not None:

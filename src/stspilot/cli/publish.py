@@ -375,3 +375,85 @@ def apply_rollout(
             **net,
         )
     return EXIT_OK
+
+
+@publish_app.command("hosted-sync")
+def hosted_sync_command(
+    zone: str | None = typer.Option(
+        None, "--zone", help="the delegation zone (default: $STSPILOT_TXT_DELEGATION_ZONE)"
+    ),
+    verify_policy: bool = typer.Option(
+        True, "--verify-policy/--no-verify-policy", help="fetch each policy before its id"
+    ),
+    dry_run: bool = typer.Option(False, "--dry-run", help="only list what would change"),
+    config: Path | None = CONFIG,
+    db: str | None = DB,
+    yes: bool = YES,
+    nameserver: str | None = NAMESERVER,
+    ca_file: Path | None = CA_FILE,
+    port_map: str | None = PORT_MAP,
+    timeout: float = TIMEOUT,
+) -> None:
+    """Make the TXT records of the hosted service's delegation zone say what the store serves:
+    each changed policy fetched as a sender would, then its new id, verified at every server."""
+    import os
+
+    from rich.console import Console
+
+    from stspilot.check.run import Probes
+    from stspilot.errors import ConfigError
+    from stspilot.publish.config import load_config
+    from stspilot.publish.hosted import sync_delegation
+    from stspilot.publish.rfc2136 import Rfc2136Provider
+    from stspilot.publish.session import utc_now
+    from stspilot.publish.verify import NameServer, VerifyOptions, authoritative_servers
+    from stspilot.store import Store
+
+    name = (zone or os.environ.get("STSPILOT_TXT_DELEGATION_ZONE") or "").rstrip(".").lower()
+    if not name:
+        raise ConfigError("give --zone or set STSPILOT_TXT_DELEGATION_ZONE")
+    zones = load_config(config).zones
+    if name not in zones or zones[name].provider != "rfc2136":
+        raise ConfigError(f'configure [zones."{name}"] with provider = "rfc2136" first')
+    rfc = zones[name].rfc2136()
+    options = check_options(nameserver, ca_file, port_map, timeout)
+    console = Console(highlight=False, soft_wrap=True)
+
+    async def main(store: Store, dry: bool) -> Any:
+        provider = Rfc2136Provider(rfc)
+        primary = NameServer("primary", rfc.server, rfc.port)
+        async with Probes(options) as probes:
+            servers = await authoritative_servers(
+                name, primary=primary, port=zones[name].nameserver_port
+            )
+            return await sync_delegation(
+                store,
+                provider,
+                servers,
+                zone=name,
+                clock=utc_now,
+                fetcher=probes.fetcher if verify_policy else None,
+                verify=VerifyOptions(timeout=float(zones[name].options.get("verify_timeout", 300))),
+                dry_run=dry,
+            )
+
+    with Store.open(db) as store:
+        plan = asyncio.run(main(store, True))
+        for domain, why in plan.skipped.items():
+            console.print(f"[yellow]skipped[/yellow] {domain}: {why}")
+        if not plan.changed:
+            console.print(f"{name}: every record already says what the store serves")
+            return
+        console.print(
+            f"{len(plan.changed)} record(s) to change in {name}: {', '.join(plan.changed[:10])}"
+        )
+        if dry_run:
+            return
+        if not yes and not typer.confirm("Change them?", default=False):
+            raise typer.Abort()
+        done = asyncio.run(main(store, False))
+    bulk = done.bulk
+    console.print(
+        f"{len(done.changed)} record(s) changed and verified at every server"
+        + (f" in {bulk.write_seconds + bulk.verify_seconds:.1f}s" if bulk else "")
+    )

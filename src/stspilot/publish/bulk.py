@@ -61,7 +61,7 @@ async def read_zone(
     return [whole.get(n, TxtSet(n)) for n in names]
 
 
-async def _read_all(
+async def read_all(
     provider: Rfc2136Provider, names: Sequence[str], concurrency: int
 ) -> list[TxtSet]:
     cfg = provider.config
@@ -91,7 +91,7 @@ async def change_txt_many(
     """Carry out ``changes`` (distinct names) like ``change_txt`` each, in batches."""
     loop = asyncio.get_running_loop()
     started = loop.time()
-    before = await _read_all(provider, [c.name for c in changes], concurrency)
+    before = await read_all(provider, [c.name for c in changes], concurrency)
     todo = [
         (c, b)
         for c, b in zip(changes, before, strict=True)
@@ -99,7 +99,7 @@ async def change_txt_many(
     ]
     for i in range(0, len(todo), batch):
         await provider.write_many(todo[i : i + batch])
-    after = await _read_all(provider, [c.name for c, _ in todo], concurrency)
+    after = await read_all(provider, [c.name for c, _ in todo], concurrency)
     for (change, _), now in zip(todo, after, strict=True):
         check_after(change, now, provider.label)
     written = loop.time()
