@@ -88,6 +88,11 @@ async def test_publish_status_and_the_result_a_sender_sees(
     assert all(s["state"] == "verified" and s["verified_at"] for s in run["steps"])
     assert run["steps"][2]["target"]["value"] == f"v=STSv1; id={seen.sts_record.id}"
     assert lab.world.secret not in json.dumps(run) and lab.world.secret not in out.err
+    # Again without --mode: the live mode stays, and nothing differs, so nothing is written.
+    again = await cli("publish", ZONE, "--yes", "--config", str(config), "--db", db(lab),
+                      *net_args(lab))  # fmt: skip
+    assert again == 0 and "nothing to change" in capsys.readouterr().out
+    assert len(PublishJournal(lab.store).runs(ZONE)) == 1
 
 
 async def test_a_secret_file_others_can_read_is_refused(

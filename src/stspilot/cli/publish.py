@@ -207,7 +207,9 @@ def publish_command(
     policy: str | None = typer.Option(
         None, "--policy", help="hosted, webroot:PATH or elsewhere (default: the config's)"
     ),
-    mode: str | None = typer.Option(None, "--mode", help="testing, enforce or none"),
+    mode: str | None = typer.Option(
+        None, "--mode", help="testing, enforce or none (default: the live mode, else testing)"
+    ),
     mx: list[str] = typer.Option([], "--mx", help="MX host to cover (default: the live set)"),
     max_age: int | None = typer.Option(None, "--max-age", min=0, help="seconds"),
     rua: list[str] = typer.Option([], "--rua", help="TLS-RPT URI (default: the live one)"),
@@ -223,7 +225,7 @@ def publish_command(
 ) -> None:
     from rich.console import Console
 
-    from stspilot.publish.plan import Target
+    from stspilot.publish.plan import Live, Target, policy_mode
     from stspilot.publish.session import utc_now
     from stspilot.rollout.generate import generate
     from stspilot.store import Store
@@ -238,15 +240,16 @@ def publish_command(
     }
     with Store.open(db) as store:
 
-        async def live_mx(publisher: Publisher) -> tuple[list[str], str | None, str | None]:
+        async def live_mx(publisher: Publisher) -> tuple[list[str], Live]:
             lookup = await publisher.fetcher.resolver.lookup_mx(cfg.domain)
-            live = await publisher.read_live(cfg.domain)
-            return [h.host for h in lookup.hosts], live.sts, live.tlsrpt
+            return [h.host for h in lookup.hosts], await publisher.read_live(cfg.domain)
 
-        hosts, sts, tlsrpt = execute(store, cfg, target=live_mx, **net)
-        previous = sts.rpartition("id=")[2].strip() if sts else ""
-        live_rua = tlsrpt.partition("rua=")[2].split(",") if tlsrpt else []
-        chosen = "none" if remove else (mode or "testing")
+        hosts, live = execute(store, cfg, target=live_mx, **net)
+        previous = live.sts.rpartition("id=")[2].strip() if live.sts else ""
+        live_rua = live.tlsrpt.partition("rua=")[2].split(",") if live.tlsrpt else []
+        # Without --mode the live mode stays (a plain `publish` never rolls back by surprise).
+        current = policy_mode(live.policy) if live.policy else None
+        chosen = "none" if remove else (mode or current or "testing")
         pub = generate(
             cfg.domain,
             mx_hosts=mx or hosts,

@@ -188,7 +188,7 @@ def plan_decommission(live: Live, pub_none: Publication, *, now: datetime) -> Pu
     expired, then the TXT record, then (after its TTL) the policy (checklist G5.5-G5.7)."""
     if pub_none.mode != "none":
         raise ConfigError("decommission publishes a mode none policy")
-    serving_none = live.policy is not None and _mode(live.policy) == "none" and live.sts
+    serving_none = live.policy is not None and policy_mode(live.policy) == "none" and live.sts
     steps: list[Step] = []
     longest = max(live.served_max_age, pub_none.max_age)
     notes: list[str] = []
@@ -237,7 +237,7 @@ def plan_decommission(live: Live, pub_none: Publication, *, now: datetime) -> Pu
     return PublishPlan(live.domain, "decommission", tuple(steps), tuple(notes))
 
 
-def _mode(policy: str) -> str | None:
+def policy_mode(policy: str) -> str | None:
     for line in policy.splitlines():
         key, _, value = line.partition(":")
         if key.strip() == "mode":
