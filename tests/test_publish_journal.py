@@ -96,3 +96,26 @@ async def test_the_api_lists_the_journal(client: httpx.AsyncClient, world: World
     admin = await client.get("/api/domains/globex.test/journal", headers=world.auth("root"))
     assert [r["domain"] for r in admin.json()] == ["globex.test"]
     assert (await client.get("/api/domains/example.com/journal")).status_code == 401
+
+
+async def test_the_domain_page_shows_the_journal(world: World) -> None:
+    from stspilot.web import pages
+    from stspilot.web.app import create_app
+    from web_support import client_for, login
+
+    journal = PublishJournal(world.store)
+    run = journal.start(
+        "example.com", action="enforce", steps=steps_for("example.com", "enforce"),
+        actor="alice (cli)", reason="forced past the enforce gate: <pilot>", dns="rfc2136",
+        destination="hosted", now=world.clock(),
+    )  # fmt: skip
+    journal.mark_step(run.id, 0, "verified", now=world.clock())
+    journal.mark_step(run.id, 1, "failed", now=world.clock(), error="HTTP 429 Too Many Requests")
+    app = create_app(world.settings, world.store, routers=[pages.router], clock=world.clock)
+    async with client_for(app) as dash:
+        assert (await login(dash, "alice")).status_code == 303
+        html = (await dash.get("/domains/example.com")).text
+    section = html.split('id="journal"', 1)[1].split("</section>", 1)[0]
+    assert "enforce" in section and "alice (cli)" in section
+    assert "&lt;pilot&gt;" in section  # escaped
+    assert "set _smtp._tls.example.com. TXT" in section and "HTTP 429" in section

@@ -4,6 +4,7 @@ provider's answer on failure). Read-only: changing DNS from the web is not offer
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -45,9 +46,14 @@ class PublishRunOut(BaseModel):
     steps: list[PublishStepOut]
 
 
-def run_out(run: JournalRun) -> PublishRunOut:
+def step_title(target: Mapping[str, Any]) -> str:
+    """A journal step in words (``set _mta-sts.example.com. TXT "v=STSv1; id=..."``)."""
     from stspilot.publish.plan import Step
 
+    return Step.from_dict(target).title
+
+
+def run_out(run: JournalRun) -> PublishRunOut:
     return PublishRunOut(
         id=run.id,
         domain=run.domain,
@@ -64,7 +70,7 @@ def run_out(run: JournalRun) -> PublishRunOut:
             PublishStepOut(
                 seq=s.seq,
                 kind=s.kind,
-                title=Step.from_dict(s.target).title,
+                title=step_title(s.target),
                 state=s.state,
                 target=dict(s.target),
                 outcome=dict(s.outcome) if s.outcome else None,
