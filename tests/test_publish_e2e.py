@@ -169,6 +169,19 @@ async def test_hosted_policy_gets_its_id_from_the_store(lab: Lab) -> None:
         assert run.steps[1].outcome is not None and run.steps[1].outcome["written"] is False
 
 
+async def test_a_name_outside_the_zone_fails_the_step_not_the_process(lab: Lab) -> None:
+    from stspilot.publish.plan import Step
+
+    async with open_publisher(lab.store, lab.config, check=lab.check, clock=lab.clock) as p:
+        stray = Step(StepKind.TLSRPT, "_smtp._tls.other.test.", "v=TLSRPTv1; rua=mailto:a@b.c")
+        run = p.start(PublishPlan("other.test", "reporting", (stray,)), actor="test")
+        with pytest.raises(PublishError, match=r"not in the configured zone example\.test"):
+            await p.run(run)
+    failed = PublishJournal(lab.store).get(run.id)
+    assert failed.state == "failed" and failed.steps[0].state == "failed"
+    assert failed.error is not None and "stspilot publish resume other.test" in failed.error
+
+
 def _child_env(lab: Lab, plan: PublishPlan, crash: tuple[int, str] | None) -> dict[str, str]:
     spec = {
         "db": str(lab.store.engine.url.render_as_string(hide_password=False)),

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from stspilot.errors import PublishError
+from stspilot.errors import ConfigError, PublishError
 from stspilot.facts import FetchOutcome
 from stspilot.probes.fetch import PolicyFetcher
 from stspilot.publish.destinations import PolicyChange, PolicyDestination
@@ -162,16 +162,19 @@ class Publisher:
                         return self.journal.get(run.id)
                 else:
                     await self._step(run, entry, step)
-            except PublishError as exc:
+            except (PublishError, ConfigError) as exc:
+                # A provider's refusal, or a setting that does not fit this zone: the journal
+                # says where it stopped, the message says how to go on.
                 now = self.clock()
                 resume = f"stspilot publish resume {run.domain}"
                 message = f"step {entry.seq + 1} ({step.title}) failed: {exc}; resume: {resume}"
-                answer = {"answer": exc.answer} if exc.answer else None
+                said = exc.answer if isinstance(exc, PublishError) else "configuration"
                 self.journal.mark_step(
-                    run.id, entry.seq, "failed", now=now, error=str(exc), outcome=answer
+                    run.id, entry.seq, "failed", now=now, error=str(exc), outcome={"answer": said}
                 )
                 self.journal.mark_run(run.id, "failed", now=now, error=message)
-                raise PublishError(message, step=exc.step, answer=exc.answer) from None
+                step_name = exc.step if isinstance(exc, PublishError) else step.title
+                raise PublishError(message, step=step_name, answer=said) from None
             previous = self.journal.get(run.id).steps[entry.seq]
         self.journal.mark_run(run.id, "done", now=self.clock())
         return self.journal.get(run.id)
