@@ -178,13 +178,16 @@ def apply_target(
     reason: str,
     none_since: datetime | None,
     console: Console,
+    history_max_age: int = 0,
     **net: Any,
 ) -> JournalRun | None:
     """Plan ``target`` from what is live, show it, ask, then carry it out."""
     from stspilot.publish.session import utc_now
 
     async def go(publisher: Publisher) -> JournalRun | None:
-        plan = await publisher.plan_for(target, now=utc_now(), none_since=none_since)
+        plan = await publisher.plan_for(
+            target, now=utc_now(), none_since=none_since, history_max_age=history_max_age
+        )
         if not plan.steps:
             console.print(f"{plan.domain}: nothing to change; what is live is what was asked")
             return None
@@ -365,6 +368,10 @@ def apply_rollout(
         return EXIT_OK
     cfg = domain_config(assessment.domain, config, None, policy)
     none_since = assessment.since if assessment.stage.value == "winding-down" else None
+    # The decommission runbook waits for the longest max_age the check history saw served.
+    books = assessment.runbooks.decommission
+    start = none_since or assessment.assessed_at
+    longest = int((books.wait_until - start).total_seconds()) if books.wait_until else 0
     reason = f"forced past the enforce gate: {force}" if force and not assessment.ready else ""
     with Store.open(db) as store:
         apply_target(
@@ -375,6 +382,7 @@ def apply_rollout(
             reason=reason or target.summary,
             none_since=none_since,
             console=console,
+            history_max_age=max(longest, 0),
             **net,
         )
     return EXIT_OK

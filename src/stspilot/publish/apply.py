@@ -101,23 +101,37 @@ class Publisher:
         served = self.journal.served_policies(domain)
         (tls_value,) = tlsrpt.values(TLSRPT_PREFIX)[:1] or (None,)
         (sts_value,) = sts.values(STS_PREFIX)[:1] or (None,)
+        text = body.decode("ascii", "replace") if body is not None else None
+        # The policy served now counts too, even when stspilot did not publish it: senders may
+        # hold it for its max_age (RFC 8461 §8.3; checklist G5.6).
+        age = _field(text, "max_age") if text else ""
+        now_age = int(age) if age.isdigit() else 0
         return Live(
             domain,
             tlsrpt=tls_value,
             sts=sts_value,
-            policy=body.decode("ascii", "replace") if body is not None else None,
+            policy=text,
             sts_ttl=sts.ttl or 3600,
-            served_max_age=max((age for age, _ in served), default=0),
+            served_max_age=max([now_age, *(a for a, _ in served)]),
         )
 
     async def plan_for(
-        self, target: Target, *, now: datetime, none_since: datetime | None = None
+        self,
+        target: Target,
+        *,
+        now: datetime,
+        none_since: datetime | None = None,
+        history_max_age: int = 0,
     ) -> PublishPlan:
-        """The steps from what is live now to ``target`` (see ``plan.py`` for the order)."""
+        """The steps from what is live now to ``target`` (see ``plan.py`` for the order).
+
+        ``history_max_age`` is the longest max_age the check history saw served (the rollout's
+        evidence), for policies served before stspilot published anything."""
         pub = target.publication
         if pub is None:
             raise PublishError(f"nothing to publish: {target.summary}", step="plan")
         live = await self.read_live(pub.domain)
+        live = replace(live, served_max_age=max(live.served_max_age, history_max_age))
         if target.reporting_only:
             return plan_reporting(live, pub)
         if target.decommission:
