@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
     from stspilot.publish.apply import Publisher
     from stspilot.publish.config import DomainConfig
-    from stspilot.publish.plan import PublishPlan, Target
+    from stspilot.publish.plan import Target
     from stspilot.rollout.assess import RolloutAssessment
     from stspilot.rollout.evidence import LiveState
     from stspilot.store import Store
@@ -77,73 +77,6 @@ def domain_config(
     return load_config(config).for_domain(normalize_domain(domain), dns=dns, policy=policy)
 
 
-def render_plan(plan: PublishPlan, console: Console, *, title: str = "") -> None:
-    console.print(f"[bold]{title or plan.action}[/bold] for {plan.domain}:")
-    for i, step in enumerate(plan.steps, 1):
-        console.print(f"  {i}. {step.title}")
-        if step.note:
-            console.print(f"     [dim]{step.note}[/dim]")
-    for note in plan.notes:
-        console.print(f"  {note}")
-
-
-def render_runs(runs: list[JournalRun], console: Console) -> None:
-    from stspilot.publish.plan import Step
-
-    if not runs:
-        console.print("no publish runs in the journal")
-        return
-    for run in runs:
-        when = run.created_at.strftime("%Y-%m-%d %H:%M:%S")
-        console.print(
-            f"[bold]run {run.id}[/bold] {run.action} {run.state} · {when} UTC by {run.actor} · "
-            f"dns {run.dns} · policy {run.destination}"
-        )
-        if run.reason:
-            console.print(f"  reason: {run.reason}")
-        for s in run.steps:
-            at = s.verified_at or s.done_at or s.intended_at
-            stamp = f"{at:%H:%M:%S}" if at else "--------"
-            console.print(f"  {s.seq + 1}. [{s.state:>8}] {stamp} {Step.from_dict(s.target).title}")
-            if s.error:
-                console.print(f"     [red]{s.error}[/red]")
-        if run.error and run.state != "done":
-            console.print(f"  [yellow]{run.error}[/yellow]")
-
-
-def run_to_json(run: JournalRun) -> dict[str, Any]:
-    def stamp(value: datetime | None) -> str | None:
-        return value.isoformat() if value else None
-
-    return {
-        "id": run.id,
-        "domain": run.domain,
-        "action": run.action,
-        "actor": run.actor,
-        "reason": run.reason,
-        "dns": run.dns,
-        "destination": run.destination,
-        "state": run.state,
-        "error": run.error,
-        "created_at": stamp(run.created_at),
-        "updated_at": stamp(run.updated_at),
-        "steps": [
-            {
-                "seq": s.seq,
-                "kind": s.kind,
-                "target": dict(s.target),
-                "state": s.state,
-                "outcome": dict(s.outcome) if s.outcome else None,
-                "error": s.error,
-                "intended_at": stamp(s.intended_at),
-                "done_at": stamp(s.done_at),
-                "verified_at": stamp(s.verified_at),
-            }
-            for s in run.steps
-        ],
-    }
-
-
 def execute(
     store: Store,
     config: DomainConfig,
@@ -191,6 +124,8 @@ def apply_target(
         if not plan.steps:
             console.print(f"{plan.domain}: nothing to change; what is live is what was asked")
             return None
+        from stspilot.publish.render import render_plan
+
         render_plan(plan, console, title=target.action)
         if not yes and not typer.confirm("Carry out these steps?", default=False):
             raise typer.Abort()
@@ -199,6 +134,8 @@ def apply_target(
 
     result: JournalRun | None = execute(store, config, target=go, **net)
     if result is not None:
+        from stspilot.publish.render import render_runs
+
         render_runs([result], console)
     return result
 
@@ -288,8 +225,12 @@ def status_command(
     with Store.open(db) as store:
         runs = PublishJournal(store).runs(normalize_domain(domain), limit=limit)
     if as_json:
+        from stspilot.publish.render import run_to_json
+
         sys.stdout.write(json.dumps([run_to_json(r) for r in runs], indent=2) + "\n")
     else:
+        from stspilot.publish.render import render_runs
+
         render_runs(runs, Console(highlight=False, soft_wrap=True))
 
 
@@ -330,6 +271,8 @@ def resume_command(
             port_map=port_map,
             timeout=timeout,
         )
+    from stspilot.publish.render import render_runs
+
     render_runs([done], console)
 
 
