@@ -182,6 +182,20 @@ async def test_a_name_outside_the_zone_fails_the_step_not_the_process(lab: Lab) 
     assert failed.error is not None and "stspilot publish resume other.test" in failed.error
 
 
+async def test_a_superseded_run_stops_before_writing(lab: Lab) -> None:
+    async with open_publisher(lab.store, lab.config, check=lab.check, clock=lab.clock) as p:
+        live = await p.read_live(ZONE)
+        first = p.start(plan_publication(live, lab.pub("testing", 2)), actor="one")
+        second = p.start(plan_publication(live, lab.pub("enforce", 2)), actor="two")
+        with pytest.raises(PublishError, match=f"run {first.id} .* superseded"):
+            await p.run(first)
+        assert not (lab.webroot / ".well-known" / "mta-sts.txt").exists()
+        done = await p.run(second)
+        assert done.state == "done"
+    (seen,) = await check_domains([ZONE], options=lab.check)
+    assert seen.policy is not None and seen.policy.mode == "enforce"
+
+
 def _child_env(lab: Lab, plan: PublishPlan, crash: tuple[int, str] | None) -> dict[str, str]:
     spec = {
         "db": str(lab.store.engine.url.render_as_string(hide_password=False)),

@@ -163,13 +163,30 @@ class Publisher:
     async def run(self, run: JournalRun) -> JournalRun:
         """Carry out the run's steps from the first one not verified; returns the run as the
         journal holds it afterwards (``done``, ``waiting`` or, on error, ``failed`` + raise)."""
-        self.journal.mark_run(run.id, "running", now=self.clock())
         previous: JournalStep | None = None
+        if not self.journal.reopen(run.id, now=self.clock()):
+            state = self.journal.get(run.id).state
+            if state == "done":
+                return self.journal.get(run.id)
+            raise PublishError(
+                f"run {run.id} of {run.domain} is {state}: it was superseded by a newer plan",
+                step="resume",
+                answer=state,
+            )
         for entry in run.steps:
             if entry.state == "verified":
                 previous = entry
                 continue
             step = Step.from_dict(entry.target)
+            if self.journal.get(run.id).state == "abandoned":
+                # Another process planned this domain anew since (journal.start abandons the
+                # open run): two writers would undo each other's policy and id. Stop here.
+                raise PublishError(
+                    f"run {run.id} of {run.domain} was superseded by a newer plan; stopped "
+                    f"before step {entry.seq + 1}",
+                    step=step.title,
+                    answer="superseded",
+                )
             try:
                 if step.kind is StepKind.WAIT:
                     if not await self._wait(run, entry, step, previous):

@@ -267,6 +267,18 @@ class PublishJournal:
                 update(publish_runs).where(publish_runs.c.id == run_id).values(updated_at=now)
             )
 
+    def reopen(self, run_id: int, *, now: datetime) -> bool:
+        """Mark an open run ``running`` again (resuming it); False when it is no longer open
+        (a newer plan abandoned it, or it is done). One conditional UPDATE, so a run abandoned
+        at the same moment is never revived."""
+        with self._conn(write=True) as conn:
+            done = conn.execute(
+                update(publish_runs)
+                .where(publish_runs.c.id == run_id, publish_runs.c.state.in_(OPEN_STATES))
+                .values(state="running", error=None, updated_at=now)
+            )
+            return bool(done.rowcount)
+
     def mark_run(self, run_id: int, state: str, *, now: datetime, error: str | None = None) -> None:
         with self._conn(write=True) as conn:
             conn.execute(
