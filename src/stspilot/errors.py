@@ -10,6 +10,7 @@
     │   └── ProbeTimeout        ... in time (also TimeoutError)
     ├── StoreError              the database could not do what was asked
     │   └── DuplicateReport     the report is already stored (re-ingesting is a no-op)
+    ├── PublishError            a DNS provider or policy destination refused, or a change not seen
     └── ConfigError             settings, options or environment are wrong (also ValueError)
         └── InvalidName         a text given as a domain or host name is not one (sts/names.py)
 
@@ -69,6 +70,19 @@ class StoreError(StspilotError):
 
 class DuplicateReport(StoreError):
     """The report is already stored; ingesting it again changes nothing."""
+
+
+class PublishError(StspilotError):
+    """A publishing step failed: the provider's answer, the step, and how to resume.
+
+    ``step`` names the step (``dns _mta-sts.example.com TXT``); ``answer`` is what the provider
+    or server said (``REFUSED``, ``TSIG BADSIG``, ``HTTP 429``), kept for the journal.
+    """
+
+    def __init__(self, message: str, *, step: str = "", answer: str = "") -> None:
+        super().__init__(message)
+        self.step = step
+        self.answer = answer
 
 
 class ConfigError(StspilotError, ValueError):

@@ -18,6 +18,7 @@ from stspilot.cli import (
     ingest,
     lab,
     monitor,
+    publish,
     receive,
     reports,
     rollout,
@@ -86,5 +87,6 @@ for _module in (
     hosting,
     monitor,
     lab,
+    publish,
 ):
     _module.register(app)

@@ -36,7 +36,15 @@ each enforce-gate criterion with its evidence; how many sessions enforce would h
 the exact records and policy to publish next; rollback, decommission and (with --new-mx or
 when the MX set drifted) an MX migration runbook.
 
-Exit code: 0 the gate passes (or enforce is healthy), 1 it passes with warnings, 2 it fails.
+With --apply it then carries out the next stage (or --to testing|enforce|none) through
+stspilot publish: it shows the plan, asks (unless --yes), and publishes in the never-orphan
+order, each step verified and journaled. --to enforce is refused while the gate fails, unless
+--force REASON (the journal records the reason). --to testing is the fast rollback; --to none
+decommissions the safe way (RFC 8461 §8.3).
+
+Exit code: 0 the gate passes (or enforce is healthy), 1 it passes with warnings, 2 it fails
+(with --apply --to enforce: refused); 4 a publishing step failed (resume with
+stspilot publish resume DOMAIN).
 """
 
 
@@ -80,6 +88,16 @@ def rollout_command(
     port_map: str | None = PORT_MAP,
     timeout: float = TIMEOUT,
     deadline: float = DEADLINE,
+    apply: bool = typer.Option(False, "--apply", help="carry out the next stage (or --to)"),
+    to: str | None = typer.Option(None, "--to", help="with --apply: testing, enforce or none"),
+    yes: bool = typer.Option(False, "--yes", "-y", help="with --apply: do not ask"),
+    force: str | None = typer.Option(
+        None, "--force", help="with --apply --to enforce: the REASON to pass a failing gate"
+    ),
+    config: Path | None = typer.Option(None, "--config", help="publish config (TOML)"),
+    policy: str | None = typer.Option(
+        None, "--policy", help="with --apply: hosted, webroot:PATH or elsewhere"
+    ),
 ) -> None:
     from rich.console import Console
 
@@ -90,6 +108,8 @@ def rollout_command(
 
     if gate_days > days:
         raise typer.BadParameter("--gate-days cannot be longer than --days")
+    if not apply and (to or yes or force):
+        raise typer.BadParameter("--to, --yes and --force go with --apply")
     options = check_options(nameserver, ca_file, port_map, timeout, deadline)
     result = run_check(domain, options)
     now = result.observed_at
@@ -117,6 +137,24 @@ def rollout_command(
         sys.stdout.write(dumps(dict(document)) + "\n")
     else:
         render_rollout_text(assessment, Console(highlight=False, soft_wrap=False))
+    if apply:
+        from stspilot.cli.publish import apply_rollout
+
+        net = {"nameserver": nameserver, "ca_file": ca_file, "port_map": port_map}
+        raise typer.Exit(
+            apply_rollout(
+                assessment,
+                inputs.live,
+                to=to,
+                yes=yes,
+                force=force or "",
+                config=config,
+                policy=policy,
+                db=db,
+                timeout=timeout,
+                **net,
+            )
+        )
     raise typer.Exit(exit_code(assessment))
 
 

@@ -269,9 +269,11 @@ def domain_page(
 ) -> Response:
     from stspilot.rollout.assess import assess_rollout
     from stspilot.store.checks import rollout_inputs
+    from stspilot.store.journal import PublishJournal
     from stspilot.store.monitor import MonitorStore
     from stspilot.tlsrpt.advice import advice_for
     from stspilot.web.hosting import publish_info
+    from stspilot.web.publish import step_title
 
     ctx = context(request)
     name = _name(domain)
@@ -306,6 +308,8 @@ def domain_page(
             "check_findings": list((latest.result.get("findings") or []) if latest else []),
             "check_mx": list((latest.result.get("mx") or []) if latest else []),
             "alerts": alerts,
+            "journal": PublishJournal(ctx.store).runs(name, limit=5),
+            "step_title": step_title,
             "cert_days": cert_days,
             "cert_host": cert_host,
             "assessment": assessment,
