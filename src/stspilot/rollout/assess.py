@@ -13,7 +13,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from enum import StrEnum
 from itertools import pairwise
 
 from stspilot.findings import Finding, Severity, finding
@@ -30,6 +29,7 @@ from stspilot.rollout.evidence import (
 from stspilot.rollout.gate import (
     REFUSED_UNDER_ENFORCE,
     Criterion,
+    Stage,
     Verdict,
     WhatIf,
     compute_what_if,
@@ -60,17 +60,6 @@ __all__ = [
     "assess_rollout",
     "window_from_reports",
 ]
-
-
-class Stage(StrEnum):
-    """Where a domain is on the playbook, as a sender without a cached policy sees it."""
-
-    NONE = "none"  # neither MTA-STS nor TLS-RPT
-    REPORTING = "reporting"  # TLS-RPT only
-    TESTING = "testing"  # mode: testing, no failures in the gate window
-    FIXING = "fixing"  # mode: testing with failures to fix
-    ENFORCE = "enforce"
-    WINDING_DOWN = "winding-down"  # mode: none (RFC 8461 §8.3)
 
 
 @dataclass(frozen=True, slots=True)

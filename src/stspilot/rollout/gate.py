@@ -27,6 +27,17 @@ DANE_RESULT_TYPES: frozenset[str] = frozenset(
 )
 
 
+class Stage(StrEnum):
+    """Where a domain is on the playbook, as a sender without a cached policy sees it."""
+
+    NONE = "none"  # neither MTA-STS nor TLS-RPT
+    REPORTING = "reporting"  # TLS-RPT only
+    TESTING = "testing"  # mode: testing, no failures in the gate window
+    FIXING = "fixing"  # mode: testing with failures to fix
+    ENFORCE = "enforce"
+    WINDING_DOWN = "winding-down"  # mode: none (RFC 8461 §8.3)
+
+
 class Verdict(StrEnum):
     PASS = "pass"
     FAIL = "fail"

@@ -11,18 +11,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from stspilot.findings import Finding, finding
 from stspilot.rollout.evidence import LiveState
-from stspilot.rollout.gate import Criterion
+from stspilot.rollout.gate import Criterion, Stage
 from stspilot.rollout.generate import DAY, WEEK, Publication, generate
 from stspilot.sts.names import fold_name, host_name
 from stspilot.sts.policy import mx_matches
-
-if TYPE_CHECKING:  # rollout imports this module; Stage is a StrEnum, compared by value here
-    from stspilot.rollout.assess import Stage
-
 
 # Gate criteria about the evidence rather than the setup: failing only these under enforce
 # calls for reports, not for a rollback.
