@@ -23,6 +23,15 @@ def busy_port() -> Iterator[int]:
     "argv",
     [
         ["serve", "--listen", "127.0.0.1:{port}"],
+        [
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--smtp",
+            "127.0.0.1:{port}",
+            "--smtp-domain",
+            "a.test",
+        ],
         ["receive", "--listen", "127.0.0.1:{port}", "--no-verify-dkim", "--domain", "example.com"],
         [
             "receive",
@@ -35,7 +44,7 @@ def busy_port() -> Iterator[int]:
             "example.com",
         ],
     ],
-    ids=["serve", "receive-smtp", "receive-http"],
+    ids=["serve", "serve-smtp", "receive-smtp", "receive-http"],
 )
 def test_a_port_in_use_is_one_line_and_exit_4(
     argv: list[str],

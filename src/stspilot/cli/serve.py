@@ -49,7 +49,8 @@ def serve_command(
     host, port = host_port(listen, "--listen")
     overrides: dict[str, object] = {}
     if smtp:
-        overrides["smtp_listen"] = host_port(smtp, "--smtp")
+        smtp_host, smtp_port = host_port(smtp, "--smtp")
+        overrides["smtp_listen"] = (smtp_host, smtp_port)
         overrides["smtp_domains"] = frozenset(smtp_domain)
         overrides["smtp_verify_dkim"] = not no_verify_dkim
     if imap_config is not None:
@@ -59,6 +60,8 @@ def serve_command(
     if insecure_cookies:
         overrides["secure_cookies"] = False
     settings = WebSettings.from_env(overrides=overrides)
+    if smtp:  # the receiver binds in the app's start-up: say now, in one line, if it cannot
+        listen_socket(smtp_host, smtp_port, "--smtp").close()
     sock = listen_socket(host, port, "--listen")  # before the store: a busy port fails fast
     with sock, Store.open(db) as store:
         asyncio.run(_serve(settings, store, sock))
