@@ -30,6 +30,7 @@ _EXPORTS: dict[str, str] = {
     "StoreError": "errors",
     "ConfigError": "errors",
     "InvalidName": "errors",
+    "PublishError": "errors",
     # findings
     "CATALOGUE": "findings",
     "Finding": "findings",
@@ -75,6 +76,7 @@ __all__ = [
     "PolicyError",
     "ProbeError",
     "ProbeTimeout",
+    "PublishError",
     "RecordError",
     "ReportError",
     "RolloutAssessment",
@@ -123,6 +125,7 @@ if TYPE_CHECKING:  # let type checkers see the real names
         PolicyError,
         ProbeError,
         ProbeTimeout,
+        PublishError,
         RecordError,
         ReportError,
         StoreError,
