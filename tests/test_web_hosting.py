@@ -423,3 +423,35 @@ def test_cache_drops_a_read_that_raced_a_change() -> None:
     assert cache.cached_answer("mta-sts.a.test") is None  # but it was not kept
     assert b"enforce" in cache.answer("mta-sts.a.test").body
     assert cache.cached_answer("mta-sts.a.test") is not None
+
+
+def test_cli_serve_on_a_taken_port_says_so(store_url: str) -> None:
+    """A port already listened on: one plain line and the usage exit code, no traceback."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "stspilot",
+                "serve",
+                "--db",
+                store_url,
+                "--listen",
+                f"127.0.0.1:{port}",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, "STSPILOT_SECRET_KEY": "taken-port-test-0123456789"},
+        )
+    assert done.returncode != 0
+    assert f"cannot serve HTTP on 127.0.0.1:{port}" in done.stderr
+    assert "Traceback" not in done.stderr and "backtrace" not in done.stderr
