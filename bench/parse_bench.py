@@ -27,7 +27,6 @@ from stspilot.errors import LimitExceeded
 from stspilot.ingest.decode import extract_reports
 from stspilot.lab.sample_reports import generate_reports, to_email, to_gzip, to_json_bytes
 from stspilot.tlsrpt import reports
-from stspilot.tlsrpt import text as report_text
 from stspilot.tlsrpt.reports import parse_report
 from stspilot.tlsrpt.schema import REPORT_DECODER
 
@@ -66,9 +65,7 @@ def naive_parse(data: bytes) -> object:
 
 def parse_cold(data: bytes) -> object:
     """parse_report as if no policy, date range or address had been seen before."""
-    reports._POLICY_PARTS.clear()
     reports._DATE_RANGES.clear()
-    report_text.KNOWN_IPS.clear()
     return parse_report(data)
 
 

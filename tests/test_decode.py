@@ -459,3 +459,56 @@ def test_fast_path_declines_or_agrees_on_odd_mails(
     except ReportError:
         got = []
     assert got == want
+
+
+RFC2231_NAMES = [
+    # What the stdlib's own generator writes for a long name (policy.default folds it).
+    (
+        "continued-encoded",
+        "filename*0*=utf-8''google.com%21customer.example%211735689600;\n"
+        " filename*1*=%211735775999%21001.json.gz",
+    ),
+    (
+        "continued-plain",
+        'filename*0="google.com!customer.example!1735689600";\n'
+        ' filename*1="!1735775999!001.json.gz"',
+    ),
+    ("one-encoded", "filename*=utf-8'en'r%C3%A9port.json.gz"),
+    ("latin-1", "filename*=iso-8859-1''r%E9port.json.gz"),
+    ("unknown-charset", "filename*=x-nowhere''report.json.gz"),
+    ("both-forms", "filename=\"plain.json.gz\"; filename*=utf-8''star.json.gz"),
+]
+
+
+@pytest.mark.parametrize(("case", "param"), RFC2231_NAMES, ids=[c for c, _ in RFC2231_NAMES])
+@pytest.mark.parametrize("packed", [True, False], ids=["gzip", "json"])
+def test_fast_path_takes_rfc2231_file_names(case: str, param: str, packed: bool) -> None:
+    """RFC 2231 §3-§4 parameters (continuations, charset and language) on the report part:
+    the fast path takes the mail and names the part exactly as the stdlib walk does."""
+    raw = to_email(GOOGLE, gzip=packed)
+    start = raw.index(b"filename=")
+    end = raw.index(b"\n", start)
+    raw = raw[:start] + param.encode() + raw[end:]
+    both = _both_ways(raw)
+    assert both is not None, "the fast path declined"
+    assert both[0] == both[1]
+    got = {e.label for e in extract_reports(raw)}
+    assert got == {p.label for p in both[1][0]}
+
+
+def test_fast_path_takes_long_names_from_the_stdlib_generator() -> None:
+    from email.message import EmailMessage
+    from email.policy import default
+
+    msg = EmailMessage(policy=default)
+    msg["From"] = "noreply-smtp-tls-reporting@google.com"
+    msg["Subject"] = "Report Domain: customer.example Submitter: google.com Report-ID: <x@google>"
+    msg.set_content("This is an aggregate TLS report.")
+    name = "google.com!a-long-customer-domain.example!1735689600!1735775999!000123.json.gz"
+    msg.add_attachment(to_gzip(GOOGLE), "application", "tlsrpt+gzip", filename=name)
+    raw = msg.as_bytes()
+    assert b"filename*" in raw  # the stdlib chose RFC 2231 continuations for this name
+    both = _both_ways(raw)
+    assert both is not None
+    assert both[0] == both[1]
+    assert [p.label for p in both[0][0]] == [f"part 2: {name}"]

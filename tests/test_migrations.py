@@ -86,3 +86,29 @@ def test_concurrent_first_opens_migrate_once(store_url: str) -> None:
     assert not errors
     with Store.open(store_url) as store:
         assert store.count_reports() == 0
+
+
+def test_migration_heads_read_from_the_files_match_alembic() -> None:
+    from stspilot.store.api import migration_heads
+
+    assert migration_heads() == set(ScriptDirectory.from_config(_config()).get_heads())
+
+
+def test_an_up_to_date_store_opens_without_alembic(store_url: str) -> None:
+    """Opening a current database reads alembic_version only (Alembic is not even imported);
+    a new one goes through Alembic."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from stspilot.store import Store\n"
+        f"Store.open({store_url!r}).close()\n"
+        "print('alembic' in sys.modules)\n"
+    )
+    for expected in ("True", "False"):  # made and migrated, then opened as it is
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+        assert out.stdout.strip() == expected, out.stderr[-2000:]
+    with Store.open(store_url) as store, store.engine.connect() as conn:
+        (version,) = conn.exec_driver_sql("SELECT version_num FROM alembic_version").one()
+    assert {version} == set(ScriptDirectory.from_config(_config()).get_heads())

@@ -445,3 +445,58 @@ def test_deviation_doc_is_current() -> None:
     if os.environ.get("STSPILOT_REGEN_DOCS"):
         path.write_text(text)
     assert path.read_text() == text, "regenerate: STSPILOT_REGEN_DOCS=1 pytest -k doc"
+
+
+# --- the address validator (RFC 8460 §4.4, checklist B4.12) -----------------------------------
+
+_IP_FORMS = st.one_of(
+    st.ip_addresses(v=4).map(str),
+    st.ip_addresses(v=6).map(str),  # compressed ("::"), as reporters write them
+    st.ip_addresses(v=6).map(lambda a: a.exploded),
+    st.ip_addresses(v=6).map(lambda a: a.exploded.upper()),
+    st.ip_addresses(v=4).map(lambda a: f"::ffff:{a}"),
+    st.ip_addresses(v=4).map(lambda a: f"64:ff9b::{a}"),
+)
+_ALMOST_IPS = st.lists(
+    st.sampled_from(["", "0", "1", "ff", "abcd", "ABCD", "12345", "1.2.3.4", "01.2.3.4", "g", " "]),
+    max_size=10,
+).map(":".join)
+
+
+@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
+@given(st.one_of(_IP_FORMS, _ALMOST_IPS, st.text(alphabet="0123456789abcdef:.%", max_size=45)))
+def test_is_ip_agrees_with_ipaddress(text: str) -> None:
+    """The one-regex validator accepts exactly what the standard library does, less zone
+    indexes ("fe80::1%eth0": an interface of the sender, not an address)."""
+    import ipaddress
+
+    from stspilot.tlsrpt.text import is_ip
+
+    try:
+        ipaddress.ip_address(text)
+        expected = "%" not in text
+    except ValueError:
+        expected = False
+    assert is_ip(text) is expected
+
+
+@pytest.mark.parametrize(
+    ("text", "valid"),
+    [
+        ("::", True),
+        ("::1", True),
+        ("1::", True),
+        ("1:2:3:4:5:6:7:8", True),
+        ("1:2:3:4:5:6:1.2.3.4", True),
+        ("1:2:3:4:5:6:7:8:9", False),
+        ("1::2::3", False),
+        ("::01.2.3.4", False),
+        ("203.0.113.058", False),
+        ("fe80::1%eth0", False),
+        ("2001:db8::1\n", False),
+    ],
+)
+def test_is_ip_edges(text: str, valid: bool) -> None:
+    from stspilot.tlsrpt.text import is_ip
+
+    assert is_ip(text) is valid

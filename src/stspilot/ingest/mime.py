@@ -24,7 +24,8 @@ _FIELDS = re.compile(r"([!-9;-~]+):[ \t]*([^\n]*(?:\n[ \t][^\n]*)*)\n")
 # line: no). Checked at the line starts only (the search skips to each line break in C).
 _FIRST_FIELD = re.compile(r"[!-9;-~]+:")
 _BAD_LINE = re.compile(r"\n(?![ \t]|[!-9;-~]+:)")
-# "; name=value" or '; name="value"' (no RFC 2231 "*", no backslash escapes: those fall back),
+# "; name=value" or '; name="value"' (no RFC 2231 "*", no backslash escapes: a part's file name
+# is then read by the stdlib from its two fields, anything else falls back to the full reader),
 # and a list of them (from its first semicolon), maybe with a semicolon at the end: written so
 # that a text parses one way only (blanks before a semicolon end the parameter before it), or
 # a failing fullmatch would try every split of every run of blanks.
@@ -273,21 +274,46 @@ def _part_head(head: bytes) -> tuple[str, str, str] | None:
     headers = parse_headers(head)
     if headers is None:
         return None
-    found = _content_type(headers.get("content-type"))
-    if found is None:
-        return None
-    ctype, type_params = found
+    type_value = headers.get("content-type")
+    disposition = headers.get("content-disposition")
+    found = _content_type(type_value)
+    split = None if disposition is None else _split_value(disposition)
+    if found is not None and (disposition is None or split is not None):
+        ctype, type_params = found
+        filename = type_params.get("name")
+        if split is not None:
+            filename = split[1].get("filename", filename)
+        filename = (filename or "").strip()
+    else:
+        # Parameters the plain reader leaves alone: RFC 2231 (``filename*0*=utf-8''...``,
+        # which the stdlib's own generator writes for a long name), quoted pairs, angle
+        # brackets. The part's file name is then read by the stdlib from these two fields
+        # alone, as it reads it from the whole mail; its type is the value before the first
+        # ";" either way (RFC 2045 §5.1, email's ``_splitparam``).
+        ctype = (type_value or "text/plain").partition(";")[0].strip().lower()
+        if ctype.count("/") != 1:
+            ctype = "text/plain"
+        filename = _stdlib_filename(type_value, disposition)
     if ctype.startswith(("multipart/", "message/")):
         return None
-    filename = type_params.get("name")
-    disposition = headers.get("content-disposition")
-    if disposition is not None:
-        split = _split_value(disposition)
-        if split is None:
-            return None
-        filename = split[1].get("filename", filename)
     cte = headers.get("content-transfer-encoding", "") or ""
-    return ctype, (filename or "").strip(), cte.lower()
+    return ctype, filename, cte.lower()
+
+
+def _stdlib_filename(type_value: str | None, disposition: str | None) -> str:
+    """``Message.get_filename()`` (compat32) of a part with these two fields, "" for none or
+    for one the stdlib cannot decode (as ``mail._pick`` reads it in the full walk)."""
+    from email.message import Message
+
+    part = Message()
+    if type_value is not None:
+        part["Content-Type"] = type_value
+    if disposition is not None:
+        part["Content-Disposition"] = disposition
+    try:
+        return (part.get_filename() or "").strip()
+    except (ValueError, LookupError, UnicodeError):
+        return ""
 
 
 def _part(buf: bytes, start: int, end: int, max_encoded: int) -> Leaf | None:

@@ -144,11 +144,16 @@ class Lab:
         dns_latency: float = 0.0,
         directory: Path | None = None,
         records: Sequence[Record] = (),
+        standard_ports: bool = False,
     ) -> None:
         """``records``: served by the lab DNS besides the scenarios' own (the DKIM key
-        records of ``dkim_keys.LabDkimKey.records``, say)."""
+        records of ``dkim_keys.LabDkimKey.records``, say). ``standard_ports``: DNS on 53, HTTPS
+        on 443 and SMTP on 25, so a client that knows no port map (another tool, the system
+        resolver) can use the lab; it needs the right to bind them (root in a network
+        namespace of its own, as ``bench/peers.py`` runs it)."""
         self.scenarios = tuple(scenarios)
         self.records = tuple(records)
+        self.standard_ports = standard_ports
         self.latency = latency
         self.dns_latency = dns_latency
         self._given_directory = directory
@@ -206,10 +211,11 @@ class Lab:
         self.dns = DnsServer(
             DnsData(records, plan.faults, signed),
             host=f"127.{block}.0.1",
+            port=53 if self.standard_ports else 0,
             latency=self.dns_latency,
         )
         await self.dns.start()
-        https_port = smtp_port = 0
+        https_port, smtp_port = (443, 25) if self.standard_ports else (0, 0)
         for hp, context in zip(plan.hosts.values(), contexts, strict=True):
             if hp.kind == "https":
                 https = HttpsHost(

@@ -9,7 +9,9 @@ connection per call from the engine's pool).
 
 from __future__ import annotations
 
+import ast
 import os
+import re
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -46,6 +48,7 @@ MIGRATIONS = Path(__file__).with_name("migrations")
 # Alembic's migration context is process-global (``alembic.context``): one migration at a time
 # per process; across processes the database lock serialises them (see ``Store.migrate``).
 _MIGRATE_LOCK = threading.Lock()
+_REVISION = re.compile(r"^(down_revision|revision)\s*(?::[^=]*)?=\s*(.+?)\s*$", re.MULTILINE)
 _QUARANTINE_COLUMNS = (
     quarantine.c.id,
     quarantine.c.sha256,
@@ -146,7 +149,13 @@ class Store:
             )
 
     def migrate(self) -> None:
-        """Bring the schema to the newest migration (a no-op when it is already there)."""
+        """Bring the schema to the newest migration (a no-op when it is already there).
+
+        A database already at the newest migration is recognised without Alembic (whose
+        import and script scan cost ~0.3 s of CPU, more than ingesting 2,000 reports): the
+        heads read from the migration files against the ``alembic_version`` table."""
+        if self._at_head():
+            return
         from alembic import command
         from alembic.config import Config
         from alembic.runtime.migration import MigrationContext
@@ -167,6 +176,14 @@ class Store:
             config.attributes["connection"] = conn
             command.upgrade(config, "head")
             conn.commit()
+
+    def _at_head(self) -> bool:
+        try:
+            with self._engine.connect() as conn:
+                rows = conn.exec_driver_sql("SELECT version_num FROM alembic_version").all()
+        except SQLAlchemyError:  # no such table yet: a new database
+            return False
+        return {str(row[0]) for row in rows} == migration_heads()
 
     def close(self) -> None:
         self._engine.dispose()
@@ -605,6 +622,24 @@ class Store:
                     for i in range(0, len(drop), batch.CHUNK):
                         conn.execute(checks.delete().where(c.id.in_(drop[i : i + batch.CHUNK])))
         return seen, dropped
+
+
+def migration_heads() -> set[str]:
+    """The newest revision(s) of ``migrations/versions``: every ``revision`` that is no
+    other's ``down_revision`` (what Alembic's ``ScriptDirectory.get_heads`` answers, read
+    from the files' assignments without importing Alembic)."""
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for path in (MIGRATIONS / "versions").glob("*.py"):
+        for name, value in _REVISION.findall(path.read_text(encoding="utf-8")):
+            found = ast.literal_eval(value)
+            if name == "revision":
+                revisions.add(str(found))
+            elif isinstance(found, str):
+                parents.add(found)
+            elif isinstance(found, (tuple, list)):
+                parents.update(str(p) for p in found)
+    return revisions - parents
 
 
 def open_store(url: str | None = None) -> Store:

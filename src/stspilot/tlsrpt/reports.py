@@ -35,7 +35,7 @@ from stspilot.tlsrpt.schema import (
     deviations_markdown,
 )
 from stspilot.tlsrpt.text import (
-    KNOWN_IPS,
+    IP_ADDRESS,
     check_structure,
     inner_quotes,
     is_ip,
@@ -191,13 +191,12 @@ _TLSA = PolicyType.TLSA.value
 _PolicyPart = tuple[
     str, str, tuple[str, ...], tuple[str, ...], int, tuple[tuple[str, str, str], ...]
 ]
-# Memos of policy objects and date ranges already read: caches of pure functions, bounded
-# (cleared when full), not configuration.
-_POLICY_PARTS: dict[WirePolicy, _PolicyPart] = {}
+# A memo of date ranges already read (reports of one day share theirs): a cache of a pure
+# function, bounded (cleared when full), not configuration. Policies are not remembered: on a
+# first pass over fresh reports, hashing a policy to look it up costs as much as reading it.
 _DateRange = tuple[datetime, datetime, tuple[Deviation, ...]]
 _DATE_RANGES: dict[tuple[str, str], _DateRange] = {}
-_MEMO_MAX_OBJECTS = 4096  # policies and date ranges (a few MiB at most)
-_MEMO_MAX_CHARS = 2048  # per remembered policy
+_MEMO_MAX_OBJECTS = 4096  # date ranges (a few MiB at most)
 _SCHEMA_DEPTH = 5  # {report [policies {policy-result {policy [policy-string
 _ONE_DAY = timedelta(days=1)
 _LAST_SECOND = timedelta(days=1, seconds=-1)
@@ -300,14 +299,10 @@ def _read_policies(
     """Every ``policies`` element into a PolicyResult: the hot loop of ``parse_report``, kept
     flat (no call per failure detail) because it runs for every policy of every report."""
     out: list[PolicyResult] = []
-    known_ips = KNOWN_IPS
-    parts = _POLICY_PARTS
+    ip_match = IP_ADDRESS.fullmatch
     for i, wpr in enumerate(wire_policies):
         pol = wpr.policy
-        part = parts.get(pol)
-        if part is None:
-            part = _policy_part(pol)
-        ptype, domain, policy_string, mx_host, n, codes = part
+        ptype, domain, policy_string, mx_host, n, codes = _policy_part(pol)
         strings += 4 + n  # names policy, summary and the two counts, plus the policy object's
         if codes:
             for code, sub, detail in codes:
@@ -342,8 +337,8 @@ def _read_policies(
                     v[0] in RESULT_TYPES
                     and v[8] is None
                     and "" not in v
-                    and (sending_ip is None or sending_ip in known_ips or is_ip(sending_ip))
-                    and (receiving_ip is None or receiving_ip in known_ips or is_ip(receiving_ip))
+                    and (sending_ip is None or ip_match(sending_ip) is not None)
+                    and (receiving_ip is None or ip_match(receiving_ip) is not None)
                 ):
                     fd = _new(_FailureDetailBuilder)
                     (
@@ -395,9 +390,7 @@ def _fd_missing(i: int) -> Deviation:
 
 def _policy_part(pol: WirePolicy) -> _PolicyPart:
     """The ``policy`` object read: type, domain, policy-string, mx-host, the number of JSON
-    strings it held, and its deviations as (code, member, detail). Remembered in
-    _POLICY_PARTS: a domain's policy recurs unchanged in every report about it, from every
-    reporter, every day."""
+    strings it held, and its deviations as (code, member, detail)."""
     codes: list[tuple[str, str, str]] = []
     strings = 2  # the policy-type name and value
     ptype = pol.policy_type
@@ -446,17 +439,12 @@ def _policy_part(pol: WirePolicy) -> _PolicyPart:
             raw_mx = (raw_mx,)
         else:
             strings += 1 + len(raw_mx)
-        if any(m.startswith("mx:") for m in raw_mx):
+        # One scan of the joined names first: a generator per policy costs more than the rest.
+        if "mx:" in "\n".join(raw_mx) and any(m.startswith("mx:") for m in raw_mx):
             codes.append(("mx-host.prefixed", "mx-host", ""))
             raw_mx = tuple(m[3:].strip() if m.startswith("mx:") else m for m in raw_mx)
         mx_host = raw_mx
-    part = (ptype, domain, policy_string, mx_host, strings, tuple(codes))
-    # Remember only ordinary-sized policies, so hostile input cannot fill memory through it.
-    if sum(map(len, policy_string)) + sum(map(len, mx_host)) + len(domain) <= _MEMO_MAX_CHARS:
-        if len(_POLICY_PARTS) >= _MEMO_MAX_OBJECTS:
-            _POLICY_PARTS.clear()
-        _POLICY_PARTS[pol] = part
-    return part
+    return ptype, domain, policy_string, mx_host, strings, tuple(codes) if codes else ()
 
 
 @lru_cache(maxsize=4096)
