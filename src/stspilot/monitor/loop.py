@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from stspilot.check.evaluate import CheckResult
     from stspilot.rollout.evidence import ReportWindow
     from stspilot.store import Store
+    from stspilot.tlsrpt.cadence import Cadence
 
 Checker = Callable[[str], Awaitable["CheckResult"]]
 
@@ -138,6 +139,7 @@ def _record(
     previous = store.latest_check(domain)
     history = store.history_entries(domain, now - timedelta(days=config.history_days))
     window = _report_window(store, domain, now - timedelta(days=config.report_days + 1), now)
+    reporters = _reporter_cadence(store, domain, now)
     save_check(store, result)
     return list(
         detect_changes(
@@ -148,8 +150,20 @@ def _record(
             history=history,
             reports=window,
             stuck_after_days=config.stuck_after_days,
+            reporters=reporters,
         )
     )
+
+
+def _reporter_cadence(store: Store, domain: str, now: datetime) -> tuple[Cadence, ...]:
+    """Each reporter's habit over the learning window (``tlsrpt.cadence``), from the store."""
+    from stspilot.store.dashboard import DashboardReads
+    from stspilot.tlsrpt.cadence import CADENCE_DAYS, learn_cadence
+
+    seen = DashboardReads(store).reporter_days(
+        domain, since=now - timedelta(days=CADENCE_DAYS), until=now
+    )
+    return learn_cadence(seen, today=now.date(), window_days=CADENCE_DAYS)
 
 
 async def _run_domain(

@@ -28,6 +28,7 @@ from stspilot.store.models import CheckRecord, ReportListing
 from stspilot.store.queries import day_ceiling, day_floor
 from stspilot.store.reads import check_record
 from stspilot.store.schema import checks, failure_details, report_policies, reports
+from stspilot.tlsrpt.cadence import ReporterDays, reporter_days
 
 if TYPE_CHECKING:
     from stspilot.store.api import Store
@@ -226,6 +227,34 @@ class DashboardReads:
             )
             for d in names
         }
+
+    # -- reporters ------------------------------------------------------------------------------
+
+    def reporter_days(
+        self, domain: str, *, since: date | datetime, until: date | datetime
+    ) -> list[ReporterDays]:
+        """Per reporting organisation, the UTC days [since, until) its reports covered for
+        ``domain`` and when its newest report arrived (``tlsrpt.cadence`` learns from them):
+        the (policy_domain, day) index, then each report's row by primary key."""
+        p, r = report_policies.c, reports.c
+        q = (
+            select(p.organization_name, p.day, func.max(r.received_at))
+            .join(reports, r.id == p.report_pk)
+            .where(
+                p.policy_domain == _host(domain, {}),
+                p.day >= day_floor(since),
+                p.day < day_ceiling(until),
+            )
+            .group_by(p.organization_name, p.day)
+        )
+        pairs: list[tuple[str, date]] = []
+        received: dict[str, datetime] = {}
+        with self._read() as conn:
+            for org, day, when in conn.execute(q):
+                pairs.append((org, day))
+                if when is not None and (org not in received or when > received[org]):
+                    received[org] = when
+        return reporter_days(pairs, received)
 
     # -- reports --------------------------------------------------------------------------------
 
