@@ -3,6 +3,7 @@ page's charts and tables, adding a domain with CSRF, pagination, reports and qua
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -60,7 +61,7 @@ async def as_user(client: httpx.AsyncClient, name: str) -> httpx.AsyncClient:
 
 
 def domains_listed(html: str) -> list[str]:
-    return re.findall(r'<td><a href="/domains/([^"]+)">', html)
+    return re.findall(r'<td[^>]*><a href="/domains/([^"#]+)">', html)
 
 
 # --- access ------------------------------------------------------------------------------------
@@ -586,3 +587,66 @@ async def test_domain_page_lists_the_last_report_of_each_reporter(
     assert "on time" in table or "not regular" in table
     reporters = html.split('id="by-reporter"', 1)[1].split("</table>", 1)[0]
     assert "Rate" in reporters and " %" in reporters
+
+
+async def test_inventory_headline_and_filters_by_stage_and_severity(
+    dash: httpx.AsyncClient, seeded: World
+) -> None:
+    acme = Accounts(seeded.store).tenant("acme")
+    hosting = HostedPolicies(seeded.store)
+    for name in ("broken.example", "unchecked.example"):
+        hosting.add(name, tenant_id=acme.id, mode="testing", mx=["mx.x.example"],
+                    now=seeded.clock())  # fmt: skip
+    error = {**FINDING, "severity": "error", "code": "sts.policy.redirect"}
+    save_check(seeded.store, "broken.example", seeded.clock(), mode="enforce", findings=[error])
+    record_alerts(seeded, "example.com")  # one cert.mx warning, one tlsrpt error
+    await as_user(dash, "alice")
+    html = (await dash.get("/")).text
+    head = html.split('class="headline"', 1)[1].split("</section>", 1)[0]
+    figures = re.findall(r'<span class="big[^"]*">([\d,]+)</span>(?:</a>)?\s*([a-z ]+)', head)
+    assert figures == [
+        ("3", "domains"), ("1", "failing now"), ("1", "certificates expiring"),
+        ("2", "open alerts"),
+    ]  # fmt: skip
+    assert re.search(r"stage-unchecked\">unchecked</span> 1", head)
+    only = lambda **p: dash.get("/", params=p)  # noqa: E731
+    assert domains_listed((await only(stage="unchecked")).text) == ["unchecked.example"]
+    assert domains_listed((await only(stage="enforce")).text) == ["broken.example"]
+    assert domains_listed((await only(severity="error")).text) == ["broken.example"]
+    assert domains_listed((await only(severity="warning")).text) == ["example.com"]
+    assert domains_listed((await only(severity="clean")).text) == []
+    # An unknown filter value is ignored, not an error; the pager keeps the filters.
+    assert len(domains_listed((await only(stage="bogus")).text)) == 3
+    row = html.split('<a href="/domains/example.com">', 1)[1].split("</tr>", 1)[0]
+    assert '<svg class="spark"' in row and re.search(r"\d+\.\d\d %", row)
+
+
+@pytest.mark.parametrize(
+    ("origin", "via"),
+    [
+        ("smtp:127.0.0.1 from=<reports@google.com>", "SMTP"),
+        ("https:203.0.113.9", "HTTPS"),
+        ("imap://tls@mail.example/INBOX;UID=7", "IMAP"),
+        ("/var/spool/reports/google.json.gz", "file"),
+    ],
+)
+async def test_reports_list_shows_the_channel_and_links_only_hosted_domains(
+    dash: httpx.AsyncClient, seeded: World, origin: str, via: str
+) -> None:
+    from stspilot.ingest.pipeline import ingest_raw
+
+    (report,) = generate_reports(1, seed=3, domains=["example.com"], start=seeded.clock())
+    report["report-id"] = f"via-{via}"
+    # One report naming a hosted domain and one hosted nowhere.
+    extra = {**report["policies"][0]}
+    extra["policy"] = {**extra["policy"], "policy-domain": "elsewhere.example"}
+    report["policies"] = [report["policies"][0], extra]
+    ingest_raw(seeded.store, json.dumps(report).encode(), origin=origin,
+               received_at=seeded.clock())  # fmt: skip
+    await as_user(dash, "root")  # an administrator sees every domain a report names
+    html = (await dash.get("/reports", params={"days": 3})).text
+    row = html.split(f"via-{via}", 1)[1].split("</tr>", 1)[0]
+    assert f'<td class="via">{via}</td>' in row
+    assert origin.split(":")[-1] not in row.split('class="via"')[1]  # no server path or peer
+    assert '<a href="/domains/example.com">' in row
+    assert "elsewhere.example" in row and '<a href="/domains/elsewhere.example">' not in row

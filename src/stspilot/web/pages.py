@@ -12,6 +12,7 @@ import asyncio
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import RedirectResponse, Response
@@ -20,7 +21,7 @@ from stspilot.errors import ConfigError, StspilotError
 from stspilot.rollout.evidence import ReportWindow
 from stspilot.rollout.generate import normalize_host
 from stspilot.store.accounts import Conflict, User
-from stspilot.store.dashboard import DashboardReads, InventoryRow
+from stspilot.store.dashboard import DashboardReads, InventoryRow, channel
 from stspilot.store.hosting import HostedDomain
 from stspilot.store.models import CheckRecord
 from stspilot.web import charts
@@ -29,7 +30,7 @@ from stspilot.web.auth import context, require_page_user
 PageUser = Annotated[User, Depends(require_page_user)]
 PER_PAGE = 50
 GATE_DAYS, WINDOW_DAYS = 7, 14  # the rollout defaults of `stspilot rollout`
-STAGE_ORDER = ("none", "reporting", "testing", "fixing", "enforce", "winding-down")
+STAGE_ORDER = ("unchecked", "none", "reporting", "testing", "fixing", "enforce", "winding-down")
 
 router = APIRouter(include_in_schema=False)
 
@@ -111,6 +112,26 @@ class InventoryLine:
     cert_host: str
     sessions: int
     failed: int
+    spark: str = ""  # the 14-day sparkline (inline SVG)
+
+    @property
+    def rate(self) -> float | None:
+        """Failed sessions per 100 over the window; None without sessions."""
+        return 100.0 * self.failed / self.sessions if self.sessions else None
+
+
+def window_series(window: ReportWindow, *, last: date, days: int) -> charts.DailySeries:
+    """The report window's sessions per UTC day over the ``days`` days ending ``last``."""
+    first = last - timedelta(days=days - 1)
+    ok: dict[date, int] = {}
+    bad: dict[date, int] = {}
+    for t in window.totals:
+        ok[t.day] = ok.get(t.day, 0) + t.successful
+        bad[t.day] = bad.get(t.day, 0) + t.failed
+    span = tuple(first + timedelta(days=i) for i in range(days))
+    return charts.DailySeries(
+        span, tuple(ok.get(d, 0) for d in span), tuple(bad.get(d, 0) for d in span)
+    )
 
 
 def inventory_line(
@@ -123,10 +144,11 @@ def inventory_line(
 
     sessions = sum(t.successful + t.failed for t in window.totals)
     failed = sum(t.failed for t in window.totals)
+    spark = charts.sparkline(window_series(window, last=now.date(), days=WINDOW_DAYS))
     if check is None:
         return InventoryLine(
             row.domain, row.tenant, row.mode, row.state, row.policy_id, "unchecked", None, (),
-            None, None, None, None, "", sessions, failed,
+            None, None, None, None, "", sessions, failed, spark,
         )  # fmt: skip
     assessment = assess_gate(live_state_from_record(check), window, now=now, gate_days=GATE_DAYS)
     days, host = cert_expiry(check, now)
@@ -134,7 +156,7 @@ def inventory_line(
         row.domain, row.tenant, row.mode, row.state, row.policy_id, str(assessment.stage),
         assessment.ready, tuple(c.title for c in assessment.gate if not c.passed),
         check.observed_at, check.findings_count, check.worst_severity, days, host,
-        sessions, failed,
+        sessions, failed, spark,
     )  # fmt: skip
 
 
@@ -146,15 +168,27 @@ def inventory(
     request: Request,
     user: PageUser,
     q: Annotated[str, Query(max_length=253)] = "",
+    stage: Annotated[str, Query(max_length=20)] = "",
+    severity: Annotated[str, Query(max_length=20)] = "",
     page: Annotated[int, Query(ge=1, le=100_000)] = 1,
     per: Annotated[int, Query(ge=10, le=200)] = PER_PAGE,
 ) -> Response:
+    from stspilot.store.dashboard import SEVERITY_FILTERS, STAGE_FILTERS
     from stspilot.store.monitor import MonitorStore
 
     ctx = context(request)
     reads = _reads(request)
     now = ctx.clock()
-    listing = reads.inventory(_tenant_scope(user), search=q, limit=per, offset=(page - 1) * per)
+    stage = stage if stage in STAGE_FILTERS else ""
+    severity = severity if severity in SEVERITY_FILTERS else ""
+    listing = reads.inventory(
+        _tenant_scope(user),
+        search=q,
+        stage=stage,
+        severity=severity,
+        limit=per,
+        offset=(page - 1) * per,
+    )
     ids = [r.latest_check_id for r in listing.rows if r.latest_check_id is not None]
     found = reads.checks_by_id(ids)
     windows = reads.report_windows(
@@ -170,9 +204,8 @@ def inventory(
         for r in listing.rows
     ]
     alerts = MonitorStore(ctx.store).open_alert_counts([r.domain for r in listing.rows])
-    stages: dict[str, int] = {}
-    for line in lines:
-        stages[line.stage] = stages.get(line.stage, 0) + 1
+    headline = reads.headline(_tenant_scope(user))
+    filters = {"q": q, "stage": stage, "severity": severity, "per": str(per)}
     return _render(
         request,
         user,
@@ -181,7 +214,13 @@ def inventory(
             "lines": lines,
             "alerts": alerts,
             "q": q,
-            "stages": sorted(stages.items(), key=lambda kv: _stage_rank(kv[0])),
+            "stage": stage,
+            "severity": severity,
+            "stage_filters": STAGE_FILTERS,
+            "severity_filters": SEVERITY_FILTERS,
+            "query": urlencode({k: v for k, v in filters.items() if v}),
+            "headline": headline,
+            "stages": sorted(headline.by_stage.items(), key=lambda kv: _stage_rank(kv[0])),
             "pager": _pages(listing.total, page, per),
             "window_days": WINDOW_DAYS,
             "now": now,
@@ -461,10 +500,11 @@ def reports_page(
     )
     more = len(rows) > PER_PAGE
     rows = rows[:PER_PAGE]
+    named = [d for r in rows for d in r.policy_domains]
+    hosted = reads.hosted(named, tenant_id=_tenant_scope(user))
     if not user.is_admin:  # a consolidated report may also name other tenants' domains
-        mine = reads.owned(user.tenant_id, [d for r in rows for d in r.policy_domains])
-        shown = {r.pk: [d for d in r.policy_domains if d in mine] for r in rows}
-    else:
+        shown = {r.pk: [d for d in r.policy_domains if d in hosted] for r in rows}
+    else:  # every domain, linked only when hosted here (no link to a "not hosted" page)
         shown = {r.pk: list(r.policy_domains) for r in rows}
     return _render(
         request,
@@ -473,6 +513,8 @@ def reports_page(
         {
             "rows": rows,
             "shown": shown,
+            "hosted": hosted,
+            "channels": {r.pk: channel(r.origin) for r in rows},
             "domain": name or "",
             "days": days,
             "page": page,
