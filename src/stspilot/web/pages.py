@@ -321,10 +321,10 @@ def _sections(**urgent: tuple[int, str]) -> list[Section]:
         "alerts": "Open alerts",
         "live": "Live vs hosted",
         "failures": "Failures",
+        "traffic": "Failure rate",
         "reporters": "Reporters",
         "rollout": "Enforce gate",
         "findings": "Check findings",
-        "traffic": "Failure rate",
         "publish": "DNS records",
         "history": "Policy history",
     }
@@ -425,7 +425,7 @@ def domain_page(
             else (1 if check_findings else 2),
             str(len(check_findings)) if check_findings else "",
         ),
-        traffic=(2, ""),
+        traffic=(0 if series.total_failed else 2, ""),
         publish=(1 if bad_live else 2, "") if hosted else (-1, ""),
         history=(2, "") if hosted else (-1, ""),
     )  # fmt: skip
