@@ -62,8 +62,9 @@ class ServerThread:
         self.thread.join(10)
 
 
-@pytest.fixture
-def browser() -> Iterator[Any]:
+@pytest.fixture(name="browser")
+def browser_fixture() -> Iterator[Any]:
+    """Chromium, launched once per test; import this into a test module to use ``browser``."""
     if not CHROMIUM.exists():
         pytest.skip(f"no Chromium at {CHROMIUM}")
     sync_api = pytest.importorskip("playwright.sync_api")

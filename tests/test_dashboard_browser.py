@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from browser_support import SHOTS, ServerThread, browser, log_in, overflowing, page_overflow, shot  # noqa: F401
+from browser_support import SHOTS, ServerThread, log_in, overflowing, page_overflow, shot
+from browser_support import browser_fixture as browser_fixture  # the `browser` fixture
 from dashboard_seed import FINDING, ingest_sample_reports, save_check
 from stspilot.findings import Severity
 from stspilot.monitor.alerts import Alert
