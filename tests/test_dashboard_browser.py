@@ -235,3 +235,39 @@ def test_desktop_screenshots_of_the_new_pages(browser: Any, base_url: str) -> No
     shot(page, "desktop-domain")
     page.screenshot(path=str(SHOTS / "desktop-domain-top.png"))  # the first screen alone
     page.close()
+
+
+def test_api_docs_load_offline_for_a_logged_in_user(browser: Any, base_url: str) -> None:
+    from playwright.sync_api import expect
+
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    # Anything that leaves the app fails, as it would on a machine without internet.
+    outside: list[str] = []
+
+    def route(r: Any) -> None:
+        if r.request.url.startswith(base_url):
+            r.continue_()
+        else:
+            outside.append(r.request.url)
+            r.abort()
+
+    context.route("**/*", route)
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(f"{base_url}/docs")
+    expect(page).to_have_url(f"{base_url}/login?next=/docs")  # for logged-in users only
+    page.fill("input[name=username]", "alice")
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    expect(page).to_have_url(f"{base_url}/docs")
+    # Swagger UI drew the description: the API's title and an operation of each kind.
+    expect(page.locator("#swagger-ui .info .title")).to_contain_text("stspilot")
+    operations = page.locator("#swagger-ui .opblock")
+    expect(operations.first).to_be_visible()
+    assert operations.count() >= 10
+    expect(page.locator("#swagger-ui")).to_contain_text("/api/domains/{domain}")
+    shot(page, "10-api-docs")
+    assert outside == [], outside
+    assert errors == [], errors
+    context.close()

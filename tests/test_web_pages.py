@@ -23,7 +23,7 @@ from web_support import World, client_for, form_token, login
 
 pytestmark = pytest.mark.db
 
-PAGES = ["/", "/domains/example.com", "/domains/new", "/reports", "/quarantine"]
+PAGES = ["/", "/domains/example.com", "/domains/new", "/reports", "/quarantine", "/docs"]
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, Select, func, select
+from sqlalchemy import Connection, Select, case, func, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from stspilot.errors import ConfigError, StoreError
@@ -93,6 +93,7 @@ def _host(name: str, memo: dict[str, str]) -> str:
 # ingest/http, ingest/imap; files and mbox messages are stored under their path).
 CHANNEL_PREFIXES = (("smtp:", "SMTP"), ("https:", "HTTPS"), ("imap://", "IMAP"))
 FILE_CHANNEL = "file"
+CHANNELS = (*(name for _, name in CHANNEL_PREFIXES), FILE_CHANNEL)
 
 
 def channel(origin: str) -> str:
@@ -465,6 +466,30 @@ class DashboardReads:
                 )
                 out.update(d for (d,) in conn.execute(q))
         return out
+
+
+def newest_report_id(store: Store) -> int:
+    """The highest ``reports.id`` (0 for none): where intake counting starts."""
+    with DashboardReads(store)._read() as conn:
+        return int(conn.execute(select(func.coalesce(func.max(reports.c.id), 0))).scalar_one())
+
+
+def reports_by_channel_since(store: Store, after_id: int) -> tuple[dict[str, int], int]:
+    """Reports stored with an id above ``after_id``, by intake channel, and the new highest
+    id: read on the primary key, so the work is what arrived since, not the whole table."""
+    r = reports.c
+    kind = case(
+        *((r.origin.like(f"{prefix}%"), name) for prefix, name in CHANNEL_PREFIXES),
+        else_=FILE_CHANNEL,
+    )
+    q = select(kind, func.count(), func.max(r.id)).where(r.id > after_id).group_by(kind)
+    out: dict[str, int] = {}
+    newest = after_id
+    with DashboardReads(store)._read() as conn:
+        for name, n, top in conn.execute(q):
+            out[name] = int(n)
+            newest = max(newest, int(top))
+    return out, newest
 
 
 def report_window(store: Store, domain: str, since: datetime, until: datetime) -> ReportWindow:

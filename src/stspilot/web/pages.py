@@ -474,6 +474,15 @@ def _daily_rows(series: charts.DailySeries) -> list[tuple[date, int, int]]:
     return [row for row in rows if row[1] or row[2]][::-1]
 
 
+# --- the API's description ---------------------------------------------------------------------
+
+
+@router.get("/docs", name="docs")
+def docs_page(request: Request, user: PageUser) -> Response:
+    """Swagger UI over ``/api/openapi.json``, from the app's own assets (``web/docs.py``)."""
+    return _render(request, user, "docs.html", {"openapi_version": request.app.openapi_version})
+
+
 # --- reports and quarantine --------------------------------------------------------------------
 
 
