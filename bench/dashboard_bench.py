@@ -180,6 +180,10 @@ async def measure(store: Store, names: list[str], token: str, requests: int) -> 
         print(line("inventory (50 rows, gate per row)", await timed(client, inventory, token)))
         search = [f"/?q=d{i % 100:02d}" for i in range(requests)]
         print(line("inventory filtered by name", await timed(client, search, token)))
+        if hasattr(web_pages, "window_series"):  # the stage/severity filters exist (issue 13)
+            kinds = ["stage=testing", "severity=clean", "stage=unchecked", "severity=error"]
+            filtered = [f"/?{kinds[i % 4]}&page={1 + i % 3}" for i in range(requests)]
+            print(line("inventory by stage or severity", await timed(client, filtered, token)))
         spread = max(1, len(names) // requests)
         domain = [f"/domains/{names[(i * spread) % len(names)]}" for i in range(requests)]
         print(line("domain page (30 days, charts)", await timed(client, domain, token)))
