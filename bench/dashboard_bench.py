@@ -31,6 +31,7 @@ from stspilot.lab.sample_reports import generate_reports, to_json_bytes
 from stspilot.store import NewReport, Store
 from stspilot.store.accounts import Accounts
 from stspilot.store.hosting import HostedPolicies
+from stspilot.web import pages as web_pages
 from stspilot.web.app import create_app
 from stspilot.web.settings import WebSettings
 
