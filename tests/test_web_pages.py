@@ -619,6 +619,15 @@ async def test_inventory_headline_and_filters_by_stage_and_severity(
     assert len(domains_listed((await only(stage="bogus")).text)) == 3
     row = html.split('<a href="/domains/example.com">', 1)[1].split("</tr>", 1)[0]
     assert '<svg class="spark"' in row and re.search(r"\d+\.\d\d %", row)
+    # The headline is kept for HEADLINE_TTL: paging does not recount every domain.
+    save_check(seeded.store, "unchecked.example", seeded.clock())
+
+    def headline_domains(html: str) -> list[str]:
+        return re.findall(r"stage-(\w+)\">\w+</span> 1", html.split("</section>", 1)[0])
+
+    assert "unchecked" in headline_domains((await dash.get("/")).text)
+    seeded.clock.advance(seconds=pages.HEADLINE_TTL.total_seconds() + 1)
+    assert "unchecked" not in headline_domains((await dash.get("/")).text)
 
 
 @pytest.mark.parametrize(

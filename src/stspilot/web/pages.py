@@ -21,7 +21,7 @@ from stspilot.errors import ConfigError, StspilotError
 from stspilot.rollout.evidence import ReportWindow
 from stspilot.rollout.generate import normalize_host
 from stspilot.store.accounts import Conflict, User
-from stspilot.store.dashboard import DashboardReads, InventoryRow, channel
+from stspilot.store.dashboard import DashboardReads, Headline, InventoryRow, channel
 from stspilot.store.hosting import HostedDomain
 from stspilot.store.models import CheckRecord
 from stspilot.web import charts
@@ -204,7 +204,7 @@ def inventory(
         for r in listing.rows
     ]
     alerts = MonitorStore(ctx.store).open_alert_counts([r.domain for r in listing.rows])
-    headline = reads.headline(_tenant_scope(user))
+    headline = _headline(request, reads, _tenant_scope(user), now)
     filters = {"q": q, "stage": stage, "severity": severity, "per": str(per)}
     return _render(
         request,
@@ -226,6 +226,28 @@ def inventory(
             "now": now,
         },
     )
+
+
+HEADLINE_TTL = timedelta(seconds=30)
+
+
+def _headline(
+    request: Request, reads: DashboardReads, tenant: int | None, now: datetime
+) -> Headline:
+    """The inventory's headline figures, at most ``HEADLINE_TTL`` old: they count over every
+    domain of the tenant (~8 ms for 5,000 on SQLite), which paging through the inventory
+    need not pay on every page. Kept per app (replica) and tenant."""
+    cache: dict[int | None, tuple[datetime, Headline]] | None = getattr(
+        request.app.state, "inventory_headlines", None
+    )
+    if cache is None:
+        cache = request.app.state.inventory_headlines = {}
+    hit = cache.get(tenant)
+    if hit is not None and timedelta(0) <= now - hit[0] < HEADLINE_TTL:
+        return hit[1]
+    figures = reads.headline(tenant)
+    cache[tenant] = (now, figures)
+    return figures
 
 
 def _stage_rank(stage: str) -> int:
@@ -286,6 +308,7 @@ async def domain_create(request: Request, user: PageUser) -> Response:
             request, user, "domain_new.html", {"form": values, "error": str(exc)}, status
         )
     ctx.policy_cache.invalidate()
+    request.app.state.inventory_headlines = {}  # a new domain counts at once
     return RedirectResponse(request.url_for("domain", domain=hosted.domain).path, 303)
 
 
