@@ -4,14 +4,14 @@ reads a domain page with its chart; screenshots go to ``artifacts/screenshots/``
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
 
+from browser_support import SHOTS, ServerThread, log_in, overflowing, page_overflow, shot
+from browser_support import browser_fixture as browser_fixture  # the `browser` fixture
 from dashboard_seed import FINDING, ingest_sample_reports, save_check
 from stspilot.findings import Severity
 from stspilot.monitor.alerts import Alert
@@ -23,70 +23,6 @@ from stspilot.web.app import create_app
 from web_support import PASSWORD, World, build_world
 
 pytestmark = [pytest.mark.slow]
-
-CHROMIUM = Path("/usr/bin/chromium")
-SHOTS = Path(__file__).resolve().parents[1] / "artifacts" / "screenshots"
-# Quiet and offline: no component updates, no background fetches (see test-services notes §3).
-CHROMIUM_ARGS = [
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-    "--disable-quic",
-]
-
-
-class ServerThread:
-    """uvicorn serving ``app`` on 127.0.0.1 with a port the kernel picks, in a thread."""
-
-    def __init__(self, app: Any) -> None:
-        import uvicorn
-
-        config = uvicorn.Config(
-            app, host="127.0.0.1", port=0, log_level="warning", ws="none", lifespan="on"
-        )
-        self.server = uvicorn.Server(config)
-        self.failure: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, name="uvicorn", daemon=True)
-
-    def _run(self) -> None:
-        try:
-            self.server.run()
-        except BaseException as exc:  # reported by __enter__, not lost in the thread
-            self.failure = exc
-
-    def __enter__(self) -> str:
-        self.thread.start()
-        for _ in range(500):
-            if self.server.started:
-                break
-            self.thread.join(0.01)
-        assert self.server.started, f"uvicorn did not start: {self.failure!r}"
-        port = self.server.servers[0].sockets[0].getsockname()[1]
-        return f"http://127.0.0.1:{port}"
-
-    def __exit__(self, *_: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
-
-
-@pytest.fixture
-def browser() -> Iterator[Any]:
-    if not CHROMIUM.exists():
-        pytest.skip(f"no Chromium at {CHROMIUM}")
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as p:
-        launched = p.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
-        )
-        try:
-            yield launched
-        finally:
-            launched.close()
 
 
 @pytest.fixture
@@ -112,11 +48,6 @@ def base_url(world: World) -> Iterator[str]:
     app = create_app(world.settings, world.store, routers=[pages.router], clock=world.clock)
     with ServerThread(app) as url:
         yield url
-
-
-def shot(page: Any, name: str) -> None:
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
 
 
 def test_log_in_add_a_domain_and_read_its_page(browser: Any, base_url: str, world: World) -> None:
@@ -170,17 +101,22 @@ def test_log_in_add_a_domain_and_read_its_page(browser: Any, base_url: str, worl
 
     # A domain with reports: the chart is drawn and readable, the tables and the gate are there.
     page.goto(f"{base_url}/domains/example.com?days=30")
-    chart = page.locator("#chart-sessions svg")
+    chart = page.locator("#chart-rate svg")
     expect(chart).to_be_visible()
     box = chart.bounding_box()
     assert box is not None and box["width"] > 600 and box["height"] > 150
-    bars = page.locator("#chart-sessions .tooltip-trigger")
-    assert bars.count() >= 2 * 28  # two stacked series over the days with reports
-    # dashboard.js gave every bar a hover title (progressive enhancement ran).
-    title = bars.first.locator("title").text_content()
-    assert title and "successful" in title
+    points = page.locator("#chart-rate .tooltip-trigger")
+    assert points.count() >= 28  # a rate point per day with reports
+    # dashboard.js gave every point a hover title (progressive enhancement ran).
+    title = points.first.locator("title").text_content()
+    assert title and "failure rate" in title and "%" in title
+    # The result-type bars carry their numbers.
+    labels = page.locator("#chart-types text.value").all_text_contents()
+    assert labels and all(t.replace(",", "").isdigit() for t in labels)
     expect(page.locator("#chart-types svg")).to_be_visible()
-    expect(page.locator("#failures")).to_contain_text("By sending organisation")
+    expect(page.locator("#failures")).to_contain_text("By reporter")
+    expect(page.locator("#reporters")).to_contain_text("Google Inc.")
+    expect(page.locator("#live")).to_contain_text("The live TXT id is 20261101T000000")
     expect(page.locator("#rollout")).to_contain_text("What if it had been enforce?")
     expect(page.locator("#findings")).to_contain_text(FINDING["title"])
     expect(page.locator("#alerts")).to_contain_text("senders did not deliver")
@@ -209,3 +145,131 @@ def test_another_tenant_cannot_read_the_domain(browser: Any, base_url: str) -> N
     expect(page.locator("h1")).to_have_text("Not found")
     shot(page, "07-other-tenant")
     page.close()
+
+
+def test_inventory_sorts_and_exports_what_is_shown(
+    browser: Any, base_url: str, world: World, tmp_path: Any
+) -> None:
+    from playwright.sync_api import expect
+
+    from dashboard_seed import save_check as save
+    from stspilot.store.accounts import Accounts
+
+    acme = Accounts(world.store).tenant("acme")
+    hosting = HostedPolicies(world.store)
+    now = world.clock()
+    for name, cert_days in (("alpha.example", 3), ("zulu.example", 200)):
+        hosting.add(name, tenant_id=acme.id, mode="testing", mx=[f"mx1.{name}"], now=now)
+        save(world.store, name, now, cert_days=cert_days, mx=(f"mx1.{name}",))
+    ingest_sample_reports(world.store, ["zulu.example"], days=14, now=now, seed=11)
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    log_in(page, base_url, "alice")
+    rows = page.locator("table.inventory tbody tr td:first-child a")
+    expect(rows).to_have_count(3)
+    assert rows.all_text_contents() == ["alpha.example", "example.com", "zulu.example"]
+    expect(page.locator("table.inventory svg.spark")).to_have_count(3)
+
+    # Sorting by the MX certificate: soonest first, then reversed.
+    header = page.locator("table.inventory th", has_text="MX certificate")
+    header.locator("button").click()
+    expect(header).to_have_attribute("aria-sort", "ascending")
+    assert rows.all_text_contents() == ["alpha.example", "example.com", "zulu.example"]
+    header.locator("button").click()
+    expect(header).to_have_attribute("aria-sort", "descending")
+    assert rows.all_text_contents() == ["zulu.example", "example.com", "alpha.example"]
+    # By sessions (numbers, not text): the domain without reports last when descending.
+    sessions = page.locator("table.inventory th", has_text="Sessions")
+    sessions.locator("button").click()
+    sessions.locator("button").click()
+    expect(sessions).to_have_attribute("aria-sort", "descending")
+    assert rows.all_text_contents()[-1] == "alpha.example"
+    shot(page, "08-inventory-sorted")
+
+    # The export is the table as shown: same rows, same order, plain figures.
+    with page.expect_download() as info:
+        page.click("#export-csv")
+    path = tmp_path / "domains.csv"
+    info.value.save_as(path)
+    import csv
+
+    with path.open(newline="", encoding="utf-8") as f:
+        table = list(csv.reader(f))
+    head, body = table[0], table[1:]
+    assert head[0] == "Domain" and "Failure rate" in head and "Sessions" in head
+    assert [r[0] for r in body] == rows.all_text_contents()
+    shown = {r[0]: r for r in body}
+    zulu = shown["zulu.example"]
+    cells = page.locator("table.inventory tbody tr", has_text="zulu.example").locator("td")
+    assert zulu[head.index("Sessions")] == cells.nth(9).get_attribute("data-csv")
+    assert int(zulu[head.index("Sessions")]) > 0
+    assert shown["alpha.example"][head.index("MX certificate")] == "3"  # days, as shown
+    assert errors == [], errors
+
+    # Filters narrow what is shown (and so what is exported).
+    page.select_option("select[name=stage]", "testing")
+    page.fill("input[name=q]", "zulu")
+    page.click("form.filters button[type=submit]")
+    expect(rows).to_have_count(1)
+    page.close()
+
+
+@pytest.mark.parametrize("path", ["/", "/domains/example.com", "/reports", "/domains/new", "/docs"])
+def test_phone_width_has_no_sideways_scroll(browser: Any, base_url: str, path: str) -> None:
+    page = browser.new_page(viewport={"width": 390, "height": 844}, device_scale_factor=2)
+    log_in(page, base_url, "alice")
+    page.goto(f"{base_url}{path}")
+    if path == "/docs":  # Swagger UI draws after fetching the description
+        page.locator("#swagger-ui .opblock").first.wait_for()
+    assert page_overflow(page) <= 0, f"{path} scrolls sideways at 390 px: {overflowing(page)}"
+    name = path.strip("/").replace("/", "-") or "inventory"
+    shot(page, f"phone-{name}")
+    page.close()
+
+
+def test_desktop_screenshots_of_the_new_pages(browser: Any, base_url: str) -> None:
+    page = browser.new_page(viewport={"width": 1440, "height": 900})
+    log_in(page, base_url, "alice")
+    shot(page, "desktop-inventory")
+    page.goto(f"{base_url}/domains/example.com")
+    assert page_overflow(page) <= 0
+    shot(page, "desktop-domain")
+    page.screenshot(path=str(SHOTS / "desktop-domain-top.png"))  # the first screen alone
+    page.close()
+
+
+def test_api_docs_load_offline_for_a_logged_in_user(browser: Any, base_url: str) -> None:
+    from playwright.sync_api import expect
+
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    # Anything that leaves the app fails, as it would on a machine without internet.
+    outside: list[str] = []
+
+    def route(r: Any) -> None:
+        if r.request.url.startswith(base_url):
+            r.continue_()
+        else:
+            outside.append(r.request.url)
+            r.abort()
+
+    context.route("**/*", route)
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(f"{base_url}/docs")
+    expect(page).to_have_url(f"{base_url}/login?next=/docs")  # for logged-in users only
+    page.fill("input[name=username]", "alice")
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    expect(page).to_have_url(f"{base_url}/docs")
+    # Swagger UI drew the description: the API's title and an operation of each kind.
+    expect(page.locator("#swagger-ui .info .title")).to_contain_text("stspilot")
+    operations = page.locator("#swagger-ui .opblock")
+    expect(operations.first).to_be_visible()
+    assert operations.count() >= 10
+    expect(page.locator("#swagger-ui")).to_contain_text("/api/domains/{domain}")
+    shot(page, "10-api-docs")
+    assert outside == [], outside
+    assert errors == [], errors
+    context.close()

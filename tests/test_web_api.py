@@ -412,19 +412,101 @@ async def test_metrics_for_the_operator(world: World) -> None:
     assert r.status_code == 200 and r.headers["content-type"].startswith(
         "text/plain; version=0.0.4"
     )
-    samples = dict(
-        line.rsplit(" ", 1) for line in r.text.splitlines() if line and not line.startswith("#")
-    )
-    assert samples['stspilot_hosted_domains{state="active"}'] == "2"
-    assert samples["stspilot_reports_stored"] == "1"
-    assert samples["stspilot_quarantine_waiting"] == "1"
-    assert samples["stspilot_monitor_domains"] == "2"
-    assert samples["stspilot_monitor_domains_failing"] == "0"
-    assert samples['stspilot_monitor_alerts_open{severity="error"}'] == "1"
-    assert samples['stspilot_monitor_alerts_open{severity="warning"}'] == "0"
-    assert float(samples["stspilot_report_last_received_timestamp_seconds"]) == now.timestamp()
-    last_check = float(samples["stspilot_check_last_timestamp_seconds"])
+    samples = {
+        name: float(value)
+        for name, value in (
+            line.rsplit(" ", 1) for line in r.text.splitlines() if line and line[0] != "#"
+        )
+    }
+    assert samples['stspilot_hosted_domains{state="active"}'] == 2
+    assert samples["stspilot_reports_stored"] == 1
+    assert samples["stspilot_quarantine_waiting"] == 1
+    assert samples["stspilot_monitor_domains"] == 2
+    assert samples["stspilot_monitor_domains_failing"] == 0
+    assert samples['stspilot_monitor_alerts_open{severity="error"}'] == 1
+    assert samples['stspilot_monitor_alerts_open{severity="warning"}'] == 0
+    assert samples["stspilot_report_last_received_timestamp_seconds"] == now.timestamp()
+    last_check = samples["stspilot_check_last_timestamp_seconds"]
     assert last_check == (now - timedelta(minutes=5)).timestamp()
     assert "# TYPE stspilot_reports_stored gauge" in r.text
     async with client_for(app, peer="203.0.113.9") as outside:
         assert (await outside.get("/metrics")).status_code == 403
+
+
+def scrape(text: str) -> dict[str, float]:
+    """The samples of a Prometheus text exposition, by name with labels."""
+    pairs = (line.rsplit(" ", 1) for line in text.splitlines() if line and line[0] != "#")
+    return {name: float(value) for name, value in pairs}
+
+
+async def test_metrics_count_requests_by_route_and_intake_by_channel(world: World) -> None:
+    """prometheus-client's text format: requests by route template (not by path), latency
+    histograms, and reports stored since the app started by intake channel."""
+    from stspilot.ingest.pipeline import ingest_raw
+
+    now = world.clock()
+    ingest_raw(world.store, report_json("Before", "b-1"), origin="smtp:1.2.3.4", received_at=now)
+    app = make_app(world)  # counts intake from here on
+    for i, origin in enumerate(("smtp:127.0.0.1 from=<r@x>", "https:10.0.0.1", "imap://u@h/I",
+                                "/srv/in/r.json", "smtp:127.0.0.2 from=<r@y>")):  # fmt: skip
+        ingest_raw(world.store, report_json("Org", f"c-{i}"), origin=origin, received_at=now)
+    async with client_for(app) as c:
+        for name in ("example.com", "nowhere.example"):
+            await c.get(f"/api/domains/{name}", headers=world.auth("alice"))
+        await c.get("/no/such/path")
+        samples = scrape((await c.get("/metrics")).text)
+        again = scrape((await c.get("/metrics")).text)
+    intake = {k: v for k, v in samples.items() if k.startswith("stspilot_intake_reports_total")}
+    assert intake == {
+        'stspilot_intake_reports_total{channel="SMTP"}': 2,
+        'stspilot_intake_reports_total{channel="HTTPS"}': 1,
+        'stspilot_intake_reports_total{channel="IMAP"}': 1,
+        'stspilot_intake_reports_total{channel="file"}': 1,
+    }
+    assert again['stspilot_intake_reports_total{channel="SMTP"}'] == 2  # not counted twice
+    routes = {k for k in samples if k.startswith("stspilot_http_requests_total")}
+    assert (
+        'stspilot_http_requests_total{method="GET",route="/api/domains/{domain}",status="200"}'
+        in routes
+    )
+    assert (
+        'stspilot_http_requests_total{method="GET",route="/api/domains/{domain}",status="404"}'
+        in routes
+    )
+    assert not any("nowhere" in k for k in samples)  # paths never become labels
+    assert (
+        samples['stspilot_http_requests_total{method="GET",route="(unmatched)",status="404"}'] == 1
+    )
+    count = (
+        'stspilot_http_request_duration_seconds_count{method="GET",route="/api/domains/{domain}"}'
+    )
+    assert samples[count] == 2
+    assert (
+        'stspilot_http_request_duration_seconds_bucket{le="0.1",method="GET",route="/api/domains/{domain}"}'
+        in samples
+    )
+
+
+async def test_requests_and_failed_logins_are_logged(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    from web_support import form_token
+
+    app = make_app(world)
+    with caplog.at_level("INFO", logger="stspilot"):
+        async with client_for(app, peer="127.0.0.9") as c:
+            await c.get("/api/domains/example.com", headers=world.auth("alice"))
+            form = await c.get("/login")
+            await c.post("/login", data={"username": "alice", "password": "wrong",
+                                         "csrf_token": form_token(form.text)})  # fmt: skip
+    access = [r for r in caplog.records if r.name == "stspilot.access"]
+    fields = [r.request for r in access]  # type: ignore[attr-defined]
+    api = next(f for f in fields if f["route"] == "/api/domains/{domain}")
+    assert (api["client"], api["user"], api["method"], api["status"]) == (
+        "127.0.0.9", "alice", "GET", 200,
+    )  # fmt: skip
+    assert api["path"] == "/api/domains/example.com" and api["ms"] >= 0
+    assert any(f["route"] == "/login" and f["status"] == 401 for f in fields), fields
+    (failed,) = [r for r in caplog.records if r.name == "stspilot.auth"]
+    assert failed.levelname == "WARNING" and "'alice' from 127.0.0.9" in failed.getMessage()
+    assert "wrong" not in failed.getMessage()  # never the password

@@ -3,6 +3,7 @@ page's charts and tables, adding a domain with CSRF, pagination, reports and qua
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -22,7 +23,7 @@ from web_support import World, client_for, form_token, login
 
 pytestmark = pytest.mark.db
 
-PAGES = ["/", "/domains/example.com", "/domains/new", "/reports", "/quarantine"]
+PAGES = ["/", "/domains/example.com", "/domains/new", "/reports", "/quarantine", "/docs"]
 
 
 @pytest.fixture
@@ -60,7 +61,7 @@ async def as_user(client: httpx.AsyncClient, name: str) -> httpx.AsyncClient:
 
 
 def domains_listed(html: str) -> list[str]:
-    return re.findall(r'<td><a href="/domains/([^"]+)">', html)
+    return re.findall(r'<td[^>]*><a href="/domains/([^"#]+)">', html)
 
 
 # --- access ------------------------------------------------------------------------------------
@@ -191,9 +192,9 @@ async def test_domain_page_shows_charts_tables_gate_and_history(
     response = await dash.get("/domains/example.com", params={"days": 30})
     assert response.status_code == 200
     html = response.text
-    sessions = html.split('id="chart-sessions"', 1)[1].split("</figure>", 1)[0]
-    assert sessions.count("<svg") == 1 and "<script" not in sessions
-    assert "successful" in sessions and "failed" in sessions
+    rate = html.split('id="chart-rate"', 1)[1].split("</figure>", 1)[0]
+    assert rate.count("<svg") == 1 and "<script" not in rate
+    assert "failure rate (%)" in rate and "sessions (right axis)" in rate
     since = seeded.clock() - timedelta(days=29)
     failures = seeded.store.failures_by_result_type(
         "example.com", since=since, until=seeded.clock()
@@ -208,7 +209,7 @@ async def test_domain_page_shows_charts_tables_gate_and_history(
     hosted = HostedPolicies(seeded.store).get("example.com")
     assert hosted is not None and f"<code>{hosted.policy_id}</code>" in html  # history + id
     assert "v=STSv1; id=" in html  # what to publish
-    assert "Rollout: the enforce gate" in html and "What if it had been enforce?" in html
+    assert "The enforce gate" in html and "What if it had been enforce?" in html
     assert re.search(r"<strong>[\d,]+</strong> of [\d,]+ sessions", html)
     assert FINDING["fix"] in html and FINDING["title"] in html
 
@@ -251,7 +252,7 @@ async def test_domain_page_chart_is_weekly_past_ninety_days(
     await as_user(dash, "alice")
     response = await dash.get("/domains/example.com", params={"days": days})
     assert response.status_code == 200
-    assert f"Sessions per {unit}, last {days} days" in response.text
+    assert f"Failure rate per {unit}, last {days} days" in response.text
 
 
 async def test_domain_page_without_check_or_reports(dash: httpx.AsyncClient, seeded: World) -> None:
@@ -522,3 +523,137 @@ def test_chart_svg_is_self_contained() -> None:
         assert re.findall(r"https?://[^\"' )]+", svg) == ["http://www.w3.org/2000/svg"] * len(
             re.findall(r"https?://[^\"' )]+", svg)
         )
+
+
+async def test_domain_page_says_whether_senders_see_the_hosted_policy(
+    dash: httpx.AsyncClient, seeded: World
+) -> None:
+    await as_user(dash, "alice")
+    html = (await dash.get("/domains/example.com")).text
+    hosted = HostedPolicies(seeded.store).get("example.com")
+    assert hosted is not None
+    live = html.split('id="live"', 1)[1].split("</section>", 1)[0]
+    # The stored check saw id 20261101T000000 and the hosted policy's mx lines differ.
+    assert (
+        f"The live TXT id is 20261101T000000, the hosted policy&#39;s id is {hosted.policy_id}"
+        in live
+    )
+    assert "note-bad" in live and f"TXT &#34;{hosted.sts_txt_value}&#34;" in live
+    # The jump bar lists the most urgent sections first: the mismatch before the chart.
+    jump = html.split('class="jump"', 1)[1].split("</nav>", 1)[0]
+    order = re.findall(r'href="#(\w+)"', jump)
+    assert order.index("live") < order.index("traffic") and order[0] in ("live", "failures")
+    assert html.index('<section id="live">') < html.index('<section id="traffic">')
+
+
+async def test_live_policy_equal_to_the_hosted_one_is_said_plainly(
+    dash: httpx.AsyncClient, seeded: World
+) -> None:
+    hosted = HostedPolicies(seeded.store).get("example.com")
+    assert hosted is not None
+    save_check(
+        seeded.store, "example.com", seeded.clock(), mode=hosted.mode,
+        policy_id=hosted.policy_id, mx=hosted.mx,
+    )  # fmt: skip
+    await as_user(dash, "alice")
+    html = (await dash.get("/domains/example.com")).text
+    live = html.split('id="live"', 1)[1].split("</section>", 1)[0]
+    assert hosted.max_age == 86400  # as the stored check's policy says
+    assert "DNS points here" in live and "note-bad" not in live
+    assert f"The live TXT id equals the hosted one ({hosted.policy_id})" in live
+
+
+async def test_gate_on_a_domain_already_at_enforce_reads_as_enforce(
+    dash: httpx.AsyncClient, seeded: World
+) -> None:
+    await as_user(dash, "gina")
+    html = (await dash.get("/domains/globex.test")).text
+    assert 'id="stage-help"' in html
+    rollout = html.split('id="rollout"', 1)[1].split("</section>", 1)[0]
+    assert "Already enforcing" in rollout and "Not ready for enforce" not in rollout
+    assert "Refused under enforce" in rollout
+
+
+async def test_domain_page_lists_the_last_report_of_each_reporter(
+    dash: httpx.AsyncClient, seeded: World
+) -> None:
+    await as_user(dash, "alice")
+    html = (await dash.get("/domains/example.com")).text
+    table = html.split('id="cadence"', 1)[1].split("</table>", 1)[0]
+    seen = seeded.store.sender_totals("example.com")
+    assert seen and all(t.organization_name in table for t in seen)
+    assert "on time" in table or "not regular" in table
+    reporters = html.split('id="by-reporter"', 1)[1].split("</table>", 1)[0]
+    assert "Rate" in reporters and " %" in reporters
+
+
+async def test_inventory_headline_and_filters_by_stage_and_severity(
+    dash: httpx.AsyncClient, seeded: World
+) -> None:
+    acme = Accounts(seeded.store).tenant("acme")
+    hosting = HostedPolicies(seeded.store)
+    for name in ("broken.example", "unchecked.example"):
+        hosting.add(name, tenant_id=acme.id, mode="testing", mx=["mx.x.example"],
+                    now=seeded.clock())  # fmt: skip
+    error = {**FINDING, "severity": "error", "code": "sts.policy.redirect"}
+    save_check(seeded.store, "broken.example", seeded.clock(), mode="enforce", findings=[error])
+    record_alerts(seeded, "example.com")  # one cert.mx warning, one tlsrpt error
+    await as_user(dash, "alice")
+    html = (await dash.get("/")).text
+    head = html.split('class="headline"', 1)[1].split("</section>", 1)[0]
+    figures = re.findall(r'<span class="big[^"]*">([\d,]+)</span>(?:</a>)?\s*([a-z ]+)', head)
+    assert figures == [
+        ("3", "domains"), ("1", "failing now"), ("1", "certificates expiring"),
+        ("2", "open alerts"),
+    ]  # fmt: skip
+    assert re.search(r"stage-unchecked\">unchecked</span> 1", head)
+    only = lambda **p: dash.get("/", params=p)  # noqa: E731
+    assert domains_listed((await only(stage="unchecked")).text) == ["unchecked.example"]
+    assert domains_listed((await only(stage="enforce")).text) == ["broken.example"]
+    assert domains_listed((await only(severity="error")).text) == ["broken.example"]
+    assert domains_listed((await only(severity="warning")).text) == ["example.com"]
+    assert domains_listed((await only(severity="clean")).text) == []
+    # An unknown filter value is ignored, not an error; the pager keeps the filters.
+    assert len(domains_listed((await only(stage="bogus")).text)) == 3
+    row = html.split('<a href="/domains/example.com">', 1)[1].split("</tr>", 1)[0]
+    assert '<svg class="spark"' in row and re.search(r"\d+\.\d\d %", row)
+    # The headline is kept for HEADLINE_TTL: paging does not recount every domain.
+    save_check(seeded.store, "unchecked.example", seeded.clock())
+
+    def headline_domains(html: str) -> list[str]:
+        return re.findall(r"stage-(\w+)\">\w+</span> 1", html.split("</section>", 1)[0])
+
+    assert "unchecked" in headline_domains((await dash.get("/")).text)
+    seeded.clock.advance(seconds=pages.HEADLINE_TTL.total_seconds() + 1)
+    assert "unchecked" not in headline_domains((await dash.get("/")).text)
+
+
+@pytest.mark.parametrize(
+    ("origin", "via"),
+    [
+        ("smtp:127.0.0.1 from=<reports@google.com>", "SMTP"),
+        ("https:203.0.113.9", "HTTPS"),
+        ("imap://tls@mail.example/INBOX;UID=7", "IMAP"),
+        ("/var/spool/reports/google.json.gz", "file"),
+    ],
+)
+async def test_reports_list_shows_the_channel_and_links_only_hosted_domains(
+    dash: httpx.AsyncClient, seeded: World, origin: str, via: str
+) -> None:
+    from stspilot.ingest.pipeline import ingest_raw
+
+    (report,) = generate_reports(1, seed=3, domains=["example.com"], start=seeded.clock())
+    report["report-id"] = f"via-{via}"
+    # One report naming a hosted domain and one hosted nowhere.
+    extra = {**report["policies"][0]}
+    extra["policy"] = {**extra["policy"], "policy-domain": "elsewhere.example"}
+    report["policies"] = [report["policies"][0], extra]
+    ingest_raw(seeded.store, json.dumps(report).encode(), origin=origin,
+               received_at=seeded.clock())  # fmt: skip
+    await as_user(dash, "root")  # an administrator sees every domain a report names
+    html = (await dash.get("/reports", params={"days": 3})).text
+    row = html.split(f"via-{via}", 1)[1].split("</tr>", 1)[0]
+    assert f'<td class="via">{via}</td>' in row
+    assert origin.split(":")[-1] not in row.split('class="via"')[1]  # no server path or peer
+    assert '<a href="/domains/example.com">' in row
+    assert "elsewhere.example" in row and '<a href="/domains/elsewhere.example">' not in row

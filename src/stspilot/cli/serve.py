@@ -42,10 +42,20 @@ def serve_command(
     insecure_cookies: bool = typer.Option(
         False, "--insecure-cookies", help="cookies without Secure (plain-HTTP development only)"
     ),
+    log_level: str = typer.Option(
+        "info", "--log-level", help="debug, info (a line per request), warning or error"
+    ),
+    log_json: bool = typer.Option(False, "--log-json", help="logs as one JSON object a line"),
 ) -> None:
     from stspilot.store import Store
+    from stspilot.web.ops import configure_logging
     from stspilot.web.settings import WebSettings
 
+    if log_level.lower() not in ("debug", "info", "warning", "error"):
+        raise typer.BadParameter(
+            f"--log-level wants debug, info, warning or error, not {log_level!r}"
+        )
+    configure_logging(log_level, json=log_json)
     host, port = host_port(listen, "--listen")
     overrides: dict[str, object] = {}
     if smtp:

@@ -34,12 +34,13 @@ from stspilot.rollout.evidence import (
     live_state_from_check,
     policy_digest,
 )
+from stspilot.tlsrpt.cadence import Cadence, quiet
 
 if TYPE_CHECKING:
     from stspilot.check.evaluate import CheckResult
     from stspilot.store.models import CheckRecord
 
-__all__ = ["Alert", "detect_changes"]
+__all__ = ["Alert", "detect_changes", "quiet_reporter_alerts"]
 
 _MODE_RANK = {None: 0, "none": 0, "testing": 1, "enforce": 2}
 
@@ -344,6 +345,30 @@ def _report_alerts(current: CheckResult, reports: ReportWindow, now: datetime) -
     return [_alert(d, "tlsrpt.failures", severity, message, lasting=True)]
 
 
+def quiet_reporter_alerts(domain: str, cadences: Sequence[Cadence]) -> list[Alert]:
+    """A regular reporter (``tlsrpt.cadence``) that stopped sending: its silence hides
+    failures exactly when a change may have broken something (RFC 8460 §4.1: one report
+    per UTC day). Reporters that were never regular raise nothing."""
+    out = []
+    for c in quiet(cadences):
+        last = c.last_received.strftime("%Y-%m-%d %H:%M UTC") if c.last_received else "unknown"
+        out.append(
+            _alert(
+                domain,
+                "tlsrpt.reporter-quiet",
+                Severity.WARNING,
+                f"{domain}: {c.organization} sent TLS-RPT reports {c.habit} ({c.days_seen} "
+                f"days since {c.first_day}) but none has covered a day since {c.last_day} "
+                f"({c.silent_days} days; last received {last}). Check that the "
+                f"_smtp._tls record still names a working rua, and that mail from "
+                f"{c.organization} still arrives (RFC 8460 §3, §4.1).",
+                c.organization[:200],
+                lasting=True,
+            )
+        )
+    return out
+
+
 def detect_changes(
     previous: CheckRecord | None,
     current: CheckResult,
@@ -353,12 +378,14 @@ def detect_changes(
     history: Sequence[HistoryEntry] | None = None,
     reports: ReportWindow | None = None,
     stuck_after_days: int = 30,
+    reporters: Sequence[Cadence] = (),
 ) -> list[Alert]:
     """Alerts for ``current`` given the check stored before it (None: first check).
 
     ``history`` (oldest first, without ``current``) defaults to ``previous`` alone; give the
     stored history and the report window to detect "stuck in testing", which needs a clean
-    enforce gate over time.
+    enforce gate over time; give the reporters' cadences to detect a regular reporter that
+    went quiet.
     """
     was_failing = previous is not None and previous.worst_severity == Severity.ERROR.label
     alerts = _conditions(current, expiry_days=expiry_days, was_failing=was_failing)
@@ -369,6 +396,7 @@ def detect_changes(
     alerts += _rollout_alerts(current, history, reports or ReportWindow(), now, stuck_after_days)
     alerts += _report_alerts(current, reports or ReportWindow(), now)
     alerts += _dane_alerts(previous, current)
+    alerts += quiet_reporter_alerts(current.domain, reporters)
     unique: dict[str, Alert] = {}
     for a in alerts:
         unique.setdefault(a.key, a)

@@ -32,6 +32,7 @@ from stspilot.sts.names import domain_name, fold_name
 if TYPE_CHECKING:
     from stspilot.check.evaluate import CheckResult
     from stspilot.store import Store
+    from stspilot.tlsrpt.cadence import Cadence
 
 Checker = Callable[[str], Awaitable["CheckResult"]]
 
@@ -135,6 +136,7 @@ def _record(
         store, domain, now, days=config.report_days, latest=result, history_since=since
     )
     assert inputs is not None  # given the check just run
+    reporters = _reporter_cadence(store, domain, now)
     save_check(store, result)
     return list(
         detect_changes(
@@ -145,8 +147,20 @@ def _record(
             history=inputs.history,
             reports=inputs.reports,
             stuck_after_days=config.stuck_after_days,
+            reporters=reporters,
         )
     )
+
+
+def _reporter_cadence(store: Store, domain: str, now: datetime) -> tuple[Cadence, ...]:
+    """Each reporter's habit over the learning window (``tlsrpt.cadence``), from the store."""
+    from stspilot.store.dashboard import DashboardReads
+    from stspilot.tlsrpt.cadence import CADENCE_DAYS, learn_cadence
+
+    seen = DashboardReads(store).reporter_days(
+        domain, since=now - timedelta(days=CADENCE_DAYS), until=now
+    )
+    return learn_cadence(seen, today=now.date(), window_days=CADENCE_DAYS)
 
 
 async def _run_domain(

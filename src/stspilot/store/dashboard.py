@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, case, func, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from stspilot.rollout.evidence import DailyTotal, FailureCount, ReportWindow
@@ -25,9 +25,10 @@ from stspilot.store.hosting import hosted_domains
 from stspilot.store.models import CheckRecord
 from stspilot.store.queries import day_ceiling, day_floor
 from stspilot.store.reads import check_record
-from stspilot.store.schema import checks, failure_details, report_policies
+from stspilot.store.schema import checks, failure_details, report_policies, reports
 from stspilot.store.url import store_error
 from stspilot.sts.names import fold_name
+from stspilot.tlsrpt.cadence import ReporterDays, reporter_days
 
 if TYPE_CHECKING:
     from stspilot.store.api import Store
@@ -49,6 +50,22 @@ class InventoryRow:
 
 
 @dataclass(frozen=True, slots=True)
+class Headline:
+    """The inventory's figures over all of a tenant's hosted domains (not just one page)."""
+
+    domains: int
+    by_stage: dict[str, int]  # the stage of each domain's last check; "unchecked": none
+    failing: int  # domains whose last check found an error
+    expiring: int  # domains with an open certificate alert (MX or policy host)
+    open_alerts: dict[str, int]  # open monitor alerts by severity
+
+
+STAGE_FILTERS = ("unchecked", "none", "reporting", "testing", "enforce", "winding-down")
+SEVERITY_FILTERS = ("error", "warning", "info", "clean")
+CERT_ALERTS = ("cert.mx", "cert.policy-host")  # monitor.alerts codes for expiring certificates
+
+
+@dataclass(frozen=True, slots=True)
 class InventoryPage:
     rows: tuple[InventoryRow, ...]
     total: int  # matching domains on all pages
@@ -63,6 +80,36 @@ def _host(name: str, memo: dict[str, str]) -> str:
     if found is None:
         found = memo[name] = fold_name(name)
     return found
+
+
+# How a report reached the store, from the ``origin`` each intake writes (ingest/smtp_receiver,
+# ingest/http, ingest/imap; files and mbox messages are stored under their path).
+CHANNEL_PREFIXES = (("smtp:", "SMTP"), ("https:", "HTTPS"), ("imap://", "IMAP"))
+FILE_CHANNEL = "file"
+CHANNELS = (*(name for _, name in CHANNEL_PREFIXES), FILE_CHANNEL)
+
+
+def channel(origin: str) -> str:
+    """The intake channel of a stored report: SMTP, HTTPS, IMAP or file (never the path)."""
+    for prefix, name in CHANNEL_PREFIXES:
+        if origin.startswith(prefix):
+            return name
+    return FILE_CHANNEL
+
+
+def _latest(column: Any) -> Any:
+    """``column`` of the newest stored check of the hosted domain in the outer query (the
+    ``checks (domain, observed_at)`` index, one probe per domain); an alias of ``checks``,
+    so an outer query may join ``checks`` itself."""
+    newest = checks.alias("newest")
+    return (
+        select(newest.c[column.name])
+        .where(newest.c.domain == hosted_domains.c.domain)
+        .order_by(newest.c.observed_at.desc(), newest.c.id.desc())
+        .limit(1)
+        .correlate(hosted_domains)
+        .scalar_subquery()
+    )
 
 
 def _like_escape(text: str) -> str:
@@ -90,11 +137,15 @@ class DashboardReads:
         tenant_id: int | None,
         *,
         search: str = "",
+        stage: str = "",
+        severity: str = "",
         limit: int = 50,
         offset: int = 0,
     ) -> InventoryPage:
         """Hosted domains (of one tenant, or all for ``None``) sorted by name, one page, each
-        with the id of its latest stored check (one index probe per row of the page)."""
+        with the id of its latest stored check (one index probe per row of the page).
+        ``stage`` and ``severity`` keep the domains whose last check has that stage or worst
+        severity (``STAGE_FILTERS``, ``SEVERITY_FILTERS``; "unchecked", "clean")."""
         limit = max(1, min(limit, MAX_PAGE))
         offset = max(0, offset)
         h = hosted_domains.c
@@ -104,13 +155,16 @@ class DashboardReads:
         needle = search.strip().lower()[:253]
         if needle:
             where.append(h.domain.like(f"%{_like_escape(needle)}%", escape="\\"))
-        latest = (
-            select(checks.c.id)
-            .where(checks.c.domain == h.domain)
-            .order_by(checks.c.observed_at.desc(), checks.c.id.desc())
-            .limit(1)
-            .scalar_subquery()
-        )
+        latest = _latest(checks.c.id)
+        if stage == "unchecked":
+            where.append(latest.is_(None))
+        elif stage:
+            where.append(_latest(checks.c.stage) == stage)
+        if severity == "clean":
+            where.append(latest.is_not(None))
+            where.append(func.coalesce(_latest(checks.c.worst_severity), "info") == "info")
+        elif severity:
+            where.append(_latest(checks.c.worst_severity) == severity)
         q = (
             select(h.domain, tenants.c.name, h.mode, h.policy_id, h.version, h.state, latest)
             .join(tenants, tenants.c.id == h.tenant_id)
@@ -124,6 +178,44 @@ class DashboardReads:
             rows = tuple(InventoryRow(*row) for row in conn.execute(q))
             total = int(conn.execute(count).scalar_one())
         return InventoryPage(rows, total, offset, limit)
+
+    def headline(self, tenant_id: int | None) -> Headline:
+        """Counts over every hosted domain of the tenant (``None``: all): by the stage and
+        worst severity of each one's last check (one index probe per domain), and the open
+        monitor alerts of those domains."""
+        from stspilot.store.monitor import monitor_alerts
+
+        h, c, a = hosted_domains.c, checks.c, monitor_alerts.c
+        mine: list[Any] = [] if tenant_id is None else [h.tenant_id == tenant_id]
+        q = (
+            select(c.stage, c.worst_severity, func.count())
+            .select_from(hosted_domains.outerjoin(checks, c.id == _latest(c.id)))
+            .where(*mine)
+            .group_by(c.stage, c.worst_severity)
+        )
+        joined = monitor_alerts.join(hosted_domains, h.domain == a.domain)
+        open_alerts = (
+            select(a.severity, func.count())
+            .select_from(joined)
+            .where(a.resolved_at.is_(None), *mine)
+            .group_by(a.severity)
+        )
+        expiring = (
+            select(func.count(func.distinct(a.domain)))
+            .select_from(joined)
+            .where(a.resolved_at.is_(None), a.code.in_(CERT_ALERTS), *mine)
+        )
+        by_stage: dict[str, int] = {}
+        domains = failing = 0
+        with self._read() as conn:
+            for stage, worst, n in conn.execute(q):
+                key = stage or "unchecked"
+                by_stage[key] = by_stage.get(key, 0) + int(n)
+                domains += int(n)
+                failing += int(n) if worst == "error" else 0
+            alerts = {sev: int(n) for sev, n in conn.execute(open_alerts)}
+            soon = int(conn.execute(expiring).scalar_one())
+        return Headline(domains, by_stage, failing, soon, alerts)
 
     def checks_by_id(self, ids: Sequence[int]) -> dict[int, CheckRecord]:
         """Stored checks by id (the inventory's latest ones), with their full result."""
@@ -220,6 +312,34 @@ class DashboardReads:
             for d in names
         }
 
+    # -- reporters ------------------------------------------------------------------------------
+
+    def reporter_days(
+        self, domain: str, *, since: date | datetime, until: date | datetime
+    ) -> list[ReporterDays]:
+        """Per reporting organisation, the UTC days [since, until) its reports covered for
+        ``domain`` and when its newest report arrived (``tlsrpt.cadence`` learns from them):
+        the (policy_domain, day) index, then each report's row by primary key."""
+        p, r = report_policies.c, reports.c
+        q = (
+            select(p.organization_name, p.day, func.max(r.received_at))
+            .join(reports, r.id == p.report_pk)
+            .where(
+                p.policy_domain == _host(domain, {}),
+                p.day >= day_floor(since),
+                p.day < day_ceiling(until),
+            )
+            .group_by(p.organization_name, p.day)
+        )
+        pairs: list[tuple[str, date]] = []
+        received: dict[str, datetime] = {}
+        with self._read() as conn:
+            for org, day, when in conn.execute(q):
+                pairs.append((org, day))
+                if when is not None and (org not in received or when > received[org]):
+                    received[org] = when
+        return reporter_days(pairs, received)
+
     # -- reports --------------------------------------------------------------------------------
 
     def report_domains(self, pk: int) -> list[str]:
@@ -227,6 +347,20 @@ class DashboardReads:
         q = select(report_policies.c.policy_domain).where(report_policies.c.report_pk == pk)
         with self._read() as conn:
             return sorted({d for (d,) in conn.execute(q)})
+
+    def hosted(self, names: Sequence[str], *, tenant_id: int | None = None) -> set[str]:
+        """Which of ``names`` are hosted here (of the tenant, or of any tenant for ``None``)."""
+        memo: dict[str, str] = {}
+        wanted = sorted({_host(n, memo) for n in names})
+        out: set[str] = set()
+        h = hosted_domains.c
+        with self._read() as conn:
+            for i in range(0, len(wanted), CHUNK):
+                q = select(h.domain).where(h.domain.in_(wanted[i : i + CHUNK]))
+                if tenant_id is not None:
+                    q = q.where(h.tenant_id == tenant_id)
+                out.update(d for (d,) in conn.execute(q))
+        return out
 
     def owned(self, tenant_id: int, names: Sequence[str]) -> set[str]:
         """Which of ``names`` are the tenant's hosted domains (a report may name others')."""
@@ -241,6 +375,30 @@ class DashboardReads:
                 )
                 out.update(d for (d,) in conn.execute(q))
         return out
+
+
+def newest_report_id(store: Store) -> int:
+    """The highest ``reports.id`` (0 for none): where intake counting starts."""
+    with DashboardReads(store)._read() as conn:
+        return int(conn.execute(select(func.coalesce(func.max(reports.c.id), 0))).scalar_one())
+
+
+def reports_by_channel_since(store: Store, after_id: int) -> tuple[dict[str, int], int]:
+    """Reports stored with an id above ``after_id``, by intake channel, and the new highest
+    id: read on the primary key, so the work is what arrived since, not the whole table."""
+    r = reports.c
+    kind = case(
+        *((r.origin.like(f"{prefix}%"), name) for prefix, name in CHANNEL_PREFIXES),
+        else_=FILE_CHANNEL,
+    )
+    q = select(kind, func.count(), func.max(r.id)).where(r.id > after_id).group_by(kind)
+    out: dict[str, int] = {}
+    newest = after_id
+    with DashboardReads(store)._read() as conn:
+        for name, n, top in conn.execute(q):
+            out[name] = int(n)
+            newest = max(newest, int(top))
+    return out, newest
 
 
 def report_window(store: Store, domain: str, since: datetime, until: datetime) -> ReportWindow:

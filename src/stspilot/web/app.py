@@ -49,7 +49,7 @@ from stspilot.web.auth import (
 from stspilot.web.errors import http_error_handler, internal_error_handler, stspilot_error_handler
 from stspilot.web.fastpath import PolicyFastPath
 from stspilot.web.hosting import PolicyCache, ask_routes
-from stspilot.web.ops import health_routes, metrics_routes
+from stspilot.web.ops import AccessLog, Telemetry, health_routes, metrics_routes
 from stspilot.web.ratelimit import Asgi, RateLimitMiddleware, TokenBucket
 from stspilot.web.settings import WebContext, WebSettings
 
@@ -106,7 +106,7 @@ def create_app(
         version=__version__,
         description="MTA-STS policy hosting, TLS-RPT reports and the rollout pilot.",
         openapi_url=None,  # served below, behind authentication
-        docs_url=None,  # Swagger UI loads from a CDN; stspilot works offline
+        docs_url=None,  # /docs is ours (web/docs.py): Swagger UI from a package, no CDN
         redoc_url=None,
         lifespan=_lifespan(ctx, close_store=close_store),
     )
@@ -136,7 +136,8 @@ def create_app(
     )
     app.router.routes.extend(ask_routes(hosting, settings))
     app.router.routes.extend(health_routes(store))
-    app.router.routes.extend(metrics_routes(store, settings))
+    telemetry = Telemetry(store)
+    app.router.routes.extend(metrics_routes(store, settings, telemetry))
     app.router.routes.extend(auth_routes())
     app.include_router(api.router)
     app.include_router(publish_api.router)
@@ -150,6 +151,9 @@ def create_app(
     app.router.routes.extend(routes)
     if STATIC_DIR.is_dir():
         app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
+    from stspilot.web.docs import swagger_ui_assets
+
+    app.mount("/docs/assets", swagger_ui_assets(), name="docs_assets")  # /docs: web/pages.py
 
     # add_middleware: the last added is the outermost.
     app.add_middleware(CsrfCookieMiddleware, settings=settings)
@@ -158,6 +162,7 @@ def create_app(
         limits={"/login": TokenBucket(settings.login_rate, settings.login_burst)},
         trusted_proxies=settings.trusted_proxies,
     )
+    app.add_middleware(AccessLog, telemetry=telemetry)  # outermost: logs and times every request
     return app
 
 

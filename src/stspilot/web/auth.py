@@ -19,6 +19,7 @@ import asyncio
 import base64
 import hashlib
 import hmac
+import logging
 import secrets
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
     from starlette.responses import Response
     from starlette.routing import Route
 
+auth_log = logging.getLogger("stspilot.auth")
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 READ_SCOPE_METHODS = frozenset({"GET", "HEAD"})
 CSRF_FIELD = "csrf_token"
@@ -296,6 +298,12 @@ def auth_routes() -> list[Route]:
         if isinstance(name, str) and isinstance(password, str) and name and password:
             user = await asyncio.to_thread(ctx.accounts.authenticate, name, password)
         if user is None:
+            peer = request.client.host if request.client else "-"
+            auth_log.warning(
+                "login failed for user %r from %s", str(name)[:64], peer,
+                extra={"request": {"client": peer, "user": str(name)[:64], "route": "/login",
+                                   "status": 401, "event": "login-failed"}},
+            )  # fmt: skip
             return await login_form(request, error="Wrong user name or password.", status=401)
         target = form.get("next", "/")
         response = RedirectResponse(safe_next(target if isinstance(target, str) else "/"), 303)

@@ -221,8 +221,109 @@ def result_type_chart(
         height=max(160, 60 + 34 * len(shown)),
         title=title,
         show_legend=True,
+        print_values=True,
+        print_values_position="top",
+        value_formatter=lambda v: f"{v:,.0f}",
         **_common(),
     )
     for name, n in reversed(shown):  # pygal draws the first series at the bottom
         chart.add(name[:60], [n])
     return _svg(chart)
+
+
+def percent(part: int, whole: int) -> str:
+    """``part`` of ``whole`` as a percentage for people: "0.52 %", "<0.01 %", or "" for 0."""
+    if not whole or not part:
+        return ""
+    value = 100.0 * part / whole
+    return "<0.01 %" if value < 0.01 else f"{value:.2f} %"
+
+
+def failure_rates(series: DailySeries) -> list[float | None]:
+    """Failed sessions per 100 sessions of each bar; None for a bar without sessions."""
+    return [
+        round(100.0 * bad / (ok + bad), 3) if ok + bad else None
+        for ok, bad in zip(series.successful, series.failed, strict=True)
+    ]
+
+
+def rate_chart(
+    series: DailySeries, *, title: str = "Failure rate per day", per_week: bool | None = None
+) -> str:
+    """The failure rate (failed sessions per 100) per day, with the sessions per day on a
+    secondary axis: 0.5 % of failures is a visible line, not an invisible red sliver of a
+    stacked bar. One point per week past ``WEEKLY_AFTER`` days, as ``sessions_chart``."""
+    pygal = _pygal()
+
+    if per_week is None:
+        per_week = len(series.days) > WEEKLY_AFTER
+    if per_week:
+        series = weekly(series)
+        title = title.replace("per day", "per week")
+    chart = pygal.Line(
+        style=_style((FAILED_COLOUR, "#8c959f")),
+        width=960,
+        height=320,
+        title=title,
+        x_label_rotation=-45 if len(series.days) > 14 else 0,
+        show_minor_x_labels=len(series.days) <= 31,
+        truncate_label=10,
+        dots_size=2.5,
+        value_formatter=lambda v: f"{v:.2f} %",
+        secondary_range=None,
+        range=(0, max(1.0, max((r or 0.0 for r in failure_rates(series)), default=0.0) * 1.15)),
+        **_common(),
+    )
+    labels = [d.isoformat() for d in series.days]
+    chart.x_labels = labels
+    if len(labels) > 31:
+        chart.x_labels_major = labels[:: max(1, len(labels) // 12)]
+    if series.sessions:
+        chart.add("failure rate (%)", failure_rates(series), stroke_style={"width": 2.5})
+        volume = [ok + bad for ok, bad in zip(series.successful, series.failed, strict=True)]
+        chart.add(
+            "sessions (right axis)",
+            volume,
+            secondary=True,
+            show_dots=False,
+            fill=True,
+            formatter=lambda v: f"{v:,.0f} sessions",
+        )
+    return _svg(chart)
+
+
+def sparkline(series: DailySeries, *, width: int = 84, height: int = 20) -> str:
+    """A tiny inline SVG of a domain's days: a grey bar per day for its sessions (scaled to
+    the busiest day) and a red one over it for the failed share; an empty day is a gap.
+    Drawn by hand: pygal costs ~5 ms a chart, and an inventory page shows 50 of them."""
+    n = len(series.days)
+    if n == 0:
+        return ""
+    busiest = max((ok + bad for ok, bad in zip(series.successful, series.failed, strict=True)),
+                  default=0)  # fmt: skip
+    step = width / n
+    bar = max(1.0, step - 1)
+    parts = [
+        f'<svg class="spark" viewBox="0 0 {width} {height}" width="{width}" height="{height}" '
+        'role="img" aria-label="sessions and failures per day">'
+    ]
+    for i, (ok, bad) in enumerate(zip(series.successful, series.failed, strict=True)):
+        total = ok + bad
+        if not total:
+            continue
+        x = i * step
+        h = max(1.0, height * total / busiest) if busiest else 0.0
+        parts.append(
+            f'<rect x="{x:.1f}" y="{height - h:.1f}" width="{bar:.1f}" height="{h:.1f}" '
+            'fill="#afb8c1"/>'
+        )
+        if bad:
+            # The failed share of the bar, at least a pixel: a rare failure stays visible.
+            fh = max(1.5, h * bad / total)
+            parts.append(
+                f'<rect x="{x:.1f}" y="{height - fh:.1f}" width="{bar:.1f}" height="{fh:.1f}" '
+                f'fill="{FAILED_COLOUR}"><title>{series.days[i]}: {bad:,} of {total:,} '
+                "failed</title></rect>"
+            )
+    parts.append("</svg>")
+    return "".join(parts)
