@@ -26,10 +26,10 @@ from stspilot.store.rows import (
     ReportRows,
     RowBuilder,
     clip,
-    no_nul,
     sha256_hex,
 )
 from stspilot.store.schema import quarantine, raw_blobs, reports
+from stspilot.store.url import no_nul
 
 # Parameters per IN (...) list: well under SQLite's 32766 host-parameter limit.
 CHUNK = 500

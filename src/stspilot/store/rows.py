@@ -19,7 +19,7 @@ import msgspec
 
 from stspilot.errors import ReportError
 from stspilot.store.models import NewReport
-from stspilot.store.url import json_dumps
+from stspilot.store.url import json_dumps, no_nul
 from stspilot.tlsrpt.reports import Deviation, TlsReport
 
 # Identity columns must fit their indexed columns (PostgreSQL btree entries are capped too).
@@ -72,12 +72,6 @@ def check_identity(report: TlsReport) -> None:
             "report.identity.too-long",
             f"organization-name or report-id longer than {MAX_IDENTITY} characters",
         )
-
-
-def no_nul(value: str) -> str:
-    # PostgreSQL text and jsonb cannot hold NUL (JSON allows "\u0000", hostile reports send
-    # it, RFC 8460 §7); replace it on both backends so identities agree everywhere.
-    return value.replace("\x00", "\ufffd") if "\x00" in value else value
 
 
 def clip(value: str | None, kind: str) -> str | None:

@@ -67,6 +67,14 @@ def _json_default(value: object) -> Any:
     raise TypeError(f"cannot store {type(value).__name__} as JSON")
 
 
+def no_nul(value: str) -> str:
+    """``value`` with NUL replaced by U+FFFD. PostgreSQL text and jsonb cannot hold NUL; JSON
+    allows "\u0000" and hostile reports send it (RFC 8460 §7). Every string either engine is
+    given goes through here (rows as they are built, every other statement's parameters in
+    ``_no_nul_parameters``), so both store the same text and find it by the same value."""
+    return value.replace("\x00", "\ufffd") if "\x00" in value else value
+
+
 def json_dumps(value: object) -> str:
     text = json.dumps(value, default=_json_default, separators=(",", ":"), ensure_ascii=False)
     # PostgreSQL jsonb refuses the NUL escape; hostile input carries it (RFC 8460 §7).
@@ -80,8 +88,34 @@ def make_engine(url: str) -> Engine:
         engine = create_engine(url, json_serializer=json_dumps)
         event.listen(engine, "connect", _sqlite_on_connect)
         event.listen(engine, "begin", _sqlite_on_begin)
-        return engine
-    return create_engine(url, json_serializer=json_dumps, pool_pre_ping=True)
+    else:
+        engine = create_engine(url, json_serializer=json_dumps, pool_pre_ping=True)
+    event.listen(engine, "before_cursor_execute", _no_nul_parameters, retval=True)
+    return engine
+
+
+def _no_nul_parameters(
+    _conn: Any, _cursor: Any, statement: str, parameters: Any, _context: Any, executemany: bool
+) -> tuple[str, Any]:
+    """String parameters without NUL (``no_nul``), on both engines: a value searched for, as
+    well as one stored. Without this, a NUL in a filter was an error on PostgreSQL and a
+    silent miss on SQLite. The bulk insert path writes through the driver with rows that
+    ``store/rows.py`` cleaned already."""
+    if executemany:
+        return statement, [_clean(p) for p in parameters]
+    return statement, _clean(parameters)
+
+
+def _clean(parameters: Any) -> Any:
+    if isinstance(parameters, dict):
+        if any(type(v) is str and "\x00" in v for v in parameters.values()):
+            return {k: no_nul(v) if type(v) is str else v for k, v in parameters.items()}
+        return parameters
+    if isinstance(parameters, tuple | list) and any(
+        type(v) is str and "\x00" in v for v in parameters
+    ):
+        return type(parameters)(no_nul(v) if type(v) is str else v for v in parameters)
+    return parameters
 
 
 def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
