@@ -1101,3 +1101,44 @@ def test_plain_text_media_types_are_accepted(content_type: str) -> None:
     assert not {c for c in result.codes() if c.startswith("sts.policy.")} - {
         "sts.policy.max-age.short"
     }
+
+
+def _host(*views: MxProbe) -> MxProbe:
+    """MX2 over several addresses: each view is what one address showed."""
+    from stspilot.facts import AddressProbe
+    from stspilot.probes.smtp import worst_address
+
+    probes = [
+        AddressProbe(f"192.0.2.{n}", v.outcome, tls=v.tls, error=v.error)
+        for n, v in enumerate(views, 1)
+    ]
+    return replace(MxProbe(MX2, SmtpOutcome.OK).at(worst_address(probes)), by_address=tuple(probes))
+
+
+@pytest.mark.parametrize(
+    ("views", "codes", "says"),
+    [
+        # The second address serves an expired certificate: an error naming that address.
+        ((ok_probe(MX2), tls_fail(TlsFailure.EXPIRED)), ["mx.cert.expired"], "192.0.2.2 (1 of 2)"),
+        # Every address alike: one finding about the host, no address named.
+        ((tls_fail(TlsFailure.EXPIRED),) * 2, ["mx.cert.expired"], f"{MX2} has"),
+        # An address that cannot be reached (a checker without IPv6) decides nothing.
+        ((MxProbe(MX2, SmtpOutcome.CONNECT_FAILED, error="no route"), ok_probe(MX2)), [], ""),
+        # ... unless no address can be reached.
+        ((MxProbe(MX2, SmtpOutcome.CONNECT_FAILED, error="no route"),) * 2,
+         ["mx.connect-failed"], ""),
+        # Two different failures: one finding each, each naming its address.
+        ((tls_fail(TlsFailure.EXPIRED), tls_fail(TlsFailure.SELF_SIGNED)),
+         ["mx.cert.expired", "mx.cert.self-signed"], "(1 of 2)"),
+    ],
+)  # fmt: skip
+def test_every_address_of_an_mx_host_is_judged(
+    views: tuple[MxProbe, ...], codes: list[str], says: str
+) -> None:
+    result = evaluate(with_probe(_host(*views))(HEALTHY))
+    found = [f for f in result.findings if f.subject == MX2]
+    assert sorted(f.code for f in found) == codes
+    assert all(says in f.detail for f in found)
+    (verdict,) = [m for m in result.mx if m.host == MX2]
+    assert [a.ip for a in verdict.addresses] == [f"192.0.2.{n}" for n in range(1, len(views) + 1)]
+    assert verdict.tls_ok is (not codes)

@@ -145,18 +145,53 @@ class SmtpOutcome(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class AddressProbe:
+    """The STARTTLS probe of one address of an MX host: banner, EHLO, STARTTLS, certificate."""
+
+    ip: str
+    outcome: SmtpOutcome
+    banner: str = ""  # the greeting's text (also a refusing one, RFC 5321 §3.1)
+    ehlo_name: str = ""  # the server's own name from its EHLO answer
+    tls: TlsResult | None = None
+    elapsed: float = 0.0
+    error: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class MxProbe:
-    """A STARTTLS probe of one MX host (RFC 8461 §4.2): banner, EHLO, STARTTLS, certificate."""
+    """A STARTTLS probe of one MX host (RFC 8461 §4.2) over every address it has.
+
+    Senders connect to any address of the host, and each connection must validate, so every
+    address is probed (``by_address``, in lookup order). The host-level fields are those of the
+    worst address (``probes.smtp.worst_address``): one that failed beats one that passed, and
+    one that could not be reached counts only when no address could be.
+    """
 
     host: str
     outcome: SmtpOutcome
     address: AddressLookup | None = None
-    ip: str = ""  # the address actually probed
+    ip: str = ""  # the address whose result the host-level fields are
     banner: str = ""
     ehlo_name: str = ""  # the server's own name from its EHLO answer
     tls: TlsResult | None = None
     elapsed: float = 0.0
     error: str = ""
+    by_address: tuple[AddressProbe, ...] = ()  # empty when no address was probed
+
+    def at(self, probe: AddressProbe) -> MxProbe:
+        """This host as seen at one of its addresses."""
+        return MxProbe(
+            self.host,
+            probe.outcome,
+            self.address,
+            probe.ip,
+            probe.banner,
+            probe.ehlo_name,
+            probe.tls,
+            probe.elapsed,
+            probe.error,
+            (probe,),
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from rich.console import Console
@@ -55,6 +56,18 @@ def _mx_json(mx: MxVerdict) -> dict[str, Any]:
         "cert_not_after": mx.cert_not_after.isoformat() if mx.cert_not_after else None,
         "days_to_expiry": mx.days_to_expiry,
         "findings": list(mx.finding_codes),
+        "addresses": [
+            {
+                "ip": a.ip,
+                "probe_outcome": a.probe_outcome,
+                "tls_ok": a.tls_ok,
+                "tls_version": a.tls_version or None,
+                "cert_not_after": a.cert_not_after.isoformat() if a.cert_not_after else None,
+                "days_to_expiry": a.days_to_expiry,
+                "error": a.error or None,
+            }
+            for a in mx.addresses
+        ],
     }
 
 
@@ -202,20 +215,35 @@ def _mx_table(result: CheckResult) -> Table:
             covered = Text(mx.covered_by, style="green")
         else:
             covered = Text("NOT COVERED", style="bold red")
-        if mx.tls_ok is None:
-            tls = Text("not probed", style="dim")
-        elif mx.tls_ok:
-            tls = Text(f"ok {mx.tls_version}".strip(), style="green")
-        else:
-            tls = Text(mx.probe_outcome, style="red")
-        if mx.days_to_expiry is None:
-            cert = Text("-", style="dim")
-        else:
-            style = "red" if mx.days_to_expiry < 0 else "yellow" if mx.days_to_expiry < 14 else ""
-            when = mx.cert_not_after.date().isoformat() if mx.cert_not_after else ""
-            cert = Text(f"{when} ({mx.days_to_expiry} d)", style=style)
+        tls = _tls_cell(mx.tls_ok, mx.tls_version, mx.probe_outcome)
+        cert = _cert_cell(mx.cert_not_after, mx.days_to_expiry)
         table.add_row(str(mx.preference), mx.host, covered, tls, cert)
+        if len(mx.addresses) > 1:  # every address was probed (RFC 8461 §4.2): show each
+            for a in mx.addresses:
+                table.add_row(
+                    "",
+                    Text(f"  {a.ip}", style="dim"),
+                    "",
+                    _tls_cell(a.tls_ok, a.tls_version, a.probe_outcome),
+                    _cert_cell(a.cert_not_after, a.days_to_expiry),
+                )
     return table
+
+
+def _tls_cell(ok: bool | None, version: str, outcome: str) -> Text:
+    if ok is None:
+        return Text("not probed", style="dim")
+    if ok:
+        return Text(f"ok {version}".strip(), style="green")
+    return Text(outcome, style="red")
+
+
+def _cert_cell(not_after: datetime | None, days: int | None) -> Text:
+    if days is None:
+        return Text("-", style="dim")
+    style = "red" if days < 0 else "yellow" if days < 14 else ""
+    when = not_after.date().isoformat() if not_after else ""
+    return Text(f"{when} ({days} d)", style=style)
 
 
 def _render_finding(finding: Finding, console: Console, *, verbose: bool) -> None:

@@ -73,7 +73,9 @@ class Scenario:
         out += [Record(f"_smtp._tls.{d}", "TXT", txt_value(s)) for s in self.tlsrpt]
         for mx in self.mx:
             target = f"{mx.name}." if mx.name else "."
-            out.append(Record(d, "MX", f"{mx.preference} {target}"))
+            record = Record(d, "MX", f"{mx.preference} {target}")
+            if record not in out:  # a name listed twice is one MX host with two addresses
+                out.append(record)
         out += self.extra
         # The apex exists even with no MX (for NODATA rather than NXDOMAIN).
         out.append(Record(d, "TXT", txt_value(["lab scenario"])))
@@ -244,6 +246,9 @@ SCENARIOS: tuple[Scenario, ...] = (
              {"mx.cert.untrusted"}, "enforce", mx=_mx1(cert=CertKind.UNTRUSTED)),
     scenario("mx-chain-incomplete", "MX certificate served without its intermediate",
              {"mx.cert.chain-incomplete"}, "enforce", mx=_mx1(cert=CertKind.CHAIN_INCOMPLETE)),
+    scenario("mx-second-address-expired", "MX host with two addresses, the second expired",
+             {"mx.cert.expired"}, "enforce",
+             mx=(Mx("mx1.{d}", 10), Mx("mx1.{d}", 10, cert=CertKind.EXPIRED), Mx("mx2.{d}", 20))),
     scenario("mx-expiring", "MX certificate expires in 5 days", {"mx.cert.expiring"},
              "enforce", mx=_mx1(cert=CertKind.EXPIRING)),
     scenario("mx-no-address", "MX name without an address", {"mx.no-address"}, "enforce",
