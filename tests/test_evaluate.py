@@ -220,6 +220,16 @@ CASES: list[tuple[str, Callable[[DomainFacts], DomainFacts], str, Severity, str 
         None,
     ),
     (
+        "policy-not-yet-valid",
+        fetch_fail(
+            FetchOutcome.TLS_FAILED,
+            tls=TlsResult(False, TlsFailure.NOT_YET_VALID, "certificate is not yet valid"),
+        ),
+        "sts.policy.tls.not-yet-valid",
+        Severity.ERROR,
+        None,
+    ),
+    (
         "tls-name",
         fetch_fail(FetchOutcome.TLS_FAILED, tls=TlsResult(False, TlsFailure.HOST_MISMATCH)),
         "sts.policy.tls.host-mismatch",
@@ -539,7 +549,7 @@ CASES: list[tuple[str, Callable[[DomainFacts], DomainFacts], str, Severity, str 
     (
         "not-yet-valid",
         with_probe(tls_fail(TlsFailure.NOT_YET_VALID)),
-        "mx.cert.untrusted",
+        "mx.cert.not-yet-valid",
         Severity.ERROR,
         MX2,
     ),

@@ -45,6 +45,7 @@ CASES: dict[str, tuple[FetchOutcome, int | None, TlsFailure | None]] = {
     "fetch-expired.test": (FetchOutcome.TLS_FAILED, None, TlsFailure.EXPIRED),
     "fetch-wrong-name.test": (FetchOutcome.TLS_FAILED, None, TlsFailure.HOST_MISMATCH),
     "fetch-untrusted.test": (FetchOutcome.TLS_FAILED, None, TlsFailure.UNTRUSTED),
+    "fetch-not-yet-valid.test": (FetchOutcome.TLS_FAILED, None, TlsFailure.NOT_YET_VALID),
     "fetch-self-signed.test": (FetchOutcome.TLS_FAILED, None, TlsFailure.SELF_SIGNED),
     "fetch-chain-incomplete.test": (FetchOutcome.TLS_FAILED, None, TlsFailure.CHAIN_INCOMPLETE),
     "chain-ok.test": (FetchOutcome.OK, 200, None),  # leaf + intermediate: validates

@@ -72,6 +72,7 @@ def tls_params(tls: TlsResult | None) -> dict[str, Any]:
         return {
             "tls_detail": "",
             "cert_names": "no name read",
+            "not_before": "",
             "not_after": "",
             "issuer": "",
             "chain_sent": "",
@@ -83,6 +84,7 @@ def tls_params(tls: TlsResult | None) -> dict[str, Any]:
     return {
         "tls_detail": tls.detail,
         "cert_names": names or "no name read",
+        "not_before": cert.not_before.isoformat(timespec="minutes") if cert else "an unread date",
         "not_after": cert.not_after.date().isoformat() if cert else "",
         "issuer": cert.issuer if cert else "",
         "chain_sent": _chain_sent(cert),
@@ -146,7 +148,7 @@ _MX_TLS_CODES = {
     TlsFailure.SELF_SIGNED: "mx.cert.self-signed",
     TlsFailure.UNTRUSTED: "mx.cert.untrusted",
     TlsFailure.CHAIN_INCOMPLETE: "mx.cert.chain-incomplete",
-    TlsFailure.NOT_YET_VALID: "mx.cert.untrusted",
+    TlsFailure.NOT_YET_VALID: "mx.cert.not-yet-valid",
     TlsFailure.HOST_MISMATCH: "mx.cert.host-mismatch",
     TlsFailure.HANDSHAKE: "mx.tls.handshake",
 }

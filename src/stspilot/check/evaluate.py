@@ -184,7 +184,7 @@ _POLICY_TLS_CODES = {
     TlsFailure.SELF_SIGNED: "sts.policy.tls.untrusted",
     TlsFailure.UNTRUSTED: "sts.policy.tls.untrusted",
     TlsFailure.CHAIN_INCOMPLETE: "sts.policy.tls.chain-incomplete",
-    TlsFailure.NOT_YET_VALID: "sts.policy.tls.untrusted",
+    TlsFailure.NOT_YET_VALID: "sts.policy.tls.not-yet-valid",
     TlsFailure.HANDSHAKE: "sts.policy.tls.handshake",
 }
 _HTML = re.compile(rb"\s*(?:<!--.*?-->\s*)*<(?:!doctype\s+html|html|head|body)[\s>]", re.I | re.S)
