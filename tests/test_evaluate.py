@@ -794,10 +794,18 @@ STATES: list[tuple[str, Callable[[DomainFacts], DomainFacts], PublishedStage, bo
         False,
         "sts.txt.multiple",
     ),
+    # The _mta-sts lookup itself failed: what is published cannot be known (it said reporting).
     (
         "txt-servfail",
         sts(status=DnsStatus.SERVFAIL),
-        PublishedStage.REPORTING,
+        PublishedStage.UNKNOWN,
+        False,
+        "sts.txt.lookup-failed",
+    ),
+    (
+        "txt-timeout",
+        sts(status=DnsStatus.TIMEOUT),
+        PublishedStage.UNKNOWN,
         False,
         "sts.txt.lookup-failed",
     ),

@@ -70,6 +70,9 @@ class PublishedStage(StrEnum):
     TESTING = "testing"
     ENFORCE = "enforce"
     NONE_MODE = "none-mode"  # a usable policy in mode none (switched off or being removed)
+    # The _mta-sts TXT lookup itself failed (SERVFAIL, timeout): whether a policy is
+    # published cannot be known from this check (RFC 8461 §3.1, §5.1).
+    UNKNOWN = "unknown"
 
 
 class TlsRptState(StrEnum):
@@ -402,6 +405,8 @@ def _stage(effective: EffectiveState, tlsrpt: TlsRptVerdict) -> PublishedStage:
         return PublishedStage.TESTING
     if effective.mode is Mode.NONE:
         return PublishedStage.NONE_MODE
+    if effective.reason_code == "sts.txt.lookup-failed":
+        return PublishedStage.UNKNOWN
     return PublishedStage.REPORTING if tlsrpt.state is TlsRptState.VALID else PublishedStage.NONE
 
 

@@ -144,7 +144,7 @@ SCENARIOS: tuple[Scenario, ...] = (
     scenario("txt-extension", "Unknown field in the TXT", {"sts.txt.extension"}, "enforce",
              sts=(("v=STSv1; id=20240101; ext=1",),)),
     scenario("txt-servfail", "The _mta-sts lookup fails (SERVFAIL)", {"sts.txt.lookup-failed"},
-             "reporting", dns_faults=(("_mta-sts.{d}", DnsFault.SERVFAIL),)),
+             "unknown", dns_faults=(("_mta-sts.{d}", DnsFault.SERVFAIL),)),
     # --- fetching the policy ---
     scenario("fetch-nxdomain", "mta-sts host does not exist", {"sts.policy.host-missing",
              _ORPHAN}, "reporting", policy_host=None),
