@@ -7,6 +7,7 @@ Pure functions of ``tls`` fed with DER lists built by trustme; the lab tests
 from __future__ import annotations
 
 import ssl
+from pathlib import Path
 
 import pytest
 import trustme
@@ -132,3 +133,30 @@ def test_refine_reclassifies_once_the_certificate_is_read(pki: dict[str, bytes])
 def test_sent_chain_without_an_ssl_object_is_unknown() -> None:
     assert sent_chain(None) == ()
     assert sent_chain(object()) == ()  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("content", [b"not a pem\n", b"", b"-----BEGIN CERTIFICATE-----\nxx\n"])
+def test_a_ca_file_that_is_not_pem_is_a_config_error(tmp_path: Path, content: bytes) -> None:
+    """It was accepted, and every domain then got three false "DNS lookup failed" errors."""
+    from stspilot.errors import ConfigError
+    from stspilot.probes.tls import TlsContexts
+
+    bad = tmp_path / "ca.pem"
+    bad.write_bytes(content)
+    with pytest.raises(ConfigError, match="not a readable PEM file"):
+        TlsContexts.create(bad)
+
+
+def test_check_with_a_ca_file_that_is_not_pem_exits_4_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from stspilot.cli import EXIT_OPERATIONAL, main
+
+    bad = tmp_path / "ca.pem"
+    bad.write_text("not a pem\n")
+    # Port 1 on loopback: nothing is asked of any network before the option is refused.
+    args = ["check", "--ca-file", str(bad), "--nameserver", "127.0.0.1:1", "a.test", "b.test"]
+    assert main([*args, "--json"]) == EXIT_OPERATIONAL
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.count("\n") == 1 and "is not a readable PEM file" in err

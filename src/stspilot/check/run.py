@@ -231,7 +231,8 @@ async def _collect(partial: _Partial, probes: Probes, probe_mx: bool) -> None:
 
 
 def _warm(tls: TlsContexts) -> None:
-    # A CA file that does not load fails the fetches and probes that need it, with the reason.
+    # TlsContexts.create refused a CA file that does not load; nothing else can fail here but
+    # the system trust store, and then the fetches and probes that need it say why.
     with contextlib.suppress(OSError, ValueError):  # ssl.SSLError is an OSError
         tls.warm()
 

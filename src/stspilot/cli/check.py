@@ -134,6 +134,10 @@ def build_options(
     host, port = parse_nameserver(nameserver)
     if ca_file is not None and not ca_file.is_file():
         raise typer.BadParameter(f"--ca-file {ca_file} is not a file")
+    if ca_file is not None:  # not PEM: ConfigError (exit 4) now, before any output
+        from stspilot.probes.tls import TlsContexts
+
+        TlsContexts.create(ca_file)
     return CheckOptions(
         nameserver=host,
         dns_port=port,

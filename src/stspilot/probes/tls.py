@@ -19,6 +19,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from stspilot.errors import ConfigError
 from stspilot.facts import CertInfo, TlsFailure, TlsResult
 
 if TYPE_CHECKING:
@@ -59,6 +60,17 @@ class TlsContexts:
 
     @classmethod
     def create(cls, ca_file: Path | str | None = None) -> TlsContexts:
+        """The contexts for a run; raises ``ConfigError`` at once when ``ca_file`` is not a
+        readable PEM file of certificates (it failed every fetch and probe of every domain,
+        as if DNS had failed). Loading it alone costs little; the system store waits."""
+        if ca_file:
+            try:
+                ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cafile=str(ca_file))
+            except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+                why = getattr(exc, "reason", None) or getattr(exc, "strerror", None) or str(exc)
+                raise ConfigError(
+                    f"CA file {ca_file} is not a readable PEM file of certificates ({why})"
+                ) from None
         return cls(ca_file)
 
     @property
