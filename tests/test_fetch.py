@@ -46,6 +46,7 @@ CASES: dict[str, tuple[FetchOutcome, int | None, TlsFailure | None]] = {
     "fetch-wrong-name.test": (FetchOutcome.TLS_FAILED, None, TlsFailure.HOST_MISMATCH),
     "fetch-untrusted.test": (FetchOutcome.TLS_FAILED, None, TlsFailure.UNTRUSTED),
     "fetch-not-yet-valid.test": (FetchOutcome.TLS_FAILED, None, TlsFailure.NOT_YET_VALID),
+    "fetch-unknown-ca.test": (FetchOutcome.TLS_FAILED, None, TlsFailure.UNTRUSTED),
     "fetch-self-signed.test": (FetchOutcome.TLS_FAILED, None, TlsFailure.SELF_SIGNED),
     "fetch-chain-incomplete.test": (FetchOutcome.TLS_FAILED, None, TlsFailure.CHAIN_INCOMPLETE),
     "chain-ok.test": (FetchOutcome.OK, 200, None),  # leaf + intermediate: validates
@@ -137,6 +138,17 @@ async def test_a_missing_intermediate_is_told_from_an_unknown_ca(lab: Lab) -> No
     assert leaf_only.tls.detail == "unable to get local issuer certificate"
     assert unknown_ca.tls is not None and unknown_ca.tls.cert is not None
     assert unknown_ca.tls.cert.chain_length == 2 and unknown_ca.tls.cert.issuer_sent is True
+    assert leaf_only.tls.cert.ca_issuers  # the public-CA habit that tells the two apart
+
+
+async def test_a_lone_leaf_from_an_unknown_ca_is_not_a_missing_intermediate(lab: Lab) -> None:
+    """It was reported as chain-incomplete ("send the intermediate") though no intermediate
+    exists: the leaf names no caIssuers, as private CAs' leaves do."""
+    async with _fetcher(lab) as fetcher:
+        lone = await fetcher.fetch_policy("fetch-unknown-ca.test")
+    assert lone.tls is not None and lone.tls.cert is not None
+    assert lone.tls.cert.issuer_sent is False and lone.tls.cert.ca_issuers == ()
+    assert lone.tls.failure is TlsFailure.UNTRUSTED
 
 
 async def test_ssrf_guard_blocks_loopback_before_connecting(lab: Lab) -> None:

@@ -43,6 +43,7 @@ CASES: dict[str, tuple[SmtpOutcome, TlsFailure | None]] = {
     "mx-wrong-name.test": (SmtpOutcome.TLS_FAILED, TlsFailure.HOST_MISMATCH),
     "mx-untrusted.test": (SmtpOutcome.TLS_FAILED, TlsFailure.UNTRUSTED),
     "mx-not-yet-valid.test": (SmtpOutcome.TLS_FAILED, TlsFailure.NOT_YET_VALID),
+    "mx-unknown-ca.test": (SmtpOutcome.TLS_FAILED, TlsFailure.UNTRUSTED),
     "mx-chain-incomplete.test": (SmtpOutcome.TLS_FAILED, TlsFailure.CHAIN_INCOMPLETE),
     "chain-ok.test": (SmtpOutcome.OK, None),  # leaf + intermediate: validates
     "mx-no-address.test": (SmtpOutcome.NO_ADDRESS, None),

@@ -15,6 +15,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from stspilot.facts import TlsFailure, TlsResult
+from stspilot.lab.certs import with_ca_issuers
 from stspilot.probes.tls import cert_info, chain_info, classify, failure, refine, sent_chain
 
 # OpenSSL X509_V_ERR_* codes
@@ -30,12 +31,19 @@ def pki() -> dict[str, bytes]:
     root = trustme.CA(organization_name="test root")
     intermediate = trustme.CA(parent_cert=root, organization_name="test intermediate")
     other = trustme.CA(parent_cert=root, organization_name="other intermediate")
-    leaf = intermediate.issue_cert("mx.example.com")
+    # As public CAs' leaves do, this one says where its intermediate is (AIA caIssuers).
+    leaf = with_ca_issuers(
+        intermediate.issue_cert("mx.example.com").cert_chain_pems[0].bytes(),
+        intermediate,
+        "http://ca.example/intermediate.der",
+    )
+    lone = root.issue_cert("mx.example.com")  # a private CA's leaf: no caIssuers
     return {
         "root": _der(root.cert_pem.bytes()),
         "intermediate": _der(intermediate.cert_pem.bytes()),
         "other": _der(other.cert_pem.bytes()),
-        "leaf": _der(leaf.cert_chain_pems[0].bytes()),
+        "leaf": _der(leaf),
+        "lone": _der(lone.cert_chain_pems[0].bytes()),
     }
 
 
@@ -75,6 +83,10 @@ def test_unreadable_chains(pki: dict[str, bytes]) -> None:
         (ISSUER_LOCALLY, ("leaf",), TlsFailure.CHAIN_INCOMPLETE),
         (LEAF_SIGNATURE, ("leaf",), TlsFailure.CHAIN_INCOMPLETE),
         (ISSUER_CERT, ("leaf",), TlsFailure.CHAIN_INCOMPLETE),
+        # A leaf alone that names no caIssuers: an unknown (private) CA, not a missing
+        # intermediate (it was told to "send the intermediate" that does not exist).
+        (ISSUER_LOCALLY, ("lone",), TlsFailure.UNTRUSTED),
+        (LEAF_SIGNATURE, ("lone",), TlsFailure.UNTRUSTED),
         # An unknown CA that sends its whole chain: the CA is the problem, not the chain.
         (ISSUER_LOCALLY, ("leaf", "intermediate"), TlsFailure.UNTRUSTED),
         (ISSUER_CERT, ("leaf", "intermediate"), TlsFailure.UNTRUSTED),

@@ -86,6 +86,10 @@ class CertInfo:
     # Whether the server sent the certificate named by the leaf's issuer; None when the chain
     # it sent could not be read (only the leaf was).
     issuer_sent: bool | None = None
+    # Where the leaf's issuer certificate is published (Authority Information Access
+    # caIssuers, RFC 5280 §4.2.2.1): public CAs name their intermediate there; a leaf without
+    # it, alone, is more likely from an unknown CA than missing its intermediate.
+    ca_issuers: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
