@@ -133,7 +133,14 @@ CASES: list[tuple[str, Callable[[DomainFacts], DomainFacts], str, Severity, str 
     # _mta-sts TXT
     ("txt-missing", NO_STS, "sts.txt.missing", Severity.INFO, None),
     ("txt-servfail", sts(status=DnsStatus.SERVFAIL), "sts.txt.lookup-failed", Severity.ERROR, None),
-    ("txt-not-sts", sts(b"v=spf1 -all"), "sts.txt.not-sts", Severity.ERROR, None),
+    # Without a valid policy served (with one, sts.orphan.policy says it all).
+    (
+        "txt-not-sts",
+        chain(fetch_fail(FetchOutcome.HTTP_STATUS, status=404), sts(b"v=spf1 -all")),
+        "sts.txt.not-sts",
+        Severity.ERROR,
+        None,
+    ),
     (
         "txt-multiple",
         sts(b"v=STSv1; id=1", b"v=STSv1; id=2"),
@@ -772,12 +779,13 @@ STATES: list[tuple[str, Callable[[DomainFacts], DomainFacts], PublishedStage, bo
         False,
         "sts.policy.html",
     ),
+    # A valid policy sent as text/html: the Content-Type is wrong, the body is no web page.
     (
         "bad-type",
         body(policy_body(), "text/html"),
         PublishedStage.REPORTING,
         False,
-        "sts.policy.html",
+        "sts.policy.content-type",
     ),
     (
         "octet",
@@ -1160,3 +1168,29 @@ def test_every_address_of_an_mx_host_is_judged(
     (verdict,) = [m for m in result.mx if m.host == MX2]
     assert [a.ip for a in verdict.addresses] == [f"192.0.2.{n}" for n in range(1, len(views) + 1)]
     assert verdict.tls_ok is (not codes)
+
+
+def test_a_valid_policy_served_as_html_is_shown_with_a_content_type_finding() -> None:
+    """It was called "a web page instead of the policy" and its JSON ``policy`` was null,
+    though docs/check-json.md promises the policy whenever its body is valid."""
+    from stspilot.check.render import result_to_json
+
+    result = evaluate(body(policy_body(), "text/html; charset=utf-8")(HEALTHY))
+    codes = [f.code for f in result.findings]
+    assert "sts.policy.content-type" in codes and "sts.policy.html" not in codes
+    assert result_to_json(result)["policy"]["mode"] == "enforce"
+    page = evaluate(body(b"<!DOCTYPE html><html><body>hi</body></html>", "text/html")(HEALTHY))
+    assert "sts.policy.html" in [f.code for f in page.findings]
+
+
+def test_txt_records_that_are_not_sts_beside_a_valid_policy_are_one_finding() -> None:
+    """One finding said "there are TXT records at _mta-sts" and another "there is no _mta-sts
+    TXT record". Now one says both halves: the policy is served, no record is MTA-STS."""
+    result = evaluate(sts(b"v=spf1 -all")(HEALTHY))
+    assert [f.code for f in result.findings] == ["sts.orphan.policy"]
+    (orphan,) = result.findings
+    assert orphan.severity is Severity.ERROR
+    assert "none of the TXT records" in orphan.detail and "v=spf1 -all" in orphan.detail
+    missing = evaluate(sts(status=DnsStatus.NXDOMAIN)(HEALTHY))
+    (lone,) = [f for f in missing.findings if f.code == "sts.orphan.policy"]
+    assert "there is no _mta-sts" in lone.detail and lone.severity is Severity.WARNING

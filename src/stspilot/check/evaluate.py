@@ -218,10 +218,14 @@ def _fetch_failure(fetch: PolicyFetch, host: str, domain: str) -> Finding:
 
 
 def _content_findings(fetch: PolicyFetch, body: bytes) -> list[Finding]:
-    """RFC 8461 §3.2: ``text/plain``; charset utf-8 or us-ascii; an HTML page is never a policy."""
+    """RFC 8461 §3.2: ``text/plain``; charset utf-8 or us-ascii; an HTML page is never a policy.
+
+    "A web page" is said of a body that is one, whatever its type; a policy sent as
+    ``text/html`` is a policy with the wrong Content-Type (and is still parsed and shown).
+    """
     media, _, params = fetch.content_type.partition(";")
     media = media.strip().lower()
-    if media == "text/html" or _HTML.match(body[:4096]):
+    if _HTML.match(body[:4096]):
         return [make("sts.policy.html", url=fetch.url, content_type=fetch.content_type or "none")]
     if media != "text/plain":
         return [
@@ -392,7 +396,26 @@ def _orphans(
         return [make("sts.orphan.dns", domain=domain, reason=effective.reason)]
     unpublished = txt_code in ("sts.txt.missing", "sts.txt.not-sts")
     if unpublished and view.policy is not None and view.blocker is None:
-        return [make("sts.orphan.policy", domain=domain, mode=view.policy.mode, new_id=new_id)]
+        if txt_code == "sts.txt.missing":
+            txt_state, severity = f"there is no _mta-sts.{domain} TXT record", None
+        else:  # records exist, none is MTA-STS: one finding that says so (evaluate drops
+            # sts.txt.not-sts, which said "there are records" beside "there is none")
+            texts = "; ".join(b"".join(r).decode("utf-8", "replace") for r in facts.sts_txt.records)
+            txt_state = (
+                f"none of the TXT records at _mta-sts.{domain} begins with v=STSv1 "
+                f"(found: {texts[:300]})"
+            )
+            severity = Severity.ERROR  # someone meant to publish: the record is wrong
+        return [
+            make(
+                "sts.orphan.policy",
+                domain=domain,
+                mode=view.policy.mode,
+                new_id=new_id,
+                txt_state=txt_state,
+                severity=severity,
+            )
+        ]
     if txt_code == "sts.txt.missing":
         return [make("sts.txt.missing", domain=domain, new_id=new_id)]
     return []
@@ -420,7 +443,10 @@ def evaluate(facts: DomainFacts, *, expiry_warning_days: int = 14) -> CheckResul
     if published or (view.policy is not None and view.blocker is None):
         findings += view.findings  # without a TXT record no sender fetches: a broken host is moot
     effective = _effective(facts, selection, view)
-    findings += _orphans(facts, txt_code, effective, view)
+    orphans = _orphans(facts, txt_code, effective, view)
+    if any(f.code == "sts.orphan.policy" for f in orphans):  # it tells the TXT state itself
+        findings = [f for f in findings if f.code != "sts.txt.not-sts"]
+    findings += orphans
     mx_policy = view.policy if effective.usable else None
     verdicts, mx_findings = mx_verdicts(facts, mx_policy, effective.mode, expiry_warning_days)
     findings += mx_findings

@@ -134,7 +134,7 @@ SCENARIOS: tuple[Scenario, ...] = (
     scenario("txt-multiple", "Two v=STSv1 records", {"sts.txt.multiple"},
              "reporting", sts=((STS_OK,), ("v=STSv1; id=20240202",))),
     scenario("txt-not-sts", "TXT at _mta-sts is not v=STSv1",
-             {"sts.txt.not-sts", "sts.orphan.policy"}, "reporting", sts=(("v=spf1 -all",),)),
+             {"sts.orphan.policy"}, "reporting", sts=(("v=spf1 -all",),)),
     scenario("txt-bad-id", "id with dashes", {"sts.txt.id.invalid"},
              "reporting", sts=(("v=STSv1; id=2024-01-01",),)),
     scenario("txt-split", "TXT split into two strings", {"sts.txt.split"}, "enforce",
