@@ -110,6 +110,10 @@ def rpt(*records: bytes, status: DnsStatus = DnsStatus.OK) -> Callable[[DomainFa
     return lambda f: replace(f, tlsrpt_txt=txt(f"_smtp._tls.{D}", *records, status=status))
 
 
+def apex(*records: bytes) -> Callable[[DomainFacts], DomainFacts]:
+    return lambda f: replace(f, apex_txt=txt(D, b"v=spf1 -all", *records))
+
+
 def mx(*hosts: str, status: DnsStatus = DnsStatus.OK) -> Callable[[DomainFacts], DomainFacts]:
     return lambda f: replace(
         f, mx=MxLookup(D, status, tuple(MxHost(10 * (i + 1), h) for i, h in enumerate(hosts)))
@@ -133,6 +137,21 @@ CASES: list[tuple[str, Callable[[DomainFacts], DomainFacts], str, Severity, str 
     # _mta-sts TXT
     ("txt-missing", NO_STS, "sts.txt.missing", Severity.INFO, None),
     ("txt-servfail", sts(status=DnsStatus.SERVFAIL), "sts.txt.lookup-failed", Severity.ERROR, None),
+    # Records published at the domain itself: a hint beside the missing record's finding.
+    (
+        "sts-at-apex",
+        chain(sts(status=DnsStatus.NODATA), apex(b"v=STSv1; id=1")),
+        "sts.txt.at-apex",
+        Severity.WARNING,
+        None,
+    ),
+    (
+        "tlsrpt-at-apex",
+        chain(rpt(status=DnsStatus.NXDOMAIN), apex(b"v=TLSRPTv1; rua=mailto:a@b.c")),
+        "tlsrpt.at-apex",
+        Severity.WARNING,
+        None,
+    ),
     # Without a valid policy served (with one, sts.orphan.policy says it all).
     (
         "txt-not-sts",
@@ -1194,3 +1213,11 @@ def test_txt_records_that_are_not_sts_beside_a_valid_policy_are_one_finding() ->
     missing = evaluate(sts(status=DnsStatus.NXDOMAIN)(HEALTHY))
     (lone,) = [f for f in missing.findings if f.code == "sts.orphan.policy"]
     assert "there is no _mta-sts" in lone.detail and lone.severity is Severity.WARNING
+
+
+def test_an_apex_without_such_records_gives_no_hint() -> None:
+    result = evaluate(chain(sts(status=DnsStatus.NODATA), apex())(HEALTHY))
+    assert "sts.txt.at-apex" not in [f.code for f in result.findings]
+    hinted = evaluate(chain(sts(status=DnsStatus.NODATA), apex(b"v=STSv1; id=7"))(HEALTHY))
+    (hint,) = [f for f in hinted.findings if f.code == "sts.txt.at-apex"]
+    assert f'_mta-sts.{D}. TXT "v=STSv1; id=7"' in hint.fix

@@ -212,4 +212,7 @@ class DomainFacts:
     # MX sets of the domains named in the TLS-RPT record's mailto: URIs, other than ``domain``
     rua_mx: tuple[MxLookup, ...] = ()
     deadline_hit: bool = False  # the per-domain deadline cut some probes short
+    # TXT at the domain itself, looked up only when _mta-sts or _smtp._tls has no record of
+    # its kind: a record published at the apex by mistake is then named (a hint).
+    apex_txt: TxtLookup | None = None
     notes: tuple[str, ...] = field(default=())

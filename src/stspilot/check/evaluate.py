@@ -328,6 +328,7 @@ def _tlsrpt(facts: DomainFacts, sts_published: bool) -> tuple[TlsRptVerdict, lis
         found.append(
             make("tlsrpt.missing", name=lookup.name, domain=facts.domain, severity=severity)
         )
+        found += _at_apex(facts, b"v=TLSRPTv1", "tlsrpt.at-apex", lookup.name)
         return TlsRptVerdict(TlsRptState.MISSING, None, ()), found
     if selection.record is None:
         found.append(
@@ -387,6 +388,20 @@ def _effective(
     return EffectiveState(True, policy.mode, "ok", reason)
 
 
+def _at_apex(facts: DomainFacts, version: bytes, code: str, name: str) -> list[Finding]:
+    """A record meant for ``name`` published at the domain itself (RFC 8461 §3.1 and RFC 8460
+    §3 name the exact owner; senders never look at the apex)."""
+    apex = facts.apex_txt
+    if apex is None or apex.status is not DnsStatus.OK:
+        return []
+    texts = [b"".join(r) for r in apex.records]
+    meant = [t for t in texts if t[: len(version)].lower() == version.lower()]
+    if not meant:
+        return []
+    record = meant[0].decode("utf-8", "replace")[:300]
+    return [make(code, domain=facts.domain, name=name, record=record)]
+
+
 def _orphans(
     facts: DomainFacts, txt_code: str | None, effective: EffectiveState, view: _PolicyView
 ) -> list[Finding]:
@@ -443,6 +458,8 @@ def evaluate(facts: DomainFacts, *, expiry_warning_days: int = 14) -> CheckResul
     if published or (view.policy is not None and view.blocker is None):
         findings += view.findings  # without a TXT record no sender fetches: a broken host is moot
     effective = _effective(facts, selection, view)
+    if txt_code in ("sts.txt.missing", "sts.txt.not-sts"):
+        findings += _at_apex(facts, b"v=STSv1", "sts.txt.at-apex", f"_mta-sts.{facts.domain}")
     orphans = _orphans(facts, txt_code, effective, view)
     if any(f.code == "sts.orphan.policy" for f in orphans):  # it tells the TXT state itself
         findings = [f for f in findings if f.code != "sts.txt.not-sts"]

@@ -266,6 +266,10 @@ SCENARIOS: tuple[Scenario, ...] = (
     # --- orphans ---
     scenario("orphan-policy", "Policy file but no TXT record", {"sts.orphan.policy"},
              "reporting", sts=()),
+    scenario("txt-at-apex", "Both TXT records published at the domain itself",
+             {"sts.txt.at-apex", "sts.orphan.policy", "tlsrpt.at-apex", "tlsrpt.missing"},
+             "none", sts=(), tlsrpt=(),
+             extra=(Record("{d}", "TXT", f'"{STS_OK}"'), Record("{d}", "TXT", f'"{TLSRPT_OK}"'))),
     # --- TLS-RPT ---
     scenario("tlsrpt-absent", "MTA-STS without TLS-RPT", {"tlsrpt.missing"}, "enforce",
              tlsrpt=()),
