@@ -45,7 +45,9 @@ class FetchOptions:
     ca_file: Path | None = None
     connect_timeout: float = 5.0
     read_timeout: float = 10.0  # each read
-    total_timeout: float = 20.0  # RFC 8461 §3.3 allows up to a minute; checks want answers
+    # RFC 8461 §3.3 suggests senders allow up to a minute; a checker of many domains cannot,
+    # and a host that needs more is at the mercy of each sender's shorter limit (docs/check.md).
+    total_timeout: float = 20.0
     max_bytes: int = MAX_POLICY_BYTES
     allow_private: bool = True  # False in service mode (SSRF guard)
 
