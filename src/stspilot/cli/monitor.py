@@ -157,6 +157,10 @@ def run_command(
     from stspilot.monitor.notify import MailRelay, Notifier
     from stspilot.store import Store
 
+    if webhook:
+        from stspilot.cli.extras import require_extra
+
+        require_extra("serve", "monitor run --webhook")
     relay = _relay(smtp, mail_to, mail_from)
     config = MonitorConfig(
         interval=parse_duration(interval),

@@ -62,6 +62,9 @@ def receive_command(
         3.0, "--dkim-timeout", min=0.1, help="seconds per DKIM key lookup"
     ),
 ) -> None:
+    from stspilot.cli.extras import require_extra
+
+    require_extra("serve", "receive")
     from stspilot.cli.ingest import dkim_settings
     from stspilot.ingest.smtp_receiver import ReceiverConfig
     from stspilot.store import Store

@@ -47,9 +47,11 @@ def serve_command(
         False, "--insecure-cookies", help="cookies without Secure (plain-HTTP development only)"
     ),
 ) -> None:
+    from stspilot.cli.extras import require_extra
     from stspilot.store import Store
     from stspilot.web.settings import WebSettings
 
+    require_extra("serve", "serve")
     host, port = _host_port(listen, "--listen")
     overrides: dict[str, object] = {}
     if smtp:
