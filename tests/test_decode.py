@@ -92,6 +92,17 @@ def test_plain_json_and_gzip() -> None:
     assert plain.envelope is None and packed.envelope is None
 
 
+@pytest.mark.parametrize(
+    "lead", [b" " * 5000, b"\r\n" * 40 + b"\t" * 40, b"\xef\xbb\xbf" + b"\n" * 100]
+)
+def test_json_after_any_amount_of_whitespace(lead: bytes) -> None:
+    """RFC 8259 §2 allows any whitespace before the value; past 64 bytes of it the sniffer
+    called the report "neither JSON, gzip nor an e-mail message"."""
+    for unit in (lead + JSON, gzip.compress(lead + JSON), report_mail(lead + JSON, "text/plain")):
+        (part,) = extract_reports(unit)
+        assert parse_report(part.json_bytes).report_id == REPORT["report-id"]
+
+
 # (case id, mail bytes, expect a mail.type.misdeclared deviation)
 MAILS: list[tuple[str, bytes, bool]] = [
     ("rfc-gzip", to_email(REPORT), False),

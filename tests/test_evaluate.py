@@ -110,6 +110,10 @@ def rpt(*records: bytes, status: DnsStatus = DnsStatus.OK) -> Callable[[DomainFa
     return lambda f: replace(f, tlsrpt_txt=txt(f"_smtp._tls.{D}", *records, status=status))
 
 
+def apex(*records: bytes) -> Callable[[DomainFacts], DomainFacts]:
+    return lambda f: replace(f, apex_txt=txt(D, b"v=spf1 -all", *records))
+
+
 def mx(*hosts: str, status: DnsStatus = DnsStatus.OK) -> Callable[[DomainFacts], DomainFacts]:
     return lambda f: replace(
         f, mx=MxLookup(D, status, tuple(MxHost(10 * (i + 1), h) for i, h in enumerate(hosts)))
@@ -133,7 +137,29 @@ CASES: list[tuple[str, Callable[[DomainFacts], DomainFacts], str, Severity, str 
     # _mta-sts TXT
     ("txt-missing", NO_STS, "sts.txt.missing", Severity.INFO, None),
     ("txt-servfail", sts(status=DnsStatus.SERVFAIL), "sts.txt.lookup-failed", Severity.ERROR, None),
-    ("txt-not-sts", sts(b"v=spf1 -all"), "sts.txt.not-sts", Severity.ERROR, None),
+    # Records published at the domain itself: a hint beside the missing record's finding.
+    (
+        "sts-at-apex",
+        chain(sts(status=DnsStatus.NODATA), apex(b"v=STSv1; id=1")),
+        "sts.txt.at-apex",
+        Severity.WARNING,
+        None,
+    ),
+    (
+        "tlsrpt-at-apex",
+        chain(rpt(status=DnsStatus.NXDOMAIN), apex(b"v=TLSRPTv1; rua=mailto:a@b.c")),
+        "tlsrpt.at-apex",
+        Severity.WARNING,
+        None,
+    ),
+    # Without a valid policy served (with one, sts.orphan.policy says it all).
+    (
+        "txt-not-sts",
+        chain(fetch_fail(FetchOutcome.HTTP_STATUS, status=404), sts(b"v=spf1 -all")),
+        "sts.txt.not-sts",
+        Severity.ERROR,
+        None,
+    ),
     (
         "txt-multiple",
         sts(b"v=STSv1; id=1", b"v=STSv1; id=2"),
@@ -216,6 +242,16 @@ CASES: list[tuple[str, Callable[[DomainFacts], DomainFacts], str, Severity, str 
             tls=TlsResult(False, TlsFailure.EXPIRED, "certificate has expired"),
         ),
         "sts.policy.tls.expired",
+        Severity.ERROR,
+        None,
+    ),
+    (
+        "policy-not-yet-valid",
+        fetch_fail(
+            FetchOutcome.TLS_FAILED,
+            tls=TlsResult(False, TlsFailure.NOT_YET_VALID, "certificate is not yet valid"),
+        ),
+        "sts.policy.tls.not-yet-valid",
         Severity.ERROR,
         None,
     ),
@@ -539,7 +575,7 @@ CASES: list[tuple[str, Callable[[DomainFacts], DomainFacts], str, Severity, str 
     (
         "not-yet-valid",
         with_probe(tls_fail(TlsFailure.NOT_YET_VALID)),
-        "mx.cert.untrusted",
+        "mx.cert.not-yet-valid",
         Severity.ERROR,
         MX2,
     ),
@@ -762,12 +798,13 @@ STATES: list[tuple[str, Callable[[DomainFacts], DomainFacts], PublishedStage, bo
         False,
         "sts.policy.html",
     ),
+    # A valid policy sent as text/html: the Content-Type is wrong, the body is no web page.
     (
         "bad-type",
         body(policy_body(), "text/html"),
         PublishedStage.REPORTING,
         False,
-        "sts.policy.html",
+        "sts.policy.content-type",
     ),
     (
         "octet",
@@ -784,10 +821,18 @@ STATES: list[tuple[str, Callable[[DomainFacts], DomainFacts], PublishedStage, bo
         False,
         "sts.txt.multiple",
     ),
+    # The _mta-sts lookup itself failed: what is published cannot be known (it said reporting).
     (
         "txt-servfail",
         sts(status=DnsStatus.SERVFAIL),
-        PublishedStage.REPORTING,
+        PublishedStage.UNKNOWN,
+        False,
+        "sts.txt.lookup-failed",
+    ),
+    (
+        "txt-timeout",
+        sts(status=DnsStatus.TIMEOUT),
+        PublishedStage.UNKNOWN,
         False,
         "sts.txt.lookup-failed",
     ),
@@ -1101,3 +1146,78 @@ def test_plain_text_media_types_are_accepted(content_type: str) -> None:
     assert not {c for c in result.codes() if c.startswith("sts.policy.")} - {
         "sts.policy.max-age.short"
     }
+
+
+def _host(*views: MxProbe) -> MxProbe:
+    """MX2 over several addresses: each view is what one address showed."""
+    from stspilot.facts import AddressProbe
+    from stspilot.probes.smtp import worst_address
+
+    probes = [
+        AddressProbe(f"192.0.2.{n}", v.outcome, tls=v.tls, error=v.error)
+        for n, v in enumerate(views, 1)
+    ]
+    return replace(MxProbe(MX2, SmtpOutcome.OK).at(worst_address(probes)), by_address=tuple(probes))
+
+
+@pytest.mark.parametrize(
+    ("views", "codes", "says"),
+    [
+        # The second address serves an expired certificate: an error naming that address.
+        ((ok_probe(MX2), tls_fail(TlsFailure.EXPIRED)), ["mx.cert.expired"], "192.0.2.2 (1 of 2)"),
+        # Every address alike: one finding about the host, no address named.
+        ((tls_fail(TlsFailure.EXPIRED),) * 2, ["mx.cert.expired"], f"{MX2} has"),
+        # An address that cannot be reached (a checker without IPv6) decides nothing.
+        ((MxProbe(MX2, SmtpOutcome.CONNECT_FAILED, error="no route"), ok_probe(MX2)), [], ""),
+        # ... unless no address can be reached.
+        ((MxProbe(MX2, SmtpOutcome.CONNECT_FAILED, error="no route"),) * 2,
+         ["mx.connect-failed"], ""),
+        # Two different failures: one finding each, each naming its address.
+        ((tls_fail(TlsFailure.EXPIRED), tls_fail(TlsFailure.SELF_SIGNED)),
+         ["mx.cert.expired", "mx.cert.self-signed"], "(1 of 2)"),
+    ],
+)  # fmt: skip
+def test_every_address_of_an_mx_host_is_judged(
+    views: tuple[MxProbe, ...], codes: list[str], says: str
+) -> None:
+    result = evaluate(with_probe(_host(*views))(HEALTHY))
+    found = [f for f in result.findings if f.subject == MX2]
+    assert sorted(f.code for f in found) == codes
+    assert all(says in f.detail for f in found)
+    (verdict,) = [m for m in result.mx if m.host == MX2]
+    assert [a.ip for a in verdict.addresses] == [f"192.0.2.{n}" for n in range(1, len(views) + 1)]
+    assert verdict.tls_ok is (not codes)
+
+
+def test_a_valid_policy_served_as_html_is_shown_with_a_content_type_finding() -> None:
+    """It was called "a web page instead of the policy" and its JSON ``policy`` was null,
+    though docs/check-json.md promises the policy whenever its body is valid."""
+    from stspilot.check.render import result_to_json
+
+    result = evaluate(body(policy_body(), "text/html; charset=utf-8")(HEALTHY))
+    codes = [f.code for f in result.findings]
+    assert "sts.policy.content-type" in codes and "sts.policy.html" not in codes
+    assert result_to_json(result)["policy"]["mode"] == "enforce"
+    page = evaluate(body(b"<!DOCTYPE html><html><body>hi</body></html>", "text/html")(HEALTHY))
+    assert "sts.policy.html" in [f.code for f in page.findings]
+
+
+def test_txt_records_that_are_not_sts_beside_a_valid_policy_are_one_finding() -> None:
+    """One finding said "there are TXT records at _mta-sts" and another "there is no _mta-sts
+    TXT record". Now one says both halves: the policy is served, no record is MTA-STS."""
+    result = evaluate(sts(b"v=spf1 -all")(HEALTHY))
+    assert [f.code for f in result.findings] == ["sts.orphan.policy"]
+    (orphan,) = result.findings
+    assert orphan.severity is Severity.ERROR
+    assert "none of the TXT records" in orphan.detail and "v=spf1 -all" in orphan.detail
+    missing = evaluate(sts(status=DnsStatus.NXDOMAIN)(HEALTHY))
+    (lone,) = [f for f in missing.findings if f.code == "sts.orphan.policy"]
+    assert "there is no _mta-sts" in lone.detail and lone.severity is Severity.WARNING
+
+
+def test_an_apex_without_such_records_gives_no_hint() -> None:
+    result = evaluate(chain(sts(status=DnsStatus.NODATA), apex())(HEALTHY))
+    assert "sts.txt.at-apex" not in [f.code for f in result.findings]
+    hinted = evaluate(chain(sts(status=DnsStatus.NODATA), apex(b"v=STSv1; id=7"))(HEALTHY))
+    (hint,) = [f for f in hinted.findings if f.code == "sts.txt.at-apex"]
+    assert f'_mta-sts.{D}. TXT "v=STSv1; id=7"' in hint.fix

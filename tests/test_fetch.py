@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 
 import pytest
 import pytest_asyncio
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from stspilot.facts import DnsStatus, FetchOutcome, TlsFailure
 from stspilot.lab.scenarios import BY_DOMAIN
 from stspilot.lab.world import Lab
-from stspilot.probes.fetch import MAX_POLICY_BYTES, FetchOptions, PolicyFetcher
+from stspilot.probes.fetch import (
+    MAX_POLICY_BYTES,
+    FetchOptions,
+    PolicyFetcher,
+    ProtocolError,
+    exchange,
+)
 from stspilot.probes.resolver import Resolver, ResolverConfig, is_public
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -30,10 +39,14 @@ CASES: dict[str, tuple[FetchOutcome, int | None, TlsFailure | None]] = {
     "fetch-slow.test": (FetchOutcome.TIMEOUT, None, None),
     "fetch-hang.test": (FetchOutcome.TIMEOUT, None, None),
     "fetch-garbage.test": (FetchOutcome.PROTOCOL_ERROR, None, None),
+    "fetch-bad-chunk.test": (FetchOutcome.PROTOCOL_ERROR, None, None),
+    "fetch-gzip-chunked.test": (FetchOutcome.PROTOCOL_ERROR, None, None),
     "fetch-no-tls.test": (FetchOutcome.TLS_FAILED, None, TlsFailure.HANDSHAKE),
     "fetch-expired.test": (FetchOutcome.TLS_FAILED, None, TlsFailure.EXPIRED),
     "fetch-wrong-name.test": (FetchOutcome.TLS_FAILED, None, TlsFailure.HOST_MISMATCH),
     "fetch-untrusted.test": (FetchOutcome.TLS_FAILED, None, TlsFailure.UNTRUSTED),
+    "fetch-not-yet-valid.test": (FetchOutcome.TLS_FAILED, None, TlsFailure.NOT_YET_VALID),
+    "fetch-unknown-ca.test": (FetchOutcome.TLS_FAILED, None, TlsFailure.UNTRUSTED),
     "fetch-self-signed.test": (FetchOutcome.TLS_FAILED, None, TlsFailure.SELF_SIGNED),
     "fetch-chain-incomplete.test": (FetchOutcome.TLS_FAILED, None, TlsFailure.CHAIN_INCOMPLETE),
     "chain-ok.test": (FetchOutcome.OK, 200, None),  # leaf + intermediate: validates
@@ -125,6 +138,17 @@ async def test_a_missing_intermediate_is_told_from_an_unknown_ca(lab: Lab) -> No
     assert leaf_only.tls.detail == "unable to get local issuer certificate"
     assert unknown_ca.tls is not None and unknown_ca.tls.cert is not None
     assert unknown_ca.tls.cert.chain_length == 2 and unknown_ca.tls.cert.issuer_sent is True
+    assert leaf_only.tls.cert.ca_issuers  # the public-CA habit that tells the two apart
+
+
+async def test_a_lone_leaf_from_an_unknown_ca_is_not_a_missing_intermediate(lab: Lab) -> None:
+    """It was reported as chain-incomplete ("send the intermediate") though no intermediate
+    exists: the leaf names no caIssuers, as private CAs' leaves do."""
+    async with _fetcher(lab) as fetcher:
+        lone = await fetcher.fetch_policy("fetch-unknown-ca.test")
+    assert lone.tls is not None and lone.tls.cert is not None
+    assert lone.tls.cert.issuer_sent is False and lone.tls.cert.ca_issuers == ()
+    assert lone.tls.failure is TlsFailure.UNTRUSTED
 
 
 async def test_ssrf_guard_blocks_loopback_before_connecting(lab: Lab) -> None:
@@ -162,3 +186,75 @@ async def test_nothing_listening_is_connect_failed(lab: Lab) -> None:
 )
 async def test_is_public(address: str, public: bool) -> None:
     assert is_public(address) is public
+
+
+# --- HTTP/1.1 framing (RFC 9112), fed to a real StreamReader: no network needed --------------
+
+_OK = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
+_CHUNKED = _OK + b"Transfer-Encoding: chunked\r\n\r\n"
+
+# (case id, response bytes, expected body or None for ProtocolError, text the error contains)
+FRAMES: list[tuple[str, bytes, bytes | None, str]] = [
+    ("length", _OK + b"Content-Length: 3\r\n\r\nabc", b"abc", ""),
+    ("chunked", _CHUNKED + b"3\r\nabc\r\n2;ext=1\r\nde\r\n0\r\nX-Trailer: y\r\n\r\n",
+     b"abcde", ""),
+    ("close-delimited", b"HTTP/1.0 200 OK\r\n\r\nabc", b"abc", ""),
+    ("interim-then-200", b"HTTP/1.1 100 Continue\r\n\r\n" + _OK + b"Content-Length: 1\r\n\r\nz",
+     b"z", ""),
+    ("same-length-twice", _OK + b"Content-Length: 3, 3\r\n\r\nabc", b"abc", ""),
+    ("chunk-0x", _CHUNKED + b"0x3\r\nabc\r\n0\r\n\r\n", None, "chunk"),
+    ("chunk-underscore", _CHUNKED + b"1_0\r\n" + b"a" * 16 + b"\r\n0\r\n\r\n", None, "chunk"),
+    ("chunk-plus", _CHUNKED + b"+3\r\nabc\r\n0\r\n\r\n", None, "chunk"),
+    ("chunk-negative", _CHUNKED + b"-1\r\nabc\r\n0\r\n\r\n", None, "chunk"),
+    ("chunk-too-long", _CHUNKED + b"3\r\nabcdef\r\n0\r\n\r\n", None, "chunk"),
+    ("chunk-size-21-digits", _CHUNKED + b"1" * 21 + b"\r\n", None, "chunk"),
+    ("gzip-chunked", _OK + b"Transfer-Encoding: gzip, chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+     None, "Transfer-Encoding other than chunked"),
+    ("length-conflict", _OK + b"Content-Length: 3, 4\r\n\r\nabc", None, "Content-Length"),
+    ("length-plus", _OK + b"Content-Length: +3\r\n\r\nabc", None, "Content-Length"),
+    ("length-truncated", _OK + b"Content-Length: 9\r\n\r\nabc", None, "RFC 9112"),
+    ("chunked-truncated", _CHUNKED + b"9\r\nabc", None, "RFC 9112"),
+    ("interim-forever", b"HTTP/1.1 100 Continue\r\n\r\n" * 7, None, "interim"),
+    ("head-too-large", _OK + b"X-Big: " + b"a" * 40_000 + b"\r\n\r\n", None, "RFC 9112"),
+    ("not-http", b"\x00\xffSSH-2.0-OpenSSH\r\n\r\n", None, "RFC 9112"),
+    ("empty", b"", None, "RFC 9112"),
+]  # fmt: skip
+
+
+async def _exchange(raw: bytes, cap: int = MAX_POLICY_BYTES) -> bytes:
+    reader = asyncio.StreamReader()
+    reader.feed_data(raw)
+    reader.feed_eof()
+    response = await exchange(reader, None, "mta-sts.example", cap=cap, read_timeout=1)
+    return response.body
+
+
+@pytest.mark.parametrize(("case", "raw", "body", "says"), FRAMES, ids=[f[0] for f in FRAMES])
+async def test_framing_is_rfc9112_strict(
+    case: str, raw: bytes, body: bytes | None, says: str
+) -> None:
+    """The hand-written reader took ``0x3``, ``1_0`` and ``+3`` as chunk sizes, raised an
+    uncaught ValueError on ``-1``, and read ``gzip, chunked`` bodies without gunzipping them."""
+    if body is not None:
+        assert await _exchange(raw) == body
+        return
+    with pytest.raises(ProtocolError) as info:
+        await _exchange(raw)
+    assert says in str(info.value)
+
+
+async def test_a_huge_chunk_is_read_only_to_the_cap() -> None:
+    raw = _CHUNKED + b"f" * 20 + b"\r\n" + b"x" * 100
+    assert await _exchange(raw, cap=10) == b"x" * 11
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.binary(max_size=200), st.sampled_from([_CHUNKED, _OK + b"Content-Length: 5\r\n\r\n", b""])
+)
+async def test_any_bytes_are_a_response_or_a_protocol_error(tail: bytes, head: bytes) -> None:
+    try:
+        body = await _exchange(head + tail, cap=64)
+    except ProtocolError:
+        return
+    assert len(body) <= 65

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import json
 import threading
 from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime
@@ -169,6 +170,25 @@ def test_handle_report_post_cap(store: Store, size: int, status: int) -> None:
     )
     assert outcome.status == status
     assert store.count_reports() == (1 if status == 201 else 0)
+
+
+def test_a_report_the_store_refuses_is_accepted_and_kept(store: Store) -> None:
+    """It was answered 503 for ever, so the sender retried for ever (RFC 8460 §5.4)."""
+    doc = json.loads(REPORT)
+    doc["policies"] = doc["policies"] * 1100
+    for policy in doc["policies"]:
+        policy["summary"]["total-successful-session-count"] = 2**53 - 1
+    body = json.dumps(doc).encode()
+    for limits, code in ((Limits(), "report.limit.sessions"), (Limits(max_sessions=2**70), None)):
+        outcome = handle_report_post(
+            store, body, "application/tlsrpt+json", limits=limits, received_at=NOW
+        )
+        assert outcome.outcome is not None and outcome.outcome.quarantined
+        if code is None:  # past the parser, the database refuses it: kept, not "retry"
+            assert outcome.status == 202
+        else:
+            assert (outcome.status, outcome.outcome.code) == (400, code)
+    assert store.count_reports() == 0 and len(store.list_quarantine()) == 1
 
 
 # --- group commit ---------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import json
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -10,8 +11,9 @@ import pytest
 
 from intake_samples import report_json, report_mail
 from stspilot.ingest.bulk import ingest_paths
-from stspilot.ingest.pipeline import Tally, ingest_raw
+from stspilot.ingest.pipeline import STORE_REFUSED, Tally, ingest_raw
 from stspilot.store import Store
+from stspilot.tlsrpt.schema import Limits
 
 pytestmark = pytest.mark.db
 
@@ -332,3 +334,63 @@ def test_auto_workers_store_what_one_process_stores(tmp_path: Path, store_url: s
             reports = [store.get_report(r.pk) for r in store.list_reports(limit=1000)]
             results.append(sorted((s.origin, s.report) for s in reports if s is not None))
     assert results[0] == results[1]
+
+
+def _past_int64(report_id: str) -> bytes:
+    """A report whose counts are each valid I-JSON (< 2**53) but whose sum passes 2**63 - 1."""
+    doc = json.loads(report_json("sender.example", report_id))
+    policy = doc["policies"][0]
+    policy["summary"]["total-successful-session-count"] = 2**53 - 1
+    doc["policies"] = [policy] * 1100
+    return json.dumps(doc).encode()
+
+
+def test_cli_ingest_quarantines_a_report_past_the_session_bound(
+    tmp_path: Path, store_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """It made ``ingest`` exit 5 ("a bug") and roll back the whole batch, on every re-run;
+    now it is kept in quarantine (exit 1, as for any quarantined input) beside the good ones."""
+    from stspilot.cli import main
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "a.json").write_bytes(report_json("sender.example", "good-a"))
+    (folder / "b.json").write_bytes(_past_int64("huge"))
+    (folder / "c.json").write_bytes(report_json("sender.example", "good-c"))
+    assert main(["ingest", str(folder), "--db", store_url]) == 1
+    assert capsys.readouterr().out.startswith("2 new, 0 duplicate, 1 quarantined")
+    with Store.open(store_url) as store:
+        assert _quarantined(store) == {str(folder / "b.json"): "report.limit.sessions"}
+
+
+# Past the parser's bound on purpose: the store itself must refuse what it cannot hold.
+UNBOUNDED = Limits(max_sessions=2**70)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_unit_the_store_refuses_is_kept_and_its_batch_stored(
+    store: Store, tmp_path: Path, workers: int
+) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for i in range(4):
+        (folder / f"{i}-good.json").write_bytes(report_json("sender.example", f"good-{i}"))
+    (folder / "2-huge.json").write_bytes(_past_int64("huge"))
+    tally = ingest_paths(store, [folder], workers=workers, limits=UNBOUNDED)
+    assert tally == Tally(new=4, quarantined=1)
+    assert _quarantined(store) == {str(folder / "2-huge.json"): STORE_REFUSED}
+    [item] = store.list_quarantine()
+    assert "refused" in item.reason
+    assert store.quarantine_raw(item.id) == _past_int64("huge")
+    again = ingest_paths(store, [folder], workers=workers, limits=UNBOUNDED)
+    assert again == Tally(duplicate=4, quarantined=1)
+    assert len(store.list_quarantine()) == 1
+
+
+def test_ingest_raw_keeps_a_unit_the_store_refuses(store: Store) -> None:
+    """SMTP DATA and HTTP POST must not answer "retry later" for ever to such a unit."""
+    outcome = ingest_raw(
+        store, _past_int64("huge"), origin="smtp", received_at=NOW, limits=UNBOUNDED
+    )
+    assert (outcome.new, outcome.quarantined, outcome.code) == (0, True, STORE_REFUSED)
+    assert store.count_reports() == 0

@@ -165,6 +165,15 @@ QUIRKS: list[tuple[str, Callable[[Doc], None], str, Callable[[TlsReport], bool] 
      lambda r: r.policies[0].mx_host == ()),
     ("mx-host-prefixed", _set(f"{P}/mx-host", ["mx: mx.server.com"]), "mx-host.prefixed",
      lambda r: r.policies[0].mx_host == ("mx.server.com",)),
+    ("mx-host-pattern-key", lambda d: pol(d).update({"mx-host-pattern": pol(d).pop("mx-host")}),
+     "mx-host-pattern.key", lambda r: r.policies[0].mx_host == ("*.mail.company-y.example",)),
+    ("mx-host-pattern-string", lambda d: pol(d).update(
+        {"mx-host-pattern": "mx: mx.example", "mx-host": None}), "mx-host-pattern.key",
+     lambda r: r.policies[0].mx_host == ("mx.example",)
+     and {"mx-host.string", "mx-host.prefixed"} <= r.deviation_codes),
+    ("mx-host-pattern-and-mx-host", lambda d: pol(d).update({"mx-host-pattern": ["other"]}),
+     "mx-host-pattern.key",
+     lambda r: r.policies[0].mx_host == ("*.mail.company-y.example",)),
     ("failure-details-missing", lambda d: (d["policies"][0].pop("failure-details"),
      d["policies"][0]["summary"].update({"total-failure-session-count": 0})),
      "failure-details.missing", lambda r: r.policies[0].failure_details == ()),
@@ -298,6 +307,9 @@ ERRORS: list[tuple[str, bytes | Callable[[Doc], None], str]] = [
      "report.json.duplicate-key"),
     ("dupe-spaced", edit(lambda d: None).replace(
         b'"report-id"', b'"report-id" :"a\\":", "report-id"'), "report.json.duplicate-key"),
+    ("dupe-mx-host-pattern", edit(lambda d: pol(d).update({"mx-host-pattern": ["a"]})).replace(
+        b'"mx-host-pattern"', b'"mx-host-pattern": ["b"], "mx-host-pattern"'),
+     "report.json.duplicate-key"),
     ("dupe-in-extension", edit(lambda d: d.update({"x": {"a": 1}})).replace(
         b'"a": 1', b'"a": 1, "a": 2'), "report.json.duplicate-key"),
 ]  # fmt: skip
@@ -316,6 +328,13 @@ def nested(depth: int) -> bytes:
     return edit(lambda d: None)[:-1] + b', "x": ' + b"[" * depth + b"]" * depth + b"}"
 
 
+def _many_huge_policies(d: Doc) -> None:
+    """1,100 policies of 2**53 - 1 failed sessions each: every count valid, the sum past 2**63."""
+    d["policies"].extend(copy.deepcopy(d["policies"]) * 1099)
+    for p in d["policies"]:
+        p["summary"]["total-failure-session-count"] = 2**53 - 1
+
+
 LIMITS: list[tuple[str, bytes, Limits, str]] = [
     ("json-bytes", edit(lambda d: None), Limits(max_json_bytes=100), "report.limit.json-bytes"),
     ("depth", nested(40), Limits(), "report.limit.depth"),
@@ -326,6 +345,16 @@ LIMITS: list[tuple[str, bytes, Limits, str]] = [
      Limits(max_policies=2), "report.limit.policies"),
     ("failure-details", edit(lambda d: None), Limits(max_failure_details=2),
      "report.limit.failure-details"),
+    # Each count is within I-JSON's 2**53 - 1; their sums are not within any sane day of mail.
+    ("sessions-one-count",
+     edit(_set("policies/0/summary/total-successful-session-count", 10**12 + 1)),
+     Limits(), "report.limit.sessions"),
+    ("sessions-summed-past-int64", edit(_many_huge_policies), Limits(), "report.limit.sessions"),
+    ("sessions-detailed",
+     edit(_set("policies/0/failure-details/0/failed-session-count", 2**53 - 1)),
+     Limits(), "report.limit.sessions"),
+    ("sessions-small-limit", edit(lambda d: None), Limits(max_sessions=10),
+     "report.limit.sessions"),
 ]  # fmt: skip
 
 

@@ -6,15 +6,24 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import pytest_asyncio
 
-from stspilot.facts import DnsStatus, SmtpOutcome, TlsFailure
+from stspilot.facts import (
+    AddressProbe,
+    CertInfo,
+    DnsStatus,
+    MxProbe,
+    SmtpOutcome,
+    TlsFailure,
+    TlsResult,
+)
 from stspilot.lab.scenarios import BY_DOMAIN
 from stspilot.lab.world import Lab
 from stspilot.probes.resolver import Resolver, ResolverConfig
-from stspilot.probes.smtp import MxProber, SmtpOptions
+from stspilot.probes.smtp import MxProber, SmtpOptions, worst_address
 from stspilot.probes.tls import TlsContexts
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -33,9 +42,12 @@ CASES: dict[str, tuple[SmtpOutcome, TlsFailure | None]] = {
     "mx-self-signed.test": (SmtpOutcome.TLS_FAILED, TlsFailure.SELF_SIGNED),
     "mx-wrong-name.test": (SmtpOutcome.TLS_FAILED, TlsFailure.HOST_MISMATCH),
     "mx-untrusted.test": (SmtpOutcome.TLS_FAILED, TlsFailure.UNTRUSTED),
+    "mx-not-yet-valid.test": (SmtpOutcome.TLS_FAILED, TlsFailure.NOT_YET_VALID),
+    "mx-unknown-ca.test": (SmtpOutcome.TLS_FAILED, TlsFailure.UNTRUSTED),
     "mx-chain-incomplete.test": (SmtpOutcome.TLS_FAILED, TlsFailure.CHAIN_INCOMPLETE),
     "chain-ok.test": (SmtpOutcome.OK, None),  # leaf + intermediate: validates
     "mx-no-address.test": (SmtpOutcome.NO_ADDRESS, None),
+    "mx-second-address-expired.test": (SmtpOutcome.TLS_FAILED, TlsFailure.EXPIRED),
 }
 TOTAL = 2.0
 
@@ -123,20 +135,40 @@ async def test_nothing_listening_is_connect_failed(lab: Lab) -> None:
         (b"220 " + b"a" * 100_000 + b"\r\n", SmtpOutcome.PROTOCOL_ERROR),  # line too long
         (b"220 ok\r\n250 x\r\n", SmtpOutcome.NO_STARTTLS),
         (b"220 ok\r\n250-x\r\n250 STARTTLS\r\n530 no\r\n", SmtpOutcome.STARTTLS_REJECTED),
+        # RFC 5321 §4.2: the last line of a reply may be the code alone.
+        (b"220\r\n250\r\n", SmtpOutcome.NO_STARTTLS),
+        (b"220 ok\r\n250-x\r\n250-STARTTLS\r\n250\r\n530\r\n", SmtpOutcome.STARTTLS_REJECTED),
     ],
 )
 async def test_scripted_servers(script: bytes, outcome: SmtpOutcome) -> None:
     """Raw servers that answer with a fixed script, whatever the client says."""
+    result, _ = await _scripted(script)
+    assert result.outcome is outcome, result.error
 
+
+async def test_a_554_greeting_is_kept_and_answered_with_quit() -> None:
+    """RFC 5321 §3.1: the 554 text says why the session is refused; the client then sends
+    QUIT (§4.1.1.10). The finding showed an empty greeting and the probe just hung up."""
+    greeting = b"554 5.7.1 mx.script.test no SMTP service for 198.51.100.7\r\n"
+    result, heard = await _scripted(greeting)
+    assert result.outcome is SmtpOutcome.BANNER_REJECTED
+    assert "no SMTP service for 198.51.100.7" in result.banner
+    assert result.by_address[0].banner == result.banner
+    assert heard == b"QUIT\r\n"
+
+
+async def _scripted(script: bytes) -> tuple[MxProbe, bytes]:
+    """Probe a raw server that answers ``script`` whatever it is told; what it heard."""
     writers: list[asyncio.StreamWriter] = []
+    heard = bytearray()
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         writers.append(writer)
         with contextlib.suppress(OSError):
             writer.write(script)
             await writer.drain()
-            while await reader.read(65536):  # until the probe hangs up
-                pass
+            while data := await reader.read(65536):  # until the probe hangs up
+                heard.extend(data)
         writer.transport.abort()
 
     server = await asyncio.start_server(handle, "127.0.0.1", 0)
@@ -155,7 +187,31 @@ async def test_scripted_servers(script: bytes, outcome: SmtpOutcome) -> None:
         server.close()
         await server.wait_closed()
         await dns.stop()
-    assert result.outcome is outcome, result.error
+    return result, bytes(heard)
+
+
+async def test_every_address_of_a_host_is_probed(lab: Lab) -> None:
+    """mx1 has two addresses; the second serves an expired certificate. Only the first was
+    probed, so the host was reported as fine (RFC 8461 §4.2: each connection must validate)."""
+    result = await _prober(lab).probe_mx("mx1.mx-second-address-expired.test")
+    assert result.address is not None and len(result.address.addresses) == 2
+    assert [a.ip for a in result.by_address] == list(result.address.addresses)
+    outcomes = sorted(str(a.outcome) for a in result.by_address)
+    assert outcomes == ["ok", "tls-failed"]
+    bad = next(a for a in result.by_address if a.outcome is SmtpOutcome.TLS_FAILED)
+    assert result.outcome is SmtpOutcome.TLS_FAILED and result.ip == bad.ip
+    assert result.tls is not None and result.tls.failure is TlsFailure.EXPIRED
+
+
+async def test_an_unreachable_address_does_not_decide_the_host() -> None:
+    """A sender moves on to the next address (RFC 5321 §5.1), and a checker without IPv6
+    cannot reach any AAAA: the host's verdict is its worst reached address."""
+    ok = AddressProbe("192.0.2.1", SmtpOutcome.OK)
+    down = AddressProbe("2001:db8::1", SmtpOutcome.CONNECT_FAILED, error="unreachable")
+    assert worst_address([down, ok]) is ok
+    assert worst_address([down]) is down
+    expiring = [_with_expiry("192.0.2.1", 90), _with_expiry("192.0.2.2", 3)]
+    assert worst_address(expiring).ip == "192.0.2.2"  # the certificate that expires first
 
 
 async def test_ssrf_guard_blocks_private_mx_before_connecting(lab: Lab) -> None:
@@ -169,3 +225,9 @@ async def test_ssrf_guard_blocks_private_mx_before_connecting(lab: Lab) -> None:
     assert result.outcome is SmtpOutcome.BLOCKED
     assert not result.ip and "private, loopback or link-local" in (result.error or "")
     assert sum(h.service.connections for h in lab.smtp_hosts) == before
+
+
+def _with_expiry(ip: str, days: int) -> AddressProbe:
+    now = datetime.now(UTC)
+    cert = CertInfo("CN=mx", "CN=ca", ("mx.example",), now, now + timedelta(days=days), False)
+    return AddressProbe(ip, SmtpOutcome.OK, tls=TlsResult(ok=True, cert=cert))

@@ -10,6 +10,7 @@ import pytest
 
 from stspilot.errors import ReportError, StoreError
 from stspilot.store import NewQuarantine, NewReport, Store
+from stspilot.store.dashboard import DashboardReads
 from stspilot.tlsrpt.reports import Deviation, FailureDetail, PolicyResult, TlsReport
 
 pytestmark = pytest.mark.db
@@ -565,3 +566,41 @@ def test_nul_characters_from_hostile_reports_are_stored(store: Store) -> None:
     assert stored.envelope == {"subject": "x\ufffdy"}
     q = store.quarantine(b"x", origin=f"o{nul}", code="c", reason=f"r{nul}", received_at=NOW)
     assert store.get_quarantine(q.id).reason == "r\ufffd"  # type: ignore[union-attr]
+
+
+def test_session_sums_do_not_overflow(store: Store) -> None:
+    """Two reports of 2**62 sessions each (stored through the library, which does not apply
+    the parser's ``Limits.max_sessions``) sum past 2**63 - 1: SQLite's SUM raised "integer
+    overflow" and every summary of the domain failed."""
+    huge = 2**62
+    store.add_reports(
+        [
+            new(make_report(f"h{i}", ok=huge, failures=(("certificate-expired", huge, "", ""),)))
+            for i in range(2)
+        ]
+    )
+    window = {"since": T0, "until": T0 + timedelta(days=1)}
+    (daily,) = store.daily_totals("example.com", **window)
+    assert (daily.successful, daily.failed) == (2 * huge, 2 * huge)
+    (sender,) = store.sender_totals("example.com", **window)
+    assert sender.failed == 2 * huge
+    (count,) = store.failure_counts("result_type", "example.com", **window)
+    assert count.sessions == 2 * huge
+    aggregates = store.report_aggregates("example.com", **window)
+    assert aggregates.daily == (daily,)
+    rollout = DashboardReads(store).report_windows(["example.com"], **window)["example.com"]
+    assert sum(t.failed for t in rollout.totals) == 2 * huge
+    assert sum(f.sessions for f in rollout.failures) == 2 * huge
+
+
+def test_a_nul_in_a_searched_value_finds_what_was_stored_on_both_engines(store: Store) -> None:
+    """A report naming a domain with a NUL is stored with U+FFFD in its place on both engines;
+    asking for that domain as the report spelt it was an error on PostgreSQL ("text fields
+    cannot contain NUL") and an empty answer on SQLite. Both now find the report."""
+    domain = "evil\x00.example"
+    first = store.add_report(new(make_report("nul-1", domain=domain)))
+    window = {"since": T0, "until": T0 + timedelta(days=1)}
+    assert [r.pk for r in store.list_reports(domain=domain)] == [first.report_pk]
+    assert [d.reports for d in store.daily_totals(domain, **window)] == [1]
+    assert store.report_aggregates(domain, **window).daily[0].policy_domain == "evil\ufffd.example"
+    assert store.latest_check(domain) is None

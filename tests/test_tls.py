@@ -7,6 +7,7 @@ Pure functions of ``tls`` fed with DER lists built by trustme; the lab tests
 from __future__ import annotations
 
 import ssl
+from pathlib import Path
 
 import pytest
 import trustme
@@ -14,6 +15,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from stspilot.facts import TlsFailure, TlsResult
+from stspilot.lab.certs import with_ca_issuers
 from stspilot.probes.tls import cert_info, chain_info, classify, failure, refine, sent_chain
 
 # OpenSSL X509_V_ERR_* codes
@@ -29,12 +31,19 @@ def pki() -> dict[str, bytes]:
     root = trustme.CA(organization_name="test root")
     intermediate = trustme.CA(parent_cert=root, organization_name="test intermediate")
     other = trustme.CA(parent_cert=root, organization_name="other intermediate")
-    leaf = intermediate.issue_cert("mx.example.com")
+    # As public CAs' leaves do, this one says where its intermediate is (AIA caIssuers).
+    leaf = with_ca_issuers(
+        intermediate.issue_cert("mx.example.com").cert_chain_pems[0].bytes(),
+        intermediate,
+        "http://ca.example/intermediate.der",
+    )
+    lone = root.issue_cert("mx.example.com")  # a private CA's leaf: no caIssuers
     return {
         "root": _der(root.cert_pem.bytes()),
         "intermediate": _der(intermediate.cert_pem.bytes()),
         "other": _der(other.cert_pem.bytes()),
-        "leaf": _der(leaf.cert_chain_pems[0].bytes()),
+        "leaf": _der(leaf),
+        "lone": _der(lone.cert_chain_pems[0].bytes()),
     }
 
 
@@ -74,6 +83,10 @@ def test_unreadable_chains(pki: dict[str, bytes]) -> None:
         (ISSUER_LOCALLY, ("leaf",), TlsFailure.CHAIN_INCOMPLETE),
         (LEAF_SIGNATURE, ("leaf",), TlsFailure.CHAIN_INCOMPLETE),
         (ISSUER_CERT, ("leaf",), TlsFailure.CHAIN_INCOMPLETE),
+        # A leaf alone that names no caIssuers: an unknown (private) CA, not a missing
+        # intermediate (it was told to "send the intermediate" that does not exist).
+        (ISSUER_LOCALLY, ("lone",), TlsFailure.UNTRUSTED),
+        (LEAF_SIGNATURE, ("lone",), TlsFailure.UNTRUSTED),
         # An unknown CA that sends its whole chain: the CA is the problem, not the chain.
         (ISSUER_LOCALLY, ("leaf", "intermediate"), TlsFailure.UNTRUSTED),
         (ISSUER_CERT, ("leaf", "intermediate"), TlsFailure.UNTRUSTED),
@@ -132,3 +145,30 @@ def test_refine_reclassifies_once_the_certificate_is_read(pki: dict[str, bytes])
 def test_sent_chain_without_an_ssl_object_is_unknown() -> None:
     assert sent_chain(None) == ()
     assert sent_chain(object()) == ()  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("content", [b"not a pem\n", b"", b"-----BEGIN CERTIFICATE-----\nxx\n"])
+def test_a_ca_file_that_is_not_pem_is_a_config_error(tmp_path: Path, content: bytes) -> None:
+    """It was accepted, and every domain then got three false "DNS lookup failed" errors."""
+    from stspilot.errors import ConfigError
+    from stspilot.probes.tls import TlsContexts
+
+    bad = tmp_path / "ca.pem"
+    bad.write_bytes(content)
+    with pytest.raises(ConfigError, match="not a readable PEM file"):
+        TlsContexts.create(bad)
+
+
+def test_check_with_a_ca_file_that_is_not_pem_exits_4_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from stspilot.cli import EXIT_OPERATIONAL, main
+
+    bad = tmp_path / "ca.pem"
+    bad.write_text("not a pem\n")
+    # Port 1 on loopback: nothing is asked of any network before the option is refused.
+    args = ["check", "--ca-file", str(bad), "--nameserver", "127.0.0.1:1", "a.test", "b.test"]
+    assert main([*args, "--json"]) == EXIT_OPERATIONAL
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.count("\n") == 1 and "is not a readable PEM file" in err

@@ -9,6 +9,7 @@
     ├── ProbeError              the network said no (DNS, HTTPS, SMTP); usually becomes a finding
     │   └── ProbeTimeout        ... in time (also TimeoutError)
     ├── StoreError              the database could not do what was asked
+    │   ├── StoreRefused        ... because of the values given (retrying them cannot help)
     │   └── DuplicateReport     the report is already stored (re-ingesting is a no-op)
     ├── PublishError            a DNS provider or policy destination refused, or a change not seen
     └── ConfigError             settings, options or environment are wrong (also ValueError)
@@ -66,6 +67,12 @@ class ProbeTimeout(ProbeError, TimeoutError):
 
 class StoreError(StspilotError):
     """The store could not complete an operation."""
+
+
+class StoreRefused(StoreError):
+    """The database refused the values given (out of range, not storable text, a constraint):
+    the same write will fail every time, so ingest keeps the unit in quarantine instead of
+    asking its source to retry for ever."""
 
 
 class DuplicateReport(StoreError):

@@ -86,6 +86,10 @@ class CertInfo:
     # Whether the server sent the certificate named by the leaf's issuer; None when the chain
     # it sent could not be read (only the leaf was).
     issuer_sent: bool | None = None
+    # Where the leaf's issuer certificate is published (Authority Information Access
+    # caIssuers, RFC 5280 §4.2.2.1): public CAs name their intermediate there; a leaf without
+    # it, alone, is more likely from an unknown CA than missing its intermediate.
+    ca_issuers: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,14 +149,12 @@ class SmtpOutcome(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
-class MxProbe:
-    """A STARTTLS probe of one MX host (RFC 8461 §4.2): banner, EHLO, STARTTLS, certificate."""
+class AddressProbe:
+    """The STARTTLS probe of one address of an MX host: banner, EHLO, STARTTLS, certificate."""
 
-    host: str
+    ip: str
     outcome: SmtpOutcome
-    address: AddressLookup | None = None
-    ip: str = ""  # the address actually probed
-    banner: str = ""
+    banner: str = ""  # the greeting's text (also a refusing one, RFC 5321 §3.1)
     ehlo_name: str = ""  # the server's own name from its EHLO answer
     tls: TlsResult | None = None
     elapsed: float = 0.0
@@ -160,6 +162,47 @@ class MxProbe:
     # The certificates the server sent on this connection, leaf first, DER; () when not read.
     # DANE (RFC 7672 §3.1.2) matches TLSA records against this chain, not only the leaf.
     chain: tuple[bytes, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class MxProbe:
+    """A STARTTLS probe of one MX host (RFC 8461 §4.2) over every address it has.
+
+    Senders connect to any address of the host, and each connection must validate, so every
+    address is probed (``by_address``, in lookup order). The host-level fields are those of the
+    worst address (``probes.smtp.worst_address``): one that failed beats one that passed, and
+    one that could not be reached counts only when no address could be.
+    """
+
+    host: str
+    outcome: SmtpOutcome
+    address: AddressLookup | None = None
+    ip: str = ""  # the address whose result the host-level fields are
+    banner: str = ""
+    ehlo_name: str = ""  # the server's own name from its EHLO answer
+    tls: TlsResult | None = None
+    elapsed: float = 0.0
+    error: str = ""
+    by_address: tuple[AddressProbe, ...] = ()  # empty when no address was probed
+    # The certificates the server sent on this connection, leaf first, DER; () when not read.
+    # DANE (RFC 7672 §3.1.2) matches TLSA records against this chain, not only the leaf.
+    chain: tuple[bytes, ...] = ()
+
+    def at(self, probe: AddressProbe) -> MxProbe:
+        """This host as seen at one of its addresses."""
+        return MxProbe(
+            self.host,
+            probe.outcome,
+            self.address,
+            probe.ip,
+            probe.banner,
+            probe.ehlo_name,
+            probe.tls,
+            probe.elapsed,
+            probe.error,
+            (probe,),
+            probe.chain,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,6 +219,9 @@ class DomainFacts:
     # MX sets of the domains named in the TLS-RPT record's mailto: URIs, other than ``domain``
     rua_mx: tuple[MxLookup, ...] = ()
     deadline_hit: bool = False  # the per-domain deadline cut some probes short
+    # TXT at the domain itself, looked up only when _mta-sts or _smtp._tls has no record of
+    # its kind: a record published at the apex by mistake is then named (a hint).
+    apex_txt: TxtLookup | None = None
     notes: tuple[str, ...] = field(default=())
     # DANE (RFC 7672): the DNSSEC status of the MX RRset, and one TLSA lookup per probed MX
     # host; None / () when DANE checks are off.

@@ -34,7 +34,22 @@ FAILED_LOOKUP = (DnsStatus.SERVFAIL, DnsStatus.TIMEOUT, DnsStatus.ERROR)
 
 
 @dataclass(frozen=True, slots=True)
+class AddressVerdict:
+    """One address of an MX host as the STARTTLS probe met it."""
+
+    ip: str
+    probe_outcome: str  # an SmtpOutcome value
+    tls_ok: bool
+    tls_version: str
+    cert_not_after: datetime | None
+    days_to_expiry: int | None
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
 class MxVerdict:
+    """One MX host: coverage, and the probe of its worst address (``addresses``: each one)."""
+
     host: str
     preference: int
     covered_by: str | None  # the policy pattern covering the host, None if none (or no policy)
@@ -44,6 +59,7 @@ class MxVerdict:
     cert_not_after: datetime | None
     days_to_expiry: int | None
     finding_codes: tuple[str, ...]
+    addresses: tuple[AddressVerdict, ...] = ()
 
 
 def days_until(moment: datetime, now: datetime) -> int:
@@ -57,6 +73,7 @@ def tls_params(tls: TlsResult | None) -> dict[str, Any]:
         return {
             "tls_detail": "",
             "cert_names": "no name read",
+            "not_before": "",
             "not_after": "",
             "issuer": "",
             "chain_sent": "",
@@ -68,6 +85,7 @@ def tls_params(tls: TlsResult | None) -> dict[str, Any]:
     return {
         "tls_detail": tls.detail,
         "cert_names": names or "no name read",
+        "not_before": cert.not_before.isoformat(timespec="minutes") if cert else "an unread date",
         "not_after": cert.not_after.date().isoformat() if cert else "",
         "issuer": cert.issuer if cert else "",
         "chain_sent": _chain_sent(cert),
@@ -131,7 +149,7 @@ _MX_TLS_CODES = {
     TlsFailure.SELF_SIGNED: "mx.cert.self-signed",
     TlsFailure.UNTRUSTED: "mx.cert.untrusted",
     TlsFailure.CHAIN_INCOMPLETE: "mx.cert.chain-incomplete",
-    TlsFailure.NOT_YET_VALID: "mx.cert.untrusted",
+    TlsFailure.NOT_YET_VALID: "mx.cert.not-yet-valid",
     TlsFailure.HOST_MISMATCH: "mx.cert.host-mismatch",
     TlsFailure.HANDSHAKE: "mx.tls.handshake",
 }
@@ -160,12 +178,42 @@ def _name_mismatch(probe: MxProbe) -> bool:
     )
 
 
-def _probe_findings(
+# Outcomes of an address that was never talked to: they decide nothing while another address
+# of the host answered (see probes.smtp.worst_address).
+_UNREACHED = frozenset({SmtpOutcome.NO_ADDRESS, SmtpOutcome.CONNECT_FAILED, SmtpOutcome.BLOCKED})
+
+
+def _host_findings(
     probe: MxProbe, mode: Mode | None, now: datetime, warn_days: int
+) -> list[Finding]:
+    """The findings of one MX host over all its addresses (RFC 8461 §4.2: every connection a
+    sender may make must validate). When the addresses disagree, a finding names the
+    addresses it is about; an unreachable address counts only when none was reached."""
+    views = [probe.at(a) for a in probe.by_address]
+    if len(views) < 2:
+        return _probe_findings(probe, mode, now, warn_days)
+    reached = [v for v in views if v.outcome not in _UNREACHED] or views
+    per_view = [(v, _probe_findings(v, mode, now, warn_days)) for v in reached]
+    codes = {tuple(f.code for f in found) for _, found in per_view}
+    if len(codes) == 1 and len(reached) == len(views):  # every address alike: the host
+        return per_view[0][1]
+    by_code: dict[str, list[MxProbe]] = {}
+    for view, found in per_view:
+        for finding in found:
+            by_code.setdefault(finding.code, []).append(view)
+    out: list[Finding] = []
+    for at in by_code.values():
+        label = f"{probe.host} at {', '.join(v.ip for v in at)} ({len(at)} of {len(views)})"
+        out += _probe_findings(at[0], mode, now, warn_days, label=label)
+    return out
+
+
+def _probe_findings(
+    probe: MxProbe, mode: Mode | None, now: datetime, warn_days: int, *, label: str = ""
 ) -> list[Finding]:
     host = probe.host
     params: dict[str, Any] = {
-        "host": host,
+        "host": label or host,
         "ip": probe.ip,
         "banner": probe.banner,
         "error": probe.error,
@@ -198,6 +246,20 @@ def _probe_findings(
     if code in _REACHABILITY:
         severity = max(severity, Severity.WARNING)
     return [make(code, subject=host, severity=severity, **params)]
+
+
+def _address_verdict(view: MxProbe, now: datetime) -> AddressVerdict:
+    tls = view.tls
+    cert = tls.cert if tls else None
+    return AddressVerdict(
+        ip=view.ip,
+        probe_outcome=str(view.outcome),
+        tls_ok=view.outcome is SmtpOutcome.OK and not _name_mismatch(view),
+        tls_version=tls.version if tls else "",
+        cert_not_after=cert.not_after if cert else None,
+        days_to_expiry=days_until(cert.not_after, now) if cert else None,
+        error=view.error,
+    )
 
 
 def mx_verdicts(
@@ -239,7 +301,7 @@ def mx_verdicts(
         tls = probe.tls if probe else None
         cert = tls.cert if tls else None
         if probe:
-            own += _probe_findings(probe, mode, now, warn_days)
+            own += _host_findings(probe, mode, now, warn_days)
         verdicts.append(
             MxVerdict(
                 host=mx.host,
@@ -253,6 +315,9 @@ def mx_verdicts(
                 cert_not_after=cert.not_after if cert else None,
                 days_to_expiry=days_until(cert.not_after, now) if cert else None,
                 finding_codes=tuple(f.code for f in own),
+                addresses=tuple(_address_verdict(probe.at(a), now) for a in probe.by_address)
+                if probe
+                else (),
             )
         )
         found += own

@@ -73,6 +73,9 @@ class PublishedStage(StrEnum):
     TESTING = "testing"
     ENFORCE = "enforce"
     NONE_MODE = "none-mode"  # a usable policy in mode none (switched off or being removed)
+    # The _mta-sts TXT lookup itself failed (SERVFAIL, timeout): whether a policy is
+    # published cannot be known from this check (RFC 8461 §3.1, §5.1).
+    UNKNOWN = "unknown"
 
 
 class TlsRptState(StrEnum):
@@ -189,7 +192,7 @@ _POLICY_TLS_CODES = {
     TlsFailure.SELF_SIGNED: "sts.policy.tls.untrusted",
     TlsFailure.UNTRUSTED: "sts.policy.tls.untrusted",
     TlsFailure.CHAIN_INCOMPLETE: "sts.policy.tls.chain-incomplete",
-    TlsFailure.NOT_YET_VALID: "sts.policy.tls.untrusted",
+    TlsFailure.NOT_YET_VALID: "sts.policy.tls.not-yet-valid",
     TlsFailure.HANDSHAKE: "sts.policy.tls.handshake",
 }
 _HTML = re.compile(rb"\s*(?:<!--.*?-->\s*)*<(?:!doctype\s+html|html|head|body)[\s>]", re.I | re.S)
@@ -220,10 +223,14 @@ def _fetch_failure(fetch: PolicyFetch, host: str, domain: str) -> Finding:
 
 
 def _content_findings(fetch: PolicyFetch, body: bytes) -> list[Finding]:
-    """RFC 8461 §3.2: ``text/plain``; charset utf-8 or us-ascii; an HTML page is never a policy."""
+    """RFC 8461 §3.2: ``text/plain``; charset utf-8 or us-ascii; an HTML page is never a policy.
+
+    "A web page" is said of a body that is one, whatever its type; a policy sent as
+    ``text/html`` is a policy with the wrong Content-Type (and is still parsed and shown).
+    """
     media, _, params = fetch.content_type.partition(";")
     media = media.strip().lower()
-    if media == "text/html" or _HTML.match(body[:4096]):
+    if _HTML.match(body[:4096]):
         return [make("sts.policy.html", url=fetch.url, content_type=fetch.content_type or "none")]
     if media != "text/plain":
         return [
@@ -326,6 +333,7 @@ def _tlsrpt(facts: DomainFacts, sts_published: bool) -> tuple[TlsRptVerdict, lis
         found.append(
             make("tlsrpt.missing", name=lookup.name, domain=facts.domain, severity=severity)
         )
+        found += _at_apex(facts, b"v=TLSRPTv1", "tlsrpt.at-apex", lookup.name)
         return TlsRptVerdict(TlsRptState.MISSING, None, ()), found
     if selection.record is None:
         found.append(
@@ -385,6 +393,20 @@ def _effective(
     return EffectiveState(True, policy.mode, "ok", reason)
 
 
+def _at_apex(facts: DomainFacts, version: bytes, code: str, name: str) -> list[Finding]:
+    """A record meant for ``name`` published at the domain itself (RFC 8461 §3.1 and RFC 8460
+    §3 name the exact owner; senders never look at the apex)."""
+    apex = facts.apex_txt
+    if apex is None or apex.status is not DnsStatus.OK:
+        return []
+    texts = [b"".join(r) for r in apex.records]
+    meant = [t for t in texts if t[: len(version)].lower() == version.lower()]
+    if not meant:
+        return []
+    record = meant[0].decode("utf-8", "replace")[:300]
+    return [make(code, domain=facts.domain, name=name, record=record)]
+
+
 def _orphans(
     facts: DomainFacts, txt_code: str | None, effective: EffectiveState, view: _PolicyView
 ) -> list[Finding]:
@@ -394,7 +416,26 @@ def _orphans(
         return [make("sts.orphan.dns", domain=domain, reason=effective.reason)]
     unpublished = txt_code in ("sts.txt.missing", "sts.txt.not-sts")
     if unpublished and view.policy is not None and view.blocker is None:
-        return [make("sts.orphan.policy", domain=domain, mode=view.policy.mode, new_id=new_id)]
+        if txt_code == "sts.txt.missing":
+            txt_state, severity = f"there is no _mta-sts.{domain} TXT record", None
+        else:  # records exist, none is MTA-STS: one finding that says so (evaluate drops
+            # sts.txt.not-sts, which said "there are records" beside "there is none")
+            texts = "; ".join(b"".join(r).decode("utf-8", "replace") for r in facts.sts_txt.records)
+            txt_state = (
+                f"none of the TXT records at _mta-sts.{domain} begins with v=STSv1 "
+                f"(found: {texts[:300]})"
+            )
+            severity = Severity.ERROR  # someone meant to publish: the record is wrong
+        return [
+            make(
+                "sts.orphan.policy",
+                domain=domain,
+                mode=view.policy.mode,
+                new_id=new_id,
+                txt_state=txt_state,
+                severity=severity,
+            )
+        ]
     if txt_code == "sts.txt.missing":
         return [make("sts.txt.missing", domain=domain, new_id=new_id)]
     return []
@@ -407,6 +448,8 @@ def _stage(effective: EffectiveState, tlsrpt: TlsRptVerdict) -> PublishedStage:
         return PublishedStage.TESTING
     if effective.mode is Mode.NONE:
         return PublishedStage.NONE_MODE
+    if effective.reason_code == "sts.txt.lookup-failed":
+        return PublishedStage.UNKNOWN
     return PublishedStage.REPORTING if tlsrpt.state is TlsRptState.VALID else PublishedStage.NONE
 
 
@@ -420,7 +463,12 @@ def evaluate(facts: DomainFacts, *, expiry_warning_days: int = 14) -> CheckResul
     if published or (view.policy is not None and view.blocker is None):
         findings += view.findings  # without a TXT record no sender fetches: a broken host is moot
     effective = _effective(facts, selection, view)
-    findings += _orphans(facts, txt_code, effective, view)
+    if txt_code in ("sts.txt.missing", "sts.txt.not-sts"):
+        findings += _at_apex(facts, b"v=STSv1", "sts.txt.at-apex", f"_mta-sts.{facts.domain}")
+    orphans = _orphans(facts, txt_code, effective, view)
+    if any(f.code == "sts.orphan.policy" for f in orphans):  # it tells the TXT state itself
+        findings = [f for f in findings if f.code != "sts.txt.not-sts"]
+    findings += orphans
     mx_policy = view.policy if effective.usable else None
     verdicts, mx_findings = mx_verdicts(facts, mx_policy, effective.mode, expiry_warning_days)
     findings += mx_findings

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from rich.console import Console
@@ -62,6 +63,18 @@ def _mx_json(mx: MxVerdict, dane: DaneVerdict | None = None) -> dict[str, Any]:
         "days_to_expiry": mx.days_to_expiry,
         "findings": list(mx.finding_codes),
         "dane": _dane_json(dane),  # null when DANE was not checked for the host
+        "addresses": [
+            {
+                "ip": a.ip,
+                "probe_outcome": a.probe_outcome,
+                "tls_ok": a.tls_ok,
+                "tls_version": a.tls_version or None,
+                "cert_not_after": a.cert_not_after.isoformat() if a.cert_not_after else None,
+                "days_to_expiry": a.days_to_expiry,
+                "error": a.error or None,
+            }
+            for a in mx.addresses
+        ],
     }
 
 
@@ -212,22 +225,22 @@ def _mx_cells(result: CheckResult) -> list[tuple[str | Text, ...]]:
             covered = Text(mx.covered_by, style="green")
         else:
             covered = Text("NOT COVERED", style="bold red")
-        if mx.tls_ok is None:
-            tls = Text("not probed", style="dim")
-        elif mx.tls_ok:
-            tls = Text(f"ok {mx.tls_version}".strip(), style="green")
-        else:
-            tls = Text(mx.probe_outcome, style="red")
-        if mx.days_to_expiry is None:
-            cert = Text("-", style="dim")
-        else:
-            style = "red" if mx.days_to_expiry < 0 else "yellow" if mx.days_to_expiry < 14 else ""
-            when = mx.cert_not_after.date().isoformat() if mx.cert_not_after else ""
-            cert = Text(f"{when} ({mx.days_to_expiry} d)", style=style)
+        tls = _tls_cell(mx.tls_ok, mx.tls_version, mx.probe_outcome)
+        cert = _cert_cell(mx.cert_not_after, mx.days_to_expiry)
         cells: tuple[str | Text, ...] = (str(mx.preference), mx.host, covered, tls, cert)
         if dane:
             cells = (*cells, _dane_text(dane.get(mx.host)))
         rows.append(cells)
+        if len(mx.addresses) > 1:  # every address was probed (RFC 8461 §4.2): show each
+            for addr in mx.addresses:
+                extra: tuple[str | Text, ...] = (
+                    "",
+                    Text(f"  {addr.ip}", style="dim"),
+                    "",
+                    _tls_cell(addr.tls_ok, addr.tls_version, addr.probe_outcome),
+                    _cert_cell(addr.cert_not_after, addr.days_to_expiry),
+                )
+                rows.append((*extra, "") if dane else extra)
     return rows
 
 
@@ -264,6 +277,22 @@ def _dane_text(verdict: DaneVerdict | None) -> Text:
         return Text("ok", style="green")
     style = "bold red" if verdict.state.blocks_mail else "yellow"
     return Text(str(verdict.state), style=style)
+
+
+def _tls_cell(ok: bool | None, version: str, outcome: str) -> Text:
+    if ok is None:
+        return Text("not probed", style="dim")
+    if ok:
+        return Text(f"ok {version}".strip(), style="green")
+    return Text(outcome, style="red")
+
+
+def _cert_cell(not_after: datetime | None, days: int | None) -> Text:
+    if days is None:
+        return Text("-", style="dim")
+    style = "red" if days < 0 else "yellow" if days < 14 else ""
+    when = not_after.date().isoformat() if not_after else ""
+    return Text(f"{when} ({days} d)", style=style)
 
 
 def _render_finding(finding: Finding, console: Console, *, verbose: bool) -> None:

@@ -165,6 +165,7 @@ class _Partial:
     rua_mx: dict[str, MxLookup] = field(default_factory=dict)
     mx_dnssec: DnssecResult | None = None
     tlsa: dict[str, TlsaLookup] = field(default_factory=dict)
+    apex: TxtLookup | None = None
 
     def facts(self, observed_at: dt.datetime, *, deadline_hit: bool, probe_mx: bool) -> DomainFacts:
         d = self.domain
@@ -187,14 +188,30 @@ class _Partial:
             deadline_hit=deadline_hit,
             mx_dnssec=self.mx_dnssec,
             tlsa=tuple(self.tlsa[host] for host in hosts if host in self.tlsa),
+            apex_txt=self.apex,
         )
 
 
 async def _collect(partial: _Partial, probes: Probes, probe_mx: bool) -> None:
     d, resolver = partial.domain, probes.resolver
 
+    apex: asyncio.Future[TxtLookup] | None = None
+
+    async def apex_if_missing(lookup: TxtLookup, version: bytes) -> None:
+        """TXT at the domain itself when ``lookup`` holds no record of ``version`` (asked
+        once for both records): a record published at the apex by mistake gets named."""
+        nonlocal apex
+        if lookup.status not in (DnsStatus.OK, DnsStatus.NXDOMAIN, DnsStatus.NODATA):
+            return
+        if any(b"".join(r).startswith(version) for r in lookup.records):
+            return
+        if apex is None:
+            apex = asyncio.ensure_future(resolver.lookup_txt(d))
+        partial.apex = await apex
+
     async def sts() -> None:
         partial.sts = await resolver.lookup_txt(f"_mta-sts.{d}")
+        await apex_if_missing(partial.sts, b"v=STSv1")
 
     async def policy() -> None:
         partial.policy = await probes.fetcher.fetch_policy(d)
@@ -228,6 +245,7 @@ async def _collect(partial: _Partial, probes: Probes, probe_mx: bool) -> None:
 
     async def tlsrpt_then_rua() -> None:
         partial.tlsrpt = await resolver.lookup_txt(f"_smtp._tls.{d}")
+        await apex_if_missing(partial.tlsrpt, b"v=TLSRPTv1")
         if partial.tlsrpt.status is not DnsStatus.OK:
             return
         record = select_tlsrpt_record(partial.tlsrpt.records).record
@@ -243,7 +261,8 @@ async def _collect(partial: _Partial, probes: Probes, probe_mx: bool) -> None:
 
 
 def _warm(tls: TlsContexts) -> None:
-    # A CA file that does not load fails the fetches and probes that need it, with the reason.
+    # TlsContexts.create refused a CA file that does not load; nothing else can fail here but
+    # the system trust store, and then the fetches and probes that need it say why.
     with contextlib.suppress(OSError, ValueError):  # ssl.SSLError is an OSError
         tls.warm()
 

@@ -86,6 +86,10 @@ def build_options(
     host, port = parse_nameserver(nameserver)
     if ca_file is not None and not ca_file.is_file():
         raise UsageError(f"--ca-file {ca_file} is not a file")
+    if ca_file is not None:  # not PEM: ConfigError (exit 4) now, before any output
+        from stspilot.probes.tls import TlsContexts
+
+        TlsContexts.create(ca_file)
     if trust_anchor is not None and not trust_anchor.is_file():
         raise UsageError(f"--trust-anchor {trust_anchor} is not a file")
     return CheckOptions(

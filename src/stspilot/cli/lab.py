@@ -46,6 +46,9 @@ def scenarios_command(
     from rich.console import Console
     from rich.table import Table
 
+    from stspilot.cli.extras import require_extra
+
+    require_extra("lab", "lab scenarios")
     from stspilot.lab.scenarios import SCENARIOS
 
     if as_json:
@@ -82,6 +85,10 @@ def up_command(
     import asyncio
     import contextlib
     import signal
+
+    from stspilot.cli.extras import require_extra
+
+    require_extra("lab", "lab up")
 
     from stspilot.lab.world import Lab
 

@@ -219,6 +219,10 @@ def run_command(
     from stspilot.monitor.loop import run_forever, run_once
     from stspilot.store import Store
 
+    if webhook:
+        from stspilot.cli.extras import require_extra
+
+        require_extra("serve", "monitor run --webhook")
     config, options = _setup(
         webhook=webhook,
         smtp=smtp,

@@ -54,6 +54,9 @@ def receive_command(
     nameserver: str | None = DKIM_NAMESERVER,
     dkim_timeout: float = DKIM_TIMEOUT,
 ) -> None:
+    from stspilot.cli.extras import require_extra
+
+    require_extra("serve", "receive")
     from stspilot.ingest.smtp_receiver import ReceiverConfig
     from stspilot.store import Store
 

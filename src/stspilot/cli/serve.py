@@ -47,6 +47,9 @@ def serve_command(
     ),
     log_json: bool = typer.Option(False, "--log-json", help="logs as one JSON object a line"),
 ) -> None:
+    from stspilot.cli.extras import require_extra
+
+    require_extra("serve", "serve")
     from stspilot.store import Store
     from stspilot.web.ops import configure_logging
     from stspilot.web.settings import WebSettings

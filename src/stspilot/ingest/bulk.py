@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import gc
 import itertools
+import logging
 import marshal
 import os
 import pickle
@@ -30,12 +31,14 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
+from stspilot.errors import StoreError, StoreRefused
 from stspilot.ingest.decode import is_mbox, iter_files, iter_mbox, read_unit
-from stspilot.ingest.pipeline import IngestStore, Tally, prepare_unit
+from stspilot.ingest.pipeline import IngestStore, Tally, prepare_unit, refused_quarantine
 from stspilot.store.models import BatchResult, NewQuarantine
 from stspilot.store.rows import ReportRows, RowBuilder
 from stspilot.tlsrpt.schema import DEFAULT_LIMITS, Limits
@@ -48,6 +51,7 @@ __all__ = ["BulkStore", "ErrorCallback", "ProgressCallback", "Staged", "ingest_p
 ProgressCallback = Callable[[Tally, int], None]  # (tally so far, units done)
 ErrorCallback = Callable[[Path, OSError], None]
 _T = TypeVar("_T")
+log = logging.getLogger(__name__)
 
 TASK = 250  # units per worker task: small, so that both sides are busy from the start
 AUTO_MAX_WORKERS = 4
@@ -67,14 +71,19 @@ class BulkStore(IngestStore, Protocol):
 class Staged:
     """One unit ready for the store: its reports as rows and/or why it is quarantined."""
 
-    __slots__ = ("origin", "quarantine", "rows")
+    __slots__ = ("origin", "quarantine", "received_at", "rows")
 
     def __init__(
-        self, origin: str, rows: tuple[ReportRows, ...], quarantine: NewQuarantine | None
+        self,
+        origin: str,
+        rows: tuple[ReportRows, ...],
+        quarantine: NewQuarantine | None,
+        received_at: datetime,
     ) -> None:
         self.origin = origin
         self.rows = rows
         self.quarantine = quarantine
+        self.received_at = received_at
 
 
 def ingest_paths(
@@ -304,7 +313,7 @@ class _Run:
                 quarantine = None
                 if q is not None:
                     quarantine = NewQuarantine(q[0], origin, q[1], q[2], received_at)
-                pending.append(Staged(origin, tuple(map(make_rows, rows)), quarantine))
+                pending.append(Staged(origin, tuple(map(make_rows, rows)), quarantine, received_at))
             elif kind == 1:
                 self.mboxes.append(entry[1])
             else:
@@ -352,6 +361,32 @@ class _Run:
 
 
 def _commit(store: BulkStore, staged: Sequence[Staged]) -> Tally:
+    """The units in one transaction; if the store fails it, each unit in one of its own, so
+    one unit can never keep the others out (``pipeline.commit_units`` for the other paths).
+    Raises ``StoreError`` when a unit cannot be committed even alone (the database is
+    unavailable): what was committed stays, and a re-run turns it into duplicates."""
+    try:
+        return _commit_together(store, staged)
+    except StoreError as exc:
+        if len(staged) > 1:
+            log.warning("a batch of %d units failed (%s); committing each alone", len(staged), exc)
+    return sum((_commit_alone(store, unit) for unit in staged), Tally())
+
+
+def _commit_alone(store: BulkStore, unit: Staged) -> Tally:
+    """One unit; one the database refuses (values it cannot hold) is quarantined instead."""
+    try:
+        return _commit_together(store, [unit])
+    except StoreRefused as exc:
+        if not unit.rows:
+            raise
+        kept = refused_quarantine(unit.rows[0].raw, unit.origin, unit.received_at, exc)
+        if unit.quarantine is not None:  # a part that did not parse: say that too
+            kept = replace(kept, reason=f"{kept.reason}; also {unit.quarantine.reason}")
+        return _commit_together(store, [Staged(unit.origin, (), kept, unit.received_at)])
+
+
+def _commit_together(store: BulkStore, staged: Sequence[Staged]) -> Tally:
     """One transaction: the units' reports and quarantine entries; what became of them."""
     result = store.ingest_rows(
         [r for s in staged for r in s.rows],

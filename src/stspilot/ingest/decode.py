@@ -8,6 +8,7 @@ it carries; ``iter_sources`` turns a path into such units. Parsing the JSON is
 from __future__ import annotations
 
 import os
+import re
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -42,7 +43,7 @@ __all__ = [
 ]
 
 GZIP_MAGIC = b"\x1f\x8b"
-_BOM = b"\xef\xbb\xbf"
+_JSON_START = re.compile(rb"(?:\xef\xbb\xbf)?[ \t\n\r]*\{")
 _STEP = 1 << 20  # decompress at most 1 MiB per call so a bomb is caught within one step
 
 
@@ -315,10 +316,9 @@ def _json_text(data: bytes, label: str) -> bytes:
 
 
 def _looks_like_json(data: bytes) -> bool:
-    head = data[:64].lstrip()
-    if head.startswith(_BOM):
-        head = head[3:].lstrip()
-    return head[:1] == b"{"
+    """An object after any amount of JSON whitespace (RFC 8259 §2: space, tab, LF, CR), with
+    the byte order mark ``parse_report`` tolerates first (§8.1)."""
+    return _JSON_START.match(data) is not None
 
 
 def _mbox_messages(path: Path, limits: Limits) -> Iterator[Source]:

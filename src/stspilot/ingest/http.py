@@ -27,10 +27,11 @@ from typing import TYPE_CHECKING, Any
 
 from stspilot.errors import StoreError
 from stspilot.ingest.pipeline import (
+    STORE_REFUSED,
     IngestStore,
     Prepared,
     RawOutcome,
-    commit_prepared,
+    commit_units,
     ingest_raw,
     prepare_unit,
 )
@@ -108,6 +109,8 @@ def http_outcome(outcome: RawOutcome, content_type: str) -> HttpOutcome:
         return HttpOutcome(201, f"stored {outcome.new} new report(s)", outcome)
     if outcome.duplicate:
         return HttpOutcome(200, "report already stored", outcome)
+    if outcome.code == STORE_REFUSED:  # a readable report the database would not hold: kept
+        return HttpOutcome(202, "report accepted and kept for the operator", outcome)
     kind = media_type(content_type)
     status = 400 if kind in REPORT_TYPES or kind in LENIENT_TYPES else 415
     return HttpOutcome(status, f"not a readable TLS report ({outcome.code}): kept", outcome)
@@ -223,28 +226,11 @@ class GroupCommitter:
             for job in jobs
         ]
         with self._lock:
-            try:
-                outcomes: list[RawOutcome | Exception] = list(commit_prepared(self.store, units))
-            except Exception as exc:
-                if len(units) == 1:
-                    return [exc]
-                log.warning(
-                    "a batch of %d reports failed (%s); committing each alone", len(units), exc
-                )
-            else:
-                self.batches += 1
-                self.units += len(units)
-                return outcomes
-            outcomes = []
-            for unit in units:
-                try:
-                    outcomes.extend(commit_prepared(self.store, [unit]))
-                except Exception as exc:
-                    outcomes.append(exc)
-                else:
-                    self.batches += 1
-                    self.units += 1
-            return outcomes
+            outcomes: list[RawOutcome | Exception] = list(commit_units(self.store, units))
+        committed = sum(not isinstance(o, Exception) for o in outcomes)
+        self.batches += 1 if committed == len(units) else committed
+        self.units += committed
+        return outcomes
 
 
 # --- the ASGI endpoint ----------------------------------------------------------------------

@@ -12,6 +12,11 @@ message, an SMTP DATA, an HTTP body, a file). Each unit goes through two steps:
    whole crash-safety story: a killed run leaves either a committed batch or nothing, and the
    next run turns what was committed into duplicates.
 
+A batch the store fails is committed again one unit per transaction, so one unit can never
+keep the others out; a unit the store refuses even alone (``StoreRefused``: values it cannot
+hold, which no retry will change) is quarantined with the database's reason instead of being
+handed back to its source to retry for ever (``commit_units``).
+
 A unit holding several reports of which some do not parse: the good reports are stored AND the
 whole raw unit is quarantined with the failing part's code and reason. Nothing is lost, the
 good data is usable at once, and retrying the quarantined unit after a parser fix adds the
@@ -20,12 +25,13 @@ missing reports while the stored ones come back as duplicates.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Protocol
 
-from stspilot.errors import ParseError, ReportError
+from stspilot.errors import ParseError, ReportError, StoreError, StoreRefused
 from stspilot.ingest.decode import (
     Envelope,
     Extracted,
@@ -37,6 +43,11 @@ from stspilot.store.models import BatchResult, NewQuarantine, NewReport
 from stspilot.store.rows import check_identity
 from stspilot.tlsrpt.reports import fast_pickle, parse_report
 from stspilot.tlsrpt.schema import DEFAULT_LIMITS, Limits
+
+log = logging.getLogger(__name__)
+
+# The quarantine code of a unit whose reports parsed but the database would not store.
+STORE_REFUSED = "report.store.refused"
 
 
 class IngestStore(Protocol):
@@ -247,6 +258,55 @@ def commit_prepared(store: IngestStore, prepared: Sequence[Prepared]) -> list[Ra
     return outcomes
 
 
+def commit_units(store: IngestStore, units: Sequence[Prepared]) -> list[RawOutcome | StoreError]:
+    """Commit ``units`` in one transaction; if that fails, each unit in one of its own.
+
+    The result lines up with ``units``: the outcome of each committed unit, or the
+    ``StoreError`` that kept it out (nothing of it was written; its source must retry). A unit
+    the store refuses alone is kept in quarantine instead (``refused_quarantine``).
+    """
+    if not units:
+        return []
+    try:
+        return list(commit_prepared(store, units))
+    except StoreError as exc:
+        if len(units) > 1:
+            log.warning("a batch of %d units failed (%s); committing each alone", len(units), exc)
+    return [_commit_alone(store, unit) for unit in units]
+
+
+def _commit_alone(store: IngestStore, unit: Prepared) -> RawOutcome | StoreError:
+    try:
+        return commit_prepared(store, [unit])[0]
+    except StoreRefused as exc:
+        if not unit.reports:  # the quarantine entry itself was refused: nothing smaller to try
+            return exc
+        first = unit.reports[0]
+        kept = refused_quarantine(first.raw, unit.origin, first.received_at, exc)
+        if unit.quarantine is not None:  # a part that did not parse: say that too
+            kept = replace(kept, reason=f"{kept.reason}; also {unit.quarantine.reason}")
+        try:
+            return commit_prepared(store, [Prepared(unit.origin, quarantine=kept)])[0]
+        except StoreError as again:
+            return again
+    except StoreError as exc:
+        return exc
+
+
+def refused_quarantine(
+    raw: bytes, origin: str, received_at: datetime, exc: StoreRefused
+) -> NewQuarantine:
+    """The quarantine entry for a unit whose reports the database refused (``STORE_REFUSED``):
+    its bytes are kept, and ``stspilot reports retry`` stores them once the cause is fixed."""
+    return NewQuarantine(
+        raw=raw,
+        origin=origin,
+        code=STORE_REFUSED,
+        reason=f"parsed, but the database refused to store it: {exc}",
+        received_at=received_at,
+    )
+
+
 def ingest_raw(
     store: IngestStore,
     raw: bytes,
@@ -256,7 +316,11 @@ def ingest_raw(
     limits: Limits | None = None,
     dkim: MailVerifier | None = None,
 ) -> RawOutcome:
-    """Ingest one unit and commit it: the call behind SMTP DATA, HTTP POST and ``retry``."""
+    """Ingest one unit and commit it: the call behind SMTP DATA, HTTP POST and ``retry``.
+    Raises ``StoreError`` when nothing was committed (the source must retry)."""
     use_limits = limits if limits is not None else DEFAULT_LIMITS
     unit = prepare_unit(raw, origin=origin, received_at=received_at, limits=use_limits, dkim=dkim)
-    return commit_prepared(store, [unit])[0]
+    outcome = commit_units(store, [unit])[0]
+    if isinstance(outcome, StoreError):
+        raise outcome
+    return outcome

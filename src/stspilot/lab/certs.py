@@ -35,6 +35,8 @@ class CertKind(StrEnum):
     UNTRUSTED = "untrusted"  # by an intermediate of a CA the client does not know, with chain
     CHAIN_INCOMPLETE = "chain-incomplete"  # by a lab intermediate, served WITHOUT it
     SELF_SIGNED = "self-signed"
+    # by a root the client does not know, served alone, with no AIA caIssuers (a private CA)
+    UNKNOWN_CA = "unknown-ca"
     EXPIRING = "expiring"  # valid, expires in 5 days
 
 
@@ -61,6 +63,32 @@ def _self_signed(names: list[str], now: dt.datetime) -> tuple[bytes, bytes]:
         serialization.NoEncryption(),
     )
     return key_pem, cert.public_bytes(serialization.Encoding.PEM)
+
+
+LAB_CA_ISSUERS = "http://ca.lab.invalid/intermediate.der"
+
+
+def with_ca_issuers(leaf_pem: bytes, issuer: trustme.CA, url: str) -> bytes:
+    """The leaf re-signed by ``issuer`` with an AIA caIssuers URI (RFC 5280 §4.2.2.1)."""
+    leaf = x509.load_pem_x509_certificate(leaf_pem)
+    key = serialization.load_pem_private_key(issuer.private_key_pem.bytes(), password=None)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(leaf.subject)
+        .issuer_name(leaf.issuer)
+        .public_key(leaf.public_key())
+        .serial_number(leaf.serial_number)
+        .not_valid_before(leaf.not_valid_before_utc)
+        .not_valid_after(leaf.not_valid_after_utc)
+    )
+    for ext in leaf.extensions:
+        builder = builder.add_extension(ext.value, ext.critical)
+    access = x509.AccessDescription(
+        x509.oid.AuthorityInformationAccessOID.CA_ISSUERS, x509.UniformResourceIdentifier(url)
+    )
+    builder = builder.add_extension(x509.AuthorityInformationAccess([access]), critical=False)
+    signed = builder.sign(key, hashes.SHA256())  # type: ignore[arg-type]
+    return signed.public_bytes(serialization.Encoding.PEM)
 
 
 class LabPki:
@@ -90,6 +118,8 @@ class LabPki:
         return self._intermediates[key]
 
     def _issuer(self, kind: CertKind) -> trustme.CA:
+        if kind is CertKind.UNKNOWN_CA:
+            return self.other_ca
         if kind is CertKind.UNTRUSTED:
             return self.intermediate(trusted=False)
         if kind in (CertKind.GOOD_CHAIN, CertKind.CHAIN_INCOMPLETE):
@@ -113,11 +143,12 @@ class LabPki:
             names = [WRONG_NAME]
         leaf = ca.issue_cert(*names, not_before=not_before, not_after=not_after)
         # cert_chain_pems: the leaf, then its intermediates (never the root).
-        sent = (
-            leaf.cert_chain_pems[:1] if kind is CertKind.CHAIN_INCOMPLETE else leaf.cert_chain_pems
-        )
-        chain = b"".join(blob.bytes() for blob in sent)
-        return leaf.private_key_pem.bytes(), chain
+        pems = [blob.bytes() for blob in leaf.cert_chain_pems]
+        if ca is not self.ca and kind is not CertKind.UNKNOWN_CA:
+            # As a public CA's leaf does: say where the intermediate is published.
+            pems[0] = with_ca_issuers(pems[0], ca, LAB_CA_ISSUERS)
+        sent = pems[:1] if kind in (CertKind.CHAIN_INCOMPLETE, CertKind.UNKNOWN_CA) else pems
+        return leaf.private_key_pem.bytes(), b"".join(sent)
 
     def server_context(self, kind: CertKind, names: list[str]) -> ssl.SSLContext:
         key, chain = self._pem(kind, names or ["lab.invalid"])

@@ -35,6 +35,8 @@ class HttpBehaviour(StrEnum):
     HANG = "hang"  # TLS works, then silence
     GARBAGE = "garbage"  # TLS works, then bytes that are not HTTP
     NO_TLS = "no-tls"  # not TLS at all: the handshake fails
+    BAD_CHUNK = "bad-chunk"  # 200, chunked, the chunk size written "0x.." (not RFC 9112 hex)
+    GZIP_CHUNKED = "gzip-chunked"  # 200, Transfer-Encoding: gzip, chunked (never asked for)
 
 
 def _response(status: str, headers: dict[str, str], body: bytes) -> bytes:
@@ -142,11 +144,24 @@ class HttpsHost:
             writer.write(_response("200 OK", ctype, policy))
         elif behaviour is HttpBehaviour.HUGE:
             writer.write(_response("200 OK", plain, policy + b"#" * HUGE_SIZE))
+        elif behaviour in (HttpBehaviour.BAD_CHUNK, HttpBehaviour.GZIP_CHUNKED):
+            writer.write(_chunked(policy, behaviour))
         elif behaviour is HttpBehaviour.GZIP_BOMB:
             bomb = _gzip_bomb()
             headers = {**plain, "Content-Encoding": "gzip"}
             writer.write(_response("200 OK", headers, bomb))
         await writer.drain()
+
+
+def _chunked(policy: bytes, behaviour: HttpBehaviour) -> bytes:
+    """The policy in one chunk, framed the wrong way ``behaviour`` names."""
+    codings = "chunked"
+    size = b"0x%x" % len(policy)
+    if behaviour is HttpBehaviour.GZIP_CHUNKED:
+        policy, codings = gzip.compress(policy), "gzip, chunked"
+        size = b"%x" % len(policy)
+    head = f"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: {codings}\r\n"
+    return head.encode() + b"Connection: close\r\n\r\n" + size + b"\r\n" + policy + b"\r\n0\r\n\r\n"
 
 
 @functools.cache

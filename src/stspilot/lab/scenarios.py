@@ -92,7 +92,9 @@ class Scenario:
         out += [Record(f"_smtp._tls.{d}", "TXT", txt_value(s)) for s in self.tlsrpt]
         for mx in self.mx:
             target = f"{mx.name}." if mx.name else "."
-            out.append(Record(d, "MX", f"{mx.preference} {target}"))
+            record = Record(d, "MX", f"{mx.preference} {target}")
+            if record not in out:  # a name listed twice is one MX host with two addresses
+                out.append(record)
         out += self.extra
         # The apex exists even with no MX (for NODATA rather than NXDOMAIN).
         out.append(Record(d, "TXT", txt_value(["lab scenario"])))
@@ -158,7 +160,7 @@ SCENARIOS: tuple[Scenario, ...] = (
     scenario("txt-multiple", "Two v=STSv1 records", {"sts.txt.multiple"},
              "reporting", sts=((STS_OK,), ("v=STSv1; id=20240202",))),
     scenario("txt-not-sts", "TXT at _mta-sts is not v=STSv1",
-             {"sts.txt.not-sts", "sts.orphan.policy"}, "reporting", sts=(("v=spf1 -all",),)),
+             {"sts.orphan.policy"}, "reporting", sts=(("v=spf1 -all",),)),
     scenario("txt-bad-id", "id with dashes", {"sts.txt.id.invalid"},
              "reporting", sts=(("v=STSv1; id=2024-01-01",),)),
     scenario("txt-split", "TXT split into two strings", {"sts.txt.split"}, "enforce",
@@ -168,7 +170,7 @@ SCENARIOS: tuple[Scenario, ...] = (
     scenario("txt-extension", "Unknown field in the TXT", {"sts.txt.extension"}, "enforce",
              sts=(("v=STSv1; id=20240101; ext=1",),)),
     scenario("txt-servfail", "The _mta-sts lookup fails (SERVFAIL)", {"sts.txt.lookup-failed"},
-             "reporting", dns_faults=(("_mta-sts.{d}", DnsFault.SERVFAIL),)),
+             "unknown", dns_faults=(("_mta-sts.{d}", DnsFault.SERVFAIL),)),
     # --- fetching the policy ---
     scenario("fetch-nxdomain", "mta-sts host does not exist", {"sts.policy.host-missing",
              _ORPHAN}, "reporting", policy_host=None),
@@ -198,6 +200,12 @@ SCENARIOS: tuple[Scenario, ...] = (
              policy_host=PolicyHost(_HTTP.HANG), tags=("hostile", "slow")),
     scenario("fetch-garbage", "Not HTTP after TLS", {"sts.policy.protocol-error", _ORPHAN},
              "reporting", policy_host=PolicyHost(_HTTP.GARBAGE), tags=("hostile",)),
+    scenario("fetch-bad-chunk", "Chunk size written 0x.. (not RFC 9112 hex)",
+             {"sts.policy.protocol-error", _ORPHAN}, "reporting",
+             policy_host=PolicyHost(_HTTP.BAD_CHUNK), tags=("hostile",)),
+    scenario("fetch-gzip-chunked", "Transfer-Encoding: gzip, chunked (not asked for)",
+             {"sts.policy.protocol-error", _ORPHAN}, "reporting",
+             policy_host=PolicyHost(_HTTP.GZIP_CHUNKED), tags=("hostile",)),
     scenario("fetch-no-tls", "The policy host does not speak TLS", {"sts.policy.tls.handshake",
              _ORPHAN}, "reporting", policy_host=PolicyHost(_HTTP.NO_TLS)),
     scenario("fetch-expired", "Expired certificate on mta-sts", {"sts.policy.tls.expired",
@@ -205,6 +213,12 @@ SCENARIOS: tuple[Scenario, ...] = (
     scenario("fetch-wrong-name", "Certificate for another name",
              {"sts.policy.tls.host-mismatch", _ORPHAN}, "reporting",
              policy_host=PolicyHost(cert=CertKind.WRONG_NAME)),
+    scenario("fetch-unknown-ca", "Leaf from an unknown CA, served alone (no AIA caIssuers)",
+             {"sts.policy.tls.untrusted", _ORPHAN}, "reporting",
+             policy_host=PolicyHost(cert=CertKind.UNKNOWN_CA)),
+    scenario("fetch-not-yet-valid", "Certificate on mta-sts valid only from next week",
+             {"sts.policy.tls.not-yet-valid", _ORPHAN}, "reporting",
+             policy_host=PolicyHost(cert=CertKind.NOT_YET_VALID)),
     scenario("fetch-untrusted", "Certificate from an unknown CA (full chain)",
              {"sts.policy.tls.untrusted", _ORPHAN}, "reporting",
              policy_host=PolicyHost(cert=CertKind.UNTRUSTED)),
@@ -260,10 +274,17 @@ SCENARIOS: tuple[Scenario, ...] = (
              "enforce", mx=_mx1(cert=CertKind.SELF_SIGNED)),
     scenario("mx-wrong-name", "MX certificate for another name", {"mx.cert.host-mismatch"},
              "enforce", mx=_mx1(cert=CertKind.WRONG_NAME)),
+    scenario("mx-unknown-ca", "MX leaf from an unknown CA, served alone (no AIA caIssuers)",
+             {"mx.cert.untrusted"}, "enforce", mx=_mx1(cert=CertKind.UNKNOWN_CA)),
+    scenario("mx-not-yet-valid", "MX certificate valid only from next week",
+             {"mx.cert.not-yet-valid"}, "enforce", mx=_mx1(cert=CertKind.NOT_YET_VALID)),
     scenario("mx-untrusted", "MX certificate from an unknown CA (full chain)",
              {"mx.cert.untrusted"}, "enforce", mx=_mx1(cert=CertKind.UNTRUSTED)),
     scenario("mx-chain-incomplete", "MX certificate served without its intermediate",
              {"mx.cert.chain-incomplete"}, "enforce", mx=_mx1(cert=CertKind.CHAIN_INCOMPLETE)),
+    scenario("mx-second-address-expired", "MX host with two addresses, the second expired",
+             {"mx.cert.expired"}, "enforce",
+             mx=(Mx("mx1.{d}", 10), Mx("mx1.{d}", 10, cert=CertKind.EXPIRED), Mx("mx2.{d}", 20))),
     scenario("mx-expiring", "MX certificate expires in 5 days", {"mx.cert.expiring"},
              "enforce", mx=_mx1(cert=CertKind.EXPIRING)),
     scenario("mx-no-address", "MX name without an address", {"mx.no-address"}, "enforce",
@@ -271,6 +292,10 @@ SCENARIOS: tuple[Scenario, ...] = (
     # --- orphans ---
     scenario("orphan-policy", "Policy file but no TXT record", {"sts.orphan.policy"},
              "reporting", sts=()),
+    scenario("txt-at-apex", "Both TXT records published at the domain itself",
+             {"sts.txt.at-apex", "sts.orphan.policy", "tlsrpt.at-apex", "tlsrpt.missing"},
+             "none", sts=(), tlsrpt=(),
+             extra=(Record("{d}", "TXT", f'"{STS_OK}"'), Record("{d}", "TXT", f'"{TLSRPT_OK}"'))),
     # --- TLS-RPT ---
     scenario("tlsrpt-absent", "MTA-STS without TLS-RPT", {"tlsrpt.missing"}, "enforce",
              tlsrpt=()),

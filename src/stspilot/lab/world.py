@@ -102,7 +102,12 @@ def _plan(scenarios: Sequence[Scenario]) -> _Plan:
         for mx in sc.mx:
             if not mx.address or not mx.name:
                 continue
-            key = ("smtp", mx.behaviour, mx.cert) if sc.shared else ("smtp", mx.name)
+            # An MX name listed twice with different servers gets an address for each.
+            key = (
+                ("smtp", mx.behaviour, mx.cert)
+                if sc.shared
+                else ("smtp", mx.name, mx.behaviour, mx.cert)
+            )
             hp = plan.hosts.setdefault(key, _HostPlan("smtp", mx.behaviour, mx.cert))
             if mx.name not in hp.names:
                 hp.names.append(mx.name)

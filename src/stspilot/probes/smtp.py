@@ -13,9 +13,17 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from stspilot.facts import AddressLookup, CertInfo, DnsStatus, MxProbe, SmtpOutcome, TlsResult
+from stspilot.facts import (
+    AddressProbe,
+    CertInfo,
+    DnsStatus,
+    MxProbe,
+    SmtpOutcome,
+    TlsResult,
+)
 from stspilot.probes.resolver import Resolver, is_public
 from stspilot.probes.tls import (
     TlsContexts,
@@ -26,7 +34,26 @@ from stspilot.probes.tls import (
     unverified_cert,
 )
 
-_REPLY_LINE = re.compile(rb"^([2-5][0-9][0-9])([ -])(.*?)\r?\n$", re.DOTALL)
+# RFC 5321 §4.2: Reply-code "-" [ textstring ] CRLF for every line but the last, which is
+# Reply-code [ SP textstring ] CRLF: a bare "250" is a complete reply.
+_REPLY_LINE = re.compile(rb"^([2-5][0-9][0-9])(?:([ -])(.*?))?\r?\n$", re.DOTALL)
+MAX_ADDRESSES = 8  # per MX host; every one is probed (at once), more are named in the error
+# Worse outcomes rank higher. An address that cannot be reached ranks below one that passed:
+# a sender tries the next address (RFC 5321 §5.1), and a checker without IPv6 would otherwise
+# flag every dual-stacked host; it decides the host only when no address can be reached.
+_RANK = {
+    SmtpOutcome.BLOCKED: -4,
+    SmtpOutcome.NO_ADDRESS: -3,
+    SmtpOutcome.CONNECT_FAILED: -2,
+    SmtpOutcome.OK: 0,
+    SmtpOutcome.BANNER_TIMEOUT: 1,
+    SmtpOutcome.TIMEOUT: 2,
+    SmtpOutcome.PROTOCOL_ERROR: 3,
+    SmtpOutcome.BANNER_REJECTED: 4,
+    SmtpOutcome.STARTTLS_REJECTED: 5,
+    SmtpOutcome.NO_STARTTLS: 6,
+    SmtpOutcome.TLS_FAILED: 7,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,10 +71,11 @@ class SmtpOptions:
 class _Abort(Exception):
     """Ends a session early with an outcome."""
 
-    def __init__(self, outcome: SmtpOutcome, error: str) -> None:
+    def __init__(self, outcome: SmtpOutcome, error: str, banner: str = "") -> None:
         super().__init__(error)
         self.outcome = outcome
         self.error = error
+        self.banner = banner
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +107,9 @@ class MxProber:
         self.tls = tls or TlsContexts.create()
 
     async def probe_mx(self, host: str) -> MxProbe:
-        """Probe ``host`` on port 25 (or the mapped port); never raises for network trouble."""
+        """Probe every address of ``host`` on port 25 (or the mapped port), all at once;
+        never raises for network trouble. RFC 8461 §4.2: each connection a sender may make
+        must validate, and senders connect to any address of the host."""
         started = time.perf_counter()
         address = await self.resolver.lookup_address(host)
         if address.status is not DnsStatus.OK:
@@ -90,36 +120,44 @@ class MxProber:
             # and show them its banner and certificate.
             error = "every address of the MX host is private, loopback or link-local"
             return MxProbe(host, SmtpOutcome.BLOCKED, address=address, error=error)
-        result = MxProbe(host, SmtpOutcome.CONNECT_FAILED, address=address)
-        for ip in targets[:2]:  # the next address only when connecting failed
-            result = await self._probe_address(host, ip, address)
-            if result.outcome is not SmtpOutcome.CONNECT_FAILED:
-                break
-        return replace(result, elapsed=round(time.perf_counter() - started, 6))
+        probes = await asyncio.gather(
+            *(self._probe_address(host, ip) for ip in targets[:MAX_ADDRESSES])
+        )
+        worst = worst_address(probes)
+        result = MxProbe(host, SmtpOutcome.OK, address=address).at(worst)
+        if len(targets) > MAX_ADDRESSES:
+            skipped = f"{len(targets) - MAX_ADDRESSES} more addresses not probed"
+            result = replace(
+                result, error=f"{result.error}; {skipped}" if result.error else skipped
+            )
+        return replace(
+            result, by_address=tuple(probes), elapsed=round(time.perf_counter() - started, 6)
+        )
 
-    async def _probe_address(self, host: str, ip: str, address: AddressLookup) -> MxProbe:
-        base = MxProbe(host, SmtpOutcome.OK, address=address, ip=ip)
+    async def _probe_address(self, host: str, ip: str) -> AddressProbe:
+        started = time.perf_counter()
+        base = AddressProbe(ip, SmtpOutcome.OK)
         try:
             async with asyncio.timeout(self.options.total_timeout):
                 session = await self._session(host, ip, verify=True)
         except _Abort as abort:
-            return replace(base, outcome=abort.outcome, error=abort.error)
+            probe = replace(base, outcome=abort.outcome, error=abort.error, banner=abort.banner)
         except TimeoutError:
-            return replace(base, outcome=SmtpOutcome.TIMEOUT, error="overall time limit")
-        outcome = SmtpOutcome.OK if session.tls.ok else SmtpOutcome.TLS_FAILED
-        probe = replace(
-            base,
-            outcome=outcome,
-            banner=session.banner,
-            ehlo_name=session.ehlo_name,
-            tls=session.tls,
-            error=session.tls.detail,
-            chain=session.chain,
-        )
-        if not session.tls.ok and session.tls.cert is None:
-            cert, chain = await self._read_cert(host, ip)
-            probe = replace(probe, tls=refine(session.tls, cert), chain=chain)
-        return probe
+            probe = replace(base, outcome=SmtpOutcome.TIMEOUT, error="overall time limit")
+        else:
+            probe = replace(
+                base,
+                outcome=SmtpOutcome.OK if session.tls.ok else SmtpOutcome.TLS_FAILED,
+                banner=session.banner,
+                ehlo_name=session.ehlo_name,
+                tls=session.tls,
+                error=session.tls.detail,
+                chain=session.chain,
+            )
+            if not session.tls.ok and session.tls.cert is None:
+                cert, chain = await self._read_cert(host, ip)
+                probe = replace(probe, tls=refine(session.tls, cert), chain=chain)
+        return replace(probe, elapsed=round(time.perf_counter() - started, 6))
 
     async def _read_cert(self, host: str, ip: str) -> tuple[CertInfo | None, tuple[bytes, ...]]:
         try:
@@ -153,7 +191,11 @@ class MxProber:
     ) -> _Session:
         banner = await self._reply(reader, SmtpOutcome.BANNER_TIMEOUT)
         if banner.code != 220:
-            raise _Abort(SmtpOutcome.BANNER_REJECTED, " ".join(banner.lines)[:300])
+            # RFC 5321 §3.1: a 554 greeting refuses the session; its text says why (kept for
+            # the finding), and the client sends QUIT (§4.1.1.10) rather than hang up.
+            text = f"{banner.code} {' '.join(banner.lines)}".strip()[:300]
+            await self._quit(writer)
+            raise _Abort(SmtpOutcome.BANNER_REJECTED, text, banner=text)
         ehlo = await self._command(writer, reader, f"EHLO {self.options.ehlo_name}")
         ehlo_name = ehlo.lines[0].split(" ")[0] if ehlo.lines else ""
         keywords = {line.split(" ")[0].upper() for line in ehlo.lines[1:]}
@@ -206,8 +248,8 @@ class MxProber:
                     if code and int(match[1]) != code:
                         raise _Abort(SmtpOutcome.PROTOCOL_ERROR, "reply code changed mid-reply")
                     code = int(match[1])
-                    lines.append(match[3].decode("ascii", "replace").strip())
-                    if match[2] == b" ":
+                    lines.append((match[3] or b"").decode("ascii", "replace").strip())
+                    if match[2] != b"-":  # " text" or nothing: the last line
                         return _Reply(code, tuple(lines))
         except TimeoutError as exc:
             raise _Abort(on_timeout, "no reply in time") from exc
@@ -224,3 +266,16 @@ class MxProber:
             await asyncio.wait_for(writer.drain(), 1)
         except (OSError, TimeoutError):
             return
+
+
+def worst_address(probes: Sequence[AddressProbe]) -> AddressProbe:
+    """The address that decides a host's verdict: the worst outcome (``_RANK``), and among
+    equal outcomes the certificate that expires first; ties keep lookup order."""
+
+    def badness(indexed: tuple[int, AddressProbe]) -> tuple[int, float, int]:
+        n, probe = indexed
+        cert = probe.tls.cert if probe.tls else None
+        expiry = -cert.not_after.timestamp() if cert else float("-inf")
+        return (_RANK[probe.outcome], expiry, -n)
+
+    return max(enumerate(probes), key=badness)[1]

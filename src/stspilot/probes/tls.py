@@ -19,6 +19,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from stspilot.errors import ConfigError
 from stspilot.facts import CertInfo, TlsFailure, TlsResult
 
 if TYPE_CHECKING:
@@ -59,6 +60,17 @@ class TlsContexts:
 
     @classmethod
     def create(cls, ca_file: Path | str | None = None) -> TlsContexts:
+        """The contexts for a run; raises ``ConfigError`` at once when ``ca_file`` is not a
+        readable PEM file of certificates (it failed every fetch and probe of every domain,
+        as if DNS had failed). Loading it alone costs little; the system store waits."""
+        if ca_file:
+            try:
+                ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cafile=str(ca_file))
+            except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+                why = getattr(exc, "reason", None) or getattr(exc, "strerror", None) or str(exc)
+                raise ConfigError(
+                    f"CA file {ca_file} is not a readable PEM file of certificates ({why})"
+                ) from None
         return cls(ca_file)
 
     @property
@@ -113,6 +125,24 @@ def _info(cert: x509.Certificate) -> CertInfo:
         not_before=cert.not_valid_before_utc,
         not_after=cert.not_valid_after_utc,
         self_signed=cert.issuer == cert.subject,
+        ca_issuers=_ca_issuers(cert),
+    )
+
+
+def _ca_issuers(cert: x509.Certificate) -> tuple[str, ...]:
+    """The leaf's AIA caIssuers URIs (RFC 5280 §4.2.2.1)."""
+    from cryptography import x509
+    from cryptography.x509.oid import AuthorityInformationAccessOID, ExtensionOID
+
+    try:
+        aia = cert.extensions.get_extension_for_oid(ExtensionOID.AUTHORITY_INFORMATION_ACCESS)
+    except (x509.ExtensionNotFound, ValueError):
+        return ()
+    return tuple(
+        str(d.access_location.value)
+        for d in aia.value  # type: ignore[attr-defined]
+        if d.access_method == AuthorityInformationAccessOID.CA_ISSUERS
+        and isinstance(d.access_location, x509.UniformResourceIdentifier)
     )
 
 
@@ -205,6 +235,7 @@ def _cert_from_dict(cert: dict[str, object]) -> CertInfo:
             ssl.cert_time_to_seconds(str(cert["notAfter"])), dt.UTC
         ),
         self_signed=subject == issuer,
+        ca_issuers=tuple(str(u) for u in cert.get("caIssuers", ())),  # type: ignore[attr-defined]
     )
 
 
@@ -245,15 +276,17 @@ def find_ssl_error(exc: BaseException | None) -> ssl.SSLError | None:
 def classify(verify_code: int, cert: CertInfo | None) -> TlsFailure:
     """Name a rejected certificate from the verifier's code and the certificate read unverified.
 
-    "Unable to get the issuer" is a missing intermediate when the leaf is not self-signed and
-    the server did not send the certificate of its issuer; otherwise an unknown (or private) CA.
+    "Unable to get the issuer" is a missing intermediate when the leaf is not self-signed, the
+    server did not send the certificate of its issuer, and the leaf says where that issuer is
+    published (AIA caIssuers, as every public CA's leaf does); otherwise an unknown (or
+    private) CA, whose leaf alone would be wrongly told to "send the intermediate".
     """
     kind = _VERIFY_CODES.get(verify_code, TlsFailure.UNTRUSTED)
     if kind is not TlsFailure.UNTRUSTED or cert is None:
         return kind
     if cert.self_signed:
         return TlsFailure.SELF_SIGNED
-    if verify_code in _ISSUER_NOT_FOUND and cert.issuer_sent is False:
+    if verify_code in _ISSUER_NOT_FOUND and cert.issuer_sent is False and cert.ca_issuers:
         return TlsFailure.CHAIN_INCOMPLETE
     return kind
 

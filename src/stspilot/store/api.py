@@ -21,9 +21,9 @@ from types import TracebackType
 from typing import Any
 
 from sqlalchemy import Connection, Engine, func, select
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 
-from stspilot.errors import StoreError
+from stspilot.errors import StoreError, StoreRefused
 from stspilot.rollout.evidence import HistoryEntry
 from stspilot.store import batch, queries, reads
 from stspilot.store.models import (
@@ -79,6 +79,17 @@ class Store:
         self._db_errors: tuple[type[BaseException], ...] = (
             SQLAlchemyError,
             engine.dialect.loaded_dbapi.Error,
+        )
+        # Errors that the values written cause, not the database's state: the driver's data
+        # and constraint errors (also as SQLAlchemy wraps them), and the OverflowError sqlite3
+        # raises for an integer past 64 bits when it binds it.
+        dbapi = engine.dialect.loaded_dbapi
+        self._refusals: tuple[type[BaseException], ...] = (
+            DataError,
+            IntegrityError,
+            dbapi.DataError,
+            dbapi.IntegrityError,
+            OverflowError,
         )
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -225,6 +236,10 @@ class Store:
                         except self._db_errors:
                             conn.invalidate()  # never back to the pool without its checks
                             raise
+        except self._refusals as exc:
+            raise StoreRefused(
+                f"database refused the values: {exc.__class__.__name__}: {exc}"
+            ) from exc
         except self._db_errors as exc:
             raise store_error("write to", self._engine.url, exc) from exc
 

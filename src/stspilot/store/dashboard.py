@@ -23,7 +23,7 @@ from stspilot.store.accounts import tenants
 from stspilot.store.batch import CHUNK
 from stspilot.store.hosting import hosted_domains
 from stspilot.store.models import CheckRecord
-from stspilot.store.queries import day_ceiling, day_floor
+from stspilot.store.queries import day_ceiling, day_floor, session_sum
 from stspilot.store.reads import check_record
 from stspilot.store.schema import checks, failure_details, report_policies, reports
 from stspilot.store.url import store_error
@@ -270,8 +270,8 @@ class DashboardReads:
                         p.policy_domain,
                         p.day,
                         p.organization_name,
-                        func.coalesce(func.sum(p.successful_sessions), 0),
-                        func.coalesce(func.sum(p.failed_sessions), 0),
+                        session_sum(p.successful_sessions),
+                        session_sum(p.failed_sessions),
                     )
                     .where(p.policy_domain.in_(chunk), p.day >= first, p.day < last)
                     .group_by(p.policy_domain, p.day, p.organization_name)
@@ -286,7 +286,7 @@ class DashboardReads:
                         f.organization_name,
                         f.result_type,
                         f.receiving_mx_hostname,
-                        func.sum(f.failed_session_count),
+                        session_sum(f.failed_session_count),
                     )
                     .where(f.policy_domain.in_(chunk), f.day >= first, f.day < last)
                     .group_by(

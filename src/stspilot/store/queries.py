@@ -10,7 +10,10 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import Connection, Select, func, select, union
+from sqlalchemy import BigInteger, Connection, Select, func, select, union
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import GenericFunction
 
 from stspilot.store.schema import checks, failure_details, report_policies, reports
 from stspilot.tlsrpt.summary import (
@@ -30,6 +33,31 @@ _DIMENSION_COLUMNS = {
     "sending_ip": failure_details.c.sending_mta_ip,
     "receiving_ip": failure_details.c.receiving_ip,
 }
+
+
+class session_sum(GenericFunction[int]):
+    """The sum of a session-count column that cannot overflow, 0 over no rows.
+
+    ``SUM`` of a BIGINT column fails with "integer overflow" on SQLite once the total passes
+    2**63 - 1. PostgreSQL's ``sum(bigint)`` is ``numeric`` (exact, unbounded); SQLite's
+    ``total()`` is a float that never overflows and is exact up to 2**53 (9 * 10**15 sessions
+    in one group, millions of the largest reports ``Limits.max_sessions`` allows). Callers
+    read the value with ``int()``.
+    """
+
+    type = BigInteger()
+    name = "session_sum"
+    inherit_cache = True
+
+
+@compiles(session_sum, "sqlite")
+def _session_sum_sqlite(element: session_sum, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"total({compiler.process(element.clauses, **kw)})"
+
+
+@compiles(session_sum)
+def _session_sum(element: session_sum, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"coalesce(sum({compiler.process(element.clauses, **kw)}), 0)"
 
 
 def day_floor(value: date | datetime) -> date:
@@ -86,8 +114,8 @@ def daily_totals(
         p.policy_domain,
         p.day,
         func.count(func.distinct(p.report_pk)),
-        func.coalesce(func.sum(p.successful_sessions), 0),
-        func.coalesce(func.sum(p.failed_sessions), 0),
+        session_sum(p.successful_sessions),
+        session_sum(p.failed_sessions),
     ).group_by(p.policy_domain, p.day)
     query = _window(query, report_policies, domain, since, until).order_by(p.policy_domain, p.day)
     return [
@@ -111,7 +139,7 @@ def failure_counts(
     """
     f = failure_details.c
     key = _DIMENSION_COLUMNS[dimension]
-    total = func.sum(f.failed_session_count)
+    total = session_sum(f.failed_session_count)
     query = select(f.policy_domain, key, f.result_type, total).group_by(
         f.policy_domain, key, f.result_type
     )
@@ -129,12 +157,12 @@ def sender_totals(
     until: date | datetime | None = None,
 ) -> list[SenderTotal]:
     p = report_policies.c
-    failed = func.coalesce(func.sum(p.failed_sessions), 0)
+    failed = session_sum(p.failed_sessions)
     query = select(
         p.policy_domain,
         p.organization_name,
         func.count(func.distinct(p.report_pk)),
-        func.coalesce(func.sum(p.successful_sessions), 0),
+        session_sum(p.successful_sessions),
         failed,
     ).group_by(p.policy_domain, p.organization_name)
     query = _window(query, report_policies, domain, since, until).order_by(

@@ -64,6 +64,14 @@ def _json_default(value: object) -> Any:
     raise TypeError(f"cannot store {type(value).__name__} as JSON")
 
 
+def no_nul(value: str) -> str:
+    """``value`` with NUL replaced by U+FFFD. PostgreSQL text and jsonb cannot hold NUL; JSON
+    allows "\u0000" and hostile reports send it (RFC 8460 §7). Every string either engine is
+    given goes through here (rows as they are built, every other statement's parameters in
+    ``url._no_nul_parameters``), so both store the same text and find it by the same value."""
+    return value.replace("\x00", "\ufffd") if "\x00" in value else value
+
+
 def json_dumps(value: object) -> str:
     text = json.dumps(value, default=_json_default, separators=(",", ":"), ensure_ascii=False)
     # PostgreSQL jsonb refuses the NUL escape; hostile input carries it (RFC 8460 §7).
@@ -92,12 +100,6 @@ def check_identity(report: TlsReport) -> None:
             "report.identity.too-long",
             f"organization-name or report-id longer than {MAX_IDENTITY} characters",
         )
-
-
-def no_nul(value: str) -> str:
-    # PostgreSQL text and jsonb cannot hold NUL (JSON allows "\u0000", hostile reports send
-    # it, RFC 8460 §7); replace it on both backends so identities agree everywhere.
-    return value.replace("\x00", "\ufffd") if "\x00" in value else value
 
 
 def clip(value: str | None, kind: str) -> str | None:

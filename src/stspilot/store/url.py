@@ -14,7 +14,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from stspilot.errors import ConfigError, StoreError
-from stspilot.store.rows import json_dumps
+from stspilot.store.rows import json_dumps, no_nul
 
 ENV_VAR = "STSPILOT_DATABASE_URL"
 
@@ -146,8 +146,34 @@ def make_engine(url: str, *, read_only: bool = False) -> Engine:
         engine = create_engine(url, json_serializer=json_dumps)
         event.listen(engine, "connect", _sqlite_on_connect)
         event.listen(engine, "begin", _sqlite_on_begin)
-        return engine
-    return create_engine(url, json_serializer=json_dumps, pool_pre_ping=True)
+    else:
+        engine = create_engine(url, json_serializer=json_dumps, pool_pre_ping=True)
+    event.listen(engine, "before_cursor_execute", _no_nul_parameters, retval=True)
+    return engine
+
+
+def _no_nul_parameters(
+    _conn: Any, _cursor: Any, statement: str, parameters: Any, _context: Any, executemany: bool
+) -> tuple[str, Any]:
+    """String parameters without NUL (``no_nul``), on both engines: a value searched for, as
+    well as one stored. Without this, a NUL in a filter was an error on PostgreSQL and a
+    silent miss on SQLite. The bulk insert path writes through the driver with rows that
+    ``store/rows.py`` cleaned already."""
+    if executemany:
+        return statement, [_clean(p) for p in parameters]
+    return statement, _clean(parameters)
+
+
+def _clean(parameters: Any) -> Any:
+    if isinstance(parameters, dict):
+        if any(type(v) is str and "\x00" in v for v in parameters.values()):
+            return {k: no_nul(v) if type(v) is str else v for k, v in parameters.items()}
+        return parameters
+    if isinstance(parameters, tuple | list) and any(
+        type(v) is str and "\x00" in v for v in parameters
+    ):
+        return type(parameters)(no_nul(v) if type(v) is str else v for v in parameters)
+    return parameters
 
 
 def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:

@@ -300,6 +300,7 @@ def _read_policies(
     flat (no call per failure detail) because it runs for every policy of every report."""
     out: list[PolicyResult] = []
     ip_match = IP_ADDRESS.fullmatch
+    successful = failed = detailed = 0  # the report's sums, bounded by limits.max_sessions
     for i, wpr in enumerate(wire_policies):
         pol = wpr.policy
         ptype, domain, policy_string, mx_host, n, codes = _policy_part(pol)
@@ -358,6 +359,7 @@ def _read_policies(
                 failed_sum += v[1]
                 fds.append(fd)
             details = tuple(fds)
+            detailed += failed_sum
             if failed_sum > total_failed:
                 devs.append(
                     _dev(
@@ -376,11 +378,20 @@ def _read_policies(
         result.policy_domain = domain
         result.policy_string = policy_string
         result.mx_host = mx_host
-        result.successful_sessions = summary.total_successful_session_count
+        result.successful_sessions = ok = summary.total_successful_session_count
+        successful += ok
+        failed += total_failed
         result.failed_sessions = total_failed
         result.failure_details = details
         result.__class__ = PolicyResult  # see _builder
         out.append(result)
+    if max(successful, failed, detailed) > limits.max_sessions:
+        raise LimitExceeded(
+            "report.limit.sessions",
+            f"the report counts {successful} successful, {failed} failed and {detailed} "
+            f"detailed failed sessions; more than {limits.max_sessions} is not a real day of "
+            "mail (and would overflow the sums kept of it)",
+        )
     return strings, tuple(out)
 
 
@@ -427,24 +438,36 @@ def _policy_part(pol: WirePolicy) -> _PolicyPart:
                 pass  # an odd string, not JSON: keep it as the one RR the sender gave
 
     raw_mx = pol.mx_host
+    alias = pol.mx_host_pattern
+    strings += _member_strings(raw_mx) + _member_strings(alias)
+    member = "mx-host"
+    if alias is not _UNSET:
+        codes.append(("mx-host-pattern.key", "mx-host-pattern", ""))
+        if raw_mx is _UNSET or raw_mx is None:
+            raw_mx, member = alias, "mx-host-pattern"
     mx_host: tuple[str, ...] = ()
     if raw_mx is _UNSET or raw_mx is None:
-        strings += raw_mx is None
         if ptype == _STS:
             codes.append(("mx-host.missing", "mx-host", ""))
     else:
         if isinstance(raw_mx, str):
-            strings += 2
-            codes.append(("mx-host.string", "mx-host", ""))
+            codes.append(("mx-host.string", member, ""))
             raw_mx = (raw_mx,)
-        else:
-            strings += 1 + len(raw_mx)
         # One scan of the joined names first: a generator per policy costs more than the rest.
         if "mx:" in "\n".join(raw_mx) and any(m.startswith("mx:") for m in raw_mx):
-            codes.append(("mx-host.prefixed", "mx-host", ""))
+            codes.append(("mx-host.prefixed", member, ""))
             raw_mx = tuple(m[3:].strip() if m.startswith("mx:") else m for m in raw_mx)
         mx_host = raw_mx
     return ptype, domain, policy_string, mx_host, strings, tuple(codes) if codes else ()
+
+
+def _member_strings(value: tuple[str, ...] | str | msgspec.UnsetType | None) -> int:
+    """JSON strings of an optional string-or-array member: its name and its string values."""
+    if value is _UNSET:
+        return 0
+    if value is None:
+        return 1
+    return 2 if isinstance(value, str) else 1 + len(value)
 
 
 @lru_cache(maxsize=4096)

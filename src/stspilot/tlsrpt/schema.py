@@ -31,6 +31,12 @@ class Limits:
     max_depth: int = 32  # JSON nesting; the schema itself needs 5
     max_policies: int = 10_000
     max_failure_details: int = 10_000  # per policy
+    # Sessions one report may count: each of its two summary sums over the policies, and the
+    # sum of its failure details' counts. A report covers one sender's sessions to one domain
+    # for one UTC day (RFC 8460 §4.1); all the world's mail is under 10**12 messages a day, so
+    # a larger count is an error or an attack, and the bound keeps every stored sum and every
+    # database aggregate over millions of reports inside a signed 64-bit integer.
+    max_sessions: int = 10**12
     max_mime_parts: int = 200  # parts walked in one message
     max_reports_per_message: int = 20
 
@@ -64,6 +70,8 @@ class WirePolicy(msgspec.Struct, rename="kebab", frozen=True, gc=False):
     policy_domain: OptStr = UNSET
     # An array per §4.4 and erratum 6241; a bare string in Appendix B (checklist B4.9, D.8).
     mx_host: tuple[str, ...] | str | UnsetType | None = UNSET
+    # The prose name of mx-host (RFC 8460 §4.4, checklist B4.9, E.7): read as mx-host.
+    mx_host_pattern: tuple[str, ...] | str | UnsetType | None = UNSET
 
 
 class WireSummary(msgspec.Struct, rename="kebab", gc=False):
@@ -218,6 +226,13 @@ _TABLE: tuple[DeviationInfo, ...] = (
         "`sts` policy without `mx-host`",
         "stored as empty",
         "Microsoft, Mail.ru (D.3, D.4)",
+    ),
+    DeviationInfo(
+        "mx-host-pattern.key",
+        "report",
+        "`mx-host-pattern` used as the member name",
+        "read as `mx-host` (when both are sent, `mx-host` wins)",
+        "RFC 8460 §4.4 prose (checklist B4.9, E.7)",
     ),
     DeviationInfo(
         "mx-host.prefixed",
@@ -428,6 +443,11 @@ REFUSALS: tuple[tuple[str, str], ...] = (
     (
         "report.limit.failure-details",
         "more failure details in one policy than `Limits.max_failure_details`",
+    ),
+    (
+        "report.limit.sessions",
+        "the report's successful, failed or failure-detail sessions add up to more than "
+        "`Limits.max_sessions` (10^12: more than all the world's mail in a day)",
     ),
     ("report.limit.input-bytes", "one file or message is larger than `Limits.max_input_bytes`"),
     (

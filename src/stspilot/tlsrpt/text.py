@@ -126,10 +126,11 @@ def inner_quotes(wire: WireReport) -> int:
             texts.append(pol.policy_domain)
         if isinstance(pol.policy_string, tuple):
             texts.extend(pol.policy_string)
-        if isinstance(pol.mx_host, str):
-            texts.append(pol.mx_host)
-        elif isinstance(pol.mx_host, tuple):
-            texts.extend(pol.mx_host)
+        for mx in (pol.mx_host, pol.mx_host_pattern):
+            if isinstance(mx, str):
+                texts.append(mx)
+            elif isinstance(mx, tuple):
+                texts.extend(mx)
         if isinstance(wpr.failure_details, list):
             for wfd in wpr.failure_details:
                 texts.append(wfd.result_type)
