@@ -354,6 +354,14 @@ def retry_command(
             if item.resolved:
                 _retry_line(item.id, "already resolved", as_json)
                 continue
+            if item.truncated:  # only a prefix is kept: the whole input must come again
+                still += 1
+                _retry_line(
+                    item.id,
+                    f"cannot retry: only the first {item.kept} of {item.size} bytes are kept",
+                    as_json,
+                )
+                continue
             prepared = prepare_unit(
                 store.quarantine_raw(item.id),
                 origin=item.origin,

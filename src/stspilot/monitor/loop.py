@@ -198,6 +198,29 @@ async def _run_domain(
     )
 
 
+async def _service_round(
+    store: Store, schedule: MonitorStore, *, config: MonitorConfig, now: datetime
+) -> Tally:
+    """Alerts about the service itself (today: the store's disk filling up), delivered and
+    remembered like a domain's, under the pseudo-domain ``alerts.SERVICE``."""
+    from stspilot.monitor.alerts import SERVICE, disk_alerts
+    from stspilot.store.stats import disk_space
+
+    try:
+        disk = await asyncio.to_thread(disk_space, store)
+        alerts = [] if disk is None else disk_alerts(disk.free, disk.total)
+        planned = await asyncio.to_thread(
+            schedule.plan_alerts, SERVICE, alerts, now=now, quiet=config.quiet
+        )
+        delivery = await deliver(planned, config.alerts)
+        await asyncio.to_thread(
+            schedule.record_alerts, SERVICE, alerts, now=now, sent=delivery.delivered
+        )
+    except StoreError as exc:
+        return Tally(store_errors=(f"service alerts: {exc}",))
+    return Tally(alerts=len(alerts), sent=len(delivery.delivered), delivery_errors=delivery.errors)
+
+
 async def run_once(
     store: Store,
     *,
@@ -218,11 +241,12 @@ async def run_once(
     schedule = MonitorStore(store)
     if config.enroll_hosted:
         await asyncio.to_thread(enroll_hosted, store, now=now)
+    service = await _service_round(store, schedule, config=config, now=now)
     claim = await asyncio.to_thread(
         schedule.claim, now=now, worker=config.worker, limit=config.batch_size, lease=config.lease
     )
     if not claim.domains:
-        return Tally()
+        return service
     probes: Probes | None = None
     if checker is None:
         # The stored check's "expiring" findings and the alerts use one threshold.
@@ -248,7 +272,7 @@ async def run_once(
     finally:
         if probes is not None:
             await probes.aclose()
-    total = Tally(claimed=len(claim.domains))
+    total = Tally(claimed=len(claim.domains)) + service
     for t in tallies:
         total += t
     return total

@@ -315,12 +315,13 @@ class Store:
             q.resolved_at,
             q.resolved_report_pk,
             q.note,
+            func.length(q.raw),
         )
         if not include_resolved:
             query = query.where(q.resolved.is_(False))
         query = query.order_by(q.id).limit(limit).offset(offset)
         with self._read() as conn:
-            return [QuarantineItem(*row) for row in conn.execute(query)]
+            return [QuarantineItem(*tuple(row)) for row in conn.execute(query)]
 
     def get_quarantine(self, id: int) -> QuarantineItem | None:
         items = [i for i in self._quarantine_rows(id)]
@@ -340,9 +341,10 @@ class Store:
             q.resolved_at,
             q.resolved_report_pk,
             q.note,
+            func.length(q.raw),
         ).where(q.id == id)
         with self._read() as conn:
-            return [QuarantineItem(*row) for row in conn.execute(query)]
+            return [QuarantineItem(*tuple(row)) for row in conn.execute(query)]
 
     def quarantine_raw(self, id: int) -> bytes:
         with self._read() as conn:

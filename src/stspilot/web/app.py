@@ -50,7 +50,7 @@ from stspilot.web.errors import http_error_handler, internal_error_handler, stsp
 from stspilot.web.fastpath import PolicyFastPath
 from stspilot.web.hosting import PolicyCache, ask_routes
 from stspilot.web.ops import health_routes, metrics_routes
-from stspilot.web.ratelimit import Asgi, RateLimitMiddleware, TokenBucket
+from stspilot.web.ratelimit import Asgi, RateLimitMiddleware, TokenBucket, client_address
 from stspilot.web.settings import WebContext, WebSettings
 
 log = logging.getLogger(__name__)
@@ -105,7 +105,9 @@ def create_app(
 ) -> FastAPI:
     """The ASGI app. ``routers`` default to the dashboard's (``page_routers()``); ``routes`` are
     extra Starlette routes. The store stays the caller's unless ``close_store``."""
+    from stspilot.ingest.admission import Admission, IntakeCaps
     from stspilot.ingest.http import ReportIntake, report_routes
+    from stspilot.store.intake import IntakeLedger
 
     hosting = HostedPolicies(store)
     cache = PolicyCache(
@@ -124,7 +126,21 @@ def create_app(
     )
     app.state.ctx = ctx
     app.policy_fast_path = PolicyFastPath(cache, settings.public_hosts)
-    intake = ReportIntake(store, max_bytes=settings.report_max_bytes, clock=clock)
+    caps = IntakeCaps(
+        domain_bytes=settings.intake_domain_bytes,
+        tenant_bytes=settings.intake_tenant_bytes,
+        quarantine_bytes=settings.intake_quarantine_bytes,
+    )
+    admission = Admission(IntakeLedger(store), caps)
+    app.state.admission = admission
+    trusted = settings.trusted_proxies
+    intake = ReportIntake(
+        store,
+        max_bytes=settings.report_max_bytes,
+        clock=clock,
+        admission=admission,
+        client=lambda scope: client_address(scope, trusted),
+    )
     app.report_path = settings.report_path
     app.report_intake = RateLimitMiddleware(
         intake,

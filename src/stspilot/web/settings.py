@@ -69,6 +69,12 @@ class WebSettings:
     report_max_bytes: int = DEFAULT_REPORT_MAX_BYTES
     report_rate: float = 1.0  # sustained POSTs per second per client
     report_burst: int = 20
+    # What the open intake may store per UTC day (ingest/admission.py): reports only for hosted
+    # or monitored domains, and at most these many bytes per domain, per tenant, and of
+    # unreadable inputs in the quarantine.
+    intake_domain_bytes: int = 64 * 1024 * 1024
+    intake_tenant_bytes: int = 512 * 1024 * 1024
+    intake_quarantine_bytes: int = 64 * 1024 * 1024
     login_rate: float = 0.2  # login attempts per second per client (one per 5 s sustained)
     login_burst: int = 10
     # Clients whose X-Forwarded-For is believed (Caddy on the same host by default).
@@ -149,6 +155,9 @@ class WebSettings:
             "report_rate": float,
             "report_burst": int,
             "policy_cache_ttl": float,
+            "intake_domain_bytes": int,
+            "intake_tenant_bytes": int,
+            "intake_quarantine_bytes": int,
         }
         for name, kind in numbers.items():
             if text := env.get(ENV_PREFIX + name.upper()):

@@ -1,0 +1,32 @@
+"""The public service holds against the open internet (issue 15): the intake's daily usage
+counters per domain, tenant and quarantine.
+
+Revision ID: 0010_harden
+Revises: 0006
+Create Date: 2026-12-06
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0010_harden"
+down_revision = "0006"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "intake_usage",
+        sa.Column("day", sa.Date(), nullable=False),
+        sa.Column("scope", sa.String(length=300), nullable=False),
+        sa.Column("bytes", sa.BigInteger(), nullable=False),
+        sa.Column("units", sa.Integer(), nullable=False),
+        sa.PrimaryKeyConstraint("day", "scope", name=op.f("pk_intake_usage")),
+    )
+
+
+def downgrade() -> None:
+    op.drop_table("intake_usage")
