@@ -63,7 +63,12 @@ def test_daily_budgets_per_domain_and_tenant(store_url: str, store: Store) -> No
     """The store stops growing for a domain (and a tenant) at its budget, with 429 and a
     Retry-After until the next UTC day, while other domains are still accepted."""
     seed(store)
-    one = len(report("r-0000", "acme.test", failures=20)) + 300 * 21
+    from stspilot.ingest.admission import unit_cost
+    from stspilot.ingest.pipeline import prepare_unit
+    from stspilot.tlsrpt.schema import DEFAULT_LIMITS
+
+    sample = report("r-0000", "acme.test", failures=20)
+    one = unit_cost(prepare_unit(sample, origin="x", received_at=NOW, limits=DEFAULT_LIMITS))
     env = {
         **OPEN,
         "STSPILOT_INTAKE_DOMAIN_BYTES": str(one * 5 + one // 2),
@@ -121,3 +126,43 @@ def test_every_quarantine_path_is_bounded(store: Store, size: int) -> None:
     assert item.kept == min(size, QUARANTINE_KEEP_BYTES)
     assert item.truncated == (size > QUARANTINE_KEEP_BYTES)
     assert ("kept the first" in item.reason) == item.truncated
+
+
+@pytest.mark.parametrize(
+    ("free", "total", "expected"),
+    [
+        (50 * 2**30, 100 * 2**30, None),  # half free
+        (9 * 2**30, 100 * 2**30, "warning"),  # under 10 %
+        (2 * 2**30, 100 * 2**30, "error"),  # under a quarter of the floor
+        (1 * 2**30, 4 * 2**30, "warning"),  # small disk: under 2 GiB (at most half of it)
+        (0, 0, None),  # unknown size: no alert
+    ],
+)
+def test_disk_alert_before_the_disk_fills(free: int, total: int, expected: str | None) -> None:
+    from stspilot.monitor.alerts import SERVICE, disk_alerts
+
+    alerts = disk_alerts(free, total)
+    assert [a.severity.label for a in alerts] == ([expected] if expected else [])
+    assert all(a.domain == SERVICE and a.code == "service.disk.low" for a in alerts)
+    assert all(a.lasting for a in alerts)
+
+
+async def test_monitor_round_raises_the_disk_alert(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The monitor raises service.disk.low when the store's disk is nearly full (a floor set
+    above what this machine's disk has free), and says nothing when the floor is low."""
+    import shutil
+
+    from stspilot.check.run import CheckOptions
+    from stspilot.monitor.loop import MonitorConfig, run_once
+
+    monkeypatch.setenv("STSPILOT_DISK_PATH", "/")
+    usage = shutil.disk_usage("/")
+    quiet = MonitorConfig(disk_min_free_ratio=0.0, disk_min_free_bytes=0)
+    assert (await run_once(store, options=CheckOptions(), now=NOW, config=quiet)).alerts == 0
+    full = MonitorConfig(disk_min_free_ratio=min(1.0, usage.free / usage.total + 0.05))
+    tally = await run_once(store, options=CheckOptions(), now=NOW, config=full)
+    assert tally.alerts == 1
+    [alert] = MonitorStore(store).open_alerts("(service)")
+    assert alert["code"] == "service.disk.low"

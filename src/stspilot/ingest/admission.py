@@ -33,7 +33,7 @@ from stspilot.store.intake import QUARANTINE_SCOPE, scope_domain, scope_tenant
 
 log = logging.getLogger(__name__)
 
-ROW_COST = 300  # bytes counted per stored policy or failure-detail row (with its indexes)
+ROW_COST = 300  # bytes counted per stored row besides its text (keys, numbers, indexes)
 MIB = 1024 * 1024
 
 

@@ -62,6 +62,9 @@ class MonitorConfig:
     # Old checks are thinned (store/retention.py) by ``run_forever`` once per ``thin_every``.
     retention: Retention = field(default_factory=Retention)
     thin_every: timedelta = timedelta(hours=24)
+    # service.disk.low below this share of the store's disk, or these many bytes (the larger).
+    disk_min_free_ratio: float = 0.10
+    disk_min_free_bytes: int = 2 * 1024**3
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,7 +211,16 @@ async def _service_round(
 
     try:
         disk = await asyncio.to_thread(disk_space, store)
-        alerts = [] if disk is None else disk_alerts(disk.free, disk.total)
+        alerts = (
+            []
+            if disk is None
+            else disk_alerts(
+                disk.free,
+                disk.total,
+                min_ratio=config.disk_min_free_ratio,
+                min_bytes=config.disk_min_free_bytes,
+            )
+        )
         planned = await asyncio.to_thread(
             schedule.plan_alerts, SERVICE, alerts, now=now, quiet=config.quiet
         )
