@@ -69,6 +69,9 @@ class DailyTotal:
     organization: str
     successful: int
     failed: int
+    # False for reports nobody authenticated (RFC 8460 §5.4 HTTPS POSTs, mail without a
+    # passing DKIM signature): they may make the gate fail, never pass (issue 15).
+    authenticated: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +83,7 @@ class FailureCount:
     result_type: str
     receiving_mx: str
     sessions: int
+    authenticated: bool = True
 
 
 @dataclass(frozen=True, slots=True)

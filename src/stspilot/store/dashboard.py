@@ -25,7 +25,7 @@ from stspilot.store.accounts import tenants
 from stspilot.store.batch import CHUNK
 from stspilot.store.hosting import hosted_domains
 from stspilot.store.models import CheckRecord, ReportListing
-from stspilot.store.queries import day_ceiling, day_floor
+from stspilot.store.queries import AUTHENTICATED, authenticity_of, day_ceiling, day_floor
 from stspilot.store.reads import check_record
 from stspilot.store.schema import checks, failure_details, report_policies, reports
 
@@ -176,7 +176,8 @@ class DashboardReads:
         first, last = day_floor(since), day_ceiling(until)
         p, f = report_policies.c, failure_details.c
         totals: dict[str, list[DailyTotal]] = {d: [] for d in names}
-        fails: dict[str, dict[tuple[date, str, str, str], int]] = {d: {} for d in names}
+        fails: dict[str, dict[tuple[date, str, str, str, bool], int]] = {d: {} for d in names}
+        kind = authenticity_of(reports.c)
         with self._read() as conn:
             for i in range(0, len(names), CHUNK):
                 chunk = names[i : i + CHUNK]
@@ -185,15 +186,18 @@ class DashboardReads:
                         p.policy_domain,
                         p.day,
                         p.organization_name,
+                        kind,
                         func.coalesce(func.sum(p.successful_sessions), 0),
                         func.coalesce(func.sum(p.failed_sessions), 0),
                     )
+                    .join(reports, reports.c.id == p.report_pk)
                     .where(p.policy_domain.in_(chunk), p.day >= first, p.day < last)
-                    .group_by(p.policy_domain, p.day, p.organization_name)
-                    .order_by(p.policy_domain, p.day, p.organization_name)
+                    .group_by(p.policy_domain, p.day, p.organization_name, kind)
+                    .order_by(p.policy_domain, p.day, p.organization_name, kind)
                 )
-                for dom, day, org, ok, bad in conn.execute(tq):
-                    totals[dom].append(DailyTotal(day, org, int(ok), int(bad)))
+                for dom, day, org, auth, ok, bad in conn.execute(tq):
+                    trusted = auth in AUTHENTICATED
+                    totals[dom].append(DailyTotal(day, org, int(ok), int(bad), trusted))
                 fq = (
                     select(
                         f.policy_domain,
@@ -201,8 +205,10 @@ class DashboardReads:
                         f.organization_name,
                         f.result_type,
                         f.receiving_mx_hostname,
+                        kind,
                         func.sum(f.failed_session_count),
                     )
+                    .join(reports, reports.c.id == f.report_pk)
                     .where(f.policy_domain.in_(chunk), f.day >= first, f.day < last)
                     .group_by(
                         f.policy_domain,
@@ -210,18 +216,19 @@ class DashboardReads:
                         f.organization_name,
                         f.result_type,
                         f.receiving_mx_hostname,
+                        kind,
                     )
                 )
-                for dom, day, org, rtype, mx, n in conn.execute(fq):
-                    key = (day, org, rtype, _host(mx or "", memo))
+                for dom, day, org, rtype, mx, auth, n in conn.execute(fq):
+                    key = (day, org, rtype, _host(mx or "", memo), auth in AUTHENTICATED)
                     bucket = fails[dom]
                     bucket[key] = bucket.get(key, 0) + int(n or 0)
         return {
             d: ReportWindow(
                 totals=tuple(totals[d]),
                 failures=tuple(
-                    FailureCount(day, org, rtype, mx, n)
-                    for (day, org, rtype, mx), n in sorted(fails[d].items())
+                    FailureCount(day, org, rtype, mx, n, trusted)
+                    for (day, org, rtype, mx, trusted), n in sorted(fails[d].items())
                 ),
             )
             for d in names

@@ -10,7 +10,18 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import Connection, Select, func, select, union
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Select,
+    and_,
+    case,
+    func,
+    literal,
+    or_,
+    select,
+    union,
+)
 
 from stspilot.store.schema import checks, failure_details, report_policies, reports
 from stspilot.tlsrpt.summary import (
@@ -165,17 +176,42 @@ def report_aggregates(
     )
 
 
+# How a stored report reached us, from its origin and envelope (issue 15): DKIM-verified mail;
+# a file an operator imported; an HTTPS POST (unauthenticated by nature, RFC 8460 §5.4, §7);
+# mail without a passing DKIM signature. Only the first two are authenticated.
+AUTHENTICITY = ("dkim", "operator", "https", "mail")
+AUTHENTICATED = frozenset({"dkim", "operator"})
+
+
+def authenticity_of(r: Any) -> ColumnElement[str]:
+    """The authenticity class of a report row (``reports.c``) as one SQL expression."""
+    dkim = r.envelope["dkim"]["result"].as_string()
+    mailed = or_(r.origin.like("smtp:%"), r.origin.like("imap:%"))
+    return case(
+        (r.origin.like("https:%"), literal("https")),
+        (and_(mailed, dkim == "pass"), literal("dkim")),
+        (mailed, literal("mail")),
+        (dkim == "pass", literal("dkim")),
+        else_=literal("operator"),
+    ).label("authenticity")
+
+
 def authenticity_counts(
     conn: Connection, *, domain: str | None, since: date | datetime, until: date | datetime
 ) -> tuple[AuthenticityCount, ...]:
-    """Mailed reports of the window by sending organisation and DKIM outcome, read from the
-    envelopes by JSON path in one grouped query (``dkim.result``; "unchecked" when stored
-    without verification). Reports that came as files or HTTP POSTs have no envelope."""
+    """The window's reports by sending organisation and how they came: mailed ones by DKIM
+    outcome, read from the envelopes by JSON path (``dkim.result``; "unchecked" when stored
+    without verification), then "https" (POSTed) and "file" (imported by an operator); one
+    grouped query."""
     r = reports.c
-    result = r.envelope["dkim"]["result"].as_string()
+    result = case(
+        (r.envelope.is_not(None), func.coalesce(r.envelope["dkim"]["result"].as_string(), "")),
+        (r.origin.like("https:%"), literal("https")),
+        else_=literal("file"),
+    )
     q = (
         select(r.organization_name, result, func.count())
-        .where(r.envelope.is_not(None), r.day >= day_floor(since), r.day < day_ceiling(until))
+        .where(r.day >= day_floor(since), r.day < day_ceiling(until))
         .group_by(r.organization_name, result)
     )
     if domain is not None:
