@@ -146,4 +146,4 @@ def test_volume_jump_of_a_known_reporter() -> None:
         DailyTotal(days[0], "Big", 500_000, 0)
     ]
     assert volume_jumps(totals) == (f"Big: 500,000 sessions on {days[0]} (usually about 1,000)",)
-    assert volume_jumps(totals[:-1] + [DailyTotal(days[0], "Big", 50_000, 0)]) == ()
+    assert volume_jumps([*totals[:-1], DailyTotal(days[0], "Big", 50_000, 0)]) == ()
