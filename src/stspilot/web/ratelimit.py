@@ -62,22 +62,48 @@ class TokenBucket:
 
 
 def client_address(scope: Scope, trusted: tuple[IpNetwork, ...]) -> str:
-    """The client's IP: the peer, or, when the peer is a trusted proxy, the right-most address
-    of X-Forwarded-For that is not itself a trusted proxy (left parts are client-controlled)."""
+    """The client's IP: the TCP peer, or, only when the peer is a trusted proxy, the right-most
+    address of the forwarding chain that is not itself a trusted proxy (the left parts are the
+    client's to write). The chain is read from ``Forwarded`` (RFC 7239 ``for=``) when present,
+    else from ``X-Forwarded-For``. Used for rate limits, ``/metrics``, ``/ask`` and as the
+    origin of posted reports."""
     client = scope.get("client")
     peer = str(client[0]) if client else "unknown"
     if not in_networks(peer, trusted):
         return peer
-    forwarded = [
-        value.decode("latin-1")
-        for name, value in scope.get("headers", ())
-        if name == b"x-forwarded-for"
-    ]
-    hops = [h.strip() for h in ",".join(forwarded).split(",") if h.strip()]
+    forwarded: list[str] = []
+    legacy: list[str] = []
+    for name, value in scope.get("headers", ()):
+        if name == b"forwarded":
+            forwarded.append(value.decode("latin-1"))
+        elif name == b"x-forwarded-for":
+            legacy.append(value.decode("latin-1"))
+    hops = forwarded_for(",".join(forwarded)) if forwarded else []
+    if not hops:
+        hops = [h.strip() for h in ",".join(legacy).split(",") if h.strip()]
     for hop in reversed(hops):
         if not in_networks(hop, trusted):
             return hop
     return hops[0] if hops else peer
+
+
+def forwarded_for(value: str) -> list[str]:
+    """The ``for=`` addresses of a ``Forwarded`` header (RFC 7239 §4), in order: quotes,
+    IPv6 brackets and ports removed; obfuscated or ``unknown`` nodes kept as written."""
+    out: list[str] = []
+    for element in value.split(","):
+        for pair in element.split(";"):
+            key, sep, node = pair.partition("=")
+            if not sep or key.strip().lower() != "for":
+                continue
+            node = node.strip().strip('"')
+            if node.startswith("["):
+                node = node[1:].split("]", 1)[0]
+            elif node.count(":") == 1:  # IPv4 with a port
+                node = node.split(":", 1)[0]
+            if node:
+                out.append(node)
+    return out
 
 
 class RateLimitMiddleware:
