@@ -11,8 +11,9 @@ import pytest_asyncio
 from stspilot.facts import DnsStatus, FetchOutcome, TlsFailure
 from stspilot.lab.scenarios import BY_DOMAIN
 from stspilot.lab.world import Lab
+from stspilot.probes.addresses import is_public
 from stspilot.probes.fetch import MAX_POLICY_BYTES, FetchOptions, PolicyFetcher
-from stspilot.probes.resolver import Resolver, ResolverConfig, is_public
+from stspilot.probes.resolver import Resolver, ResolverConfig
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

@@ -23,7 +23,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from stspilot.facts import AddressLookup, CertInfo, DnsStatus, FetchOutcome, PolicyFetch
-from stspilot.probes.resolver import Resolver, is_public
+from stspilot.probes.addresses import is_public
+from stspilot.probes.resolver import Resolver
 from stspilot.probes.tls import TlsContexts, failure, success, unverified_cert
 
 POLICY_PATH = "/.well-known/mta-sts.txt"

@@ -16,7 +16,8 @@ import time
 from dataclasses import dataclass, replace
 
 from stspilot.facts import AddressLookup, CertInfo, DnsStatus, MxProbe, SmtpOutcome, TlsResult
-from stspilot.probes.resolver import Resolver, is_public
+from stspilot.probes.addresses import is_public
+from stspilot.probes.resolver import Resolver
 from stspilot.probes.tls import TlsContexts, failure, refine, success, unverified_cert
 
 _REPLY_LINE = re.compile(rb"^([2-5][0-9][0-9])([ -])(.*?)\r?\n$", re.DOTALL)
