@@ -1,5 +1,6 @@
 """Hosted policies as values: the domain, its versions, an MX sync; and the pure checks and
-rendering every change goes through (RFC 8461 §3.2 grammar, §4.1 matching). No I/O."""
+rendering every change goes through (RFC 8461 §3.2 grammar, §4.1 matching). No I/O, but for
+reading the public suffix list bundled with its package, once."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
+from typing import Any
 
 from stspilot.errors import ConfigError
 from stspilot.rollout.generate import MODES, normalize_host
@@ -19,16 +22,35 @@ _LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 
 
 def check_domain_name(text: str) -> str:
-    """A hosted domain: an A-label LDH name of two or more labels (we serve ``mta-sts.`` + it)."""
+    """A hosted domain: an A-label LDH name of two or more labels (we serve ``mta-sts.`` + it),
+    not an IP literal and not a public suffix (``co.uk``, ``github.io``: nobody's own name, and
+    hosting one would squat every domain under it)."""
     name = normalize_host(text)
     labels = name.split(".")
     if (
         len(labels) < 2
         or len(name) > 253 - len(POLICY_HOST_PREFIX)
         or not all(_LABEL.fullmatch(label) for label in labels)
+        or labels[-1].isdigit()  # an IPv4 literal (no top-level domain is all digits)
     ):
         raise ConfigError(f"{text!r} is not a domain name stspilot can host a policy for")
+    if is_public_suffix(name):
+        raise ConfigError(
+            f"{name} is a public suffix (publicsuffix.org): host a domain registered under it"
+        )
     return name
+
+
+@lru_cache(maxsize=1)
+def _suffixes() -> Any:
+    from publicsuffixlist import PublicSuffixList
+
+    return PublicSuffixList()  # the list bundled with the package: no network
+
+
+def is_public_suffix(name: str) -> bool:
+    """True for a name on the Public Suffix List (ICANN and private sections)."""
+    return bool(_suffixes().is_public(name))
 
 
 def check_mx_patterns(mode: str, patterns: Sequence[str]) -> tuple[str, ...]:

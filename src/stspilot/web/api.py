@@ -8,12 +8,14 @@ leak across tenants.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.encoders import jsonable_encoder
+from fastapi.responses import JSONResponse
 
 from stspilot.errors import ConfigError
 from stspilot.rollout.evidence import LiveState, MxState, ReportWindow
@@ -160,27 +162,60 @@ def list_domains(request: Request, user: CurrentUser) -> list[DomainOut]:
     return [_domain_out(request, h) for h in hosted]
 
 
-@router.post("/domains", response_model=DomainOut, status_code=201)
-def add_domain(request: Request, user: CurrentUser, body: DomainCreate) -> DomainOut:
+@router.post(
+    "/domains",
+    response_model=DomainOut,
+    status_code=201,
+    responses={202: {"description": "proof of control required: publish the record shown"}},
+)
+async def add_domain(
+    request: Request, user: CurrentUser, body: DomainCreate
+) -> DomainOut | JSONResponse:
+    """Host a domain's policy. A tenant user's name is served only once its DNS proves
+    control (``web/proof.py``): until then the answer is 202 with the TXT record to publish,
+    whether the name is free or hosted by another tenant; POST again once it is published."""
+    from stspilot.store.hosting import check_domain_name
+    from stspilot.web.proof import challenge, hosting_proof_missing
+
     ctx = context(request)
     tenant_id = user.tenant_id
     if body.tenant is not None and body.tenant != user.tenant:
         if not user.is_admin:
             raise NotFound(f"no tenant {body.tenant!r}")
-        tenant_id = ctx.accounts.tenant(body.tenant).id
-    hosted = ctx.hosting.add(
-        body.domain,
-        tenant_id=tenant_id,
-        mode=body.mode,
-        mx=body.mx,
-        max_age=body.max_age,
-        crlf=body.crlf,
-        auto_sync_mx=body.auto_sync_mx,
-        now=ctx.clock(),
-        actor=user.name,
+        tenant_id = (await asyncio.to_thread(ctx.accounts.tenant, body.tenant)).id
+    name = check_domain_name(body.domain)
+    if await hosting_proof_missing(ctx, user, name, tenant_id):
+        return _proof_required(name, challenge(ctx.settings, tenant_id, name))
+    hosted = await asyncio.to_thread(
+        lambda: ctx.hosting.add(
+            name,
+            tenant_id=tenant_id,
+            mode=body.mode,
+            mx=body.mx,
+            max_age=body.max_age,
+            crlf=body.crlf,
+            auto_sync_mx=body.auto_sync_mx,
+            now=ctx.clock(),
+            actor=user.name,
+        )
     )
     _changed(request)
     return _domain_out(request, hosted)
+
+
+def _proof_required(name: str, wanted: Any) -> JSONResponse:
+    return JSONResponse(
+        {
+            "status": "proof-required",
+            "domain": name,
+            "detail": (
+                f"publish this TXT record to prove you control {name}, then send the same "
+                "request again; nothing is served for the name until then"
+            ),
+            "record": wanted.to_dict(),
+        },
+        status_code=202,
+    )
 
 
 @router.get("/domains/{domain}", response_model=DomainOut)

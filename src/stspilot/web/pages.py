@@ -25,6 +25,7 @@ from stspilot.store.hosting import HostedDomain
 from stspilot.store.models import CheckRecord
 from stspilot.web import charts
 from stspilot.web.auth import context, require_page_user
+from stspilot.web.proof import hosting_proof_missing
 
 PageUser = Annotated[User, Depends(require_page_user)]
 PER_PAGE = 50
@@ -230,6 +231,10 @@ async def domain_create(request: Request, user: PageUser) -> Response:
                 raise Conflict("only administrators add domains for another tenant")
             tenant = await asyncio.to_thread(ctx.accounts.tenant, values["tenant"].strip())
             tenant_id = tenant.id
+        if missing := await hosting_proof_missing(ctx, user, values["domain"], tenant_id):
+            return _render(
+                request, user, "domain_new.html", {"form": values, "error": missing}, 202
+            )
         hosted = await asyncio.to_thread(
             lambda: ctx.hosting.add(
                 values["domain"],

@@ -102,6 +102,9 @@ class WebSettings:
     # mode, i.e. with the SSRF guard on (no private, loopback or link-local targets).
     check_options: CheckOptions | None = None
     max_live_checks: int = 4  # at once, per replica
+    # A tenant user's new hosted name is served only once its DNS proves control (web/proof.py:
+    # a TXT challenge); administrators add names without. Off only for in-process tests.
+    require_hosting_proof: bool = True
 
     def __post_init__(self) -> None:
         if len(self.secret_key) < 16:
@@ -145,6 +148,18 @@ class WebSettings:
             values["ask_clients"] = parse_networks(ask)
         if scrapers := env.get(ENV_PREFIX + "METRICS_CLIENTS"):
             values["metrics_clients"] = parse_networks(scrapers)
+        if server := env.get(ENV_PREFIX + "NAMESERVER"):
+            # The DNS server the live checks and the hosting proofs ask (HOST or HOST:PORT).
+            from stspilot.check.run import CheckOptions
+
+            host, _, port = server.rpartition(":") if server.count(":") == 1 else (server, "", "")
+            if port and not port.isdigit():
+                raise ConfigError(f"{ENV_PREFIX}NAMESERVER: {server!r} is not HOST[:PORT]")
+            values["check_options"] = CheckOptions(
+                allow_private=False, nameserver=host or server, dns_port=int(port or 53)
+            )
+        if (proof := env.get(ENV_PREFIX + "REQUIRE_HOSTING_PROOF")) is not None:
+            values["require_hosting_proof"] = proof.lower() not in ("0", "false", "no")
         if (insecure := env.get(ENV_PREFIX + "INSECURE_COOKIES")) is not None:
             values["secure_cookies"] = insecure.lower() not in ("1", "true", "yes")
         for name in ("policy_cname_target", "txt_delegation_zone", "report_path"):
