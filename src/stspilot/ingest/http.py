@@ -101,6 +101,7 @@ def handle_report_post(
 
 
 STORE_FAILED = HttpOutcome(503, "temporary failure storing the report, retry later")
+BUSY = HttpOutcome(503, "too many reports being uploaded at once, retry later")
 
 
 def http_outcome(outcome: RawOutcome, content_type: str) -> HttpOutcome:
@@ -311,8 +312,12 @@ class ReportIntake:
         max_batch: int = 64,
         admission: Admission | None = None,
         client: Callable[[Scope], str] | None = None,
+        max_uploads: int | None = None,
     ) -> None:
         self.max_bytes = max_bytes
+        # Bodies being received at once: each may hold up to max_bytes in memory.
+        self.max_uploads = max_uploads
+        self._uploads = 0
         self.clock = clock
         self.client = client
         use_limits = limits if limits is not None else DEFAULT_LIMITS
@@ -332,6 +337,18 @@ class ReportIntake:
         if declared.isdigit() and int(declared) > self.max_bytes:
             await _answer(send, self._too_large)
             return
+        if self.max_uploads is not None and self._uploads >= self.max_uploads:
+            await _answer(send, BUSY)
+            return
+        self._uploads += 1
+        try:
+            await self._receive_and_commit(scope, receive, send, content_type)
+        finally:
+            self._uploads -= 1
+
+    async def _receive_and_commit(
+        self, scope: Scope, receive: Receive, send: Send, content_type: str
+    ) -> None:
         chunks: list[bytes] = []
         size = 0
         more = True

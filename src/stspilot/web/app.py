@@ -140,6 +140,7 @@ def create_app(
         clock=clock,
         admission=admission,
         client=lambda scope: client_address(scope, trusted),
+        max_uploads=settings.max_uploads,
     )
     app.report_path = settings.report_path
     app.report_intake = RateLimitMiddleware(

@@ -105,6 +105,13 @@ class WebSettings:
     # A tenant user's new hosted name is served only once its DNS proves control (web/proof.py:
     # a TXT challenge); administrators add names without. Off only for in-process tests.
     require_hosting_proof: bool = True
+    # Connection bounds of the server `stspilot serve` runs (web/server.py) and of the intake.
+    header_timeout: float = 10.0
+    body_timeout: float = 60.0
+    max_header_bytes: int = 64 * 1024
+    keep_alive: float = 5.0
+    max_connections: int = 1024
+    max_uploads: int = 16  # report bodies being received at once, per process (503 beyond)
 
     def __post_init__(self) -> None:
         if len(self.secret_key) < 16:
@@ -173,6 +180,12 @@ class WebSettings:
             "intake_domain_bytes": int,
             "intake_tenant_bytes": int,
             "intake_quarantine_bytes": int,
+            "header_timeout": float,
+            "body_timeout": float,
+            "max_header_bytes": int,
+            "keep_alive": float,
+            "max_connections": int,
+            "max_uploads": int,
         }
         for name, kind in numbers.items():
             if text := env.get(ENV_PREFIX + name.upper()):
