@@ -243,8 +243,11 @@ class Store:
         until: date | datetime | None = None,
         limit: int = 100,
         offset: int = 0,
+        scoped: bool = False,
     ) -> list[ReportListing]:
-        """Reports newest day first, optionally for one policy domain and a day window."""
+        """Reports newest day first, optionally for one policy domain and a day window.
+        ``scoped`` (with ``domain``): each listing names that domain only and counts only its
+        policies' sessions (a tenant's view of a report that covers others' domains too)."""
         r = reports.c
         q = select(
             r.id,
@@ -283,12 +286,28 @@ class Store:
                 for pk, dom in conn.execute(dq):
                     if dom not in domains.setdefault(pk, []):
                         domains[pk].append(dom)
-        return [
-            ReportListing(
-                pk, org, rid, start, end, tuple(domains.get(pk, ())), ok, bad, origin, received
-            )
-            for pk, org, rid, start, end, ok, bad, origin, received in rows
-        ]
+            own: dict[int, tuple[int, int]] = {}
+            if scoped and domain is not None:
+                p = report_policies.c
+                for i in range(0, len(pks), batch.CHUNK):
+                    sq = (
+                        select(
+                            p.report_pk,
+                            func.sum(p.successful_sessions),
+                            func.sum(p.failed_sessions),
+                        )
+                        .where(p.report_pk.in_(pks[i : i + batch.CHUNK]), p.policy_domain == domain)
+                        .group_by(p.report_pk)
+                    )
+                    for pk, ok, bad in conn.execute(sq):
+                        own[pk] = (int(ok or 0), int(bad or 0))
+                domains = {pk: [domain] for pk in pks}
+        out = []
+        for pk, org, rid, start, end, ok, bad, origin, received in rows:
+            ok, bad = own.get(pk, (ok, bad))
+            names = tuple(domains.get(pk, ()))
+            out.append(ReportListing(pk, org, rid, start, end, names, ok, bad, origin, received))
+        return out
 
     # -- quarantine ------------------------------------------------------------------------
 

@@ -24,6 +24,7 @@ from stspilot.store.accounts import ApiToken, Conflict, NotFound, Tenant, User
 from stspilot.store.dashboard import report_window
 from stspilot.store.hosting import HostedDomain, MxSync, PolicyVersion
 from stspilot.store.models import CheckRecord
+from stspilot.tlsrpt.reports import Deviation, TlsReport
 from stspilot.web.api_models import (
     AlertOut,
     CheckDetail,
@@ -401,7 +402,9 @@ def list_reports(
     ctx = context(request)
     name = _readable_domain(request, user, domain)
     since, until = _window(days, ctx.clock())
-    rows = ctx.store.list_reports(name, since, until, limit=limit, offset=offset)
+    rows = ctx.store.list_reports(
+        name, since, until, limit=limit, offset=offset, scoped=not user.is_admin
+    )
     return [
         ReportOut(
             id=r.pk,
@@ -426,20 +429,45 @@ def get_report(request: Request, user: CurrentUser, report_id: int) -> dict[str,
     if stored is None:
         raise NotFound(f"no report {report_id}")
     domains = {normalize_host(p.policy_domain) for p in stored.report.policies}
+    report, deviations = stored.report, stored.deviations
     if not user.is_admin:
         mine = {h.domain for h in ctx.hosting.list_domains(user.tenant_id)}
         if not domains & mine:
             raise NotFound(f"no report {report_id}")
+        # A report covering several tenants' domains: only this tenant's policies' parts
+        # (another's MX hosts, addresses and notes are not theirs to read).
+        report, deviations = own_parts(report, deviations, mine)
     encoded: dict[str, Any] = jsonable_encoder(
         {
             "id": stored.pk,
             "origin": stored.origin,
             "received_at": stored.received_at,
-            "report": stored.report,
-            "deviations": stored.deviations,
+            "report": report,
+            "deviations": deviations,
         }
     )
     return encoded
+
+
+def own_parts(
+    report: TlsReport, deviations: tuple[Deviation, ...], mine: set[str]
+) -> tuple[TlsReport, tuple[Deviation, ...]]:
+    """The report with only the policies of ``mine``, and the deviations not about another's
+    policy (paths ``/policies/<i>/...`` of a policy left out)."""
+    from dataclasses import replace
+
+    kept = [i for i, p in enumerate(report.policies) if normalize_host(p.policy_domain) in mine]
+    if len(kept) == len(report.policies):
+        return report, deviations
+    dropped = {f"/policies/{i}" for i in range(len(report.policies)) if i not in kept}
+    return (
+        replace(report, policies=tuple(report.policies[i] for i in kept)),
+        tuple(
+            d
+            for d in deviations
+            if not any(d.path == x or d.path.startswith(x + "/") for x in dropped)
+        ),
+    )
 
 
 @router.get("/domains/{domain}/summary", response_model=dict[str, Any])
