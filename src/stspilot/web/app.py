@@ -26,6 +26,7 @@ from importlib import import_module
 from pathlib import Path
 
 from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
@@ -46,7 +47,13 @@ from stspilot.web.auth import (
     csrf_token,
     require_user,
 )
-from stspilot.web.errors import http_error_handler, internal_error_handler, stspilot_error_handler
+from stspilot.web.errors import (
+    http_error_handler,
+    internal_error_handler,
+    stspilot_error_handler,
+    unicode_error_handler,
+    validation_error_handler,
+)
 from stspilot.web.fastpath import PolicyFastPath
 from stspilot.web.hosting import PolicyCache, ask_routes
 from stspilot.web.ops import health_routes, metrics_routes
@@ -156,6 +163,8 @@ def create_app(
     app.add_exception_handler(StspilotError, stspilot_error_handler)
     app.add_exception_handler(StarletteHTTPException, http_error_handler)
     app.add_exception_handler(LoginRequired, _login_redirect)
+    app.add_exception_handler(RequestValidationError, validation_error_handler)
+    app.add_exception_handler(UnicodeError, unicode_error_handler)
     app.add_exception_handler(Exception, internal_error_handler)
 
     app.router.routes.extend(
