@@ -81,14 +81,35 @@ def user_add(
 
 
 @user_app.command("password")
-def user_password(name: str = typer.Argument(...), db: str | None = DB) -> None:
-    """Set a new password (ends the user's sessions)."""
+def user_password(
+    name: str = typer.Argument(...),
+    revoke_tokens: bool | None = typer.Option(
+        None,
+        "--revoke-tokens/--keep-tokens",
+        help="also revoke the user's API tokens (asked when not given on a terminal)",
+    ),
+    db: str | None = DB,
+) -> None:
+    """Set a new password (ends the user's sessions; offers to revoke their API tokens)."""
+    import sys
+
     from stspilot.store.accounts import Accounts
 
     password = _password()
     with _open(db) as store:
-        Accounts(store).set_password(name, password)
-    typer.echo(f"password of {name} changed")
+        accounts = Accounts(store)
+        if revoke_tokens is None:
+            owner = _token_owner(accounts, name)
+            live = [t for t in accounts.list_tokens(owner.id) if not t.revoked]
+            revoke_tokens = (
+                bool(live)
+                and sys.stdin.isatty()
+                and typer.confirm(
+                    f"{name} has {len(live)} API token(s); revoke them too?", default=True
+                )
+            )
+        revoked = accounts.set_password(name, password, revoke_tokens=bool(revoke_tokens))
+    typer.echo(f"password of {name} changed" + (f"; {revoked} token(s) revoked" if revoked else ""))
 
 
 @user_app.command("list")

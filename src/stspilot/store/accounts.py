@@ -352,8 +352,17 @@ class Accounts:
             return None
         return self.get_user(int(row.id))
 
-    def set_password(self, name: str, password: str, *, password_n: int = SCRYPT_N) -> None:
-        """New password; also ends every session of the user."""
+    def set_password(
+        self,
+        name: str,
+        password: str,
+        *,
+        password_n: int = SCRYPT_N,
+        revoke_tokens: bool = False,
+    ) -> int:
+        """New password; also ends every session of the user, and with ``revoke_tokens``
+        revokes every API token of the user (a leaked password may have made some).
+        Returns how many tokens were revoked."""
         if len(password) < MIN_PASSWORD:
             raise ConfigError(f"a password has at least {MIN_PASSWORD} characters")
         encoded = hash_password(password, n=password_n)
@@ -365,6 +374,15 @@ class Accounts:
             )
             if done.rowcount != 1:
                 raise NotFound(f"no user {name!r}")
+            if not revoke_tokens:
+                return 0
+            owner = select(users.c.id).where(users.c.name == name).scalar_subquery()
+            revoked = conn.execute(
+                api_tokens.update()
+                .where(api_tokens.c.user_id == owner, api_tokens.c.revoked.is_(False))
+                .values(revoked=True)
+            )
+            return int(revoked.rowcount or 0)
 
     def end_sessions(self, user_id: int) -> None:
         with self._conn(write=True) as conn:

@@ -595,6 +595,12 @@ def create_token(request: Request, user: CurrentUser, body: TokenIn) -> TokenCre
     # A token's expiry bounds what it can do, including the tokens it makes: otherwise a
     # stolen short-lived token would buy permanent access.
     caller: ApiToken | None = getattr(request.state, "token", None)
+    if expires_at is None and getattr(request.state, "auth", None) == "session":
+        # A browser session (12 h) must not buy permanent access: a cookie stolen once would
+        # otherwise mint a token that never expires.
+        from fastapi import HTTPException
+
+        raise HTTPException(403, "a login session cannot make a token that never expires")
     limit = None if caller is None else caller.expires_at
     if limit is not None and (expires_at is None or expires_at > limit):
         from fastapi import HTTPException

@@ -268,6 +268,30 @@ def safe_next(target: str) -> str:
     return target[:2048]
 
 
+class AccountBackoff:
+    """Failed logins per account name: ``burst`` free tries, then one per ``every`` seconds
+    (a token bucket per name; bounded memory, least recently seen forgotten first)."""
+
+    def __init__(self, *, burst: int = 10, every: float = 30.0) -> None:
+        from stspilot.web.ratelimit import TokenBucket
+
+        self._bucket = TokenBucket(1.0 / every, burst)
+
+    def blocked(self, account: str) -> bool:
+        return self._bucket.peek(account) < 1.0
+
+    def failed(self, account: str) -> None:
+        self._bucket.take(account)
+
+
+def account_backoff(request: Request) -> AccountBackoff:
+    state = request.app.state
+    found = getattr(state, "login_backoff", None)
+    if found is None:
+        found = state.login_backoff = AccountBackoff()
+    return found
+
+
 def auth_routes() -> list[Route]:
     """``GET/POST /login`` (form with CSRF) and ``POST /logout``."""
     from starlette.responses import RedirectResponse
@@ -293,9 +317,19 @@ def auth_routes() -> list[Route]:
             return await login_form(request, error="The form expired; try again.", status=403)
         name, password = form.get("username", ""), form.get("password", "")
         user = None
+        account = name.strip().lower()[:128] if isinstance(name, str) else ""
+        failures = account_backoff(request)
+        if account and failures.blocked(account):
+            # Per account, whatever the address: guessing one password from many addresses
+            # is slowed as much as from one. Any name, known or not, backs off alike.
+            return await login_form(
+                request, error="Too many failed logins for this account; wait a minute.", status=429
+            )
         if isinstance(name, str) and isinstance(password, str) and name and password:
             user = await asyncio.to_thread(ctx.accounts.authenticate, name, password)
         if user is None:
+            if account:
+                failures.failed(account)
             return await login_form(request, error="Wrong user name or password.", status=401)
         target = form.get("next", "/")
         response = RedirectResponse(safe_next(target if isinstance(target, str) else "/"), 303)
@@ -317,6 +351,11 @@ def auth_routes() -> list[Route]:
         token = form.get(CSRF_FIELD, "") or request.headers.get(CSRF_HEADER, "")
         if not csrf_valid(request, token if isinstance(token, str) else ""):
             return await login_form(request, error="The form expired; try again.", status=403)
+        # End the session on the server too: a copied cookie must not outlive the logout.
+        # Sessions are stateless, so this ends every session of the account (its epoch).
+        user = await current_user(request)
+        if user is not None and getattr(request.state, "auth", None) == "session":
+            await asyncio.to_thread(ctx.accounts.end_sessions, user.id)
         response = RedirectResponse("/login", 303)
         response.delete_cookie(
             session_cookie_name(ctx.settings),

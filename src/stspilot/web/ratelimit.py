@@ -7,6 +7,7 @@ replicas gets N times the rate): this is a guard against floods, not a quota.
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import threading
 import time
@@ -57,6 +58,13 @@ class TokenBucket:
                 self._buckets.popitem(last=False)
         return wait
 
+    def peek(self, key: str) -> float:
+        """Tokens ``key`` has now, without spending one."""
+        now = self._clock()
+        with self._lock:
+            tokens, stamp = self._buckets.get(key, (float(self.burst), now))
+        return min(float(self.burst), tokens + (now - stamp) * self.rate)
+
     def __len__(self) -> int:
         return len(self._buckets)
 
@@ -85,6 +93,20 @@ def client_address(scope: Scope, trusted: tuple[IpNetwork, ...]) -> str:
         if not in_networks(hop, trusted):
             return hop
     return hops[0] if hops else peer
+
+
+def rate_key(address: str) -> str:
+    """What a rate limit counts: an IPv4 address, or the /64 of an IPv6 one (a single
+    subscriber usually holds a whole /64, so counting single addresses counts nothing)."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((int(ip) >> 64 << 64, 64)))
+    return str(ip)
 
 
 def forwarded_for(value: str) -> list[str]:
@@ -124,7 +146,7 @@ class RateLimitMiddleware:
         if scope["type"] == "http" and scope.get("method") == "POST":
             bucket = self.limits.get(scope.get("path", ""))
             if bucket is not None:
-                wait = bucket.take(client_address(scope, self.trusted))
+                wait = bucket.take(rate_key(client_address(scope, self.trusted)))
                 if wait > 0:
                     await _too_many(send, wait)
                     return
