@@ -167,7 +167,7 @@ def through_caddy(
         while chunk := tls.recv(65536):
             data += chunk
     status = int(data.split(b" ", 2)[1])
-    return status, data.split(b"\r\n\r\n", 1)[-1]
+    return status, data
 
 
 def test_the_dashboard_name_gets_a_certificate(world: CaddyWorld) -> None:
@@ -197,6 +197,22 @@ def test_a_posted_report_records_the_client_behind_caddy(world: CaddyWorld) -> N
     with Store.open(f"sqlite:///{world.root / 'stspilot.sqlite3'}") as store:
         [listing] = [r for r in store.list_reports(limit=10) if r.report_id == "via-caddy-1"]
     assert listing.origin == f"https:{CLIENT}"
+
+
+def test_security_headers_through_caddy(world: CaddyWorld) -> None:
+    """HSTS on every name (the shipped Caddyfile); the app's strict CSP on its pages, and
+    Caddy's default one on what the app answers before its middleware (the policy file)."""
+    _, page = through_caddy(world, app_host(world.hosted), "GET", "/login")
+    _, policy = through_caddy(world, f"mta-sts.{HOSTED}", "GET", "/.well-known/mta-sts.txt")
+    page_head, policy_head = (
+        page.split(b"\r\n\r\n")[0].lower(),
+        policy.split(b"\r\n\r\n")[0].lower(),
+    )
+    assert b"strict-transport-security: max-age=31536000" in page_head
+    assert b"strict-transport-security: max-age=31536000" in policy_head
+    assert b"content-security-policy: default-src 'self'; script-src 'self'" in page_head
+    assert page_head.count(b"content-security-policy:") == 1
+    assert b"content-security-policy: default-src 'none'" in policy_head
 
 
 def test_caddy_accepts_the_derived_caddyfile() -> None:

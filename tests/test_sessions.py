@@ -120,3 +120,24 @@ def test_ipv6_clients_are_counted_per_64(served: Served) -> None:
     assert 429 in statuses
     with client(served, forwarded="2001:db8:1:3::1") as http:  # another /64
         assert login(http, "wrong", user="someone").status_code == 401
+
+
+def test_pages_carry_a_strict_csp_and_no_inline_script(served: Served) -> None:
+    with client(served) as http:
+        anonymous = http.get("/login")
+        assert login(http).status_code == 303
+        pages = [anonymous, *(http.get(path) for path in ("/", "/domains", "/reports"))]
+    for page in pages:
+        if page.status_code != 200:
+            continue
+        csp = page.headers["content-security-policy"]
+        assert "script-src 'self'" in csp and "'unsafe-inline'" not in csp.split("style-src")[0]
+        assert page.headers["x-content-type-options"] == "nosniff"
+        assert not re.search(r"<script(?![^>]*\bsrc=)", page.text), page.url
+        assert not re.search(r"\son[a-z]+=", page.text), page.url  # no inline handlers
+
+
+def test_hsts_when_served_for_https(store_url: str, store: Store) -> None:
+    with serving(store_url, {"STSPILOT_PUBLIC_HOSTS": APP}) as running:
+        page = httpx.get(f"{running.base}/login", headers={"host": APP}, timeout=30)
+    assert page.headers["strict-transport-security"] == "max-age=31536000"

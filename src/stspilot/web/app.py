@@ -55,6 +55,7 @@ from stspilot.web.errors import (
     validation_error_handler,
 )
 from stspilot.web.fastpath import PolicyFastPath
+from stspilot.web.headers import SecurityHeadersMiddleware
 from stspilot.web.hosting import PolicyCache, ask_routes
 from stspilot.web.ops import health_routes, metrics_routes
 from stspilot.web.ratelimit import Asgi, RateLimitMiddleware, TokenBucket, client_address
@@ -190,6 +191,7 @@ def create_app(
 
     # add_middleware: the last added is the outermost.
     app.add_middleware(CsrfCookieMiddleware, settings=settings)
+    app.add_middleware(SecurityHeadersMiddleware, hsts=settings.secure_cookies)
     app.add_middleware(
         RateLimitMiddleware,
         limits={"/login": TokenBucket(settings.login_rate, settings.login_burst)},
