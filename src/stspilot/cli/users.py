@@ -65,6 +65,9 @@ def user_add(
     name: str = typer.Argument(...),
     tenant: str = typer.Option(..., "--tenant", help="the user's tenant (created if new)"),
     admin: bool = typer.Option(False, "--admin", help="sees and manages every tenant"),
+    tenant_admin: bool = typer.Option(
+        False, "--tenant-admin", help="manages the users of its own tenant"
+    ),
     db: str | None = DB,
 ) -> None:
     """Create a user; the password comes from $STSPILOT_PASSWORD or a prompt."""
@@ -76,8 +79,31 @@ def user_add(
         if accounts.get_tenant(tenant) is None:
             accounts.add_tenant(tenant, now=_now())
             typer.echo(f"tenant {tenant} created")
-        user = accounts.add_user(name, password, tenant=tenant, admin=admin, now=_now())
-    typer.echo(f"user {user.name} created in tenant {user.tenant}" + (" (admin)" if admin else ""))
+        user = accounts.add_user(
+            name, password, tenant=tenant, admin=admin, tenant_admin=tenant_admin, now=_now()
+        )
+    role = " (admin)" if admin else " (tenant admin)" if tenant_admin else ""
+    typer.echo(f"user {user.name} created in tenant {user.tenant}{role}")
+
+
+@user_app.command("disable")
+def user_disable(name: str = typer.Argument(...), db: str | None = DB) -> None:
+    """Disable a user: no login, sessions end now, API tokens refused (kept for enable)."""
+    from stspilot.store.accounts import Accounts
+
+    with _open(db) as store:
+        Accounts(store).set_disabled(name, True)
+    typer.echo(f"user {name} disabled")
+
+
+@user_app.command("enable")
+def user_enable(name: str = typer.Argument(...), db: str | None = DB) -> None:
+    """Enable a disabled user again (its unrevoked tokens work again)."""
+    from stspilot.store.accounts import Accounts
+
+    with _open(db) as store:
+        Accounts(store).set_disabled(name, False)
+    typer.echo(f"user {name} enabled")
 
 
 @user_app.command("password")
@@ -119,7 +145,8 @@ def user_list(db: str | None = DB) -> None:
 
     with _open(db) as store:
         for user in Accounts(store).list_users():
-            flag = " admin" if user.is_admin else ""
+            flag = " admin" if user.is_admin else " tenant-admin" if user.tenant_admin else ""
+            flag += " disabled" if user.disabled else ""
             typer.echo(f"{user.name}\t{user.tenant}{flag}")
 
 

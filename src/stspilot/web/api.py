@@ -153,6 +153,7 @@ def me(user: CurrentUser) -> UserOut:
         is_admin=user.is_admin,
         disabled=user.disabled,
         created_at=user.created_at,
+        tenant_admin=user.tenant_admin,
     )
 
 
@@ -635,14 +636,61 @@ def add_tenant(request: Request, user: Admin, body: TenantIn) -> TenantOut:
 
 
 @router.get("/users", response_model=list[UserOut])
-def list_users(request: Request, user: Admin) -> list[UserOut]:
-    return [me(u) for u in context(request).accounts.list_users()]
+def list_users(request: Request, user: CurrentUser) -> list[UserOut]:
+    """Every user (admins) or the users of one's own tenant (tenant admins)."""
+    accounts = context(request).accounts
+    if user.is_admin:
+        return [me(u) for u in accounts.list_users()]
+    _require_manager(user)
+    return [me(u) for u in accounts.list_users(user.tenant_id)]
 
 
 @router.post("/users", response_model=UserOut, status_code=201)
-def add_user(request: Request, user: Admin, body: UserIn) -> UserOut:
+def add_user(request: Request, user: CurrentUser, body: UserIn) -> UserOut:
+    """Admins add users anywhere; a tenant admin adds users (and tenant admins) to its own
+    tenant only, never a global admin."""
     ctx = context(request)
+    if not user.is_admin:
+        _require_manager(user)
+        if body.tenant != user.tenant:
+            raise NotFound(f"no tenant {body.tenant!r}")
+        if body.admin:
+            from fastapi import HTTPException
+
+            raise HTTPException(403, "only administrators make administrators")
     created = ctx.accounts.add_user(
-        body.name, body.password, tenant=body.tenant, admin=body.admin, now=ctx.clock()
+        body.name,
+        body.password,
+        tenant=body.tenant,
+        admin=body.admin,
+        tenant_admin=body.tenant_admin,
+        now=ctx.clock(),
     )
     return me(created)
+
+
+@router.post("/users/{name}/disable", response_model=UserOut)
+def disable_user(request: Request, user: CurrentUser, name: str) -> UserOut:
+    """The user can no longer log in; its sessions end and its tokens are refused."""
+    return me(_managed(request, user, name, disabled=True))
+
+
+@router.post("/users/{name}/enable", response_model=UserOut)
+def enable_user(request: Request, user: CurrentUser, name: str) -> UserOut:
+    return me(_managed(request, user, name, disabled=False))
+
+
+def _require_manager(user: User) -> None:
+    if not (user.is_admin or user.tenant_admin):
+        from fastapi import HTTPException
+
+        raise HTTPException(403, "administrators and tenant administrators only")
+
+
+def _managed(request: Request, user: User, name: str, *, disabled: bool) -> User:
+    _require_manager(user)
+    accounts = context(request).accounts
+    target = accounts.get_user_by_name(name)
+    if target is None or not user.may_manage(target):  # another tenant's: like an unknown one
+        raise NotFound(f"no user {name!r}")
+    return accounts.set_disabled(name, disabled)

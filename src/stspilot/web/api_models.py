@@ -189,6 +189,7 @@ class UserIn(BaseModel):
     password: str = Field(min_length=8, max_length=1024)
     tenant: str = Field(min_length=1, max_length=128)
     admin: bool = False
+    tenant_admin: bool = Field(default=False, description="manages its own tenant's users")
 
 
 class UserOut(BaseModel):
@@ -197,3 +198,4 @@ class UserOut(BaseModel):
     is_admin: bool
     disabled: bool
     created_at: datetime
+    tenant_admin: bool = False

@@ -1,5 +1,5 @@
 """The public service holds against the open internet (issue 15): the intake's daily usage
-counters per domain, tenant and quarantine.
+counters per domain, tenant and quarantine; users get a tenant-level admin role.
 
 Revision ID: 0010_harden
 Revises: 0006
@@ -26,7 +26,13 @@ def upgrade() -> None:
         sa.Column("units", sa.Integer(), nullable=False),
         sa.PrimaryKeyConstraint("day", "scope", name=op.f("pk_intake_usage")),
     )
+    op.add_column(
+        "users",
+        sa.Column("tenant_admin", sa.Boolean(), server_default=sa.false(), nullable=False),
+    )
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("users") as batch:
+        batch.drop_column("tenant_admin")
     op.drop_table("intake_usage")
