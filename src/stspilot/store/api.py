@@ -244,6 +244,7 @@ class Store:
         limit: int = 100,
         offset: int = 0,
         scoped: bool = False,
+        received_since: datetime | None = None,
     ) -> list[ReportListing]:
         """Reports newest day first, optionally for one policy domain and a day window.
         ``scoped`` (with ``domain``): each listing names that domain only and counts only its
@@ -268,6 +269,8 @@ class Store:
                     )
                 )
             )
+        if received_since is not None:  # a tenant's hosting period (web/api.py)
+            q = q.where(r.received_at >= received_since)
         if since is not None:
             q = q.where(r.day >= queries.day_floor(since))
         if until is not None:

@@ -136,6 +136,22 @@ def _readable_domain(request: Request, user: User, domain: str) -> str:
     return name
 
 
+def _hosting_start(request: Request, user: User, domain: str) -> datetime | None:
+    """When this tenant's hosting of ``domain`` began (None for admins: they read all).
+    Reports belong to the hosting period, not to the name."""
+    if user.is_admin:
+        return None
+    hosted = context(request).hosting.get(domain)
+    return None if hosted is None else hosted.created_at
+
+
+def _hosting_period(request: Request, user: User, domain: str, since: datetime) -> datetime:
+    """The start of a window of report *days* a tenant may read: the day before its hosting
+    began (reports arrive the day after the day they cover, RFC 8460 §4.1), or later."""
+    start = _hosting_start(request, user, domain)
+    return since if start is None else max(since, start - timedelta(days=1))
+
+
 def _changed(request: Request) -> None:
     context(request).policy_cache.invalidate()
 
@@ -404,7 +420,13 @@ def list_reports(
     name = _readable_domain(request, user, domain)
     since, until = _window(days, ctx.clock())
     rows = ctx.store.list_reports(
-        name, since, until, limit=limit, offset=offset, scoped=not user.is_admin
+        name,
+        since,
+        until,
+        limit=limit,
+        offset=offset,
+        scoped=not user.is_admin,
+        received_since=_hosting_start(request, user, name),
     )
     return [
         ReportOut(
@@ -432,7 +454,13 @@ def get_report(request: Request, user: CurrentUser, report_id: int) -> dict[str,
     domains = {normalize_host(p.policy_domain) for p in stored.report.policies}
     report, deviations = stored.report, stored.deviations
     if not user.is_admin:
-        mine = {h.domain for h in ctx.hosting.list_domains(user.tenant_id)}
+        # Only reports received while this tenant hosted the domain: neither an earlier
+        # tenant's nor those posted before anyone hosted it.
+        mine = {
+            h.domain
+            for h in ctx.hosting.list_domains(user.tenant_id)
+            if stored.received_at >= h.created_at
+        }
         if not domains & mine:
             raise NotFound(f"no report {report_id}")
         # A report covering several tenants' domains: only this tenant's policies' parts
@@ -484,6 +512,7 @@ def summary(
     ctx = context(request)
     name = _readable_domain(request, user, domain)
     since, until = _window(days, ctx.clock())
+    since = _hosting_period(request, user, name, since)
     aggregates = ctx.store.report_aggregates(name, since=since, until=until)
     return summary_to_json(summarize(aggregates))
 
@@ -510,7 +539,9 @@ def rollout(
     now = ctx.clock()
     inputs = RolloutInputs(
         live=live_state_from_record(latest),
-        reports=_report_window(request, name, now - timedelta(days=days + 1), now),
+        reports=_report_window(
+            request, name, _hosting_period(request, user, name, now - timedelta(days=days + 1)), now
+        ),
         history=ctx.store.history_entries(name),
     )
     assessment = assess_rollout(inputs, now=now, window_days=days, gate_days=gate_days)
