@@ -46,7 +46,8 @@ def report(rid: str, domain: str, failures: int = 0) -> bytes:
 
 def test_reports_only_for_hosted_or_monitored_domains(store_url: str, store: Store) -> None:
     seed(store)
-    with serving(store_url, OPEN) as served:
+    # The disk is the SQLite file's, or STSPILOT_DISK_PATH's (PostgreSQL: its data directory).
+    with serving(store_url, {**OPEN, "STSPILOT_DISK_PATH": "/"}) as served:
         stranger = post(served.base, report("r-stranger", "nobody-here.test"))
         hosted = post(served.base, report("r-hosted", "ACME.test."))
         monitored = post(served.base, report("r-monitored", "monitored.test"))
