@@ -74,12 +74,29 @@ class Verdict:
 
 
 def unit_cost(unit: Prepared) -> int:
-    """Bytes a unit's reports cost the store (an estimate: raw bytes plus rows)."""
+    """Bytes a unit's reports cost the store (an estimate: raw bytes, plus per policy and
+    failure-detail row its text and a fixed cost for keys, numbers and indexes)."""
     if not unit.reports:
         return 0
-    raw = len(unit.reports[0].raw)  # every report of a unit shares its raw bytes (kept once)
-    rows = sum(1 + len(p.failure_details) for r in unit.reports for p in r.report.policies)
-    return raw + ROW_COST * rows
+    cost = len(unit.reports[0].raw)  # every report of a unit shares its raw bytes (kept once)
+    for r in unit.reports:
+        for p in r.report.policies:
+            cost += ROW_COST + sum(map(len, p.policy_string)) + sum(map(len, p.mx_host))
+            for d in p.failure_details:
+                cost += ROW_COST + sum(
+                    len(v)
+                    for v in (
+                        d.result_type,
+                        d.sending_mta_ip,
+                        d.receiving_mx_hostname,
+                        d.receiving_mx_helo,
+                        d.receiving_ip,
+                        d.additional_information,
+                        d.failure_reason_code,
+                    )
+                    if v
+                )
+    return cost
 
 
 def unit_domains(unit: Prepared) -> set[str]:
