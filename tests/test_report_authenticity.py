@@ -127,6 +127,8 @@ def test_a_forged_report_does_not_dilute_real_failures(store_url: str, store: St
     assert reporters["Mail.ru"].failure_rate == 0.05 and reporters["Mail.ru"].authenticated
     assert not reporters["Google Inc."].authenticated
     assert any(j.startswith("Google Inc.: 1,000,000,000 sessions") for j in after.volume_jumps)
+    shown = {r.organization_name: r.authenticity for r in store.list_reports(DOMAIN)}
+    assert shown == {"Google Inc.": "https", "Mail.ru": "operator", "Yahoo": "operator"}
 
 
 def test_unauthenticated_failures_still_fail_the_gate() -> None:

@@ -260,6 +260,7 @@ class Store:
             r.failed_sessions,
             r.origin,
             r.received_at,
+            queries.authenticity_of(r),
         )
         if domain is not None:
             q = q.where(
@@ -306,10 +307,12 @@ class Store:
                         own[pk] = (int(ok or 0), int(bad or 0))
                 domains = {pk: [domain] for pk in pks}
         out = []
-        for pk, org, rid, start, end, ok, bad, origin, received in rows:
+        for pk, org, rid, start, end, ok, bad, origin, received, auth in rows:
             ok, bad = own.get(pk, (ok, bad))
             names = tuple(domains.get(pk, ()))
-            out.append(ReportListing(pk, org, rid, start, end, names, ok, bad, origin, received))
+            out.append(
+                ReportListing(pk, org, rid, start, end, names, ok, bad, origin, received, auth)
+            )
         return out
 
     # -- quarantine ------------------------------------------------------------------------
@@ -456,11 +459,19 @@ class Store:
             return queries.sender_totals(conn, domain=domain, since=since, until=until)
 
     def report_aggregates(
-        self, domain: str | None = None, *, since: date | datetime, until: date | datetime
+        self,
+        domain: str | None = None,
+        *,
+        since: date | datetime,
+        until: date | datetime,
+        received_since: datetime | None = None,
     ) -> ReportAggregates:
-        """All aggregates for ``stspilot.tlsrpt.summary.summarize``, read in one transaction."""
+        """All aggregates for ``stspilot.tlsrpt.summary.summarize``, read in one transaction
+        (``received_since``: only reports received since then)."""
         with self._read() as conn:
-            return queries.report_aggregates(conn, domain=domain, since=since, until=until)
+            return queries.report_aggregates(
+                conn, domain=domain, since=since, until=until, received_since=received_since
+            )
 
     def list_domains(self) -> list[str]:
         with self._read() as conn:

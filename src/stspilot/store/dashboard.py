@@ -166,7 +166,12 @@ class DashboardReads:
     # -- report windows -------------------------------------------------------------------------
 
     def report_windows(
-        self, domains: Sequence[str], *, since: date | datetime, until: date | datetime
+        self,
+        domains: Sequence[str],
+        *,
+        since: date | datetime,
+        until: date | datetime,
+        received_since: datetime | None = None,
     ) -> dict[str, ReportWindow]:
         """The rollout's report counts for several domains at once, [since, until) in UTC
         days: what ``evidence.window_from_reports`` counts, read from the aggregates instead
@@ -178,6 +183,8 @@ class DashboardReads:
         totals: dict[str, list[DailyTotal]] = {d: [] for d in names}
         fails: dict[str, dict[tuple[date, str, str, str, bool], int]] = {d: {} for d in names}
         kind = authenticity_of(reports.c)
+        # A tenant's hosting period: only reports received since it began.
+        recent = [] if received_since is None else [reports.c.received_at >= received_since]
         with self._read() as conn:
             for i in range(0, len(names), CHUNK):
                 chunk = names[i : i + CHUNK]
@@ -191,7 +198,7 @@ class DashboardReads:
                         func.coalesce(func.sum(p.failed_sessions), 0),
                     )
                     .join(reports, reports.c.id == p.report_pk)
-                    .where(p.policy_domain.in_(chunk), p.day >= first, p.day < last)
+                    .where(p.policy_domain.in_(chunk), p.day >= first, p.day < last, *recent)
                     .group_by(p.policy_domain, p.day, p.organization_name, kind)
                     .order_by(p.policy_domain, p.day, p.organization_name, kind)
                 )
@@ -209,7 +216,7 @@ class DashboardReads:
                         func.sum(f.failed_session_count),
                     )
                     .join(reports, reports.c.id == f.report_pk)
-                    .where(f.policy_domain.in_(chunk), f.day >= first, f.day < last)
+                    .where(f.policy_domain.in_(chunk), f.day >= first, f.day < last, *recent)
                     .group_by(
                         f.policy_domain,
                         f.day,
@@ -341,7 +348,16 @@ class DashboardReads:
         return out
 
 
-def report_window(store: Store, domain: str, since: datetime, until: datetime) -> ReportWindow:
+def report_window(
+    store: Store,
+    domain: str,
+    since: datetime,
+    until: datetime,
+    *,
+    received_since: datetime | None = None,
+) -> ReportWindow:
     """One domain's report counts over [since, until] for the rollout (CLI, API and pages)."""
-    windows = DashboardReads(store).report_windows([domain], since=since, until=until)
+    windows = DashboardReads(store).report_windows(
+        [domain], since=since, until=until, received_since=received_since
+    )
     return next(iter(windows.values()))

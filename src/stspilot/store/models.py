@@ -97,6 +97,7 @@ class ReportListing:
     failed_sessions: int
     origin: str
     received_at: datetime
+    authenticity: str = ""  # store.queries.AUTHENTICITY: dkim, operator, https, mail
 
 
 @dataclass(frozen=True, slots=True)

@@ -66,7 +66,14 @@ def _window(
     domain: str | None,
     since: date | datetime | None,
     until: date | datetime | None,
+    received_since: datetime | None = None,
 ) -> Select[Any]:
+    if received_since is not None:  # a tenant's hosting period: reports received since then
+        query = query.where(
+            table.c.report_pk.in_(
+                select(reports.c.id).where(reports.c.received_at >= received_since)
+            )
+        )
     if since is not None:
         query = query.where(table.c.day >= day_floor(since))
     if until is not None:
@@ -91,6 +98,7 @@ def daily_totals(
     domain: str | None = None,
     since: date | datetime | None = None,
     until: date | datetime | None = None,
+    received_since: datetime | None = None,
 ) -> list[DailyTotal]:
     p = report_policies.c
     query = select(
@@ -100,7 +108,9 @@ def daily_totals(
         func.coalesce(func.sum(p.successful_sessions), 0),
         func.coalesce(func.sum(p.failed_sessions), 0),
     ).group_by(p.policy_domain, p.day)
-    query = _window(query, report_policies, domain, since, until).order_by(p.policy_domain, p.day)
+    query = _window(query, report_policies, domain, since, until, received_since).order_by(
+        p.policy_domain, p.day
+    )
     return [
         DailyTotal(dom, day, int(n), int(ok), int(bad))
         for dom, day, n, ok, bad in conn.execute(query)
@@ -114,6 +124,7 @@ def failure_counts(
     domain: str | None = None,
     since: date | datetime | None = None,
     until: date | datetime | None = None,
+    received_since: datetime | None = None,
 ) -> list[FailureCount]:
     """Failed sessions per (policy domain, dimension value, result type), largest first.
 
@@ -126,7 +137,7 @@ def failure_counts(
     query = select(f.policy_domain, key, f.result_type, total).group_by(
         f.policy_domain, key, f.result_type
     )
-    query = _window(query, failure_details, domain, since, until).order_by(
+    query = _window(query, failure_details, domain, since, until, received_since).order_by(
         total.desc(), f.policy_domain, key, f.result_type
     )
     return [FailureCount(row[0], row[1] or "", row[2], int(row[3])) for row in conn.execute(query)]
@@ -138,6 +149,7 @@ def sender_totals(
     domain: str | None = None,
     since: date | datetime | None = None,
     until: date | datetime | None = None,
+    received_since: datetime | None = None,
 ) -> list[SenderTotal]:
     p = report_policies.c
     failed = func.coalesce(func.sum(p.failed_sessions), 0)
@@ -148,7 +160,7 @@ def sender_totals(
         func.coalesce(func.sum(p.successful_sessions), 0),
         failed,
     ).group_by(p.policy_domain, p.organization_name)
-    query = _window(query, report_policies, domain, since, until).order_by(
+    query = _window(query, report_policies, domain, since, until, received_since).order_by(
         failed.desc(), p.policy_domain, p.organization_name
     )
     return [
@@ -158,10 +170,21 @@ def sender_totals(
 
 
 def report_aggregates(
-    conn: Connection, *, domain: str | None, since: date | datetime, until: date | datetime
+    conn: Connection,
+    *,
+    domain: str | None,
+    since: date | datetime,
+    until: date | datetime,
+    received_since: datetime | None = None,
 ) -> ReportAggregates:
-    """Everything ``stspilot.tlsrpt.summary.summarize`` needs, read in one transaction."""
-    window: dict[str, Any] = {"domain": domain, "since": since, "until": until}
+    """Everything ``stspilot.tlsrpt.summary.summarize`` needs, read in one transaction
+    (``received_since``: only reports received since then, a tenant's hosting period)."""
+    window: dict[str, Any] = {
+        "domain": domain,
+        "since": since,
+        "until": until,
+        "received_since": received_since,
+    }
     return ReportAggregates(
         domain=domain,
         since=day_floor(since),
@@ -197,7 +220,12 @@ def authenticity_of(r: Any) -> ColumnElement[str]:
 
 
 def authenticity_counts(
-    conn: Connection, *, domain: str | None, since: date | datetime, until: date | datetime
+    conn: Connection,
+    *,
+    domain: str | None,
+    since: date | datetime,
+    until: date | datetime,
+    received_since: datetime | None = None,
 ) -> tuple[AuthenticityCount, ...]:
     """The window's reports by sending organisation and how they came: mailed ones by DKIM
     outcome, read from the envelopes by JSON path (``dkim.result``; "unchecked" when stored
@@ -214,6 +242,8 @@ def authenticity_counts(
         .where(r.day >= day_floor(since), r.day < day_ceiling(until))
         .group_by(r.organization_name, result)
     )
+    if received_since is not None:
+        q = q.where(r.received_at >= received_since)
     if domain is not None:
         q = q.where(
             r.id.in_(

@@ -18,7 +18,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 
 from stspilot.errors import ConfigError
-from stspilot.rollout.evidence import LiveState, MxState, ReportWindow
+from stspilot.rollout.evidence import LiveState, MxState
 from stspilot.rollout.generate import normalize_host
 from stspilot.store.accounts import ApiToken, Conflict, NotFound, Tenant, User
 from stspilot.store.dashboard import report_window
@@ -143,13 +143,6 @@ def _hosting_start(request: Request, user: User, domain: str) -> datetime | None
         return None
     hosted = context(request).hosting.get(domain)
     return None if hosted is None else hosted.created_at
-
-
-def _hosting_period(request: Request, user: User, domain: str, since: datetime) -> datetime:
-    """The start of a window of report *days* a tenant may read: the day before its hosting
-    began (reports arrive the day after the day they cover, RFC 8460 §4.1), or later."""
-    start = _hosting_start(request, user, domain)
-    return since if start is None else max(since, start - timedelta(days=1))
 
 
 def _changed(request: Request) -> None:
@@ -440,6 +433,7 @@ def list_reports(
             failed_sessions=r.failed_sessions,
             origin=r.origin,
             received_at=r.received_at,
+            authenticity=r.authenticity,
         )
         for r in rows
     ]
@@ -512,8 +506,9 @@ def summary(
     ctx = context(request)
     name = _readable_domain(request, user, domain)
     since, until = _window(days, ctx.clock())
-    since = _hosting_period(request, user, name, since)
-    aggregates = ctx.store.report_aggregates(name, since=since, until=until)
+    aggregates = ctx.store.report_aggregates(
+        name, since=since, until=until, received_since=_hosting_start(request, user, name)
+    )
     return summary_to_json(summarize(aggregates))
 
 
@@ -539,17 +534,17 @@ def rollout(
     now = ctx.clock()
     inputs = RolloutInputs(
         live=live_state_from_record(latest),
-        reports=_report_window(
-            request, name, _hosting_period(request, user, name, now - timedelta(days=days + 1)), now
+        reports=report_window(
+            ctx.store,
+            name,
+            now - timedelta(days=days + 1),
+            now,
+            received_since=_hosting_start(request, user, name),
         ),
         history=ctx.store.history_entries(name),
     )
     assessment = assess_rollout(inputs, now=now, window_days=days, gate_days=gate_days)
     return rollout_to_json(assessment)
-
-
-def _report_window(request: Request, domain: str, since: datetime, until: datetime) -> ReportWindow:
-    return report_window(context(request).store, domain, since, until)
 
 
 def live_state_from_record(record: CheckRecord) -> LiveState:

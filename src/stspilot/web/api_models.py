@@ -139,6 +139,9 @@ class ReportOut(BaseModel):
     failed_sessions: int
     origin: str
     received_at: datetime
+    authenticity: str = Field(
+        default="", description="dkim, operator (file import), https or mail (unverified)"
+    )
 
 
 class TokenIn(BaseModel):
