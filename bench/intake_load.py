@@ -80,6 +80,21 @@ def store_bytes(db: Path) -> int:
     return sum(p.stat().st_size for p in db.parent.glob(db.name + "*") if p.exists())
 
 
+def stored_counts(db: Path) -> tuple[int, int, int]:
+    """(victim.test reports, good.test reports, quarantine entries), read-only."""
+    import sqlite3
+
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as conn:
+        per = dict(
+            conn.execute(
+                "SELECT policy_domain, count(DISTINCT report_pk) FROM report_policies "
+                "GROUP BY policy_domain"
+            ).fetchall()
+        )
+        (quarantined,) = conn.execute("SELECT count(*) FROM quarantine").fetchone()
+    return per.get("victim.test", 0), per.get("good.test", 0), quarantined
+
+
 def seed(url: str) -> None:
     from stspilot.store import Store
     from stspilot.store.accounts import Accounts
@@ -103,6 +118,7 @@ def main() -> None:
     parser.add_argument("--domain-mib", type=int, default=8)
     parser.add_argument("--tenant-mib", type=int, default=16)
     parser.add_argument("--quarantine-mib", type=int, default=4)
+    parser.add_argument("--keep", action="store_true", help="keep the store for a look")
     args = parser.parse_args()
 
     root = Path(tempfile.mkdtemp(prefix="intake-load-"))
@@ -136,6 +152,7 @@ def main() -> None:
     attack: Counter[tuple[str, int]] = Counter()
     good: Counter[int] = Counter()
     sizes: list[tuple[float, int]] = []
+    counts: list[tuple[float, tuple[int, int, int]]] = []
     lock = threading.Lock()
     began = time.monotonic()
 
@@ -177,6 +194,7 @@ def main() -> None:
     def sampler() -> None:
         while not stop.is_set():
             sizes.append((time.monotonic() - began, store_bytes(db)))
+            counts.append((time.monotonic() - began, stored_counts(db)))
             stop.wait(1.0)
 
     threads = [threading.Thread(target=attacker, args=(n,)) for n in range(args.attackers)]
@@ -210,11 +228,23 @@ def main() -> None:
     half = [s for t, s in sizes if t >= elapsed / 2]
     if half:
         growth = (half[-1] - half[0]) / MIB
-        print(f"  growth over the second half of the run: {growth:.2f} MiB")
+        print(f"  file growth over the second half (database + WAL): {growth:.2f} MiB")
+    later = [c for t, c in counts if t >= elapsed / 2]
+    if later:
+        (v0, g0, q0), (v1, g1, q1) = later[0], later[-1]
+        print(
+            f"  stored over the second half: victim.test {v0} -> {v1} reports, good.test "
+            f"{g0} -> {g1}, quarantine {q0} -> {q1}"
+        )
     for line in metrics.splitlines():
         if line.startswith("stspilot_intake_refused_total{"):
             print(f"  {line}")
-    print(f"  (store in {root})")
+    if args.keep:
+        print(f"  (store in {root})")
+    else:
+        import shutil
+
+        shutil.rmtree(root, ignore_errors=True)
 
 
 if __name__ == "__main__":
