@@ -403,5 +403,5 @@ def test_upgrade_from_0005_keeps_old_tokens_working(store_url: str) -> None:
         owner, token = found
         assert owner.name == "old"
         assert (token.scope, token.expires_at, token.last_used_at) == ("write", None, now)
-        [listed] = accounts.list_tokens(user.id)
+        [listed] = accounts.list_tokens(user_id)
         assert listed.state(now) == "active" and listed.created_at == created
