@@ -278,6 +278,8 @@ def start_app(root: Path, db: str, workers: int, tag: str, *, server: str = "uvi
         "STSPILOT_DATABASE_URL": db,
         "STSPILOT_SECRET_KEY": "web-load-bench-secret-key-0123456789",
         "STSPILOT_REPORT_RATE": "1000000",
+        "STSPILOT_INTAKE_DOMAIN_BYTES": str(1 << 40),  # measure the intake, not its budgets
+        "STSPILOT_INTAKE_TENANT_BYTES": str(1 << 40),
         "STSPILOT_REPORT_BURST": "1000000",
         "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]),
     }
@@ -296,6 +298,7 @@ def prepare_store(db: str) -> str:
     from stspilot.store import Store
     from stspilot.store.accounts import Accounts
     from stspilot.store.hosting import HostedPolicies
+    from stspilot.store.monitor import MonitorStore
 
     now = datetime.now(UTC)
     with Store.open(db) as store:
@@ -303,6 +306,8 @@ def prepare_store(db: str) -> str:
         hosted = HostedPolicies(store).add(
             HOSTED, tenant_id=tenant.id, mode="enforce", mx=MX, now=now, max_age=604800
         )
+        # The intake stores reports only for hosted or monitored domains (issue 15).
+        MonitorStore(store).add(["other.bench.test"], now=now)
     return hosted.policy_text
 
 

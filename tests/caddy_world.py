@@ -264,7 +264,13 @@ def dns_records(hosted: str, stranger: str) -> list[Record]:
         Record(hosted, "A", LOOPBACK),
         Record(f"mx.{hosted}", "A", LOOPBACK),
         Record(f"mta-sts.{stranger}", "A", LOOPBACK),
+        Record(app_host(hosted), "A", LOOPBACK),  # the dashboard's own name
     ]
+
+
+def app_host(hosted: str) -> str:
+    """The app's own public name (dashboard, API, report POST) in the world."""
+    return f"app.{hosted}"
 
 
 def start_world(
@@ -429,5 +435,11 @@ def start_app(world: CaddyWorld, db_url: str) -> Process:
     env = {
         "STSPILOT_DATABASE_URL": db_url,
         "STSPILOT_SECRET_KEY": "caddy-e2e-secret-key-0123456789",
+        "STSPILOT_PUBLIC_HOSTS": app_host(world.hosted),
+        # Caddy is the one trusted proxy; clients of the world connect from other loopback
+        # addresses (127.0.0.2), so "the client behind the proxy" can be told from it.
+        "STSPILOT_TRUSTED_PROXIES": f"{LOOPBACK}/32",
+        "STSPILOT_METRICS_CLIENTS": f"{LOOPBACK}/32",
+        "STSPILOT_ASK_CLIENTS": f"{LOOPBACK}/32",
     }
     return Process("app", argv, log=world.root / "logs" / "app.log", env=env)

@@ -15,6 +15,7 @@ from caddy_world import (
     LOOPBACK,
     SHIPPED_CADDYFILE,
     CaddyWorld,
+    app_host,
     caddy_env,
     derive_caddyfile,
     host_domain,
@@ -143,6 +144,75 @@ def test_caddy_refuses_a_certificate_for_names_the_app_does_not_host(
     assert "alert" in str(error).lower()
     assert name not in world.issued_names()
     assert any(asked == name and status >= 400 for asked, status in world.asks()), world.asks()
+
+
+CLIENT = "127.0.0.2"  # a client of Caddy that is not Caddy itself (trusted: 127.0.0.1 only)
+
+
+def through_caddy(
+    world: CaddyWorld, name: str, method: str, path: str, body: bytes = b""
+) -> tuple[int, bytes]:
+    """One HTTP/1.1 request to Caddy over TLS (SNI ``name``) from ``CLIENT``."""
+    context = ssl.create_default_context(cafile=str(world.pebble_root))
+    raw = socket.create_connection(
+        (LOOPBACK, world.https_port), timeout=20, source_address=(CLIENT, 0)
+    )
+    with context.wrap_socket(raw, server_hostname=name) as tls:
+        head = (
+            f"{method} {path} HTTP/1.1\r\nHost: {name}\r\nContent-Length: {len(body)}\r\n"
+            "Content-Type: application/tlsrpt+gzip\r\nConnection: close\r\n\r\n"
+        )
+        tls.sendall(head.encode() + body)
+        data = b""
+        while chunk := tls.recv(65536):
+            data += chunk
+    status = int(data.split(b" ", 2)[1])
+    return status, data
+
+
+def test_the_dashboard_name_gets_a_certificate(world: CaddyWorld) -> None:
+    """/ask approves the app's own name (STSPILOT_PUBLIC_HOSTS), so the shipped Caddyfile
+    gets it a certificate, and the dashboard answers there."""
+    assert handshake(world, app_host(world.hosted)) is None
+    status, _ = through_caddy(world, app_host(world.hosted), "GET", "/healthz")
+    assert status == 200
+
+
+def test_metrics_and_ask_refuse_the_public_behind_caddy(world: CaddyWorld) -> None:
+    """Behind Caddy every TCP peer is Caddy: the app judges the forwarded client instead."""
+    name = app_host(world.hosted)
+    assert through_caddy(world, name, "GET", "/metrics")[0] == 403
+    assert through_caddy(world, name, "GET", f"/ask?domain=mta-sts.{HOSTED}")[0] == 403
+
+
+def test_a_posted_report_records_the_client_behind_caddy(world: CaddyWorld) -> None:
+    import gzip
+
+    from intake_samples import report_json
+    from stspilot.store import Store
+
+    body = gzip.compress(report_json("sender.example", "via-caddy-1", domain=HOSTED))
+    status, text = through_caddy(world, app_host(world.hosted), "POST", "/tlsrpt", body)
+    assert status == 201, text
+    with Store.open(f"sqlite:///{world.root / 'stspilot.sqlite3'}") as store:
+        [listing] = [r for r in store.list_reports(limit=10) if r.report_id == "via-caddy-1"]
+    assert listing.origin == f"https:{CLIENT}"
+
+
+def test_security_headers_through_caddy(world: CaddyWorld) -> None:
+    """HSTS on every name (the shipped Caddyfile); the app's strict CSP on its pages, and
+    Caddy's default one on what the app answers before its middleware (the policy file)."""
+    _, page = through_caddy(world, app_host(world.hosted), "GET", "/login")
+    _, policy = through_caddy(world, f"mta-sts.{HOSTED}", "GET", "/.well-known/mta-sts.txt")
+    page_head, policy_head = (
+        page.split(b"\r\n\r\n")[0].lower(),
+        policy.split(b"\r\n\r\n")[0].lower(),
+    )
+    assert b"strict-transport-security: max-age=31536000" in page_head
+    assert b"strict-transport-security: max-age=31536000" in policy_head
+    assert b"content-security-policy: default-src 'self'; script-src 'self'" in page_head
+    assert page_head.count(b"content-security-policy:") == 1
+    assert b"content-security-policy: default-src 'none'" in policy_head
 
 
 def test_caddy_accepts_the_derived_caddyfile() -> None:

@@ -303,6 +303,8 @@ def test_ingest_verify_dkim_then_summary(
     assert data["authenticity"] == {
         "mailed": 12, "verified": 8, "failed": 3, "unverifiable": 0, "unsigned": 1,
         "unchecked": 0,
+        "posted": 0,
+        "imported": 0,
     }  # fmt: skip
     per_org = {a["organization"]: a for a in data["authenticity_by_sender"]}
     assert sum(a["failed"] for a in per_org.values()) == 3
@@ -333,6 +335,8 @@ def test_ingest_without_verify_dkim_counts_unchecked(
     assert json.loads(out)["authenticity"] == {
         "mailed": 12, "verified": 0, "failed": 0, "unverifiable": 0, "unsigned": 0,
         "unchecked": 12,
+        "posted": 0,
+        "imported": 0,
     }  # fmt: skip
 
 

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from stspilot.facts import DnsStatus, FetchOutcome, TlsFailure
 from stspilot.lab.scenarios import BY_DOMAIN
 from stspilot.lab.world import Lab
+from stspilot.probes.addresses import is_public
 from stspilot.probes.fetch import (
     MAX_POLICY_BYTES,
     FetchOptions,
@@ -21,7 +22,7 @@ from stspilot.probes.fetch import (
     ProtocolError,
     exchange,
 )
-from stspilot.probes.resolver import Resolver, ResolverConfig, is_public
+from stspilot.probes.resolver import Resolver, ResolverConfig
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 

@@ -342,6 +342,14 @@ def test_every_acknowledged_report_survives_a_kill(store_url: str, store: Store)
         "STSPILOT_REPORT_RATE": "100000",
         "STSPILOT_REPORT_BURST": "100000",
     }
+    # Reports are taken only for domains monitored or hosted here (issue 15).
+    subprocess.run(
+        [sys.executable, "-m", "stspilot", "monitor", "add", "example.com", "--db", store_url],
+        env=env,
+        check=True,
+        timeout=60,
+        capture_output=True,
+    )
     server = subprocess.Popen(
         [sys.executable, "-m", "stspilot", "serve", "--listen", "127.0.0.1:0", "--db", store_url],
         env=env,

@@ -264,7 +264,7 @@ def test_authenticity_line_counts_by_outcome_and_sender() -> None:
     data = json.loads(json.dumps(summary_to_json(s)))
     assert data["authenticity"] == {
         "mailed": 12, "verified": 5, "failed": 1, "unverifiable": 2, "unsigned": 1,
-        "unchecked": 3,
+        "unchecked": 3, "posted": 0, "imported": 0,
     }  # fmt: skip
     assert {a["organization"] for a in data["authenticity_by_sender"]} == {
         "Google Inc.", "Microsoft", "Mail.ru"

@@ -22,6 +22,7 @@ from stspilot.store.accounts import (
     LAST_USED_EVERY,
     Accounts,
     ApiToken,
+    hash_password,
     token_digest,
 )
 from stspilot.store.api import MIGRATIONS
@@ -348,9 +349,32 @@ def test_upgrade_from_0005_keeps_old_tokens_working(store_url: str) -> None:
             config.attributes["connection"] = conn
             command.upgrade(config, "0005")
             conn.commit()
-        accounts = Accounts(store)  # tenants and users are unchanged since 0002
-        accounts.add_tenant("acme", now=created)
-        user = accounts.add_user("old", PASSWORD, tenant="acme", now=created, password_n=2**10)
+        accounts = Accounts(store)  # tenants are unchanged since 0002
+        tenant = accounts.add_tenant("acme", now=created)
+        old_users = sa.table(  # users as of 0002 (0010 adds tenant_admin)
+            "users",
+            sa.column("id"),
+            sa.column("tenant_id"),
+            sa.column("name"),
+            sa.column("password_hash"),
+            sa.column("is_admin", sa.Boolean()),
+            sa.column("disabled", sa.Boolean()),
+            sa.column("session_epoch"),
+            sa.column("created_at", UtcDateTime()),
+        )
+        with store.engine.begin() as conn:
+            user_id = conn.execute(
+                old_users.insert().returning(old_users.c.id),
+                {
+                    "tenant_id": tenant.id,
+                    "name": "old",
+                    "password_hash": hash_password(PASSWORD, n=2**10),
+                    "is_admin": False,
+                    "disabled": False,
+                    "session_epoch": 0,
+                    "created_at": created,
+                },
+            ).scalar_one()
         old_tokens = sa.table(
             "api_tokens",
             sa.column("user_id"),
@@ -364,7 +388,7 @@ def test_upgrade_from_0005_keeps_old_tokens_working(store_url: str) -> None:
             conn.execute(
                 old_tokens.insert(),
                 {
-                    "user_id": user.id,
+                    "user_id": user_id,
                     "name": "legacy",
                     "prefix": secret[:11],
                     "token_sha256": token_digest(secret),
@@ -379,5 +403,5 @@ def test_upgrade_from_0005_keeps_old_tokens_working(store_url: str) -> None:
         owner, token = found
         assert owner.name == "old"
         assert (token.scope, token.expires_at, token.last_used_at) == ("write", None, now)
-        [listed] = accounts.list_tokens(user.id)
+        [listed] = accounts.list_tokens(user_id)
         assert listed.state(now) == "active" and listed.created_at == created

@@ -52,6 +52,9 @@ def settings(**overrides: Any) -> WebSettings:
         "public_hosts": frozenset({APP_HOST}),
         "secure_cookies": False,
         "policy_cache_ttl": 0.0,
+        # The in-process world has no DNS to publish proofs in: tests/test_hosting_proof.py
+        # runs the proof against `stspilot serve` and the lab's DNS server.
+        "require_hosting_proof": False,
     }
     values.update(overrides)
     return WebSettings(**values)

@@ -28,6 +28,7 @@ _EXPORTS: dict[str, str] = {
     "ProbeError": "errors",
     "ProbeTimeout": "errors",
     "StoreError": "errors",
+    "StoreRefused": "errors",
     "ConfigError": "errors",
     "InvalidName": "errors",
     "PublishError": "errors",
@@ -83,6 +84,7 @@ __all__ = [
     "Severity",
     "Store",
     "StoreError",
+    "StoreRefused",
     "StsRecord",
     "StspilotError",
     "TlsReport",
@@ -129,6 +131,7 @@ if TYPE_CHECKING:  # let type checkers see the real names
         RecordError,
         ReportError,
         StoreError,
+        StoreRefused,
         StspilotError,
     )
     from stspilot.findings import CATALOGUE, Finding, Severity

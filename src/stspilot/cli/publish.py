@@ -29,8 +29,10 @@ if TYPE_CHECKING:
     from stspilot.store import Store
     from stspilot.store.journal import JournalRun
 
-HELP = """Publish DOMAIN's TLS-RPT record, MTA-STS policy and _mta-sts record, in the order that
-never shows senders a record without its policy, each step verified before the next.
+HELP = """Publish DOMAIN's records and policy in the never-orphan order, each step verified.
+
+The TLS-RPT record, the MTA-STS policy and the _mta-sts record go out in the order that never
+shows senders a record without its policy, each step verified before the next.
 
 The DNS provider (--dns rfc2136|lexicon|manual) and its credentials come from the publish
 config (--config, $STSPILOT_PUBLISH_CONFIG, or publish.toml in the user config folder; secrets
@@ -163,6 +165,7 @@ def publish_command(
     port_map: str | None = PORT_MAP,
     timeout: float = TIMEOUT,
 ) -> None:
+    """Publish DOMAIN's records and policy in the never-orphan order, each step verified."""
     from rich.console import Console
 
     from stspilot.publish.plan import Live, Target, policy_mode
@@ -348,8 +351,10 @@ def hosted_sync_command(
     port_map: str | None = PORT_MAP,
     timeout: float = TIMEOUT,
 ) -> None:
-    """Make the TXT records of the hosted service's delegation zone say what the store serves:
-    each changed policy fetched as a sender would, then its new id, verified at every server."""
+    """Make the delegation zone's TXT records say what the hosted store serves.
+
+    Each changed policy is fetched as a sender would, then its new id published and verified
+    at every server."""
     import os
 
     from rich.console import Console

@@ -274,6 +274,10 @@ def _retry(store: Store, items: list[QuarantineItem]) -> Iterator[dict[str, Any]
         if item.resolved:
             yield _outcome(item.id, "already resolved")
             continue
+        if item.truncated:  # only a prefix is kept: the whole input must come again
+            message = f"cannot retry: only the first {item.kept} of {item.size} bytes are kept"
+            yield _outcome(item.id, message, still_failing=True)
+            continue
         prepared = prepare_unit(
             store.quarantine_raw(item.id),
             origin=item.origin,

@@ -84,15 +84,26 @@ async def _serve(settings: WebSettings, store: Store, sock: socket.socket) -> No
     import uvicorn
 
     from stspilot.web.app import create_app, freeze_startup_heap
+    from stspilot.web.server import ConnectionLimits, bounded_protocol
 
     app = create_app(settings, store)
     freeze_startup_heap()
+    limits = ConnectionLimits(
+        header_timeout=settings.header_timeout,
+        body_timeout=settings.body_timeout,
+        max_header_bytes=settings.max_header_bytes,
+        keep_alive=settings.keep_alive,
+        max_connections=settings.max_connections,
+    )
     config = uvicorn.Config(
         app,
         log_level="warning",
         access_log=False,
         proxy_headers=False,  # X-Forwarded-For is read by the rate limiter, from trusted peers
         server_header=False,
+        http=bounded_protocol(limits),  # every connection bounded (web/server.py)
+        timeout_keep_alive=max(1, round(limits.keep_alive)),
+        limit_concurrency=limits.max_connections,
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))

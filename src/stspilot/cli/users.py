@@ -68,6 +68,9 @@ def user_add(
     name: str = typer.Argument(...),
     tenant: str = typer.Option(..., "--tenant", help="the user's tenant (created if new)"),
     admin: bool = typer.Option(False, "--admin", help="sees and manages every tenant"),
+    tenant_admin: bool = typer.Option(
+        False, "--tenant-admin", help="manages the users of its own tenant"
+    ),
     db: str | None = DB,
 ) -> None:
     """Create a user; the password comes from $STSPILOT_PASSWORD or a prompt."""
@@ -79,19 +82,63 @@ def user_add(
         if accounts.get_tenant(tenant) is None:
             accounts.add_tenant(tenant, now=_now())
             typer.echo(f"tenant {tenant} created")
-        user = accounts.add_user(name, password, tenant=tenant, admin=admin, now=_now())
-    typer.echo(f"user {user.name} created in tenant {user.tenant}" + (" (admin)" if admin else ""))
+        user = accounts.add_user(
+            name, password, tenant=tenant, admin=admin, tenant_admin=tenant_admin, now=_now()
+        )
+    role = " (admin)" if admin else " (tenant admin)" if tenant_admin else ""
+    typer.echo(f"user {user.name} created in tenant {user.tenant}{role}")
+
+
+@user_app.command("disable")
+def user_disable(name: str = typer.Argument(...), db: str | None = DB) -> None:
+    """Disable a user: no login, sessions end now, API tokens refused (kept for enable)."""
+    from stspilot.store.accounts import Accounts
+
+    with _open(db) as store:
+        Accounts(store).set_disabled(name, True)
+    typer.echo(f"user {name} disabled")
+
+
+@user_app.command("enable")
+def user_enable(name: str = typer.Argument(...), db: str | None = DB) -> None:
+    """Enable a disabled user again (its unrevoked tokens work again)."""
+    from stspilot.store.accounts import Accounts
+
+    with _open(db) as store:
+        Accounts(store).set_disabled(name, False)
+    typer.echo(f"user {name} enabled")
 
 
 @user_app.command("password")
-def user_password(name: str = typer.Argument(...), db: str | None = DB) -> None:
-    """Set a new password (ends the user's sessions)."""
+def user_password(
+    name: str = typer.Argument(...),
+    revoke_tokens: bool | None = typer.Option(
+        None,
+        "--revoke-tokens/--keep-tokens",
+        help="also revoke the user's API tokens (asked when not given on a terminal)",
+    ),
+    db: str | None = DB,
+) -> None:
+    """Set a new password (ends the user's sessions; offers to revoke their API tokens)."""
+    import sys
+
     from stspilot.store.accounts import Accounts
 
     password = _password()
     with _open(db) as store:
-        Accounts(store).set_password(name, password)
-    typer.echo(f"password of {name} changed")
+        accounts = Accounts(store)
+        if revoke_tokens is None:
+            owner = _token_owner(accounts, name)
+            live = [t for t in accounts.list_tokens(owner.id) if not t.revoked]
+            revoke_tokens = (
+                bool(live)
+                and sys.stdin.isatty()
+                and typer.confirm(
+                    f"{name} has {len(live)} API token(s); revoke them too?", default=True
+                )
+            )
+        revoked = accounts.set_password(name, password, revoke_tokens=bool(revoke_tokens))
+    typer.echo(f"password of {name} changed" + (f"; {revoked} token(s) revoked" if revoked else ""))
 
 
 @user_app.command("list")
@@ -102,11 +149,21 @@ def user_list(db: str | None = DB, as_json: bool = JSON) -> None:
     with _open(db, reader=True) as store:
         users = Accounts(store).list_users()
     if as_json:
-        rows = ({"name": u.name, "tenant": u.tenant, "admin": u.is_admin} for u in users)
+        rows = (
+            {
+                "name": u.name,
+                "tenant": u.tenant,
+                "admin": u.is_admin,
+                "tenant_admin": u.tenant_admin,
+                "disabled": u.disabled,
+            }
+            for u in users
+        )
         write_json(rows, "json")
         return
     for user in users:
-        flag = " admin" if user.is_admin else ""
+        flag = " admin" if user.is_admin else " tenant-admin" if user.tenant_admin else ""
+        flag += " disabled" if user.disabled else ""
         typer.echo(f"{user.name}\t{user.tenant}{flag}")
 
 

@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from stspilot.errors import StoreError
+from stspilot.ingest.admission import Admission, Refusal, Verdict
 from stspilot.ingest.pipeline import (
     STORE_REFUSED,
     IngestStore,
@@ -101,6 +102,7 @@ def handle_report_post(
 
 
 STORE_FAILED = HttpOutcome(503, "temporary failure storing the report, retry later")
+BUSY = HttpOutcome(503, "too many reports being uploaded at once, retry later")
 
 
 def http_outcome(outcome: RawOutcome, content_type: str) -> HttpOutcome:
@@ -131,7 +133,7 @@ class _Queue:
     __slots__ = ("drainer", "jobs")
 
     def __init__(self) -> None:
-        self.jobs: list[tuple[_Job, asyncio.Future[RawOutcome]]] = []
+        self.jobs: list[tuple[_Job, asyncio.Future[RawOutcome | Refusal]]] = []
         self.drainer: asyncio.Task[None] | None = None
 
 
@@ -154,8 +156,10 @@ class GroupCommitter:
         limits: Limits = DEFAULT_LIMITS,
         max_batch: int = 64,
         parse_apart_bytes: int = 64 * 1024,
+        admission: Admission | None = None,
     ) -> None:
         self.store = store
+        self.admission = admission
         self.limits = limits
         self.max_batch = max_batch
         self.parse_apart_bytes = parse_apart_bytes
@@ -167,8 +171,11 @@ class GroupCommitter:
         self.batches = 0  # commits made (batches), for tests and benchmarks
         self.units = 0
 
-    async def ingest(self, raw: bytes, *, origin: str, received_at: datetime) -> RawOutcome:
-        """Parse and commit one unit; raises what the store raised (nothing of it is kept)."""
+    async def ingest(
+        self, raw: bytes, *, origin: str, received_at: datetime
+    ) -> RawOutcome | Refusal:
+        """Parse and commit one unit, or refuse it (``admission``); raises what the store
+        raised (nothing of it is kept)."""
         prepared = None
         if len(raw) > self.parse_apart_bytes:
             prepared = await asyncio.to_thread(
@@ -178,7 +185,7 @@ class GroupCommitter:
         queue = self._queues.get(loop)
         if queue is None:
             queue = self._queues[loop] = _Queue()
-        future: asyncio.Future[RawOutcome] = loop.create_future()
+        future: asyncio.Future[RawOutcome | Refusal] = loop.create_future()
         queue.jobs.append((_Job(raw, origin, received_at, prepared), future))
         if queue.drainer is None:
             queue.drainer = loop.create_task(self._drain(queue))
@@ -216,8 +223,9 @@ class GroupCommitter:
         finally:
             queue.drainer = None
 
-    def _write(self, jobs: list[_Job]) -> list[RawOutcome | Exception]:
-        """In a worker thread: parse what is not parsed yet, commit all in one transaction."""
+    def _write(self, jobs: list[_Job]) -> list[RawOutcome | Refusal | Exception]:
+        """In a worker thread: parse what is not parsed yet, judge (``admission``), commit
+        what is admitted in one transaction, then count what it stored."""
         units = [
             job.prepared
             or prepare_unit(
@@ -225,12 +233,52 @@ class GroupCommitter:
             )
             for job in jobs
         ]
+        if self.admission is None:
+            return list(self._commit(units))
         with self._lock:
-            outcomes: list[RawOutcome | Exception] = list(commit_units(self.store, units))
+            # Under the writer lock: the next batch is judged against what this one stored.
+            now = jobs[0].received_at
+            verdicts: list[Verdict] = self.admission.judge(units, now)
+            admitted = [v.unit for v in verdicts if v.unit is not None]
+            committed = iter(self._commit_locked(admitted))
+            out: list[RawOutcome | Refusal | Exception] = []
+            spent: list[dict[str, int]] = []
+            for verdict in verdicts:
+                if verdict.unit is None:
+                    assert verdict.refusal is not None
+                    out.append(verdict.refusal)
+                    continue
+                result = next(committed)
+                out.append(result)
+                if isinstance(result, RawOutcome):
+                    spent.append(_spent_by(result, verdict))
+            self.admission.record(now, spent)
+            return out
+
+    def _commit(self, units: list[Prepared]) -> list[RawOutcome | Exception]:
+        with self._lock:
+            return self._commit_locked(units)
+
+    def _commit_locked(self, units: list[Prepared]) -> list[RawOutcome | Exception]:
+        """One transaction for ``units``; when it fails, one each (``commit_units``), so one
+        unit the store refuses does not fail its neighbours."""
+        if not units:
+            return []
+        outcomes: list[RawOutcome | Exception] = list(commit_units(self.store, units))
         committed = sum(not isinstance(o, Exception) for o in outcomes)
         self.batches += 1 if committed == len(units) else committed
         self.units += committed
         return outcomes
+
+
+def _spent_by(outcome: RawOutcome, verdict: Verdict) -> dict[str, int]:
+    """The bytes a committed unit stored: its reports' scopes when one was new, the
+    quarantine's when it was kept."""
+    return {
+        scope: size
+        for scope, size in verdict.spent.items()
+        if (outcome.quarantined if scope == "quarantine" else outcome.new > 0)
+    }
 
 
 # --- the ASGI endpoint ----------------------------------------------------------------------
@@ -252,11 +300,20 @@ class ReportIntake:
         limits: Limits | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         max_batch: int = 64,
+        admission: Admission | None = None,
+        client: Callable[[Scope], str] | None = None,
+        max_uploads: int | None = None,
     ) -> None:
         self.max_bytes = max_bytes
+        # Bodies being received at once: each may hold up to max_bytes in memory.
+        self.max_uploads = max_uploads
+        self._uploads = 0
         self.clock = clock
+        self.client = client
         use_limits = limits if limits is not None else DEFAULT_LIMITS
-        self.committer = GroupCommitter(store, limits=use_limits, max_batch=max_batch)
+        self.committer = GroupCommitter(
+            store, limits=use_limits, max_batch=max_batch, admission=admission
+        )
         self._too_large = HttpOutcome(413, f"report larger than {max_bytes} bytes")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -270,6 +327,18 @@ class ReportIntake:
         if declared.isdigit() and int(declared) > self.max_bytes:
             await _answer(send, self._too_large)
             return
+        if self.max_uploads is not None and self._uploads >= self.max_uploads:
+            await _answer(send, BUSY)
+            return
+        self._uploads += 1
+        try:
+            await self._receive_and_commit(scope, receive, send, content_type)
+        finally:
+            self._uploads -= 1
+
+    async def _receive_and_commit(
+        self, scope: Scope, receive: Receive, send: Send, content_type: str
+    ) -> None:
         chunks: list[bytes] = []
         size = 0
         more = True
@@ -284,8 +353,11 @@ class ReportIntake:
                 return
             chunks.append(chunk)
             more = message.get("more_body", False)
-        client = scope.get("client")
-        origin = f"https:{client[0] if client else '?'}"
+        if self.client is not None:  # the web app: the client behind a trusted proxy
+            origin = f"https:{self.client(scope)}"
+        else:
+            client = scope.get("client")
+            origin = f"https:{client[0] if client else '?'}"
         body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         try:
             outcome = await self.committer.ingest(body, origin=origin, received_at=self.clock())
@@ -293,17 +365,22 @@ class ReportIntake:
             log.exception("HTTP intake could not commit a report from %s", origin)
             await _answer(send, STORE_FAILED)
             return
+        if isinstance(outcome, Refusal):
+            await _answer(send, HttpOutcome(outcome.status, outcome.message), outcome.retry_after)
+            return
         await _answer(send, http_outcome(outcome, content_type))
 
 
-async def _answer(send: Send, result: HttpOutcome) -> None:
+async def _answer(send: Send, result: HttpOutcome, retry_after: int | None = None) -> None:
     body = result.message.encode("utf-8")
     headers = [
         (b"content-type", b"text/plain; charset=utf-8"),
         (b"content-length", str(len(body)).encode()),
     ]
     if result.status == 503:  # §5.5: the sender backs off and retries
-        headers.append((b"retry-after", str(RETRY_AFTER_SECONDS).encode()))
+        retry_after = RETRY_AFTER_SECONDS
+    if retry_after is not None:
+        headers.append((b"retry-after", str(retry_after).encode()))
     await send({"type": "http.response.start", "status": result.status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 

@@ -412,3 +412,31 @@ def alert_to_json(alert: Alert) -> dict[str, Any]:
         "message": alert.message,
         "lasting": alert.lasting,
     }
+
+
+SERVICE = "(service)"  # the "domain" of alerts about the service itself
+DISK_MIN_FREE_RATIO = 0.10
+DISK_MIN_FREE_BYTES = 2 * 1024**3
+
+
+def disk_alerts(
+    free: int,
+    total: int,
+    *,
+    min_ratio: float = DISK_MIN_FREE_RATIO,
+    min_bytes: int = DISK_MIN_FREE_BYTES,
+) -> list[Alert]:
+    """A lasting alert while the store's disk is nearly full (below ``min_ratio`` of its size
+    or ``min_bytes``, whichever is larger); an error below a quarter of that. The service
+    stops taking reports when the disk fills, for every tenant: tell someone first."""
+    if total <= 0:
+        return []
+    floor = max(int(total * min_ratio), min(min_bytes, total // 2))
+    if free >= floor:
+        return []
+    severity = Severity.ERROR if free < floor // 4 else Severity.WARNING
+    message = (
+        f"the store's disk has {free / 1024**3:.1f} GiB free of {total / 1024**3:.1f} GiB "
+        f"(alert below {floor / 1024**3:.1f} GiB): free space or grow the disk before it fills"
+    )
+    return [_alert(SERVICE, "service.disk.low", severity, message, lasting=True)]

@@ -63,6 +63,9 @@ class MonitorConfig:
     # Old checks are thinned (store/retention.py) by ``run_forever`` once per ``thin_every``.
     retention: Retention = field(default_factory=Retention)
     thin_every: timedelta = timedelta(hours=24)
+    # service.disk.low below this share of the store's disk, or these many bytes (the larger).
+    disk_min_free_ratio: float = 0.10
+    disk_min_free_bytes: int = 2 * 1024**3
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,6 +212,38 @@ async def _run_domain(
     )
 
 
+async def _service_round(
+    store: Store, schedule: MonitorStore, *, config: MonitorConfig, now: datetime
+) -> Tally:
+    """Alerts about the service itself (today: the store's disk filling up), delivered and
+    remembered like a domain's, under the pseudo-domain ``alerts.SERVICE``."""
+    from stspilot.monitor.alerts import SERVICE, disk_alerts
+    from stspilot.store.stats import disk_space
+
+    try:
+        disk = await asyncio.to_thread(disk_space, store)
+        alerts = (
+            []
+            if disk is None
+            else disk_alerts(
+                disk.free,
+                disk.total,
+                min_ratio=config.disk_min_free_ratio,
+                min_bytes=config.disk_min_free_bytes,
+            )
+        )
+        planned = await asyncio.to_thread(
+            schedule.plan_alerts, SERVICE, alerts, now=now, quiet=config.quiet
+        )
+        delivery = await deliver(planned, config.alerts)
+        await asyncio.to_thread(
+            schedule.record_alerts, SERVICE, alerts, now=now, sent=delivery.delivered
+        )
+    except StoreError as exc:
+        return Tally(store_errors=(f"service alerts: {exc}",))
+    return Tally(alerts=len(alerts), sent=len(delivery.delivered), delivery_errors=delivery.errors)
+
+
 async def run_once(
     store: Store,
     *,
@@ -231,6 +266,7 @@ async def run_once(
     schedule = MonitorStore(store)
     if config.enroll_hosted and not only:
         await asyncio.to_thread(enroll_hosted, store, now=now)
+    service = await _service_round(store, schedule, config=config, now=now)
     claim = await asyncio.to_thread(
         schedule.claim,
         now=now,
@@ -240,7 +276,7 @@ async def run_once(
         only=only,
     )
     if not claim.domains:
-        return Tally()
+        return service
     probes: Probes | None = None
     if checker is None:
         # The stored check's "expiring" findings and the alerts use one threshold.
@@ -266,7 +302,7 @@ async def run_once(
     finally:
         if probes is not None:
             await probes.aclose()
-    total = Tally(claimed=len(claim.domains))
+    total = Tally(claimed=len(claim.domains)) + service
     for t in tallies:
         total += t
     return total

@@ -28,7 +28,8 @@ from pathlib import Path
 import h11
 
 from stspilot.facts import AddressLookup, CertInfo, DnsStatus, FetchOutcome, PolicyFetch
-from stspilot.probes.resolver import Resolver, is_public
+from stspilot.probes.addresses import is_public
+from stspilot.probes.resolver import Resolver
 from stspilot.probes.tls import TlsContexts, failure, success, unverified_cert
 from stspilot.sts.names import policy_url
 

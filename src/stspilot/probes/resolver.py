@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import secrets
 import socket
 import struct
@@ -458,21 +457,3 @@ def _interpret(
 def _says(failures: list[_Failed], default: str) -> str:
     texts = list(dict.fromkeys(str(f) for f in failures))
     return "; ".join(texts[-3:])[:300] or default
-
-
-def is_public(address: str) -> bool:
-    """False for loopback, private, link-local, multicast, reserved and unspecified targets."""
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return False
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return not (
-        ip.is_private
-        or ip.is_loopback
-        or ip.is_link_local
-        or ip.is_multicast
-        or ip.is_reserved
-        or ip.is_unspecified
-    )

@@ -24,7 +24,8 @@ from stspilot.facts import (
     SmtpOutcome,
     TlsResult,
 )
-from stspilot.probes.resolver import Resolver, is_public
+from stspilot.probes.addresses import is_public
+from stspilot.probes.resolver import Resolver
 from stspilot.probes.tls import (
     TlsContexts,
     failure,

@@ -75,6 +75,9 @@ class DailyTotal:
     organization: str
     successful: int
     failed: int
+    # False for reports nobody authenticated (RFC 8460 §5.4 HTTPS POSTs, mail without a
+    # passing DKIM signature): they may make the gate fail, never pass (issue 15).
+    authenticated: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +89,7 @@ class FailureCount:
     result_type: str
     receiving_mx: str
     sessions: int
+    authenticated: bool = True
 
 
 @dataclass(frozen=True, slots=True)

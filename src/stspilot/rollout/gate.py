@@ -9,10 +9,10 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from enum import StrEnum
 
-from stspilot.rollout.evidence import LiveState, MxState, ReportWindow
+from stspilot.rollout.evidence import DailyTotal, LiveState, MxState, ReportWindow
 from stspilot.sts.policy import mx_matches
 from stspilot.tlsrpt.advice import ADVICE
 
@@ -74,6 +74,68 @@ class WhatIf:
     # sessions DANE senders already refused, whatever the MTA-STS mode (RFC 8461 §2)
     dane_refused: int = 0
     dane_by_type: tuple[tuple[str, int], ...] = ()
+    # Successful sessions in reports nobody authenticated: shown, never counted in
+    # ``sessions`` (a forged report claiming 10^9 successes must not dilute real failures).
+    unauthenticated_sessions: int = 0
+    by_reporter: tuple[ReporterLine, ...] = ()  # each reporter judged on its own
+    volume_jumps: tuple[str, ...] = ()  # reporters whose volume jumped by orders of magnitude
+
+
+@dataclass(frozen=True, slots=True)
+class ReporterLine:
+    """One reporting organisation's sessions in the window, judged on its own."""
+
+    organization: str
+    sessions: int
+    failed: int
+    authenticated: bool  # every report of it authenticated (DKIM-verified mail or a file)
+
+    @property
+    def failure_rate(self) -> float:
+        return self.failed / self.sessions if self.sessions else 0.0
+
+
+JUMP_FACTOR = 100  # "orders of magnitude": a day over 100x the reporter's (or the field's) usual
+
+
+def reporter_lines(totals: Sequence[DailyTotal]) -> tuple[ReporterLine, ...]:
+    sessions: Counter[str] = Counter()
+    failed: Counter[str] = Counter()
+    unauth: set[str] = set()
+    for t in totals:
+        sessions[t.organization] += t.successful + t.failed
+        failed[t.organization] += t.failed
+        if not t.authenticated:
+            unauth.add(t.organization)
+    return tuple(
+        ReporterLine(org, sessions[org], failed[org], org not in unauth)
+        for org in sorted(sessions, key=lambda o: (-failed[o], -sessions[o], o))
+    )
+
+
+def volume_jumps(totals: Sequence[DailyTotal]) -> tuple[str, ...]:
+    """Reporters whose sessions on one day exceed ``JUMP_FACTOR`` times their median day (or,
+    for a reporter with a single day, the median day of every other reporter)."""
+    per: dict[str, Counter[date]] = {}
+    for t in totals:
+        per.setdefault(t.organization, Counter())[t.day] += t.successful + t.failed
+    out: list[str] = []
+    for org, days in sorted(per.items()):
+        others = [n for o, d in per.items() if o != org for n in d.values() if n]
+        for day, n in sorted(days.items()):
+            rest = [v for d, v in days.items() if d != day and v]
+            usual = _median(rest) if rest else _median(others)
+            if usual and n > JUMP_FACTOR * usual:
+                out.append(f"{org}: {n:,} sessions on {day} (usually about {usual:,.0f})")
+    return tuple(out)
+
+
+def _median(values: Sequence[int]) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return float(ordered[mid]) if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
 
 
 def ranked(counter: Counter[str]) -> tuple[tuple[str, int], ...]:
@@ -86,8 +148,16 @@ def is_live(mx: str, live_hosts: frozenset[str]) -> bool:
     return not mx or mx in live_hosts
 
 
+def counted_sessions(window: ReportWindow) -> tuple[int, int]:
+    """(sessions counted, successful sessions left out): every failure counts, whoever
+    reported it; successes count only from authenticated reports."""
+    counted = sum(t.successful if t.authenticated else 0 for t in window.totals)
+    left_out = sum(0 if t.authenticated else t.successful for t in window.totals)
+    return counted + sum(t.failed for t in window.totals), left_out
+
+
 def compute_what_if(window: ReportWindow, live_hosts: frozenset[str], days: int) -> WhatIf:
-    sessions = sum(t.successful + t.failed for t in window.totals)
+    sessions, left_out = counted_sessions(window)
     failed = sum(t.failed for t in window.totals)
     by_org: Counter[str] = Counter()
     by_mx: Counter[str] = Counter()
@@ -121,6 +191,9 @@ def compute_what_if(window: ReportWindow, live_hosts: frozenset[str], days: int)
         gone_mx=ranked(gone),
         dane_refused=min(sum(dane.values()), failed) if window.totals else sum(dane.values()),
         dane_by_type=ranked(dane),
+        unauthenticated_sessions=left_out,
+        by_reporter=reporter_lines(window.totals),
+        volume_jumps=volume_jumps(window.totals),
     )
 
 
@@ -173,7 +246,7 @@ def _dane_criterion(live: LiveState) -> Criterion | None:
 def _clean_criterion(live: LiveState, window: ReportWindow, days: int) -> Criterion:
     title = f"No TLS failures in the last {days} days"
     live_hosts = frozenset(m.host for m in live.mx)
-    sessions = sum(t.successful + t.failed for t in window.totals)
+    sessions, _ = counted_sessions(window)
     failed = sum(t.failed for t in window.totals)
     counted = [f for f in window.failures if f.sessions and is_live(f.receiving_mx, live_hosts)]
     gone = sum(f.sessions for f in window.failures if not is_live(f.receiving_mx, live_hosts))
@@ -205,14 +278,25 @@ def _clean_criterion(live: LiveState, window: ReportWindow, days: int) -> Criter
 
 
 def _volume_criterion(window: ReportWindow, days: int, min_sessions: int) -> Criterion:
-    sessions = sum(t.successful + t.failed for t in window.totals)
-    orgs = sorted({t.organization for t in window.totals if t.successful + t.failed})
+    """Only authenticated reports count towards the volume: a forged report must not make a
+    failing gate pass (RFC 8460 §7: HTTPS reports are unauthenticated)."""
+    trusted = [t for t in window.totals if t.authenticated]
+    sessions = sum(t.successful + t.failed for t in trusted)
+    orgs = sorted({t.organization for t in trusted if t.successful + t.failed})
+    left_out = sum(t.successful + t.failed for t in window.totals if not t.authenticated)
+    evidence = f"{sessions:,} sessions from {len(orgs)} organisation(s)" + (
+        f": {', '.join(orgs[:5])}" if orgs else ""
+    )
+    if left_out:
+        evidence += f"; {left_out:,} sessions in unauthenticated reports not counted"
+    jumps = volume_jumps(window.totals)
+    if jumps:
+        evidence += f"; volume jump: {'; '.join(jumps[:3])}"
     return Criterion(
         "report-volume",
         f"At least {min_sessions:,} reported sessions in the last {days} days",
         Verdict.PASS if sessions >= min_sessions else Verdict.FAIL,
-        f"{sessions:,} sessions from {len(orgs)} organisation(s)"
-        + (f": {', '.join(orgs[:5])}" if orgs else ""),
+        evidence,
     )
 
 
@@ -279,9 +363,10 @@ def _tlsrpt_criterion(
     if not live.tlsrpt_rua:
         return Criterion("tlsrpt", title, Verdict.FAIL, "no valid _smtp._tls record")
     rua = ", ".join(live.tlsrpt_rua)
-    days = [t.day for t in window.totals]
+    days = [t.day for t in window.totals if t.authenticated]
     if not days:
-        return Criterion("tlsrpt", title, Verdict.FAIL, f"rua={rua}; no reports stored")
+        why = "only unauthenticated reports" if window.totals else "no reports stored"
+        return Criterion("tlsrpt", title, Verdict.FAIL, f"rua={rua}; {why}")
     last = max(days)
     # Reports cover whole UTC days and arrive during the next day (RFC 8460 §4.1, checklist B6).
     if (now.date() - last).days > max_age_days:

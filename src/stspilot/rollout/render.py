@@ -68,6 +68,17 @@ def rollout_to_json(a: RolloutAssessment) -> dict[str, Any]:
             "dane_refused": w.dane_refused,
             "dane_by_type": _pairs(w.dane_by_type),
             "gone_mx": _pairs(w.gone_mx),
+            "unauthenticated_sessions": w.unauthenticated_sessions,
+            "by_reporter": [
+                {
+                    "organization": rep.organization,
+                    "sessions": rep.sessions,
+                    "failed": rep.failed,
+                    "authenticated": rep.authenticated,
+                }
+                for rep in w.by_reporter
+            ],
+            "volume_jumps": list(w.volume_jumps),
         },
         "next_step": r.next_step.to_dict(),
         "rollback": r.rollback.to_dict() if r.rollback else None,
@@ -182,6 +193,23 @@ def render_rollout_text(a: RolloutAssessment, console: Console) -> None:
     ):
         if pairs:
             lines.append(Text(f"  {label}: " + ", ".join(f"{k} {n:,}" for k, n in pairs[:8])))
+    if w.unauthenticated_sessions:
+        lines.append(
+            Text(
+                f"  {w.unauthenticated_sessions:,} successful sessions in unauthenticated "
+                "reports (HTTPS, unverified mail) are not counted"
+            )
+        )
+    for rep in w.by_reporter[:8]:
+        trust = "" if rep.authenticated else ", unauthenticated"
+        lines.append(
+            Text(
+                f"  reporter {rep.organization}: {rep.failed:,} failed of {rep.sessions:,} "
+                f"({rep.failure_rate:.1%}{trust})"
+            )
+        )
+    for jump in w.volume_jumps:
+        lines.append(Text(f"  volume jump: {jump}", style="yellow"))
     console.print(Panel(Group(*lines), title="What if enforce had been on", title_align="left"))
 
     r = a.runbooks

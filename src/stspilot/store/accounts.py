@@ -32,6 +32,7 @@ from sqlalchemy import (
     Select,
     String,
     Table,
+    false,
     select,
 )
 
@@ -68,6 +69,8 @@ users = Table(
     Column("password_hash", String(256), nullable=False),
     Column("is_admin", Boolean(), nullable=False),
     Column("disabled", Boolean(), nullable=False),
+    # Manages the users of its own tenant (not other tenants): migration 0008_harden.
+    Column("tenant_admin", Boolean(), nullable=False, server_default=false()),
     # Part of every session cookie: bumping it logs the user out everywhere.
     Column("session_epoch", Integer(), nullable=False),
     Column("created_at", UtcDateTime(), nullable=False),
@@ -193,10 +196,18 @@ class User:
     disabled: bool
     session_epoch: int
     created_at: datetime
+    tenant_admin: bool = False  # manages its own tenant's users (``is_admin``: every tenant's)
 
     def may_see(self, tenant_id: int) -> bool:
         """Admins see every tenant; everyone else only their own."""
         return self.is_admin or tenant_id == self.tenant_id
+
+    def may_manage(self, other: User) -> bool:
+        """Admins manage every user; a tenant admin the users of its tenant that are not
+        global admins."""
+        if self.is_admin:
+            return True
+        return self.tenant_admin and other.tenant_id == self.tenant_id and not other.is_admin
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,6 +240,7 @@ _USER_COLUMNS = (
     users.c.disabled,
     users.c.session_epoch,
     users.c.created_at,
+    users.c.tenant_admin,
 )
 _TOKEN_COLUMNS = (
     api_tokens.c.id,
@@ -297,6 +309,7 @@ class Accounts:
         now: datetime,
         admin: bool = False,
         password_n: int = SCRYPT_N,
+        tenant_admin: bool = False,
     ) -> User:
         check_name(name, "user")
         if len(password) < MIN_PASSWORD:
@@ -313,12 +326,13 @@ class Accounts:
                     "name": name,
                     "password_hash": encoded,
                     "is_admin": admin,
+                    "tenant_admin": tenant_admin,
                     "disabled": False,
                     "session_epoch": 0,
                     "created_at": now,
                 },
             ).scalar_one()
-        return User(int(pk), name, owner.id, owner.name, admin, False, 0, now)
+        return User(int(pk), name, owner.id, owner.name, admin, False, 0, now, tenant_admin)
 
     def get_user(self, user_id: int) -> User | None:
         with self._conn(write=False) as conn:
@@ -352,8 +366,17 @@ class Accounts:
             return None
         return self.get_user(int(row.id))
 
-    def set_password(self, name: str, password: str, *, password_n: int = SCRYPT_N) -> None:
-        """New password; also ends every session of the user."""
+    def set_password(
+        self,
+        name: str,
+        password: str,
+        *,
+        password_n: int = SCRYPT_N,
+        revoke_tokens: bool = False,
+    ) -> int:
+        """New password; also ends every session of the user, and with ``revoke_tokens``
+        revokes every API token of the user (a leaked password may have made some).
+        Returns how many tokens were revoked."""
         if len(password) < MIN_PASSWORD:
             raise ConfigError(f"a password has at least {MIN_PASSWORD} characters")
         encoded = hash_password(password, n=password_n)
@@ -365,6 +388,30 @@ class Accounts:
             )
             if done.rowcount != 1:
                 raise NotFound(f"no user {name!r}")
+            if not revoke_tokens:
+                return 0
+            owner = select(users.c.id).where(users.c.name == name).scalar_subquery()
+            revoked = conn.execute(
+                api_tokens.update()
+                .where(api_tokens.c.user_id == owner, api_tokens.c.revoked.is_(False))
+                .values(revoked=True)
+            )
+            return int(revoked.rowcount or 0)
+
+    def set_disabled(self, name: str, disabled: bool) -> User:
+        """Disable (or enable again) a user: a disabled user cannot log in, its sessions end
+        at once and its API tokens are refused (kept, so enabling restores them)."""
+        with self._conn(write=True) as conn:
+            done = conn.execute(
+                users.update()
+                .where(users.c.name == name)
+                .values(disabled=disabled, session_epoch=users.c.session_epoch + 1)
+            )
+            if done.rowcount != 1:
+                raise NotFound(f"no user {name!r}")
+        found = self.get_user_by_name(name)
+        assert found is not None
+        return found
 
     def end_sessions(self, user_id: int) -> None:
         with self._conn(write=True) as conn:

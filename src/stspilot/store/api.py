@@ -331,9 +331,12 @@ class Store:
         *,
         tenant_id: int | None = None,
         walk_after: int = reads.SMALL_TENANT,
+        scoped: bool = False,
+        received_since: datetime | None = None,
     ) -> list[ReportListing]:
         """Reports newest day first, optionally for one policy domain, a day window and the
-        hosted domains of one tenant (``store.reads.list_reports``)."""
+        hosted domains of one tenant (``store.reads.list_reports``); ``scoped`` counts only
+        ``domain``'s policies, ``received_since`` keeps a tenant's hosting period."""
         with self._read() as conn:
             return reads.list_reports(
                 conn,
@@ -344,6 +347,8 @@ class Store:
                 offset=offset,
                 tenant_id=tenant_id,
                 walk_after=walk_after,
+                scoped=scoped,
+                received_since=received_since,
             )
 
     # -- quarantine ------------------------------------------------------------------------
@@ -371,12 +376,13 @@ class Store:
             q.resolved_at,
             q.resolved_report_pk,
             q.note,
+            func.length(q.raw),
         )
         if not include_resolved:
             query = query.where(q.resolved.is_(False))
         query = query.order_by(q.id).limit(limit).offset(offset)
         with self._read() as conn:
-            return [QuarantineItem(*row) for row in conn.execute(query)]
+            return [QuarantineItem(*tuple(row)) for row in conn.execute(query)]
 
     def get_quarantine(self, id: int) -> QuarantineItem | None:
         items = [i for i in self._quarantine_rows(id)]
@@ -396,9 +402,10 @@ class Store:
             q.resolved_at,
             q.resolved_report_pk,
             q.note,
+            func.length(q.raw),
         ).where(q.id == id)
         with self._read() as conn:
-            return [QuarantineItem(*row) for row in conn.execute(query)]
+            return [QuarantineItem(*tuple(row)) for row in conn.execute(query)]
 
     def quarantine_raw(self, id: int) -> bytes:
         with self._read() as conn:
@@ -488,11 +495,19 @@ class Store:
             return queries.sender_totals(conn, domain=domain, since=since, until=until)
 
     def report_aggregates(
-        self, domain: str | None = None, *, since: date | datetime, until: date | datetime
+        self,
+        domain: str | None = None,
+        *,
+        since: date | datetime,
+        until: date | datetime,
+        received_since: datetime | None = None,
     ) -> ReportAggregates:
-        """All aggregates for ``stspilot.tlsrpt.summary.summarize``, read in one transaction."""
+        """All aggregates for ``stspilot.tlsrpt.summary.summarize``, read in one transaction
+        (``received_since``: only reports received since then)."""
         with self._read() as conn:
-            return queries.report_aggregates(conn, domain=domain, since=since, until=until)
+            return queries.report_aggregates(
+                conn, domain=domain, since=since, until=until, received_since=received_since
+            )
 
     def list_domains(self) -> list[str]:
         with self._read() as conn:

@@ -292,18 +292,36 @@ class _Driver:
             cur.close()
 
 
-def add_quarantine(conn: Connection, item: NewQuarantine) -> QuarantineResult:
+# The quarantine keeps at most this much of an input: enough to read what it was (headers, the
+# start of a body) and to retry any report that fits the usual sizes, never a flood's whole
+# payload. The size and SHA-256 of the whole input are kept beside it (issue 12/15: an
+# unreadable 10 MiB body was kept whole, per request, from anyone).
+QUARANTINE_KEEP_BYTES = 256 * 1024
+
+
+def quarantine_row(item: NewQuarantine, *, keep: int = QUARANTINE_KEEP_BYTES) -> dict[str, Any]:
+    """The quarantine row of one input: a bounded prefix of its bytes, its whole size and hash,
+    and a reason that says when only a prefix was kept (every intake path comes through here)."""
     sha = sha256_hex(item.raw)
-    row = {
+    size = len(item.raw)
+    reason = no_nul(item.reason)
+    if size > keep:
+        reason += f" [kept the first {keep} of {size} bytes; SHA-256 of the whole input {sha}]"
+    return {
         "sha256": sha,
-        "size": len(item.raw),
-        "raw": item.raw,
+        "size": size,
+        "raw": item.raw[:keep],
         "origin": clip(no_nul(item.origin), "origin"),
         "code": clip(no_nul(item.code), "type"),
-        "reason": no_nul(item.reason),
+        "reason": reason,
         "received_at": item.received_at,
         "resolved": False,
     }
+
+
+def add_quarantine(conn: Connection, item: NewQuarantine) -> QuarantineResult:
+    row = quarantine_row(item)
+    sha = row["sha256"]
     new_id = conn.execute(
         insert_ignoring(conn, quarantine).returning(quarantine.c.id), row
     ).scalar_one_or_none()

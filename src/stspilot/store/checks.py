@@ -68,6 +68,7 @@ def rollout_inputs(
     history_since: datetime | None = None,
     history_limit: int = 10_000,
     planned_mx: tuple[str, ...] | None = None,
+    received_since: datetime | None = None,
 ) -> RolloutInputs | None:
     """What ``assess_rollout`` decides ``domain`` from, as of ``now``.
 
@@ -75,6 +76,7 @@ def rollout_inputs(
     check; None when there is neither. Reports are counted over the ``days`` before ``now``
     (one day more, so the window's first day is whole); history is the stored checks from
     ``history_since`` (all by default), at most the newest ``history_limit``, oldest first.
+    ``received_since`` counts only reports received from then on (a tenant's hosting period).
     """
     from stspilot.store.dashboard import report_window
 
@@ -87,7 +89,13 @@ def rollout_inputs(
         live = live_state(record)
     return RolloutInputs(
         live=live,
-        reports=report_window(store, live.domain, now - timedelta(days=days + 1), now),
+        reports=report_window(
+            store,
+            live.domain,
+            now - timedelta(days=days + 1),
+            now,
+            received_since=received_since,
+        ),
         history=store.history_entries(live.domain, history_since, limit=history_limit),
         planned_mx=planned_mx,
     )

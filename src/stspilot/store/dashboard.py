@@ -23,7 +23,13 @@ from stspilot.store.accounts import tenants
 from stspilot.store.batch import CHUNK
 from stspilot.store.hosting import hosted_domains
 from stspilot.store.models import CheckRecord
-from stspilot.store.queries import day_ceiling, day_floor, session_sum
+from stspilot.store.queries import (
+    AUTHENTICATED,
+    authenticity_of,
+    day_ceiling,
+    day_floor,
+    session_sum,
+)
 from stspilot.store.reads import check_record
 from stspilot.store.schema import checks, failure_details, report_policies, reports
 from stspilot.store.url import store_error
@@ -251,7 +257,12 @@ class DashboardReads:
     # -- report windows -------------------------------------------------------------------------
 
     def report_windows(
-        self, domains: Sequence[str], *, since: date | datetime, until: date | datetime
+        self,
+        domains: Sequence[str],
+        *,
+        since: date | datetime,
+        until: date | datetime,
+        received_since: datetime | None = None,
     ) -> dict[str, ReportWindow]:
         """The rollout's report counts for several domains at once, [since, until) in UTC
         days: what ``evidence.window_from_reports`` counts, read from the aggregates instead
@@ -261,7 +272,10 @@ class DashboardReads:
         first, last = day_floor(since), day_ceiling(until)
         p, f = report_policies.c, failure_details.c
         totals: dict[str, list[DailyTotal]] = {d: [] for d in names}
-        fails: dict[str, dict[tuple[date, str, str, str], int]] = {d: {} for d in names}
+        fails: dict[str, dict[tuple[date, str, str, str, bool], int]] = {d: {} for d in names}
+        kind = authenticity_of(reports.c)
+        # A tenant's hosting period: only reports received since it began.
+        recent = [] if received_since is None else [reports.c.received_at >= received_since]
         with self._read() as conn:
             for i in range(0, len(names), CHUNK):
                 chunk = names[i : i + CHUNK]
@@ -270,15 +284,18 @@ class DashboardReads:
                         p.policy_domain,
                         p.day,
                         p.organization_name,
+                        kind,
                         session_sum(p.successful_sessions),
                         session_sum(p.failed_sessions),
                     )
-                    .where(p.policy_domain.in_(chunk), p.day >= first, p.day < last)
-                    .group_by(p.policy_domain, p.day, p.organization_name)
-                    .order_by(p.policy_domain, p.day, p.organization_name)
+                    .join(reports, reports.c.id == p.report_pk)
+                    .where(p.policy_domain.in_(chunk), p.day >= first, p.day < last, *recent)
+                    .group_by(p.policy_domain, p.day, p.organization_name, kind)
+                    .order_by(p.policy_domain, p.day, p.organization_name, kind)
                 )
-                for dom, day, org, ok, bad in conn.execute(tq):
-                    totals[dom].append(DailyTotal(day, org, int(ok), int(bad)))
+                for dom, day, org, auth, ok, bad in conn.execute(tq):
+                    trusted = auth in AUTHENTICATED
+                    totals[dom].append(DailyTotal(day, org, int(ok), int(bad), trusted))
                 fq = (
                     select(
                         f.policy_domain,
@@ -286,27 +303,30 @@ class DashboardReads:
                         f.organization_name,
                         f.result_type,
                         f.receiving_mx_hostname,
+                        kind,
                         session_sum(f.failed_session_count),
                     )
-                    .where(f.policy_domain.in_(chunk), f.day >= first, f.day < last)
+                    .join(reports, reports.c.id == f.report_pk)
+                    .where(f.policy_domain.in_(chunk), f.day >= first, f.day < last, *recent)
                     .group_by(
                         f.policy_domain,
                         f.day,
                         f.organization_name,
                         f.result_type,
                         f.receiving_mx_hostname,
+                        kind,
                     )
                 )
-                for dom, day, org, rtype, mx, n in conn.execute(fq):
-                    key = (day, org, rtype, _host(mx or "", memo))
+                for dom, day, org, rtype, mx, auth, n in conn.execute(fq):
+                    key = (day, org, rtype, _host(mx or "", memo), auth in AUTHENTICATED)
                     bucket = fails[dom]
                     bucket[key] = bucket.get(key, 0) + int(n or 0)
         return {
             d: ReportWindow(
                 totals=tuple(totals[d]),
                 failures=tuple(
-                    FailureCount(day, org, rtype, mx, n)
-                    for (day, org, rtype, mx), n in sorted(fails[d].items())
+                    FailureCount(day, org, rtype, mx, n, trusted)
+                    for (day, org, rtype, mx, trusted), n in sorted(fails[d].items())
                 ),
             )
             for d in names
@@ -401,7 +421,16 @@ def reports_by_channel_since(store: Store, after_id: int) -> tuple[dict[str, int
     return out, newest
 
 
-def report_window(store: Store, domain: str, since: datetime, until: datetime) -> ReportWindow:
+def report_window(
+    store: Store,
+    domain: str,
+    since: datetime,
+    until: datetime,
+    *,
+    received_since: datetime | None = None,
+) -> ReportWindow:
     """One domain's report counts over [since, until] for the rollout (CLI, API and pages)."""
-    windows = DashboardReads(store).report_windows([domain], since=since, until=until)
+    windows = DashboardReads(store).report_windows(
+        [domain], since=since, until=until, received_since=received_since
+    )
     return next(iter(windows.values()))

@@ -1,11 +1,14 @@
 """Hosted policies as values: the domain, its versions, an MX sync; and the pure checks and
-rendering every change goes through (RFC 8461 §3.2 grammar, §4.1 matching). No I/O."""
+rendering every change goes through (RFC 8461 §3.2 grammar, §4.1 matching). No I/O, but for
+reading the public suffix list bundled with its package, once."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
+from typing import Any
 
 from stspilot.errors import ConfigError, InvalidName
 from stspilot.sts.names import MAX_NAME, domain_name, fold_name, policy_host
@@ -24,12 +27,30 @@ MAX_MX_PATTERNS = 64  # far more than any real MX set; keeps a policy file a few
 
 
 def check_domain_name(text: str) -> str:
-    """A hosted domain: ``sts.names.domain_name``, short enough that ``mta-sts.`` + it is a
-    name too (we serve the policy there); ``InvalidName`` otherwise."""
+    """A hosted domain: ``sts.names.domain_name`` (no IP literal, A-labels), short enough that
+    ``mta-sts.`` + it is a name too (we serve the policy there), and not a public suffix
+    (``co.uk``, ``github.io``: nobody's own name, and hosting one would squat every domain
+    under it). ``InvalidName`` or ``ConfigError`` otherwise."""
     name = domain_name(text)
     if len(policy_host(name)) > MAX_NAME:
         raise InvalidName(text, f"{policy_host(name)} would be longer than {MAX_NAME} characters")
+    if is_public_suffix(name):
+        raise ConfigError(
+            f"{name} is a public suffix (publicsuffix.org): host a domain registered under it"
+        )
     return name
+
+
+@lru_cache(maxsize=1)
+def _suffixes() -> Any:
+    from publicsuffixlist import PublicSuffixList
+
+    return PublicSuffixList()  # the list bundled with the package: no network
+
+
+def is_public_suffix(name: str) -> bool:
+    """True for a name on the Public Suffix List (ICANN and private sections)."""
+    return bool(_suffixes().is_public(name))
 
 
 def check_mx_patterns(mode: str, patterns: Sequence[str]) -> tuple[str, ...]:

@@ -75,6 +75,12 @@ class QuarantineItem:
     resolved_at: datetime | None
     resolved_report_pk: int | None
     note: str | None
+    kept: int  # bytes kept: ``size``, or a prefix (``store.batch.QUARANTINE_KEEP_BYTES``)
+
+    @property
+    def truncated(self) -> bool:
+        """Only a prefix of the input is kept (its size and SHA-256 are of the whole)."""
+        return self.kept < self.size
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +97,7 @@ class ReportListing:
     failed_sessions: int
     origin: str
     received_at: datetime
+    authenticity: str = ""  # store.queries.AUTHENTICITY: dkim, operator, https, mail
 
 
 @dataclass(frozen=True, slots=True)

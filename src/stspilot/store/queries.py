@@ -10,7 +10,19 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import BigInteger, Connection, Select, func, select, union
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Connection,
+    Select,
+    and_,
+    case,
+    func,
+    literal,
+    or_,
+    select,
+    union,
+)
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import GenericFunction
@@ -83,7 +95,14 @@ def _window(
     domain: str | None,
     since: date | datetime | None,
     until: date | datetime | None,
+    received_since: datetime | None = None,
 ) -> Select[Any]:
+    if received_since is not None:  # a tenant's hosting period: reports received since then
+        query = query.where(
+            table.c.report_pk.in_(
+                select(reports.c.id).where(reports.c.received_at >= received_since)
+            )
+        )
     if since is not None:
         query = query.where(table.c.day >= day_floor(since))
     if until is not None:
@@ -108,6 +127,7 @@ def daily_totals(
     domain: str | None = None,
     since: date | datetime | None = None,
     until: date | datetime | None = None,
+    received_since: datetime | None = None,
 ) -> list[DailyTotal]:
     p = report_policies.c
     query = select(
@@ -117,7 +137,9 @@ def daily_totals(
         session_sum(p.successful_sessions),
         session_sum(p.failed_sessions),
     ).group_by(p.policy_domain, p.day)
-    query = _window(query, report_policies, domain, since, until).order_by(p.policy_domain, p.day)
+    query = _window(query, report_policies, domain, since, until, received_since).order_by(
+        p.policy_domain, p.day
+    )
     return [
         DailyTotal(dom, day, int(n), int(ok), int(bad))
         for dom, day, n, ok, bad in conn.execute(query)
@@ -131,6 +153,7 @@ def failure_counts(
     domain: str | None = None,
     since: date | datetime | None = None,
     until: date | datetime | None = None,
+    received_since: datetime | None = None,
 ) -> list[FailureCount]:
     """Failed sessions per (policy domain, dimension value, result type), largest first.
 
@@ -143,7 +166,7 @@ def failure_counts(
     query = select(f.policy_domain, key, f.result_type, total).group_by(
         f.policy_domain, key, f.result_type
     )
-    query = _window(query, failure_details, domain, since, until).order_by(
+    query = _window(query, failure_details, domain, since, until, received_since).order_by(
         total.desc(), f.policy_domain, key, f.result_type
     )
     return [FailureCount(row[0], row[1] or "", row[2], int(row[3])) for row in conn.execute(query)]
@@ -155,6 +178,7 @@ def sender_totals(
     domain: str | None = None,
     since: date | datetime | None = None,
     until: date | datetime | None = None,
+    received_since: datetime | None = None,
 ) -> list[SenderTotal]:
     p = report_policies.c
     failed = session_sum(p.failed_sessions)
@@ -165,7 +189,7 @@ def sender_totals(
         session_sum(p.successful_sessions),
         failed,
     ).group_by(p.policy_domain, p.organization_name)
-    query = _window(query, report_policies, domain, since, until).order_by(
+    query = _window(query, report_policies, domain, since, until, received_since).order_by(
         failed.desc(), p.policy_domain, p.organization_name
     )
     return [
@@ -175,10 +199,21 @@ def sender_totals(
 
 
 def report_aggregates(
-    conn: Connection, *, domain: str | None, since: date | datetime, until: date | datetime
+    conn: Connection,
+    *,
+    domain: str | None,
+    since: date | datetime,
+    until: date | datetime,
+    received_since: datetime | None = None,
 ) -> ReportAggregates:
-    """Everything ``stspilot.tlsrpt.summary.summarize`` needs, read in one transaction."""
-    window: dict[str, Any] = {"domain": domain, "since": since, "until": until}
+    """Everything ``stspilot.tlsrpt.summary.summarize`` needs, read in one transaction
+    (``received_since``: only reports received since then, a tenant's hosting period)."""
+    window: dict[str, Any] = {
+        "domain": domain,
+        "since": since,
+        "until": until,
+        "received_since": received_since,
+    }
     return ReportAggregates(
         domain=domain,
         since=day_floor(since),
@@ -193,19 +228,51 @@ def report_aggregates(
     )
 
 
+# How a stored report reached us, from its origin and envelope (issue 15): DKIM-verified mail;
+# a file an operator imported; an HTTPS POST (unauthenticated by nature, RFC 8460 §5.4, §7);
+# mail without a passing DKIM signature. Only the first two are authenticated.
+AUTHENTICITY = ("dkim", "operator", "https", "mail")
+AUTHENTICATED = frozenset({"dkim", "operator"})
+
+
+def authenticity_of(r: Any) -> ColumnElement[str]:
+    """The authenticity class of a report row (``reports.c``) as one SQL expression."""
+    dkim = r.envelope["dkim"]["result"].as_string()
+    mailed = or_(r.origin.like("smtp:%"), r.origin.like("imap:%"))
+    return case(
+        (r.origin.like("https:%"), literal("https")),
+        (and_(mailed, dkim == "pass"), literal("dkim")),
+        (mailed, literal("mail")),
+        (dkim == "pass", literal("dkim")),
+        else_=literal("operator"),
+    ).label("authenticity")
+
+
 def authenticity_counts(
-    conn: Connection, *, domain: str | None, since: date | datetime, until: date | datetime
+    conn: Connection,
+    *,
+    domain: str | None,
+    since: date | datetime,
+    until: date | datetime,
+    received_since: datetime | None = None,
 ) -> tuple[AuthenticityCount, ...]:
-    """Mailed reports of the window by sending organisation and DKIM outcome, read from the
-    envelopes by JSON path in one grouped query (``dkim.result``; "unchecked" when stored
-    without verification). Reports that came as files or HTTP POSTs have no envelope."""
+    """The window's reports by sending organisation and how they came: mailed ones by DKIM
+    outcome, read from the envelopes by JSON path (``dkim.result``; "unchecked" when stored
+    without verification), then "https" (POSTed) and "file" (imported by an operator); one
+    grouped query."""
     r = reports.c
-    result = r.envelope["dkim"]["result"].as_string()
+    result = case(
+        (r.envelope.is_not(None), func.coalesce(r.envelope["dkim"]["result"].as_string(), "")),
+        (r.origin.like("https:%"), literal("https")),
+        else_=literal("file"),
+    )
     q = (
         select(r.organization_name, result, func.count())
-        .where(r.envelope.is_not(None), r.day >= day_floor(since), r.day < day_ceiling(until))
+        .where(r.day >= day_floor(since), r.day < day_ceiling(until))
         .group_by(r.organization_name, result)
     )
+    if received_since is not None:
+        q = q.where(r.received_at >= received_since)
     if domain is not None:
         q = q.where(
             r.id.in_(

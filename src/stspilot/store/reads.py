@@ -11,7 +11,7 @@ from sqlalchemy import Connection, RowMapping, Select, func, select
 from stspilot.store.batch import CHUNK
 from stspilot.store.hosting import hosted_domains
 from stspilot.store.models import CheckRecord, ReportListing, StoredReport
-from stspilot.store.queries import day_ceiling, day_floor
+from stspilot.store.queries import authenticity_of, day_ceiling, day_floor, session_sum
 from stspilot.store.schema import failure_details, report_policies, reports
 from stspilot.sts.names import fold_name
 from stspilot.tlsrpt.reports import Deviation, FailureDetail, PolicyResult, TlsReport
@@ -102,11 +102,17 @@ def list_reports(
     offset: int = 0,
     tenant_id: int | None = None,
     walk_after: int = SMALL_TENANT,
+    scoped: bool = False,
+    received_since: datetime | None = None,
 ) -> list[ReportListing]:
     """Reports newest day first: every report, or those naming one of a tenant's hosted
     domains (``tenant_id``), optionally one policy domain and a day window. The one listing
     behind the CLI, the API and the dashboard (``Store.list_reports``). A tenant of more than
-    ``walk_after`` hosted domains is listed by walking ``reports``."""
+    ``walk_after`` hosted domains is listed by walking ``reports``.
+
+    ``scoped`` (with ``domain``): each listing names that domain only and counts only its
+    policies' sessions (a tenant's view of a report that covers others' domains too);
+    ``received_since``: only reports received from then on (a tenant's hosting period)."""
     r, p = reports.c, report_policies.c
     q: Select[Any] = select(
         r.id,
@@ -118,6 +124,7 @@ def list_reports(
         r.failed_sessions,
         r.origin,
         r.received_at,
+        authenticity_of(r),
     )
     h = hosted_domains.c
     if domain is not None:
@@ -152,6 +159,8 @@ def list_reports(
                 .where(p.report_pk == r.id, h.tenant_id == tenant_id)
             )
             q = q.where(named.exists())
+    if received_since is not None:  # a tenant's hosting period (web/api.py)
+        q = q.where(r.received_at >= received_since)
     if since is not None:
         q = q.where(r.day >= day_floor(since))
     if until is not None:
@@ -169,12 +178,26 @@ def list_reports(
         for pk, dom in conn.execute(dq):
             if dom not in domains.setdefault(pk, []):
                 domains[pk].append(dom)
-    return [
-        ReportListing(
-            pk, org, rid, start, end, tuple(domains.get(pk, ())), ok, bad, origin, received
-        )
-        for pk, org, rid, start, end, ok, bad, origin, received in rows
-    ]
+    own: dict[int, tuple[int, int]] = {}
+    if scoped and domain is not None:
+        name = fold_name(domain)
+        for i in range(0, len(pks), CHUNK):
+            sq = (
+                select(
+                    p.report_pk, session_sum(p.successful_sessions), session_sum(p.failed_sessions)
+                )
+                .where(p.report_pk.in_(pks[i : i + CHUNK]), p.policy_domain == name)
+                .group_by(p.report_pk)
+            )
+            for pk, ok, bad in conn.execute(sq):
+                own[pk] = (int(ok or 0), int(bad or 0))
+        domains = {pk: [name] for pk in pks}
+    out = []
+    for pk, org, rid, start, end, ok, bad, origin, received, auth in rows:
+        ok, bad = own.get(pk, (ok, bad))
+        names = tuple(domains.get(pk, ()))
+        out.append(ReportListing(pk, org, rid, start, end, names, ok, bad, origin, received, auth))
+    return out
 
 
 def check_record(row: RowMapping | Mapping[str, Any]) -> CheckRecord:

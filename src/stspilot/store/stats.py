@@ -70,3 +70,32 @@ def service_stats(store: Store) -> ServiceStats:
         open_alerts=alerts,
         last_check_at=last_check,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class DiskSpace:
+    """The file system that holds the store: what is free, of how much."""
+
+    path: str
+    free: int
+    total: int
+
+
+def disk_space(store: Store, path: str | None = None) -> DiskSpace | None:
+    """Free space where the store writes: ``path`` when given (``STSPILOT_DISK_PATH``: e.g.
+    PostgreSQL's data directory on this machine), else the SQLite file's directory; None when
+    neither is known (a remote database)."""
+    import os
+    import shutil
+
+    where = path or os.environ.get("STSPILOT_DISK_PATH")
+    if where is None:
+        url = store.engine.url
+        if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+            return None
+        where = os.path.dirname(os.path.abspath(url.database))
+    try:
+        usage = shutil.disk_usage(where)
+    except OSError:
+        return None
+    return DiskSpace(where, usage.free, usage.total)

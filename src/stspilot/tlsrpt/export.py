@@ -109,6 +109,8 @@ def _authenticity_json(a: AuthenticityLine) -> dict[str, int]:
         "unverifiable": a.unverifiable,
         "unsigned": a.unsigned,
         "unchecked": a.unchecked,
+        "posted": a.posted,
+        "imported": a.imported,
     }
 
 

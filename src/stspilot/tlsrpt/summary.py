@@ -141,6 +141,10 @@ class AuthenticityLine:
     unverifiable: int = 0  # temperror: the key could not be fetched
     unsigned: int = 0  # none
     unchecked: int = 0  # stored without verification (--verify-dkim off)
+    # Not mailed: POSTed over HTTPS (unauthenticated by nature, RFC 8460 §5.4, §7) or
+    # imported from files by an operator.
+    posted: int = 0
+    imported: int = 0
 
     @property
     def mailed(self) -> int:
@@ -153,6 +157,8 @@ _AUTH_FIELDS = {
     "temperror": "unverifiable",
     "none": "unsigned",
     "unchecked": "unchecked",
+    "https": "posted",
+    "file": "imported",
 }
 
 
@@ -317,9 +323,19 @@ def summarize(aggregates: ReportAggregates) -> ReportSummary:
 
 
 def _authenticity_sentence(a: AuthenticityLine, by_sender: tuple[AuthenticityLine, ...]) -> str:
-    """The authenticity line: mailed reports by DKIM outcome (RFC 8460 §3)."""
+    """The authenticity line: mailed reports by DKIM outcome (RFC 8460 §3), then those
+    POSTed over HTTPS (nobody authenticated them) and those an operator imported."""
+    other = ""
+    if a.posted:
+        other += f"; {a.posted:,} POSTed over HTTPS (unauthenticated, RFC 8460 §5.4)"
+    if a.imported:
+        other += f"; {a.imported:,} imported from files"
     if not a.mailed:
-        return "Authenticity: no report in this window came by mail (DKIM does not apply)."
+        return (
+            "Authenticity: no report in this window came by mail (DKIM does not apply)"
+            + other
+            + "."
+        )
     text = (
         f"Authenticity (DKIM, RFC 8460 §3) of {a.mailed:,} mailed report"
         f"{'s' if a.mailed != 1 else ''}: {a.verified:,} verified, {a.failed:,} failed, "
@@ -332,7 +348,7 @@ def _authenticity_sentence(a: AuthenticityLine, by_sender: tuple[AuthenticityLin
         text += "; failed or unsigned: " + ", ".join(
             f"{x.key} ({x.failed:,} failed, {x.unsigned:,} unsigned)" for x in doubtful[:5]
         )
-    return text + "."
+    return text + other + "."
 
 
 def _pct(rate: float) -> str:

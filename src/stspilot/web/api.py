@@ -8,11 +8,13 @@ leak across tenants.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.encoders import jsonable_encoder
+from fastapi.responses import JSONResponse
 
 from stspilot.errors import ConfigError
 from stspilot.store.accounts import ApiToken, Conflict, NotFound, Tenant, User
@@ -20,6 +22,7 @@ from stspilot.store.checks import rollout_inputs, save_check
 from stspilot.store.hosting import HostedDomain, MxSync, PolicyVersion
 from stspilot.store.models import CheckRecord
 from stspilot.sts.names import domain_name, fold_name
+from stspilot.tlsrpt.reports import Deviation, TlsReport
 from stspilot.web.api_models import (
     AlertOut,
     CheckDetail,
@@ -131,6 +134,15 @@ def _readable_domain(request: Request, user: User, domain: str) -> str:
     return name
 
 
+def _hosting_start(request: Request, user: User, domain: str) -> datetime | None:
+    """When this tenant's hosting of ``domain`` began (None for admins: they read all).
+    Reports belong to the hosting period, not to the name."""
+    if user.is_admin:
+        return None
+    hosted = context(request).hosting.get(domain)
+    return None if hosted is None else hosted.created_at
+
+
 def _changed(request: Request) -> None:
     context(request).policy_cache.invalidate()
 
@@ -148,6 +160,7 @@ def me(user: CurrentUser) -> UserOut:
         is_admin=user.is_admin,
         disabled=user.disabled,
         created_at=user.created_at,
+        tenant_admin=user.tenant_admin,
     )
 
 
@@ -158,27 +171,60 @@ def list_domains(request: Request, user: CurrentUser) -> list[DomainOut]:
     return [_domain_out(request, h) for h in hosted]
 
 
-@router.post("/domains", response_model=DomainOut, status_code=201)
-def add_domain(request: Request, user: CurrentUser, body: DomainCreate) -> DomainOut:
+@router.post(
+    "/domains",
+    response_model=DomainOut,
+    status_code=201,
+    responses={202: {"description": "proof of control required: publish the record shown"}},
+)
+async def add_domain(
+    request: Request, user: CurrentUser, body: DomainCreate
+) -> DomainOut | JSONResponse:
+    """Host a domain's policy. A tenant user's name is served only once its DNS proves
+    control (``web/proof.py``): until then the answer is 202 with the TXT record to publish,
+    whether the name is free or hosted by another tenant; POST again once it is published."""
+    from stspilot.store.hosting import check_domain_name
+    from stspilot.web.proof import challenge, hosting_proof_missing
+
     ctx = context(request)
     tenant_id = user.tenant_id
     if body.tenant is not None and body.tenant != user.tenant:
         if not user.is_admin:
             raise NotFound(f"no tenant {body.tenant!r}")
-        tenant_id = ctx.accounts.tenant(body.tenant).id
-    hosted = ctx.hosting.add(
-        body.domain,
-        tenant_id=tenant_id,
-        mode=body.mode,
-        mx=body.mx,
-        max_age=body.max_age,
-        crlf=body.crlf,
-        auto_sync_mx=body.auto_sync_mx,
-        now=ctx.clock(),
-        actor=user.name,
+        tenant_id = (await asyncio.to_thread(ctx.accounts.tenant, body.tenant)).id
+    name = check_domain_name(body.domain)
+    if await hosting_proof_missing(ctx, user, name, tenant_id):
+        return _proof_required(name, challenge(ctx.settings, tenant_id, name))
+    hosted = await asyncio.to_thread(
+        lambda: ctx.hosting.add(
+            name,
+            tenant_id=tenant_id,
+            mode=body.mode,
+            mx=body.mx,
+            max_age=body.max_age,
+            crlf=body.crlf,
+            auto_sync_mx=body.auto_sync_mx,
+            now=ctx.clock(),
+            actor=user.name,
+        )
     )
     _changed(request)
     return _domain_out(request, hosted)
+
+
+def _proof_required(name: str, wanted: Any) -> JSONResponse:
+    return JSONResponse(
+        {
+            "status": "proof-required",
+            "domain": name,
+            "detail": (
+                f"publish this TXT record to prove you control {name}, then send the same "
+                "request again; nothing is served for the name until then"
+            ),
+            "record": wanted.to_dict(),
+        },
+        status_code=202,
+    )
 
 
 @router.get("/domains/{domain}", response_model=DomainOut)
@@ -362,7 +408,15 @@ def list_reports(
     ctx = context(request)
     name = _readable_domain(request, user, domain)
     since, until = _window(days, ctx.clock())
-    rows = ctx.store.list_reports(name, since, until, limit=limit, offset=offset)
+    rows = ctx.store.list_reports(
+        name,
+        since,
+        until,
+        limit=limit,
+        offset=offset,
+        scoped=not user.is_admin,
+        received_since=_hosting_start(request, user, name),
+    )
     return [
         ReportOut(
             id=r.pk,
@@ -375,6 +429,7 @@ def list_reports(
             failed_sessions=r.failed_sessions,
             origin=r.origin,
             received_at=r.received_at,
+            authenticity=r.authenticity,
         )
         for r in rows
     ]
@@ -387,20 +442,51 @@ def get_report(request: Request, user: CurrentUser, report_id: int) -> dict[str,
     if stored is None:
         raise NotFound(f"no report {report_id}")
     domains = {fold_name(p.policy_domain) for p in stored.report.policies}
+    report, deviations = stored.report, stored.deviations
     if not user.is_admin:
-        mine = {h.domain for h in ctx.hosting.list_domains(user.tenant_id)}
+        # Only reports received while this tenant hosted the domain: neither an earlier
+        # tenant's nor those posted before anyone hosted it.
+        mine = {
+            h.domain
+            for h in ctx.hosting.list_domains(user.tenant_id)
+            if stored.received_at >= h.created_at
+        }
         if not domains & mine:
             raise NotFound(f"no report {report_id}")
+        # A report covering several tenants' domains: only this tenant's policies' parts
+        # (another's MX hosts, addresses and notes are not theirs to read).
+        report, deviations = own_parts(report, deviations, mine)
     encoded: dict[str, Any] = jsonable_encoder(
         {
             "id": stored.pk,
             "origin": stored.origin,
             "received_at": stored.received_at,
-            "report": stored.report,
-            "deviations": stored.deviations,
+            "report": report,
+            "deviations": deviations,
         }
     )
     return encoded
+
+
+def own_parts(
+    report: TlsReport, deviations: tuple[Deviation, ...], mine: set[str]
+) -> tuple[TlsReport, tuple[Deviation, ...]]:
+    """The report with only the policies of ``mine``, and the deviations not about another's
+    policy (paths ``/policies/<i>/...`` of a policy left out)."""
+    from dataclasses import replace
+
+    kept = [i for i, p in enumerate(report.policies) if fold_name(p.policy_domain) in mine]
+    if len(kept) == len(report.policies):
+        return report, deviations
+    dropped = {f"/policies/{i}" for i in range(len(report.policies)) if i not in kept}
+    return (
+        replace(report, policies=tuple(report.policies[i] for i in kept)),
+        tuple(
+            d
+            for d in deviations
+            if not any(d.path == x or d.path.startswith(x + "/") for x in dropped)
+        ),
+    )
 
 
 @router.get("/domains/{domain}/summary", response_model=dict[str, Any])
@@ -416,7 +502,9 @@ def summary(
     ctx = context(request)
     name = _readable_domain(request, user, domain)
     since, until = _window(days, ctx.clock())
-    aggregates = ctx.store.report_aggregates(name, since=since, until=until)
+    aggregates = ctx.store.report_aggregates(
+        name, since=since, until=until, received_since=_hosting_start(request, user, name)
+    )
     return summary_to_json(summarize(aggregates))
 
 
@@ -437,7 +525,9 @@ def rollout(
     ctx = context(request)
     name = _readable_domain(request, user, domain)
     now = ctx.clock()
-    inputs = rollout_inputs(ctx.store, name, now, days=days)
+    inputs = rollout_inputs(
+        ctx.store, name, now, days=days, received_since=_hosting_start(request, user, name)
+    )
     if inputs is None:
         raise NotFound(f"no stored check of {name}: run `stspilot check` or the monitor first")
     assessment = assess_rollout(inputs, now=now, window_days=days, gate_days=gate_days)
@@ -469,6 +559,12 @@ def create_token(request: Request, user: CurrentUser, body: TokenIn) -> TokenCre
     # A token's expiry bounds what it can do, including the tokens it makes: otherwise a
     # stolen short-lived token would buy permanent access.
     caller: ApiToken | None = getattr(request.state, "token", None)
+    if expires_at is None and getattr(request.state, "auth", None) == "session":
+        # A browser session (12 h) must not buy permanent access: a cookie stolen once would
+        # otherwise mint a token that never expires.
+        from fastapi import HTTPException
+
+        raise HTTPException(403, "a login session cannot make a token that never expires")
     limit = None if caller is None else caller.expires_at
     if limit is not None and (expires_at is None or expires_at > limit):
         from fastapi import HTTPException
@@ -503,14 +599,61 @@ def add_tenant(request: Request, user: Admin, body: TenantIn) -> TenantOut:
 
 
 @router.get("/users", response_model=list[UserOut])
-def list_users(request: Request, user: Admin) -> list[UserOut]:
-    return [me(u) for u in context(request).accounts.list_users()]
+def list_users(request: Request, user: CurrentUser) -> list[UserOut]:
+    """Every user (admins) or the users of one's own tenant (tenant admins)."""
+    accounts = context(request).accounts
+    if user.is_admin:
+        return [me(u) for u in accounts.list_users()]
+    _require_manager(user)
+    return [me(u) for u in accounts.list_users(user.tenant_id)]
 
 
 @router.post("/users", response_model=UserOut, status_code=201)
-def add_user(request: Request, user: Admin, body: UserIn) -> UserOut:
+def add_user(request: Request, user: CurrentUser, body: UserIn) -> UserOut:
+    """Admins add users anywhere; a tenant admin adds users (and tenant admins) to its own
+    tenant only, never a global admin."""
     ctx = context(request)
+    if not user.is_admin:
+        _require_manager(user)
+        if body.tenant != user.tenant:
+            raise NotFound(f"no tenant {body.tenant!r}")
+        if body.admin:
+            from fastapi import HTTPException
+
+            raise HTTPException(403, "only administrators make administrators")
     created = ctx.accounts.add_user(
-        body.name, body.password, tenant=body.tenant, admin=body.admin, now=ctx.clock()
+        body.name,
+        body.password,
+        tenant=body.tenant,
+        admin=body.admin,
+        tenant_admin=body.tenant_admin,
+        now=ctx.clock(),
     )
     return me(created)
+
+
+@router.post("/users/{name}/disable", response_model=UserOut)
+def disable_user(request: Request, user: CurrentUser, name: str) -> UserOut:
+    """The user can no longer log in; its sessions end and its tokens are refused."""
+    return me(_managed(request, user, name, disabled=True))
+
+
+@router.post("/users/{name}/enable", response_model=UserOut)
+def enable_user(request: Request, user: CurrentUser, name: str) -> UserOut:
+    return me(_managed(request, user, name, disabled=False))
+
+
+def _require_manager(user: User) -> None:
+    if not (user.is_admin or user.tenant_admin):
+        from fastapi import HTTPException
+
+        raise HTTPException(403, "administrators and tenant administrators only")
+
+
+def _managed(request: Request, user: User, name: str, *, disabled: bool) -> User:
+    _require_manager(user)
+    accounts = context(request).accounts
+    target = accounts.get_user_by_name(name)
+    if target is None or not user.may_manage(target):  # another tenant's: like an unknown one
+        raise NotFound(f"no user {name!r}")
+    return accounts.set_disabled(name, disabled)

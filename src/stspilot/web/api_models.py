@@ -139,6 +139,9 @@ class ReportOut(BaseModel):
     failed_sessions: int
     origin: str
     received_at: datetime
+    authenticity: str = Field(
+        default="", description="dkim, operator (file import), https or mail (unverified)"
+    )
 
 
 class TokenIn(BaseModel):
@@ -189,6 +192,7 @@ class UserIn(BaseModel):
     password: str = Field(min_length=8, max_length=1024)
     tenant: str = Field(min_length=1, max_length=128)
     admin: bool = False
+    tenant_admin: bool = Field(default=False, description="manages its own tenant's users")
 
 
 class UserOut(BaseModel):
@@ -197,3 +201,4 @@ class UserOut(BaseModel):
     is_admin: bool
     disabled: bool
     created_at: datetime
+    tenant_admin: bool = False

@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
@@ -46,11 +47,18 @@ from stspilot.web.auth import (
     csrf_token,
     require_user,
 )
-from stspilot.web.errors import http_error_handler, internal_error_handler, stspilot_error_handler
+from stspilot.web.errors import (
+    http_error_handler,
+    internal_error_handler,
+    stspilot_error_handler,
+    unicode_error_handler,
+    validation_error_handler,
+)
 from stspilot.web.fastpath import PolicyFastPath
+from stspilot.web.headers import SecurityHeadersMiddleware
 from stspilot.web.hosting import PolicyCache, ask_routes
 from stspilot.web.ops import AccessLog, Telemetry, health_routes, metrics_routes
-from stspilot.web.ratelimit import Asgi, RateLimitMiddleware, TokenBucket
+from stspilot.web.ratelimit import Asgi, RateLimitMiddleware, TokenBucket, client_address
 from stspilot.web.settings import WebContext, WebSettings
 
 log = logging.getLogger(__name__)
@@ -93,7 +101,9 @@ def create_app(
 ) -> FastAPI:
     """The ASGI app. ``routers`` default to the dashboard's (``pages.router``); ``routes`` are
     extra Starlette routes. The store stays the caller's unless ``close_store``."""
+    from stspilot.ingest.admission import Admission, IntakeCaps
     from stspilot.ingest.http import ReportIntake, report_routes
+    from stspilot.store.intake import IntakeLedger
 
     hosting = HostedPolicies(store)
     cache = PolicyCache(
@@ -112,7 +122,22 @@ def create_app(
     )
     app.state.ctx = ctx
     app.policy_fast_path = PolicyFastPath(cache, settings.public_hosts)
-    intake = ReportIntake(store, max_bytes=settings.report_max_bytes, clock=clock)
+    caps = IntakeCaps(
+        domain_bytes=settings.intake_domain_bytes,
+        tenant_bytes=settings.intake_tenant_bytes,
+        quarantine_bytes=settings.intake_quarantine_bytes,
+    )
+    admission = Admission(IntakeLedger(store), caps)
+    app.state.admission = admission
+    trusted = settings.trusted_proxies
+    intake = ReportIntake(
+        store,
+        max_bytes=settings.report_max_bytes,
+        clock=clock,
+        admission=admission,
+        client=lambda scope: client_address(scope, trusted),
+        max_uploads=settings.max_uploads,
+    )
     app.report_path = settings.report_path
     app.report_intake = RateLimitMiddleware(
         intake,
@@ -127,6 +152,8 @@ def create_app(
     app.add_exception_handler(StspilotError, stspilot_error_handler)
     app.add_exception_handler(StarletteHTTPException, http_error_handler)
     app.add_exception_handler(LoginRequired, _login_redirect)
+    app.add_exception_handler(RequestValidationError, validation_error_handler)
+    app.add_exception_handler(UnicodeError, unicode_error_handler)
     app.add_exception_handler(Exception, internal_error_handler)
 
     app.router.routes.extend(
@@ -157,6 +184,7 @@ def create_app(
 
     # add_middleware: the last added is the outermost.
     app.add_middleware(CsrfCookieMiddleware, settings=settings)
+    app.add_middleware(SecurityHeadersMiddleware, hsts=settings.secure_cookies)
     app.add_middleware(
         RateLimitMiddleware,
         limits={"/login": TokenBucket(settings.login_rate, settings.login_burst)},

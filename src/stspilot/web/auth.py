@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from starlette.requests import Request
 
 from stspilot.store.accounts import ApiToken, User
-from stspilot.web.ratelimit import Asgi, Receive, Scope, Send
+from stspilot.web.ratelimit import Asgi, Receive, Scope, Send, client_address
 from stspilot.web.settings import WebContext, WebSettings
 
 if TYPE_CHECKING:
@@ -270,6 +270,30 @@ def safe_next(target: str) -> str:
     return target[:2048]
 
 
+class AccountBackoff:
+    """Failed logins per account name: ``burst`` free tries, then one per ``every`` seconds
+    (a token bucket per name; bounded memory, least recently seen forgotten first)."""
+
+    def __init__(self, *, burst: int = 10, every: float = 30.0) -> None:
+        from stspilot.web.ratelimit import TokenBucket
+
+        self._bucket = TokenBucket(1.0 / every, burst)
+
+    def blocked(self, account: str) -> bool:
+        return self._bucket.peek(account) < 1.0
+
+    def failed(self, account: str) -> None:
+        self._bucket.take(account)
+
+
+def account_backoff(request: Request) -> AccountBackoff:
+    state = request.app.state
+    found = getattr(state, "login_backoff", None)
+    if found is None:
+        found = state.login_backoff = AccountBackoff()
+    return found
+
+
 def auth_routes() -> list[Route]:
     """``GET/POST /login`` (form with CSRF) and ``POST /logout``."""
     from starlette.responses import RedirectResponse
@@ -295,10 +319,20 @@ def auth_routes() -> list[Route]:
             return await login_form(request, error="The form expired; try again.", status=403)
         name, password = form.get("username", ""), form.get("password", "")
         user = None
+        account = name.strip().lower()[:128] if isinstance(name, str) else ""
+        failures = account_backoff(request)
+        if account and failures.blocked(account):
+            # Per account, whatever the address: guessing one password from many addresses
+            # is slowed as much as from one. Any name, known or not, backs off alike.
+            return await login_form(
+                request, error="Too many failed logins for this account; wait a minute.", status=429
+            )
         if isinstance(name, str) and isinstance(password, str) and name and password:
             user = await asyncio.to_thread(ctx.accounts.authenticate, name, password)
         if user is None:
-            peer = request.client.host if request.client else "-"
+            if account:
+                failures.failed(account)
+            peer = client_address(request.scope, ctx.settings.trusted_proxies) or "-"
             auth_log.warning(
                 "login failed for user %r from %s", str(name)[:64], peer,
                 extra={"request": {"client": peer, "user": str(name)[:64], "route": "/login",
@@ -325,6 +359,11 @@ def auth_routes() -> list[Route]:
         token = form.get(CSRF_FIELD, "") or request.headers.get(CSRF_HEADER, "")
         if not csrf_valid(request, token if isinstance(token, str) else ""):
             return await login_form(request, error="The form expired; try again.", status=403)
+        # End the session on the server too: a copied cookie must not outlive the logout.
+        # Sessions are stateless, so this ends every session of the account (its epoch).
+        user = await current_user(request)
+        if user is not None and getattr(request.state, "auth", None) == "session":
+            await asyncio.to_thread(ctx.accounts.end_sessions, user.id)
         response = RedirectResponse("/login", 303)
         response.delete_cookie(
             session_cookie_name(ctx.settings),

@@ -101,3 +101,30 @@ async def http_error_handler(request: Request, exc: Exception) -> Response:
 async def internal_error_handler(request: Request, exc: Exception) -> Response:
     log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
     return problem(500, "internal", "internal error (logged); please report it")
+
+
+async def validation_error_handler(request: Request, exc: Exception) -> Response:
+    """FastAPI's 422 for an invalid body, safe for any input: the errors echo what was sent,
+    and a JSON string may carry a lone surrogate (``"\\ud800"``) that UTF-8 cannot encode
+    (issue 15: that was a 500). Such characters are shown escaped."""
+    from fastapi.encoders import jsonable_encoder
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import JSONResponse
+
+    errors = exc.errors() if isinstance(exc, RequestValidationError) else []
+    return JSONResponse({"detail": _printable(jsonable_encoder(errors))}, status_code=422)
+
+
+async def unicode_error_handler(request: Request, exc: Exception) -> Response:
+    """Text the request carried that cannot be encoded (lone surrogates) or decoded."""
+    return problem(400, "bad-request", "the request holds text that is not valid Unicode")
+
+
+def _printable(value: object) -> object:
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, list):
+        return [_printable(v) for v in value]
+    if isinstance(value, dict):
+        return {_printable(k): _printable(v) for k, v in value.items()}
+    return value

@@ -155,19 +155,25 @@ class PolicyCache:
 
 
 def ask_routes(hosting: HostedPolicies, settings: WebSettings) -> list[Any]:
-    """``GET /ask?domain=NAME``: 200 only for ``mta-sts.`` + a hosted domain (Caddy issues a
-    certificate only then), 404 for any other name, 403 to clients not in ``ask_clients``."""
+    """``GET /ask?domain=NAME``: 200 for ``mta-sts.`` + a hosted domain and for the app's own
+    names (``public_hosts``: the dashboard needs a certificate too), so Caddy issues a
+    certificate only then; 404 for any other name; 403 to clients not in ``ask_clients``
+    (judged on the client behind a trusted proxy: through Caddy, the asker is the public)."""
     from starlette.requests import Request
     from starlette.responses import PlainTextResponse, Response
     from starlette.routing import Route
 
     async def ask(request: Request) -> Response:
-        peer = request.client.host if request.client else ""
+        from stspilot.web.ratelimit import client_address
+
+        peer = client_address(request.scope, settings.trusted_proxies)
         if not in_networks(peer, settings.ask_clients):
             return PlainTextResponse("forbidden\n", status_code=403)
         name = fold_name(request.query_params.get("domain", ""))
         if not name or len(name) > 253:
             return PlainTextResponse("domain parameter required\n", status_code=400)
+        if name in settings.public_hosts:
+            return PlainTextResponse("ok\n")
         if not name.startswith(POLICY_HOST_PREFIX):
             return PlainTextResponse("not a policy host\n", status_code=404)
         hosted = await asyncio.to_thread(hosting.is_policy_host, name)

@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Any
 from stspilot import __version__
 from stspilot.errors import StspilotError
 from stspilot.store.dashboard import CHANNELS, newest_report_id, reports_by_channel_since
-from stspilot.store.stats import service_stats
-from stspilot.web.ratelimit import Asgi
+from stspilot.store.stats import DiskSpace, disk_space, service_stats
+from stspilot.web.ratelimit import Asgi, client_address
 from stspilot.web.settings import in_networks
 
 if TYPE_CHECKING:
@@ -159,6 +159,33 @@ class Telemetry:
         return generate_latest(self.registry)
 
 
+def render_intake(refused: dict[str, int], disk: DiskSpace | None) -> str:
+    """The intake's refusals (by reason, since this process started) and the store's disk."""
+    reasons = ("unknown-domain", "domain-cap", "tenant-cap", "quarantine-cap")
+    out = [
+        "# HELP stspilot_intake_refused_total Report POSTs not stored, by reason (this process).",
+        "# TYPE stspilot_intake_refused_total counter",
+    ]
+    out += [
+        f'stspilot_intake_refused_total{{reason="{_escape(k)}"}} {refused.get(k, 0)}'
+        for k in sorted(set(reasons) | set(refused))
+    ]
+    if disk is not None:
+        out += [
+            "# HELP stspilot_disk_free_bytes Free bytes on the file system holding the store.",
+            "# TYPE stspilot_disk_free_bytes gauge",
+            f"stspilot_disk_free_bytes {disk.free}",
+            "# HELP stspilot_disk_size_bytes Size of the file system holding the store.",
+            "# TYPE stspilot_disk_size_bytes gauge",
+            f"stspilot_disk_size_bytes {disk.total}",
+        ]
+    return "\n".join(out) + "\n"
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
 access_log = logging.getLogger("stspilot.access")
 
 
@@ -264,10 +291,17 @@ def metrics_routes(store: Store, settings: WebSettings, telemetry: Telemetry) ->
     from starlette.routing import Route
 
     async def metrics(request: Request) -> Response:
-        peer = request.client.host if request.client else ""
+        # The client behind a trusted proxy (Caddy's peer is loopback for everyone).
+        peer = client_address(request.scope, settings.trusted_proxies)
         if not in_networks(peer, settings.metrics_clients):
             return PlainTextResponse("forbidden\n", status_code=403)
         body = await asyncio.to_thread(telemetry.render)
+        disk = await asyncio.to_thread(disk_space, store)
+        admission = getattr(request.app.state, "admission", None)
+        refused = dict(admission.refused) if admission is not None else {}
+        # The exposition format is a sequence of families: the intake's refusals and the
+        # disk (hand-written, below) follow the registry's own.
+        body += render_intake(refused, disk).encode()
         return Response(body, media_type=CONTENT_TYPE)
 
     return [Route("/metrics", metrics, methods=["GET"], name="metrics", include_in_schema=False)]

@@ -27,6 +27,7 @@ from stspilot.sts.names import fold_name
 from stspilot.web import charts
 from stspilot.web.auth import context, require_page_user
 from stspilot.web.domain_view import GATE_DAYS, WINDOW_DAYS, cert_expiry, domain_values
+from stspilot.web.proof import hosting_proof_missing
 
 PageUser = Annotated[User, Depends(require_page_user)]
 PER_PAGE = 50
@@ -268,6 +269,10 @@ async def domain_create(request: Request, user: PageUser) -> Response:
                 raise Conflict("only administrators add domains for another tenant")
             tenant = await asyncio.to_thread(ctx.accounts.tenant, values["tenant"].strip())
             tenant_id = tenant.id
+        if missing := await hosting_proof_missing(ctx, user, values["domain"], tenant_id):
+            return _render(
+                request, user, "domain_new.html", {"form": values, "error": missing}, 202
+            )
         hosted = await asyncio.to_thread(
             lambda: ctx.hosting.add(
                 values["domain"],

@@ -7,6 +7,7 @@ replicas gets N times the rate): this is a guard against floods, not a quota.
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import threading
 import time
@@ -57,27 +58,74 @@ class TokenBucket:
                 self._buckets.popitem(last=False)
         return wait
 
+    def peek(self, key: str) -> float:
+        """Tokens ``key`` has now, without spending one."""
+        now = self._clock()
+        with self._lock:
+            tokens, stamp = self._buckets.get(key, (float(self.burst), now))
+        return min(float(self.burst), tokens + (now - stamp) * self.rate)
+
     def __len__(self) -> int:
         return len(self._buckets)
 
 
 def client_address(scope: Scope, trusted: tuple[IpNetwork, ...]) -> str:
-    """The client's IP: the peer, or, when the peer is a trusted proxy, the right-most address
-    of X-Forwarded-For that is not itself a trusted proxy (left parts are client-controlled)."""
+    """The client's IP: the TCP peer, or, only when the peer is a trusted proxy, the right-most
+    address of the forwarding chain that is not itself a trusted proxy (the left parts are the
+    client's to write). The chain is read from ``Forwarded`` (RFC 7239 ``for=``) when present,
+    else from ``X-Forwarded-For``. Used for rate limits, ``/metrics``, ``/ask`` and as the
+    origin of posted reports."""
     client = scope.get("client")
     peer = str(client[0]) if client else "unknown"
     if not in_networks(peer, trusted):
         return peer
-    forwarded = [
-        value.decode("latin-1")
-        for name, value in scope.get("headers", ())
-        if name == b"x-forwarded-for"
-    ]
-    hops = [h.strip() for h in ",".join(forwarded).split(",") if h.strip()]
+    forwarded: list[str] = []
+    legacy: list[str] = []
+    for name, value in scope.get("headers", ()):
+        if name == b"forwarded":
+            forwarded.append(value.decode("latin-1"))
+        elif name == b"x-forwarded-for":
+            legacy.append(value.decode("latin-1"))
+    hops = forwarded_for(",".join(forwarded)) if forwarded else []
+    if not hops:
+        hops = [h.strip() for h in ",".join(legacy).split(",") if h.strip()]
     for hop in reversed(hops):
         if not in_networks(hop, trusted):
             return hop
     return hops[0] if hops else peer
+
+
+def rate_key(address: str) -> str:
+    """What a rate limit counts: an IPv4 address, or the /64 of an IPv6 one (a single
+    subscriber usually holds a whole /64, so counting single addresses counts nothing)."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((int(ip) >> 64 << 64, 64)))
+    return str(ip)
+
+
+def forwarded_for(value: str) -> list[str]:
+    """The ``for=`` addresses of a ``Forwarded`` header (RFC 7239 §4), in order: quotes,
+    IPv6 brackets and ports removed; obfuscated or ``unknown`` nodes kept as written."""
+    out: list[str] = []
+    for element in value.split(","):
+        for pair in element.split(";"):
+            key, sep, node = pair.partition("=")
+            if not sep or key.strip().lower() != "for":
+                continue
+            node = node.strip().strip('"')
+            if node.startswith("["):
+                node = node[1:].split("]", 1)[0]
+            elif node.count(":") == 1:  # IPv4 with a port
+                node = node.split(":", 1)[0]
+            if node:
+                out.append(node)
+    return out
 
 
 class RateLimitMiddleware:
@@ -98,7 +146,7 @@ class RateLimitMiddleware:
         if scope["type"] == "http" and scope.get("method") == "POST":
             bucket = self.limits.get(scope.get("path", ""))
             if bucket is not None:
-                wait = bucket.take(client_address(scope, self.trusted))
+                wait = bucket.take(rate_key(client_address(scope, self.trusted)))
                 if wait > 0:
                     await _too_many(send, wait)
                     return

@@ -70,6 +70,12 @@ class WebSettings:
     report_max_bytes: int = DEFAULT_REPORT_MAX_BYTES
     report_rate: float = 1.0  # sustained POSTs per second per client
     report_burst: int = 20
+    # What the open intake may store per UTC day (ingest/admission.py): reports only for hosted
+    # or monitored domains, and at most these many bytes per domain, per tenant, and of
+    # unreadable inputs in the quarantine.
+    intake_domain_bytes: int = 64 * 1024 * 1024
+    intake_tenant_bytes: int = 512 * 1024 * 1024
+    intake_quarantine_bytes: int = 64 * 1024 * 1024
     login_rate: float = 0.2  # login attempts per second per client (one per 5 s sustained)
     login_burst: int = 10
     # Clients whose X-Forwarded-For is believed (Caddy on the same host by default).
@@ -97,6 +103,16 @@ class WebSettings:
     # mode, i.e. with the SSRF guard on (no private, loopback or link-local targets).
     check_options: CheckOptions | None = None
     max_live_checks: int = 4  # at once, per replica
+    # A tenant user's new hosted name is served only once its DNS proves control (web/proof.py:
+    # a TXT challenge); administrators add names without. Off only for in-process tests.
+    require_hosting_proof: bool = True
+    # Connection bounds of the server `stspilot serve` runs (web/server.py) and of the intake.
+    header_timeout: float = 10.0
+    body_timeout: float = 60.0
+    max_header_bytes: int = 64 * 1024
+    keep_alive: float = 5.0
+    max_connections: int = 1024
+    max_uploads: int = 16  # report bodies being received at once, per process (503 beyond)
 
     def __post_init__(self) -> None:
         if len(self.secret_key) < 16:
@@ -138,6 +154,18 @@ class WebSettings:
             values["ask_clients"] = parse_networks(ask)
         if scrapers := env.get(ENV_PREFIX + "METRICS_CLIENTS"):
             values["metrics_clients"] = parse_networks(scrapers)
+        if server := env.get(ENV_PREFIX + "NAMESERVER"):
+            # The DNS server the live checks and the hosting proofs ask (HOST or HOST:PORT).
+            from stspilot.check.run import CheckOptions
+
+            host, _, port = server.rpartition(":") if server.count(":") == 1 else (server, "", "")
+            if port and not port.isdigit():
+                raise ConfigError(f"{ENV_PREFIX}NAMESERVER: {server!r} is not HOST[:PORT]")
+            values["check_options"] = CheckOptions(
+                allow_private=False, nameserver=host or server, dns_port=int(port or 53)
+            )
+        if (proof := env.get(ENV_PREFIX + "REQUIRE_HOSTING_PROOF")) is not None:
+            values["require_hosting_proof"] = proof.lower() not in ("0", "false", "no")
         if (insecure := env.get(ENV_PREFIX + "INSECURE_COOKIES")) is not None:
             values["secure_cookies"] = insecure.lower() not in ("1", "true", "yes")
         for name in ("policy_cname_target", "txt_delegation_zone", "report_path"):
@@ -148,6 +176,15 @@ class WebSettings:
             "report_rate": float,
             "report_burst": int,
             "policy_cache_ttl": float,
+            "intake_domain_bytes": int,
+            "intake_tenant_bytes": int,
+            "intake_quarantine_bytes": int,
+            "header_timeout": float,
+            "body_timeout": float,
+            "max_header_bytes": int,
+            "keep_alive": float,
+            "max_connections": int,
+            "max_uploads": int,
         }
         for name, kind in numbers.items():
             if text := env.get(ENV_PREFIX + name.upper()):

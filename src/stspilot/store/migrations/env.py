@@ -9,6 +9,7 @@ from sqlalchemy import Connection
 # Every module that defines tables on the shared metadata, so autogenerate sees them all.
 import stspilot.store.accounts
 import stspilot.store.hosting
+import stspilot.store.intake
 import stspilot.store.journal
 import stspilot.store.monitor  # noqa: F401
 from stspilot.store.schema import metadata

@@ -1,6 +1,6 @@
 """The publish journal: ``publish_runs`` and their ``publish_steps`` (intended, done, verified).
 
-Revision ID: 0007_publish_journal
+Revision ID: 0007
 Revises: 0006
 Create Date: 2026-12-06
 """
@@ -15,7 +15,7 @@ from sqlalchemy.dialects import postgresql
 UTC_DATETIME = sa.DateTime(timezone=True)
 ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 JSON = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
-revision = "0007_publish_journal"
+revision = "0007"
 down_revision = "0006"
 branch_labels = None
 depends_on = None
