@@ -297,7 +297,9 @@ def refused_quarantine(
     raw: bytes, origin: str, received_at: datetime, exc: StoreRefused
 ) -> NewQuarantine:
     """The quarantine entry for a unit whose reports the database refused (``STORE_REFUSED``):
-    its bytes are kept, and ``stspilot reports retry`` stores them once the cause is fixed."""
+    its bytes are kept (up to the quarantine's prefix, ``store.batch.QUARANTINE_KEEP_BYTES``),
+    and ``stspilot reports retry`` stores them once the cause is fixed; a unit larger than the
+    prefix keeps its size and hash, and must come again from its source."""
     return NewQuarantine(
         raw=raw,
         origin=origin,
