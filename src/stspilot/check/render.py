@@ -214,8 +214,18 @@ def _effective_text(result: CheckResult) -> Text:
     return Text(f"no MTA-STS policy for senders ({effective.reason})", style="dim")
 
 
+def _shown_dane(result: CheckResult) -> dict[str, DaneVerdict]:
+    """The DANE verdicts worth a column: none when no host publishes TLSA or DANE could not be
+    judged for any (no usable trust anchor), so a column of "-" does not crowd the table (the
+    JSON keeps every verdict)."""
+    quiet = (DaneState.NOT_CHECKED, DaneState.NONE)
+    if all(verdict.state in quiet for verdict in result.dane):
+        return {}
+    return {verdict.host: verdict for verdict in result.dane}
+
+
 def _mx_cells(result: CheckResult) -> list[tuple[str | Text, ...]]:
-    dane = {verdict.host: verdict for verdict in result.dane}
+    dane = _shown_dane(result)
     has_policy = result.policy is not None and result.effective.usable
     rows = []
     for mx in result.mx:
@@ -248,7 +258,7 @@ def _render_mx(result: CheckResult, console: Console) -> None:
     """The MX hosts: a table where it fits, else a block per host. Host names and patterns
     are never cut with "…" nor broken over lines, whatever the width."""
     rows = _mx_cells(result)
-    columns = _MX + (("DANE",) if result.dane else ())
+    columns = _MX + (("DANE",) if _shown_dane(result) else ())
     widths = [max([len(c), *(len(row[i]) for row in rows)]) for i, c in enumerate(columns)]
     if sum(widths) + 3 * len(widths) <= console.width:
         table = Table(title="MX hosts", title_justify="left", show_edge=False, pad_edge=False)
