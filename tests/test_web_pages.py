@@ -657,3 +657,47 @@ async def test_reports_list_shows_the_channel_and_links_only_hosted_domains(
     assert origin.split(":")[-1] not in row.split('class="via"')[1]  # no server path or peer
     assert '<a href="/domains/example.com">' in row
     assert "elsewhere.example" in row and '<a href="/domains/elsewhere.example">' not in row
+
+
+async def test_a_report_covering_two_tenants_counts_only_each_tenants_sessions(
+    dash: httpx.AsyncClient, seeded: World
+) -> None:
+    """One consolidated report names example.com (acme) and globex.test (globex): each tenant's
+    reports page shows its own policy's sessions only, never the other's volume."""
+    now = seeded.clock()
+    policy = {
+        "policy": {"policy-type": "sts", "policy-string": ["version: STSv1"]},
+        "failure-details": [],
+    }
+    report = {
+        "organization-name": "Both Inc.",
+        "date-range": {
+            "start-datetime": (now - timedelta(days=2)).strftime("%Y-%m-%dT00:00:00Z"),
+            "end-datetime": (now - timedelta(days=2)).strftime("%Y-%m-%dT23:59:59Z"),
+        },
+        "contact-info": "tlsrpt@both.example",
+        "report-id": "two-tenants-1",
+        "policies": [
+            {**policy, "policy": {**policy["policy"], "policy-domain": "example.com"},
+             "summary": {"total-successful-session-count": 7001,
+                         "total-failure-session-count": 3}},
+            {**policy, "policy": {**policy["policy"], "policy-domain": "globex.test"},
+             "summary": {"total-successful-session-count": 90009,
+                         "total-failure-session-count": 11}},
+        ],
+    }  # fmt: skip
+    ingest_report(seeded.store, report, now=now)
+    tenants = {t.name: t.id for t in Accounts(seeded.store).list_tenants()}
+    expected = [("acme", 7001, 3, "globex.test"), ("globex", 90009, 11, "example.com")]
+    for tenant, ok, bad, other in expected:
+        rows = [
+            r
+            for r in seeded.store.list_reports(tenant_id=tenants[tenant], scoped=True, limit=500)
+            if r.report_id == "two-tenants-1"
+        ]
+        assert [(r.successful_sessions, r.failed_sessions) for r in rows] == [(ok, bad)]
+        assert other not in rows[0].policy_domains
+    await as_user(dash, "alice")
+    html = (await dash.get("/reports", params={"days": 30})).text
+    assert "7,001" in html or "7001" in html
+    assert "90,009" not in html and "90009" not in html and "97,010" not in html

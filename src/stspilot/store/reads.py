@@ -110,8 +110,9 @@ def list_reports(
     behind the CLI, the API and the dashboard (``Store.list_reports``). A tenant of more than
     ``walk_after`` hosted domains is listed by walking ``reports``.
 
-    ``scoped`` (with ``domain``): each listing names that domain only and counts only its
-    policies' sessions (a tenant's view of a report that covers others' domains too);
+    ``scoped`` (with ``domain`` or ``tenant_id``): each listing names only that domain (or the
+    tenant's hosted domains) and counts only their policies' sessions (a tenant's view of a
+    report that covers other tenants' domains too);
     ``received_since``: only reports received from then on (a tenant's hosting period)."""
     r, p = reports.c, report_policies.c
     q: Select[Any] = select(
@@ -179,19 +180,30 @@ def list_reports(
             if dom not in domains.setdefault(pk, []):
                 domains[pk].append(dom)
     own: dict[int, tuple[int, int]] = {}
-    if scoped and domain is not None:
-        name = fold_name(domain)
+    if scoped and (domain is not None or tenant_id is not None):
+        # Only the caller's policies: one domain, or every domain the tenant hosts.
+        if domain is not None:
+            mine_q: Any = p.policy_domain == fold_name(domain)
+        else:
+            mine_q = p.policy_domain.in_(select(h.domain).where(h.tenant_id == tenant_id))
+        named_own: dict[int, list[str]] = {}
         for i in range(0, len(pks), CHUNK):
             sq = (
                 select(
-                    p.report_pk, session_sum(p.successful_sessions), session_sum(p.failed_sessions)
+                    p.report_pk,
+                    p.policy_domain,
+                    session_sum(p.successful_sessions),
+                    session_sum(p.failed_sessions),
                 )
-                .where(p.report_pk.in_(pks[i : i + CHUNK]), p.policy_domain == name)
-                .group_by(p.report_pk)
+                .where(p.report_pk.in_(pks[i : i + CHUNK]), mine_q)
+                .group_by(p.report_pk, p.policy_domain)
+                .order_by(p.report_pk, p.policy_domain)
             )
-            for pk, ok, bad in conn.execute(sq):
-                own[pk] = (int(ok or 0), int(bad or 0))
-        domains = {pk: [name] for pk in pks}
+            for pk, dom, ok, bad in conn.execute(sq):
+                was = own.get(pk, (0, 0))
+                own[pk] = (was[0] + int(ok or 0), was[1] + int(bad or 0))
+                named_own.setdefault(pk, []).append(dom)
+        domains = {pk: named_own.get(pk, []) for pk in pks}
     out = []
     for pk, org, rid, start, end, ok, bad, origin, received, auth in rows:
         ok, bad = own.get(pk, (ok, bad))

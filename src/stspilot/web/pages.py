@@ -349,12 +349,16 @@ def reports_page(
     if name is not None and not _visible_domain(request, user, name)[0]:
         return _message(request, user, 404, "Not found", f"{name} is not one of your domains.")
     since = ctx.clock() - timedelta(days=days)
+    tenant = _tenant_scope(user)
     rows = ctx.store.list_reports(
-        tenant_id=_tenant_scope(user),
+        tenant_id=tenant,
         domain=name,
         since=since,
         limit=PER_PAGE + 1,
         offset=(page - 1) * PER_PAGE,
+        # A tenant sees only its own policies' sessions of a report that also covers other
+        # tenants' domains (the API does the same).
+        scoped=tenant is not None,
     )
     more = len(rows) > PER_PAGE
     rows = rows[:PER_PAGE]
