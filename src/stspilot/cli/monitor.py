@@ -148,6 +148,11 @@ def _setup(
 ) -> tuple[MonitorConfig, CheckOptions]:
     """The monitor's settings and the live check's options, from the shared options."""
     from stspilot.cli.options import check_options
+
+    if webhook:  # webhooks go out through httpx, part of the [serve] extra
+        from stspilot.cli.extras import require_extra
+
+        require_extra("serve", "monitor --webhook")
     from stspilot.monitor.loop import MonitorConfig
     from stspilot.monitor.notify import MailRelay, Notifier
 
@@ -219,10 +224,6 @@ def run_command(
     from stspilot.monitor.loop import run_forever, run_once
     from stspilot.store import Store
 
-    if webhook:
-        from stspilot.cli.extras import require_extra
-
-        require_extra("serve", "monitor run --webhook")
     config, options = _setup(
         webhook=webhook,
         smtp=smtp,

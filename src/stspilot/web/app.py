@@ -38,7 +38,7 @@ from stspilot.errors import StspilotError
 from stspilot.store import Store
 from stspilot.store.accounts import Accounts, User
 from stspilot.store.hosting import HostedPolicies
-from stspilot.web import api, pages
+from stspilot.web import api, api_accounts, pages
 from stspilot.web import publish as publish_api
 from stspilot.web.auth import (
     CsrfCookieMiddleware,
@@ -167,6 +167,7 @@ def create_app(
     app.router.routes.extend(metrics_routes(store, settings, telemetry))
     app.router.routes.extend(auth_routes())
     app.include_router(api.router)
+    app.include_router(api_accounts.router)
     app.include_router(publish_api.router)
 
     @app.get(OPENAPI_PATH, include_in_schema=False)
