@@ -11,8 +11,8 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import inspect
 
 from stspilot.store import Store
-from stspilot.store.api import MIGRATIONS
 from stspilot.store.schema import metadata
+from stspilot.store.versions import MIGRATIONS
 
 pytestmark = pytest.mark.db
 
@@ -89,7 +89,7 @@ def test_concurrent_first_opens_migrate_once(store_url: str) -> None:
 
 
 def test_migration_heads_read_from_the_files_match_alembic() -> None:
-    from stspilot.store.api import migration_heads
+    from stspilot.store.versions import migration_heads
 
     assert migration_heads() == set(ScriptDirectory.from_config(_config()).get_heads())
 

@@ -25,8 +25,8 @@ from stspilot.store.accounts import (
     hash_password,
     token_digest,
 )
-from stspilot.store.api import MIGRATIONS
 from stspilot.store.schema import UtcDateTime
+from stspilot.store.versions import MIGRATIONS
 from web_support import PASSWORD, World, client_for, form_token, login, make_app
 
 pytestmark = pytest.mark.db

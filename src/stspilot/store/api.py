@@ -9,14 +9,11 @@ connection per call from the engine's pool).
 
 from __future__ import annotations
 
-import ast
 import os
-import re
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import date, datetime
-from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -25,7 +22,7 @@ from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 
 from stspilot.errors import StoreError, StoreRefused
 from stspilot.rollout.evidence import HistoryEntry
-from stspilot.store import batch, queries, reads
+from stspilot.store import batch, queries, reads, versions
 from stspilot.store.models import (
     AddResult,
     BatchResult,
@@ -44,11 +41,6 @@ from stspilot.store.url import make_engine, resolve_url, safe_url, sqlite_path, 
 from stspilot.sts.names import fold_name
 from stspilot.tlsrpt.summary import DailyTotal, FailureCount, ReportAggregates, SenderTotal
 
-MIGRATIONS = Path(__file__).with_name("migrations")
-# Alembic's migration context is process-global (``alembic.context``): one migration at a time
-# per process; across processes the database lock serialises them (see ``Store.migrate``).
-_MIGRATE_LOCK = threading.Lock()
-_REVISION = re.compile(r"^(down_revision|revision)\s*(?::[^=]*)?=\s*(.+?)\s*$", re.MULTILINE)
 _QUARANTINE_COLUMNS = (
     quarantine.c.id,
     quarantine.c.sha256,
@@ -139,62 +131,15 @@ class Store:
         return store
 
     def _schema_heads(self) -> set[str]:
-        """The migrations the database is at (empty: no stspilot schema)."""
-        from alembic.runtime.migration import MigrationContext
-
-        with self._engine.connect() as conn:
-            return set(MigrationContext.configure(conn).get_current_heads())
+        return versions.schema_heads(self._engine)
 
     def require_current_schema(self) -> None:
         """``StoreError`` unless the schema is the newest (for a store that cannot migrate)."""
-        from alembic.config import Config
-        from alembic.script import ScriptDirectory
-
-        config = Config()
-        config.set_main_option("script_location", str(MIGRATIONS))
-        heads = set(ScriptDirectory.from_config(config).get_heads())
-        if self._schema_heads() != heads:
-            raise StoreError(
-                f"the store {safe_url(self._engine.url)} is read-only and its schema is older "
-                "than this stspilot: run any command that writes, with write access, to upgrade it"
-            )
+        versions.require_current(self._engine)
 
     def migrate(self) -> None:
-        """Bring the schema to the newest migration (a no-op when it is already there).
-
-        A database already at the newest migration is recognised without Alembic (whose
-        import and script scan cost ~0.3 s of CPU, more than ingesting 2,000 reports): the
-        heads read from the migration files against the ``alembic_version`` table."""
-        if self._at_head():
-            return
-        from alembic import command
-        from alembic.config import Config
-        from alembic.runtime.migration import MigrationContext
-        from alembic.script import ScriptDirectory
-
-        config = Config()
-        config.set_main_option("script_location", str(MIGRATIONS))
-        heads = set(ScriptDirectory.from_config(config).get_heads())
-        with self._engine.connect() as conn:
-            if set(MigrationContext.configure(conn).get_current_heads()) == heads:
-                return
-        with _MIGRATE_LOCK, self._engine.connect() as conn:
-            conn = conn.execution_options(stspilot_write=True)
-            if self.dialect == "postgresql":
-                # Several workers may start at once: one migrates, the others wait and then
-                # find the schema current (SQLite gets the same from BEGIN IMMEDIATE).
-                conn.exec_driver_sql("SELECT pg_advisory_xact_lock(8461)")
-            config.attributes["connection"] = conn
-            command.upgrade(config, "head")
-            conn.commit()
-
-    def _at_head(self) -> bool:
-        try:
-            with self._engine.connect() as conn:
-                rows = conn.exec_driver_sql("SELECT version_num FROM alembic_version").all()
-        except SQLAlchemyError:  # no such table yet: a new database
-            return False
-        return {str(row[0]) for row in rows} == migration_heads()
+        """Bring the schema to the newest migration (a no-op when it is already there)."""
+        versions.migrate(self._engine)
 
     def close(self) -> None:
         self._engine.dispose()
@@ -652,24 +597,6 @@ class Store:
                     for i in range(0, len(drop), batch.CHUNK):
                         conn.execute(checks.delete().where(c.id.in_(drop[i : i + batch.CHUNK])))
         return seen, dropped
-
-
-def migration_heads() -> set[str]:
-    """The newest revision(s) of ``migrations/versions``: every ``revision`` that is no
-    other's ``down_revision`` (what Alembic's ``ScriptDirectory.get_heads`` answers, read
-    from the files' assignments without importing Alembic)."""
-    revisions: set[str] = set()
-    parents: set[str] = set()
-    for path in (MIGRATIONS / "versions").glob("*.py"):
-        for name, value in _REVISION.findall(path.read_text(encoding="utf-8")):
-            found = ast.literal_eval(value)
-            if name == "revision":
-                revisions.add(str(found))
-            elif isinstance(found, str):
-                parents.add(found)
-            elif isinstance(found, (tuple, list)):
-                parents.update(str(p) for p in found)
-    return revisions - parents
 
 
 def open_store(url: str | None = None) -> Store:
