@@ -22,10 +22,11 @@ def _spec() -> dict[str, Any]:
     """The description as the app publishes it (a throwaway app: no database is touched)."""
     from fastapi import FastAPI
 
-    from stspilot.web.api import router
+    from stspilot.web import api, api_accounts
 
     probe = FastAPI(title="stspilot", version="test")
-    probe.include_router(router)
+    probe.include_router(api.router)
+    probe.include_router(api_accounts.router)
     return probe.openapi()
 
 
