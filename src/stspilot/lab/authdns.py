@@ -123,9 +123,25 @@ class AuthServer:
         self.process = None
 
     def pause(self) -> None:
-        """Stop answering (SIGSTOP): a server that hangs."""
-        if self.process is not None:
-            self.process.send_signal(signal.SIGSTOP)
+        """Stop answering (SIGSTOP): a server that hangs. Returns once every thread of the
+        server is stopped: the signal is delivered asynchronously, and a thread still running
+        on the other core could answer one more query."""
+        if self.process is None:
+            return
+        self.process.send_signal(signal.SIGSTOP)
+        tasks = Path(f"/proc/{self.process.pid}/task")
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            try:
+                states = [
+                    (task / "stat").read_text().rpartition(")")[2].split()[0]
+                    for task in tasks.iterdir()
+                ]
+            except OSError:  # a thread came or went while we looked
+                continue
+            if states and all(s in ("T", "t") for s in states):
+                return
+            time.sleep(0.005)
 
     def resume(self) -> None:
         if self.process is not None:
