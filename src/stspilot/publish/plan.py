@@ -65,7 +65,7 @@ class Step:
     @property
     def title(self) -> str:
         if self.kind is StepKind.WAIT:
-            end = f"until {self.until:%Y-%m-%d %H:%M} UTC" if self.until else f"{self.seconds}s"
+            end = f"until {self.until:%Y-%m-%d %H:%M} UTC" if self.until else _span(self.seconds)
             return f"wait {end}: {self.note}"
         if self.kind is StepKind.POLICY:
             return f"serve the policy at {self.name} (id {self.policy_id}, max_age {self.max_age})"
@@ -106,6 +106,21 @@ class Step:
             max_age=int(data.get("max_age", 0)),
             note=str(data.get("note", "")),
         )
+
+
+def _span(seconds: int) -> str:
+    """A wait's length for people: ``90s``, ``2h 30m``, ``7d``."""
+    if seconds < 120:
+        return f"{seconds}s"
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes = rest // 60
+    parts = [
+        f"{days}d" if days else "",
+        f"{hours}h" if hours else "",
+        f"{minutes}m" if minutes else "",
+    ]
+    return " ".join(p for p in parts if p) + f" ({seconds}s)"
 
 
 @dataclass(frozen=True, slots=True)
