@@ -221,3 +221,33 @@ async def test_cli_dry_run_shows_the_plan_and_its_waits(
     assert "wait 1h (3600s)" in out  # the _mta-sts TTL bounds the first wait here
     assert "wait 5m (300s)" in out  # the old MX records' TTL
     assert PublishJournal(lab.store).open_run(ZONE) is None  # nothing planned in the journal
+
+
+async def test_rollout_apply_new_mx_starts_it_and_status_resume_carry_on(
+    lab: Lab, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from test_publish_cli import net_args, write_config
+
+    async with open_publisher(lab.store, lab.config, check=lab.check) as publisher:
+        await start_enforcing(lab, publisher)
+    config = write_config(lab, tmp_path)
+    db = lab.store.engine.url.render_as_string(hide_password=False)
+    common = ["--config", str(config), "--db", db, *net_args(lab)]
+    argv = ["rollout", ZONE, "--apply", "--new-mx", NEW, "--yes", *common]
+    assert await asyncio.to_thread(main, argv) == 0
+    run = PublishJournal(lab.store).open_run(ZONE)
+    # Widened and verified; the max_age wait (the _mta-sts TTL, 1 h) pauses the run.
+    assert run is not None and run.action == "mx-migration" and run.state == "waiting"
+    assert [s.state for s in run.steps[:3]] == ["verified", "verified", "intended"]
+    capsys.readouterr()
+    status = ["publish", "status", ZONE, "--json", "--db", db]
+    assert await asyncio.to_thread(main, status) == 0
+    (shown, *_) = json.loads(capsys.readouterr().out)
+    assert shown["state"] == "waiting" and shown["steps"][3]["kind"] == "mx"
+    # Resumed too early: still waiting, nothing else done.
+    resume = ["publish", "resume", ZONE, *common]
+    assert await asyncio.to_thread(main, resume) == 0
+    again = PublishJournal(lab.store).open_run(ZONE)
+    assert again is not None and again.id == run.id and again.steps[3].state == "planned"
+    (seen,) = await check_domains([ZONE], options=lab.check)
+    assert seen.policy is not None and set(seen.policy.mx) == {OLD, NEW}

@@ -299,6 +299,22 @@ def mx_migrate_command(
     stspilot waits until every authoritative server shows them; after the old MX records'
     TTL the old hosts leave the policy (served, verified, new id). Long waits pause the run:
     `stspilot publish resume DOMAIN` continues it, `stspilot publish status DOMAIN` shows it."""
+    net = {"nameserver": nameserver, "ca_file": ca_file, "port_map": port_map, "timeout": timeout}
+    migrate_mx(domain, to, dry_run=dry_run, yes=yes, config=config, db=db, **net)
+
+
+def migrate_mx(
+    domain: str,
+    to: list[str],
+    *,
+    dry_run: bool,
+    yes: bool,
+    config: Path | None,
+    db: str | None,
+    **net: Any,
+) -> JournalRun | None:
+    """Plan the MX migration from what is live (records, policy, MX set at the primary), show
+    it with its waits, ask, carry it out (``publish mx-migrate``, ``rollout --apply --new-mx``)."""
     from rich.console import Console
 
     from stspilot.publish.migrate import plan_mx_migration
@@ -330,15 +346,10 @@ def mx_migrate_command(
         return await publisher.run(run)
 
     with Store.open(db) as store:
-        net: dict[str, Any] = {
-            "nameserver": nameserver,
-            "ca_file": ca_file,
-            "port_map": port_map,
-            "timeout": timeout,
-        }
         done: JournalRun | None = execute(store, cfg, target=go, **net)
     if done is not None:
         render_runs([done], console)
+    return done
 
 
 def register(app: typer.Typer) -> None:
