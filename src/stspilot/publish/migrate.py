@@ -74,6 +74,9 @@ def plan_mx_migration(
     old = sorted({h.rstrip(".").lower() for h in mx_now} - {""})
     if old == target:
         raise ConfigError(f"the MX records of {domain} already name {mx_value(target)}")
+    for host in old:
+        if not any(mx_matches(p, host) for p in patterns):
+            raise ConfigError(f"the live MX {host} is not covered by the policy: fix that first")
     both_patterns = tuple(sorted(set(patterns) | set(keep_patterns(patterns, target))))
     final_patterns = keep_patterns(patterns, target)
     steps: list[Step] = []
@@ -152,9 +155,6 @@ def plan_mx_migration(
             for s in narrow
             if s.kind is StepKind.STS
         ]
-    for host in old:
-        if not any(mx_matches(p, host) for p in both_patterns):
-            raise ConfigError(f"the live MX {host} is not covered by the policy: fix that first")
     return PublishPlan(domain, ACTION, tuple(steps), tuple(notes))
 
 
