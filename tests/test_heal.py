@@ -159,13 +159,15 @@ def test_sightings_are_consecutive_and_survive_a_restart(store_url: str) -> None
     with Store.open(store_url) as store:
         heal = HealStore(store)
         assert heal.settings("example.com").any is False
-        heal.set("example.com", now=T0, actor="test", id_bump=True)
-        heal.set("example.com", now=T0, actor="test", mx_sync=True)
+        heal.opt_in("example.com", now=T0, actor="test", id_bump=True)
+        heal.opt_in("example.com", now=T0, actor="test", mx_sync=True)
         got = heal.settings("example.com")
         assert got.id_bump and got.mx_sync and got.updated_by == "test"
         seen = [(ID_NOT_BUMPED, "fp1", "changed")]
+        assert heal.pending_domains() == set()
         rows = heal.record("example.com", seen, kinds=KINDS, now=T0)
         assert rows[ID_NOT_BUMPED].checks == 1
+        assert heal.pending_domains() == {"example.com"}
     with Store.open(store_url) as store:  # a monitor restart
         heal = HealStore(store)
         rows = heal.record("example.com", seen, kinds=KINDS, now=T0 + 11 * MIN)
@@ -178,5 +180,5 @@ def test_sightings_are_consecutive_and_survive_a_restart(store_url: str) -> None
         assert heal.record("example.com", [], kinds=(MX_DRIFT,), now=T0) != {}
         assert heal.record("example.com", [], kinds=KINDS, now=T0) == {}
         heal.record("example.com", seen, kinds=KINDS, now=T0)
-        heal.set("example.com", now=T0, actor="test", id_bump=False, mx_sync=False)
+        heal.opt_in("example.com", now=T0, actor="test", id_bump=False, mx_sync=False)
         assert heal.all_settings() == [] and heal.sightings("example.com") == {}

@@ -79,7 +79,7 @@ async def test_one_changed_answer_never_repairs_two_consecutive_ones_do(
     edited = body.replace("max_age: 2", "max_age: 5")
     assert edited != body
     add_domain(lab.store, [ZONE], now=lab.clock())
-    HealStore(lab.store).set(ZONE, now=lab.clock(), actor="test", id_bump=True)
+    HealStore(lab.store).opt_in(ZONE, now=lab.clock(), actor="test", id_bump=True)
     stop = asyncio.Event()
     t0 = lab.clock()
     async with (
@@ -139,7 +139,7 @@ async def test_mx_sync_widens_then_narrows_and_the_gate_refuses_an_unprobed_host
 ) -> None:
     await publish(lab, "testing")
     add_domain(lab.store, [ZONE], now=lab.clock())
-    HealStore(lab.store).set(ZONE, now=lab.clock(), actor="test", mx_sync=True)
+    HealStore(lab.store).opt_in(ZONE, now=lab.clock(), actor="test", mx_sync=True)
     t0 = lab.clock()
     await round_at(lab, lab.store, t0)
     # The operator adds mx2: after two checks 10 minutes apart the policy covers it.
@@ -180,7 +180,7 @@ async def test_an_open_publish_run_is_never_superseded_by_a_repair(lab: Lab) -> 
 
     await publish(lab, "testing")
     add_domain(lab.store, [ZONE], now=lab.clock())
-    HealStore(lab.store).set(ZONE, now=lab.clock(), actor="test", mx_sync=True)
+    HealStore(lab.store).opt_in(ZONE, now=lab.clock(), actor="test", mx_sync=True)
     async with open_publisher(
         lab.store, lab.config, check=lab.check, clock=lab.clock, max_inline_wait=1
     ) as p:

@@ -252,7 +252,7 @@ def heal_command(
                     f"not monitored: {', '.join(missing)} (stspilot monitor add DOMAIN first)"
                 )
             for name in names:
-                heal.set(name, now=utc_now(), actor=actor(), id_bump=id_bump, mx_sync=mx_sync)
+                heal.opt_in(name, now=utc_now(), actor=actor(), id_bump=id_bump, mx_sync=mx_sync)
         rows = heal.all_settings()
         pending = {r.domain: heal.sightings(r.domain) for r in rows}
     if as_json:

@@ -187,6 +187,7 @@ async def _run_domain(
     now: datetime,
     options: CheckOptions,
     heal: HealSettings | None = None,
+    pending: bool = True,
 ) -> Tally:
     from stspilot.monitor.alerts import Alert
 
@@ -205,6 +206,7 @@ async def _run_domain(
                 options=options,
                 now=now,
                 actor=f"monitor ({config.worker})",
+                pending=pending,
             )
             alerts += healed.alerts
         planned = await asyncio.to_thread(
@@ -317,8 +319,12 @@ async def run_once(
     gate = asyncio.Semaphore(max(1, config.concurrency))
     chosen = checker
     opted: dict[str, HealSettings] = {}
+    pending: set[str] = set()
     if config.heal is not None:
-        opted = {h.domain: h for h in await asyncio.to_thread(HealStore(store).all_settings)}
+        healing = HealStore(store)
+        opted = {h.domain: h for h in await asyncio.to_thread(healing.all_settings)}
+        if opted:
+            pending = await asyncio.to_thread(healing.pending_domains)
 
     async def one(domain: str) -> Tally:
         async with gate:
@@ -332,6 +338,7 @@ async def run_once(
                 now=now,
                 options=options,
                 heal=opted.get(domain),
+                pending=domain in pending,
             )
 
     try:

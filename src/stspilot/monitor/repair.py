@@ -96,12 +96,16 @@ async def heal_domain(
     options: CheckOptions,
     now: datetime,
     actor: str,
+    pending: bool = True,
 ) -> HealOutcome:
     """Record what this check saw; repair what is confirmed. Never raises for a domain's
-    trouble: every refusal and failure becomes an alert."""
+    trouble: every refusal and failure becomes an alert. ``pending`` False (the round read
+    that no sighting of the domain is counting) skips the write when nothing is seen."""
     domain = live.domain
     kinds = [k for k, on in ((ID_NOT_BUMPED, settings.id_bump), (MX_DRIFT, settings.mx_sync)) if on]
     drifts = observe(live, history, id_bump=settings.id_bump, mx_sync=settings.mx_sync)
+    if not drifts and not pending:
+        return HealOutcome()
     heal = HealStore(store)
     seen = [(d.kind, d.fingerprint, d.detail) for d in drifts]
     rows = await asyncio.to_thread(heal.record, domain, seen, kinds=kinds, now=now)

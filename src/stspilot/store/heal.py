@@ -108,7 +108,7 @@ class HealStore:
             rows = conn.execute(select(monitor_heal).order_by(monitor_heal.c.domain))
             return [HealSettings(*row) for row in rows]
 
-    def set(
+    def opt_in(
         self,
         domain: str,
         *,
@@ -151,6 +151,12 @@ class HealStore:
         with self._conn(write=False) as conn:
             rows = conn.execute(select(monitor_sightings).where(s.domain == domain))
             return {row.kind: Sighting(*row) for row in rows}
+
+    def pending_domains(self) -> set[str]:
+        """Domains with a sighting still counting (a check that sees nothing of them has
+        nothing to write: ``record`` is skipped)."""
+        with self._conn(write=False) as conn:
+            return set(conn.execute(select(monitor_sightings.c.domain).distinct()).scalars())
 
     def record(
         self,
