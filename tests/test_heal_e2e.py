@@ -18,6 +18,7 @@ from publish_support import ZONE, Lab, Watcher, make_lab
 from stspilot.check.run import Probes, check_domains
 from stspilot.monitor.loop import MonitorConfig, Tally, add_domain, list_domains, run_once
 from stspilot.monitor.repair import HealConfig
+from stspilot.publish.config import DomainConfig
 from stspilot.publish.plan import plan_publication
 from stspilot.publish.session import open_publisher
 from stspilot.rollout.generate import generate
@@ -50,17 +51,25 @@ async def publish(lab: Lab, mode: str, max_age: int = 2, mx: tuple[str, ...] = (
     return pub.policy_text
 
 
-def monitor(lab: Lab) -> tuple[MonitorConfig, object]:
-    config = MonitorConfig(
+def monitor(lab: Lab, publish: DomainConfig | None = None) -> MonitorConfig:
+    chosen = publish or lab.config
+    return MonitorConfig(
         enroll_hosted=False,
-        heal=HealConfig(min_gap=10 * MINUTE, configs=lambda d: lab.config, clock=lab.clock),
+        heal=HealConfig(min_gap=10 * MINUTE, configs=lambda d: chosen, clock=lab.clock),
     )
-    return config, replace(lab.check, allow_private=True)
 
 
-async def round_at(lab: Lab, store: Store, when: datetime) -> Tally:
-    config, options = monitor(lab)
-    return await run_once(store, options=options, now=when, config=config, only=[ZONE])  # type: ignore[arg-type]
+async def round_at(
+    lab: Lab,
+    store: Store,
+    when: datetime,
+    *,
+    publish: DomainConfig | None = None,
+    nameserver: str = "",
+) -> Tally:
+    options = replace(lab.check, allow_private=True, nameserver=nameserver or lab.check.nameserver)
+    config = monitor(lab, publish)
+    return await run_once(store, options=options, now=when, config=config, only=[ZONE])
 
 
 def monitor_runs(store: Store) -> list[object]:
@@ -203,3 +212,37 @@ async def test_an_open_publish_run_is_never_superseded_by_a_repair(lab: Lab) -> 
     assert f"publish run {run.id} (mx-migration by operator) is waiting" in refused["message"]
     again = PublishJournal(lab.store).open_run(ZONE)
     assert again is not None and again.id == run.id and again.state == "waiting"
+
+
+async def test_a_provider_failure_is_alerted_and_tried_again_after_two_more_checks(
+    lab: Lab,
+) -> None:
+    body = await publish(lab, "enforce")
+    policy_file = lab.webroot / ".well-known" / "mta-sts.txt"
+    add_domain(lab.store, [ZONE], now=lab.clock())
+    HealStore(lab.store).opt_in(ZONE, now=lab.clock(), actor="test", id_bump=True)
+    zone = lab.config.zone
+    impatient = replace(lab.config, zone=replace(zone, options={**zone.options, "timeout": 0.5}))
+    assert lab.world.secondary is not None
+    via_secondary = lab.world.secondary.address  # the checks still see the zone
+    t0 = lab.clock()
+    await round_at(lab, lab.store, t0, nameserver=via_secondary)
+    policy_file.write_text(body.replace("max_age: 2", "max_age: 7"))
+    await round_at(lab, lab.store, t0 + MINUTE, nameserver=via_secondary)
+    lab.world.primary.pause()  # the provider hangs during the confirming round
+    try:
+        tally = await round_at(
+            lab, lab.store, t0 + 12 * MINUTE, publish=impatient, nameserver=via_secondary
+        )
+    finally:
+        lab.world.primary.resume()
+    assert tally.checked == 1 and tally.repaired == 0
+    (failed,) = [a for a in MonitorStore(lab.store).open_alerts(ZONE) if a["code"] == "heal.failed"]
+    assert "repairing the id failed" in failed["message"]
+    assert "no answer within 0.5s" in failed["message"]
+    assert monitor_runs(lab.store) == [] and HealStore(lab.store).sightings(ZONE) == {}
+    # Tried again only once two more checks, 10 minutes apart, confirm it.
+    assert (await round_at(lab, lab.store, t0 + 13 * MINUTE)).repaired == 0
+    assert (await round_at(lab, lab.store, t0 + 24 * MINUTE)).repaired == 1
+    (run,) = monitor_runs(lab.store)
+    assert run.state == "done"
