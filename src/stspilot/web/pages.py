@@ -26,7 +26,13 @@ from stspilot.store.models import CheckRecord
 from stspilot.sts.names import fold_name
 from stspilot.web import charts
 from stspilot.web.auth import context, require_page_user
-from stspilot.web.domain_view import GATE_DAYS, WINDOW_DAYS, cert_expiry, domain_values
+from stspilot.web.domain_view import (
+    GATE_DAYS,
+    WINDOW_DAYS,
+    cert_expiry,
+    domain_values,
+    hosting_start,
+)
 from stspilot.web.proof import hosting_proof_missing
 
 PageUser = Annotated[User, Depends(require_page_user)]
@@ -170,7 +176,11 @@ def inventory(
     ids = [r.latest_check_id for r in listing.rows if r.latest_check_id is not None]
     found = reads.checks_by_id(ids)
     windows = reads.report_windows(
-        [r.domain for r in listing.rows], since=now - timedelta(days=WINDOW_DAYS + 1), until=now
+        [r.domain for r in listing.rows],
+        since=now - timedelta(days=WINDOW_DAYS + 1),
+        until=now,
+        # A tenant's figures, sparkline and gate count the reports of its hosting period.
+        received_since=None if user.is_admin else {r.domain: r.hosted_since for r in listing.rows},
     )
     lines = [
         inventory_line(
@@ -319,7 +329,9 @@ def domain_page(
     allowed, hosted = _visible_domain(request, user, name)
     if not allowed:  # another tenant's domain is answered like an unknown one
         return _message(request, user, 404, "Not found", f"{name} is not one of your domains.")
-    values = domain_values(ctx, _reads(request), name, hosted, days=days)
+    values = domain_values(
+        ctx, _reads(request), name, hosted, days=days, received_since=hosting_start(user, hosted)
+    )
     return _render(request, user, "domain.html", values)
 
 
@@ -346,11 +358,15 @@ def reports_page(
     ctx = context(request)
     reads = _reads(request)
     name = _name(domain) if domain.strip() else None
-    if name is not None and not _visible_domain(request, user, name)[0]:
-        return _message(request, user, 404, "Not found", f"{name} is not one of your domains.")
+    start = None
+    if name is not None:
+        allowed, hosted_domain = _visible_domain(request, user, name)
+        if not allowed:
+            return _message(request, user, 404, "Not found", f"{name} is not one of your domains.")
+        start = hosting_start(user, hosted_domain)
     since = ctx.clock() - timedelta(days=days)
     tenant = _tenant_scope(user)
-    rows = ctx.store.list_reports(
+    rows = reads.list_reports(
         tenant_id=tenant,
         domain=name,
         since=since,
@@ -359,6 +375,9 @@ def reports_page(
         # A tenant sees only its own policies' sessions of a report that also covers other
         # tenants' domains (the API does the same).
         scoped=tenant is not None,
+        # Only the reports of the tenant's hosting period of each domain (the API's rule).
+        received_since=start,
+        hosting_periods=tenant is not None,
     )
     more = len(rows) > PER_PAGE
     rows = rows[:PER_PAGE]
