@@ -96,10 +96,13 @@ def _window(
     received_since: datetime | None = None,
 ) -> Select[Any]:
     if received_since is not None:  # a tenant's hosting period: reports received since then
+        # Each row's report by primary key (correlated): an IN over every report received
+        # since then had no index to use and read the whole reports table (~300 ms of CPU
+        # for the domain page at 140,000 reports).
         query = query.where(
-            table.c.report_pk.in_(
-                select(reports.c.id).where(reports.c.received_at >= received_since)
-            )
+            select(reports.c.id)
+            .where(reports.c.id == table.c.report_pk, reports.c.received_at >= received_since)
+            .exists()
         )
     if since is not None:
         query = query.where(table.c.day >= day_floor(since))

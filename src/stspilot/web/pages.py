@@ -147,6 +147,147 @@ def inventory_line(
 # --- inventory ---------------------------------------------------------------------------------
 
 
+# Inventory columns a user may sort by (``?sort=``), each a key of an ``InventoryLine`` and its
+# open alerts; ties go by name. "domain" ascending is the store's own order: one page is read.
+# Any other order, and the CSV export, cover the whole filtered inventory: every matching
+# domain's line is made (its report window and gate), then sorted and cut to the page.
+SORT_KEYS: dict[str, Any] = {
+    "domain": lambda line, alerts: (line.domain,),
+    "mode": lambda line, alerts: (line.mode, line.domain),
+    "stage": lambda line, alerts: (_stage_rank(line.stage), line.domain),
+    "gate": lambda line, alerts: (_gate_rank(line), line.domain),
+    "checked": lambda line, alerts: (line.checked_at.isoformat() if line.checked_at else "",),
+    "findings": lambda line, alerts: (-1 if line.findings is None else line.findings,),
+    "alerts": lambda line, alerts: (alerts.get(line.domain, (0, ""))[0],),
+    "cert": lambda line, alerts: (99999 if line.cert_days is None else line.cert_days,),
+    "sessions": lambda line, alerts: (line.sessions,),
+    "failed": lambda line, alerts: (line.failed,),
+    "rate": lambda line, alerts: (-1.0 if line.rate is None else line.rate,),
+}
+CSV_COLUMNS = (
+    "Domain", "Served mode", "Stage", "Enforce gate", "Last check", "Findings", "Alerts",
+    "MX certificate", "Sessions", "Failed", "Failure rate",
+)  # fmt: skip
+
+
+def _gate_rank(line: InventoryLine) -> int:
+    """Ready first, then by how many criteria fail; no check last."""
+    if line.ready is None:
+        return 1_000
+    return 0 if line.ready else len(line.gate_failing)
+
+
+def gate_text(line: InventoryLine) -> str:
+    """The enforce gate as the inventory's CSV writes it."""
+    if line.ready is None:
+        return "no check"
+    if line.ready:
+        return "ready"
+    what = "no longer hold" if line.stage == "enforce" else "failing"
+    return f"{len(line.gate_failing)} {what}"
+
+
+def csv_row(line: InventoryLine, alerts: dict[str, tuple[int, str]]) -> list[str]:
+    """One domain's plain figures, as the inventory table's cells carry them (``data-csv``)."""
+    count, worst = alerts.get(line.domain, (0, ""))
+    return [
+        line.domain,
+        line.mode,
+        line.stage,
+        gate_text(line),
+        line.checked_at.isoformat() if line.checked_at else "",
+        "" if line.findings is None else f"{line.findings}{' ' + line.worst if line.worst else ''}",
+        f"{count}{' ' + worst if count else ''}",
+        "" if line.cert_days is None else str(line.cert_days),
+        str(line.sessions),
+        str(line.failed),
+        "" if line.rate is None else f"{line.rate:.4f}",
+    ]
+
+
+def csv_field(value: str) -> str:
+    """A cell a spreadsheet would run as a formula (= + - @, tab, CR) gets a leading quote
+    (OWASP "CSV injection"); plain numbers stay numbers (``dashboard.js`` does the same)."""
+    if value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        try:
+            float(value)
+        except ValueError:
+            return "'" + value
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class _Filters:
+    q: str
+    stage: str
+    severity: str
+    sort: str
+    descending: bool
+
+
+def _filters(q: str, stage: str, severity: str, sort: str, order: str) -> _Filters:
+    from stspilot.store.dashboard import SEVERITY_FILTERS, STAGE_FILTERS
+
+    return _Filters(
+        q,
+        stage if stage in STAGE_FILTERS else "",
+        severity if severity in SEVERITY_FILTERS else "",
+        sort if sort in SORT_KEYS else "domain",
+        order == "desc",
+    )
+
+
+def _lines(
+    request: Request, user: User, rows: tuple[InventoryRow, ...], now: datetime
+) -> list[InventoryLine]:
+    """The inventory lines of ``rows``: their latest checks, report windows (the tenant's
+    hosting period of each domain) and gates, a few queries per chunk of rows."""
+    reads = _reads(request)
+    found = reads.checks_by_id([r.latest_check_id for r in rows if r.latest_check_id is not None])
+    windows = reads.report_windows(
+        [r.domain for r in rows],
+        since=now - timedelta(days=WINDOW_DAYS + 1),
+        until=now,
+        # A tenant's figures, sparkline and gate count the reports of its hosting period.
+        received_since=None if user.is_admin else {r.domain: r.hosted_since for r in rows},
+    )
+    return [
+        inventory_line(
+            r,
+            found.get(r.latest_check_id) if r.latest_check_id is not None else None,
+            windows.get(r.domain, ReportWindow()),
+            now,
+        )
+        for r in rows
+    ]
+
+
+def _sorted_inventory(
+    request: Request, user: User, f: _Filters, now: datetime
+) -> tuple[list[InventoryLine], dict[str, tuple[int, str]]]:
+    """Every domain of the filtered inventory, as lines in the order asked for."""
+    from stspilot.store.dashboard import MAX_PAGE
+    from stspilot.store.monitor import MonitorStore
+
+    reads = _reads(request)
+    lines: list[InventoryLine] = []
+    offset = 0
+    while True:
+        chunk = reads.inventory(
+            _tenant_scope(user), search=f.q, stage=f.stage, severity=f.severity,
+            limit=MAX_PAGE, offset=offset,
+        )  # fmt: skip
+        lines += _lines(request, user, chunk.rows, now)
+        offset += len(chunk.rows)
+        if not chunk.rows or offset >= chunk.total:
+            break
+    alerts = MonitorStore(context(request).store).open_alert_counts([x.domain for x in lines])
+    key = SORT_KEYS[f.sort]
+    lines.sort(key=lambda x: x.domain)  # ties by name, whatever the direction
+    lines.sort(key=lambda x: key(x, alerts), reverse=f.descending)
+    return lines, alerts
+
+
 @router.get("/", name="inventory")
 def inventory(
     request: Request,
@@ -156,6 +297,8 @@ def inventory(
     severity: Annotated[str, Query(max_length=20)] = "",
     page: Annotated[int, Query(ge=1, le=100_000)] = 1,
     per: Annotated[int, Query(ge=10, le=200)] = PER_PAGE,
+    sort: Annotated[str, Query(max_length=20)] = "domain",
+    order: Annotated[str, Query(max_length=4)] = "asc",
 ) -> Response:
     from stspilot.store.dashboard import SEVERITY_FILTERS, STAGE_FILTERS
     from stspilot.store.monitor import MonitorStore
@@ -163,37 +306,23 @@ def inventory(
     ctx = context(request)
     reads = _reads(request)
     now = ctx.clock()
-    stage = stage if stage in STAGE_FILTERS else ""
-    severity = severity if severity in SEVERITY_FILTERS else ""
-    listing = reads.inventory(
-        _tenant_scope(user),
-        search=q,
-        stage=stage,
-        severity=severity,
-        limit=per,
-        offset=(page - 1) * per,
-    )
-    ids = [r.latest_check_id for r in listing.rows if r.latest_check_id is not None]
-    found = reads.checks_by_id(ids)
-    windows = reads.report_windows(
-        [r.domain for r in listing.rows],
-        since=now - timedelta(days=WINDOW_DAYS + 1),
-        until=now,
-        # A tenant's figures, sparkline and gate count the reports of its hosting period.
-        received_since=None if user.is_admin else {r.domain: r.hosted_since for r in listing.rows},
-    )
-    lines = [
-        inventory_line(
-            r,
-            found.get(r.latest_check_id) if r.latest_check_id is not None else None,
-            windows.get(r.domain, ReportWindow()),
-            now,
-        )
-        for r in listing.rows
-    ]
-    alerts = MonitorStore(ctx.store).open_alert_counts([r.domain for r in listing.rows])
+    f = _filters(q, stage, severity, sort, order)
+    if f.sort == "domain" and not f.descending:  # the store's order: read one page
+        listing = reads.inventory(
+            _tenant_scope(user), search=f.q, stage=f.stage, severity=f.severity,
+            limit=per, offset=(page - 1) * per,
+        )  # fmt: skip
+        lines = _lines(request, user, listing.rows, now)
+        alerts = MonitorStore(ctx.store).open_alert_counts([r.domain for r in listing.rows])
+        total = listing.total
+    else:  # the whole filtered inventory in that order, then the page
+        every, alerts = _sorted_inventory(request, user, f, now)
+        total = len(every)
+        lines = every[(page - 1) * per : page * per]
     headline = _headline(request, reads, _tenant_scope(user), now)
-    filters = {"q": q, "stage": stage, "severity": severity, "per": str(per)}
+    filters = {"q": f.q, "stage": f.stage, "severity": f.severity, "per": str(per)}
+    query = urlencode({k: v for k, v in filters.items() if v})
+    ordered = f"sort={f.sort}&order={'desc' if f.descending else 'asc'}"
     return _render(
         request,
         user,
@@ -201,18 +330,49 @@ def inventory(
         {
             "lines": lines,
             "alerts": alerts,
-            "q": q,
-            "stage": stage,
-            "severity": severity,
+            "q": f.q,
+            "stage": f.stage,
+            "severity": f.severity,
+            "sort": f.sort,
+            "descending": f.descending,
             "stage_filters": STAGE_FILTERS,
             "severity_filters": SEVERITY_FILTERS,
-            "query": urlencode({k: v for k, v in filters.items() if v}),
+            "query": query,
+            "sorted_query": f"{query}&{ordered}" if query else ordered,
             "headline": headline,
             "stages": sorted(headline.by_stage.items(), key=lambda kv: _stage_rank(kv[0])),
-            "pager": _pages(listing.total, page, per),
+            "pager": _pages(total, page, per),
             "window_days": WINDOW_DAYS,
             "now": now,
         },
+    )
+
+
+@router.get("/domains.csv", name="inventory_csv")
+def inventory_csv(
+    request: Request,
+    user: PageUser,
+    q: Annotated[str, Query(max_length=253)] = "",
+    stage: Annotated[str, Query(max_length=20)] = "",
+    severity: Annotated[str, Query(max_length=20)] = "",
+    sort: Annotated[str, Query(max_length=20)] = "domain",
+    order: Annotated[str, Query(max_length=4)] = "asc",
+) -> Response:
+    """The whole filtered inventory as CSV, in the order asked for (not just one page)."""
+    import csv
+    import io
+
+    f = _filters(q, stage, severity, sort, order)
+    lines, alerts = _sorted_inventory(request, user, f, context(request).clock())
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(CSV_COLUMNS)
+    for line in lines:
+        writer.writerow([csv_field(v) for v in csv_row(line, alerts)])
+    return Response(
+        out.getvalue(),
+        media_type="text/csv; charset=utf-8",
+        headers={"content-disposition": 'attachment; filename="stspilot-domains.csv"'},
     )
 
 
