@@ -188,6 +188,13 @@ async def measure(store: Store, names: list[str], token: str, requests: int) -> 
             kinds = ["stage=testing", "severity=clean", "stage=unchecked", "severity=error"]
             filtered = [f"/?{kinds[i % 4]}&page={1 + i % 3}" for i in range(requests)]
             print(line("inventory by stage or severity", await timed(client, filtered, token)))
+        if hasattr(web_pages, "SORT_KEYS"):  # sorting and export cover the whole inventory
+            few = max(1, requests // 8)  # each reads every domain's window and gate
+            by = ["sessions", "rate", "cert", "gate"]
+            ordered = [f"/?sort={by[i % 4]}&order=desc" for i in range(few)]
+            print(line("inventory sorted (all domains)", await timed(client, ordered, token)))
+            exports = ["/domains.csv?sort=sessions&order=desc"] * few
+            print(line("inventory CSV export (all)", await timed(client, exports, token)))
         spread = max(1, len(names) // requests)
         domain = [f"/domains/{names[(i * spread) % len(names)]}" for i in range(requests)]
         print(line("domain page (30 days, charts)", await timed(client, domain, token)))
