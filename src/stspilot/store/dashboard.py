@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, case, func, literal, select
+from sqlalchemy import Connection, String, case, func, literal, select, type_coerce
 from sqlalchemy.exc import SQLAlchemyError
 
 from stspilot.rollout.evidence import DailyTotal, FailureCount, ReportWindow
@@ -154,13 +154,27 @@ def _hosting_period(table: Any, starts: Mapping[str, datetime] | None) -> list[A
     return [reports.c.id == table.c.report_pk, reports.c.received_at >= begin]
 
 
+def _raw_day(column: Any) -> Any:
+    """A day column as the driver gives it (SQLite: ISO text, parsed by ``_day``): SQLAlchemy's
+    SQLite ``Date`` parses every row's text with a regular expression, ~1 µs a row of the
+    inventory's few thousand, and a page has only ~15 distinct days."""
+    return type_coerce(column, String())
+
+
+def _day(value: Any, memo: dict[Any, date]) -> date:
+    found = memo.get(value)
+    if found is None:
+        found = memo[value] = value if isinstance(value, date) else date.fromisoformat(value)
+    return found
+
+
 def _totals_query(
     chunk: list[str], first: date, last: date, starts: Mapping[str, datetime] | None
 ) -> Any:
     p = report_policies.c
     q = select(
         p.policy_domain,
-        p.day,
+        _raw_day(p.day),
         p.organization_name,
         p.authenticity,
         session_sum(p.successful_sessions),
@@ -184,7 +198,7 @@ def _failures_query(
         f.receiving_mx_hostname,
         f.authenticity,
     )
-    q = select(*group, session_sum(f.failed_session_count)).where(
+    q = select(*group[:1], _raw_day(f.day), *group[2:], session_sum(f.failed_session_count)).where(
         f.policy_domain.in_(chunk), f.day >= first, f.day < last
     )
     if starts is not None:
@@ -364,20 +378,23 @@ class DashboardReads:
         fails: dict[str, dict[tuple[date, str, str, str, bool], int]] = {d: {} for d in names}
         # Domains with a hosting period and those without are read apart: the first join
         # each row to its report (by primary key) for its arrival time, the others do not.
+        days: dict[Any, date] = {}
         periods = [n for n in names if n in starts]
         plain = [n for n in names if n not in starts]
         with self._read() as conn:
             for group, dated in ((plain, False), (periods, True)):
                 for i in range(0, len(group), CHUNK):
                     chunk = group[i : i + CHUNK]
-                    for dom, day, org, auth, ok, bad in conn.execute(
+                    for dom, raw, org, auth, ok, bad in conn.execute(
                         _totals_query(chunk, first, last, starts if dated else None)
                     ):
+                        day = _day(raw, days)
                         trusted = auth in AUTHENTICATED
                         totals[dom].append(DailyTotal(day, org, int(ok), int(bad), trusted))
-                    for dom, day, org, rtype, mx, auth, n in conn.execute(
+                    for dom, raw, org, rtype, mx, auth, n in conn.execute(
                         _failures_query(chunk, first, last, starts if dated else None)
                     ):
+                        day = _day(raw, days)
                         key = (day, org, rtype, _host(mx or "", memo), auth in AUTHENTICATED)
                         bucket = fails[dom]
                         bucket[key] = bucket.get(key, 0) + int(n or 0)
