@@ -278,3 +278,37 @@ async def test_the_access_log_names_the_client_behind_a_trusted_proxy(
             )
     clients = [r.request["client"] for r in caplog.records if r.name == "stspilot.access"]  # type: ignore[attr-defined]
     assert clients == ["203.0.113.9", "192.0.2.44"]
+
+
+def test_report_windows_apply_each_domains_own_hosting_period(store: Store) -> None:
+    """Two domains, each with its own start (one CASE on the row's domain): each keeps the
+    reports received since its own start; a domain left out of the mapping keeps all."""
+    from datetime import UTC, datetime
+
+    from stspilot.store.dashboard import DashboardReads
+
+    now = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+    items = []
+    for name in ("a.example", "b.example", "c.example"):
+        for back in range(1, 7):  # covered day now-back, received at noon the day after
+            body = json.loads(report_body(f"{name}-{back}", (now - timedelta(days=back)).date()))
+            body["policies"][0]["policy"]["policy-domain"] = name
+            raw = json.dumps(body).encode()
+            received = now - timedelta(days=back - 1, hours=12)
+            items.append(NewReport(parse_report(raw), raw, "/imports/x.json", received))
+    store.add_reports(items)
+    starts = {"a.example": now - timedelta(days=2), "b.example": now - timedelta(days=4)}
+    windows = DashboardReads(store).report_windows(
+        ["a.example", "b.example", "c.example"],
+        since=now - timedelta(days=10),
+        until=now,
+        received_since=starts,
+    )
+    days = {d: sorted(t.day for t in w.totals) for d, w in windows.items()}
+    today = now.date()
+    # Received at noon of day now-(back-1): since now-2d keeps back 1, 2; since now-4d 1..4.
+    assert days["a.example"] == [today - timedelta(days=b) for b in (2, 1)]
+    assert days["b.example"] == [today - timedelta(days=b) for b in (4, 3, 2, 1)]
+    assert len(days["c.example"]) == 6
+    failures = {d: len(w.failures) for d, w in windows.items()}
+    assert failures == {"a.example": 2, "b.example": 4, "c.example": 6}
