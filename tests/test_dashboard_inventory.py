@@ -30,7 +30,7 @@ from stspilot.store.rows import AUTHENTICATED, authenticity
 from stspilot.store.schema import failure_details, report_policies, reports
 from stspilot.store.versions import MIGRATIONS
 from stspilot.tlsrpt.reports import parse_report
-from stspilot.web import pages
+from stspilot.web import inventory, pages
 from stspilot.web.app import create_app
 from web_support import World, client_for, make_app
 
@@ -253,9 +253,9 @@ async def test_sorting_and_csv_cover_every_matching_domain(many: World) -> None:
 
 
 async def test_a_formula_in_a_cell_is_quoted() -> None:
-    assert pages.csv_field("=HYPERLINK(1)") == "'=HYPERLINK(1)"
-    assert pages.csv_field("-12") == "-12"
-    assert pages.csv_field("example.com") == "example.com"
+    assert inventory.csv_field("=HYPERLINK(1)") == "'=HYPERLINK(1)"
+    assert inventory.csv_field("-12") == "-12"
+    assert inventory.csv_field("example.com") == "example.com"
 
 
 # --- the access log ----------------------------------------------------------------------------
@@ -312,3 +312,18 @@ def test_report_windows_apply_each_domains_own_hosting_period(store: Store) -> N
     assert len(days["c.example"]) == 6
     failures = {d: len(w.failures) for d, w in windows.items()}
     assert failures == {"a.example": 2, "b.example": 4, "c.example": 6}
+
+
+async def test_every_order_of_a_page_is_the_exports_order(many: World) -> None:
+    """A sorted page (sorted on what its order needs) shows the same domains, in the same
+    order, as the first rows of the export (sorted on the whole lines), for every column."""
+    app = create_app(many.settings, many.store, routers=[pages.router], clock=many.clock)
+    auth = many.auth("alice")
+    async with client_for(app) as client:
+        for key in inventory.SORT_KEYS:
+            for order in ("asc", "desc"):
+                shown = await client.get(f"/?sort={key}&order={order}&per=10", headers=auth)
+                exported = await client.get(f"/domains.csv?sort={key}&order={order}", headers=auth)
+                rows = [r["Domain"] for r in csv.DictReader(io.StringIO(exported.text))]
+                assert listed(shown.text) == rows[:10], (key, order)
+                assert len(rows) == 25

@@ -356,6 +356,7 @@ class DashboardReads:
         since: date | datetime,
         until: date | datetime,
         received_since: datetime | Mapping[str, datetime] | None = None,
+        failures: bool = True,
     ) -> dict[str, ReportWindow]:
         """The rollout's report counts for several domains at once, [since, until) in UTC
         days: what ``evidence.window_from_reports`` counts, read from the aggregates instead
@@ -365,7 +366,8 @@ class DashboardReads:
         ingest), so the counts read ``report_policies`` and ``failure_details`` alone. A
         hosting period (``received_since``: one start for every domain, or one per domain; a
         domain missing from the mapping has none) keeps only reports received since it
-        began; only then is each row's report read, for its arrival time."""
+        began; only then is each row's report read, for its arrival time. Without
+        ``failures``, only the daily totals are read (an inventory sorted by sessions)."""
         memo: dict[str, str] = {}
         names = sorted({_host(d, memo) for d in domains})
         first, last = day_floor(since), day_ceiling(until)
@@ -391,6 +393,8 @@ class DashboardReads:
                         day = _day(raw, days)
                         trusted = auth in AUTHENTICATED
                         totals[dom].append(DailyTotal(day, org, int(ok), int(bad), trusted))
+                    if not failures:
+                        continue
                     for dom, raw, org, rtype, mx, auth, n in conn.execute(
                         _failures_query(chunk, first, last, starts if dated else None)
                     ):

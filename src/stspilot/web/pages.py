@@ -9,8 +9,7 @@ latest stored check and the report aggregates, never from a live probe.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
@@ -18,18 +17,15 @@ from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import RedirectResponse, Response
 
 from stspilot.errors import StspilotError
-from stspilot.rollout.evidence import ReportWindow
 from stspilot.store.accounts import Conflict, User
-from stspilot.store.dashboard import DashboardReads, Headline, InventoryRow, channel
+from stspilot.store.dashboard import DashboardReads, Headline, channel
 from stspilot.store.hosting import HostedDomain
-from stspilot.store.models import CheckRecord
 from stspilot.sts.names import fold_name
 from stspilot.web import charts
+from stspilot.web import inventory as inv
 from stspilot.web.auth import context, require_page_user
 from stspilot.web.domain_view import (
-    GATE_DAYS,
     WINDOW_DAYS,
-    cert_expiry,
     domain_values,
     hosting_start,
 )
@@ -37,7 +33,6 @@ from stspilot.web.proof import hosting_proof_missing
 
 PageUser = Annotated[User, Depends(require_page_user)]
 PER_PAGE = 50
-STAGE_ORDER = ("unchecked", "none", "reporting", "testing", "fixing", "enforce", "winding-down")
 
 router = APIRouter(include_in_schema=False)
 
@@ -77,217 +72,7 @@ def _pages(total: int, page: int, per: int) -> dict[str, int]:
     return {"page": min(page, last), "last": last, "total": total, "per": per}
 
 
-@dataclass(frozen=True, slots=True)
-class InventoryLine:
-    """One row of the inventory table."""
-
-    domain: str
-    tenant: str
-    mode: str
-    state: str
-    policy_id: str
-    stage: str
-    ready: bool | None  # None: no stored check to judge from
-    gate_failing: tuple[str, ...]
-    checked_at: datetime | None
-    findings: int | None
-    worst: str | None
-    cert_days: int | None
-    cert_host: str
-    sessions: int
-    failed: int
-    spark: str = ""  # the 14-day sparkline (inline SVG)
-
-    @property
-    def rate(self) -> float | None:
-        """Failed sessions per 100 over the window; None without sessions."""
-        return 100.0 * self.failed / self.sessions if self.sessions else None
-
-
-def window_series(window: ReportWindow, *, last: date, days: int) -> charts.DailySeries:
-    """The report window's sessions per UTC day over the ``days`` days ending ``last``."""
-    first = last - timedelta(days=days - 1)
-    ok: dict[date, int] = {}
-    bad: dict[date, int] = {}
-    for t in window.totals:
-        ok[t.day] = ok.get(t.day, 0) + t.successful
-        bad[t.day] = bad.get(t.day, 0) + t.failed
-    span = tuple(first + timedelta(days=i) for i in range(days))
-    return charts.DailySeries(
-        span, tuple(ok.get(d, 0) for d in span), tuple(bad.get(d, 0) for d in span)
-    )
-
-
-def inventory_line(
-    row: InventoryRow, check: CheckRecord | None, window: ReportWindow, now: datetime
-) -> InventoryLine:
-    """Stage and gate from the latest stored check and the report window (pure): the gate
-    alone (``assess_gate``), as a row shows no what-if, findings or runbooks."""
-    from stspilot.rollout.assess import assess_gate
-    from stspilot.store.checks import live_state
-
-    sessions = sum(t.successful + t.failed for t in window.totals)
-    failed = sum(t.failed for t in window.totals)
-    spark = charts.sparkline(window_series(window, last=now.date(), days=WINDOW_DAYS))
-    if check is None:
-        return InventoryLine(
-            row.domain, row.tenant, row.mode, row.state, row.policy_id, "unchecked", None, (),
-            None, None, None, None, "", sessions, failed, spark,
-        )  # fmt: skip
-    assessment = assess_gate(live_state(check), window, now=now, gate_days=GATE_DAYS)
-    days, host = cert_expiry(check, now)
-    return InventoryLine(
-        row.domain, row.tenant, row.mode, row.state, row.policy_id, str(assessment.stage),
-        assessment.ready, tuple(c.title for c in assessment.gate if not c.passed),
-        check.observed_at, check.findings_count, check.worst_severity, days, host,
-        sessions, failed, spark,
-    )  # fmt: skip
-
-
 # --- inventory ---------------------------------------------------------------------------------
-
-
-# Inventory columns a user may sort by (``?sort=``), each a key of an ``InventoryLine`` and its
-# open alerts; ties go by name. "domain" ascending is the store's own order: one page is read.
-# Any other order, and the CSV export, cover the whole filtered inventory: every matching
-# domain's line is made (its report window and gate), then sorted and cut to the page.
-SORT_KEYS: dict[str, Any] = {
-    "domain": lambda line, alerts: (line.domain,),
-    "mode": lambda line, alerts: (line.mode, line.domain),
-    "stage": lambda line, alerts: (_stage_rank(line.stage), line.domain),
-    "gate": lambda line, alerts: (_gate_rank(line), line.domain),
-    "checked": lambda line, alerts: (line.checked_at.isoformat() if line.checked_at else "",),
-    "findings": lambda line, alerts: (-1 if line.findings is None else line.findings,),
-    "alerts": lambda line, alerts: (alerts.get(line.domain, (0, ""))[0],),
-    "cert": lambda line, alerts: (99999 if line.cert_days is None else line.cert_days,),
-    "sessions": lambda line, alerts: (line.sessions,),
-    "failed": lambda line, alerts: (line.failed,),
-    "rate": lambda line, alerts: (-1.0 if line.rate is None else line.rate,),
-}
-CSV_COLUMNS = (
-    "Domain", "Served mode", "Stage", "Enforce gate", "Last check", "Findings", "Alerts",
-    "MX certificate", "Sessions", "Failed", "Failure rate",
-)  # fmt: skip
-
-
-def _gate_rank(line: InventoryLine) -> int:
-    """Ready first, then by how many criteria fail; no check last."""
-    if line.ready is None:
-        return 1_000
-    return 0 if line.ready else len(line.gate_failing)
-
-
-def gate_text(line: InventoryLine) -> str:
-    """The enforce gate as the inventory's CSV writes it."""
-    if line.ready is None:
-        return "no check"
-    if line.ready:
-        return "ready"
-    what = "no longer hold" if line.stage == "enforce" else "failing"
-    return f"{len(line.gate_failing)} {what}"
-
-
-def csv_row(line: InventoryLine, alerts: dict[str, tuple[int, str]]) -> list[str]:
-    """One domain's plain figures, as the inventory table's cells carry them (``data-csv``)."""
-    count, worst = alerts.get(line.domain, (0, ""))
-    return [
-        line.domain,
-        line.mode,
-        line.stage,
-        gate_text(line),
-        line.checked_at.isoformat() if line.checked_at else "",
-        "" if line.findings is None else f"{line.findings}{' ' + line.worst if line.worst else ''}",
-        f"{count}{' ' + worst if count else ''}",
-        "" if line.cert_days is None else str(line.cert_days),
-        str(line.sessions),
-        str(line.failed),
-        "" if line.rate is None else f"{line.rate:.4f}",
-    ]
-
-
-def csv_field(value: str) -> str:
-    """A cell a spreadsheet would run as a formula (= + - @, tab, CR) gets a leading quote
-    (OWASP "CSV injection"); plain numbers stay numbers (``dashboard.js`` does the same)."""
-    if value[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        try:
-            float(value)
-        except ValueError:
-            return "'" + value
-    return value
-
-
-@dataclass(frozen=True, slots=True)
-class _Filters:
-    q: str
-    stage: str
-    severity: str
-    sort: str
-    descending: bool
-
-
-def _filters(q: str, stage: str, severity: str, sort: str, order: str) -> _Filters:
-    from stspilot.store.dashboard import SEVERITY_FILTERS, STAGE_FILTERS
-
-    return _Filters(
-        q,
-        stage if stage in STAGE_FILTERS else "",
-        severity if severity in SEVERITY_FILTERS else "",
-        sort if sort in SORT_KEYS else "domain",
-        order == "desc",
-    )
-
-
-def _lines(
-    request: Request, user: User, rows: tuple[InventoryRow, ...], now: datetime
-) -> list[InventoryLine]:
-    """The inventory lines of ``rows``: their latest checks, report windows (the tenant's
-    hosting period of each domain) and gates, a few queries per chunk of rows."""
-    reads = _reads(request)
-    found = reads.checks_by_id([r.latest_check_id for r in rows if r.latest_check_id is not None])
-    windows = reads.report_windows(
-        [r.domain for r in rows],
-        since=now - timedelta(days=WINDOW_DAYS + 1),
-        until=now,
-        # A tenant's figures, sparkline and gate count the reports of its hosting period.
-        received_since=None if user.is_admin else {r.domain: r.hosted_since for r in rows},
-    )
-    return [
-        inventory_line(
-            r,
-            found.get(r.latest_check_id) if r.latest_check_id is not None else None,
-            windows.get(r.domain, ReportWindow()),
-            now,
-        )
-        for r in rows
-    ]
-
-
-def _sorted_inventory(
-    request: Request, user: User, f: _Filters, now: datetime
-) -> tuple[list[InventoryLine], dict[str, tuple[int, str]]]:
-    """Every domain of the filtered inventory, as lines in the order asked for."""
-    from stspilot.store.dashboard import MAX_PAGE
-    from stspilot.store.monitor import MonitorStore
-
-    reads = _reads(request)
-    lines: list[InventoryLine] = []
-    offset = 0
-    while True:
-        chunk = reads.inventory(
-            _tenant_scope(user), search=f.q, stage=f.stage, severity=f.severity,
-            limit=MAX_PAGE, offset=offset,
-        )  # fmt: skip
-        lines += _lines(request, user, chunk.rows, now)
-        offset += len(chunk.rows)
-        if not chunk.rows or offset >= chunk.total:
-            break
-    alerts = MonitorStore(context(request).store).open_alert_counts([x.domain for x in lines])
-    key = SORT_KEYS[f.sort]
-    lines.sort(key=lambda x: x.domain)  # ties by name, whatever the direction
-    lines.sort(key=lambda x: key(x, alerts), reverse=f.descending)
-    return lines, alerts
-
-
 @router.get("/", name="inventory")
 def inventory(
     request: Request,
@@ -306,19 +91,17 @@ def inventory(
     ctx = context(request)
     reads = _reads(request)
     now = ctx.clock()
-    f = _filters(q, stage, severity, sort, order)
+    f = inv.filters(q, stage, severity, sort, order)
     if f.sort == "domain" and not f.descending:  # the store's order: read one page
         listing = reads.inventory(
             _tenant_scope(user), search=f.q, stage=f.stage, severity=f.severity,
             limit=per, offset=(page - 1) * per,
         )  # fmt: skip
-        lines = _lines(request, user, listing.rows, now)
+        lines = inv.make_lines(request, user, listing.rows, now)
         alerts = MonitorStore(ctx.store).open_alert_counts([r.domain for r in listing.rows])
         total = listing.total
     else:  # the whole filtered inventory in that order, then the page
-        every, alerts = _sorted_inventory(request, user, f, now)
-        total = len(every)
-        lines = every[(page - 1) * per : page * per]
+        lines, alerts, total = inv.sorted_page(request, user, f, now, page, per)
     headline = _headline(request, reads, _tenant_scope(user), now)
     filters = {"q": f.q, "stage": f.stage, "severity": f.severity, "per": str(per)}
     query = urlencode({k: v for k, v in filters.items() if v})
@@ -340,7 +123,7 @@ def inventory(
             "query": query,
             "sorted_query": f"{query}&{ordered}" if query else ordered,
             "headline": headline,
-            "stages": sorted(headline.by_stage.items(), key=lambda kv: _stage_rank(kv[0])),
+            "stages": sorted(headline.by_stage.items(), key=lambda kv: inv.stage_rank(kv[0])),
             "pager": _pages(total, page, per),
             "window_days": WINDOW_DAYS,
             "now": now,
@@ -362,13 +145,13 @@ def inventory_csv(
     import csv
     import io
 
-    f = _filters(q, stage, severity, sort, order)
-    lines, alerts = _sorted_inventory(request, user, f, context(request).clock())
+    f = inv.filters(q, stage, severity, sort, order)
+    lines, alerts = inv.sorted_inventory(request, user, f, context(request).clock())
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow(CSV_COLUMNS)
+    writer.writerow(inv.CSV_COLUMNS)
     for line in lines:
-        writer.writerow([csv_field(v) for v in csv_row(line, alerts)])
+        writer.writerow([inv.csv_field(v) for v in inv.csv_row(line, alerts)])
     return Response(
         out.getvalue(),
         media_type="text/csv; charset=utf-8",
@@ -396,10 +179,6 @@ def _headline(
     figures = reads.headline(tenant)
     cache[tenant] = (now, figures)
     return figures
-
-
-def _stage_rank(stage: str) -> int:
-    return STAGE_ORDER.index(stage) if stage in STAGE_ORDER else len(STAGE_ORDER)
 
 
 # --- adding a domain ---------------------------------------------------------------------------
