@@ -285,16 +285,12 @@ def sorted_page(
         )
     totals: dict[str, tuple[int, int]] = {}
     if f.sort in ("sessions", "failed", "rate"):
-        windows = reads.report_windows(
+        totals = reads.window_sums(
             [r.domain for r in rows],
             since=now - timedelta(days=WINDOW_DAYS + 1),
             until=now,
             received_since=None if user.is_admin else {r.domain: r.hosted_since for r in rows},
-            failures=False,
         )
-        for name, w in windows.items():
-            failed = sum(t.failed for t in w.totals)
-            totals[name] = (sum(t.successful for t in w.totals) + failed, failed)
 
     def key(row: InventoryRow) -> tuple[Any, ...]:
         check = found.get(row.latest_check_id) if row.latest_check_id is not None else None
