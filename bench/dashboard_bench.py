@@ -139,6 +139,16 @@ def seed_reports(store: Store, names: list[str], days: int) -> tuple[int, int, i
     return reports, policies, sessions
 
 
+def has(name: str) -> bool:
+    """Whether the dashboard code measured has ``name`` (this script also measures older
+    trees, for before/after figures): in web/pages.py or, since, web/inventory.py."""
+    try:
+        from stspilot.web import inventory
+    except ImportError:
+        return hasattr(web_pages, name)
+    return hasattr(web_pages, name) or hasattr(inventory, name)
+
+
 Timing = tuple[list[float], list[float]]  # wall ms, process CPU ms per request
 
 
@@ -184,10 +194,17 @@ async def measure(store: Store, names: list[str], token: str, requests: int) -> 
         print(line("inventory (50 rows, gate per row)", await timed(client, inventory, token)))
         search = [f"/?q=d{i % 100:02d}" for i in range(requests)]
         print(line("inventory filtered by name", await timed(client, search, token)))
-        if hasattr(web_pages, "window_series"):  # the stage/severity filters exist (issue 13)
+        if has("window_series"):  # the stage/severity filters exist (issue 13)
             kinds = ["stage=testing", "severity=clean", "stage=unchecked", "severity=error"]
             filtered = [f"/?{kinds[i % 4]}&page={1 + i % 3}" for i in range(requests)]
             print(line("inventory by stage or severity", await timed(client, filtered, token)))
+        if has("SORT_KEYS"):  # sorting and export cover the whole inventory
+            few = max(1, requests // 8)  # each reads every domain's window and gate
+            by = ["sessions", "rate", "cert", "gate"]
+            ordered = [f"/?sort={by[i % 4]}&order=desc" for i in range(few)]
+            print(line("inventory sorted (all domains)", await timed(client, ordered, token)))
+            exports = ["/domains.csv?sort=sessions&order=desc"] * few
+            print(line("inventory CSV export (all)", await timed(client, exports, token)))
         spread = max(1, len(names) // requests)
         domain = [f"/domains/{names[(i * spread) % len(names)]}" for i in range(requests)]
         print(line("domain page (30 days, charts)", await timed(client, domain, token)))

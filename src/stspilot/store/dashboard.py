@@ -9,31 +9,33 @@ Work per page is bounded by the page size, never by the size of the database.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, case, func, select
+from sqlalchemy import Connection, String, case, func, literal, select, type_coerce
 from sqlalchemy.exc import SQLAlchemyError
 
 from stspilot.rollout.evidence import DailyTotal, FailureCount, ReportWindow
+from stspilot.store import queries
 from stspilot.store.accounts import tenants
 from stspilot.store.batch import CHUNK
 from stspilot.store.hosting import hosted_domains
-from stspilot.store.models import CheckRecord
-from stspilot.store.queries import (
-    AUTHENTICATED,
-    authenticity_of,
-    day_ceiling,
-    day_floor,
-    session_sum,
+from stspilot.store.models import CheckRecord, ReportListing
+from stspilot.store.queries import AUTHENTICATED, day_ceiling, day_floor, session_sum
+from stspilot.store.reads import check_record, list_reports
+from stspilot.store.schema import (
+    UtcDateTime,
+    checks,
+    failure_details,
+    report_policies,
+    reports,
 )
-from stspilot.store.reads import check_record
-from stspilot.store.schema import checks, failure_details, report_policies, reports
 from stspilot.store.url import store_error
 from stspilot.sts.names import fold_name
+from stspilot.tlsrpt import summary
 from stspilot.tlsrpt.cadence import ReporterDays, reporter_days
 
 if TYPE_CHECKING:
@@ -53,6 +55,18 @@ class InventoryRow:
     version: int
     state: str
     latest_check_id: int | None
+    hosted_since: datetime  # when its tenant began hosting it (the reports' hosting period)
+
+
+@dataclass(frozen=True, slots=True)
+class DomainReports:
+    """One domain's report figures for its page (``DashboardReads.domain_reports``)."""
+
+    daily: list[summary.DailyTotal]
+    by_result_type: list[summary.FailureCount]
+    by_mx: list[summary.FailureCount]
+    by_organization: list[summary.FailureCount]
+    senders: list[summary.SenderTotal]
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +136,76 @@ def _like_escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
+def _hosting_period(table: Any, starts: Mapping[str, datetime] | None) -> list[Any]:
+    """The ``WHERE`` terms that keep a child row of ``table`` only when its report was
+    received since its domain's hosting period began (``starts``; None: no period)."""
+    if starts is None:
+        return []
+    when = set(starts.values())
+    # One start for all, or a CASE on the row's domain (the chunk's domains only).
+    begin: Any = (
+        next(iter(when))
+        if len(when) == 1
+        else case(
+            {d: literal(t, UtcDateTime()) for d, t in starts.items()},
+            value=table.c.policy_domain,
+        )
+    )
+    return [reports.c.id == table.c.report_pk, reports.c.received_at >= begin]
+
+
+def _raw_day(column: Any) -> Any:
+    """A day column as the driver gives it (SQLite: ISO text, parsed by ``_day``): SQLAlchemy's
+    SQLite ``Date`` parses every row's text with a regular expression, ~1 µs a row of the
+    inventory's few thousand, and a page has only ~15 distinct days."""
+    return type_coerce(column, String())
+
+
+def _day(value: Any, memo: dict[Any, date]) -> date:
+    found = memo.get(value)
+    if found is None:
+        found = memo[value] = value if isinstance(value, date) else date.fromisoformat(value)
+    return found
+
+
+def _totals_query(
+    chunk: list[str], first: date, last: date, starts: Mapping[str, datetime] | None
+) -> Any:
+    p = report_policies.c
+    q = select(
+        p.policy_domain,
+        _raw_day(p.day),
+        p.organization_name,
+        p.authenticity,
+        session_sum(p.successful_sessions),
+        session_sum(p.failed_sessions),
+    ).where(p.policy_domain.in_(chunk), p.day >= first, p.day < last)
+    if starts is not None:
+        q = q.where(*_hosting_period(report_policies, {d: starts[d] for d in chunk}))
+    group = (p.policy_domain, p.day, p.organization_name, p.authenticity)
+    return q.group_by(*group).order_by(*group)
+
+
+def _failures_query(
+    chunk: list[str], first: date, last: date, starts: Mapping[str, datetime] | None
+) -> Any:
+    f = failure_details.c
+    group = (
+        f.policy_domain,
+        f.day,
+        f.organization_name,
+        f.result_type,
+        f.receiving_mx_hostname,
+        f.authenticity,
+    )
+    q = select(*group[:1], _raw_day(f.day), *group[2:], session_sum(f.failed_session_count)).where(
+        f.policy_domain.in_(chunk), f.day >= first, f.day < last
+    )
+    if starts is not None:
+        q = q.where(*_hosting_period(failure_details, {d: starts[d] for d in chunk}))
+    return q.group_by(*group)
+
+
 class DashboardReads:
     """Read-only queries for the dashboard pages, on the ``Store``'s database."""
 
@@ -172,7 +256,16 @@ class DashboardReads:
         elif severity:
             where.append(_latest(checks.c.worst_severity) == severity)
         q = (
-            select(h.domain, tenants.c.name, h.mode, h.policy_id, h.version, h.state, latest)
+            select(
+                h.domain,
+                tenants.c.name,
+                h.mode,
+                h.policy_id,
+                h.version,
+                h.state,
+                latest,
+                h.created_at,
+            )
             .join(tenants, tenants.c.id == h.tenant_id)
             .where(*where)
             .order_by(h.domain)
@@ -262,65 +355,49 @@ class DashboardReads:
         *,
         since: date | datetime,
         until: date | datetime,
-        received_since: datetime | None = None,
+        received_since: datetime | Mapping[str, datetime] | None = None,
     ) -> dict[str, ReportWindow]:
         """The rollout's report counts for several domains at once, [since, until) in UTC
         days: what ``evidence.window_from_reports`` counts, read from the aggregates instead
-        of rebuilding every report (RFC 8460 §4.1: a report's day is the day it covers)."""
+        of rebuilding every report (RFC 8460 §4.1: a report's day is the day it covers).
+
+        Each row carries its report's authenticity (``store.rows.authenticity``, stored at
+        ingest), so the counts read ``report_policies`` and ``failure_details`` alone. A
+        hosting period (``received_since``: one start for every domain, or one per domain; a
+        domain missing from the mapping has none) keeps only reports received since it
+        began; only then is each row's report read, for its arrival time."""
         memo: dict[str, str] = {}
         names = sorted({_host(d, memo) for d in domains})
         first, last = day_floor(since), day_ceiling(until)
-        p, f = report_policies.c, failure_details.c
+        starts: dict[str, datetime] = {}
+        if isinstance(received_since, datetime):
+            starts = dict.fromkeys(names, received_since)
+        elif received_since is not None:
+            starts = {_host(d, memo): when for d, when in received_since.items()}
         totals: dict[str, list[DailyTotal]] = {d: [] for d in names}
         fails: dict[str, dict[tuple[date, str, str, str, bool], int]] = {d: {} for d in names}
-        kind = authenticity_of(reports.c)
-        # A tenant's hosting period: only reports received since it began.
-        recent = [] if received_since is None else [reports.c.received_at >= received_since]
+        # Domains with a hosting period and those without are read apart: the first join
+        # each row to its report (by primary key) for its arrival time, the others do not.
+        days: dict[Any, date] = {}
+        periods = [n for n in names if n in starts]
+        plain = [n for n in names if n not in starts]
         with self._read() as conn:
-            for i in range(0, len(names), CHUNK):
-                chunk = names[i : i + CHUNK]
-                tq = (
-                    select(
-                        p.policy_domain,
-                        p.day,
-                        p.organization_name,
-                        kind,
-                        session_sum(p.successful_sessions),
-                        session_sum(p.failed_sessions),
-                    )
-                    .join(reports, reports.c.id == p.report_pk)
-                    .where(p.policy_domain.in_(chunk), p.day >= first, p.day < last, *recent)
-                    .group_by(p.policy_domain, p.day, p.organization_name, kind)
-                    .order_by(p.policy_domain, p.day, p.organization_name, kind)
-                )
-                for dom, day, org, auth, ok, bad in conn.execute(tq):
-                    trusted = auth in AUTHENTICATED
-                    totals[dom].append(DailyTotal(day, org, int(ok), int(bad), trusted))
-                fq = (
-                    select(
-                        f.policy_domain,
-                        f.day,
-                        f.organization_name,
-                        f.result_type,
-                        f.receiving_mx_hostname,
-                        kind,
-                        session_sum(f.failed_session_count),
-                    )
-                    .join(reports, reports.c.id == f.report_pk)
-                    .where(f.policy_domain.in_(chunk), f.day >= first, f.day < last, *recent)
-                    .group_by(
-                        f.policy_domain,
-                        f.day,
-                        f.organization_name,
-                        f.result_type,
-                        f.receiving_mx_hostname,
-                        kind,
-                    )
-                )
-                for dom, day, org, rtype, mx, auth, n in conn.execute(fq):
-                    key = (day, org, rtype, _host(mx or "", memo), auth in AUTHENTICATED)
-                    bucket = fails[dom]
-                    bucket[key] = bucket.get(key, 0) + int(n or 0)
+            for group, dated in ((plain, False), (periods, True)):
+                for i in range(0, len(group), CHUNK):
+                    chunk = group[i : i + CHUNK]
+                    for dom, raw, org, auth, ok, bad in conn.execute(
+                        _totals_query(chunk, first, last, starts if dated else None)
+                    ):
+                        day = _day(raw, days)
+                        trusted = auth in AUTHENTICATED
+                        totals[dom].append(DailyTotal(day, org, int(ok), int(bad), trusted))
+                    for dom, raw, org, rtype, mx, auth, n in conn.execute(
+                        _failures_query(chunk, first, last, starts if dated else None)
+                    ):
+                        day = _day(raw, days)
+                        key = (day, org, rtype, _host(mx or "", memo), auth in AUTHENTICATED)
+                        bucket = fails[dom]
+                        bucket[key] = bucket.get(key, 0) + int(n or 0)
         return {
             d: ReportWindow(
                 totals=tuple(totals[d]),
@@ -332,14 +409,82 @@ class DashboardReads:
             for d in names
         }
 
+    def window_sums(
+        self,
+        domains: Sequence[str],
+        *,
+        since: date | datetime,
+        until: date | datetime,
+        received_since: Mapping[str, datetime] | None = None,
+    ) -> dict[str, tuple[int, int]]:
+        """(sessions, failed) per domain over [since, until), as ``report_windows`` counts
+        them (the same rows and hosting periods), summed in the database: one row a domain
+        (an inventory sorted by sessions, failures or rate over thousands of domains)."""
+        memo: dict[str, str] = {}
+        names = sorted({_host(d, memo) for d in domains})
+        starts = {_host(d, memo): t for d, t in (received_since or {}).items()}
+        first, last = day_floor(since), day_ceiling(until)
+        p = report_policies.c
+        out: dict[str, tuple[int, int]] = {}
+        with self._read() as conn:
+            for dated in (False, True):
+                group = [n for n in names if (n in starts) is dated]
+                for i in range(0, len(group), CHUNK):
+                    chunk = group[i : i + CHUNK]
+                    q = select(
+                        p.policy_domain,
+                        session_sum(p.successful_sessions),
+                        session_sum(p.failed_sessions),
+                    ).where(p.policy_domain.in_(chunk), p.day >= first, p.day < last)
+                    if dated:
+                        period = {d: starts[d] for d in chunk}
+                        q = q.where(*_hosting_period(report_policies, period))
+                    for dom, ok, bad in conn.execute(q.group_by(p.policy_domain)):
+                        out[dom] = (int(ok) + int(bad), int(bad))
+        return out
+
+    def domain_reports(
+        self,
+        domain: str,
+        *,
+        since: date | datetime,
+        until: date | datetime,
+        received_since: datetime | None = None,
+    ) -> DomainReports:
+        """The domain page's report figures over [since, until), in one transaction: the
+        queries ``Store.report_aggregates`` (the API's summary) runs, with the same hosting
+        period (``received_since``), less the by-IP and DKIM breakdowns the page does not
+        show."""
+        name = _host(domain, {})
+        window: dict[str, Any] = {
+            "domain": name,
+            "since": since,
+            "until": until,
+            "received_since": received_since,
+        }
+        with self._read() as conn:
+            return DomainReports(
+                daily=queries.daily_totals(conn, **window),
+                by_result_type=queries.failure_counts(conn, "result_type", **window),
+                by_mx=queries.failure_counts(conn, "mx", **window),
+                by_organization=queries.failure_counts(conn, "organization", **window),
+                senders=queries.sender_totals(conn, **window),
+            )
+
     # -- reporters ------------------------------------------------------------------------------
 
     def reporter_days(
-        self, domain: str, *, since: date | datetime, until: date | datetime
+        self,
+        domain: str,
+        *,
+        since: date | datetime,
+        until: date | datetime,
+        received_since: datetime | None = None,
     ) -> list[ReporterDays]:
         """Per reporting organisation, the UTC days [since, until) its reports covered for
         ``domain`` and when its newest report arrived (``tlsrpt.cadence`` learns from them):
-        the (policy_domain, day) index, then each report's row by primary key."""
+        the (policy_domain, day) index, then each report's row by primary key. With
+        ``received_since`` (a tenant's hosting period) only reports received since then."""
         p, r = report_policies.c, reports.c
         q = (
             select(p.organization_name, p.day, func.max(r.received_at))
@@ -348,6 +493,7 @@ class DashboardReads:
                 p.policy_domain == _host(domain, {}),
                 p.day >= day_floor(since),
                 p.day < day_ceiling(until),
+                *([] if received_since is None else [r.received_at >= received_since]),
             )
             .group_by(p.organization_name, p.day)
         )
@@ -361,6 +507,12 @@ class DashboardReads:
         return reporter_days(pairs, received)
 
     # -- reports --------------------------------------------------------------------------------
+
+    def list_reports(self, **listing: Any) -> list[ReportListing]:
+        """``store.reads.list_reports`` (the listing behind ``Store.list_reports``, the CLI and
+        the API), with all its options (``hosting_periods`` among them)."""
+        with self._read() as conn:
+            return list_reports(conn, **listing)
 
     def report_domains(self, pk: int) -> list[str]:
         """The policy domains one report names (for the tenant check on a report link)."""

@@ -6,12 +6,12 @@ from collections.abc import Mapping
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Connection, RowMapping, Select, func, select
+from sqlalchemy import Connection, RowMapping, Select, and_, func, select
 
 from stspilot.store.batch import CHUNK
 from stspilot.store.hosting import hosted_domains
 from stspilot.store.models import CheckRecord, ReportListing, StoredReport
-from stspilot.store.queries import authenticity_of, day_ceiling, day_floor, session_sum
+from stspilot.store.queries import day_ceiling, day_floor, session_sum
 from stspilot.store.schema import failure_details, report_policies, reports
 from stspilot.sts.names import fold_name
 from stspilot.tlsrpt.reports import Deviation, FailureDetail, PolicyResult, TlsReport
@@ -104,6 +104,7 @@ def list_reports(
     walk_after: int = SMALL_TENANT,
     scoped: bool = False,
     received_since: datetime | None = None,
+    hosting_periods: bool = False,
 ) -> list[ReportListing]:
     """Reports newest day first: every report, or those naming one of a tenant's hosted
     domains (``tenant_id``), optionally one policy domain and a day window. The one listing
@@ -113,7 +114,11 @@ def list_reports(
     ``scoped`` (with ``domain`` or ``tenant_id``): each listing names only that domain (or the
     tenant's hosted domains) and counts only their policies' sessions (a tenant's view of a
     report that covers other tenants' domains too);
-    ``received_since``: only reports received from then on (a tenant's hosting period)."""
+    ``received_since``: only reports received from then on (a tenant's hosting period of
+    ``domain``); ``hosting_periods`` (with ``tenant_id``): each of the tenant's domains has
+    its own, so a report counts for a domain only when it was received since the tenant
+    began hosting that domain (``hosted_domains.created_at``), in what is listed, named and
+    (``scoped``) summed."""
     r, p = reports.c, report_policies.c
     q: Select[Any] = select(
         r.id,
@@ -125,9 +130,13 @@ def list_reports(
         r.failed_sessions,
         r.origin,
         r.received_at,
-        authenticity_of(r),
+        r.authenticity,  # stored at ingest (store.rows.authenticity)
     )
     h = hosted_domains.c
+    # The tenant's domains whose hosting period covers the listed report (outer ``r``).
+    hosts = h.tenant_id == tenant_id
+    if hosting_periods and tenant_id is not None:
+        hosts = and_(hosts, h.created_at <= r.received_at)
     if domain is not None:
         # One domain: its report_policies rows through (policy_domain, day), then reports.
         mine = select(p.report_pk).where(p.policy_domain == fold_name(domain))
@@ -157,7 +166,15 @@ def list_reports(
             named = (
                 select(p.report_pk)
                 .join(hosted_domains, h.domain == p.policy_domain)
-                .where(p.report_pk == r.id, h.tenant_id == tenant_id)
+                .where(p.report_pk == r.id, hosts)
+            )
+            q = q.where(named.exists())
+        if hosting_periods and small:
+            # A report is the tenant's only if one of its domains was hosted when it came.
+            named = (
+                select(p.report_pk)
+                .join(hosted_domains, h.domain == p.policy_domain)
+                .where(p.report_pk == r.id, hosts)
             )
             q = q.where(named.exists())
     if received_since is not None:  # a tenant's hosting period (web/api.py)
@@ -185,7 +202,13 @@ def list_reports(
         if domain is not None:
             mine_q: Any = p.policy_domain == fold_name(domain)
         else:
-            mine_q = p.policy_domain.in_(select(h.domain).where(h.tenant_id == tenant_id))
+            # The tenant's domains, each only for the reports of its hosting period.
+            mine_q = (
+                select(h.domain)
+                .where(h.domain == p.policy_domain, hosts)
+                .correlate(report_policies, reports)
+                .exists()
+            )
         named_own: dict[int, list[str]] = {}
         for i in range(0, len(pks), CHUNK):
             sq = (
@@ -195,6 +218,7 @@ def list_reports(
                     session_sum(p.successful_sessions),
                     session_sum(p.failed_sessions),
                 )
+                .join(reports, r.id == p.report_pk)
                 .where(p.report_pk.in_(pks[i : i + CHUNK]), mine_q)
                 .group_by(p.report_pk, p.policy_domain)
                 .order_by(p.report_pk, p.policy_domain)

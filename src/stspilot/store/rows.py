@@ -32,19 +32,56 @@ _CLIP = {"mx": 255, "ip": 64, "domain": 255, "type": 128, "origin": 1024}
 REPORT_COLUMNS = (
     "organization_name", "report_id", "start_at", "end_at", "day", "contact_info",
     "raw_sha256", "origin", "received_at", "envelope", "deviations",
-    "policy_count", "successful_sessions", "failed_sessions", "stored_at",
+    "policy_count", "successful_sessions", "failed_sessions", "authenticity", "stored_at",
 )  # fmt: skip
 # ``report_pk`` is first: the writer prepends it once the report row has its id.
 POLICY_COLUMNS = (
     "report_pk", "idx", "policy_type", "policy_domain", "day", "organization_name",
-    "policy_string", "mx_host", "successful_sessions", "failed_sessions",
+    "policy_string", "mx_host", "successful_sessions", "failed_sessions", "authenticity",
 )  # fmt: skip
 DETAIL_COLUMNS = (
     "report_pk", "policy_idx", "idx", "policy_type", "policy_domain", "day",
     "organization_name", "result_type", "failed_session_count", "sending_mta_ip",
     "receiving_mx_hostname", "receiving_mx_helo", "receiving_ip", "additional_information",
-    "failure_reason_code",
+    "failure_reason_code", "authenticity",
 )  # fmt: skip
+
+# How a stored report reached us, from its origin and envelope (issue 15): DKIM-verified mail;
+# a file an operator imported; an HTTPS POST (unauthenticated by nature, RFC 8460 §5.4, §7);
+# mail without a passing DKIM signature. Only the first two are authenticated. The one home of
+# this rule: ``authenticity`` is computed here as the rows are built and stored on the report
+# and on each of its policy and failure rows, so every reader (the gate and what-if through
+# ``store.dashboard.report_windows``, the reports page and the API through
+# ``store.reads.list_reports``) reads the same stored value; migration 0009 backfilled rows
+# stored before with the same rule in SQL (tests/test_report_authenticity.py compares them).
+AUTHENTICITY = ("dkim", "operator", "https", "mail")
+AUTHENTICATED = frozenset({"dkim", "operator"})
+_MAILED = ("smtp:", "imap:")  # origins of the mail intakes (ingest/smtp_receiver, ingest/imap)
+
+
+def authenticity(origin: str, dkim_result: object) -> str:
+    """The authenticity class of a report that came from ``origin`` with the DKIM result of its
+    mail (``None``: not mailed, or not verified). The scheme prefix of the origin is compared
+    without regard to case: a file named "HTTPS:x.json" is counted as unauthenticated, never
+    the other way round."""
+    head = origin[:6].lower()
+    if head.startswith("https:"):
+        return "https"
+    if dkim_result == "pass":
+        return "dkim"
+    return "mail" if head.startswith(_MAILED) else "operator"
+
+
+def envelope_dkim(envelope: object) -> object:
+    """The DKIM result of a report's envelope (``ingest.mail.Envelope`` or a mapping whose
+    ``dkim`` member has a ``result``, as stored); None when there is none."""
+    if envelope is None:
+        return None
+    if isinstance(envelope, Mapping):
+        verdict = envelope.get("dkim")
+        return verdict.get("result") if isinstance(verdict, Mapping) else None
+    return getattr(getattr(envelope, "dkim", None), "result", None)
+
 
 Row = tuple[Any, ...]
 _Head = tuple[str | None, str | None, str, str]  # policy type, domain, policy-string, mx-host
@@ -137,6 +174,8 @@ class RowBuilder:
         key = report_key(r)
         deviations = (*r.deviations, *item.deviations)
         day = self.day(r.start)
+        origin = clip(item.origin, "origin") or ""
+        auth = authenticity(origin, envelope_dkim(item.envelope))
         report = (
             *key,
             self.ts(r.start),
@@ -144,15 +183,16 @@ class RowBuilder:
             day,
             clip(r.contact_info, "origin"),
             sha,
-            clip(item.origin, "origin"),
+            origin,
             self.ts(item.received_at),
             None if item.envelope is None else envelope_json(item.envelope),
             json_text(_JSON.encode(_deviation_json(deviations))) if deviations else "[]",
             len(r.policies),
             sum(p.successful_sessions for p in r.policies),
             sum(p.failed_sessions for p in r.policies),
+            auth,
         )
-        policies, details = self._children(r, day, key[0])
+        policies, details = self._children(r, day, key[0], auth)
         return ReportRows(key, sha, item.raw, report, policies, details)
 
     def ts(self, value: datetime) -> object:
@@ -191,7 +231,7 @@ class RowBuilder:
         self._json.clear()
 
     def _children(
-        self, r: TlsReport, day: object, org: str
+        self, r: TlsReport, day: object, org: str, auth: str
     ) -> tuple[tuple[Row, ...], tuple[Row, ...]]:
         policies: list[Row] = []
         details: list[Row] = []
@@ -212,7 +252,7 @@ class RowBuilder:
             policies.append(
                 (
                     p_idx, ptype, domain, day, org, ps_json, mx_json,
-                    p.successful_sessions, p.failed_sessions,
+                    p.successful_sessions, p.failed_sessions, auth,
                 )
             )  # fmt: skip
             for d_idx, d in enumerate(p.failure_details):
@@ -231,7 +271,7 @@ class RowBuilder:
                     (
                         p_idx, d_idx, ptype, domain, day, org, rtype,
                         d.failed_session_count, sending_ip, rmx, helo, receiving_ip,
-                        _text(d.additional_information), _text(d.failure_reason_code),
+                        _text(d.additional_information), _text(d.failure_reason_code), auth,
                     )
                 )  # fmt: skip
         return tuple(policies), tuple(details)

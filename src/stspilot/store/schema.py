@@ -89,6 +89,7 @@ reports = Table(
     Column("policy_count", Integer(), nullable=False),
     Column("successful_sessions", BigInteger(), nullable=False),
     Column("failed_sessions", BigInteger(), nullable=False),
+    Column("authenticity", String(16), nullable=False, server_default=""),
     # RFC 8460 §3/§5.5: reports arrive more than once (several rua, retries): dedupe on the id.
     # report_id first: the batch dedup looks reports up by report_id IN (...).
     UniqueConstraint("report_id", "organization_name"),
@@ -120,6 +121,11 @@ report_policies = Table(
     Column("mx_host", Json, nullable=False),
     Column("successful_sessions", BigInteger(), nullable=False),
     Column("failed_sessions", BigInteger(), nullable=False),
+    # How the report came (``store.rows.authenticity``: dkim, operator, https, mail), written
+    # with the row at ingest (migration 0009 backfilled older rows): the rollout's counts read
+    # it here instead of joining every row to its report. A writer that left it out would
+    # store "" (not authenticated: such rows can make the gate fail, never pass).
+    Column("authenticity", String(16), nullable=False, server_default=""),
     # SQLite: the primary key IS the table (no rowid B-tree plus a PK index to update).
     sqlite_with_rowid=False,
 )
@@ -143,6 +149,7 @@ failure_details = Table(
     Column("receiving_ip", String(64)),
     Column("additional_information", Text()),
     Column("failure_reason_code", Text()),
+    Column("authenticity", String(16), nullable=False, server_default=""),
     sqlite_with_rowid=False,
 )
 Index(None, failure_details.c.policy_domain, failure_details.c.day, failure_details.c.result_type)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
+from stspilot.store.accounts import User
 from stspilot.store.dashboard import DashboardReads
 from stspilot.store.hosting import HostedDomain
 from stspilot.store.models import CheckRecord
@@ -38,6 +39,15 @@ def cert_expiry(check: CheckRecord, now: datetime) -> tuple[int | None, str]:
         if days is not None and (soonest is None or days < soonest[0]):
             soonest = (days, str(mx.get("host") or ""))
     return soonest if soonest is not None else (None, "")
+
+
+def hosting_start(user: User, hosted: HostedDomain | None) -> datetime | None:
+    """When the user's tenant began hosting the domain: its reports are those received since
+    (the hosting period, as the API's ``_hosting_start``); None for administrators, who read
+    every report, and for a domain nobody hosts."""
+    if user.is_admin or hosted is None:
+        return None
+    return hosted.created_at
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,8 +89,11 @@ def domain_values(
     hosted: HostedDomain | None,
     *,
     days: int,
+    received_since: datetime | None = None,
 ) -> dict[str, Any]:
-    """Everything the domain page shows of ``name`` over the last ``days`` days."""
+    """Everything the domain page shows of ``name`` over the last ``days`` days, of the
+    reports received since ``received_since`` (the tenant's hosting period; see
+    ``hosting_start``): charts, tables, reporters, the gate and the what-if."""
     from stspilot.rollout.assess import assess_rollout
     from stspilot.store.checks import rollout_inputs
     from stspilot.store.journal import PublishJournal
@@ -94,24 +107,32 @@ def domain_values(
     now = ctx.clock()
     today = now.date()
     first = today - timedelta(days=days - 1)
-    window = {"since": first, "until": now}
-    series = charts.daily_series(ctx.store.daily_totals(name, **window), first=first, last=today)
-    by_type = charts.breakdown(ctx.store.failures_by_result_type(name, **window))
-    by_mx = charts.breakdown(ctx.store.failures_by_mx(name, **window))
-    by_org = {
-        b.key: b for b in charts.breakdown(ctx.store.failures_by_organization(name, **window))
-    }
-    senders = sorted(
-        ctx.store.sender_totals(name, **window), key=lambda t: (-t.failed, t.organization_name)
-    )
+    figures = reads.domain_reports(name, since=first, until=now, received_since=received_since)
+    series = charts.daily_series(figures.daily, first=first, last=today)
+    by_type = charts.breakdown(figures.by_result_type)
+    by_mx = charts.breakdown(figures.by_mx)
+    by_org = {b.key: b for b in charts.breakdown(figures.by_organization)}
+    senders = sorted(figures.senders, key=lambda t: (-t.failed, t.organization_name))
     cadence = learn_cadence(
-        reads.reporter_days(name, since=now - timedelta(days=CADENCE_DAYS), until=now),
+        reads.reporter_days(
+            name,
+            since=now - timedelta(days=CADENCE_DAYS),
+            until=now,
+            received_since=received_since,
+        ),
         today=today,
         window_days=CADENCE_DAYS,
     )
     latest = ctx.store.latest_check(name)
     assessment = None
-    inputs = rollout_inputs(ctx.store, name, now, days=WINDOW_DAYS, history_limit=200)
+    inputs = rollout_inputs(
+        ctx.store,
+        name,
+        now,
+        days=WINDOW_DAYS,
+        history_limit=200,
+        received_since=received_since,
+    )
     if inputs is not None:
         assessment = assess_rollout(inputs, now=now, window_days=WINDOW_DAYS, gate_days=GATE_DAYS)
     stage = str(assessment.stage) if assessment else (latest.stage if latest else "unchecked")

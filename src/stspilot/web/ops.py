@@ -245,9 +245,8 @@ class AccessLog:
             self.telemetry.observe(route, method, status, seconds)
             state = scope.get("state") or {}
             user = state.get("user") if isinstance(state, dict) else None
-            client = scope.get("client")
             fields = {
-                "client": client[0] if client else "-",
+                "client": _client(scope),
                 "user": getattr(user, "name", None) or "-",
                 "method": method,
                 "route": route,
@@ -259,6 +258,17 @@ class AccessLog:
                 "%(client)s %(user)s %(method)s %(path)s %(status)s %(ms)sms", fields,
                 extra={"request": fields},
             )  # fmt: skip
+
+
+def _client(scope: Scope) -> str:
+    """The client the access log names: behind a trusted proxy, the address it forwarded for
+    (``client_address``, as the auth log, rate limits and intake use), else the TCP peer."""
+    app = scope.get("app")
+    ctx = getattr(getattr(app, "state", None), "ctx", None)
+    trusted = getattr(getattr(ctx, "settings", None), "trusted_proxies", ())
+    if not scope.get("client"):
+        return "-"
+    return client_address(scope, trusted)
 
 
 def configure_logging(level: str = "info", *, json: bool = False) -> None:

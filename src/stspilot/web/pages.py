@@ -9,8 +9,7 @@ latest stored check and the report aggregates, never from a live probe.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
@@ -18,20 +17,22 @@ from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import RedirectResponse, Response
 
 from stspilot.errors import StspilotError
-from stspilot.rollout.evidence import ReportWindow
 from stspilot.store.accounts import Conflict, User
-from stspilot.store.dashboard import DashboardReads, Headline, InventoryRow, channel
+from stspilot.store.dashboard import DashboardReads, Headline, channel
 from stspilot.store.hosting import HostedDomain
-from stspilot.store.models import CheckRecord
 from stspilot.sts.names import fold_name
 from stspilot.web import charts
+from stspilot.web import inventory as inv
 from stspilot.web.auth import context, require_page_user
-from stspilot.web.domain_view import GATE_DAYS, WINDOW_DAYS, cert_expiry, domain_values
+from stspilot.web.domain_view import (
+    WINDOW_DAYS,
+    domain_values,
+    hosting_start,
+)
 from stspilot.web.proof import hosting_proof_missing
 
 PageUser = Annotated[User, Depends(require_page_user)]
 PER_PAGE = 50
-STAGE_ORDER = ("unchecked", "none", "reporting", "testing", "fixing", "enforce", "winding-down")
 
 router = APIRouter(include_in_schema=False)
 
@@ -71,76 +72,7 @@ def _pages(total: int, page: int, per: int) -> dict[str, int]:
     return {"page": min(page, last), "last": last, "total": total, "per": per}
 
 
-@dataclass(frozen=True, slots=True)
-class InventoryLine:
-    """One row of the inventory table."""
-
-    domain: str
-    tenant: str
-    mode: str
-    state: str
-    policy_id: str
-    stage: str
-    ready: bool | None  # None: no stored check to judge from
-    gate_failing: tuple[str, ...]
-    checked_at: datetime | None
-    findings: int | None
-    worst: str | None
-    cert_days: int | None
-    cert_host: str
-    sessions: int
-    failed: int
-    spark: str = ""  # the 14-day sparkline (inline SVG)
-
-    @property
-    def rate(self) -> float | None:
-        """Failed sessions per 100 over the window; None without sessions."""
-        return 100.0 * self.failed / self.sessions if self.sessions else None
-
-
-def window_series(window: ReportWindow, *, last: date, days: int) -> charts.DailySeries:
-    """The report window's sessions per UTC day over the ``days`` days ending ``last``."""
-    first = last - timedelta(days=days - 1)
-    ok: dict[date, int] = {}
-    bad: dict[date, int] = {}
-    for t in window.totals:
-        ok[t.day] = ok.get(t.day, 0) + t.successful
-        bad[t.day] = bad.get(t.day, 0) + t.failed
-    span = tuple(first + timedelta(days=i) for i in range(days))
-    return charts.DailySeries(
-        span, tuple(ok.get(d, 0) for d in span), tuple(bad.get(d, 0) for d in span)
-    )
-
-
-def inventory_line(
-    row: InventoryRow, check: CheckRecord | None, window: ReportWindow, now: datetime
-) -> InventoryLine:
-    """Stage and gate from the latest stored check and the report window (pure): the gate
-    alone (``assess_gate``), as a row shows no what-if, findings or runbooks."""
-    from stspilot.rollout.assess import assess_gate
-    from stspilot.store.checks import live_state
-
-    sessions = sum(t.successful + t.failed for t in window.totals)
-    failed = sum(t.failed for t in window.totals)
-    spark = charts.sparkline(window_series(window, last=now.date(), days=WINDOW_DAYS))
-    if check is None:
-        return InventoryLine(
-            row.domain, row.tenant, row.mode, row.state, row.policy_id, "unchecked", None, (),
-            None, None, None, None, "", sessions, failed, spark,
-        )  # fmt: skip
-    assessment = assess_gate(live_state(check), window, now=now, gate_days=GATE_DAYS)
-    days, host = cert_expiry(check, now)
-    return InventoryLine(
-        row.domain, row.tenant, row.mode, row.state, row.policy_id, str(assessment.stage),
-        assessment.ready, tuple(c.title for c in assessment.gate if not c.passed),
-        check.observed_at, check.findings_count, check.worst_severity, days, host,
-        sessions, failed, spark,
-    )  # fmt: skip
-
-
 # --- inventory ---------------------------------------------------------------------------------
-
-
 @router.get("/", name="inventory")
 def inventory(
     request: Request,
@@ -150,6 +82,8 @@ def inventory(
     severity: Annotated[str, Query(max_length=20)] = "",
     page: Annotated[int, Query(ge=1, le=100_000)] = 1,
     per: Annotated[int, Query(ge=10, le=200)] = PER_PAGE,
+    sort: Annotated[str, Query(max_length=20)] = "domain",
+    order: Annotated[str, Query(max_length=4)] = "asc",
 ) -> Response:
     from stspilot.store.dashboard import SEVERITY_FILTERS, STAGE_FILTERS
     from stspilot.store.monitor import MonitorStore
@@ -157,33 +91,21 @@ def inventory(
     ctx = context(request)
     reads = _reads(request)
     now = ctx.clock()
-    stage = stage if stage in STAGE_FILTERS else ""
-    severity = severity if severity in SEVERITY_FILTERS else ""
-    listing = reads.inventory(
-        _tenant_scope(user),
-        search=q,
-        stage=stage,
-        severity=severity,
-        limit=per,
-        offset=(page - 1) * per,
-    )
-    ids = [r.latest_check_id for r in listing.rows if r.latest_check_id is not None]
-    found = reads.checks_by_id(ids)
-    windows = reads.report_windows(
-        [r.domain for r in listing.rows], since=now - timedelta(days=WINDOW_DAYS + 1), until=now
-    )
-    lines = [
-        inventory_line(
-            r,
-            found.get(r.latest_check_id) if r.latest_check_id is not None else None,
-            windows.get(r.domain, ReportWindow()),
-            now,
-        )
-        for r in listing.rows
-    ]
-    alerts = MonitorStore(ctx.store).open_alert_counts([r.domain for r in listing.rows])
+    f = inv.filters(q, stage, severity, sort, order)
+    if f.sort == "domain" and not f.descending:  # the store's order: read one page
+        listing = reads.inventory(
+            _tenant_scope(user), search=f.q, stage=f.stage, severity=f.severity,
+            limit=per, offset=(page - 1) * per,
+        )  # fmt: skip
+        lines = inv.make_lines(request, user, listing.rows, now)
+        alerts = MonitorStore(ctx.store).open_alert_counts([r.domain for r in listing.rows])
+        total = listing.total
+    else:  # the whole filtered inventory in that order, then the page
+        lines, alerts, total = inv.sorted_page(request, user, f, now, page, per)
     headline = _headline(request, reads, _tenant_scope(user), now)
-    filters = {"q": q, "stage": stage, "severity": severity, "per": str(per)}
+    filters = {"q": f.q, "stage": f.stage, "severity": f.severity, "per": str(per)}
+    query = urlencode({k: v for k, v in filters.items() if v})
+    ordered = f"sort={f.sort}&order={'desc' if f.descending else 'asc'}"
     return _render(
         request,
         user,
@@ -191,18 +113,49 @@ def inventory(
         {
             "lines": lines,
             "alerts": alerts,
-            "q": q,
-            "stage": stage,
-            "severity": severity,
+            "q": f.q,
+            "stage": f.stage,
+            "severity": f.severity,
+            "sort": f.sort,
+            "descending": f.descending,
             "stage_filters": STAGE_FILTERS,
             "severity_filters": SEVERITY_FILTERS,
-            "query": urlencode({k: v for k, v in filters.items() if v}),
+            "query": query,
+            "sorted_query": f"{query}&{ordered}" if query else ordered,
             "headline": headline,
-            "stages": sorted(headline.by_stage.items(), key=lambda kv: _stage_rank(kv[0])),
-            "pager": _pages(listing.total, page, per),
+            "stages": sorted(headline.by_stage.items(), key=lambda kv: inv.stage_rank(kv[0])),
+            "pager": _pages(total, page, per),
             "window_days": WINDOW_DAYS,
             "now": now,
         },
+    )
+
+
+@router.get("/domains.csv", name="inventory_csv")
+def inventory_csv(
+    request: Request,
+    user: PageUser,
+    q: Annotated[str, Query(max_length=253)] = "",
+    stage: Annotated[str, Query(max_length=20)] = "",
+    severity: Annotated[str, Query(max_length=20)] = "",
+    sort: Annotated[str, Query(max_length=20)] = "domain",
+    order: Annotated[str, Query(max_length=4)] = "asc",
+) -> Response:
+    """The whole filtered inventory as CSV, in the order asked for (not just one page)."""
+    import csv
+    import io
+
+    f = inv.filters(q, stage, severity, sort, order)
+    lines, alerts = inv.sorted_inventory(request, user, f, context(request).clock())
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(inv.CSV_COLUMNS)
+    for line in lines:
+        writer.writerow([inv.csv_field(v) for v in inv.csv_row(line, alerts)])
+    return Response(
+        out.getvalue(),
+        media_type="text/csv; charset=utf-8",
+        headers={"content-disposition": 'attachment; filename="stspilot-domains.csv"'},
     )
 
 
@@ -226,10 +179,6 @@ def _headline(
     figures = reads.headline(tenant)
     cache[tenant] = (now, figures)
     return figures
-
-
-def _stage_rank(stage: str) -> int:
-    return STAGE_ORDER.index(stage) if stage in STAGE_ORDER else len(STAGE_ORDER)
 
 
 # --- adding a domain ---------------------------------------------------------------------------
@@ -319,7 +268,9 @@ def domain_page(
     allowed, hosted = _visible_domain(request, user, name)
     if not allowed:  # another tenant's domain is answered like an unknown one
         return _message(request, user, 404, "Not found", f"{name} is not one of your domains.")
-    values = domain_values(ctx, _reads(request), name, hosted, days=days)
+    values = domain_values(
+        ctx, _reads(request), name, hosted, days=days, received_since=hosting_start(user, hosted)
+    )
     return _render(request, user, "domain.html", values)
 
 
@@ -346,11 +297,15 @@ def reports_page(
     ctx = context(request)
     reads = _reads(request)
     name = _name(domain) if domain.strip() else None
-    if name is not None and not _visible_domain(request, user, name)[0]:
-        return _message(request, user, 404, "Not found", f"{name} is not one of your domains.")
+    start = None
+    if name is not None:
+        allowed, hosted_domain = _visible_domain(request, user, name)
+        if not allowed:
+            return _message(request, user, 404, "Not found", f"{name} is not one of your domains.")
+        start = hosting_start(user, hosted_domain)
     since = ctx.clock() - timedelta(days=days)
     tenant = _tenant_scope(user)
-    rows = ctx.store.list_reports(
+    rows = reads.list_reports(
         tenant_id=tenant,
         domain=name,
         since=since,
@@ -359,6 +314,9 @@ def reports_page(
         # A tenant sees only its own policies' sessions of a report that also covers other
         # tenants' domains (the API does the same).
         scoped=tenant is not None,
+        # Only the reports of the tenant's hosting period of each domain (the API's rule).
+        received_since=start,
+        hosting_periods=tenant is not None,
     )
     more = len(rows) > PER_PAGE
     rows = rows[:PER_PAGE]

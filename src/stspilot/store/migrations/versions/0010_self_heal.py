@@ -2,7 +2,7 @@
 seen with (``monitor_sightings``), so "seen twice, N minutes apart" survives a restart.
 
 Revision ID: 0010
-Revises: 0008
+Revises: 0009
 Create Date: 2026-12-07
 """
 
@@ -14,7 +14,7 @@ from alembic import op
 # Self-contained copy of schema.py's column type (see 0001).
 UTC_DATETIME = sa.DateTime(timezone=True)
 revision = "0010"
-down_revision = "0008"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 
