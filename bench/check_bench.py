@@ -211,11 +211,14 @@ async def _bulk(count: int, args: argparse.Namespace) -> None:
 
 
 async def _single(args: argparse.Namespace) -> None:
+    from dataclasses import replace
+
     from stspilot.check.run import Probes, check_domain
 
     world = World(10, args.mx_count, args.latency_ms / 1000, args.dns_latency_ms / 1000)
     try:
-        options = _options(world.info, 1)
+        # Each round probes the MX hosts again (a run shares a host's probe between domains).
+        options = replace(_options(world.info, 1), mx_probe_reuse=0.0)  # type: ignore[type-var]
         domain = "enforce-ok.test"  # two MX hosts
         async with Probes(options) as probes:  # type: ignore[arg-type]
             await check_domain(domain, probes=probes, options=options)  # type: ignore[arg-type]  # warm-up
