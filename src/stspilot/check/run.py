@@ -34,17 +34,16 @@ from stspilot.facts import (
     TlsaLookup,
     TxtLookup,
 )
-from stspilot.probes.fetch import FetchOptions, PolicyFetcher
 from stspilot.probes.resolver import Resolver, ResolverConfig
-from stspilot.probes.smtp import MxProber, SmtpOptions
 from stspilot.probes.tls import TlsContexts
 from stspilot.sts.names import domain_name, policy_url
-from stspilot.sts.records import rua_domains, select_tlsrpt_record
 
 if TYPE_CHECKING:
     from stspilot.check.evaluate import CheckResult
     from stspilot.probes.dane import DnssecValidator, Reply
     from stspilot.probes.dnssec import TrustAnchors
+    from stspilot.probes.fetch import PolicyFetcher
+    from stspilot.probes.smtp import MxProber
 
 Clock = Callable[[], dt.datetime]
 MAX_MX_PROBES = 10  # a zone with a thousand MX records must not become a thousand probes
@@ -107,29 +106,8 @@ class Probes:
             )
         )
         self.tls = TlsContexts.create(options.ca_file)
-        self.fetcher = PolicyFetcher(
-            self.resolver,
-            FetchOptions(
-                port=options.port_map.get(443, 443),
-                ca_file=options.ca_file,
-                connect_timeout=options.connect_timeout,
-                read_timeout=options.read_timeout,
-                total_timeout=options.fetch_timeout,
-                allow_private=options.allow_private,
-            ),
-            tls=self.tls,
-        )
-        self.prober = MxProber(
-            self.resolver,
-            SmtpOptions(
-                port=options.port_map.get(25, 25),
-                connect_timeout=options.connect_timeout,
-                command_timeout=options.read_timeout,
-                total_timeout=options.smtp_timeout,
-                allow_private=options.allow_private,
-            ),
-            tls=self.tls,
-        )
+        self._fetcher: PolicyFetcher | None = None
+        self._prober: MxProber | None = None
         # DANE's validator (dnspython's message and DNSSEC code, cryptography) is built when
         # the first MX answer needs it, after the first questions have left; a trust anchor
         # file given is read now, so a bad one stops the run before any output.
@@ -142,6 +120,42 @@ class Probes:
         self._rua: dict[str, tuple[float, asyncio.Future[MxLookup]]] = {}
         self._mx: dict[str, tuple[float, asyncio.Future[MxProbe]]] = {}
         self.warmed = False
+
+    @property
+    def fetcher(self) -> PolicyFetcher:
+        """The policy fetcher (h11 and the HTTP code load on first use, after the first
+        DNS questions of a check have left)."""
+        if self._fetcher is None:
+            from stspilot.probes.fetch import FetchOptions, PolicyFetcher
+
+            options = self.options
+            fetch = FetchOptions(
+                port=options.port_map.get(443, 443),
+                ca_file=options.ca_file,
+                connect_timeout=options.connect_timeout,
+                read_timeout=options.read_timeout,
+                total_timeout=options.fetch_timeout,
+                allow_private=options.allow_private,
+            )
+            self._fetcher = PolicyFetcher(self.resolver, fetch, tls=self.tls)
+        return self._fetcher
+
+    @property
+    def prober(self) -> MxProber:
+        """The STARTTLS prober, made on first use."""
+        if self._prober is None:
+            from stspilot.probes.smtp import MxProber, SmtpOptions
+
+            options = self.options
+            smtp = SmtpOptions(
+                port=options.port_map.get(25, 25),
+                connect_timeout=options.connect_timeout,
+                command_timeout=options.read_timeout,
+                total_timeout=options.smtp_timeout,
+                allow_private=options.allow_private,
+            )
+            self._prober = MxProber(self.resolver, smtp, tls=self.tls)
+        return self._prober
 
     @property
     def dnssec(self) -> DnssecValidator | None:
@@ -193,7 +207,8 @@ class Probes:
     async def aclose(self) -> None:
         for _, task in self._mx.values():  # probes no domain waits for any more
             task.cancel()
-        await self.fetcher.aclose()
+        if self._fetcher is not None:
+            await self._fetcher.aclose()
 
     async def __aenter__(self) -> Probes:
         return self
@@ -298,13 +313,16 @@ async def _collect(partial: _Partial, probes: Probes, probe_mx: bool) -> None:
         await apex_if_missing(partial.tlsrpt, b"v=TLSRPTv1")
         if partial.tlsrpt.status is not DnsStatus.OK:
             return
+        from stspilot.sts.records import rua_domains, select_tlsrpt_record
+
         record = select_tlsrpt_record(partial.tlsrpt.records).record
         if record is None:
             return
         others = [r for r in rua_domains(record) if r != d][:MAX_RUA_DOMAINS]
         await asyncio.gather(*(rua(r) for r in others))
 
-    await asyncio.gather(sts(), policy(), mx_then_probes(), tlsrpt_then_rua())
+    # The policy fetch last: its code loads (first domain only) after the other questions left.
+    await asyncio.gather(sts(), mx_then_probes(), tlsrpt_then_rua(), policy())
 
 
 def _warm(tls: TlsContexts) -> None:
