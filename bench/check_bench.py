@@ -165,7 +165,7 @@ async def _bulk(count: int, args: argparse.Namespace) -> None:
 
     world = World(count, args.mx_count, args.latency_ms / 1000, args.dns_latency_ms / 1000)
     try:
-        options = _options(world.info, args.concurrency)
+        options = _options(world.info, args.concurrency, dane=not args.no_dane)
         domains = [healthy(i, mx_count=args.mx_count).domain for i in range(count)]
         walls: list[float] = []
         codes: Counter[str] = Counter()
@@ -191,7 +191,7 @@ async def _bulk(count: int, args: argparse.Namespace) -> None:
         )
         print(
             f"bulk {count:>6} domains (mx={args.mx_count}, concurrency={args.concurrency}, "
-            f"workers={args.workers or 'auto'}): "
+            f"workers={args.workers or 'auto'}, DANE {'off' if args.no_dane else 'on'}): "
             f"{count / elapsed:7.1f} domains/s in {elapsed:6.2f} s; "
             f"per-domain p50 {statistics.median(walls) * 1000:5.0f} ms, "
             f"p95 {_pct(walls, 0.95) * 1000:5.0f} ms, max {max(walls) * 1000:5.0f} ms"
@@ -412,6 +412,7 @@ def main() -> None:
         "--workers", type=int, default=None, help="checker processes (default: auto, per CPU)"
     )
     parser.add_argument("--mx-count", type=int, default=1)
+    parser.add_argument("--no-dane", action="store_true", help="bulk runs without DANE checks")
     parser.add_argument("--latency-ms", type=float, default=40.0)
     parser.add_argument("--dns-latency-ms", type=float, default=20.0)
     parser.add_argument("--repeat", type=int, default=7)
