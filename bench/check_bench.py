@@ -61,7 +61,7 @@ async def _serve_world(
     from stspilot.lab.world import Lab
 
     make = _signed if signed else healthy
-    scenarios = [make(i, mx_count) for i in range(count)]  # type: ignore[operator]
+    scenarios = [make(i, mx_count=mx_count) for i in range(count)]  # type: ignore[operator]
     scenarios.append(BY_DOMAIN["enforce-ok.test"])
     async with Lab(scenarios, latency=latency, dns_latency=dns_latency) as lab:
         info = lab.info
@@ -165,7 +165,7 @@ async def _bulk(count: int, args: argparse.Namespace) -> None:
 
     world = World(count, args.mx_count, args.latency_ms / 1000, args.dns_latency_ms / 1000)
     try:
-        options = _options(world.info, args.concurrency)
+        options = _options(world.info, args.concurrency, dane=not args.no_dane)
         domains = [healthy(i, mx_count=args.mx_count).domain for i in range(count)]
         walls: list[float] = []
         codes: Counter[str] = Counter()
@@ -191,7 +191,7 @@ async def _bulk(count: int, args: argparse.Namespace) -> None:
         )
         print(
             f"bulk {count:>6} domains (mx={args.mx_count}, concurrency={args.concurrency}, "
-            f"workers={args.workers or 'auto'}): "
+            f"workers={args.workers or 'auto'}, DANE {'off' if args.no_dane else 'on'}): "
             f"{count / elapsed:7.1f} domains/s in {elapsed:6.2f} s; "
             f"per-domain p50 {statistics.median(walls) * 1000:5.0f} ms, "
             f"p95 {_pct(walls, 0.95) * 1000:5.0f} ms, max {max(walls) * 1000:5.0f} ms"
@@ -211,11 +211,14 @@ async def _bulk(count: int, args: argparse.Namespace) -> None:
 
 
 async def _single(args: argparse.Namespace) -> None:
+    from dataclasses import replace
+
     from stspilot.check.run import Probes, check_domain
 
     world = World(10, args.mx_count, args.latency_ms / 1000, args.dns_latency_ms / 1000)
     try:
-        options = _options(world.info, 1)
+        # Each round probes the MX hosts again (a run shares a host's probe between domains).
+        options = replace(_options(world.info, 1), mx_probe_reuse=0.0)  # type: ignore[type-var]
         domain = "enforce-ok.test"  # two MX hosts
         async with Probes(options) as probes:  # type: ignore[arg-type]
             await check_domain(domain, probes=probes, options=options)  # type: ignore[arg-type]  # warm-up
@@ -270,6 +273,12 @@ def _startup() -> None:
         "main(['check', '--nameserver', '127.0.0.1:9', '--no-mx-probe', 'example.com'])\n"
     )
     baseline = "import time; t = time.perf_counter(); print(time.perf_counter() - t)"
+    # Bytecode as an installed copy has it (pip compiles at install; this machine's sessions
+    # run with PYTHONDONTWRITEBYTECODE, so a checkout would recompile every module each time).
+    import stspilot
+
+    package = str(Path(stspilot.__file__).parent)
+    subprocess.run([sys.executable, "-m", "compileall", "-q", package], check=True)
     runs, cpus, totals = [], [], []
     for _ in range(5):
         t = time.perf_counter()
@@ -403,6 +412,7 @@ def main() -> None:
         "--workers", type=int, default=None, help="checker processes (default: auto, per CPU)"
     )
     parser.add_argument("--mx-count", type=int, default=1)
+    parser.add_argument("--no-dane", action="store_true", help="bulk runs without DANE checks")
     parser.add_argument("--latency-ms", type=float, default=40.0)
     parser.add_argument("--dns-latency-ms", type=float, default=20.0)
     parser.add_argument("--repeat", type=int, default=7)

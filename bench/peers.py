@@ -232,6 +232,20 @@ class Namespace:
 STSPILOT = [str(Path(sys.executable).parent / "stspilot")]
 
 
+def compile_bytecode() -> None:
+    """Write stspilot's bytecode as ``pip install`` does for the peers (and for a user's
+    stspilot): a source checkout run with PYTHONDONTWRITEBYTECODE set (as this machine's
+    sessions are) otherwise recompiles ~30 modules in every timed process, ~0.1-0.2 s of CPU
+    that no installed copy pays."""
+    import stspilot
+
+    subprocess.run(
+        [sys.executable, "-m", "compileall", "-q", str(Path(stspilot.__file__).parent)],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+
+
 # --- start-up: spawn to the first DNS packet ----------------------------------------------------
 
 
@@ -674,6 +688,7 @@ def main() -> None:
         parser.error(f"unknown sections: {', '.join(sorted(unknown))}")
     print(f"stspilot beside its peers; {os.cpu_count()} CPUs; {load()}", flush=True)
     venv = peers_venv(args.peers_venv)
+    compile_bytecode()
     needs_lab = {"startup", "single", "bulk"} & set(only)
     ns = Namespace(
         venv, args.bulk if needs_lab else 0, args.latency_ms / 1000, args.dns_latency_ms / 1000

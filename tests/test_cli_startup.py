@@ -58,6 +58,11 @@ def test_check_loads_no_heavy_stack_before_the_first_packet(
     assert "stspilot.check.run" in loaded  # the check itself did start
     heavy = sorted(m for m in loaded if m.split(".")[0] in NOT_BEFORE_FIRST_PACKET)
     assert heavy == []
+    # Nor what the answers need: dnspython's message and name code (answers are read by
+    # probes/dnswire.py; DNSSEC answers by dnspython, later), cryptography, h11, the findings.
+    later = ("dns.message", "dns.name", "dns.resolver", "dns.dnssec", "cryptography", "h11")
+    assert sorted(m for m in loaded if m.startswith(later)) == []
+    assert "stspilot.findings" not in loaded and "stspilot.probes.dane" not in loaded
 
 
 def test_fast_path_and_typer_declare_the_same_options() -> None:

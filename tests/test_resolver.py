@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
@@ -146,3 +147,29 @@ async def test_unreachable_server_is_a_timeout() -> None:
     resolver = Resolver(ResolverConfig(("127.0.0.1",), 9, timeout=0.2, lifetime=0.4))
     result = await resolver.lookup_txt("_mta-sts.ok.test")
     assert result.status in (DnsStatus.TIMEOUT, DnsStatus.SERVFAIL, DnsStatus.ERROR)
+
+
+def test_system_nameservers_are_read_from_resolv_conf_as_dnspython_reads_them(
+    tmp_path: Path,
+) -> None:
+    """resolv.conf is read without importing dns.resolver: the nameserver lines, in order,
+    comments skipped; no file or no nameserver is an OSError that says why."""
+    import dns.resolver
+
+    from stspilot.probes.resolver import _system_nameservers
+
+    conf = tmp_path / "resolv.conf"
+    conf.write_text(
+        "# a comment\n; another\nsearch example.com\noptions ndots:2 timeout:1\n"
+        "nameserver 192.0.2.53\n  nameserver   2001:db8::53  \n#nameserver 192.0.2.99\n"
+        "nameserver 192.0.2.53\nnameserver 198.51.100.7 # trailing words\n"
+    )
+    ours = _system_nameservers(str(conf))
+    theirs = dns.resolver.Resolver(filename=str(conf)).nameservers
+    assert ours == ("192.0.2.53", "2001:db8::53", "198.51.100.7")
+    assert list(dict.fromkeys(str(s) for s in theirs)) == list(ours)
+    conf.write_text("search example.com\n")
+    with pytest.raises(OSError, match="no nameservers"):
+        _system_nameservers(str(conf))
+    with pytest.raises(OSError, match="cannot open"):
+        _system_nameservers(str(tmp_path / "missing.conf"))

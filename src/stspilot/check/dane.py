@@ -13,12 +13,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import IntEnum, StrEnum
-
-from cryptography import x509
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
+from typing import TYPE_CHECKING
 
 from stspilot.errors import ParseError
+
+if TYPE_CHECKING:  # cryptography loads when a chain is matched (~40 ms of every check else)
+    from cryptography import x509
 
 MAX_TLSA_DATA = 4096  # octets of association data: a full certificate fits; more is abuse
 
@@ -109,6 +109,9 @@ def parse_tlsa(text: str) -> TlsaRecord:
 @functools.lru_cache(maxsize=1024)
 def _spki(der: bytes) -> bytes:
     # Cached: one chain is matched against every record of a host (and hosts share chains).
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
     cert = x509.load_der_x509_certificate(der)
     return cert.public_key().public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
@@ -165,6 +168,8 @@ class ChainMatch:
 
 
 def _load(chain: Sequence[bytes]) -> list[x509.Certificate | None]:
+    from cryptography import x509
+
     out: list[x509.Certificate | None] = []
     for der in chain:
         try:
@@ -176,6 +181,8 @@ def _load(chain: Sequence[bytes]) -> list[x509.Certificate | None]:
 
 def _names(cert: x509.Certificate) -> list[str]:
     """DNS names of a certificate: SAN dNSName, else the subject CN (RFC 7672 §3.2.3)."""
+    from cryptography import x509
+
     try:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
         names = [str(n) for n in san.value.get_values_for_type(x509.DNSName)]
@@ -206,6 +213,8 @@ def _matches(record: TlsaRecord, der: bytes) -> bool:
 def _path_ok(certs: list[x509.Certificate | None], anchor: int, now: datetime) -> str:
     """ "" when each certificate from the leaf up to ``anchor`` is issued by the next and
     valid at ``now``; else why not (RFC 7672 §3.1.2: DANE-TA validates the path)."""
+    from cryptography.exceptions import InvalidSignature
+
     for index in range(anchor + 1):
         cert = certs[index]
         if cert is None:

@@ -34,17 +34,16 @@ from stspilot.facts import (
     TlsaLookup,
     TxtLookup,
 )
-from stspilot.probes.dane import DnssecValidator, Reply
-from stspilot.probes.dnssec import TrustAnchors
-from stspilot.probes.fetch import FetchOptions, PolicyFetcher
 from stspilot.probes.resolver import Resolver, ResolverConfig
-from stspilot.probes.smtp import MxProber, SmtpOptions
 from stspilot.probes.tls import TlsContexts
 from stspilot.sts.names import domain_name, policy_url
-from stspilot.sts.records import rua_domains, select_tlsrpt_record
 
 if TYPE_CHECKING:
     from stspilot.check.evaluate import CheckResult
+    from stspilot.probes.dane import DnssecValidator, Reply
+    from stspilot.probes.dnssec import TrustAnchors
+    from stspilot.probes.fetch import PolicyFetcher
+    from stspilot.probes.smtp import MxProber
 
 Clock = Callable[[], dt.datetime]
 MAX_MX_PROBES = 10  # a zone with a thousand MX records must not become a thousand probes
@@ -52,6 +51,14 @@ MAX_RUA_DOMAINS = 5
 # MX sets of TLS-RPT report domains are shared by many checked domains (an MSP's mailbox):
 # within one run they are looked up once per this many seconds.
 RUA_CACHE_SECONDS = 300.0
+# MX hosts are shared too (a provider's MX serves thousands of an MSP's domains): within one run
+# each host is probed once per this many seconds, and every domain naming it gets that probe.
+MX_PROBE_CACHE_SECONDS = 300.0
+SHARED_CACHE_LIMIT = 10_000  # entries per cache; past it the cache starts again
+# A probe holds the chain its host sent (a few KiB): fewer of them are kept, so a run over
+# 100,000 domains with as many MX hosts stays within ~10 MiB for this (the hot, shared hosts
+# are probed again at most once per clearing).
+MX_CACHE_LIMIT = 2_000
 # In-order results: a domain starts only within this many concurrency slots of the oldest one
 # not yet yielded, so a slow domain holds back a bounded number of finished results.
 WINDOW_PER_SLOT = 4
@@ -83,6 +90,9 @@ class CheckOptions:
     # these trust anchors (a DS/DNSKEY file; None: the IANA root KSKs)
     dane: bool = True
     trust_anchor: Path | None = None
+    # An MX host named by several domains of a run is probed once and its probe shared for
+    # this many seconds (0: every domain probes its MX hosts itself).
+    mx_probe_reuse: float = MX_PROBE_CACHE_SECONDS
 
 
 class Probes:
@@ -100,39 +110,95 @@ class Probes:
             )
         )
         self.tls = TlsContexts.create(options.ca_file)
-        self.fetcher = PolicyFetcher(
-            self.resolver,
-            FetchOptions(
+        self._fetcher: PolicyFetcher | None = None
+        self._prober: MxProber | None = None
+        # DANE's validator (dnspython's message and DNSSEC code, cryptography) is built when
+        # the first MX answer needs it, after the first questions have left; a trust anchor
+        # file given is read now, so a bad one stops the run before any output.
+        self._anchors: TrustAnchors | None = None
+        if options.dane and options.trust_anchor is not None:
+            from stspilot.probes.dnssec import TrustAnchors
+
+            self._anchors = TrustAnchors.load(options.trust_anchor)
+        self._dnssec: DnssecValidator | None = None
+        self._rua: dict[str, tuple[float, asyncio.Future[MxLookup]]] = {}
+        self._mx: dict[str, tuple[float, asyncio.Future[MxProbe]]] = {}
+        self.warmed = False
+
+    @property
+    def fetcher(self) -> PolicyFetcher:
+        """The policy fetcher (h11 and the HTTP code load on first use, after the first
+        DNS questions of a check have left)."""
+        if self._fetcher is None:
+            from stspilot.probes.fetch import FetchOptions, PolicyFetcher
+
+            options = self.options
+            fetch = FetchOptions(
                 port=options.port_map.get(443, 443),
                 ca_file=options.ca_file,
                 connect_timeout=options.connect_timeout,
                 read_timeout=options.read_timeout,
                 total_timeout=options.fetch_timeout,
                 allow_private=options.allow_private,
-            ),
-            tls=self.tls,
-        )
-        self.prober = MxProber(
-            self.resolver,
-            SmtpOptions(
+            )
+            self._fetcher = PolicyFetcher(self.resolver, fetch, tls=self.tls)
+        return self._fetcher
+
+    @property
+    def prober(self) -> MxProber:
+        """The STARTTLS prober, made on first use."""
+        if self._prober is None:
+            from stspilot.probes.smtp import MxProber, SmtpOptions
+
+            options = self.options
+            smtp = SmtpOptions(
                 port=options.port_map.get(25, 25),
                 connect_timeout=options.connect_timeout,
                 command_timeout=options.read_timeout,
                 total_timeout=options.smtp_timeout,
                 allow_private=options.allow_private,
-            ),
-            tls=self.tls,
-        )
-        anchors = TrustAnchors.load(options.trust_anchor) if options.dane else None
-        self.dnssec = DnssecValidator(self.resolver, anchors) if anchors else None
-        self._rua: dict[str, tuple[float, asyncio.Future[MxLookup]]] = {}
+            )
+            self._prober = MxProber(self.resolver, smtp, tls=self.tls)
+        return self._prober
+
+    @property
+    def dnssec(self) -> DnssecValidator | None:
+        """The DNSSEC validator of the run (None with ``dane=False``), built on first use."""
+        if self._dnssec is None and self.options.dane:
+            from stspilot.probes.dane import DnssecValidator
+            from stspilot.probes.dnssec import TrustAnchors
+
+            anchors = self._anchors or TrustAnchors.load(None)  # None: the IANA root KSKs
+            self._dnssec = DnssecValidator(self.resolver, anchors)
+        return self._dnssec
+
+    def warm(self) -> None:
+        """Build the TLS contexts (the trust store loads) once, while answers travel."""
+        if not self.warmed:
+            self.warmed = True
+            _warm(self.tls)
+
+    async def probe_mx(self, host: str) -> MxProbe:
+        """The STARTTLS probe of MX ``host`` (every address), shared between the domains of a
+        run that name the same host: probed once per ``options.mx_probe_reuse`` seconds."""
+        if self.options.mx_probe_reuse <= 0:
+            return await self.prober.probe_mx(host)
+        loop = asyncio.get_running_loop()
+        cached = self._mx.get(host)
+        if cached is None or loop.time() - cached[0] > self.options.mx_probe_reuse:
+            if len(self._mx) > MX_CACHE_LIMIT:
+                self._mx = {h: c for h, c in self._mx.items() if not c[1].done()}
+            task = asyncio.ensure_future(self.prober.probe_mx(host))
+            cached = self._mx[host] = (loop.time(), task)
+        # shield: one domain's deadline must not cancel a probe that others wait for
+        return await asyncio.shield(cached[1])
 
     async def lookup_rua_mx(self, domain: str) -> MxLookup:
         """The MX set of a TLS-RPT ``mailto:`` domain, shared between domains of a run."""
         loop = asyncio.get_running_loop()
         cached = self._rua.get(domain)
         if cached is None or loop.time() - cached[0] > RUA_CACHE_SECONDS:
-            if len(self._rua) > 10_000:
+            if len(self._rua) > SHARED_CACHE_LIMIT:
                 self._rua.clear()
             task = asyncio.ensure_future(self.resolver.lookup_mx(domain))
             cached = self._rua[domain] = (loop.time(), task)
@@ -143,7 +209,10 @@ class Probes:
         return result
 
     async def aclose(self) -> None:
-        await self.fetcher.aclose()
+        for _, task in self._mx.values():  # probes no domain waits for any more
+            task.cancel()
+        if self._fetcher is not None:
+            await self._fetcher.aclose()
 
     async def __aenter__(self) -> Probes:
         return self
@@ -217,30 +286,30 @@ async def _collect(partial: _Partial, probes: Probes, probe_mx: bool) -> None:
         partial.policy = await probes.fetcher.fetch_policy(d)
 
     async def probe(host: str) -> None:
-        partial.probes[host] = await probes.prober.probe_mx(host)
+        partial.probes[host] = await probes.probe_mx(host)
 
     async def rua(domain: str) -> None:
         partial.rua_mx[domain] = await probes.lookup_rua_mx(domain)
 
-    async def tlsa(host: str) -> None:
-        assert probes.dnssec is not None
-        partial.tlsa[host] = await probes.dnssec.lookup_tlsa(host)
+    async def tlsa(validator: DnssecValidator, host: str) -> None:
+        partial.tlsa[host] = await validator.lookup_tlsa(host)
 
-    async def mx_dnssec(mx: MxLookup, answer: Reply) -> None:
-        assert probes.dnssec is not None
-        partial.mx_dnssec = await probes.dnssec.validate_mx(mx, answer)
+    async def mx_dnssec(validator: DnssecValidator, mx: MxLookup, answer: Reply) -> None:
+        partial.mx_dnssec = await validator.validate_mx(mx, answer)
 
     async def mx_then_probes() -> None:
         answer: Reply | None = None
-        if probes.dnssec is None:
+        if not probes.options.dane:
             partial.mx = await resolver.lookup_mx(d)
         else:  # one DO question gives the MX set and what DANE validates (RFC 7672 §2.2.1)
             partial.mx, answer = await resolver.lookup_mx_dnssec(d)
         hosts = list(dict.fromkeys(h.host for h in partial.mx.hosts if h.host))
         hosts = hosts[:MAX_MX_PROBES] if probe_mx and partial.mx.status is DnsStatus.OK else []
         work = [probe(host) for host in hosts]
-        if answer is not None:  # DANE: beside the probes, not after them
-            work += [tlsa(host) for host in hosts] + [mx_dnssec(partial.mx, answer)]
+        validator = probes.dnssec if answer is not None else None
+        if validator is not None and answer is not None:  # DANE: beside the probes
+            work += [tlsa(validator, host) for host in hosts]
+            work.append(mx_dnssec(validator, partial.mx, answer))
         await asyncio.gather(*work)
 
     async def tlsrpt_then_rua() -> None:
@@ -248,16 +317,16 @@ async def _collect(partial: _Partial, probes: Probes, probe_mx: bool) -> None:
         await apex_if_missing(partial.tlsrpt, b"v=TLSRPTv1")
         if partial.tlsrpt.status is not DnsStatus.OK:
             return
+        from stspilot.sts.records import rua_domains, select_tlsrpt_record
+
         record = select_tlsrpt_record(partial.tlsrpt.records).record
         if record is None:
             return
         others = [r for r in rua_domains(record) if r != d][:MAX_RUA_DOMAINS]
         await asyncio.gather(*(rua(r) for r in others))
 
-    lookups = asyncio.gather(sts(), policy(), mx_then_probes(), tlsrpt_then_rua())
-    # The trust store loads (first domain only) while the first questions are on the wire.
-    asyncio.get_running_loop().call_soon(_warm, probes.tls)
-    await lookups
+    # The policy fetch last: its code loads (first domain only) after the other questions left.
+    await asyncio.gather(sts(), mx_then_probes(), tlsrpt_then_rua(), policy())
 
 
 def _warm(tls: TlsContexts) -> None:
@@ -311,12 +380,15 @@ async def check_domain(
 async def _gather_loading_core(
     domain: str, probes: Probes, options: CheckOptions, now: Clock
 ) -> DomainFacts:
-    """``gather_facts``, with the pure core imported once the first questions have left, so
-    its import cost is paid while the answers travel rather than before the first packet."""
+    """``gather_facts``, with the TLS contexts built and the pure core imported once the
+    first questions have left (the first domain's only), so that work is done while the
+    answers travel rather than before the first packet."""
     task = asyncio.ensure_future(gather_facts(domain, probes=probes, options=options, now=now))
-    for _ in range(3):  # the lookups' tasks start and send
-        await asyncio.sleep(0)
-    import stspilot.check.evaluate  # noqa: F401
+    if not probes.warmed:
+        for _ in range(3):  # the lookups' tasks start and send (the policy host's A/AAAA last)
+            await asyncio.sleep(0)
+        probes.warm()  # the trust store loads (~30 ms) while the first answers travel
+        import stspilot.check.evaluate  # noqa: F401
 
     return await task
 

@@ -205,8 +205,18 @@ class _Parser(argparse.ArgumentParser):
         raise _NotFast(message)
 
 
+class _Formatter(argparse.HelpFormatter):
+    """Never prints (the fast path has no help); a fixed width spares argparse importing
+    shutil (and with it bz2 and lzma) to ask the terminal's, before the first packet."""
+
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog, width=80)
+
+
 def _fast_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="stspilot check", add_help=False, allow_abbrev=False)
+    parser = _Parser(
+        prog="stspilot check", add_help=False, allow_abbrev=False, formatter_class=_Formatter
+    )
     parser.add_argument("domains", nargs="*")
     for o in FAST_OPTIONS:
         if o.kind is None:

@@ -247,7 +247,7 @@ class PolicyFetcher:
                 url,
                 FetchOutcome.OK,
                 address=address,
-                tls=success(writer.get_extra_info("ssl_object")),
+                tls=success(writer.get_extra_info("ssl_object"), writer.get_extra_info("peercert")),
             )
             return await self._exchange(base, host, reader, writer)
         finally:

@@ -8,8 +8,10 @@ values, never exceptions, because MTA-STS treats "no record" and "could not ask"
 Why not ``dns.asyncresolver``: it opens a new UDP socket (an asyncio datagram endpoint) per
 question, which was most of the checker's DNS cost (~0.8 ms CPU a question; see
 ``docs/check.md``). Here questions share a few connected UDP sockets per event loop and
-answers are matched to questions by message id and question section. dnspython still parses
-every answer (``dns.message.from_wire``); the query itself is 30 bytes we lay out directly.
+answers are matched to questions by message id and question section. The query is 30 bytes
+we lay out directly; answers to A, AAAA, MX and TXT questions are read by ``probes.dnswire``
+(why, with the figures, in its docstring), answers to DNSSEC questions by dnspython, which is
+imported only when the first of those is asked.
 """
 
 from __future__ import annotations
@@ -19,18 +21,35 @@ import contextlib
 import secrets
 import socket
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import dns.exception
-import dns.flags
-import dns.message
-import dns.name
-import dns.rcode
-import dns.rdataclass
-import dns.rdatatype
 
 from stspilot.facts import AddressLookup, DnsStatus, MxHost, MxLookup, TxtLookup
+from stspilot.probes import dnswire
+from stspilot.probes.dnswire import (
+    AAAA,
+    CLASS_IN,
+    MX,
+    NOERROR,
+    NXDOMAIN,
+    QR,
+    TC,
+    TXT,
+    A,
+    WireName,
+    name_from_text,
+    parse_message,
+)
+from stspilot.probes.dnswire import CNAME as _CNAME
+from stspilot.probes.dnswire import OPT as _OPT_TYPE
 from stspilot.sts.names import fold_name
+
+if TYPE_CHECKING:
+    import dns.message
+    import dns.name
 
 # CNAME chains longer than this are a loop or an attack, not a delegation (RFC 8461 §8.2).
 MAX_CNAME_HOPS = 8
@@ -41,13 +60,16 @@ EDNS_PAYLOAD = 1232
 # and the question check, as a stub resolver does).
 QUESTIONS_PER_SOCKET = 1024
 RECEIVE_BUFFER = 1024 * 1024
-_RD_FLAGS = struct.pack("!H", dns.flags.RD)
+_RD, _CD = 0x0100, 0x0010
+_RD_FLAGS = struct.pack("!H", _RD)
 _COUNTS = struct.pack("!HHHH", 1, 0, 0, 1)  # one question, one additional record (OPT)
-_OPT = b"\x00" + struct.pack("!HHIH", dns.rdatatype.OPT, EDNS_PAYLOAD, 0, 0)
+_OPT = b"\x00" + struct.pack("!HHIH", _OPT_TYPE, EDNS_PAYLOAD, 0, 0)
 # DNSSEC questions (``query_dnssec``): DO set in the OPT TTL (RFC 3225 §3), and CD in the header
 # (RFC 4035 §3.2.2) so a validating upstream hands over bogus data for us to name the fault.
-_RD_CD_FLAGS = struct.pack("!H", dns.flags.RD | dns.flags.CD)
-_OPT_DO = b"\x00" + struct.pack("!HHIH", dns.rdatatype.OPT, EDNS_PAYLOAD, 0x8000, 0)
+_RD_CD_FLAGS = struct.pack("!H", _RD | _CD)
+_OPT_DO = b"\x00" + struct.pack("!HHIH", _OPT_TYPE, EDNS_PAYLOAD, 0x8000, 0)
+# An answer, as ``dnswire.parse_message`` (A, AAAA, MX, TXT) or dnspython (DNSSEC) reads it.
+Answer = Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +102,7 @@ class _Failed(Exception):
         self.status = status
 
 
-def _text(name: dns.name.Name | str) -> str:
+def _text(name: object) -> str:
     return fold_name(str(name))
 
 
@@ -164,23 +186,33 @@ class _Channel:
                 future.cancel()
 
 
-def _query(
-    name: dns.name.Name, rdtype: dns.rdatatype.RdataType, *, dnssec: bool = False
-) -> bytearray:
+def _query(name: WireName | dns.name.Name, rdtype: int, *, dnssec: bool = False) -> bytearray:
     """A recursive query with EDNS(0); its id (the first two bytes) is set when it is sent."""
-    question = bytes(name.to_wire() or b"") + struct.pack("!HH", rdtype, dns.rdataclass.IN)
+    question = bytes(name.to_wire() or b"") + struct.pack("!HH", rdtype, CLASS_IN)
     if dnssec:
         return bytearray(b"\0\0" + _RD_CD_FLAGS + _COUNTS + question + _OPT_DO)
     return bytearray(b"\0\0" + _RD_FLAGS + _COUNTS + question + _OPT)
 
 
-def _system_nameservers() -> tuple[str, ...]:
-    import dns.resolver  # only for reading resolv.conf
+RESOLV_CONF = "/etc/resolv.conf"
 
+
+def _system_nameservers(path: str = RESOLV_CONF) -> tuple[str, ...]:
+    """The ``nameserver`` lines of resolv.conf, as dnspython's ``Resolver`` reads them (read
+    here: importing ``dns.resolver`` cost ~40 ms of every check before its first packet)."""
     try:
-        return tuple(str(server) for server in dns.resolver.Resolver().nameservers)
-    except (dns.exception.DNSException, OSError) as exc:
-        raise OSError(f"no system DNS configuration: {exc}") from exc
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            lines = handle.read(1 << 20).splitlines()
+    except OSError as exc:
+        raise OSError(f"no system DNS configuration: cannot open {path}: {exc}") from exc
+    servers = []
+    for line in lines:
+        tokens = line.split()
+        if len(tokens) >= 2 and tokens[0] == "nameserver" and not line.startswith(("#", ";")):
+            servers.append(tokens[1])
+    if not servers:
+        raise OSError(f"no system DNS configuration: no nameservers in {path}")
+    return tuple(dict.fromkeys(servers))
 
 
 class Resolver:
@@ -218,7 +250,7 @@ class Resolver:
             self._slots = asyncio.Semaphore(self.config.max_in_flight)
         return self._slots
 
-    async def _udp(self, server: str, wire: bytearray, limit: float) -> dns.message.Message:
+    async def _udp(self, server: str, wire: bytearray, limit: float, parse: _Parse) -> Answer:
         try:
             channel = self._channel(server)
         except OSError as exc:  # no route, no IPv6, out of descriptors
@@ -233,9 +265,9 @@ class Resolver:
             raise _Failed(DnsStatus.ERROR, f"{server}: {exc.strerror or exc}") from exc
         finally:
             channel.forget(qid)
-        return _parse(data, server)
+        return _parse(data, server, parse)
 
-    async def _tcp(self, server: str, wire: bytearray, limit: float) -> dns.message.Message:
+    async def _tcp(self, server: str, wire: bytearray, limit: float, parse: _Parse) -> Answer:
         """The same question over TCP (RFC 7766), when the UDP answer was truncated."""
         wire[0:2] = secrets.randbits(16).to_bytes(2, "big")
         writer = None
@@ -254,17 +286,17 @@ class Resolver:
                 writer.transport.abort()
         if data[:2] != wire[:2]:
             raise _Failed(DnsStatus.ERROR, f"{server} over TCP answered another question")
-        return _parse(data, server)
+        return _parse(data, server, parse)
 
-    async def _exchange(self, name: dns.name.Name, rdtype: dns.rdatatype.RdataType) -> _Answer:
-        message = await self._message(name, rdtype, _query(name, rdtype))
+    async def _exchange(self, name: WireName, rdtype: int) -> _Answer:
+        message = await self._message(name, rdtype, _query(name, rdtype), parse_message)
         if isinstance(message, _Answer):
             return message
         return _interpret(message, name, rdtype)
 
     async def _message(
-        self, name: dns.name.Name, rdtype: dns.rdatatype.RdataType, wire: bytearray
-    ) -> dns.message.Message | _Answer:
+        self, name: WireName | dns.name.Name, rdtype: int, wire: bytearray, parse: _Parse
+    ) -> Answer:
         """Ask the servers in turn until one answers NOERROR/NXDOMAIN or the lifetime ends."""
         cfg = self.config
         loop = asyncio.get_running_loop()
@@ -277,9 +309,9 @@ class Resolver:
                 if remaining <= 0:
                     return _Answer(DnsStatus.TIMEOUT, error=_says(failures, "lifetime ended"))
                 try:
-                    message = await self._udp(server, wire, min(cfg.timeout, remaining))
-                    if message.flags & dns.flags.TC:
-                        message = await self._tcp(server, wire, max(end - loop.time(), 0.05))
+                    message = await self._udp(server, wire, min(cfg.timeout, remaining), parse)
+                    if message.flags & TC:
+                        message = await self._tcp(server, wire, max(end - loop.time(), 0.05), parse)
                     _check_question(message, name, rdtype)
                 except _Failed as failed:
                     failures.append(failed)
@@ -287,11 +319,11 @@ class Resolver:
                         servers.remove(server)  # answered garbage or refused: ask it no more
                     continue
                 rcode = message.rcode()
-                if rcode in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN):
+                if rcode in (NOERROR, NXDOMAIN):
                     return message
                 # SERVFAIL, REFUSED, ...: this server cannot help (RFC 8461 §5.1: not "none")
                 failures.append(
-                    _Failed(DnsStatus.SERVFAIL, f"{server} answered {dns.rcode.to_text(rcode)}")
+                    _Failed(DnsStatus.SERVFAIL, f"{server} answered {dnswire.rcode_text(rcode)}")
                 )
                 servers.remove(server)
         if failures and all(f.status is DnsStatus.SERVFAIL for f in failures):
@@ -301,7 +333,7 @@ class Resolver:
         return _Answer(DnsStatus.ERROR, error=_says(failures, "no server answered"))
 
     async def query_dnssec(
-        self, name: dns.name.Name, rdtype: dns.rdatatype.RdataType
+        self, name: WireName | dns.name.Name, rdtype: int
     ) -> dns.message.Message | tuple[DnsStatus, str]:
         """The whole answer to a DO+CD question (RRSIGs, NSEC/NSEC3, authority section), for
         ``probes.dane`` to validate; a failed question is ``(status, error)``, never raised."""
@@ -312,15 +344,17 @@ class Resolver:
         except OSError as exc:
             return DnsStatus.ERROR, str(exc)
         async with slots:
-            message = await self._message(name, rdtype, _query(name, rdtype, dnssec=True))
+            wire = _query(name, rdtype, dnssec=True)
+            message = await self._message(name, rdtype, wire, _dnspython_message)
         if isinstance(message, _Answer):
             return message.status, message.error
-        return message
+        answer: dns.message.Message = message
+        return answer
 
-    async def _ask(self, name: str, rdtype: dns.rdatatype.RdataType) -> _Answer:
+    async def _ask(self, name: str, rdtype: int) -> _Answer:
         slots = self._bind_loop()
         try:
-            qname = dns.name.from_text(name)
+            qname = name_from_text(name)
             if not self._nameservers:
                 self._nameservers = _system_nameservers()
         except (dns.exception.DNSException, OSError, ValueError) as exc:
@@ -328,7 +362,7 @@ class Resolver:
         async with slots:
             return await self._exchange(qname, rdtype)
 
-    async def _follow(self, name: str, rdtype: dns.rdatatype.RdataType) -> _Answer:
+    async def _follow(self, name: str, rdtype: int) -> _Answer:
         """Ask, and keep asking at the CNAME target when a server stopped mid-chain."""
         chain: list[str] = []
         current = name
@@ -346,14 +380,14 @@ class Resolver:
     async def lookup_txt(self, name: str) -> TxtLookup:
         """TXT records at ``name``, each record's character-strings kept apart (RFC 8461 §3.1)."""
         name = _text(name)
-        answer = await self._follow(name, dns.rdatatype.TXT)
+        answer = await self._follow(name, TXT)
         records = tuple(tuple(rdata.strings) for rdata in answer.rdatas)  # type: ignore[attr-defined]
         return TxtLookup(name, answer.status, records, answer.chain, answer.error)
 
     async def lookup_mx(self, name: str) -> MxLookup:
         """MX hosts sorted by preference then name; a null MX (RFC 7505) is ``MxHost(0, "")``."""
         name = _text(name)
-        return _mx_lookup(name, await self._follow(name, dns.rdatatype.MX))
+        return _mx_lookup(name, await self._follow(name, MX))
 
     async def lookup_mx_dnssec(
         self, name: str
@@ -362,14 +396,17 @@ class Resolver:
         validates that answer: RFC 7672 §2.2.1); the same ``MxLookup`` as ``lookup_mx``."""
         name = _text(name)
         try:
-            qname = dns.name.from_text(name)
+            wire_name = name_from_text(name)
         except (dns.exception.DNSException, ValueError) as exc:
             error = f"{type(exc).__name__}: {exc}"
             return MxLookup(name, DnsStatus.ERROR, error=error), (DnsStatus.ERROR, error)
-        message = await self.query_dnssec(qname, dns.rdatatype.MX)
+        # The question leaves before dnspython is imported (it reads the DNSSEC answer).
+        message = await self.query_dnssec(wire_name, MX)
         if isinstance(message, tuple):
             return MxLookup(name, message[0], error=message[1]), message
-        answer = _interpret(message, qname, dns.rdatatype.MX)
+        from dns.name import Name
+
+        answer = _interpret(message, Name((*wire_name.labels, b"")), MX)
         if answer.status is DnsStatus.NODATA and answer.chain:  # a CNAME into another zone
             return await self.lookup_mx(name), message
         return _mx_lookup(name, answer), message
@@ -377,9 +414,7 @@ class Resolver:
     async def lookup_address(self, name: str) -> AddressLookup:
         """A and AAAA at once; OK when either has an address, else the more telling failure."""
         name = _text(name)
-        v4, v6 = await asyncio.gather(
-            self._follow(name, dns.rdatatype.A), self._follow(name, dns.rdatatype.AAAA)
-        )
+        v4, v6 = await asyncio.gather(self._follow(name, A), self._follow(name, AAAA))
         addresses = tuple(
             str(rdata.address)  # type: ignore[attr-defined]
             for rdata in (*v4.rdatas, *v6.rdatas)
@@ -406,41 +441,55 @@ def _mx_lookup(name: str, answer: _Answer) -> MxLookup:
     return MxLookup(name, answer.status, tuple(hosts), answer.error)
 
 
-def _parse(data: bytes, server: str) -> dns.message.Message:
+_Parse = Callable[[bytes], Answer]
+
+
+def _dnspython_message(data: bytes) -> dns.message.Message:
+    """The whole answer to a DNSSEC question, for ``probes.dane`` (RRSIG, NSEC, ...)."""
+    import dns.message
+
+    return dns.message.from_wire(data)
+
+
+def _parse(data: bytes, server: str, parse: _Parse) -> Answer:
     try:
-        message = dns.message.from_wire(data)
+        message = parse(data)
     except (dns.exception.DNSException, ValueError, IndexError, UnicodeError) as exc:
         raise _Failed(DnsStatus.ERROR, f"{server} sent a malformed answer: {exc}") from exc
-    if not message.flags & dns.flags.QR:
+    if not message.flags & QR:
         raise _Failed(DnsStatus.ERROR, f"{server} sent a query, not an answer")
     return message
 
 
-def _check_question(
-    message: dns.message.Message, name: dns.name.Name, rdtype: dns.rdatatype.RdataType
-) -> None:
+def _labels_key(name: WireName | dns.name.Name) -> tuple[bytes, ...]:
+    return tuple(label.lower() for label in name.labels if label)
+
+
+def _check_question(message: Answer, name: WireName | dns.name.Name, rdtype: int) -> None:
     """The answer must repeat our question (RFC 5452 §3): else it answers someone else."""
     if len(message.question) != 1:
         raise _Failed(DnsStatus.ERROR, "answer without our question")
     question = message.question[0]
-    if question.rdtype != rdtype or question.rdclass != dns.rdataclass.IN or question.name != name:
+    if (
+        question.rdtype != rdtype
+        or question.rdclass != CLASS_IN
+        or _labels_key(question.name) != _labels_key(name)
+    ):
         raise _Failed(DnsStatus.ERROR, "answer to another question")
 
 
-def _interpret(
-    message: dns.message.Message, name: dns.name.Name, rdtype: dns.rdatatype.RdataType
-) -> _Answer:
+def _interpret(message: Answer, name: WireName | dns.name.Name, rdtype: int) -> _Answer:
     """Follow the CNAME chain inside the answer section to the records asked for."""
     chain: list[str] = []
     current = name
     for _ in range(MAX_CNAME_HOPS * 2):
         cname = None
         for rrset in message.answer:
-            if rrset.name != current or rrset.rdclass != dns.rdataclass.IN:
+            if rrset.name != current or rrset.rdclass != CLASS_IN:
                 continue
             if rrset.rdtype == rdtype:
                 return _Answer(DnsStatus.OK, tuple(rrset), tuple(chain), _text(current))
-            if rrset.rdtype == dns.rdatatype.CNAME:
+            if rrset.rdtype == _CNAME:
                 cname = rrset
         if cname is None:
             break
@@ -448,7 +497,7 @@ def _interpret(
         current = next(iter(cname)).target
     else:
         return _Answer(DnsStatus.ERROR, chain=tuple(chain), error="CNAME chain too long")
-    if message.rcode() == dns.rcode.NXDOMAIN:
+    if message.rcode() == NXDOMAIN:
         error = f"the DNS query name does not exist: {_text(current)}"
         return _Answer(DnsStatus.NXDOMAIN, chain=tuple(chain), target=_text(current), error=error)
     return _Answer(DnsStatus.NODATA, chain=tuple(chain), target=_text(current))

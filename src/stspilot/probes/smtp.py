@@ -217,9 +217,10 @@ class MxProber:
         except (OSError, ValueError, EOFError) as exc:  # ssl.SSLError is an OSError
             return _Session(banner.lines[0], ehlo_name, failure(exc, None))
         ssl_object = writer.get_extra_info("ssl_object")
-        tls = (
-            success(ssl_object) if verify else TlsResult(ok=False, cert=unverified_cert(ssl_object))
-        )
+        if verify:
+            tls = success(ssl_object, writer.get_extra_info("peercert"))
+        else:
+            tls = TlsResult(ok=False, cert=unverified_cert(ssl_object))
         chain = sent_chain(ssl_object)  # DANE matches the chain as sent, validated or not
         await self._quit(writer)
         return _Session(banner.lines[0], ehlo_name, tls, chain)
