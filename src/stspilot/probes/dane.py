@@ -34,18 +34,18 @@ import dns.rrset
 from stspilot.facts import DnssecResult, DnssecStatus, DnsStatus, MxLookup, TlsaLookup
 from stspilot.probes.dnssec import (
     TrustAnchors,
-    by_tag,
-    dnssec_module,
     find_rrset,
     matches_anchor,
     parent_side,
     proves_absence,
 )
 from stspilot.probes.resolver import Resolver
+from stspilot.probes.rrsig import VerifyFailure, ZoneKey, key_table, verify
 
 MAX_DEPTH = 12  # zones between an answer and its anchor; deeper is a loop or an attack
 MAX_RRSET = 64  # records in one validated RRset (a TLSA RRset has 1-4 in practice)
-KEY_CACHE_SECONDS = 300.0
+KEY_CACHE_SECONDS = 300.0  # at most; less when a TTL or an RRSIG expiration says so
+MAX_CACHED_ZONES = 10_000
 
 S, INSEC, B, X = (
     DnssecStatus.SECURE,
@@ -59,10 +59,13 @@ S, INSEC, B, X = (
 class _Keys:
     status: DnssecStatus
     reason: str = ""
-    # the zone's validated DNSKEYs by key tag (RFC 4034 Appendix B), one-key RRsets: an RRSIG
-    # names its key's tag, so each check tries one key (dnspython would tag every key again)
-    keys: dict[int, dns.rrset.RRset] | None = None
-    expires: float | None = None
+    # the zone's validated DNSKEYs by key tag (RFC 4034 Appendix B), each public key parsed
+    # once (probes/rrsig.py): an RRSIG names its key's tag, so each check tries one key
+    keys: dict[int, tuple[ZoneKey, ...]] | None = None
+    expires: float | None = None  # the earliest RRSIG expiration of the chain (epoch seconds)
+    # until when (epoch seconds) the verdict may be reused: the DNSKEY and DS TTLs, their
+    # RRSIG expirations, ``KEY_CACHE_SECONDS``; 0: not reused (a failed lookup is asked again)
+    valid_until: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +76,7 @@ class Validated:
     dnssec: DnssecResult
     rrset: dns.rrset.RRset | None = None
     error: str = ""
+    ttl: int = 0  # how long the answer may be kept (the least TTL of what it was made of)
 
 
 class _Bogus(Exception):
@@ -113,7 +117,7 @@ class DnssecValidator:
         self.resolver = resolver
         self.anchors = anchors or TrustAnchors.load(None)
         self.clock = clock
-        self._keys: dict[dns.name.Name, tuple[float, asyncio.Future[_Keys]]] = {}
+        self._keys: dict[dns.name.Name, asyncio.Future[_Keys]] = {}
 
     # --- the public questions ---
 
@@ -178,6 +182,7 @@ class DnssecValidator:
             return Validated(status, DnssecResult(X, f"lookup failed: {error}"), error=error)
         results: list[DnssecResult] = []
         current = qname
+        ttl = int(KEY_CACHE_SECONDS)
         for _ in range(MAX_DEPTH):  # the CNAME chain inside the answer, every link validated
             rrset = find_rrset(answer.answer, current, rdtype)
             cname = (
@@ -190,15 +195,18 @@ class DnssecValidator:
                 break
             sigs = find_rrset(answer.answer, current, dns.rdatatype.RRSIG, found.rdtype)
             results.append(await self._judge_rrset(found, sigs, path))
+            ttl = min(ttl, found.ttl)
             if rrset is not None:
-                return Validated(DnsStatus.OK, _weakest(*results), rrset)
+                return Validated(DnsStatus.OK, _weakest(*results), rrset, ttl=ttl)
             current = next(iter(found)).target
         else:
             return Validated(DnsStatus.ERROR, DnssecResult(X, "CNAME chain too long"))
         # No RRset of the type asked: a denial of existence, which must be proven too.
         status = DnsStatus.NXDOMAIN if answer.rcode() == dns.rcode.NXDOMAIN else DnsStatus.NODATA
         results.append(await self._judge_denial(answer, current, rdtype, status, path))
-        return Validated(status, _weakest(*results))
+        for rrset in answer.authority:  # the SOA and the proofs: their TTLs bound the denial
+            ttl = min(ttl, rrset.ttl)
+        return Validated(status, _weakest(*results), ttl=ttl)
 
     async def _judge_rrset(
         self, rrset: dns.rrset.RRset, sigs: dns.rrset.RRset | None, path: _Path
@@ -229,19 +237,18 @@ class DnssecValidator:
         )
 
     def _verify(
-        self, rrset: dns.rrset.RRset, sigs: dns.rrset.RRset, keys: dict[int, dns.rrset.RRset]
+        self,
+        rrset: dns.rrset.RRset,
+        sigs: dns.rrset.RRset,
+        keys: dict[int, tuple[ZoneKey, ...]],
     ) -> float:
         """The expiration of a signature that verifies; ``_Bogus`` naming why none does."""
         now = self.clock()
         reasons: list[str] = []
-        for sig in sigs:
-            key = keys.get(sig.key_tag)
-            if key is None:
-                reasons.append("unknown key")
-                continue
+        for sig in list(sigs)[:MAX_RRSET]:
             try:
-                dnssec_module().validate_rrsig(rrset, sig, {key.name: key}, now=now)
-            except dns.exception.ValidationFailure as exc:
+                verify(rrset, sig, keys, now)
+            except VerifyFailure as exc:
                 reasons.append(str(exc))
                 continue
             except (dns.exception.DNSException, ValueError, TypeError) as exc:
@@ -252,35 +259,40 @@ class DnssecValidator:
         raise _Bogus(f"RRSIG on {what}: {', '.join(dict.fromkeys(reasons)) or 'none'}")
 
     async def _zone_keys(self, zone: dns.name.Name, path: _Path) -> _Keys:
-        """The validated DNSKEY RRset of ``zone``, once per ``KEY_CACHE_SECONDS``."""
+        """The validated DNSKEY RRset of ``zone``, loaded once while its verdict is valid
+        (``_Keys.valid_until``); concurrent askers share one load."""
         if zone in path:  # proving the keys of a zone needs those very keys: no chain
             return _Keys(B, f"the chain of trust loops through {_text(zone)}")
         if len(path) > MAX_DEPTH:
             return _Keys(X, f"chain of trust deeper than {MAX_DEPTH} zones at {_text(zone)}")
-        loop = asyncio.get_running_loop()
         cached = self._keys.get(zone)
-        if cached is None or loop.time() - cached[0] > KEY_CACHE_SECONDS:
-            if len(self._keys) > 10_000:
-                self._keys.clear()
-            task = asyncio.ensure_future(self._load_keys(zone, (*path, zone)))
-            cached = self._keys[zone] = (loop.time(), task)
-        return await asyncio.shield(cached[1])
+        if cached is None or (cached.done() and cached.result().valid_until < self.clock()):
+            if len(self._keys) >= MAX_CACHED_ZONES:
+                self._keys = {z: f for z, f in self._keys.items() if not f.done()}
+            cached = self._keys[zone] = asyncio.ensure_future(self._load_keys(zone, (*path, zone)))
+        # shield: one domain's deadline must not cancel a load that others wait for
+        return await asyncio.shield(cached)
 
     async def _load_keys(self, zone: dns.name.Name, path: _Path) -> _Keys:
         try:
             anchored = self.anchors.by_zone.get(zone)
             expires: float | None = None
+            until = self.clock() + KEY_CACHE_SECONDS
             if anchored is not None:
                 anchors = anchored
             else:
                 parent_anchor = self.anchors.closest(zone)
                 if parent_anchor is None:
-                    return _Keys(INSEC, f"no trust anchor covers {_text(zone)}")
+                    return _Keys(INSEC, f"no trust anchor covers {_text(zone)}", valid_until=until)
                 ds = await self._validate(zone, dns.rdatatype.DS, path=path)
+                if ds.dnssec.status is X:
+                    return _Keys(X, ds.dnssec.reason)
+                until = min(until, self.clock() + ds.ttl)
                 if ds.dnssec.status is not S:
-                    return _Keys(ds.dnssec.status, ds.dnssec.reason)
+                    return _Keys(ds.dnssec.status, ds.dnssec.reason, valid_until=until)
                 if ds.rrset is None:
-                    return _Keys(INSEC, f"no DS for {_text(zone)}: an unsigned delegation")
+                    reason = f"no DS for {_text(zone)}: an unsigned delegation"
+                    return _Keys(INSEC, reason, valid_until=until)
                 anchors = tuple(ds.rrset)
                 expires = ds.dnssec.expires.timestamp() if ds.dnssec.expires else None
             answer = await self.resolver.query_dnssec(zone, dns.rdatatype.DNSKEY)
@@ -294,13 +306,22 @@ class DnssecValidator:
                 return _Keys(X, f"the trust anchor zone {_text(zone)} serves no DNSKEY")
             if dnskey is None or sigs is None:
                 raise _Bogus(f"{_text(zone)} has a DS but serves no signed DNSKEY RRset")
-            trusted = [key for key in dnskey if matches_anchor(zone, key, anchors)]
+            if len(dnskey) > MAX_RRSET:
+                raise _Bogus(f"{len(dnskey)} DNSKEYs at {_text(zone)}: too many")
+            table = key_table(dnskey)
+            trusted = {
+                tag: matching
+                for tag, keys in table.items()
+                if (matching := tuple(k for k in keys if matches_anchor(zone, k.dnskey, anchors)))
+            }
             if not trusted:
                 raise _Bogus(f"no DNSKEY of {_text(zone)} matches its DS or trust anchor")
-            signed = self._verify(dnskey, sigs, by_tag(zone, trusted))
-            return _Keys(S, keys=by_tag(zone, dnskey), expires=min(signed, expires or signed))
+            signed = self._verify(dnskey, sigs, trusted)
+            expires = min(signed, expires or signed)
+            until = min(until, self.clock() + dnskey.ttl, expires)
+            return _Keys(S, keys=table, expires=expires, valid_until=until)
         except _Bogus as bogus:
-            return _Keys(B, str(bogus))
+            return _Keys(B, str(bogus), valid_until=self.clock() + KEY_CACHE_SECONDS)
 
     async def _zone_of(self, name: dns.name.Name, path: _Path) -> dns.name.Name:
         """The apex of the zone holding ``name``, from the SOA in a SOA answer or its authority."""
