@@ -354,6 +354,12 @@ SCENARIOS: tuple[Scenario, ...] = (
     scenario("dane-self-signed", "DANE-EE passes on a self-signed MX certificate; MTA-STS fails",
              {"dane.match", "dane.stale-record", "dane.sts-disagree", "mx.cert.self-signed"},
              "enforce", signed=("{d}",), tlsa=_PAIRS, mx=_mx1(cert=CertKind.SELF_SIGNED)),
+    # mx1's two addresses serve different keys; its TLSA names the second one's only
+    scenario("dane-two-keys", "Two addresses of mx1 serve different keys; TLSA matches one",
+             {"dane.mismatch", "dane.match", "dane.rollover.single"}, "enforce",
+             signed=("{d}",), tlsa=(Tlsa("mx1.{d}"), Tlsa("mx2.{d}")),
+             mx=(Mx("mx1.{d}", 10), Mx("mx1.{d}", 10, cert=CertKind.GOOD_CHAIN),
+                 Mx("mx2.{d}", 20))),
 )
 # fmt: on
 
