@@ -312,7 +312,11 @@ class DnssecValidator:
             trusted = {
                 tag: matching
                 for tag, keys in table.items()
-                if (matching := tuple(k for k in keys if matches_anchor(zone, k.dnskey, anchors)))
+                if (
+                    matching := tuple(
+                        k for k in keys if matches_anchor(zone, k.dnskey, anchors, tag)
+                    )
+                )
             }
             if not trusted:
                 raise _Bogus(f"no DNSKEY of {_text(zone)} matches its DS or trust anchor")

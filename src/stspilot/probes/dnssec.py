@@ -125,12 +125,22 @@ def parent_side(name: dns.name.Name, rdtype: dns.rdatatype.RdataType) -> dns.nam
 
 
 def matches_anchor(
-    zone: dns.name.Name, key: dns.rdata.Rdata, anchors: Iterable[dns.rdata.Rdata]
+    zone: dns.name.Name,
+    key: dns.rdata.Rdata,
+    anchors: Iterable[dns.rdata.Rdata],
+    tag: int | None = None,
 ) -> bool:
+    """``key`` is one of the DNSKEY anchors, or its digest is one of the DS anchors; ``tag``
+    (the key's tag, when known) skips the digest of DS records for other keys."""
     for anchor in anchors:
         if anchor.rdtype == dns.rdatatype.DNSKEY:
             if anchor == key:
                 return True
+            continue
+        if tag is not None and (
+            anchor.key_tag != tag  # type: ignore[attr-defined]
+            or anchor.algorithm != key.algorithm  # type: ignore[attr-defined]
+        ):
             continue
         digest = _DIGESTS.get(anchor.digest_type)  # type: ignore[attr-defined]
         if digest is None:
