@@ -30,14 +30,16 @@ import dns.rdatatype
 import dns.rdtypes.ANY.NSEC
 import dns.rdtypes.ANY.NSEC3
 import dns.rrset
+from dns.rdtypes.ANY.NSEC3 import NSEC3
 
 from stspilot.facts import DnssecResult, DnssecStatus, DnsStatus, MxLookup, TlsaLookup
+from stspilot.probes.denial import Nsec3Proof, nsec3_proof
 from stspilot.probes.dnssec import (
     TrustAnchors,
     find_rrset,
     matches_anchor,
+    nsec_proves,
     parent_side,
-    proves_absence,
 )
 from stspilot.probes.resolver import Resolver
 from stspilot.probes.rrsig import VerifyFailure, ZoneKey, key_table, verify
@@ -46,6 +48,7 @@ MAX_DEPTH = 12  # zones between an answer and its anchor; deeper is a loop or an
 MAX_RRSET = 64  # records in one validated RRset (a TLSA RRset has 1-4 in practice)
 KEY_CACHE_SECONDS = 300.0  # at most; less when a TTL or an RRSIG expiration says so
 MAX_CACHED_ZONES = 10_000
+MAX_PROOFS = 8  # NSEC/NSEC3 RRsets read from one denial (a proof needs at most 3)
 
 S, INSEC, B, X = (
     DnssecStatus.SECURE,
@@ -347,13 +350,14 @@ class DnssecValidator:
         path: _Path,
     ) -> DnssecResult:
         """A negative answer is secure only with validated NSEC/NSEC3 proving it (RFC 4035
-        §5.4, RFC 5155 §8): here the NODATA type bitmap at the name (or an opt-out NSEC3
-        covering it, for DS) and, for NXDOMAIN, a record covering the name."""
+        §5.4, RFC 5155 §8): NSEC: the NODATA type bitmap at the name, or for NXDOMAIN a record
+        covering it; NSEC3: the closest-encloser proofs of ``probes/denial.py``, an opt-out span
+        being insecure. Only the first ``MAX_PROOFS`` records are read, and all are validated."""
         proofs = [
             r
             for r in answer.authority
             if r.rdtype in (dns.rdatatype.NSEC, dns.rdatatype.NSEC3) and len(r) <= MAX_RRSET
-        ]
+        ][:MAX_PROOFS]
         signed = [r for r in answer.authority if r.rdtype == dns.rdatatype.RRSIG]
         if not signed:
             zone = await self._zone_of(parent_side(qname, rdtype), path)
@@ -364,7 +368,7 @@ class DnssecValidator:
                 )
             return DnssecResult(keys.status, keys.reason)
         results: list[DnssecResult] = []
-        for proof in proofs[:8]:
+        for proof in proofs:
             sigs = find_rrset(answer.authority, proof.name, dns.rdatatype.RRSIG, proof.rdtype)
             results.append(await self._judge_rrset(proof, sigs, path))
         if not proofs:
@@ -372,8 +376,15 @@ class DnssecValidator:
         verdict = _weakest(*results)
         if verdict.status is not S:
             return verdict
-        if proves_absence(proofs, qname, rdtype, nxdomain=status is DnsStatus.NXDOMAIN):
+        nxdomain = status is DnsStatus.NXDOMAIN
+        if nsec_proves(proofs, qname, rdtype, nxdomain=nxdomain):
             return verdict
+        nsec3 = [(p.name, r) for p in proofs for r in p if isinstance(r, NSEC3)]
+        denial = nsec3_proof(nsec3, qname, rdtype, nxdomain=nxdomain) if nsec3 else None
+        if denial is Nsec3Proof.PROVEN:
+            return verdict
+        if denial is Nsec3Proof.OPT_OUT:  # RFC 5155 §6: maybe an unsigned delegation
+            return DnssecResult(INSEC, f"an opt-out NSEC3 span covers {_text(qname)}")
         return DnssecResult(B, f"the NSEC/NSEC3 records do not prove {_text(qname)} absent")
 
 
