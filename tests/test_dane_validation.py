@@ -164,3 +164,22 @@ async def test_servfail_in_a_signed_zone_is_indeterminate() -> None:
     validator = _validator(zone, _records([]), faults={TLSA: DnsFault.SERVFAIL})
     result = await validator.validate(TLSA, dns.rdatatype.TLSA)
     assert (result.status, result.dnssec.status) == (DnsStatus.SERVFAIL, DnssecStatus.INDETERMINATE)
+
+
+@pytest.mark.asyncio
+async def test_bogus_address_records_are_named() -> None:
+    """RFC 7672 §2.2.2: the host's A RRset is validated too; a tampered one is bogus."""
+    from stspilot.facts import DnssecResult, TlsaLookup
+
+    tlsa = [Record(TLSA, "TLSA", GOOD)]
+    zone = _zone(tlsa, faults=[(f"mx1.{ZONE}", "A", ZoneFault.TAMPERED)])
+    validator = _validator(zone, _records(tlsa))
+    lookup = await validator.lookup_tlsa(f"mx1.{ZONE}")
+    assert lookup.dnssec.status is DnssecStatus.SECURE and lookup.address_dnssec is None
+    judged = await validator.judge_addresses(lookup, ())  # no answers given: asked here
+    assert judged.address_dnssec is not None
+    assert judged.address_dnssec.status is DnssecStatus.BOGUS
+    assert "verify failure" in judged.address_dnssec.reason
+    # unsigned TLSA: the addresses are not judged at all
+    plain = TlsaLookup("mx1.x.test", TLSA, DnsStatus.OK, DnssecResult(DnssecStatus.INSECURE))
+    assert (await validator.judge_addresses(plain, ())).address_dnssec is None

@@ -79,6 +79,8 @@ class DaneVerdict:
     # verdict at every probed address (RFC 7672 §3.1: each connection must authenticate)
     ip: str = ""
     addresses: tuple[AddressDane, ...] = ()
+    # DnssecStatus value of the host's A/AAAA RRsets (RFC 7672 §2.2.2); "" when not judged
+    address_dnssec: str = ""
 
 
 def _parse_all(texts: Sequence[str]) -> tuple[list[TlsaRecord], list[str]]:
@@ -122,10 +124,13 @@ def _host(
     host, name = lookup.host, lookup.name
     dnssec = lookup.dnssec
 
+    address = lookup.address_dnssec
+    address_status = address.status.value if address is not None else ""
+
     def verdict(state: DaneState, reason: str = "", matched: Sequence[str] = ()) -> DaneVerdict:
         return DaneVerdict(
             host, state, name, dnssec.status, reason, lookup.records, tuple(matched),
-            dnssec.expires,
+            dnssec.expires, address_dnssec=address_status,
         )  # fmt: skip
 
     records_text = ", ".join(lookup.records) or "none"
@@ -150,6 +155,15 @@ def _host(
             reason=dnssec.reason or "not signed",
         )  # fmt: skip
         return verdict(DaneState.INSECURE, dnssec.reason), [finding]
+    if address is not None and address.status is DnssecStatus.BOGUS:
+        reason = f"the address records of {host}: {address.reason}"
+        finding = make("dane.bogus", subject=host, host=host, name=name, reason=reason)
+        return verdict(DaneState.BOGUS, reason), [finding]
+    if address is not None and address.status is DnssecStatus.INSECURE:
+        # RFC 7672 §2.2.2: senders look TLSA up only for hosts with secure addresses
+        reason = address.reason or "not signed"
+        finding = make("dane.address.insecure", subject=host, host=host, name=name, reason=reason)
+        return verdict(DaneState.INSECURE, f"address records insecure: {reason}"), [finding]
     records, bad = _parse_all(lookup.records)
     chain = probe.chain if probe is not None else ()  # the worst address's, for the hints
     findings: list[Finding] = []
@@ -187,7 +201,7 @@ def _host(
     def host_verdict(matched: Sequence[str] = ()) -> DaneVerdict:
         return DaneVerdict(
             host, state, name, dnssec.status, where + reason if reason else "", lookup.records,
-            tuple(matched), dnssec.expires, site.ip, per_address,
+            tuple(matched), dnssec.expires, site.ip, per_address, address_status,
         )  # fmt: skip
 
     chain = site.chain

@@ -216,15 +216,25 @@ async def _collect(partial: _Partial, probes: Probes, probe_mx: bool) -> None:
     async def policy() -> None:
         partial.policy = await probes.fetcher.fetch_policy(d)
 
+    # DANE: each MX host's A/AAAA asked once with DO+CD, for the probe and to validate them
+    # (RFC 7672 §2.2.2); the TLSA judgement waits for those answers
+    replies: dict[str, asyncio.Future[tuple[Reply, ...]]] = {}
+
     async def probe(host: str) -> None:
-        partial.probes[host] = await probes.prober.probe_mx(host)
+        address = None
+        if host in replies:
+            address, answers = await resolver.lookup_address_dnssec(host)
+            replies[host].set_result(answers)
+        partial.probes[host] = await probes.prober.probe_mx(host, address)
 
     async def rua(domain: str) -> None:
         partial.rua_mx[domain] = await probes.lookup_rua_mx(domain)
 
     async def tlsa(host: str) -> None:
         assert probes.dnssec is not None
-        partial.tlsa[host] = await probes.dnssec.lookup_tlsa(host)
+        lookup = await probes.dnssec.lookup_tlsa(host)
+        partial.tlsa[host] = lookup
+        partial.tlsa[host] = await probes.dnssec.judge_addresses(lookup, await replies[host])
 
     async def mx_dnssec(mx: MxLookup, answer: Reply) -> None:
         assert probes.dnssec is not None
@@ -238,6 +248,9 @@ async def _collect(partial: _Partial, probes: Probes, probe_mx: bool) -> None:
             partial.mx, answer = await resolver.lookup_mx_dnssec(d)
         hosts = list(dict.fromkeys(h.host for h in partial.mx.hosts if h.host))
         hosts = hosts[:MAX_MX_PROBES] if probe_mx and partial.mx.status is DnsStatus.OK else []
+        if answer is not None:
+            loop = asyncio.get_running_loop()
+            replies.update({host: loop.create_future() for host in hosts})
         work = [probe(host) for host in hosts]
         if answer is not None:  # DANE: beside the probes, not after them
             work += [tlsa(host) for host in hosts] + [mx_dnssec(partial.mx, answer)]

@@ -18,7 +18,7 @@ import asyncio
 import datetime as dt
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import dns.exception
 import dns.message
@@ -50,6 +50,7 @@ KEY_CACHE_SECONDS = 300.0  # at most; less when a TTL or an RRSIG expiration say
 MAX_CACHED_ZONES = 10_000
 MAX_PROOFS = 8  # NSEC/NSEC3 RRsets read from one denial (a proof needs at most 3)
 
+_ANSWERED = (DnsStatus.OK, DnsStatus.NODATA, DnsStatus.NXDOMAIN)
 S, INSEC, B, X = (
     DnssecStatus.SECURE,
     DnssecStatus.INSECURE,
@@ -130,6 +131,24 @@ class DnssecValidator:
         result = await self.validate(name, dns.rdatatype.TLSA)
         records = tuple(rdata.to_text() for rdata in result.rrset or ())
         return TlsaLookup(host, name, result.status, result.dnssec, records, result.error)
+
+    async def judge_addresses(self, lookup: TlsaLookup, replies: tuple[Reply, ...]) -> TlsaLookup:
+        """``lookup`` with the DNSSEC status of its host's A and AAAA RRsets (``replies``:
+        the DO answers the probe used; asked here when missing). RFC 7672 §2.2.2: a sender
+        uses TLSA only for a host whose address records validated, so they are judged only
+        where secure TLSA records exist."""
+        if not lookup.records or lookup.dnssec.status is not S:
+            return lookup
+        given = list(replies) if len(replies) == 2 else [None, None]
+        v4, v6 = await asyncio.gather(
+            self.validate(lookup.host, dns.rdatatype.A, given[0]),
+            self.validate(lookup.host, dns.rdatatype.AAAA, given[1]),
+        )
+        found = [r for r in (v4, v6) if r.status in _ANSWERED]
+        if not found:  # neither question was answered: nothing can be said
+            reason = f"address lookup failed: {v4.error or v4.dnssec.reason}"
+            return replace(lookup, address_dnssec=DnssecResult(X, reason))
+        return replace(lookup, address_dnssec=_weakest(*(r.dnssec for r in found)))
 
     async def validate_mx(self, mx: MxLookup, answer: Reply | None = None) -> DnssecResult:
         """The DNSSEC status of a domain's MX RRset (RFC 7672 §2.2.1); ``answer``: the DO
