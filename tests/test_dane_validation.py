@@ -74,6 +74,19 @@ def _rsa_sig(zone: SignedZone) -> SignedZone:
     return SignedZone(zone.apex, tuple(out), zone.ds)
 
 
+def _odd_dnskeys(zone: SignedZone) -> SignedZone:
+    """Every DNSKEY of the zone claims an algorithm nobody implements (200)."""
+    out = []
+    for r in zone.rrsets:
+        if r.rdtype == dns.rdatatype.DNSKEY:
+            changed = dns.rrset.RRset(r.name, r.rdclass, r.rdtype)
+            for key in r:
+                changed.add(key.replace(algorithm=200), r.ttl)
+            r = changed
+        out.append(r)
+    return SignedZone(zone.apex, tuple(out), zone.ds)
+
+
 def _validator(zone: SignedZone | None, records: list[Record], **kw: object) -> DnssecValidator:
     data = DnsData(records, kw.pop("faults", None), [zone] if zone else [])  # type: ignore[arg-type]
     anchors = kw.pop("anchors", None) or TrustAnchors.from_text(
@@ -84,6 +97,10 @@ def _validator(zone: SignedZone | None, records: list[Record], **kw: object) -> 
 
 def _month_ago() -> float:
     return time.time() - 30 * 86400
+
+
+def _month_ahead() -> float:
+    return time.time() + 30 * 86400
 
 
 HUGE = [Record(TLSA, "TLSA", f"3 1 1 {i:064x}") for i in range(100)]
@@ -110,6 +127,10 @@ def _cases() -> list[object]:
                      "RRSIG on", id="unknown-algorithm"),
         pytest.param(good, [Record(TLSA, "TLSA", GOOD)], {"clock": _month_ago},
                      DnssecStatus.BOGUS, "not yet valid", id="clock-behind"),
+        pytest.param(good, [Record(TLSA, "TLSA", GOOD)], {"clock": _month_ahead},
+                     DnssecStatus.BOGUS, "expired", id="clock-ahead"),
+        pytest.param(_odd_dnskeys(good), [Record(TLSA, "TLSA", GOOD)], {}, DnssecStatus.BOGUS,
+                     "matches its DS", id="dnskey-unknown-algorithm"),
         pytest.param(
             _zone([Record(TLSA, "TLSA", GOOD)], faults=[(TLSA, "TLSA", ZoneFault.TAMPERED)]),
             [Record(TLSA, "TLSA", GOOD)], {}, DnssecStatus.BOGUS, "verify failure", id="tampered",
