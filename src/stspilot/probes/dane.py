@@ -50,7 +50,6 @@ KEY_CACHE_SECONDS = 300.0  # at most; less when a TTL or an RRSIG expiration say
 MAX_CACHED_ZONES = 10_000
 MAX_PROOFS = 8  # NSEC/NSEC3 RRsets read from one denial (a proof needs at most 3)
 
-_ANSWERED = (DnsStatus.OK, DnsStatus.NODATA, DnsStatus.NXDOMAIN)
 S, INSEC, B, X = (
     DnssecStatus.SECURE,
     DnssecStatus.INSECURE,
@@ -136,19 +135,38 @@ class DnssecValidator:
         """``lookup`` with the DNSSEC status of its host's A and AAAA RRsets (``replies``:
         the DO answers the probe used; asked here when missing). RFC 7672 §2.2.2: a sender
         uses TLSA only for a host whose address records validated, so they are judged only
-        where secure TLSA records exist."""
+        where secure TLSA records exist, and only the RRsets that exist: an empty family is
+        one the sender does not connect over (its denial's proof is not checked, which saves
+        a signature check a host)."""
         if not lookup.records or lookup.dnssec.status is not S:
             return lookup
-        given = list(replies) if len(replies) == 2 else [None, None]
-        v4, v6 = await asyncio.gather(
-            self.validate(lookup.host, dns.rdatatype.A, given[0]),
-            self.validate(lookup.host, dns.rdatatype.AAAA, given[1]),
-        )
-        found = [r for r in (v4, v6) if r.status in _ANSWERED]
-        if not found:  # neither question was answered: nothing can be said
-            reason = f"address lookup failed: {v4.error or v4.dnssec.reason}"
+        if len(replies) != 2:
+            replies = tuple(
+                await asyncio.gather(
+                    *(self._ask(lookup.host, t) for t in (dns.rdatatype.A, dns.rdatatype.AAAA))
+                )
+            )
+        work = []
+        for reply, rdtype in zip(replies, (dns.rdatatype.A, dns.rdatatype.AAAA), strict=True):
+            try:
+                qname = dns.name.from_text(lookup.host)
+            except (dns.exception.DNSException, ValueError):
+                break
+            if _plain(reply, qname, rdtype)[0] is DnsStatus.OK:
+                work.append(self.validate(lookup.host, rdtype, reply))
+        found = await asyncio.gather(*work)
+        if not found:  # no address record came back: nothing to judge
+            errors = [r[1] for r in replies if isinstance(r, tuple)]
+            reason = f"no address records: {'; '.join(errors) or 'none'}"
             return replace(lookup, address_dnssec=DnssecResult(X, reason))
         return replace(lookup, address_dnssec=_weakest(*(r.dnssec for r in found)))
+
+    async def _ask(self, host: str, rdtype: dns.rdatatype.RdataType) -> Reply:
+        try:
+            qname = dns.name.from_text(host)
+        except (dns.exception.DNSException, ValueError) as exc:
+            return DnsStatus.ERROR, str(exc)
+        return await self.resolver.query_dnssec(qname, rdtype)
 
     async def validate_mx(self, mx: MxLookup, answer: Reply | None = None) -> DnssecResult:
         """The DNSSEC status of a domain's MX RRset (RFC 7672 §2.2.1); ``answer``: the DO
