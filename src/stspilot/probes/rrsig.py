@@ -37,6 +37,7 @@ if TYPE_CHECKING:  # dns.dnssecalgs loads cryptography's algorithms: on first us
 
 _ZONE_FLAG = 0x0100  # RFC 4034 §2.1.1
 _REVOKE_FLAG = 0x0080  # RFC 5011 §2.1
+_RRSIG_HEAD = struct.Struct("!HBBIIIH")
 
 
 class VerifyFailure(Exception):
@@ -86,9 +87,20 @@ def signed_data(rrset: dns.rrset.RRset, sig: dns.rdata.Rdata) -> bytes:
     """The octets an RRSIG signs (RFC 4034 §3.1.8.1, canonical form §6.2, wildcard §5.3.2)."""
     signer: dns.name.Name = sig.signer  # type: ignore[attr-defined]
     labels: int = sig.labels  # type: ignore[attr-defined]
-    wire = sig.to_wire(origin=signer)
-    assert wire is not None
-    head = wire[:18] + signer.to_digestable()
+    # The RRSIG RDATA up to the signer's name (RFC 4034 §3.1), packed here rather than the
+    # whole record serialized to keep 18 octets of it.
+    head = (
+        _RRSIG_HEAD.pack(
+            sig.type_covered,  # type: ignore[attr-defined]
+            sig.algorithm,  # type: ignore[attr-defined]
+            labels,
+            sig.original_ttl,  # type: ignore[attr-defined]
+            sig.expiration,  # type: ignore[attr-defined]
+            sig.inception,  # type: ignore[attr-defined]
+            sig.key_tag,  # type: ignore[attr-defined]
+        )
+        + signer.to_digestable()
+    )
     owner = rrset.name
     count = len(owner) - 1  # labels without the root
     if owner.is_wild() and labels != count - 1:
