@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+from dataclasses import replace
 
 import pytest
 import trustme
@@ -27,6 +28,7 @@ from stspilot.check.dane_verdict import DaneState, dane_verdicts
 from stspilot.check.evaluate import evaluate
 from stspilot.errors import ParseError
 from stspilot.facts import (
+    AddressProbe,
     DnssecResult,
     DnssecStatus,
     DnsStatus,
@@ -379,3 +381,58 @@ def test_association_digests(pki: dict[str, bytes]) -> None:
     assert association(pki["leaf"], 0, 1) == hashlib.sha256(pki["leaf"]).digest()
     assert association(pki["leaf"], 0, 0) == pki["leaf"]
     assert len(association(pki["leaf"], 1, 2)) == 64
+
+
+# --- bad input: malformed TLSA data served as secure, every address judged ---
+
+TLSA_TEXTS = st.lists(
+    st.one_of(
+        st.text(max_size=120),
+        st.builds(
+            lambda u, s_, m, data: f"{u} {s_} {m} {data.hex()}",
+            st.integers(0, 300), st.integers(0, 300), st.integers(0, 300),
+            st.binary(max_size=70),
+        ),
+    ),
+    min_size=1,
+    max_size=6,
+)  # fmt: skip
+
+
+@given(TLSA_TEXTS)
+def test_malformed_tlsa_records_are_findings_never_a_traceback(texts: list[str]) -> None:
+    lookup = TlsaLookup(HOST, f"_25._tcp.{HOST}", DnsStatus.OK, SECURE, tuple(texts))
+    facts = _facts([lookup], {HOST: (b"not a certificate",)})
+    verdicts, findings = dane_verdicts(facts)
+    assert len(verdicts) == 1 and all(f.code in CATALOGUE for f in findings)
+    assert len(verdicts[0].reason) <= 400
+
+
+def test_garbled_records_only_are_unusable_with_the_reason(pki: dict[str, bytes]) -> None:
+    texts = ("3 1 1 zz", "3 1 1 " + "ab" * 31, "3 1")
+    lookup = TlsaLookup(HOST, f"_25._tcp.{HOST}", DnsStatus.OK, SECURE, texts)
+    verdicts, findings = dane_verdicts(_facts([lookup], {HOST: (pki["leaf"],)}))
+    assert verdicts[0].state is DaneState.UNUSABLE
+    assert "digest of 31 octets" in verdicts[0].reason and "not hex" in verdicts[0].reason
+    assert {f.code for f in findings} == {"dane.unusable"}
+
+
+def test_every_address_is_judged_the_worst_decides(pki: dict[str, bytes]) -> None:
+    leaf = _rec("3 1 1", pki["leaf"])
+    good = AddressProbe("192.0.2.1", SmtpOutcome.OK, tls=TlsResult(ok=True), chain=(pki["leaf"],))
+    bad = AddressProbe("192.0.2.2", SmtpOutcome.OK, tls=TlsResult(ok=True), chain=(pki["other"],))
+    gone = AddressProbe("192.0.2.3", SmtpOutcome.TIMEOUT, error="timed out")
+    facts = _facts([_lookup(HOST, [leaf])], {})
+    for sites, state, ip in [
+        ((good, bad, gone), DaneState.MISMATCH, "192.0.2.2"),
+        ((gone, good), DaneState.MATCH, "192.0.2.1"),  # the unreachable one does not decide
+        ((gone,), DaneState.NOT_CHECKED, "192.0.2.3"),
+    ]:
+        host = MxProbe(HOST, SmtpOutcome.OK, by_address=sites).at(sites[0])
+        probe = MxProbe(HOST, host.outcome, ip=host.ip, tls=host.tls, by_address=sites,
+                        chain=host.chain)  # fmt: skip
+        verdicts, _ = dane_verdicts(replace(facts, mx_probes=(probe,)))
+        verdict = verdicts[0]
+        assert (verdict.state, verdict.ip) == (state, ip)
+        assert [a.ip for a in verdict.addresses] == [a.ip for a in sites]
+        assert verdict.reason.startswith(f"at {ip}") or state is DaneState.MATCH

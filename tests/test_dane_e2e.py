@@ -138,3 +138,41 @@ def test_anchor_file_limits(tmp_path: Path) -> None:
         TrustAnchors.load(tmp_path / "missing")
     root = TrustAnchors.load(None)
     assert [len(v) for v in root.by_zone.values()] == [2]
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_each_address_is_judged(lab: Lab, capsys: pytest.CaptureFixture[str]) -> None:
+    """mx1 of dane-two-keys has two addresses serving different keys, TLSA names one: the
+    host's verdict is the mismatching address, named; each address has its own verdict."""
+    args = ["check", "--json", *lab.info.check_args(trust_anchor=True), "dane-two-keys.test"]
+    code = await asyncio.to_thread(main, args)
+    (domain,) = json.loads(capsys.readouterr().out)["domains"]
+    assert code == 2
+    mx1, mx2 = domain["mx"]
+    states = {a["ip"]: a["state"] for a in mx1["dane"]["addresses"]}
+    assert sorted(states.values()) == ["match", "mismatch"]
+    assert [a["ip"] for a in mx1["addresses"]] == list(states)  # every probed address
+    bad = next(ip for ip, state in states.items() if state == "mismatch")
+    assert mx1["dane"]["state"] == "mismatch" and mx1["dane"]["ip"] == bad
+    assert mx1["dane"]["reason"].startswith(f"at {bad} (1 of 2 addresses): ")
+    assert mx1["dane"]["matched"] == []
+    good = next(a for a in mx1["dane"]["addresses"] if a["state"] == "match")
+    assert good["matched"] == mx1["dane"]["records"]
+    assert mx2["dane"]["state"] == "match" and len(mx2["dane"]["addresses"]) == 1
+    assert mx1["dane"]["address_dnssec"] == mx2["dane"]["address_dnssec"] == "secure"
+    mismatch = next(f for f in domain["findings"] if f["code"] == "dane.mismatch")
+    assert bad in mismatch["detail"]
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_insecure_addresses_void_the_tlsa(lab: Lab) -> None:
+    """RFC 7672 §2.2.2: signed TLSA for a host whose A record is unsigned is not used."""
+    info = lab.info
+    options = CheckOptions(nameserver=info.nameserver, dns_port=info.dns_port,
+                           ca_file=info.ca_file, port_map=info.port_map, deadline=8,
+                           trust_anchor=info.trust_anchor)  # fmt: skip
+    result = await check_domain("dane-address-insecure.test", options=options)
+    (mx1,) = [v for v in result.dane if v.host == "mx1.dane-address-insecure.test"]
+    assert (mx1.state, mx1.dnssec, mx1.address_dnssec) == ("insecure", "secure", "insecure")
+    assert "address records insecure" in mx1.reason
+    assert "dane.address.insecure" in result.codes()

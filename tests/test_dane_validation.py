@@ -74,6 +74,19 @@ def _rsa_sig(zone: SignedZone) -> SignedZone:
     return SignedZone(zone.apex, tuple(out), zone.ds)
 
 
+def _odd_dnskeys(zone: SignedZone) -> SignedZone:
+    """Every DNSKEY of the zone claims an algorithm nobody implements (200)."""
+    out = []
+    for r in zone.rrsets:
+        if r.rdtype == dns.rdatatype.DNSKEY:
+            changed = dns.rrset.RRset(r.name, r.rdclass, r.rdtype)
+            for key in r:
+                changed.add(key.replace(algorithm=200), r.ttl)
+            r = changed
+        out.append(r)
+    return SignedZone(zone.apex, tuple(out), zone.ds)
+
+
 def _validator(zone: SignedZone | None, records: list[Record], **kw: object) -> DnssecValidator:
     data = DnsData(records, kw.pop("faults", None), [zone] if zone else [])  # type: ignore[arg-type]
     anchors = kw.pop("anchors", None) or TrustAnchors.from_text(
@@ -84,6 +97,10 @@ def _validator(zone: SignedZone | None, records: list[Record], **kw: object) -> 
 
 def _month_ago() -> float:
     return time.time() - 30 * 86400
+
+
+def _month_ahead() -> float:
+    return time.time() + 30 * 86400
 
 
 HUGE = [Record(TLSA, "TLSA", f"3 1 1 {i:064x}") for i in range(100)]
@@ -110,6 +127,10 @@ def _cases() -> list[object]:
                      "RRSIG on", id="unknown-algorithm"),
         pytest.param(good, [Record(TLSA, "TLSA", GOOD)], {"clock": _month_ago},
                      DnssecStatus.BOGUS, "not yet valid", id="clock-behind"),
+        pytest.param(good, [Record(TLSA, "TLSA", GOOD)], {"clock": _month_ahead},
+                     DnssecStatus.BOGUS, "expired", id="clock-ahead"),
+        pytest.param(_odd_dnskeys(good), [Record(TLSA, "TLSA", GOOD)], {}, DnssecStatus.BOGUS,
+                     "matches its DS", id="dnskey-unknown-algorithm"),
         pytest.param(
             _zone([Record(TLSA, "TLSA", GOOD)], faults=[(TLSA, "TLSA", ZoneFault.TAMPERED)]),
             [Record(TLSA, "TLSA", GOOD)], {}, DnssecStatus.BOGUS, "verify failure", id="tampered",
@@ -166,52 +187,20 @@ async def test_servfail_in_a_signed_zone_is_indeterminate() -> None:
     assert (result.status, result.dnssec.status) == (DnsStatus.SERVFAIL, DnssecStatus.INDETERMINATE)
 
 
-# --- NSEC3 denial (RFC 5155): the proofs an unsigned delegation under .com is judged by ---
+@pytest.mark.asyncio
+async def test_bogus_address_records_are_named() -> None:
+    """RFC 7672 §2.2.2: the host's A RRset is validated too; a tampered one is bogus."""
+    from stspilot.facts import DnssecResult, TlsaLookup
 
-
-def _nsec3(owner_hash: str, next_hash: str, flags: int, types: str) -> tuple[object, object]:
-    from stspilot.probes.dnssec import dnssec_module as _dnssec
-
-    owner = dns.name.from_text(f"{owner_hash}.com.")
-    rdata = dns.rdata.from_text("IN", "NSEC3", f"1 {flags} 0 - {next_hash} {types}")
-    assert _dnssec()  # the module the hashes come from
-    return owner, rdata
-
-
-def _hash(name: str) -> str:
-    from stspilot.probes.dnssec import dnssec_module as _dnssec
-
-    return str(_dnssec().nsec3_hash(name, b"", 0, 1))
-
-
-def _shift(hashed: str, step: int) -> str:
-    """A base32hex hash just below (step -1) or above (+1) ``hashed``."""
-    alphabet = "0123456789ABCDEFGHIJKLMNOPQRSTUV"
-    last = alphabet.index(hashed[-1]) + step
-    assert 0 <= last < 32
-    return hashed[:-1] + alphabet[last]
-
-
-@pytest.mark.parametrize(
-    ("case", "nxdomain", "rdtype", "proves"),
-    [
-        ("match-no-ds", False, dns.rdatatype.DS, True),  # exact NSEC3, DS not in the bitmap
-        ("match-with-ds", False, dns.rdatatype.DS, False),
-        ("cover-opt-out", False, dns.rdatatype.DS, True),  # unsigned delegation, opt-out
-        ("cover-no-opt-out", False, dns.rdatatype.DS, False),
-        ("cover-nxdomain", True, dns.rdatatype.TLSA, True),
-    ],
-)
-def test_nsec3_proofs(case: str, nxdomain: bool, rdtype: int, proves: bool) -> None:
-    from stspilot.probes.dnssec import nsec3_proves as _nsec3_proves
-
-    name = "example.com."
-    hashed = _hash(name)
-    if case.startswith("match"):
-        types = "NS DS RRSIG" if case == "match-with-ds" else "NS"
-        owner, rdata = _nsec3(hashed, _shift(hashed, 1), 0, types)
-    else:
-        flags = 0 if case == "cover-no-opt-out" else 1
-        owner, rdata = _nsec3(_shift(hashed, -1), _shift(hashed, 1), flags, "NS")
-    qname = dns.name.from_text(name)
-    assert _nsec3_proves(owner, rdata, qname, rdtype, nxdomain=nxdomain) is proves  # type: ignore[arg-type]
+    tlsa = [Record(TLSA, "TLSA", GOOD)]
+    zone = _zone(tlsa, faults=[(f"mx1.{ZONE}", "A", ZoneFault.TAMPERED)])
+    validator = _validator(zone, _records(tlsa))
+    lookup = await validator.lookup_tlsa(f"mx1.{ZONE}")
+    assert lookup.dnssec.status is DnssecStatus.SECURE and lookup.address_dnssec is None
+    judged = await validator.judge_addresses(lookup, ())  # no answers given: asked here
+    assert judged.address_dnssec is not None
+    assert judged.address_dnssec.status is DnssecStatus.BOGUS
+    assert "verify failure" in judged.address_dnssec.reason
+    # unsigned TLSA: the addresses are not judged at all
+    plain = TlsaLookup("mx1.x.test", TLSA, DnsStatus.OK, DnssecResult(DnssecStatus.INSECURE))
+    assert (await validator.judge_addresses(plain, ())).address_dnssec is None

@@ -265,3 +265,6 @@ class TlsaLookup:
     dnssec: DnssecResult
     records: tuple[str, ...] = ()  # "3 1 1 <hex>", one per record, as served
     error: str = ""
+    # the DNSSEC status of the host's A/AAAA RRsets (RFC 7672 §2.2.2: TLSA applies only to a
+    # host whose addresses are secure); None when not judged (no secure TLSA records)
+    address_dnssec: DnssecResult | None = None

@@ -13,6 +13,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from stspilot.check.dane import (
+    ChainMatch,
     MatchingType,
     Selector,
     TlsaRecord,
@@ -53,6 +54,16 @@ class DaneState(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class AddressDane:
+    """DANE at one probed address of an MX host: its served chain against the TLSA set."""
+
+    ip: str
+    state: DaneState  # match, mismatch, no-tls or not-checked
+    reason: str = ""
+    matched: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class DaneVerdict:
     """The DANE state of one MX host, as ``check --json`` shows it."""
 
@@ -64,6 +75,12 @@ class DaneVerdict:
     records: tuple[str, ...]
     matched: tuple[str, ...]
     rrsig_expires: datetime | None = None
+    # the address whose chain decided ``state`` ("" when no address was judged), and the
+    # verdict at every probed address (RFC 7672 §3.1: each connection must authenticate)
+    ip: str = ""
+    addresses: tuple[AddressDane, ...] = ()
+    # DnssecStatus value of the host's A/AAAA RRsets (RFC 7672 §2.2.2); "" when not judged
+    address_dnssec: str = ""
 
 
 def _parse_all(texts: Sequence[str]) -> tuple[list[TlsaRecord], list[str]]:
@@ -107,10 +124,13 @@ def _host(
     host, name = lookup.host, lookup.name
     dnssec = lookup.dnssec
 
+    address = lookup.address_dnssec
+    address_status = address.status.value if address is not None else ""
+
     def verdict(state: DaneState, reason: str = "", matched: Sequence[str] = ()) -> DaneVerdict:
         return DaneVerdict(
             host, state, name, dnssec.status, reason, lookup.records, tuple(matched),
-            dnssec.expires,
+            dnssec.expires, address_dnssec=address_status,
         )  # fmt: skip
 
     records_text = ", ".join(lookup.records) or "none"
@@ -135,8 +155,17 @@ def _host(
             reason=dnssec.reason or "not signed",
         )  # fmt: skip
         return verdict(DaneState.INSECURE, dnssec.reason), [finding]
+    if address is not None and address.status is DnssecStatus.BOGUS:
+        reason = f"the address records of {host}: {address.reason}"
+        finding = make("dane.bogus", subject=host, host=host, name=name, reason=reason)
+        return verdict(DaneState.BOGUS, reason), [finding]
+    if address is not None and address.status is DnssecStatus.INSECURE:
+        # RFC 7672 §2.2.2: senders look TLSA up only for hosts with secure addresses
+        reason = address.reason or "not signed"
+        finding = make("dane.address.insecure", subject=host, host=host, name=name, reason=reason)
+        return verdict(DaneState.INSECURE, f"address records insecure: {reason}"), [finding]
     records, bad = _parse_all(lookup.records)
-    chain = probe.chain if probe is not None else ()
+    chain = probe.chain if probe is not None else ()  # the worst address's, for the hints
     findings: list[Finding] = []
     pkix = [r.to_text() for r in records if r.usage in (Usage.PKIX_TA, Usage.PKIX_EE)]
     if pkix:
@@ -153,20 +182,43 @@ def _host(
                  expected=_expected(chain))
         )  # fmt: skip
         return verdict(DaneState.UNUSABLE, reason), findings
-    if probe is None or (not chain and probe.outcome not in _NO_TLS):
-        why = probe.error if probe is not None else "not probed"
-        return verdict(DaneState.NOT_CHECKED, why or "no certificate read"), findings
-    if not chain:
-        reason = probe.error or str(probe.outcome)
-        findings.append(make("dane.no-tls", subject=host, host=host, name=name, reason=reason))
-        return verdict(DaneState.NO_TLS, reason), findings
-    match = match_chain(records, chain, references=references, now=now)
-    if not match.ok:
+    if probe is None:
+        return verdict(DaneState.NOT_CHECKED, "not probed"), findings
+    # Every probed address is judged (senders connect to any of them); the host's verdict is
+    # its worst address: one refused (mismatch, no TLS) beats a match, and one not reached
+    # decides only when none was.
+    sites = [probe.at(a) for a in probe.by_address] or [probe]
+    judged = [(site, *_judge_site(records, site, references, now)) for site in sites]
+    per_address = tuple(
+        AddressDane(site.ip, state, reason, match.matched if match else ())
+        for site, state, reason, match in judged
+        if site.ip
+    )
+    site, state, reason, match = max(judged, key=lambda j: _SITE_RANK[j[1]])
+    many = len(judged) > 1
+    where = f"at {site.ip}{f' ({_share(judged, state)})' if many else ''}: " if site.ip else ""
+
+    def host_verdict(matched: Sequence[str] = ()) -> DaneVerdict:
+        return DaneVerdict(
+            host, state, name, dnssec.status, where + reason if reason else "", lookup.records,
+            tuple(matched), dnssec.expires, site.ip, per_address, address_status,
+        )  # fmt: skip
+
+    chain = site.chain
+    if state is DaneState.NOT_CHECKED:
+        return host_verdict(), findings
+    if state is DaneState.NO_TLS:
+        findings.append(
+            make("dane.no-tls", subject=host, host=host, name=name, reason=where + reason)
+        )
+        return host_verdict(), findings
+    if state is DaneState.MISMATCH:
         findings.append(
             make("dane.mismatch", subject=host, host=host, name=name, records=records_text,
-                 reason=match.detail, expected=_expected(chain))
+                 reason=where + reason, expected=_expected(chain))
         )  # fmt: skip
-        return verdict(DaneState.MISMATCH, match.detail), findings
+        return host_verdict(), findings
+    assert match is not None
     matched = ", ".join(match.matched)
     findings.append(make("dane.match", subject=host, host=host, name=name, matched=matched))
     if match.unmatched:
@@ -179,7 +231,7 @@ def _host(
             make("dane.rollover.single", subject=host, name=name, records=effective[0].to_text())
         )
     pins_leaf = any(r.startswith("3 ") for r in match.matched)
-    cert = probe.tls.cert if probe.tls is not None else None
+    cert = site.tls.cert if site.tls is not None else None
     not_after = cert.not_after if cert is not None else leaf_not_after(chain)
     if pins_leaf and not_after is not None:
         days = int((not_after - now).total_seconds() // DAY)
@@ -191,7 +243,37 @@ def _host(
     if sts_applies and probe.tls is not None and not probe.tls.ok:
         reason = probe.tls.detail or str(probe.tls.failure or "certificate rejected")
         findings.append(make("dane.sts-disagree", subject=host, host=host, reason=reason))
-    return verdict(DaneState.MATCH, "", match.matched), findings
+    return host_verdict(match.matched), findings
+
+
+# The worse an address's DANE state, the higher: it decides the host's verdict.
+_SITE_RANK = {
+    DaneState.NOT_CHECKED: 0,
+    DaneState.MATCH: 1,
+    DaneState.NO_TLS: 2,
+    DaneState.MISMATCH: 3,
+}
+
+
+def _share(
+    judged: Sequence[tuple[MxProbe, DaneState, str, ChainMatch | None]], state: DaneState
+) -> str:
+    count = sum(1 for j in judged if j[1] is state)
+    return f"{count} of {len(judged)} addresses"
+
+
+def _judge_site(
+    records: Sequence[TlsaRecord], site: MxProbe, references: Sequence[str], now: datetime
+) -> tuple[DaneState, str, ChainMatch | None]:
+    """One address's (or the host's) served chain against the records."""
+    if not site.chain and site.outcome not in _NO_TLS:
+        return DaneState.NOT_CHECKED, site.error or "no certificate read", None
+    if not site.chain:
+        return DaneState.NO_TLS, site.error or str(site.outcome), None
+    match = match_chain(records, site.chain, references=references, now=now)
+    if not match.ok:
+        return DaneState.MISMATCH, match.detail, match
+    return DaneState.MATCH, "", match
 
 
 def dane_verdicts(

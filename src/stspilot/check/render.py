@@ -48,6 +48,12 @@ def _dane_json(dane: DaneVerdict | None) -> dict[str, Any] | None:
         "records": list(dane.records),
         "matched": list(dane.matched),
         "rrsig_expires": dane.rrsig_expires.isoformat() if dane.rrsig_expires else None,
+        "address_dnssec": dane.address_dnssec or None,  # A/AAAA of the host, RFC 7672 §2.2.2
+        "ip": dane.ip or None,  # the address whose chain decided "state"
+        "addresses": [
+            {"ip": a.ip, "state": str(a.state), "reason": a.reason, "matched": list(a.matched)}
+            for a in dane.addresses
+        ],
     }
 
 

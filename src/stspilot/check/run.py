@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 
 from stspilot.errors import ConfigError
 from stspilot.facts import (
+    AddressLookup,
     DnssecResult,
     DnsStatus,
     DomainFacts,
@@ -178,17 +179,18 @@ class Probes:
             self.warmed = True
             _warm(self.tls)
 
-    async def probe_mx(self, host: str) -> MxProbe:
+    async def probe_mx(self, host: str, address: AddressLookup | None = None) -> MxProbe:
         """The STARTTLS probe of MX ``host`` (every address), shared between the domains of a
-        run that name the same host: probed once per ``options.mx_probe_reuse`` seconds."""
+        run that name the same host: probed once per ``options.mx_probe_reuse`` seconds.
+        ``address``: the host's addresses when already looked up (DANE asks them with DO+CD)."""
         if self.options.mx_probe_reuse <= 0:
-            return await self.prober.probe_mx(host)
+            return await self.prober.probe_mx(host, address)
         loop = asyncio.get_running_loop()
         cached = self._mx.get(host)
         if cached is None or loop.time() - cached[0] > self.options.mx_probe_reuse:
             if len(self._mx) > MX_CACHE_LIMIT:
                 self._mx = {h: c for h, c in self._mx.items() if not c[1].done()}
-            task = asyncio.ensure_future(self.prober.probe_mx(host))
+            task = asyncio.ensure_future(self.prober.probe_mx(host, address))
             cached = self._mx[host] = (loop.time(), task)
         # shield: one domain's deadline must not cancel a probe that others wait for
         return await asyncio.shield(cached[1])
@@ -285,14 +287,24 @@ async def _collect(partial: _Partial, probes: Probes, probe_mx: bool) -> None:
     async def policy() -> None:
         partial.policy = await probes.fetcher.fetch_policy(d)
 
+    # DANE: each MX host's A/AAAA asked once with DO+CD, for the probe and to validate them
+    # (RFC 7672 §2.2.2); the TLSA judgement waits for those answers
+    replies: dict[str, asyncio.Future[tuple[Reply, ...]]] = {}
+
     async def probe(host: str) -> None:
-        partial.probes[host] = await probes.probe_mx(host)
+        address = None
+        if host in replies:
+            address, answers = await resolver.lookup_address_dnssec(host)
+            replies[host].set_result(answers)
+        partial.probes[host] = await probes.probe_mx(host, address)
 
     async def rua(domain: str) -> None:
         partial.rua_mx[domain] = await probes.lookup_rua_mx(domain)
 
     async def tlsa(validator: DnssecValidator, host: str) -> None:
-        partial.tlsa[host] = await validator.lookup_tlsa(host)
+        lookup = await validator.lookup_tlsa(host)
+        partial.tlsa[host] = lookup
+        partial.tlsa[host] = await validator.judge_addresses(lookup, await replies[host])
 
     async def mx_dnssec(validator: DnssecValidator, mx: MxLookup, answer: Reply) -> None:
         partial.mx_dnssec = await validator.validate_mx(mx, answer)
@@ -305,6 +317,9 @@ async def _collect(partial: _Partial, probes: Probes, probe_mx: bool) -> None:
             partial.mx, answer = await resolver.lookup_mx_dnssec(d)
         hosts = list(dict.fromkeys(h.host for h in partial.mx.hosts if h.host))
         hosts = hosts[:MAX_MX_PROBES] if probe_mx and partial.mx.status is DnsStatus.OK else []
+        if answer is not None:
+            loop = asyncio.get_running_loop()
+            replies.update({host: loop.create_future() for host in hosts})
         work = [probe(host) for host in hosts]
         validator = probes.dnssec if answer is not None else None
         if validator is not None and answer is not None:  # DANE: beside the probes

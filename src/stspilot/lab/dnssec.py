@@ -112,16 +112,29 @@ def sign_zone(
 
 
 def _tampered(rrset: dns.rrset.RRset) -> dns.rrset.RRset:
-    """The same RRset with every record's last octet flipped (TLSA) or its text changed."""
+    """The same RRset with every record's last octet flipped (TLSA, A, AAAA), or one more
+    record (any other type): its old RRSIG no longer verifies."""
     changed = dns.rrset.RRset(rrset.name, rrset.rdclass, rrset.rdtype)
     for rdata in rrset:
         if isinstance(rdata, dns.rdtypes.ANY.TLSA.TLSA):
             cert = rdata.cert[:-1] + bytes([rdata.cert[-1] ^ 0xFF])
             rdata = rdata.replace(cert=cert)
-        else:
-            rdata = dns.rdata.from_text(rrset.rdclass, rrset.rdtype, rdata.to_text())
+        elif rrset.rdtype in (dns.rdatatype.A, dns.rdatatype.AAAA):
+            wire = rdata.to_digestable()
+            wire = wire[:-1] + bytes([wire[-1] ^ 0x01])
+            rdata = dns.rdata.from_wire(rrset.rdclass, rrset.rdtype, wire, 0, len(wire))
         changed.add(rdata, rrset.ttl)
+    if rrset.rdtype not in (dns.rdatatype.TLSA, dns.rdatatype.A, dns.rdatatype.AAAA):
+        changed.add(_extra(rrset), rrset.ttl)
     return changed
+
+
+def _extra(rrset: dns.rrset.RRset) -> dns.rdata.Rdata:
+    extra = {dns.rdatatype.TXT: '"tampered"', dns.rdatatype.MX: "99 tampered.invalid."}
+    text = extra.get(rrset.rdtype)
+    if text is None:
+        raise ValueError(f"no way to tamper with {dns.rdatatype.to_text(rrset.rdtype)}")
+    return dns.rdata.from_text(rrset.rdclass, rrset.rdtype, text)
 
 
 def anchor_file_text(zones: Iterable[SignedZone]) -> str:

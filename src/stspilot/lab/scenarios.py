@@ -354,6 +354,16 @@ SCENARIOS: tuple[Scenario, ...] = (
     scenario("dane-self-signed", "DANE-EE passes on a self-signed MX certificate; MTA-STS fails",
              {"dane.match", "dane.stale-record", "dane.sts-disagree", "mx.cert.self-signed"},
              "enforce", signed=("{d}",), tlsa=_PAIRS, mx=_mx1(cert=CertKind.SELF_SIGNED)),
+    # RFC 7672 §2.2.2: mx1's TLSA is in a signed zone of its own, its address is not signed
+    scenario("dane-address-insecure", "Signed TLSA for mx1, but its A record is unsigned",
+             {"dane.address.insecure"}, "enforce", signed=("_tcp.mx1.{d}",),
+             tlsa=(Tlsa("mx1.{d}"),)),
+    # mx1's two addresses serve different keys; its TLSA names the second one's only
+    scenario("dane-two-keys", "Two addresses of mx1 serve different keys; TLSA matches one",
+             {"dane.mismatch", "dane.match", "dane.rollover.single"}, "enforce",
+             signed=("{d}",), tlsa=(Tlsa("mx1.{d}"), Tlsa("mx2.{d}")),
+             mx=(Mx("mx1.{d}", 10), Mx("mx1.{d}", 10, cert=CertKind.GOOD_CHAIN),
+                 Mx("mx2.{d}", 20))),
 )
 # fmt: on
 

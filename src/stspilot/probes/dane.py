@@ -18,7 +18,7 @@ import asyncio
 import datetime as dt
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import dns.exception
 import dns.message
@@ -30,22 +30,25 @@ import dns.rdatatype
 import dns.rdtypes.ANY.NSEC
 import dns.rdtypes.ANY.NSEC3
 import dns.rrset
+from dns.rdtypes.ANY.NSEC3 import NSEC3
 
 from stspilot.facts import DnssecResult, DnssecStatus, DnsStatus, MxLookup, TlsaLookup
+from stspilot.probes.denial import Nsec3Proof, nsec3_proof
 from stspilot.probes.dnssec import (
     TrustAnchors,
-    by_tag,
-    dnssec_module,
     find_rrset,
     matches_anchor,
+    nsec_proves,
     parent_side,
-    proves_absence,
 )
 from stspilot.probes.resolver import Resolver
+from stspilot.probes.rrsig import VerifyFailure, ZoneKey, key_table, verify
 
 MAX_DEPTH = 12  # zones between an answer and its anchor; deeper is a loop or an attack
 MAX_RRSET = 64  # records in one validated RRset (a TLSA RRset has 1-4 in practice)
-KEY_CACHE_SECONDS = 300.0
+KEY_CACHE_SECONDS = 300.0  # at most; less when a TTL or an RRSIG expiration says so
+MAX_CACHED_ZONES = 10_000
+MAX_PROOFS = 8  # NSEC/NSEC3 RRsets read from one denial (a proof needs at most 3)
 
 S, INSEC, B, X = (
     DnssecStatus.SECURE,
@@ -59,10 +62,13 @@ S, INSEC, B, X = (
 class _Keys:
     status: DnssecStatus
     reason: str = ""
-    # the zone's validated DNSKEYs by key tag (RFC 4034 Appendix B), one-key RRsets: an RRSIG
-    # names its key's tag, so each check tries one key (dnspython would tag every key again)
-    keys: dict[int, dns.rrset.RRset] | None = None
-    expires: float | None = None
+    # the zone's validated DNSKEYs by key tag (RFC 4034 Appendix B), each public key parsed
+    # once (probes/rrsig.py): an RRSIG names its key's tag, so each check tries one key
+    keys: dict[int, tuple[ZoneKey, ...]] | None = None
+    expires: float | None = None  # the earliest RRSIG expiration of the chain (epoch seconds)
+    # until when (epoch seconds) the verdict may be reused: the DNSKEY and DS TTLs, their
+    # RRSIG expirations, ``KEY_CACHE_SECONDS``; 0: not reused (a failed lookup is asked again)
+    valid_until: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +79,7 @@ class Validated:
     dnssec: DnssecResult
     rrset: dns.rrset.RRset | None = None
     error: str = ""
+    ttl: int = 0  # how long the answer may be kept (the least TTL of what it was made of)
 
 
 class _Bogus(Exception):
@@ -113,7 +120,7 @@ class DnssecValidator:
         self.resolver = resolver
         self.anchors = anchors or TrustAnchors.load(None)
         self.clock = clock
-        self._keys: dict[dns.name.Name, tuple[float, asyncio.Future[_Keys]]] = {}
+        self._keys: dict[dns.name.Name, asyncio.Future[_Keys]] = {}
 
     # --- the public questions ---
 
@@ -123,6 +130,43 @@ class DnssecValidator:
         result = await self.validate(name, dns.rdatatype.TLSA)
         records = tuple(rdata.to_text() for rdata in result.rrset or ())
         return TlsaLookup(host, name, result.status, result.dnssec, records, result.error)
+
+    async def judge_addresses(self, lookup: TlsaLookup, replies: tuple[Reply, ...]) -> TlsaLookup:
+        """``lookup`` with the DNSSEC status of its host's A and AAAA RRsets (``replies``:
+        the DO answers the probe used; asked here when missing). RFC 7672 §2.2.2: a sender
+        uses TLSA only for a host whose address records validated, so they are judged only
+        where secure TLSA records exist, and only the RRsets that exist: an empty family is
+        one the sender does not connect over (its denial's proof is not checked, which saves
+        a signature check a host)."""
+        if not lookup.records or lookup.dnssec.status is not S:
+            return lookup
+        if len(replies) != 2:
+            replies = tuple(
+                await asyncio.gather(
+                    *(self._ask(lookup.host, t) for t in (dns.rdatatype.A, dns.rdatatype.AAAA))
+                )
+            )
+        work = []
+        for reply, rdtype in zip(replies, (dns.rdatatype.A, dns.rdatatype.AAAA), strict=True):
+            try:
+                qname = dns.name.from_text(lookup.host)
+            except (dns.exception.DNSException, ValueError):
+                break
+            if _plain(reply, qname, rdtype)[0] is DnsStatus.OK:
+                work.append(self.validate(lookup.host, rdtype, reply))
+        found = await asyncio.gather(*work)
+        if not found:  # no address record came back: nothing to judge
+            errors = [r[1] for r in replies if isinstance(r, tuple)]
+            reason = f"no address records: {'; '.join(errors) or 'none'}"
+            return replace(lookup, address_dnssec=DnssecResult(X, reason))
+        return replace(lookup, address_dnssec=_weakest(*(r.dnssec for r in found)))
+
+    async def _ask(self, host: str, rdtype: dns.rdatatype.RdataType) -> Reply:
+        try:
+            qname = dns.name.from_text(host)
+        except (dns.exception.DNSException, ValueError) as exc:
+            return DnsStatus.ERROR, str(exc)
+        return await self.resolver.query_dnssec(qname, rdtype)
 
     async def validate_mx(self, mx: MxLookup, answer: Reply | None = None) -> DnssecResult:
         """The DNSSEC status of a domain's MX RRset (RFC 7672 §2.2.1); ``answer``: the DO
@@ -178,6 +222,7 @@ class DnssecValidator:
             return Validated(status, DnssecResult(X, f"lookup failed: {error}"), error=error)
         results: list[DnssecResult] = []
         current = qname
+        ttl = int(KEY_CACHE_SECONDS)
         for _ in range(MAX_DEPTH):  # the CNAME chain inside the answer, every link validated
             rrset = find_rrset(answer.answer, current, rdtype)
             cname = (
@@ -190,15 +235,18 @@ class DnssecValidator:
                 break
             sigs = find_rrset(answer.answer, current, dns.rdatatype.RRSIG, found.rdtype)
             results.append(await self._judge_rrset(found, sigs, path))
+            ttl = min(ttl, found.ttl)
             if rrset is not None:
-                return Validated(DnsStatus.OK, _weakest(*results), rrset)
+                return Validated(DnsStatus.OK, _weakest(*results), rrset, ttl=ttl)
             current = next(iter(found)).target
         else:
             return Validated(DnsStatus.ERROR, DnssecResult(X, "CNAME chain too long"))
         # No RRset of the type asked: a denial of existence, which must be proven too.
         status = DnsStatus.NXDOMAIN if answer.rcode() == dns.rcode.NXDOMAIN else DnsStatus.NODATA
         results.append(await self._judge_denial(answer, current, rdtype, status, path))
-        return Validated(status, _weakest(*results))
+        for rrset in answer.authority:  # the SOA and the proofs: their TTLs bound the denial
+            ttl = min(ttl, rrset.ttl)
+        return Validated(status, _weakest(*results), ttl=ttl)
 
     async def _judge_rrset(
         self, rrset: dns.rrset.RRset, sigs: dns.rrset.RRset | None, path: _Path
@@ -229,19 +277,18 @@ class DnssecValidator:
         )
 
     def _verify(
-        self, rrset: dns.rrset.RRset, sigs: dns.rrset.RRset, keys: dict[int, dns.rrset.RRset]
+        self,
+        rrset: dns.rrset.RRset,
+        sigs: dns.rrset.RRset,
+        keys: dict[int, tuple[ZoneKey, ...]],
     ) -> float:
         """The expiration of a signature that verifies; ``_Bogus`` naming why none does."""
         now = self.clock()
         reasons: list[str] = []
-        for sig in sigs:
-            key = keys.get(sig.key_tag)
-            if key is None:
-                reasons.append("unknown key")
-                continue
+        for sig in list(sigs)[:MAX_RRSET]:
             try:
-                dnssec_module().validate_rrsig(rrset, sig, {key.name: key}, now=now)
-            except dns.exception.ValidationFailure as exc:
+                verify(rrset, sig, keys, now)
+            except VerifyFailure as exc:
                 reasons.append(str(exc))
                 continue
             except (dns.exception.DNSException, ValueError, TypeError) as exc:
@@ -252,35 +299,40 @@ class DnssecValidator:
         raise _Bogus(f"RRSIG on {what}: {', '.join(dict.fromkeys(reasons)) or 'none'}")
 
     async def _zone_keys(self, zone: dns.name.Name, path: _Path) -> _Keys:
-        """The validated DNSKEY RRset of ``zone``, once per ``KEY_CACHE_SECONDS``."""
+        """The validated DNSKEY RRset of ``zone``, loaded once while its verdict is valid
+        (``_Keys.valid_until``); concurrent askers share one load."""
         if zone in path:  # proving the keys of a zone needs those very keys: no chain
             return _Keys(B, f"the chain of trust loops through {_text(zone)}")
         if len(path) > MAX_DEPTH:
             return _Keys(X, f"chain of trust deeper than {MAX_DEPTH} zones at {_text(zone)}")
-        loop = asyncio.get_running_loop()
         cached = self._keys.get(zone)
-        if cached is None or loop.time() - cached[0] > KEY_CACHE_SECONDS:
-            if len(self._keys) > 10_000:
-                self._keys.clear()
-            task = asyncio.ensure_future(self._load_keys(zone, (*path, zone)))
-            cached = self._keys[zone] = (loop.time(), task)
-        return await asyncio.shield(cached[1])
+        if cached is None or (cached.done() and cached.result().valid_until < self.clock()):
+            if len(self._keys) >= MAX_CACHED_ZONES:
+                self._keys = {z: f for z, f in self._keys.items() if not f.done()}
+            cached = self._keys[zone] = asyncio.ensure_future(self._load_keys(zone, (*path, zone)))
+        # shield: one domain's deadline must not cancel a load that others wait for
+        return await asyncio.shield(cached)
 
     async def _load_keys(self, zone: dns.name.Name, path: _Path) -> _Keys:
         try:
             anchored = self.anchors.by_zone.get(zone)
             expires: float | None = None
+            until = self.clock() + KEY_CACHE_SECONDS
             if anchored is not None:
                 anchors = anchored
             else:
                 parent_anchor = self.anchors.closest(zone)
                 if parent_anchor is None:
-                    return _Keys(INSEC, f"no trust anchor covers {_text(zone)}")
+                    return _Keys(INSEC, f"no trust anchor covers {_text(zone)}", valid_until=until)
                 ds = await self._validate(zone, dns.rdatatype.DS, path=path)
+                if ds.dnssec.status is X:
+                    return _Keys(X, ds.dnssec.reason)
+                until = min(until, self.clock() + ds.ttl)
                 if ds.dnssec.status is not S:
-                    return _Keys(ds.dnssec.status, ds.dnssec.reason)
+                    return _Keys(ds.dnssec.status, ds.dnssec.reason, valid_until=until)
                 if ds.rrset is None:
-                    return _Keys(INSEC, f"no DS for {_text(zone)}: an unsigned delegation")
+                    reason = f"no DS for {_text(zone)}: an unsigned delegation"
+                    return _Keys(INSEC, reason, valid_until=until)
                 anchors = tuple(ds.rrset)
                 expires = ds.dnssec.expires.timestamp() if ds.dnssec.expires else None
             answer = await self.resolver.query_dnssec(zone, dns.rdatatype.DNSKEY)
@@ -294,13 +346,26 @@ class DnssecValidator:
                 return _Keys(X, f"the trust anchor zone {_text(zone)} serves no DNSKEY")
             if dnskey is None or sigs is None:
                 raise _Bogus(f"{_text(zone)} has a DS but serves no signed DNSKEY RRset")
-            trusted = [key for key in dnskey if matches_anchor(zone, key, anchors)]
+            if len(dnskey) > MAX_RRSET:
+                raise _Bogus(f"{len(dnskey)} DNSKEYs at {_text(zone)}: too many")
+            table = key_table(dnskey)
+            trusted = {
+                tag: matching
+                for tag, keys in table.items()
+                if (
+                    matching := tuple(
+                        k for k in keys if matches_anchor(zone, k.dnskey, anchors, tag)
+                    )
+                )
+            }
             if not trusted:
                 raise _Bogus(f"no DNSKEY of {_text(zone)} matches its DS or trust anchor")
-            signed = self._verify(dnskey, sigs, by_tag(zone, trusted))
-            return _Keys(S, keys=by_tag(zone, dnskey), expires=min(signed, expires or signed))
+            signed = self._verify(dnskey, sigs, trusted)
+            expires = min(signed, expires or signed)
+            until = min(until, self.clock() + dnskey.ttl, expires)
+            return _Keys(S, keys=table, expires=expires, valid_until=until)
         except _Bogus as bogus:
-            return _Keys(B, str(bogus))
+            return _Keys(B, str(bogus), valid_until=self.clock() + KEY_CACHE_SECONDS)
 
     async def _zone_of(self, name: dns.name.Name, path: _Path) -> dns.name.Name:
         """The apex of the zone holding ``name``, from the SOA in a SOA answer or its authority."""
@@ -322,13 +387,14 @@ class DnssecValidator:
         path: _Path,
     ) -> DnssecResult:
         """A negative answer is secure only with validated NSEC/NSEC3 proving it (RFC 4035
-        §5.4, RFC 5155 §8): here the NODATA type bitmap at the name (or an opt-out NSEC3
-        covering it, for DS) and, for NXDOMAIN, a record covering the name."""
+        §5.4, RFC 5155 §8): NSEC: the NODATA type bitmap at the name, or for NXDOMAIN a record
+        covering it; NSEC3: the closest-encloser proofs of ``probes/denial.py``, an opt-out span
+        being insecure. Only the first ``MAX_PROOFS`` records are read, and all are validated."""
         proofs = [
             r
             for r in answer.authority
             if r.rdtype in (dns.rdatatype.NSEC, dns.rdatatype.NSEC3) and len(r) <= MAX_RRSET
-        ]
+        ][:MAX_PROOFS]
         signed = [r for r in answer.authority if r.rdtype == dns.rdatatype.RRSIG]
         if not signed:
             zone = await self._zone_of(parent_side(qname, rdtype), path)
@@ -339,7 +405,7 @@ class DnssecValidator:
                 )
             return DnssecResult(keys.status, keys.reason)
         results: list[DnssecResult] = []
-        for proof in proofs[:8]:
+        for proof in proofs:
             sigs = find_rrset(answer.authority, proof.name, dns.rdatatype.RRSIG, proof.rdtype)
             results.append(await self._judge_rrset(proof, sigs, path))
         if not proofs:
@@ -347,8 +413,15 @@ class DnssecValidator:
         verdict = _weakest(*results)
         if verdict.status is not S:
             return verdict
-        if proves_absence(proofs, qname, rdtype, nxdomain=status is DnsStatus.NXDOMAIN):
+        nxdomain = status is DnsStatus.NXDOMAIN
+        if nsec_proves(proofs, qname, rdtype, nxdomain=nxdomain):
             return verdict
+        nsec3 = [(p.name, r) for p in proofs for r in p if isinstance(r, NSEC3)]
+        denial = nsec3_proof(nsec3, qname, rdtype, nxdomain=nxdomain) if nsec3 else None
+        if denial is Nsec3Proof.PROVEN:
+            return verdict
+        if denial is Nsec3Proof.OPT_OUT:  # RFC 5155 §6: maybe an unsigned delegation
+            return DnssecResult(INSEC, f"an opt-out NSEC3 span covers {_text(qname)}")
         return DnssecResult(B, f"the NSEC/NSEC3 records do not prove {_text(qname)} absent")
 
 

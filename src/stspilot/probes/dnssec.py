@@ -6,7 +6,6 @@ No network here; ``dns.dnssec`` is imported on first use (``dnssec_module``).
 
 from __future__ import annotations
 
-import base64
 import functools
 import warnings
 from collections.abc import Iterable
@@ -125,12 +124,22 @@ def parent_side(name: dns.name.Name, rdtype: dns.rdatatype.RdataType) -> dns.nam
 
 
 def matches_anchor(
-    zone: dns.name.Name, key: dns.rdata.Rdata, anchors: Iterable[dns.rdata.Rdata]
+    zone: dns.name.Name,
+    key: dns.rdata.Rdata,
+    anchors: Iterable[dns.rdata.Rdata],
+    tag: int | None = None,
 ) -> bool:
+    """``key`` is one of the DNSKEY anchors, or its digest is one of the DS anchors; ``tag``
+    (the key's tag, when known) skips the digest of DS records for other keys."""
     for anchor in anchors:
         if anchor.rdtype == dns.rdatatype.DNSKEY:
             if anchor == key:
                 return True
+            continue
+        if tag is not None and (
+            anchor.key_tag != tag  # type: ignore[attr-defined]
+            or anchor.algorithm != key.algorithm  # type: ignore[attr-defined]
+        ):
             continue
         digest = _DIGESTS.get(anchor.digest_type)  # type: ignore[attr-defined]
         if digest is None:
@@ -160,26 +169,26 @@ def find_rrset(
     return None
 
 
-def proves_absence(
+def nsec_proves(
     proofs: list[dns.rrset.RRset],
     qname: dns.name.Name,
     rdtype: dns.rdatatype.RdataType,
     *,
     nxdomain: bool,
 ) -> bool:
+    """Validated NSEC records prove ``qname``/``rdtype`` absent (RFC 4035 §5.4); NSEC3 is
+    judged by ``probes/denial.py``."""
     for proof in proofs:
         for rdata in proof:
-            if isinstance(rdata, dns.rdtypes.ANY.NSEC.NSEC):
-                if _nsec_proves(proof.name, rdata, qname, rdtype, nxdomain=nxdomain):
-                    return True
-            elif isinstance(rdata, dns.rdtypes.ANY.NSEC3.NSEC3) and nsec3_proves(
+            if isinstance(rdata, dns.rdtypes.ANY.NSEC.NSEC) and _nsec_proves(
                 proof.name, rdata, qname, rdtype, nxdomain=nxdomain
             ):
                 return True
     return False
 
 
-def _types(rdata: dns.rdtypes.ANY.NSEC.NSEC | dns.rdtypes.ANY.NSEC3.NSEC3) -> set[int]:
+def type_set(rdata: dns.rdtypes.ANY.NSEC.NSEC | dns.rdtypes.ANY.NSEC3.NSEC3) -> set[int]:
+    """The types an NSEC/NSEC3 type bitmap lists (RFC 4034 §4.1.2)."""
     found: set[int] = set()
     for window, bitmap in rdata.windows:
         for index, byte in enumerate(bitmap):
@@ -198,36 +207,9 @@ def _nsec_proves(
     nxdomain: bool,
 ) -> bool:
     if not nxdomain:
-        types = _types(rdata)
+        types = type_set(rdata)
         return owner == qname and rdtype not in types and dns.rdatatype.CNAME not in types
     following: dns.name.Name = rdata.next
     if owner < following:
         return bool(owner < qname < following)
     return bool(qname > owner or qname < following)  # the last NSEC wraps to the apex
-
-
-def nsec3_proves(
-    owner: dns.name.Name,
-    rdata: dns.rdtypes.ANY.NSEC3.NSEC3,
-    qname: dns.name.Name,
-    rdtype: dns.rdatatype.RdataType,
-    *,
-    nxdomain: bool,
-) -> bool:
-    if rdata.iterations > 150:  # RFC 9276 §3.2: treat as insecure, not worth the CPU
-        return False
-    try:
-        hashed = dnssec_module().nsec3_hash(qname, rdata.salt, rdata.iterations, rdata.algorithm)
-    except (dns.exception.DNSException, ValueError):
-        return False
-    own = owner.labels[0].decode("ascii").upper()
-    following = base64.b32hexencode(rdata.next).decode("ascii").rstrip("=").upper()
-    if own == hashed and not nxdomain:
-        types = _types(rdata)
-        return rdtype not in types and dns.rdatatype.CNAME not in types
-    covered = own < hashed < following if own < following else hashed > own or hashed < following
-    if not covered:
-        return False
-    # A covering NSEC3 proves NXDOMAIN, and an insecure delegation when opt-out is set
-    # (RFC 5155 §6, §8.6); the closest-encloser proof is not checked (see docs/dane.md).
-    return nxdomain or (rdtype == dns.rdatatype.DS and bool(rdata.flags & 1))

@@ -415,19 +415,48 @@ class Resolver:
         """A and AAAA at once; OK when either has an address, else the more telling failure."""
         name = _text(name)
         v4, v6 = await asyncio.gather(self._follow(name, A), self._follow(name, AAAA))
-        addresses = tuple(
-            str(rdata.address)  # type: ignore[attr-defined]
-            for rdata in (*v4.rdatas, *v6.rdatas)
+        return _address_lookup(name, v4, v6)
+
+    async def lookup_address_dnssec(
+        self, name: str
+    ) -> tuple[AddressLookup, tuple[dns.message.Message | tuple[DnsStatus, str], ...]]:
+        """``lookup_address`` and the whole DO+CD answers (A, AAAA) it came from, for DANE to
+        validate (RFC 7672 §2.2.2), in the same two questions."""
+        name = _text(name)
+        try:
+            wire_name = name_from_text(name)
+        except (dns.exception.DNSException, ValueError) as exc:
+            error = f"{type(exc).__name__}: {exc}"
+            return AddressLookup(name, DnsStatus.ERROR, error=error), ()
+        replies = await asyncio.gather(
+            self.query_dnssec(wire_name, A), self.query_dnssec(wire_name, AAAA)
         )
-        if addresses:
-            return AddressLookup(name, DnsStatus.OK, addresses)
-        # NXDOMAIN on either side means the name does not exist; otherwise report the failure
-        # of the A question, or the AAAA one if A was merely empty.
-        for status in (DnsStatus.NXDOMAIN, DnsStatus.SERVFAIL, DnsStatus.TIMEOUT, DnsStatus.ERROR):
-            for answer in (v4, v6):
-                if answer.status is status:
-                    return AddressLookup(name, status, (), answer.error)
-        return AddressLookup(name, DnsStatus.NODATA)
+        from dns.name import Name
+
+        qname = Name((*wire_name.labels, b""))
+        v4, v6 = (
+            _Answer(r[0], error=r[1]) if isinstance(r, tuple) else _interpret(r, qname, rdtype)
+            for r, rdtype in zip(replies, (A, AAAA), strict=True)
+        )
+        if any(a.status is DnsStatus.NODATA and a.chain for a in (v4, v6)):  # CNAME elsewhere
+            return await self.lookup_address(name), tuple(replies)
+        return _address_lookup(name, v4, v6), tuple(replies)
+
+
+def _address_lookup(name: str, v4: _Answer, v6: _Answer) -> AddressLookup:
+    addresses = tuple(
+        str(rdata.address)  # type: ignore[attr-defined]
+        for rdata in (*v4.rdatas, *v6.rdatas)
+    )
+    if addresses:
+        return AddressLookup(name, DnsStatus.OK, addresses)
+    # NXDOMAIN on either side means the name does not exist; otherwise report the failure
+    # of the A question, or the AAAA one if A was merely empty.
+    for status in (DnsStatus.NXDOMAIN, DnsStatus.SERVFAIL, DnsStatus.TIMEOUT, DnsStatus.ERROR):
+        for answer in (v4, v6):
+            if answer.status is status:
+                return AddressLookup(name, status, (), answer.error)
+    return AddressLookup(name, DnsStatus.NODATA)
 
 
 def _mx_lookup(name: str, answer: _Answer) -> MxLookup:

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from stspilot.facts import (
+    AddressLookup,
     AddressProbe,
     CertInfo,
     DnsStatus,
@@ -107,12 +108,13 @@ class MxProber:
         self.options = options or SmtpOptions()
         self.tls = tls or TlsContexts.create()
 
-    async def probe_mx(self, host: str) -> MxProbe:
+    async def probe_mx(self, host: str, address: AddressLookup | None = None) -> MxProbe:
         """Probe every address of ``host`` on port 25 (or the mapped port), all at once;
         never raises for network trouble. RFC 8461 §4.2: each connection a sender may make
-        must validate, and senders connect to any address of the host."""
+        must validate, and senders connect to any address of the host. ``address``: the
+        host's addresses when already looked up (DANE asks them with DNSSEC)."""
         started = time.perf_counter()
-        address = await self.resolver.lookup_address(host)
+        address = address or await self.resolver.lookup_address(host)
         if address.status is not DnsStatus.OK:
             return MxProbe(host, SmtpOutcome.NO_ADDRESS, address=address, error=address.error)
         targets = [a for a in address.addresses if self.options.allow_private or is_public(a)]

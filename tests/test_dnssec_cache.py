@@ -1,0 +1,196 @@
+"""RRSIG verification with parsed keys (probes/rrsig.py) and the per-run key cache of the
+validator: same verdicts as dnspython's own ``validate_rrsig``, and a cached zone key never
+outlives its TTL, its RRSIG or a failed lookup. No sockets (the lab's DNS logic in-process)."""
+
+from __future__ import annotations
+
+import time
+import warnings
+
+import dns.name
+import dns.rdata
+import dns.rdatatype
+import dns.rrset
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from stspilot.facts import DnssecStatus, DnsStatus
+from stspilot.lab.dns_server import DnsFault, Record
+from stspilot.lab.dnssec import sign_zone
+from stspilot.probes import dane as dane_module
+from stspilot.probes.rrsig import VerifyFailure, key_table, signed_data, verify, zone_key
+from test_dane_validation import (  # type: ignore[import-not-found]
+    GOOD,
+    TLSA,
+    ZONE,
+    _records,
+    _validator,
+    _zone,
+)
+
+with warnings.catch_warnings():
+    warnings.filterwarnings("ignore", message="DSA is deprecated")
+    import dns.dnssec
+    from dns.dnssectypes import Algorithm
+
+ORIGIN = dns.name.from_text("z.test.")
+NOW = 1_800_000_000.0
+
+
+def _key(flags: int = 256) -> tuple[ec.EllipticCurvePrivateKey, dns.rdata.Rdata]:
+    private = ec.generate_private_key(ec.SECP256R1())
+    return private, dns.dnssec.make_dnskey(private.public_key(), Algorithm.ECDSAP256SHA256, flags)
+
+
+def _signed(owner: str = "a.z.test.", **kw: object) -> tuple[dns.rrset.RRset, dns.rdata.Rdata]:
+    private, dnskey = kw.pop("key", None) or _key()  # type: ignore[misc]
+    rrset = dns.rrset.from_text(owner, 300, "IN", "TLSA", GOOD, "3 1 2 " + "cd" * 64)
+    sig = dns.dnssec.sign(
+        rrset, private, ORIGIN, dnskey, inception=NOW - 60, expiration=NOW + 3600, **kw
+    )
+    return rrset, sig
+
+
+def _table(*dnskeys: dns.rdata.Rdata) -> dict[int, tuple[object, ...]]:
+    return key_table(dnskeys)  # type: ignore[return-value]
+
+
+def _tampered(rrset: dns.rrset.RRset) -> dns.rrset.RRset:
+    return dns.rrset.from_text(rrset.name, 300, "IN", "TLSA", "3 1 1 " + "ef" * 32)
+
+
+def _cases() -> list[object]:
+    key = _key()
+    rrset, sig = _signed(key=key)
+    other = _key()
+    revoked = _key(flags=256 | 0x80)
+    r_rrset, r_sig = _signed(key=revoked)
+    wild = dns.rrset.from_text("*.z.test.", 300, "IN", "TLSA", GOOD)
+    w_sig = dns.dnssec.sign(wild, key[0], ORIGIN, key[1], inception=NOW - 60, expiration=NOW + 3600)
+    expanded = dns.rrset.from_text("x.y.z.test.", 300, "IN", "TLSA", GOOD)
+    truncated = key[1].replace(key=key[1].key[:10])  # type: ignore[attr-defined]
+    return [
+        pytest.param(rrset, sig, [key[1]], NOW, "", id="good"),
+        pytest.param(_tampered(rrset), sig, [key[1]], NOW, "verify failure", id="tampered"),
+        pytest.param(rrset, sig, [key[1]], NOW + 7200, "expired", id="expired"),
+        pytest.param(rrset, sig, [key[1]], NOW - 7200, "not yet valid", id="not-yet-valid"),
+        pytest.param(rrset, sig, [other[1]], NOW, "unknown key", id="other-key"),
+        pytest.param(r_rrset, r_sig, [revoked[1]], NOW, "unknown key", id="revoked-key"),
+        pytest.param(expanded, w_sig, [key[1]], NOW, "", id="wildcard-expansion"),
+        pytest.param(rrset, sig, [truncated], NOW, "", id="truncated-key"),
+    ]
+
+
+@pytest.mark.parametrize(("rrset", "sig", "dnskeys", "now", "failure"), _cases())
+def test_verify_agrees_with_dnspython(
+    rrset: dns.rrset.RRset, sig: dns.rdata.Rdata, dnskeys: list[dns.rdata.Rdata], now: float,
+    failure: str,
+) -> None:  # fmt: skip
+    keys = {ORIGIN: dns.rrset.from_rdata_list(ORIGIN, 300, dnskeys)}
+    try:
+        dns.dnssec.validate_rrsig(rrset, sig, keys, now=now)  # type: ignore[arg-type]
+        theirs = ""
+    except dns.dnssec.ValidationFailure as exc:
+        theirs = str(exc)
+    try:
+        verify(rrset, sig, key_table(dnskeys), now)
+        ours = ""
+    except VerifyFailure as exc:
+        ours = str(exc)
+    assert bool(ours) == bool(theirs), (ours, theirs)
+    if failure:
+        assert ours == failure
+    if not ours:
+        assert signed_data(rrset, sig) == dns.dnssec._make_rrsig_signature_data(rrset, sig)
+
+
+def test_unusable_keys_are_kept_with_a_reason_not_raised() -> None:
+    _, dnskey = _key()
+    truncated = zone_key(dnskey.replace(key=b"\x01\x02"))  # type: ignore[attr-defined]
+    unknown = zone_key(dnskey.replace(algorithm=200))  # type: ignore[attr-defined]
+    forbidden = zone_key(dnskey.replace(algorithm=1))  # type: ignore[attr-defined]  # RSAMD5
+    assert (truncated.public, truncated.error) == (None, "invalid public key")
+    assert unknown.public is None and "algorithm" in unknown.error
+    assert forbidden.public is None and "algorithm 1" in forbidden.error
+
+
+def test_unknown_algorithm_signature_names_it() -> None:
+    private, dnskey = _key()
+    rrset, sig = _signed(key=(private, dnskey))
+    odd = dnskey.replace(algorithm=200)  # type: ignore[attr-defined]
+    with pytest.raises(VerifyFailure, match="algorithm 200"):
+        odd_sig = sig.replace(algorithm=200, key_tag=zone_key(odd).tag)  # type: ignore[attr-defined]
+        verify(rrset, odd_sig, key_table([odd]), NOW)
+
+
+# --- the key cache of a run ---
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.mark.asyncio
+async def test_cached_keys_expire_with_the_dnskey_ttl() -> None:
+    clock = Clock()
+    tlsa = [Record(TLSA, "TLSA", GOOD)]
+    validator = _validator(_zone(tlsa), _records(tlsa), clock=clock)
+    resolver = validator.resolver
+    await validator.validate(TLSA, dns.rdatatype.TLSA)
+    asked = resolver.questions  # type: ignore[attr-defined]
+    await validator.validate(TLSA, dns.rdatatype.TLSA)
+    assert resolver.questions - asked == 1  # type: ignore[attr-defined]  # the TLSA only
+    clock.now += 301  # the lab's DNSKEY TTL is 300 s
+    asked = resolver.questions  # type: ignore[attr-defined]
+    result = await validator.validate(TLSA, dns.rdatatype.TLSA)
+    assert result.dnssec.status is DnssecStatus.SECURE
+    assert resolver.questions - asked == 2  # type: ignore[attr-defined]  # DNSKEY asked again
+
+
+@pytest.mark.asyncio
+async def test_cached_keys_never_outlive_their_rrsig(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keys validated a minute before their RRSIG expires are not reused after it: the next
+    answer is judged against the expired signature (bogus), never as secure from the cache."""
+    monkeypatch.setattr(dane_module, "KEY_CACHE_SECONDS", 86_400.0)
+    records = _records([Record(TLSA, "TLSA", GOOD)])
+    zone = sign_zone(ZONE, records)
+    clock = Clock()
+    expiry = min(
+        sig.expiration  # type: ignore[attr-defined]
+        for r in zone.rrsets if r.rdtype == dns.rdatatype.RRSIG and r.covers == dns.rdatatype.DNSKEY
+        for sig in r
+    )  # fmt: skip
+    clock.now = expiry - 60
+    validator = _validator(zone, records, clock=clock)
+    keys = await validator._zone_keys(dns.name.from_text(f"{ZONE}."), ())
+    assert keys.status is DnssecStatus.SECURE and keys.valid_until <= expiry
+    clock.now = expiry + 1
+    result = await validator.validate(TLSA, dns.rdatatype.TLSA)
+    assert result.dnssec.status is DnssecStatus.BOGUS and "expired" in result.dnssec.reason
+
+
+@pytest.mark.asyncio
+async def test_a_failed_key_lookup_is_asked_again() -> None:
+    zone = _zone([Record(TLSA, "TLSA", GOOD)])
+    validator = _validator(zone, _records([Record(TLSA, "TLSA", GOOD)]))
+    data = validator.resolver.data  # type: ignore[attr-defined]
+    apex = dns.name.from_text(f"{ZONE}.")
+    data.faults[apex] = DnsFault.SERVFAIL
+    first = await validator.validate(TLSA, dns.rdatatype.TLSA)
+    assert first.dnssec.status is DnssecStatus.INDETERMINATE
+    del data.faults[apex]
+    second = await validator.validate(TLSA, dns.rdatatype.TLSA)
+    assert (second.status, second.dnssec.status) == (DnsStatus.OK, DnssecStatus.SECURE)
+
+
+@pytest.mark.asyncio
+async def test_the_key_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(dane_module, "MAX_CACHED_ZONES", 3)
+    validator = _validator(None, _records([]))
+    for index in range(10):
+        await validator._zone_keys(dns.name.from_text(f"z{index}.invalid."), ())
+        assert len(validator._keys) <= 3
