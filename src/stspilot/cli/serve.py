@@ -101,7 +101,8 @@ async def _serve(settings: WebSettings, store: Store, sock: socket.socket) -> No
         access_log=False,
         proxy_headers=False,  # X-Forwarded-For is read by the rate limiter, from trusted peers
         server_header=False,
-        http=bounded_protocol(limits),  # every connection bounded (web/server.py)
+        # Every connection bounded; cached policy GETs answered by the protocol (web/server.py).
+        http=bounded_protocol(limits, getattr(app, "policy_fast_path", None)),
         timeout_keep_alive=max(1, round(limits.keep_alive)),
         limit_concurrency=limits.max_connections,
     )
