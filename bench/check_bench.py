@@ -61,7 +61,7 @@ async def _serve_world(
     from stspilot.lab.world import Lab
 
     make = _signed if signed else healthy
-    scenarios = [make(i, mx_count) for i in range(count)]  # type: ignore[operator]
+    scenarios = [make(i, mx_count=mx_count) for i in range(count)]  # type: ignore[operator]
     scenarios.append(BY_DOMAIN["enforce-ok.test"])
     async with Lab(scenarios, latency=latency, dns_latency=dns_latency) as lab:
         info = lab.info
