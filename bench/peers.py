@@ -637,6 +637,95 @@ def section_serve(ns: Namespace, args: argparse.Namespace) -> None:
             "server CPU a request", "nginx", theirs_cpu, ours_cpu, "us", higher_is_better=False
         )
         print("  (target: stspilot >= 0.6x nginx)")
+        if shutil.which("caddy") and shutil.which("openssl"):
+            _serve_through_caddy(args, root, db, policy, policy_file, script, wrk_args)
+
+
+def _caddy(root: Path, tag: str, cert: Path, key: Path, site: str) -> Any:
+    """Caddy on a free port: TLS with ``cert`` for every name, then ``site`` directives."""
+    import web_load
+
+    port = web_load.free_port()
+    home = root / f"caddy-{tag}"
+    home.mkdir()
+    conf = home / "Caddyfile"
+    conf.write_text(
+        "{\n\tadmin off\n\tauto_https off\n}\n"
+        f"https://:{port} {{\n\ttls {cert} {key}\n\t{site}\n}}\n"
+    )
+    env = {"XDG_DATA_HOME": str(home), "XDG_CONFIG_HOME": str(home), "HOME": str(home)}
+    argv = ["caddy", "run", "--config", str(conf), "--adapter", "caddyfile"]
+    return web_load.Server(f"caddy-{tag}", argv, port=port, log=home / "log", env=env)
+
+
+def _serve_through_caddy(
+    args: argparse.Namespace,
+    root: Path,
+    db: str,
+    policy: str,
+    policy_file: Path,
+    script: Path,
+    wrk_args: argparse.Namespace,
+) -> None:
+    """Policy GETs over TLS (keep-alive, wrk): Caddy serving the file itself beside Caddy
+    proxying to ``stspilot serve``; CPU a request of Caddy's process (and the app's)."""
+    import web_load
+
+    print("\n-- through Caddy with TLS (a self-signed certificate; keep-alive)", flush=True)
+    cert, key = root / "cert.pem", root / "key.pem"
+    openssl = ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"]
+    subject = f"/CN={web_load.POLICY_HOST}"
+    subprocess.run(
+        [
+            *openssl,
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-days",
+            "2",
+            "-subj",
+            subject,
+        ],
+        check=True,
+        capture_output=True,
+    )
+    file_rps, app_rps, file_cpu, app_cpu = [], [], [], []
+    for i in range(args.repeat):
+        site = f"root * {policy_file.parent}\n\tfile_server"
+        with _serving(_caddy(root, f"file{i}", cert, key, site)) as caddy:
+            before = _group_cpu(caddy)
+            figures = web_load.wrk_get(caddy, wrk_args, script, scheme="https")
+            file_rps.append(figures.rps)
+            file_cpu.append((_group_cpu(caddy) - before) / (figures.rps * args.duration) * 1e6)
+        port = web_load.free_port()
+        app = web_load.Server(
+            "stspilot serve",
+            [*STSPILOT, "serve", "--listen", f"127.0.0.1:{port}", "--db", db],
+            port=port,
+            log=root / f"serve-caddy-{i}.log",
+            env={"STSPILOT_SECRET_KEY": "peers-bench-secret-key-0123456789abcdef"},
+        )
+        with _serving(app):
+            web_load.check_policy(app, policy)
+            site = f"reverse_proxy 127.0.0.1:{port}"
+            with _serving(_caddy(root, f"proxy{i}", cert, key, site)) as caddy:
+                before = _group_cpu(caddy) + _group_cpu(app)
+                figures = web_load.wrk_get(caddy, wrk_args, script, scheme="https")
+                used = _group_cpu(caddy) + _group_cpu(app) - before
+                app_rps.append(figures.rps)
+                app_cpu.append(used / (figures.rps * args.duration) * 1e6)
+    peer = "Caddy serving the file"
+    ratio_line("requests/s over TLS", peer, file_rps, app_rps, "req/s", higher_is_better=True)
+    ratio_line(
+        "CPU a request (Caddy, plus the app behind it)",
+        peer,
+        file_cpu,
+        app_cpu,
+        "us",
+        higher_is_better=False,
+    )
 
 
 # --- main -----------------------------------------------------------------------------------------
