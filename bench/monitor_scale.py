@@ -61,6 +61,7 @@ async def work(args: argparse.Namespace) -> None:
         "nameserver": args.nameserver,
         "dns_port": args.dns_port,
         "ca_file": args.ca_file,
+        "trust_anchor": args.trust_anchor,
         "https_port": args.https_port,
         "smtp_port": args.smtp_port,
     }
@@ -245,6 +246,8 @@ def one_round(args: argparse.Namespace, world: World, workers: int, kill: bool) 
             str(info["dns_port"]),
             "--ca-file",
             str(info["ca_file"]),
+            "--trust-anchor",
+            str(info["trust_anchor"]),
             "--https-port",
             str(info["https_port"]),
             "--smtp-port",
@@ -339,7 +342,7 @@ def main() -> None:
     )
     parser.add_argument("--work", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--until", type=float, default=0.0, help=argparse.SUPPRESS)
-    for hidden in ("--url", "--nameserver", "--ca-file", "--worker"):
+    for hidden in ("--url", "--nameserver", "--ca-file", "--trust-anchor", "--worker"):
         parser.add_argument(hidden, help=argparse.SUPPRESS)
     for hidden in ("--dns-port", "--https-port", "--smtp-port"):
         parser.add_argument(hidden, type=int, help=argparse.SUPPRESS)
