@@ -37,6 +37,7 @@ Sections (``--only``):
 from __future__ import annotations
 
 import argparse
+import compileall
 import contextlib
 import json
 import os
@@ -508,6 +509,28 @@ def _pg_database(base: str, name: str, create: bool) -> str:
     return base.rsplit("/", 1)[0] + "/" + name
 
 
+def _run_here(
+    argv: Sequence[str], check_output: Callable[[str], bool] | None = None
+) -> tuple[float, float]:
+    """``Namespace.run`` outside the lab's namespace: ingest needs no lab, and PostgreSQL
+    listens in this namespace (inside the lab's, stspilot could not reach it: until
+    2026-12-07 the PostgreSQL rows timed a refused connection, unchecked)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    done = subprocess.run(list(argv), capture_output=True, text=True, timeout=1800)
+    took = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    if done.returncode not in (0, 1) or (
+        check_output is not None and not check_output(done.stdout)
+    ):
+        raise RuntimeError(
+            f"{argv[0]} did not give the expected answer (exit {done.returncode}):\n"
+            f"{done.stdout[-1500:]}\n{done.stderr[-1500:]}"
+        )
+    return took, cpu
+
+
 def section_ingest(ns: Namespace, args: argparse.Namespace) -> None:
     from stspilot.lab.sample_reports import write_corpus
 
@@ -530,14 +553,14 @@ def section_ingest(ns: Namespace, args: argparse.Namespace) -> None:
             theirs, ours, ours_pg = [], [], []
             theirs_cpu, ours_cpu, pg_cpu = [], [], []
             for i in range(args.repeat):
-                took, cpu = ns.run(
+                took, cpu = _run_here(
                     [ns.peer("python"), "-c", INGEST_CHILD, str(folder)],
                     check_output=lambda o: o.strip() == str(n),
                 )
                 theirs.append(n / took)
                 theirs_cpu.append(n / cpu)
                 db = Path(tmp) / f"ingest-{fmt}-{i}.sqlite"
-                took, cpu = ns.run(
+                took, cpu = _run_here(
                     [*STSPILOT, "ingest", "--db", str(db), str(folder)],
                     check_output=lambda o: str(n) in o.replace(",", ""),
                 )
@@ -548,7 +571,10 @@ def section_ingest(ns: Namespace, args: argparse.Namespace) -> None:
                     Path(str(db) + extra).unlink(missing_ok=True)
                 if args.pg:
                     url = _pg_database(args.pg, f"peers_ingest_{os.getpid()}", create=True)
-                    took, cpu = ns.run([*STSPILOT, "ingest", "--db", url, str(folder)])
+                    took, cpu = _run_here(
+                        [*STSPILOT, "ingest", "--db", url, str(folder)],
+                        check_output=lambda o: f"{n} new" in o.replace(",", ""),
+                    )
                     ours_pg.append(n / took)
                     pg_cpu.append(n / cpu)
                     _pg_database(args.pg, f"peers_ingest_{os.getpid()}", create=False)
@@ -651,6 +677,95 @@ def section_serve(ns: Namespace, args: argparse.Namespace) -> None:
             "server CPU a request", "nginx", theirs_cpu, ours_cpu, "us", higher_is_better=False
         )
         print("  (target: stspilot >= 0.6x nginx)")
+        if shutil.which("caddy") and shutil.which("openssl"):
+            _serve_through_caddy(args, root, db, policy, policy_file, script, wrk_args)
+
+
+def _caddy(root: Path, tag: str, cert: Path, key: Path, site: str) -> Any:
+    """Caddy on a free port: TLS with ``cert`` for every name, then ``site`` directives."""
+    import web_load
+
+    port = web_load.free_port()
+    home = root / f"caddy-{tag}"
+    home.mkdir()
+    conf = home / "Caddyfile"
+    conf.write_text(
+        "{\n\tadmin off\n\tauto_https off\n}\n"
+        f"https://:{port} {{\n\ttls {cert} {key}\n\t{site}\n}}\n"
+    )
+    env = {"XDG_DATA_HOME": str(home), "XDG_CONFIG_HOME": str(home), "HOME": str(home)}
+    argv = ["caddy", "run", "--config", str(conf), "--adapter", "caddyfile"]
+    return web_load.Server(f"caddy-{tag}", argv, port=port, log=home / "log", env=env)
+
+
+def _serve_through_caddy(
+    args: argparse.Namespace,
+    root: Path,
+    db: str,
+    policy: str,
+    policy_file: Path,
+    script: Path,
+    wrk_args: argparse.Namespace,
+) -> None:
+    """Policy GETs over TLS (keep-alive, wrk): Caddy serving the file itself beside Caddy
+    proxying to ``stspilot serve``; CPU a request of Caddy's process (and the app's)."""
+    import web_load
+
+    print("\n-- through Caddy with TLS (a self-signed certificate; keep-alive)", flush=True)
+    cert, key = root / "cert.pem", root / "key.pem"
+    openssl = ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"]
+    subject = f"/CN={web_load.POLICY_HOST}"
+    subprocess.run(
+        [
+            *openssl,
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-days",
+            "2",
+            "-subj",
+            subject,
+        ],
+        check=True,
+        capture_output=True,
+    )
+    file_rps, app_rps, file_cpu, app_cpu = [], [], [], []
+    for i in range(args.repeat):
+        site = f"root * {policy_file.parent}\n\tfile_server"
+        with _serving(_caddy(root, f"file{i}", cert, key, site)) as caddy:
+            before = _group_cpu(caddy)
+            figures = web_load.wrk_get(caddy, wrk_args, script, scheme="https")
+            file_rps.append(figures.rps)
+            file_cpu.append((_group_cpu(caddy) - before) / (figures.rps * args.duration) * 1e6)
+        port = web_load.free_port()
+        app = web_load.Server(
+            "stspilot serve",
+            [*STSPILOT, "serve", "--listen", f"127.0.0.1:{port}", "--db", db],
+            port=port,
+            log=root / f"serve-caddy-{i}.log",
+            env={"STSPILOT_SECRET_KEY": "peers-bench-secret-key-0123456789abcdef"},
+        )
+        with _serving(app):
+            web_load.check_policy(app, policy)
+            site = f"reverse_proxy 127.0.0.1:{port}"
+            with _serving(_caddy(root, f"proxy{i}", cert, key, site)) as caddy:
+                before = _group_cpu(caddy) + _group_cpu(app)
+                figures = web_load.wrk_get(caddy, wrk_args, script, scheme="https")
+                used = _group_cpu(caddy) + _group_cpu(app) - before
+                app_rps.append(figures.rps)
+                app_cpu.append(used / (figures.rps * args.duration) * 1e6)
+    peer = "Caddy serving the file"
+    ratio_line("requests/s over TLS", peer, file_rps, app_rps, "req/s", higher_is_better=True)
+    ratio_line(
+        "CPU a request (Caddy, plus the app behind it)",
+        peer,
+        file_cpu,
+        app_cpu,
+        "us",
+        higher_is_better=False,
+    )
 
 
 # --- main -----------------------------------------------------------------------------------------
@@ -687,6 +802,10 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown sections: {', '.join(sorted(unknown))}")
     print(f"stspilot beside its peers; {os.cpu_count()} CPUs; {load()}", flush=True)
+    # An installed stspilot has bytecode; a work tree under PYTHONDONTWRITEBYTECODE=1 (as these
+    # sessions run) would compile ~75 of its modules again in every timed process (~0.3 s of
+    # CPU each, measured) while the peers' packages, installed by pip, have theirs.
+    compileall.compile_dir(str(ROOT / "src"), quiet=1)
     venv = peers_venv(args.peers_venv)
     compile_bytecode()
     needs_lab = {"startup", "single", "bulk"} & set(only)

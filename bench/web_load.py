@@ -348,7 +348,9 @@ def parse_wrk(output: str) -> dict[str, float]:
     raise RuntimeError(f"wrk printed no summary:\n{output[-2000:]}")
 
 
-def wrk_get(server: Server, args: argparse.Namespace, script: Path) -> Figures:
+def wrk_get(
+    server: Server, args: argparse.Namespace, script: Path, scheme: str = "http"
+) -> Figures:
     out = subprocess.run(
         [
             "wrk",
@@ -361,7 +363,7 @@ def wrk_get(server: Server, args: argparse.Namespace, script: Path) -> Figures:
             f"Host: {POLICY_HOST}",
             "-s",
             str(script),
-            f"http://127.0.0.1:{server.port}{POLICY_PATH}",
+            f"{scheme}://127.0.0.1:{server.port}{POLICY_PATH}",
         ],
         capture_output=True,
         text=True,

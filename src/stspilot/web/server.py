@@ -13,6 +13,16 @@ header block was accepted).
 and uvicorn's own settings bound the rest: ``timeout_keep_alive`` (idle keep-alive) and
 ``limit_concurrency`` (503 beyond that many connections). Concurrent report uploads are bounded
 by the intake itself (``ingest.http.ReportIntake``, ``max_uploads``: 503 beyond).
+
+With a ``policy`` fast path (``web/fastpath.py``), the protocol answers a policy GET itself
+when it can: a keep-alive HTTP/1.1 ``GET``/``HEAD`` of exactly ``/.well-known/mta-sts.txt``,
+no body, nothing before it still being answered, under the connection cap, on a ``mta-sts.*``
+Host whose answer is cached. It writes the same bytes the ASGI path would (uvicorn's status
+line and Date header, then the pre-rendered answer) in one ``write``, and finishes the
+response as uvicorn does (keep-alive and header timers, request count). Every other request,
+and a cache miss, goes through uvicorn and the app as before. Measured (``docs/serve.md``):
+the uvicorn request cycle (a Task, the ASGI scope and messages, header checks) was about
+half of a policy GET's CPU.
 """
 
 from __future__ import annotations
@@ -22,6 +32,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from stspilot.web.fastpath import PolicyFastPath
+from stspilot.web.hosting import POLICY_PATH
+
+_POLICY_URL = POLICY_PATH.encode()
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,9 +65,13 @@ class BoundedHttpTools(HttpToolsProtocol):
     """``HttpToolsProtocol`` with header size, header time and body time bounds."""
 
     limits = ConnectionLimits()
+    policy: PolicyFastPath | None = None
+    # uvicorn's Date header block, rendered once per list it makes (a new one every second)
+    _date: tuple[object, bytes] = (None, b"")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self._answered = False  # the current request was answered by the policy path
         self._in_head = True
         self._head_bytes = 0
         self._head_timer: asyncio.TimerHandle | None = None
@@ -112,18 +131,71 @@ class BoundedHttpTools(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._in_head = True
+        self._answered = False
 
     def on_headers_complete(self) -> None:
         self._in_head = False
         self._head_bytes = 0
         self._cancel_head()
+        if self.policy is not None and self.url == _POLICY_URL and self._answer_policy():
+            return
         super().on_headers_complete()
         self._cancel_body()
         self._body_timer = self.loop.call_later(self.limits.body_timeout, self._body_late)
 
+    def _answer_policy(self) -> bool:
+        """Answer a plain policy GET/HEAD from the cache, as uvicorn would; False to leave it
+        to uvicorn and the app."""
+        parser = self.parser
+        method = parser.get_method()
+        if method != b"GET" and method != b"HEAD":
+            return False
+        cycle = self.cycle
+        if (cycle is not None and not cycle.response_complete) or self.pipeline:
+            return False  # pipelined behind a response still being made: keep the order
+        if parser.get_http_version() != "1.1" or not parser.should_keep_alive():
+            return False
+        cap = self.limit_concurrency
+        if cap is not None and (len(self.connections) >= cap or len(self.tasks) >= cap):
+            return False  # uvicorn answers 503
+        if self.expect_100_continue:
+            return False
+        raw_host = None
+        for name, value in self.headers:
+            if name == b"host":
+                if raw_host is not None:
+                    return False  # two Host headers: the app's answer
+                raw_host = value
+            elif name == b"content-length" or name == b"transfer-encoding":
+                return False  # a body to read: the usual way
+        if raw_host is None:
+            return False
+        assert self.policy is not None
+        found = self.policy.encoded(raw_host)
+        if found is None:
+            return False
+        status, head, whole = found
+        defaults = self.server_state.default_headers
+        cached = BoundedHttpTools._date
+        if cached[0] is not defaults:
+            block = b"".join(name + b": " + value + b"\r\n" for name, value in defaults)
+            cached = BoundedHttpTools._date = (defaults, block)
+        self._answered = True
+        self.transport.write(status + cached[1] + (head if method == b"HEAD" else whole))
+        self.on_response_complete()  # timers, request count: as after an ASGI response
+        # The head counter restarts with the next request's first byte (on_message_begin),
+        # not with what is left of this read: pipelined GETs in one read are not one head.
+        self._in_head = False
+        return True
+
+    def on_body(self, body: bytes) -> None:
+        if not self._answered:
+            super().on_body(body)
+
     def on_message_complete(self) -> None:
         self._cancel_body()
-        super().on_message_complete()
+        if not self._answered:
+            super().on_message_complete()
 
     def on_response_complete(self) -> None:
         self._cancel_body()  # answered before the whole body came (413, 429): no longer late
@@ -134,6 +206,9 @@ class BoundedHttpTools(HttpToolsProtocol):
             self._arm_head()
 
 
-def bounded_protocol(limits: ConnectionLimits) -> type[BoundedHttpTools]:
-    """A protocol class for ``uvicorn.Config(http=...)`` with these limits."""
-    return type("BoundedHttpTools", (BoundedHttpTools,), {"limits": limits})
+def bounded_protocol(
+    limits: ConnectionLimits, policy: PolicyFastPath | None = None
+) -> type[BoundedHttpTools]:
+    """A protocol class for ``uvicorn.Config(http=...)`` with these limits; with ``policy``,
+    cached policy GETs are answered by the protocol itself."""
+    return type("BoundedHttpTools", (BoundedHttpTools,), {"limits": limits, "policy": policy})
