@@ -19,6 +19,8 @@ from stspilot.sts.records import (
     new_policy_id,
     parse_sts_record,
     parse_tlsrpt_record,
+    record_id,
+    record_rua,
     rua_domains,
     select_sts_record,
     select_tlsrpt_record,
@@ -334,3 +336,37 @@ def test_new_policy_id_avoids_ids_already_handed_out() -> None:
     for _ in range(10):
         taken.add(new_policy_id(NOW, previous="x", avoid=taken))
     assert len(taken) == 10 and all(ID_RE.match(i) and len(i) <= 32 for i in taken)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("v=STSv1; id=20261206", "20261206"),
+        ("v=STSv1; id=abc; ext=1", "abc"),  # an extension after the id is not part of it
+        ("v=STSv1; id=abc; xid=y", "abc"),  # the last "id=" in the text is not the id
+        ("v=STSv1;", ""),  # no id: unusable
+        ("v=spf1 -all", ""),
+        ("", ""),
+        (None, ""),
+    ],
+)
+def test_record_id_reads_the_id_as_a_sender_does(text: str | None, expected: str) -> None:
+    assert record_id(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("v=TLSRPTv1; rua=mailto:a@example.com", ("mailto:a@example.com",)),
+        (
+            "v=TLSRPTv1; rua=mailto:a@example.com , https://r.example/x; ext=1",
+            ("mailto:a@example.com", "https://r.example/x"),
+        ),
+        ("v=TLSRPTv1;", ()),
+        (None, ()),
+    ],
+)
+def test_record_rua_reads_the_uris_as_a_sender_does(
+    text: str | None, expected: tuple[str, ...]
+) -> None:
+    assert record_rua(text) == expected

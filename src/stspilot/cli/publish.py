@@ -172,6 +172,7 @@ def publish_command(
     from stspilot.publish.session import utc_now
     from stspilot.rollout.generate import generate
     from stspilot.store import Store
+    from stspilot.sts.records import record_id, record_rua
 
     cfg = domain_config(domain, config, dns, policy)
     console = Console(highlight=False, soft_wrap=True)
@@ -188,8 +189,7 @@ def publish_command(
             return [h.host for h in lookup.hosts], await publisher.read_live(cfg.domain)
 
         hosts, live = execute(store, cfg, target=live_mx, **net)
-        previous = live.sts.rpartition("id=")[2].strip() if live.sts else ""
-        live_rua = live.tlsrpt.partition("rua=")[2].split(",") if live.tlsrpt else []
+        previous = record_id(live.sts)
         # Without --mode the live mode stays (a plain `publish` never rolls back by surprise).
         current = policy_mode(live.policy) if live.policy else None
         chosen = "none" if remove else (mode or current or "testing")
@@ -197,7 +197,7 @@ def publish_command(
             cfg.domain,
             mx_hosts=mx or hosts,
             mode=chosen,
-            rua=rua or [u.strip() for u in live_rua if u.strip()],
+            rua=rua or list(record_rua(live.tlsrpt)),
             now=utc_now(),
             max_age=max_age,
             previous_id=previous,

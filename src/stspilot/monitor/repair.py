@@ -14,13 +14,12 @@ migration waiting for its switch) is never touched: the run would be superseded.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from stspilot.errors import ConfigError, ParseError, PublishError
+from stspilot.errors import ConfigError, PublishError
 from stspilot.findings import Severity
 from stspilot.monitor.alerts import Alert, make_alert
 from stspilot.monitor.heal import (
@@ -32,10 +31,10 @@ from stspilot.monitor.heal import (
     observe,
     repair_for,
 )
+from stspilot.rollout.evidence import policy_text_digest
 from stspilot.store.heal import HealSettings, HealStore, Sighting
 from stspilot.store.journal import PublishJournal
-from stspilot.sts.policy import format_policy, parse_policy
-from stspilot.sts.records import new_policy_id
+from stspilot.sts.records import new_policy_id, record_id
 
 if TYPE_CHECKING:
     from stspilot.check.run import CheckOptions
@@ -68,18 +67,7 @@ class HealOutcome:
 
 
 def _policy_sha(text: str | None) -> str:
-    """The digest ``rollout.evidence.policy_digest`` gives the same body."""
-    if text is None:
-        return ""
-    try:
-        canonical = format_policy(parse_policy(text))
-    except ParseError:
-        canonical = text
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
-
-
-def _id(sts: str | None) -> str:
-    return (sts or "").rpartition("id=")[2].strip().rstrip(";").strip()
+    return "" if text is None else policy_text_digest(text)
 
 
 def _note(domain: str, code: str, severity: Severity, message: str, *parts: str) -> Alert:
@@ -193,7 +181,10 @@ async def _repair(
             again = await publisher.read_live(domain)
             # The third look, at the primary and the policy URL: what was confirmed is still
             # what senders are shown, or nothing is written.
-            if _id(again.sts) != live.sts_id or _policy_sha(again.policy) != live.policy_sha256:
+            if (
+                record_id(again.sts) != live.sts_id
+                or _policy_sha(again.policy) != live.policy_sha256
+            ):
                 return refused(
                     "the records or the policy changed again since the checks; the monitor "
                     "looks again at the next checks",

@@ -28,6 +28,7 @@ from stspilot.rollout.generate import Publication, generate
 from stspilot.rollout.runbooks import keep_patterns
 from stspilot.sts.names import host_name
 from stspilot.sts.policy import mx_matches
+from stspilot.sts.records import record_id
 
 ACTION = "mx-migration"
 
@@ -90,7 +91,7 @@ def plan_mx_migration(
             rua=rua,
             now=now,
             max_age=max_age,
-            previous_id=_id_of(live.sts),
+            previous_id=record_id(live.sts),
             patterns=both_patterns,
         )
         steps += plan_policy_change(live, both, action=ACTION).steps
@@ -133,7 +134,7 @@ def plan_mx_migration(
             rua=rua,
             now=now,
             max_age=max_age,
-            previous_id=both.policy_id if both else _id_of(live.sts),
+            previous_id=both.policy_id if both else record_id(live.sts),
             patterns=final_patterns,
             avoid={both.policy_id} if both else (),
         )
@@ -156,7 +157,3 @@ def plan_mx_migration(
             if s.kind is StepKind.STS
         ]
     return PublishPlan(domain, ACTION, tuple(steps), tuple(notes))
-
-
-def _id_of(sts: str) -> str:
-    return sts.rpartition("id=")[2].strip().rstrip(";").strip()

@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
+from stspilot.errors import ParseError
 from stspilot.sts.names import fold_name
-from stspilot.sts.policy import format_policy
+from stspilot.sts.policy import format_policy, parse_policy
 from stspilot.tlsrpt.reports import TlsReport
 
 if TYPE_CHECKING:
@@ -173,6 +174,15 @@ def policy_digest(result: CheckResult) -> str | None:
     else:
         return None
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def policy_text_digest(text: str) -> str:
+    """``policy_digest`` of a policy body as served: the same digest for the same policy."""
+    try:
+        canonical = format_policy(parse_policy(text))
+    except ParseError:
+        canonical = text
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
 def effective_mode(result: CheckResult) -> str | None:

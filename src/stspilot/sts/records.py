@@ -246,6 +246,22 @@ def parse_sts_record(text: str) -> StsRecord:
     return _parse_sts(text)[0]
 
 
+def record_id(text: str | None) -> str:
+    """The ``id`` of a ``_mta-sts`` record as a sender reads it; "" when absent or unusable."""
+    try:
+        return parse_sts_record(text).id if text else ""
+    except RecordError:
+        return ""
+
+
+def record_rua(text: str | None) -> tuple[str, ...]:
+    """The ``rua`` URIs of a ``_smtp._tls`` record; () when absent or unusable."""
+    try:
+        return parse_tlsrpt_record(text).rua if text else ()
+    except RecordError:
+        return ()
+
+
 def parse_tlsrpt_record(text: str) -> TlsRptRecord:
     """Parse one joined ``_smtp._tls`` record; ``RecordError`` codes are ``tlsrpt.*`` findings."""
     return _parse_tlsrpt(text)[0]
