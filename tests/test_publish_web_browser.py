@@ -33,15 +33,19 @@ def watch(page: Any) -> list[str]:
     page.on(
         "console",
         # Failed loads are judged by the responses below (the browser's favicon guess may miss).
-        lambda m: errors.append(m.text)
-        if m.type == "error" and not m.text.startswith("Failed to load resource")
-        else None,
+        lambda m: (
+            errors.append(m.text)
+            if m.type == "error" and not m.text.startswith("Failed to load resource")
+            else None
+        ),
     )
     page.on(
         "response",
-        lambda r: errors.append(f"{r.status} {r.url}")
-        if r.status >= 400 and not r.url.endswith("/favicon.ico") and "/publish" not in r.url
-        else None,
+        lambda r: (
+            errors.append(f"{r.status} {r.url}")
+            if r.status >= 400 and not r.url.endswith("/favicon.ico") and "/publish" not in r.url
+            else None
+        ),
     )
     return errors
 
