@@ -161,12 +161,18 @@ def plan_hosted(
     The record may hold nothing or any id this domain was ever served with (``known_ids``):
     anything else was written by someone else and is never overwritten. A changed text gets
     the id the store will give it (``now``); the store's own one is published in the end."""
-    body = hosted.policy_text if text is None else text
-    changes = body != hosted.policy_text
-    policy_id = new_policy_id(now, previous=hosted.policy_id) if changes else hosted.policy_id
     expect: list[str | None] = [None]
     for known in dict.fromkeys([hosted.policy_id, *known_ids]):
         expect.append(format_sts_record(StsRecord(known)))
+    name = record_name(hosted.domain, zone)
+    if text is None and wanted_value(hosted, now) is None:
+        # Decommissioned and its wait is over: the record goes, the policy stays for now.
+        note = "decommission: every cached policy has expired; the TXT record goes first (G5.7)"
+        step = Step(StepKind.REMOVE_STS, name, None, expect=tuple(expect), note=note)
+        return PublishPlan(hosted.domain, action, (step,))
+    body = hosted.policy_text if text is None else text
+    changes = body != hosted.policy_text
+    policy_id = new_policy_id(now, previous=hosted.policy_id) if changes else hosted.policy_id
     steps = (
         Step(
             StepKind.POLICY,
@@ -178,7 +184,7 @@ def plan_hosted(
         ),
         Step(
             StepKind.STS,
-            record_name(hosted.domain, zone),
+            name,
             format_sts_record(StsRecord(policy_id)),
             expect=tuple(expect),
             policy_id=policy_id,
@@ -193,7 +199,8 @@ def zone_of_run(run: JournalRun) -> str:
     prefix = f"{run.domain}."
     for step in run.steps:
         name = str(step.target.get("name", ""))
-        if step.kind == StepKind.STS.value and name.startswith(prefix):
+        dns = step.kind in (StepKind.STS.value, StepKind.REMOVE_STS.value)
+        if dns and name.startswith(prefix):
             return name[len(prefix) :].rstrip(".")
     raise PublishError(f"run {run.id} of {run.domain} names no delegation record", step="resume")
 

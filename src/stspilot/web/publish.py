@@ -201,31 +201,30 @@ async def publish_confirm(
 # --- the dashboard -----------------------------------------------------------------------------
 
 
-def _render(request: Request, name: str, values: dict[str, Any], status: int = 200) -> Response:
-    templates = request.app.state.templates
-    response: Response = templates.TemplateResponse(
-        request, name, {"step_title": step_title, **values}, status_code=status
-    )
-    return response
-
-
 def _page_domain(request: Request, user: User, domain: str) -> tuple[str, HostedDomain | None]:
-    from stspilot.sts.names import fold_name
+    """As the domain page decides it (``pages._visible_domain``); NotFound otherwise."""
+    from stspilot.web.pages import _name, _visible_domain
 
-    name = fold_name(domain)[:253]
-    hosted = _hosted(request, name)
-    if hosted is not None and user.may_see(hosted.tenant_id):
-        return name, hosted
-    if user.is_admin:
-        return name, hosted
-    raise NotFound(f"{name} is not one of your domains")
+    name = _name(domain)
+    allowed, hosted = _visible_domain(request, user, name)
+    if not allowed:
+        raise NotFound(f"{name} is not one of your domains.")
+    return name, hosted
 
 
 def _not_found(request: Request, user: User, exc: Exception, status: int = 404) -> Response:
+    from stspilot.web.pages import _message
+
     title = "Not found" if status == 404 else "Not allowed"
-    return _render(
-        request, "message.html", {"user": user, "title": title, "text": str(exc)}, status
-    )
+    return _message(request, user, status, title, str(exc))
+
+
+def _render(
+    request: Request, user: User, name: str, values: dict[str, Any], status: int = 200
+) -> Response:
+    from stspilot.web.pages import _render as render_page
+
+    return render_page(request, user, name, {"step_title": step_title, **values}, status)
 
 
 async def _plan_page(
@@ -251,9 +250,10 @@ async def _plan_page(
         error, status = str(exc), 409 if isinstance(exc, Conflict) else 422
     return _render(
         request,
+        user,
         "_publish_plan.html",
         {
-            "user": user, "domain": name, "hosted": hosted, "action": action,
+            "domain": name, "hosted": hosted, "action": action,
             "plan": plan_out(shown, action) if shown is not None else None,
             "error": error, "message": message, "may_act": may_act(user, hosted),
             "force_reason": force_reason,
@@ -333,7 +333,8 @@ def run_page(request: Request, user: PageUser, domain: str, run_id: int) -> Resp
         return _not_found(request, user, exc)
     return _render(
         request,
+        user,
         "_publish_run.html",
-        {"user": user, "domain": name, "hosted": hosted, "run": run,
+        {"domain": name, "hosted": hosted, "run": run,
          "may_act": may_act(user, hosted)},
     )  # fmt: skip
