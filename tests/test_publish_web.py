@@ -98,6 +98,29 @@ def test_a_failed_sync_shows_and_publish_resume_finishes_it(pw: PubWorld, store_
     assert pw.txt("example.com") == [f"v=STSv1; id={new_id}"]
 
 
+def test_resume_from_the_web(pw: PubWorld) -> None:
+    served = pw.host.policies
+    pw.host.policies = {}
+    pw.config.write_text(pw.config.read_text().replace("verify_timeout = 20", "verify_timeout = 2"))
+    with pw.client("ada") as c:
+        new_id = c.patch("/api/domains/example.com", json={"mode": "enforce"}).json()["policy_id"]
+        failed = pw.wait_run("example.com", latest_run(pw, "example.com")["id"])
+        assert failed["state"] == "failed"
+        shown = plan(c, "example.com", "resume")
+        assert shown["resume_run"] == failed["id"]
+        assert f"continue run {failed['id']}" in shown["summary"]
+        assert [s["kind"] for s in shown["steps"]] == ["policy", "sts"]  # none verified yet
+        pw.host.policies = served
+        answer = confirm(c, "example.com", shown)
+        assert answer.status_code == 202, answer.text
+        assert answer.json()["run"]["id"] == failed["id"]  # the same run, continued
+    run = pw.wait_run("example.com", failed["id"])
+    assert run["state"] == "done", run
+    assert pw.txt("example.com") == [f"v=STSv1; id={new_id}"]
+    with pw.client("ada") as c:  # nothing left to resume
+        assert c.get("/api/domains/example.com/publish/plan?action=resume").status_code == 409
+
+
 def plan(c: httpx.Client, domain: str, action: str, **extra: str) -> dict[str, Any]:
     answer = c.get(f"/api/domains/{domain}/publish/plan", params={"action": action, **extra})
     assert answer.status_code == 200, answer.text
