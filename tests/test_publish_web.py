@@ -121,6 +121,21 @@ def test_resume_from_the_web(pw: PubWorld) -> None:
         assert c.get("/api/domains/example.com/publish/plan?action=resume").status_code == 409
 
 
+def test_a_run_being_carried_out_is_not_resumed_twice(pw: PubWorld) -> None:
+    served = pw.host.policies
+    pw.host.policies = {}  # the run waits at its policy step (verify_timeout 20 s)
+    with pw.client("ada") as c:
+        c.patch("/api/domains/example.com", json={"mode": "enforce"})
+        running = latest_run(pw, "example.com")
+        assert running["state"] == "running"
+        shown = plan(c, "example.com", "resume")
+        assert shown["resume_run"] == running["id"]
+        refused = confirm(c, "example.com", shown)
+        assert refused.status_code == 409 and "being carried out now" in refused.json()["detail"]
+    pw.host.policies = served
+    assert pw.wait_run("example.com", running["id"])["state"] == "done"
+
+
 def plan(c: httpx.Client, domain: str, action: str, **extra: str) -> dict[str, Any]:
     answer = c.get(f"/api/domains/{domain}/publish/plan", params={"action": action, **extra})
     assert answer.status_code == 200, answer.text

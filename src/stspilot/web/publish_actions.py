@@ -389,6 +389,9 @@ async def confirm_action(
     opener = shown.opener
     journal = PublishJournal(ctx.store)
     if shown.resume_run is not None:
+        if shown.resume_run in publish_jobs(app).busy():
+            # Two writers on one run would undo each other's steps.
+            raise Conflict(f"run {shown.resume_run} of {name} is being carried out now")
         run = await asyncio.to_thread(journal.get, shown.resume_run)
 
         async def job() -> Any:
