@@ -1,10 +1,12 @@
 """A publisher process for the crash-injection test: it carries out (or resumes) a plan from
 ``$PUBLISH_CHILD_SPEC`` and kills itself with SIGKILL right after the journal records step
-``crash = [seq, state]``, as a power cut would."""
+``crash = [seq, state]``, as a power cut would. ``offset`` shifts its clock (past long waits);
+``max_inline_wait`` makes it pause on shorter ones (and on an MX switch not yet made)."""
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 import os
 import signal
@@ -35,8 +37,16 @@ async def main() -> None:
         if crash and [seq, state] == crash:
             os.kill(os.getpid(), signal.SIGKILL)
 
+    offset = float(spec.get("offset", 0.0))  # the test's clock, shifted past long waits
+
+    def clock() -> dt.datetime:
+        return dt.datetime.now(dt.UTC) + dt.timedelta(seconds=offset)
+
+    inline = float(spec.get("max_inline_wait", 600.0))
     with Store.open(spec["db"]) as store:
-        async with open_publisher(store, config, check=check) as publisher:
+        async with open_publisher(
+            store, config, check=check, clock=clock, max_inline_wait=inline
+        ) as publisher:
             publisher.after_step = after
             plan = spec["plan"]
             if plan["steps"]:

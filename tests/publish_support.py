@@ -224,9 +224,11 @@ class Lab:
         return pub
 
 
-async def make_lab(tmp_path: Path, store_url: str) -> AsyncIterator[Lab]:
+async def make_lab(
+    tmp_path: Path, store_url: str, *, zone_lines: tuple[str, ...] = ()
+) -> AsyncIterator[Lab]:
     worlds: Iterator[DnsWorld] = dns_world(
-        tmp_path, "bind", secondary=True, zone_lines=("mta-sts A 127.0.0.1",)
+        tmp_path, "bind", secondary=True, zone_lines=("mta-sts A 127.0.0.1", *zone_lines)
     )
     world = next(worlds)
     pki = LabPki(tmp_path)

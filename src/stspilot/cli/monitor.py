@@ -6,6 +6,7 @@ import asyncio
 import json
 import signal
 import sys
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,6 +28,7 @@ from stspilot.cli.values import parse_duration
 if TYPE_CHECKING:
     from stspilot.check.run import CheckOptions
     from stspilot.monitor.loop import MonitorConfig, Tally
+    from stspilot.monitor.repair import HealConfig
     from stspilot.store.retention import Retention
 
 HELP = (
@@ -130,7 +132,45 @@ ALLOW_PRIVATE = typer.Option(
 )
 
 
-def _setup(
+HEAL_AFTER = typer.Option(
+    "10m",
+    "--heal-after",
+    help="self-healing: repair a drift only when two consecutive checks this far apart saw it",
+)
+HEAL = typer.Option(
+    True, "--heal/--no-heal", help="repair drift of domains opted in with `monitor heal`"
+)
+PUBLISH_CONFIG = typer.Option(
+    None, "--publish-config", help="self-healing's DNS providers (default: the publish config)"
+)
+# The options `run` and `check` share, read by ``_setup`` from the command's own values.
+_SHARED = (
+    "webhook",
+    "smtp",
+    "mail_to",
+    "mail_from",
+    "concurrency",
+    "expiry_days",
+    "allow_private",
+    "nameserver",
+    "ca_file",
+    "port_map",
+    "timeout",
+    "deadline",
+    "heal",
+    "heal_after",
+    "publish_config",
+)
+
+
+def _setup(values: Mapping[str, Any], **config: Any) -> tuple[MonitorConfig, CheckOptions]:
+    """The monitor's settings and the live check's options, from the options ``run`` and
+    ``check`` share (``values``: the command's parameters) and ``config`` (its own)."""
+    shared = {k: values[k] for k in _SHARED}
+    return _settings(**shared, **config)
+
+
+def _settings(
     *,
     webhook: list[str],
     smtp: str | None,
@@ -144,9 +184,11 @@ def _setup(
     port_map: str | None,
     timeout: float,
     deadline: float,
+    heal: bool,
+    heal_after: str,
+    publish_config: Path | None,
     **config: Any,
 ) -> tuple[MonitorConfig, CheckOptions]:
-    """The monitor's settings and the live check's options, from the shared options."""
     from stspilot.cli.options import check_options
 
     if webhook:  # webhooks go out through httpx, part of the [serve] extra
@@ -158,14 +200,92 @@ def _setup(
 
     relay = _relay(smtp, mail_to, mail_from)
     alerts = Notifier(webhooks=tuple(webhook), mail=relay if isinstance(relay, MailRelay) else None)
+    healing = _heal_config(parse_duration(heal_after), publish_config) if heal else None
     settings = MonitorConfig(
-        concurrency=concurrency, expiry_days=expiry_days, alerts=alerts, **config
+        concurrency=concurrency, expiry_days=expiry_days, alerts=alerts, heal=healing, **config
     )
     options = replace(
         check_options(nameserver, ca_file, port_map, timeout, deadline),
         allow_private=allow_private,
     )
     return settings, options
+
+
+def _heal_config(min_gap: Any, publish_config: Path | None) -> HealConfig:
+    from stspilot.monitor.repair import HealConfig
+    from stspilot.publish.config import DomainConfig, load_config
+
+    def configs(domain: str) -> DomainConfig:
+        return load_config(publish_config).for_domain(domain)
+
+    return HealConfig(min_gap=min_gap, configs=configs)
+
+
+def heal_command(
+    domains: list[str] = domain_argument("domains to change (none: list every opted-in one)", None),
+    id_bump: bool | None = typer.Option(
+        None, "--id-bump/--no-id-bump", help="repair a policy changed without an id bump"
+    ),
+    mx_sync: bool | None = typer.Option(
+        None, "--mx-sync/--no-mx-sync", help="keep the policy's mx lines in line with the MX set"
+    ),
+    db: str | None = DB,
+    as_json: bool = typer.Option(False, "--json", help="print JSON"),
+) -> None:
+    from stspilot.check.run import utc_now
+    from stspilot.cli.publish import actor
+    from stspilot.monitor.loop import list_domains
+    from stspilot.store import Store
+    from stspilot.store.heal import HealStore
+    from stspilot.sts.names import domain_name
+
+    names = [domain_name(d) for d in domains or ()]
+    if names and id_bump is None and mx_sync is None:
+        raise UsageError("say what to change: --id-bump/--no-id-bump, --mx-sync/--no-mx-sync")
+    with Store.open(db) as store:
+        heal = HealStore(store)
+        if names:
+            enrolled = {r.domain for r in list_domains(store)}
+            missing = [d for d in names if d not in enrolled]
+            if missing:
+                raise UsageError(
+                    f"not monitored: {', '.join(missing)} (stspilot monitor add DOMAIN first)"
+                )
+            for name in names:
+                heal.opt_in(name, now=utc_now(), actor=actor(), id_bump=id_bump, mx_sync=mx_sync)
+        rows = heal.all_settings()
+        pending = {r.domain: heal.sightings(r.domain) for r in rows}
+    if as_json:
+        doc = [
+            {
+                "domain": r.domain,
+                "id_bump": r.id_bump,
+                "mx_sync": r.mx_sync,
+                "updated_by": r.updated_by,
+                "pending": [
+                    {
+                        "kind": s.kind,
+                        "detail": s.detail,
+                        "first_seen_at": s.first_seen_at.isoformat(),
+                        "checks": s.checks,
+                    }
+                    for s in pending[r.domain].values()
+                ],
+            }
+            for r in rows
+        ]
+        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+        return
+    for r in rows:
+        on = [n for n, f in (("id-bump", r.id_bump), ("mx-sync", r.mx_sync)) if f]
+        typer.echo(f"{r.domain}  {' '.join(on)}  (by {r.updated_by})")
+        for s in pending[r.domain].values():
+            typer.echo(
+                f"    pending {s.kind}: {s.detail}; seen {s.checks}x since "
+                f"{s.first_seen_at:%Y-%m-%d %H:%M} UTC"
+            )
+    if not rows:
+        typer.echo("no domain opted in to self-healing (stspilot monitor heal DOMAIN --id-bump)")
 
 
 def _tally_json(t: Tally, config: MonitorConfig) -> None:
@@ -177,6 +297,7 @@ def _tally_json(t: Tally, config: MonitorConfig) -> None:
         "sent": t.sent,
         "targets": config.alerts.targets,
         "thinned": t.thinned,
+        "repaired": t.repaired,
         "errors": [*t.delivery_errors, *t.store_errors],
     }
     sys.stdout.write(json.dumps(document, indent=2) + "\n")
@@ -191,6 +312,8 @@ def _show(t: Tally, config: MonitorConfig) -> None:
     typer.echo(
         f"claimed {t.claimed}, checked {t.checked}, failed {t.failed}, alerts {t.alerts}, {sent}"
     )
+    if t.repaired:
+        typer.echo(f"repaired {t.repaired} drift(s) (stspilot publish status DOMAIN)")
     if t.thinned:
         typer.echo(f"thinned {t.thinned} old checks (kept: changes, one a day, the first)")
     for error in t.delivery_errors:
@@ -219,24 +342,16 @@ def run_command(
     port_map: str | None = PORT_MAP,
     timeout: float = TIMEOUT,
     deadline: float = DEADLINE,
+    heal: bool = HEAL,
+    heal_after: str = HEAL_AFTER,
+    publish_config: Path | None = PUBLISH_CONFIG,
 ) -> None:
     from stspilot.check.run import utc_now
     from stspilot.monitor.loop import run_forever, run_once
     from stspilot.store import Store
 
     config, options = _setup(
-        webhook=webhook,
-        smtp=smtp,
-        mail_to=mail_to,
-        mail_from=mail_from,
-        concurrency=concurrency,
-        expiry_days=expiry_days,
-        allow_private=allow_private,
-        nameserver=nameserver,
-        ca_file=ca_file,
-        port_map=port_map,
-        timeout=timeout,
-        deadline=deadline,
+        locals(),
         interval=parse_duration(interval),
         batch_size=batch,
         retention=_retention(keep_all_days, keep_daily_days),
@@ -283,26 +398,15 @@ def check_command(
     port_map: str | None = PORT_MAP,
     timeout: float = TIMEOUT,
     deadline: float = DEADLINE,
+    heal: bool = HEAL,
+    heal_after: str = HEAL_AFTER,
+    publish_config: Path | None = PUBLISH_CONFIG,
 ) -> None:
     from stspilot.check.run import utc_now
     from stspilot.monitor.loop import list_domains, run_once
     from stspilot.store import Store
 
-    config, options = _setup(
-        webhook=webhook,
-        smtp=smtp,
-        mail_to=mail_to,
-        mail_from=mail_from,
-        concurrency=concurrency,
-        expiry_days=expiry_days,
-        allow_private=allow_private,
-        nameserver=nameserver,
-        ca_file=ca_file,
-        port_map=port_map,
-        timeout=timeout,
-        deadline=deadline,
-        interval=parse_duration(interval),
-    )
+    config, options = _setup(locals(), interval=parse_duration(interval))
     names = list(dict.fromkeys(domains))
     with Store.open(db) as store:
         enrolled = {r.domain for r in list_domains(store)}
@@ -387,6 +491,13 @@ def register(app: typer.Typer) -> None:
     group.command("check", help="Check DOMAIN... now, due or not: history, alerts, schedule.")(
         check_command
     )
+    group.command(
+        "heal",
+        help="Opt DOMAIN... in to (or out of) self-healing; without DOMAIN, list who is in.\n\n"
+        "The monitor repairs a policy changed without an id bump (--id-bump) and MX drift "
+        "(--mx-sync) through stspilot publish, each step verified and journaled, only after "
+        "two consecutive checks at least --heal-after apart saw the same drift.",
+    )(heal_command)
     group.command("alerts", help="Open alerts (all domains or DOMAIN), errors first.")(
         alerts_command
     )

@@ -290,6 +290,79 @@ def resume_command(
     render_runs([done], console)
 
 
+@publish_app.command("mx-migrate")
+def mx_migrate_command(
+    domain: str = typer.Argument(..., help="the mail domain"),
+    to: list[str] = typer.Option(..., "--to", help="a new MX host (repeat for several)"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="show the plan and its waits only"),
+    config: Path | None = CONFIG,
+    db: str | None = DB,
+    yes: bool = YES,
+    nameserver: str | None = NAMESERVER,
+    ca_file: Path | None = CA_FILE,
+    port_map: str | None = PORT_MAP,
+    timeout: float = TIMEOUT,
+) -> None:
+    """Move DOMAIN's mail to new MX hosts without a sender ever refusing the live MX.
+
+    The MX-migration runbook, carried out: the new hosts are added to the policy (served,
+    verified, new id); after the longest max_age ever served, you switch the MX records and
+    stspilot waits until every authoritative server shows them; after the old MX records'
+    TTL the old hosts leave the policy (served, verified, new id). Long waits pause the run:
+    `stspilot publish resume DOMAIN` continues it, `stspilot publish status DOMAIN` shows it."""
+    net = {"nameserver": nameserver, "ca_file": ca_file, "port_map": port_map, "timeout": timeout}
+    migrate_mx(domain, to, dry_run=dry_run, yes=yes, config=config, db=db, **net)
+
+
+def migrate_mx(
+    domain: str,
+    to: list[str],
+    *,
+    dry_run: bool,
+    yes: bool,
+    config: Path | None,
+    db: str | None,
+    **net: Any,
+) -> JournalRun | None:
+    """Plan the MX migration from what is live (records, policy, MX set at the primary), show
+    it with its waits, ask, carry it out (``publish mx-migrate``, ``rollout --apply --new-mx``)."""
+    from rich.console import Console
+
+    from stspilot.publish.migrate import plan_mx_migration
+    from stspilot.publish.render import render_plan, render_runs
+    from stspilot.publish.session import utc_now
+    from stspilot.store import Store
+
+    cfg = domain_config(domain, config, None, None)
+    console = Console(highlight=False, soft_wrap=True)
+
+    async def go(publisher: Publisher) -> JournalRun | None:
+        live = await publisher.read_live(cfg.domain)
+        mx = await publisher.read_mx(cfg.domain)
+        rua = live.tlsrpt.partition("rua=")[2].split(",") if live.tlsrpt else []
+        plan = plan_mx_migration(
+            live,
+            mx_now=mx.hosts,
+            mx_ttl=mx.ttl,
+            new_hosts=to,
+            rua=[u.strip().rstrip(";").strip() for u in rua if u.strip()],
+            now=utc_now(),
+        )
+        render_plan(plan, console, title="MX migration")
+        if dry_run:
+            return None
+        if not yes and not typer.confirm("Carry out these steps?", default=False):
+            raise typer.Abort()
+        run = publisher.start(plan, actor=actor(), reason=f"MX migration to {' '.join(to)}")
+        return await publisher.run(run)
+
+    with Store.open(db) as store:
+        done: JournalRun | None = execute(store, cfg, target=go, **net)
+    if done is not None:
+        render_runs([done], console)
+    return done
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(publish_app, name="publish")
 

@@ -36,11 +36,12 @@ each enforce-gate criterion with its evidence; how many sessions enforce would h
 the exact records and policy to publish next; rollback, decommission and (with --new-mx or
 when the MX set drifted) an MX migration runbook.
 
-With --apply it then carries out the next stage (or --to testing|enforce|none) through
-stspilot publish: it shows the plan, asks (unless --yes), and publishes in the never-orphan
-order, each step verified and journaled. --to enforce is refused while the gate fails, unless
---force REASON (the journal records the reason). --to testing is the fast rollback; --to none
-decommissions the safe way (RFC 8461 §8.3).
+With --apply --new-mx HOST it carries out the MX migration step by step, with its waits (see
+stspilot publish mx-migrate). With --apply alone it carries out the next stage (or --to
+testing|enforce|none) through stspilot publish: it shows the plan, asks (unless --yes), and
+publishes in the never-orphan order, each step verified and journaled. --to enforce is
+refused while the gate fails, unless --force REASON (the journal records the reason). --to
+testing is the fast rollback; --to none decommissions the safe way (RFC 8461 §8.3).
 
 Exit code: 0 the gate passes (or enforce is healthy), 1 it passes with warnings, 2 it fails
 (with --apply --to enforce: refused); 4 a publishing step failed (resume with
@@ -110,6 +111,10 @@ def rollout_command(
         raise typer.BadParameter("--gate-days cannot be longer than --days")
     if not apply and (to or yes or force):
         raise typer.BadParameter("--to, --yes and --force go with --apply")
+    if apply and new_mx and (to or force):
+        raise typer.BadParameter(
+            "--apply --new-mx carries out the MX migration: no --to or --force"
+        )
     options = check_options(nameserver, ca_file, port_map, timeout, deadline)
     result = run_check(domain, options)
     now = result.observed_at
@@ -137,6 +142,22 @@ def rollout_command(
         sys.stdout.write(dumps(dict(document)) + "\n")
     else:
         render_rollout_text(assessment, Console(highlight=False, soft_wrap=False))
+    if apply and new_mx:
+        # The MX-migration runbook above, carried out step by step with its waits.
+        from stspilot.cli.publish import migrate_mx
+
+        net = {"nameserver": nameserver, "ca_file": ca_file, "port_map": port_map}
+        migrate_mx(
+            result.domain,
+            new_mx,
+            dry_run=False,
+            yes=yes,
+            config=config,
+            db=db,
+            timeout=timeout,
+            **net,
+        )
+        raise typer.Exit(EXIT_OK)
     if apply:
         from stspilot.cli.publish import apply_rollout
 

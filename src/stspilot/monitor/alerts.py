@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from stspilot.check.evaluate import CheckResult
     from stspilot.store.models import CheckRecord
 
-__all__ = ["Alert", "detect_changes", "quiet_reporter_alerts"]
+__all__ = ["Alert", "detect_changes", "make_alert", "quiet_reporter_alerts"]
 
 _MODE_RANK = {None: 0, "none": 0, "testing": 1, "enforce": 2}
 
@@ -64,6 +64,13 @@ def _alert(
     if len(key) > 400:  # keys are stored; a hostile MX set must not make them unbounded
         key = f"{domain}|{code}|sha256:{hashlib.sha256(key.encode()).hexdigest()}"
     return Alert(key, severity, domain, code, message, lasting)
+
+
+def make_alert(
+    domain: str, code: str, severity: Severity, message: str, *parts: str, lasting: bool
+) -> Alert:
+    """An alert from another module of the monitor (self-healing), keyed like these."""
+    return _alert(domain, code, severity, message, *parts, lasting=lasting)
 
 
 def _short(values: Sequence[str], limit: int = 5) -> str:

@@ -25,12 +25,16 @@ from typing import TYPE_CHECKING
 from stspilot.check.run import CheckOptions, Probes, check_domain, utc_now
 from stspilot.errors import StoreError
 from stspilot.monitor.notify import Notifier, deliver
+from stspilot.monitor.repair import HealConfig, HealOutcome, heal_domain
+from stspilot.store.heal import HealSettings, HealStore
 from stspilot.store.monitor import Claim, MonitorStore, ScheduledDomain
 from stspilot.store.retention import Retention
 from stspilot.sts.names import domain_name, fold_name
 
 if TYPE_CHECKING:
     from stspilot.check.evaluate import CheckResult
+    from stspilot.monitor.alerts import Alert
+    from stspilot.rollout.evidence import RolloutInputs
     from stspilot.store import Store
     from stspilot.tlsrpt.cadence import Cadence
 
@@ -66,6 +70,8 @@ class MonitorConfig:
     # service.disk.low below this share of the store's disk, or these many bytes (the larger).
     disk_min_free_ratio: float = 0.10
     disk_min_free_bytes: int = 2 * 1024**3
+    # Self-healing of opted-in domains (``stspilot monitor heal``); None: never repair.
+    heal: HealConfig | None = field(default_factory=HealConfig)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +84,7 @@ class Tally:
     delivery_errors: tuple[str, ...] = ()
     thinned: int = 0  # old checks dropped (store/retention.py)
     store_errors: tuple[str, ...] = ()  # thinning that failed (tried again next time)
+    repaired: int = 0  # drifts self-healing repaired (monitor/repair.py)
 
     def __add__(self, other: Tally) -> Tally:
         return Tally(
@@ -89,6 +96,7 @@ class Tally:
             self.delivery_errors + other.delivery_errors,
             self.thinned + other.thinned,
             self.store_errors + other.store_errors,
+            self.repaired + other.repaired,
         )
 
 
@@ -127,8 +135,9 @@ def enroll_hosted(store: Store, *, now: datetime) -> list[str]:
 
 def _record(
     store: Store, result: CheckResult, config: MonitorConfig, now: datetime
-) -> list[object]:
-    """Save the check and compute its alerts (sync: runs in a thread)."""
+) -> tuple[list[Alert], RolloutInputs]:
+    """Save the check and compute its alerts (sync: runs in a thread); the rollout's inputs
+    (live state and history) go on to self-healing."""
     from stspilot.monitor.alerts import detect_changes
     from stspilot.store.checks import rollout_inputs, save_check
 
@@ -141,7 +150,7 @@ def _record(
     assert inputs is not None  # given the check just run
     reporters = _reporter_cadence(store, domain, now)
     save_check(store, result)
-    return list(
+    found = list(
         detect_changes(
             previous,
             result,
@@ -153,6 +162,7 @@ def _record(
             reporters=reporters,
         )
     )
+    return found, inputs
 
 
 def _reporter_cadence(store: Store, domain: str, now: datetime) -> tuple[Cadence, ...]:
@@ -175,13 +185,30 @@ async def _run_domain(
     checker: Checker,
     config: MonitorConfig,
     now: datetime,
+    options: CheckOptions,
+    heal: HealSettings | None = None,
+    pending: bool = True,
 ) -> Tally:
     from stspilot.monitor.alerts import Alert
 
+    healed = HealOutcome()
     try:
         result = await checker(domain)
-        found = await asyncio.to_thread(_record, store, result, config, now)
+        found, inputs = await asyncio.to_thread(_record, store, result, config, now)
         alerts = [a for a in found if isinstance(a, Alert)]
+        if heal is not None and config.heal is not None:
+            healed = await heal_domain(
+                store,
+                heal,
+                inputs.live,
+                inputs.history,
+                config=config.heal,
+                options=options,
+                now=now,
+                actor=f"monitor ({config.worker})",
+                pending=pending,
+            )
+            alerts += healed.alerts
         planned = await asyncio.to_thread(
             schedule.plan_alerts, domain, alerts, now=now, quiet=config.quiet
         )
@@ -201,11 +228,12 @@ async def _run_domain(
             error=error,
         )
         return Tally(failed=1, delivery_errors=())
-    await asyncio.to_thread(
-        schedule.finish, claim, domain, now=now, next_run_at=now + config.interval
-    )
+    # A first sighting of a drift is looked at again once the confirmation gap has passed.
+    next_run = min(now + config.interval, healed.recheck_at or now + config.interval)
+    await asyncio.to_thread(schedule.finish, claim, domain, now=now, next_run_at=next_run)
     return Tally(
         checked=1,
+        repaired=healed.repaired,
         alerts=len(alerts),
         sent=len(delivery.delivered),
         delivery_errors=delivery.errors,
@@ -290,11 +318,27 @@ async def run_once(
         checker = live
     gate = asyncio.Semaphore(max(1, config.concurrency))
     chosen = checker
+    opted: dict[str, HealSettings] = {}
+    pending: set[str] = set()
+    if config.heal is not None:
+        healing = HealStore(store)
+        opted = {h.domain: h for h in await asyncio.to_thread(healing.all_settings)}
+        if opted:
+            pending = await asyncio.to_thread(healing.pending_domains)
 
     async def one(domain: str) -> Tally:
         async with gate:
             return await _run_domain(
-                store, schedule, claim, domain, checker=chosen, config=config, now=now
+                store,
+                schedule,
+                claim,
+                domain,
+                checker=chosen,
+                config=config,
+                now=now,
+                options=options,
+                heal=opted.get(domain),
+                pending=domain in pending,
             )
 
     try:

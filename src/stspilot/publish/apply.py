@@ -40,12 +40,15 @@ from stspilot.publish.providers import (
     change_txt,
 )
 from stspilot.publish.verify import (
+    MxSet,
     NameServer,
     Progress,
     VerifyOptions,
+    ask_mx,
     authoritative_servers,
     verify_policy,
     verify_txt,
+    wait_for_mx,
 )
 from stspilot.store.journal import JournalRun, JournalStep, PublishJournal
 from stspilot.sts.records import StsRecord, format_sts_record
@@ -191,6 +194,9 @@ class Publisher:
                 if step.kind is StepKind.WAIT:
                     if not await self._wait(run, entry, step, previous):
                         return self.journal.get(run.id)
+                elif step.kind is StepKind.MX:
+                    if not await self._mx(run, entry, step):
+                        return self.journal.get(run.id)
                 else:
                     await self._step(run, entry, step)
             except (PublishError, ConfigError) as exc:
@@ -234,8 +240,46 @@ class Publisher:
         self._mark(run.id, entry.seq, "verified", outcome={"until": until.isoformat()})
         return True
 
+    async def read_mx(self, domain: str) -> MxSet:
+        """The domain's MX set and its TTL as the zone's primary serves it."""
+        return await ask_mx(self.primary, f"{domain}.")
+
+    async def _mx(self, run: JournalRun, entry: JournalStep, step: Step) -> bool:
+        """Until every authoritative server shows the MX set the step names (a person switches
+        the records); True when it does, False: the run pauses until ``publish resume``."""
+        assert step.value is not None
+        self._mark(run.id, entry.seq, "intended", target=step.to_dict())
+        self._say(f"step {entry.seq + 1}: {step.note}")
+        want = step.value.split()
+        allowed = {*want, *(h for e in step.expect if e for h in e.split())}
+        waited = await wait_for_mx(
+            await self.servers(),
+            f"{run.domain}.",
+            want,
+            allowed=sorted(allowed),
+            options=self.verify,
+            patience=self.max_inline_wait,
+            progress=self.progress,
+        )
+        if waited is None:
+            message = (
+                f"waiting for the MX records of {run.domain} to name {step.value}: switch them, "
+                f"then stspilot publish resume {run.domain}"
+            )
+            self.journal.mark_run(run.id, "waiting", now=self.clock(), error=message)
+            self._say(message)
+            return False
+        outcome = {"hosts": want, "verify_seconds": round(waited, 3)}
+        self._mark(run.id, entry.seq, "verified", outcome=outcome)
+        return True
+
     async def _step(self, run: JournalRun, entry: JournalStep, step: Step) -> None:
         domain = run.domain
+        if step.kind in (StepKind.STS, StepKind.REMOVE_STS):
+            # An earlier id step of this run may have written another value than planned (a
+            # hosted policy's id): that value is expected here too.
+            written = _earlier_sts(self.journal.get(run.id), entry.seq)
+            step = replace(step, expect=tuple(dict.fromkeys((*step.expect, *written))))
         if step.kind is StepKind.STS:
             # The id is the one the policy step before it really serves (a hosted policy gets
             # its id from the store), so the TXT record never names another body (G5.1).
@@ -283,6 +327,15 @@ class Publisher:
         self._mark(
             run.id, entry.seq, "verified", outcome={**outcome, "verify_seconds": round(waited, 3)}
         )
+
+
+def _earlier_sts(run: JournalRun, seq: int) -> tuple[str | None, ...]:
+    """The values the verified id steps before ``seq`` wrote (as the journal holds them)."""
+    return tuple(
+        e.target.get("value")
+        for e in run.steps[:seq]
+        if e.kind == StepKind.STS.value and e.state == "verified"
+    )
 
 
 def _served_id(run: JournalRun, seq: int) -> str:

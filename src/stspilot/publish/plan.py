@@ -29,7 +29,8 @@ from stspilot.rollout.evidence import LiveState
 from stspilot.rollout.generate import TXT_TTL, Publication, generate
 from stspilot.rollout.runbooks import Plan as RunbookPlan
 from stspilot.rollout.runbooks import keep_patterns
-from stspilot.sts.names import fold_name
+from stspilot.sts.names import fold_name, policy_url, sts_record_name
+from stspilot.sts.records import StsRecord, format_sts_record
 
 
 class StepKind(StrEnum):
@@ -39,6 +40,8 @@ class StepKind(StrEnum):
     WAIT = "wait"  # let caches expire
     REMOVE_STS = "remove-sts"
     REMOVE_POLICY = "remove-policy"
+    MX = "mx"  # wait until every authoritative server shows the MX set ``value`` (a person
+    # switches the MX records; stspilot verifies, it does not write them)
 
 
 DNS_KINDS = frozenset({StepKind.TLSRPT, StepKind.STS, StepKind.REMOVE_STS})
@@ -62,12 +65,14 @@ class Step:
     @property
     def title(self) -> str:
         if self.kind is StepKind.WAIT:
-            end = f"until {self.until:%Y-%m-%d %H:%M} UTC" if self.until else f"{self.seconds}s"
+            end = f"until {self.until:%Y-%m-%d %H:%M} UTC" if self.until else _span(self.seconds)
             return f"wait {end}: {self.note}"
         if self.kind is StepKind.POLICY:
             return f"serve the policy at {self.name} (id {self.policy_id}, max_age {self.max_age})"
         if self.kind is StepKind.REMOVE_POLICY:
             return f"stop serving {self.name}"
+        if self.kind is StepKind.MX:
+            return f"the MX records of {self.name} switch to {self.value}"
         if self.value is None:
             return f"remove the TXT record {self.name}"
         return f'set {self.name} TXT "{self.value}"'
@@ -101,6 +106,21 @@ class Step:
             max_age=int(data.get("max_age", 0)),
             note=str(data.get("note", "")),
         )
+
+
+def _span(seconds: int) -> str:
+    """A wait's length for people: ``90s``, ``2h 30m``, ``7d``."""
+    if seconds < 120:
+        return f"{seconds}s"
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes = rest // 60
+    parts = [
+        f"{days}d" if days else "",
+        f"{hours}h" if hours else "",
+        f"{minutes}m" if minutes else "",
+    ]
+    return " ".join(p for p in parts if p) + f" ({seconds}s)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,6 +195,49 @@ def plan_publication(live: Live, pub: Publication, *, action: str = "publish") -
             )
         )
     return PublishPlan(live.domain, action, tuple(steps))
+
+
+def plan_policy_change(live: Live, pub: Publication, *, action: str) -> PublishPlan:
+    """Only the policy and its new id, never the TLS-RPT record (self-healing, MX migration:
+    a repair of the mx lines must not rewrite a ``rua`` it was not asked about)."""
+    full = plan_publication(live, pub, action=action)
+    steps = tuple(s for s in full.steps if s.kind is not StepKind.TLSRPT)
+    return PublishPlan(live.domain, action, steps)
+
+
+def plan_id_bump(live: Live, *, policy_id: str, action: str = "id-bump") -> PublishPlan:
+    """A new id for the policy served now (it changed while the id stayed, RFC 8461 §3.1):
+    the same body served again and verified as a sender fetches it, then the TXT record with
+    ``policy_id`` (checklist G5.1, G5.2)."""
+    if live.policy is None or live.sts is None:
+        raise ConfigError(f"{live.domain}: no policy and id are live, so no id to bump")
+    text = live.policy
+    age = next((v.strip() for k, _, v in _pairs(text) if k == "max_age"), "")
+    value = format_sts_record(StsRecord(policy_id))
+    steps = (
+        Step(
+            StepKind.POLICY,
+            policy_url(live.domain),
+            text,
+            policy_id=policy_id,
+            max_age=int(age) if age.isdigit() else 0,
+            note="the policy served now, served again and fetched as a sender would",
+        ),
+        Step(
+            StepKind.STS,
+            sts_record_name(live.domain) + ".",
+            value,
+            expect=(live.sts,),
+            ttl=live.sts_ttl,
+            policy_id=policy_id,
+            note="a new id: senders fetch the policy again",
+        ),
+    )
+    return PublishPlan(live.domain, action, steps)
+
+
+def _pairs(policy: str) -> list[tuple[str, str, str]]:
+    return [line.partition(":") for line in policy.splitlines()]
 
 
 def plan_reporting(live: Live, pub: Publication) -> PublishPlan:

@@ -320,3 +320,76 @@ async def verify_txt_many(
             )
         await asyncio.sleep(options.interval)
     return time.monotonic() - started
+
+
+@dataclass(frozen=True, slots=True)
+class MxSet:
+    """The MX RRset at a name as one server serves it (authoritatively)."""
+
+    hosts: tuple[str, ...]  # sorted target names, lower case, no trailing dot
+    ttl: int = 0
+
+
+async def ask_mx(server: NameServer, name: str, *, limit: float = 5.0) -> MxSet:
+    """The MX hosts ``server`` serves at ``name``; ``PublishError`` when it cannot say."""
+    step = f"read {name} MX"
+    try:
+        reply = await _ask(server, name, "MX", limit)
+    except (dns.exception.DNSException, OSError) as exc:
+        raise PublishError(
+            f"{server.label}: no answer for {name} MX ({exc.__class__.__name__})",
+            step=step,
+            answer="no answer",
+        ) from None
+    rcode = reply.rcode()
+    if rcode not in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN) or not reply.flags & dns.flags.AA:
+        shown = dns.rcode.to_text(rcode) if rcode != dns.rcode.NOERROR else "no AA bit"
+        raise PublishError(
+            f"{server.label} answered {shown} for {name} MX", step=step, answer=shown
+        )
+    owner = dns.name.from_text(name)
+    for rrset in reply.answer:
+        if rrset.name == owner and rrset.rdtype == dns.rdatatype.MX:
+            hosts = sorted({rd.exchange.to_text().rstrip(".").lower() for rd in rrset})
+            return MxSet(tuple(hosts), rrset.ttl)
+    return MxSet(())
+
+
+async def wait_for_mx(
+    servers: Sequence[NameServer],
+    name: str,
+    hosts: Sequence[str],
+    *,
+    allowed: Sequence[str],
+    options: VerifyOptions,
+    patience: float,
+    progress: Progress | None = None,
+) -> float | None:
+    """Until every server shows exactly ``hosts`` at ``name`` on ``options.polls`` consecutive
+    polls (the seconds waited), or None after ``patience`` seconds without that. A server
+    naming a host outside ``allowed`` (the old and the new set) is a ``PublishError`` at once:
+    the policy served does not cover it."""
+    want = tuple(sorted(hosts))
+    started = time.monotonic()
+    agreeing = 0
+    while True:
+        states = await asyncio.gather(
+            *(ask_mx(s, name, limit=options.query_timeout) for s in servers)
+        )
+        stray = sorted({h for st in states for h in st.hosts} - set(allowed))
+        if stray:
+            raise PublishError(
+                f"the MX records of {name} name {', '.join(stray)}, which neither the old nor "
+                f"the new set holds (the policy does not cover it): set them to {' '.join(want)}",
+                step=f"verify {name} MX",
+                answer="unexpected MX",
+            )
+        moved = sum(st.hosts == want for st in states)
+        agreeing = agreeing + 1 if moved == len(servers) else 0
+        if progress is not None:
+            progress(f"{moved}/{len(servers)} servers show MX {' '.join(want)}")
+        if agreeing >= options.polls:
+            return time.monotonic() - started
+        if time.monotonic() - started > patience:
+            return None
+        await asyncio.sleep(max(options.interval, 1.0 if patience > 30 else options.interval))
