@@ -87,3 +87,29 @@ async def test_a_policy_not_served_is_never_announced(world: DnsWorld, store: St
     assert done.changed == () and done.bulk is None
     assert "mta-sts.nowhere.example" in done.skipped["nowhere.example"]
     assert txt(world, "nowhere.example") == []
+
+
+def test_plan_hosted_policy_first_then_the_id_and_removal_after_decommission(
+    store: Store,
+) -> None:
+    from stspilot.publish.hosted import plan_hosted
+    from stspilot.publish.plan import StepKind, check_order
+
+    hosting = HostedPolicies(store)
+    tenant = Accounts(store).add_tenant("acme", now=NOW)
+    first = hosting.add("a.example", tenant_id=tenant.id, mode="testing", mx=["mx.a"], now=NOW)
+    plan = plan_hosted(first, ZONE, now=NOW, known_ids=["older"])
+    assert [s.kind for s in plan.steps] == [StepKind.POLICY, StepKind.STS]
+    check_order(plan.steps)  # the policy serving the id comes before it
+    policy, sts = plan.steps
+    assert policy.value == first.policy_text and sts.value == first.sts_txt_value
+    assert sts.name == record_name("a.example", ZONE)
+    # The record may hold nothing or an id this domain had; never someone else's value.
+    assert set(sts.expect) == {None, first.sts_txt_value, "v=STSv1; id=older"}
+    gone = hosting.decommission("a.example", now=NOW)
+    assert gone.remove_after is not None
+    during = plan_hosted(gone, ZONE, now=gone.remove_after - timedelta(seconds=1))
+    assert [s.kind for s in during.steps] == [StepKind.POLICY, StepKind.STS]
+    after = plan_hosted(gone, ZONE, now=gone.remove_after)
+    assert [s.kind for s in after.steps] == [StepKind.REMOVE_STS]
+    assert after.steps[0].value is None and gone.sts_txt_value in after.steps[0].expect

@@ -22,11 +22,12 @@ def _spec() -> dict[str, Any]:
     """The description as the app publishes it (a throwaway app: no database is touched)."""
     from fastapi import FastAPI
 
-    from stspilot.web import api, api_accounts
+    from stspilot.web import api, api_accounts, publish
 
     probe = FastAPI(title="stspilot", version="test")
     probe.include_router(api.router)
     probe.include_router(api_accounts.router)
+    probe.include_router(publish.router)  # the journal, plans and their confirmation
     return probe.openapi()
 
 

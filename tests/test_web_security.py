@@ -16,7 +16,7 @@ from web_support import World, client_for, form_token, login, make_app
 
 pytestmark = pytest.mark.db
 
-PARAMS = {"{domain}": "example.com", "{report_id}": "1", "{token_id}": "1"}
+PARAMS = {"{domain}": "example.com", "{report_id}": "1", "{token_id}": "1", "{run_id}": "1"}
 BODIES: dict[str, Any] = {
     "/api/domains": {"domain": "z.test", "mx": ["mx.z.test"]},
     "/api/domains/{domain}": {"mode": "enforce", "max_age": 604800},
@@ -24,6 +24,11 @@ BODIES: dict[str, Any] = {
     "/api/tokens": {"name": "x"},
     "/api/tenants": {"name": "x"},
     "/api/users": {"name": "x", "password": "long enough", "tenant": "acme"},
+    "/api/domains/{domain}/publish/runs": {
+        "action": "hosted-sync",
+        "planned_at": "2026-11-22T12:00:00+00:00",
+        "digest": "0" * 64,
+    },
 }
 
 

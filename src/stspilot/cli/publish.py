@@ -256,10 +256,21 @@ def resume_command(
 
     console = Console(highlight=False, soft_wrap=True)
     with Store.open(db) as store:
-        cfg0 = domain_config(domain, config, None, None)
-        run = PublishJournal(store).open_run(cfg0.domain)
+        from stspilot.sts.names import domain_name
+
+        name = domain_name(domain)
+        run = PublishJournal(store).open_run(name)
         if run is None:
-            raise PublishError(f"{cfg0.domain} has no unfinished publish run", step="resume")
+            raise PublishError(f"{name} has no unfinished publish run", step="resume")
+        if run.destination == "hosted-delegation":  # the hosted service's own TXT records
+            from stspilot.publish.hosted import resume_delegated
+
+            options = check_options(nameserver, ca_file, port_map, timeout)
+            render = resume_delegated(store, run, config=config, check=options, actor=actor())
+            from stspilot.publish.render import render_runs
+
+            render_runs([render], console)
+            return
         cfg = domain_config(domain, config, None, run.destination)
 
         async def go(publisher: Publisher) -> JournalRun:

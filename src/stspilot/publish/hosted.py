@@ -11,27 +11,47 @@ verified at every authoritative server (``bulk.py``). A domain being decommissio
 record once its wait is over (``remove_after``), before the operator removes the policy:
 the TXT record goes first (RFC 8461 §8.3; checklist G5.7). Records are never removed for
 domains the store does not know: they are reported.
+
+One domain at a time, journaled (the web's path after every hosted policy change, and its
+rollout actions for hosted domains): ``plan_hosted`` makes the two steps (the policy served
+and fetched as a sender would, then ``<domain>.<zone>`` TXT with its id) and
+``open_hosted_publisher`` the ``Publisher`` that carries them out, with
+``DelegatedDestination`` as the policy's place: the hosted store itself. Such runs carry the
+destination label ``hosted-delegation``, so ``publish resume`` finds this path again.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING
 
+from stspilot.errors import ConfigError, PublishError, StoreError
 from stspilot.facts import FetchOutcome
 from stspilot.probes.fetch import PolicyFetcher
 from stspilot.publish.bulk import BulkResult, change_txt_many, read_all
+from stspilot.publish.destinations import PolicyChange, Served
+from stspilot.publish.plan import PublishPlan, Step, StepKind
 from stspilot.publish.providers import STS_PREFIX, TxtChange
 from stspilot.publish.rfc2136 import Rfc2136Provider
 from stspilot.publish.verify import NameServer, VerifyOptions
 from stspilot.rollout.generate import TXT_TTL
+from stspilot.sts.records import StsRecord, format_sts_record, new_policy_id
 
 if TYPE_CHECKING:
+    from stspilot.check.run import CheckOptions
+    from stspilot.publish.apply import Publisher
+    from stspilot.publish.config import PublishConfig, ZoneConfig
     from stspilot.store import Store
     from stspilot.store.hosting import HostedDomain
+    from stspilot.store.journal import JournalRun
+
+DELEGATED = "hosted-delegation"  # the journal's destination label of this path
+SYNC_ACTION = "hosted-sync"
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,3 +128,200 @@ async def sync_delegation(
     changes = [TxtChange(n, STS_PREFIX, v, TXT_TTL) for _, n, v in todo]
     result = await change_txt_many(provider, servers, changes, batch=batch, verify=verify)
     return SyncResult(tuple(h.domain for h, _, _ in todo), skipped, result)
+
+
+# --- one domain, journaled ----------------------------------------------------------------
+
+
+def delegation_zone(config: PublishConfig, zone: str | None) -> ZoneConfig | None:
+    """The provider configured for the delegation zone (rfc2136), None when there is none:
+    then the customer is shown the record to publish, as before."""
+    name = (zone or "").rstrip(".").lower()
+    found = config.zones.get(name) if name else None
+    return found if found is not None and found.provider == "rfc2136" else None
+
+
+def policy_url(domain: str) -> str:
+    return f"https://mta-sts.{domain}/.well-known/mta-sts.txt"
+
+
+def plan_hosted(
+    hosted: HostedDomain,
+    zone: str,
+    *,
+    now: datetime,
+    known_ids: Sequence[str] = (),
+    text: str | None = None,
+    max_age: int | None = None,
+    action: str = SYNC_ACTION,
+) -> PublishPlan:
+    """The policy (``text``, default: what the store serves now) served and fetched as a sender
+    would, then ``<domain>.<zone>`` TXT naming its id (RFC 8461 §8.1; checklist G5.1).
+
+    The record may hold nothing or any id this domain was ever served with (``known_ids``):
+    anything else was written by someone else and is never overwritten. A changed text gets
+    the id the store will give it (``now``); the store's own one is published in the end."""
+    expect: list[str | None] = [None]
+    for known in dict.fromkeys([hosted.policy_id, *known_ids]):
+        expect.append(format_sts_record(StsRecord(known)))
+    name = record_name(hosted.domain, zone)
+    if text is None and wanted_value(hosted, now) is None:
+        # Decommissioned and its wait is over: the record goes, the policy stays for now.
+        note = "decommission: every cached policy has expired; the TXT record goes first (G5.7)"
+        step = Step(StepKind.REMOVE_STS, name, None, expect=tuple(expect), note=note)
+        return PublishPlan(hosted.domain, action, (step,))
+    body = hosted.policy_text if text is None else text
+    changes = body != hosted.policy_text
+    policy_id = new_policy_id(now, previous=hosted.policy_id) if changes else hosted.policy_id
+    steps = (
+        Step(
+            StepKind.POLICY,
+            policy_url(hosted.domain),
+            body,
+            policy_id=policy_id,
+            max_age=hosted.max_age if max_age is None else max_age,
+            note="served here and fetched as a sender would, before its id is published",
+        ),
+        Step(
+            StepKind.STS,
+            name,
+            format_sts_record(StsRecord(policy_id)),
+            expect=tuple(expect),
+            policy_id=policy_id,
+            note=f"the delegation zone: _mta-sts.{hosted.domain} is a CNAME to this name",
+        ),
+    )
+    return PublishPlan(hosted.domain, action, steps)
+
+
+def zone_of_run(run: JournalRun) -> str:
+    """The delegation zone a ``hosted-delegation`` run writes to (from its TXT step's name)."""
+    prefix = f"{run.domain}."
+    for step in run.steps:
+        name = str(step.target.get("name", ""))
+        dns = step.kind in (StepKind.STS.value, StepKind.REMOVE_STS.value)
+        if dns and name.startswith(prefix):
+            return name[len(prefix) :].rstrip(".")
+    raise PublishError(f"run {run.id} of {run.domain} names no delegation record", step="resume")
+
+
+class DelegatedDestination:
+    """The hosted store as the policy's place. ``write`` False (a sync after an edit): the store
+    serves the body already, and a body changed since the plan means a newer edit whose own run
+    follows, so this one stops rather than put the older body back. ``write`` True (a rollout
+    action): the store is changed to the body (``mode: none`` decommissions)."""
+
+    label = DELEGATED
+
+    def __init__(
+        self, store: Store, *, clock: Callable[[], datetime], actor: str, write: bool
+    ) -> None:
+        from stspilot.store.hosting import HostedPolicies
+
+        self.hosted = HostedPolicies(store)
+        self.clock = clock
+        self.actor = actor
+        self.write = write
+
+    async def put(self, change: PolicyChange) -> Served:
+        return await asyncio.to_thread(self._put, change)
+
+    def _put(self, change: PolicyChange) -> Served:
+        try:
+            current = self.hosted.get(change.domain)
+            if current is None:
+                raise PublishError(
+                    f"{change.domain} is not hosted here any more",
+                    step="policy hosted",
+                    answer="not hosted",
+                )
+            if current.policy_text == change.text:
+                return Served(current.policy_text, current.policy_id)
+            if not self.write:
+                raise PublishError(
+                    f"the hosted policy of {change.domain} changed since this run was planned; "
+                    "the run of that change publishes its id",
+                    step="policy hosted",
+                    answer="superseded",
+                )
+            now = self.clock()
+            if change.mode == "none":
+                done = self.hosted.decommission(change.domain, now=now, actor=self.actor)
+            else:
+                done = self.hosted.update(
+                    change.domain, now=now, mode=change.mode, mx=list(change.mx),
+                    max_age=change.max_age, reason="stspilot publish (web)", actor=self.actor,
+                )  # fmt: skip
+        except (StoreError, ConfigError) as exc:
+            raise PublishError(str(exc), step="policy hosted", answer="store") from None
+        return Served(done.policy_text, done.policy_id)
+
+    async def remove(self, domain: str) -> None:
+        raise PublishError(
+            f"{domain}: a hosted policy is removed by the hosting (decommission), not here",
+            step="policy hosted",
+            answer="refused",
+        )
+
+
+@asynccontextmanager
+async def open_hosted_publisher(
+    store: Store,
+    zone: ZoneConfig,
+    *,
+    check: CheckOptions,
+    clock: Callable[[], datetime],
+    actor: str,
+    write: bool,
+) -> AsyncIterator[Publisher]:
+    """A ``Publisher`` for the delegation zone with the hosted store as the policy's place."""
+    from stspilot.check.run import Probes
+    from stspilot.publish.apply import Publisher
+    from stspilot.store.journal import PublishJournal
+
+    rfc = zone.rfc2136()
+    provider = Rfc2136Provider(rfc)
+    async with Probes(check) as probes:
+        try:
+            yield Publisher(
+                journal=PublishJournal(store),
+                provider=provider,
+                destination=DelegatedDestination(store, clock=clock, actor=actor, write=write),
+                fetcher=probes.fetcher,
+                zone=zone.zone,
+                primary=NameServer("primary", rfc.server, rfc.port),
+                clock=clock,
+                verify=VerifyOptions(timeout=float(zone.options.get("verify_timeout", 300))),
+                nameserver_port=zone.nameserver_port,
+            )
+        finally:
+            await provider.aclose()
+
+
+def resume_delegated(
+    store: Store,
+    run: JournalRun,
+    *,
+    config: Path | None,
+    check: CheckOptions,
+    actor: str,
+    clock: Callable[[], datetime] | None = None,
+) -> JournalRun:
+    """``publish resume`` of a ``hosted-delegation`` run: the provider of the zone its TXT
+    step names; a sync after an edit only checks the policy, a rollout action writes it."""
+    from stspilot.publish.config import load_config
+    from stspilot.publish.session import utc_now
+
+    zone_name = zone_of_run(run)
+    zone = delegation_zone(load_config(config), zone_name)
+    if zone is None:
+        raise ConfigError(f'configure [zones."{zone_name}"] with provider = "rfc2136" first')
+
+    async def main() -> JournalRun:
+        async with open_hosted_publisher(
+            store, zone, check=check, clock=clock or utc_now, actor=actor,
+            write=run.action != SYNC_ACTION,
+        ) as publisher:  # fmt: skip
+            return await publisher.resume(run.domain)
+
+    return asyncio.run(main())

@@ -39,7 +39,8 @@ from stspilot.web.api_models import (
     VersionOut,
 )
 from stspilot.web.auth import context, require_user
-from stspilot.web.hosting import publish_info
+from stspilot.web.domain_view import hosting_start
+from stspilot.web.hosting import publish_info, sync_after_change
 
 if TYPE_CHECKING:
     from stspilot.check.evaluate import CheckResult
@@ -115,16 +116,18 @@ def _readable_domain(request: Request, user: User, domain: str) -> str:
 
 
 def _hosting_start(request: Request, user: User, domain: str) -> datetime | None:
-    """When this tenant's hosting of ``domain`` began (None for admins: they read all).
-    Reports belong to the hosting period, not to the name."""
-    if user.is_admin:
-        return None
-    hosted = context(request).hosting.get(domain)
-    return None if hosted is None else hosted.created_at
+    """When this tenant's hosting of ``domain`` began (``domain_view.hosting_start``)."""
+    return hosting_start(user, context(request).hosting.get(domain))
 
 
-def _changed(request: Request) -> None:
+def _changed(
+    request: Request, hosted: HostedDomain | None = None, user: User | None = None
+) -> None:
+    """After a change: the policy cache forgets; a changed policy's TXT record in the
+    delegation zone follows when a provider is configured for it (``web/hosting.py``)."""
     context(request).policy_cache.invalidate()
+    if hosted is not None and user is not None:
+        sync_after_change(request.app, hosted, actor=f"{user.name} (web)")
 
 
 # --- routes ------------------------------------------------------------------------------------
@@ -188,7 +191,7 @@ async def add_domain(
             actor=user.name,
         )
     )
-    _changed(request)
+    await asyncio.to_thread(_changed, request, hosted, user)
     return _domain_out(request, hosted)
 
 
@@ -226,7 +229,7 @@ def edit_domain(request: Request, user: CurrentUser, domain: str, body: DomainPa
         auto_sync_mx=body.auto_sync_mx,
         actor=user.name,
     )
-    _changed(request)
+    _changed(request, updated if updated.policy_id != hosted.policy_id else None, user)
     return _domain_out(request, updated)
 
 
@@ -281,7 +284,7 @@ def sync_mx(request: Request, user: CurrentUser, domain: str, body: SyncIn) -> S
         hosted.domain, live, now=ctx.clock(), apply=body.apply, actor=user.name
     )
     if result.applied:
-        _changed(request)
+        _changed(request, result.hosted if result.changed else None, user)
     return _sync_out(request, result)
 
 
@@ -290,7 +293,7 @@ def apply_sync(request: Request, user: CurrentUser, domain: str) -> DomainOut:
     ctx = context(request)
     hosted = _visible(request, user, domain)
     updated = ctx.hosting.apply_pending_mx(hosted.domain, now=ctx.clock(), actor=user.name)
-    _changed(request)
+    _changed(request, updated if updated.policy_id != hosted.policy_id else None, user)
     return _domain_out(request, updated)
 
 
@@ -299,7 +302,7 @@ def decommission(request: Request, user: CurrentUser, domain: str) -> DomainOut:
     ctx = context(request)
     hosted = _visible(request, user, domain)
     updated = ctx.hosting.decommission(hosted.domain, now=ctx.clock(), actor=user.name)
-    _changed(request)
+    _changed(request, updated if updated.policy_id != hosted.policy_id else None, user)
     return _domain_out(request, updated)
 
 

@@ -202,3 +202,85 @@ class UserOut(BaseModel):
     disabled: bool
     created_at: datetime
     tenant_admin: bool = False
+
+
+# --- publishing (web/publish.py) ---------------------------------------------------------------
+
+PublishAction = Literal["next", "rollback", "decommission", "resume", "hosted-sync"]
+
+
+class PublishStepOut(BaseModel):
+    seq: int
+    kind: str = Field(description="tlsrpt, policy, sts, wait, remove-sts or remove-policy")
+    title: str
+    state: str = Field(description="planned, intended, done, verified or failed")
+    target: dict[str, Any]
+    outcome: dict[str, Any] | None
+    error: str | None
+    intended_at: datetime | None
+    done_at: datetime | None
+    verified_at: datetime | None
+
+
+class PublishRunOut(BaseModel):
+    id: int
+    domain: str
+    action: str
+    actor: str
+    reason: str
+    dns: str = Field(description="the DNS provider (never its secrets)")
+    destination: str
+    state: str = Field(description="running, waiting, failed, done or abandoned")
+    error: str | None
+    created_at: datetime
+    updated_at: datetime
+    steps: list[PublishStepOut]
+
+
+class PlanStepOut(BaseModel):
+    kind: str = Field(description="tlsrpt, policy, sts, wait, remove-sts or remove-policy")
+    title: str
+    name: str = Field(description="the record's owner name, or the policy URL")
+    value: str | None = Field(description="the record's value or the policy text; null: removed")
+    seconds: int = Field(description="a wait's length, from the step before it")
+    until: datetime | None = Field(description="a wait's fixed end")
+    note: str
+
+
+class GateOut(BaseModel):
+    stage: str
+    ready: bool = Field(description="the enforce gate passes")
+    failing: list[str] = Field(description="the gate's criteria that fail")
+    observed_at: datetime | None = Field(description="the stored check the verdict comes from")
+
+
+class PublishPlanOut(BaseModel):
+    """A plan to confirm: POST it back (action, planned_at, digest, force_reason) to run it."""
+
+    domain: str
+    action: PublishAction
+    run_action: str = Field(description="what the journal will call the run")
+    planned_at: datetime
+    summary: str
+    steps: list[PlanStepOut]
+    notes: list[str]
+    gate: GateOut | None
+    refused: str | None = Field(description="why confirming is refused (the enforce gate)")
+    reason: str = Field(description="what the journal records as the reason")
+    dns: str
+    destination: str
+    resume_run: int | None
+    force_reason: str
+    digest: str = Field(description="SHA-256 of the plan; the confirmation must carry it")
+
+
+class PublishConfirm(BaseModel):
+    action: PublishAction
+    planned_at: datetime
+    digest: Annotated[str, Field(min_length=64, max_length=64, pattern="^[0-9a-f]{64}$")]
+    force_reason: Annotated[str, Field(max_length=500)] = ""
+
+
+class PublishStarted(BaseModel):
+    run: PublishRunOut
+    progress: str = Field(description="where the run's progress is read (the journal)")

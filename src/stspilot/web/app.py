@@ -243,6 +243,9 @@ def _lifespan(
             yield
         finally:
             stop.set()
+            from stspilot.web.publish_jobs import close_jobs
+
+            await asyncio.to_thread(close_jobs, app)  # runs cut short stay resumable
             if smtp is not None:
                 smtp.close()
                 await smtp.wait_closed()

@@ -43,7 +43,7 @@ def cert_expiry(check: CheckRecord, now: datetime) -> tuple[int | None, str]:
 
 def hosting_start(user: User, hosted: HostedDomain | None) -> datetime | None:
     """When the user's tenant began hosting the domain: its reports are those received since
-    (the hosting period, as the API's ``_hosting_start``); None for administrators, who read
+    (the hosting period; the one rule, for the pages and the API); None for administrators, who read
     every report, and for a domain nobody hosts."""
     if user.is_admin or hosted is None:
         return None

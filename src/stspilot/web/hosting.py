@@ -10,6 +10,7 @@ replica clears its cache at once; one made through another replica is seen withi
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -24,6 +25,8 @@ from stspilot.store.hosting import (
 )
 from stspilot.sts.names import fold_name
 from stspilot.web.settings import WebSettings, in_networks
+
+log = logging.getLogger(__name__)
 
 POLICY_PATH = "/.well-known/mta-sts.txt"
 _TEXT = (b"content-type", b"text/plain; charset=utf-8")
@@ -215,3 +218,63 @@ def publish_info(hosted: HostedDomain, settings: WebSettings) -> dict[str, Any]:
         "records": records,
         "steps": steps,
     }
+
+
+# --- the hook after a hosted policy change -----------------------------------------------------
+
+
+def sync_after_change(app: Any, hosted: HostedDomain, *, actor: str) -> int | None:
+    """With a provider configured for the delegation zone, carry the change of ``hosted``'s
+    policy to its TXT record there: the policy served and fetched as a sender would first, then
+    the new id (``publish/hosted.py``), journaled with ``actor`` before this returns and carried
+    out in the background. Returns the journal run, None without a provider (the customer is
+    shown the record, as before). Blocking: call it from a worker thread."""
+    from stspilot.errors import StspilotError
+    from stspilot.publish.hosted import DELEGATED, SYNC_ACTION, delegation_zone, plan_hosted
+    from stspilot.publish.plan import check_order
+    from stspilot.publish.rfc2136 import Rfc2136Provider
+    from stspilot.store.journal import PublishJournal
+    from stspilot.web.publish_jobs import publish_jobs
+
+    ctx = app.state.ctx
+    if not ctx.settings.txt_delegation_zone:
+        return None
+    journal = PublishJournal(ctx.store)
+    try:
+        from stspilot.publish.config import load_config
+
+        config = load_config(ctx.settings.publish_config)
+        zone = delegation_zone(config, ctx.settings.txt_delegation_zone)
+        if zone is None:
+            return None
+        label = Rfc2136Provider(zone.rfc2136()).label
+    except StspilotError as exc:
+        # The change is made; that its record cannot follow must show where the journal shows.
+        log.warning("%s: the delegation zone's TXT record cannot follow: %s", hosted.domain, exc)
+        run = journal.start(
+            hosted.domain, action=SYNC_ACTION, steps=[], actor=actor,
+            reason="the hosted policy changed", dns="(not configured)", destination=DELEGATED,
+            now=ctx.clock(),
+        )  # fmt: skip
+        journal.mark_run(run.id, "failed", now=ctx.clock(), error=f"publish config: {exc}")
+        return run.id
+    known = [v.policy_id for v in ctx.hosting.history(hosted.domain)[:50]]
+    plan = plan_hosted(hosted, zone.zone, now=ctx.clock(), known_ids=known)
+    check_order(plan.steps)
+    run = journal.start(
+        hosted.domain, action=SYNC_ACTION, steps=[s.to_dict() for s in plan.steps], actor=actor,
+        reason="the hosted policy changed", dns=label, destination=DELEGATED, now=ctx.clock(),
+    )  # fmt: skip
+
+    async def job() -> Any:
+        from stspilot.check.run import CheckOptions
+        from stspilot.publish.hosted import open_hosted_publisher
+
+        check = ctx.settings.check_options or CheckOptions(allow_private=False)
+        async with open_hosted_publisher(
+            ctx.store, zone, check=check, clock=ctx.clock, actor=actor, write=False
+        ) as publisher:
+            return await publisher.run(run)
+
+    publish_jobs(app).submit(run.id, job)
+    return run.id

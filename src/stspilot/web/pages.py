@@ -29,6 +29,7 @@ from stspilot.web.domain_view import (
     domain_values,
     hosting_start,
 )
+from stspilot.web.hosting import sync_after_change
 from stspilot.web.proof import hosting_proof_missing
 
 PageUser = Annotated[User, Depends(require_page_user)]
@@ -239,6 +240,7 @@ async def domain_create(request: Request, user: PageUser) -> Response:
             request, user, "domain_new.html", {"form": values, "error": str(exc)}, status
         )
     ctx.policy_cache.invalidate()
+    await asyncio.to_thread(sync_after_change, request.app, hosted, actor=f"{user.name} (web)")
     request.app.state.inventory_headlines = {}  # a new domain counts at once
     return RedirectResponse(request.url_for("domain", domain=hosted.domain).path, 303)
 

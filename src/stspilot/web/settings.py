@@ -93,6 +93,9 @@ class WebSettings:
     # `_mta-sts.<d>` CNAME -> `<d>.<txt_delegation_zone>` when we publish their TXT too.
     policy_cname_target: str | None = None
     txt_delegation_zone: str | None = None
+    # The publish config (publish/config.py) for web actions and the delegation zone's TXT
+    # records; None: $STSPILOT_PUBLISH_CONFIG or the user config folder's, as for the CLI.
+    publish_config: Path | None = None
     # Optional mail intake in the same process.
     smtp_listen: tuple[str, int] | None = None
     smtp_domains: frozenset[str] = frozenset()
@@ -164,6 +167,8 @@ class WebSettings:
             values["check_options"] = CheckOptions(
                 allow_private=False, nameserver=host or server, dns_port=int(port or 53)
             )
+        if publish := env.get(ENV_PREFIX + "PUBLISH_CONFIG"):
+            values["publish_config"] = Path(publish)
         if (proof := env.get(ENV_PREFIX + "REQUIRE_HOSTING_PROOF")) is not None:
             values["require_hosting_proof"] = proof.lower() not in ("0", "false", "no")
         if (insecure := env.get(ENV_PREFIX + "INSECURE_COOKIES")) is not None:
