@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -117,6 +118,12 @@ async def test_publish_info_with_delegation(world: World) -> None:
     assert records[("mta-sts.example.com.", "CNAME")] == "policy.provider.test."
     assert records[("_mta-sts.example.com.", "CNAME")] == "example.com.sts.provider.test."
     assert records[("example.com.sts.provider.test.", "TXT")] == f"v=STSv1; id={hosted.policy_id}"
+    assert "the operator publishes the TXT there" in info["steps"][-1]
+    # With a publish config, stspilot itself carries each change to the delegation zone.
+    own = publish_info(
+        hosted, settings(txt_delegation_zone="sts.provider.test", publish_config=Path("p.toml"))
+    )
+    assert "stspilot publishes the TXT there after every policy change" in own["steps"][-1]
     plain = publish_info(hosted, settings())
     assert {(r["name"], r["type"]) for r in plain["records"]} == {("_mta-sts.example.com.", "TXT")}
     assert plain["policy_url"] == "https://mta-sts.example.com/.well-known/mta-sts.txt"

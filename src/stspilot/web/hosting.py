@@ -204,7 +204,12 @@ def publish_info(hosted: HostedDomain, settings: WebSettings) -> dict[str, Any]:
         target = f"{d}.{zone}."
         records.append({"name": f"_mta-sts.{d}.", "type": "CNAME", "value": target})
         records.append({"name": target, "type": "TXT", "value": hosted.sts_txt_value})
-        steps.append(f"Once: CNAME _mta-sts.{d} to {target}; the operator publishes the TXT there.")
+        who = (
+            "stspilot publishes the TXT there after every policy change (see the journal)"
+            if settings.publish_config
+            else "the operator publishes the TXT there"
+        )
+        steps.append(f"Once: CNAME _mta-sts.{d} to {target}; {who}.")
     else:
         records.append({"name": f"_mta-sts.{d}.", "type": "TXT", "value": hosted.sts_txt_value})
         steps.append(
