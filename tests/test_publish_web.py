@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -275,3 +276,42 @@ def test_without_a_provider_the_record_is_shown_as_before(pw: PubWorld, store: S
     assert PublishJournal(store).runs("example.com") == []
     assert plan_answer.status_code == 409
     time.sleep(0)  # nothing runs in the background
+
+
+def test_removing_a_decommissioned_domain_takes_its_delegation_record_first(
+    pw: PubWorld,
+) -> None:
+    """The TXT record in the delegation zone goes before the hosted policy (checklist G5.7):
+    deleting the domain while it stands starts its removal and answers 409, never an orphan."""
+    from sqlalchemy import update
+
+    from stspilot.store.hosting import hosted_domains
+
+    with pw.client("alice") as c:
+        answer = c.patch("/api/domains/example.com", json={"mode": "enforce", "max_age": 86400})
+    assert answer.status_code == 200, answer.text
+    assert pw.wait_run("example.com", latest_run(pw, "example.com")["id"])["state"] == "done"
+    with pw.client("alice") as c:
+        assert c.post("/api/domains/example.com/decommission").status_code == 200
+    assert pw.wait_run("example.com", latest_run(pw, "example.com")["id"])["state"] == "done"
+    assert pw.txt("example.com")  # mode none served under a new id, still announced
+    with pw.client("alice") as c:  # the wait is not over: refused as before
+        assert c.delete("/api/domains/example.com").status_code == 409
+    past = datetime.now(UTC) - timedelta(seconds=1)
+    with pw.store.engine.begin() as conn:  # every cached policy has expired
+        conn.execute(
+            update(hosted_domains)
+            .where(hosted_domains.c.domain == "example.com")
+            .values(remove_after=past)
+        )
+    with pw.client("alice") as c:
+        refused = c.delete("/api/domains/example.com")
+    assert refused.status_code == 409, refused.text
+    assert "removed first" in refused.text
+    run = pw.wait_run("example.com", latest_run(pw, "example.com")["id"])
+    assert run["state"] == "done", run
+    assert [s["kind"] for s in run["steps"]] == ["remove-sts"]
+    assert pw.txt("example.com") == []
+    with pw.client("alice") as c:
+        assert c.delete("/api/domains/example.com").status_code == 204
+        assert c.get("/api/domains/example.com").status_code == 404

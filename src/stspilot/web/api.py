@@ -20,7 +20,7 @@ from fastapi.responses import JSONResponse
 from stspilot.errors import ConfigError
 from stspilot.store.accounts import Conflict, NotFound, User
 from stspilot.store.checks import rollout_inputs, save_check
-from stspilot.store.hosting import HostedDomain, MxSync, PolicyVersion
+from stspilot.store.hosting import DECOMMISSIONING, HostedDomain, MxSync, PolicyVersion
 from stspilot.store.models import CheckRecord
 from stspilot.sts.names import domain_name, fold_name
 from stspilot.tlsrpt.reports import Deviation, TlsReport
@@ -40,7 +40,7 @@ from stspilot.web.api_models import (
 )
 from stspilot.web.auth import context, require_user
 from stspilot.web.domain_view import hosting_start
-from stspilot.web.hosting import publish_info, sync_after_change
+from stspilot.web.hosting import delegation_record_pending, publish_info, sync_after_change
 
 if TYPE_CHECKING:
     from stspilot.check.evaluate import CheckResult
@@ -310,7 +310,16 @@ def decommission(request: Request, user: CurrentUser, domain: str) -> DomainOut:
 def remove_domain(request: Request, user: CurrentUser, domain: str) -> None:
     ctx = context(request)
     hosted = _visible(request, user, domain)
-    ctx.hosting.remove(hosted.domain, now=ctx.clock())
+    now = ctx.clock()
+    if hosted.state == DECOMMISSIONING and hosted.remove_after and now >= hosted.remove_after:
+        # The delegation zone's TXT record goes before the policy (never an orphan).
+        run = delegation_record_pending(request.app, hosted, actor=f"{user.name} (web)")
+        if run is not None:
+            raise Conflict(
+                f"the TXT record of {hosted.domain} in the delegation zone is removed first "
+                f"(journal run {run}); delete again once that run is done"
+            )
+    ctx.hosting.remove(hosted.domain, now=now)
     _changed(request)
 
 

@@ -283,3 +283,26 @@ def sync_after_change(app: Any, hosted: HostedDomain, *, actor: str) -> int | No
 
     publish_jobs(app).submit(run.id, job)
     return run.id
+
+
+def delegation_record_pending(app: Any, hosted: HostedDomain, *, actor: str) -> int | None:
+    """Before a decommissioned hosted domain is removed, its TXT record in the delegation zone
+    goes (checklist G5.7: the TXT record first, then the policy; else the record is an orphan
+    naming a policy nobody serves). None when nothing stands in the way: no provider configured
+    for the zone (the operator removes it), or a finished run since the wait ended removed it.
+    Otherwise the journal run that removes it: the one under way, or one started now.
+    Blocking: call it from a worker thread."""
+    from stspilot.publish.hosted import SYNC_ACTION
+    from stspilot.publish.plan import StepKind
+    from stspilot.store.journal import PublishJournal
+
+    ctx = app.state.ctx
+    if not ctx.settings.txt_delegation_zone or not ctx.settings.publish_config:
+        return None
+    since = hosted.remove_after or hosted.created_at
+    for run in PublishJournal(ctx.store).runs(hosted.domain, limit=20):
+        if run.action != SYNC_ACTION or run.created_at < since:
+            continue
+        if any(s.kind == StepKind.REMOVE_STS.value for s in run.steps):
+            return None if run.state == "done" else run.id
+    return sync_after_change(app, hosted, actor=actor)
