@@ -40,6 +40,7 @@ from stspilot.probes.dnssec import (
     matches_anchor,
     nsec_proves,
     parent_side,
+    tlsa_text,
 )
 from stspilot.probes.resolver import Resolver
 from stspilot.probes.rrsig import VerifyFailure, ZoneKey, key_table, verify
@@ -128,7 +129,7 @@ class DnssecValidator:
         """``_<port>._tcp.<host>`` TLSA (RFC 7672 §2.2.3), validated."""
         name = f"_{port}._tcp.{host.rstrip('.')}"
         result = await self.validate(name, dns.rdatatype.TLSA)
-        records = tuple(rdata.to_text() for rdata in result.rrset or ())
+        records = tuple(tlsa_text(rdata) for rdata in result.rrset or ())
         return TlsaLookup(host, name, result.status, result.dnssec, records, result.error)
 
     async def judge_addresses(self, lookup: TlsaLookup, replies: tuple[Reply, ...]) -> TlsaLookup:
