@@ -191,6 +191,24 @@ def nsec_proves(
     return False
 
 
+def nsec_no_closer_match(
+    proofs: list[dns.rrset.RRset], qname: dns.name.Name, encloser: dns.name.Name
+) -> bool:
+    """Validated NSEC records prove that ``qname``, answered from the wildcard at
+    ``encloser``, does not exist and that no name closer to it than ``encloser`` does (RFC
+    4035 §3.1.3.3, §5.3.4): an NSEC covers ``qname``, and neither end of its span shares more
+    labels with ``qname`` than ``encloser`` (else that name, or one under it, exists)."""
+    for proof in proofs:
+        for rdata in proof:
+            if not isinstance(rdata, dns.rdtypes.ANY.NSEC.NSEC):
+                continue
+            if not _nsec_proves(proof.name, rdata, qname, dns.rdatatype.NONE, nxdomain=True):
+                continue
+            if all(qname.fullcompare(end)[2] <= len(encloser) for end in (proof.name, rdata.next)):
+                return True
+    return False
+
+
 def type_set(rdata: dns.rdtypes.ANY.NSEC.NSEC | dns.rdtypes.ANY.NSEC3.NSEC3) -> set[int]:
     """The types an NSEC/NSEC3 type bitmap lists (RFC 4034 §4.1.2)."""
     found: set[int] = set()
