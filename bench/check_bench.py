@@ -18,8 +18,13 @@ records (the lab's own trust anchor), each size checked with ``dane=False`` then
 (``--dane-sizes``, in one process, rounds interleaved). DANE on: the MX, A and AAAA questions
 asked with DO+CD, the TLSA and DNSKEY questions added, four signatures checked (DNSKEY, MX,
 TLSA, A), every address's chain matched. Every domain is its own signed zone: the worst case.
+With ``--dane-mx-hosts N`` the domains share N MX hosts of one signed provider zone instead
+(real inventories: many domains on one provider), whose TLSA and addresses a run validates once
+a host (``probes/dane_share.py``).
 
     .venv/bin/python bench/check_bench.py --skip startup,single,bulk,rss --dane-sizes 300
+    .venv/bin/python bench/check_bench.py --skip startup,single,bulk,rss --dane-sizes 300 \
+        --dane-mx-hosts 10
 """
 
 from __future__ import annotations
@@ -45,25 +50,47 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 # --- the world process --------------------------------------------------------------------------
 
 
-def _signed(index: int, mx_count: int) -> object:
-    """The healthy domain ``index`` with its zone signed and a DANE-EE rollover pair per MX."""
+PROVIDER = "provider.bench.test"
+
+
+def _signed(index: int, mx_count: int, hosts: int = 0) -> object:
+    """The healthy domain ``index`` with its zone signed and a DANE-EE rollover pair per MX;
+    ``hosts`` > 0: its one MX is ``mx<index % hosts>`` of a provider zone (signed once, with
+    the first domain) that all domains share, as real inventories do."""
     from dataclasses import replace
 
-    from stspilot.lab.scenarios import Tlsa, healthy
+    from stspilot.lab.scenarios import Mx, Tlsa, healthy
 
     sc = healthy(index, mx_count=mx_count)
+    if hosts > 0:
+        host = f"mx{index % hosts}.{PROVIDER}"
+        policy = f"version: STSv1\nmode: enforce\nmx: {host}\nmax_age: 604800\n"
+        first = index < hosts  # the first domain naming the host publishes its TLSA
+        sc = replace(
+            sc, mx=(Mx(host, 10),), policy=policy,
+            signed=(sc.domain, PROVIDER) if index == 0 else (sc.domain,),
+            tlsa=(Tlsa(host), Tlsa(host, target="other")) if first else (),
+        )  # fmt: skip
+        return sc
     pairs = tuple(t for mx in sc.mx for t in (Tlsa(mx.name), Tlsa(mx.name, target="other")))
     return replace(sc, signed=(sc.domain,), tlsa=pairs)
 
 
 async def _serve_world(
-    count: int, mx_count: int, latency: float, dns_latency: float, signed: bool = False
+    count: int,
+    mx_count: int,
+    latency: float,
+    dns_latency: float,
+    signed: bool = False,
+    hosts: int = 0,
 ) -> None:
     from stspilot.lab.scenarios import BY_DOMAIN, healthy
     from stspilot.lab.world import Lab
 
-    make = _signed if signed else healthy
-    scenarios = [make(i, mx_count=mx_count) for i in range(count)]  # type: ignore[operator]
+    if signed:
+        scenarios = [_signed(i, mx_count, hosts) for i in range(count)]
+    else:
+        scenarios = [healthy(i, mx_count=mx_count) for i in range(count)]  # type: ignore[misc]
     scenarios.append(BY_DOMAIN["enforce-ok.test"])
     async with Lab(scenarios, latency=latency, dns_latency=dns_latency) as lab:
         info = lab.info
@@ -97,7 +124,13 @@ class World:
     """The lab in a child process."""
 
     def __init__(
-        self, count: int, mx_count: int, latency: float, dns_latency: float, signed: bool = False
+        self,
+        count: int,
+        mx_count: int,
+        latency: float,
+        dns_latency: float,
+        signed: bool = False,
+        hosts: int = 0,
     ) -> None:
         argv = [
             sys.executable,
@@ -111,6 +144,7 @@ class World:
             "--dns-latency-ms",
             str(dns_latency * 1000),
             *(["--world-signed"] if signed else []),
+            *(["--world-dane-hosts", str(hosts)] if hosts else []),
         ]
         self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         assert self.proc.stdout is not None
@@ -382,7 +416,9 @@ async def _dane(count: int, args: argparse.Namespace) -> None:
     """Checker CPU per domain with DANE off, then on, over signed domains with TLSA."""
     from stspilot.check.run import check_domains
 
-    world = World(count, args.mx_count, args.latency_ms / 1000, args.dns_latency_ms / 1000, True)
+    hosts = args.dane_mx_hosts
+    latency, dns_latency = args.latency_ms / 1000, args.dns_latency_ms / 1000
+    world = World(count, args.mx_count, latency, dns_latency, True, hosts)
     try:
         domains = [f"d{i:05d}.bench.test" for i in range(count)]
         cpu: dict[bool, list[float]] = {False: [], True: []}
@@ -397,7 +433,9 @@ async def _dane(count: int, args: argparse.Namespace) -> None:
                     found[dane].update(result.codes())
         off, on = statistics.median(cpu[False]), statistics.median(cpu[True])
         print(
-            f"dane {count:>6} signed domains (mx={args.mx_count}, concurrency={args.concurrency}, "
+            f"dane {count:>6} signed domains "
+            f"({f'sharing {hosts} MX hosts' if hosts else f'mx={args.mx_count} each'}, "
+            f"concurrency={args.concurrency}, "
             f"{args.dane_repeat} rounds, medians, load {os.getloadavg()[0]:.1f}): checker CPU "
             f"{off:5.2f} ms a domain with DANE off, {on:5.2f} ms with DANE on: {on / off - 1:+.0%}"
         )
@@ -424,7 +462,13 @@ def main() -> None:
     parser.add_argument("--dane-sizes", default="300", help="signed domains for the DANE figure")
     parser.add_argument("--dane-repeat", type=int, default=3, help="off/on rounds (median)")
     parser.add_argument("--world", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--dane-mx-hosts", type=int, default=0,
+        help="DANE figure: the domains share this many MX hosts of one signed provider zone "
+        "(0: each domain its own MX host, the worst case)",
+    )  # fmt: skip
     parser.add_argument("--world-signed", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--world-dane-hosts", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--rss-child", default="", help=argparse.SUPPRESS)
     parser.add_argument("--rss-count", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--rss-info", default="", help=argparse.SUPPRESS)
@@ -441,6 +485,7 @@ def main() -> None:
                 args.latency_ms / 1000,
                 args.dns_latency_ms / 1000,
                 args.world_signed,
+                args.world_dane_hosts,
             )
         )
         return

@@ -284,6 +284,10 @@ def test_verdict_table(pki: dict[str, bytes]) -> None:
         ([], SECURE, DaneState.NONE, set()),
         ([_rec("1 1 1", pki["leaf"])], SECURE, DaneState.UNUSABLE,
          {"dane.pkix-usage", "dane.unusable"}),
+        # a digest of the wrong length: that record skipped, the rest judged (RFC 6698 §2.1)
+        ([leaf, TlsaRecord(3, 1, 1, b"\xcd" * 20)], SECURE, DaneState.MATCH,
+         {"dane.match", "dane.rollover.single", "dane.record.unusable"}),
+        ([TlsaRecord(3, 1, 1, b"\xcd" * 20)], SECURE, DaneState.UNUSABLE, {"dane.unusable"}),
     ]  # fmt: skip
     for records, dnssec, state, codes in cases:
         lookup = _lookup(HOST, records, dnssec)

@@ -176,3 +176,23 @@ async def test_insecure_addresses_void_the_tlsa(lab: Lab) -> None:
     assert (mx1.state, mx1.dnssec, mx1.address_dnssec) == ("insecure", "secure", "insecure")
     assert "address records insecure" in mx1.reason
     assert "dane.address.insecure" in result.codes()
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_short_digest_spoils_only_its_record(lab: Lab) -> None:
+    """A TLSA record whose digest is too short for its matching type (which dnspython refuses,
+    and with it the whole answer) is skipped as unusable; the signed RRset still validates
+    over the octets served and the good record beside it still matches (RFC 6698 §2.1)."""
+    info = lab.info
+    lookup = await _validator(lab).lookup_tlsa("mx1.dane-short-digest.test")
+    assert lookup.status is DnsStatus.OK and lookup.dnssec.status is DnssecStatus.SECURE
+    assert sorted(len(r.split()[3]) for r in lookup.records) == [40, 64]
+    options = CheckOptions(nameserver=info.nameserver, dns_port=info.dns_port,
+                           ca_file=info.ca_file, port_map=info.port_map, deadline=8,
+                           trust_anchor=info.trust_anchor)  # fmt: skip
+    result = await check_domain("dane-short-digest.test", options=options)
+    mx1 = next(v for v in result.dane if v.host == "mx1.dane-short-digest.test")
+    assert mx1.state.value == "match" and len(mx1.records) == 2 and len(mx1.matched) == 1
+    (unusable,) = [f for f in result.findings if f.code == "dane.record.unusable"]
+    assert "digest of 20 octets where 32 belong" in unusable.detail
+    assert "dane.lookup-failed" not in result.codes()

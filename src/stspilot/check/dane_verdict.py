@@ -182,6 +182,16 @@ def _host(
                  expected=_expected(chain))
         )  # fmt: skip
         return verdict(DaneState.UNUSABLE, reason), findings
+    skipped = [
+        f"{r.to_text()}: {r.unusable_reason}"
+        for r in records
+        if not r.usable and r.usage not in (Usage.PKIX_TA, Usage.PKIX_EE)
+    ] + bad
+    if skipped:  # skipped by senders (RFC 6698 §2.1, RFC 7672 §3.1.3); the rest still judged
+        findings.append(
+            make("dane.record.unusable", subject=host, name=name,
+                 records="; ".join(skipped)[:300], expected=_expected(chain))
+        )  # fmt: skip
     if probe is None:
         return verdict(DaneState.NOT_CHECKED, "not probed"), findings
     # Every probed address is judged (senders connect to any of them); the host's verdict is

@@ -35,6 +35,7 @@ from stspilot.facts import (
     TlsaLookup,
     TxtLookup,
 )
+from stspilot.probes.dane_share import DaneShare
 from stspilot.probes.resolver import Resolver, ResolverConfig
 from stspilot.probes.tls import TlsContexts
 from stspilot.sts.names import domain_name, policy_url
@@ -124,6 +125,8 @@ class Probes:
         self._dnssec: DnssecValidator | None = None
         self._rua: dict[str, tuple[float, asyncio.Future[MxLookup]]] = {}
         self._mx: dict[str, tuple[float, asyncio.Future[MxProbe]]] = {}
+        # DANE per MX host (DO addresses, validated TLSA), shared like the probe
+        self.dane_share = DaneShare(self.resolver, options.mx_probe_reuse)
         self.warmed = False
 
     @property
@@ -213,6 +216,7 @@ class Probes:
     async def aclose(self) -> None:
         for _, task in self._mx.values():  # probes no domain waits for any more
             task.cancel()
+        self.dane_share.cancel()
         if self._fetcher is not None:
             await self._fetcher.aclose()
 
@@ -288,13 +292,14 @@ async def _collect(partial: _Partial, probes: Probes, probe_mx: bool) -> None:
         partial.policy = await probes.fetcher.fetch_policy(d)
 
     # DANE: each MX host's A/AAAA asked once with DO+CD, for the probe and to validate them
-    # (RFC 7672 §2.2.2); the TLSA judgement waits for those answers
+    # (RFC 7672 §2.2.2), shared per host for the run as the probe (probes/dane_share.py);
+    # the TLSA judgement waits for those answers
     replies: dict[str, asyncio.Future[tuple[Reply, ...]]] = {}
 
     async def probe(host: str) -> None:
         address = None
         if host in replies:
-            address, answers = await resolver.lookup_address_dnssec(host)
+            address, answers = await probes.dane_share.addresses(host)
             replies[host].set_result(answers)
         partial.probes[host] = await probes.probe_mx(host, address)
 
@@ -302,9 +307,9 @@ async def _collect(partial: _Partial, probes: Probes, probe_mx: bool) -> None:
         partial.rua_mx[domain] = await probes.lookup_rua_mx(domain)
 
     async def tlsa(validator: DnssecValidator, host: str) -> None:
-        lookup = await validator.lookup_tlsa(host)
+        lookup = await probes.dane_share.tlsa(validator, host)
         partial.tlsa[host] = lookup
-        partial.tlsa[host] = await validator.judge_addresses(lookup, await replies[host])
+        partial.tlsa[host] = await probes.dane_share.judged(validator, lookup, await replies[host])
 
     async def mx_dnssec(validator: DnssecValidator, mx: MxLookup, answer: Reply) -> None:
         partial.mx_dnssec = await validator.validate_mx(mx, answer)

@@ -54,6 +54,20 @@ def _key(name: str) -> dns.name.Name:
     return dns.name.from_text(name.rstrip(".").lower() + ".")
 
 
+def record_rdata(rtype: str, value: str) -> dns.rdata.Rdata:
+    """``value`` as a record; a TLSA record whose digest length does not fit its matching
+    type (which dnspython refuses) is kept as the octets written, as a careless zone serves it
+    (the ``dane-short-digest`` scenario)."""
+    try:
+        return dns.rdata.from_text(dns.rdataclass.IN, rtype, value)
+    except dns.exception.SyntaxError:
+        if rtype != "TLSA":
+            raise
+        usage, selector, mtype, *data = value.split()
+        octets = bytes((int(usage), int(selector), int(mtype))) + bytes.fromhex("".join(data))
+        return dns.rdata.GenericRdata(dns.rdataclass.IN, dns.rdatatype.TLSA, octets)
+
+
 class DnsData:
     """The lab's zone data: rrsets by (owner, type), the set of existing names, and faults."""
 
@@ -68,7 +82,7 @@ class DnsData:
         for record in records:
             owner = _key(record.name)
             rdtype = dns.rdatatype.from_text(record.rtype)
-            rdata = dns.rdata.from_text(dns.rdataclass.IN, rdtype, record.value)
+            rdata = record_rdata(record.rtype, record.value)
             rrset = grouped.get((owner, rdtype))
             if rrset is None:
                 rrset = grouped[(owner, rdtype)] = dns.rrset.RRset(owner, dns.rdataclass.IN, rdtype)

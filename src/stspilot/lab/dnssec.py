@@ -24,7 +24,7 @@ import dns.rrset
 import dns.zone
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from stspilot.lab.dns_server import Record
+from stspilot.lab.dns_server import Record, record_rdata
 
 with warnings.catch_warnings():
     # dnspython 2.9 names cryptography's deprecated DSA classes at import; DSA is never used.
@@ -79,7 +79,7 @@ def sign_zone(
             owner = _name(record.name)
             if not owner.is_subdomain(origin):
                 continue
-            rdata = dns.rdata.from_text(dns.rdataclass.IN, record.rtype, record.value)
+            rdata = record_rdata(record.rtype, record.value)
             txn.add(owner, 300, rdata)
         dns.dnssec.sign_zone(
             zone,

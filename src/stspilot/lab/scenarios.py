@@ -48,7 +48,8 @@ class Tlsa:
     """A TLSA record at ``_25._tcp.<host>`` whose data the lab computes from the served chain.
 
     ``target``: "leaf" (the host's certificate), "issuer" (the intermediate it sends), or
-    "other" (a key nobody serves: a stale record, or the next key of a rollover).
+    "other" (a key nobody serves: a stale record, or the next key of a rollover), "short"
+    (such a key's digest cut to 20 octets: an unusable record, RFC 6698 §2.1).
     """
 
     host: str  # may contain {d}
@@ -358,6 +359,11 @@ SCENARIOS: tuple[Scenario, ...] = (
     scenario("dane-address-insecure", "Signed TLSA for mx1, but its A record is unsigned",
              {"dane.address.insecure"}, "enforce", signed=("_tcp.mx1.{d}",),
              tlsa=(Tlsa("mx1.{d}"),)),
+    # one TLSA record of mx1 has a digest of the wrong length: only it is skipped
+    scenario("dane-short-digest", "mx1: a good 3 1 1 record beside one whose digest is cut short",
+             {"dane.match", "dane.record.unusable", "dane.rollover.single"}, "enforce",
+             signed=("{d}",),
+             tlsa=(Tlsa("mx1.{d}"), Tlsa("mx1.{d}", target="short"), Tlsa("mx2.{d}"))),
     # mx1's two addresses serve different keys; its TLSA names the second one's only
     scenario("dane-two-keys", "Two addresses of mx1 serve different keys; TLSA matches one",
              {"dane.mismatch", "dane.match", "dane.rollover.single"}, "enforce",

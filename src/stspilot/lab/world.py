@@ -128,6 +128,8 @@ def _tlsa_records(scenarios: Sequence[Scenario], pki: LabPki) -> list[Record]:
                 seed = f"{tlsa.target} key of {tlsa.host}".encode()
                 digest = hashlib.sha512 if mtype == 2 else hashlib.sha256
                 data = digest(seed).hexdigest()
+            if tlsa.target == "short":  # a digest cut short: unusable (RFC 6698 §2.1)
+                data = data[:40]
             out.append(Record(f"_25._tcp.{tlsa.host}", "TLSA", f"{tlsa.params} {data}"))
     return out
 

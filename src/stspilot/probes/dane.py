@@ -31,15 +31,18 @@ import dns.rdtypes.ANY.NSEC
 import dns.rdtypes.ANY.NSEC3
 import dns.rrset
 from dns.rdtypes.ANY.NSEC3 import NSEC3
+from dns.rdtypes.ANY.RRSIG import RRSIG
 
 from stspilot.facts import DnssecResult, DnssecStatus, DnsStatus, MxLookup, TlsaLookup
-from stspilot.probes.denial import Nsec3Proof, nsec3_proof
+from stspilot.probes.denial import Nsec3Proof, nsec3_covers, nsec3_proof
 from stspilot.probes.dnssec import (
     TrustAnchors,
     find_rrset,
     matches_anchor,
+    nsec_no_closer_match,
     nsec_proves,
     parent_side,
+    tlsa_text,
 )
 from stspilot.probes.resolver import Resolver
 from stspilot.probes.rrsig import VerifyFailure, ZoneKey, key_table, verify
@@ -128,7 +131,7 @@ class DnssecValidator:
         """``_<port>._tcp.<host>`` TLSA (RFC 7672 §2.2.3), validated."""
         name = f"_{port}._tcp.{host.rstrip('.')}"
         result = await self.validate(name, dns.rdatatype.TLSA)
-        records = tuple(rdata.to_text() for rdata in result.rrset or ())
+        records = tuple(tlsa_text(rdata) for rdata in result.rrset or ())
         return TlsaLookup(host, name, result.status, result.dnssec, records, result.error)
 
     async def judge_addresses(self, lookup: TlsaLookup, replies: tuple[Reply, ...]) -> TlsaLookup:
@@ -234,7 +237,11 @@ class DnssecValidator:
             if found is None:
                 break
             sigs = find_rrset(answer.answer, current, dns.rdatatype.RRSIG, found.rdtype)
-            results.append(await self._judge_rrset(found, sigs, path))
+            verified: list[RRSIG] = []
+            results.append(await self._judge_rrset(found, sigs, path, verified))
+            encloser = _wildcard_encloser(found.name, verified)
+            if encloser is not None:  # synthesised from *.<encloser>: the name must not exist
+                results.append(await self._judge_wildcard(answer, found.name, encloser, path))
             ttl = min(ttl, found.ttl)
             if rrset is not None:
                 return Validated(DnsStatus.OK, _weakest(*results), rrset, ttl=ttl)
@@ -249,8 +256,13 @@ class DnssecValidator:
         return Validated(status, _weakest(*results), ttl=ttl)
 
     async def _judge_rrset(
-        self, rrset: dns.rrset.RRset, sigs: dns.rrset.RRset | None, path: _Path
+        self,
+        rrset: dns.rrset.RRset,
+        sigs: dns.rrset.RRset | None,
+        path: _Path,
+        verified: list[RRSIG] | None = None,
     ) -> DnssecResult:
+        """The verdict on one RRset; ``verified`` gets the RRSIG that verified it."""
         if len(rrset) > MAX_RRSET:
             return DnssecResult(B, f"{len(rrset)} records at {_text(rrset.name)}: too many")
         if not sigs:
@@ -271,18 +283,55 @@ class DnssecValidator:
         keys = await self._zone_keys(signer, path)
         if keys.status is not S or keys.keys is None:
             return DnssecResult(keys.status, keys.reason, _text(signer))
-        expires = self._verify(rrset, sigs, keys.keys)
+        sig = self._verify(rrset, sigs, keys.keys)
+        if verified is not None:
+            verified.append(sig)
+        expires = float(sig.expiration)
         return DnssecResult(
             S, signer=_text(signer), expires=_when(min(expires, keys.expires or expires))
         )
+
+    async def _judge_wildcard(
+        self,
+        answer: dns.message.Message,
+        qname: dns.name.Name,
+        encloser: dns.name.Name,
+        path: _Path,
+    ) -> DnssecResult:
+        """An answer synthesised from the wildcard at ``encloser`` holds only with validated
+        NSEC/NSEC3 records, in its authority section, proving that ``qname`` itself does not
+        exist and no closer match does (RFC 4035 §5.3.4, RFC 5155 §8.8, RFC 7129 §5.3);
+        else a replayed wildcard signature could stand in for any name."""
+        proofs = [
+            r
+            for r in answer.authority
+            if r.rdtype in (dns.rdatatype.NSEC, dns.rdatatype.NSEC3) and len(r) <= MAX_RRSET
+        ][:MAX_PROOFS]
+        what = f"{_text(qname)} is answered from the wildcard at *.{_text(encloser)}"
+        if not proofs:
+            return DnssecResult(B, f"{what} without a proof that the name does not exist")
+        results = []
+        for proof in proofs:
+            sigs = find_rrset(answer.authority, proof.name, dns.rdatatype.RRSIG, proof.rdtype)
+            results.append(await self._judge_rrset(proof, sigs, path))
+        verdict = _weakest(*results)
+        if verdict.status is not S:
+            return verdict
+        if nsec_no_closer_match(proofs, qname, encloser):
+            return verdict
+        next_closer = dns.name.Name(qname.labels[-(len(encloser) + 1) :])
+        nsec3 = [(p.name, r) for p in proofs for r in p if isinstance(r, NSEC3)]
+        if nsec3 and nsec3_covers(nsec3, next_closer):
+            return verdict
+        return DnssecResult(B, f"{what}, but the NSEC/NSEC3 records do not prove it absent")
 
     def _verify(
         self,
         rrset: dns.rrset.RRset,
         sigs: dns.rrset.RRset,
         keys: dict[int, tuple[ZoneKey, ...]],
-    ) -> float:
-        """The expiration of a signature that verifies; ``_Bogus`` naming why none does."""
+    ) -> RRSIG:
+        """A signature that verifies; ``_Bogus`` naming why none does."""
         now = self.clock()
         reasons: list[str] = []
         for sig in list(sigs)[:MAX_RRSET]:
@@ -294,7 +343,8 @@ class DnssecValidator:
             except (dns.exception.DNSException, ValueError, TypeError) as exc:
                 reasons.append(f"unusable signature: {exc}")
                 continue
-            return float(sig.expiration)
+            good: RRSIG = sig
+            return good
         what = f"{_text(rrset.name)} {dns.rdatatype.to_text(rrset.rdtype)}"
         raise _Bogus(f"RRSIG on {what}: {', '.join(dict.fromkeys(reasons)) or 'none'}")
 
@@ -360,7 +410,7 @@ class DnssecValidator:
             }
             if not trusted:
                 raise _Bogus(f"no DNSKEY of {_text(zone)} matches its DS or trust anchor")
-            signed = self._verify(dnskey, sigs, trusted)
+            signed = float(self._verify(dnskey, sigs, trusted).expiration)
             expires = min(signed, expires or signed)
             until = min(until, self.clock() + dnskey.ttl, expires)
             return _Keys(S, keys=table, expires=expires, valid_until=until)
@@ -423,6 +473,19 @@ class DnssecValidator:
         if denial is Nsec3Proof.OPT_OUT:  # RFC 5155 §6: maybe an unsigned delegation
             return DnssecResult(INSEC, f"an opt-out NSEC3 span covers {_text(qname)}")
         return DnssecResult(B, f"the NSEC/NSEC3 records do not prove {_text(qname)} absent")
+
+
+def _wildcard_encloser(owner: dns.name.Name, verified: list[RRSIG]) -> dns.name.Name | None:
+    """The closest encloser whose wildcard the verified RRSIG says the RRset at ``owner`` was
+    synthesised from (its labels field is less than the owner's label count, RFC 4034
+    §3.1.3, §5.3.4), or None for an RRset that exists under its own name."""
+    if not verified:
+        return None
+    labels = int(verified[0].labels)
+    count = len(owner) - 1 - (1 if owner.is_wild() else 0)
+    if labels >= count:
+        return None
+    return dns.name.Name(owner.labels[-(labels + 1) :])
 
 
 def _plain(

@@ -143,3 +143,21 @@ def _judge(
     if opt_out:  # §7.2.1 / RFC 8198: an empty name under an opt-out span proves no more
         return Nsec3Proof.OPT_OUT
     return Nsec3Proof.NONE
+
+
+def nsec3_covers(records: Sequence[Nsec3], name: dns.name.Name) -> bool:
+    """A (validated) NSEC3 of ``records`` covers ``name``'s hash: for an answer synthesised
+    from a wildcard, ``name`` is the next closer name, which must not exist (RFC 5155 §8.8;
+    an opt-out span does not weaken it: the wildcard still answered for a name not there)."""
+    usable = [
+        (owner, rdata)
+        for owner, rdata in records
+        if rdata.algorithm == 1 and rdata.iterations <= MAX_ITERATIONS and len(owner) > 1
+    ]
+    if not usable:
+        return False
+    try:
+        chain = _Chain(usable)
+        return name.is_subdomain(chain.zone) and chain.covering(name) is not None
+    except (dns.exception.DNSException, ValueError):
+        return False

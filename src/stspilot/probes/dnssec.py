@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
+from typing import TYPE_CHECKING
 
 import dns.exception
 import dns.name
@@ -23,6 +24,9 @@ import dns.rdtypes.ANY.NSEC3
 import dns.rrset
 
 from stspilot.errors import ConfigError
+
+if TYPE_CHECKING:
+    import dns.message
 
 
 @functools.cache
@@ -187,6 +191,24 @@ def nsec_proves(
     return False
 
 
+def nsec_no_closer_match(
+    proofs: list[dns.rrset.RRset], qname: dns.name.Name, encloser: dns.name.Name
+) -> bool:
+    """Validated NSEC records prove that ``qname``, answered from the wildcard at
+    ``encloser``, does not exist and that no name closer to it than ``encloser`` does (RFC
+    4035 §3.1.3.3, §5.3.4): an NSEC covers ``qname``, and neither end of its span shares more
+    labels with ``qname`` than ``encloser`` (else that name, or one under it, exists)."""
+    for proof in proofs:
+        for rdata in proof:
+            if not isinstance(rdata, dns.rdtypes.ANY.NSEC.NSEC):
+                continue
+            if not _nsec_proves(proof.name, rdata, qname, dns.rdatatype.NONE, nxdomain=True):
+                continue
+            if all(qname.fullcompare(end)[2] <= len(encloser) for end in (proof.name, rdata.next)):
+                return True
+    return False
+
+
 def type_set(rdata: dns.rdtypes.ANY.NSEC.NSEC | dns.rdtypes.ANY.NSEC3.NSEC3) -> set[int]:
     """The types an NSEC/NSEC3 type bitmap lists (RFC 4034 §4.1.2)."""
     found: set[int] = set()
@@ -213,3 +235,73 @@ def _nsec_proves(
     if owner < following:
         return bool(owner < qname < following)
     return bool(qname > owner or qname < following)  # the last NSEC wraps to the apex
+
+
+# --- TLSA records dnspython refuses ---------------------------------------------------------
+
+_STAND_IN = 65534  # a private-use type (RFC 6895 §3.1) that TLSA records are read as
+
+
+def _skip_name(wire: bytes | bytearray, pos: int) -> int:
+    """The offset after the (possibly compressed) name at ``pos``; IndexError past the end."""
+    for _ in range(128):
+        length = wire[pos]
+        if length & 0xC0 == 0xC0:
+            return pos + 2
+        if length == 0:
+            return pos + 1
+        pos += 1 + length
+    raise ValueError("name too long")
+
+
+def tlsa_as_generic(data: bytes) -> dns.message.Message | None:
+    """``data`` parsed with every TLSA record kept as its exact RDATA octets (a
+    ``GenericRdata`` of type TLSA), or None when that does not make it parse either.
+
+    dnspython refuses a whole message when one TLSA record's association data has the wrong
+    length for its matching type; a sender skips only that record as unusable (RFC 6698
+    §2.1, RFC 7672 §3.1.3). The TLSA types in the record headers are rewritten to a private
+    type that dnspython reads as opaque octets, then the RRsets are typed TLSA again; the
+    octets are those served, so the RRSIG over them verifies as it would have."""
+    import dns.message
+
+    wire = bytearray(data)
+    try:
+        counts = int.from_bytes(wire[4:6]), sum(int.from_bytes(wire[i : i + 2]) for i in (6, 8, 10))
+        pos = 12
+        for _ in range(counts[0]):
+            pos = _skip_name(wire, pos) + 4
+        seen = False
+        for _ in range(counts[1]):
+            pos = _skip_name(wire, pos)
+            rdtype = int.from_bytes(wire[pos : pos + 2])
+            if rdtype == _STAND_IN:
+                return None
+            if rdtype == dns.rdatatype.TLSA:
+                wire[pos : pos + 2] = _STAND_IN.to_bytes(2, "big")
+                seen = True
+            pos += 10 + int.from_bytes(wire[pos + 8 : pos + 10])
+        if not seen or pos > len(wire):
+            return None
+        message = dns.message.from_wire(bytes(wire))
+    except (IndexError, ValueError, dns.exception.DNSException):
+        return None
+    for section in (message.answer, message.authority, message.additional):
+        for index, rrset in enumerate(section):
+            if rrset.rdtype == _STAND_IN:
+                tlsa = dns.rrset.RRset(rrset.name, rrset.rdclass, dns.rdatatype.TLSA)
+                for rdata in rrset:
+                    octets = rdata.to_wire() or b""
+                    generic = dns.rdata.GenericRdata(rrset.rdclass, dns.rdatatype.TLSA, octets)
+                    tlsa.add(generic, rrset.ttl)
+                section[index] = tlsa
+    return message
+
+
+def tlsa_text(rdata: dns.rdata.Rdata) -> str:
+    """A TLSA record as ``"3 1 1 <hex>"`` from its wire octets, whether dnspython could type
+    it or not (``tlsa_as_generic``); shorter than 3 octets: a text ``check.dane`` refuses."""
+    octets = rdata.to_wire() or b""
+    if len(octets) < 3:
+        return f"malformed TLSA RDATA {octets.hex() or '(empty)'}"
+    return f"{octets[0]} {octets[1]} {octets[2]} {octets[3:].hex()}"

@@ -474,10 +474,24 @@ _Parse = Callable[[bytes], Answer]
 
 
 def _dnspython_message(data: bytes) -> dns.message.Message:
-    """The whole answer to a DNSSEC question, for ``probes.dane`` (RRSIG, NSEC, ...)."""
+    """The whole answer to a DNSSEC question, for ``probes.dane`` (RRSIG, NSEC, ...).
+
+    dnspython refuses a whole message when one TLSA record's digest length does not fit its
+    matching type; a sender only skips that record (RFC 6698 §2.1, RFC 7672 §3.1.3: unusable),
+    so such an answer is read again with its TLSA records kept as the exact octets served
+    (``probes.dnssec.tlsa_as_generic``): the RRSIG still covers them, and ``check.dane`` names
+    the record unusable."""
     import dns.message
 
-    return dns.message.from_wire(data)
+    try:
+        return dns.message.from_wire(data)
+    except dns.exception.FormError:
+        from stspilot.probes.dnssec import tlsa_as_generic
+
+        message = tlsa_as_generic(data)
+        if message is None:
+            raise
+        return message
 
 
 def _parse(data: bytes, server: str, parse: _Parse) -> Answer:

@@ -1,0 +1,94 @@
+"""DANE's work per MX host, shared between the domains of a run (as ``Probes.probe_mx`` shares
+the STARTTLS probe): many domains name one provider's MX hosts, and each host's DO address
+answers, validated TLSA lookup and address judgement (RFC 7672 §2.2.2, §2.2.3) are the same
+for all of them. Each is computed once per ``reuse`` seconds (the probe's window, so a host's
+verdict pairs a probe and a lookup of the same age), at most ``MAX_HOSTS`` hosts are kept, a
+failed lookup is asked again by the next domain, and one domain's deadline never cancels a
+lookup others wait for (``asyncio.shield``).
+
+No dnspython import here: ``check/run.py`` loads it only once DANE needs it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from stspilot.facts import AddressLookup, DnssecStatus, DnsStatus, TlsaLookup
+from stspilot.probes.resolver import Resolver
+
+if TYPE_CHECKING:
+    from stspilot.probes.dane import DnssecValidator, Reply
+
+MAX_HOSTS = 2_000  # entries per cache; past it the finished ones are dropped
+_T = TypeVar("_T")
+_Cache = dict[str, tuple[float, "asyncio.Future[Any]"]]
+
+
+class DaneShare:
+    """The shared DANE lookups of one run; ``reuse`` <= 0: every domain asks for itself."""
+
+    def __init__(self, resolver: Resolver, reuse: float) -> None:
+        self.resolver = resolver
+        self.reuse = reuse
+        self._addresses: _Cache = {}
+        self._tlsa: _Cache = {}
+        self._judged: _Cache = {}
+
+    async def addresses(self, host: str) -> tuple[AddressLookup, tuple[Reply, ...]]:
+        """MX ``host``'s A/AAAA asked with DO+CD (for the probe, and for DANE to validate)."""
+        return await self._shared(
+            self._addresses, host,
+            lambda: self.resolver.lookup_address_dnssec(host),
+            lambda r: r[0].status not in (DnsStatus.OK, DnsStatus.NXDOMAIN, DnsStatus.NODATA),
+        )  # fmt: skip
+
+    async def tlsa(self, validator: DnssecValidator, host: str) -> TlsaLookup:
+        """MX ``host``'s TLSA lookup, validated (``DnssecValidator.lookup_tlsa``)."""
+        return await self._shared(self._tlsa, host, lambda: validator.lookup_tlsa(host), _failed)
+
+    async def judged(
+        self, validator: DnssecValidator, lookup: TlsaLookup, replies: tuple[Reply, ...]
+    ) -> TlsaLookup:
+        """``lookup`` (from ``tlsa``) with its host's address records judged from ``replies``
+        (from ``addresses``), RFC 7672 §2.2.2; within the window every domain passes the same
+        two, so the first one's judgement serves all."""
+        return await self._shared(
+            self._judged, lookup.host,
+            lambda: validator.judge_addresses(lookup, replies), _failed,
+        )  # fmt: skip
+
+    def cancel(self) -> None:
+        """Stop what no domain waits for any more (the run is over)."""
+        for cache in (self._addresses, self._tlsa, self._judged):
+            for _, future in cache.values():
+                future.cancel()
+            cache.clear()
+
+    async def _shared(
+        self,
+        cache: _Cache,
+        key: str,
+        make: Callable[[], Awaitable[_T]],
+        failed: Callable[[_T], bool],
+    ) -> _T:
+        if self.reuse <= 0:
+            return await make()
+        loop = asyncio.get_running_loop()
+        cached = cache.get(key)
+        if cached is None or loop.time() - cached[0] > self.reuse:
+            if len(cache) >= MAX_HOSTS:
+                for done in [k for k, c in cache.items() if c[1].done()]:
+                    del cache[done]
+            cached = cache[key] = (loop.time(), asyncio.ensure_future(make()))
+        # shield: one domain's deadline must not cancel a lookup that others wait for
+        result: _T = await asyncio.shield(cached[1])
+        if failed(result) and cache.get(key) is cached:
+            del cache[key]  # asked again by the next domain
+        return result
+
+
+def _failed(lookup: TlsaLookup) -> bool:
+    """A lookup that did not complete (not one that completed with a bad verdict)."""
+    return lookup.dnssec.status is DnssecStatus.INDETERMINATE and lookup.dnssec.anchor_ok
