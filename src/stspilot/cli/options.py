@@ -111,11 +111,12 @@ def dkim_settings(
 ) -> DkimSettings | None:
     """The DKIM verifier's settings from the CLI options (None: do not verify)."""
     from stspilot.cli.values import parse_nameserver
-    from stspilot.ingest.dkim import DkimSettings
 
     host, port = parse_nameserver(nameserver)
     if not verify:
         return None
+    from stspilot.ingest.dkim import DkimSettings  # asyncio, dkimpy's settings: when asked
+
     return DkimSettings(nameserver=host, port=port, timeout=timeout)
 
 

@@ -15,13 +15,12 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import date, datetime
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine, func, select
 from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 
 from stspilot.errors import StoreError, StoreRefused
-from stspilot.rollout.evidence import HistoryEntry
 from stspilot.store import batch, queries, reads, versions
 from stspilot.store.models import (
     AddResult,
@@ -29,39 +28,29 @@ from stspilot.store.models import (
     CheckRecord,
     NewQuarantine,
     NewReport,
-    QuarantineItem,
-    QuarantineResult,
     ReportListing,
     StoredReport,
 )
+from stspilot.store.quarantine import QuarantineMethods
 from stspilot.store.retention import CheckPoint, Retention, checks_to_drop
 from stspilot.store.rows import ReportRows
-from stspilot.store.schema import checks, quarantine, raw_blobs, reports
+from stspilot.store.schema import checks, raw_blobs, reports
 from stspilot.store.url import make_engine, resolve_url, safe_url, sqlite_path, store_error
 from stspilot.sts.names import fold_name
 from stspilot.tlsrpt.summary import DailyTotal, FailureCount, ReportAggregates, SenderTotal
 
-_QUARANTINE_COLUMNS = (
-    quarantine.c.id,
-    quarantine.c.sha256,
-    quarantine.c.size,
-    quarantine.c.origin,
-    quarantine.c.code,
-    quarantine.c.reason,
-    quarantine.c.received_at,
-    quarantine.c.resolved,
-    quarantine.c.resolved_at,
-    quarantine.c.resolved_report_pk,
-    quarantine.c.note,
-)
+if TYPE_CHECKING:
+    from stspilot.rollout.evidence import HistoryEntry
 
 
 class NoStore(StoreError):
     """A read command found no store where one was looked for (none is created for it)."""
 
 
-class Store:
-    """Reports, quarantine and check history in one database. Use ``Store.open(url)``."""
+class Store(QuarantineMethods):
+    """Reports, quarantine and check history in one database. Use ``Store.open(url)``.
+
+    The quarantine's methods are in ``store/quarantine.py`` (``QuarantineMethods``)."""
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
@@ -296,96 +285,6 @@ class Store:
                 received_since=received_since,
             )
 
-    # -- quarantine ------------------------------------------------------------------------
-
-    def quarantine(
-        self, raw: bytes, *, origin: str, code: str, reason: str, received_at: datetime
-    ) -> QuarantineResult:
-        """Keep bytes that could not be read, with why; the same bytes twice are one entry."""
-        with self._write() as conn:
-            return batch.add_quarantine(conn, NewQuarantine(raw, origin, code, reason, received_at))
-
-    def list_quarantine(
-        self, *, include_resolved: bool = False, limit: int = 100, offset: int = 0
-    ) -> list[QuarantineItem]:
-        q = quarantine.c
-        query = select(
-            q.id,
-            q.sha256,
-            q.size,
-            q.origin,
-            q.code,
-            q.reason,
-            q.received_at,
-            q.resolved,
-            q.resolved_at,
-            q.resolved_report_pk,
-            q.note,
-            func.length(q.raw),
-        )
-        if not include_resolved:
-            query = query.where(q.resolved.is_(False))
-        query = query.order_by(q.id).limit(limit).offset(offset)
-        with self._read() as conn:
-            return [QuarantineItem(*tuple(row)) for row in conn.execute(query)]
-
-    def get_quarantine(self, id: int) -> QuarantineItem | None:
-        items = [i for i in self._quarantine_rows(id)]
-        return items[0] if items else None
-
-    def _quarantine_rows(self, id: int) -> list[QuarantineItem]:
-        q = quarantine.c
-        query = select(
-            q.id,
-            q.sha256,
-            q.size,
-            q.origin,
-            q.code,
-            q.reason,
-            q.received_at,
-            q.resolved,
-            q.resolved_at,
-            q.resolved_report_pk,
-            q.note,
-            func.length(q.raw),
-        ).where(q.id == id)
-        with self._read() as conn:
-            return [QuarantineItem(*tuple(row)) for row in conn.execute(query)]
-
-    def quarantine_raw(self, id: int) -> bytes:
-        with self._read() as conn:
-            raw = conn.execute(
-                select(quarantine.c.raw).where(quarantine.c.id == id)
-            ).scalar_one_or_none()
-        if raw is None:
-            raise StoreError(f"no quarantine entry {id}")
-        return bytes(raw)
-
-    def resolve_quarantine(
-        self, id: int, *, report_pk: int | None, note: str, resolved_at: datetime | None = None
-    ) -> None:
-        """Mark an entry handled (re-tried successfully, or dismissed with a note)."""
-        with self._write() as conn:
-            done = conn.execute(
-                quarantine.update()
-                .where(quarantine.c.id == id)
-                .values(
-                    resolved=True,
-                    resolved_at=resolved_at or batch.now_utc(),
-                    resolved_report_pk=report_pk,
-                    note=note,
-                )
-            )
-            if done.rowcount != 1:
-                raise StoreError(f"no quarantine entry {id}")
-
-    def update_quarantine_reason(self, id: int, *, code: str, reason: str) -> None:
-        """A re-try failed again, maybe differently: keep the newest reason."""
-        with self._write() as conn:
-            conn.execute(
-                quarantine.update().where(quarantine.c.id == id).values(code=code, reason=reason)
-            )
-
     # -- aggregates ------------------------------------------------------------------------
 
     def daily_totals(
@@ -537,6 +436,10 @@ class Store:
         q = q.order_by(c.observed_at.desc(), c.id.desc()).limit(limit)
         with self._read() as conn:
             rows = conn.execute(q).all()
+        # Here, not at import: the rollout's findings catalogue is ~0.1 s of CPU that
+        # ingest and the other store commands do not need.
+        from stspilot.rollout.evidence import HistoryEntry
+
         return tuple(
             HistoryEntry(
                 observed_at=at,

@@ -15,7 +15,6 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 from sqlalchemy import Connection, Insert, Table, select
-from sqlalchemy.dialects import postgresql, sqlite
 
 from stspilot.errors import StoreError
 from stspilot.store.models import AddResult, NewQuarantine, NewReport, QuarantineResult
@@ -48,9 +47,15 @@ def now_utc() -> datetime:
 
 def insert_ignoring(conn: Connection, table: Table) -> Insert:
     """``INSERT ... ON CONFLICT DO NOTHING`` in the connection's dialect."""
+    # The dialect's module only when its database is open: a SQLite process never loads
+    # PostgreSQL's (nor the other way round).
     if conn.dialect.name == "postgresql":
-        return postgresql.insert(table).on_conflict_do_nothing()
-    return sqlite.insert(table).on_conflict_do_nothing()
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert(table).on_conflict_do_nothing()
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert(table).on_conflict_do_nothing()
 
 
 def add_reports(

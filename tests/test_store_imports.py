@@ -1,0 +1,52 @@
+"""What opening a SQLite store loads: never PostgreSQL's dialect nor its driver (they cost
+~0.2 s of CPU on every command; they load when a PostgreSQL URL is opened)."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+from stspilot.lab.sample_reports import write_corpus
+
+# Runs the real command line in a fresh interpreter and prints, as it exits, the modules
+# of interest that were imported.
+CHILD = r"""
+import atexit, sys
+def report():
+    seen = sorted(m for m in sys.modules
+                  if m.startswith(("sqlalchemy.dialects.postgresql", "psycopg", "alembic")))
+    print("LOADED", seen, file=sys.stderr)
+atexit.register(report)
+sys.argv = ["stspilot", *sys.argv[1:]]
+from stspilot.cli import main
+main()
+"""
+
+
+def _ingest(db: Path, folder: Path) -> list[str]:
+    done = subprocess.run(
+        [sys.executable, "-c", CHILD, "ingest", "--db", f"sqlite:///{db}", str(folder)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    line = next(ln for ln in done.stderr.splitlines() if ln.startswith("LOADED "))
+    loaded = ast.literal_eval(line.removeprefix("LOADED "))
+    assert isinstance(loaded, list)
+    return [str(m) for m in loaded]
+
+
+def test_ingest_into_an_existing_sqlite_store_loads_nothing_of_postgresql(
+    tmp_path: Path,
+) -> None:
+    folder = tmp_path / "in"
+    write_corpus(folder, 3, seed=5, formats=("json.gz", "eml"))
+    db = tmp_path / "s.sqlite"
+    _ingest(db, folder)  # creates and migrates (Alembic loads every dialect's DDL helpers)
+    second = folder.with_name("more")
+    write_corpus(second, 2, seed=6, formats=("json",))
+    loaded = _ingest(db, second)  # an existing store at the newest schema: stores and reads
+    assert loaded == [], loaded
