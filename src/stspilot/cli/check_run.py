@@ -467,7 +467,9 @@ async def run_checks(
                 head = "" if started else output.start()
                 started = True
                 await write(head + output.entry(result))
-    await write(("" if started else output.start()) + output.finish())
+    # The checks are over: nothing waits on the loop, so the last piece (a small run's whole
+    # report) is written from here, without starting a thread for it.
+    _write_stdout(("" if started else output.start()) + output.finish())
     return output.tally
 
 
