@@ -159,3 +159,24 @@ def test_the_plain_layout_runs_where_rich_writes_no_colour_at_riches_width(
         console = Console()  # as TextOutput makes it: stdout's, from the environment
         assert not console.is_terminal and console.color_system is None
         assert width == console.width
+
+
+def test_an_output_that_cannot_be_written_is_one_line_and_exit_4(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A full disk (`> /dev/full`) ends the check with a line saying so, not a traceback."""
+    import errno
+
+    from stspilot.cli import EXIT_OPERATIONAL, check_run
+
+    class Full(io.StringIO):
+        def write(self, text: str) -> int:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    async def checks(*_: object, **__: object) -> None:
+        check_run._write_stdout("a report")
+
+    monkeypatch.setattr(check_run, "run_checks", checks)
+    monkeypatch.setattr("sys.stdout", Full())
+    assert check_run.run_check_command(["example.com"]) == EXIT_OPERATIONAL
+    assert "cannot write the output" in capsys.readouterr().err

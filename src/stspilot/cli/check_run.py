@@ -159,6 +159,15 @@ def run_check_command(
         done = output.tally.domains
         print(f"stspilot: output closed; stopped after {done} of {len(names)}", file=sys.stderr)
         return EXIT_OPERATIONAL
+    except _OutputFailed as exc:  # a full disk, a file system gone: one line, exit 4
+        _silence_stdout()
+        done = output.tally.domains
+        print(
+            f"stspilot: cannot write the output ({exc.__cause__}); stopped after {done} of"
+            f" {len(names)}",
+            file=sys.stderr,
+        )
+        return EXIT_OPERATIONAL
     return exit_code(tally)
 
 
@@ -473,9 +482,18 @@ async def run_checks(
     return output.tally
 
 
+class _OutputFailed(Exception):
+    """stdout could not be written for another reason than a reader gone away."""
+
+
 def _write_stdout(text: str) -> None:
-    sys.stdout.write(text)
-    sys.stdout.flush()
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        raise
+    except OSError as exc:
+        raise _OutputFailed from exc
 
 
 def _silence_stdout() -> None:
