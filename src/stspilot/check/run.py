@@ -176,11 +176,19 @@ class Probes:
             self._dnssec = DnssecValidator(self.resolver, anchors)
         return self._dnssec
 
-    def warm(self) -> None:
-        """Build the TLS contexts (the trust store loads) once, while answers travel."""
-        if not self.warmed:
-            self.warmed = True
-            _warm(self.tls)
+    def preload(self) -> None:
+        """What the answers will need, made ready in a thread while they travel (the first
+        domain's), so the loop stays free to read them and send what they start: dnspython's
+        message code (it reads the DO answers: the MX set, the MX hosts' addresses), the
+        trust store, DANE's validator and the pure core. Done on the loop, this held the MX
+        hosts' questions back: first packet to SMTP connect 212-243 ms, 153-171 ms from a
+        thread (`strace` timelines of the lab, `docs/check.md`, "Issue 14")."""
+        if self.options.dane:
+            import dns.message  # noqa: F401
+        _warm(self.tls)
+        if self.options.dane:
+            import stspilot.probes.dane
+        import stspilot.check.evaluate  # noqa: F401
 
     async def probe_mx(self, host: str, address: AddressLookup | None = None) -> MxProbe:
         """The STARTTLS probe of MX ``host`` (every address), shared between the domains of a
@@ -400,16 +408,20 @@ async def check_domain(
 async def _gather_loading_core(
     domain: str, probes: Probes, options: CheckOptions, now: Clock
 ) -> DomainFacts:
-    """``gather_facts``, with the TLS contexts built and the pure core imported once the
-    first questions have left (the first domain's only), so that work is done while the
-    answers travel rather than before the first packet."""
+    """``gather_facts``, with the TLS contexts built and the code the answers need imported
+    once the first questions have left (the first domain's only, ``Probes.preload``, in a
+    thread), so that work is done while the answers travel rather than before the first
+    packet or in the loop's way."""
     task = asyncio.ensure_future(gather_facts(domain, probes=probes, options=options, now=now))
     if not probes.warmed:
+        probes.warmed = True
         for _ in range(3):  # the lookups' tasks start and send (the policy host's A/AAAA last)
             await asyncio.sleep(0)
-        probes.warm()  # the trust store loads (~30 ms) while the first answers travel
-        import stspilot.check.evaluate  # noqa: F401
-
+        loaded = asyncio.get_running_loop().run_in_executor(None, probes.preload)
+        try:
+            return await task
+        finally:
+            await loaded
     return await task
 
 
