@@ -21,6 +21,7 @@ import contextlib
 import secrets
 import socket
 import struct
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -186,6 +187,49 @@ class _Channel:
                 future.cancel()
 
 
+class _Slots:
+    """A semaphore for the questions in flight whose release hands the slot straight to the
+    next waiter. ``asyncio.Semaphore`` (3.11) marks a waiter woken but leaves it queued until
+    it runs, so each release in a burst walked past every waiter woken before it: with
+    hundreds of questions queued in a bulk check that was ~5 % of the checker's CPU."""
+
+    __slots__ = ("_free", "_loop", "_waiters")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, count: int) -> None:
+        self._loop = loop
+        self._free = count
+        self._waiters: deque[asyncio.Future[None]] = deque()
+
+    async def acquire(self) -> None:
+        if self._free > 0 and not self._waiters:
+            self._free -= 1
+            return
+        waiter = self._loop.create_future()
+        self._waiters.append(waiter)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self.release()  # handed a slot, then cancelled: pass it on
+            else:
+                with contextlib.suppress(ValueError):
+                    self._waiters.remove(waiter)
+            raise
+
+    def release(self) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)  # the slot goes to it: ``_free`` stays as it is
+                return
+        self._free += 1
+
+
+def _expire(future: asyncio.Future[bytes]) -> None:
+    if not future.done():
+        future.set_exception(TimeoutError())
+
+
 def _query(name: WireName | dns.name.Name, rdtype: int, *, dnssec: bool = False) -> bytearray:
     """A recursive query with EDNS(0); its id (the first two bytes) is set when it is sent."""
     question = bytes(name.to_wire() or b"") + struct.pack("!HH", rdtype, CLASS_IN)
@@ -223,7 +267,7 @@ class Resolver:
         self._nameservers = self.config.nameservers
         self._channels: dict[str, _Channel] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._slots: asyncio.Semaphore | None = None
+        self._slots: _Slots | None = None
 
     async def aclose(self) -> None:
         """Close the sockets (they also close themselves once idle and retired)."""
@@ -240,14 +284,14 @@ class Resolver:
             channel = self._channels[server] = _Channel(self._loop, server, self.config.port)
         return channel
 
-    def _bind_loop(self) -> asyncio.Semaphore:
+    def _bind_loop(self) -> _Slots:
         loop = asyncio.get_running_loop()
         if loop is not self._loop or self._slots is None:
             for channel in self._channels.values():  # sockets of a previous loop
                 channel.close()
             self._channels.clear()
             self._loop = loop
-            self._slots = asyncio.Semaphore(self.config.max_in_flight)
+            self._slots = _Slots(loop, self.config.max_in_flight)
         return self._slots
 
     async def _udp(self, server: str, wire: bytearray, limit: float, parse: _Parse) -> Answer:
@@ -256,14 +300,16 @@ class Resolver:
         except OSError as exc:  # no route, no IPv6, out of descriptors
             raise _Failed(DnsStatus.ERROR, f"{server}: {exc.strerror or exc}") from exc
         qid, future = channel.ask(wire)
+        # The answer's future itself fails at the limit: one timer, no timeout scope per question.
+        timer = channel.loop.call_later(limit, _expire, future)
         try:
-            async with asyncio.timeout(limit):
-                data = await future
+            data = await future
         except TimeoutError as exc:
             raise _Failed(DnsStatus.TIMEOUT, f"no answer from {server} in {limit:g} s") from exc
         except OSError as exc:
             raise _Failed(DnsStatus.ERROR, f"{server}: {exc.strerror or exc}") from exc
         finally:
+            timer.cancel()
             channel.forget(qid)
         return _parse(data, server, parse)
 
@@ -343,9 +389,12 @@ class Resolver:
                 self._nameservers = _system_nameservers()
         except OSError as exc:
             return DnsStatus.ERROR, str(exc)
-        async with slots:
+        await slots.acquire()
+        try:
             wire = _query(name, rdtype, dnssec=True)
             message = await self._message(name, rdtype, wire, _dnspython_message)
+        finally:
+            slots.release()
         if isinstance(message, _Answer):
             return message.status, message.error
         answer: dns.message.Message = message
@@ -359,8 +408,11 @@ class Resolver:
                 self._nameservers = _system_nameservers()
         except (dns.exception.DNSException, OSError, ValueError) as exc:
             return _Answer(DnsStatus.ERROR, error=f"{type(exc).__name__}: {exc}")
-        async with slots:
+        await slots.acquire()
+        try:
             return await self._exchange(qname, rdtype)
+        finally:
+            slots.release()
 
     async def _follow(self, name: str, rdtype: int) -> _Answer:
         """Ask, and keep asking at the CNAME target when a server stopped mid-chain."""
