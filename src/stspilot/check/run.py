@@ -45,7 +45,7 @@ from stspilot.facts import (
     TxtLookup,
 )
 from stspilot.probes.dane_share import DaneShare
-from stspilot.probes.resolver import Resolver, ResolverConfig
+from stspilot.probes.resolver import Resolver, ResolverConfig, concurrently
 from stspilot.probes.tls import TlsContexts
 from stspilot.sts.names import domain_name, policy_url
 
@@ -366,7 +366,8 @@ async def _collect(partial: _Partial, probes: Probes, probe_mx: bool) -> None:
         if validator is not None and answer is not None:  # DANE: beside the probes
             work += [tlsa(validator, host) for host in hosts]
             work.append(mx_dnssec(validator, partial.mx, answer))
-        await asyncio.gather(*work)
+        if work:
+            await concurrently(*work)
 
     async def tlsrpt_then_rua() -> None:
         partial.tlsrpt = await resolver.lookup_txt(f"_smtp._tls.{d}")
@@ -379,10 +380,11 @@ async def _collect(partial: _Partial, probes: Probes, probe_mx: bool) -> None:
         if record is None:
             return
         others = [r for r in rua_domains(record) if r != d][:MAX_RUA_DOMAINS]
-        await asyncio.gather(*(rua(r) for r in others))
+        if others:
+            await concurrently(*(rua(r) for r in others))
 
     # The policy fetch last: its code loads (first domain only) after the other questions left.
-    await asyncio.gather(sts(), mx_then_probes(), tlsrpt_then_rua(), policy())
+    await concurrently(sts(), mx_then_probes(), tlsrpt_then_rua(), policy())
 
 
 def _warm(tls: TlsContexts) -> None:
@@ -439,6 +441,8 @@ async def _gather_loading_core(
     """``gather_facts``, with the TLS contexts built and the pure core imported once the
     first questions have left (the first domain's only), so that work is done while the
     answers travel rather than before the first packet."""
+    if probes.warmed:
+        return await gather_facts(domain, probes=probes, options=options, now=now)
     task = asyncio.ensure_future(gather_facts(domain, probes=probes, options=options, now=now))
     if not probes.warmed:
         for _ in range(3):  # the lookups' tasks start and send (the policy host's A/AAAA last)

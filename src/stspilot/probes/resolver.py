@@ -22,9 +22,9 @@ import secrets
 import socket
 import struct
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import dns.exception
 
@@ -69,6 +69,7 @@ _OPT = b"\x00" + struct.pack("!HHIH", _OPT_TYPE, EDNS_PAYLOAD, 0, 0)
 # (RFC 4035 §3.2.2) so a validating upstream hands over bogus data for us to name the fault.
 _RD_CD_FLAGS = struct.pack("!H", _RD | _CD)
 _OPT_DO = b"\x00" + struct.pack("!HHIH", _OPT_TYPE, EDNS_PAYLOAD, 0x8000, 0)
+_T = TypeVar("_T")
 # An answer, as ``dnswire.parse_message`` (A, AAAA, MX, TXT) or dnspython (DNSSEC) reads it.
 Answer = Any
 
@@ -223,6 +224,23 @@ class _Slots:
                 waiter.set_result(None)  # the slot goes to it: ``_free`` stays as it is
                 return
         self._free += 1
+
+
+async def concurrently(first: Awaitable[_T], *rest: Awaitable[_T]) -> list[_T]:
+    """``asyncio.gather(first, *rest)`` with ``first`` run in the calling task: one task
+    fewer (a task and its callbacks cost ~20 µs of CPU, and a bulk check made ~15 a domain).
+    Started in order, so ``first`` sends first; if it fails or the caller is cancelled, the
+    others are cancelled (gather would leave them running)."""
+    tasks = [asyncio.ensure_future(awaitable) for awaitable in rest]
+    try:
+        results = [await first]
+        for task in tasks:
+            results.append(await task)
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        raise
+    return results
 
 
 def _expire(future: asyncio.Future[bytes]) -> None:
@@ -466,7 +484,7 @@ class Resolver:
     async def lookup_address(self, name: str) -> AddressLookup:
         """A and AAAA at once; OK when either has an address, else the more telling failure."""
         name = _text(name)
-        v4, v6 = await asyncio.gather(self._follow(name, A), self._follow(name, AAAA))
+        v4, v6 = await concurrently(self._follow(name, A), self._follow(name, AAAA))
         return _address_lookup(name, v4, v6)
 
     async def lookup_address_dnssec(
