@@ -248,6 +248,56 @@ def _expire(future: asyncio.Future[bytes]) -> None:
         future.set_exception(TimeoutError())
 
 
+class _Expiry:
+    """The time limits of the questions in flight, oldest first, under one loop timer.
+
+    Questions share one per-attempt limit, so their deadlines mostly come in the order they
+    were asked: those go in a queue, and the timer is armed for the oldest one still waiting
+    (answered ones are skipped, never cancelled). A deadline earlier than the newest (the end
+    of a question's lifetime) gets its own timer. Each question still fails at its deadline;
+    the loop's timer heap no longer holds one (Python-compared) entry per question, ~7 a
+    checked domain, each pushed, cancelled and popped.
+    """
+
+    __slots__ = ("_armed", "_loop", "_queue", "_timer")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._queue: deque[tuple[float, asyncio.Future[bytes]]] = deque()
+        self._timer: asyncio.TimerHandle | None = None
+        self._armed = 0.0
+
+    def add(self, when: float, future: asyncio.Future[bytes]) -> asyncio.TimerHandle | None:
+        """Fail ``future`` with ``TimeoutError`` at ``when`` unless done by then; a timer
+        handle to cancel when it has one of its own."""
+        queue = self._queue
+        if queue and when < queue[-1][0]:
+            return self._loop.call_at(when, _expire, future)
+        queue.append((when, future))
+        if self._timer is None:
+            self._arm(when)
+        return None
+
+    def _arm(self, when: float) -> None:
+        self._armed = when
+        self._timer = self._loop.call_at(when, self._fire)
+
+    def _fire(self) -> None:
+        self._timer = None
+        queue = self._queue
+        due = max(self._armed, self._loop.time())
+        while queue and (queue[0][0] <= due or queue[0][1].done()):
+            _expire(queue.popleft()[1])  # a no-op for the answered
+        if queue:
+            self._arm(queue[0][0])
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._queue.clear()
+
+
 def _query(name: WireName | dns.name.Name, rdtype: int, *, dnssec: bool = False) -> bytearray:
     """A recursive query with EDNS(0); its id (the first two bytes) is set when it is sent."""
     question = bytes(name.to_wire() or b"") + struct.pack("!HH", rdtype, CLASS_IN)
@@ -286,12 +336,15 @@ class Resolver:
         self._channels: dict[str, _Channel] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._slots: _Slots | None = None
+        self._expiry: _Expiry | None = None
 
     async def aclose(self) -> None:
         """Close the sockets (they also close themselves once idle and retired)."""
         for channel in self._channels.values():
             channel.close()
         self._channels.clear()
+        if self._expiry is not None:
+            self._expiry.close()
 
     def _channel(self, server: str) -> _Channel:
         channel = self._channels.get(server)
@@ -308,8 +361,11 @@ class Resolver:
             for channel in self._channels.values():  # sockets of a previous loop
                 channel.close()
             self._channels.clear()
+            if self._expiry is not None:
+                self._expiry.close()
             self._loop = loop
             self._slots = _Slots(loop, self.config.max_in_flight)
+            self._expiry = _Expiry(loop)
         return self._slots
 
     async def _udp(self, server: str, wire: bytearray, limit: float, parse: _Parse) -> Answer:
@@ -319,7 +375,8 @@ class Resolver:
             raise _Failed(DnsStatus.ERROR, f"{server}: {exc.strerror or exc}") from exc
         qid, future = channel.ask(wire)
         # The answer's future itself fails at the limit: one timer, no timeout scope per question.
-        timer = channel.loop.call_later(limit, _expire, future)
+        assert self._expiry is not None  # bound with the slots (``_bind_loop``)
+        timer = self._expiry.add(channel.loop.time() + limit, future)
         try:
             data = await future
         except TimeoutError as exc:
@@ -327,7 +384,8 @@ class Resolver:
         except OSError as exc:
             raise _Failed(DnsStatus.ERROR, f"{server}: {exc.strerror or exc}") from exc
         finally:
-            timer.cancel()
+            if timer is not None:
+                timer.cancel()
             channel.forget(qid)
         return _parse(data, server, parse)
 
