@@ -444,11 +444,10 @@ async def _gather_loading_core(
     if probes.warmed:
         return await gather_facts(domain, probes=probes, options=options, now=now)
     task = asyncio.ensure_future(gather_facts(domain, probes=probes, options=options, now=now))
-    if not probes.warmed:
-        for _ in range(3):  # the lookups' tasks start and send (the policy host's A/AAAA last)
-            await asyncio.sleep(0)
-        probes.warm()  # the trust store loads (~30 ms) while the first answers travel
-        import stspilot.check.evaluate  # noqa: F401
+    for _ in range(3):  # the lookups' tasks start and send (the policy host's A/AAAA last)
+        await asyncio.sleep(0)
+    probes.warm()  # the trust store loads (~30 ms) while the first answers travel
+    import stspilot.check.evaluate  # noqa: F401
 
     return await task
 
