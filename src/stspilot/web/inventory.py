@@ -152,7 +152,7 @@ def gate_text(line: InventoryLine) -> str:
 
 
 def csv_row(line: InventoryLine, alerts: dict[str, tuple[int, str]]) -> list[str]:
-    """One domain's plain figures, as the inventory table's cells carry them (``data-csv``)."""
+    """One domain's plain figures (the CSV export): what its table row shows, unformatted."""
     count, worst = alerts.get(line.domain, (0, ""))
     return [
         line.domain,
