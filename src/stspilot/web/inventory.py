@@ -5,7 +5,9 @@ report window (``inventory_line``, pure), its sparkline, and the whole filtered 
 The routes are in ``web/pages.py``. A page in the store's order (by name) reads only its own
 rows; any other order reads every matching domain's row and what that order needs (its check,
 alerts or report totals), then makes the lines of the page shown; stage and gate orders and the
-CSV export make every matching domain's line (report window and gate, 500 at a time).
+CSV export make every matching domain's line (report window and gate, 500 at a time, without
+sparklines). A line's report window is read per day (``DashboardReads.gate_windows``): a row
+shows the gate's verdicts, never its evidence, which alone names reporters and result types.
 """
 
 from __future__ import annotations
