@@ -179,7 +179,9 @@ def line(label: str, timing: Timing) -> str:
     )
 
 
-async def measure(store: Store, names: list[str], token: str, requests: int) -> None:
+async def measure(
+    store: Store, names: list[str], token: str, requests: int, only: tuple[str, ...] = ()
+) -> None:
     settings = WebSettings(secret_key=b"bench-secret-key-0123456789", secure_cookies=False)
     app = create_app(settings, store, clock=lambda: NOW)
     # As `stspilot serve` does: the start-up heap leaves the collector's passes, so a full
@@ -188,35 +190,48 @@ async def measure(store: Store, names: list[str], token: str, requests: int) -> 
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://dash.bench") as client:
         await timed(client, ["/", f"/domains/{names[0]}"], token)  # warm up (imports, caches)
-        pages = max(1, len(names) // 50)
-        step = max(1, pages // requests)
-        inventory = [f"/?page={1 + (i * step) % pages}" for i in range(requests)]
-        print(line("inventory (50 rows, gate per row)", await timed(client, inventory, token)))
-        search = [f"/?q=d{i % 100:02d}" for i in range(requests)]
-        print(line("inventory filtered by name", await timed(client, search, token)))
-        if has("window_series"):  # the stage/severity filters exist (issue 13)
-            kinds = ["stage=testing", "severity=clean", "stage=unchecked", "severity=error"]
-            filtered = [f"/?{kinds[i % 4]}&page={1 + i % 3}" for i in range(requests)]
-            print(line("inventory by stage or severity", await timed(client, filtered, token)))
-        if has("SORT_KEYS"):  # sorting and export cover the whole inventory
-            few = max(1, requests // 8)  # each reads every domain's window and gate
-            by = ["sessions", "rate", "cert", "gate"]
-            ordered = [f"/?sort={by[i % 4]}&order=desc" for i in range(few)]
-            print(line("inventory sorted (all domains)", await timed(client, ordered, token)))
-            exports = ["/domains.csv?sort=sessions&order=desc"] * few
-            print(line("inventory CSV export (all)", await timed(client, exports, token)))
-        spread = max(1, len(names) // requests)
-        domain = [f"/domains/{names[(i * spread) % len(names)]}" for i in range(requests)]
-        print(line("domain page (30 days, charts)", await timed(client, domain, token)))
-        year = [f"/domains/{names[(i * spread) % len(names)]}?days=365" for i in range(requests)]
-        print(line("domain page (365 days)", await timed(client, year, token)))
-        reports = [f"/reports?days=30&page={1 + i}" for i in range(requests)]
-        print(line("reports, whole tenant (50/page)", await timed(client, reports, token)))
-        one = [f"/reports?domain={names[(i * spread) % len(names)]}" for i in range(requests)]
-        print(line("reports of one domain", await timed(client, one, token)))
-        print(
-            line("GET /metrics (all tenants)", await timed(client, ["/metrics"] * requests, token))
-        )
+        await _pages(client, names, token, requests, only)
+
+
+async def _pages(
+    client: httpx.AsyncClient, names: list[str], token: str, requests: int, only: tuple[str, ...]
+) -> None:
+    """Each page kind's figures (``only``: the kinds whose label contains one of these)."""
+
+    async def show(label: str, urls: list[str]) -> None:
+        if not only or any(word in label for word in only):
+            print(line(label, await timed(client, urls, token)))
+
+    pages = max(1, len(names) // 50)
+    step = max(1, pages // requests)
+    inventory = [f"/?page={1 + (i * step) % pages}" for i in range(requests)]
+    await show("inventory (50 rows, gate per row)", inventory)
+    search = [f"/?q=d{i % 100:02d}" for i in range(requests)]
+    await show("inventory filtered by name", search)
+    if has("window_series"):  # the stage/severity filters exist (issue 13)
+        kinds = ["stage=testing", "severity=clean", "stage=unchecked", "severity=error"]
+        filtered = [f"/?{kinds[i % 4]}&page={1 + i % 3}" for i in range(requests)]
+        await show("inventory by stage or severity", filtered)
+    if has("SORT_KEYS"):  # sorting and export cover the whole inventory
+        few = max(2, requests // 8)  # each reads every domain's row
+        by = ["sessions", "rate", "cert", "findings"]
+        ordered = [f"/?sort={by[i % 4]}&order=desc" for i in range(few)]
+        await show("inventory sorted by figures (all)", ordered)
+        # Stage and gate orders and the export make every domain's gate.
+        gated = [f"/?sort={('gate', 'stage')[i % 2]}&order=desc" for i in range(few)]
+        await show("inventory sorted by gate/stage (all)", gated)
+        exports = [f"/domains.csv?sort={('sessions', 'gate')[i % 2]}" for i in range(few)]
+        await show("inventory CSV export (all)", exports)
+    spread = max(1, len(names) // requests)
+    domain = [f"/domains/{names[(i * spread) % len(names)]}" for i in range(requests)]
+    await show("domain page (30 days, charts)", domain)
+    year = [f"/domains/{names[(i * spread) % len(names)]}?days=365" for i in range(requests)]
+    await show("domain page (365 days)", year)
+    reports = [f"/reports?days=30&page={1 + i}" for i in range(requests)]
+    await show("reports, whole tenant (50/page)", reports)
+    one = [f"/reports?domain={names[(i * spread) % len(names)]}" for i in range(requests)]
+    await show("reports of one domain", one)
+    await show("GET /metrics (all tenants)", ["/metrics"] * requests)
 
 
 def chart_figures(rounds: int = 5) -> None:
@@ -251,6 +266,11 @@ def main() -> None:
         "--keep", type=Path, default=None, metavar="DB",
         help="SQLite file kept between runs: seeded when missing, reused (not re-seeded) after",
     )  # fmt: skip
+    parser.add_argument(
+        "--only", nargs="+", default=(), metavar="WORD",
+        help="measure only the page kinds whose label contains one of these words",
+    )  # fmt: skip
+    parser.add_argument("--no-charts", action="store_true", help="skip the 365-day chart figures")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         path = args.keep or Path(tmp) / "dashboard.sqlite3"
@@ -285,9 +305,10 @@ def main() -> None:
                 print(f"SQLite files (with the WAL) {size:,.0f} MiB")
             cpu = time.process_time()
             print(f"page latency ({store.dialect}, in-process, one client at a time):")
-            asyncio.run(measure(store, names, token, args.requests))
+            asyncio.run(measure(store, names, token, args.requests, tuple(args.only)))
             print(f"CPU time of the page requests {time.process_time() - cpu:.1f} s")
-            chart_figures()
+            if not args.no_charts:
+                chart_figures()
             print(f"peak RSS {peak_mib():.0f} MiB")
 
 

@@ -204,8 +204,12 @@ def test_inventory_sorts_and_exports_every_matching_domain(
     shown = {r[0]: r for r in body}
     zulu = shown["zulu.example"]
     cells = page.locator("table.inventory tbody tr", has_text="zulu.example").locator("td")
-    assert zulu[head.index("Sessions")] == cells.nth(9).get_attribute("data-csv")
+    # The plain figure of what the cell shows (1,234).
+    assert zulu[head.index("Sessions")] == cells.nth(9).inner_text().replace(",", "")
     assert int(zulu[head.index("Sessions")]) > 0
+    assert zulu[head.index("Failed")] == cells.nth(10).inner_text().replace(",", "")
+    assert zulu[head.index("Stage")] == cells.nth(2).inner_text().strip()
+    assert zulu[head.index("Enforce gate")] == cells.nth(3).inner_text().strip()  # "2 failing"
     assert shown["alpha.example"][head.index("MX certificate")] == "3"  # days, as shown
     assert errors == [], errors
 

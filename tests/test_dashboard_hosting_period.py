@@ -99,11 +99,11 @@ def seed_late_tenant(store: Store, now: datetime) -> str:
 
 
 def inventory_figures(html: str) -> tuple[int, int]:
-    """(sessions, failed) of late.test's inventory row, from its CSV cells."""
+    """(sessions, failed) of late.test's inventory row, as its cells show them (1,234)."""
     row = html[html.index(f'<a href="/domains/{DOMAIN}">') :]
     row = row[: row.index("</tr>")]
-    cells = re.findall(r'class="n[^"]*" data-sort="([^"]*)"', row)
-    return int(cells[0]), int(cells[1])
+    cells = re.findall(r'<td class="n[^"]*">([^<]*)</td>', row)
+    return int(cells[0].replace(",", "")), int(cells[1].replace(",", ""))
 
 
 def sparkline_bars(html: str) -> int:

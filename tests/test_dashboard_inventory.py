@@ -327,3 +327,88 @@ async def test_every_order_of_a_page_is_the_exports_order(many: World) -> None:
                 rows = [r["Domain"] for r in csv.DictReader(io.StringIO(exported.text))]
                 assert listed(shown.text) == rows[:10], (key, order)
                 assert len(rows) == 25
+
+
+def test_gate_windows_decide_as_report_windows_do(store: Store) -> None:
+    """The inventory reads its windows per day (``gate_windows``): for every domain, with and
+    without a hosting period, the gate's stage, verdict and failing criteria, the sessions,
+    failures and daily series are those of the full ``report_windows``."""
+    from datetime import UTC, datetime
+
+    from stspilot.rollout.assess import assess_gate
+    from stspilot.rollout.evidence import LiveState, MxState
+    from stspilot.store.dashboard import DashboardReads
+
+    now = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+    rng = random.Random(8460)
+    names = [f"g{i}.example" for i in range(12)]
+    items = []
+    for n, name in enumerate(names):
+        for k in range(rng.randint(0, 9) + (6 if n < 3 else 0)):
+            day = (now - timedelta(days=rng.randint(0, 14))).date()
+            clean = n < 3  # an operator's imports without failures: these can pass
+            ok, bad = rng.choice((0, 3, 40, 900)), 0 if clean else rng.choice((0, 0, 1, 7))
+            mxs = ("", f"mx1.{name}", f"MX1.{name.upper()}.", "gone.example")
+            details: list[dict[str, Any]] = []
+            for _ in range(0 if clean else rng.choice((0, 0, 1, 2, 3))):
+                detail = {
+                    "result-type": rng.choice(("certificate-expired", "starttls-not-supported")),
+                    "failed-session-count": rng.choice((0, 1, 5)),
+                }
+                mx = rng.choice(mxs)
+                if mx:  # Microsoft and Mail.ru leave the receiving MX out
+                    detail["receiving-mx-hostname"] = mx
+                details.append(detail)
+            body = {
+                "organization-name": rng.choice(("Google", "Microsoft", "Mail.ru")),
+                "date-range": {
+                    "start-datetime": f"{day}T00:00:00Z",
+                    "end-datetime": f"{day}T23:59:59Z",
+                },
+                "contact-info": "tlsrpt@sender.example",
+                "report-id": f"{name}-{k}",
+                "policies": [
+                    {
+                        "policy": {"policy-type": "sts", "policy-domain": name},
+                        "summary": {
+                            "total-successful-session-count": ok,
+                            "total-failure-session-count": bad,
+                        },
+                        "failure-details": details,
+                    }
+                ],
+            }
+            raw = json.dumps(body).encode()
+            received = now - timedelta(days=rng.randint(0, 10), hours=n)
+            origin = "/imports/clean.json" if clean else rng.choice(ORIGINS)
+            items.append(NewReport(parse_report(raw), raw, origin, received))
+    store.add_reports(items, dedup_raw=False)
+    reads = DashboardReads(store)
+    window: dict[str, Any] = {"since": now - timedelta(days=15), "until": now}
+    periods = {name: now - timedelta(days=rng.randint(0, 12)) for name in names[::2]}
+    seen: Counter[tuple[str, bool]] = Counter()
+    for received_since in (None, periods):
+        full = reads.report_windows(names, received_since=received_since, **window)
+        coarse = reads.gate_windows(names, received_since=received_since, **window)
+        for name in names:
+            live = LiveState(
+                name, now, sts_id="1", mode="testing", mx_patterns=(f"mx1.{name}",),
+                tlsrpt_rua=(f"mailto:r@{name}",),
+                mx=(MxState(f"mx1.{name}", covered_by=f"mx1.{name}", tls_ok=True),),
+            )  # fmt: skip
+            a, b = (assess_gate(live, w[name], now=now, gate_days=7) for w in (full, coarse))
+            assert (b.stage, b.ready) == (a.stage, a.ready), name
+            assert [c.passed for c in b.gate] == [c.passed for c in a.gate], name
+            series = [
+                inventory.window_series(w[name], last=now.date(), days=14) for w in (full, coarse)
+            ]
+            assert series[0] == series[1], name
+            sums = [
+                (sum(t.successful for t in w[name].totals), sum(t.failed for t in w[name].totals))
+                for w in (full, coarse)
+            ]
+            assert sums[0] == sums[1], name
+            seen[(str(a.stage), a.ready)] += 1
+    # The data reach the cases that matter: clean and failing, ready and not.
+    assert {s for s, _ in seen} >= {"testing", "fixing"}, seen
+    assert {r for _, r in seen} == {True, False}, seen

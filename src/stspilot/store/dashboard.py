@@ -206,6 +206,55 @@ def _failures_query(
     return q.group_by(*group)
 
 
+def _day_totals_query(
+    chunk: list[str], first: date, last: date, starts: Mapping[str, datetime] | None
+) -> Any:
+    """``_totals_query`` without the organisations: per (domain, day, authenticity)."""
+    p = report_policies.c
+    q = select(
+        p.policy_domain,
+        _raw_day(p.day),
+        p.authenticity,
+        session_sum(p.successful_sessions),
+        session_sum(p.failed_sessions),
+    ).where(p.policy_domain.in_(chunk), p.day >= first, p.day < last)
+    if starts is not None:
+        q = q.where(*_hosting_period(report_policies, {d: starts[d] for d in chunk}))
+    return q.group_by(p.policy_domain, p.day, p.authenticity)
+
+
+def _mx_failures_query(
+    chunk: list[str], first: date, last: date, starts: Mapping[str, datetime] | None
+) -> Any:
+    """``_failures_query`` without organisations, result types and authenticity: per
+    (domain, day, receiving MX)."""
+    f = failure_details.c
+    q = select(
+        f.policy_domain,
+        _raw_day(f.day),
+        f.receiving_mx_hostname,
+        session_sum(f.failed_session_count),
+    ).where(f.policy_domain.in_(chunk), f.day >= first, f.day < last)
+    if starts is not None:
+        q = q.where(*_hosting_period(failure_details, {d: starts[d] for d in chunk}))
+    return q.group_by(f.policy_domain, f.day, f.receiving_mx_hostname)
+
+
+def _periods(
+    domains: Sequence[str],
+    received_since: datetime | Mapping[str, datetime] | None,
+    memo: dict[str, str],
+) -> tuple[list[str], dict[str, datetime]]:
+    """The folded names asked for, sorted, and each one's hosting period start (if any)."""
+    names = sorted({_host(d, memo) for d in domains})
+    starts: dict[str, datetime] = {}
+    if isinstance(received_since, datetime):
+        starts = dict.fromkeys(names, received_since)
+    elif received_since is not None:
+        starts = {_host(d, memo): when for d, when in received_since.items()}
+    return names, starts
+
+
 class DashboardReads:
     """Read-only queries for the dashboard pages, on the ``Store``'s database."""
 
@@ -255,6 +304,10 @@ class DashboardReads:
             where.append(func.coalesce(_latest(checks.c.worst_severity), "info") == "info")
         elif severity:
             where.append(_latest(checks.c.worst_severity) == severity)
+        # The page's names first, then their rows and latest checks: read in one query, the
+        # latest check was probed for every domain before the sort and the OFFSET (~1 µs a
+        # domain: 6.1 -> 2.5 ms for the last page of 5,000 on SQLite).
+        names = select(h.domain).where(*where).order_by(h.domain).limit(limit).offset(offset)
         q = (
             select(
                 h.domain,
@@ -267,10 +320,8 @@ class DashboardReads:
                 h.created_at,
             )
             .join(tenants, tenants.c.id == h.tenant_id)
-            .where(*where)
+            .where(h.domain.in_(names.scalar_subquery()))
             .order_by(h.domain)
-            .limit(limit)
-            .offset(offset)
         )
         count = select(func.count()).select_from(hosted_domains).where(*where)
         with self._read() as conn:
@@ -367,13 +418,8 @@ class DashboardReads:
         domain missing from the mapping has none) keeps only reports received since it
         began; only then is each row's report read, for its arrival time."""
         memo: dict[str, str] = {}
-        names = sorted({_host(d, memo) for d in domains})
+        names, starts = _periods(domains, received_since, memo)
         first, last = day_floor(since), day_ceiling(until)
-        starts: dict[str, datetime] = {}
-        if isinstance(received_since, datetime):
-            starts = dict.fromkeys(names, received_since)
-        elif received_since is not None:
-            starts = {_host(d, memo): when for d, when in received_since.items()}
         totals: dict[str, list[DailyTotal]] = {d: [] for d in names}
         fails: dict[str, dict[tuple[date, str, str, str, bool], int]] = {d: {} for d in names}
         # Domains with a hosting period and those without are read apart: the first join
@@ -404,6 +450,66 @@ class DashboardReads:
                 failures=tuple(
                     FailureCount(day, org, rtype, mx, n, trusted)
                     for (day, org, rtype, mx, trusted), n in sorted(fails[d].items())
+                ),
+            )
+            for d in names
+        }
+
+    def gate_windows(
+        self,
+        domains: Sequence[str],
+        *,
+        since: date | datetime,
+        until: date | datetime,
+        received_since: datetime | Mapping[str, datetime] | None = None,
+    ) -> dict[str, ReportWindow]:
+        """``report_windows`` read coarser, for lists of many domains (the inventory): the
+        same rows and hosting periods, summed per UTC day and authenticated or not, and the
+        failures per day and receiving MX; every ``organization`` and ``result_type`` is "".
+
+        What the gate decides from these is what it decides from ``report_windows`` (its
+        verdicts read the sessions per day, whether they were authenticated, and the failed
+        sessions per MX, never who reported them or why they failed), and so are the
+        sessions, failures and daily series; only the gate's evidence texts, which name
+        reporters and result types, need ``report_windows``. A third of the rows (each day
+        has a row per reporter there), and so of the page's work on them."""
+        memo: dict[str, str] = {}
+        names, starts = _periods(domains, received_since, memo)
+        first, last = day_floor(since), day_ceiling(until)
+        days: dict[Any, date] = {}
+        sums: dict[str, dict[tuple[date, bool], list[int]]] = {d: {} for d in names}
+        fails: dict[str, dict[tuple[date, str], int]] = {d: {} for d in names}
+        with self._read() as conn:
+            for dated in (False, True):
+                group = [n for n in names if (n in starts) is dated]
+                period = starts if dated else None
+                for i in range(0, len(group), CHUNK):
+                    chunk = group[i : i + CHUNK]
+                    for dom, raw, auth, ok, bad in conn.execute(
+                        _day_totals_query(chunk, first, last, period)
+                    ):
+                        key = (_day(raw, days), auth in AUTHENTICATED)
+                        found = sums[dom].get(key)
+                        if found is None:
+                            sums[dom][key] = [int(ok), int(bad)]
+                        else:
+                            found[0] += int(ok)
+                            found[1] += int(bad)
+                    for dom, raw, mx, n in conn.execute(
+                        _mx_failures_query(chunk, first, last, period)
+                    ):
+                        key2 = (_day(raw, days), _host(mx or "", memo))
+                        bucket = fails[dom]
+                        bucket[key2] = bucket.get(key2, 0) + int(n or 0)
+        return {
+            d: ReportWindow(
+                totals=tuple(
+                    DailyTotal(day, "", ok, bad, trusted)
+                    for (day, trusted), (ok, bad) in sorted(sums[d].items())
+                ),
+                failures=tuple(
+                    FailureCount(day, "", "", mx, n, True)
+                    for (day, mx), n in sorted(fails[d].items())
                 ),
             )
             for d in names

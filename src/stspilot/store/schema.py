@@ -151,7 +151,22 @@ report_policies = Table(
     # SQLite: the primary key IS the table (no rowid B-tree plus a PK index to update).
     sqlite_with_rowid=False,
 )
-Index(None, report_policies.c.policy_domain, report_policies.c.day)
+# (policy_domain, day) and what the dashboard's windows read of a row, so SQLite answers them
+# from the index alone (migration 0012; the primary key columns ride along in every index).
+Index(
+    "ix_report_policies_domain_day_covering",
+    *(
+        report_policies.c[name]
+        for name in (
+            "policy_domain",
+            "day",
+            "authenticity",
+            "organization_name",
+            "successful_sessions",
+            "failed_sessions",
+        )
+    ),
+)
 
 failure_details = Table(
     "failure_details",
@@ -174,7 +189,21 @@ failure_details = Table(
     Column("authenticity", String(16), nullable=False, server_default=""),
     sqlite_with_rowid=False,
 )
-Index(None, failure_details.c.policy_domain, failure_details.c.day, failure_details.c.result_type)
+Index(
+    "ix_failure_details_domain_day_covering",
+    *(
+        failure_details.c[name]
+        for name in (
+            "policy_domain",
+            "day",
+            "result_type",
+            "receiving_mx_hostname",
+            "organization_name",
+            "authenticity",
+            "failed_session_count",
+        )
+    ),
+)
 # No other indexes: every query (store/queries.py, dashboard.py) filters on (policy_domain,
 # day), or on day alone through ``reports`` (its day index) and the children's primary key;
 # each index more is written on every insert (migrations 0003 and 0005 dropped five).

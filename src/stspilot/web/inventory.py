@@ -5,7 +5,9 @@ report window (``inventory_line``, pure), its sparkline, and the whole filtered 
 The routes are in ``web/pages.py``. A page in the store's order (by name) reads only its own
 rows; any other order reads every matching domain's row and what that order needs (its check,
 alerts or report totals), then makes the lines of the page shown; stage and gate orders and the
-CSV export make every matching domain's line (report window and gate, 500 at a time).
+CSV export make every matching domain's line (report window and gate, 500 at a time, without
+sparklines). A line's report window is read per day (``DashboardReads.gate_windows``): a row
+shows the gate's verdicts, never its evidence, which alone names reporters and result types.
 """
 
 from __future__ import annotations
@@ -77,20 +79,29 @@ def window_series(window: ReportWindow, *, last: date, days: int) -> charts.Dail
 
 
 def inventory_line(
-    row: InventoryRow, check: CheckRecord | None, window: ReportWindow, now: datetime
+    row: InventoryRow,
+    check: CheckRecord | None,
+    window: ReportWindow,
+    now: datetime,
+    *,
+    spark: bool = True,
 ) -> InventoryLine:
     """Stage and gate from the latest stored check and the report window (pure): the gate
-    alone (``assess_gate``), as a row shows no what-if, findings or runbooks."""
+    alone (``assess_gate``), as a row shows no what-if, findings or runbooks; its verdicts
+    only (failing criteria by title), so the window may be ``DashboardReads.gate_windows``'.
+    ``spark=False``: no sparkline (a line that is sorted or exported, not shown)."""
     from stspilot.rollout.assess import assess_gate
     from stspilot.store.checks import live_state
 
     sessions = sum(t.successful + t.failed for t in window.totals)
     failed = sum(t.failed for t in window.totals)
-    spark = charts.sparkline(window_series(window, last=now.date(), days=WINDOW_DAYS))
+    drawn = (
+        charts.sparkline(window_series(window, last=now.date(), days=WINDOW_DAYS)) if spark else ""
+    )
     if check is None:
         return InventoryLine(
             row.domain, row.tenant, row.mode, row.state, row.policy_id, "unchecked", None, (),
-            None, None, None, None, "", sessions, failed, spark,
+            None, None, None, None, "", sessions, failed, drawn,
         )  # fmt: skip
     assessment = assess_gate(live_state(check), window, now=now, gate_days=GATE_DAYS)
     days, host = cert_expiry(check, now)
@@ -98,7 +109,7 @@ def inventory_line(
         row.domain, row.tenant, row.mode, row.state, row.policy_id, str(assessment.stage),
         assessment.ready, tuple(c.title for c in assessment.gate if not c.passed),
         check.observed_at, check.findings_count, check.worst_severity, days, host,
-        sessions, failed, spark,
+        sessions, failed, drawn,
     )  # fmt: skip
 
 
@@ -143,7 +154,7 @@ def gate_text(line: InventoryLine) -> str:
 
 
 def csv_row(line: InventoryLine, alerts: dict[str, tuple[int, str]]) -> list[str]:
-    """One domain's plain figures, as the inventory table's cells carry them (``data-csv``)."""
+    """One domain's plain figures (the CSV export): what its table row shows, unformatted."""
     count, worst = alerts.get(line.domain, (0, ""))
     return [
         line.domain,
@@ -193,13 +204,20 @@ def filters(q: str, stage: str, severity: str, sort: str, order: str) -> _Filter
 
 
 def make_lines(
-    request: Request, user: User, rows: tuple[InventoryRow, ...], now: datetime
+    request: Request,
+    user: User,
+    rows: tuple[InventoryRow, ...],
+    now: datetime,
+    *,
+    spark: bool = True,
 ) -> list[InventoryLine]:
     """The inventory lines of ``rows``: their latest checks, report windows (the tenant's
-    hosting period of each domain) and gates, a few queries per chunk of rows."""
+    hosting period of each domain; read per day, as the gate's verdicts and the figures
+    need them) and gates, a few queries per chunk of rows; sparklines unless ``spark`` is
+    False (lines sorted or exported, not shown)."""
     reads = _reads(request)
     found = reads.checks_by_id([r.latest_check_id for r in rows if r.latest_check_id is not None])
-    windows = reads.report_windows(
+    windows = reads.gate_windows(
         [r.domain for r in rows],
         since=now - timedelta(days=WINDOW_DAYS + 1),
         until=now,
@@ -212,6 +230,7 @@ def make_lines(
             found.get(r.latest_check_id) if r.latest_check_id is not None else None,
             windows.get(r.domain, ReportWindow()),
             now,
+            spark=spark,
         )
         for r in rows
     ]
@@ -236,18 +255,26 @@ def _all_rows(request: Request, user: User, f: _Filters) -> list[InventoryRow]:
 def sorted_inventory(
     request: Request, user: User, f: _Filters, now: datetime
 ) -> tuple[list[InventoryLine], dict[str, tuple[int, str]]]:
-    """Every domain of the filtered inventory, as lines in the order asked for (the CSV)."""
+    """Every domain of the filtered inventory, as lines in the order asked for (the CSV),
+    without sparklines."""
+    lines, alerts, _ = _every_line(request, user, f, now)
+    return lines, alerts
+
+
+def _every_line(
+    request: Request, user: User, f: _Filters, now: datetime
+) -> tuple[list[InventoryLine], dict[str, tuple[int, str]], dict[str, InventoryRow]]:
     from stspilot.store.monitor import MonitorStore
 
     rows = _all_rows(request, user, f)
     lines: list[InventoryLine] = []
     for i in range(0, len(rows), 500):
-        lines += make_lines(request, user, tuple(rows[i : i + 500]), now)
+        lines += make_lines(request, user, tuple(rows[i : i + 500]), now, spark=False)
     alerts = MonitorStore(context(request).store).open_alert_counts([x.domain for x in lines])
     key = SORT_KEYS[f.sort]
     lines.sort(key=lambda x: x.domain)  # ties by name, whatever the direction
     lines.sort(key=lambda x: key(x, alerts), reverse=f.descending)
-    return lines, alerts
+    return lines, alerts, {r.domain: r for r in rows}
 
 
 # Orders known without each domain's gate: its row, latest check, open alerts and (sessions,
@@ -272,9 +299,10 @@ def sorted_page(
     gate make every domain's line; the others sort on what they need and make the page's."""
     from stspilot.store.monitor import MonitorStore
 
-    if f.sort not in _CHEAP_SORTS:
-        every, alerts = sorted_inventory(request, user, f, now)
-        return every[(page - 1) * per : page * per], alerts, len(every)
+    if f.sort not in _CHEAP_SORTS:  # every line's gate, then the page's lines with sparklines
+        every, alerts, by_name = _every_line(request, user, f, now)
+        page_rows = tuple(by_name[x.domain] for x in every[(page - 1) * per : page * per])
+        return make_lines(request, user, page_rows, now), alerts, len(every)
     reads = _reads(request)
     rows = _all_rows(request, user, f)
     alerts = MonitorStore(context(request).store).open_alert_counts([r.domain for r in rows])
