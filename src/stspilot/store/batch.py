@@ -451,9 +451,10 @@ def open_sqlite_writer(url: str | None) -> SqliteWriter | None:
     from stspilot.store.versions import migration_heads
 
     chosen = url or os.environ.get(ENV_VAR) or ""
-    if "://" in chosen:
-        return None  # a URL may carry options (uri, mode): Store reads them
-    resolved = resolve_url(url)  # a bare path, or the default file: no SQLAlchemy
+    if "://" in chosen and (not chosen.startswith("sqlite:///") or any(c in chosen for c in "?#%")):
+        return None  # options (uri, mode), escapes, a driver name: Store reads the URL
+    # A bare path, the default file or a plain sqlite:///PATH: resolved without SQLAlchemy.
+    resolved = chosen if "://" in chosen else resolve_url(url)
     path = Path(resolved.removeprefix("sqlite:///"))
     if not (path.is_file() and os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)):
         return None
