@@ -304,12 +304,15 @@ class _Run:
             if store.dialect != self.dialect:  # rows were built for the other engine
                 raise StoreError(f"the store is {store.dialect}, not {self.dialect}")
             self._store = store
+            gc.freeze()  # what opening it loaded lives on (as in ingest_paths_opening)
         return self._store
 
     def walk_error(self, path: Path, exc: OSError) -> None:
         self.failed.append((path, exc))
 
     def in_process(self, items: Iterator[_Item]) -> None:
+        self.store()  # nothing to run beside it: open first, so a bad store fails at once
+
         def stage_here(task: list[_Item]) -> None:
             received_at = self.clock()
             staged = _stage(task, self.limits, received_at, self.dialect, self.dkim)
