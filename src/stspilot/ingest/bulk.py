@@ -14,6 +14,11 @@ Rows travel back as ``marshal`` data (strings, numbers and bytes in plain tuples
 third of ``pickle``'s cost for dataclasses, where parsed reports cost more to pickle than to
 parse again. PostgreSQL rows carry datetimes, so they travel as pickle.
 
+``ingest_paths_opening`` opens the store once the workers have their first tasks: they fork
+from a process that has not loaded the store's libraries, and opening it (SQLAlchemy's
+import, a new store's migrations) runs beside their parsing (``stspilot ingest``,
+``cli/ingest_run.py``).
+
 Crash safety is the pipeline's (``ingest/pipeline.py``): a batch is one transaction, so a
 killed run leaves whole batches and a re-run turns them into duplicates.
 """
