@@ -6,6 +6,7 @@ PostgreSQL, and each run's peak RSS (one fresh child process per run; its VmHWM)
     .venv/bin/python bench/ingest_bench.py --pg postgresql+psycopg://postgres@127.0.0.1:5432/test
     .venv/bin/python bench/ingest_bench.py --grow 10 --sizes 10000 --workers 0   # a growing store
     .venv/bin/python bench/ingest_bench.py --sizes 10000 --workers 0 --verify-dkim
+    .venv/bin/python bench/ingest_bench.py --ab ../base/src --sizes 10000 --repeat 3 [--pg URL]
 
 ``--verify-dkim`` signs the .eml reports with a lab DKIM key, serves its key records from a
 lab DNS server on loopback, and runs the .eml input twice: without verification ("eml") and
@@ -18,6 +19,14 @@ and build rows); the 1-minute load average at the end; the peak RSS of the stori
 and the largest of its workers'. ``--workers 0`` is the CLI's default (one per CPU). The
 machine this was written on varies by +-30% between runs of the same code: use ``--repeat``.
 Prints figures only; it never fails on time.
+
+``--ab SRC`` times whole ``stspilot ingest`` processes from the shell (start-up included,
+``/usr/bin/time``'s view: wall, and CPU of the process and its workers) for another checkout's
+``src`` (e.g. ``git worktree add ../base main``) and this one, in alternation (the order
+flips every round), over the same files: a new SQLite store, an existing one (at the newest
+schema: made by an ingest of an empty folder first), an empty folder into an existing store
+(start-up alone), and a new PostgreSQL database with ``--pg``. It prints every run and the
+median of the per-round CPU ratios. Both sides' bytecode is compiled first.
 
 ``--grow R`` asks whether speed and memory hold as the store grows: R rounds of ``--sizes``
 new reports each go into one SQLite store, all in one ingesting process (as a long-running
@@ -232,6 +241,9 @@ def main() -> None:
         action="store_true",
         help="sign the .eml reports with a lab key and also ingest them with verification",
     )
+    parser.add_argument(
+        "--ab", metavar="SRC", help="whole processes: SRC (another checkout's src) vs this one"
+    )
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--nameserver", help=argparse.SUPPRESS)
     parser.add_argument("--db", help=argparse.SUPPRESS)
@@ -246,6 +258,9 @@ def main() -> None:
         return
     if args.grow:
         grow(args)
+        return
+    if args.ab:
+        ab(args)
         return
 
     print(
@@ -281,6 +296,81 @@ def main() -> None:
                                 args, root, backend, form, folder, distinct, n, workers, attempt,
                                 nameserver if form == "eml+dkim" else None,
                             )  # fmt: skip
+
+
+def _whole_process(src: str, argv: list[str]) -> tuple[float, float, str]:
+    """One ``stspilot`` process with ``src`` first on its path: wall, CPU (with its workers),
+    its output."""
+    exe = str(Path(sys.executable).parent / "stspilot")
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    done = subprocess.run(
+        [exe, *argv], env={**os.environ, "PYTHONPATH": src}, capture_output=True, text=True
+    )
+    took = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if done.returncode not in (0, 1):
+        raise RuntimeError(f"stspilot {' '.join(argv)} failed: {done.stderr[-1500:]}")
+    cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+    return took, cpu, done.stdout.strip()
+
+
+def ab(args: argparse.Namespace) -> None:
+    import compileall
+    import statistics
+
+    sides = {"base": str(Path(args.ab).resolve()), "this": str(Path(__file__).parents[1] / "src")}
+    for src in sides.values():
+        compileall.compile_dir(src, quiet=1)
+    n = int(args.sizes.split(",")[0])
+    cases = ["new", "existing", "start-up"] + (["postgresql"] if args.pg and not args.no_pg else [])
+    print(f"whole-process A/B: {sides['base']} (base) vs {sides['this']} (this), {n} files")
+    results: dict[tuple[str, str, str], list[tuple[float, float]]] = {}
+    with tempfile.TemporaryDirectory(prefix="stspilot-bench-") as tmp:
+        root = Path(tmp)
+        inputs = write_inputs(root, n, args.seed)
+        empty = root / "empty"
+        empty.mkdir()
+        for attempt in range(args.repeat):
+            order = ["base", "this"] if attempt % 2 == 0 else ["this", "base"]
+            for form, (folder, _distinct) in inputs.items():
+                for case in cases:
+                    if case == "start-up" and form != "json.gz":
+                        continue
+                    for side in order:
+                        db = str(root / f"{side}.sqlite3")
+                        if case == "postgresql":
+                            db = pg_schema_url(args.pg) or ""
+                        if case in ("existing", "start-up"):
+                            _whole_process(sides[side], ["ingest", "--db", db, str(empty)])
+                        source = empty if case == "start-up" else folder
+                        took, cpu, out = _whole_process(
+                            sides[side], ["ingest", "--db", db, str(source)]
+                        )
+                        results.setdefault((form, case, side), []).append((took, cpu))
+                        print(
+                            f"{attempt} {form:<8} {case:<10} {side:<4} wall {took:6.2f} s "
+                            f"cpu {cpu:5.2f} s  load {os.getloadavg()[0]:4.1f}  {out}",
+                            flush=True,
+                        )
+                        if case == "postgresql":
+                            drop_pg_schema(db)
+                            continue
+                        for extra in ("", "-wal", "-shm"):
+                            Path(db + extra).unlink(missing_ok=True)
+    print("\nmedian CPU s (wall s), base -> this; per-round CPU ratios base/this")
+    for (form, case, side), runs in results.items():
+        if side != "base":
+            continue
+        base, this = runs, results[(form, case, "this")]
+        ratios = sorted(b[1] / t[1] for b, t in zip(base, this, strict=True))
+        print(
+            f"{form:<8} {case:<10} {statistics.median(c for _, c in base):.2f} "
+            f"({statistics.median(w for w, _ in base):.2f}) -> "
+            f"{statistics.median(c for _, c in this):.2f} "
+            f"({statistics.median(w for w, _ in this):.2f}); "
+            f"{statistics.median(ratios):.2f}x ({', '.join(f'{r:.2f}' for r in ratios)})"
+        )
 
 
 def grow(args: argparse.Namespace) -> None:

@@ -106,9 +106,13 @@ def _assert_consistent(store: Store, expected: dict[tuple[str, str], tuple[int, 
 def test_sigkill_at_random_moments_then_rerun(store: Store, store_url: str, tmp_path: Path) -> None:
     expected, bad = _write_corpus(tmp_path / "in")
     rng = random.Random(int(os.environ.get("STSPILOT_CRASH_SEED", "5")))
-    # How long one full run takes here, so the kills land inside a run.
+    # How long one full run takes here, so the kills land inside a run: into an existing
+    # store, as the killed runs go (a new one is created and migrated first, which takes
+    # longer than bulk ingest into an up-to-date store, SQLAlchemy-free, takes to start).
+    probe_url = f"sqlite:///{tmp_path / 'probe.sqlite3'}"
+    Store.open(probe_url).close()
     started = time.monotonic()
-    probe = _ingest(tmp_path / "in", f"sqlite:///{tmp_path / 'probe.sqlite3'}")
+    probe = _ingest(tmp_path / "in", probe_url)
     probe.communicate(timeout=240)
     full = time.monotonic() - started
     interrupted = 0

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import ast
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,10 +14,10 @@ from stspilot.lab.sample_reports import write_corpus
 # Runs the real command line in a fresh interpreter and prints, as it exits, the modules
 # of interest that were imported.
 CHILD = r"""
-import atexit, sys
+import atexit, os, sys
+WATCH = tuple(os.environ["WATCH"].split(","))
 def report():
-    seen = sorted(m for m in sys.modules
-                  if m.startswith(("sqlalchemy.dialects.postgresql", "psycopg", "alembic")))
+    seen = sorted(m for m in sys.modules if m.startswith(WATCH))
     print("LOADED", seen, file=sys.stderr)
 atexit.register(report)
 sys.argv = ["stspilot", *sys.argv[1:]]
@@ -25,12 +26,16 @@ main()
 """
 
 
-def _ingest(db: Path, folder: Path) -> list[str]:
+POSTGRESQL = "sqlalchemy.dialects.postgresql,psycopg,alembic"
+
+
+def _ingest(db: Path, folder: Path, watch: str = POSTGRESQL) -> list[str]:
     done = subprocess.run(
         [sys.executable, "-c", CHILD, "ingest", "--db", f"sqlite:///{db}", str(folder)],
         capture_output=True,
         text=True,
         timeout=120,
+        env={**os.environ, "WATCH": watch},
     )
     assert done.returncode == 0, done.stdout + done.stderr
     line = next(ln for ln in done.stderr.splitlines() if ln.startswith("LOADED "))
@@ -50,3 +55,19 @@ def test_ingest_into_an_existing_sqlite_store_loads_nothing_of_postgresql(
     write_corpus(second, 2, seed=6, formats=("json",))
     loaded = _ingest(db, second)  # an existing store at the newest schema: stores and reads
     assert loaded == [], loaded
+
+
+def test_bulk_ingest_into_an_up_to_date_sqlite_store_loads_neither_typer_nor_sqlalchemy(
+    tmp_path: Path,
+) -> None:
+    """``stspilot ingest PATH...`` parses its options with argparse (``cli/ingest_run.py``)
+    and writes an existing store at the newest schema through sqlite3 alone."""
+    folder = tmp_path / "in"
+    write_corpus(folder, 3, seed=5, formats=("json.gz", "eml"))
+    db = tmp_path / "s.sqlite"
+    watch = "typer,click,pydantic,rich,sqlalchemy,alembic"
+    first = _ingest(db, folder, watch)  # a new store: Store (SQLAlchemy, Alembic) makes it
+    assert "sqlalchemy" in first and "typer" not in first, first
+    second = folder.with_name("more")
+    write_corpus(second, 2, seed=6, formats=("json",))
+    assert _ingest(db, second, watch) == []

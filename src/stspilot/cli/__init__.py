@@ -116,6 +116,14 @@ def _dispatch(args: list[str]) -> int:
         code = fast_check(args[1:])
         if code is not None:
             return code
+    if args[:1] == ["ingest"]:
+        # The same for bulk ingest: no Typer nor pydantic (cli/ingest_run.py).
+        from stspilot.cli.ingest_run import fast_ingest
+
+        configure_logging()
+        code = fast_ingest(args[1:])
+        if code is not None:
+            return code
     import typer
 
     from stspilot.cli.app import app

@@ -12,13 +12,12 @@ from typing import TYPE_CHECKING
 import typer
 
 from stspilot.cli import UsageError
+from stspilot.cli.ingest_run import exit_code, run_paths, tally_dict, tally_line
 from stspilot.cli.options import DB, DKIM_NAMESERVER, DKIM_TIMEOUT, dkim_settings, json_mode
-from stspilot.errors import ConfigError
 
 if TYPE_CHECKING:
     from stspilot.ingest.dkim import DkimSettings
     from stspilot.ingest.imap import PollResult
-    from stspilot.ingest.pipeline import Tally
     from stspilot.store import Store
 
 HELP = """Store TLS-RPT reports from files, folders, mbox files and Maildirs.
@@ -36,26 +35,6 @@ DNS (--nameserver, else the system resolver): the result is stored on the report
 signature that does not verify is recorded as a deviation, never refused. Off by default:
 it needs DNS and makes bulk ingest slower.
 """
-
-
-def _tally_dict(tally: Tally) -> dict[str, int]:
-    return {
-        "new": tally.new,
-        "duplicate": tally.duplicate,
-        "quarantined": tally.quarantined,
-        "errors": tally.errors,
-    }
-
-
-def _tally_line(tally: Tally) -> str:
-    return f"{tally.new} new, {tally.duplicate} duplicate, {tally.quarantined} quarantined" + (
-        f", {tally.errors} unreadable" if tally.errors else ""
-    )
-
-
-def _exit_code(tally: Tally) -> int:
-    # 1 (warnings) when something needs a look: quarantined units or unreadable sources.
-    return 1 if (tally.quarantined or tally.errors) else 0
 
 
 def ingest_command(
@@ -84,8 +63,6 @@ def ingest_command(
     nameserver: str | None = DKIM_NAMESERVER,
     dkim_timeout: float = DKIM_TIMEOUT,
 ) -> None:
-    from stspilot.store import Store
-
     dkim = dkim_settings(verify_dkim, nameserver, dkim_timeout)
 
     mode = json_mode(as_json, as_jsonl)
@@ -98,87 +75,25 @@ def ingest_command(
         raise UsageError("--watch prints a tally per poll: use --jsonl")
     if "-" in paths and len(paths) > 1:
         raise UsageError("- (standard input) is the only PATH when given")
+    if not imap_mode and paths != ["-"]:
+        # The store opens once the workers have work (``cli/ingest_run.py``).
+        code = run_paths(
+            db=db,
+            paths=paths,
+            batch_size=batch_size,
+            workers=workers,
+            as_json=mode is not None,
+            dkim=dkim,
+        )
+        raise typer.Exit(code)
+    from stspilot.store import Store
+
     with Store.open(db) as store:
         if imap_mode:
             code = _run_imap(store, config, watch=watch, interval=interval, mode=mode, dkim=dkim)
-        elif paths == ["-"]:
-            code = _run_stdin(store, as_json=mode is not None, dkim=dkim)
         else:
-            code = _run_paths(
-                store, paths, batch_size, workers, as_json=mode is not None, dkim=dkim
-            )
+            code = _run_stdin(store, as_json=mode is not None, dkim=dkim)
     raise typer.Exit(code)
-
-
-def _run_paths(
-    store: Store,
-    paths: list[str],
-    batch_size: int,
-    workers: int,
-    *,
-    as_json: bool,
-    dkim: DkimSettings | None,
-) -> int:
-    from stspilot.ingest.bulk import ingest_paths
-
-    resolved = [Path(p) for p in paths]
-    missing = [str(p) for p in resolved if not p.exists()]
-    if missing:
-        raise ConfigError(f"no such file or folder: {', '.join(missing)}")
-    if as_json or not sys.stderr.isatty():
-        # No progress to draw (JSON, or stderr is a file or pipe: cron, scripts, benchmarks),
-        # so rich is not loaded: ~0.1 s of CPU, a tenth of a 10,000-file run's start-up.
-        def say_error(path: Path, exc: OSError) -> None:
-            print(f"stspilot: cannot read {path}: {exc.strerror or exc}", file=sys.stderr)
-
-        tally = ingest_paths(
-            store, resolved, batch_size=batch_size, workers=workers, on_error=say_error, dkim=dkim
-        )
-    else:
-        tally = _with_progress(store, resolved, batch_size, workers, dkim)
-    if as_json:
-        typer.echo(json.dumps(_tally_dict(tally)))
-    else:
-        typer.echo(_tally_line(tally))
-    return _exit_code(tally)
-
-
-def _with_progress(
-    store: Store, paths: list[Path], batch_size: int, workers: int, dkim: DkimSettings | None
-) -> Tally:
-    from rich.console import Console
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
-    from stspilot.ingest.bulk import ingest_paths
-
-    console = Console(stderr=True)
-    progress = Progress(
-        SpinnerColumn(),
-        TextColumn("{task.completed} inputs"),
-        TextColumn("{task.description}"),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-        disable=not console.is_terminal,
-    )
-    with progress:
-        task = progress.add_task("", total=None)
-
-        def on_progress(tally: Tally, done: int) -> None:
-            progress.update(task, completed=done, description=_tally_line(tally))
-
-        def on_error(path: Path, exc: OSError) -> None:
-            console.print(f"stspilot: cannot read {path}: {exc.strerror or exc}", markup=False)
-
-        return ingest_paths(
-            store,
-            paths,
-            batch_size=batch_size,
-            workers=workers,
-            on_progress=on_progress,
-            on_error=on_error,
-            dkim=dkim,
-        )
 
 
 def _run_stdin(store: Store, *, as_json: bool, dkim: DkimSettings | None) -> int:
@@ -200,7 +115,15 @@ def _run_stdin(store: Store, *, as_json: bool, dkim: DkimSettings | None) -> int
                 out.write(head)
                 while chunk := sys.stdin.buffer.read(1 << 20):
                     out.write(chunk)
-            return _run_paths(store, [str(spool)], 2000, 1, as_json=as_json, dkim=dkim)
+            return run_paths(
+                db=None,
+                paths=[str(spool)],
+                batch_size=2000,
+                workers=1,
+                as_json=as_json,
+                dkim=dkim,
+                store=store,
+            )
     verifier = None
     if dkim is not None:
         from stspilot.ingest.dkim import DkimVerifier
@@ -209,8 +132,8 @@ def _run_stdin(store: Store, *, as_json: bool, dkim: DkimSettings | None) -> int
     # A larger input is cut just past the limit, as a file is, and quarantined for its size.
     outcome = ingest_raw(store, head, origin="stdin", received_at=datetime.now(UTC), dkim=verifier)
     tally = Tally.of([outcome])
-    typer.echo(json.dumps(_tally_dict(tally)) if as_json else _tally_line(tally))
-    return _exit_code(tally)
+    typer.echo(json.dumps(tally_dict(tally)) if as_json else tally_line(tally))
+    return exit_code(tally)
 
 
 def _run_imap(
@@ -237,18 +160,18 @@ def _run_imap(
             typer.echo(f"stspilot: {result}", err=True)
             return
         if mode:
-            document = {**_tally_dict(result.tally), "moved": result.moved}
+            document = {**tally_dict(result.tally), "moved": result.moved}
             typer.echo(json.dumps({**document, "flagged": result.flagged}))
         else:
             typer.echo(
-                f"{_tally_line(result.tally)} ({result.moved} moved, {result.flagged} flagged)"
+                f"{tally_line(result.tally)} ({result.moved} moved, {result.flagged} flagged)"
             )
         sys.stdout.flush()
 
     if not watch:
         result = poll_once(store, config, dkim=verifier)
         show(result)
-        return _exit_code(result.tally)
+        return exit_code(result.tally)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

@@ -14,6 +14,11 @@ Rows travel back as ``marshal`` data (strings, numbers and bytes in plain tuples
 third of ``pickle``'s cost for dataclasses, where parsed reports cost more to pickle than to
 parse again. PostgreSQL rows carry datetimes, so they travel as pickle.
 
+``ingest_paths_opening`` opens the store once the workers have their first tasks: they fork
+from a process that has not loaded the store's libraries, and opening it (SQLAlchemy's
+import, a new store's migrations) runs beside their parsing (``stspilot ingest``,
+``cli/ingest_run.py``).
+
 Crash safety is the pipeline's (``ingest/pipeline.py``): a batch is one transaction, so a
 killed run leaves whole batches and a re-run turns them into duplicates.
 """
@@ -46,7 +51,14 @@ from stspilot.tlsrpt.schema import DEFAULT_LIMITS, Limits
 if TYPE_CHECKING:
     from stspilot.ingest.dkim import DkimSettings, DkimVerifier
 
-__all__ = ["BulkStore", "ErrorCallback", "ProgressCallback", "Staged", "ingest_paths"]
+__all__ = [
+    "BulkStore",
+    "ErrorCallback",
+    "ProgressCallback",
+    "Staged",
+    "ingest_paths",
+    "ingest_paths_opening",
+]
 
 ProgressCallback = Callable[[Tally, int], None]  # (tally so far, units done)
 ErrorCallback = Callable[[Path, OSError], None]
@@ -111,7 +123,47 @@ def ingest_paths(
     With ``dkim``, mails' DKIM signatures are verified (``ingest/dkim.py``): each process
     that stages units builds its own verifier, with its own key cache, from these settings.
     """
-    run = _Run(store, batch_size, limits or DEFAULT_LIMITS, on_progress, on_error, clock, dkim)
+    return ingest_paths_opening(
+        lambda: store,
+        store.dialect,
+        paths,
+        batch_size=batch_size,
+        limits=limits,
+        on_progress=on_progress,
+        on_error=on_error,
+        clock=clock,
+        workers=workers,
+        dkim=dkim,
+    )
+
+
+def ingest_paths_opening(
+    open_store: Callable[[], BulkStore],
+    dialect: str,
+    paths: Iterable[Path],
+    *,
+    batch_size: int = 2000,
+    limits: Limits | None = None,
+    on_progress: ProgressCallback | None = None,
+    on_error: ErrorCallback | None = None,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    workers: int = 1,
+    dkim: DkimSettings | None = None,
+) -> Tally:
+    """``ingest_paths`` into the store ``open_store()`` opens (once, for ``dialect``): with
+    workers, after they have their first tasks, so that the store's start-up (importing
+    SQLAlchemy, opening, migrating a new store) runs beside their reading and parsing, and
+    the workers fork from a process that has not loaded it. The caller closes the store."""
+    run = _Run(
+        open_store,
+        dialect,
+        batch_size,
+        limits or DEFAULT_LIMITS,
+        on_progress,
+        on_error,
+        clock,
+        dkim,
+    )
     items: Iterator[_Item] = (
         item for path in paths for item in iter_files(path, on_error=run.walk_error)
     )
@@ -225,7 +277,8 @@ class _Run:
 
     def __init__(
         self,
-        store: BulkStore,
+        open_store: Callable[[], BulkStore],
+        dialect: str,
         batch_size: int,
         limits: Limits,
         on_progress: ProgressCallback | None,
@@ -233,9 +286,10 @@ class _Run:
         clock: Callable[[], datetime],
         dkim: DkimSettings | None = None,
     ) -> None:
-        self.store = store
+        self._open_store = open_store
+        self._store: BulkStore | None = None
         self.dkim = dkim
-        self.dialect = store.dialect
+        self.dialect = dialect
         self.batch_size = batch_size
         self.limits = limits
         self.on_progress = on_progress
@@ -248,10 +302,22 @@ class _Run:
         self.pending: list[Staged] = []
         self.mboxes: deque[str] = deque()
 
+    def store(self) -> BulkStore:
+        """The store, opened on first use (``ingest_paths_opening``)."""
+        if self._store is None:
+            store = self._open_store()
+            if store.dialect != self.dialect:  # rows were built for the other engine
+                raise StoreError(f"the store is {store.dialect}, not {self.dialect}")
+            self._store = store
+            gc.freeze()  # what opening it loaded lives on (as in ingest_paths_opening)
+        return self._store
+
     def walk_error(self, path: Path, exc: OSError) -> None:
         self.failed.append((path, exc))
 
     def in_process(self, items: Iterator[_Item]) -> None:
+        self.store()  # nothing to run beside it: open first, so a bad store fails at once
+
         def stage_here(task: list[_Item]) -> None:
             received_at = self.clock()
             staged = _stage(task, self.limits, received_at, self.dialect, self.dkim)
@@ -269,6 +335,7 @@ class _Run:
         decode = marshal.loads if self.dialect == "sqlite" else pickle.loads
 
         def land() -> None:
+            self.store()  # opened while the workers have work (ingest_paths_opening)
             future, received_at = in_flight[0]
             if self.pending and not future.done():
                 # Nothing to take yet: commit what is staged instead of idling (a smaller
@@ -347,7 +414,7 @@ class _Run:
                 if self.on_error is not None:
                     self.on_error(path, exc)
             if batch:
-                self.tally = self.tally + _commit(self.store, batch)
+                self.tally = self.tally + _commit(self.store(), batch)
                 self.done += len(batch)
             if self.on_progress is not None:
                 self.on_progress(self.tally + Tally(errors=self.errors), self.done)
@@ -355,6 +422,7 @@ class _Run:
                 return
 
     def finish(self) -> Tally:
+        self.store()  # opened, created or migrated even when there was no input
         while self.pending or self.failed:  # each call commits at least one batch
             self.commit()
         return self.tally + Tally(errors=self.errors)

@@ -12,12 +12,13 @@ import ast
 import re
 import threading
 from pathlib import Path
-
-from sqlalchemy import Engine
-from sqlalchemy.exc import SQLAlchemyError
+from typing import TYPE_CHECKING
 
 from stspilot.errors import StoreError
 from stspilot.store.url import safe_url
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -55,6 +56,8 @@ def schema_heads(engine: Engine) -> set[str]:
 
 def at_head(engine: Engine) -> bool:
     """Is the database at the newest migration? (Without Alembic; False for a new database.)"""
+    from sqlalchemy.exc import SQLAlchemyError
+
     try:
         with engine.connect() as conn:
             rows = conn.exec_driver_sql("SELECT version_num FROM alembic_version").all()
