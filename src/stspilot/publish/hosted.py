@@ -154,20 +154,25 @@ def plan_hosted(
     text: str | None = None,
     max_age: int | None = None,
     action: str = SYNC_ACTION,
+    remove: bool = False,
 ) -> PublishPlan:
     """The policy (``text``, default: what the store serves now) served and fetched as a sender
     would, then ``<domain>.<zone>`` TXT naming its id (RFC 8461 §8.1; checklist G5.1).
 
     The record may hold nothing or any id this domain was ever served with (``known_ids``):
     anything else was written by someone else and is never overwritten. A changed text gets
-    the id the store will give it (``now``); the store's own one is published in the end."""
+    the id the store will give it (``now``); the store's own one is published in the end.
+    ``remove`` (``host remove --force`` before the wait is over): the record's removal, as
+    after a decommission's wait."""
     expect: list[str | None] = [None]
     for known in dict.fromkeys([hosted.policy_id, *known_ids]):
         expect.append(format_sts_record(StsRecord(known)))
     name = record_name(hosted.domain, zone)
-    if text is None and wanted_value(hosted, now) is None:
+    if text is None and (remove or wanted_value(hosted, now) is None):
         # Decommissioned and its wait is over: the record goes, the policy stays for now.
         note = "decommission: every cached policy has expired; the TXT record goes first (G5.7)"
+        if wanted_value(hosted, now) is not None:
+            note = "removed before its wait is over (--force); the TXT record goes first (G5.7)"
         step = Step(StepKind.REMOVE_STS, name, None, expect=tuple(expect), note=note)
         return PublishPlan(hosted.domain, action, (step,))
     body = hosted.policy_text if text is None else text
@@ -194,6 +199,124 @@ def plan_hosted(
     return PublishPlan(hosted.domain, action, steps)
 
 
+def zone_label(zone: ZoneConfig) -> str:
+    """The provider as the journal names it (no secrets)."""
+    return Rfc2136Provider(zone.rfc2136()).label
+
+
+CHANGED = "the hosted policy changed"
+REMOVING = "the hosted domain is removed: its TXT record goes first (G5.7)"
+
+
+def start_sync(
+    store: Store,
+    hosted: HostedDomain,
+    zone: ZoneConfig,
+    *,
+    actor: str,
+    now: datetime,
+    reason: str = CHANGED,
+    action: str = SYNC_ACTION,
+    text: str | None = None,
+    max_age: int | None = None,
+    remove: bool = False,
+) -> JournalRun:
+    """Journal the run that carries ``hosted``'s policy to ``<domain>.<zone>`` (``plan_hosted``:
+    the policy first, then its id; or the record's removal once a decommission's wait is over),
+    every step planned, before anything changes. The one home of this rule: the web after every
+    hosted policy change, ``host remove``, the monitor's repairs of a hosted domain and the
+    bulk ``publish hosted-sync`` all start their runs here. ``text`` (a rollout action or a
+    repair) is the body the run's policy step puts in the store; carry it out with
+    ``carry_out(..., write=True)`` then."""
+    from stspilot.publish.plan import check_order
+    from stspilot.store.hosting import HostedPolicies
+    from stspilot.store.journal import PublishJournal
+
+    known = [v.policy_id for v in HostedPolicies(store).history(hosted.domain)[:50]]
+    plan = plan_hosted(
+        hosted, zone.zone, now=now, known_ids=known, text=text, max_age=max_age, action=action,
+        remove=remove,
+    )  # fmt: skip
+    check_order(plan.steps)
+    return PublishJournal(store).start(
+        hosted.domain, action=plan.action, steps=[s.to_dict() for s in plan.steps], actor=actor,
+        reason=reason, dns=zone_label(zone), destination=DELEGATED, now=now,
+    )  # fmt: skip
+
+
+def start_unconfigured(
+    store: Store, domain: str, error: str, *, actor: str, now: datetime, reason: str = CHANGED
+) -> JournalRun:
+    """A run that cannot start (the publish config is broken), journaled as failed: that the
+    record cannot follow shows where the journal shows."""
+    from stspilot.store.journal import PublishJournal
+
+    journal = PublishJournal(store)
+    run = journal.start(
+        domain, action=SYNC_ACTION, steps=[], actor=actor, reason=reason,
+        dns="(not configured)", destination=DELEGATED, now=now,
+    )  # fmt: skip
+    journal.mark_run(run.id, "failed", now=now, error=f"publish config: {error}")
+    return journal.get(run.id)
+
+
+@dataclass(frozen=True, slots=True)
+class Removal:
+    """What stands between a decommissioned hosted domain and its removal: the journal run that
+    removes its delegation TXT record (``started``: journaled just now, to be carried out)."""
+
+    run: JournalRun
+    started: bool
+
+
+def removal_pending(
+    store: Store,
+    hosted: HostedDomain,
+    zone: ZoneConfig,
+    *,
+    actor: str,
+    now: datetime,
+    force: bool = False,
+) -> Removal | None:
+    """Before a decommissioned hosted domain is removed, its TXT record in the delegation zone
+    goes (checklist G5.7: the TXT record first, then the policy; else the record is an orphan
+    naming a policy nobody serves). None when nothing stands in the way any more: a ``hosted-sync``
+    run since the decommission wait ended removed the record and is done. Otherwise that run
+    when it is unfinished (running, waiting or failed: finish it), or one journaled now.
+    An abandoned run (superseded) removed nothing for sure and does not count. ``force``
+    (``host remove --force``, the wait not over): the record goes all the same."""
+    from stspilot.publish.plan import StepKind
+    from stspilot.store.journal import PublishJournal
+
+    since = hosted.remove_after or hosted.created_at
+    for run in PublishJournal(store).runs(hosted.domain, limit=20):
+        if run.action != SYNC_ACTION or run.created_at < since or run.state == "abandoned":
+            continue
+        if any(s.kind == StepKind.REMOVE_STS.value for s in run.steps):
+            return None if run.state == "done" else Removal(run, False)
+    run = start_sync(store, hosted, zone, actor=actor, now=now, remove=force, reason=REMOVING)
+    return Removal(run, True)
+
+
+async def carry_out(
+    store: Store,
+    zone: ZoneConfig,
+    run: JournalRun,
+    *,
+    check: CheckOptions,
+    clock: Callable[[], datetime],
+    actor: str,
+    write: bool = False,
+    reason: str = "stspilot publish (web)",
+) -> JournalRun:
+    """Carry out a run ``start_sync`` journaled (``Publisher.run``: each step intended, done,
+    verified; raises ``PublishError`` after journaling a failure)."""
+    async with open_hosted_publisher(
+        store, zone, check=check, clock=clock, actor=actor, write=write, reason=reason
+    ) as publisher:
+        return await publisher.run(run)
+
+
 def zone_of_run(run: JournalRun) -> str:
     """The delegation zone a ``hosted-delegation`` run writes to (from its TXT step's name)."""
     prefix = f"{run.domain}."
@@ -214,7 +337,13 @@ class DelegatedDestination:
     label = DELEGATED
 
     def __init__(
-        self, store: Store, *, clock: Callable[[], datetime], actor: str, write: bool
+        self,
+        store: Store,
+        *,
+        clock: Callable[[], datetime],
+        actor: str,
+        write: bool,
+        reason: str = "stspilot publish (web)",
     ) -> None:
         from stspilot.store.hosting import HostedPolicies
 
@@ -222,6 +351,7 @@ class DelegatedDestination:
         self.clock = clock
         self.actor = actor
         self.write = write
+        self.reason = reason  # the hosting's history records why the policy changed
 
     async def put(self, change: PolicyChange) -> Served:
         return await asyncio.to_thread(self._put, change)
@@ -250,7 +380,7 @@ class DelegatedDestination:
             else:
                 done = self.hosted.update(
                     change.domain, now=now, mode=change.mode, mx=list(change.mx),
-                    max_age=change.max_age, reason="stspilot publish (web)", actor=self.actor,
+                    max_age=change.max_age, reason=self.reason, actor=self.actor,
                 )  # fmt: skip
         except (StoreError, ConfigError) as exc:
             raise PublishError(str(exc), step="policy hosted", answer="store") from None
@@ -273,6 +403,7 @@ async def open_hosted_publisher(
     clock: Callable[[], datetime],
     actor: str,
     write: bool,
+    reason: str = "stspilot publish (web)",
 ) -> AsyncIterator[Publisher]:
     """A ``Publisher`` for the delegation zone with the hosted store as the policy's place."""
     from stspilot.check.run import Probes
@@ -286,7 +417,9 @@ async def open_hosted_publisher(
             yield Publisher(
                 journal=PublishJournal(store),
                 provider=provider,
-                destination=DelegatedDestination(store, clock=clock, actor=actor, write=write),
+                destination=DelegatedDestination(
+                    store, clock=clock, actor=actor, write=write, reason=reason
+                ),
                 fetcher=probes.fetcher,
                 zone=zone.zone,
                 primary=NameServer("primary", rfc.server, rfc.port),
