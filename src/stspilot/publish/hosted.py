@@ -59,6 +59,10 @@ class SyncResult:
     changed: tuple[str, ...]  # domains whose record was written (bumped or removed)
     skipped: dict[str, str] = field(default_factory=dict)  # domain -> why not (policy not served)
     bulk: BulkResult | None = None
+    runs: dict[str, int] = field(default_factory=dict)  # domain -> its journal run
+
+
+BULK_REASON = "publish hosted-sync: the delegation zone's record differs from the store"
 
 
 def record_name(domain: str, zone: str) -> str:
@@ -84,6 +88,21 @@ async def _served(fetcher: PolicyFetcher, hosted: HostedDomain) -> str:
     return ""
 
 
+def _plans(
+    store: Store, hosted: Sequence[HostedDomain], zone: str, now: datetime
+) -> list[PublishPlan]:
+    """Each domain's ``plan_hosted`` (with the ids it was ever served with). Blocking."""
+    from stspilot.store.hosting import HostedPolicies
+
+    hosting = HostedPolicies(store)
+    return [
+        plan_hosted(
+            h, zone, now=now, known_ids=[v.policy_id for v in hosting.history(h.domain)[:50]]
+        )
+        for h in hosted
+    ]
+
+
 async def sync_delegation(
     store: Store,
     provider: Rfc2136Provider,
@@ -96,21 +115,47 @@ async def sync_delegation(
     batch: int = 100,
     concurrency: int = 32,
     dry_run: bool = False,
+    actor: str = "publish hosted-sync",
+    after_phase: Callable[[str], None] | None = None,
 ) -> SyncResult:
     """Bring the delegation zone in line with the store (see the module docstring);
-    ``dry_run`` only says which domains would change."""
-    from stspilot.store.hosting import HostedPolicies
+    ``dry_run`` only says which domains would change.
 
-    hosted = HostedPolicies(store).list_domains()
+    Journaled as every other publication: each domain to change gets its own ``hosted-sync``
+    run (``plan_hosted``: the policy verified, then its id; or the record's removal), written
+    before anything changes, with its policy step verified by the fetch. Then the records are
+    written in batches and verified together, the journal following each phase for every run
+    at once (intended, done, verified). A crash or a failure leaves the runs where they
+    stopped, and ``publish resume DOMAIN`` finishes each through the one-domain path. A record
+    holding a value this domain was never served with is someone else's: skipped and named,
+    never overwritten. ``after_phase`` is called after each journal phase (crash injection in
+    the tests)."""
+    from stspilot.store.hosting import HostedPolicies
+    from stspilot.store.journal import PublishJournal
+
+    hosting = HostedPolicies(store)
+    hosted = await asyncio.to_thread(hosting.list_domains)
     now = clock()
     names = [record_name(h.domain, zone) for h in hosted]
     current = await read_all(provider, names, concurrency)
     pending = [
-        (h, name, wanted_value(h, now))
-        for h, name, cur in zip(hosted, names, current, strict=True)
+        (h, cur)
+        for h, cur in zip(hosted, current, strict=True)
         if not cur.holds(STS_PREFIX, wanted_value(h, now))
     ]
+    plans = await asyncio.to_thread(_plans, store, [h for h, _ in pending], zone, now)
     skipped: dict[str, str] = {}
+    for (h, cur), plan in zip(pending, plans, strict=True):
+        last = plan.steps[-1]
+        allowed = {(() if v is None else (v,)) for v in last.expect}
+        if cur.cname is not None:
+            skipped[h.domain] = f"{last.name} is a CNAME to {cur.cname}: left alone"
+        elif cur.values(STS_PREFIX) not in allowed:
+            shown = " | ".join(cur.values(STS_PREFIX))
+            skipped[h.domain] = (
+                f"{last.name} holds {shown}, an id this domain was never served with: "
+                "someone else's record, left alone"
+            )
     if fetcher is not None:
         gate = asyncio.Semaphore(concurrency)
 
@@ -118,16 +163,87 @@ async def sync_delegation(
             async with gate:
                 return h.domain, await _served(fetcher, h)
 
-        bumps = [h for h, _, value in pending if value is not None]
+        bumps = [h for h, _ in pending if wanted_value(h, now) is not None]
+        bumps = [h for h in bumps if h.domain not in skipped]
         for domain, why in await asyncio.gather(*(check(h) for h in bumps)):
             if why:
                 skipped[domain] = why
-    todo = [(h, n, v) for h, n, v in pending if h.domain not in skipped]
+    todo = [
+        (h, cur, plan)
+        for (h, cur), plan in zip(pending, plans, strict=True)
+        if h.domain not in skipped
+    ]
     if not todo or dry_run:
         return SyncResult(tuple(h.domain for h, _, _ in todo), skipped)
-    changes = [TxtChange(n, STS_PREFIX, v, TXT_TTL) for _, n, v in todo]
-    result = await change_txt_many(provider, servers, changes, batch=batch, verify=verify)
-    return SyncResult(tuple(h.domain for h, _, _ in todo), skipped, result)
+    journal = PublishJournal(store)
+
+    def phase(name: str) -> None:
+        if after_phase is not None:
+            after_phase(name)
+
+    runs = [
+        {
+            "domain": h.domain, "action": SYNC_ACTION, "steps": [s.to_dict() for s in p.steps],
+            "actor": actor, "reason": BULK_REASON, "dns": provider.label,
+            "destination": DELEGATED,
+        }
+        for h, _, p in todo
+    ]  # fmt: skip
+    ids = await asyncio.to_thread(journal.start_many, runs, now=clock())
+    policy = [(i, h) for i, (h, _, p) in zip(ids, todo, strict=True) if len(p.steps) == 2]
+    if policy:
+        # Fetched as a sender would above (``fetcher``); without it, put in place only.
+        outcomes = [
+            {"text": h.policy_text, "policy_id": h.policy_id}
+            | ({} if fetcher is not None else {"verify": "skipped (--no-verify-policy)"})
+            for _, h in policy
+        ]
+        await asyncio.to_thread(
+            journal.mark_steps, [(i, 0) for i, _ in policy],
+            "verified" if fetcher is not None else "done", now=clock(), outcomes=outcomes,
+        )  # fmt: skip
+    phase("journaled")
+    sts = [(i, len(p.steps) - 1) for i, (_, _, p) in zip(ids, todo, strict=True)]
+    await asyncio.to_thread(journal.mark_steps, sts, "intended", now=clock())
+    phase("intended")
+    befores = [{"before": list(cur.values(STS_PREFIX))} for _, cur, _ in todo]
+
+    def written() -> None:
+        journal.mark_steps(sts, "done", now=clock(), outcomes=befores)
+        phase("done")
+
+    changes = [
+        TxtChange(p.steps[-1].name, STS_PREFIX, p.steps[-1].value, TXT_TTL) for _, _, p in todo
+    ]
+    expected = {p.steps[-1].name: (*p.steps[-1].expect, p.steps[-1].value) for _, _, p in todo}
+    try:
+        result = await change_txt_many(
+            provider, servers, changes, expected=expected, batch=batch,
+            concurrency=concurrency, verify=verify, on_written=written,
+        )  # fmt: skip
+    except (PublishError, ConfigError) as exc:
+        resume = "stspilot publish resume DOMAIN"
+        message = f"hosted-sync failed: {exc}; resume: {resume}"
+        await asyncio.to_thread(journal.mark_steps, sts, "failed", now=clock(), error=str(exc))
+        await asyncio.to_thread(journal.finish_many, ids, "failed", now=clock(), error=message)
+        failed_step = exc.step if isinstance(exc, PublishError) else "hosted-sync"
+        answer = exc.answer if isinstance(exc, PublishError) else "configuration"
+        raise PublishError(
+            f"{exc}; the journal holds a run for each of the {len(ids)} domain(s) "
+            f"({', '.join(h.domain for h, _, _ in todo[:5])}{', ...' if len(todo) > 5 else ''}): "
+            f"{resume} finishes it",
+            step=failed_step,
+            answer=answer,
+        ) from None
+    waited = {"verify_seconds": round(result.verify_seconds, 3)}
+    await asyncio.to_thread(
+        journal.mark_steps, sts, "verified", now=clock(),
+        outcomes=[b | waited for b in befores],
+    )  # fmt: skip
+    phase("verified")
+    await asyncio.to_thread(journal.finish_many, ids, "done", now=clock())
+    domains = tuple(h.domain for h, _, _ in todo)
+    return SyncResult(domains, skipped, result, dict(zip(domains, ids, strict=True)))
 
 
 # --- one domain, journaled ----------------------------------------------------------------
@@ -197,6 +313,30 @@ def plan_hosted(
         ),
     )
     return PublishPlan(hosted.domain, action, steps)
+
+
+def hosted_text(
+    hosted: HostedDomain, mode: str, patterns: Sequence[str], max_age: int
+) -> tuple[str, int]:
+    """(the body, its max_age) the hosted store serves for these values: its own rendering
+    (line ends, pattern and max_age rules), so a run's policy step names the exact bytes."""
+    from stspilot.store.hosting import check_mx_patterns, render_policy
+    from stspilot.sts.policy import check_max_age
+
+    age = check_max_age(max_age)
+    text = render_policy(mode, check_mx_patterns(mode, patterns), age, crlf=hosted.crlf)
+    return text, age
+
+
+def delegation_from_env(config: Path | None = None) -> ZoneConfig | None:
+    """The delegation zone (``$STSPILOT_TXT_DELEGATION_ZONE``) and its provider in the publish
+    config (``config``, else the default one), None when either is missing."""
+    import os
+
+    from stspilot.publish.config import load_config
+
+    zone = os.environ.get("STSPILOT_TXT_DELEGATION_ZONE", "")
+    return delegation_zone(load_config(config), zone) if zone else None
 
 
 def zone_label(zone: ZoneConfig) -> str:
