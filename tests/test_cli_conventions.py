@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -62,12 +63,21 @@ def test_bad_log_options_are_usage_errors(
 
 
 def test_shell_completion_is_on() -> None:
-    script = subprocess.run(
-        [sys.executable, "-m", "stspilot", "--show-completion", "bash"],
+    # `--show-completion` takes no shell name: Typer asks shellingham for the shell the command
+    # runs under, from the process's ancestors. Run it from bash, as a user would, so the
+    # answer does not depend on what started pytest (a runner under sh, or reparented to init
+    # after its parent exited, made this fail with "Shell sh not supported", exit 1).
+    bash = shutil.which("bash")
+    if bash is None:
+        pytest.skip("bash is not installed")
+    shown = subprocess.run(
+        [bash, "-c", 'out=$("$0" -m stspilot --show-completion) || exit; printf %s "$out"',
+         sys.executable],
         capture_output=True,
         text=True,
-        check=True,
-    ).stdout
+    )  # fmt: skip
+    assert shown.returncode == 0, shown.stderr
+    script = shown.stdout
     assert "_stspilot_completion" in script
     env = {
         **os.environ,

@@ -267,14 +267,18 @@ def test_api_docs_load_offline_for_a_logged_in_user(browser: Any, base_url: str)
     expect(page).to_have_url(f"{base_url}/login?next=/docs")  # for logged-in users only
     page.fill("input[name=username]", "alice")
     page.fill("input[name=password]", PASSWORD)
+    # Swagger UI parses and draws the whole OpenAPI document in the page's JavaScript, which
+    # took longer than the 5 s default wait on a machine at load 8-14: wait for what it draws
+    # (and for the login's redirect), up to 30 s.
+    drawn = 30_000
     page.click("button[type=submit]")
-    expect(page).to_have_url(f"{base_url}/docs")
+    expect(page).to_have_url(f"{base_url}/docs", timeout=drawn)
     # Swagger UI drew the description: the API's title and an operation of each kind.
-    expect(page.locator("#swagger-ui .info .title")).to_contain_text("stspilot")
+    expect(page.locator("#swagger-ui .info .title")).to_contain_text("stspilot", timeout=drawn)
     operations = page.locator("#swagger-ui .opblock")
-    expect(operations.first).to_be_visible()
-    assert operations.count() >= 10
-    expect(page.locator("#swagger-ui")).to_contain_text("/api/domains/{domain}")
+    expect(operations.first).to_be_visible(timeout=drawn)
+    expect(operations.nth(9)).to_be_attached(timeout=drawn)  # at least 10 operations
+    expect(page.locator("#swagger-ui")).to_contain_text("/api/domains/{domain}", timeout=drawn)
     shot(page, "10-api-docs")
     assert outside == [], outside
     assert errors == [], errors

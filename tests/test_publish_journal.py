@@ -61,6 +61,41 @@ def test_a_new_plan_abandons_the_open_run(store: Store) -> None:
     assert journal.open_run("example.com") is None
 
 
+def test_many_runs_at_once_as_one_each(store: Store) -> None:
+    """The bulk hosted-sync's journal: many runs written and moved on together, each the same
+    as one ``start`` and its ``mark_step`` calls would make."""
+    journal = PublishJournal(store)
+    old = journal.start(
+        "a.example", action="testing", steps=steps_for("a.example"), actor="alice", reason="",
+        dns="x", destination="hosted", now=NOW,
+    )  # fmt: skip
+    domains = ["a.example", "b.example", "c.example"]
+    runs = [
+        {"domain": d, "action": "hosted-sync", "steps": steps_for(d)[1:], "actor": "bob (cli)",
+         "reason": "bulk", "dns": "x", "destination": "hosted-delegation"}
+        for d in domains
+    ]  # fmt: skip
+    ids = journal.start_many(runs, now=NOW)
+    assert journal.get(old.id).state == "abandoned"  # superseded, as by ``start``
+    later = NOW + timedelta(seconds=5)
+    journal.mark_steps([(i, 0) for i in ids], "verified", now=later,
+                       outcomes=[{"policy_id": d} for d in domains])  # fmt: skip
+    journal.mark_steps([(i, 1) for i in ids[:2]], "failed", now=later, error="refused")
+    journal.finish_many(ids[:2], "failed", now=later, error="resume")
+    journal.mark_run(ids[2], "abandoned", now=later)
+    journal.finish_many(ids, "done", now=later)  # only runs still running move on
+    assert journal.states(ids) == dict(zip(ids, ["failed", "failed", "abandoned"], strict=True))
+    for run_id, domain in zip(ids, domains, strict=True):
+        run = journal.get(run_id)
+        assert (run.domain, run.action, run.actor) == (domain, "hosted-sync", "bob (cli)")
+        first, second = run.steps
+        assert first.state == "verified" and first.verified_at == later
+        assert first.outcome == {"policy_id": domain}
+        assert second.state == ("failed" if run_id != ids[2] else "planned")
+    reopened = journal.open_run("a.example")  # the failed bulk run, for publish resume
+    assert reopened is not None and reopened.id == ids[0]
+
+
 def test_served_max_ages_come_from_verified_policy_steps(store: Store) -> None:
     journal = PublishJournal(store)
     kw = {"actor": "a", "reason": "", "dns": "d", "destination": "hosted", "now": NOW}

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
 
-from stspilot.cli.options import DB, domain_argument
+from stspilot.cli.options import CA_FILE, DB, NAMESERVER, PORT_MAP, TIMEOUT, domain_argument
 
 if TYPE_CHECKING:
     from stspilot.store import Store
@@ -152,14 +153,86 @@ def host_decommission(
 def host_remove(
     domain: str = domain_argument("the hosted domain"),
     force: bool = typer.Option(False, "--force", help="skip the decommission wait (unsafe)"),
+    zone: str | None = typer.Option(
+        None, "--zone", help="the delegation zone (default: $STSPILOT_TXT_DELEGATION_ZONE)"
+    ),
+    config: Path | None = typer.Option(None, "--config", help="publish config (TOML)"),
     db: str | None = DB,
+    nameserver: str | None = NAMESERVER,
+    ca_file: Path | None = CA_FILE,
+    port_map: str | None = PORT_MAP,
+    timeout: float = TIMEOUT,
 ) -> None:
-    """Stop hosting DOMAIN (after decommission has run its course)."""
-    from stspilot.store.hosting import HostedPolicies
+    """Stop hosting DOMAIN (after decommission has run its course).
 
+    With a delegation zone (--zone or $STSPILOT_TXT_DELEGATION_ZONE) and a provider for it in
+    the publish config, DOMAIN's TXT record there goes first, journaled and verified at every
+    server (a record left behind would name a policy nobody serves); the policy only after.
+    Exit code 4 when the record still stands: the message names the journal run and the
+    command that finishes it."""
+    import asyncio
+    import os
+    import sys
+
+    from stspilot.cli.options import check_options
+    from stspilot.cli.publish import actor
+    from stspilot.errors import PublishError
+    from stspilot.publish.config import load_config
+    from stspilot.publish.hosted import carry_out, delegation_zone, record_name, removal_pending
+    from stspilot.store.hosting import DECOMMISSIONING, HostedPolicies
+
+    name = (zone or os.environ.get("STSPILOT_TXT_DELEGATION_ZONE") or "").rstrip(".").lower()
     with _open(db) as store:
-        HostedPolicies(store).remove(domain, now=_now(), force=force)
-    typer.echo(f"{domain} is no longer hosted")
+        policies = HostedPolicies(store)
+        hosted = policies.require(domain)
+        now = _now()
+        over = (
+            hosted.state == DECOMMISSIONING and hosted.remove_after and now >= hosted.remove_after
+        )
+        provider = delegation_zone(load_config(config), name) if name and (over or force) else None
+        if name and (over or force) and provider is None:
+            print(
+                f"stspilot: no provider for the delegation zone {name} in the publish config: "
+                f"remove the TXT record {record_name(hosted.domain, name)} yourself",
+                file=sys.stderr,
+            )
+        if provider is not None:
+            who = actor()
+            pending = removal_pending(store, hosted, provider, actor=who, now=now, force=force)
+            if pending is not None:
+                run = pending.run
+                record = record_name(hosted.domain, provider.zone)
+                again = f"stspilot host remove {hosted.domain}"
+                if not pending.started:
+                    raise PublishError(
+                        f"{hosted.domain} is still hosted: its TXT record {record} is removed "
+                        f"first, by journal run {run.id} ({run.state}); finish it (stspilot "
+                        f"publish resume {hosted.domain}), then {again}",
+                        step="host remove",
+                        answer=run.state,
+                    )
+                options = check_options(nameserver, ca_file, port_map, timeout)
+                try:
+                    done = asyncio.run(
+                        carry_out(store, provider, run, check=options, clock=_now, actor=who)
+                    )
+                except PublishError as exc:
+                    raise PublishError(
+                        f"{hosted.domain} is still hosted: removing its TXT record {record} "
+                        f"first (journal run {run.id}) failed: {exc}; then {again}",
+                        step=exc.step,
+                        answer=exc.answer,
+                    ) from None
+                if done.state != "done":  # pragma: no cover - a removal has no wait step
+                    raise PublishError(
+                        f"{hosted.domain} is still hosted: journal run {run.id} is {done.state}",
+                        step="host remove",
+                    )
+                typer.echo(
+                    f"{record} TXT removed and verified at every server (journal run {run.id})"
+                )
+        policies.remove(hosted.domain, now=_now(), force=force)
+    typer.echo(f"{hosted.domain} is no longer hosted")
 
 
 def register(app: typer.Typer) -> None:

@@ -213,12 +213,17 @@ def _settings(
 
 def _heal_config(min_gap: Any, publish_config: Path | None) -> HealConfig:
     from stspilot.monitor.repair import HealConfig
-    from stspilot.publish.config import DomainConfig, load_config
+    from stspilot.publish.config import DomainConfig, ZoneConfig, load_config
 
     def configs(domain: str) -> DomainConfig:
         return load_config(publish_config).for_domain(domain)
 
-    return HealConfig(min_gap=min_gap, configs=configs)
+    def delegation() -> ZoneConfig | None:
+        from stspilot.publish.hosted import delegation_from_env
+
+        return delegation_from_env(publish_config)
+
+    return HealConfig(min_gap=min_gap, configs=configs, delegation=delegation)
 
 
 def heal_command(

@@ -438,7 +438,9 @@ def hosted_sync_command(
     """Make the delegation zone's TXT records say what the hosted store serves.
 
     Each changed policy is fetched as a sender would, then its new id published and verified
-    at every server."""
+    at every server. Every domain changed gets its own journal run (hosted-sync), written
+    before anything changes: after a crash or a failure (exit code 4),
+    `stspilot publish resume DOMAIN` finishes it."""
     import os
 
     from rich.console import Console
@@ -478,6 +480,7 @@ def hosted_sync_command(
                 fetcher=probes.fetcher if verify_policy else None,
                 verify=VerifyOptions(timeout=float(zones[name].options.get("verify_timeout", 300))),
                 dry_run=dry,
+                actor=actor(),
             )
 
     with Store.open(db) as store:
@@ -495,8 +498,17 @@ def hosted_sync_command(
         if not yes and not typer.confirm("Change them?", default=False):
             raise typer.Abort()
         done = asyncio.run(main(store, False))
+    for domain, why in done.skipped.items():
+        if domain not in plan.skipped:
+            console.print(f"[yellow]skipped[/yellow] {domain}: {why}")
     bulk = done.bulk
     console.print(
         f"{len(done.changed)} record(s) changed and verified at every server"
         + (f" in {bulk.write_seconds + bulk.verify_seconds:.1f}s" if bulk else "")
+        + (
+            f"; journal runs {min(done.runs.values())}-{max(done.runs.values())}"
+            if done.runs
+            else ""
+        )
+        + " (stspilot publish status DOMAIN)"
     )

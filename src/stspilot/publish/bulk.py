@@ -14,7 +14,7 @@ where it refuses.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import dns.exception
@@ -87,8 +87,11 @@ async def change_txt_many(
     batch: int = 100,
     concurrency: int = 32,
     verify: VerifyOptions = VerifyOptions(),
+    on_written: Callable[[], None] | None = None,
 ) -> BulkResult:
-    """Carry out ``changes`` (distinct names) like ``change_txt`` each, in batches."""
+    """Carry out ``changes`` (distinct names) like ``change_txt`` each, in batches;
+    ``on_written`` is called once every change is written and read back, before verification
+    (the journal marks the steps done there)."""
     loop = asyncio.get_running_loop()
     started = loop.time()
     before = await read_all(provider, [c.name for c in changes], concurrency)
@@ -103,6 +106,8 @@ async def change_txt_many(
     for (change, _), now in zip(todo, after, strict=True):
         check_after(change, now, provider.label)
     written = loop.time()
+    if on_written is not None:
+        on_written()
     cfg = provider.config
     serial = await soa_serial(NameServer("primary", cfg.server, cfg.port), cfg.zone, cfg.timeout)
     waited = await verify_txt_many(

@@ -59,6 +59,10 @@ class SyncResult:
     changed: tuple[str, ...]  # domains whose record was written (bumped or removed)
     skipped: dict[str, str] = field(default_factory=dict)  # domain -> why not (policy not served)
     bulk: BulkResult | None = None
+    runs: dict[str, int] = field(default_factory=dict)  # domain -> its journal run
+
+
+BULK_REASON = "publish hosted-sync: the delegation zone's record differs from the store"
 
 
 def record_name(domain: str, zone: str) -> str:
@@ -84,6 +88,21 @@ async def _served(fetcher: PolicyFetcher, hosted: HostedDomain) -> str:
     return ""
 
 
+def _plans(
+    store: Store, hosted: Sequence[HostedDomain], zone: str, now: datetime
+) -> list[PublishPlan]:
+    """Each domain's ``plan_hosted`` (with the ids it was ever served with). Blocking."""
+    from stspilot.store.hosting import HostedPolicies
+
+    hosting = HostedPolicies(store)
+    return [
+        plan_hosted(
+            h, zone, now=now, known_ids=[v.policy_id for v in hosting.history(h.domain)[:50]]
+        )
+        for h in hosted
+    ]
+
+
 async def sync_delegation(
     store: Store,
     provider: Rfc2136Provider,
@@ -96,21 +115,47 @@ async def sync_delegation(
     batch: int = 100,
     concurrency: int = 32,
     dry_run: bool = False,
+    actor: str = "publish hosted-sync",
+    after_phase: Callable[[str], None] | None = None,
 ) -> SyncResult:
     """Bring the delegation zone in line with the store (see the module docstring);
-    ``dry_run`` only says which domains would change."""
-    from stspilot.store.hosting import HostedPolicies
+    ``dry_run`` only says which domains would change.
 
-    hosted = HostedPolicies(store).list_domains()
+    Journaled as every other publication: each domain to change gets its own ``hosted-sync``
+    run (``plan_hosted``: the policy verified, then its id; or the record's removal), written
+    before anything changes, with its policy step verified by the fetch. Then the records are
+    written in batches and verified together, the journal following each phase for every run
+    at once (intended, done, verified). A crash or a failure leaves the runs where they
+    stopped, and ``publish resume DOMAIN`` finishes each through the one-domain path. A record
+    holding a value this domain was never served with is someone else's: skipped and named,
+    never overwritten. ``after_phase`` is called after each journal phase (crash injection in
+    the tests)."""
+    from stspilot.store.hosting import HostedPolicies
+    from stspilot.store.journal import PublishJournal
+
+    hosting = HostedPolicies(store)
+    hosted = await asyncio.to_thread(hosting.list_domains)
     now = clock()
     names = [record_name(h.domain, zone) for h in hosted]
     current = await read_all(provider, names, concurrency)
     pending = [
-        (h, name, wanted_value(h, now))
-        for h, name, cur in zip(hosted, names, current, strict=True)
+        (h, cur)
+        for h, cur in zip(hosted, current, strict=True)
         if not cur.holds(STS_PREFIX, wanted_value(h, now))
     ]
+    plans = await asyncio.to_thread(_plans, store, [h for h, _ in pending], zone, now)
     skipped: dict[str, str] = {}
+    for (h, cur), plan in zip(pending, plans, strict=True):
+        last = plan.steps[-1]
+        allowed = {(() if v is None else (v,)) for v in last.expect}
+        if cur.cname is not None:
+            skipped[h.domain] = f"{last.name} is a CNAME to {cur.cname}: left alone"
+        elif cur.values(STS_PREFIX) not in allowed:
+            shown = " | ".join(cur.values(STS_PREFIX))
+            skipped[h.domain] = (
+                f"{last.name} holds {shown}, an id this domain was never served with: "
+                "someone else's record, left alone"
+            )
     if fetcher is not None:
         gate = asyncio.Semaphore(concurrency)
 
@@ -118,16 +163,87 @@ async def sync_delegation(
             async with gate:
                 return h.domain, await _served(fetcher, h)
 
-        bumps = [h for h, _, value in pending if value is not None]
+        bumps = [h for h, _ in pending if wanted_value(h, now) is not None]
+        bumps = [h for h in bumps if h.domain not in skipped]
         for domain, why in await asyncio.gather(*(check(h) for h in bumps)):
             if why:
                 skipped[domain] = why
-    todo = [(h, n, v) for h, n, v in pending if h.domain not in skipped]
+    todo = [
+        (h, cur, plan)
+        for (h, cur), plan in zip(pending, plans, strict=True)
+        if h.domain not in skipped
+    ]
     if not todo or dry_run:
         return SyncResult(tuple(h.domain for h, _, _ in todo), skipped)
-    changes = [TxtChange(n, STS_PREFIX, v, TXT_TTL) for _, n, v in todo]
-    result = await change_txt_many(provider, servers, changes, batch=batch, verify=verify)
-    return SyncResult(tuple(h.domain for h, _, _ in todo), skipped, result)
+    journal = PublishJournal(store)
+
+    def phase(name: str) -> None:
+        if after_phase is not None:
+            after_phase(name)
+
+    runs = [
+        {
+            "domain": h.domain, "action": SYNC_ACTION, "steps": [s.to_dict() for s in p.steps],
+            "actor": actor, "reason": BULK_REASON, "dns": provider.label,
+            "destination": DELEGATED,
+        }
+        for h, _, p in todo
+    ]  # fmt: skip
+    ids = await asyncio.to_thread(journal.start_many, runs, now=clock())
+    policy = [(i, h) for i, (h, _, p) in zip(ids, todo, strict=True) if len(p.steps) == 2]
+    if policy:
+        # Fetched as a sender would above (``fetcher``); without it, put in place only.
+        outcomes = [
+            {"text": h.policy_text, "policy_id": h.policy_id}
+            | ({} if fetcher is not None else {"verify": "skipped (--no-verify-policy)"})
+            for _, h in policy
+        ]
+        await asyncio.to_thread(
+            journal.mark_steps, [(i, 0) for i, _ in policy],
+            "verified" if fetcher is not None else "done", now=clock(), outcomes=outcomes,
+        )  # fmt: skip
+    phase("journaled")
+    sts = [(i, len(p.steps) - 1) for i, (_, _, p) in zip(ids, todo, strict=True)]
+    await asyncio.to_thread(journal.mark_steps, sts, "intended", now=clock())
+    phase("intended")
+    befores = [{"before": list(cur.values(STS_PREFIX))} for _, cur, _ in todo]
+
+    def written() -> None:
+        journal.mark_steps(sts, "done", now=clock(), outcomes=befores)
+        phase("done")
+
+    changes = [
+        TxtChange(p.steps[-1].name, STS_PREFIX, p.steps[-1].value, TXT_TTL) for _, _, p in todo
+    ]
+    expected = {p.steps[-1].name: (*p.steps[-1].expect, p.steps[-1].value) for _, _, p in todo}
+    try:
+        result = await change_txt_many(
+            provider, servers, changes, expected=expected, batch=batch,
+            concurrency=concurrency, verify=verify, on_written=written,
+        )  # fmt: skip
+    except (PublishError, ConfigError) as exc:
+        resume = "stspilot publish resume DOMAIN"
+        message = f"hosted-sync failed: {exc}; resume: {resume}"
+        await asyncio.to_thread(journal.mark_steps, sts, "failed", now=clock(), error=str(exc))
+        await asyncio.to_thread(journal.finish_many, ids, "failed", now=clock(), error=message)
+        failed_step = exc.step if isinstance(exc, PublishError) else "hosted-sync"
+        answer = exc.answer if isinstance(exc, PublishError) else "configuration"
+        raise PublishError(
+            f"{exc}; the journal holds a run for each of the {len(ids)} domain(s) "
+            f"({', '.join(h.domain for h, _, _ in todo[:5])}{', ...' if len(todo) > 5 else ''}): "
+            f"{resume} finishes it",
+            step=failed_step,
+            answer=answer,
+        ) from None
+    waited = {"verify_seconds": round(result.verify_seconds, 3)}
+    await asyncio.to_thread(
+        journal.mark_steps, sts, "verified", now=clock(),
+        outcomes=[b | waited for b in befores],
+    )  # fmt: skip
+    phase("verified")
+    await asyncio.to_thread(journal.finish_many, ids, "done", now=clock())
+    domains = tuple(h.domain for h, _, _ in todo)
+    return SyncResult(domains, skipped, result, dict(zip(domains, ids, strict=True)))
 
 
 # --- one domain, journaled ----------------------------------------------------------------
@@ -154,20 +270,25 @@ def plan_hosted(
     text: str | None = None,
     max_age: int | None = None,
     action: str = SYNC_ACTION,
+    remove: bool = False,
 ) -> PublishPlan:
     """The policy (``text``, default: what the store serves now) served and fetched as a sender
     would, then ``<domain>.<zone>`` TXT naming its id (RFC 8461 §8.1; checklist G5.1).
 
     The record may hold nothing or any id this domain was ever served with (``known_ids``):
     anything else was written by someone else and is never overwritten. A changed text gets
-    the id the store will give it (``now``); the store's own one is published in the end."""
+    the id the store will give it (``now``); the store's own one is published in the end.
+    ``remove`` (``host remove --force`` before the wait is over): the record's removal, as
+    after a decommission's wait."""
     expect: list[str | None] = [None]
     for known in dict.fromkeys([hosted.policy_id, *known_ids]):
         expect.append(format_sts_record(StsRecord(known)))
     name = record_name(hosted.domain, zone)
-    if text is None and wanted_value(hosted, now) is None:
+    if text is None and (remove or wanted_value(hosted, now) is None):
         # Decommissioned and its wait is over: the record goes, the policy stays for now.
         note = "decommission: every cached policy has expired; the TXT record goes first (G5.7)"
+        if wanted_value(hosted, now) is not None:
+            note = "removed before its wait is over (--force); the TXT record goes first (G5.7)"
         step = Step(StepKind.REMOVE_STS, name, None, expect=tuple(expect), note=note)
         return PublishPlan(hosted.domain, action, (step,))
     body = hosted.policy_text if text is None else text
@@ -194,6 +315,148 @@ def plan_hosted(
     return PublishPlan(hosted.domain, action, steps)
 
 
+def hosted_text(
+    hosted: HostedDomain, mode: str, patterns: Sequence[str], max_age: int
+) -> tuple[str, int]:
+    """(the body, its max_age) the hosted store serves for these values: its own rendering
+    (line ends, pattern and max_age rules), so a run's policy step names the exact bytes."""
+    from stspilot.store.hosting import check_mx_patterns, render_policy
+    from stspilot.sts.policy import check_max_age
+
+    age = check_max_age(max_age)
+    text = render_policy(mode, check_mx_patterns(mode, patterns), age, crlf=hosted.crlf)
+    return text, age
+
+
+def delegation_from_env(config: Path | None = None) -> ZoneConfig | None:
+    """The delegation zone (``$STSPILOT_TXT_DELEGATION_ZONE``) and its provider in the publish
+    config (``config``, else the default one), None when either is missing."""
+    import os
+
+    from stspilot.publish.config import load_config
+
+    zone = os.environ.get("STSPILOT_TXT_DELEGATION_ZONE", "")
+    return delegation_zone(load_config(config), zone) if zone else None
+
+
+def zone_label(zone: ZoneConfig) -> str:
+    """The provider as the journal names it (no secrets)."""
+    return Rfc2136Provider(zone.rfc2136()).label
+
+
+CHANGED = "the hosted policy changed"
+REMOVING = "the hosted domain is removed: its TXT record goes first (G5.7)"
+
+
+def start_sync(
+    store: Store,
+    hosted: HostedDomain,
+    zone: ZoneConfig,
+    *,
+    actor: str,
+    now: datetime,
+    reason: str = CHANGED,
+    action: str = SYNC_ACTION,
+    text: str | None = None,
+    max_age: int | None = None,
+    remove: bool = False,
+) -> JournalRun:
+    """Journal the run that carries ``hosted``'s policy to ``<domain>.<zone>`` (``plan_hosted``:
+    the policy first, then its id; or the record's removal once a decommission's wait is over),
+    every step planned, before anything changes. The one home of this rule: the web after every
+    hosted policy change, ``host remove``, the monitor's repairs of a hosted domain and the
+    bulk ``publish hosted-sync`` all start their runs here. ``text`` (a rollout action or a
+    repair) is the body the run's policy step puts in the store; carry it out with
+    ``carry_out(..., write=True)`` then."""
+    from stspilot.publish.plan import check_order
+    from stspilot.store.hosting import HostedPolicies
+    from stspilot.store.journal import PublishJournal
+
+    known = [v.policy_id for v in HostedPolicies(store).history(hosted.domain)[:50]]
+    plan = plan_hosted(
+        hosted, zone.zone, now=now, known_ids=known, text=text, max_age=max_age, action=action,
+        remove=remove,
+    )  # fmt: skip
+    check_order(plan.steps)
+    return PublishJournal(store).start(
+        hosted.domain, action=plan.action, steps=[s.to_dict() for s in plan.steps], actor=actor,
+        reason=reason, dns=zone_label(zone), destination=DELEGATED, now=now,
+    )  # fmt: skip
+
+
+def start_unconfigured(
+    store: Store, domain: str, error: str, *, actor: str, now: datetime, reason: str = CHANGED
+) -> JournalRun:
+    """A run that cannot start (the publish config is broken), journaled as failed: that the
+    record cannot follow shows where the journal shows."""
+    from stspilot.store.journal import PublishJournal
+
+    journal = PublishJournal(store)
+    run = journal.start(
+        domain, action=SYNC_ACTION, steps=[], actor=actor, reason=reason,
+        dns="(not configured)", destination=DELEGATED, now=now,
+    )  # fmt: skip
+    journal.mark_run(run.id, "failed", now=now, error=f"publish config: {error}")
+    return journal.get(run.id)
+
+
+@dataclass(frozen=True, slots=True)
+class Removal:
+    """What stands between a decommissioned hosted domain and its removal: the journal run that
+    removes its delegation TXT record (``started``: journaled just now, to be carried out)."""
+
+    run: JournalRun
+    started: bool
+
+
+def removal_pending(
+    store: Store,
+    hosted: HostedDomain,
+    zone: ZoneConfig,
+    *,
+    actor: str,
+    now: datetime,
+    force: bool = False,
+) -> Removal | None:
+    """Before a decommissioned hosted domain is removed, its TXT record in the delegation zone
+    goes (checklist G5.7: the TXT record first, then the policy; else the record is an orphan
+    naming a policy nobody serves). None when nothing stands in the way any more: a ``hosted-sync``
+    run since the decommission wait ended removed the record and is done. Otherwise that run
+    when it is unfinished (running, waiting or failed: finish it), or one journaled now.
+    An abandoned run (superseded) removed nothing for sure and does not count. ``force``
+    (``host remove --force``, the wait not over): the record goes all the same."""
+    from stspilot.publish.plan import StepKind
+    from stspilot.store.journal import PublishJournal
+
+    since = hosted.remove_after or hosted.created_at
+    for run in PublishJournal(store).runs(hosted.domain, limit=20):
+        if run.action != SYNC_ACTION or run.created_at < since or run.state == "abandoned":
+            continue
+        if any(s.kind == StepKind.REMOVE_STS.value for s in run.steps):
+            return None if run.state == "done" else Removal(run, False)
+    run = start_sync(store, hosted, zone, actor=actor, now=now, remove=force, reason=REMOVING)
+    return Removal(run, True)
+
+
+async def carry_out(
+    store: Store,
+    zone: ZoneConfig,
+    run: JournalRun,
+    *,
+    check: CheckOptions,
+    clock: Callable[[], datetime],
+    actor: str,
+    write: bool = False,
+    reason: str = "stspilot publish (web)",
+) -> JournalRun:
+    """Carry out a run ``start_sync`` journaled (``Publisher.run``: each step intended, done,
+    verified; raises ``PublishError`` after journaling a failure)."""
+    async with open_hosted_publisher(
+        store, zone, check=check, clock=clock, actor=actor, write=write, reason=reason
+    ) as publisher:
+        return await publisher.run(run)
+
+
 def zone_of_run(run: JournalRun) -> str:
     """The delegation zone a ``hosted-delegation`` run writes to (from its TXT step's name)."""
     prefix = f"{run.domain}."
@@ -214,7 +477,13 @@ class DelegatedDestination:
     label = DELEGATED
 
     def __init__(
-        self, store: Store, *, clock: Callable[[], datetime], actor: str, write: bool
+        self,
+        store: Store,
+        *,
+        clock: Callable[[], datetime],
+        actor: str,
+        write: bool,
+        reason: str = "stspilot publish (web)",
     ) -> None:
         from stspilot.store.hosting import HostedPolicies
 
@@ -222,6 +491,7 @@ class DelegatedDestination:
         self.clock = clock
         self.actor = actor
         self.write = write
+        self.reason = reason  # the hosting's history records why the policy changed
 
     async def put(self, change: PolicyChange) -> Served:
         return await asyncio.to_thread(self._put, change)
@@ -250,7 +520,7 @@ class DelegatedDestination:
             else:
                 done = self.hosted.update(
                     change.domain, now=now, mode=change.mode, mx=list(change.mx),
-                    max_age=change.max_age, reason="stspilot publish (web)", actor=self.actor,
+                    max_age=change.max_age, reason=self.reason, actor=self.actor,
                 )  # fmt: skip
         except (StoreError, ConfigError) as exc:
             raise PublishError(str(exc), step="policy hosted", answer="store") from None
@@ -273,6 +543,7 @@ async def open_hosted_publisher(
     clock: Callable[[], datetime],
     actor: str,
     write: bool,
+    reason: str = "stspilot publish (web)",
 ) -> AsyncIterator[Publisher]:
     """A ``Publisher`` for the delegation zone with the hosted store as the policy's place."""
     from stspilot.check.run import Probes
@@ -286,7 +557,9 @@ async def open_hosted_publisher(
             yield Publisher(
                 journal=PublishJournal(store),
                 provider=provider,
-                destination=DelegatedDestination(store, clock=clock, actor=actor, write=write),
+                destination=DelegatedDestination(
+                    store, clock=clock, actor=actor, write=write, reason=reason
+                ),
                 fetcher=probes.fetcher,
                 zone=zone.zone,
                 primary=NameServer("primary", rfc.server, rfc.port),

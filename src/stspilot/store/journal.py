@@ -22,6 +22,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    bindparam,
     select,
     update,
 )
@@ -197,6 +198,122 @@ class PublishJournal:
                     ],
                 )
             return self._load(conn, int(run_id))
+
+    def start_many(self, runs: Sequence[Mapping[str, Any]], *, now: datetime) -> list[int]:
+        """``start`` for many domains in one transaction (the bulk ``publish hosted-sync``):
+        each of ``runs`` holds ``start``'s keyword values (domain, action, steps, actor, reason,
+        dns, destination). Returns the new runs' ids, in order."""
+        ids: list[int] = []
+        with self._conn(write=True) as conn:
+            domains = [str(r["domain"]) for r in runs]
+            for i in range(0, len(domains), 500):
+                conn.execute(
+                    update(publish_runs)
+                    .where(
+                        publish_runs.c.domain.in_(domains[i : i + 500]),
+                        publish_runs.c.state.in_(OPEN_STATES),
+                    )
+                    .values(state="abandoned", updated_at=now)
+                )
+            rows: list[dict[str, Any]] = []
+            for r in runs:
+                run_id = conn.execute(
+                    publish_runs.insert().returning(publish_runs.c.id),
+                    {
+                        "domain": r["domain"],
+                        "action": r["action"],
+                        "actor": str(r["actor"])[:128],
+                        "reason": r["reason"],
+                        "dns": str(r["dns"])[:255],
+                        "destination": str(r["destination"])[:512],
+                        "state": "running",
+                        "created_at": now,
+                        "updated_at": now,
+                    },
+                ).scalar_one()
+                ids.append(int(run_id))
+                rows += [
+                    {
+                        "run_id": run_id,
+                        "seq": i,
+                        "kind": str(s["kind"]),
+                        "target": dict(s),
+                        "state": "planned",
+                    }
+                    for i, s in enumerate(r["steps"])
+                ]
+            if rows:
+                conn.execute(publish_steps.insert(), rows)
+        return ids
+
+    def mark_steps(
+        self,
+        steps: Sequence[tuple[int, int]],
+        state: str,
+        *,
+        now: datetime,
+        outcomes: Sequence[Mapping[str, Any]] | None = None,
+        error: str | None = None,
+    ) -> None:
+        """``mark_step`` for many (run id, seq) pairs in one transaction; ``outcomes`` one per
+        pair when given."""
+        if state not in STEP_STATES:
+            raise StoreError(f"unknown step state {state!r}")
+        if not steps:
+            return
+        c = publish_steps.c
+        values: dict[str, Any] = {"state": state, "error": error}
+        stamp = {"intended": "intended_at", "done": "done_at", "verified": "verified_at"}
+        if state in stamp:
+            values[stamp[state]] = now
+        if outcomes is not None:
+            values["outcome"] = bindparam("b_outcome", type_=c.outcome.type)
+        stmt = (
+            update(publish_steps)
+            .where(c.run_id == bindparam("b_run"), c.seq == bindparam("b_seq"))
+            .values(**values)
+        )
+        params = [
+            {"b_run": run_id, "b_seq": seq}
+            | ({} if outcomes is None else {"b_outcome": dict(outcomes[i])})
+            for i, (run_id, seq) in enumerate(steps)
+        ]
+        run_ids = sorted({r for r, _ in steps})
+        with self._conn(write=True) as conn:
+            conn.execute(stmt, params)
+            for i in range(0, len(run_ids), 500):
+                conn.execute(
+                    update(publish_runs)
+                    .where(publish_runs.c.id.in_(run_ids[i : i + 500]))
+                    .values(updated_at=now)
+                )
+
+    def finish_many(
+        self, run_ids: Sequence[int], state: str, *, now: datetime, error: str | None = None
+    ) -> None:
+        """Mark the runs still ``running`` among ``run_ids`` ``state`` (done, failed): one
+        superseded meanwhile (abandoned) stays so."""
+        with self._conn(write=True) as conn:
+            for i in range(0, len(run_ids), 500):
+                conn.execute(
+                    update(publish_runs)
+                    .where(
+                        publish_runs.c.id.in_(list(run_ids[i : i + 500])),
+                        publish_runs.c.state == "running",
+                    )
+                    .values(state=state, error=error, updated_at=now)
+                )
+
+    def states(self, run_ids: Sequence[int]) -> dict[int, str]:
+        """The state of each run of ``run_ids``."""
+        out: dict[int, str] = {}
+        with self._conn(write=False) as conn:
+            for i in range(0, len(run_ids), 500):
+                q = select(publish_runs.c.id, publish_runs.c.state).where(
+                    publish_runs.c.id.in_(list(run_ids[i : i + 500]))
+                )
+                out.update({int(r): str(st) for r, st in conn.execute(q)})
+        return out
 
     def _load(self, conn: Connection, run_id: int) -> JournalRun:
         row = conn.execute(select(*_RUN_COLUMNS).where(publish_runs.c.id == run_id)).first()

@@ -228,81 +228,86 @@ def publish_info(hosted: HostedDomain, settings: WebSettings) -> dict[str, Any]:
 # --- the hook after a hosted policy change -----------------------------------------------------
 
 
-def sync_after_change(app: Any, hosted: HostedDomain, *, actor: str) -> int | None:
-    """With a provider configured for the delegation zone, carry the change of ``hosted``'s
-    policy to its TXT record there: the policy served and fetched as a sender would first, then
-    the new id (``publish/hosted.py``), journaled with ``actor`` before this returns and carried
-    out in the background. Returns the journal run, None without a provider (the customer is
-    shown the record, as before). Blocking: call it from a worker thread."""
-    from stspilot.errors import StspilotError
-    from stspilot.publish.hosted import DELEGATED, SYNC_ACTION, delegation_zone, plan_hosted
-    from stspilot.publish.plan import check_order
-    from stspilot.publish.rfc2136 import Rfc2136Provider
-    from stspilot.store.journal import PublishJournal
-    from stspilot.web.publish_jobs import publish_jobs
+def _delegation(app: Any) -> Any:
+    """The delegation zone's provider (``ZoneConfig``), None without one; ``StspilotError``
+    when the publish config is broken."""
+    from stspilot.publish.config import load_config
+    from stspilot.publish.hosted import delegation_zone
 
     ctx = app.state.ctx
     if not ctx.settings.txt_delegation_zone:
         return None
-    journal = PublishJournal(ctx.store)
-    try:
-        from stspilot.publish.config import load_config
+    return delegation_zone(
+        load_config(ctx.settings.publish_config), ctx.settings.txt_delegation_zone
+    )
 
-        config = load_config(ctx.settings.publish_config)
-        zone = delegation_zone(config, ctx.settings.txt_delegation_zone)
+
+def _in_background(app: Any, zone: Any, run: Any, *, actor: str) -> None:
+    from stspilot.check.run import CheckOptions
+    from stspilot.publish.hosted import carry_out
+    from stspilot.web.publish_jobs import publish_jobs
+
+    ctx = app.state.ctx
+    check = ctx.settings.check_options or CheckOptions(allow_private=False)
+
+    async def job() -> Any:
+        return await carry_out(ctx.store, zone, run, check=check, clock=ctx.clock, actor=actor)
+
+    publish_jobs(app).submit(run.id, job)
+
+
+def sync_after_change(app: Any, hosted: HostedDomain, *, actor: str) -> int | None:
+    """With a provider configured for the delegation zone, carry the change of ``hosted``'s
+    policy to its TXT record there: the policy served and fetched as a sender would first, then
+    the new id (``publish/hosted.py``: ``start_sync``), journaled with ``actor`` before this
+    returns and carried out in the background. Returns the journal run, None without a provider
+    (the customer is shown the record, as before). Blocking: call it from a worker thread."""
+    from stspilot.errors import StspilotError
+    from stspilot.publish.hosted import start_sync, start_unconfigured
+
+    ctx = app.state.ctx
+    try:
+        zone = _delegation(app)
         if zone is None:
             return None
-        label = Rfc2136Provider(zone.rfc2136()).label
+        run = start_sync(ctx.store, hosted, zone, actor=actor, now=ctx.clock())
     except StspilotError as exc:
         # The change is made; that its record cannot follow must show where the journal shows.
         log.warning("%s: the delegation zone's TXT record cannot follow: %s", hosted.domain, exc)
-        run = journal.start(
-            hosted.domain, action=SYNC_ACTION, steps=[], actor=actor,
-            reason="the hosted policy changed", dns="(not configured)", destination=DELEGATED,
-            now=ctx.clock(),
-        )  # fmt: skip
-        journal.mark_run(run.id, "failed", now=ctx.clock(), error=f"publish config: {exc}")
-        return run.id
-    known = [v.policy_id for v in ctx.hosting.history(hosted.domain)[:50]]
-    plan = plan_hosted(hosted, zone.zone, now=ctx.clock(), known_ids=known)
-    check_order(plan.steps)
-    run = journal.start(
-        hosted.domain, action=SYNC_ACTION, steps=[s.to_dict() for s in plan.steps], actor=actor,
-        reason="the hosted policy changed", dns=label, destination=DELEGATED, now=ctx.clock(),
-    )  # fmt: skip
-
-    async def job() -> Any:
-        from stspilot.check.run import CheckOptions
-        from stspilot.publish.hosted import open_hosted_publisher
-
-        check = ctx.settings.check_options or CheckOptions(allow_private=False)
-        async with open_hosted_publisher(
-            ctx.store, zone, check=check, clock=ctx.clock, actor=actor, write=False
-        ) as publisher:
-            return await publisher.run(run)
-
-    publish_jobs(app).submit(run.id, job)
+        return start_unconfigured(
+            ctx.store, hosted.domain, str(exc), actor=actor, now=ctx.clock()
+        ).id
+    _in_background(app, zone, run, actor=actor)
     return run.id
 
 
 def delegation_record_pending(app: Any, hosted: HostedDomain, *, actor: str) -> int | None:
     """Before a decommissioned hosted domain is removed, its TXT record in the delegation zone
-    goes (checklist G5.7: the TXT record first, then the policy; else the record is an orphan
-    naming a policy nobody serves). None when nothing stands in the way: no provider configured
-    for the zone (the operator removes it), or a finished run since the wait ended removed it.
-    Otherwise the journal run that removes it: the one under way, or one started now.
-    Blocking: call it from a worker thread."""
-    from stspilot.publish.hosted import SYNC_ACTION
-    from stspilot.publish.plan import StepKind
-    from stspilot.store.journal import PublishJournal
+    goes first (``publish/hosted.removal_pending``, the rule ``stspilot host remove`` follows
+    too). None when nothing stands in the way: no provider configured for the zone (the
+    operator removes it), or a finished run since the wait ended removed it. Otherwise the
+    journal run that removes it: the one under way, or one started now (carried out in the
+    background). Blocking: call it from a worker thread."""
+    from stspilot.errors import StspilotError
+    from stspilot.publish.hosted import removal_pending, start_unconfigured
 
     ctx = app.state.ctx
     if not ctx.settings.txt_delegation_zone or not ctx.settings.publish_config:
         return None
-    since = hosted.remove_after or hosted.created_at
-    for run in PublishJournal(ctx.store).runs(hosted.domain, limit=20):
-        if run.action != SYNC_ACTION or run.created_at < since:
-            continue
-        if any(s.kind == StepKind.REMOVE_STS.value for s in run.steps):
-            return None if run.state == "done" else run.id
-    return sync_after_change(app, hosted, actor=actor)
+    try:
+        zone = _delegation(app)
+        if zone is None:
+            return None
+        pending = removal_pending(ctx.store, hosted, zone, actor=actor, now=ctx.clock())
+    except StspilotError as exc:
+        log.warning(
+            "%s: the delegation zone's TXT record cannot be removed: %s", hosted.domain, exc
+        )
+        return start_unconfigured(
+            ctx.store, hosted.domain, str(exc), actor=actor, now=ctx.clock()
+        ).id
+    if pending is None:
+        return None
+    if pending.started:
+        _in_background(app, zone, pending.run, actor=actor)
+    return pending.run.id
