@@ -325,17 +325,17 @@ async def _plan_rollout(
 
 
 def _hosted_change(hosted: HostedDomain, pub: Any, decommission: bool) -> tuple[str, int, str]:
-    """(text, max_age, action) the hosted store would serve for ``pub``: its own rendering."""
-    from stspilot.store.hosting import check_mx_patterns, render_policy
-    from stspilot.sts.policy import DEFAULT_MAX_AGE, check_max_age
+    """(text, max_age, action) the hosted store would serve for ``pub``: its own rendering
+    (``publish.hosted.hosted_text``)."""
+    from stspilot.publish.hosted import hosted_text
+    from stspilot.sts.policy import DEFAULT_MAX_AGE
 
     if decommission:
         mode, patterns = "none", hosted.mx
         age = min(hosted.max_age, DEFAULT_MAX_AGE["none"])
     else:
         mode, patterns, age = pub.mode, pub.mx_patterns, pub.max_age
-    age = check_max_age(age)
-    text = render_policy(mode, check_mx_patterns(mode, patterns), age, crlf=hosted.crlf)
+    text, age = hosted_text(hosted, mode, patterns, age)
     return text, age, "decommission" if decommission else pub.mode
 
 
