@@ -519,6 +519,8 @@ def _parse(data: bytes, *, dnssec: bool) -> Message:
                 rdata, canonical = _signed_rdata(reader, rdtype, rdclass, at, end)
                 covers = rdata.type_covered if isinstance(rdata, Rrsig) else 0
                 key = (name, rdtype, rdclass, covers)
+                if ttl > 0x7FFFFFFF:  # RFC 2181 §8: a TTL with the top bit set means zero
+                    ttl = 0
                 found = signed[section].get(key)
                 if found is None:
                     found = signed[section][key] = _Group(name, ttl)
