@@ -197,3 +197,44 @@ async def test_the_key_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None
     for index in range(10):
         await validator._zone_keys(wire_name(f"z{index}.invalid."), ())
         assert len(validator._keys) <= 3
+
+
+def test_key_tags_are_dnspython_key_ids() -> None:
+    """RFC 4034 Appendix B over keys of every length parity and RSA/MD5's own rule (B.1)."""
+    import random
+
+    rng = random.Random(4034)
+    _, dnskey = _key()
+    keys = [dnskey, dnskey.replace(flags=257), dnskey.replace(algorithm=1)]  # type: ignore[attr-defined]
+    keys += [dnskey.replace(key=rng.randbytes(n)) for n in range(3, 40)]  # type: ignore[attr-defined]
+    for key in keys:
+        assert zone_key(wire_rdata(key)).tag == dns.dnssec.key_id(key)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("algorithm", [8, 10, 13, 14, 15])
+def test_other_algorithms_and_mixed_case_names_verify(algorithm: int) -> None:
+    """RSA, ECDSA P-384 and Ed25519 keys through dnspython's key classes, over an MX RRset
+    whose names are in mixed case (signed in canonical form, RFC 4034 §6.2)."""
+    from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+
+    private = {
+        8: lambda: rsa.generate_private_key(65537, 2048),
+        10: lambda: rsa.generate_private_key(65537, 2048),
+        13: lambda: ec.generate_private_key(ec.SECP256R1()),
+        14: lambda: ec.generate_private_key(ec.SECP384R1()),
+        15: ed25519.Ed25519PrivateKey.generate,
+    }[algorithm]()
+    dnskey = dns.dnssec.make_dnskey(private.public_key(), Algorithm(algorithm), 256)  # type: ignore[arg-type]
+    rrset = dns.rrset.from_text("A.Z.test.", 300, "IN", "MX", "10 MX.Z.Test.", "20 b.z.test.")
+    sig = dns.dnssec.sign(
+        rrset,
+        private,
+        ORIGIN,
+        dnskey,
+        inception=NOW - 60,
+        expiration=NOW + 3600,  # type: ignore[arg-type]
+    )
+    verify(wire_rrset(rrset), wire_rdata(sig), _table(dnskey), NOW)  # type: ignore[arg-type]
+    other = dns.rrset.from_text("a.z.test.", 300, "IN", "MX", "10 mx.z.test.", "30 b.z.test.")
+    with pytest.raises(VerifyFailure, match="verify failure"):
+        verify(wire_rrset(other), wire_rdata(sig), _table(dnskey), NOW)  # type: ignore[arg-type]

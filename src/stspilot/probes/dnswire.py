@@ -76,7 +76,7 @@ class WireName:
 
     def __init__(self, labels: tuple[bytes, ...]) -> None:
         self.labels = labels
-        self._key = tuple(label.lower() for label in labels)
+        self._key = tuple(map(bytes.lower, labels))
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, WireName) and other._key == self._key
@@ -279,17 +279,25 @@ class Message:
 
 
 class _Reader:
-    __slots__ = ("data", "end")
+    __slots__ = ("data", "end", "names")
 
     def __init__(self, data: bytes) -> None:
         self.data = data
         self.end = len(data)
+        # names read so far by their offset: an owner name is mostly a pointer to one of them,
+        # read once (the same checks as reading it again: it was read from that very offset)
+        self.names: dict[int, WireName] = {}
 
     def name(self, at: int, compressed: bool = True) -> tuple[WireName, int]:
         """The name at ``at`` and the offset after it (after the first pointer, if any);
         ``compressed=False``: a pointer is refused (RRSIG's signer, NSEC's next name: RFC
         4034 §3.1.7, §4.1.1, and dnspython refuses them too)."""
         data, labels, length = self.data, [], 1
+        start = at
+        if compressed and at + 1 < self.end and data[at] & 0xC0 == 0xC0:
+            known = self.names.get(((data[at] & 0x3F) << 8) | data[at + 1])
+            if known is not None:  # a pointer backwards (names are cached where read)
+                return known, at + 2
         after = -1
         limit = at  # pointers must go strictly backwards (no loops), as dnspython requires
         while True:
@@ -321,7 +329,8 @@ class _Reader:
                 raise WireError("name longer than 255 octets")
             labels.append(label)
             at += 1 + size
-        return WireName(tuple(labels)), (after if after >= 0 else at)
+        name = self.names[start] = WireName(tuple(labels))
+        return name, (after if after >= 0 else at)
 
 
 def _rdata(reader: _Reader, rdtype: int, rdclass: int, at: int, end: int) -> Rdata:

@@ -11,10 +11,10 @@ rebuilds the public key for each signature (217 µs a signature against 140 µs 
 parsed once, ECDSAP256SHA256, load 3.4).
 
 The key handling is dnspython's own public pieces: ``dns.dnssecalgs`` builds the public key
-(once per DNSKEY, from a dnspython ``DNSKEY`` made of the record's octets) and verifies with
-``cryptography``; ``dns.dnssec.default_policy`` says which algorithms may validate (RFC 8624 /
-RFC 9904); the key tag is ``key_id``. Callers keep ``ZoneKey``s only for DNSKEY RRsets they
-validated.
+(once per DNSKEY) and verifies with ``cryptography``; ``dns.dnssec.default_policy`` says which
+algorithms may validate (RFC 8624 / RFC 9904); the key tag is computed as its ``key_id`` does
+(differential test in ``tests/test_dnssec_cache.py``). Callers keep ``ZoneKey``s only for
+DNSKEY RRsets they validated.
 """
 
 from __future__ import annotations
@@ -31,6 +31,8 @@ if TYPE_CHECKING:  # dns.dnssecalgs loads cryptography's algorithms: on first us
     from dns.dnssecalgs.base import GenericPublicKey
     from dns.rdtypes.ANY.DNSKEY import DNSKEY as DnspythonDnskey
 
+_RSAMD5 = 1
+_PRIVATE = (253, 254)  # PRIVATEDNS, PRIVATEOID (RFC 4034 Appendix A.1.1)
 _ZONE_FLAG = 0x0100  # RFC 4034 §2.1.1
 _REVOKE_FLAG = 0x0080  # RFC 5011 §2.1
 _FIXED = struct.Struct("!HHI")
@@ -52,27 +54,46 @@ class ZoneKey:
     error: str = ""
 
 
-def zone_key(dnskey: Dnskey) -> ZoneKey:
-    """``dnskey`` with its tag and parsed public key; never raises for a bad key."""
-    import dns.exception
-    import dns.rdata
-    import dns.rdataclass
-    import dns.rdatatype
-
-    dnssec = dnssec_module()
+def key_tag(dnskey: Dnskey) -> int:
+    """RFC 4034 Appendix B (B.1 for RSA/MD5), as dnspython's ``key_id`` computes it."""
     wire = dnskey.wire
-    theirs = cast(
-        "DnspythonDnskey",
-        dns.rdata.from_wire(dns.rdataclass.IN, dns.rdatatype.DNSKEY, wire, 0, len(wire)),
-    )
-    tag = dnssec.key_id(theirs)
-    algorithm = dnskey.algorithm
-    if not dnssec.default_policy.ok_to_validate(theirs):
-        return ZoneKey(tag, dnskey, None, f"algorithm {algorithm} is not allowed to validate")
-    import dns.dnssecalgs  # loaded by dns.dnssec already
+    if dnskey.algorithm == _RSAMD5:
+        return (wire[-3] << 8) + wire[-2]
+    total = (sum(wire[0::2]) << 8) + sum(wire[1::2])
+    total += (total >> 16) & 0xFFFF
+    return total & 0xFFFF
 
+
+def zone_key(dnskey: Dnskey) -> ZoneKey:
+    """``dnskey`` with its tag and parsed public key; never raises for a bad key.
+
+    dnspython's key classes read only a DNSKEY's ``algorithm`` and ``key``, which ``Dnskey``
+    has: it is handed to them as it is (building dnspython's own ``DNSKEY`` for it cost
+    more than the key itself, ~20 of ~60 µs a key); the private algorithms, whose class
+    depends on a prefix of the key, go through dnspython's ``DNSKEY``."""
+    import dns.dnssecalgs
+    import dns.exception
+
+    dnssec = dnssec_module()  # loads dns.dnssecalgs' algorithms
+    tag = key_tag(dnskey)
+    algorithm = dnskey.algorithm
+    if not dnssec.default_policy.ok_to_validate(dnskey):
+        return ZoneKey(tag, dnskey, None, f"algorithm {algorithm} is not allowed to validate")
     try:
-        algorithm_cls = dns.dnssecalgs.get_algorithm_cls_from_dnskey(theirs)
+        if algorithm in _PRIVATE:
+            import dns.rdata
+            import dns.rdataclass
+            import dns.rdatatype
+
+            wire = dnskey.wire
+            theirs = cast(
+                "DnspythonDnskey",
+                dns.rdata.from_wire(dns.rdataclass.IN, dns.rdatatype.DNSKEY, wire, 0, len(wire)),
+            )
+            algorithm_cls = dns.dnssecalgs.get_algorithm_cls_from_dnskey(theirs)
+        else:
+            theirs = cast("DnspythonDnskey", dnskey)
+            algorithm_cls = dns.dnssecalgs.get_algorithm_cls(algorithm)
         public = algorithm_cls.public_cls.from_dnskey(theirs)
     except dns.exception.UnsupportedAlgorithm:
         return ZoneKey(tag, dnskey, None, f"unsupported algorithm {algorithm}")
