@@ -61,13 +61,10 @@ class TrustAnchors:
     @classmethod
     def from_text(cls, text: str) -> TrustAnchors:
         """Zone-file lines ``<zone> [ttl] [IN] DS|DNSKEY <rdata>``; ``;`` starts a comment.
-        The records are read by dnspython's text parser (once, at start), then kept as the
-        wire records the validator compares with."""
+        Plain DS lines (numbers and hex, as the lab writes one per signed zone) are read
+        here; anything else by dnspython's text parser. Either way the records are kept as
+        the wire records the validator compares with."""
         import dns.exception
-        import dns.rdata
-        import dns.rdataclass
-
-        from stspilot.probes.dnswire import parse_rdata
 
         by_zone: dict[WireName, list[Anchor]] = {}
         for number, raw in enumerate(text.splitlines(), 1):
@@ -81,13 +78,9 @@ class TrustAnchors:
                 rtype = fields[1 + len(rest)].upper()
                 if rtype not in ("DS", "DNSKEY"):
                     raise ValueError(f"{rtype} is not DS or DNSKEY")
-                rdata = dns.rdata.from_text(
-                    dns.rdataclass.IN, rtype, " ".join(fields[2 + len(rest) :])
-                )
-                anchor = parse_rdata(DS if rtype == "DS" else DNSKEY, rdata.to_wire() or b"")
+                anchor = _anchor(rtype, fields[2 + len(rest) :])
             except (IndexError, ValueError, dns.exception.DNSException) as exc:
                 raise ConfigError(f"trust anchor line {number}: {exc}") from exc
-            assert isinstance(anchor, Ds | Dnskey)
             by_zone.setdefault(owner, []).append(anchor)
         if not by_zone:
             raise ConfigError("the trust anchor file holds no DS or DNSKEY record")
@@ -113,6 +106,33 @@ class TrustAnchors:
             if zone in self.by_zone:
                 return zone
         return None
+
+
+def _anchor(rtype: str, fields: list[str]) -> Anchor:
+    """The record of an anchor line's RDATA fields, read as ``parse_dnssec_message`` reads it
+    (``WireError``, a ValueError, when that refuses it)."""
+    from stspilot.probes.dnswire import parse_rdata
+
+    plain = (
+        rtype == "DS"
+        and len(fields) >= 4
+        and all(f.isascii() and f.isdigit() and len(f) <= 5 for f in fields[:3])
+        and int(fields[0]) <= 0xFFFF
+        and int(fields[1]) <= 0xFF
+        and int(fields[2]) <= 0xFF
+    )
+    if plain:
+        head = bytes((int(fields[0]) >> 8, int(fields[0]) & 0xFF, int(fields[1]), int(fields[2])))
+        wire = head + bytes.fromhex("".join(fields[3:]))
+    else:
+        import dns.rdata
+        import dns.rdataclass
+
+        rdata = dns.rdata.from_text(dns.rdataclass.IN, rtype, " ".join(fields))
+        wire = rdata.to_wire() or b""
+    anchor = parse_rdata(DS if rtype == "DS" else DNSKEY, wire)
+    assert isinstance(anchor, Ds | Dnskey)
+    return anchor
 
 
 def parent_side(name: WireName, rdtype: int) -> WireName:
