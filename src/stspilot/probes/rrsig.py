@@ -71,10 +71,10 @@ def zone_key(dnskey: Dnskey) -> ZoneKey:
     has: it is handed to them as it is (building dnspython's own ``DNSKEY`` for it cost
     more than the key itself, ~20 of ~60 µs a key); the private algorithms, whose class
     depends on a prefix of the key, go through dnspython's ``DNSKEY``."""
+    dnssec = dnssec_module()  # first: it silences dnspython's DSA warning at import
     import dns.dnssecalgs
     import dns.exception
 
-    dnssec = dnssec_module()  # loads dns.dnssecalgs' algorithms
     tag = key_tag(dnskey)
     algorithm = dnskey.algorithm
     if not dnssec.default_policy.ok_to_validate(dnskey):
