@@ -140,7 +140,7 @@ def name_from_text(text: str) -> WireName:
     plain = text[:-1] if text.endswith(".") else text
     if plain and plain.isascii() and "\\" not in plain and len(plain) < MAX_NAME - 1:
         labels = tuple(plain.encode("ascii").split(b"."))
-        if all(0 < len(label) < 64 for label in labels):
+        if b"" not in labels and max(map(len, labels)) < 64:  # no empty nor long label
             return WireName(labels)
     import dns.name
 
