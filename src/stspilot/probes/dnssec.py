@@ -11,7 +11,7 @@ import functools
 import hashlib
 import warnings
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 
@@ -57,6 +57,7 @@ class TrustAnchors:
     """DS or DNSKEY records per zone; an answer is judged from the closest anchor above it."""
 
     by_zone: dict[WireName, tuple[Anchor, ...]]
+    _folded: dict[tuple[bytes, ...], WireName] = field(default_factory=dict, repr=False)
 
     @classmethod
     def from_text(cls, text: str) -> TrustAnchors:
@@ -101,9 +102,13 @@ class TrustAnchors:
         return cls.from_text(data.decode("utf-8", "replace"))
 
     def closest(self, name: WireName) -> WireName | None:
-        for start in range(len(name.labels) + 1):
-            zone = name.suffix(len(name.labels) - start)
-            if zone in self.by_zone:
+        # By lower-cased label tuples: cheaper than a name per suffix.
+        if not self._folded:
+            self._folded.update({zone.order_key()[::-1]: zone for zone in self.by_zone})
+        labels = name.order_key()[::-1]
+        for start in range(len(labels) + 1):
+            zone = self._folded.get(labels[start:])
+            if zone is not None:
                 return zone
         return None
 
