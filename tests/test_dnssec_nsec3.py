@@ -189,3 +189,18 @@ async def test_validator_judges_nsec3_denials(records: list[Nsec3], status: Dnss
     assert result.dnssec.status is status, result.dnssec.reason
     if status is not DnssecStatus.BOGUS:
         assert result.status is DnsStatus.NXDOMAIN
+
+
+@pytest.mark.parametrize(
+    ("name", "salt", "iterations"),
+    [
+        ("n3.test.", "", 0),
+        ("_25._tcp.MX1.n3.test.", "aabbccdd", 10),
+        ("*.wild.n3.test.", "ff", 150),
+    ],
+)
+def test_nsec3_hash_is_dnspythons(name: str, salt: str, iterations: int) -> None:
+    from stspilot.probes.denial import nsec3_hash
+
+    theirs = dns.dnssec.nsec3_hash(name, bytes.fromhex(salt), iterations, 1)
+    assert nsec3_hash(wire_name(name), bytes.fromhex(salt), iterations) == str(theirs).upper()
