@@ -37,9 +37,7 @@ class InProcess:
         self.data = data
         self.questions = 0
 
-    async def query_dnssec(
-        self, name: WireName, rdtype: int
-    ) -> Message | tuple[DnsStatus, str]:
+    async def query_dnssec(self, name: WireName, rdtype: int) -> Message | tuple[DnsStatus, str]:
         self.questions += 1
         query = dns.message.make_query(str(name), rdtype, want_dnssec=True)
         response = self.data.respond(query)
