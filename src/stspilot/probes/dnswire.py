@@ -303,8 +303,9 @@ class _Reader:
         data, labels, length = self.data, [], 1
         start = at
         if compressed and at + 1 < self.end and data[at] & 0xC0 == 0xC0:
-            known = self.names.get(((data[at] & 0x3F) << 8) | data[at + 1])
-            if known is not None:  # a pointer backwards (names are cached where read)
+            target = ((data[at] & 0x3F) << 8) | data[at + 1]
+            known = self.names.get(target) if target < at else None
+            if known is not None:  # a pointer backwards to a name read already
                 return known, at + 2
         after = -1
         limit = at  # pointers must go strictly backwards (no loops), as dnspython requires
