@@ -177,7 +177,8 @@ class DnssecValidator:
                 break
             if _plain(reply, qname, rdtype)[0] is DnsStatus.OK:
                 work.append(self.validate(lookup.host, rdtype, reply))
-        found = await asyncio.gather(*work)
+        # one RRset (a host with A or AAAA only, the common case): no task for it
+        found = [await work[0]] if len(work) == 1 else await asyncio.gather(*work)
         if not found:  # no address record came back: nothing to judge
             errors = [r[1] for r in replies if isinstance(r, tuple)]
             reason = f"no address records: {'; '.join(errors) or 'none'}"
