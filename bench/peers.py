@@ -22,6 +22,8 @@ Sections (``--only``):
   startup  spawn to the first DNS packet: stspilot check, mta-sts-query, checkdmarc
   single   one domain, whole process: policy only (mta-sts-query vs check --no-mx-probe) and
            full (checkdmarc --check-mx-tls vs check)
+  (with ``--base CHECKOUT``, startup and single also time that checkout's stspilot in every
+  round: the same-run A/B of a change, printed as "--base" lines)
   bulk     --bulk domains in one process: checkdmarc --check-mx-tls vs stspilot check -f
   parse    first pass over a fresh --parse-n report corpus in a fresh process (CPU time of the
            parse loop): parsedmarc parse_smtp_tls_report_json vs stspilot parse_report; once
@@ -250,7 +252,7 @@ def compile_bytecode() -> None:
 # --- start-up: spawn to the first DNS packet ----------------------------------------------------
 
 
-def first_packet(ns: Namespace, argv: Sequence[str]) -> float:
+def first_packet(ns: Namespace, argv: Sequence[str], env: dict[str, str] | None = None) -> float:
     """Seconds from spawn until the command's first DNS question reaches a UDP socket on
     127.0.0.1:53 inside a second namespace (the command is killed there: start-up only)."""
     code = (
@@ -270,7 +272,7 @@ def first_packet(ns: Namespace, argv: Sequence[str]) -> float:
         ["ip", "netns", "exec", ns.startup_name, *argv],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-        env=ns.env,
+        env={**ns.env, **(env or {})},
         start_new_session=True,
     )
     try:
@@ -312,14 +314,24 @@ def section_startup(ns: Namespace, args: argparse.Namespace) -> None:
             ),
         )
         for peer, peer_argv, ours_argv in pairs:
-            theirs, ours = [], []
+            theirs, ours, base = [], [], []
             for _ in range(args.repeat):
                 theirs.append(first_packet(ns, peer_argv))
                 ours.append(first_packet(ns, ours_argv))
+                if args.base:
+                    base.append(first_packet(ns, ours_argv, _base_env(args)))
             ratio_line("first packet", peer, theirs, ours, "s", higher_is_better=False)
+            if base:
+                ratio_line("first packet", "--base", base, ours, "s", higher_is_better=False)
     finally:
         shutil.rmtree(etc, ignore_errors=True)
         subprocess.run(["ip", "netns", "delete", ns.startup_name], check=False)
+
+
+def _base_env(args: argparse.Namespace) -> dict[str, str]:
+    """Run stspilot from ``--base``'s source tree (another checkout: the code before a change)
+    with this one's interpreter and packages."""
+    return {"PYTHONPATH": str(Path(args.base).resolve() / "src")}
 
 
 # --- single domain and bulk ---------------------------------------------------------------------
@@ -350,27 +362,25 @@ def section_single(ns: Namespace, args: argparse.Namespace) -> None:
         ),
     )
     for label, peer, peer_argv, ours_argv in rounds:
-        theirs, ours = [], []
+        theirs, ours, base = [], [], []
         for i in range(args.repeat):
             check = _has_policy if i == 0 else None
             theirs.append(ns.run(peer_argv, check_output=check))
             ours.append(ns.run(ours_argv, check_output=_stspilot_checked if i == 0 else None))
-        ratio_line(
-            f"{label}, wall",
-            peer,
-            [w for w, _ in theirs],
-            [w for w, _ in ours],
-            "s",
-            higher_is_better=False,
-        )
-        ratio_line(
-            f"{label}, CPU",
-            peer,
-            [c for _, c in theirs],
-            [c for _, c in ours],
-            "s",
-            higher_is_better=False,
-        )
+            if args.base:  # the same command, the other code, in the same round
+                base.append(ns.run(ours_argv, env=_base_env(args)))
+        for against, values in ((peer, theirs), ("--base", base)):
+            if not values:
+                continue
+            for n, unit in ((0, "wall"), (1, "CPU")):
+                ratio_line(
+                    f"{label}, {unit}",
+                    against,
+                    [v[n] for v in values],
+                    [v[n] for v in ours],
+                    "s",
+                    higher_is_better=False,
+                )
 
 
 def section_bulk(ns: Namespace, args: argparse.Namespace) -> None:
@@ -790,6 +800,11 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=8, help="wrk seconds a round")
     parser.add_argument("--threads", type=int, default=1, help="wrk threads")
     parser.add_argument("--connections", type=int, default=32, help="wrk connections")
+    parser.add_argument(
+        "--base",
+        help="a second checkout (e.g. `git worktree add /tmp/base main`): startup and single"
+        " also run its stspilot in every round, for a same-run A/B against this code",
+    )
     parser.add_argument("--world", type=int, default=-1, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.world >= 0:
@@ -806,6 +821,8 @@ def main() -> None:
     # sessions run) would compile ~75 of its modules again in every timed process (~0.3 s of
     # CPU each, measured) while the peers' packages, installed by pip, have theirs.
     compileall.compile_dir(str(ROOT / "src"), quiet=1)
+    if args.base:
+        compileall.compile_dir(str(Path(args.base) / "src"), quiet=1)
     venv = peers_venv(args.peers_venv)
     compile_bytecode()
     needs_lab = {"startup", "single", "bulk"} & set(only)

@@ -127,3 +127,56 @@ def test_reports_summary_does_not_split_words(
         advice = advice_for(result_type)
         for word in f"{advice.cause} {advice.fix}".split():
             assert word in words or any(word in w for w in words), (result_type, word)
+
+
+@pytest.mark.parametrize(
+    ("env", "plain"),
+    [
+        ({}, True),
+        ({"COLUMNS": "100"}, True),
+        ({"COLUMNS": "wide"}, True),  # not a number: rich ignores it too
+        ({"COLUMNS": "12"}, False),  # too narrow for the plain layout: rich's
+        ({"FORCE_COLOR": "1"}, False),
+        ({"TTY_COMPATIBLE": "1"}, False),
+    ],
+)
+def test_the_plain_layout_runs_where_rich_writes_no_colour_at_riches_width(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], plain: bool
+) -> None:
+    """``stspilot check`` lays its text out without rich only where rich would write plain
+    characters, and at the width rich would take (stdout a file: a pipe, `| less`)."""
+    from stspilot.cli.check_run import plain_width
+
+    for name in ("COLUMNS", "LINES", "FORCE_COLOR", "TTY_COMPATIBLE", "NO_COLOR"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    stdout = io.TextIOWrapper(io.BytesIO(), encoding="utf-8")
+    monkeypatch.setattr("sys.stdout", stdout)
+    width = plain_width()
+    assert (width is not None) is plain
+    if width is not None:
+        console = Console()  # as TextOutput makes it: stdout's, from the environment
+        assert not console.is_terminal and console.color_system is None
+        assert width == console.width
+
+
+def test_an_output_that_cannot_be_written_is_one_line_and_exit_4(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A full disk (`> /dev/full`) ends the check with a line saying so, not a traceback."""
+    import errno
+
+    from stspilot.cli import EXIT_OPERATIONAL, check_run
+
+    class Full(io.StringIO):
+        def write(self, text: str) -> int:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    async def checks(*_: object, **__: object) -> None:
+        check_run._write_stdout("a report")
+
+    monkeypatch.setattr(check_run, "run_checks", checks)
+    monkeypatch.setattr("sys.stdout", Full())
+    assert check_run.run_check_command(["example.com"]) == EXIT_OPERATIONAL
+    assert "cannot write the output" in capsys.readouterr().err

@@ -71,6 +71,24 @@ def test_wildcard_stands_for_exactly_one_label(zone: str, host: str) -> None:
     assert dns_id_matches(host, host.swapcase())
 
 
+_odd = st.sampled_from(["*", "*.", ".", "..", "-", "K", "\u212a", "ü", "xn--bcher-kva", " "])
+_dns_ids = st.lists(st.one_of(_names, _odd, st.tuples(_odd, _names).map(".".join)), max_size=6).map(
+    lambda ids: [i.upper() if len(i) % 3 == 0 else i + "." * (len(i) % 2) for i in ids]
+)
+
+
+@given(_dns_ids, st.one_of(_names, st.tuples(_odd, _names).map(".".join), _odd))
+def test_cert_valid_for_is_any_dns_id_matching(dns_ids: list[str], host: str) -> None:
+    """The set lookup of ``cert_valid_for`` answers as every DNS-ID matched in turn."""
+    expected = any(dns_id_matches(dns_id, host) for dns_id in dns_ids)
+    assert cert_valid_for(_cert(*dns_ids), host) is expected
+
+
+@pytest.mark.parametrize(("dns_id", "host", "valid"), DNS_IDS)
+def test_cert_valid_for_each_rule(dns_id: str, host: str, valid: bool) -> None:
+    assert cert_valid_for(_cert("other.example", dns_id), host) is valid
+
+
 def test_findings_say_what_a_certificate_names() -> None:
     from stspilot.check.coverage import tls_params
     from stspilot.facts import TlsFailure, TlsResult

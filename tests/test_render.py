@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Callable
 from dataclasses import replace
 
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from rich.console import Console
 
+from stspilot.check.dane_verdict import DaneState, DaneVerdict
 from stspilot.check.evaluate import CheckResult, evaluate
 from stspilot.check.render import (
     FULL_REPORTS_UP_TO,
@@ -16,18 +21,26 @@ from stspilot.check.render import (
     CheckTally,
     check_results_to_json,
     dumps_check_json,
+    format_check_plain,
     format_result_jsonl,
+    format_result_line_plain,
+    format_tally_plain,
     render_check_text,
     render_result_line,
     render_tally,
     result_to_json,
 )
-from stspilot.facts import FetchOutcome, TlsFailure
+from stspilot.facts import DomainFacts, FetchOutcome, TlsFailure
 from test_evaluate import (  # type: ignore[import-not-found]
+    CASES,
     HEALTHY,
+    MX2,
     NO_STS,
+    _facts,
+    _host,
     fetch_fail,
     mx,
+    ok_probe,
     tls_fail,
     with_probe,
 )
@@ -188,3 +201,84 @@ def test_a_line_per_domain_and_the_tally() -> None:
     assert clean.split() == ["✓", "ok", "example.com", "enforce", "mode", "enforce"]
     assert "reporting" in orphan and "no policy" in orphan and "sts.orphan.dns" in orphan
     assert summary == "Checked 3 domains: 1 clean, 0 with warnings, 2 with errors."
+
+
+# --- the plain layout is rich's layout -----------------------------------------------------------
+
+
+def _rich(draw: Callable[[Console], None], width: int) -> str:
+    out = io.StringIO()
+    draw(Console(file=out, width=width))  # a file: no terminal, no colour, as `| cat` gets
+    return out.getvalue()
+
+
+def _with_dane(result: CheckResult) -> CheckResult:
+    states = list(DaneState)
+    verdicts = tuple(
+        DaneVerdict(m.host, states[n % len(states)], f"_25._tcp.{m.host}", "secure", "", (), ())
+        for n, m in enumerate(result.mx)
+    )
+    return replace(result, dane=verdicts)
+
+
+def _same_as_rich(result: CheckResult, width: int, verbose: bool) -> bool:
+    """The plain layout equals rich's wherever it gives one; whether it gave one."""
+    plain = format_check_plain([result], width, verbose=verbose)
+    if plain is not None:
+        assert plain == _rich(lambda c: render_check_text([result], c, verbose=verbose), width)
+    line = format_result_line_plain(result)
+    if line is not None:
+        assert line == _rich(lambda c: render_result_line(result, c), width)
+    return plain is not None
+
+
+PLAIN_RESULTS = [
+    BROKEN,
+    CLEAN,
+    ORPHAN,
+    evaluate(NO_STS(HEALTHY)),
+    _with_dane(BROKEN),
+    _with_dane(CLEAN),
+    *(evaluate(case[1](HEALTHY)) for case in CASES),
+    evaluate(with_probe(_host(ok_probe(MX2), tls_fail(TlsFailure.EXPIRED)))(HEALTHY)),
+    evaluate(with_probe(_host(*(ok_probe(MX2, version="TLSv1.2") for _ in range(3))))(HEALTHY)),
+    evaluate(mx(*(f"mx{n}.a-rather-long-provider-name.example" for n in range(3)))(HEALTHY)),
+]
+
+
+@pytest.mark.parametrize("width", [14, 24, 40, 63, 80, 100, 132, 220])
+def test_plain_text_is_riches_layout(width: int) -> None:
+    laid_out = [_same_as_rich(r, width, v) for r in PLAIN_RESULTS for v in (False, True)]
+    if width >= 40:  # the point: a report goes without rich
+        assert all(laid_out)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    facts=_facts,
+    width=st.integers(1, 160),
+    verbose=st.booleans(),
+    source=st.none() | st.text(st.sampled_from("ab -:;.\n§…\t\r中"), max_size=300),
+)
+def test_plain_text_is_riches_layout_for_any_result(
+    facts: DomainFacts, width: int, verbose: bool, source: str | None
+) -> None:
+    result = replace(evaluate(facts), policy_source=source)
+    _same_as_rich(result, width, verbose)
+    _same_as_rich(_with_dane(result), width, verbose)
+
+
+@pytest.mark.parametrize("domains", [0, 1, 2, 3])
+def test_plain_tally_is_riches(domains: int) -> None:
+    tally = CheckTally()
+    for result in [BROKEN, CLEAN, ORPHAN][:domains]:
+        tally.add(result)
+    assert format_tally_plain(tally) == _rich(lambda c: render_tally(tally, c), 60)
+
+
+def test_narrow_characters_are_one_cell_for_rich() -> None:
+    from rich.cells import cell_len
+
+    from stspilot.check.render import _NARROW
+
+    assert all(cell_len(c) == 1 for c in _NARROW)

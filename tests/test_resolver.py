@@ -173,3 +173,33 @@ def test_system_nameservers_are_read_from_resolv_conf_as_dnspython_reads_them(
         _system_nameservers(str(conf))
     with pytest.raises(OSError, match="cannot open"):
         _system_nameservers(str(tmp_path / "missing.conf"))
+
+
+async def test_each_question_times_out_at_its_own_limit() -> None:
+    """A server that never answers: questions asked at different moments each fail at their
+    own per-attempt limit (they share one loop timer, oldest first); the lifetime ends the
+    retries. A resolver closed and asked again still times out."""
+    import asyncio
+    import socket
+    import time
+
+    silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    silent.bind(("127.0.0.1", 0))
+    port = silent.getsockname()[1]
+    resolver = Resolver(ResolverConfig(("127.0.0.1",), port, timeout=0.3, lifetime=0.3))
+
+    async def timed(delay: float) -> tuple[DnsStatus, float]:
+        await asyncio.sleep(delay)
+        started = time.monotonic()
+        result = await resolver.lookup_txt(f"q{delay}.silent.test")
+        return result.status, time.monotonic() - started
+
+    try:
+        results = await asyncio.gather(timed(0.0), timed(0.1), timed(0.2))
+        await resolver.aclose()
+        results.append(await timed(0.0))
+    finally:
+        silent.close()
+    for status, elapsed in results:
+        assert status is DnsStatus.TIMEOUT
+        assert 0.29 <= elapsed < 2.0  # never early; late only by the machine's load

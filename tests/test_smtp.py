@@ -161,6 +161,7 @@ async def _scripted(script: bytes) -> tuple[MxProbe, bytes]:
     """Probe a raw server that answers ``script`` whatever it is told; what it heard."""
     writers: list[asyncio.StreamWriter] = []
     heard = bytearray()
+    hung_up = asyncio.Event()
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         writers.append(writer)
@@ -170,6 +171,7 @@ async def _scripted(script: bytes) -> tuple[MxProbe, bytes]:
             while data := await reader.read(65536):  # until the probe hangs up
                 heard.extend(data)
         writer.transport.abort()
+        hung_up.set()
 
     server = await asyncio.start_server(handle, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
@@ -181,6 +183,9 @@ async def _scripted(script: bytes) -> tuple[MxProbe, bytes]:
         resolver = Resolver(ResolverConfig(("127.0.0.1",), dns.port, timeout=1, lifetime=2))
         options = SmtpOptions(port=port, connect_timeout=1, command_timeout=0.5, total_timeout=2)
         result = await MxProber(resolver, options).probe_mx("mx.script.test")
+        # what the probe sent before hanging up is read by the server after the probe returns
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(hung_up.wait(), 2)
     finally:
         for writer in writers:
             writer.transport.abort()

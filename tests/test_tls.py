@@ -172,3 +172,30 @@ def test_check_with_a_ca_file_that_is_not_pem_exits_4_once(
     out, err = capsys.readouterr()
     assert out == ""
     assert err.count("\n") == 1 and "is not a readable PEM file" in err
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "May  9 00:00:00 2027 GMT",  # a one-digit day is padded with a space
+        "Dec 31 23:59:59 2049 GMT",
+        "Feb 29 12:30:01 2028 GMT",
+        "Jan  1 00:00:00 1970 GMT",
+        "Jun 30 23:59:60 2015 GMT",  # a leap second: read by ssl.cert_time_to_seconds
+    ],
+)
+def test_certificate_dates_read_as_the_ssl_module_reads_them(text: str) -> None:
+    import datetime as dt
+
+    from stspilot.probes.tls import _cert_time
+
+    expected = dt.datetime.fromtimestamp(ssl.cert_time_to_seconds(text), dt.UTC)
+    assert _cert_time(text) == expected
+
+
+@pytest.mark.parametrize("text", ["Foo  9 00:00:00 2027 GMT", "May 32 00:00:00 2027 GMT", ""])
+def test_certificate_dates_the_ssl_module_refuses_are_refused(text: str) -> None:
+    from stspilot.probes.tls import _cert_time
+
+    with pytest.raises(ValueError):
+        _cert_time(text)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 from stspilot.facts import (
@@ -121,9 +122,30 @@ def dns_id_matches(dns_id: str, host: str) -> bool:
     return bool(first) and bool(dot) and rest == zone
 
 
+@lru_cache(maxsize=256)
+def _dns_ids(dns_names: tuple[str, ...]) -> frozenset[str]:
+    """A certificate's DNS-IDs as ``dns_id_matches`` compares them (lower case, no root dot,
+    ASCII only), once per certificate: a host is then two set lookups."""
+    patterns = (name.lower().removesuffix(".") for name in dns_names)
+    return frozenset(p for p in patterns if p and p.isascii())
+
+
 def cert_valid_for(cert: CertInfo, host: str) -> bool:
-    """Does one of the certificate's SAN dNSName entries match ``host``?"""
-    return any(dns_id_matches(name, host) for name in cert.dns_names)
+    """Does one of the certificate's SAN dNSName entries match ``host``?
+
+    The same answer as ``dns_id_matches`` for each entry, without walking them: the host is
+    looked up as itself and as the one wildcard that may cover it (``*.`` and its parent, at
+    least two labels). A certificate naming 100 hosts, checked for a policy host and an MX
+    host per domain, cost ~0.5 ms of CPU a domain walked name by name (docs/check.md).
+    """
+    name = fold_name(host)
+    if not name or not name.isascii() or "*" in name:  # odd host names: the rule itself
+        return any(dns_id_matches(dns_id, host) for dns_id in cert.dns_names)
+    ids = _dns_ids(cert.dns_names)
+    if name in ids:
+        return True
+    first, dot, parent = name.partition(".")
+    return bool(first) and bool(dot) and "." in parent and f"*.{parent}" in ids
 
 
 def mode_severity(mode: Mode | None) -> Severity:

@@ -55,6 +55,15 @@ def worker_main() -> None:
 
 
 async def _serve(conn: Connection, out: Connection, options: CheckOptions, now: Clock) -> None:
+    from stspilot.check.run import bulk_gc
+
+    with bulk_gc():
+        await _serve_tuned(conn, out, options, now)
+
+
+async def _serve_tuned(
+    conn: Connection, out: Connection, options: CheckOptions, now: Clock
+) -> None:
     from stspilot.check.run import Probes, check_one
 
     loop = asyncio.get_running_loop()

@@ -1,27 +1,37 @@
-"""Presentation of check results: a readable rich report, and the stable JSON document.
+"""Presentation of check results: a readable text report, and the stable JSON document.
 
 The JSON schema (``stspilot.check/2``) is documented in ``docs/check-json.md``; additions are
 allowed within a version, renames and removals need a new one. Version 2 adds DANE (``dane``
 per MX host, ``mx_dnssec``) and keeps every field of version 1.
+
+The text report is a list of pieces (``_report``: a heading, lines, indented paragraphs, the
+MX hosts) drawn by rich (``render_result``) or, where rich would emit no colour (stdout not a
+terminal), laid out here as rich lays them out (``format_result_plain``): importing and running
+rich costs a one-domain ``stspilot check`` ~30 ms of CPU, a tenth of the whole process
+(``bench/peers.py --only single``). The plain layout covers what it can reproduce exactly (a
+test compares it with rich's at many widths) and hands anything else back to rich: text with
+characters of another width than one cell, a heading wider than the line, a summary table.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
-
-from rich.console import Console
-from rich.padding import Padding
-from rich.table import Table
-from rich.text import Text
+from typing import TYPE_CHECKING, Any
 
 from stspilot.check.coverage import MxVerdict
 from stspilot.check.dane_verdict import DaneState, DaneVerdict
 from stspilot.check.evaluate import CheckResult
 from stspilot.findings import Finding, Severity, finding_to_json
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
 
 SCHEMA = "stspilot.check/2"
 SUMMARY_OTHER_COLUMNS = 50  # what the summary table needs beside the domain names
@@ -212,12 +222,22 @@ def format_result_jsonl(result: CheckResult) -> str:
 
 # --- text ---------------------------------------------------------------------------------------
 
+Span = tuple[str, str]  # a run of text and its rich style ("": none)
+# A piece of a report: "rule" (the domain's heading), "line" (wrapped at the width), "pad"
+# (wrapped, PAD columns in), "mx" (the MX hosts: a table where it fits), "blank".
+Piece = tuple[str, tuple[Span, ...]]
+PAD = 10  # the indent of a finding's detail, fix and reference
+# Characters one cell wide besides printable ASCII, which the plain layout may meet (the
+# catalogue's texts, the marks): anything else is laid out by rich.
+_NARROW = frozenset("§─→…µ·±✗✓—┃━╇│")
+_CONTROL = dict.fromkeys((7, 8, 11, 12, 13))  # dropped from text by rich (``Text``)
 
-def _effective_text(result: CheckResult) -> Text:
+
+def _effective_span(result: CheckResult) -> Span:
     effective = result.effective
     if effective.usable:
-        return Text(f"senders apply mode {effective.mode}", style="green")
-    return Text(f"no MTA-STS policy for senders ({effective.reason})", style="dim")
+        return (f"senders apply mode {effective.mode}", "green")
+    return (f"no MTA-STS policy for senders ({effective.reason})", "dim")
 
 
 def _shown_dane(result: CheckResult) -> dict[str, DaneVerdict]:
@@ -230,135 +250,289 @@ def _shown_dane(result: CheckResult) -> dict[str, DaneVerdict]:
     return {verdict.host: verdict for verdict in result.dane}
 
 
-def _mx_cells(result: CheckResult) -> list[tuple[str | Text, ...]]:
+def _mx_cells(result: CheckResult) -> list[tuple[Span, ...]]:
     dane = _shown_dane(result)
     has_policy = result.policy is not None and result.effective.usable
     rows = []
     for mx in result.mx:
         if not has_policy:
-            covered = Text("-", style="dim")
+            covered = ("-", "dim")
         elif mx.covered_by:
-            covered = Text(mx.covered_by, style="green")
+            covered = (mx.covered_by, "green")
         else:
-            covered = Text("NOT COVERED", style="bold red")
-        tls = _tls_cell(mx.tls_ok, mx.tls_version, mx.probe_outcome)
-        cert = _cert_cell(mx.cert_not_after, mx.days_to_expiry)
-        cells: tuple[str | Text, ...] = (str(mx.preference), mx.host, covered, tls, cert)
+            covered = ("NOT COVERED", "bold red")
+        tls = _tls_span(mx.tls_ok, mx.tls_version, mx.probe_outcome)
+        cert = _cert_span(mx.cert_not_after, mx.days_to_expiry)
+        cells: tuple[Span, ...] = ((str(mx.preference), ""), (mx.host, ""), covered, tls, cert)
         if dane:
-            cells = (*cells, _dane_text(dane.get(mx.host)))
+            cells = (*cells, _dane_span(dane.get(mx.host)))
         rows.append(cells)
         if len(mx.addresses) > 1:  # every address was probed (RFC 8461 §4.2): show each
             for addr in mx.addresses:
-                extra: tuple[str | Text, ...] = (
-                    "",
-                    Text(f"  {addr.ip}", style="dim"),
-                    "",
-                    _tls_cell(addr.tls_ok, addr.tls_version, addr.probe_outcome),
-                    _cert_cell(addr.cert_not_after, addr.days_to_expiry),
+                extra: tuple[Span, ...] = (
+                    ("", ""),
+                    (f"  {addr.ip}", "dim"),
+                    ("", ""),
+                    _tls_span(addr.tls_ok, addr.tls_version, addr.probe_outcome),
+                    _cert_span(addr.cert_not_after, addr.days_to_expiry),
                 )
-                rows.append((*extra, "") if dane else extra)
+                rows.append((*extra, ("", "")) if dane else extra)
     return rows
 
 
-def _render_mx(result: CheckResult, console: Console) -> None:
-    """The MX hosts: a table where it fits, else a block per host. Host names and patterns
-    are never cut with "…" nor broken over lines, whatever the width."""
+_MX = ("pref", "host", "covered by", "STARTTLS / TLS", "certificate")
+_MX_LABELS = ("covered by", "STARTTLS", "certificate", "DANE")
+
+
+def _mx_layout(result: CheckResult, width: int) -> tuple[list[tuple[Span, ...]], list[int] | None]:
+    """The MX rows, and the column widths when the table fits ``width`` (None: a block per
+    host). Host names and patterns are never cut with "…" nor broken over lines."""
     rows = _mx_cells(result)
     columns = _MX + (("DANE",) if _shown_dane(result) else ())
-    widths = [max([len(c), *(len(row[i]) for row in rows)]) for i, c in enumerate(columns)]
-    if sum(widths) + 3 * len(widths) <= console.width:
+    widths = [max([len(c), *(len(row[i][0]) for row in rows)]) for i, c in enumerate(columns)]
+    return rows, widths if sum(widths) + 3 * len(widths) <= width else None
+
+
+def _render_mx(result: CheckResult, console: Console) -> None:
+    from rich.table import Table
+    from rich.text import Text
+
+    rows, widths = _mx_layout(result, console.width)
+    if widths is not None:
+        columns = _MX + (("DANE",) if len(widths) > len(_MX) else ())
         table = Table(title="MX hosts", title_justify="left", show_edge=False, pad_edge=False)
         for column in columns:
             table.add_column(column, no_wrap=True)
         for row in rows:
-            table.add_row(*row)
+            table.add_row(*(Text(text, style=style) for text, style in row))
         console.print(table)
         return
     console.print(Text("MX hosts", style="italic"))
-    labels = ("covered by", "STARTTLS", "certificate", "DANE")
     for row in rows:
-        pref, host = row[0], row[1]
-        console.print(Text(f"  {pref:>4}  ") + Text(str(host), style="bold"), soft_wrap=True)
-        for label, value in zip(labels, row[2:], strict=False):
-            console.print(Text(f"        {label}: ") + value, soft_wrap=True)
+        pref, host = row[0][0], row[1][0]
+        console.print(Text(f"  {pref:>4}  ") + Text(host, style="bold"), soft_wrap=True)
+        for label, (value, style) in zip(_MX_LABELS, row[2:], strict=False):
+            line = Text(f"        {label}: ") + Text(value, style=style)
+            console.print(line, soft_wrap=True)
 
 
-_MX = ("pref", "host", "covered by", "STARTTLS / TLS", "certificate")
+def _plain_mx(result: CheckResult, width: int) -> list[str]:
+    """``_render_mx`` as rich lays it out without colour: the table (no outer edge, a heavy
+    rule under the header) or a block per host."""
+    rows, widths = _mx_layout(result, width)
+    if widths is None:
+        lines = ["MX hosts"]
+        for row in rows:
+            lines.append(f"  {row[0][0]:>4}  {row[1][0]}")
+            lines += [
+                f"        {label}: {value}"
+                for label, (value, _) in zip(_MX_LABELS, row[2:], strict=False)
+            ]
+        return lines
+    columns = _MX + (("DANE",) if len(widths) > len(_MX) else ())
+    total = sum(widths) + 3 * (len(widths) - 1)
+
+    def line(cells: Sequence[str], bar: str) -> str:
+        padded = [cell + " " * (w - len(cell)) for cell, w in zip(cells, widths, strict=True)]
+        return f" {bar} ".join(padded)
+
+    rule = "╇".join("━" * (w + 2) for w in widths)[1:-1]
+    return [
+        "MX hosts".ljust(total),
+        line(columns, "┃"),
+        rule,
+        *(line([text for text, _ in row], "│") for row in rows),
+    ]
 
 
-def _dane_text(verdict: DaneVerdict | None) -> Text:
+def _dane_span(verdict: DaneVerdict | None) -> Span:
     if verdict is None or verdict.state is DaneState.NONE:
-        return Text("-", style="dim")
+        return ("-", "dim")
     if verdict.state is DaneState.MATCH:
-        return Text("ok", style="green")
-    style = "bold red" if verdict.state.blocks_mail else "yellow"
-    return Text(str(verdict.state), style=style)
+        return ("ok", "green")
+    return (str(verdict.state), "bold red" if verdict.state.blocks_mail else "yellow")
 
 
-def _tls_cell(ok: bool | None, version: str, outcome: str) -> Text:
+def _tls_span(ok: bool | None, version: str, outcome: str) -> Span:
     if ok is None:
-        return Text("not probed", style="dim")
+        return ("not probed", "dim")
     if ok:
-        return Text(f"ok {version}".strip(), style="green")
-    return Text(outcome, style="red")
+        return (f"ok {version}".strip(), "green")
+    return (outcome, "red")
 
 
-def _cert_cell(not_after: datetime | None, days: int | None) -> Text:
+def _cert_span(not_after: datetime | None, days: int | None) -> Span:
     if days is None:
-        return Text("-", style="dim")
+        return ("-", "dim")
     style = "red" if days < 0 else "yellow" if days < 14 else ""
     when = not_after.date().isoformat() if not_after else ""
-    return Text(f"{when} ({days} d)", style=style)
+    return (f"{when} ({days} d)", style)
 
 
-def _render_finding(finding: Finding, console: Console, *, verbose: bool) -> None:
-    line = Text()
-    line.append(f"{_MARK[finding.severity]:<9} ", style=_STYLE[finding.severity])
-    line.append(finding.title, style="bold")
+def _finding_pieces(finding: Finding, *, verbose: bool) -> list[Piece]:
+    head: list[Span] = [
+        (f"{_MARK[finding.severity]:<9} ", _STYLE[finding.severity]),
+        (finding.title, "bold"),
+    ]
     if finding.subject:
-        line.append(f"  [{finding.subject}]", style="dim")
-    line.append(f"  ({finding.code})", style="dim")
-    console.print(line)
+        head.append((f"  [{finding.subject}]", "dim"))
+    head.append((f"  ({finding.code})", "dim"))
+    pieces: list[Piece] = [("line", tuple(head))]
     if finding.severity is Severity.INFO and not verbose:
-        return
-    console.print(Padding(Text(finding.detail), (0, 0, 0, 10)))
-    console.print(Padding(Text("Fix: ", style="bold") + Text(finding.fix), (0, 0, 0, 10)))
-    console.print(Padding(Text(f"See {finding.rfc}", style="dim"), (0, 0, 0, 10)))
+        return pieces
+    return [
+        *pieces,
+        ("pad", ((finding.detail, ""),)),
+        ("pad", (("Fix: ", "bold"), (finding.fix, ""))),
+        ("pad", ((f"See {finding.rfc}", "dim"),)),
+    ]
+
+
+def _report(result: CheckResult, *, verbose: bool) -> list[Piece]:
+    """The full report for one domain, as pieces for either layout."""
+    stage = str(result.stage)
+    pieces: list[Piece] = [
+        ("rule", ((result.domain, "bold"),)),
+        ("line", (("Stage:     ", ""), (stage, _STAGE_STYLE.get(stage, "dim")))),
+        ("line", (("Senders:   ", ""), _effective_span(result))),
+    ]
+    if result.sts_record:
+        pieces.append(("line", ((f"TXT id:    {result.sts_record.id}", ""),)))
+    if result.policy:
+        policy = result.policy
+        patterns = ", ".join(policy.mx) or "(none)"
+        text = f"Policy:    mode {policy.mode}, max_age {policy.max_age}, mx {patterns}"
+        pieces.append(("line", ((text, ""),)))
+    rua = f" ({', '.join(result.tlsrpt.rua)})" if result.tlsrpt.rua else ""
+    pieces.append(("line", ((f"TLS-RPT:   {result.tlsrpt.state}{rua}", ""),)))
+    if result.mx:
+        pieces.append(("mx", ()))
+    if verbose and result.policy_source is not None:
+        pieces.append(("line", (("Policy file as served:", "bold"),)))
+        pieces.append(("line", ((result.policy_source.rstrip("\n"), "dim"),)))
+    if not result.findings:
+        pieces.append(("line", (("No findings.", "green"),)))
+    for finding in result.findings:
+        pieces += _finding_pieces(finding, verbose=verbose)
+    pieces.append(("blank", ()))
+    return pieces
+
+
+def _rich_text(spans: Sequence[Span]) -> Text:
+    from rich.text import Text
+
+    return Text.assemble(*spans)
 
 
 def render_result(result: CheckResult, console: Console, *, verbose: bool = False) -> None:
     """The full report for one domain."""
-    console.rule(Text(result.domain, style="bold"), align="left")
-    stage = Text(str(result.stage), style=_STAGE_STYLE.get(str(result.stage), "dim"))
-    console.print(Text("Stage:     ") + stage)
-    console.print(Text("Senders:   ") + _effective_text(result))
-    if result.sts_record:
-        console.print(Text(f"TXT id:    {result.sts_record.id}"))
-    if result.policy:
-        policy = result.policy
-        patterns = ", ".join(policy.mx) or "(none)"
-        console.print(
-            Text(f"Policy:    mode {policy.mode}, max_age {policy.max_age}, mx {patterns}")
-        )
-    console.print(
-        Text(
-            f"TLS-RPT:   {result.tlsrpt.state}"
-            + (f" ({', '.join(result.tlsrpt.rua)})" if result.tlsrpt.rua else "")
-        )
-    )
-    if result.mx:
-        _render_mx(result, console)
-    if verbose and result.policy_source is not None:
-        console.print(Text("Policy file as served:", style="bold"))
-        console.print(Text(result.policy_source.rstrip("\n")), style="dim")
-    if not result.findings:
-        console.print(Text("No findings.", style="green"))
-    for finding in result.findings:
-        _render_finding(finding, console, verbose=verbose)
-    console.print()
+    from rich.padding import Padding
+
+    for kind, spans in _report(result, verbose=verbose):
+        if kind == "rule":
+            console.rule(_rich_text(spans), align="left")
+        elif kind == "line":
+            console.print(_rich_text(spans))
+        elif kind == "pad":
+            console.print(Padding(_rich_text(spans), (0, 0, 0, PAD)))
+        elif kind == "mx":
+            _render_mx(result, console)
+        else:
+            console.print()
+
+
+# --- text without rich --------------------------------------------------------------------------
+
+
+def _plain_ok(text: str) -> bool:
+    """Every character one cell wide, as rich measures it (or a line break)."""
+    return all(" " <= c <= "~" or c == "\n" or c in _NARROW for c in text)
+
+
+_WORD = re.compile(r"\s*\S+\s*")
+
+
+def _divide_line(text: str, width: int) -> list[int]:
+    """Where rich breaks a line of one-cell characters (``rich._wrap.divide_line``, folding
+    words longer than the width)."""
+    breaks: list[int] = []
+    offset = 0
+    for match in _WORD.finditer(text):
+        start, word = match.start(), match.group(0)
+        length = len(word.rstrip())
+        if width - offset >= length:
+            offset += len(word)
+        elif length > width:  # folded over lines of the width
+            chunks = [word[i : i + width] for i in range(0, len(word), width)]
+            for n, chunk in enumerate(chunks):
+                if start:
+                    breaks.append(start)
+                if n == len(chunks) - 1:
+                    offset = len(chunk)
+                else:
+                    start += len(chunk)
+        elif offset and start:
+            breaks.append(start)
+            offset = len(word)
+    return breaks
+
+
+def _wrap(text: str, width: int) -> list[str]:
+    """``text`` as rich wraps a ``Text`` at ``width`` (overflow "fold")."""
+    lines = []
+    for line in text.split("\n"):
+        bounds = [0, *_divide_line(line, width), len(line)]
+        for a, b in itertools.pairwise(bounds):
+            piece = line[a:b]
+            if len(piece) > width:  # whitespace past the width goes, then the rest is cut
+                spaces = len(piece) - len(piece.rstrip())
+                piece = piece[: len(piece) - min(spaces, len(piece) - width)][:width]
+            lines.append(piece)
+    return lines
+
+
+def format_result_plain(result: CheckResult, width: int, *, verbose: bool = False) -> str | None:
+    """``render_result`` as rich writes it to a ``width``-column file without colour, laid
+    out without rich; None when only rich can lay it out exactly (see the module's note)."""
+    if width <= PAD + 2:
+        return None
+    out: list[str] = []
+    for kind, spans in _report(result, verbose=verbose):
+        text = "".join(t for t, _ in spans).translate(_CONTROL)
+        if not _plain_ok(text):
+            return None
+        if kind == "rule":
+            if "\n" in text or len(text) > width - 2:  # rich would shorten it with "…"
+                return None
+            out.append(text + " " + "─" * (width - len(text) - 1))
+        elif kind == "line":
+            out += _wrap(text, width)
+        elif kind == "pad":
+            inner = width - PAD
+            out += [" " * PAD + line.ljust(inner) for line in _wrap(text, inner)]
+        elif kind == "mx":
+            mx = _plain_mx(result, width)
+            if not all(map(_plain_ok, mx)):
+                return None
+            out += mx
+        else:
+            out.append("")
+    return "\n".join(out) + "\n"
+
+
+def format_check_plain(
+    results: Sequence[CheckResult], width: int, *, verbose: bool = False
+) -> str | None:
+    """``render_check_text`` without rich, for one domain (None: rich lays it out)."""
+    if len(results) != 1:
+        return None  # none, or a summary table: rich's
+    return format_result_plain(results[0], width, verbose=verbose)
 
 
 def _summary_table(results: Sequence[CheckResult]) -> Table:
+    from rich.table import Table
+    from rich.text import Text
+
     table = Table(title=f"{len(results)} domains", title_justify="left", show_edge=False)
     widest = max((len(r.domain) for r in results), default=6)
     table.add_column("domain", no_wrap=True, min_width=widest)  # never cut with "…"
@@ -385,6 +559,8 @@ def render_check_text(
     results: Sequence[CheckResult], console: Console, *, verbose: bool = False
 ) -> None:
     """Print results: full reports for a few domains (or all when verbose), then a summary."""
+    from rich.text import Text
+
     if len(results) <= FULL_REPORTS_UP_TO or verbose:
         for result in results:
             render_result(result, console, verbose=verbose)
@@ -401,46 +577,62 @@ def render_check_text(
 # --- text, a line per domain (long runs) --------------------------------------------------------
 
 
-def format_result_line(result: CheckResult) -> Text:
-    """One domain on one line: worst, domain, stage, what senders apply, counts, first problem."""
+def _line_spans(result: CheckResult) -> list[Span]:
     worst = result.worst
     counts = {s: sum(f.severity is s for f in result.findings) for s in Severity}
     top = next((f for f in result.findings if f.severity > Severity.INFO), None)
-    line = Text()
-    line.append(
-        f"{_MARK[worst] if worst else '✓ ok':<9} ", style=_STYLE[worst] if worst else "green"
-    )
-    line.append(f"{result.domain:<30}", style="bold")
     stage = str(result.stage)
-    line.append(f" {stage:<9}", style=_STAGE_STYLE.get(stage, "dim"))
     senders = f"mode {result.effective.mode}" if result.effective.usable else "no policy"
-    line.append(f" {senders:<13}")
+    spans: list[Span] = [
+        (f"{_MARK[worst] if worst else '✓ ok':<9} ", _STYLE[worst] if worst else "green"),
+        (f"{result.domain:<30}", "bold"),
+        (f" {stage:<9}", _STAGE_STYLE.get(stage, "dim")),
+        (f" {senders:<13}", ""),
+    ]
     errors, warnings = counts[Severity.ERROR], counts[Severity.WARNING]
     if errors or warnings:
-        line.append(
-            f" {errors} error{'s' * (errors != 1)}, {warnings} warning{'s' * (warnings != 1)}"
+        spans.append(
+            (f" {errors} error{'s' * (errors != 1)}, {warnings} warning{'s' * (warnings != 1)}", "")
         )
     if top is not None:
-        line.append(f"  {top.code} {top.subject}".rstrip(), style="dim")
+        spans.append((f"  {top.code} {top.subject}".rstrip(), "dim"))
+    return spans
+
+
+def format_result_line(result: CheckResult) -> Text:
+    """One domain on one line: worst, domain, stage, what senders apply, counts, first problem."""
+    line = _rich_text(_line_spans(result))
     line.rstrip()
     return line
+
+
+def format_result_line_plain(result: CheckResult) -> str | None:
+    """``render_result_line`` without rich (never wrapped); None: rich's."""
+    text = "".join(t for t, _ in _line_spans(result)).translate(_CONTROL).rstrip()
+    return text + "\n" if _plain_ok(text) and "\n" not in text else None
 
 
 def render_result_line(result: CheckResult, console: Console) -> None:
     console.print(format_result_line(result), soft_wrap=True)  # never wrapped: one line each
 
 
+def _tally_spans(tally: CheckTally) -> list[Span]:
+    return [
+        (f"Checked {tally.domains} domain{'s' * (tally.domains != 1)}: ", ""),
+        (f"{tally.clean} clean", "green"),
+        (", ", ""),
+        (f"{tally.warnings} with warnings", "yellow" if tally.warnings else ""),
+        (", ", ""),
+        (f"{tally.errors} with errors", "bold red" if tally.errors else ""),
+        (".", ""),
+    ]
+
+
+def format_tally_plain(tally: CheckTally) -> str:
+    """``render_tally`` without rich."""
+    return "".join(t for t, _ in _tally_spans(tally)) + "\n"
+
+
 def render_tally(tally: CheckTally, console: Console) -> None:
     """The closing line of a long run: checked, clean, warnings, errors."""
-    console.print(
-        Text.assemble(
-            f"Checked {tally.domains} domain{'s' * (tally.domains != 1)}: ",
-            (f"{tally.clean} clean", "green"),
-            ", ",
-            (f"{tally.warnings} with warnings", "yellow" if tally.warnings else ""),
-            ", ",
-            (f"{tally.errors} with errors", "bold red" if tally.errors else ""),
-            ".",
-        ),
-        soft_wrap=True,
-    )
+    console.print(_rich_text(_tally_spans(tally)), soft_wrap=True)

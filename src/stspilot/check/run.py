@@ -16,7 +16,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-from collections.abc import AsyncGenerator, Callable, Iterable, Mapping, Sequence, Sized
+import gc
+from collections.abc import (
+    AsyncGenerator,
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+    Sized,
+)
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -36,7 +45,7 @@ from stspilot.facts import (
     TxtLookup,
 )
 from stspilot.probes.dane_share import DaneShare
-from stspilot.probes.resolver import Resolver, ResolverConfig
+from stspilot.probes.resolver import Resolver, ResolverConfig, concurrently
 from stspilot.probes.tls import TlsContexts
 from stspilot.sts.names import domain_name, policy_url
 
@@ -64,6 +73,33 @@ MX_CACHE_LIMIT = 2_000
 # In-order results: a domain starts only within this many concurrency slots of the oldest one
 # not yet yielded, so a slow domain holds back a bounded number of finished results.
 WINDOW_PER_SLOT = 4
+# The cyclic collector's first threshold during a bulk run (Python's default: 700 allocations).
+# Hundreds of domains in flight keep their tasks, futures, transports and certificates alive
+# past several collections, so the default scanned them again and again: 0.6-0.7 ms of CPU a
+# domain (12-14 % of a bulk check, docs/check.md); with this, ~0.2 ms. Garbage cycles are
+# still collected, after at most this many allocations.
+BULK_GC_THRESHOLD = 25_000
+_bulk_runs = 0
+_saved_threshold: tuple[int, int, int] | None = None
+
+
+@contextlib.contextmanager
+def bulk_gc() -> Iterator[None]:
+    """Collect garbage cycles less often while a bulk run is in progress (process-wide; runs
+    that overlap share it, and the thresholds before the first are restored after the last)."""
+    global _bulk_runs, _saved_threshold
+    if _bulk_runs == 0:
+        _saved_threshold = gc.get_threshold()
+        first, *older = _saved_threshold
+        gc.set_threshold(max(first, BULK_GC_THRESHOLD), *older)
+    _bulk_runs += 1
+    try:
+        yield
+    finally:
+        _bulk_runs -= 1
+        if _bulk_runs == 0 and _saved_threshold is not None:
+            gc.set_threshold(*_saved_threshold)
+            _saved_threshold = None
 
 
 def utc_now() -> dt.datetime:
@@ -176,11 +212,19 @@ class Probes:
             self._dnssec = DnssecValidator(self.resolver, anchors)
         return self._dnssec
 
-    def warm(self) -> None:
-        """Build the TLS contexts (the trust store loads) once, while answers travel."""
-        if not self.warmed:
-            self.warmed = True
-            _warm(self.tls)
+    def preload(self) -> None:
+        """What the answers will need, made ready in a thread while they travel (the first
+        domain's), so the loop stays free to read them and send what they start: dnspython's
+        message code (it reads the DO answers: the MX set, the MX hosts' addresses), the
+        trust store, DANE's validator and the pure core. Done on the loop, this held the MX
+        hosts' questions back: first packet to SMTP connect 212-243 ms, 153-171 ms from a
+        thread (`strace` timelines of the lab, `docs/check.md`, "Issue 14")."""
+        if self.options.dane:
+            import dns.message  # noqa: F401
+        _warm(self.tls)
+        if self.options.dane:
+            import stspilot.probes.dane
+        import stspilot.check.evaluate  # noqa: F401
 
     async def probe_mx(self, host: str, address: AddressLookup | None = None) -> MxProbe:
         """The STARTTLS probe of MX ``host`` (every address), shared between the domains of a
@@ -330,7 +374,8 @@ async def _collect(partial: _Partial, probes: Probes, probe_mx: bool) -> None:
         if validator is not None and answer is not None:  # DANE: beside the probes
             work += [tlsa(validator, host) for host in hosts]
             work.append(mx_dnssec(validator, partial.mx, answer))
-        await asyncio.gather(*work)
+        if work:
+            await concurrently(*work)
 
     async def tlsrpt_then_rua() -> None:
         partial.tlsrpt = await resolver.lookup_txt(f"_smtp._tls.{d}")
@@ -343,10 +388,11 @@ async def _collect(partial: _Partial, probes: Probes, probe_mx: bool) -> None:
         if record is None:
             return
         others = [r for r in rua_domains(record) if r != d][:MAX_RUA_DOMAINS]
-        await asyncio.gather(*(rua(r) for r in others))
+        if others:
+            await concurrently(*(rua(r) for r in others))
 
     # The policy fetch last: its code loads (first domain only) after the other questions left.
-    await asyncio.gather(sts(), mx_then_probes(), tlsrpt_then_rua(), policy())
+    await concurrently(sts(), mx_then_probes(), tlsrpt_then_rua(), policy())
 
 
 def _warm(tls: TlsContexts) -> None:
@@ -400,17 +446,21 @@ async def check_domain(
 async def _gather_loading_core(
     domain: str, probes: Probes, options: CheckOptions, now: Clock
 ) -> DomainFacts:
-    """``gather_facts``, with the TLS contexts built and the pure core imported once the
-    first questions have left (the first domain's only), so that work is done while the
-    answers travel rather than before the first packet."""
+    """``gather_facts``, with the TLS contexts built and the code the answers need imported
+    once the first questions have left (the first domain's only, ``Probes.preload``, in a
+    thread), so that work is done while the answers travel rather than before the first
+    packet or in the loop's way."""
+    if probes.warmed:
+        return await gather_facts(domain, probes=probes, options=options, now=now)
     task = asyncio.ensure_future(gather_facts(domain, probes=probes, options=options, now=now))
-    if not probes.warmed:
-        for _ in range(3):  # the lookups' tasks start and send (the policy host's A/AAAA last)
-            await asyncio.sleep(0)
-        probes.warm()  # the trust store loads (~30 ms) while the first answers travel
-        import stspilot.check.evaluate  # noqa: F401
-
-    return await task
+    probes.warmed = True
+    for _ in range(3):  # the lookups' tasks start and send (the policy host's A/AAAA last)
+        await asyncio.sleep(0)
+    loaded = asyncio.get_running_loop().run_in_executor(None, probes.preload)
+    try:
+        return await task
+    finally:
+        await loaded
 
 
 def _broken_facts(domain: str, exc: Exception, observed_at: dt.datetime) -> DomainFacts:
@@ -533,26 +583,27 @@ async def _iter_in_process(
             task.add_done_callback(running.discard)
             started += 1
 
-    try:
-        start_more()
-        while received < started:
-            index, result = await finished.get()
-            received += 1
-            if on_result is not None:
-                on_result(result)
-            waiting[index] = result
-            ready = []
-            while head in waiting:
-                ready.append((head, waiting.pop(head)))
-                head += 1
-            start_more()  # before yielding: the next checks run while the caller writes
-            for item in ready:
-                yield item
-    finally:
-        for task in running:
-            task.cancel()
-        if running:
-            await asyncio.gather(*running, return_exceptions=True)
+    with bulk_gc():
+        try:
+            start_more()
+            while received < started:
+                index, result = await finished.get()
+                received += 1
+                if on_result is not None:
+                    on_result(result)
+                waiting[index] = result
+                ready = []
+                while head in waiting:
+                    ready.append((head, waiting.pop(head)))
+                    head += 1
+                start_more()  # before yielding: the next checks run while the caller writes
+                for item in ready:
+                    yield item
+        finally:
+            for task in running:
+                task.cancel()
+            if running:
+                await asyncio.gather(*running, return_exceptions=True)
 
 
 async def check_domains(

@@ -21,9 +21,10 @@ import contextlib
 import secrets
 import socket
 import struct
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import dns.exception
 
@@ -68,6 +69,7 @@ _OPT = b"\x00" + struct.pack("!HHIH", _OPT_TYPE, EDNS_PAYLOAD, 0, 0)
 # (RFC 4035 §3.2.2) so a validating upstream hands over bogus data for us to name the fault.
 _RD_CD_FLAGS = struct.pack("!H", _RD | _CD)
 _OPT_DO = b"\x00" + struct.pack("!HHIH", _OPT_TYPE, EDNS_PAYLOAD, 0x8000, 0)
+_T = TypeVar("_T")
 # An answer, as ``dnswire.parse_message`` or ``parse_dnssec_message`` reads it.
 Answer = Any
 
@@ -186,6 +188,116 @@ class _Channel:
                 future.cancel()
 
 
+class _Slots:
+    """A semaphore for the questions in flight whose release hands the slot straight to the
+    next waiter. ``asyncio.Semaphore`` (3.11) marks a waiter woken but leaves it queued until
+    it runs, so each release in a burst walked past every waiter woken before it: with
+    hundreds of questions queued in a bulk check that was ~5 % of the checker's CPU."""
+
+    __slots__ = ("_free", "_loop", "_waiters")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, count: int) -> None:
+        self._loop = loop
+        self._free = count
+        self._waiters: deque[asyncio.Future[None]] = deque()
+
+    async def acquire(self) -> None:
+        if self._free > 0 and not self._waiters:
+            self._free -= 1
+            return
+        waiter = self._loop.create_future()
+        self._waiters.append(waiter)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self.release()  # handed a slot, then cancelled: pass it on
+            else:
+                with contextlib.suppress(ValueError):
+                    self._waiters.remove(waiter)
+            raise
+
+    def release(self) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)  # the slot goes to it: ``_free`` stays as it is
+                return
+        self._free += 1
+
+
+async def concurrently(first: Awaitable[_T], *rest: Awaitable[_T]) -> list[_T]:
+    """``asyncio.gather(first, *rest)`` with ``first`` run in the calling task: one task
+    fewer (a task and its callbacks cost ~20 µs of CPU, and a bulk check made ~15 a domain).
+    Started in order, so ``first`` sends first; if it fails or the caller is cancelled, the
+    others are cancelled (gather would leave them running)."""
+    tasks = [asyncio.ensure_future(awaitable) for awaitable in rest]
+    try:
+        results = [await first]
+        for task in tasks:
+            results.append(await task)
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        raise
+    return results
+
+
+def _expire(future: asyncio.Future[bytes]) -> None:
+    if not future.done():
+        future.set_exception(TimeoutError())
+
+
+class _Expiry:
+    """The time limits of the questions in flight, oldest first, under one loop timer.
+
+    Questions share one per-attempt limit, so their deadlines mostly come in the order they
+    were asked: those go in a queue, and the timer is armed for the oldest one still waiting
+    (answered ones are skipped, never cancelled). A deadline earlier than the newest (the end
+    of a question's lifetime) gets its own timer. Each question still fails at its deadline;
+    the loop's timer heap no longer holds one (Python-compared) entry per question, ~7 a
+    checked domain, each pushed, cancelled and popped.
+    """
+
+    __slots__ = ("_armed", "_loop", "_queue", "_timer")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._queue: deque[tuple[float, asyncio.Future[bytes]]] = deque()
+        self._timer: asyncio.TimerHandle | None = None
+        self._armed = 0.0
+
+    def add(self, when: float, future: asyncio.Future[bytes]) -> asyncio.TimerHandle | None:
+        """Fail ``future`` with ``TimeoutError`` at ``when`` unless done by then; a timer
+        handle to cancel when it has one of its own."""
+        queue = self._queue
+        if queue and when < queue[-1][0]:
+            return self._loop.call_at(when, _expire, future)
+        queue.append((when, future))
+        if self._timer is None:
+            self._arm(when)
+        return None
+
+    def _arm(self, when: float) -> None:
+        self._armed = when
+        self._timer = self._loop.call_at(when, self._fire)
+
+    def _fire(self) -> None:
+        self._timer = None
+        queue = self._queue
+        due = max(self._armed, self._loop.time())
+        while queue and (queue[0][0] <= due or queue[0][1].done()):
+            _expire(queue.popleft()[1])  # a no-op for the answered
+        if queue:
+            self._arm(queue[0][0])
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._queue.clear()
+
+
 def _query(name: WireName | dns.name.Name, rdtype: int, *, dnssec: bool = False) -> bytearray:
     """A recursive query with EDNS(0); its id (the first two bytes) is set when it is sent."""
     question = bytes(name.to_wire() or b"") + struct.pack("!HH", rdtype, CLASS_IN)
@@ -223,13 +335,16 @@ class Resolver:
         self._nameservers = self.config.nameservers
         self._channels: dict[str, _Channel] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._slots: asyncio.Semaphore | None = None
+        self._slots: _Slots | None = None
+        self._expiry: _Expiry | None = None
 
     async def aclose(self) -> None:
         """Close the sockets (they also close themselves once idle and retired)."""
         for channel in self._channels.values():
             channel.close()
         self._channels.clear()
+        if self._expiry is not None:
+            self._expiry.close()
 
     def _channel(self, server: str) -> _Channel:
         channel = self._channels.get(server)
@@ -240,14 +355,17 @@ class Resolver:
             channel = self._channels[server] = _Channel(self._loop, server, self.config.port)
         return channel
 
-    def _bind_loop(self) -> asyncio.Semaphore:
+    def _bind_loop(self) -> _Slots:
         loop = asyncio.get_running_loop()
         if loop is not self._loop or self._slots is None:
             for channel in self._channels.values():  # sockets of a previous loop
                 channel.close()
             self._channels.clear()
+            if self._expiry is not None:
+                self._expiry.close()
             self._loop = loop
-            self._slots = asyncio.Semaphore(self.config.max_in_flight)
+            self._slots = _Slots(loop, self.config.max_in_flight)
+            self._expiry = _Expiry(loop)
         return self._slots
 
     async def _udp(self, server: str, wire: bytearray, limit: float, parse: _Parse) -> Answer:
@@ -256,14 +374,18 @@ class Resolver:
         except OSError as exc:  # no route, no IPv6, out of descriptors
             raise _Failed(DnsStatus.ERROR, f"{server}: {exc.strerror or exc}") from exc
         qid, future = channel.ask(wire)
+        # The answer's future itself fails at the limit: one timer, no timeout scope per question.
+        assert self._expiry is not None  # bound with the slots (``_bind_loop``)
+        timer = self._expiry.add(channel.loop.time() + limit, future)
         try:
-            async with asyncio.timeout(limit):
-                data = await future
+            data = await future
         except TimeoutError as exc:
             raise _Failed(DnsStatus.TIMEOUT, f"no answer from {server} in {limit:g} s") from exc
         except OSError as exc:
             raise _Failed(DnsStatus.ERROR, f"{server}: {exc.strerror or exc}") from exc
         finally:
+            if timer is not None:
+                timer.cancel()
             channel.forget(qid)
         return _parse(data, server, parse)
 
@@ -343,9 +465,12 @@ class Resolver:
                 self._nameservers = _system_nameservers()
         except OSError as exc:
             return DnsStatus.ERROR, str(exc)
-        async with slots:
+        await slots.acquire()
+        try:
             wire = _query(name, rdtype, dnssec=True)
             message = await self._message(name, rdtype, wire, parse_dnssec_message)
+        finally:
+            slots.release()
         if isinstance(message, _Answer):
             return message.status, message.error
         answer: dnswire.Message = message
@@ -359,8 +484,11 @@ class Resolver:
                 self._nameservers = _system_nameservers()
         except (dns.exception.DNSException, OSError, ValueError) as exc:
             return _Answer(DnsStatus.ERROR, error=f"{type(exc).__name__}: {exc}")
-        async with slots:
+        await slots.acquire()
+        try:
             return await self._exchange(qname, rdtype)
+        finally:
+            slots.release()
 
     async def _follow(self, name: str, rdtype: int) -> _Answer:
         """Ask, and keep asking at the CNAME target when a server stopped mid-chain."""
@@ -411,7 +539,7 @@ class Resolver:
     async def lookup_address(self, name: str) -> AddressLookup:
         """A and AAAA at once; OK when either has an address, else the more telling failure."""
         name = _text(name)
-        v4, v6 = await asyncio.gather(self._follow(name, A), self._follow(name, AAAA))
+        v4, v6 = await concurrently(self._follow(name, A), self._follow(name, AAAA))
         return _address_lookup(name, v4, v6)
 
     async def lookup_address_dnssec(

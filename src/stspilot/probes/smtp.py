@@ -26,7 +26,7 @@ from stspilot.facts import (
     TlsResult,
 )
 from stspilot.probes.addresses import is_public
-from stspilot.probes.resolver import Resolver
+from stspilot.probes.resolver import Resolver, concurrently
 from stspilot.probes.tls import (
     TlsContexts,
     failure,
@@ -123,7 +123,7 @@ class MxProber:
             # and show them its banner and certificate.
             error = "every address of the MX host is private, loopback or link-local"
             return MxProbe(host, SmtpOutcome.BLOCKED, address=address, error=error)
-        probes = await asyncio.gather(
+        probes = await concurrently(
             *(self._probe_address(host, ip) for ip in targets[:MAX_ADDRESSES])
         )
         worst = worst_address(probes)
@@ -266,8 +266,9 @@ class MxProber:
     async def _quit(self, writer: asyncio.StreamWriter) -> None:
         # Polite, but we do not wait for the 221: the probe has what it came for.
         try:
-            writer.write(b"QUIT\r\n")
-            await asyncio.wait_for(writer.drain(), 1)
+            writer.write(b"QUIT\r\n")  # sent at once unless the socket's buffer is full
+            if writer.transport.get_write_buffer_size():
+                await asyncio.wait_for(writer.drain(), 1)
         except (OSError, TimeoutError):
             return
 

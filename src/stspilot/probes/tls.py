@@ -12,6 +12,7 @@ missing intermediates the way browsers do, and is named ``CHAIN_INCOMPLETE``, no
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import ssl
 from collections.abc import Sequence
@@ -220,6 +221,30 @@ def _dn(rdns: object) -> str:
     return ",".join(parts)
 
 
+_MONTHS = {
+    name: number
+    for number, name in enumerate(
+        ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), 1
+    )
+}
+
+
+def _cert_time(text: str) -> dt.datetime:
+    """``notBefore``/``notAfter`` as ``getpeercert`` writes them (``May  9 00:00:00 2027 GMT``),
+    read as ``ssl.cert_time_to_seconds`` reads them; its ``time.strptime`` cost ~50 µs a date,
+    two a handshake. Anything unusual (a leap second) goes to ``ssl.cert_time_to_seconds``."""
+    parts = text.split()
+    if len(parts) == 5 and parts[4] == "GMT" and parts[0] in _MONTHS:
+        clock = parts[2].split(":")
+        digits = [parts[3], parts[1], *clock]
+        if len(clock) == 3 and all(d.isascii() and d.isdigit() for d in digits):
+            year, day, hour, minute, second = map(int, digits)
+            with contextlib.suppress(ValueError):
+                month = _MONTHS[parts[0]]
+                return dt.datetime(year, month, day, hour, minute, second, tzinfo=dt.UTC)
+    return dt.datetime.fromtimestamp(ssl.cert_time_to_seconds(text), dt.UTC)
+
+
 def _cert_from_dict(cert: dict[str, object]) -> CertInfo:
     """The verified peer's certificate as the ssl module already parsed it (cheap: no DER)."""
     subject, issuer = _dn(cert.get("subject", ())), _dn(cert.get("issuer", ()))
@@ -228,12 +253,8 @@ def _cert_from_dict(cert: dict[str, object]) -> CertInfo:
         subject=subject,
         issuer=issuer,
         dns_names=tuple(value for kind, value in san if kind == "DNS"),  # type: ignore[attr-defined]
-        not_before=dt.datetime.fromtimestamp(
-            ssl.cert_time_to_seconds(str(cert["notBefore"])), dt.UTC
-        ),
-        not_after=dt.datetime.fromtimestamp(
-            ssl.cert_time_to_seconds(str(cert["notAfter"])), dt.UTC
-        ),
+        not_before=_cert_time(str(cert["notBefore"])),
+        not_after=_cert_time(str(cert["notAfter"])),
         self_signed=subject == issuer,
         ca_issuers=tuple(str(u) for u in cert.get("caIssuers", ())),  # type: ignore[attr-defined]
     )
