@@ -25,6 +25,12 @@ a host (``probes/dane_share.py``).
     .venv/bin/python bench/check_bench.py --skip startup,single,bulk,rss --dane-sizes 300
     .venv/bin/python bench/check_bench.py --skip startup,single,bulk,rss --dane-sizes 300 \
         --dane-mx-hosts 10
+
+``--dane-validator``: the DANE validator alone over the same kind of zones, no sockets (the
+lab's DNS logic answers in-process, as wire read by the resolver's own DO-answer reader):
+
+    .venv/bin/python bench/check_bench.py --skip startup,single,bulk,rss --dane-sizes 300 \
+        --dane-validator --dane-repeat 5
 """
 
 from __future__ import annotations
@@ -448,6 +454,75 @@ async def _dane(count: int, args: argparse.Namespace) -> None:
         world.close()
 
 
+def _dane_validator(count: int, args: argparse.Namespace) -> None:
+    """The DANE validator alone, no socket: ``count`` zones signed like the bench's (an MX
+    host each, a TLSA pair), their DO answers made by the lab's DNS logic in-process as wire,
+    then per domain what a check validates (MX RRset, TLSA lookup, address records), every
+    answer read from the wire as the resolver reads it. CPU per domain, medians."""
+    import dns.message
+
+    from stspilot.facts import DnssecStatus, DnsStatus, MxLookup
+    from stspilot.lab.dns_server import DnsData, Record
+    from stspilot.lab.dnssec import sign_zone
+    from stspilot.probes.dane import DnssecValidator
+    from stspilot.probes.dnssec import TrustAnchors
+    from stspilot.probes.dnswire import parse_dnssec_message
+
+    records, zones = [], []
+    for index in range(count):
+        domain, host = f"d{index:05d}.bench.test", f"mx1.d{index:05d}.bench.test"
+        mine = [
+            Record(host, "A", "127.0.0.1"), Record(domain, "MX", f"10 {host}."),
+            Record(f"_25._tcp.{host}", "TLSA", f"3 1 1 {index:064x}"),
+            Record(f"_25._tcp.{host}", "TLSA", f"3 1 1 {index + 1:064x}"),
+        ]  # fmt: skip
+        records += mine
+        zones.append(sign_zone(domain, mine))
+    data = DnsData(records, None, zones)
+    wires: dict[tuple[str, int], bytes] = {}
+    for index in range(count):
+        domain, host = f"d{index:05d}.bench.test", f"mx1.d{index:05d}.bench.test"
+        for name, rdtype in ((domain, 48), (domain, 15), (host, 1), (host, 28)):
+            query = dns.message.make_query(f"{name}.", rdtype, want_dnssec=True)
+            answer = data.respond(query)
+            assert answer is not None
+            wires[(f"{name}.", rdtype)] = answer.to_wire(max_size=65535)
+        query = dns.message.make_query(f"_25._tcp.{host}.", 52, want_dnssec=True)
+        answer = data.respond(query)
+        assert answer is not None
+        wires[(f"_25._tcp.{host}.", 52)] = answer.to_wire(max_size=65535)
+    anchors = "\n".join(zone.ds for zone in zones)
+
+    class Wire:
+        async def query_dnssec(self, name: object, rdtype: int) -> object:
+            wire = wires.get((str(name).lower(), rdtype))
+            return (DnsStatus.SERVFAIL, "no") if wire is None else parse_dnssec_message(wire)
+
+    async def run(size: int) -> float:
+        validator = DnssecValidator(Wire(), TrustAnchors.from_text(anchors))  # type: ignore[arg-type]
+
+        async def domain(index: int) -> None:
+            name, host = f"d{index:05d}.bench.test", f"mx1.d{index:05d}.bench.test"
+            mx = parse_dnssec_message(wires[(f"{name}.", 15)])
+            replies = tuple(parse_dnssec_message(wires[(f"{host}.", t)]) for t in (1, 28))
+            verdict = await validator.validate_mx(MxLookup(name, DnsStatus.OK), mx)
+            lookup = await validator.judge_addresses(await validator.lookup_tlsa(host), replies)
+            assert verdict.status is lookup.dnssec.status is DnssecStatus.SECURE
+            assert lookup.address_dnssec and lookup.address_dnssec.status is DnssecStatus.SECURE
+
+        before = _self_cpu()
+        await asyncio.gather(*(domain(i) for i in range(size)))
+        return (_self_cpu() - before) / size * 1000
+
+    asyncio.run(run(min(count, 20)))  # imports
+    figures = [asyncio.run(run(count)) for _ in range(args.dane_repeat)]
+    print(
+        f"dane validator alone, no sockets, {count} signed zones ({args.dane_repeat} rounds, "
+        f"medians, load {os.getloadavg()[0]:.1f}): {statistics.median(figures):5.2f} ms CPU a "
+        f"domain (DNSKEY, MX, TLSA and A validated; every answer read from the wire)"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="1000,10000")
@@ -465,6 +540,10 @@ def main() -> None:
     parser.add_argument("--rss-workers", type=int, default=1, help="processes for the RSS runs")
     parser.add_argument("--dane-sizes", default="300", help="signed domains for the DANE figure")
     parser.add_argument("--dane-repeat", type=int, default=3, help="off/on rounds (median)")
+    parser.add_argument(
+        "--dane-validator", action="store_true",
+        help="DANE figure: the validator alone over the answers as wire, no sockets",
+    )  # fmt: skip
     parser.add_argument("--world", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument(
         "--dane-mx-hosts", type=int, default=0,
@@ -510,7 +589,10 @@ def main() -> None:
         _rss(args)
     if "dane" not in skip:
         for size in (int(s) for s in args.dane_sizes.split(",") if s):
-            asyncio.run(_dane(size, args))
+            if args.dane_validator:
+                _dane_validator(size, args)
+            else:
+                asyncio.run(_dane(size, args))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """A TLSA record with a digest of the wrong length, without sockets: dnspython refuses the whole
-answer, the resolver reads it again with the TLSA octets as served, the RRSIG still verifies
-over them, and only that record is unusable (RFC 6698 §2.1, RFC 7672 §3.1.3)."""
+answer, the resolver's DO-answer reader (``dnswire.parse_dnssec_message``) keeps the TLSA octets
+as served, the RRSIG still verifies over them, and only that record is unusable (RFC 6698 §2.1,
+RFC 7672 §3.1.3)."""
 
 from __future__ import annotations
 
@@ -18,8 +19,8 @@ from stspilot.facts import DnssecStatus, DnsStatus
 from stspilot.lab.dns_server import DnsData, Record
 from stspilot.lab.dnssec import SignedZone, sign_zone
 from stspilot.probes.dane import DnssecValidator
-from stspilot.probes.dnssec import TrustAnchors, tlsa_as_generic, tlsa_text
-from stspilot.probes.resolver import _dnspython_message
+from stspilot.probes.dnssec import TrustAnchors, tlsa_text
+from stspilot.probes.dnswire import Message, WireError, WireName, parse_dnssec_message
 
 ZONE = "short.test"
 TLSA = f"_25._tcp.mx1.{ZONE}"
@@ -40,14 +41,12 @@ class WireInProcess:
         self.data = data
         self.wires: list[bytes] = []
 
-    async def query_dnssec(
-        self, name: dns.name.Name, rdtype: dns.rdatatype.RdataType
-    ) -> dns.message.Message | tuple[DnsStatus, str]:
-        response = self.data.respond(dns.message.make_query(name, rdtype, want_dnssec=True))
+    async def query_dnssec(self, name: WireName, rdtype: int) -> Message | tuple[DnsStatus, str]:
+        response = self.data.respond(dns.message.make_query(str(name), rdtype, want_dnssec=True))
         assert response is not None
         wire = response.to_wire(max_size=65535)
         self.wires.append(wire)
-        return _dnspython_message(wire)
+        return parse_dnssec_message(wire)
 
 
 def _validator(zone: SignedZone) -> tuple[DnssecValidator, WireInProcess]:
@@ -117,7 +116,7 @@ def _answer(*rdatas: bytes, extra_type: int | None = None) -> bytes:
     ],
 )
 def test_resolver_reads_refused_tlsa_as_served(rdatas: list[bytes], texts: list[str]) -> None:
-    message = _dnspython_message(_answer(*rdatas))
+    message = parse_dnssec_message(_answer(*rdatas))
     (rrset,) = message.answer
     assert rrset.rdtype == dns.rdatatype.TLSA
     assert sorted(tlsa_text(r) for r in rrset) == sorted(texts)
@@ -125,7 +124,10 @@ def test_resolver_reads_refused_tlsa_as_served(rdatas: list[bytes], texts: list[
 
 def test_other_garbage_is_still_refused() -> None:
     wire = _answer(b"\x03\x01\x01" + b"\xab" * 5)
-    for bad in (wire[:-3], wire[:12], _answer(b"\x03\x01\x01", extra_type=65534)):
-        assert tlsa_as_generic(bad) is None
-    with pytest.raises(dns.exception.DNSException):
-        _dnspython_message(wire[:-3])
+    for bad in (wire[:-3], wire[:12], wire + b"\0"):
+        with pytest.raises(WireError):
+            parse_dnssec_message(bad)
+    # a record of a private type beside the TLSA records changes nothing about them
+    (tlsa, other) = parse_dnssec_message(_answer(b"\x03\x01\x01", extra_type=65534)).answer
+    assert tlsa.rdtype == dns.rdatatype.TLSA and other.rdtype == 65534
+    assert [tlsa_text(r) for r in tlsa] == ["3 1 1 "]

@@ -23,6 +23,7 @@ from stspilot.lab.dns_server import DnsData, DnsFault, Record
 from stspilot.lab.dnssec import SignedZone, ZoneFault, sign_zone
 from stspilot.probes.dane import DnssecValidator
 from stspilot.probes.dnssec import TrustAnchors
+from stspilot.probes.dnswire import Message, WireName, parse_dnssec_message
 
 ZONE = "v.test"
 TLSA = "_25._tcp.mx1.v.test"
@@ -36,17 +37,15 @@ class InProcess:
         self.data = data
         self.questions = 0
 
-    async def query_dnssec(
-        self, name: dns.name.Name, rdtype: dns.rdatatype.RdataType
-    ) -> dns.message.Message | tuple[DnsStatus, str]:
+    async def query_dnssec(self, name: WireName, rdtype: int) -> Message | tuple[DnsStatus, str]:
         self.questions += 1
-        query = dns.message.make_query(name, rdtype, want_dnssec=True)
+        query = dns.message.make_query(str(name), rdtype, want_dnssec=True)
         response = self.data.respond(query)
         if response is None:
             return DnsStatus.TIMEOUT, "no answer"
         if response.rcode() not in (0, 3):
             return DnsStatus.SERVFAIL, "SERVFAIL"
-        return dns.message.from_wire(response.to_wire(max_size=65535))  # as over TCP
+        return parse_dnssec_message(response.to_wire(max_size=65535))  # as over TCP
 
 
 def _records(extra: list[Record]) -> list[Record]:

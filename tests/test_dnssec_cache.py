@@ -14,6 +14,7 @@ import dns.rrset
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from dnssec_support import wire_name, wire_rdata, wire_rrset  # type: ignore[import-not-found]
 from stspilot.facts import DnssecStatus, DnsStatus
 from stspilot.lab.dns_server import DnsFault, Record
 from stspilot.lab.dnssec import sign_zone
@@ -52,7 +53,7 @@ def _signed(owner: str = "a.z.test.", **kw: object) -> tuple[dns.rrset.RRset, dn
 
 
 def _table(*dnskeys: dns.rdata.Rdata) -> dict[int, tuple[object, ...]]:
-    return key_table(dnskeys)  # type: ignore[return-value]
+    return key_table(wire_rdata(k) for k in dnskeys)  # type: ignore[misc]
 
 
 def _tampered(rrset: dns.rrset.RRset) -> dns.rrset.RRset:
@@ -92,8 +93,9 @@ def test_verify_agrees_with_dnspython(
         theirs = ""
     except dns.dnssec.ValidationFailure as exc:
         theirs = str(exc)
+    wired, wired_sig = wire_rrset(rrset), wire_rdata(sig)
     try:
-        verify(rrset, sig, key_table(dnskeys), now)
+        verify(wired, wired_sig, _table(*dnskeys), now)  # type: ignore[arg-type]
         ours = ""
     except VerifyFailure as exc:
         ours = str(exc)
@@ -101,14 +103,15 @@ def test_verify_agrees_with_dnspython(
     if failure:
         assert ours == failure
     if not ours:
-        assert signed_data(rrset, sig) == dns.dnssec._make_rrsig_signature_data(rrset, sig)
+        theirs_data = dns.dnssec._make_rrsig_signature_data(rrset, sig)
+        assert signed_data(wired, wired_sig) == theirs_data  # type: ignore[arg-type]
 
 
 def test_unusable_keys_are_kept_with_a_reason_not_raised() -> None:
     _, dnskey = _key()
-    truncated = zone_key(dnskey.replace(key=b"\x01\x02"))  # type: ignore[attr-defined]
-    unknown = zone_key(dnskey.replace(algorithm=200))  # type: ignore[attr-defined]
-    forbidden = zone_key(dnskey.replace(algorithm=1))  # type: ignore[attr-defined]  # RSAMD5
+    truncated = zone_key(wire_rdata(dnskey.replace(key=b"\x01\x02")))  # type: ignore[arg-type]
+    unknown = zone_key(wire_rdata(dnskey.replace(algorithm=200)))  # type: ignore[arg-type]
+    forbidden = zone_key(wire_rdata(dnskey.replace(algorithm=1)))  # type: ignore[arg-type]
     assert (truncated.public, truncated.error) == (None, "invalid public key")
     assert unknown.public is None and "algorithm" in unknown.error
     assert forbidden.public is None and "algorithm 1" in forbidden.error
@@ -119,8 +122,8 @@ def test_unknown_algorithm_signature_names_it() -> None:
     rrset, sig = _signed(key=(private, dnskey))
     odd = dnskey.replace(algorithm=200)  # type: ignore[attr-defined]
     with pytest.raises(VerifyFailure, match="algorithm 200"):
-        odd_sig = sig.replace(algorithm=200, key_tag=zone_key(odd).tag)  # type: ignore[attr-defined]
-        verify(rrset, odd_sig, key_table([odd]), NOW)
+        odd_sig = sig.replace(algorithm=200, key_tag=zone_key(wire_rdata(odd)).tag)  # type: ignore[arg-type]
+        verify(wire_rrset(rrset), wire_rdata(odd_sig), _table(odd), NOW)  # type: ignore[arg-type]
 
 
 # --- the key cache of a run ---
@@ -166,7 +169,7 @@ async def test_cached_keys_never_outlive_their_rrsig(monkeypatch: pytest.MonkeyP
     )  # fmt: skip
     clock.now = expiry - 60
     validator = _validator(zone, records, clock=clock)
-    keys = await validator._zone_keys(dns.name.from_text(f"{ZONE}."), ())
+    keys = await validator._zone_keys(wire_name(f"{ZONE}."), ())
     assert keys.status is DnssecStatus.SECURE and keys.valid_until <= expiry
     clock.now = expiry + 1
     result = await validator.validate(TLSA, dns.rdatatype.TLSA)
@@ -192,5 +195,46 @@ async def test_the_key_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setattr(dane_module, "MAX_CACHED_ZONES", 3)
     validator = _validator(None, _records([]))
     for index in range(10):
-        await validator._zone_keys(dns.name.from_text(f"z{index}.invalid."), ())
+        await validator._zone_keys(wire_name(f"z{index}.invalid."), ())
         assert len(validator._keys) <= 3
+
+
+def test_key_tags_are_dnspython_key_ids() -> None:
+    """RFC 4034 Appendix B over keys of every length parity and RSA/MD5's own rule (B.1)."""
+    import random
+
+    rng = random.Random(4034)
+    _, dnskey = _key()
+    keys = [dnskey, dnskey.replace(flags=257), dnskey.replace(algorithm=1)]  # type: ignore[attr-defined]
+    keys += [dnskey.replace(key=rng.randbytes(n)) for n in range(3, 40)]  # type: ignore[attr-defined]
+    for key in keys:
+        assert zone_key(wire_rdata(key)).tag == dns.dnssec.key_id(key)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("algorithm", [8, 10, 13, 14, 15])
+def test_other_algorithms_and_mixed_case_names_verify(algorithm: int) -> None:
+    """RSA, ECDSA P-384 and Ed25519 keys through dnspython's key classes, over an MX RRset
+    whose names are in mixed case (signed in canonical form, RFC 4034 §6.2)."""
+    from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+
+    private = {
+        8: lambda: rsa.generate_private_key(65537, 2048),
+        10: lambda: rsa.generate_private_key(65537, 2048),
+        13: lambda: ec.generate_private_key(ec.SECP256R1()),
+        14: lambda: ec.generate_private_key(ec.SECP384R1()),
+        15: ed25519.Ed25519PrivateKey.generate,
+    }[algorithm]()
+    dnskey = dns.dnssec.make_dnskey(private.public_key(), Algorithm(algorithm), 256)  # type: ignore[arg-type]
+    rrset = dns.rrset.from_text("A.Z.test.", 300, "IN", "MX", "10 MX.Z.Test.", "20 b.z.test.")
+    sig = dns.dnssec.sign(
+        rrset,
+        private,
+        ORIGIN,
+        dnskey,
+        inception=NOW - 60,
+        expiration=NOW + 3600,  # type: ignore[arg-type]
+    )
+    verify(wire_rrset(rrset), wire_rdata(sig), _table(dnskey), NOW)  # type: ignore[arg-type]
+    other = dns.rrset.from_text("a.z.test.", 300, "IN", "MX", "10 mx.z.test.", "30 b.z.test.")
+    with pytest.raises(VerifyFailure, match="verify failure"):
+        verify(wire_rrset(other), wire_rdata(sig), _table(dnskey), NOW)  # type: ignore[arg-type]

@@ -21,10 +21,12 @@ import dns.rrset
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from dnssec_support import their_name, wire_message, wire_name, wire_rdata  # type: ignore[import-not-found]
 from stspilot.facts import DnssecStatus, DnsStatus
 from stspilot.probes.dane import DnssecValidator
 from stspilot.probes.denial import Nsec3, Nsec3Proof, nsec3_proof
 from stspilot.probes.dnssec import TrustAnchors
+from stspilot.probes.dnswire import Message, WireName
 
 with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message="DSA is deprecated")
@@ -128,7 +130,8 @@ def test_nsec3_proof(
     records: list[Nsec3], qname: str, rdtype: int, nxdomain: bool, expected: Nsec3Proof
 ) -> None:
     name = dns.name.from_text(qname) if qname.endswith(".") else _abs(qname)
-    proof = nsec3_proof(records, name, rdtype, nxdomain=nxdomain)  # type: ignore[arg-type]
+    ours = [(wire_name(owner), wire_rdata(rdata)) for owner, rdata in records]
+    proof = nsec3_proof(ours, wire_name(name), rdtype, nxdomain=nxdomain)  # type: ignore[arg-type]
     assert proof is expected
 
 
@@ -155,9 +158,8 @@ class Zone:
         sig = dns.dnssec.sign(rrset, self.key, self.origin, self.dnskey, **self.when)  # type: ignore[arg-type]
         return dns.rrset.from_rdata(rrset.name, 300, sig)
 
-    async def query_dnssec(
-        self, name: dns.name.Name, rdtype: dns.rdatatype.RdataType
-    ) -> dns.message.Message:
+    async def query_dnssec(self, asked: WireName, rdtype: int) -> Message:
+        name = their_name(asked)
         query = dns.message.make_query(name, rdtype, want_dnssec=True)
         response = dns.message.make_response(query)
         if rdtype == dns.rdatatype.DNSKEY and name == self.origin:
@@ -166,7 +168,7 @@ class Zone:
             response.set_rcode(dns.rcode.NXDOMAIN)
             for rrset in self.nsec3:
                 response.authority += [rrset, self._sig(rrset)]
-        return dns.message.from_wire(response.to_wire(max_size=65535))
+        return wire_message(response)
 
 
 @pytest.mark.asyncio
@@ -187,3 +189,18 @@ async def test_validator_judges_nsec3_denials(records: list[Nsec3], status: Dnss
     assert result.dnssec.status is status, result.dnssec.reason
     if status is not DnssecStatus.BOGUS:
         assert result.status is DnsStatus.NXDOMAIN
+
+
+@pytest.mark.parametrize(
+    ("name", "salt", "iterations"),
+    [
+        ("n3.test.", "", 0),
+        ("_25._tcp.MX1.n3.test.", "aabbccdd", 10),
+        ("*.wild.n3.test.", "ff", 150),
+    ],
+)
+def test_nsec3_hash_is_dnspythons(name: str, salt: str, iterations: int) -> None:
+    from stspilot.probes.denial import nsec3_hash
+
+    theirs = dns.dnssec.nsec3_hash(name, bytes.fromhex(salt), iterations, 1)
+    assert nsec3_hash(wire_name(name), bytes.fromhex(salt), iterations) == str(theirs).upper()

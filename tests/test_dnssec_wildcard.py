@@ -22,10 +22,12 @@ import dns.rrset
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from dnssec_support import their_name, wire_message, wire_name, wire_rdata, wire_rrset  # type: ignore[import-not-found]
 from stspilot.facts import DnssecStatus, DnsStatus
 from stspilot.probes.dane import DnssecValidator
 from stspilot.probes.denial import nsec3_covers
 from stspilot.probes.dnssec import TrustAnchors, nsec_no_closer_match
+from stspilot.probes.dnswire import Message, WireName
 
 with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message="DSA is deprecated")
@@ -91,9 +93,8 @@ class Zone:
         sig = dns.dnssec.sign(rrset, self.key, self.origin, self.dnskey, **self.when)  # type: ignore[arg-type]
         return dns.rrset.from_rdata(rrset.name, 300, sig)
 
-    async def query_dnssec(
-        self, name: dns.name.Name, rdtype: dns.rdatatype.RdataType
-    ) -> dns.message.Message | tuple[DnsStatus, str]:
+    async def query_dnssec(self, asked: WireName, rdtype: int) -> Message | tuple[DnsStatus, str]:
+        name = their_name(asked)
         response = dns.message.make_response(dns.message.make_query(name, rdtype, want_dnssec=True))
         if rdtype == dns.rdatatype.DNSKEY and name == self.origin:
             response.answer += [self.keys, self.sig(self.keys)]
@@ -110,7 +111,7 @@ class Zone:
                     response.authority.append(self.sig(proof))
         else:
             return DnsStatus.SERVFAIL, "not in this test"
-        return dns.message.from_wire(response.to_wire(max_size=65535))
+        return wire_message(response)
 
 
 def _covering_nsec(name: str) -> list[dns.rrset.RRset]:
@@ -169,16 +170,20 @@ def test_no_closer_match() -> None:
     wildcard's parent shows a closer name exists: the wildcard could not have answered."""
     qname, encloser = _abs("b.a.wild"), _abs("wild")
     closer = dns.rrset.from_text(_abs("a.wild"), 300, "IN", "NSEC", f"{_abs('c.wild')} A")
-    assert not nsec_no_closer_match([closer], qname, encloser)
-    assert nsec_no_closer_match(_covering_nsec("b.a.wild"), qname, encloser)
-    assert not nsec_no_closer_match(_matching_nsec("mx1"), qname, encloser)
+    qname, encloser = wire_name(qname), wire_name(encloser)  # type: ignore[assignment]
+    ours = [wire_rrset(closer)]
+    assert not nsec_no_closer_match(ours, qname, encloser)  # type: ignore[arg-type]
+    ours = [wire_rrset(r) for r in _covering_nsec("b.a.wild")]
+    assert nsec_no_closer_match(ours, qname, encloser)  # type: ignore[arg-type]
+    ours = [wire_rrset(r) for r in _matching_nsec("mx1")]
+    assert not nsec_no_closer_match(ours, qname, encloser)  # type: ignore[arg-type]
 
 
 def test_nsec3_covers_bounds() -> None:
     (rrset,) = _nsec3(QNAME)
-    records = [(rrset.name, r) for r in rrset]
-    assert nsec3_covers(records, _abs(QNAME))
-    assert not nsec3_covers(records, _abs("mx1"))
-    assert not nsec3_covers(records, dns.name.from_text("host.elsewhere.test."))
-    heavy = [(rrset.name, r.replace(iterations=151)) for r in rrset]
-    assert not nsec3_covers(heavy, _abs(QNAME))
+    records = [(wire_name(rrset.name), wire_rdata(r)) for r in rrset]
+    assert nsec3_covers(records, wire_name(_abs(QNAME)))  # type: ignore[arg-type]
+    assert not nsec3_covers(records, wire_name(_abs("mx1")))  # type: ignore[arg-type]
+    assert not nsec3_covers(records, wire_name("host.elsewhere.test."))  # type: ignore[arg-type]
+    heavy = [(wire_name(rrset.name), wire_rdata(r.replace(iterations=151))) for r in rrset]
+    assert not nsec3_covers(heavy, wire_name(_abs(QNAME)))  # type: ignore[arg-type]

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import random
+import struct
 
+import dns.exception
 import dns.flags
 import dns.message
 import dns.name
@@ -17,6 +19,7 @@ from stspilot.probes.dnswire import (
     WireError,
     WireName,
     name_from_text,
+    parse_dnssec_message,
     parse_message,
     rcode_text,
 )
@@ -211,3 +214,191 @@ def test_flags_are_kept() -> None:
     data = bytearray(_answer("example.com.", "A", []))
     data[2] |= dns.flags.TC >> 8
     assert parse_message(bytes(data)).flags & dns.flags.TC
+
+
+# --- DO answers (parse_dnssec_message): RRSIG, DNSKEY, DS, NSEC, NSEC3, TLSA ---
+
+
+def _signed_answers() -> list[bytes]:
+    """Real DO answers of a zone signed by the lab (ECDSA P-256, NSEC), and NSEC3, DS and
+    mixed-case records made here: every record type the validator reads."""
+    from stspilot.lab.dns_server import DnsData, Record
+    from stspilot.lab.dnssec import sign_zone
+
+    zone = "Sig.Test"
+    records = [
+        Record(f"mx1.{zone}", "A", "192.0.2.1"),
+        Record(f"mx1.{zone}", "AAAA", "2001:db8::1"),
+        Record(zone, "MX", f"10 MX1.{zone}."),
+        Record(zone, "MX", f"20 mx2.{zone}."),
+        Record(f"_25._tcp.mx1.{zone}", "TLSA", "3 1 1 " + "ab" * 32),
+        Record(f"_25._tcp.mx1.{zone}", "TLSA", "3 1 2 " + "cd" * 64),
+        Record(f"_25._tcp.mx2.{zone}", "TLSA", "3 1 1 " + "ab" * 20),  # short digest
+        Record(f"alias.{zone}", "CNAME", f"MX1.{zone}."),
+    ]
+    data = DnsData(records, None, [sign_zone(zone, records)])
+    asked = [
+        (zone, "DNSKEY"), (zone, "MX"), (f"mx1.{zone}", "A"), (f"mx1.{zone}", "AAAA"),
+        (f"_25._tcp.mx1.{zone}", "TLSA"), (f"_25._tcp.mx2.{zone}", "TLSA"),
+        (f"alias.{zone}", "A"), (f"_25._tcp.nx.{zone}", "TLSA"), (f"mx1.{zone}", "TLSA"),
+        (zone, "SOA"),
+    ]  # fmt: skip
+    out = []
+    for name, rdtype in asked:
+        response = data.respond(dns.message.make_query(name, rdtype, want_dnssec=True))
+        assert response is not None
+        out.append(response.to_wire(max_size=65535))
+    query = dns.message.make_query("n3.example.", "DS", want_dnssec=True)
+    response = dns.message.make_response(query)
+    response.answer.append(
+        dns.rrset.from_text_list("n3.example.", 60, "IN", "DS", [
+            "2371 13 2 " + "ab" * 32, "2371 13 4 " + "cd" * 48, "60485 8 1 " + "ef" * 20,
+        ])
+    )  # fmt: skip
+    response.authority.append(
+        dns.rrset.from_text_list("9PQ1U5RB9QJ2IGJ7Q0G0F35PDVM3TV4O.n3.example.", 30, "IN", "NSEC3", [  # noqa: E501
+            "1 1 12 aabbccdd 2T7B4G4VSA5SMI47K61MV5BV1A22BOJR NS SOA RRSIG DNSKEY NSEC3PARAM",
+            "1 0 0 - 2T7B4G4VSA5SMI47K61MV5BV1A22BOJS TYPE65534 A",
+        ])
+    )  # fmt: skip
+    response.authority.append(
+        dns.rrset.from_text("A.n3.example.", 20, "IN", "NSEC", "Zed.N3.example. A MX RRSIG NSEC")
+    )
+    out.append(response.to_wire())
+    return out
+
+
+def _fields(rdata: object) -> object:
+    """What the validator reads of a record, from dnspython's object or ours."""
+    kind = type(rdata).__name__.upper()
+    if kind in ("RRSIG",):
+        r: object = rdata
+        return (
+            r.type_covered, r.algorithm, r.labels, r.original_ttl,  # type: ignore[attr-defined]
+            r.expiration, r.inception, r.key_tag,  # type: ignore[attr-defined]
+            str(r.signer).lower(), r.signature,  # type: ignore[attr-defined]
+        )  # fmt: skip
+    if kind == "DNSKEY":
+        return rdata.flags, rdata.protocol, rdata.algorithm, rdata.key  # type: ignore[attr-defined]
+    if kind == "DS":
+        return rdata.key_tag, rdata.algorithm, rdata.digest_type, rdata.digest  # type: ignore[attr-defined]
+    if kind == "NSEC":
+        return str(rdata.next), _types(rdata)  # type: ignore[attr-defined]
+    if kind == "NSEC3":
+        return (
+            rdata.algorithm, rdata.flags, rdata.iterations,  # type: ignore[attr-defined]
+            rdata.salt, rdata.next, _types(rdata),  # type: ignore[attr-defined]
+        )  # fmt: skip
+    return None
+
+
+def _plain(fields: object) -> object:
+    """dnspython's enums (``Algorithm.ECDSAP256SHA256``) as the numbers they are."""
+    if isinstance(fields, tuple):
+        return tuple(int(v) if isinstance(v, int) else v for v in fields)
+    return fields
+
+
+def _types(rdata: object) -> frozenset[int]:
+    if hasattr(rdata, "types"):
+        return rdata.types  # type: ignore[no-any-return]
+    found = set()
+    for window, bitmap in rdata.windows:  # type: ignore[attr-defined]
+        for index, byte in enumerate(bitmap):
+            found.update(window * 256 + index * 8 + b for b in range(8) if byte & (0x80 >> b))
+    return frozenset(found)
+
+
+_VERIFIED = (1, 5, 15, 16, 28, 43, 47, 48, 50, 52)  # A CNAME MX TXT AAAA DS NSEC DNSKEY NSEC3 TLSA
+
+
+def _dnssec_view(sections: list[object], ours: bool) -> list[object]:
+    out = []
+    for section in sections:
+        for rrset in section:  # type: ignore[attr-defined]
+            if rrset.rdclass != dns.rdataclass.IN:  # never read by the validator
+                continue
+            if rrset.rdtype not in _VERIFIED:  # no signature over it is accepted: not kept
+                digestable = None
+                assert not ours or rrset.digestable is None
+            elif ours:
+                digestable = None if rrset.digestable is None else sorted(rrset.digestable)
+            else:
+                digestable = sorted(r.to_digestable() for r in rrset)
+            fields = sorted(repr(_plain(_fields(r))) for r in rrset)
+            name = str(rrset.name)
+            out.append((name, rrset.rdtype, rrset.covers, rrset.ttl, digestable, fields))
+    return out
+
+
+def test_dnssec_answers_read_as_dnspython_reads_them() -> None:
+    """Names, types, covered types, TTLs, the fields of every DNSSEC record and the canonical
+    RDATA a signature covers (dnspython's ``to_digestable``) are the same."""
+    for data in _signed_answers():
+        try:
+            theirs = dns.message.from_wire(data)
+        except dns.exception.FormError:  # the short TLSA digest: dnspython refuses it all
+            (rrset, _sig) = parse_dnssec_message(data).answer
+            assert [len(r.data) for r in rrset] == [3 + 20]  # type: ignore[union-attr]
+            continue
+        ours = parse_dnssec_message(data)
+        assert _dnssec_view([ours.answer, ours.authority], True) == _dnssec_view(
+            [theirs.answer, theirs.authority], False
+        )
+        assert ours.rcode() == theirs.rcode() and ours.flags == theirs.flags
+
+
+def test_dnssec_truncation_and_corruption_are_refused_or_read_as_dnspython_reads_them() -> None:
+    rng = random.Random(6698)
+    for data in _signed_answers():
+        for cut in range(len(data)):
+            with pytest.raises(WireError):
+                parse_dnssec_message(data[:cut])
+        for _ in range(300):
+            corrupt = bytearray(data)
+            corrupt[rng.randrange(12, len(corrupt))] = rng.randrange(256)
+            try:
+                theirs = dns.message.from_wire(bytes(corrupt))
+            except Exception:
+                theirs = None
+            try:
+                ours = parse_dnssec_message(bytes(corrupt))
+            except WireError:
+                continue
+            if theirs is not None:
+                assert _dnssec_view([ours.answer, ours.authority], True) == _dnssec_view(
+                    [theirs.answer, theirs.authority], False
+                )
+
+
+def _one_record(rdtype: int, rdata: bytes) -> bytes:
+    header = bytes.fromhex("1234 8180 0000 0001 0000 0000")
+    return header + b"\x01a\x00" + struct.pack("!HHIH", rdtype, 1, 60, len(rdata)) + rdata
+
+
+@pytest.mark.parametrize(
+    ("rdtype", "rdata"),
+    [
+        pytest.param(46, bytes(18) + b"\xc0\x0c" + b"sig", id="rrsig-compressed-signer"),
+        pytest.param(46, bytes(17), id="rrsig-short"),
+        pytest.param(48, b"\x01\x01\x03", id="dnskey-short"),
+        pytest.param(43, b"\x00\x01\x0d\x02" + bytes(31), id="ds-digest-too-short"),
+        pytest.param(43, b"\x00\x01\x0d\x00" + bytes(32), id="ds-digest-type-0"),
+        pytest.param(47, b"\xc0\x0c\x00\x01\x40", id="nsec-compressed-next"),
+        pytest.param(47, b"\x00\x01\x01\x00", id="nsec-trailing-zero-octet"),
+        pytest.param(47, b"\x00\x00\x21" + b"\x01" * 33, id="nsec-window-too-long"),
+        pytest.param(47, b"\x00\x01\x01\x40\x00\x01\x40", id="nsec-windows-repeat"),
+        pytest.param(47, b"\x00\x00\x02\x40", id="nsec-window-past-record"),
+        pytest.param(50, b"\x01\x00\x00\x00\x00\x00", id="nsec3-empty-next"),
+        pytest.param(50, b"\x01\x00\x00\x00\x05ab", id="nsec3-salt-past-record"),
+        pytest.param(50, b"\x01\x00\x00", id="nsec3-short"),
+    ],
+)
+def test_bad_dnssec_records_are_refused_as_dnspython_refuses_them(
+    rdtype: int, rdata: bytes
+) -> None:
+    data = _one_record(rdtype, rdata)
+    with pytest.raises(Exception):  # noqa: B017
+        dns.message.from_wire(data)
+    with pytest.raises(WireError):
+        parse_dnssec_message(data)

@@ -3,13 +3,14 @@
 Why validate here instead of trusting the AD bit of a resolver: RFC 7672 §2.1.1 (and RFC 6698
 §8.3) accept someone else's validation only over a trusted, secured channel, and a checker runs
 on laptops and CI boxes behind whatever resolver the network hands out. So every answer is
-asked with DO+CD (``Resolver.query_dnssec``) and the chain of signatures is walked here with
-dnspython's ``dns.dnssec``, from trust anchors (the IANA root KSKs by default; a file for the
-lab or a private root): DNSKEY of each zone authenticated by its DS in the parent, the DS by
-the parent's DNSKEY, up to an anchor. An unsigned answer under an anchor is insecure only when
-the missing DS at its zone cut is itself proven by signed NSEC/NSEC3 records; otherwise it is
-bogus. Bounded work: every zone's keys are validated once per run (and kept ``KEY_CACHE_SECONDS``),
-chains are at most ``MAX_DEPTH`` zones deep, RRsets over ``MAX_RRSET`` records are refused.
+asked with DO+CD (``Resolver.query_dnssec``, read by ``dnswire.parse_dnssec_message``) and the
+chain of signatures is walked here (``probes/rrsig.py`` verifies), from trust anchors (the IANA
+root KSKs by default; a file for the lab or a private root): DNSKEY of each zone authenticated
+by its DS in the parent, the DS by the parent's DNSKEY, up to an anchor. An unsigned answer
+under an anchor is insecure only when the missing DS at its zone cut is itself proven by signed
+NSEC/NSEC3 records; otherwise it is bogus. Bounded work: every zone's keys are validated once
+per run (and kept ``KEY_CACHE_SECONDS``), chains are at most ``MAX_DEPTH`` zones deep, RRsets
+over ``MAX_RRSET`` records are refused.
 """
 
 from __future__ import annotations
@@ -21,17 +22,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import dns.exception
-import dns.message
-import dns.name
-import dns.rcode
-import dns.rdata
-import dns.rdataclass
-import dns.rdatatype
-import dns.rdtypes.ANY.NSEC
-import dns.rdtypes.ANY.NSEC3
-import dns.rrset
-from dns.rdtypes.ANY.NSEC3 import NSEC3
-from dns.rdtypes.ANY.RRSIG import RRSIG
 
 from stspilot.facts import DnssecResult, DnssecStatus, DnsStatus, MxLookup, TlsaLookup
 from stspilot.probes.denial import Nsec3Proof, nsec3_covers, nsec3_proof
@@ -43,6 +33,29 @@ from stspilot.probes.dnssec import (
     nsec_proves,
     parent_side,
     tlsa_text,
+)
+from stspilot.probes.dnswire import (
+    AAAA,
+    CNAME,
+    DNSKEY,
+    DS,
+    MX,
+    NSEC,
+    NSEC3,
+    NXDOMAIN,
+    RRSIG,
+    SOA,
+    TLSA,
+    A,
+    Cname,
+    Dnskey,
+    Ds,
+    Message,
+    Nsec3,
+    RRset,
+    Rrsig,
+    WireName,
+    name_from_text,
 )
 from stspilot.probes.resolver import Resolver
 from stspilot.probes.rrsig import VerifyFailure, ZoneKey, key_table, verify
@@ -80,7 +93,7 @@ class Validated:
 
     status: DnsStatus
     dnssec: DnssecResult
-    rrset: dns.rrset.RRset | None = None
+    rrset: RRset | None = None
     error: str = ""
     ttl: int = 0  # how long the answer may be kept (the least TTL of what it was made of)
 
@@ -89,12 +102,23 @@ class _Bogus(Exception):
     pass
 
 
-_Path = tuple[dns.name.Name, ...]  # the zones whose keys are being loaded, outermost first
-Reply = dns.message.Message | tuple[DnsStatus, str]  # Resolver.query_dnssec's answer
+_Path = tuple[WireName, ...]  # the zones whose keys are being loaded, outermost first
+Reply = Message | tuple[DnsStatus, str]  # Resolver.query_dnssec's answer
+_TYPE_NAMES = {A: "A", AAAA: "AAAA", CNAME: "CNAME", MX: "MX", DS: "DS", DNSKEY: "DNSKEY"}
+_TYPE_NAMES |= {TLSA: "TLSA", NSEC: "NSEC", NSEC3: "NSEC3", SOA: "SOA"}
 
 
-def _text(name: dns.name.Name) -> str:
-    return name.to_text(omit_final_dot=True).lower() or "."
+def _text(name: WireName) -> str:
+    return str(name)[:-1].lower() or "."
+
+
+def _type_text(rdtype: int) -> str:
+    return _TYPE_NAMES.get(rdtype, f"TYPE{rdtype}")
+
+
+def _name(text: str) -> WireName:
+    """``text`` as a name; a ``DNSException`` (dnspython reads odd names) if it is not one."""
+    return name_from_text(text)
 
 
 def _when(seconds: float | None) -> dt.datetime | None:
@@ -123,14 +147,14 @@ class DnssecValidator:
         self.resolver = resolver
         self.anchors = anchors or TrustAnchors.load(None)
         self.clock = clock
-        self._keys: dict[dns.name.Name, asyncio.Future[_Keys]] = {}
+        self._keys: dict[WireName, asyncio.Future[_Keys]] = {}
 
     # --- the public questions ---
 
     async def lookup_tlsa(self, host: str, port: int = 25) -> TlsaLookup:
         """``_<port>._tcp.<host>`` TLSA (RFC 7672 §2.2.3), validated."""
         name = f"_{port}._tcp.{host.rstrip('.')}"
-        result = await self.validate(name, dns.rdatatype.TLSA)
+        result = await self.validate(name, TLSA)
         records = tuple(tlsa_text(rdata) for rdata in result.rrset or ())
         return TlsaLookup(host, name, result.status, result.dnssec, records, result.error)
 
@@ -144,29 +168,26 @@ class DnssecValidator:
         if not lookup.records or lookup.dnssec.status is not S:
             return lookup
         if len(replies) != 2:
-            replies = tuple(
-                await asyncio.gather(
-                    *(self._ask(lookup.host, t) for t in (dns.rdatatype.A, dns.rdatatype.AAAA))
-                )
-            )
+            replies = tuple(await asyncio.gather(*(self._ask(lookup.host, t) for t in (A, AAAA))))
         work = []
-        for reply, rdtype in zip(replies, (dns.rdatatype.A, dns.rdatatype.AAAA), strict=True):
+        for reply, rdtype in zip(replies, (A, AAAA), strict=True):
             try:
-                qname = dns.name.from_text(lookup.host)
+                qname = _name(lookup.host)
             except (dns.exception.DNSException, ValueError):
                 break
             if _plain(reply, qname, rdtype)[0] is DnsStatus.OK:
                 work.append(self.validate(lookup.host, rdtype, reply))
-        found = await asyncio.gather(*work)
+        # one RRset (a host with A or AAAA only, the common case): no task for it
+        found = [await work[0]] if len(work) == 1 else await asyncio.gather(*work)
         if not found:  # no address record came back: nothing to judge
             errors = [r[1] for r in replies if isinstance(r, tuple)]
             reason = f"no address records: {'; '.join(errors) or 'none'}"
             return replace(lookup, address_dnssec=DnssecResult(X, reason))
         return replace(lookup, address_dnssec=_weakest(*(r.dnssec for r in found)))
 
-    async def _ask(self, host: str, rdtype: dns.rdatatype.RdataType) -> Reply:
+    async def _ask(self, host: str, rdtype: int) -> Reply:
         try:
-            qname = dns.name.from_text(host)
+            qname = _name(host)
         except (dns.exception.DNSException, ValueError) as exc:
             return DnsStatus.ERROR, str(exc)
         return await self.resolver.query_dnssec(qname, rdtype)
@@ -174,15 +195,13 @@ class DnssecValidator:
     async def validate_mx(self, mx: MxLookup, answer: Reply | None = None) -> DnssecResult:
         """The DNSSEC status of a domain's MX RRset (RFC 7672 §2.2.1); ``answer``: the DO
         answer ``Resolver.lookup_mx_dnssec`` already has (else it is asked)."""
-        return (await self.validate(mx.name, dns.rdatatype.MX, answer)).dnssec
+        return (await self.validate(mx.name, MX, answer)).dnssec
 
-    async def validate(
-        self, name: str, rdtype: dns.rdatatype.RdataType, answer: Reply | None = None
-    ) -> Validated:
+    async def validate(self, name: str, rdtype: int, answer: Reply | None = None) -> Validated:
         """Ask ``name``/``rdtype`` (unless ``answer`` is given) and judge the answer; never
         raises for DNS trouble."""
         try:
-            qname = dns.name.from_text(name)
+            qname = _name(name)
         except (dns.exception.DNSException, ValueError) as exc:
             return Validated(DnsStatus.ERROR, DnssecResult(X, f"bad name: {exc}"), error=str(exc))
         anchor = self.anchors.closest(qname)
@@ -207,8 +226,8 @@ class DnssecValidator:
 
     async def _validate(
         self,
-        qname: dns.name.Name,
-        rdtype: dns.rdatatype.RdataType,
+        qname: WireName,
+        rdtype: int,
         *,
         path: _Path,
         answer: Reply | None = None,
@@ -228,16 +247,12 @@ class DnssecValidator:
         ttl = int(KEY_CACHE_SECONDS)
         for _ in range(MAX_DEPTH):  # the CNAME chain inside the answer, every link validated
             rrset = find_rrset(answer.answer, current, rdtype)
-            cname = (
-                None
-                if rrset is not None
-                else find_rrset(answer.answer, current, dns.rdatatype.CNAME)
-            )
-            found = rrset or cname
+            cname = None if rrset is not None else find_rrset(answer.answer, current, CNAME)
+            found = rrset if rrset is not None else cname
             if found is None:
                 break
-            sigs = find_rrset(answer.answer, current, dns.rdatatype.RRSIG, found.rdtype)
-            verified: list[RRSIG] = []
+            sigs = find_rrset(answer.answer, current, RRSIG, found.rdtype)
+            verified: list[Rrsig] = []
             results.append(await self._judge_rrset(found, sigs, path, verified))
             encloser = _wildcard_encloser(found.name, verified)
             if encloser is not None:  # synthesised from *.<encloser>: the name must not exist
@@ -245,11 +260,11 @@ class DnssecValidator:
             ttl = min(ttl, found.ttl)
             if rrset is not None:
                 return Validated(DnsStatus.OK, _weakest(*results), rrset, ttl=ttl)
-            current = next(iter(found)).target
+            current = _target(found)
         else:
             return Validated(DnsStatus.ERROR, DnssecResult(X, "CNAME chain too long"))
         # No RRset of the type asked: a denial of existence, which must be proven too.
-        status = DnsStatus.NXDOMAIN if answer.rcode() == dns.rcode.NXDOMAIN else DnsStatus.NODATA
+        status = DnsStatus.NXDOMAIN if answer.rcode() == NXDOMAIN else DnsStatus.NODATA
         results.append(await self._judge_denial(answer, current, rdtype, status, path))
         for rrset in answer.authority:  # the SOA and the proofs: their TTLs bound the denial
             ttl = min(ttl, rrset.ttl)
@@ -257,10 +272,10 @@ class DnssecValidator:
 
     async def _judge_rrset(
         self,
-        rrset: dns.rrset.RRset,
-        sigs: dns.rrset.RRset | None,
+        rrset: RRset,
+        sigs: RRset | None,
         path: _Path,
-        verified: list[RRSIG] | None = None,
+        verified: list[Rrsig] | None = None,
     ) -> DnssecResult:
         """The verdict on one RRset; ``verified`` gets the RRSIG that verified it."""
         if len(rrset) > MAX_RRSET:
@@ -273,7 +288,7 @@ class DnssecValidator:
                     B, f"{_text(rrset.name)} is not signed in signed zone {_text(zone)}"
                 )
             return DnssecResult(keys.status, keys.reason)
-        signer = next(iter(sigs)).signer
+        signer = _rrsig(sigs[0]).signer
         # A DS lives in the parent: signed by the child itself it proves nothing (and the
         # strictly shorter signer is what keeps the walk from looping).
         if not parent_side(rrset.name, rrset.rdtype).is_subdomain(signer):
@@ -292,63 +307,49 @@ class DnssecValidator:
         )
 
     async def _judge_wildcard(
-        self,
-        answer: dns.message.Message,
-        qname: dns.name.Name,
-        encloser: dns.name.Name,
-        path: _Path,
+        self, answer: Message, qname: WireName, encloser: WireName, path: _Path
     ) -> DnssecResult:
         """An answer synthesised from the wildcard at ``encloser`` holds only with validated
         NSEC/NSEC3 records, in its authority section, proving that ``qname`` itself does not
         exist and no closer match does (RFC 4035 §5.3.4, RFC 5155 §8.8, RFC 7129 §5.3);
         else a replayed wildcard signature could stand in for any name."""
-        proofs = [
-            r
-            for r in answer.authority
-            if r.rdtype in (dns.rdatatype.NSEC, dns.rdatatype.NSEC3) and len(r) <= MAX_RRSET
-        ][:MAX_PROOFS]
+        proofs = _proofs(answer)
         what = f"{_text(qname)} is answered from the wildcard at *.{_text(encloser)}"
         if not proofs:
             return DnssecResult(B, f"{what} without a proof that the name does not exist")
         results = []
         for proof in proofs:
-            sigs = find_rrset(answer.authority, proof.name, dns.rdatatype.RRSIG, proof.rdtype)
+            sigs = find_rrset(answer.authority, proof.name, RRSIG, proof.rdtype)
             results.append(await self._judge_rrset(proof, sigs, path))
         verdict = _weakest(*results)
         if verdict.status is not S:
             return verdict
         if nsec_no_closer_match(proofs, qname, encloser):
             return verdict
-        next_closer = dns.name.Name(qname.labels[-(len(encloser) + 1) :])
-        nsec3 = [(p.name, r) for p in proofs for r in p if isinstance(r, NSEC3)]
+        next_closer = qname.suffix(len(encloser.labels) + 1)
+        nsec3 = [(p.name, r) for p in proofs for r in p if isinstance(r, Nsec3)]
         if nsec3 and nsec3_covers(nsec3, next_closer):
             return verdict
         return DnssecResult(B, f"{what}, but the NSEC/NSEC3 records do not prove it absent")
 
-    def _verify(
-        self,
-        rrset: dns.rrset.RRset,
-        sigs: dns.rrset.RRset,
-        keys: dict[int, tuple[ZoneKey, ...]],
-    ) -> RRSIG:
+    def _verify(self, rrset: RRset, sigs: RRset, keys: dict[int, tuple[ZoneKey, ...]]) -> Rrsig:
         """A signature that verifies; ``_Bogus`` naming why none does."""
         now = self.clock()
         reasons: list[str] = []
-        for sig in list(sigs)[:MAX_RRSET]:
+        for sig in sigs[:MAX_RRSET]:
             try:
-                verify(rrset, sig, keys, now)
+                verify(rrset, _rrsig(sig), keys, now)
             except VerifyFailure as exc:
                 reasons.append(str(exc))
                 continue
-            except (dns.exception.DNSException, ValueError, TypeError) as exc:
+            except (ValueError, TypeError) as exc:
                 reasons.append(f"unusable signature: {exc}")
                 continue
-            good: RRSIG = sig
-            return good
-        what = f"{_text(rrset.name)} {dns.rdatatype.to_text(rrset.rdtype)}"
+            return _rrsig(sig)
+        what = f"{_text(rrset.name)} {_type_text(rrset.rdtype)}"
         raise _Bogus(f"RRSIG on {what}: {', '.join(dict.fromkeys(reasons)) or 'none'}")
 
-    async def _zone_keys(self, zone: dns.name.Name, path: _Path) -> _Keys:
+    async def _zone_keys(self, zone: WireName, path: _Path) -> _Keys:
         """The validated DNSKEY RRset of ``zone``, loaded once while its verdict is valid
         (``_Keys.valid_until``); concurrent askers share one load."""
         if zone in path:  # proving the keys of a zone needs those very keys: no chain
@@ -363,7 +364,7 @@ class DnssecValidator:
         # shield: one domain's deadline must not cancel a load that others wait for
         return await asyncio.shield(cached)
 
-    async def _load_keys(self, zone: dns.name.Name, path: _Path) -> _Keys:
+    async def _load_keys(self, zone: WireName, path: _Path) -> _Keys:
         try:
             anchored = self.anchors.by_zone.get(zone)
             expires: float | None = None
@@ -374,7 +375,7 @@ class DnssecValidator:
                 parent_anchor = self.anchors.closest(zone)
                 if parent_anchor is None:
                     return _Keys(INSEC, f"no trust anchor covers {_text(zone)}", valid_until=until)
-                ds = await self._validate(zone, dns.rdatatype.DS, path=path)
+                ds = await self._validate(zone, DS, path=path)
                 if ds.dnssec.status is X:
                     return _Keys(X, ds.dnssec.reason)
                 until = min(until, self.clock() + ds.ttl)
@@ -383,13 +384,13 @@ class DnssecValidator:
                 if ds.rrset is None:
                     reason = f"no DS for {_text(zone)}: an unsigned delegation"
                     return _Keys(INSEC, reason, valid_until=until)
-                anchors = tuple(ds.rrset)
+                anchors = tuple(r for r in ds.rrset if isinstance(r, Ds))
                 expires = ds.dnssec.expires.timestamp() if ds.dnssec.expires else None
-            answer = await self.resolver.query_dnssec(zone, dns.rdatatype.DNSKEY)
+            answer = await self.resolver.query_dnssec(zone, DNSKEY)
             if isinstance(answer, tuple):
                 return _Keys(X, f"DNSKEY lookup of {_text(zone)} failed: {answer[1]}")
-            dnskey = find_rrset(answer.answer, zone, dns.rdatatype.DNSKEY)
-            sigs = find_rrset(answer.answer, zone, dns.rdatatype.RRSIG, dns.rdatatype.DNSKEY)
+            dnskey = find_rrset(answer.answer, zone, DNSKEY)
+            sigs = find_rrset(answer.answer, zone, RRSIG, DNSKEY)
             if dnskey is None and anchored is not None:
                 # Our anchor's zone serves no key at all: the resolver is not the DNS the
                 # anchors are for (a lab without its anchor file, a broken forwarder).
@@ -398,7 +399,7 @@ class DnssecValidator:
                 raise _Bogus(f"{_text(zone)} has a DS but serves no signed DNSKEY RRset")
             if len(dnskey) > MAX_RRSET:
                 raise _Bogus(f"{len(dnskey)} DNSKEYs at {_text(zone)}: too many")
-            table = key_table(dnskey)
+            table = key_table(r for r in dnskey if isinstance(r, Dnskey))
             trusted = {
                 tag: matching
                 for tag, keys in table.items()
@@ -417,35 +418,26 @@ class DnssecValidator:
         except _Bogus as bogus:
             return _Keys(B, str(bogus), valid_until=self.clock() + KEY_CACHE_SECONDS)
 
-    async def _zone_of(self, name: dns.name.Name, path: _Path) -> dns.name.Name:
+    async def _zone_of(self, name: WireName, path: _Path) -> WireName:
         """The apex of the zone holding ``name``, from the SOA in a SOA answer or its authority."""
-        answer = await self.resolver.query_dnssec(name, dns.rdatatype.SOA)
+        answer = await self.resolver.query_dnssec(name, SOA)
         if not isinstance(answer, tuple):
             for section in (answer.answer, answer.authority):
                 for rrset in section:
-                    if rrset.rdtype == dns.rdatatype.SOA and name.is_subdomain(rrset.name):
+                    if rrset.rdtype == SOA and name.is_subdomain(rrset.name):
                         return rrset.name
         anchor = self.anchors.closest(name)
-        return anchor if anchor is not None else dns.name.root
+        return anchor if anchor is not None else WireName(())
 
     async def _judge_denial(
-        self,
-        answer: dns.message.Message,
-        qname: dns.name.Name,
-        rdtype: dns.rdatatype.RdataType,
-        status: DnsStatus,
-        path: _Path,
+        self, answer: Message, qname: WireName, rdtype: int, status: DnsStatus, path: _Path
     ) -> DnssecResult:
         """A negative answer is secure only with validated NSEC/NSEC3 proving it (RFC 4035
         §5.4, RFC 5155 §8): NSEC: the NODATA type bitmap at the name, or for NXDOMAIN a record
         covering it; NSEC3: the closest-encloser proofs of ``probes/denial.py``, an opt-out span
         being insecure. Only the first ``MAX_PROOFS`` records are read, and all are validated."""
-        proofs = [
-            r
-            for r in answer.authority
-            if r.rdtype in (dns.rdatatype.NSEC, dns.rdatatype.NSEC3) and len(r) <= MAX_RRSET
-        ][:MAX_PROOFS]
-        signed = [r for r in answer.authority if r.rdtype == dns.rdatatype.RRSIG]
+        proofs = _proofs(answer)
+        signed = [r for r in answer.authority if r.rdtype == RRSIG]
         if not signed:
             zone = await self._zone_of(parent_side(qname, rdtype), path)
             keys = await self._zone_keys(zone, path)
@@ -456,7 +448,7 @@ class DnssecValidator:
             return DnssecResult(keys.status, keys.reason)
         results: list[DnssecResult] = []
         for proof in proofs:
-            sigs = find_rrset(answer.authority, proof.name, dns.rdatatype.RRSIG, proof.rdtype)
+            sigs = find_rrset(answer.authority, proof.name, RRSIG, proof.rdtype)
             results.append(await self._judge_rrset(proof, sigs, path))
         if not proofs:
             return DnssecResult(B, f"no NSEC/NSEC3 proof for {_text(qname)}")
@@ -466,7 +458,7 @@ class DnssecValidator:
         nxdomain = status is DnsStatus.NXDOMAIN
         if nsec_proves(proofs, qname, rdtype, nxdomain=nxdomain):
             return verdict
-        nsec3 = [(p.name, r) for p in proofs for r in p if isinstance(r, NSEC3)]
+        nsec3 = [(p.name, r) for p in proofs for r in p if isinstance(r, Nsec3)]
         denial = nsec3_proof(nsec3, qname, rdtype, nxdomain=nxdomain) if nsec3 else None
         if denial is Nsec3Proof.PROVEN:
             return verdict
@@ -475,24 +467,41 @@ class DnssecValidator:
         return DnssecResult(B, f"the NSEC/NSEC3 records do not prove {_text(qname)} absent")
 
 
-def _wildcard_encloser(owner: dns.name.Name, verified: list[RRSIG]) -> dns.name.Name | None:
+def _rrsig(rdata: object) -> Rrsig:
+    """A record of an RRSIG RRset (``parse_dnssec_message`` reads every one as ``Rrsig``)."""
+    if not isinstance(rdata, Rrsig):
+        raise _Bogus("an RRSIG record that does not parse as one")
+    return rdata
+
+
+def _target(rrset: RRset) -> WireName:
+    cname = rrset[0]
+    if not isinstance(cname, Cname):
+        raise _Bogus("a CNAME record that does not parse as one")
+    return cname.target
+
+
+def _proofs(answer: Message) -> list[RRset]:
+    """The NSEC/NSEC3 RRsets of a denial's authority section, at most ``MAX_PROOFS``."""
+    return [r for r in answer.authority if r.rdtype in (NSEC, NSEC3) and len(r) <= MAX_RRSET][
+        :MAX_PROOFS
+    ]
+
+
+def _wildcard_encloser(owner: WireName, verified: list[Rrsig]) -> WireName | None:
     """The closest encloser whose wildcard the verified RRSIG says the RRset at ``owner`` was
     synthesised from (its labels field is less than the owner's label count, RFC 4034
     §3.1.3, §5.3.4), or None for an RRset that exists under its own name."""
     if not verified:
         return None
-    labels = int(verified[0].labels)
-    count = len(owner) - 1 - (1 if owner.is_wild() else 0)
+    labels = verified[0].labels
+    count = len(owner.labels) - (1 if owner.is_wild() else 0)
     if labels >= count:
         return None
-    return dns.name.Name(owner.labels[-(labels + 1) :])
+    return owner.suffix(labels)
 
 
-def _plain(
-    answer: dns.message.Message | tuple[DnsStatus, str],
-    qname: dns.name.Name,
-    rdtype: dns.rdatatype.RdataType,
-) -> tuple[DnsStatus, dns.rrset.RRset | None, str]:
+def _plain(answer: Reply, qname: WireName, rdtype: int) -> tuple[DnsStatus, RRset | None, str]:
     """An answer read without validation (the name is under no trust anchor)."""
     if isinstance(answer, tuple):
         return answer[0], None, answer[1]
@@ -501,9 +510,9 @@ def _plain(
         rrset = find_rrset(answer.answer, current, rdtype)
         if rrset is not None:
             return DnsStatus.OK, rrset, ""
-        cname = find_rrset(answer.answer, current, dns.rdatatype.CNAME)
-        if cname is None:
+        cname = find_rrset(answer.answer, current, CNAME)
+        if cname is None or not isinstance(cname[0], Cname):
             break
-        current = next(iter(cname)).target
-    nx = answer.rcode() == dns.rcode.NXDOMAIN
+        current = cname[0].target
+    nx = answer.rcode() == NXDOMAIN
     return (DnsStatus.NXDOMAIN if nx else DnsStatus.NODATA), None, ""

@@ -1,32 +1,34 @@
-"""DNSSEC building blocks for the DANE validator (``probes/dane.py``): trust anchors, keys by
-tag, and the NSEC/NSEC3 proofs of denial of existence (RFC 4035 §5.4, RFC 5155 §8).
+"""DNSSEC building blocks for the DANE validator (``probes/dane.py``): trust anchors, DS
+digests, and the NSEC proofs of denial of existence (RFC 4035 §5.4; NSEC3: ``probes/denial.py``).
 
-No network here; ``dns.dnssec`` is imported on first use (``dnssec_module``).
+Records and names are ``probes/dnswire.py``'s (``parse_dnssec_message``). No network here;
+``dns.dnssec`` (policy, key construction) is imported on first use (``dnssec_module``).
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING
-
-import dns.exception
-import dns.name
-import dns.rdata
-import dns.rdataclass
-import dns.rdatatype
-import dns.rdtypes.ANY.NSEC
-import dns.rdtypes.ANY.NSEC3
-import dns.rrset
 
 from stspilot.errors import ConfigError
-
-if TYPE_CHECKING:
-    import dns.message
+from stspilot.probes.dnswire import (
+    CNAME,
+    DNSKEY,
+    DS,
+    Dnskey,
+    Ds,
+    Nsec,
+    Opaque,
+    Rdata,
+    RRset,
+    WireName,
+    name_from_text,
+)
 
 
 @functools.cache
@@ -46,37 +48,41 @@ IANA_ROOT_ANCHORS = """\
 . IN DS 38696 8 2 683D2D0ACB8C9B712A1948B27F741219298D0A450D612C483AF444A4C0FB2B16
 """
 MAX_ANCHOR_BYTES = 64 * 1024
-_DIGESTS = {1: "SHA1", 2: "SHA256", 4: "SHA384"}
+_DIGESTS = {1: hashlib.sha1, 2: hashlib.sha256, 4: hashlib.sha384}  # RFC 4034, 4509, 6605
+Anchor = Ds | Dnskey
 
 
 @dataclass(frozen=True, slots=True)
 class TrustAnchors:
     """DS or DNSKEY records per zone; an answer is judged from the closest anchor above it."""
 
-    by_zone: dict[dns.name.Name, tuple[dns.rdata.Rdata, ...]]
-    _labels: dict[tuple[bytes, ...], dns.name.Name] = field(default_factory=dict, repr=False)
+    by_zone: dict[WireName, tuple[Anchor, ...]]
+    _folded: dict[tuple[bytes, ...], WireName] = field(default_factory=dict, repr=False)
 
     @classmethod
     def from_text(cls, text: str) -> TrustAnchors:
-        """Zone-file lines ``<zone> [ttl] [IN] DS|DNSKEY <rdata>``; ``;`` starts a comment."""
-        by_zone: dict[dns.name.Name, list[dns.rdata.Rdata]] = {}
+        """Zone-file lines ``<zone> [ttl] [IN] DS|DNSKEY <rdata>``; ``;`` starts a comment.
+        Plain DS lines (numbers and hex, as the lab writes one per signed zone) are read
+        here; anything else by dnspython's text parser. Either way the records are kept as
+        the wire records the validator compares with."""
+        import dns.exception
+
+        by_zone: dict[WireName, list[Anchor]] = {}
         for number, raw in enumerate(text.splitlines(), 1):
             line = raw.split(";", 1)[0].strip()
             if not line:
                 continue
             fields = line.split()
             try:
-                owner = dns.name.from_text(fields[0])
+                owner = name_from_text(fields[0])
                 rest = [f for f in fields[1:3] if f.isdigit() or f.upper() == "IN"]
                 rtype = fields[1 + len(rest)].upper()
                 if rtype not in ("DS", "DNSKEY"):
                     raise ValueError(f"{rtype} is not DS or DNSKEY")
-                rdata = dns.rdata.from_text(
-                    dns.rdataclass.IN, rtype, " ".join(fields[2 + len(rest) :])
-                )
+                anchor = _anchor(rtype, fields[2 + len(rest) :])
             except (IndexError, ValueError, dns.exception.DNSException) as exc:
                 raise ConfigError(f"trust anchor line {number}: {exc}") from exc
-            by_zone.setdefault(owner, []).append(rdata)
+            by_zone.setdefault(owner, []).append(anchor)
         if not by_zone:
             raise ConfigError("the trust anchor file holds no DS or DNSKEY record")
         return cls({zone: tuple(rdatas) for zone, rdatas in by_zone.items()})
@@ -95,213 +101,133 @@ class TrustAnchors:
             raise ConfigError(f"the trust anchor file {path} is larger than 64 KiB")
         return cls.from_text(data.decode("utf-8", "replace"))
 
-    def closest(self, name: dns.name.Name) -> dns.name.Name | None:
-        # By lower-cased label tuples: cheaper than a Name per suffix (Names hash slowly).
-        if not self._labels:
-            self._labels.update({_folded(zone.labels): zone for zone in self.by_zone})
-        labels = _folded(name.labels)
-        for start in range(len(labels)):
-            zone = self._labels.get(labels[start:])
+    def closest(self, name: WireName) -> WireName | None:
+        # By lower-cased label tuples: cheaper than a name per suffix.
+        if not self._folded:
+            self._folded.update({zone.order_key()[::-1]: zone for zone in self.by_zone})
+        labels = name.order_key()[::-1]
+        for start in range(len(labels) + 1):
+            zone = self._folded.get(labels[start:])
             if zone is not None:
                 return zone
         return None
 
 
-def _folded(labels: tuple[bytes, ...]) -> tuple[bytes, ...]:
-    return tuple(label.lower() for label in labels)
+def _anchor(rtype: str, fields: list[str]) -> Anchor:
+    """The record of an anchor line's RDATA fields, read as ``parse_dnssec_message`` reads it
+    (``WireError``, a ValueError, when that refuses it)."""
+    from stspilot.probes.dnswire import parse_rdata
+
+    plain = (
+        rtype == "DS"
+        and len(fields) >= 4
+        and all(f.isascii() and f.isdigit() and len(f) <= 5 for f in fields[:3])
+        and int(fields[0]) <= 0xFFFF
+        and int(fields[1]) <= 0xFF
+        and int(fields[2]) <= 0xFF
+    )
+    if plain:
+        head = bytes((int(fields[0]) >> 8, int(fields[0]) & 0xFF, int(fields[1]), int(fields[2])))
+        wire = head + bytes.fromhex("".join(fields[3:]))
+    else:
+        import dns.rdata
+        import dns.rdataclass
+
+        rdata = dns.rdata.from_text(dns.rdataclass.IN, rtype, " ".join(fields))
+        wire = rdata.to_wire() or b""
+    anchor = parse_rdata(DS if rtype == "DS" else DNSKEY, wire)
+    assert isinstance(anchor, Ds | Dnskey)
+    return anchor
 
 
-def by_tag(zone: dns.name.Name, keys: Iterable[dns.rdata.Rdata]) -> dict[int, dns.rrset.RRset]:
-    out: dict[int, dns.rrset.RRset] = {}
-    for key in keys:
-        tag = dnssec_module().key_id(key)
-        rrset = out.setdefault(tag, dns.rrset.RRset(zone, dns.rdataclass.IN, dns.rdatatype.DNSKEY))
-        rrset.add(key)
-    return out
-
-
-def parent_side(name: dns.name.Name, rdtype: dns.rdatatype.RdataType) -> dns.name.Name:
+def parent_side(name: WireName, rdtype: int) -> WireName:
     """Where an RRset's zone is looked for: a DS at a zone cut belongs to the parent."""
-    if rdtype == dns.rdatatype.DS and name != dns.name.root:
+    if rdtype == DS and name.labels:
         return name.parent()
     return name
 
 
-def matches_anchor(
-    zone: dns.name.Name,
-    key: dns.rdata.Rdata,
-    anchors: Iterable[dns.rdata.Rdata],
-    tag: int | None = None,
-) -> bool:
-    """``key`` is one of the DNSKEY anchors, or its digest is one of the DS anchors; ``tag``
-    (the key's tag, when known) skips the digest of DS records for other keys."""
+def matches_anchor(zone: WireName, key: Dnskey, anchors: Iterable[Anchor], tag: int) -> bool:
+    """``key`` (whose tag is ``tag``) is one of the DNSKEY anchors, or its digest is one of
+    the DS anchors for that tag and algorithm (RFC 4034 §5.1.4: digest = hash(owner |
+    DNSKEY RDATA)). Digest types are those dnspython's ``make_ds`` computes under its default
+    policy (SHA-256 and SHA-384: it declines SHA-1), as this validator did with it."""
+    policy = dnssec_module().default_policy
     for anchor in anchors:
-        if anchor.rdtype == dns.rdatatype.DNSKEY:
-            if anchor == key:
+        if isinstance(anchor, Dnskey):
+            if anchor.wire == key.wire:
                 return True
             continue
-        if tag is not None and (
-            anchor.key_tag != tag  # type: ignore[attr-defined]
-            or anchor.algorithm != key.algorithm  # type: ignore[attr-defined]
-        ):
+        if anchor.key_tag != tag or anchor.algorithm != key.algorithm:
             continue
-        digest = _DIGESTS.get(anchor.digest_type)  # type: ignore[attr-defined]
-        if digest is None:
+        digest = _DIGESTS.get(anchor.digest_type)
+        if digest is None or not policy.ok_to_create_ds(anchor.digest_type):
             continue
-        try:
-            if dnssec_module().make_ds(zone, key, digest) == anchor:
-                return True
-        except (dns.exception.DNSException, ValueError):
-            continue
+        if digest(zone.canonical() + key.wire).digest() == anchor.digest:
+            return True
     return False
 
 
 def find_rrset(
-    section: list[dns.rrset.RRset],
-    name: dns.name.Name,
-    rdtype: dns.rdatatype.RdataType,
-    covers: dns.rdatatype.RdataType = dns.rdatatype.NONE,
-) -> dns.rrset.RRset | None:
+    section: Iterable[RRset], name: WireName, rdtype: int, covers: int = 0
+) -> RRset | None:
     for rrset in section:
         if (
-            rrset.name == name
-            and rrset.rdtype == rdtype
+            rrset.rdtype == rdtype
             and rrset.covers == covers
-            and rrset.rdclass == dns.rdataclass.IN
+            and rrset.rdclass == 1
+            and rrset.name == name
         ):
             return rrset
     return None
 
 
-def nsec_proves(
-    proofs: list[dns.rrset.RRset],
-    qname: dns.name.Name,
-    rdtype: dns.rdatatype.RdataType,
-    *,
-    nxdomain: bool,
-) -> bool:
+def nsec_proves(proofs: list[RRset], qname: WireName, rdtype: int, *, nxdomain: bool) -> bool:
     """Validated NSEC records prove ``qname``/``rdtype`` absent (RFC 4035 §5.4); NSEC3 is
     judged by ``probes/denial.py``."""
     for proof in proofs:
         for rdata in proof:
-            if isinstance(rdata, dns.rdtypes.ANY.NSEC.NSEC) and _nsec_proves(
+            if isinstance(rdata, Nsec) and _nsec_proves(
                 proof.name, rdata, qname, rdtype, nxdomain=nxdomain
             ):
                 return True
     return False
 
 
-def nsec_no_closer_match(
-    proofs: list[dns.rrset.RRset], qname: dns.name.Name, encloser: dns.name.Name
-) -> bool:
+def nsec_no_closer_match(proofs: list[RRset], qname: WireName, encloser: WireName) -> bool:
     """Validated NSEC records prove that ``qname``, answered from the wildcard at
     ``encloser``, does not exist and that no name closer to it than ``encloser`` does (RFC
     4035 §3.1.3.3, §5.3.4): an NSEC covers ``qname``, and neither end of its span shares more
     labels with ``qname`` than ``encloser`` (else that name, or one under it, exists)."""
     for proof in proofs:
         for rdata in proof:
-            if not isinstance(rdata, dns.rdtypes.ANY.NSEC.NSEC):
+            if not isinstance(rdata, Nsec):
                 continue
-            if not _nsec_proves(proof.name, rdata, qname, dns.rdatatype.NONE, nxdomain=True):
+            if not _nsec_proves(proof.name, rdata, qname, 0, nxdomain=True):
                 continue
-            if all(qname.fullcompare(end)[2] <= len(encloser) for end in (proof.name, rdata.next)):
+            ends = (proof.name, rdata.next)
+            if all(qname.common_labels(end) <= len(encloser.labels) for end in ends):
                 return True
     return False
 
 
-def type_set(rdata: dns.rdtypes.ANY.NSEC.NSEC | dns.rdtypes.ANY.NSEC3.NSEC3) -> set[int]:
-    """The types an NSEC/NSEC3 type bitmap lists (RFC 4034 §4.1.2)."""
-    found: set[int] = set()
-    for window, bitmap in rdata.windows:
-        for index, byte in enumerate(bitmap):
-            for bit in range(8):
-                if byte & (0x80 >> bit):
-                    found.add(window * 256 + index * 8 + bit)
-    return found
-
-
 def _nsec_proves(
-    owner: dns.name.Name,
-    rdata: dns.rdtypes.ANY.NSEC.NSEC,
-    qname: dns.name.Name,
-    rdtype: dns.rdatatype.RdataType,
-    *,
-    nxdomain: bool,
+    owner: WireName, rdata: Nsec, qname: WireName, rdtype: int, *, nxdomain: bool
 ) -> bool:
     if not nxdomain:
-        types = type_set(rdata)
-        return owner == qname and rdtype not in types and dns.rdatatype.CNAME not in types
-    following: dns.name.Name = rdata.next
-    if owner < following:
-        return bool(owner < qname < following)
-    return bool(qname > owner or qname < following)  # the last NSEC wraps to the apex
+        types = rdata.types
+        return owner == qname and rdtype not in types and CNAME not in types
+    mine, following, asked = owner.order_key(), rdata.next.order_key(), qname.order_key()
+    if mine < following:
+        return mine < asked < following
+    return asked > mine or asked < following  # the last NSEC wraps to the apex
 
 
-# --- TLSA records dnspython refuses ---------------------------------------------------------
-
-_STAND_IN = 65534  # a private-use type (RFC 6895 §3.1) that TLSA records are read as
-
-
-def _skip_name(wire: bytes | bytearray, pos: int) -> int:
-    """The offset after the (possibly compressed) name at ``pos``; IndexError past the end."""
-    for _ in range(128):
-        length = wire[pos]
-        if length & 0xC0 == 0xC0:
-            return pos + 2
-        if length == 0:
-            return pos + 1
-        pos += 1 + length
-    raise ValueError("name too long")
-
-
-def tlsa_as_generic(data: bytes) -> dns.message.Message | None:
-    """``data`` parsed with every TLSA record kept as its exact RDATA octets (a
-    ``GenericRdata`` of type TLSA), or None when that does not make it parse either.
-
-    dnspython refuses a whole message when one TLSA record's association data has the wrong
-    length for its matching type; a sender skips only that record as unusable (RFC 6698
-    §2.1, RFC 7672 §3.1.3). The TLSA types in the record headers are rewritten to a private
-    type that dnspython reads as opaque octets, then the RRsets are typed TLSA again; the
-    octets are those served, so the RRSIG over them verifies as it would have."""
-    import dns.message
-
-    wire = bytearray(data)
-    try:
-        counts = int.from_bytes(wire[4:6]), sum(int.from_bytes(wire[i : i + 2]) for i in (6, 8, 10))
-        pos = 12
-        for _ in range(counts[0]):
-            pos = _skip_name(wire, pos) + 4
-        seen = False
-        for _ in range(counts[1]):
-            pos = _skip_name(wire, pos)
-            rdtype = int.from_bytes(wire[pos : pos + 2])
-            if rdtype == _STAND_IN:
-                return None
-            if rdtype == dns.rdatatype.TLSA:
-                wire[pos : pos + 2] = _STAND_IN.to_bytes(2, "big")
-                seen = True
-            pos += 10 + int.from_bytes(wire[pos + 8 : pos + 10])
-        if not seen or pos > len(wire):
-            return None
-        message = dns.message.from_wire(bytes(wire))
-    except (IndexError, ValueError, dns.exception.DNSException):
-        return None
-    for section in (message.answer, message.authority, message.additional):
-        for index, rrset in enumerate(section):
-            if rrset.rdtype == _STAND_IN:
-                tlsa = dns.rrset.RRset(rrset.name, rrset.rdclass, dns.rdatatype.TLSA)
-                for rdata in rrset:
-                    octets = rdata.to_wire() or b""
-                    generic = dns.rdata.GenericRdata(rrset.rdclass, dns.rdatatype.TLSA, octets)
-                    tlsa.add(generic, rrset.ttl)
-                section[index] = tlsa
-    return message
-
-
-def tlsa_text(rdata: dns.rdata.Rdata) -> str:
-    """A TLSA record as ``"3 1 1 <hex>"`` from its wire octets, whether dnspython could type
-    it or not (``tlsa_as_generic``); shorter than 3 octets: a text ``check.dane`` refuses."""
-    octets = rdata.to_wire() or b""
+def tlsa_text(rdata: Rdata) -> str:
+    """A TLSA record as ``"3 1 1 <hex>"`` from its wire octets (kept as served, whatever its
+    digest length: ``check.dane`` judges it); shorter than 3 octets: a text ``check.dane``
+    refuses."""
+    octets = rdata.data if isinstance(rdata, Opaque) else b""
     if len(octets) < 3:
         return f"malformed TLSA RDATA {octets.hex() or '(empty)'}"
     return f"{octets[0]} {octets[1]} {octets[2]} {octets[3:].hex()}"

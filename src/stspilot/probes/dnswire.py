@@ -19,17 +19,27 @@ read the way dnspython reads them (so every answer means what it meant before):
 - names as label tuples, compared without regard to ASCII case, written as dnspython's
   ``Name.to_text`` writes them (the same escapes), so names in findings are unchanged.
 
-DNSSEC answers (RRSIG, NSEC, DNSKEY...) are still read by dnspython (``probes.dane``).
+The answers to DO questions, which the DANE validator (``probes.dane``) checks, are read here
+too (``parse_dnssec_message``): the authority section as well, RRSIGs grouped by the type they
+cover, RRSIG, DNSKEY, DS, NSEC and NSEC3 records read (refused where dnspython refuses them:
+compressed signer or next names, bad type bitmaps, DS digests of the wrong length) and TLSA kept
+as the octets served. Each record's RDATA is kept in canonical form (RFC 4034 §6.2) as it is
+read, so the octets a signature covers are a join (``probes.rrsig``). Why: ``from_wire`` of the
+five DO answers of a DANE check (DNSKEY, MX, A, AAAA, TLSA, each with RRSIGs) cost ~1.7 ms of
+CPU a domain against ~0.18 ms here (25-55 µs an answer against 220-560 µs, load ~20), the
+largest part of what DANE added to a check (``docs/dane.md``, Cost).
 """
 
 from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from typing import Self
 
 import dns.ipv6
 
 A, NS, CNAME, SOA, MX, TXT, AAAA, OPT = 1, 2, 5, 6, 15, 16, 28, 41
+DNAME, DS, RRSIG, NSEC, DNSKEY, NSEC3, TLSA = 39, 43, 46, 47, 48, 50, 52
 CLASS_IN = 1
 QR, TC = 0x8000, 0x0200
 NOERROR, SERVFAIL, NXDOMAIN = 0, 2, 3
@@ -74,7 +84,7 @@ class WireName:
 
     def __init__(self, labels: tuple[bytes, ...]) -> None:
         self.labels = labels
-        self._key = tuple(label.lower() for label in labels)
+        self._key = tuple(map(bytes.lower, labels))
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, WireName) and other._key == self._key
@@ -93,6 +103,43 @@ class WireName:
     def to_wire(self) -> bytes:
         return b"".join(bytes((len(label),)) + label for label in self.labels) + b"\0"
 
+    # --- what DNSSEC validation needs (RFC 4034 §6) ---
+
+    def canonical(self) -> bytes:
+        """The name in canonical form: uncompressed, lower case (RFC 4034 §6.2)."""
+        return b"".join(bytes((len(label),)) + label for label in self._key) + b"\0"
+
+    def parent(self) -> WireName:
+        if not self.labels:
+            raise WireError("the root has no parent")
+        return WireName(self.labels[1:])
+
+    def is_subdomain(self, other: WireName) -> bool:
+        """``self`` is ``other`` or a name below it."""
+        size = len(other._key)
+        return size <= len(self._key) and self._key[len(self._key) - size :] == other._key
+
+    def is_wild(self) -> bool:
+        return bool(self.labels) and self.labels[0] == b"*"
+
+    def suffix(self, count: int) -> WireName:
+        """The name of its last ``count`` labels."""
+        return WireName(self.labels[len(self.labels) - count :] if count else ())
+
+    def common_labels(self, other: WireName) -> int:
+        """How many labels, counted from the root, the two names share."""
+        count = 0
+        for mine, theirs in zip(reversed(self._key), reversed(other._key), strict=False):
+            if mine != theirs:
+                break
+            count += 1
+        return count
+
+    def order_key(self) -> tuple[bytes, ...]:
+        """A key that sorts names in DNSSEC canonical order (RFC 4034 §6.1): labels compared
+        from the root down, each as lower-cased octets, an absent label sorting first."""
+        return self._key[::-1]
+
 
 def name_from_text(text: str) -> WireName:
     """The name ``text`` names (absolute; a trailing dot optional). Plain ASCII host names are
@@ -101,7 +148,7 @@ def name_from_text(text: str) -> WireName:
     plain = text[:-1] if text.endswith(".") else text
     if plain and plain.isascii() and "\\" not in plain and len(plain) < MAX_NAME - 1:
         labels = tuple(plain.encode("ascii").split(b"."))
-        if all(0 < len(label) < 64 for label in labels):
+        if b"" not in labels and max(map(len, labels)) < 64:  # no empty nor long label
             return WireName(labels)
     import dns.name
 
@@ -142,17 +189,82 @@ class Opaque:
     data: bytes
 
 
-Rdata = Address | Mx | Txt | Cname | Opaque
+@dataclass(frozen=True, slots=True)
+class Rrsig:
+    """RFC 4034 §3.1; ``head``: the RDATA before the signer's name, as the signature covers it."""
+
+    type_covered: int
+    algorithm: int
+    labels: int
+    original_ttl: int
+    expiration: int
+    inception: int
+    key_tag: int
+    signer: WireName
+    signature: bytes
+    head: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Dnskey:
+    """RFC 4034 §2.1; ``wire``: the whole RDATA (for key tags and DS digests)."""
+
+    flags: int
+    protocol: int
+    algorithm: int
+    key: bytes
+    wire: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Ds:
+    """RFC 4034 §5.1."""
+
+    key_tag: int
+    algorithm: int
+    digest_type: int
+    digest: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Nsec:
+    """RFC 4034 §4.1: the next owner name (case kept, RFC 6840 §5.1) and the types present."""
+
+    next: WireName
+    types: frozenset[int]
+
+
+@dataclass(frozen=True, slots=True)
+class Nsec3:
+    """RFC 5155 §3.1: ``next`` is the next hashed owner name, as raw hash octets."""
+
+    algorithm: int
+    flags: int
+    iterations: int
+    salt: bytes
+    next: bytes
+    types: frozenset[int]
+
+
+Rdata = Address | Mx | Txt | Cname | Opaque | Rrsig | Dnskey | Ds | Nsec | Nsec3
 
 
 class RRset(tuple[Rdata, ...]):
-    """The records of one (name, type, class) in the answer section, in first-seen order."""
+    """The records of one (name, type, class) in the answer section, in first-seen order.
+
+    Read by ``parse_dnssec_message``, RRSIGs are grouped by the type they cover (``covers``),
+    ``ttl`` is the least TTL of the records, and ``digestable`` holds each record's RDATA in
+    canonical form (RFC 4034 §6.2) in the records' order, or is None for a type whose
+    canonical form is not known here (then no signature over the RRset is accepted)."""
 
     name: WireName
     rdtype: int
     rdclass: int
+    covers: int = 0
+    ttl: int = 0
+    digestable: tuple[bytes, ...] | None = None
 
-    def __new__(cls, name: WireName, rdtype: int, rdclass: int, rdatas: list[Rdata]) -> RRset:
+    def __new__(cls, name: WireName, rdtype: int, rdclass: int, rdatas: list[Rdata]) -> Self:
         rrset = super().__new__(cls, rdatas)
         rrset.name, rrset.rdtype, rrset.rdclass = name, rdtype, rdclass
         return rrset
@@ -167,6 +279,7 @@ class Message:
     ednsflags: int
     question: tuple[Question, ...]
     answer: tuple[RRset, ...]
+    authority: tuple[RRset, ...] = ()  # read by ``parse_dnssec_message`` only
 
     def rcode(self) -> int:
         """The rcode, with the 8 high bits an OPT record carries (RFC 6891 §6.1.3)."""
@@ -174,15 +287,26 @@ class Message:
 
 
 class _Reader:
-    __slots__ = ("data", "end")
+    __slots__ = ("data", "end", "names")
 
     def __init__(self, data: bytes) -> None:
         self.data = data
         self.end = len(data)
+        # names read so far by their offset: an owner name is mostly a pointer to one of them,
+        # read once (the same checks as reading it again: it was read from that very offset)
+        self.names: dict[int, WireName] = {}
 
-    def name(self, at: int) -> tuple[WireName, int]:
-        """The name at ``at`` and the offset after it (after the first pointer, if any)."""
+    def name(self, at: int, compressed: bool = True) -> tuple[WireName, int]:
+        """The name at ``at`` and the offset after it (after the first pointer, if any);
+        ``compressed=False``: a pointer is refused (RRSIG's signer, NSEC's next name: RFC
+        4034 §3.1.7, §4.1.1, and dnspython refuses them too)."""
         data, labels, length = self.data, [], 1
+        start = at
+        if compressed and at + 1 < self.end and data[at] & 0xC0 == 0xC0:
+            target = ((data[at] & 0x3F) << 8) | data[at + 1]
+            known = self.names.get(target) if target < at else None
+            if known is not None:  # a pointer backwards to a name read already
+                return known, at + 2
         after = -1
         limit = at  # pointers must go strictly backwards (no loops), as dnspython requires
         while True:
@@ -193,6 +317,8 @@ class _Reader:
                 at += 1
                 break
             if size & 0xC0 == 0xC0:
+                if not compressed:
+                    raise WireError("compressed name where compression is not allowed")
                 if at + 1 >= self.end:
                     raise WireError("compression pointer runs past the end")
                 target = ((size & 0x3F) << 8) | data[at + 1]
@@ -212,7 +338,8 @@ class _Reader:
                 raise WireError("name longer than 255 octets")
             labels.append(label)
             at += 1 + size
-        return WireName(tuple(labels)), (after if after >= 0 else at)
+        name = self.names[start] = WireName(tuple(labels))
+        return name, (after if after >= 0 else at)
 
 
 def _rdata(reader: _Reader, rdtype: int, rdclass: int, at: int, end: int) -> Rdata:
@@ -253,7 +380,126 @@ def _rdata(reader: _Reader, rdtype: int, rdclass: int, at: int, end: int) -> Rda
     return Opaque(data[at:end])
 
 
+_RRSIG_HEAD = struct.Struct("!HBBIIIH")
+# RFC 4034 §5.1.3 (SHA-1), RFC 4509 (SHA-256), RFC 5933 (GOST), RFC 6605 (SHA-384); type 0 is
+# reserved. dnspython refuses a message with such a DS, and so does this module.
+_DS_DIGEST_LENGTH = {1: 20, 2: 32, 3: 32, 4: 48}
+# Types whose RDATA holds no domain name: their canonical form is the RDATA as received.
+_NAMELESS = frozenset((A, AAAA, TXT, DS, DNSKEY, NSEC3, TLSA))
+
+
+def _types(data: bytes, at: int, end: int) -> frozenset[int]:
+    """An NSEC/NSEC3 type bitmap (RFC 4034 §4.1.2), refused where dnspython refuses it:
+    windows in increasing order, 1 to 32 octets each, the last octet not zero."""
+    found: set[int] = set()
+    last = -1
+    while at < end:
+        if at + 2 > end:
+            raise WireError("type bitmap window runs past its record")
+        window, size = data[at], data[at + 1]
+        at += 2
+        if at + size > end:
+            raise WireError("type bitmap runs past its record")
+        if window <= last:
+            raise WireError("type bitmap windows out of order")
+        if not 0 < size <= 32 or data[at + size - 1] == 0:
+            raise WireError("type bitmap of a bad length")
+        last = window
+        for index in range(size):
+            byte = data[at + index]
+            if byte:
+                base = window * 256 + index * 8
+                found.update(base + bit for bit in range(8) if byte & (0x80 >> bit))
+        at += size
+    return frozenset(found)
+
+
+def _signed_rdata(
+    reader: _Reader, rdtype: int, rdclass: int, at: int, end: int
+) -> tuple[Rdata, bytes | None]:
+    """A record of a DNSSEC answer and its RDATA in canonical form (RFC 4034 §6.2), or None
+    where that form is not known here."""
+    data = reader.data
+    if rdclass != CLASS_IN:
+        return Opaque(data[at:end]), None
+    if rdtype == RRSIG:
+        if end - at < 18:
+            raise WireError("RRSIG record too short")
+        covered, algorithm, labels, ttl, expiration, inception, tag = _RRSIG_HEAD.unpack_from(
+            data, at
+        )
+        signer, after = reader.name(at + 18, compressed=False)
+        if after > end:
+            raise WireError("RRSIG signer runs past its record")
+        head = data[at : at + 18]
+        return Rrsig(
+            covered, algorithm, labels, ttl, expiration, inception, tag, signer,
+            data[after:end], head,
+        ), None  # fmt: skip
+    if rdtype == DNSKEY:
+        if end - at < 4:
+            raise WireError("DNSKEY record too short")
+        wire = data[at:end]
+        return Dnskey((wire[0] << 8) | wire[1], wire[2], wire[3], wire[4:], wire), wire
+    if rdtype == DS:
+        if end - at < 4:
+            raise WireError("DS record too short")
+        wire = data[at:end]
+        digest_type = wire[3]
+        expected = _DS_DIGEST_LENGTH.get(digest_type)
+        if digest_type == 0 or (expected is not None and len(wire) - 4 != expected):
+            raise WireError("DS digest of the wrong length for its type")
+        return Ds((wire[0] << 8) | wire[1], wire[2], digest_type, wire[4:]), wire
+    if rdtype == NSEC:
+        following, after = reader.name(at, compressed=False)
+        if after > end:
+            raise WireError("NSEC next name runs past its record")
+        return Nsec(following, _types(data, after, end)), data[at:end]
+    if rdtype == NSEC3:
+        if end - at < 5:
+            raise WireError("NSEC3 record too short")
+        algorithm, flags, iterations = data[at], data[at + 1], (data[at + 2] << 8) | data[at + 3]
+        salt_end = at + 5 + data[at + 4]
+        if salt_end >= end:
+            raise WireError("NSEC3 salt runs past its record")
+        next_end = salt_end + 1 + data[salt_end]
+        if next_end > end or next_end == salt_end + 1:
+            raise WireError("NSEC3 next hashed name empty or past its record")
+        salt, hashed = data[at + 5 : salt_end], data[salt_end + 1 : next_end]
+        types = _types(data, next_end, end)
+        return Nsec3(algorithm, flags, iterations, salt, hashed, types), data[at:end]
+    rdata = _rdata(reader, rdtype, rdclass, at, end)
+    if rdtype in _NAMELESS:
+        return rdata, data[at:end]
+    if isinstance(rdata, Mx):
+        return rdata, data[at : at + 2] + rdata.exchange.canonical()
+    if isinstance(rdata, Cname):
+        return rdata, rdata.target.canonical()
+    return rdata, None
+
+
+def parse_rdata(rdtype: int, data: bytes) -> Rdata:
+    """One record's RDATA of class IN, as ``parse_dnssec_message`` reads it (trust anchors,
+    tests); ``WireError`` when it does not parse."""
+    reader = _Reader(data)
+    return _signed_rdata(reader, rdtype, CLASS_IN, 0, len(data))[0]
+
+
 def parse_message(data: bytes) -> Message:
+    """Read an answer; ``WireError`` when it is not a well-formed DNS message."""
+    return _parse(data, dnssec=False)
+
+
+def parse_dnssec_message(data: bytes) -> Message:
+    """Read the answer to a DO question (RFC 3225) for DNSSEC validation: the answer and
+    authority sections (``RRset.covers``, ``ttl``, ``digestable`` set), with RRSIG, DNSKEY,
+    DS, NSEC and NSEC3 records read, and TLSA kept as its octets whatever its digest length
+    (RFC 6698 §2.1 has a sender skip such a record, not the whole answer). ``WireError`` when
+    it is not a well-formed message, or when a record is refused as dnspython refuses it."""
+    return _parse(data, dnssec=True)
+
+
+def _parse(data: bytes, *, dnssec: bool) -> Message:
     """Read an answer; ``WireError`` when it is not a well-formed DNS message."""
     if len(data) < 12:
         raise WireError("shorter than a DNS header")
@@ -269,6 +515,7 @@ def parse_message(data: bytes) -> Message:
         at += 4
         questions.append(Question(name, rdtype, rdclass))
     groups: dict[tuple[WireName, int, int], list[Rdata]] = {}
+    signed: tuple[dict[tuple[WireName, int, int, int], _Group], ...] = ({}, {})
     ednsflags = 0
     opt_seen = False
     for section, count in ((0, ancount), (1, nscount), (2, arcount)):
@@ -286,7 +533,17 @@ def parse_message(data: bytes) -> Message:
                     raise WireError("misplaced OPT record")
                 opt_seen = True
                 ednsflags = ttl
-            elif section == 0:
+            elif dnssec and section < 2:
+                rdata, canonical = _signed_rdata(reader, rdtype, rdclass, at, end)
+                covers = rdata.type_covered if isinstance(rdata, Rrsig) else 0
+                key = (name, rdtype, rdclass, covers)
+                if ttl > 0x7FFFFFFF:  # RFC 2181 §8: a TTL with the top bit set means zero
+                    ttl = 0
+                found = signed[section].get(key)
+                if found is None:
+                    found = signed[section][key] = _Group(name, ttl)
+                found.add(rdata, canonical, ttl)
+            elif section == 0 and not dnssec:
                 rdata = _rdata(reader, rdtype, rdclass, at, end)
                 group = groups.setdefault((name, rdtype, rdclass), [])
                 if rdata not in group:
@@ -294,5 +551,42 @@ def parse_message(data: bytes) -> Message:
             at = end
     if at != reader.end:
         raise WireError("trailing bytes after the message")
+    if dnssec:
+        answer, authority = (
+            tuple(group.rrset(*key[1:]) for key, group in sections.items()) for sections in signed
+        )
+        return Message(qid, flags, ednsflags, tuple(questions), answer, authority)
     answer = tuple(RRset(name, t, c, rdatas) for (name, t, c), rdatas in groups.items())
     return Message(qid, flags, ednsflags, tuple(questions), answer)
+
+
+class _Group:
+    """The records of one RRset of a DNSSEC answer while it is read: duplicates (the same
+    canonical RDATA, as dnspython compares records) dropped, the least TTL kept."""
+
+    __slots__ = ("canonical", "name", "rdatas", "seen", "ttl", "unknown")
+
+    def __init__(self, name: WireName, ttl: int) -> None:
+        self.name, self.ttl = name, ttl
+        self.rdatas: list[Rdata] = []
+        self.canonical: list[bytes] = []
+        self.seen: set[object] = set()
+        self.unknown = False
+
+    def add(self, rdata: Rdata, canonical: bytes | None, ttl: int) -> None:
+        self.ttl = min(self.ttl, ttl)
+        key: object = rdata if canonical is None else canonical
+        if key in self.seen:
+            return
+        self.seen.add(key)
+        self.rdatas.append(rdata)
+        if canonical is None:
+            self.unknown = True
+        else:
+            self.canonical.append(canonical)
+
+    def rrset(self, rdtype: int, rdclass: int, covers: int) -> RRset:
+        rrset = RRset(self.name, rdtype, rdclass, self.rdatas)
+        rrset.covers, rrset.ttl = covers, self.ttl
+        rrset.digestable = None if self.unknown else tuple(self.canonical)
+        return rrset

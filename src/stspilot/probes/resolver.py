@@ -9,9 +9,9 @@ Why not ``dns.asyncresolver``: it opens a new UDP socket (an asyncio datagram en
 question, which was most of the checker's DNS cost (~0.8 ms CPU a question; see
 ``docs/check.md``). Here questions share a few connected UDP sockets per event loop and
 answers are matched to questions by message id and question section. The query is 30 bytes
-we lay out directly; answers to A, AAAA, MX and TXT questions are read by ``probes.dnswire``
-(why, with the figures, in its docstring), answers to DNSSEC questions by dnspython, which is
-imported only when the first of those is asked.
+we lay out directly; answers are read by ``probes.dnswire`` (why, with the figures, in its
+docstring): A, AAAA, MX and TXT by ``parse_message``, the DO answers DANE validates (RRSIG,
+DNSKEY, DS, NSEC, NSEC3, TLSA) by ``parse_dnssec_message``.
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ from stspilot.probes.dnswire import (
     A,
     WireName,
     name_from_text,
+    parse_dnssec_message,
     parse_message,
 )
 from stspilot.probes.dnswire import CNAME as _CNAME
@@ -49,7 +50,6 @@ from stspilot.probes.dnswire import OPT as _OPT_TYPE
 from stspilot.sts.names import fold_name
 
 if TYPE_CHECKING:
-    import dns.message
     import dns.name
 
 # CNAME chains longer than this are a loop or an attack, not a delegation (RFC 8461 §8.2).
@@ -70,7 +70,7 @@ _OPT = b"\x00" + struct.pack("!HHIH", _OPT_TYPE, EDNS_PAYLOAD, 0, 0)
 _RD_CD_FLAGS = struct.pack("!H", _RD | _CD)
 _OPT_DO = b"\x00" + struct.pack("!HHIH", _OPT_TYPE, EDNS_PAYLOAD, 0x8000, 0)
 _T = TypeVar("_T")
-# An answer, as ``dnswire.parse_message`` (A, AAAA, MX, TXT) or dnspython (DNSSEC) reads it.
+# An answer, as ``dnswire.parse_message`` or ``parse_dnssec_message`` reads it.
 Answer = Any
 
 
@@ -456,7 +456,7 @@ class Resolver:
 
     async def query_dnssec(
         self, name: WireName | dns.name.Name, rdtype: int
-    ) -> dns.message.Message | tuple[DnsStatus, str]:
+    ) -> dnswire.Message | tuple[DnsStatus, str]:
         """The whole answer to a DO+CD question (RRSIGs, NSEC/NSEC3, authority section), for
         ``probes.dane`` to validate; a failed question is ``(status, error)``, never raised."""
         slots = self._bind_loop()
@@ -468,12 +468,12 @@ class Resolver:
         await slots.acquire()
         try:
             wire = _query(name, rdtype, dnssec=True)
-            message = await self._message(name, rdtype, wire, _dnspython_message)
+            message = await self._message(name, rdtype, wire, parse_dnssec_message)
         finally:
             slots.release()
         if isinstance(message, _Answer):
             return message.status, message.error
-        answer: dns.message.Message = message
+        answer: dnswire.Message = message
         return answer
 
     async def _ask(self, name: str, rdtype: int) -> _Answer:
@@ -519,7 +519,7 @@ class Resolver:
 
     async def lookup_mx_dnssec(
         self, name: str
-    ) -> tuple[MxLookup, dns.message.Message | tuple[DnsStatus, str]]:
+    ) -> tuple[MxLookup, dnswire.Message | tuple[DnsStatus, str]]:
         """``lookup_mx`` and the whole DO+CD answer it came from, in one question (DANE
         validates that answer: RFC 7672 §2.2.1); the same ``MxLookup`` as ``lookup_mx``."""
         name = _text(name)
@@ -528,13 +528,10 @@ class Resolver:
         except (dns.exception.DNSException, ValueError) as exc:
             error = f"{type(exc).__name__}: {exc}"
             return MxLookup(name, DnsStatus.ERROR, error=error), (DnsStatus.ERROR, error)
-        # The question leaves before dnspython is imported (it reads the DNSSEC answer).
         message = await self.query_dnssec(wire_name, MX)
         if isinstance(message, tuple):
             return MxLookup(name, message[0], error=message[1]), message
-        from dns.name import Name
-
-        answer = _interpret(message, Name((*wire_name.labels, b"")), MX)
+        answer = _interpret(message, wire_name, MX)
         if answer.status is DnsStatus.NODATA and answer.chain:  # a CNAME into another zone
             return await self.lookup_mx(name), message
         return _mx_lookup(name, answer), message
@@ -547,7 +544,7 @@ class Resolver:
 
     async def lookup_address_dnssec(
         self, name: str
-    ) -> tuple[AddressLookup, tuple[dns.message.Message | tuple[DnsStatus, str], ...]]:
+    ) -> tuple[AddressLookup, tuple[dnswire.Message | tuple[DnsStatus, str], ...]]:
         """``lookup_address`` and the whole DO+CD answers (A, AAAA) it came from, for DANE to
         validate (RFC 7672 §2.2.2), in the same two questions."""
         name = _text(name)
@@ -559,11 +556,8 @@ class Resolver:
         replies = await asyncio.gather(
             self.query_dnssec(wire_name, A), self.query_dnssec(wire_name, AAAA)
         )
-        from dns.name import Name
-
-        qname = Name((*wire_name.labels, b""))
         v4, v6 = (
-            _Answer(r[0], error=r[1]) if isinstance(r, tuple) else _interpret(r, qname, rdtype)
+            _Answer(r[0], error=r[1]) if isinstance(r, tuple) else _interpret(r, wire_name, rdtype)
             for r, rdtype in zip(replies, (A, AAAA), strict=True)
         )
         if any(a.status is DnsStatus.NODATA and a.chain for a in (v4, v6)):  # CNAME elsewhere
@@ -599,27 +593,6 @@ def _mx_lookup(name: str, answer: _Answer) -> MxLookup:
 
 
 _Parse = Callable[[bytes], Answer]
-
-
-def _dnspython_message(data: bytes) -> dns.message.Message:
-    """The whole answer to a DNSSEC question, for ``probes.dane`` (RRSIG, NSEC, ...).
-
-    dnspython refuses a whole message when one TLSA record's digest length does not fit its
-    matching type; a sender only skips that record (RFC 6698 §2.1, RFC 7672 §3.1.3: unusable),
-    so such an answer is read again with its TLSA records kept as the exact octets served
-    (``probes.dnssec.tlsa_as_generic``): the RRSIG still covers them, and ``check.dane`` names
-    the record unusable."""
-    import dns.message
-
-    try:
-        return dns.message.from_wire(data)
-    except dns.exception.FormError:
-        from stspilot.probes.dnssec import tlsa_as_generic
-
-        message = tlsa_as_generic(data)
-        if message is None:
-            raise
-        return message
 
 
 def _parse(data: bytes, server: str, parse: _Parse) -> Answer:

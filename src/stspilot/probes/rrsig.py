@@ -1,19 +1,20 @@
-"""RRSIG verification with each DNSKEY's public key parsed once (RFC 4034 §3.1.8.1, §5.3).
+"""RRSIG verification over RRsets read by ``probes/dnswire.py``, each DNSKEY's public key
+parsed once (RFC 4034 §3.1.8.1, §5.3, canonical form and order §6.2, §6.3).
 
-Why not ``dns.dnssec.validate_rrsig`` for every signature: it looks the signer's keys up by
-computing every candidate DNSKEY's key tag again, and rebuilds the public key object from the
-DNSKEY's wire form for each signature it checks. Measured on the 2-CPU test box (load 3.4,
-``ECDSAP256SHA256``, a two-record TLSA RRset, 3,000 checks, medians of 5): 217 µs a signature
-through ``validate_rrsig``, 140 µs with the key parsed once (27 µs of the difference is the key
-rebuild, 11 µs a key tag, the rest the generic look-up). A DANE check verifies three signatures
-a domain (DNSKEY, MX, TLSA), so this loop saves about 0.23 ms of CPU a domain, and more where
-a zone's keys sign many answers of a run (a provider's MX hosts, a TLD's DS records).
+Why not ``dns.dnssec.validate_rrsig``: it needs dnspython's object model of the answer (every
+record an immutable ``Rdata``, every name a ``Name``), which is most of what DANE costs a
+domain: ``dns.message.from_wire`` of the DO answers took 1.1-1.3 ms of the ~2.5 ms the
+validator spent a domain (``docs/dane.md``, Cost). ``parse_dnssec_message`` keeps each
+record's RDATA in canonical form as it reads it, so the signed octet string is a join here.
+And ``validate_rrsig`` looks the signer's keys up by recomputing every candidate's key tag and
+rebuilds the public key for each signature (217 µs a signature against 140 µs with the key
+parsed once, ECDSAP256SHA256, load 3.4).
 
-The pieces are dnspython's own public ones: ``dns.dnssecalgs`` builds the key and verifies,
-``dns.dnssec.default_policy`` says which algorithms may validate (RFC 8624 / RFC 9904), and the
-signed data is the RFC 4034 §3.1.8.1 octet string built from dnspython's canonical
-(``to_digestable``) forms. ``ZoneKey`` keeps a key's tag, its DNSKEY and its parsed public key;
-callers keep ``ZoneKey``s only for DNSKEY RRsets they validated.
+The key handling is dnspython's own public pieces: ``dns.dnssecalgs`` builds the public key
+(once per DNSKEY) and verifies with ``cryptography``; ``dns.dnssec.default_policy`` says which
+algorithms may validate (RFC 8624 / RFC 9904); the key tag is computed as its ``key_id`` does
+(differential test in ``tests/test_dnssec_cache.py``). Callers keep ``ZoneKey``s only for
+DNSKEY RRsets they validated.
 """
 
 from __future__ import annotations
@@ -23,21 +24,19 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, cast
 
-import dns.exception
-import dns.name
-import dns.rdata
-import dns.rdatatype
-import dns.rrset
-
 from stspilot.probes.dnssec import dnssec_module
+from stspilot.probes.dnswire import DNSKEY, Dnskey, RRset, Rrsig, WireName
 
 if TYPE_CHECKING:  # dns.dnssecalgs loads cryptography's algorithms: on first use only
     from dns.dnssecalgs.base import GenericPublicKey
-    from dns.rdtypes.ANY.DNSKEY import DNSKEY
+    from dns.rdtypes.ANY.DNSKEY import DNSKEY as DnspythonDnskey
 
+_RSAMD5 = 1
+_PRIVATE = (253, 254)  # PRIVATEDNS, PRIVATEOID (RFC 4034 Appendix A.1.1)
 _ZONE_FLAG = 0x0100  # RFC 4034 §2.1.1
 _REVOKE_FLAG = 0x0080  # RFC 5011 §2.1
-_RRSIG_HEAD = struct.Struct("!HBBIIIH")
+_FIXED = struct.Struct("!HHI")
+_LENGTH = struct.Struct("!H")
 
 
 class VerifyFailure(Exception):
@@ -50,23 +49,52 @@ class ZoneKey:
     ``error`` when the algorithm is unknown, forbidden by policy, or the key is malformed)."""
 
     tag: int
-    dnskey: dns.rdata.Rdata
+    dnskey: Dnskey
     public: GenericPublicKey | None
     error: str = ""
 
 
-def zone_key(dnskey: dns.rdata.Rdata) -> ZoneKey:
-    """``dnskey`` with its tag and parsed public key; never raises for a bad key."""
-    dnssec = dnssec_module()
-    tag = dnssec.key_id(dnskey)
-    algorithm = dnskey.algorithm  # type: ignore[attr-defined]
+def key_tag(dnskey: Dnskey) -> int:
+    """RFC 4034 Appendix B (B.1 for RSA/MD5), as dnspython's ``key_id`` computes it."""
+    wire = dnskey.wire
+    if dnskey.algorithm == _RSAMD5:
+        return (wire[-3] << 8) + wire[-2]
+    total = (sum(wire[0::2]) << 8) + sum(wire[1::2])
+    total += (total >> 16) & 0xFFFF
+    return total & 0xFFFF
+
+
+def zone_key(dnskey: Dnskey) -> ZoneKey:
+    """``dnskey`` with its tag and parsed public key; never raises for a bad key.
+
+    dnspython's key classes read only a DNSKEY's ``algorithm`` and ``key``, which ``Dnskey``
+    has: it is handed to them as it is (building dnspython's own ``DNSKEY`` for it cost
+    more than the key itself, ~20 of ~60 µs a key); the private algorithms, whose class
+    depends on a prefix of the key, go through dnspython's ``DNSKEY``."""
+    dnssec = dnssec_module()  # first: it silences dnspython's DSA warning at import
+    import dns.dnssecalgs
+    import dns.exception
+
+    tag = key_tag(dnskey)
+    algorithm = dnskey.algorithm
     if not dnssec.default_policy.ok_to_validate(dnskey):
         return ZoneKey(tag, dnskey, None, f"algorithm {algorithm} is not allowed to validate")
-    import dns.dnssecalgs  # loaded by dns.dnssec already
-
     try:
-        key = cast("DNSKEY", dnskey)
-        public = dns.dnssecalgs.get_algorithm_cls_from_dnskey(key).public_cls.from_dnskey(key)
+        if algorithm in _PRIVATE:
+            import dns.rdata
+            import dns.rdataclass
+            import dns.rdatatype
+
+            wire = dnskey.wire
+            theirs = cast(
+                "DnspythonDnskey",
+                dns.rdata.from_wire(dns.rdataclass.IN, dns.rdatatype.DNSKEY, wire, 0, len(wire)),
+            )
+            algorithm_cls = dns.dnssecalgs.get_algorithm_cls_from_dnskey(theirs)
+        else:
+            theirs = cast("DnspythonDnskey", dnskey)
+            algorithm_cls = dns.dnssecalgs.get_algorithm_cls(algorithm)
+        public = algorithm_cls.public_cls.from_dnskey(theirs)
     except dns.exception.UnsupportedAlgorithm:
         return ZoneKey(tag, dnskey, None, f"unsupported algorithm {algorithm}")
     except (dns.exception.DNSException, ValueError, TypeError, IndexError):
@@ -74,7 +102,7 @@ def zone_key(dnskey: dns.rdata.Rdata) -> ZoneKey:
     return ZoneKey(tag, dnskey, public)
 
 
-def key_table(dnskeys: Iterable[dns.rdata.Rdata]) -> dict[int, tuple[ZoneKey, ...]]:
+def key_table(dnskeys: Iterable[Dnskey]) -> dict[int, tuple[ZoneKey, ...]]:
     """Zone keys by tag (tags can collide: each candidate is tried)."""
     table: dict[int, tuple[ZoneKey, ...]] = {}
     for dnskey in dnskeys:
@@ -83,79 +111,60 @@ def key_table(dnskeys: Iterable[dns.rdata.Rdata]) -> dict[int, tuple[ZoneKey, ..
     return table
 
 
-def signed_data(rrset: dns.rrset.RRset, sig: dns.rdata.Rdata) -> bytes:
-    """The octets an RRSIG signs (RFC 4034 §3.1.8.1, canonical form §6.2, wildcard §5.3.2)."""
-    signer: dns.name.Name = sig.signer  # type: ignore[attr-defined]
-    labels: int = sig.labels  # type: ignore[attr-defined]
-    # The RRSIG RDATA up to the signer's name (RFC 4034 §3.1), packed here rather than the
-    # whole record serialized to keep 18 octets of it.
-    head = (
-        _RRSIG_HEAD.pack(
-            sig.type_covered,  # type: ignore[attr-defined]
-            sig.algorithm,  # type: ignore[attr-defined]
-            labels,
-            sig.original_ttl,  # type: ignore[attr-defined]
-            sig.expiration,  # type: ignore[attr-defined]
-            sig.inception,  # type: ignore[attr-defined]
-            sig.key_tag,  # type: ignore[attr-defined]
-        )
-        + signer.to_digestable()
-    )
+def signed_data(rrset: RRset, sig: Rrsig) -> bytes:
+    """The octets an RRSIG signs (RFC 4034 §3.1.8.1): the RRSIG RDATA without the signature
+    (the signer's name in canonical form), then each record as owner | type | class | original
+    TTL | RDATA length | RDATA, in canonical form (§6.2) and canonical order (§6.3: sorted
+    as octet strings), the owner rebuilt as the wildcard it was expanded from (§5.3.2)."""
+    if rrset.digestable is None:
+        raise VerifyFailure(f"cannot verify signatures over type {rrset.rdtype}")
     owner = rrset.name
-    count = len(owner) - 1  # labels without the root
+    count = len(owner.labels)
+    labels = sig.labels
     if owner.is_wild() and labels != count - 1:
         raise VerifyFailure("wild owner name has wrong label length")
     if labels > count:
         raise VerifyFailure("owner name longer than RRSIG labels")
     if labels < count:
-        owner = dns.name.from_text("*", owner.split(labels + 1)[1])
-    fixed = owner.to_digestable() + struct.pack(
-        "!HHI",
-        rrset.rdtype,
-        rrset.rdclass,
-        sig.original_ttl,  # type: ignore[attr-defined]
-    )
-    parts = [head]
-    for rdata in sorted(r.to_digestable() for r in rrset):
-        parts += [fixed, struct.pack("!H", len(rdata)), rdata]
+        owner = WireName((b"*", *owner.suffix(labels).labels))
+    fixed = owner.canonical() + _FIXED.pack(rrset.rdtype, rrset.rdclass, sig.original_ttl)
+    parts = [sig.head, sig.signer.canonical()]
+    for rdata in sorted(rrset.digestable):
+        parts += [fixed, _LENGTH.pack(len(rdata)), rdata]
     return b"".join(parts)
 
 
-def verify(
-    rrset: dns.rrset.RRset,
-    sig: dns.rdata.Rdata,
-    keys: dict[int, tuple[ZoneKey, ...]],
-    now: float,
-) -> None:
+def verify(rrset: RRset, sig: Rrsig, keys: dict[int, tuple[ZoneKey, ...]], now: float) -> None:
     """``VerifyFailure`` naming why ``sig`` does not make ``rrset`` authentic with ``keys``
     (the signer zone's validated keys); returns when it does (RFC 4035 §5.3)."""
-    if sig.type_covered != rrset.rdtype or sig.rdclass != rrset.rdclass:  # type: ignore[attr-defined]
+    if sig.type_covered != rrset.rdtype:  # the class: sig is an RRSIG of rrset's class
         raise VerifyFailure("RRSIG does not cover the RRset")
-    is_dnskey = rrset.rdtype == dns.rdatatype.DNSKEY
+    is_dnskey = rrset.rdtype == DNSKEY
     candidates = [
         key
-        for key in keys.get(sig.key_tag, ())  # type: ignore[attr-defined]
-        if key.dnskey.algorithm == sig.algorithm  # type: ignore[attr-defined]
-        and key.dnskey.flags & _ZONE_FLAG  # type: ignore[attr-defined]
-        and key.dnskey.protocol == 3  # type: ignore[attr-defined]
-        and (is_dnskey or not key.dnskey.flags & _REVOKE_FLAG)  # type: ignore[attr-defined]
+        for key in keys.get(sig.key_tag, ())
+        if key.dnskey.algorithm == sig.algorithm
+        and key.dnskey.flags & _ZONE_FLAG
+        and key.dnskey.protocol == 3
+        and (is_dnskey or not key.dnskey.flags & _REVOKE_FLAG)
     ]
     if not candidates:
         raise VerifyFailure("unknown key")
-    if sig.expiration < now:  # type: ignore[attr-defined]
+    if sig.expiration < now:
         raise VerifyFailure("expired")
-    if sig.inception > now:  # type: ignore[attr-defined]
+    if sig.inception > now:
         raise VerifyFailure("not yet valid")
     usable = [key for key in candidates if key.public is not None]
     if not usable:
         raise VerifyFailure(candidates[0].error)
     data = signed_data(rrset, sig)
+    import dns.exception
     from cryptography.exceptions import InvalidSignature
 
     for key in usable:
         assert key.public is not None
         try:
-            key.public.verify(sig.signature, data)  # type: ignore[attr-defined]
+            key.public.verify(sig.signature, data)
             return
         except (InvalidSignature, dns.exception.DNSException, ValueError, TypeError):
             continue
