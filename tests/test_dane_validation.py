@@ -86,6 +86,18 @@ def _odd_dnskeys(zone: SignedZone) -> SignedZone:
     return SignedZone(zone.apex, tuple(out), zone.ds)
 
 
+def _sha1_anchor(zone: SignedZone) -> TrustAnchors:
+    """The zone's key as a SHA-1 DS (digest type 1), made as a signer of old did."""
+    import dns.dnssec
+
+    apex = dns.name.from_text(zone.apex)
+    keys = next(r for r in zone.rrsets if r.rdtype == dns.rdatatype.DNSKEY and r.name == apex)
+    ksk = next(k for k in keys if k.flags & 1)  # type: ignore[attr-defined]
+    ds = dns.dnssec.make_ds(apex, ksk, "SHA1", policy=dns.dnssec.allow_all_policy)
+    assert ds.digest_type == 1  # type: ignore[attr-defined]
+    return TrustAnchors.from_text(f"{apex} IN DS {ds.to_text()}")
+
+
 def _validator(zone: SignedZone | None, records: list[Record], **kw: object) -> DnssecValidator:
     data = DnsData(records, kw.pop("faults", None), [zone] if zone else [])  # type: ignore[arg-type]
     anchors = kw.pop("anchors", None) or TrustAnchors.from_text(
@@ -138,6 +150,10 @@ def _cases() -> list[object]:
             good, [Record(TLSA, "TLSA", GOOD)],
             {"anchors": TrustAnchors.from_text(f"{ZONE}. IN DS 2371 13 3 " + "ab" * 32)},
             DnssecStatus.BOGUS, "matches its DS", id="unknown-digest-type",
+        ),
+        pytest.param(
+            good, [Record(TLSA, "TLSA", GOOD)], {"anchors": _sha1_anchor(good)},
+            DnssecStatus.SECURE, "", id="sha1-ds",  # RFC 8624 §3.3: validators follow SHA-1 DS
         ),
         pytest.param(None, [Record(TLSA, "TLSA", GOOD)], {}, DnssecStatus.INSECURE,
                      "no trust anchor", id="unsigned"),
@@ -203,3 +219,26 @@ async def test_bogus_address_records_are_named() -> None:
     # unsigned TLSA: the addresses are not judged at all
     plain = TlsaLookup("mx1.x.test", TLSA, DnsStatus.OK, DnssecResult(DnssecStatus.INSECURE))
     assert (await validator.judge_addresses(plain, ())).address_dnssec is None
+
+
+@pytest.mark.parametrize(
+    ("ds", "usable"),
+    [
+        ("1 13 1 " + "ab" * 20, True),  # SHA-1: followed, though no longer to be published
+        ("1 13 2 " + "ab" * 32, True),
+        ("1 14 4 " + "ab" * 48, True),
+        ("1 8 2 " + "ab" * 32, True),
+        ("1 13 3 " + "ab" * 32, False),  # GOST: not computed here
+        ("1 13 0 " + "ab" * 32, False),
+        ("1 1 2 " + "ab" * 32, False),  # RSAMD5: may not validate (RFC 8624 §3.1)
+        ("1 200 2 " + "ab" * 32, False),  # nobody's algorithm
+    ],
+)
+def test_which_ds_records_the_validator_can_follow(ds: str, usable: bool) -> None:
+    """RFC 4035 §5.2: a zone whose DS records are all unusable is treated as unsigned."""
+    from stspilot.probes.dnssec import ds_usable
+    from stspilot.probes.dnswire import Ds
+
+    tag, algorithm, digest_type, digest = ds.split()
+    record = Ds(int(tag), int(algorithm), int(digest_type), bytes.fromhex(digest))
+    assert ds_usable(record) is usable

@@ -27,6 +27,7 @@ from stspilot.facts import DnssecResult, DnssecStatus, DnsStatus, MxLookup, Tlsa
 from stspilot.probes.denial import Nsec3Proof, nsec3_covers, nsec3_proof
 from stspilot.probes.dnssec import (
     TrustAnchors,
+    ds_usable,
     find_rrset,
     matches_anchor,
     nsec_no_closer_match,
@@ -384,7 +385,14 @@ class DnssecValidator:
                 if ds.rrset is None:
                     reason = f"no DS for {_text(zone)}: an unsigned delegation"
                     return _Keys(INSEC, reason, valid_until=until)
-                anchors = tuple(r for r in ds.rrset if isinstance(r, Ds))
+                delegation = tuple(r for r in ds.rrset if isinstance(r, Ds))
+                if not any(ds_usable(d) for d in delegation):
+                    reason = (
+                        f"the DS records of {_text(zone)} use only digest types or algorithms "
+                        "this validator does not support: treated as unsigned (RFC 4035 §5.2)"
+                    )
+                    return _Keys(INSEC, reason, valid_until=until)
+                anchors = delegation
                 expires = ds.dnssec.expires.timestamp() if ds.dnssec.expires else None
             answer = await self.resolver.query_dnssec(zone, DNSKEY)
             if isinstance(answer, tuple):

@@ -150,8 +150,9 @@ def parent_side(name: WireName, rdtype: int) -> WireName:
 def matches_anchor(zone: WireName, key: Dnskey, anchors: Iterable[Anchor], tag: int) -> bool:
     """``key`` (whose tag is ``tag``) is one of the DNSKEY anchors, or its digest is one of
     the DS anchors for that tag and algorithm (RFC 4034 §5.1.4: digest = hash(owner |
-    DNSKEY RDATA)). Digest types are those dnspython's ``make_ds`` computes under its default
-    policy (SHA-256 and SHA-384: it declines SHA-1), as this validator did with it."""
+    DNSKEY RDATA)). Digest types are those a validator must follow (RFC 8624 §3.3: SHA-1,
+    SHA-256 and SHA-384; dnspython's ``ok_to_validate_ds``); SHA-1 may no longer be
+    published (it is refused for creating a DS) but is still validated."""
     policy = dnssec_module().default_policy
     for anchor in anchors:
         if isinstance(anchor, Dnskey):
@@ -161,11 +162,47 @@ def matches_anchor(zone: WireName, key: Dnskey, anchors: Iterable[Anchor], tag: 
         if anchor.key_tag != tag or anchor.algorithm != key.algorithm:
             continue
         digest = _DIGESTS.get(anchor.digest_type)
-        if digest is None or not policy.ok_to_create_ds(anchor.digest_type):
+        if digest is None or not policy.ok_to_validate_ds(anchor.digest_type):
             continue
         if digest(zone.canonical() + key.wire).digest() == anchor.digest:
             return True
     return False
+
+
+def ds_usable(ds: Ds) -> bool:
+    """This validator can follow ``ds``: a digest type it computes and may validate, for a
+    key algorithm it can validate (RFC 4035 §5.2: a zone whose DS records are all unusable
+    has no supported path from its parent and is treated as unsigned; RFC 6840 §5.2)."""
+    dnssec = dnssec_module()
+    if ds.digest_type not in _DIGESTS or not dnssec.default_policy.ok_to_validate_ds(
+        ds.digest_type
+    ):
+        return False
+    return algorithm_usable(ds.algorithm)
+
+
+def algorithm_usable(algorithm: int) -> bool:
+    """dnspython implements ``algorithm`` and its policy lets it validate (RFC 8624 §3.1)."""
+    import dns.dnssecalgs
+    import dns.exception
+
+    dnssec = dnssec_module()
+    if algorithm in (253, 254):  # PRIVATEDNS/PRIVATEOID: which one, the key itself says
+        return True
+    if not dnssec.default_policy.ok_to_validate(_AlgorithmOnly(algorithm)):
+        return False
+    try:
+        dns.dnssecalgs.get_algorithm_cls(algorithm)
+    except dns.exception.UnsupportedAlgorithm:
+        return False
+    return True
+
+
+@dataclass(frozen=True, slots=True)
+class _AlgorithmOnly:
+    """What dnspython's policy reads of a DNSKEY to say whether it may validate."""
+
+    algorithm: int
 
 
 def find_rrset(
