@@ -152,7 +152,7 @@ report_policies = Table(
     sqlite_with_rowid=False,
 )
 # (policy_domain, day) and what the dashboard's windows read of a row, so SQLite answers them
-# from the index alone (migration 0012; the primary key columns ride along in every index).
+# from the index alone (migration 0011; the primary key columns ride along in every index).
 Index(
     "ix_report_policies_domain_day_covering",
     *(

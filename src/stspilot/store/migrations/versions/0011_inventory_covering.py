@@ -4,7 +4,7 @@ inventory's windows, the domain page's totals and failures (``store.dashboard``,
 ``store.queries``). They replace the narrower indexes (same leading columns, so every query
 that used those uses these), at a wider index write per stored row (docs/dashboard.md).
 
-Revision ID: 0012
+Revision ID: 0011
 Revises: 0010
 Create Date: 2026-12-07
 """
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from alembic import op
 
-revision = "0012"
+revision = "0011"
 down_revision = "0010"
 branch_labels = None
 depends_on = None
