@@ -37,7 +37,6 @@ from stspilot.tlsrpt.schema import (
 from stspilot.tlsrpt.text import (
     IP_ADDRESS,
     check_structure,
-    inner_quotes,
     is_ip,
     parse_datetime,
     validation_error,
@@ -188,9 +187,6 @@ _UNSET = msgspec.UNSET
 _POLICY_TYPES = frozenset(t.value for t in PolicyType)
 _STS = PolicyType.STS.value
 _TLSA = PolicyType.TLSA.value
-_PolicyPart = tuple[
-    str, str, tuple[str, ...], tuple[str, ...], int, tuple[tuple[str, str, str], ...]
-]
 # A memo of date ranges already read (reports of one day share theirs): a cache of a pure
 # function, bounded (cleared when full), not configuration. Policies are not remembered: on a
 # first pass over fresh reports, hashing a policy to look it up costs as much as reading it.
@@ -275,9 +271,13 @@ def parse_report(data: bytes | str, *, limits: Limits = DEFAULT_LIMITS) -> TlsRe
 
     strings, policies = _read_policies(wire.policies, strings, devs, limits)
 
+    # A '"' inside a string value is written \" (Microsoft's JSON-encoded tlsa policy strings,
+    # Mail.ru's quoted Go errors): counting \" in the text is exact unless the text holds an
+    # escaped backslash (a string ending in \\ has a backslash before its closing quote). A '"'
+    # written \u0022 is in neither count, so it cannot make up for an extra member name.
     quotes = data.count(b'"')
     if (
-        strings * 2 != quotes and strings * 2 + inner_quotes(wire) != quotes
+        strings * 2 != quotes and (b"\\\\" in data or strings * 2 + data.count(b'\\"') != quotes)
     ) or limits.max_depth < _SCHEMA_DEPTH:
         check_structure(data, limits)
 
@@ -297,17 +297,68 @@ def _read_policies(
     wire_policies: list[WirePolicyResult], strings: int, devs: list[Deviation], limits: Limits
 ) -> tuple[int, tuple[PolicyResult, ...]]:
     """Every ``policies`` element into a PolicyResult: the hot loop of ``parse_report``, kept
-    flat (no call per failure detail) because it runs for every policy of every report."""
+    flat (no call per policy or failure detail in the common case) because it runs for every
+    policy of every report. The uncommon shapes of ``mx-host`` go through ``_odd_mx_host``."""
     out: list[PolicyResult] = []
     ip_match = IP_ADDRESS.fullmatch
     successful = failed = detailed = 0  # the report's sums, bounded by limits.max_sessions
     for i, wpr in enumerate(wire_policies):
         pol = wpr.policy
-        ptype, domain, policy_string, mx_host, n, codes = _policy_part(pol)
-        strings += 4 + n  # names policy, summary and the two counts, plus the policy object's
-        if codes:
-            for code, sub, detail in codes:
-                devs.append(_policy_dev(code, i, sub, detail))
+        # The deviations of the policy object, in member order (see _policy_dev for paths).
+        ptype = pol.policy_type
+        # Names policy, summary, the two counts and policy-type, and the policy-type value.
+        strings += 6
+        if ptype not in _POLICY_TYPES:
+            devs.append(_policy_dev("policy-type.unknown", i, "policy-type", ptype[:64]))
+
+        domain = pol.policy_domain
+        if domain.__class__ is str:
+            strings += 2
+            if not domain.isascii():
+                devs.append(_policy_dev("policy-domain.not-a-label", i, "policy-domain", ""))
+            domain = fold_name(domain)
+        else:
+            strings += domain is None
+            domain = ""
+            devs.append(_policy_dev("policy-domain.missing", i, "policy-domain", ""))
+
+        policy_string = pol.policy_string
+        if policy_string.__class__ is tuple:
+            strings += 1 + len(policy_string)
+            if (
+                ptype == _TLSA
+                and len(policy_string) == 1
+                and policy_string[0].lstrip().startswith("[")
+            ):
+                # Microsoft (checklist D.2): ["[\"3 1 1 AB..\",\"3 1 1 CD..\"]"]; RFC 8460
+                # §4.5 wants one RR per element.
+                try:
+                    policy_string = tuple(STRING_LIST_DECODER.decode(policy_string[0]))
+                    devs.append(
+                        _policy_dev("tlsa.policy-string.json-encoded", i, "policy-string", "")
+                    )
+                except msgspec.DecodeError:
+                    pass  # an odd string, not JSON: keep it as the one RR the sender gave
+        else:
+            strings += policy_string is None
+            policy_string = ()
+            if ptype in (_STS, _TLSA):
+                devs.append(_policy_dev("policy-string.missing", i, "policy-string", ""))
+
+        mx_host = pol.mx_host
+        if pol.mx_host_pattern is not _UNSET or mx_host.__class__ is str:
+            strings, mx_host = _odd_mx_host(pol, ptype, i, strings, devs)
+        elif mx_host.__class__ is tuple:
+            strings += 1 + len(mx_host)
+            # One scan of the joined names first: a generator per policy costs more.
+            if "mx:" in "\n".join(mx_host):
+                mx_host = _unprefixed(mx_host, i, "mx-host", devs)
+        else:
+            strings += mx_host is None
+            mx_host = ()
+            if ptype == _STS:
+                devs.append(_policy_dev("mx-host.missing", i, "mx-host", ""))
+
         summary = wpr.summary
         total_failed = summary.total_failure_session_count
         raw_fds = wpr.failure_details
@@ -399,66 +450,39 @@ def _fd_missing(i: int) -> Deviation:
     return _dev("failure-details.missing", f"/policies/{i}/failure-details")
 
 
-def _policy_part(pol: WirePolicy) -> _PolicyPart:
-    """The ``policy`` object read: type, domain, policy-string, mx-host, the number of JSON
-    strings it held, and its deviations as (code, member, detail)."""
-    codes: list[tuple[str, str, str]] = []
-    strings = 2  # the policy-type name and value
-    ptype = pol.policy_type
-    if ptype not in _POLICY_TYPES:
-        codes.append(("policy-type.unknown", "policy-type", ptype[:64]))
-
-    domain = pol.policy_domain
-    if domain is _UNSET or domain is None:
-        strings += domain is None
-        domain = ""
-        codes.append(("policy-domain.missing", "policy-domain", ""))
-    else:
-        strings += 2
-        if not domain.isascii():
-            codes.append(("policy-domain.not-a-label", "policy-domain", ""))
-        domain = fold_name(domain)
-
-    raw_ps = pol.policy_string
-    policy_string: tuple[str, ...] = ()
-    if raw_ps is _UNSET or raw_ps is None:
-        strings += raw_ps is None
-        if ptype in (_STS, _TLSA):
-            codes.append(("policy-string.missing", "policy-string", ""))
-    else:
-        strings += 1 + len(raw_ps)
-        policy_string = raw_ps
-        if ptype == _TLSA and len(raw_ps) == 1 and raw_ps[0].lstrip().startswith("["):
-            # Microsoft (checklist D.2): ["[\"3 1 1 AB..\",\"3 1 1 CD..\"]"]; RFC 8460 §4.5
-            # wants one RR per element.
-            try:
-                policy_string = tuple(STRING_LIST_DECODER.decode(raw_ps[0]))
-                codes.append(("tlsa.policy-string.json-encoded", "policy-string", ""))
-            except msgspec.DecodeError:
-                pass  # an odd string, not JSON: keep it as the one RR the sender gave
-
+def _odd_mx_host(
+    pol: WirePolicy, ptype: str, i: int, strings: int, devs: list[Deviation]
+) -> tuple[int, tuple[str, ...]]:
+    """``mx-host`` as a bare string, or named ``mx-host-pattern``: the JSON strings counted
+    and the names read."""
     raw_mx = pol.mx_host
     alias = pol.mx_host_pattern
     strings += _member_strings(raw_mx) + _member_strings(alias)
     member = "mx-host"
     if alias is not _UNSET:
-        codes.append(("mx-host-pattern.key", "mx-host-pattern", ""))
+        devs.append(_policy_dev("mx-host-pattern.key", i, "mx-host-pattern", ""))
         if raw_mx is _UNSET or raw_mx is None:
             raw_mx, member = alias, "mx-host-pattern"
-    mx_host: tuple[str, ...] = ()
     if raw_mx is _UNSET or raw_mx is None:
         if ptype == _STS:
-            codes.append(("mx-host.missing", "mx-host", ""))
-    else:
-        if isinstance(raw_mx, str):
-            codes.append(("mx-host.string", member, ""))
-            raw_mx = (raw_mx,)
-        # One scan of the joined names first: a generator per policy costs more than the rest.
-        if "mx:" in "\n".join(raw_mx) and any(m.startswith("mx:") for m in raw_mx):
-            codes.append(("mx-host.prefixed", member, ""))
-            raw_mx = tuple(m[3:].strip() if m.startswith("mx:") else m for m in raw_mx)
-        mx_host = raw_mx
-    return ptype, domain, policy_string, mx_host, strings, tuple(codes) if codes else ()
+            devs.append(_policy_dev("mx-host.missing", i, "mx-host", ""))
+        return strings, ()
+    if isinstance(raw_mx, str):
+        devs.append(_policy_dev("mx-host.string", i, member, ""))
+        raw_mx = (raw_mx,)
+    if "mx:" in "\n".join(raw_mx):
+        raw_mx = _unprefixed(raw_mx, i, member, devs)
+    return strings, raw_mx
+
+
+def _unprefixed(
+    raw_mx: tuple[str, ...], i: int, member: str, devs: list[Deviation]
+) -> tuple[str, ...]:
+    """MX names without the ``mx: `` prefix some senders copy from the policy (cry-inc)."""
+    if not any(m.startswith("mx:") for m in raw_mx):
+        return raw_mx
+    devs.append(_policy_dev("mx-host.prefixed", i, member, ""))
+    return tuple(m[3:].strip() if m.startswith("mx:") else m for m in raw_mx)
 
 
 def _member_strings(value: tuple[str, ...] | str | msgspec.UnsetType | None) -> int:
