@@ -192,7 +192,9 @@ _TLSA = PolicyType.TLSA.value
 # first pass over fresh reports, hashing a policy to look it up costs as much as reading it.
 _DateRange = tuple[datetime, datetime, tuple[Deviation, ...]]
 _DATE_RANGES: dict[tuple[str, str], _DateRange] = {}
-_MEMO_MAX_OBJECTS = 4096  # date ranges (a few MiB at most)
+# Policy domains folded (fold_name), likewise: a receiver's reports name its own few domains.
+_FOLDED: dict[str, str] = {}
+_MEMO_MAX_OBJECTS = 4096  # date ranges or domains (a few MiB at most)
 _SCHEMA_DEPTH = 5  # {report [policies {policy-result {policy [policy-string
 _ONE_DAY = timedelta(days=1)
 _LAST_SECOND = timedelta(days=1, seconds=-1)
@@ -314,9 +316,8 @@ def _read_policies(
         domain = pol.policy_domain
         if domain.__class__ is str:
             strings += 2
-            if not domain.isascii():
-                devs.append(_policy_dev("policy-domain.not-a-label", i, "policy-domain", ""))
-            domain = fold_name(domain)
+            folded = _FOLDED.get(domain)
+            domain = _fold_domain(domain, i, devs) if folded is None else folded
         else:
             strings += domain is None
             domain = ""
@@ -444,6 +445,17 @@ def _read_policies(
             "mail (and would overflow the sums kept of it)",
         )
     return strings, tuple(out)
+
+
+def _fold_domain(domain: str, i: int, devs: list[Deviation]) -> str:
+    """``policy-domain`` folded for comparison; remembered in _FOLDED when it is ASCII."""
+    if not domain.isascii():
+        devs.append(_policy_dev("policy-domain.not-a-label", i, "policy-domain", ""))
+        return fold_name(domain)
+    folded = _FOLDED[domain] = fold_name(domain)
+    if len(_FOLDED) > _MEMO_MAX_OBJECTS:
+        _FOLDED.clear()
+    return folded
 
 
 def _fd_missing(i: int) -> Deviation:
