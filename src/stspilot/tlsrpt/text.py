@@ -24,29 +24,37 @@ _DATETIME = re.compile(
 _ZULU = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-5][0-9]:[0-5][0-9]Z")
 # An address as RFC 8460 §4.4 has it (checklist B4.12): IPv4 as RFC 3986's dotted quad, no
 # leading zeros; IPv6 in any RFC 4291 §2.2 text form (preferred, "::"-compressed, IPv4 in the
-# last 32 bits), as RFC 3986 §3.2.2 spells it in ABNF, rule by rule. No zone index ("%eth0"):
-# it names an interface of the sender's host, not an address. One compiled expression, about
-# four times cheaper than ``ipaddress.ip_address`` (which raises and catches on every IPv6).
+# last 32 bits), the language of RFC 3986 §3.2.2's ABNF. No zone index ("%eth0"): it names an
+# interface of the sender's host, not an address. One compiled expression, about four times
+# cheaper than ``ipaddress.ip_address`` (which raises and catches on every IPv6).
 _OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
 _V4 = rf"{_OCTET}(?:\.{_OCTET}){{3}}"
-# Possessive (``{1,4}+``, ``{0,n}+``): a group of hex digits is always followed by ':' or the end,
-# so giving a digit or a group back can never help a match; without it the engine retried every
-# shorter split of every group in each of the nine alternatives (1.1 -> 0.8 us an IPv6 address).
+# Possessive: a group of hex digits is always followed by ':', '.' or the end, so giving a digit
+# back can never help a match.
 _H16 = r"[0-9A-Fa-f]{1,4}+"
-_LS32 = rf"(?:{_H16}:{_H16}|{_V4})"
-_V6 = "|".join(
-    (
-        rf"(?:{_H16}:){{6}}{_LS32}",
-        rf"::(?:{_H16}:){{5}}{_LS32}",
-        rf"(?:{_H16})?::(?:{_H16}:){{4}}{_LS32}",
-        rf"(?:{_H16}(?::{_H16}){{0,1}}+)?::(?:{_H16}:){{3}}{_LS32}",
-        rf"(?:{_H16}(?::{_H16}){{0,2}}+)?::(?:{_H16}:){{2}}{_LS32}",
-        rf"(?:{_H16}(?::{_H16}){{0,3}}+)?::{_H16}:{_LS32}",
-        rf"(?:{_H16}(?::{_H16}){{0,4}}+)?::{_LS32}",
-        rf"(?:{_H16}(?::{_H16}){{0,5}}+)?::{_H16}",
-        rf"(?:{_H16}(?::{_H16}){{0,6}}+)?::",
-    )
-)
+
+
+def _v6_after(groups: int) -> str:
+    """What may follow ``groups`` 16-bit groups and no "::" yet: more groups, or "::" and at
+    most 7 - groups groups after it, or (after 6) the IPv4 form of the last two. Read left to
+    right in one pass, where RFC 3986's nine alternatives each rescan the groups before the
+    "::" (an IPv6 address: ~9,000 -> ~4,900 instructions)."""
+    if groups == 8:
+        return ""
+    options = [f"::{_v6_tail(7 - groups)}", f":{_H16}{_v6_after(groups + 1)}"]
+    if groups == 6:
+        options.append(f":{_V4}")
+    return f"(?:{'|'.join(options)})"
+
+
+def _v6_tail(most: int) -> str:
+    """At most ``most`` groups after "::", the IPv4 form counting as two."""
+    if most < 2:
+        return f"(?:{_H16})?" if most else ""
+    return rf"(?:(?:{_H16}:){{0,{most - 1}}}+{_H16}|(?:{_H16}:){{0,{most - 2}}}+{_V4})?"
+
+
+_V6 = rf"::{_v6_tail(7)}|{_H16}{_v6_after(1)}"
 IP_ADDRESS = re.compile(rf"{_V4}|{_V6}")
 _JSON_STRING = re.compile(rb'"(?:[^"\\]++|\\.)*+"')
 _BRACKETS = bytes.maketrans(b"[{]}", b"(())")
