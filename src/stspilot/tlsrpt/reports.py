@@ -334,17 +334,15 @@ def _read_policies(
                 # Microsoft (checklist D.2): ["[\"3 1 1 AB..\",\"3 1 1 CD..\"]"]; RFC 8460
                 # §4.5 wants one RR per element.
                 try:
-                    policy_string = tuple(STRING_LIST_DECODER.decode(policy_string[0]))
-                    devs.append(
-                        _policy_dev("tlsa.policy-string.json-encoded", i, "policy-string", "")
-                    )
+                    policy_string = STRING_LIST_DECODER.decode(policy_string[0])
+                    devs.append(_TLSA_JSON[i] if i < _PREBUILT else _tlsa_json(i))
                 except msgspec.DecodeError:
                     pass  # an odd string, not JSON: keep it as the one RR the sender gave
         else:
             strings += policy_string is None
             policy_string = ()
             if ptype in (_STS, _TLSA):
-                devs.append(_policy_dev("policy-string.missing", i, "policy-string", ""))
+                devs.append(_PS_MISSING[i] if i < _PREBUILT else _ps_missing(i))
 
         mx_host = pol.mx_host
         if pol.mx_host_pattern is not _UNSET or mx_host.__class__ is str:
@@ -358,7 +356,7 @@ def _read_policies(
             strings += mx_host is None
             mx_host = ()
             if ptype == _STS:
-                devs.append(_policy_dev("mx-host.missing", i, "mx-host", ""))
+                devs.append(_MX_MISSING[i] if i < _PREBUILT else _mx_missing(i))
 
         summary = wpr.summary
         total_failed = summary.total_failure_session_count
@@ -366,7 +364,7 @@ def _read_policies(
         details: tuple[FailureDetail, ...] = ()
         if raw_fds is _UNSET or raw_fds is None:
             strings += raw_fds is None
-            devs.append(_FD_MISSING[i] if i < len(_FD_MISSING) else _fd_missing(i))
+            devs.append(_FD_MISSING[i] if i < _PREBUILT else _fd_missing(i))
         elif raw_fds:
             strings += 1
             if len(raw_fds) > limits.max_failure_details:
@@ -460,6 +458,18 @@ def _fold_domain(domain: str, i: int, devs: list[Deviation]) -> str:
 
 def _fd_missing(i: int) -> Deviation:
     return _dev("failure-details.missing", f"/policies/{i}/failure-details")
+
+
+def _ps_missing(i: int) -> Deviation:
+    return _policy_dev("policy-string.missing", i, "policy-string", "")
+
+
+def _tlsa_json(i: int) -> Deviation:
+    return _policy_dev("tlsa.policy-string.json-encoded", i, "policy-string", "")
+
+
+def _mx_missing(i: int) -> Deviation:
+    return _policy_dev("mx-host.missing", i, "mx-host", "")
 
 
 def _odd_mx_host(
@@ -611,4 +621,9 @@ _new = object.__new__
 _PolicyResultBuilder = _builder(PolicyResult)
 _FailureDetailBuilder = _builder(FailureDetail)
 _TlsReportBuilder = _builder(TlsReport)
-_FD_MISSING = tuple(_fd_missing(i) for i in range(32))  # the commonest deviation, prebuilt
+# The commonest deviations (Google, Microsoft, Mail.ru), prebuilt for the first policies.
+_PREBUILT = 32
+_FD_MISSING = tuple(_fd_missing(i) for i in range(_PREBUILT))
+_PS_MISSING = tuple(_ps_missing(i) for i in range(_PREBUILT))
+_TLSA_JSON = tuple(_tlsa_json(i) for i in range(_PREBUILT))
+_MX_MISSING = tuple(_mx_missing(i) for i in range(_PREBUILT))
