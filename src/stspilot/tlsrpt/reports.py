@@ -306,9 +306,10 @@ def _read_policies(
     successful = failed = detailed = 0  # the report's sums, bounded by limits.max_sessions
     for i, wpr in enumerate(wire_policies):
         pol = wpr.policy
-        # The deviations of the policy object, in member order (see _policy_dev for paths).
+        # The policy object's members in turn, each deviation appended as it is found. JSON
+        # strings so far: the names policy, summary, policy-type and the two counts, and the
+        # policy-type value.
         ptype = pol.policy_type
-        # Names policy, summary, the two counts and policy-type, and the policy-type value.
         strings += 6
         if ptype not in _POLICY_TYPES:
             devs.append(_policy_dev("policy-type.unknown", i, "policy-type", ptype[:64]))
