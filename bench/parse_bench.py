@@ -2,11 +2,18 @@
 peak RSS, and how fast and how cheaply a gzip bomb is refused.
 
     .venv/bin/python bench/parse_bench.py [--n 10000] [--seed 1]
+    .venv/bin/python bench/parse_bench.py --instructions [--peer-python VENV/bin/python]
 
 Figures, never pass/fail. CPU time (``time.process_time``) is reported next to wall time because
 this machine is shared; the best of ``--repeat`` runs is printed. On a loaded machine compare
 the parse rate with the json.loads line of the same run, or count instructions, which load does
-not change: ``valgrind --tool=cachegrind --cache-sim=no`` over a loop of N and 2N parses.
+not change: ``--instructions`` runs the first-pass corpus of ``bench/peers.py`` (a fresh
+10,000-report corpus, with the generator's addresses and with an address of its own for every
+failure detail) under ``valgrind --tool=callgrind`` for 1,000 and 3,000 reports in fresh
+processes and prints the difference a report, for stspilot and, given ``--peer-python`` (a venv
+with parsedmarc), for parsedmarc's ``parse_smtp_tls_report_json``. Instructions are not time:
+the Python interpreter and msgspec miss the caches and branch predictors more than ``json.loads``
+does, so quote both figures.
 """
 
 from __future__ import annotations
@@ -15,11 +22,16 @@ import argparse
 import gc
 import gzip
 import json
+import os
 import resource
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 import tracemalloc
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import msgspec
 
@@ -82,12 +94,65 @@ def bomb(expanded: int) -> bytes:
     return gzip.compress(b"\0" * expanded, compresslevel=9, mtime=0)
 
 
+INSTRUCTIONS_CHILD = r"""
+import marshal, sys
+items = marshal.load(open(sys.argv[1], "rb"))[: int(sys.argv[3])]
+if sys.argv[2] == "parsedmarc":
+    from parsedmarc import parse_smtp_tls_report_json as parse
+else:
+    from stspilot.tlsrpt.reports import parse_report as parse
+for item in items:
+    parse(item)
+"""
+
+
+def callgrind_total(python: str, corpus: str, which: str, n: int) -> int:
+    """Instructions of a whole child process that parses the first ``n`` reports."""
+    valgrind = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null"]
+    out = subprocess.run(
+        [*valgrind, python, "-c", INSTRUCTIONS_CHILD, corpus, which, str(n)],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONHASHSEED": "0"},
+    ).stderr
+    line = next(x for x in out.splitlines() if "Collected" in x)
+    return int(line.split()[-1])
+
+
+def instructions(peer_python: str | None) -> None:
+    """Instructions a report on the first pass (see the module docstring)."""
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from peers import compile_bytecode, write_parse_corpus
+
+    compile_bytecode()
+    runs = [(sys.executable, "stspilot")]
+    if peer_python:
+        runs.insert(0, (peer_python, "parsedmarc"))
+    print(f"instructions a report, first pass (callgrind; load average {os.getloadavg()}):")
+    with tempfile.TemporaryDirectory(prefix="stspilot-parse-bench-") as tmp:
+        for fresh in (False, True):
+            corpus = os.path.join(tmp, f"corpus-{fresh}.marshal")
+            write_parse_corpus(Path(corpus), 10_000, seed=1000, fresh_addresses=fresh)
+            label = "addresses of their own" if fresh else "lab generator's addresses"
+            figures = []
+            for python, which in runs:
+                low, high = (callgrind_total(python, corpus, which, n) for n in (1000, 3000))
+                figures.append(f"{which} {(high - low) / 2000:,.0f}")
+            print(f"  {label}: {', '.join(figures)}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=10_000)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--instructions", action="store_true", help="callgrind counts only")
+    parser.add_argument("--peer-python", help="a python with parsedmarc, for --instructions")
     args = parser.parse_args()
+    if args.instructions:
+        instructions(args.peer_python)
+        return
 
     reports = generate_reports(args.n, seed=args.seed, domains=[f"d{i}.example" for i in range(50)])
     blobs = [to_json_bytes(r) for r in reports]

@@ -312,6 +312,17 @@ ERRORS: list[tuple[str, bytes | Callable[[Doc], None], str]] = [
      "report.json.duplicate-key"),
     ("dupe-in-extension", edit(lambda d: d.update({"x": {"a": 1}})).replace(
         b'"a": 1', b'"a": 1, "a": 2'), "report.json.duplicate-key"),
+    # Quotes written \u0022 decode to '"' but are no '"' in the text: four of them must not
+    # make up for the four of a repeated member.
+    ("dupe-beside-u0022", edit(lambda d: d.update({"organization-name": 'Y""""'})).replace(
+        b'\\"', b"\\u0022").replace(b'"report-id"', b'"report-id": "x", "report-id"'),
+     "report.json.duplicate-key"),
+    # Four strings ending in an escaped backslash: four '\\"' in the text that are no quote in
+    # a value, as many as the repeated member's quotes.
+    ("dupe-beside-backslashes", edit(lambda d: (
+        d.update({"organization-name": "Y\\", "contact-info": "a@b\\"}),
+        fd(d).update({"failure-reason-code": "r\\"}))).replace(
+        b'"report-id"', b'"report-id": "x\\\\", "report-id"'), "report.json.duplicate-key"),
 ]  # fmt: skip
 
 

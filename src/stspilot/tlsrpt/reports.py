@@ -37,7 +37,6 @@ from stspilot.tlsrpt.schema import (
 from stspilot.tlsrpt.text import (
     IP_ADDRESS,
     check_structure,
-    inner_quotes,
     is_ip,
     parse_datetime,
     validation_error,
@@ -188,15 +187,14 @@ _UNSET = msgspec.UNSET
 _POLICY_TYPES = frozenset(t.value for t in PolicyType)
 _STS = PolicyType.STS.value
 _TLSA = PolicyType.TLSA.value
-_PolicyPart = tuple[
-    str, str, tuple[str, ...], tuple[str, ...], int, tuple[tuple[str, str, str], ...]
-]
 # A memo of date ranges already read (reports of one day share theirs): a cache of a pure
 # function, bounded (cleared when full), not configuration. Policies are not remembered: on a
 # first pass over fresh reports, hashing a policy to look it up costs as much as reading it.
 _DateRange = tuple[datetime, datetime, tuple[Deviation, ...]]
 _DATE_RANGES: dict[tuple[str, str], _DateRange] = {}
-_MEMO_MAX_OBJECTS = 4096  # date ranges (a few MiB at most)
+# Policy domains folded (fold_name), likewise: a receiver's reports name its own few domains.
+_FOLDED: dict[str, str] = {}
+_MEMO_MAX_OBJECTS = 4096  # date ranges or domains (a few MiB at most)
 _SCHEMA_DEPTH = 5  # {report [policies {policy-result {policy [policy-string
 _ONE_DAY = timedelta(days=1)
 _LAST_SECOND = timedelta(days=1, seconds=-1)
@@ -275,13 +273,17 @@ def parse_report(data: bytes | str, *, limits: Limits = DEFAULT_LIMITS) -> TlsRe
 
     strings, policies = _read_policies(wire.policies, strings, devs, limits)
 
+    # A '"' inside a string value is written \" (Microsoft's JSON-encoded tlsa policy strings,
+    # Mail.ru's quoted Go errors): counting \" in the text is exact unless the text holds an
+    # escaped backslash (a string ending in \\ has a backslash before its closing quote). A '"'
+    # written \u0022 is in neither count, so it cannot make up for an extra member name.
     quotes = data.count(b'"')
     if (
-        strings * 2 != quotes and strings * 2 + inner_quotes(wire) != quotes
+        strings * 2 != quotes and (b"\\\\" in data or strings * 2 + data.count(b'\\"') != quotes)
     ) or limits.max_depth < _SCHEMA_DEPTH:
         check_structure(data, limits)
 
-    report = _new(_TlsReportBuilder)
+    report = _TlsReportBuilder()
     report.organization_name = wire.organization_name
     report.report_id = wire.report_id
     report.start = start
@@ -297,24 +299,73 @@ def _read_policies(
     wire_policies: list[WirePolicyResult], strings: int, devs: list[Deviation], limits: Limits
 ) -> tuple[int, tuple[PolicyResult, ...]]:
     """Every ``policies`` element into a PolicyResult: the hot loop of ``parse_report``, kept
-    flat (no call per failure detail) because it runs for every policy of every report."""
+    flat (no call per policy or failure detail in the common case) because it runs for every
+    policy of every report. The uncommon shapes of ``mx-host`` go through ``_odd_mx_host``."""
     out: list[PolicyResult] = []
     ip_match = IP_ADDRESS.fullmatch
     successful = failed = detailed = 0  # the report's sums, bounded by limits.max_sessions
     for i, wpr in enumerate(wire_policies):
         pol = wpr.policy
-        ptype, domain, policy_string, mx_host, n, codes = _policy_part(pol)
-        strings += 4 + n  # names policy, summary and the two counts, plus the policy object's
-        if codes:
-            for code, sub, detail in codes:
-                devs.append(_policy_dev(code, i, sub, detail))
+        # The policy object's members in turn, each deviation appended as it is found. JSON
+        # strings so far: the names policy, summary, policy-type and the two counts, and the
+        # policy-type value.
+        ptype = pol.policy_type
+        strings += 6
+        if ptype not in _POLICY_TYPES:
+            devs.append(_policy_dev("policy-type.unknown", i, "policy-type", ptype[:64]))
+
+        domain = pol.policy_domain
+        if domain.__class__ is str:
+            strings += 2
+            folded = _FOLDED.get(domain)
+            domain = _fold_domain(domain, i, devs) if folded is None else folded
+        else:
+            strings += domain is None
+            domain = ""
+            devs.append(_policy_dev("policy-domain.missing", i, "policy-domain", ""))
+
+        policy_string = pol.policy_string
+        if policy_string.__class__ is tuple:
+            strings += 1 + len(policy_string)
+            if (
+                ptype == _TLSA
+                and len(policy_string) == 1
+                and policy_string[0].lstrip().startswith("[")
+            ):
+                # Microsoft (checklist D.2): ["[\"3 1 1 AB..\",\"3 1 1 CD..\"]"]; RFC 8460
+                # §4.5 wants one RR per element.
+                try:
+                    policy_string = STRING_LIST_DECODER.decode(policy_string[0])
+                    devs.append(_TLSA_JSON[i] if i < _PREBUILT else _tlsa_json(i))
+                except msgspec.DecodeError:
+                    pass  # an odd string, not JSON: keep it as the one RR the sender gave
+        else:
+            strings += policy_string is None
+            policy_string = ()
+            if ptype in (_STS, _TLSA):
+                devs.append(_PS_MISSING[i] if i < _PREBUILT else _ps_missing(i))
+
+        mx_host = pol.mx_host
+        if pol.mx_host_pattern is not _UNSET or mx_host.__class__ is str:
+            strings, mx_host = _odd_mx_host(pol, ptype, i, strings, devs)
+        elif mx_host.__class__ is tuple:
+            strings += 1 + len(mx_host)
+            # One scan of the joined names first: a generator per policy costs more.
+            if "mx:" in "\n".join(mx_host):
+                mx_host = _unprefixed(mx_host, i, "mx-host", devs)
+        else:
+            strings += mx_host is None
+            mx_host = ()
+            if ptype == _STS:
+                devs.append(_MX_MISSING[i] if i < _PREBUILT else _mx_missing(i))
+
         summary = wpr.summary
         total_failed = summary.total_failure_session_count
         raw_fds = wpr.failure_details
         details: tuple[FailureDetail, ...] = ()
         if raw_fds is _UNSET or raw_fds is None:
             strings += raw_fds is None
-            devs.append(_FD_MISSING[i] if i < len(_FD_MISSING) else _fd_missing(i))
+            devs.append(_FD_MISSING[i] if i < _PREBUILT else _fd_missing(i))
         elif raw_fds:
             strings += 1
             if len(raw_fds) > limits.max_failure_details:
@@ -341,7 +392,7 @@ def _read_policies(
                     and (sending_ip is None or ip_match(sending_ip) is not None)
                     and (receiving_ip is None or ip_match(receiving_ip) is not None)
                 ):
-                    fd = _new(_FailureDetailBuilder)
+                    fd = _FailureDetailBuilder()
                     (
                         fd.result_type,
                         fd.failed_session_count,
@@ -373,7 +424,7 @@ def _read_policies(
         if total_failed and not details:
             devs.append(_dev("counts.failures-without-details", f"/policies/{i}/failure-details"))
 
-        result = _new(_PolicyResultBuilder)
+        result = _PolicyResultBuilder()
         result.policy_type = ptype
         result.policy_domain = domain
         result.policy_string = policy_string
@@ -395,70 +446,66 @@ def _read_policies(
     return strings, tuple(out)
 
 
+def _fold_domain(domain: str, i: int, devs: list[Deviation]) -> str:
+    """``policy-domain`` folded for comparison; remembered in _FOLDED when it is ASCII."""
+    if not domain.isascii():
+        devs.append(_policy_dev("policy-domain.not-a-label", i, "policy-domain", ""))
+        return fold_name(domain)
+    folded = _FOLDED[domain] = fold_name(domain)
+    if len(_FOLDED) > _MEMO_MAX_OBJECTS:
+        _FOLDED.clear()
+    return folded
+
+
 def _fd_missing(i: int) -> Deviation:
     return _dev("failure-details.missing", f"/policies/{i}/failure-details")
 
 
-def _policy_part(pol: WirePolicy) -> _PolicyPart:
-    """The ``policy`` object read: type, domain, policy-string, mx-host, the number of JSON
-    strings it held, and its deviations as (code, member, detail)."""
-    codes: list[tuple[str, str, str]] = []
-    strings = 2  # the policy-type name and value
-    ptype = pol.policy_type
-    if ptype not in _POLICY_TYPES:
-        codes.append(("policy-type.unknown", "policy-type", ptype[:64]))
+def _ps_missing(i: int) -> Deviation:
+    return _policy_dev("policy-string.missing", i, "policy-string", "")
 
-    domain = pol.policy_domain
-    if domain is _UNSET or domain is None:
-        strings += domain is None
-        domain = ""
-        codes.append(("policy-domain.missing", "policy-domain", ""))
-    else:
-        strings += 2
-        if not domain.isascii():
-            codes.append(("policy-domain.not-a-label", "policy-domain", ""))
-        domain = fold_name(domain)
 
-    raw_ps = pol.policy_string
-    policy_string: tuple[str, ...] = ()
-    if raw_ps is _UNSET or raw_ps is None:
-        strings += raw_ps is None
-        if ptype in (_STS, _TLSA):
-            codes.append(("policy-string.missing", "policy-string", ""))
-    else:
-        strings += 1 + len(raw_ps)
-        policy_string = raw_ps
-        if ptype == _TLSA and len(raw_ps) == 1 and raw_ps[0].lstrip().startswith("["):
-            # Microsoft (checklist D.2): ["[\"3 1 1 AB..\",\"3 1 1 CD..\"]"]; RFC 8460 §4.5
-            # wants one RR per element.
-            try:
-                policy_string = tuple(STRING_LIST_DECODER.decode(raw_ps[0]))
-                codes.append(("tlsa.policy-string.json-encoded", "policy-string", ""))
-            except msgspec.DecodeError:
-                pass  # an odd string, not JSON: keep it as the one RR the sender gave
+def _tlsa_json(i: int) -> Deviation:
+    return _policy_dev("tlsa.policy-string.json-encoded", i, "policy-string", "")
 
+
+def _mx_missing(i: int) -> Deviation:
+    return _policy_dev("mx-host.missing", i, "mx-host", "")
+
+
+def _odd_mx_host(
+    pol: WirePolicy, ptype: str, i: int, strings: int, devs: list[Deviation]
+) -> tuple[int, tuple[str, ...]]:
+    """``mx-host`` as a bare string, or named ``mx-host-pattern``: the JSON strings counted
+    and the names read."""
     raw_mx = pol.mx_host
     alias = pol.mx_host_pattern
     strings += _member_strings(raw_mx) + _member_strings(alias)
     member = "mx-host"
     if alias is not _UNSET:
-        codes.append(("mx-host-pattern.key", "mx-host-pattern", ""))
+        devs.append(_policy_dev("mx-host-pattern.key", i, "mx-host-pattern", ""))
         if raw_mx is _UNSET or raw_mx is None:
             raw_mx, member = alias, "mx-host-pattern"
-    mx_host: tuple[str, ...] = ()
     if raw_mx is _UNSET or raw_mx is None:
         if ptype == _STS:
-            codes.append(("mx-host.missing", "mx-host", ""))
-    else:
-        if isinstance(raw_mx, str):
-            codes.append(("mx-host.string", member, ""))
-            raw_mx = (raw_mx,)
-        # One scan of the joined names first: a generator per policy costs more than the rest.
-        if "mx:" in "\n".join(raw_mx) and any(m.startswith("mx:") for m in raw_mx):
-            codes.append(("mx-host.prefixed", member, ""))
-            raw_mx = tuple(m[3:].strip() if m.startswith("mx:") else m for m in raw_mx)
-        mx_host = raw_mx
-    return ptype, domain, policy_string, mx_host, strings, tuple(codes) if codes else ()
+            devs.append(_policy_dev("mx-host.missing", i, "mx-host", ""))
+        return strings, ()
+    if isinstance(raw_mx, str):
+        devs.append(_policy_dev("mx-host.string", i, member, ""))
+        raw_mx = (raw_mx,)
+    if "mx:" in "\n".join(raw_mx):
+        raw_mx = _unprefixed(raw_mx, i, member, devs)
+    return strings, raw_mx
+
+
+def _unprefixed(
+    raw_mx: tuple[str, ...], i: int, member: str, devs: list[Deviation]
+) -> tuple[str, ...]:
+    """MX names without the ``mx: `` prefix some senders copy from the policy (cry-inc)."""
+    if not any(m.startswith("mx:") for m in raw_mx):
+        return raw_mx
+    devs.append(_policy_dev("mx-host.prefixed", i, member, ""))
+    return tuple(m[3:].strip() if m.startswith("mx:") else m for m in raw_mx)
 
 
 def _member_strings(value: tuple[str, ...] | str | msgspec.UnsetType | None) -> int:
@@ -497,16 +544,16 @@ def _odd_failure_detail(values: tuple[Any, ...], where: str, devs: list[Deviatio
     for name, value in named:
         if value == "":
             devs.append(_dev("field.empty", f"{where}/{name}"))
-    return _FailureDetailBuilder(
-        result_type,
-        count,
-        sending_ip,
-        hostname or None,
-        helo or None,
-        receiving_ip,
-        info or None,
-        reason or None,
-    )
+    fd = _FailureDetailBuilder()
+    fd.result_type = result_type
+    fd.failed_session_count = count
+    fd.sending_mta_ip = sending_ip
+    fd.receiving_mx_hostname = hostname or None
+    fd.receiving_mx_helo = helo or None
+    fd.receiving_ip = receiving_ip
+    fd.additional_information = info or None
+    fd.failure_reason_code = reason or None
+    return fd
 
 
 def _odd_ip(value: str, where: str, devs: list[Deviation]) -> str | None:
@@ -556,23 +603,26 @@ def _dev(code: str, where: str, detail: str = "") -> Deviation:
 
 
 def _builder(cls: type) -> Any:
-    """A plain (non-frozen) slotted twin of a frozen model class, with the same slots in the
-    same order. The parser makes an empty twin, stores the fields and then sets ``__class__``
-    to the model: the object is a genuine instance of the frozen class (``type(x) is cls``,
+    """A plain (non-frozen) class with the same slots as a frozen model class, in the same
+    order. The parser makes an empty twin, stores the fields and then sets ``__class__`` to
+    the model: the object is a genuine instance of the frozen class (``type(x) is cls``,
     equality, hashing and immutability included), built about three times faster than through
-    the frozen ``__init__``, which pays an ``object.__setattr__`` call per field. Hot path
-    only; everything else constructs the models normally."""
-    twin = dataclasses.make_dataclass(
-        f"_{cls.__name__}Builder",
-        [(f.name, f.type) for f in dataclasses.fields(cls)],
-        slots=True,
-    )
+    the frozen ``__init__``, which pays an ``object.__setattr__`` call per field. The twin has
+    no ``__init__``: ``twin()`` is then cheaper than ``object.__new__(twin)``, which parses its
+    arguments in Python's ``tp_new_wrapper``. Hot path only; everything else constructs the
+    models normally."""
+    slots = tuple(f.name for f in dataclasses.fields(cls))
+    twin = type(f"_{cls.__name__}Builder", (), {"__slots__": slots})
     assert twin.__slots__ == cls.__slots__  # type: ignore[attr-defined]
     return twin
 
 
-_new = object.__new__
 _PolicyResultBuilder = _builder(PolicyResult)
 _FailureDetailBuilder = _builder(FailureDetail)
 _TlsReportBuilder = _builder(TlsReport)
-_FD_MISSING = tuple(_fd_missing(i) for i in range(32))  # the commonest deviation, prebuilt
+# The commonest deviations (Google, Microsoft, Mail.ru), prebuilt for the first policies.
+_PREBUILT = 32
+_FD_MISSING = tuple(_fd_missing(i) for i in range(_PREBUILT))
+_PS_MISSING = tuple(_ps_missing(i) for i in range(_PREBUILT))
+_TLSA_JSON = tuple(_tlsa_json(i) for i in range(_PREBUILT))
+_MX_MISSING = tuple(_mx_missing(i) for i in range(_PREBUILT))

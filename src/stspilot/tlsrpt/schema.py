@@ -99,7 +99,7 @@ class WireReport(msgspec.Struct, rename="kebab", gc=False):
 
 
 REPORT_DECODER: msgspec.json.Decoder[WireReport] = msgspec.json.Decoder(WireReport)
-STRING_LIST_DECODER: msgspec.json.Decoder[list[str]] = msgspec.json.Decoder(list[str])
+STRING_LIST_DECODER: msgspec.json.Decoder[tuple[str, ...]] = msgspec.json.Decoder(tuple[str, ...])
 
 
 # --- the deviation table ----------------------------------------------------------------------

@@ -11,7 +11,7 @@ import re
 from datetime import UTC, datetime, timedelta, timezone
 
 from stspilot.errors import LimitExceeded, ReportError
-from stspilot.tlsrpt.schema import Limits, WireReport
+from stspilot.tlsrpt.schema import Limits
 
 # RFC 3339 §5.6 date-time; the offset is optional here so Microsoft's zone-less form (D.1) can be
 # read as UTC with a deviation. ``datetime.fromisoformat`` alone accepts far more than RFC 3339.
@@ -24,26 +24,37 @@ _DATETIME = re.compile(
 _ZULU = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-5][0-9]:[0-5][0-9]Z")
 # An address as RFC 8460 §4.4 has it (checklist B4.12): IPv4 as RFC 3986's dotted quad, no
 # leading zeros; IPv6 in any RFC 4291 §2.2 text form (preferred, "::"-compressed, IPv4 in the
-# last 32 bits), as RFC 3986 §3.2.2 spells it in ABNF, rule by rule. No zone index ("%eth0"):
-# it names an interface of the sender's host, not an address. One compiled expression, about
-# four times cheaper than ``ipaddress.ip_address`` (which raises and catches on every IPv6).
+# last 32 bits), the language of RFC 3986 §3.2.2's ABNF. No zone index ("%eth0"): it names an
+# interface of the sender's host, not an address. One compiled expression, about four times
+# cheaper than ``ipaddress.ip_address`` (which raises and catches on every IPv6).
 _OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
 _V4 = rf"{_OCTET}(?:\.{_OCTET}){{3}}"
-_H16 = r"[0-9A-Fa-f]{1,4}"
-_LS32 = rf"(?:{_H16}:{_H16}|{_V4})"
-_V6 = "|".join(
-    (
-        rf"(?:{_H16}:){{6}}{_LS32}",
-        rf"::(?:{_H16}:){{5}}{_LS32}",
-        rf"(?:{_H16})?::(?:{_H16}:){{4}}{_LS32}",
-        rf"(?:(?:{_H16}:){{0,1}}{_H16})?::(?:{_H16}:){{3}}{_LS32}",
-        rf"(?:(?:{_H16}:){{0,2}}{_H16})?::(?:{_H16}:){{2}}{_LS32}",
-        rf"(?:(?:{_H16}:){{0,3}}{_H16})?::{_H16}:{_LS32}",
-        rf"(?:(?:{_H16}:){{0,4}}{_H16})?::{_LS32}",
-        rf"(?:(?:{_H16}:){{0,5}}{_H16})?::{_H16}",
-        rf"(?:(?:{_H16}:){{0,6}}{_H16})?::",
-    )
-)
+# Possessive: a group of hex digits is always followed by ':', '.' or the end, so giving a digit
+# back can never help a match.
+_H16 = r"[0-9A-Fa-f]{1,4}+"
+
+
+def _v6_after(groups: int) -> str:
+    """What may follow ``groups`` 16-bit groups and no "::" yet: more groups, or "::" and at
+    most 7 - groups groups after it, or (after 6) the IPv4 form of the last two. Read left to
+    right in one pass, where RFC 3986's nine alternatives each rescan the groups before the
+    "::" (an IPv6 address: ~9,000 -> ~4,900 instructions)."""
+    if groups == 8:
+        return ""
+    options = [f"::{_v6_tail(7 - groups)}", f":{_H16}{_v6_after(groups + 1)}"]
+    if groups == 6:
+        options.append(f":{_V4}")
+    return f"(?:{'|'.join(options)})"
+
+
+def _v6_tail(most: int) -> str:
+    """At most ``most`` groups after "::", the IPv4 form counting as two."""
+    if most < 2:
+        return f"(?:{_H16})?" if most else ""
+    return rf"(?:(?:{_H16}:){{0,{most - 1}}}+{_H16}|(?:{_H16}:){{0,{most - 2}}}+{_V4})?"
+
+
+_V6 = rf"::{_v6_tail(7)}|{_H16}{_v6_after(1)}"
 IP_ADDRESS = re.compile(rf"{_V4}|{_V6}")
 _JSON_STRING = re.compile(rb'"(?:[^"\\]++|\\.)*+"')
 _BRACKETS = bytes.maketrans(b"[{]}", b"(())")
@@ -110,42 +121,6 @@ def validation_error(text: str) -> ReportError:
 
 def _plain(message: str) -> str:
     return message.replace("`", "").replace("Expected", "expected", 1)
-
-
-def inner_quotes(wire: WireReport) -> int:
-    """How many '"' the decoded string values hold (each was a '\\"' in the text): Microsoft's
-    JSON-encoded tlsa policy strings and Mail.ru's quoted Go errors would otherwise send every
-    such report down the slow path."""
-    texts: list[str] = [wire.organization_name, wire.report_id]
-    if isinstance(wire.contact_info, str):
-        texts.append(wire.contact_info)
-    for wpr in wire.policies:
-        pol = wpr.policy
-        texts.append(pol.policy_type)
-        if isinstance(pol.policy_domain, str):
-            texts.append(pol.policy_domain)
-        if isinstance(pol.policy_string, tuple):
-            texts.extend(pol.policy_string)
-        for mx in (pol.mx_host, pol.mx_host_pattern):
-            if isinstance(mx, str):
-                texts.append(mx)
-            elif isinstance(mx, tuple):
-                texts.extend(mx)
-        if isinstance(wpr.failure_details, list):
-            for wfd in wpr.failure_details:
-                texts.append(wfd.result_type)
-                for value in (
-                    wfd.sending_mta_ip,
-                    wfd.receiving_ip,
-                    wfd.receiving_mx_hostname,
-                    wfd.receiving_mx_helo,
-                    wfd.additional_information,
-                    wfd.additional_info_uri,
-                    wfd.failure_reason_code,
-                ):
-                    if isinstance(value, str):
-                        texts.append(value)
-    return "".join(texts).count('"')
 
 
 def check_structure(data: bytes, limits: Limits) -> None:
