@@ -168,22 +168,39 @@ def _day(value: Any, memo: dict[Any, date]) -> date:
     return found
 
 
+def _window_query(
+    table: Any,
+    columns: Sequence[Any],
+    group: Sequence[Any],
+    chunk: list[str],
+    first: date,
+    last: date,
+    starts: Mapping[str, datetime] | None,
+) -> Any:
+    """``columns`` of ``table`` (a report child keyed by policy_domain and day) for the
+    ``chunk`` of domains over [first, last), within each one's hosting period, grouped."""
+    c = table.c
+    q = select(*columns).where(c.policy_domain.in_(chunk), c.day >= first, c.day < last)
+    if starts is not None:
+        q = q.where(*_hosting_period(table, {d: starts[d] for d in chunk}))
+    return q.group_by(*group)
+
+
 def _totals_query(
     chunk: list[str], first: date, last: date, starts: Mapping[str, datetime] | None
 ) -> Any:
     p = report_policies.c
-    q = select(
+    group = (p.policy_domain, p.day, p.organization_name, p.authenticity)
+    columns = (
         p.policy_domain,
         _raw_day(p.day),
         p.organization_name,
         p.authenticity,
         session_sum(p.successful_sessions),
         session_sum(p.failed_sessions),
-    ).where(p.policy_domain.in_(chunk), p.day >= first, p.day < last)
-    if starts is not None:
-        q = q.where(*_hosting_period(report_policies, {d: starts[d] for d in chunk}))
-    group = (p.policy_domain, p.day, p.organization_name, p.authenticity)
-    return q.group_by(*group).order_by(*group)
+    )
+    q = _window_query(report_policies, columns, group, chunk, first, last, starts)
+    return q.order_by(*group)
 
 
 def _failures_query(
@@ -198,12 +215,8 @@ def _failures_query(
         f.receiving_mx_hostname,
         f.authenticity,
     )
-    q = select(*group[:1], _raw_day(f.day), *group[2:], session_sum(f.failed_session_count)).where(
-        f.policy_domain.in_(chunk), f.day >= first, f.day < last
-    )
-    if starts is not None:
-        q = q.where(*_hosting_period(failure_details, {d: starts[d] for d in chunk}))
-    return q.group_by(*group)
+    columns = (*group[:1], _raw_day(f.day), *group[2:], session_sum(f.failed_session_count))
+    return _window_query(failure_details, columns, group, chunk, first, last, starts)
 
 
 def _day_totals_query(
@@ -211,16 +224,15 @@ def _day_totals_query(
 ) -> Any:
     """``_totals_query`` without the organisations: per (domain, day, authenticity)."""
     p = report_policies.c
-    q = select(
+    columns = (
         p.policy_domain,
         _raw_day(p.day),
         p.authenticity,
         session_sum(p.successful_sessions),
         session_sum(p.failed_sessions),
-    ).where(p.policy_domain.in_(chunk), p.day >= first, p.day < last)
-    if starts is not None:
-        q = q.where(*_hosting_period(report_policies, {d: starts[d] for d in chunk}))
-    return q.group_by(p.policy_domain, p.day, p.authenticity)
+    )
+    group = (p.policy_domain, p.day, p.authenticity)
+    return _window_query(report_policies, columns, group, chunk, first, last, starts)
 
 
 def _mx_failures_query(
@@ -229,15 +241,14 @@ def _mx_failures_query(
     """``_failures_query`` without organisations, result types and authenticity: per
     (domain, day, receiving MX)."""
     f = failure_details.c
-    q = select(
+    columns = (
         f.policy_domain,
         _raw_day(f.day),
         f.receiving_mx_hostname,
         session_sum(f.failed_session_count),
-    ).where(f.policy_domain.in_(chunk), f.day >= first, f.day < last)
-    if starts is not None:
-        q = q.where(*_hosting_period(failure_details, {d: starts[d] for d in chunk}))
-    return q.group_by(f.policy_domain, f.day, f.receiving_mx_hostname)
+    )
+    group = (f.policy_domain, f.day, f.receiving_mx_hostname)
+    return _window_query(failure_details, columns, group, chunk, first, last, starts)
 
 
 def _periods(
