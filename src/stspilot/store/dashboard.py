@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, String, case, func, literal, select, type_coerce
+from sqlalchemy import Connection, case, func, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from stspilot.rollout.evidence import DailyTotal, FailureCount, ReportWindow
@@ -27,14 +27,21 @@ from stspilot.store.models import CheckRecord, ReportListing
 from stspilot.store.queries import AUTHENTICATED, day_ceiling, day_floor, session_sum
 from stspilot.store.reads import check_record, list_reports
 from stspilot.store.schema import (
-    UtcDateTime,
     checks,
-    failure_details,
     report_policies,
     reports,
 )
 from stspilot.store.url import store_error
-from stspilot.sts.names import fold_name
+from stspilot.store.windows import (
+    day_totals_query,
+    domain_periods,
+    failures_query,
+    host_key,
+    hosting_period,
+    mx_failures_query,
+    parse_day,
+    totals_query,
+)
 from stspilot.tlsrpt import summary
 from stspilot.tlsrpt.cadence import ReporterDays, reporter_days
 
@@ -93,15 +100,6 @@ class InventoryPage:
     limit: int
 
 
-def _host(name: str, memo: dict[str, str]) -> str:
-    """``sts.names.fold_name`` (never raises: a reporter's MX name is hostile input), memoised
-    per query."""
-    found = memo.get(name)
-    if found is None:
-        found = memo[name] = fold_name(name)
-    return found
-
-
 # How a report reached the store, from the ``origin`` each intake writes (ingest/smtp_receiver,
 # ingest/http, ingest/imap; files and mbox messages are stored under their path).
 CHANNEL_PREFIXES = (("smtp:", "SMTP"), ("https:", "HTTPS"), ("imap://", "IMAP"))
@@ -134,136 +132,6 @@ def _latest(column: Any) -> Any:
 
 def _like_escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-
-
-def _hosting_period(table: Any, starts: Mapping[str, datetime] | None) -> list[Any]:
-    """The ``WHERE`` terms that keep a child row of ``table`` only when its report was
-    received since its domain's hosting period began (``starts``; None: no period)."""
-    if starts is None:
-        return []
-    when = set(starts.values())
-    # One start for all, or a CASE on the row's domain (the chunk's domains only).
-    begin: Any = (
-        next(iter(when))
-        if len(when) == 1
-        else case(
-            {d: literal(t, UtcDateTime()) for d, t in starts.items()},
-            value=table.c.policy_domain,
-        )
-    )
-    return [reports.c.id == table.c.report_pk, reports.c.received_at >= begin]
-
-
-def _raw_day(column: Any) -> Any:
-    """A day column as the driver gives it (SQLite: ISO text, parsed by ``_day``): SQLAlchemy's
-    SQLite ``Date`` parses every row's text with a regular expression, ~1 µs a row of the
-    inventory's few thousand, and a page has only ~15 distinct days."""
-    return type_coerce(column, String())
-
-
-def _day(value: Any, memo: dict[Any, date]) -> date:
-    found = memo.get(value)
-    if found is None:
-        found = memo[value] = value if isinstance(value, date) else date.fromisoformat(value)
-    return found
-
-
-def _window_query(
-    table: Any,
-    columns: Sequence[Any],
-    group: Sequence[Any],
-    chunk: list[str],
-    first: date,
-    last: date,
-    starts: Mapping[str, datetime] | None,
-) -> Any:
-    """``columns`` of ``table`` (a report child keyed by policy_domain and day) for the
-    ``chunk`` of domains over [first, last), within each one's hosting period, grouped."""
-    c = table.c
-    q = select(*columns).where(c.policy_domain.in_(chunk), c.day >= first, c.day < last)
-    if starts is not None:
-        q = q.where(*_hosting_period(table, {d: starts[d] for d in chunk}))
-    return q.group_by(*group)
-
-
-def _totals_query(
-    chunk: list[str], first: date, last: date, starts: Mapping[str, datetime] | None
-) -> Any:
-    p = report_policies.c
-    group = (p.policy_domain, p.day, p.organization_name, p.authenticity)
-    columns = (
-        p.policy_domain,
-        _raw_day(p.day),
-        p.organization_name,
-        p.authenticity,
-        session_sum(p.successful_sessions),
-        session_sum(p.failed_sessions),
-    )
-    q = _window_query(report_policies, columns, group, chunk, first, last, starts)
-    return q.order_by(*group)
-
-
-def _failures_query(
-    chunk: list[str], first: date, last: date, starts: Mapping[str, datetime] | None
-) -> Any:
-    f = failure_details.c
-    group = (
-        f.policy_domain,
-        f.day,
-        f.organization_name,
-        f.result_type,
-        f.receiving_mx_hostname,
-        f.authenticity,
-    )
-    columns = (*group[:1], _raw_day(f.day), *group[2:], session_sum(f.failed_session_count))
-    return _window_query(failure_details, columns, group, chunk, first, last, starts)
-
-
-def _day_totals_query(
-    chunk: list[str], first: date, last: date, starts: Mapping[str, datetime] | None
-) -> Any:
-    """``_totals_query`` without the organisations: per (domain, day, authenticity)."""
-    p = report_policies.c
-    columns = (
-        p.policy_domain,
-        _raw_day(p.day),
-        p.authenticity,
-        session_sum(p.successful_sessions),
-        session_sum(p.failed_sessions),
-    )
-    group = (p.policy_domain, p.day, p.authenticity)
-    return _window_query(report_policies, columns, group, chunk, first, last, starts)
-
-
-def _mx_failures_query(
-    chunk: list[str], first: date, last: date, starts: Mapping[str, datetime] | None
-) -> Any:
-    """``_failures_query`` without organisations, result types and authenticity: per
-    (domain, day, receiving MX)."""
-    f = failure_details.c
-    columns = (
-        f.policy_domain,
-        _raw_day(f.day),
-        f.receiving_mx_hostname,
-        session_sum(f.failed_session_count),
-    )
-    group = (f.policy_domain, f.day, f.receiving_mx_hostname)
-    return _window_query(failure_details, columns, group, chunk, first, last, starts)
-
-
-def _periods(
-    domains: Sequence[str],
-    received_since: datetime | Mapping[str, datetime] | None,
-    memo: dict[str, str],
-) -> tuple[list[str], dict[str, datetime]]:
-    """The folded names asked for, sorted, and each one's hosting period start (if any)."""
-    names = sorted({_host(d, memo) for d in domains})
-    starts: dict[str, datetime] = {}
-    if isinstance(received_since, datetime):
-        starts = dict.fromkeys(names, received_since)
-    elif received_since is not None:
-        starts = {_host(d, memo): when for d, when in received_since.items()}
-    return names, starts
 
 
 class DashboardReads:
@@ -392,7 +260,7 @@ class DashboardReads:
         """The newest ``limit`` checks of ``domain``, oldest first (rollout history)."""
         q = (
             select(checks)
-            .where(checks.c.domain == _host(domain, {}))
+            .where(checks.c.domain == host_key(domain, {}))
             .order_by(checks.c.observed_at.desc(), checks.c.id.desc())
             .limit(max(1, min(limit, 10_000)))
         )
@@ -402,7 +270,7 @@ class DashboardReads:
 
     def has_data(self, domain: str) -> bool:
         """Whether any check or report concerns ``domain`` (admins may open unhosted ones)."""
-        name = _host(domain, {})
+        name = host_key(domain, {})
         with self._read() as conn:
             if conn.execute(select(checks.c.id).where(checks.c.domain == name).limit(1)).first():
                 return True
@@ -429,7 +297,7 @@ class DashboardReads:
         domain missing from the mapping has none) keeps only reports received since it
         began; only then is each row's report read, for its arrival time."""
         memo: dict[str, str] = {}
-        names, starts = _periods(domains, received_since, memo)
+        names, starts = domain_periods(domains, received_since, memo)
         first, last = day_floor(since), day_ceiling(until)
         totals: dict[str, list[DailyTotal]] = {d: [] for d in names}
         fails: dict[str, dict[tuple[date, str, str, str, bool], int]] = {d: {} for d in names}
@@ -443,16 +311,16 @@ class DashboardReads:
                 for i in range(0, len(group), CHUNK):
                     chunk = group[i : i + CHUNK]
                     for dom, raw, org, auth, ok, bad in conn.execute(
-                        _totals_query(chunk, first, last, starts if dated else None)
+                        totals_query(chunk, first, last, starts if dated else None)
                     ):
-                        day = _day(raw, days)
+                        day = parse_day(raw, days)
                         trusted = auth in AUTHENTICATED
                         totals[dom].append(DailyTotal(day, org, int(ok), int(bad), trusted))
                     for dom, raw, org, rtype, mx, auth, n in conn.execute(
-                        _failures_query(chunk, first, last, starts if dated else None)
+                        failures_query(chunk, first, last, starts if dated else None)
                     ):
-                        day = _day(raw, days)
-                        key = (day, org, rtype, _host(mx or "", memo), auth in AUTHENTICATED)
+                        day = parse_day(raw, days)
+                        key = (day, org, rtype, host_key(mx or "", memo), auth in AUTHENTICATED)
                         bucket = fails[dom]
                         bucket[key] = bucket.get(key, 0) + int(n or 0)
         return {
@@ -485,7 +353,7 @@ class DashboardReads:
         reporters and result types, need ``report_windows``. A third of the rows (each day
         has a row per reporter there), and so of the page's work on them."""
         memo: dict[str, str] = {}
-        names, starts = _periods(domains, received_since, memo)
+        names, starts = domain_periods(domains, received_since, memo)
         first, last = day_floor(since), day_ceiling(until)
         days: dict[Any, date] = {}
         sums: dict[str, dict[tuple[date, bool], list[int]]] = {d: {} for d in names}
@@ -497,9 +365,9 @@ class DashboardReads:
                 for i in range(0, len(group), CHUNK):
                     chunk = group[i : i + CHUNK]
                     for dom, raw, auth, ok, bad in conn.execute(
-                        _day_totals_query(chunk, first, last, period)
+                        day_totals_query(chunk, first, last, period)
                     ):
-                        key = (_day(raw, days), auth in AUTHENTICATED)
+                        key = (parse_day(raw, days), auth in AUTHENTICATED)
                         found = sums[dom].get(key)
                         if found is None:
                             sums[dom][key] = [int(ok), int(bad)]
@@ -507,9 +375,9 @@ class DashboardReads:
                             found[0] += int(ok)
                             found[1] += int(bad)
                     for dom, raw, mx, n in conn.execute(
-                        _mx_failures_query(chunk, first, last, period)
+                        mx_failures_query(chunk, first, last, period)
                     ):
-                        key2 = (_day(raw, days), _host(mx or "", memo))
+                        key2 = (parse_day(raw, days), host_key(mx or "", memo))
                         bucket = fails[dom]
                         bucket[key2] = bucket.get(key2, 0) + int(n or 0)
         return {
@@ -538,8 +406,8 @@ class DashboardReads:
         them (the same rows and hosting periods), summed in the database: one row a domain
         (an inventory sorted by sessions, failures or rate over thousands of domains)."""
         memo: dict[str, str] = {}
-        names = sorted({_host(d, memo) for d in domains})
-        starts = {_host(d, memo): t for d, t in (received_since or {}).items()}
+        names = sorted({host_key(d, memo) for d in domains})
+        starts = {host_key(d, memo): t for d, t in (received_since or {}).items()}
         first, last = day_floor(since), day_ceiling(until)
         p = report_policies.c
         out: dict[str, tuple[int, int]] = {}
@@ -555,7 +423,7 @@ class DashboardReads:
                     ).where(p.policy_domain.in_(chunk), p.day >= first, p.day < last)
                     if dated:
                         period = {d: starts[d] for d in chunk}
-                        q = q.where(*_hosting_period(report_policies, period))
+                        q = q.where(*hosting_period(report_policies, period))
                     for dom, ok, bad in conn.execute(q.group_by(p.policy_domain)):
                         out[dom] = (int(ok) + int(bad), int(bad))
         return out
@@ -572,7 +440,7 @@ class DashboardReads:
         queries ``Store.report_aggregates`` (the API's summary) runs, with the same hosting
         period (``received_since``), less the by-IP and DKIM breakdowns the page does not
         show."""
-        name = _host(domain, {})
+        name = host_key(domain, {})
         window: dict[str, Any] = {
             "domain": name,
             "since": since,
@@ -607,7 +475,7 @@ class DashboardReads:
             select(p.organization_name, p.day, func.max(r.received_at))
             .join(reports, r.id == p.report_pk)
             .where(
-                p.policy_domain == _host(domain, {}),
+                p.policy_domain == host_key(domain, {}),
                 p.day >= day_floor(since),
                 p.day < day_ceiling(until),
                 *([] if received_since is None else [r.received_at >= received_since]),
@@ -640,7 +508,7 @@ class DashboardReads:
     def hosted(self, names: Sequence[str], *, tenant_id: int | None = None) -> set[str]:
         """Which of ``names`` are hosted here (of the tenant, or of any tenant for ``None``)."""
         memo: dict[str, str] = {}
-        wanted = sorted({_host(n, memo) for n in names})
+        wanted = sorted({host_key(n, memo) for n in names})
         out: set[str] = set()
         h = hosted_domains.c
         with self._read() as conn:
@@ -654,7 +522,7 @@ class DashboardReads:
     def owned(self, tenant_id: int, names: Sequence[str]) -> set[str]:
         """Which of ``names`` are the tenant's hosted domains (a report may name others')."""
         memo: dict[str, str] = {}
-        wanted = sorted({_host(n, memo) for n in names})
+        wanted = sorted({host_key(n, memo) for n in names})
         out: set[str] = set()
         h = hosted_domains.c
         with self._read() as conn:
