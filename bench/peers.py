@@ -667,6 +667,7 @@ def section_serve(ns: Namespace, args: argparse.Namespace) -> None:
     sys.path.insert(0, str(HERE))
     import web_load
 
+    web_load.ensure_tools()
     print(
         f"\n== policy GET: one worker each, keep-alive, wrk -t{args.threads}"
         f" -c{args.connections} -d{args.duration}s, {args.repeat} rounds",

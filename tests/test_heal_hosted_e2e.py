@@ -53,7 +53,9 @@ async def test_a_hosted_mx_sync_publishes_its_id_in_the_delegation_zone(
     first = await asyncio.to_thread(
         lambda: start_sync(store, before, zone, actor="test", now=now())
     )
-    synced = await carry_out(store, zone, first, check=pw.check, clock=now, actor="test")
+    synced = await carry_out(
+        store, zone, first, check=pw.check, clock=now, actor="test", reason="test"
+    )
     assert synced.state == "done" and pw.txt(DOMAIN) == [before.sts_txt_value]
     # An operator who configured the customer's own zone too, with the hosted store as the
     # policy's place: the repair must still publish the id where senders read it.

@@ -315,3 +315,40 @@ def test_removing_a_decommissioned_domain_takes_its_delegation_record_first(
     with pw.client("alice") as c:
         assert c.delete("/api/domains/example.com").status_code == 204
         assert c.get("/api/domains/example.com").status_code == 404
+
+
+def test_a_hosted_write_resumed_from_the_cli_says_so_in_the_history(
+    pw: PubWorld, store_url: str
+) -> None:
+    """A rollout action on a hosted domain journaled by the web but carried out by ``publish
+    resume``: the hosting's history names the resume and its run, not the web."""
+    from typer.testing import CliRunner
+
+    from stspilot.cli.app import app as cli
+    from stspilot.publish.config import load_config
+    from stspilot.publish.hosted import delegation_zone, start_sync
+
+    hosting = HostedPolicies(pw.store)
+    hosted = hosting.require("example.com")
+    zone = delegation_zone(load_config(pw.config), DELEGATION)
+    assert zone is not None
+    text = hosted.policy_text.replace(f"mode: {hosted.mode}", "mode: enforce")
+    assert text != hosted.policy_text
+    run = start_sync(
+        pw.store, hosted, zone, actor="ada (web)", now=datetime.now(UTC), action="enforce",
+        text=text, max_age=hosted.max_age, reason="rollout action: enforce",
+    )  # fmt: skip
+    args = [
+        "publish", "resume", "example.com", "--config", str(pw.config),
+        "--db", store_url, "--nameserver", f"{pw.check.nameserver}:{pw.check.dns_port}",
+        "--ca-file", str(pw.check.ca_file), "--port-map", f"443={pw.check.port_map[443]}",
+    ]  # fmt: skip
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    assert PublishJournal(pw.store).get(run.id).state == "done"
+    newest = hosting.history("example.com")[0]
+    assert newest.mode == "enforce"
+    assert newest.reason == (
+        f"stspilot publish resume of run {run.id} (enforce): rollout action: enforce"
+    )
+    assert pw.txt("example.com") == [f"v=STSv1; id={newest.policy_id}"]

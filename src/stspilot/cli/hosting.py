@@ -214,7 +214,15 @@ def host_remove(
                 options = check_options(nameserver, ca_file, port_map, timeout)
                 try:
                     done = asyncio.run(
-                        carry_out(store, provider, run, check=options, clock=_now, actor=who)
+                        carry_out(
+                            store,
+                            provider,
+                            run,
+                            check=options,
+                            clock=_now,
+                            actor=who,
+                            reason="stspilot host remove",
+                        )
                     )
                 except PublishError as exc:
                     raise PublishError(

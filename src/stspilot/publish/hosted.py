@@ -52,6 +52,7 @@ if TYPE_CHECKING:
 
 DELEGATED = "hosted-delegation"  # the journal's destination label of this path
 SYNC_ACTION = "hosted-sync"
+WEB_REASON = "stspilot publish (web)"  # the hosting's history: a change the web carried out
 
 
 @dataclass(frozen=True, slots=True)
@@ -446,8 +447,8 @@ async def carry_out(
     check: CheckOptions,
     clock: Callable[[], datetime],
     actor: str,
+    reason: str,
     write: bool = False,
-    reason: str = "stspilot publish (web)",
 ) -> JournalRun:
     """Carry out a run ``start_sync`` journaled (``Publisher.run``: each step intended, done,
     verified; raises ``PublishError`` after journaling a failure)."""
@@ -483,7 +484,7 @@ class DelegatedDestination:
         clock: Callable[[], datetime],
         actor: str,
         write: bool,
-        reason: str = "stspilot publish (web)",
+        reason: str,
     ) -> None:
         from stspilot.store.hosting import HostedPolicies
 
@@ -543,7 +544,7 @@ async def open_hosted_publisher(
     clock: Callable[[], datetime],
     actor: str,
     write: bool,
-    reason: str = "stspilot publish (web)",
+    reason: str,
 ) -> AsyncIterator[Publisher]:
     """A ``Publisher`` for the delegation zone with the hosted store as the policy's place."""
     from stspilot.check.run import Probes
@@ -593,8 +594,14 @@ def resume_delegated(
     async def main() -> JournalRun:
         async with open_hosted_publisher(
             store, zone, check=check, clock=clock or utc_now, actor=actor,
-            write=run.action != SYNC_ACTION,
+            write=run.action != SYNC_ACTION, reason=resume_reason(run),
         ) as publisher:  # fmt: skip
             return await publisher.resume(run.domain)
 
     return asyncio.run(main())
+
+
+def resume_reason(run: JournalRun) -> str:
+    """Why the hosting's history says the policy changed when ``publish resume`` carries out
+    the rest of ``run``: the resume, the run and the run's own reason."""
+    return f"stspilot publish resume of run {run.id} ({run.action}): {run.reason}"

@@ -244,14 +244,16 @@ def _delegation(app: Any) -> Any:
 
 def _in_background(app: Any, zone: Any, run: Any, *, actor: str) -> None:
     from stspilot.check.run import CheckOptions
-    from stspilot.publish.hosted import carry_out
+    from stspilot.publish.hosted import WEB_REASON, carry_out
     from stspilot.web.publish_jobs import publish_jobs
 
     ctx = app.state.ctx
     check = ctx.settings.check_options or CheckOptions(allow_private=False)
 
     async def job() -> Any:
-        return await carry_out(ctx.store, zone, run, check=check, clock=ctx.clock, actor=actor)
+        return await carry_out(
+            ctx.store, zone, run, check=check, clock=ctx.clock, actor=actor, reason=WEB_REASON
+        )
 
     publish_jobs(app).submit(run.id, job)
 

@@ -191,12 +191,12 @@ def _hosted_plan(
 
 
 def _hosted_opener(ctx: WebContext, zone: Any, user: User, *, write: bool) -> Opener:
-    from stspilot.publish.hosted import open_hosted_publisher
+    from stspilot.publish.hosted import WEB_REASON, open_hosted_publisher
 
     def opener() -> AbstractAsyncContextManager[Publisher]:
         return open_hosted_publisher(
             ctx.store, zone, check=_check_options(ctx), clock=ctx.clock,
-            actor=actor_of(user), write=write,
+            actor=actor_of(user), write=write, reason=WEB_REASON,
         )  # fmt: skip
 
     return opener
