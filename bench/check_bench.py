@@ -363,7 +363,7 @@ def _rss_child(path: str, count: int, info: dict[str, object], workers: int) -> 
 async def _rss_run(
     path: str, count: int, info: dict[str, object], workers: int, sink: TextIO
 ) -> int:
-    from stspilot.check.render import CheckJsonDocument, dumps_check_json
+    from stspilot.check.json_doc import CheckJsonDocument, dumps_check_json
     from stspilot.check.run import check_domains, check_domains_iter
     from stspilot.lab.scenarios import healthy
 

@@ -9,7 +9,7 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 
 from stspilot.check.evaluate import CheckResult, evaluate
-from stspilot.check.render import result_to_json
+from stspilot.check.json_doc import result_to_json
 from stspilot.facts import (
     CertInfo,
     DnsStatus,

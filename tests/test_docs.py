@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from stspilot.check.evaluate import evaluate
-from stspilot.check.render import check_results_to_json
+from stspilot.check.json_doc import check_results_to_json
 from stspilot.facts import FetchOutcome, TlsFailure
 from stspilot.findings import render_catalogue_markdown
 from test_evaluate import HEALTHY, fetch_fail, mx, tls_fail, with_probe  # type: ignore[import-not-found]

@@ -1192,7 +1192,7 @@ def test_every_address_of_an_mx_host_is_judged(
 def test_a_valid_policy_served_as_html_is_shown_with_a_content_type_finding() -> None:
     """It was called "a web page instead of the policy" and its JSON ``policy`` was null,
     though docs/check-json.md promises the policy whenever its body is valid."""
-    from stspilot.check.render import result_to_json
+    from stspilot.check.json_doc import result_to_json
 
     result = evaluate(body(policy_body(), "text/html; charset=utf-8")(HEALTHY))
     codes = [f.code for f in result.findings]

@@ -26,6 +26,7 @@ PURE_FILES = (
     "check/dane.py",
     "check/dane_verdict.py",
     "check/render.py",
+    "check/json_doc.py",
     "publish/plan.py",
 )
 FORBIDDEN = {

@@ -14,21 +14,23 @@ from rich.console import Console
 
 from stspilot.check.dane_verdict import DaneState, DaneVerdict
 from stspilot.check.evaluate import CheckResult, evaluate
-from stspilot.check.render import (
-    FULL_REPORTS_UP_TO,
+from stspilot.check.json_doc import (
     SCHEMA,
     CheckJsonDocument,
     CheckTally,
     check_results_to_json,
     dumps_check_json,
-    format_check_plain,
     format_result_jsonl,
+    result_to_json,
+)
+from stspilot.check.render import (
+    FULL_REPORTS_UP_TO,
+    format_check_plain,
     format_result_line_plain,
     format_tally_plain,
     render_check_text,
     render_result_line,
     render_tally,
-    result_to_json,
 )
 from stspilot.facts import DomainFacts, FetchOutcome, TlsFailure
 from test_evaluate import (  # type: ignore[import-not-found]

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from stspilot.check.evaluate import CheckResult
-    from stspilot.check.render import CheckJsonDocument, CheckTally
+    from stspilot.check.json_doc import CheckJsonDocument, CheckTally
     from stspilot.check.run import CheckOptions
 
 PROGRESS_FROM = 5  # domains; fewer finish before a bar would be worth drawing
@@ -273,7 +273,7 @@ class Output:
     @property
     def tally(self) -> CheckTally:
         if self._tally is None:
-            from stspilot.check.render import CheckTally
+            from stspilot.check.json_doc import CheckTally
 
             self._tally = CheckTally()
         return self._tally
@@ -291,7 +291,7 @@ class Output:
 
 class JsonLinesOutput(Output):
     def entry(self, result: CheckResult) -> str:
-        from stspilot.check.render import format_result_jsonl
+        from stspilot.check.json_doc import format_result_jsonl
 
         super().entry(result)
         return format_result_jsonl(result)
@@ -305,7 +305,7 @@ class JsonOutput(Output):
     @property
     def document(self) -> CheckJsonDocument:
         if self._document is None:
-            from stspilot.check.render import CheckJsonDocument
+            from stspilot.check.json_doc import CheckJsonDocument
 
             self._document = CheckJsonDocument()
             self._tally = self._document.tally

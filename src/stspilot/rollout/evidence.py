@@ -194,10 +194,10 @@ def effective_mode(result: CheckResult) -> str | None:
 def live_state_from_check(result: CheckResult) -> LiveState:
     """Reduce a fresh ``CheckResult`` (``evaluate``) to what the rollout decides from.
 
-    Through its stored form (``check.render.result_to_json``), so a fresh check and a stored
+    Through its stored form (``check.json_doc.result_to_json``), so a fresh check and a stored
     one (``live_state_from_stored``) are read by one rule.
     """
-    from stspilot.check.render import result_to_json
+    from stspilot.check.json_doc import result_to_json
 
     return live_state_from_stored(
         result_to_json(result),

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 def save_check(store: Store, result: CheckResult) -> int:
     """Store ``result`` as a check record and return its id."""
-    from stspilot.check.render import result_to_json
+    from stspilot.check.json_doc import result_to_json
 
     worst = result.worst
     return store.save_check(
