@@ -37,6 +37,15 @@ def latest_run(pw: PubWorld, domain: str) -> dict[str, Any]:
     return first
 
 
+def resume_args(pw: PubWorld, store_url: str) -> list[str]:
+    """``stspilot publish resume example.com`` against the world's servers and store."""
+    return [
+        "publish", "resume", "example.com", "--config", str(pw.config),
+        "--db", store_url, "--nameserver", f"{pw.check.nameserver}:{pw.check.dns_port}",
+        "--ca-file", str(pw.check.ca_file), "--port-map", f"443={pw.check.port_map[443]}",
+    ]  # fmt: skip
+
+
 def test_a_hosted_policy_edit_publishes_its_id_policy_first(pw: PubWorld) -> None:
     assert pw.txt("example.com") == []
     with pw.client("alice") as c:  # a plain tenant user may edit the policy
@@ -87,12 +96,7 @@ def test_a_failed_sync_shows_and_publish_resume_finishes_it(pw: PubWorld, store_
     assert "hosted-sync" in text and "failed" in text and "publish resume" in text
 
     pw.host.policies = policies
-    args = [
-        "publish", "resume", "example.com", "--config", str(pw.config),
-        "--db", store_url, "--nameserver", f"{pw.check.nameserver}:{pw.check.dns_port}",
-        "--ca-file", str(pw.check.ca_file), "--port-map", f"443={pw.check.port_map[443]}",
-    ]  # fmt: skip
-    result = CliRunner().invoke(cli, args)
+    result = CliRunner().invoke(cli, resume_args(pw, store_url))
     assert result.exit_code == 0, result.output
     done = PublishJournal(pw.store).get(run["id"])
     assert done.state == "done"
@@ -338,12 +342,7 @@ def test_a_hosted_write_resumed_from_the_cli_says_so_in_the_history(
         pw.store, hosted, zone, actor="ada (web)", now=datetime.now(UTC), action="enforce",
         text=text, max_age=hosted.max_age, reason="rollout action: enforce",
     )  # fmt: skip
-    args = [
-        "publish", "resume", "example.com", "--config", str(pw.config),
-        "--db", store_url, "--nameserver", f"{pw.check.nameserver}:{pw.check.dns_port}",
-        "--ca-file", str(pw.check.ca_file), "--port-map", f"443={pw.check.port_map[443]}",
-    ]  # fmt: skip
-    result = CliRunner().invoke(cli, args)
+    result = CliRunner().invoke(cli, resume_args(pw, store_url))
     assert result.exit_code == 0, result.output
     assert PublishJournal(pw.store).get(run.id).state == "done"
     newest = hosting.history("example.com")[0]
