@@ -10,13 +10,14 @@ addresses and the exact structure check in ``stspilot.tlsrpt.text``.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import operator
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 from functools import lru_cache
-from typing import Any, TypeVar
+from typing import Any, TypeVar, get_args
 
 import msgspec
 from msgspec.structs import astuple
@@ -24,14 +25,19 @@ from msgspec.structs import astuple
 from stspilot.errors import LimitExceeded, ReportError
 from stspilot.sts.names import fold_name
 from stspilot.tlsrpt.schema import (
+    CHECKED_DECODER,
     DEFAULT_LIMITS,
     DEVIATIONS,
     REPORT_DECODER,
     STRING_LIST_DECODER,
+    CheckedPolicyResult,
+    CheckedReport,
     DeviationInfo,
     Limits,
+    ResultType,
     WirePolicy,
     WirePolicyResult,
+    WireReport,
     deviations_markdown,
 )
 from stspilot.tlsrpt.text import (
@@ -87,21 +93,7 @@ class PolicyType(StrEnum):
 
 
 # IANA "STARTTLS Validation Result Types" (RFC 8460 §4.3, §6.6); unknown ones are kept and flagged.
-RESULT_TYPES: frozenset[str] = frozenset(
-    {
-        "starttls-not-supported",
-        "certificate-host-mismatch",
-        "certificate-expired",
-        "certificate-not-trusted",
-        "validation-failure",
-        "tlsa-invalid",
-        "dnssec-invalid",
-        "dane-required",
-        "sts-policy-fetch-error",
-        "sts-policy-invalid",
-        "sts-webpki-invalid",
-    }
-)
+RESULT_TYPES: frozenset[str] = frozenset(get_args(ResultType))
 
 
 @fast_pickle
@@ -226,8 +218,15 @@ def parse_report(data: bytes | str, *, limits: Limits = DEFAULT_LIMITS) -> TlsRe
     if data[:1] == b"\xef" and data.startswith(b"\xef\xbb\xbf"):
         data = data[3:]
         devs.append(_dev("json.bom", ""))
+    # The checked schema first (see CHECKED_DECODER): what fails it is decoded again with the
+    # wire schema, whose loop records the deviations. A syntax error is the same error in both.
+    checked = True
     try:
-        wire = REPORT_DECODER.decode(data)
+        try:
+            wire: CheckedReport | WireReport = CHECKED_DECODER.decode(data)
+        except msgspec.ValidationError:
+            checked = False
+            wire = REPORT_DECODER.decode(data)
     except msgspec.ValidationError as exc:
         raise validation_error(str(exc)) from None
     except msgspec.DecodeError as exc:
@@ -271,7 +270,7 @@ def parse_report(data: bytes | str, *, limits: Limits = DEFAULT_LIMITS) -> TlsRe
     if date_devs:
         devs.extend(date_devs)
 
-    strings, policies = _read_policies(wire.policies, strings, devs, limits)
+    strings, policies = _read_policies(wire.policies, strings, devs, limits, checked)
 
     # A '"' inside a string value is written \" (Microsoft's JSON-encoded tlsa policy strings,
     # Mail.ru's quoted Go errors): counting \" in the text is exact unless the text holds an
@@ -279,7 +278,7 @@ def parse_report(data: bytes | str, *, limits: Limits = DEFAULT_LIMITS) -> TlsRe
     # written \u0022 is in neither count, so it cannot make up for an extra member name.
     quotes = data.count(b'"')
     if (
-        strings * 2 != quotes and (b"\\\\" in data or strings * 2 + data.count(b'\\"') != quotes)
+        strings * 2 != quotes and strings * 2 + _escaped_quotes(data) != quotes
     ) or limits.max_depth < _SCHEMA_DEPTH:
         check_structure(data, limits)
 
@@ -295,8 +294,28 @@ def parse_report(data: bytes | str, *, limits: Limits = DEFAULT_LIMITS) -> TlsRe
     return report  # type: ignore[no-any-return]
 
 
+def _escaped_quotes(data: bytes) -> int:
+    """The number of \\" in ``data``, or -1 when it also holds an escaped backslash (then \\"
+    may end a string and only the exact check can tell). Split at backslashes, which are few:
+    ``bytes.count`` of a two-byte pattern, and ``in``, each cost twice a whole parse's
+    one-byte ``count`` of '"' (a mispredicted branch at every match)."""
+    pieces = data.split(b"\\")
+    escaped = 0
+    for piece in itertools.islice(pieces, 1, None):
+        first = piece[:1]
+        if first == b'"':
+            escaped += 1
+        elif not first:  # \\\\, or a backslash at the very end
+            return -1
+    return escaped
+
+
 def _read_policies(
-    wire_policies: list[WirePolicyResult], strings: int, devs: list[Deviation], limits: Limits
+    wire_policies: Sequence[WirePolicyResult | CheckedPolicyResult],
+    strings: int,
+    devs: list[Deviation],
+    limits: Limits,
+    checked: bool,
 ) -> tuple[int, tuple[PolicyResult, ...]]:
     """Every ``policies`` element into a PolicyResult: the hot loop of ``parse_report``, kept
     flat (no call per policy or failure detail in the common case) because it runs for every
@@ -376,22 +395,24 @@ def _read_policies(
                 )
             fds: list[FailureDetail] = []
             failed_sum = 0
-            for j, wfd in enumerate(raw_fds):
-                # Values in FailureDetail order, then additional-info-uri (see the schema).
-                v = astuple(wfd)
-                # Two names and the result-type value, then a name and a string value per
-                # optional member that is not null (null counts as absent: only a mismatch
-                # follows, and with it the exact check).
-                strings += 17 - 2 * v.count(None)
-                sending_ip = v[2]
-                receiving_ip = v[5]
-                if (
-                    v[0] in RESULT_TYPES
-                    and v[8] is None
-                    and "" not in v
-                    and (sending_ip is None or ip_match(sending_ip) is not None)
-                    and (receiving_ip is None or ip_match(receiving_ip) is not None)
-                ):
+            if checked:
+                # Result type, members and non-empty strings checked by CHECKED_DECODER.
+                for cfd in raw_fds:
+                    v = astuple(cfd)
+                    # Two names and the result-type value, then a name and a string value per
+                    # optional member that is not null (see the wire loop below).
+                    strings += 15 - 2 * v.count(None)
+                    sending_ip = v[2]
+                    receiving_ip = v[5]
+                    if not (
+                        (sending_ip is None or ip_match(sending_ip) is not None)
+                        and (receiving_ip is None or ip_match(receiving_ip) is not None)
+                    ):
+                        fd = _odd_failure_detail((*v, None), _fd_path(i, len(fds)), devs)
+                        fd.__class__ = FailureDetail  # see _builder
+                        failed_sum += v[1]
+                        fds.append(fd)
+                        continue
                     fd = _FailureDetailBuilder()
                     (
                         fd.result_type,
@@ -402,13 +423,23 @@ def _read_policies(
                         fd.receiving_ip,
                         fd.additional_information,
                         fd.failure_reason_code,
-                        _,
                     ) = v
-                else:
-                    fd = _odd_failure_detail(v, f"/policies/{i}/failure-details/{j}", devs)
-                fd.__class__ = FailureDetail  # see _builder
-                failed_sum += v[1]
-                fds.append(fd)
+                    fd.__class__ = FailureDetail  # see _builder
+                    failed_sum += v[1]
+                    fds.append(fd)
+            else:
+                # The wire schema's failure details: the slow path, for reports that did not
+                # pass CHECKED_DECODER.
+                for j, wfd in enumerate(raw_fds):
+                    # Values in FailureDetail order, then additional-info-uri (see the schema).
+                    w = astuple(wfd)
+                    # As above, plus additional-info-uri (null counts as absent: only a
+                    # mismatch follows, and with it the exact check).
+                    strings += 17 - 2 * w.count(None)
+                    fd = _odd_failure_detail(w, _fd_path(i, j), devs)
+                    fd.__class__ = FailureDetail  # see _builder
+                    failed_sum += w[1]
+                    fds.append(fd)
             details = tuple(fds)
             detailed += failed_sum
             if failed_sum > total_failed:
@@ -455,6 +486,10 @@ def _fold_domain(domain: str, i: int, devs: list[Deviation]) -> str:
     if len(_FOLDED) > _MEMO_MAX_OBJECTS:
         _FOLDED.clear()
     return folded
+
+
+def _fd_path(i: int, j: int) -> str:
+    return f"/policies/{i}/failure-details/{j}"
 
 
 def _fd_missing(i: int) -> Deviation:
@@ -523,7 +558,7 @@ def _policy_dev(code: str, i: int, sub: str, detail: str) -> Deviation:
 
 
 def _odd_failure_detail(values: tuple[Any, ...], where: str, devs: list[Deviation]) -> Any:
-    """The slow path for a failure detail with a tolerated quirk in it; returns the builder."""
+    """A failure detail of the wire schema, its tolerated quirks recorded; returns the builder."""
     (result_type, count, sending_ip, hostname, helo, receiving_ip, info, reason, alias) = values
     if result_type not in RESULT_TYPES:
         devs.append(_dev("result-type.unknown", f"{where}/result-type", result_type[:64]))
