@@ -398,34 +398,31 @@ def _read_policies(
             if checked:
                 # Result type, members and non-empty strings checked by CHECKED_DECODER.
                 for cfd in raw_fds:
-                    v = astuple(cfd)
+                    v = astuple(cfd)  # in CheckedFailureDetail's order (the reporters')
                     # Two names and the result-type value, then a name and a string value per
                     # optional member that is not null (see the wire loop below).
                     strings += 15 - 2 * v.count(None)
-                    sending_ip = v[2]
-                    receiving_ip = v[5]
-                    if not (
-                        (sending_ip is None or ip_match(sending_ip) is not None)
-                        and (receiving_ip is None or ip_match(receiving_ip) is not None)
-                    ):
-                        fd = _odd_failure_detail((*v, None), _fd_path(i, len(fds)), devs)
-                        fd.__class__ = FailureDetail  # see _builder
-                        failed_sum += v[1]
-                        fds.append(fd)
-                        continue
                     fd = _FailureDetailBuilder()
                     (
                         fd.result_type,
-                        fd.failed_session_count,
-                        fd.sending_mta_ip,
+                        sending_ip,
+                        receiving_ip,
                         fd.receiving_mx_hostname,
                         fd.receiving_mx_helo,
-                        fd.receiving_ip,
+                        count,
                         fd.additional_information,
                         fd.failure_reason_code,
                     ) = v
+                    if (sending_ip is None or ip_match(sending_ip) is not None) and (
+                        receiving_ip is None or ip_match(receiving_ip) is not None
+                    ):
+                        fd.sending_mta_ip = sending_ip
+                        fd.receiving_ip = receiving_ip
+                        fd.failed_session_count = count
+                    else:
+                        fd = _odd_checked_detail(v, _fd_path(i, len(fds)), devs)
                     fd.__class__ = FailureDetail  # see _builder
-                    failed_sum += v[1]
+                    failed_sum += count
                     fds.append(fd)
             else:
                 # The wire schema's failure details: the slow path, for reports that did not
@@ -589,6 +586,13 @@ def _odd_failure_detail(values: tuple[Any, ...], where: str, devs: list[Deviatio
     fd.additional_information = info or None
     fd.failure_reason_code = reason or None
     return fd
+
+
+def _odd_checked_detail(values: tuple[Any, ...], where: str, devs: list[Deviation]) -> Any:
+    """A checked failure detail with an odd address: its values in the wire schema's order."""
+    (result_type, sending_ip, receiving_ip, hostname, helo, count, info, reason) = values
+    ordered = (result_type, count, sending_ip, hostname, helo, receiving_ip, info, reason, None)
+    return _odd_failure_detail(ordered, where, devs)
 
 
 def _odd_ip(value: str, where: str, devs: list[Deviation]) -> str | None:

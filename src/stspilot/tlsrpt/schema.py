@@ -125,14 +125,17 @@ ResultType = Literal[
 Text = Annotated[str, msgspec.Meta(min_length=1)]
 
 
-class CheckedFailureDetail(msgspec.Struct, rename="kebab", gc=False, forbid_unknown_fields=True):
-    # tlsrpt.reports.FailureDetail's members in its order: astuple() is its field values.
+class CheckedFailureDetail(
+    msgspec.Struct, rename="kebab", gc=False, forbid_unknown_fields=True, kw_only=True
+):
+    # Members in the order reporters write them (RFC 8460 App. B, Google, Microsoft): msgspec
+    # looks a member name up from the field after the last one found, so one comparison each.
     result_type: ResultType
-    failed_session_count: Count
     sending_mta_ip: str | None = None
+    receiving_ip: str | None = None
     receiving_mx_hostname: Text | None = None
     receiving_mx_helo: Text | None = None
-    receiving_ip: str | None = None
+    failed_session_count: Count
     additional_information: Text | None = None
     failure_reason_code: Text | None = None
 
@@ -143,12 +146,12 @@ class CheckedPolicyResult(msgspec.Struct, rename="kebab", gc=False):
     failure_details: list[CheckedFailureDetail] | UnsetType | None = UNSET
 
 
-class CheckedReport(msgspec.Struct, rename="kebab", gc=False):
+class CheckedReport(msgspec.Struct, rename="kebab", gc=False, kw_only=True):
     organization_name: str
     date_range: WireDateRange
+    contact_info: OptStr = UNSET
     report_id: str
     policies: list[CheckedPolicyResult]
-    contact_info: OptStr = UNSET
 
 
 CHECKED_DECODER: msgspec.json.Decoder[CheckedReport] = msgspec.json.Decoder(CheckedReport)
