@@ -139,3 +139,15 @@ def test_failure_detail_quirks_agree() -> None:
 @given(st.lists(st.integers(0, 10), min_size=1, max_size=6), json_values)
 def test_mutated_reports_agree(path: list[int], value: object) -> None:
     _assert_same(json.dumps(_mutate(base(), path, value)).encode())
+
+
+@settings(max_examples=400)
+@given(st.text(alphabet='a"\\', max_size=24).map(str.encode))
+def test_escaped_quotes_are_counted(text: bytes) -> None:
+    """``_escaped_quotes`` against reading the escapes left to right."""
+    at, pairs = 0, []
+    while (at := text.find(b"\\", at)) >= 0:
+        pairs.append(text[at + 1 : at + 2])
+        at += 2
+    escaped = -1 if any(p in (b"\\", b"") for p in pairs) else pairs.count(b'"')
+    assert reports._escaped_quotes(text) == escaped
