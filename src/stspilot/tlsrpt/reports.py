@@ -1,4 +1,5 @@
-"""TLS-RPT reports (RFC 8460 §4): the model, and ``parse_report`` from JSON bytes to it.
+"""TLS-RPT reports (RFC 8460 §4): ``parse_report`` from JSON bytes to the model (re-exported
+from ``stspilot.tlsrpt.model``).
 
 Pure core: no I/O, no clock. Real providers' quirks are accepted where senders send them and
 recorded on the report as ``Deviation`` values; wrong kinds of values are ``ReportError``.
@@ -9,21 +10,29 @@ addresses and the exact structure check in ``stspilot.tlsrpt.text``.
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
-import operator
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from datetime import datetime, timedelta
-from enum import StrEnum
 from functools import lru_cache
-from typing import Any, TypeVar, get_args
+from typing import Any
 
 import msgspec
 from msgspec.structs import astuple
 
 from stspilot.errors import LimitExceeded, ReportError
 from stspilot.sts.names import fold_name
+from stspilot.tlsrpt.model import (
+    RESULT_TYPES,
+    Deviation,
+    FailureDetail,
+    FailureDetailBuilder,
+    PolicyResult,
+    PolicyResultBuilder,
+    PolicyType,
+    TlsReport,
+    TlsReportBuilder,
+    fast_pickle,
+)
 from stspilot.tlsrpt.schema import (
     CHECKED_DECODER,
     DEFAULT_LIMITS,
@@ -34,7 +43,6 @@ from stspilot.tlsrpt.schema import (
     CheckedReport,
     DeviationInfo,
     Limits,
-    ResultType,
     WirePolicy,
     WirePolicyResult,
     WireReport,
@@ -63,115 +71,6 @@ __all__ = [
     "fast_pickle",
     "parse_report",
 ]
-
-_T = TypeVar("_T")
-
-
-def fast_pickle(cls: type[_T]) -> type[_T]:
-    """Pickle a frozen slots dataclass as (class, field values): the stdlib's state-dict
-    round trip for such classes cost ~90 µs a report, more than parsing it, which is what made
-    handing parsed reports back from a worker process slower than parsing them in place."""
-    names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
-    values: Callable[[Any], Any] = operator.attrgetter(*names)
-    if len(names) == 1:
-        one = values
-        values = lambda obj: (one(obj),)  # noqa: E731
-
-    def __reduce__(self: Any) -> tuple[Any, ...]:
-        return (cls, values(self))
-
-    cls.__reduce__ = __reduce__  # type: ignore[method-assign]
-    return cls
-
-
-class PolicyType(StrEnum):
-    """RFC 8460 §4.4: "presently the only three valid choices"."""
-
-    STS = "sts"
-    TLSA = "tlsa"
-    NO_POLICY_FOUND = "no-policy-found"
-
-
-# IANA "STARTTLS Validation Result Types" (RFC 8460 §4.3, §6.6); unknown ones are kept and flagged.
-RESULT_TYPES: frozenset[str] = frozenset(get_args(ResultType))
-
-
-@fast_pickle
-@dataclass(frozen=True, slots=True)
-class Deviation:
-    """A way the report departs from RFC 8460 that we tolerate, e.g. ``date.no-offset``."""
-
-    code: str
-    path: str  # JSON-pointer-like location, e.g. "/policies/0/policy/mx-host"
-    message: str
-
-
-@fast_pickle
-@dataclass(frozen=True, slots=True)
-class FailureDetail:
-    result_type: str
-    failed_session_count: int
-    sending_mta_ip: str | None = None
-    receiving_mx_hostname: str | None = None
-    receiving_mx_helo: str | None = None
-    receiving_ip: str | None = None
-    additional_information: str | None = None
-    failure_reason_code: str | None = None
-
-
-@fast_pickle
-@dataclass(frozen=True, slots=True)
-class PolicyResult:
-    """One element of ``policies``: the policy applied, its summary and failure details."""
-
-    policy_type: str  # a PolicyType value, or an unknown string kept with a deviation
-    policy_domain: str  # "" when the reporter left it out (sys4 tlsrpt-reporter)
-    policy_string: tuple[str, ...] = ()
-    mx_host: tuple[str, ...] = ()
-    successful_sessions: int = 0
-    failed_sessions: int = 0
-    failure_details: tuple[FailureDetail, ...] = ()
-
-    @property
-    def total_sessions(self) -> int:
-        return self.successful_sessions + self.failed_sessions
-
-
-@fast_pickle
-@dataclass(frozen=True, slots=True)
-class TlsReport:
-    organization_name: str
-    report_id: str
-    start: datetime  # aware, UTC
-    end: datetime  # aware, UTC
-    contact_info: str | None = None
-    policies: tuple[PolicyResult, ...] = ()
-    deviations: tuple[Deviation, ...] = ()
-
-    @property
-    def policy_domains(self) -> tuple[str, ...]:
-        """Distinct policy domains in report order (``""`` for a policy that named none)."""
-        return tuple(dict.fromkeys(p.policy_domain for p in self.policies))
-
-    @property
-    def successful_sessions(self) -> int:
-        return sum(p.successful_sessions for p in self.policies)
-
-    @property
-    def failed_sessions(self) -> int:
-        return sum(p.failed_sessions for p in self.policies)
-
-    @property
-    def deviation_codes(self) -> frozenset[str]:
-        return frozenset(d.code for d in self.deviations)
-
-    @property
-    def contact_domain(self) -> str | None:
-        """The domain part of ``contact-info`` (RFC 8460 §5.3 compares it with the Submitter)."""
-        if not self.contact_info or "@" not in self.contact_info:
-            return None
-        return fold_name(self.contact_info.rpartition("@")[2].strip().strip(">")) or None
-
 
 # --- parsing --------------------------------------------------------------------------------------
 
@@ -282,7 +181,7 @@ def parse_report(data: bytes | str, *, limits: Limits = DEFAULT_LIMITS) -> TlsRe
     ) or limits.max_depth < _SCHEMA_DEPTH:
         check_structure(data, limits)
 
-    report = _TlsReportBuilder()
+    report = TlsReportBuilder()
     report.organization_name = wire.organization_name
     report.report_id = wire.report_id
     report.start = start
@@ -290,7 +189,7 @@ def parse_report(data: bytes | str, *, limits: Limits = DEFAULT_LIMITS) -> TlsRe
     report.contact_info = contact
     report.policies = policies
     report.deviations = tuple(devs)
-    report.__class__ = TlsReport  # see _builder
+    report.__class__ = TlsReport  # see model.builder
     return report  # type: ignore[no-any-return]
 
 
@@ -402,7 +301,7 @@ def _read_policies(
                     # Two names and the result-type value, then a name and a string value per
                     # optional member that is not null (see the wire loop below).
                     strings += 15 - 2 * v.count(None)
-                    fd = _FailureDetailBuilder()
+                    fd = FailureDetailBuilder()
                     (
                         fd.result_type,
                         sending_ip,
@@ -421,7 +320,7 @@ def _read_policies(
                         fd.failed_session_count = count
                     else:
                         fd = _odd_checked_detail(v, _fd_path(i, len(fds)), devs)
-                    fd.__class__ = FailureDetail  # see _builder
+                    fd.__class__ = FailureDetail  # see model.builder
                     failed_sum += count
                     fds.append(fd)
             else:
@@ -434,7 +333,7 @@ def _read_policies(
                     # mismatch follows, and with it the exact check).
                     strings += 17 - 2 * w.count(None)
                     fd = _odd_failure_detail(w, _fd_path(i, j), devs)
-                    fd.__class__ = FailureDetail  # see _builder
+                    fd.__class__ = FailureDetail  # see model.builder
                     failed_sum += w[1]
                     fds.append(fd)
             details = tuple(fds)
@@ -452,7 +351,7 @@ def _read_policies(
         if total_failed and not details:
             devs.append(_dev("counts.failures-without-details", f"/policies/{i}/failure-details"))
 
-        result = _PolicyResultBuilder()
+        result = PolicyResultBuilder()
         result.policy_type = ptype
         result.policy_domain = domain
         result.policy_string = policy_string
@@ -462,7 +361,7 @@ def _read_policies(
         failed += total_failed
         result.failed_sessions = total_failed
         result.failure_details = details
-        result.__class__ = PolicyResult  # see _builder
+        result.__class__ = PolicyResult  # see model.builder
         out.append(result)
     if max(successful, failed, detailed) > limits.max_sessions:
         raise LimitExceeded(
@@ -576,7 +475,7 @@ def _odd_failure_detail(values: tuple[Any, ...], where: str, devs: list[Deviatio
     for name, value in named:
         if value == "":
             devs.append(_dev("field.empty", f"{where}/{name}"))
-    fd = _FailureDetailBuilder()
+    fd = FailureDetailBuilder()
     fd.result_type = result_type
     fd.failed_session_count = count
     fd.sending_mta_ip = sending_ip
@@ -641,24 +540,6 @@ def _dev(code: str, where: str, detail: str = "") -> Deviation:
     return Deviation(code, where, f"{info.what}: {detail}" if detail else info.what)
 
 
-def _builder(cls: type) -> Any:
-    """A plain (non-frozen) class with the same slots as a frozen model class, in the same
-    order. The parser makes an empty twin, stores the fields and then sets ``__class__`` to
-    the model: the object is a genuine instance of the frozen class (``type(x) is cls``,
-    equality, hashing and immutability included), built about three times faster than through
-    the frozen ``__init__``, which pays an ``object.__setattr__`` call per field. The twin has
-    no ``__init__``: ``twin()`` is then cheaper than ``object.__new__(twin)``, which parses its
-    arguments in Python's ``tp_new_wrapper``. Hot path only; everything else constructs the
-    models normally."""
-    slots = tuple(f.name for f in dataclasses.fields(cls))
-    twin = type(f"_{cls.__name__}Builder", (), {"__slots__": slots})
-    assert twin.__slots__ == cls.__slots__  # type: ignore[attr-defined]
-    return twin
-
-
-_PolicyResultBuilder = _builder(PolicyResult)
-_FailureDetailBuilder = _builder(FailureDetail)
-_TlsReportBuilder = _builder(TlsReport)
 # The commonest deviations (Google, Microsoft, Mail.ru), prebuilt for the first policies.
 _PREBUILT = 32
 _FD_MISSING = tuple(_fd_missing(i) for i in range(_PREBUILT))
