@@ -2,7 +2,7 @@
 peak RSS, and how fast and how cheaply a gzip bomb is refused.
 
     .venv/bin/python bench/parse_bench.py [--n 10000] [--seed 1]
-    .venv/bin/python bench/parse_bench.py --instructions [--peer-python VENV/bin/python]
+    .venv/bin/python bench/parse_bench.py --instructions [--cachegrind] [--peer-python PY]
 
 Figures, never pass/fail. CPU time (``time.process_time``) is reported next to wall time because
 this machine is shared; the best of ``--repeat`` runs is printed. On a loaded machine compare
@@ -13,7 +13,8 @@ failure detail) under ``valgrind --tool=callgrind`` for 1,000 and 3,000 reports 
 processes and prints the difference a report, for stspilot and, given ``--peer-python`` (a venv
 with parsedmarc), for parsedmarc's ``parse_smtp_tls_report_json``. Instructions are not time:
 the Python interpreter and msgspec miss the caches and branch predictors more than ``json.loads``
-does, so quote both figures.
+does, so quote both figures; ``--cachegrind`` runs valgrind's cachegrind instead (cache and
+branch simulation) and prints L1 misses and mispredicted branches a report beside instructions.
 """
 
 from __future__ import annotations
@@ -120,8 +121,43 @@ def callgrind_total(python: str, corpus: str, which: str, n: int) -> int:
     return int(line.split()[-1])
 
 
-def instructions(peer_python: str | None) -> None:
-    """Instructions a report on the first pass (see the module docstring)."""
+# cachegrind's events: instructions, L1 instruction and data read misses, mispredicted
+# conditional and indirect branches.
+CACHE_EVENTS = ("Ir", "I1mr", "D1mr", "Bcm", "Bim")
+
+
+def cachegrind_totals(python: str, corpus: str, which: str, n: int) -> dict[str, int]:
+    """cachegrind's simulated totals for a whole child process that parses ``n`` reports."""
+    with tempfile.NamedTemporaryFile(prefix="stspilot-cachegrind-") as out:
+        subprocess.run(
+            [
+                "valgrind",
+                "--tool=cachegrind",
+                "--cache-sim=yes",
+                "--branch-sim=yes",
+                f"--cachegrind-out-file={out.name}",
+                python,
+                "-c",
+                INSTRUCTIONS_CHILD,
+                corpus,
+                which,
+                str(n),
+            ],
+            capture_output=True,
+            check=True,
+            env={**os.environ, "PYTHONHASHSEED": "0"},
+        )
+        events: list[str] = []
+        for line in Path(out.name).read_text().splitlines():
+            if line.startswith("events:"):
+                events = line.split()[1:]
+            elif line.startswith("summary:"):
+                return dict(zip(events, map(int, line.split()[1:]), strict=True))
+    raise RuntimeError("cachegrind wrote no summary")
+
+
+def instructions(peer_python: str | None, cache: bool) -> None:
+    """Instructions (or cachegrind's events) a report on the first pass (see the docstring)."""
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from peers import compile_bytecode, write_parse_corpus
 
@@ -129,7 +165,13 @@ def instructions(peer_python: str | None) -> None:
     runs = [(sys.executable, "stspilot")]
     if peer_python:
         runs.insert(0, (peer_python, "parsedmarc"))
-    print(f"instructions a report, first pass (callgrind; load average {os.getloadavg()}):")
+    tool = "cachegrind" if cache else "callgrind"
+    print(f"a report, first pass ({tool}, 3,000 minus 1,000 reports; load {os.getloadavg()}):")
+    if cache:
+        print(
+            f"  {'corpus':26} {'parser':10} {'instr':>9} {'L1i miss':>9} {'L1d miss':>9} "
+            f"{'cond mispr':>10} {'ind mispr':>10} {'weighted':>9}"
+        )
     with tempfile.TemporaryDirectory(prefix="stspilot-parse-bench-") as tmp:
         for fresh in (False, True):
             corpus = os.path.join(tmp, f"corpus-{fresh}.marshal")
@@ -137,9 +179,19 @@ def instructions(peer_python: str | None) -> None:
             label = "addresses of their own" if fresh else "lab generator's addresses"
             figures = []
             for python, which in runs:
-                low, high = (callgrind_total(python, corpus, which, n) for n in (1000, 3000))
-                figures.append(f"{which} {(high - low) / 2000:,.0f}")
-            print(f"  {label}: {', '.join(figures)}")
+                if not cache:
+                    low, high = (callgrind_total(python, corpus, which, n) for n in (1000, 3000))
+                    figures.append(f"{which} {(high - low) / 2000:,.0f}")
+                    continue
+                few, many = (cachegrind_totals(python, corpus, which, n) for n in (1000, 3000))
+                per = {e: (many[e] - few[e]) / 2000 for e in CACHE_EVENTS}
+                # A rough model, not a measurement: a miss ~10 instructions, a misprediction ~15.
+                weighted = per["Ir"] + 10 * (per["I1mr"] + per["D1mr"])
+                weighted += 15 * (per["Bcm"] + per["Bim"])
+                cells = " ".join(f"{per[e]:>{10 if e[0] == 'B' else 9},.0f}" for e in CACHE_EVENTS)
+                print(f"  {label:26} {which:10} {cells} {weighted:>9,.0f}")
+            if figures:
+                print(f"  {label}: {', '.join(figures)}")
 
 
 def main() -> None:
@@ -148,10 +200,15 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--instructions", action="store_true", help="callgrind counts only")
+    parser.add_argument(
+        "--cachegrind",
+        action="store_true",
+        help="with --instructions: cachegrind's cache misses and mispredictions as well",
+    )
     parser.add_argument("--peer-python", help="a python with parsedmarc, for --instructions")
     args = parser.parse_args()
     if args.instructions:
-        instructions(args.peer_python)
+        instructions(args.peer_python, args.cachegrind)
         return
 
     reports = generate_reports(args.n, seed=args.seed, domains=[f"d{i}.example" for i in range(50)])

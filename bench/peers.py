@@ -22,8 +22,8 @@ Sections (``--only``):
   startup  spawn to the first DNS packet: stspilot check, mta-sts-query, checkdmarc
   single   one domain, whole process: policy only (mta-sts-query vs check --no-mx-probe) and
            full (checkdmarc --check-mx-tls vs check)
-  (with ``--base CHECKOUT``, startup and single also time that checkout's stspilot in every
-  round: the same-run A/B of a change, printed as "--base" lines)
+  (with ``--base CHECKOUT``, startup, single and parse also time that checkout's stspilot in
+  every round: the same-run A/B of a change, printed as "--base" lines)
   bulk     --bulk domains in one process: checkdmarc --check-mx-tls vs stspilot check -f
   parse    first pass over a fresh --parse-n report corpus in a fresh process (CPU time of the
            parse loop): parsedmarc parse_smtp_tls_report_json vs stspilot parse_report; once
@@ -477,23 +477,33 @@ def section_parse(ns: Namespace, args: argparse.Namespace) -> None:
     peer_python = ns.peer("python")
     with tempfile.TemporaryDirectory(prefix="stspilot-peers-parse-") as tmp:
         for fresh in (False, True):
-            theirs, ours = [], []
+            theirs: list[float] = []
+            ours: list[float] = []
+            base: list[float] = []
             for i in range(args.repeat):
                 corpus = Path(tmp) / f"corpus-{fresh}-{i}.marshal"
                 write_parse_corpus(corpus, args.parse_n, seed=1000 + i, fresh_addresses=fresh)
-                pair = [(peer_python, "parsedmarc", theirs), (sys.executable, "stspilot", ours)]
-                # Alternate who goes first: a round's second process may find caches warmer.
-                for python, which, into in pair if i % 2 == 0 else pair[::-1]:
+                runs: list[tuple[str, str, list[float], dict[str, str]]] = [
+                    (peer_python, "parsedmarc", theirs, {}),
+                    (sys.executable, "stspilot", ours, {}),
+                ]
+                if args.base:  # the same child, the other checkout's code, in the same round
+                    runs.append((sys.executable, "stspilot", base, _base_env(args)))
+                # Rotate who goes first: a round's later processes may find caches warmer.
+                shift = i % len(runs)
+                for python, which, into, env in runs[shift:] + runs[:shift]:
                     out = subprocess.run(
                         [*ns.exec, python, "-c", PARSE_CHILD, str(corpus), which],
                         capture_output=True,
                         text=True,
                         check=True,
-                        env=ns.env,
+                        env={**ns.env, **env},
                     ).stdout
                     into.append(float(out.split()[0]))
             label = "addresses of their own" if fresh else "lab generator's addresses"
             ratio_line(label, "parsedmarc", theirs, ours, "reports/s", higher_is_better=True)
+            if base:
+                ratio_line(label, "--base", base, ours, "reports/s", higher_is_better=True)
 
 
 # --- whole-process ingest -----------------------------------------------------------------------
@@ -832,8 +842,8 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=32, help="wrk connections")
     parser.add_argument(
         "--base",
-        help="a second checkout (e.g. `git worktree add /tmp/base main`): startup and single"
-        " also run its stspilot in every round, for a same-run A/B against this code",
+        help="a second checkout (e.g. `git worktree add /tmp/base main`): startup, single and"
+        " parse also run its stspilot in every round, for a same-run A/B against this code",
     )
     parser.add_argument("--world", type=int, default=-1, help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -1,4 +1,5 @@
-"""TLS-RPT reports (RFC 8460 §4): the model, and ``parse_report`` from JSON bytes to it.
+"""TLS-RPT reports (RFC 8460 §4): ``parse_report`` from JSON bytes to the model (re-exported
+from ``stspilot.tlsrpt.model``).
 
 Pure core: no I/O, no clock. Real providers' quirks are accepted where senders send them and
 recorded on the report as ``Deviation`` values; wrong kinds of values are ``ReportError``.
@@ -9,29 +10,42 @@ addresses and the exact structure check in ``stspilot.tlsrpt.text``.
 
 from __future__ import annotations
 
-import dataclasses
-import operator
-from collections.abc import Callable
-from dataclasses import dataclass
+import itertools
+from collections.abc import Sequence
 from datetime import datetime, timedelta
-from enum import StrEnum
 from functools import lru_cache
-from typing import Any, TypeVar
+from typing import Any
 
 import msgspec
 from msgspec.structs import astuple
 
 from stspilot.errors import LimitExceeded, ReportError
 from stspilot.sts.names import fold_name
+from stspilot.tlsrpt.model import (
+    RESULT_TYPES,
+    Deviation,
+    FailureDetail,
+    FailureDetailBuilder,
+    PolicyResult,
+    PolicyResultBuilder,
+    PolicyType,
+    TlsReport,
+    TlsReportBuilder,
+    fast_pickle,
+)
 from stspilot.tlsrpt.schema import (
+    CHECKED_DECODER,
     DEFAULT_LIMITS,
     DEVIATIONS,
     REPORT_DECODER,
     STRING_LIST_DECODER,
+    CheckedPolicyResult,
+    CheckedReport,
     DeviationInfo,
     Limits,
     WirePolicy,
     WirePolicyResult,
+    WireReport,
     deviations_markdown,
 )
 from stspilot.tlsrpt.text import (
@@ -58,129 +72,6 @@ __all__ = [
     "parse_report",
 ]
 
-_T = TypeVar("_T")
-
-
-def fast_pickle(cls: type[_T]) -> type[_T]:
-    """Pickle a frozen slots dataclass as (class, field values): the stdlib's state-dict
-    round trip for such classes cost ~90 µs a report, more than parsing it, which is what made
-    handing parsed reports back from a worker process slower than parsing them in place."""
-    names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
-    values: Callable[[Any], Any] = operator.attrgetter(*names)
-    if len(names) == 1:
-        one = values
-        values = lambda obj: (one(obj),)  # noqa: E731
-
-    def __reduce__(self: Any) -> tuple[Any, ...]:
-        return (cls, values(self))
-
-    cls.__reduce__ = __reduce__  # type: ignore[method-assign]
-    return cls
-
-
-class PolicyType(StrEnum):
-    """RFC 8460 §4.4: "presently the only three valid choices"."""
-
-    STS = "sts"
-    TLSA = "tlsa"
-    NO_POLICY_FOUND = "no-policy-found"
-
-
-# IANA "STARTTLS Validation Result Types" (RFC 8460 §4.3, §6.6); unknown ones are kept and flagged.
-RESULT_TYPES: frozenset[str] = frozenset(
-    {
-        "starttls-not-supported",
-        "certificate-host-mismatch",
-        "certificate-expired",
-        "certificate-not-trusted",
-        "validation-failure",
-        "tlsa-invalid",
-        "dnssec-invalid",
-        "dane-required",
-        "sts-policy-fetch-error",
-        "sts-policy-invalid",
-        "sts-webpki-invalid",
-    }
-)
-
-
-@fast_pickle
-@dataclass(frozen=True, slots=True)
-class Deviation:
-    """A way the report departs from RFC 8460 that we tolerate, e.g. ``date.no-offset``."""
-
-    code: str
-    path: str  # JSON-pointer-like location, e.g. "/policies/0/policy/mx-host"
-    message: str
-
-
-@fast_pickle
-@dataclass(frozen=True, slots=True)
-class FailureDetail:
-    result_type: str
-    failed_session_count: int
-    sending_mta_ip: str | None = None
-    receiving_mx_hostname: str | None = None
-    receiving_mx_helo: str | None = None
-    receiving_ip: str | None = None
-    additional_information: str | None = None
-    failure_reason_code: str | None = None
-
-
-@fast_pickle
-@dataclass(frozen=True, slots=True)
-class PolicyResult:
-    """One element of ``policies``: the policy applied, its summary and failure details."""
-
-    policy_type: str  # a PolicyType value, or an unknown string kept with a deviation
-    policy_domain: str  # "" when the reporter left it out (sys4 tlsrpt-reporter)
-    policy_string: tuple[str, ...] = ()
-    mx_host: tuple[str, ...] = ()
-    successful_sessions: int = 0
-    failed_sessions: int = 0
-    failure_details: tuple[FailureDetail, ...] = ()
-
-    @property
-    def total_sessions(self) -> int:
-        return self.successful_sessions + self.failed_sessions
-
-
-@fast_pickle
-@dataclass(frozen=True, slots=True)
-class TlsReport:
-    organization_name: str
-    report_id: str
-    start: datetime  # aware, UTC
-    end: datetime  # aware, UTC
-    contact_info: str | None = None
-    policies: tuple[PolicyResult, ...] = ()
-    deviations: tuple[Deviation, ...] = ()
-
-    @property
-    def policy_domains(self) -> tuple[str, ...]:
-        """Distinct policy domains in report order (``""`` for a policy that named none)."""
-        return tuple(dict.fromkeys(p.policy_domain for p in self.policies))
-
-    @property
-    def successful_sessions(self) -> int:
-        return sum(p.successful_sessions for p in self.policies)
-
-    @property
-    def failed_sessions(self) -> int:
-        return sum(p.failed_sessions for p in self.policies)
-
-    @property
-    def deviation_codes(self) -> frozenset[str]:
-        return frozenset(d.code for d in self.deviations)
-
-    @property
-    def contact_domain(self) -> str | None:
-        """The domain part of ``contact-info`` (RFC 8460 §5.3 compares it with the Submitter)."""
-        if not self.contact_info or "@" not in self.contact_info:
-            return None
-        return fold_name(self.contact_info.rpartition("@")[2].strip().strip(">")) or None
-
-
 # --- parsing --------------------------------------------------------------------------------------
 
 _UNSET = msgspec.UNSET
@@ -194,7 +85,12 @@ _DateRange = tuple[datetime, datetime, tuple[Deviation, ...]]
 _DATE_RANGES: dict[tuple[str, str], _DateRange] = {}
 # Policy domains folded (fold_name), likewise: a receiver's reports name its own few domains.
 _FOLDED: dict[str, str] = {}
-_MEMO_MAX_OBJECTS = 4096  # date ranges or domains (a few MiB at most)
+_MEMO_MAX_OBJECTS = 4096  # date ranges (a few MiB at most)
+# Domains: a batch of 10,000 reports from many receivers names ~6,000 (bench/peers.py's corpus);
+# at 4,096 the memo was cleared every ~3,000 reports and 41 % of the lookups missed (fold_name
+# then costs as much as the rest of the policy). ~2 MiB at most: a folded name that is the
+# name itself is stored as the same object.
+_MEMO_MAX_DOMAINS = 16384
 _SCHEMA_DEPTH = 5  # {report [policies {policy-result {policy [policy-string
 _ONE_DAY = timedelta(days=1)
 _LAST_SECOND = timedelta(days=1, seconds=-1)
@@ -226,8 +122,15 @@ def parse_report(data: bytes | str, *, limits: Limits = DEFAULT_LIMITS) -> TlsRe
     if data[:1] == b"\xef" and data.startswith(b"\xef\xbb\xbf"):
         data = data[3:]
         devs.append(_dev("json.bom", ""))
+    # The checked schema first (see CHECKED_DECODER): what fails it is decoded again with the
+    # wire schema, whose loop records the deviations. A syntax error is the same error in both.
+    checked = True
     try:
-        wire = REPORT_DECODER.decode(data)
+        try:
+            wire: CheckedReport | WireReport = CHECKED_DECODER.decode(data)
+        except msgspec.ValidationError:
+            checked = False
+            wire = REPORT_DECODER.decode(data)
     except msgspec.ValidationError as exc:
         raise validation_error(str(exc)) from None
     except msgspec.DecodeError as exc:
@@ -271,7 +174,7 @@ def parse_report(data: bytes | str, *, limits: Limits = DEFAULT_LIMITS) -> TlsRe
     if date_devs:
         devs.extend(date_devs)
 
-    strings, policies = _read_policies(wire.policies, strings, devs, limits)
+    strings, policies = _read_policies(wire.policies, strings, devs, limits, checked)
 
     # A '"' inside a string value is written \" (Microsoft's JSON-encoded tlsa policy strings,
     # Mail.ru's quoted Go errors): counting \" in the text is exact unless the text holds an
@@ -279,11 +182,11 @@ def parse_report(data: bytes | str, *, limits: Limits = DEFAULT_LIMITS) -> TlsRe
     # written \u0022 is in neither count, so it cannot make up for an extra member name.
     quotes = data.count(b'"')
     if (
-        strings * 2 != quotes and (b"\\\\" in data or strings * 2 + data.count(b'\\"') != quotes)
+        strings * 2 != quotes and strings * 2 + _escaped_quotes(data) != quotes
     ) or limits.max_depth < _SCHEMA_DEPTH:
         check_structure(data, limits)
 
-    report = _TlsReportBuilder()
+    report = TlsReportBuilder()
     report.organization_name = wire.organization_name
     report.report_id = wire.report_id
     report.start = start
@@ -291,12 +194,32 @@ def parse_report(data: bytes | str, *, limits: Limits = DEFAULT_LIMITS) -> TlsRe
     report.contact_info = contact
     report.policies = policies
     report.deviations = tuple(devs)
-    report.__class__ = TlsReport  # see _builder
+    report.__class__ = TlsReport  # see model.builder
     return report  # type: ignore[no-any-return]
 
 
+def _escaped_quotes(data: bytes) -> int:
+    """The number of \\" in ``data``, or -1 when it also holds an escaped backslash (then \\"
+    may end a string and only the exact check can tell). Split at backslashes, which are few:
+    ``bytes.count`` of a two-byte pattern, and ``in``, each cost twice a whole parse's
+    one-byte ``count`` of '"' (a mispredicted branch at every match)."""
+    pieces = data.split(b"\\")
+    escaped = 0
+    for piece in itertools.islice(pieces, 1, None):
+        first = piece[:1]
+        if first == b'"':
+            escaped += 1
+        elif not first:  # \\\\, or a backslash at the very end
+            return -1
+    return escaped
+
+
 def _read_policies(
-    wire_policies: list[WirePolicyResult], strings: int, devs: list[Deviation], limits: Limits
+    wire_policies: Sequence[WirePolicyResult | CheckedPolicyResult],
+    strings: int,
+    devs: list[Deviation],
+    limits: Limits,
+    checked: bool,
 ) -> tuple[int, tuple[PolicyResult, ...]]:
     """Every ``policies`` element into a PolicyResult: the hot loop of ``parse_report``, kept
     flat (no call per policy or failure detail in the common case) because it runs for every
@@ -376,39 +299,48 @@ def _read_policies(
                 )
             fds: list[FailureDetail] = []
             failed_sum = 0
-            for j, wfd in enumerate(raw_fds):
-                # Values in FailureDetail order, then additional-info-uri (see the schema).
-                v = astuple(wfd)
-                # Two names and the result-type value, then a name and a string value per
-                # optional member that is not null (null counts as absent: only a mismatch
-                # follows, and with it the exact check).
-                strings += 17 - 2 * v.count(None)
-                sending_ip = v[2]
-                receiving_ip = v[5]
-                if (
-                    v[0] in RESULT_TYPES
-                    and v[8] is None
-                    and "" not in v
-                    and (sending_ip is None or ip_match(sending_ip) is not None)
-                    and (receiving_ip is None or ip_match(receiving_ip) is not None)
-                ):
-                    fd = _FailureDetailBuilder()
+            if checked:
+                # Result type, members and non-empty strings checked by CHECKED_DECODER.
+                for cfd in raw_fds:
+                    v = astuple(cfd)  # in CheckedFailureDetail's order (the reporters')
+                    # Two names and the result-type value, then a name and a string value per
+                    # optional member that is not null (see the wire loop below).
+                    strings += 15 - 2 * v.count(None)
+                    fd = FailureDetailBuilder()
                     (
                         fd.result_type,
-                        fd.failed_session_count,
-                        fd.sending_mta_ip,
+                        sending_ip,
+                        receiving_ip,
                         fd.receiving_mx_hostname,
                         fd.receiving_mx_helo,
-                        fd.receiving_ip,
+                        count,
                         fd.additional_information,
                         fd.failure_reason_code,
-                        _,
                     ) = v
-                else:
-                    fd = _odd_failure_detail(v, f"/policies/{i}/failure-details/{j}", devs)
-                fd.__class__ = FailureDetail  # see _builder
-                failed_sum += v[1]
-                fds.append(fd)
+                    if (sending_ip is None or ip_match(sending_ip) is not None) and (
+                        receiving_ip is None or ip_match(receiving_ip) is not None
+                    ):
+                        fd.sending_mta_ip = sending_ip
+                        fd.receiving_ip = receiving_ip
+                        fd.failed_session_count = count
+                    else:
+                        fd = _odd_checked_detail(v, _fd_path(i, len(fds)), devs)
+                    fd.__class__ = FailureDetail  # see model.builder
+                    failed_sum += count
+                    fds.append(fd)
+            else:
+                # The wire schema's failure details: the slow path, for reports that did not
+                # pass CHECKED_DECODER.
+                for j, wfd in enumerate(raw_fds):
+                    # Values in FailureDetail order, then additional-info-uri (see the schema).
+                    w = astuple(wfd)
+                    # As above, plus additional-info-uri (null counts as absent: only a
+                    # mismatch follows, and with it the exact check).
+                    strings += 17 - 2 * w.count(None)
+                    fd = _odd_failure_detail(w, _fd_path(i, j), devs)
+                    fd.__class__ = FailureDetail  # see model.builder
+                    failed_sum += w[1]
+                    fds.append(fd)
             details = tuple(fds)
             detailed += failed_sum
             if failed_sum > total_failed:
@@ -424,7 +356,7 @@ def _read_policies(
         if total_failed and not details:
             devs.append(_dev("counts.failures-without-details", f"/policies/{i}/failure-details"))
 
-        result = _PolicyResultBuilder()
+        result = PolicyResultBuilder()
         result.policy_type = ptype
         result.policy_domain = domain
         result.policy_string = policy_string
@@ -434,7 +366,7 @@ def _read_policies(
         failed += total_failed
         result.failed_sessions = total_failed
         result.failure_details = details
-        result.__class__ = PolicyResult  # see _builder
+        result.__class__ = PolicyResult  # see model.builder
         out.append(result)
     if max(successful, failed, detailed) > limits.max_sessions:
         raise LimitExceeded(
@@ -451,10 +383,17 @@ def _fold_domain(domain: str, i: int, devs: list[Deviation]) -> str:
     if not domain.isascii():
         devs.append(_policy_dev("policy-domain.not-a-label", i, "policy-domain", ""))
         return fold_name(domain)
-    folded = _FOLDED[domain] = fold_name(domain)
-    if len(_FOLDED) > _MEMO_MAX_OBJECTS:
+    folded = fold_name(domain)
+    if folded == domain:
+        folded = domain
+    if len(_FOLDED) >= _MEMO_MAX_DOMAINS:
         _FOLDED.clear()
+    _FOLDED[domain] = folded
     return folded
+
+
+def _fd_path(i: int, j: int) -> str:
+    return f"/policies/{i}/failure-details/{j}"
 
 
 def _fd_missing(i: int) -> Deviation:
@@ -523,7 +462,7 @@ def _policy_dev(code: str, i: int, sub: str, detail: str) -> Deviation:
 
 
 def _odd_failure_detail(values: tuple[Any, ...], where: str, devs: list[Deviation]) -> Any:
-    """The slow path for a failure detail with a tolerated quirk in it; returns the builder."""
+    """A failure detail of the wire schema, its tolerated quirks recorded; returns the builder."""
     (result_type, count, sending_ip, hostname, helo, receiving_ip, info, reason, alias) = values
     if result_type not in RESULT_TYPES:
         devs.append(_dev("result-type.unknown", f"{where}/result-type", result_type[:64]))
@@ -544,7 +483,7 @@ def _odd_failure_detail(values: tuple[Any, ...], where: str, devs: list[Deviatio
     for name, value in named:
         if value == "":
             devs.append(_dev("field.empty", f"{where}/{name}"))
-    fd = _FailureDetailBuilder()
+    fd = FailureDetailBuilder()
     fd.result_type = result_type
     fd.failed_session_count = count
     fd.sending_mta_ip = sending_ip
@@ -554,6 +493,13 @@ def _odd_failure_detail(values: tuple[Any, ...], where: str, devs: list[Deviatio
     fd.additional_information = info or None
     fd.failure_reason_code = reason or None
     return fd
+
+
+def _odd_checked_detail(values: tuple[Any, ...], where: str, devs: list[Deviation]) -> Any:
+    """A checked failure detail with an odd address: its values in the wire schema's order."""
+    (result_type, sending_ip, receiving_ip, hostname, helo, count, info, reason) = values
+    ordered = (result_type, count, sending_ip, hostname, helo, receiving_ip, info, reason, None)
+    return _odd_failure_detail(ordered, where, devs)
 
 
 def _odd_ip(value: str, where: str, devs: list[Deviation]) -> str | None:
@@ -602,24 +548,6 @@ def _dev(code: str, where: str, detail: str = "") -> Deviation:
     return Deviation(code, where, f"{info.what}: {detail}" if detail else info.what)
 
 
-def _builder(cls: type) -> Any:
-    """A plain (non-frozen) class with the same slots as a frozen model class, in the same
-    order. The parser makes an empty twin, stores the fields and then sets ``__class__`` to
-    the model: the object is a genuine instance of the frozen class (``type(x) is cls``,
-    equality, hashing and immutability included), built about three times faster than through
-    the frozen ``__init__``, which pays an ``object.__setattr__`` call per field. The twin has
-    no ``__init__``: ``twin()`` is then cheaper than ``object.__new__(twin)``, which parses its
-    arguments in Python's ``tp_new_wrapper``. Hot path only; everything else constructs the
-    models normally."""
-    slots = tuple(f.name for f in dataclasses.fields(cls))
-    twin = type(f"_{cls.__name__}Builder", (), {"__slots__": slots})
-    assert twin.__slots__ == cls.__slots__  # type: ignore[attr-defined]
-    return twin
-
-
-_PolicyResultBuilder = _builder(PolicyResult)
-_FailureDetailBuilder = _builder(FailureDetail)
-_TlsReportBuilder = _builder(TlsReport)
 # The commonest deviations (Google, Microsoft, Mail.ru), prebuilt for the first policies.
 _PREBUILT = 32
 _FD_MISSING = tuple(_fd_missing(i) for i in range(_PREBUILT))
