@@ -24,6 +24,7 @@ from dataclasses import dataclass, replace
 import dns.exception
 
 from stspilot.facts import DnssecResult, DnssecStatus, DnsStatus, MxLookup, TlsaLookup
+from stspilot.probes.dane_share import Shared
 from stspilot.probes.denial import Nsec3Proof, nsec3_covers, nsec3_proof
 from stspilot.probes.dnssec import (
     TrustAnchors,
@@ -148,7 +149,7 @@ class DnssecValidator:
         self.resolver = resolver
         self.anchors = anchors or TrustAnchors.load(None)
         self.clock = clock
-        self._keys: dict[WireName, asyncio.Future[_Keys]] = {}
+        self._keys: dict[WireName, Shared[_Keys]] = {}
 
     # --- the public questions ---
 
@@ -206,9 +207,12 @@ class DnssecValidator:
         except (dns.exception.DNSException, ValueError) as exc:
             return Validated(DnsStatus.ERROR, DnssecResult(X, f"bad name: {exc}"), error=str(exc))
         anchor = self.anchors.closest(qname)
-        anchor_keys = None if anchor is None else await self._zone_keys(anchor, ())
+        # the anchor zone's keys load (in their own task) while the question is out: nothing
+        # of the answer is judged before they are validated
+        loading = None if anchor is None else self._keys_of(anchor, ())
         if answer is None:
             answer = await self.resolver.query_dnssec(qname, rdtype)
+        anchor_keys = loading if not isinstance(loading, Shared) else await loading.wait()
         if anchor_keys is not None and anchor_keys.status is X:
             status, rrset, error = _plain(answer, qname, rdtype)
             reason = f"trust anchor unusable: {anchor_keys.reason}"
@@ -353,17 +357,28 @@ class DnssecValidator:
     async def _zone_keys(self, zone: WireName, path: _Path) -> _Keys:
         """The validated DNSKEY RRset of ``zone``, loaded once while its verdict is valid
         (``_Keys.valid_until``); concurrent askers share one load."""
+        keys = self._keys_of(zone, path)
+        return keys if not isinstance(keys, Shared) else await keys.wait()
+
+    def _keys_of(self, zone: WireName, path: _Path) -> _Keys | Shared[_Keys]:
+        """``_zone_keys`` without waiting: the verdict when it is known, else the load (in its
+        own task: one domain's deadline must not cancel a load that others wait for)."""
         if zone in path:  # proving the keys of a zone needs those very keys: no chain
             return _Keys(B, f"the chain of trust loops through {_text(zone)}")
         if len(path) > MAX_DEPTH:
             return _Keys(X, f"chain of trust deeper than {MAX_DEPTH} zones at {_text(zone)}")
         cached = self._keys.get(zone)
-        if cached is None or (cached.done() and cached.result().valid_until < self.clock()):
+        if cached is not None and cached.done():
+            keys = cached.result()
+            if keys.valid_until >= self.clock():
+                return keys
+            cached = None
+        if cached is None:
             if len(self._keys) >= MAX_CACHED_ZONES:
                 self._keys = {z: f for z, f in self._keys.items() if not f.done()}
-            cached = self._keys[zone] = asyncio.ensure_future(self._load_keys(zone, (*path, zone)))
-        # shield: one domain's deadline must not cancel a load that others wait for
-        return await asyncio.shield(cached)
+            inner = (*path, zone)
+            cached = self._keys[zone] = Shared(lambda: self._load_keys(zone, inner))
+        return cached
 
     async def _load_keys(self, zone: WireName, path: _Path) -> _Keys:
         try:

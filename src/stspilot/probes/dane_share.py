@@ -4,7 +4,7 @@ answers, validated TLSA lookup and address judgement (RFC 7672 §2.2.2, §2.2.3)
 for all of them. Each is computed once per ``reuse`` seconds (the probe's window, so a host's
 verdict pairs a probe and a lookup of the same age), at most ``MAX_HOSTS`` hosts are kept, a
 failed lookup is asked again by the next domain, and one domain's deadline never cancels a
-lookup others wait for (``asyncio.shield``).
+lookup others wait for (each runs in its own task, ``Shared``).
 
 No dnspython import here: ``check/run.py`` loads it only once DANE needs it.
 """
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from stspilot.facts import AddressLookup, DnssecStatus, DnsStatus, TlsaLookup
 from stspilot.probes.resolver import Resolver
@@ -23,7 +23,61 @@ if TYPE_CHECKING:
 
 MAX_HOSTS = 2_000  # entries per cache; past it the finished ones are dropped
 _T = TypeVar("_T")
-_Cache = dict[str, tuple[float, "asyncio.Future[Any]"]]
+_Cache = dict[str, tuple[float, "Shared[Any]"]]
+
+
+class Shared(Generic[_T]):
+    """One computation that many tasks await, run in its own task: a waiter's cancellation
+    (one domain's deadline) never cancels it for the others. Each waiter waits on a future of
+    its own, set by the task as it ends; what ``asyncio.shield`` would do, without its outer
+    future, two callbacks and extra loop turn per wait (~20 µs each, 4 a domain with DANE).
+    Once done, ``wait`` returns at once."""
+
+    __slots__ = ("_error", "_task", "_value", "_waiters")
+
+    def __init__(self, make: Callable[[], Awaitable[_T]]) -> None:
+        self._waiters: list[asyncio.Future[_T]] = []
+        self._error: BaseException | None = None
+        self._task = asyncio.ensure_future(self._run(make))
+
+    async def _run(self, make: Callable[[], Awaitable[_T]]) -> None:
+        try:
+            self._value = value = await make()
+        except asyncio.CancelledError:
+            for waiter in self._waiters:
+                waiter.cancel()
+            raise
+        except Exception as exc:  # kept for every waiter, so the task's own ends here
+            self._error = exc
+            for waiter in self._waiters:
+                if not waiter.done():
+                    waiter.set_exception(exc)
+            return
+        for waiter in self._waiters:
+            if not waiter.done():
+                waiter.set_result(value)
+        self._waiters.clear()
+
+    def done(self) -> bool:
+        return self._task.done()
+
+    def result(self) -> _T:
+        """The value (``done()`` first); raises what the computation raised."""
+        if self._task.cancelled():
+            raise asyncio.CancelledError()
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+    def cancel(self) -> None:
+        self._task.cancel()
+
+    async def wait(self) -> _T:
+        if self._task.done():
+            return self.result()
+        waiter: asyncio.Future[_T] = self._task.get_loop().create_future()
+        self._waiters.append(waiter)
+        return await waiter
 
 
 class DaneShare:
@@ -62,8 +116,8 @@ class DaneShare:
     def cancel(self) -> None:
         """Stop what no domain waits for any more (the run is over)."""
         for cache in (self._addresses, self._tlsa, self._judged):
-            for _, future in cache.values():
-                future.cancel()
+            for _, shared in cache.values():
+                shared.cancel()
             cache.clear()
 
     async def _shared(
@@ -81,9 +135,8 @@ class DaneShare:
             if len(cache) >= MAX_HOSTS:
                 for done in [k for k, c in cache.items() if c[1].done()]:
                     del cache[done]
-            cached = cache[key] = (loop.time(), asyncio.ensure_future(make()))
-        # shield: one domain's deadline must not cancel a lookup that others wait for
-        result: _T = await asyncio.shield(cached[1])
+            cached = cache[key] = (loop.time(), Shared(make))
+        result: _T = await cached[1].wait()
         if failed(result) and cache.get(key) is cached:
             del cache[key]  # asked again by the next domain
         return result

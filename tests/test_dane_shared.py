@@ -1,0 +1,87 @@
+"""``Shared`` (probes/dane_share.py): one computation awaited by many tasks, without
+``asyncio.shield``. A waiter's cancellation (a domain's deadline) never cancels it for the
+others; every waiter gets the same value or the same error; a finished one answers at once."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from stspilot.probes.dane_share import Shared
+
+
+@pytest.mark.asyncio
+async def test_every_waiter_gets_the_one_value() -> None:
+    runs = []
+    gate = asyncio.Event()
+
+    async def make() -> int:
+        runs.append(1)
+        await gate.wait()
+        return 42
+
+    shared = Shared(make)
+    waiters = [asyncio.ensure_future(shared.wait()) for _ in range(3)]
+    await asyncio.sleep(0)
+    assert not shared.done()
+    gate.set()
+    assert await asyncio.gather(*waiters) == [42, 42, 42]
+    assert runs == [1]
+    assert shared.done() and shared.result() == 42
+    assert await shared.wait() == 42  # done: no waiting
+
+
+@pytest.mark.asyncio
+async def test_a_cancelled_waiter_does_not_cancel_the_computation() -> None:
+    gate = asyncio.Event()
+
+    async def make() -> str:
+        await gate.wait()
+        return "done"
+
+    shared = Shared(make)
+    first = asyncio.ensure_future(shared.wait())
+    second = asyncio.ensure_future(shared.wait())
+    await asyncio.sleep(0)
+    first.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    gate.set()
+    assert await second == "done"
+    # a deadline that ends the only waiter still leaves the value for the next one
+    late = Shared(make)
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0):
+            await late.wait()
+    assert await late.wait() == "done"
+
+
+@pytest.mark.asyncio
+async def test_an_error_reaches_every_waiter_and_later_ones() -> None:
+    async def make() -> int:
+        await asyncio.sleep(0)
+        raise ValueError("broken")
+
+    shared = Shared(make)
+    results = await asyncio.gather(shared.wait(), shared.wait(), return_exceptions=True)
+    assert [type(r) for r in results] == [ValueError, ValueError]
+    with pytest.raises(ValueError, match="broken"):
+        await shared.wait()
+
+
+@pytest.mark.asyncio
+async def test_cancel_ends_the_computation_and_its_waiters() -> None:
+    async def make() -> int:
+        await asyncio.sleep(3600)
+        return 1
+
+    shared = Shared(make)
+    waiter = asyncio.ensure_future(shared.wait())
+    await asyncio.sleep(0)
+    shared.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    assert shared.done()
+    with pytest.raises(asyncio.CancelledError):
+        shared.result()
