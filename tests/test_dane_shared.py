@@ -5,10 +5,12 @@ others; every waiter gets the same value or the same error; a finished one answe
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 
 import pytest
 
-from stspilot.probes.dane_share import Shared
+from stspilot.facts import DnssecResult, DnssecStatus, DnsStatus, TlsaLookup
+from stspilot.probes.dane_share import DaneShare, Shared
 
 
 @pytest.mark.asyncio
@@ -85,3 +87,44 @@ async def test_cancel_ends_the_computation_and_its_waiters() -> None:
     assert shared.done()
     with pytest.raises(asyncio.CancelledError):
         shared.result()
+
+
+class _Judge:
+    """A validator whose ``judge_addresses`` counts its calls (no DNS)."""
+
+    def __init__(self, status: DnssecStatus = DnssecStatus.SECURE) -> None:
+        self.calls = 0
+        self.status = status
+
+    async def judge_addresses(self, lookup: TlsaLookup, replies: tuple[object, ...]) -> TlsaLookup:
+        self.calls += 1
+        await asyncio.sleep(0)
+        return replace(lookup, address_dnssec=DnssecResult(self.status))
+
+
+def _lookup() -> TlsaLookup:
+    secure = DnssecResult(DnssecStatus.SECURE)
+    return TlsaLookup("mx.example", "_25._tcp.mx.example", DnsStatus.OK, secure, ("3 1 1 ab",))
+
+
+@pytest.mark.asyncio
+async def test_a_judgement_serves_only_the_very_lookup_and_replies_it_judged() -> None:
+    share = DaneShare(None, 300.0)  # type: ignore[arg-type]  # judged asks nothing itself
+    judge, lookup, replies = _Judge(), _lookup(), ((DnsStatus.NODATA, ""),) * 2
+    first = await share.judged(judge, lookup, replies)  # type: ignore[arg-type]
+    assert await share.judged(judge, lookup, replies) is first  # type: ignore[arg-type]
+    assert judge.calls == 1 and first.address_dnssec is not None
+    # a new lookup of the host (its window ended), or new replies: judged again
+    await share.judged(judge, _lookup(), replies)  # type: ignore[arg-type]
+    await share.judged(judge, lookup, tuple(replies))  # type: ignore[arg-type]
+    assert judge.calls == 3
+
+
+@pytest.mark.asyncio
+async def test_an_incomplete_judgement_is_not_kept() -> None:
+    share = DaneShare(None, 300.0)  # type: ignore[arg-type]
+    judge, lookup, replies = _Judge(DnssecStatus.INDETERMINATE), _lookup(), ()
+    lookup = replace(lookup, dnssec=DnssecResult(DnssecStatus.INDETERMINATE, "timeout"))
+    await share.judged(judge, lookup, replies)  # type: ignore[arg-type]
+    await share.judged(judge, lookup, replies)  # type: ignore[arg-type]
+    assert judge.calls == 2

@@ -4,7 +4,8 @@ answers, validated TLSA lookup and address judgement (RFC 7672 §2.2.2, §2.2.3)
 for all of them. Each is computed once per ``reuse`` seconds (the probe's window, so a host's
 verdict pairs a probe and a lookup of the same age), at most ``MAX_HOSTS`` hosts are kept, a
 failed lookup is asked again by the next domain, and one domain's deadline never cancels a
-lookup others wait for (each runs in its own task, ``Shared``).
+lookup others wait for (each question runs in its own task, ``Shared``). The judgement, which
+asks nothing, is kept with the very lookup and answers it judged, and made in the caller's task.
 
 No dnspython import here: ``check/run.py`` loads it only once DANE needs it.
 """
@@ -88,7 +89,8 @@ class DaneShare:
         self.reuse = reuse
         self._addresses: _Cache = {}
         self._tlsa: _Cache = {}
-        self._judged: _Cache = {}
+        # host: (the lookup and the replies judged, the judgement)
+        self._judged: dict[str, tuple[TlsaLookup, tuple[Reply, ...], TlsaLookup]] = {}
 
     async def addresses(self, host: str) -> tuple[AddressLookup, tuple[Reply, ...]]:
         """MX ``host``'s A/AAAA asked with DO+CD (for the probe, and for DANE to validate)."""
@@ -107,18 +109,28 @@ class DaneShare:
     ) -> TlsaLookup:
         """``lookup`` (from ``tlsa``) with its host's address records judged from ``replies``
         (from ``addresses``), RFC 7672 §2.2.2; within the window every domain passes the same
-        two, so the first one's judgement serves all."""
-        return await self._shared(
-            self._judged, lookup.host,
-            lambda: validator.judge_addresses(lookup, replies), _failed,
-        )  # fmt: skip
+        two objects, so the judgement of those very two serves all. No task of its own: it
+        asks nothing (the zone keys it needs load, shared, in their own task), so a domain
+        cancelled while judging leaves no one waiting; two judging at once both judge."""
+        if self.reuse <= 0:
+            return await validator.judge_addresses(lookup, replies)
+        known = self._judged.get(lookup.host)
+        if known is not None and known[0] is lookup and known[1] is replies:
+            return known[2]
+        judged = await validator.judge_addresses(lookup, replies)
+        if not _failed(judged):
+            if len(self._judged) >= MAX_HOSTS:
+                self._judged.clear()
+            self._judged[lookup.host] = (lookup, replies, judged)
+        return judged
 
     def cancel(self) -> None:
         """Stop what no domain waits for any more (the run is over)."""
-        for cache in (self._addresses, self._tlsa, self._judged):
+        for cache in (self._addresses, self._tlsa):
             for _, shared in cache.values():
                 shared.cancel()
             cache.clear()
+        self._judged.clear()
 
     async def _shared(
         self,
