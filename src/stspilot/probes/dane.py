@@ -127,9 +127,13 @@ def _when(seconds: float | None) -> dt.datetime | None:
     return None if seconds is None else dt.datetime.fromtimestamp(seconds, dt.UTC)
 
 
+_ORDER = {S: 0, INSEC: 1, X: 2, B: 3}
+
+
 def _weakest(*results: DnssecResult) -> DnssecResult:
-    order = {S: 0, INSEC: 1, X: 2, B: 3}
-    worst = max(results, key=lambda r: order[r.status])
+    if len(results) == 1:  # the common case: one RRset, no CNAME, no wildcard
+        return results[0]
+    worst = max(results, key=lambda r: _ORDER[r.status])
     if worst.status is S:
         stamps = [r.expires for r in results if r.expires is not None]
         return DnssecResult(S, signer=worst.signer, expires=min(stamps, default=None))
@@ -172,12 +176,12 @@ class DnssecValidator:
         if len(replies) != 2:
             replies = tuple(await asyncio.gather(*(self._ask(lookup.host, t) for t in (A, AAAA))))
         work = []
+        try:
+            qname: WireName | None = _name(lookup.host)
+        except (dns.exception.DNSException, ValueError):
+            qname = None
         for reply, rdtype in zip(replies, (A, AAAA), strict=True):
-            try:
-                qname = _name(lookup.host)
-            except (dns.exception.DNSException, ValueError):
-                break
-            if _plain(reply, qname, rdtype)[0] is DnsStatus.OK:
+            if qname is not None and _plain(reply, qname, rdtype)[0] is DnsStatus.OK:
                 work.append(self.validate(lookup.host, rdtype, reply))
         # one RRset (a host with A or AAAA only, the common case): no task for it
         found = [await work[0]] if len(work) == 1 else await asyncio.gather(*work)
