@@ -455,3 +455,12 @@ def test_parsed_records_and_their_reasons_are_kept_by_their_text() -> None:
     assert parse_tlsa("3 1 2 " + "ab" * 32).unusable_reason == "digest of 32 octets where 64 belong"
     assert parse_tlsa("1 1 1 " + "ab" * 32).unusable_reason == "usage 1 (PKIX) is not for SMTP"
     assert parse_tlsa("3 0 0 00").usable and parse_tlsa(text).usable
+
+
+def test_a_served_chain_is_parsed_once_and_garbage_stays_unparsed(pki: dict[str, bytes]) -> None:
+    from stspilot.check.dane import _load
+
+    der = pki["leaf"]
+    first, second = _load([der, b"not a certificate"]), _load([der])
+    assert first[0] is second[0] and first[0] is not None
+    assert first[1] is None

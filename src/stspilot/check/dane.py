@@ -176,15 +176,19 @@ class ChainMatch:
 
 
 def _load(chain: Sequence[bytes]) -> list[x509.Certificate | None]:
+    return [_certificate(der) for der in chain]
+
+
+@functools.lru_cache(maxsize=256)
+def _certificate(der: bytes) -> x509.Certificate | None:
+    """``der`` parsed (None if it does not parse); cached, as ``_spki``: the domains of a run
+    that share an MX host match its one chain (a ``Certificate`` is immutable)."""
     from cryptography import x509
 
-    out: list[x509.Certificate | None] = []
-    for der in chain:
-        try:
-            out.append(x509.load_der_x509_certificate(der))
-        except ValueError:
-            out.append(None)
-    return out
+    try:
+        return x509.load_der_x509_certificate(der)
+    except ValueError:
+        return None
 
 
 def _names(cert: x509.Certificate) -> list[str]:
