@@ -5,6 +5,7 @@ others; every waiter gets the same value or the same error; a finished one answe
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 from dataclasses import replace
 
 import pytest
@@ -95,11 +96,12 @@ class _Judge:
     def __init__(self, status: DnssecStatus = DnssecStatus.SECURE) -> None:
         self.calls = 0
         self.status = status
+        self.expires: dt.datetime | None = None
 
     async def judge_addresses(self, lookup: TlsaLookup, replies: tuple[object, ...]) -> TlsaLookup:
         self.calls += 1
         await asyncio.sleep(0)
-        return replace(lookup, address_dnssec=DnssecResult(self.status))
+        return replace(lookup, address_dnssec=DnssecResult(self.status, expires=self.expires))
 
 
 def _lookup() -> TlsaLookup:
@@ -125,6 +127,40 @@ async def test_an_incomplete_judgement_is_not_kept() -> None:
     share = DaneShare(None, 300.0)  # type: ignore[arg-type]
     judge, lookup, replies = _Judge(DnssecStatus.INDETERMINATE), _lookup(), ()
     lookup = replace(lookup, dnssec=DnssecResult(DnssecStatus.INDETERMINATE, "timeout"))
+    await share.judged(judge, lookup, replies)  # type: ignore[arg-type]
+    await share.judged(judge, lookup, replies)  # type: ignore[arg-type]
+    assert judge.calls == 2
+
+
+class _Tlsa:
+    """A validator whose TLSA lookups are secure until ``expires`` (no DNS)."""
+
+    def __init__(self, expires: dt.datetime) -> None:
+        self.calls = 0
+        self.expires = expires
+
+    async def lookup_tlsa(self, host: str) -> TlsaLookup:
+        self.calls += 1
+        return replace(_lookup(), dnssec=DnssecResult(DnssecStatus.SECURE, expires=self.expires))
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(("hours", "lookups"), [(1, 1), (-1, 2)])
+async def test_a_lookup_is_never_reused_past_its_signatures(hours: int, lookups: int) -> None:
+    """Within the window a lookup serves every domain, unless an RRSIG it rests on expired."""
+    validator = _Tlsa(dt.datetime.now(dt.UTC) + dt.timedelta(hours=hours))
+    share = DaneShare(None, 300.0)  # type: ignore[arg-type]
+    await share.tlsa(validator, "mx.example")  # type: ignore[arg-type]
+    await share.tlsa(validator, "mx.example")  # type: ignore[arg-type]
+    assert validator.calls == lookups
+
+
+@pytest.mark.asyncio
+async def test_a_judgement_is_never_reused_past_its_signatures() -> None:
+    share = DaneShare(None, 300.0)  # type: ignore[arg-type]
+    judge, lookup, replies = _Judge(), _lookup(), ()
+    past = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
+    judge.expires = past
     await share.judged(judge, lookup, replies)  # type: ignore[arg-type]
     await share.judged(judge, lookup, replies)  # type: ignore[arg-type]
     assert judge.calls == 2

@@ -6,6 +6,7 @@ verdict pairs a probe and a lookup of the same age), at most ``MAX_HOSTS`` hosts
 failed lookup is asked again by the next domain, and one domain's deadline never cancels a
 lookup others wait for (each question runs in its own task, ``Shared``). The judgement, which
 asks nothing, is kept with the very lookup and answers it judged, and made in the caller's task.
+Neither a lookup nor a judgement is reused once an RRSIG it rests on has expired.
 
 No dnspython import here: ``check/run.py`` loads it only once DANE needs it.
 """
@@ -13,6 +14,7 @@ No dnspython import here: ``check/run.py`` loads it only once DANE needs it.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -102,7 +104,9 @@ class DaneShare:
 
     async def tlsa(self, validator: DnssecValidator, host: str) -> TlsaLookup:
         """MX ``host``'s TLSA lookup, validated (``DnssecValidator.lookup_tlsa``)."""
-        return await self._shared(self._tlsa, host, lambda: validator.lookup_tlsa(host), _failed)
+        return await self._shared(
+            self._tlsa, host, lambda: validator.lookup_tlsa(host), _failed, _spent
+        )
 
     async def judged(
         self, validator: DnssecValidator, lookup: TlsaLookup, replies: tuple[Reply, ...]
@@ -115,7 +119,8 @@ class DaneShare:
         if self.reuse <= 0:
             return await validator.judge_addresses(lookup, replies)
         known = self._judged.get(lookup.host)
-        if known is not None and known[0] is lookup and known[1] is replies:
+        fits = known is not None and known[0] is lookup and known[1] is replies
+        if known is not None and fits and not _spent(known[2]):
             return known[2]
         judged = await validator.judge_addresses(lookup, replies)
         if not _failed(judged):
@@ -138,11 +143,21 @@ class DaneShare:
         key: str,
         make: Callable[[], Awaitable[_T]],
         failed: Callable[[_T], bool],
+        spent: Callable[[_T], bool] | None = None,
     ) -> _T:
+        """``make()``'s result, shared within the window; ``spent``: a result that may no
+        longer be used (a signature it rests on has expired), asked again."""
         if self.reuse <= 0:
             return await make()
         loop = asyncio.get_running_loop()
         cached = cache.get(key)
+        if (
+            cached is not None
+            and spent is not None
+            and cached[1].done()
+            and spent(cached[1].result())
+        ):
+            cached = None
         if cached is None or loop.time() - cached[0] > self.reuse:
             if len(cache) >= MAX_HOSTS:
                 for done in [k for k, c in cache.items() if c[1].done()]:
@@ -152,6 +167,16 @@ class DaneShare:
         if failed(result) and cache.get(key) is cached:
             del cache[key]  # asked again by the next domain
         return result
+
+
+def _spent(lookup: TlsaLookup) -> bool:
+    """A signature the lookup's verdict rests on (its TLSA RRset's chain, or its address
+    records') has expired since it was made: the verdict is made again, never reused."""
+    now = time.time()
+    for result in (lookup.dnssec, lookup.address_dnssec):
+        if result is not None and result.expires is not None and result.expires.timestamp() <= now:
+            return True
+    return False
 
 
 def _failed(lookup: TlsaLookup) -> bool:
