@@ -31,6 +31,9 @@ lab's DNS logic answers in-process, as wire read by the resolver's own DO-answer
 
     .venv/bin/python bench/check_bench.py --skip startup,single,bulk,rss --dane-sizes 300 \
         --dane-validator --dane-repeat 5
+
+The same two in instructions, which the load of a shared machine does not move:
+``bench/dane_instructions.py`` (``--checker`` for the checker end to end).
 """
 
 from __future__ import annotations

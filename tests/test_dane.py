@@ -440,3 +440,27 @@ def test_every_address_is_judged_the_worst_decides(pki: dict[str, bytes]) -> Non
         assert (verdict.state, verdict.ip) == (state, ip)
         assert [a.ip for a in verdict.addresses] == [a.ip for a in sites]
         assert verdict.reason.startswith(f"at {ip}") or state is DaneState.MATCH
+
+
+def test_parsed_records_and_their_reasons_are_kept_by_their_text() -> None:
+    """``parse_tlsa`` and the unusable reasons are cached: the same record for the same text,
+    a bad text refused every time, and each reason read from the record's own fields."""
+    text = "3 1 1 " + "ab" * 32
+    assert parse_tlsa(text) is parse_tlsa(text)
+    for _ in range(2):
+        with pytest.raises(ParseError):
+            parse_tlsa("3 1 1 zz")
+    short = parse_tlsa("3 1 1 abcd")
+    assert short.unusable_reason == "digest of 2 octets where 32 belong" and not short.usable
+    assert parse_tlsa("3 1 2 " + "ab" * 32).unusable_reason == "digest of 32 octets where 64 belong"
+    assert parse_tlsa("1 1 1 " + "ab" * 32).unusable_reason == "usage 1 (PKIX) is not for SMTP"
+    assert parse_tlsa("3 0 0 00").usable and parse_tlsa(text).usable
+
+
+def test_a_served_chain_is_parsed_once_and_garbage_stays_unparsed(pki: dict[str, bytes]) -> None:
+    from stspilot.check.dane import _load
+
+    der = pki["leaf"]
+    first, second = _load([der, b"not a certificate"]), _load([der])
+    assert first[0] is second[0] and first[0] is not None
+    assert first[1] is None

@@ -19,6 +19,7 @@ from stspilot.facts import DnssecStatus, DnsStatus
 from stspilot.lab.dns_server import DnsFault, Record
 from stspilot.lab.dnssec import sign_zone
 from stspilot.probes import dane as dane_module
+from stspilot.probes import rrsig as rrsig_module
 from stspilot.probes.rrsig import VerifyFailure, key_table, signed_data, verify, zone_key
 from test_dane_validation import (  # type: ignore[import-not-found]
     GOOD,
@@ -238,3 +239,89 @@ def test_other_algorithms_and_mixed_case_names_verify(algorithm: int) -> None:
     other = dns.rrset.from_text("a.z.test.", 300, "IN", "MX", "10 mx.z.test.", "30 b.z.test.")
     with pytest.raises(VerifyFailure, match="verify failure"):
         verify(wire_rrset(other), wire_rdata(sig), _table(dnskey), NOW)  # type: ignore[arg-type]
+
+
+# --- parsed keys kept by their DNSKEY octets ---
+
+
+@pytest.mark.parametrize(("rrset", "sig", "dnskeys", "now", "failure"), _cases())
+def test_kept_keys_give_the_verdicts_of_fresh_ones(
+    rrset: dns.rrset.RRset, sig: dns.rdata.Rdata, dnskeys: list[dns.rdata.Rdata], now: float,
+    failure: str, monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """A wrong signature, an expired or not yet valid RRSIG, an unknown or revoked key: the
+    same verdict from a key parsed afresh, parsed into the memo, and taken from it."""
+    wired, wired_sig = wire_rrset(rrset), wire_rdata(sig)
+
+    def outcome() -> str:
+        try:
+            verify(wired, wired_sig, _table(*dnskeys), now)  # type: ignore[arg-type]
+        except VerifyFailure as exc:
+            return str(exc)
+        return ""
+
+    monkeypatch.setattr(rrsig_module, "_loaded", {})
+    monkeypatch.setattr(rrsig_module, "MAX_LOADED_KEYS", 0)  # every key parsed afresh
+    fresh = outcome()
+    monkeypatch.setattr(rrsig_module, "MAX_LOADED_KEYS", 100)
+    rrsig_module._loaded.clear()
+    assert [outcome(), outcome()] == [fresh, fresh]
+    assert set(rrsig_module._loaded) == {wire_rdata(k).wire for k in dnskeys}  # type: ignore[attr-defined]
+    if failure:
+        assert fresh == failure
+
+
+def test_a_kept_key_is_the_key_of_those_octets_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(rrsig_module, "_loaded", {})
+    (_, one), (_, two) = _key(), _key()
+    first, second = zone_key(wire_rdata(one)), zone_key(wire_rdata(two))  # type: ignore[arg-type]
+    assert zone_key(wire_rdata(one)) is first  # type: ignore[arg-type]
+    assert first.public is not None and second.public is not None
+    assert first.public.key.public_numbers() != second.public.key.public_numbers()  # type: ignore[attr-defined]
+    # the same key under other flags is another record: its own entry, its own tag
+    ksk = zone_key(wire_rdata(one.replace(flags=257)))  # type: ignore[arg-type,attr-defined]
+    assert ksk is not first and ksk.tag != first.tag and ksk.dnskey.flags == 257
+
+
+def test_the_policy_is_asked_for_a_kept_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(rrsig_module, "_loaded", {})
+    _, dnskey = _key()
+    assert zone_key(wire_rdata(dnskey)).public is not None  # type: ignore[arg-type]
+    deny = dns.dnssec.SimpleDeny(set(), {Algorithm.ECDSAP256SHA256}, set(), set())
+    monkeypatch.setattr(dns.dnssec, "default_policy", deny)
+    refused = zone_key(wire_rdata(dnskey))  # type: ignore[arg-type]
+    assert refused.public is None and "algorithm 13 is not allowed" in refused.error
+
+
+def test_the_memo_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(rrsig_module, "_loaded", {})
+    monkeypatch.setattr(rrsig_module, "MAX_LOADED_KEYS", 3)
+    for _ in range(7):
+        zone_key(wire_rdata(_key()[1]))  # type: ignore[arg-type]
+        assert len(rrsig_module._loaded) <= 3
+
+
+@pytest.mark.parametrize("algorithm", [13, 14])
+def test_ecdsa_keys_from_the_point_are_dnspythons_keys(algorithm: int) -> None:
+    """The uncompressed-point path gives the key ``from_dnskey`` gives; a point off the curve
+    is refused by both; a key field of another length is read by ``from_dnskey`` itself."""
+    import dns.dnssecalgs
+
+    curve = ec.SECP256R1() if algorithm == 13 else ec.SECP384R1()
+    dnskey = dns.dnssec.make_dnskey(
+        ec.generate_private_key(curve).public_key(), Algorithm(algorithm), 256
+    )
+    public_cls = dns.dnssecalgs.get_algorithm_cls(algorithm).public_cls
+    ours = rrsig_module._parse_key(wire_rdata(dnskey))  # type: ignore[arg-type]
+    assert ours.public is not None
+    theirs = public_cls.from_dnskey(dnskey)  # type: ignore[arg-type]
+    assert ours.public.key.public_numbers() == theirs.key.public_numbers()  # type: ignore[attr-defined]
+    off_curve = dnskey.replace(key=dnskey.key[:-1] + bytes([dnskey.key[-1] ^ 1]))  # type: ignore[attr-defined]
+    refused = rrsig_module._parse_key(wire_rdata(off_curve))  # type: ignore[arg-type]
+    assert (refused.public, refused.error) == (None, "invalid public key")
+    with pytest.raises(ValueError):
+        public_cls.from_dnskey(off_curve)  # type: ignore[arg-type]
+    longer = dnskey.replace(key=dnskey.key + b"\0")  # type: ignore[attr-defined]
+    read = rrsig_module._parse_key(wire_rdata(longer))  # type: ignore[arg-type]
+    assert read.public is not None  # from_dnskey ignores the extra octet, and so do we
+    assert read.public.key.public_numbers() == theirs.key.public_numbers()  # type: ignore[attr-defined]

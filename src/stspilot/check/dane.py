@@ -63,29 +63,37 @@ class TlsaRecord:
     @property
     def unusable_reason(self) -> str:
         """Why an SMTP client skips this record (RFC 7672 §3.1.3, RFC 6698 §4.1); "" if usable."""
-        if self.usage in (Usage.PKIX_TA, Usage.PKIX_EE):
-            return f"usage {self.usage} (PKIX) is not for SMTP"
-        if self.usage not in (Usage.DANE_TA, Usage.DANE_EE):
-            return f"unknown usage {self.usage}"
-        if self.selector not in (Selector.CERT, Selector.SPKI):
-            return f"unknown selector {self.selector}"
-        if self.matching_type not in (MatchingType.FULL, MatchingType.SHA256, MatchingType.SHA512):
-            return f"unknown matching type {self.matching_type}"
-        expected = _DIGEST_LENGTH.get(MatchingType(self.matching_type))
-        if expected is not None and len(self.data) != expected:
-            return f"digest of {len(self.data)} octets where {expected} belong"
-        if not self.data:
-            return "no association data"
-        return ""
+        return _unusable(self.usage, self.selector, self.matching_type, len(self.data))
 
     @property
     def usable(self) -> bool:
-        return not self.unusable_reason
+        return not _unusable(self.usage, self.selector, self.matching_type, len(self.data))
 
 
+@functools.lru_cache(maxsize=1024)
+def _unusable(usage: int, selector: int, matching_type: int, length: int) -> str:
+    # Cached: a verdict asks it of each record several times, and records repeat per run.
+    if usage in (Usage.PKIX_TA, Usage.PKIX_EE):
+        return f"usage {usage} (PKIX) is not for SMTP"
+    if usage not in (Usage.DANE_TA, Usage.DANE_EE):
+        return f"unknown usage {usage}"
+    if selector not in (Selector.CERT, Selector.SPKI):
+        return f"unknown selector {selector}"
+    if matching_type not in (MatchingType.FULL, MatchingType.SHA256, MatchingType.SHA512):
+        return f"unknown matching type {matching_type}"
+    expected = _DIGEST_LENGTH.get(MatchingType(matching_type))
+    if expected is not None and length != expected:
+        return f"digest of {length} octets where {expected} belong"
+    if not length:
+        return "no association data"
+    return ""
+
+
+@functools.lru_cache(maxsize=4096)
 def parse_tlsa(text: str) -> TlsaRecord:
     """``"3 1 1 ab12..."`` → ``TlsaRecord``: three 8-bit numbers, then hex that may hold spaces
-    (RFC 6698 §2.2). ``ParseError`` (code ``dane.tlsa.syntax``) for anything else."""
+    (RFC 6698 §2.2). ``ParseError`` (code ``dane.tlsa.syntax``) for anything else. Cached by
+    the text (a record is frozen): a host's records are judged for every domain it serves."""
     fields = text.split()
     if len(fields) < 4:
         raise ParseError("dane.tlsa.syntax", f"a TLSA record has 4 fields: {text[:80]!r}")
@@ -168,15 +176,19 @@ class ChainMatch:
 
 
 def _load(chain: Sequence[bytes]) -> list[x509.Certificate | None]:
+    return [_certificate(der) for der in chain]
+
+
+@functools.lru_cache(maxsize=256)
+def _certificate(der: bytes) -> x509.Certificate | None:
+    """``der`` parsed (None if it does not parse); cached, as ``_spki``: the domains of a run
+    that share an MX host match its one chain (a ``Certificate`` is immutable)."""
     from cryptography import x509
 
-    out: list[x509.Certificate | None] = []
-    for der in chain:
-        try:
-            out.append(x509.load_der_x509_certificate(der))
-        except ValueError:
-            out.append(None)
-    return out
+    try:
+        return x509.load_der_x509_certificate(der)
+    except ValueError:
+        return None
 
 
 def _names(cert: x509.Certificate) -> list[str]:

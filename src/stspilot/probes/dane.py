@@ -24,6 +24,7 @@ from dataclasses import dataclass, replace
 import dns.exception
 
 from stspilot.facts import DnssecResult, DnssecStatus, DnsStatus, MxLookup, TlsaLookup
+from stspilot.probes.dane_share import Shared
 from stspilot.probes.denial import Nsec3Proof, nsec3_covers, nsec3_proof
 from stspilot.probes.dnssec import (
     TrustAnchors,
@@ -126,9 +127,13 @@ def _when(seconds: float | None) -> dt.datetime | None:
     return None if seconds is None else dt.datetime.fromtimestamp(seconds, dt.UTC)
 
 
+_ORDER = {S: 0, INSEC: 1, X: 2, B: 3}
+
+
 def _weakest(*results: DnssecResult) -> DnssecResult:
-    order = {S: 0, INSEC: 1, X: 2, B: 3}
-    worst = max(results, key=lambda r: order[r.status])
+    if len(results) == 1:  # the common case: one RRset, no CNAME, no wildcard
+        return results[0]
+    worst = max(results, key=lambda r: _ORDER[r.status])
     if worst.status is S:
         stamps = [r.expires for r in results if r.expires is not None]
         return DnssecResult(S, signer=worst.signer, expires=min(stamps, default=None))
@@ -148,7 +153,7 @@ class DnssecValidator:
         self.resolver = resolver
         self.anchors = anchors or TrustAnchors.load(None)
         self.clock = clock
-        self._keys: dict[WireName, asyncio.Future[_Keys]] = {}
+        self._keys: dict[WireName, Shared[_Keys]] = {}
 
     # --- the public questions ---
 
@@ -171,12 +176,12 @@ class DnssecValidator:
         if len(replies) != 2:
             replies = tuple(await asyncio.gather(*(self._ask(lookup.host, t) for t in (A, AAAA))))
         work = []
+        try:
+            qname: WireName | None = _name(lookup.host)
+        except (dns.exception.DNSException, ValueError):
+            qname = None
         for reply, rdtype in zip(replies, (A, AAAA), strict=True):
-            try:
-                qname = _name(lookup.host)
-            except (dns.exception.DNSException, ValueError):
-                break
-            if _plain(reply, qname, rdtype)[0] is DnsStatus.OK:
+            if qname is not None and _plain(reply, qname, rdtype)[0] is DnsStatus.OK:
                 work.append(self.validate(lookup.host, rdtype, reply))
         # one RRset (a host with A or AAAA only, the common case): no task for it
         found = [await work[0]] if len(work) == 1 else await asyncio.gather(*work)
@@ -206,9 +211,12 @@ class DnssecValidator:
         except (dns.exception.DNSException, ValueError) as exc:
             return Validated(DnsStatus.ERROR, DnssecResult(X, f"bad name: {exc}"), error=str(exc))
         anchor = self.anchors.closest(qname)
-        anchor_keys = None if anchor is None else await self._zone_keys(anchor, ())
+        # the anchor zone's keys load (in their own task) while the question is out: nothing
+        # of the answer is judged before they are validated
+        loading = None if anchor is None else self._keys_of(anchor, ())
         if answer is None:
             answer = await self.resolver.query_dnssec(qname, rdtype)
+        anchor_keys = loading if not isinstance(loading, Shared) else await loading.wait()
         if anchor_keys is not None and anchor_keys.status is X:
             status, rrset, error = _plain(answer, qname, rdtype)
             reason = f"trust anchor unusable: {anchor_keys.reason}"
@@ -353,17 +361,28 @@ class DnssecValidator:
     async def _zone_keys(self, zone: WireName, path: _Path) -> _Keys:
         """The validated DNSKEY RRset of ``zone``, loaded once while its verdict is valid
         (``_Keys.valid_until``); concurrent askers share one load."""
+        keys = self._keys_of(zone, path)
+        return keys if not isinstance(keys, Shared) else await keys.wait()
+
+    def _keys_of(self, zone: WireName, path: _Path) -> _Keys | Shared[_Keys]:
+        """``_zone_keys`` without waiting: the verdict when it is known, else the load (in its
+        own task: one domain's deadline must not cancel a load that others wait for)."""
         if zone in path:  # proving the keys of a zone needs those very keys: no chain
             return _Keys(B, f"the chain of trust loops through {_text(zone)}")
         if len(path) > MAX_DEPTH:
             return _Keys(X, f"chain of trust deeper than {MAX_DEPTH} zones at {_text(zone)}")
         cached = self._keys.get(zone)
-        if cached is None or (cached.done() and cached.result().valid_until < self.clock()):
+        if cached is not None and cached.done():
+            keys = cached.result()
+            if keys.valid_until >= self.clock():
+                return keys
+            cached = None
+        if cached is None:
             if len(self._keys) >= MAX_CACHED_ZONES:
                 self._keys = {z: f for z, f in self._keys.items() if not f.done()}
-            cached = self._keys[zone] = asyncio.ensure_future(self._load_keys(zone, (*path, zone)))
-        # shield: one domain's deadline must not cancel a load that others wait for
-        return await asyncio.shield(cached)
+            inner = (*path, zone)
+            cached = self._keys[zone] = Shared(lambda: self._load_keys(zone, inner))
+        return cached
 
     async def _load_keys(self, zone: WireName, path: _Path) -> _Keys:
         try:

@@ -4,7 +4,9 @@ answers, validated TLSA lookup and address judgement (RFC 7672 §2.2.2, §2.2.3)
 for all of them. Each is computed once per ``reuse`` seconds (the probe's window, so a host's
 verdict pairs a probe and a lookup of the same age), at most ``MAX_HOSTS`` hosts are kept, a
 failed lookup is asked again by the next domain, and one domain's deadline never cancels a
-lookup others wait for (``asyncio.shield``).
+lookup others wait for (each question runs in its own task, ``Shared``). The judgement, which
+asks nothing, is kept with the very lookup and answers it judged, and made in the caller's task.
+Neither a lookup nor a judgement is reused once an RRSIG it rests on has expired.
 
 No dnspython import here: ``check/run.py`` loads it only once DANE needs it.
 """
@@ -12,8 +14,9 @@ No dnspython import here: ``check/run.py`` loads it only once DANE needs it.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from stspilot.facts import AddressLookup, DnssecStatus, DnsStatus, TlsaLookup
 from stspilot.probes.resolver import Resolver
@@ -23,7 +26,61 @@ if TYPE_CHECKING:
 
 MAX_HOSTS = 2_000  # entries per cache; past it the finished ones are dropped
 _T = TypeVar("_T")
-_Cache = dict[str, tuple[float, "asyncio.Future[Any]"]]
+_Cache = dict[str, tuple[float, "Shared[Any]"]]
+
+
+class Shared(Generic[_T]):
+    """One computation that many tasks await, run in its own task: a waiter's cancellation
+    (one domain's deadline) never cancels it for the others. Each waiter waits on a future of
+    its own, set by the task as it ends; what ``asyncio.shield`` would do, without its outer
+    future, two callbacks and extra loop turn per wait (~20 µs each, 4 a domain with DANE).
+    Once done, ``wait`` returns at once."""
+
+    __slots__ = ("_error", "_task", "_value", "_waiters")
+
+    def __init__(self, make: Callable[[], Awaitable[_T]]) -> None:
+        self._waiters: list[asyncio.Future[_T]] = []
+        self._error: BaseException | None = None
+        self._task = asyncio.ensure_future(self._run(make))
+
+    async def _run(self, make: Callable[[], Awaitable[_T]]) -> None:
+        try:
+            self._value = value = await make()
+        except asyncio.CancelledError:
+            for waiter in self._waiters:
+                waiter.cancel()
+            raise
+        except Exception as exc:  # kept for every waiter, so the task's own ends here
+            self._error = exc
+            for waiter in self._waiters:
+                if not waiter.done():
+                    waiter.set_exception(exc)
+            return
+        for waiter in self._waiters:
+            if not waiter.done():
+                waiter.set_result(value)
+        self._waiters.clear()
+
+    def done(self) -> bool:
+        return self._task.done()
+
+    def result(self) -> _T:
+        """The value (``done()`` first); raises what the computation raised."""
+        if self._task.cancelled():
+            raise asyncio.CancelledError()
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+    def cancel(self) -> None:
+        self._task.cancel()
+
+    async def wait(self) -> _T:
+        if self._task.done():
+            return self.result()
+        waiter: asyncio.Future[_T] = self._task.get_loop().create_future()
+        self._waiters.append(waiter)
+        return await waiter
 
 
 class DaneShare:
@@ -34,7 +91,8 @@ class DaneShare:
         self.reuse = reuse
         self._addresses: _Cache = {}
         self._tlsa: _Cache = {}
-        self._judged: _Cache = {}
+        # host: (the lookup and the replies judged, the judgement)
+        self._judged: dict[str, tuple[TlsaLookup, tuple[Reply, ...], TlsaLookup]] = {}
 
     async def addresses(self, host: str) -> tuple[AddressLookup, tuple[Reply, ...]]:
         """MX ``host``'s A/AAAA asked with DO+CD (for the probe, and for DANE to validate)."""
@@ -46,25 +104,38 @@ class DaneShare:
 
     async def tlsa(self, validator: DnssecValidator, host: str) -> TlsaLookup:
         """MX ``host``'s TLSA lookup, validated (``DnssecValidator.lookup_tlsa``)."""
-        return await self._shared(self._tlsa, host, lambda: validator.lookup_tlsa(host), _failed)
+        return await self._shared(
+            self._tlsa, host, lambda: validator.lookup_tlsa(host), _failed, _spent
+        )
 
     async def judged(
         self, validator: DnssecValidator, lookup: TlsaLookup, replies: tuple[Reply, ...]
     ) -> TlsaLookup:
         """``lookup`` (from ``tlsa``) with its host's address records judged from ``replies``
         (from ``addresses``), RFC 7672 §2.2.2; within the window every domain passes the same
-        two, so the first one's judgement serves all."""
-        return await self._shared(
-            self._judged, lookup.host,
-            lambda: validator.judge_addresses(lookup, replies), _failed,
-        )  # fmt: skip
+        two objects, so the judgement of those very two serves all. No task of its own: it
+        asks nothing (the zone keys it needs load, shared, in their own task), so a domain
+        cancelled while judging leaves no one waiting; two judging at once both judge."""
+        if self.reuse <= 0:
+            return await validator.judge_addresses(lookup, replies)
+        known = self._judged.get(lookup.host)
+        fits = known is not None and known[0] is lookup and known[1] is replies
+        if known is not None and fits and not _spent(known[2]):
+            return known[2]
+        judged = await validator.judge_addresses(lookup, replies)
+        if not _failed(judged):
+            if len(self._judged) >= MAX_HOSTS:
+                self._judged.clear()
+            self._judged[lookup.host] = (lookup, replies, judged)
+        return judged
 
     def cancel(self) -> None:
         """Stop what no domain waits for any more (the run is over)."""
-        for cache in (self._addresses, self._tlsa, self._judged):
-            for _, future in cache.values():
-                future.cancel()
+        for cache in (self._addresses, self._tlsa):
+            for _, shared in cache.values():
+                shared.cancel()
             cache.clear()
+        self._judged.clear()
 
     async def _shared(
         self,
@@ -72,21 +143,40 @@ class DaneShare:
         key: str,
         make: Callable[[], Awaitable[_T]],
         failed: Callable[[_T], bool],
+        spent: Callable[[_T], bool] | None = None,
     ) -> _T:
+        """``make()``'s result, shared within the window; ``spent``: a result that may no
+        longer be used (a signature it rests on has expired), asked again."""
         if self.reuse <= 0:
             return await make()
         loop = asyncio.get_running_loop()
         cached = cache.get(key)
+        if (
+            cached is not None
+            and spent is not None
+            and cached[1].done()
+            and spent(cached[1].result())
+        ):
+            cached = None
         if cached is None or loop.time() - cached[0] > self.reuse:
             if len(cache) >= MAX_HOSTS:
                 for done in [k for k, c in cache.items() if c[1].done()]:
                     del cache[done]
-            cached = cache[key] = (loop.time(), asyncio.ensure_future(make()))
-        # shield: one domain's deadline must not cancel a lookup that others wait for
-        result: _T = await asyncio.shield(cached[1])
+            cached = cache[key] = (loop.time(), Shared(make))
+        result: _T = await cached[1].wait()
         if failed(result) and cache.get(key) is cached:
             del cache[key]  # asked again by the next domain
         return result
+
+
+def _spent(lookup: TlsaLookup) -> bool:
+    """A signature the lookup's verdict rests on (its TLSA RRset's chain, or its address
+    records') has expired since it was made: the verdict is made again, never reused."""
+    now = time.time()
+    for result in (lookup.dnssec, lookup.address_dnssec):
+        if result is not None and result.expires is not None and result.expires.timestamp() <= now:
+            return True
+    return False
 
 
 def _failed(lookup: TlsaLookup) -> bool:

@@ -515,7 +515,8 @@ def _parse(data: bytes, *, dnssec: bool) -> Message:
         at += 4
         questions.append(Question(name, rdtype, rdclass))
     groups: dict[tuple[WireName, int, int], list[Rdata]] = {}
-    signed: tuple[dict[tuple[WireName, int, int, int], _Group], ...] = ({}, {})
+    # by the owner's lower-cased labels: hashed and compared as bytes, not by WireName's methods
+    signed: tuple[dict[tuple[tuple[bytes, ...], int, int, int], _Group], ...] = ({}, {})
     ednsflags = 0
     opt_seen = False
     for section, count in ((0, ancount), (1, nscount), (2, arcount)):
@@ -536,7 +537,7 @@ def _parse(data: bytes, *, dnssec: bool) -> Message:
             elif dnssec and section < 2:
                 rdata, canonical = _signed_rdata(reader, rdtype, rdclass, at, end)
                 covers = rdata.type_covered if isinstance(rdata, Rrsig) else 0
-                key = (name, rdtype, rdclass, covers)
+                key = (name._key, rdtype, rdclass, covers)
                 if ttl > 0x7FFFFFFF:  # RFC 2181 §8: a TTL with the top bit set means zero
                     ttl = 0
                 found = signed[section].get(key)

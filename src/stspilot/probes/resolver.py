@@ -553,7 +553,7 @@ class Resolver:
         except (dns.exception.DNSException, ValueError) as exc:
             error = f"{type(exc).__name__}: {exc}"
             return AddressLookup(name, DnsStatus.ERROR, error=error), ()
-        replies = await asyncio.gather(
+        replies = await concurrently(
             self.query_dnssec(wire_name, A), self.query_dnssec(wire_name, AAAA)
         )
         v4, v6 = (
