@@ -252,7 +252,7 @@ def _cert_from_dict(cert: dict[str, object]) -> CertInfo:
     return CertInfo(
         subject=subject,
         issuer=issuer,
-        dns_names=tuple(value for kind, value in san if kind == "DNS"),  # type: ignore[attr-defined]
+        dns_names=tuple([value for kind, value in san if kind == "DNS"]),  # type: ignore[attr-defined]
         not_before=_cert_time(str(cert["notBefore"])),
         not_after=_cert_time(str(cert["notAfter"])),
         self_signed=subject == issuer,
