@@ -5,9 +5,11 @@ transport over the socket's: a 256 KiB read buffer zeroed for every connection, 
 for renegotiation, shutdown and flow control, an application transport and protocol, and a
 ``getpeercert()`` decoded whether anyone reads it. A probe needs much less: one handshake, the
 certificate, a request written with the client's Finished, the answer read, then an abort.
-Measured (``bench/check_bench.py --tls-fetch``, the same 400 policy fetches through either
-path, one process, loopback): 1.45 ms of CPU a fetch through asyncio's streams, 1.11 ms
-through ``TlsClient`` (median of 5 rounds, load 7.6-8.2; docs/check.md).
+Measured (``bench/tls_bench.py --fetches 400 --rounds 5``: the same policy fetches through
+either path, alternating rounds in one process, loopback): 1.45 ms of CPU a fetch through
+asyncio's streams, 1.17 ms through ``TlsClient`` (medians, load 12.3; 1.45 against 1.11 in
+another run at load 8); in the bulk check, with STARTTLS too, ~0.5 ms a domain (docs/check.md).
+The standard library's ``ssl`` still does all of TLS: this is only the plumbing around it.
 
 What the probes saw through asyncio is kept: a handshake failure raises the ``ssl.SSLError``
 (its verify code intact), the end of the stream during the handshake ``ConnectionResetError``,
