@@ -15,10 +15,12 @@ import socket
 import ssl
 import struct
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 
 import pytest
 import trustme
 
+from stspilot.probes.tls import TlsContexts, peer_cert, success
 from stspilot.probes.tlsio import connect, start_tls
 
 HOST = "mx.example.com"
@@ -276,3 +278,26 @@ async def test_a_flood_pauses_reading_and_a_broken_record_raises(
                     pass
         finally:
             client.abort()
+
+
+async def test_a_certificate_met_again_is_decoded_once(ca: trustme.CA, tmp_path: Path) -> None:
+    shared = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ca.issue_cert(HOST, "other.example.com").configure_cert(shared)
+
+    async def idle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(1)
+
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    tls = TlsContexts.create(tmp_path / "ca.pem")
+    async with serving(idle, shared) as port:
+        seen = []
+        for name in (HOST, "other.example.com", HOST):
+            client = await connect("127.0.0.1", port, tls.verified, name)
+            try:
+                result = success(client.ssl_object, tls=tls)
+                assert result.cert == peer_cert(client.ssl_object)  # what a fresh decode says
+                seen.append(result.cert)
+            finally:
+                client.abort()
+    assert seen[0] is seen[1] is seen[2]
+    assert seen[0] is not None and seen[0].dns_names == (HOST, "other.example.com")

@@ -257,7 +257,7 @@ class PolicyFetcher:
             return PolicyFetch(url, FetchOutcome.CONNECT_FAILED, address=address, error=_says(exc))
         try:
             base = PolicyFetch(
-                url, FetchOutcome.OK, address=address, tls=success(client.ssl_object)
+                url, FetchOutcome.OK, address=address, tls=success(client.ssl_object, tls=self.tls)
             )
             return await self._exchange(base, conn, client)
         finally:

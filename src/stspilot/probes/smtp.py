@@ -231,7 +231,7 @@ class MxProber:
             return _Session(banner.lines[0], ehlo_name, failure(exc, None))
         ssl_object = client.ssl_object
         if verify:
-            tls = success(ssl_object)
+            tls = success(ssl_object, tls=self.tls)
         else:
             tls = TlsResult(ok=False, cert=unverified_cert(ssl_object))
         chain = sent_chain(ssl_object)  # DANE matches the chain as sent, validated or not
