@@ -7,8 +7,9 @@ for renegotiation, shutdown and flow control, an application transport and proto
 certificate, a request written with the client's Finished, the answer read, then an abort.
 Measured (``bench/tls_bench.py --fetches 400 --rounds 5``: the same policy fetches through
 either path, alternating rounds in one process, loopback): 1.45 ms of CPU a fetch through
-asyncio's streams, 1.17 ms through ``TlsClient`` (medians, load 12.3; 1.45 against 1.11 in
-another run at load 8); in the bulk check, with STARTTLS too, ~0.5 ms a domain (docs/check.md).
+asyncio's streams, 1.17 ms through ``TlsClient`` (medians, load 12.3; 1.32 against 1.17 in
+another run at load 7.8); in the bulk check, with STARTTLS too, 0.5-0.9 ms a domain
+(docs/check.md).
 The standard library's ``ssl`` still does all of TLS: this is only the plumbing around it.
 
 What the probes saw through asyncio is kept: a handshake failure raises the ``ssl.SSLError``
