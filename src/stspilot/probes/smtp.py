@@ -217,6 +217,8 @@ class MxProber:
         limit = HANDSHAKE_LIMIT if self.options.command_timeout >= HANDSHAKE_LIMIT else None
         try:
             async with asyncio.timeout(self.options.command_timeout):
+                # As StreamWriter.start_tls did: a connection lost since the 220 raises here
+                await writer.drain()
                 # QUIT goes with the client's Finished: polite, and we do not wait for the 221
                 client = await start_tls(
                     writer.transport,
