@@ -44,7 +44,7 @@ _ISSUER_NOT_FOUND = frozenset(
 )
 
 
-CERT_CACHE_LIMIT = 1_000  # decoded certificates kept (a few KiB each, with their DER)
+CERT_CACHE_LIMIT = 256  # decoded certificates kept (a few KiB each with their DER: ~1 MiB)
 
 
 class TlsContexts:
