@@ -100,8 +100,7 @@ class TlsClient(asyncio.Protocol):
             self._flush()
             return
         except ssl.SSLError as exc:
-            self._flush()  # the alert, as asyncio sends it
-            self._fail(exc)
+            self._fail(exc)  # dropped without sending the alert, as asyncio's transport did
             return
         self._done = True
         if self._then:
