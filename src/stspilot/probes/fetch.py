@@ -8,12 +8,13 @@ address while SNI and Host stay the name; in service mode private targets are re
 connecting (SSRF guard). Every outcome is a ``PolicyFetch`` value.
 
 One GET on one fresh connection is all a policy fetch is, so the connection is our own
-(asyncio streams: the pre-resolved address, SNI, the SSRF guard, the certificate in hand) and
-only the HTTP/1.1 framing is delegated, to h11 (RFC 9112, sans-IO; the parser under httpx's
-stack): status line, header fields, Content-Length / chunked / close-delimited bodies, with
-h11's strictness (a chunk size is hex digits only; conflicting lengths and transfer codings
-other than ``chunked`` are refused). 2-3 ms less CPU per fetch than httpx and ~0.1 s less
-start-up (``docs/check.md``). Every read is bounded in size and time.
+(``probes/tlsio.py``: the pre-resolved address, SNI, the SSRF guard, the certificate in hand,
+the request sent with the handshake's last flight) and only the HTTP/1.1 framing is delegated,
+to h11 (RFC 9112, sans-IO; the parser under httpx's stack): status line, header fields,
+Content-Length / chunked / close-delimited bodies, with h11's strictness (a chunk size is hex
+digits only; conflicting lengths and transfer codings other than ``chunked`` are refused).
+2-3 ms less CPU per fetch than httpx and ~0.1 s less start-up (``docs/check.md``). Every
+read is bounded in size and time.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import time
 import zlib
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Protocol
 
 import h11
 
@@ -31,6 +33,7 @@ from stspilot.facts import AddressLookup, CertInfo, DnsStatus, FetchOutcome, Pol
 from stspilot.probes.addresses import is_public
 from stspilot.probes.resolver import Resolver
 from stspilot.probes.tls import TlsContexts, failure, success, unverified_cert
+from stspilot.probes.tlsio import TlsClient, connect
 from stspilot.sts.names import policy_url
 
 POLICY_PATH = "/.well-known/mta-sts.txt"
@@ -98,8 +101,18 @@ def _decode(raw: bytes, encoding: str, cap: int) -> tuple[bytes, bool]:
     raise ProtocolError(f"unsupported Content-Encoding {encoding!r}")
 
 
+class _Reader(Protocol):
+    async def read(self, n: int = -1) -> bytes: ...
+
+
+def _connection(host: str) -> tuple[h11.Connection, bytes]:
+    """A client connection to read the answer with, and the request it sent (its bytes)."""
+    conn = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEAD_BYTES)
+    return conn, conn.send(_request(host)) + conn.send(h11.EndOfMessage())
+
+
 async def exchange(
-    reader: asyncio.StreamReader,
+    reader: _Reader,
     writer: asyncio.StreamWriter | None,
     host: str,
     *,
@@ -112,10 +125,16 @@ async def exchange(
     ``TimeoutError`` when one read takes longer than ``read_timeout``. With ``writer`` None the
     request is not sent (tests feed a response to ``reader``).
     """
-    conn = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEAD_BYTES)
-    outgoing = conn.send(_request(host)) + conn.send(h11.EndOfMessage())
+    conn, outgoing = _connection(host)
     if writer is not None:
         writer.write(outgoing)
+    return await _response(conn, reader, cap=cap, read_timeout=read_timeout)
+
+
+async def _response(
+    conn: h11.Connection, reader: _Reader, *, cap: int, read_timeout: float
+) -> Response:
+    """The answer to the request ``conn`` sent, as ``exchange`` reads it."""
     try:
         for _ in range(MAX_INTERIM + 1):
             event = await _next_event(conn, reader, read_timeout)
@@ -141,9 +160,7 @@ async def exchange(
     return Response(event.status_code, headers, bytes(body[: cap + 1]))
 
 
-async def _next_event(
-    conn: h11.Connection, reader: asyncio.StreamReader, read_timeout: float
-) -> object:
+async def _next_event(conn: h11.Connection, reader: _Reader, read_timeout: float) -> object:
     while True:
         event = conn.next_event()
         if event is not h11.NEED_DATA:
@@ -223,15 +240,11 @@ class PolicyFetcher:
 
     async def _get(self, url: str, host: str, ip: str, address: AddressLookup) -> PolicyFetch:
         opts = self.options
+        conn, request = _connection(host)
         try:
-            async with asyncio.timeout(opts.connect_timeout):
-                reader, writer = await asyncio.open_connection(
-                    ip,
-                    opts.port,
-                    ssl=self.tls.verified,
-                    server_hostname=host,  # SNI and the name validated (RFC 8461 §7.1)
-                    ssl_handshake_timeout=opts.connect_timeout,
-                )
+            async with asyncio.timeout(opts.connect_timeout):  # connect and handshake
+                # SNI and the name validated (RFC 8461 §7.1); the GET goes with the Finished.
+                client = await connect(ip, opts.port, self.tls.verified, host, then=request)
         except TimeoutError:
             error = f"connect or TLS handshake timed out after {opts.connect_timeout:g} s"
             return PolicyFetch(url, FetchOutcome.TIMEOUT, address=address, error=error)
@@ -244,26 +257,19 @@ class PolicyFetcher:
             return PolicyFetch(url, FetchOutcome.CONNECT_FAILED, address=address, error=_says(exc))
         try:
             base = PolicyFetch(
-                url,
-                FetchOutcome.OK,
-                address=address,
-                tls=success(writer.get_extra_info("ssl_object"), writer.get_extra_info("peercert")),
+                url, FetchOutcome.OK, address=address, tls=success(client.ssl_object, tls=self.tls)
             )
-            return await self._exchange(base, host, reader, writer)
+            return await self._exchange(base, conn, client)
         finally:
-            writer.transport.abort()  # one request per connection; no close_notify wait
+            client.abort()  # one request per connection; no close_notify wait
 
     async def _exchange(
-        self,
-        base: PolicyFetch,
-        host: str,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
+        self, base: PolicyFetch, conn: h11.Connection, client: TlsClient
     ) -> PolicyFetch:
         cap = self.options.max_bytes
         try:
-            response = await exchange(
-                reader, writer, host, cap=cap, read_timeout=self.options.read_timeout
+            response = await _response(
+                conn, client, cap=cap, read_timeout=self.options.read_timeout
             )
         except TimeoutError:
             return replace(base, outcome=FetchOutcome.TIMEOUT, error="no complete response in time")
@@ -296,18 +302,16 @@ class PolicyFetcher:
 
     async def _read_cert(self, ip: str, host: str) -> CertInfo | None:
         """Handshake again without validation, only to read the refused certificate and chain."""
-        writer = None
+        client = None
         try:
             async with asyncio.timeout(self.options.connect_timeout):
-                _, writer = await asyncio.open_connection(
-                    ip, self.options.port, ssl=self.tls.unverified, server_hostname=host
-                )
-                return unverified_cert(writer.get_extra_info("ssl_object"))
+                client = await connect(ip, self.options.port, self.tls.unverified, host)
+                return unverified_cert(client.ssl_object)
         except (OSError, TimeoutError, ValueError):
             return None
         finally:
-            if writer is not None:
-                writer.transport.abort()
+            if client is not None:
+                client.abort()
 
 
 def _with_elapsed(fetch: PolicyFetch, elapsed: float) -> PolicyFetch:

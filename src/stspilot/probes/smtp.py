@@ -35,10 +35,12 @@ from stspilot.probes.tls import (
     success,
     unverified_cert,
 )
+from stspilot.probes.tlsio import start_tls
 
 # RFC 5321 §4.2: Reply-code "-" [ textstring ] CRLF for every line but the last, which is
 # Reply-code [ SP textstring ] CRLF: a bare "250" is a complete reply.
 _REPLY_LINE = re.compile(rb"^([2-5][0-9][0-9])(?:([ -])(.*?))?\r?\n$", re.DOTALL)
+HANDSHAKE_LIMIT = 60.0  # asyncio's limit on a TLS handshake (``ssl_handshake_timeout``)
 MAX_ADDRESSES = 8  # per MX host; every one is probed (at once), more are named in the error
 # Worse outcomes rank higher. An address that cannot be reached ranks below one that passed:
 # a sender tries the next address (RFC 5321 §5.1), and a checker without IPv6 would otherwise
@@ -211,20 +213,30 @@ class MxProber:
             reply = f"{answer.code} {' '.join(answer.lines)}"[:300]
             raise _Abort(SmtpOutcome.STARTTLS_REJECTED, reply)
         context = self.tls.verified if verify else self.tls.unverified
+        # asyncio's own limit on a handshake, kept for a command timeout that is longer
+        limit = HANDSHAKE_LIMIT if self.options.command_timeout >= HANDSHAKE_LIMIT else None
         try:
             async with asyncio.timeout(self.options.command_timeout):
-                await writer.start_tls(context, server_hostname=host)
+                # As StreamWriter.start_tls did: a connection lost since the 220 raises here
+                await writer.drain()
+                # QUIT goes with the client's Finished: polite, and we do not wait for the 221
+                client = await start_tls(
+                    writer.transport,
+                    context,
+                    host,
+                    then=b"QUIT\r\n",
+                    handshake_limit=limit,
+                )
         except TimeoutError as exc:
             raise _Abort(SmtpOutcome.TIMEOUT, "TLS handshake timed out") from exc
         except (OSError, ValueError, EOFError) as exc:  # ssl.SSLError is an OSError
             return _Session(banner.lines[0], ehlo_name, failure(exc, None))
-        ssl_object = writer.get_extra_info("ssl_object")
+        ssl_object = client.ssl_object
         if verify:
-            tls = success(ssl_object, writer.get_extra_info("peercert"))
+            tls = success(ssl_object, tls=self.tls)
         else:
             tls = TlsResult(ok=False, cert=unverified_cert(ssl_object))
         chain = sent_chain(ssl_object)  # DANE matches the chain as sent, validated or not
-        await self._quit(writer)
         return _Session(banner.lines[0], ehlo_name, tls, chain)
 
     async def _command(

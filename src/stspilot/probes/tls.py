@@ -44,6 +44,9 @@ _ISSUER_NOT_FOUND = frozenset(
 )
 
 
+CERT_CACHE_LIMIT = 256  # decoded certificates kept (a few KiB each with their DER: ~1 MiB)
+
+
 class TlsContexts:
     """The validating context and a non-validating one used only to read a rejected certificate.
 
@@ -52,12 +55,13 @@ class TlsContexts:
     DNS question before paying for it; ``warm`` builds both while answers are on their way.
     """
 
-    __slots__ = ("_unverified", "_verified", "ca_file")
+    __slots__ = ("_certs", "_unverified", "_verified", "ca_file")
 
     def __init__(self, ca_file: Path | str | None = None) -> None:
         self.ca_file = ca_file
         self._verified: ssl.SSLContext | None = None
         self._unverified: ssl.SSLContext | None = None
+        self._certs: dict[bytes, CertInfo] = {}
 
     @classmethod
     def create(cls, ca_file: Path | str | None = None) -> TlsContexts:
@@ -98,6 +102,24 @@ class TlsContexts:
         """Build both contexts now (a bad ``ca_file`` raises here, not mid-check)."""
         self.verified  # noqa: B018
         self.unverified  # noqa: B018
+
+    def verified_cert(self, ssl_object: ssl.SSLObject | ssl.SSLSocket) -> CertInfo | None:
+        """``peer_cert``, decoded once per certificate while these contexts live: hosts that
+        share a certificate (a provider's policy hosts, one certificate naming many) are read
+        from the first. Its DER (``getpeercert(True)``: OpenSSL keeps the encoding) is the
+        key; ``getpeercert()`` builds a dict of every name and field, ~0.1 ms for a
+        certificate of 100 names (docs/check.md)."""
+        der = ssl_object.getpeercert(binary_form=True)
+        if not der:
+            return peer_cert(ssl_object)
+        info = self._certs.get(der)
+        if info is None:
+            info = peer_cert(ssl_object)
+            if info is not None:
+                if len(self._certs) >= CERT_CACHE_LIMIT:
+                    self._certs.clear()
+                self._certs[der] = info
+        return info
 
 
 def _load(der: bytes) -> x509.Certificate | None:
@@ -252,7 +274,7 @@ def _cert_from_dict(cert: dict[str, object]) -> CertInfo:
     return CertInfo(
         subject=subject,
         issuer=issuer,
-        dns_names=tuple(value for kind, value in san if kind == "DNS"),  # type: ignore[attr-defined]
+        dns_names=tuple([value for kind, value in san if kind == "DNS"]),  # type: ignore[attr-defined]
         not_before=_cert_time(str(cert["notBefore"])),
         not_after=_cert_time(str(cert["notAfter"])),
         self_signed=subject == issuer,
@@ -275,16 +297,23 @@ def peer_cert(
     return cert_info(der) if der else None
 
 
-def success(ssl_object: ssl.SSLObject | ssl.SSLSocket | None, peercert: object = None) -> TlsResult:
-    """The result of a handshake that validated (``peercert``: as for ``peer_cert``)."""
+def success(
+    ssl_object: ssl.SSLObject | ssl.SSLSocket | None,
+    peercert: object = None,
+    *,
+    tls: TlsContexts | None = None,
+) -> TlsResult:
+    """The result of a handshake that validated (``peercert``: as for ``peer_cert``; ``tls``:
+    the contexts that made it, to read a certificate they have met already from them)."""
     if ssl_object is None:
         return TlsResult(ok=True)
     cipher = ssl_object.cipher()
+    cert = tls.verified_cert(ssl_object) if tls is not None else peer_cert(ssl_object, peercert)
     return TlsResult(
         ok=True,
         version=ssl_object.version() or "",
         cipher=cipher[0] if cipher else "",
-        cert=peer_cert(ssl_object, peercert),
+        cert=cert,
     )
 
 

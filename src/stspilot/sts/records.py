@@ -19,6 +19,7 @@ Tolerated, not in the grammar: whitespace after the last field without a closing
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
@@ -341,6 +342,13 @@ def select_sts_record(records: Sequence[tuple[bytes, ...]]) -> RecordSelection[S
 
 def select_tlsrpt_record(records: Sequence[tuple[bytes, ...]]) -> RecordSelection[TlsRptRecord]:
     """RFC 8460 §3 selection over every TXT record at ``_smtp._tls.<domain>``."""
+    return _select_tlsrpt(tuple(records))
+
+
+# A check selects a domain's TLS-RPT record twice: for the report domains to look up, then
+# to judge it. The selection is immutable (frozen, tuples) and a function of the records.
+@functools.lru_cache(maxsize=1024)
+def _select_tlsrpt(records: tuple[tuple[bytes, ...], ...]) -> RecordSelection[TlsRptRecord]:
     return _select(records, _TLSRPT, _parse_tlsrpt)
 
 
