@@ -23,7 +23,7 @@ from stspilot.store.schema import quarantine
 
 pytestmark = [pytest.mark.db, pytest.mark.slow]
 
-REPORTS = 1500
+REPORTS = 2000
 BAD = 25
 KILLS = 5
 
@@ -127,8 +127,10 @@ def test_sigkill_at_random_moments_then_rerun(store: Store, store_url: str, tmp_
     for _ in range(KILLS):
         stored = _stored(store)
         # A random point in what is left to store (batches of 50 keep some of it ahead), and a
-        # random moment after it: mid-batch, between batches, mid-commit.
-        target = stored + int(rng.uniform(0.1, 0.5) * (len(expected) - stored))
+        # random moment after it: mid-batch, between batches, mid-commit. At most 30% of what
+        # is left, so that the run still has hundreds of reports to store when the kill comes
+        # (up to 50 ms after the point): a fast run finished the rest before it otherwise.
+        target = stored + int(rng.uniform(0.05, 0.3) * (len(expected) - stored))
         proc = _ingest(tmp_path / "in", store_url)
         _kill_mid_run(proc, store, target, rng.uniform(0.0, 0.05))
         proc.communicate(timeout=30)

@@ -7,7 +7,8 @@ not SQLAlchemy per row. The unique constraints decide duplicates (``INSERT ... O
 NOTHING``), so concurrent writers and re-runs after a crash never store a report twice.
 
 One write path per engine: ``Store`` (SQLAlchemy, every intake) and ``SqliteWriter`` (bulk
-ingest into an up-to-date SQLite store, on ``sqlite3`` alone) both run ``Writer``'s statements.
+ingest into a new or up-to-date SQLite store, on ``sqlite3`` alone) both run ``Writer``'s
+statements.
 The tables and columns are ``store/schema.py``'s (migrations) and ``store/rows.py``'s column
 lists; this module names them in SQL and imports SQLAlchemy only for type checking.
 """
@@ -383,16 +384,16 @@ def url_dialect(url: str | None) -> str:
 
 
 class SqliteWriter:
-    """``Store.ingest_rows`` and ``Store.ingest_batch`` for an existing SQLite store at the
-    newest schema, on a stdlib ``sqlite3`` connection: bulk ingest's storing process does not
-    import SQLAlchemy, ~0.33 s of CPU (``python -c "import sqlalchemy"``, 2 CPUs, load ~8),
-    a seventh of a 10,000-file run's CPU. The statements are ``Writer``'s, the same as through
-    ``Store``; the connection gets the same pragmas (``store.url``), and the transaction is
-    the same: BEGIN IMMEDIATE, foreign-key checks off for rows under the ids just returned,
-    COMMIT, or ROLLBACK of the whole batch on any error. Driver errors become the same
-    ``StoreRefused`` (the values) and ``StoreError`` (the database) as ``Store._write``'s.
-    Anything else (PostgreSQL, a new or older store, a read-only file, a URL with options)
-    opens ``Store``: ``open_sqlite_writer`` answers None."""
+    """``Store.ingest_rows`` and ``Store.ingest_batch`` for a SQLite store at the newest
+    schema (an existing one, or a new one made so), on a stdlib ``sqlite3`` connection: bulk
+    ingest's storing process does not import SQLAlchemy, ~0.33 s of CPU (``python -c "import
+    sqlalchemy"``, 2 CPUs, load ~8), a seventh of a 10,000-file run's CPU. The statements are
+    ``Writer``'s, the same as through ``Store``; the connection gets the same pragmas
+    (``store.url``), and the transaction is the same: BEGIN IMMEDIATE, foreign-key checks off
+    for rows under the ids just returned, COMMIT, or ROLLBACK of the whole batch on any error.
+    Driver errors become the same ``StoreRefused`` (the values) and ``StoreError`` (the
+    database) as ``Store._write``'s. Anything else (PostgreSQL, an older store, a read-only
+    file, a URL with options) opens ``Store``: ``open_sqlite_writer`` answers None."""
 
     dialect = "sqlite"
 
@@ -445,10 +446,12 @@ class SqliteWriter:
 
 def open_sqlite_writer(url: str | None) -> SqliteWriter | None:
     """A ``SqliteWriter`` when ``url`` (``--db``, else the environment, else the default file)
-    is an existing, writable SQLite file at the newest migration; else None (open ``Store``,
-    which creates, migrates or explains)."""
+    is a writable SQLite file at the newest migration, or none yet (or an empty one) in a
+    writable folder: then it is made at the newest schema here, from the migrations' script
+    (``versions.create_sqlite_head``), as ``Store.open`` would make it. Else None (open
+    ``Store``, which migrates or explains)."""
     from stspilot.store.url import ENV_VAR, _sqlite_on_connect, resolve_url
-    from stspilot.store.versions import migration_heads
+    from stspilot.store.versions import create_sqlite_head, migration_heads
 
     chosen = url or os.environ.get(ENV_VAR) or ""
     if "://" in chosen and (not chosen.startswith("sqlite:///") or any(c in chosen for c in "?#%")):
@@ -456,7 +459,9 @@ def open_sqlite_writer(url: str | None) -> SqliteWriter | None:
     # A bare path, the default file or a plain sqlite:///PATH: resolved without SQLAlchemy.
     resolved = chosen if "://" in chosen else resolve_url(url)
     path = Path(resolved.removeprefix("sqlite:///"))
-    if not (path.is_file() and os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)):
+    if not (path.parent.is_dir() and os.access(path.parent, os.W_OK)):
+        return None
+    if path.exists() and not (path.is_file() and os.access(path, os.W_OK)):
         return None
     try:
         db = sqlite3.connect(path)
@@ -464,6 +469,10 @@ def open_sqlite_writer(url: str | None) -> SqliteWriter | None:
         return None
     try:
         _sqlite_on_connect(db, None)
+        if db.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchone() is None:
+            # A new store. Not made (False): another process made it meanwhile (its heads
+            # are read below), or the script is behind the migrations (Store migrates).
+            create_sqlite_head(db)
         heads = {str(row[0]) for row in db.execute("SELECT version_num FROM alembic_version")}
     except sqlite3.Error:
         db.close()
