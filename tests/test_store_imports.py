@@ -20,9 +20,8 @@ def report():
     seen = sorted(m for m in sys.modules if m.startswith(WATCH))
     print("LOADED", seen, file=sys.stderr)
 atexit.register(report)
-sys.argv = ["stspilot", *sys.argv[1:]]
 from stspilot.cli import main
-main()
+main(sys.argv[1:])  # argv given: the interpreter exits as usual, running the report above
 """
 
 
