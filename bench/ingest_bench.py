@@ -7,6 +7,7 @@ PostgreSQL, and each run's peak RSS (one fresh child process per run; its VmHWM)
     .venv/bin/python bench/ingest_bench.py --grow 10 --sizes 10000 --workers 0   # a growing store
     .venv/bin/python bench/ingest_bench.py --sizes 10000 --workers 0 --verify-dkim
     .venv/bin/python bench/ingest_bench.py --ab ../base/src --sizes 10000 --repeat 3 [--pg URL]
+    .venv/bin/python bench/ingest_bench.py --ab ../base/src --sizes 10000 --forms json.gz --no-pg
 
 ``--verify-dkim`` signs the .eml reports with a lab DKIM key, serves its key records from a
 lab DNS server on loopback, and runs the .eml input twice: without verification ("eml") and
@@ -21,7 +22,8 @@ machine this was written on varies by +-30% between runs of the same code: use `
 Prints figures only; it never fails on time.
 
 ``--ab SRC`` times whole ``stspilot ingest`` processes from the shell (start-up included,
-``/usr/bin/time``'s view: wall, and CPU of the process and its workers) for another checkout's
+``/usr/bin/time``'s view: wall, and CPU of the process and its workers; and, in brackets, the
+CPU of the storing process alone, the serial part) for another checkout's
 ``src`` (e.g. ``git worktree add ../base main``) and this one, in alternation (the order
 flips every round), over the same files: a new SQLite store, an existing one (at the newest
 schema: made by an ingest of an empty folder first), an empty folder into an existing store
@@ -244,6 +246,7 @@ def main() -> None:
     parser.add_argument(
         "--ab", metavar="SRC", help="whole processes: SRC (another checkout's src) vs this one"
     )
+    parser.add_argument("--forms", default="json.gz,eml", help="--ab: which of json.gz,eml")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--nameserver", help=argparse.SUPPRESS)
     parser.add_argument("--db", help=argparse.SUPPRESS)
@@ -298,21 +301,48 @@ def main() -> None:
                             )  # fmt: skip
 
 
-def _whole_process(src: str, argv: list[str]) -> tuple[float, float, str]:
+# ``stspilot`` as its console script runs it, and, as it exits, the CPU of the process itself
+# (the storing process: start-up, inserts, commits) apart from its workers'.
+_STORING_CPU = r"""
+import os, resource, sys
+_pid = os.getpid()
+def _say():
+    if os.getpid() == _pid:  # not in a forked worker
+        r = resource.getrusage(resource.RUSAGE_SELF)
+        sys.stderr.write(f"\nSTORING-CPU {r.ru_utime + r.ru_stime:.4f}\n")
+        sys.stderr.flush()
+_real_exit = os._exit
+def _exit(code):
+    _say()
+    _real_exit(code)
+os._exit = _exit
+import atexit
+atexit.register(_say)
+sys.argv = ["stspilot", *sys.argv[1:]]
+from stspilot.cli import main
+sys.exit(main())
+"""
+
+
+def _whole_process(src: str, argv: list[str]) -> tuple[float, float, str, float]:
     """One ``stspilot`` process with ``src`` first on its path: wall, CPU (with its workers),
-    its output."""
-    exe = str(Path(sys.executable).parent / "stspilot")
+    its output, and the CPU of the storing process alone."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     done = subprocess.run(
-        [exe, *argv], env={**os.environ, "PYTHONPATH": src}, capture_output=True, text=True
+        [sys.executable, "-c", _STORING_CPU, *argv],
+        env={**os.environ, "PYTHONPATH": src},
+        capture_output=True,
+        text=True,
     )
     took = time.perf_counter() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode not in (0, 1):
         raise RuntimeError(f"stspilot {' '.join(argv)} failed: {done.stderr[-1500:]}")
     cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
-    return took, cpu, done.stdout.strip()
+    storing = [ln for ln in done.stderr.splitlines() if ln.startswith("STORING-CPU ")]
+    own = float(storing[-1].split()[1]) if storing else float("nan")
+    return took, cpu, done.stdout.strip(), own
 
 
 def ab(args: argparse.Namespace) -> None:
@@ -334,6 +364,8 @@ def ab(args: argparse.Namespace) -> None:
         for attempt in range(args.repeat):
             order = ["base", "this"] if attempt % 2 == 0 else ["this", "base"]
             for form, (folder, _distinct) in inputs.items():
+                if form not in args.forms.split(","):
+                    continue
                 for case in cases:
                     if case == "start-up" and form != "json.gz":
                         continue
@@ -344,13 +376,14 @@ def ab(args: argparse.Namespace) -> None:
                         if case in ("existing", "start-up"):
                             _whole_process(sides[side], ["ingest", "--db", db, str(empty)])
                         source = empty if case == "start-up" else folder
-                        took, cpu, out = _whole_process(
+                        took, cpu, out, own = _whole_process(
                             sides[side], ["ingest", "--db", db, str(source)]
                         )
-                        results.setdefault((form, case, side), []).append((took, cpu))
+                        results.setdefault((form, case, side), []).append((took, cpu, own))
                         print(
                             f"{attempt} {form:<8} {case:<10} {side:<4} wall {took:6.2f} s "
-                            f"cpu {cpu:5.2f} s  load {os.getloadavg()[0]:4.1f}  {out}",
+                            f"cpu {cpu:5.2f} s (storing {own:4.2f} s)  "
+                            f"load {os.getloadavg()[0]:4.1f}  {out}",
                             flush=True,
                         )
                         if case == "postgresql":
@@ -358,17 +391,22 @@ def ab(args: argparse.Namespace) -> None:
                             continue
                         for extra in ("", "-wal", "-shm"):
                             Path(db + extra).unlink(missing_ok=True)
-    print("\nmedian CPU s (wall s), base -> this; per-round CPU ratios base/this")
+    print(
+        "\nmedian CPU s (wall s) [storing process CPU s], base -> this; "
+        "per-round CPU ratios base/this"
+    )
     for (form, case, side), runs in results.items():
         if side != "base":
             continue
         base, this = runs, results[(form, case, "this")]
         ratios = sorted(b[1] / t[1] for b, t in zip(base, this, strict=True))
         print(
-            f"{form:<8} {case:<10} {statistics.median(c for _, c in base):.2f} "
-            f"({statistics.median(w for w, _ in base):.2f}) -> "
-            f"{statistics.median(c for _, c in this):.2f} "
-            f"({statistics.median(w for w, _ in this):.2f}); "
+            f"{form:<8} {case:<10} {statistics.median(r[1] for r in base):.2f} "
+            f"({statistics.median(r[0] for r in base):.2f}) "
+            f"[{statistics.median(r[2] for r in base):.2f}] -> "
+            f"{statistics.median(r[1] for r in this):.2f} "
+            f"({statistics.median(r[0] for r in this):.2f}) "
+            f"[{statistics.median(r[2] for r in this):.2f}]; "
             f"{statistics.median(ratios):.2f}x ({', '.join(f'{r:.2f}' for r in ratios)})"
         )
 

@@ -23,7 +23,7 @@ from stspilot.store.schema import quarantine
 
 pytestmark = [pytest.mark.db, pytest.mark.slow]
 
-REPORTS = 1500
+REPORTS = 2000
 BAD = 25
 KILLS = 5
 
@@ -127,10 +127,13 @@ def test_sigkill_at_random_moments_then_rerun(store: Store, store_url: str, tmp_
     for _ in range(KILLS):
         stored = _stored(store)
         # A random point in what is left to store (batches of 50 keep some of it ahead), and a
-        # random moment after it: mid-batch, between batches, mid-commit.
-        target = stored + int(rng.uniform(0.1, 0.5) * (len(expected) - stored))
+        # random moment after it: mid-batch, between batches, mid-commit (a batch of 50 takes
+        # a few milliseconds). At most 30% of what is left and 10 ms after it, so that the run
+        # still has reports to store when the kill comes: a fast run (10,000 reports/s) stored
+        # the rest of the corpus within the 50 ms this waited before.
+        target = stored + int(rng.uniform(0.05, 0.3) * (len(expected) - stored))
         proc = _ingest(tmp_path / "in", store_url)
-        _kill_mid_run(proc, store, target, rng.uniform(0.0, 0.05))
+        _kill_mid_run(proc, store, target, rng.uniform(0.0, 0.01))
         proc.communicate(timeout=30)
         assert proc.returncode == -signal.SIGKILL  # killed inside the run, every time
         stored = _assert_consistent(store, expected)

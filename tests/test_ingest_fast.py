@@ -133,8 +133,10 @@ def test_open_sqlite_writer_leaves_everything_else_to_store(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     db = tmp_path / "s.sqlite3"
-    assert open_sqlite_writer(str(db)) is None  # no store yet: Store creates and migrates it
-    _new_store(db)
+    writer = open_sqlite_writer(str(db))  # no store yet: made at the newest schema
+    assert writer is not None
+    writer.close()
+    assert open_sqlite_writer(str(tmp_path / "nowhere" / "s.sqlite3")) is None  # no folder
     for url in (str(db), f"sqlite:///{db}"):
         writer = open_sqlite_writer(url)
         assert writer is not None

@@ -10,9 +10,9 @@ command's help and errors. Typer and the pydantic it loads cost ~0.1-0.15 s of C
 and storing. A test keeps the two parsers' options the same.
 
 The store is opened after the worker processes have their first tasks
-(``ingest.bulk.ingest_paths_opening``), and an existing SQLite store at the newest schema is
-written through ``sqlite3`` alone (``store.batch.open_sqlite_writer``): such a run never
-imports SQLAlchemy.
+(``ingest.bulk.ingest_paths_opening``), and a SQLite store at the newest schema, or a new one
+(made so from one script, ``store.versions.create_sqlite_head``), is written through
+``sqlite3`` alone (``store.batch.open_sqlite_writer``): such a run never imports SQLAlchemy.
 """
 
 from __future__ import annotations
@@ -128,7 +128,7 @@ def run_paths(
         from stspilot.store.batch import open_sqlite_writer
 
         found: Any = open_sqlite_writer(db)
-        if found is None:  # PostgreSQL, a new or older store: Store creates or migrates it
+        if found is None:  # PostgreSQL, an older store: Store migrates it
             from stspilot.store import Store
 
             found = Store.open(db)

@@ -7,7 +7,8 @@ not SQLAlchemy per row. The unique constraints decide duplicates (``INSERT ... O
 NOTHING``), so concurrent writers and re-runs after a crash never store a report twice.
 
 One write path per engine: ``Store`` (SQLAlchemy, every intake) and ``SqliteWriter`` (bulk
-ingest into an up-to-date SQLite store, on ``sqlite3`` alone) both run ``Writer``'s statements.
+ingest into a new or up-to-date SQLite store, on ``sqlite3`` alone) both run ``Writer``'s
+statements.
 The tables and columns are ``store/schema.py``'s (migrations) and ``store/rows.py``'s column
 lists; this module names them in SQL and imports SQLAlchemy only for type checking.
 """
@@ -81,55 +82,68 @@ def add_quarantine(conn: Connection, item: NewQuarantine) -> QuarantineResult:
 def write_rows(w: Writer, items: Sequence[ReportRows], *, dedup_raw: bool) -> list[AddResult]:
     """Store pre-built reports; results line up with ``items``. A report whose identity is
     stored already, or whose raw unit is (``dedup_raw``), is a duplicate; so is a later copy
-    within ``items`` (it points at the first)."""
+    within ``items`` (it points at the first).
+
+    This is the storing process's share of bulk ingest, in series with everything else, so
+    the rows go to ``executemany`` as the workers built them where they can (the report rows
+    whole; a child row gets its report's id prepended in C, ``map`` of a tuple's ``__add__``)
+    and the usual batch, all new, takes one pass."""
     known_raw = w.known_raw({item.sha256 for item in items}) if dedup_raw else {}
     # Identities are looked up first only for units whose bytes are known (re-runs): their
     # own stored report must be named, not the unit's first one. Everything else goes
     # straight to INSERT ... ON CONFLICT DO NOTHING, and only what it refuses is looked up.
-    existing = w.existing_keys({item.key for item in items if item.sha256 in known_raw})
+    existing = (
+        w.existing_keys({item.key for item in items if item.sha256 in known_raw})
+        if known_raw
+        else {}
+    )
 
     results: list[AddResult | None] = [None] * len(items)
     first_in_batch: dict[tuple[str, str], int] = {}
     pending: list[int] = []  # indexes of items to insert
     for n, item in enumerate(items):
         key = item.key
-        if key in existing:
-            results[n] = AddResult("duplicate", existing[key], item.sha256)
-        elif item.sha256 in known_raw:
-            results[n] = AddResult("duplicate", known_raw[item.sha256], item.sha256)
-        elif key not in first_in_batch:
+        if known_raw:  # else existing is empty too
+            if key in existing:
+                results[n] = AddResult("duplicate", existing[key], item.sha256)
+                continue
+            if item.sha256 in known_raw:
+                results[n] = AddResult("duplicate", known_raw[item.sha256], item.sha256)
+                continue
+        if key not in first_in_batch:  # else a later copy: pointed at the first below
             first_in_batch[key] = n
             pending.append(n)
 
     if pending:
-        stored_at = w.timestamp(now_utc())
         ids = w.insert_reports(
-            [(*items[n].report, stored_at) for n in pending], [items[n].key for n in pending]
+            [items[n].report for n in pending],
+            [items[n].key for n in pending],
+            w.timestamp(now_utc()),
         )
         lost = {items[n].key for n, pk in zip(pending, ids, strict=True) if pk is None}
         if lost:  # stored before: by an earlier batch, or a concurrent writer just now
             existing.update(w.existing_keys(lost))
         policies: list[tuple[Any, ...]] = []
         details: list[tuple[Any, ...]] = []
-        blobs: dict[str, tuple[int, bytes]] = {}
+        blobs: dict[str, tuple[str, int, int, bytes]] = {}
         for n, pk in zip(pending, ids, strict=True):
             item = items[n]
+            sha = item.sha256
             if pk is None:
-                results[n] = AddResult("duplicate", existing[item.key], item.sha256)
+                results[n] = AddResult("duplicate", existing[item.key], sha)
                 continue
-            results[n] = AddResult("new", pk, item.sha256)
-            policies += [(pk, *row) for row in item.policies]
-            details += [(pk, *row) for row in item.details]
-            if item.sha256 not in blobs:
-                blobs[item.sha256] = (pk, item.raw)
+            results[n] = AddResult("new", pk, sha)
+            head = (pk,)
+            policies.extend(map(head.__add__, item.policies))
+            details.extend(map(head.__add__, item.details))
+            if sha not in blobs:
+                blobs[sha] = (sha, pk, len(item.raw), item.raw)
         w.copy_or_insert("report_policies", POLICY_COLUMNS, policies)
         w.copy_or_insert("failure_details", DETAIL_COLUMNS, details)
         if blobs:
             # Raw units are content-addressed: a unit already kept (another batch) is skipped.
             w.insert_ignoring(
-                "raw_blobs",
-                ("sha256", "report_pk", "size", "raw"),
-                [(s, pk, len(b), b) for s, (pk, b) in blobs.items()],
+                "raw_blobs", ("sha256", "report_pk", "size", "raw"), list(blobs.values())
             )
     # Later copies of a report that is new in this very batch point at the first one.
     for n, item in enumerate(items):
@@ -137,7 +151,7 @@ def write_rows(w: Writer, items: Sequence[ReportRows], *, dedup_raw: bool) -> li
             first = results[first_in_batch[item.key]]
             assert first is not None
             results[n] = AddResult("duplicate", first.report_pk, item.sha256)
-    return [r for r in results if r is not None]
+    return cast(list[AddResult], results)
 
 
 _QUARANTINE_COLUMNS = (
@@ -206,13 +220,17 @@ class Writer:
         return {(org, rid): int(pk) for pk, org, rid in rows if (org, rid) in keys}
 
     def insert_reports(
-        self, rows: list[tuple[Any, ...]], keys: list[tuple[str, str]]
+        self, rows: list[tuple[Any, ...]], keys: list[tuple[str, str]], stored_at: object
     ) -> list[int | None]:
-        """Insert report rows, skipping stored identities: the id of each row, None where
-        its identity was stored already."""
+        """Insert report rows (``REPORT_COLUMNS`` but ``stored_at``, the same for every row),
+        skipping stored identities: the id of each row, None where its identity was stored
+        already."""
         if self.pg:
             returned = self._staged_returning(
-                "reports", REPORT_COLUMNS, rows, "id, organization_name, report_id"
+                "reports",
+                REPORT_COLUMNS,
+                [(*row, stored_at) for row in rows],
+                "id, organization_name, report_id",
             )
             ids = {(org, rid): int(pk) for pk, org, rid in returned}
             return [ids.get(key) for key in keys]
@@ -221,16 +239,21 @@ class Writer:
         # transaction holds the write lock (BEGIN IMMEDIATE), so every row past the largest id
         # before the insert is one of ours, and SQLite gives each new row the largest id plus
         # one (https://www.sqlite.org/autoinc.html): with no identity refused, row i got
-        # before + 1 + i. Otherwise (re-runs) the new rows are read back.
+        # before + 1 + i. Otherwise (re-runs) the new rows are read back. ``stored_at`` is a
+        # literal of the statement (our own timestamp text, ``timestamp``), so the rows go in
+        # as they came, without a copy of each to append it.
+        assert isinstance(stored_at, str) and "'" not in stored_at
         cur = self.dbapi.cursor()
         try:
             cur.execute("SELECT coalesce(max(id), 0) FROM reports")
             (before,) = cur.fetchone()
             changes = self.dbapi.total_changes
             names = ", ".join(REPORT_COLUMNS)
-            marks = ", ".join(["?"] * len(REPORT_COLUMNS))
+            marks = ", ".join(["?"] * (len(REPORT_COLUMNS) - 1))
             cur.executemany(
-                f"INSERT INTO reports ({names}) VALUES ({marks}) ON CONFLICT DO NOTHING", rows
+                f"INSERT INTO reports ({names}) VALUES ({marks}, '{stored_at}') "
+                "ON CONFLICT DO NOTHING",
+                rows,
             )
             added = self.dbapi.total_changes - changes
             cur.execute("SELECT coalesce(max(id), 0) FROM reports")
@@ -383,16 +406,16 @@ def url_dialect(url: str | None) -> str:
 
 
 class SqliteWriter:
-    """``Store.ingest_rows`` and ``Store.ingest_batch`` for an existing SQLite store at the
-    newest schema, on a stdlib ``sqlite3`` connection: bulk ingest's storing process does not
-    import SQLAlchemy, ~0.33 s of CPU (``python -c "import sqlalchemy"``, 2 CPUs, load ~8),
-    a seventh of a 10,000-file run's CPU. The statements are ``Writer``'s, the same as through
-    ``Store``; the connection gets the same pragmas (``store.url``), and the transaction is
-    the same: BEGIN IMMEDIATE, foreign-key checks off for rows under the ids just returned,
-    COMMIT, or ROLLBACK of the whole batch on any error. Driver errors become the same
-    ``StoreRefused`` (the values) and ``StoreError`` (the database) as ``Store._write``'s.
-    Anything else (PostgreSQL, a new or older store, a read-only file, a URL with options)
-    opens ``Store``: ``open_sqlite_writer`` answers None."""
+    """``Store.ingest_rows`` and ``Store.ingest_batch`` for a SQLite store at the newest
+    schema (an existing one, or a new one made so), on a stdlib ``sqlite3`` connection: bulk
+    ingest's storing process does not import SQLAlchemy, ~0.33 s of CPU (``python -c "import
+    sqlalchemy"``, 2 CPUs, load ~8), a seventh of a 10,000-file run's CPU. The statements are
+    ``Writer``'s, the same as through ``Store``; the connection gets the same pragmas
+    (``store.url``), and the transaction is the same: BEGIN IMMEDIATE, foreign-key checks off
+    for rows under the ids just returned, COMMIT, or ROLLBACK of the whole batch on any error.
+    Driver errors become the same ``StoreRefused`` (the values) and ``StoreError`` (the
+    database) as ``Store._write``'s. Anything else (PostgreSQL, an older store, a read-only
+    file, a URL with options) opens ``Store``: ``open_sqlite_writer`` answers None."""
 
     dialect = "sqlite"
 
@@ -445,10 +468,12 @@ class SqliteWriter:
 
 def open_sqlite_writer(url: str | None) -> SqliteWriter | None:
     """A ``SqliteWriter`` when ``url`` (``--db``, else the environment, else the default file)
-    is an existing, writable SQLite file at the newest migration; else None (open ``Store``,
-    which creates, migrates or explains)."""
+    is a writable SQLite file at the newest migration, or none yet (or an empty one) in a
+    writable folder: then it is made at the newest schema here, from the migrations' script
+    (``versions.create_sqlite_head``), as ``Store.open`` would make it. Else None (open
+    ``Store``, which migrates or explains)."""
     from stspilot.store.url import ENV_VAR, _sqlite_on_connect, resolve_url
-    from stspilot.store.versions import migration_heads
+    from stspilot.store.versions import create_sqlite_head, migration_heads
 
     chosen = url or os.environ.get(ENV_VAR) or ""
     if "://" in chosen and (not chosen.startswith("sqlite:///") or any(c in chosen for c in "?#%")):
@@ -456,7 +481,9 @@ def open_sqlite_writer(url: str | None) -> SqliteWriter | None:
     # A bare path, the default file or a plain sqlite:///PATH: resolved without SQLAlchemy.
     resolved = chosen if "://" in chosen else resolve_url(url)
     path = Path(resolved.removeprefix("sqlite:///"))
-    if not (path.is_file() and os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)):
+    if not (path.parent.is_dir() and os.access(path.parent, os.W_OK)):
+        return None
+    if path.exists() and not (path.is_file() and os.access(path, os.W_OK)):
         return None
     try:
         db = sqlite3.connect(path)
@@ -464,6 +491,10 @@ def open_sqlite_writer(url: str | None) -> SqliteWriter | None:
         return None
     try:
         _sqlite_on_connect(db, None)
+        if db.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchone() is None:
+            # A new store. Not made (False): another process made it meanwhile (its heads
+            # are read below), or the script is behind the migrations (Store migrates).
+            create_sqlite_head(db)
         heads = {str(row[0]) for row in db.execute("SELECT version_num FROM alembic_version")}
     except sqlite3.Error:
         db.close()
