@@ -272,13 +272,13 @@ def _read_policies(
                 devs.append(_PS_MISSING[i] if i < _PREBUILT else _ps_missing(i))
 
         mx_host = pol.mx_host
-        if pol.mx_host_pattern is not _UNSET or mx_host.__class__ is str:
-            strings, mx_host = _odd_mx_host(pol, ptype, i, strings - 1, devs)
-        elif mx_host.__class__ is tuple:
+        if mx_host.__class__ is tuple and pol.mx_host_pattern is _UNSET:
             strings += len(mx_host)
             # One scan of the joined names first: a generator per policy costs more.
             if "mx:" in "\n".join(mx_host):
                 mx_host = _unprefixed(mx_host, i, "mx-host", devs)
+        elif pol.mx_host_pattern is not _UNSET or mx_host.__class__ is str:
+            strings, mx_host = _odd_mx_host(pol, ptype, i, strings - 1, devs)
         else:
             strings += (mx_host is None) - 1
             mx_host = ()
