@@ -33,6 +33,7 @@ import time
 import tracemalloc
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import msgspec
 
@@ -107,7 +108,9 @@ for item in items:
 """
 
 
-def callgrind_total(python: str, corpus: str, which: str, n: int) -> int:
+def callgrind_total(
+    python: str, corpus: str, which: str, n: int, env: dict[str, str] | None = None
+) -> int:
     """Instructions of a whole child process that parses the first ``n`` reports."""
     valgrind = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null"]
     out = subprocess.run(
@@ -115,7 +118,7 @@ def callgrind_total(python: str, corpus: str, which: str, n: int) -> int:
         capture_output=True,
         text=True,
         check=True,
-        env={**os.environ, "PYTHONHASHSEED": "0"},
+        env={**os.environ, "PYTHONHASHSEED": "0", **(env or {})},
     ).stderr
     line = next(x for x in out.splitlines() if "Collected" in x)
     return int(line.split()[-1])
@@ -126,7 +129,9 @@ def callgrind_total(python: str, corpus: str, which: str, n: int) -> int:
 CACHE_EVENTS = ("Ir", "I1mr", "D1mr", "Bcm", "Bim")
 
 
-def cachegrind_totals(python: str, corpus: str, which: str, n: int) -> dict[str, int]:
+def cachegrind_totals(
+    python: str, corpus: str, which: str, n: int, env: dict[str, str] | None = None
+) -> dict[str, int]:
     """cachegrind's simulated totals for a whole child process that parses ``n`` reports."""
     with tempfile.NamedTemporaryFile(prefix="stspilot-cachegrind-") as out:
         subprocess.run(
@@ -145,7 +150,7 @@ def cachegrind_totals(python: str, corpus: str, which: str, n: int) -> dict[str,
             ],
             capture_output=True,
             check=True,
-            env={**os.environ, "PYTHONHASHSEED": "0"},
+            env={**os.environ, "PYTHONHASHSEED": "0", **(env or {})},
         )
         events: list[str] = []
         for line in Path(out.name).read_text().splitlines():
@@ -156,15 +161,20 @@ def cachegrind_totals(python: str, corpus: str, which: str, n: int) -> dict[str,
     raise RuntimeError("cachegrind wrote no summary")
 
 
-def instructions(peer_python: str | None, cache: bool) -> None:
+def instructions(peer_python: str | None, cache: bool, base: str | None = None) -> None:
     """Instructions (or cachegrind's events) a report on the first pass (see the docstring)."""
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from peers import compile_bytecode, write_parse_corpus
 
     compile_bytecode()
-    runs = [(sys.executable, "stspilot")]
+    runs: list[tuple[str, str, str, dict[str, str]]] = [
+        (sys.executable, "stspilot", "stspilot", {})
+    ]
     if peer_python:
-        runs.insert(0, (peer_python, "parsedmarc"))
+        runs.insert(0, (peer_python, "parsedmarc", "parsedmarc", {}))
+    if base:  # another checkout's code with this venv: a same-venv A/B
+        src = str(Path(base).resolve() / "src")
+        runs.append((sys.executable, "stspilot", "--base", {"PYTHONPATH": src}))
     tool = "cachegrind" if cache else "callgrind"
     print(f"a report, first pass ({tool}, 3,000 minus 1,000 reports; load {os.getloadavg()}):")
     if cache:
@@ -178,20 +188,52 @@ def instructions(peer_python: str | None, cache: bool) -> None:
             write_parse_corpus(Path(corpus), 10_000, seed=1000, fresh_addresses=fresh)
             label = "addresses of their own" if fresh else "lab generator's addresses"
             figures = []
-            for python, which in runs:
+            for python, which, name, env in runs:
                 if not cache:
-                    low, high = (callgrind_total(python, corpus, which, n) for n in (1000, 3000))
-                    figures.append(f"{which} {(high - low) / 2000:,.0f}")
+                    low, high = (
+                        callgrind_total(python, corpus, which, n, env) for n in (1000, 3000)
+                    )
+                    figures.append(f"{name} {(high - low) / 2000:,.0f}")
                     continue
-                few, many = (cachegrind_totals(python, corpus, which, n) for n in (1000, 3000))
+                few, many = (cachegrind_totals(python, corpus, which, n, env) for n in (1000, 3000))
                 per = {e: (many[e] - few[e]) / 2000 for e in CACHE_EVENTS}
                 # A rough model, not a measurement: a miss ~10 instructions, a misprediction ~15.
                 weighted = per["Ir"] + 10 * (per["I1mr"] + per["D1mr"])
                 weighted += 15 * (per["Bcm"] + per["Bim"])
                 cells = " ".join(f"{per[e]:>{10 if e[0] == 'B' else 9},.0f}" for e in CACHE_EVENTS)
-                print(f"  {label:26} {which:10} {cells} {weighted:>9,.0f}")
+                print(f"  {label:26} {name:10} {cells} {weighted:>9,.0f}")
             if figures:
                 print(f"  {label}: {', '.join(figures)}")
+
+
+def bytecodes() -> None:
+    """Bytecodes ``parse_report`` executes a report (sys.settrace opcode events), 1,000
+    reports of the address-per-failure-detail corpus after 200 warm-up ones: load-independent,
+    and exact for the interpreter's share of a parse."""
+    import marshal
+
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from peers import write_parse_corpus
+
+    with tempfile.TemporaryDirectory(prefix="stspilot-parse-bench-") as tmp:
+        corpus = Path(tmp) / "corpus.marshal"
+        write_parse_corpus(corpus, 1200, seed=1000, fresh_addresses=True)
+        items = marshal.loads(corpus.read_bytes())
+    for item in items[:200]:
+        parse_report(item)
+    count = 0
+
+    def trace(frame: Any, event: str, arg: object) -> Any:
+        nonlocal count
+        frame.f_trace_opcodes = True
+        count += event == "opcode"
+        return trace
+
+    sys.settrace(trace)
+    for item in items[200:]:
+        parse_report(item)
+    sys.settrace(None)
+    print(f"bytecodes a report, first pass: {count / (len(items) - 200):,.0f}")
 
 
 def main() -> None:
@@ -206,9 +248,16 @@ def main() -> None:
         help="with --instructions: cachegrind's cache misses and mispredictions as well",
     )
     parser.add_argument("--peer-python", help="a python with parsedmarc, for --instructions")
+    parser.add_argument(
+        "--base", help="with --instructions: a checkout whose src/ is counted too, this venv"
+    )
+    parser.add_argument("--bytecodes", action="store_true", help="bytecodes a report only")
     args = parser.parse_args()
+    if args.bytecodes:
+        bytecodes()
+        return
     if args.instructions:
-        instructions(args.peer_python, args.cachegrind)
+        instructions(args.peer_python, args.cachegrind, args.base)
         return
 
     reports = generate_reports(args.n, seed=args.seed, domains=[f"d{i}.example" for i in range(50)])
