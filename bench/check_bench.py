@@ -18,9 +18,10 @@ records (the lab's own trust anchor), each size checked with ``dane=False`` then
 (``--dane-sizes``, in one process, rounds interleaved, the order of off and on alternating
 from round to round, after a warm-up round of each that is not counted: ``--dane-warmup``;
 per-process memos, such as parsed keys by their DNSKEY octets, are warm in every counted
-round of both sides, as they were from the second round before). DANE on: the MX, A and AAAA questions
-asked with DO+CD, the TLSA and DNSKEY questions added, four signatures checked (DNSKEY, MX,
-TLSA, A), every address's chain matched. Every domain is its own signed zone: the worst case.
+round of both sides, as they were from the second round before). DANE on: the MX, A and AAAA
+questions asked with DO+CD, the TLSA and DNSKEY questions added, four signatures checked
+(DNSKEY, MX, TLSA, A), every address's chain matched. Every domain is its own signed zone:
+the worst case.
 With ``--dane-mx-hosts N`` the domains share N MX hosts of one signed provider zone instead
 (real inventories: many domains on one provider), whose TLSA and addresses a run validates once
 a host (``probes/dane_share.py``).

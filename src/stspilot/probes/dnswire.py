@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from typing import Self
+from typing import NamedTuple, Self
 
 import dns.ipv6
 
@@ -189,9 +189,10 @@ class Opaque:
     data: bytes
 
 
-@dataclass(frozen=True, slots=True)
-class Rrsig:
-    """RFC 4034 §3.1; ``head``: the RDATA before the signer's name, as the signature covers it."""
+class Rrsig(NamedTuple):
+    """RFC 4034 §3.1; ``head``: the RDATA before the signer's name, as the signature covers it.
+    A named tuple, not a frozen dataclass like the others: an answer holds one for each
+    RRset, and a tuple is built ~4 times faster than a frozen dataclass of ten fields."""
 
     type_covered: int
     algorithm: int
