@@ -15,9 +15,13 @@ it comes, as ``stspilot check`` does now):
 
 DANE on against off: the checker's CPU per domain over DNSSEC-signed domains with TLSA
 records (the lab's own trust anchor), each size checked with ``dane=False`` then ``dane=True``
-(``--dane-sizes``, in one process, rounds interleaved). DANE on: the MX, A and AAAA questions
-asked with DO+CD, the TLSA and DNSKEY questions added, four signatures checked (DNSKEY, MX,
-TLSA, A), every address's chain matched. Every domain is its own signed zone: the worst case.
+(``--dane-sizes``, in one process, rounds interleaved, the order of off and on alternating
+from round to round, after a warm-up round of each that is not counted: ``--dane-warmup``;
+per-process memos, such as parsed keys by their DNSKEY octets, are warm in every counted
+round of both sides, as they were from the second round before). DANE on: the MX, A and AAAA
+questions asked with DO+CD, the TLSA and DNSKEY questions added, four signatures checked
+(DNSKEY, MX, TLSA, A), every address's chain matched. Every domain is its own signed zone:
+the worst case.
 With ``--dane-mx-hosts N`` the domains share N MX hosts of one signed provider zone instead
 (real inventories: many domains on one provider), whose TLSA and addresses a run validates once
 a host (``probes/dane_share.py``).
@@ -425,6 +429,10 @@ def _rss(args: argparse.Namespace) -> None:
         world.close()
 
 
+def _spread(figures: list[float]) -> str:
+    return f"{min(figures):.2f}-{max(figures):.2f} ms"
+
+
 async def _dane(count: int, args: argparse.Namespace) -> None:
     """Checker CPU per domain with DANE off, then on, over signed domains with TLSA."""
     from stspilot.check.run import check_domains
@@ -436,21 +444,29 @@ async def _dane(count: int, args: argparse.Namespace) -> None:
         domains = [f"d{i:05d}.bench.test" for i in range(count)]
         cpu: dict[bool, list[float]] = {False: [], True: []}
         found: dict[bool, Counter[str]] = {False: Counter(), True: Counter()}
-        for _ in range(args.dane_repeat):
-            for dane in (False, True):
+        # A warm-up round, the same for both sides and not counted (the first round pays
+        # for imports and the TLS contexts' first loading); then the rounds, the order of off
+        # and on alternating so a drift of the machine falls on both sides alike.
+        for round_ in range(-args.dane_warmup, args.dane_repeat):
+            for dane in (False, True) if round_ % 2 == 0 else (True, False):
                 options = _options(world.info, args.concurrency, dane=dane)
                 before = _self_cpu()
                 results = await check_domains(domains, options=options, workers=1)  # type: ignore[arg-type]
+                if round_ < 0:
+                    continue
                 cpu[dane].append((_self_cpu() - before) / count * 1000)
                 for result in results:
                     found[dane].update(result.codes())
         off, on = statistics.median(cpu[False]), statistics.median(cpu[True])
+        paired = statistics.median(b / a - 1 for a, b in zip(cpu[False], cpu[True], strict=True))
         print(
             f"dane {count:>6} signed domains "
             f"({f'sharing {hosts} MX hosts' if hosts else f'mx={args.mx_count} each'}, "
             f"concurrency={args.concurrency}, "
             f"{args.dane_repeat} rounds, medians, load {os.getloadavg()[0]:.1f}): checker CPU "
-            f"{off:5.2f} ms a domain with DANE off, {on:5.2f} ms with DANE on: {on / off - 1:+.0%}"
+            f"{off:5.2f} ms a domain with DANE off, {on:5.2f} ms with DANE on: {on / off - 1:+.0%} "
+            f"(+{on - off:.2f} ms; rounds paired: {paired:+.0%}; off {_spread(cpu[False])}, "
+            f"on {_spread(cpu[True])})"
         )
         print(f"      findings off: {dict(found[False])}; on: {dict(found[True])}")
     finally:
@@ -543,6 +559,9 @@ def main() -> None:
     parser.add_argument("--rss-workers", type=int, default=1, help="processes for the RSS runs")
     parser.add_argument("--dane-sizes", default="300", help="signed domains for the DANE figure")
     parser.add_argument("--dane-repeat", type=int, default=3, help="off/on rounds (median)")
+    parser.add_argument(
+        "--dane-warmup", type=int, default=1, help="off/on rounds first, not counted"
+    )
     parser.add_argument(
         "--dane-validator", action="store_true",
         help="DANE figure: the validator alone over the answers as wire, no sockets",

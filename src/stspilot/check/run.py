@@ -350,13 +350,21 @@ async def _collect(partial: _Partial, probes: Probes, probe_mx: bool) -> None:
     async def rua(domain: str) -> None:
         partial.rua_mx[domain] = await probes.lookup_rua_mx(domain)
 
-    async def tlsa(validator: DnssecValidator, host: str) -> None:
-        lookup = await probes.dane_share.tlsa(validator, host)
-        partial.tlsa[host] = lookup
-        partial.tlsa[host] = await probes.dane_share.judged(validator, lookup, await replies[host])
-
-    async def mx_dnssec(validator: DnssecValidator, mx: MxLookup, answer: Reply) -> None:
+    async def dane(
+        validator: DnssecValidator, hosts: list[str], mx: MxLookup, answer: Reply
+    ) -> None:
+        """A domain's DANE work in one task (a task costs ~20 µs of CPU): the hosts' TLSA
+        lookups (each asks its TLSA and, if not loaded, its zone's keys together), then the
+        MX RRset (whose zone's keys are loaded by then when a host is in the domain's zone),
+        then each host's TLSA judged with its address answers (the probe's)."""
+        share = probes.dane_share
+        lookups = (
+            await concurrently(*(share.tlsa(validator, host) for host in hosts)) if hosts else []
+        )
+        partial.tlsa.update(zip(hosts, lookups, strict=True))
         partial.mx_dnssec = await validator.validate_mx(mx, answer)
+        for host, lookup in zip(hosts, lookups, strict=True):
+            partial.tlsa[host] = await share.judged(validator, lookup, await replies[host])
 
     async def mx_then_probes() -> None:
         answer: Reply | None = None
@@ -372,8 +380,7 @@ async def _collect(partial: _Partial, probes: Probes, probe_mx: bool) -> None:
         work = [probe(host) for host in hosts]
         validator = probes.dnssec if answer is not None else None
         if validator is not None and answer is not None:  # DANE: beside the probes
-            work += [tlsa(validator, host) for host in hosts]
-            work.append(mx_dnssec(validator, partial.mx, answer))
+            work.append(dane(validator, hosts, partial.mx, answer))
         if work:
             await concurrently(*work)
 

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from typing import Self
+from typing import NamedTuple, Self
 
 import dns.ipv6
 
@@ -189,9 +189,10 @@ class Opaque:
     data: bytes
 
 
-@dataclass(frozen=True, slots=True)
-class Rrsig:
-    """RFC 4034 §3.1; ``head``: the RDATA before the signer's name, as the signature covers it."""
+class Rrsig(NamedTuple):
+    """RFC 4034 §3.1; ``head``: the RDATA before the signer's name, as the signature covers it.
+    A named tuple, not a frozen dataclass like the others: an answer holds one for each
+    RRset, and a tuple is built ~4 times faster than a frozen dataclass of ten fields."""
 
     type_covered: int
     algorithm: int
@@ -307,10 +308,10 @@ class _Reader:
             known = self.names.get(target) if target < at else None
             if known is not None:  # a pointer backwards to a name read already
                 return known, at + 2
-        after = -1
+        after, end = -1, self.end
         limit = at  # pointers must go strictly backwards (no loops), as dnspython requires
         while True:
-            if at >= self.end:
+            if at >= end:
                 raise WireError("name runs past the end of the message")
             size = data[at]
             if size == 0:
@@ -319,7 +320,7 @@ class _Reader:
             if size & 0xC0 == 0xC0:
                 if not compressed:
                     raise WireError("compressed name where compression is not allowed")
-                if at + 1 >= self.end:
+                if at + 1 >= end:
                     raise WireError("compression pointer runs past the end")
                 target = ((size & 0x3F) << 8) | data[at + 1]
                 if after < 0:
@@ -330,14 +331,14 @@ class _Reader:
                 continue
             if size & 0xC0:
                 raise WireError(f"unknown label type {size >> 6}")
-            label = data[at + 1 : at + 1 + size]
-            if len(label) != size:
+            following = at + 1 + size
+            if following > end:
                 raise WireError("label runs past the end of the message")
             length += size + 1
             if length > MAX_NAME:
                 raise WireError("name longer than 255 octets")
-            labels.append(label)
-            at += 1 + size
+            labels.append(data[at + 1 : following])
+            at = following
         name = self.names[start] = WireName(tuple(labels))
         return name, (after if after >= 0 else at)
 
