@@ -473,19 +473,14 @@ async def _dane(count: int, args: argparse.Namespace) -> None:
         world.close()
 
 
-def _dane_validator(count: int, args: argparse.Namespace) -> None:
-    """The DANE validator alone, no socket: ``count`` zones signed like the bench's (an MX
-    host each, a TLSA pair), their DO answers made by the lab's DNS logic in-process as wire,
-    then per domain what a check validates (MX RRset, TLSA lookup, address records), every
-    answer read from the wire as the resolver reads it. CPU per domain, medians."""
+def signed_wires(count: int) -> tuple[dict[tuple[str, int], bytes], str]:
+    """``count`` zones signed like the DANE bench's (an MX host each, a TLSA pair): each
+    domain's DNSKEY, MX, A, AAAA and TLSA DO answers as wire, made in-process by the lab's DNS
+    logic, and the DS lines of the lab's trust anchor (also ``bench/dane_instructions.py``)."""
     import dns.message
 
-    from stspilot.facts import DnssecStatus, DnsStatus, MxLookup
     from stspilot.lab.dns_server import DnsData, Record
     from stspilot.lab.dnssec import sign_zone
-    from stspilot.probes.dane import DnssecValidator
-    from stspilot.probes.dnssec import TrustAnchors
-    from stspilot.probes.dnswire import parse_dnssec_message
 
     records, zones = [], []
     for index in range(count):
@@ -500,17 +495,26 @@ def _dane_validator(count: int, args: argparse.Namespace) -> None:
     data = DnsData(records, None, zones)
     wires: dict[tuple[str, int], bytes] = {}
     for index in range(count):
-        domain, host = f"d{index:05d}.bench.test", f"mx1.d{index:05d}.bench.test"
-        for name, rdtype in ((domain, 48), (domain, 15), (host, 1), (host, 28)):
-            query = dns.message.make_query(f"{name}.", rdtype, want_dnssec=True)
-            answer = data.respond(query)
+        domain, host = f"d{index:05d}.bench.test.", f"mx1.d{index:05d}.bench.test."
+        questions = [(domain, 48), (domain, 15), (host, 1), (host, 28), (f"_25._tcp.{host}", 52)]
+        for name, rdtype in questions:
+            answer = data.respond(dns.message.make_query(name, rdtype, want_dnssec=True))
             assert answer is not None
-            wires[(f"{name}.", rdtype)] = answer.to_wire(max_size=65535)
-        query = dns.message.make_query(f"_25._tcp.{host}.", 52, want_dnssec=True)
-        answer = data.respond(query)
-        assert answer is not None
-        wires[(f"_25._tcp.{host}.", 52)] = answer.to_wire(max_size=65535)
-    anchors = "\n".join(zone.ds for zone in zones)
+            wires[(name, rdtype)] = answer.to_wire(max_size=65535)
+    return wires, "\n".join(zone.ds for zone in zones)
+
+
+def _dane_validator(count: int, args: argparse.Namespace) -> None:
+    """The DANE validator alone, no socket: ``count`` zones signed like the bench's (an MX
+    host each, a TLSA pair), their DO answers made by the lab's DNS logic in-process as wire,
+    then per domain what a check validates (MX RRset, TLSA lookup, address records), every
+    answer read from the wire as the resolver reads it. CPU per domain, medians."""
+    from stspilot.facts import DnssecStatus, DnsStatus, MxLookup
+    from stspilot.probes.dane import DnssecValidator
+    from stspilot.probes.dnssec import TrustAnchors
+    from stspilot.probes.dnswire import parse_dnssec_message
+
+    wires, anchors = signed_wires(count)
 
     class Wire:
         async def query_dnssec(self, name: object, rdtype: int) -> object:

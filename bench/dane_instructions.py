@@ -35,31 +35,10 @@ ZONES = 120
 
 
 def _sign(path: Path) -> None:
-    import dns.message
+    sys.path.insert(0, str(HERE.parent))
+    import check_bench
 
-    from stspilot.lab.dns_server import DnsData, Record
-    from stspilot.lab.dnssec import sign_zone
-
-    records, zones = [], []
-    for index in range(ZONES):
-        domain, host = f"d{index:05d}.bench.test", f"mx1.d{index:05d}.bench.test"
-        mine = [
-            Record(host, "A", "127.0.0.1"), Record(domain, "MX", f"10 {host}."),
-            Record(f"_25._tcp.{host}", "TLSA", f"3 1 1 {index:064x}"),
-            Record(f"_25._tcp.{host}", "TLSA", f"3 1 1 {index + 1:064x}"),
-        ]  # fmt: skip
-        records += mine
-        zones.append(sign_zone(domain, mine))
-    data = DnsData(records, None, zones)
-    wires = {}
-    for index in range(ZONES):
-        domain, host = f"d{index:05d}.bench.test.", f"mx1.d{index:05d}.bench.test."
-        questions = [(domain, 48), (domain, 15), (host, 1), (host, 28), (f"_25._tcp.{host}", 52)]
-        for name, rdtype in questions:
-            answer = data.respond(dns.message.make_query(name, rdtype, want_dnssec=True))
-            assert answer is not None
-            wires[(name, rdtype)] = answer.to_wire(max_size=65535)
-    path.write_bytes(pickle.dumps((wires, "\n".join(zone.ds for zone in zones))))
+    path.write_bytes(pickle.dumps(check_bench.signed_wires(ZONES)))
 
 
 def _validate(count: int, path: Path) -> None:
