@@ -3,21 +3,30 @@
 from __future__ import annotations
 
 import copy
-import dataclasses
 import json
 import os
+import pickle
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from stspilot.errors import LimitExceeded, ReportError
 from stspilot.lab.sample_reports import generate_reports, to_json_bytes
-from stspilot.tlsrpt.reports import FailureDetail, Limits, PolicyResult, TlsReport, parse_report
+from stspilot.tlsrpt.reports import (
+    Deviation,
+    FailureDetail,
+    Limits,
+    PolicyResult,
+    TlsReport,
+    as_dict,
+    parse_report,
+)
 from stspilot.tlsrpt.schema import DEVIATIONS, deviations_markdown
 
 REPO = Path(__file__).resolve().parents[1]
@@ -384,12 +393,39 @@ def test_nesting_within_the_limit_is_fine() -> None:
 def test_models_are_genuine_frozen_instances() -> None:
     report = parse_report(edit(lambda d: None))
     p = report.policies[0]
+    detail = p.failure_details[0]
     assert type(report) is TlsReport and type(p) is PolicyResult
-    assert type(p.failure_details[0]) is FailureDetail
-    with pytest.raises(dataclasses.FrozenInstanceError):
+    assert type(detail) is FailureDetail
+    with pytest.raises(AttributeError):
         p.policy_domain = "x"  # type: ignore[misc]
-    assert p == PolicyResult(**{f.name: getattr(p, f.name) for f in dataclasses.fields(p)})
-    assert hash(report) == hash(dataclasses.replace(report))
+    assert p == PolicyResult(**{f.name: getattr(p, f.name) for f in msgspec.structs.fields(p)})
+    assert hash(report) == hash(msgspec.structs.replace(report))
+    assert report != msgspec.structs.replace(report, report_id="other")
+    # By value, as the dataclasses were: equal, hashable, and a pickle round trip gives an
+    # equal report of the same classes.
+    again = pickle.loads(pickle.dumps(report))
+    assert again == report and hash(again) == hash(report)
+    assert type(again.policies[0].failure_details[0]) is FailureDetail
+    assert detail == FailureDetail(**as_dict(detail))
+
+
+def test_as_dict_is_what_dataclasses_asdict_gave() -> None:
+    report = parse_report(edit(lambda d: None))
+    shown = as_dict(report)
+    assert list(shown) == [f.name for f in msgspec.structs.fields(TlsReport)]
+    assert shown["start"] == report.start and shown["contact_info"] == report.contact_info
+    assert shown["policies"][0]["failure_details"][0] == {
+        "result_type": "certificate-expired",
+        "failed_session_count": 100,
+        "sending_mta_ip": "2001:db8:abcd:0012::1",
+        "receiving_mx_hostname": "mx1.mail.company-y.example",
+        "receiving_mx_helo": None,
+        "receiving_ip": None,
+        "additional_information": None,
+        "failure_reason_code": None,
+    }
+    assert shown["policies"][0]["mx_host"] == ("*.mail.company-y.example",)
+    assert as_dict(Deviation("a", "/b", "c")) == {"code": "a", "path": "/b", "message": "c"}
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])

@@ -26,12 +26,10 @@ from stspilot.tlsrpt.model import (
     RESULT_TYPES,
     Deviation,
     FailureDetail,
-    FailureDetailBuilder,
     PolicyResult,
-    PolicyResultBuilder,
     PolicyType,
     TlsReport,
-    TlsReportBuilder,
+    as_dict,
     fast_pickle,
 )
 from stspilot.tlsrpt.schema import (
@@ -68,6 +66,7 @@ __all__ = [
     "PolicyResult",
     "PolicyType",
     "TlsReport",
+    "as_dict",
     "deviations_markdown",
     "fast_pickle",
     "parse_report",
@@ -187,16 +186,9 @@ def parse_report(data: bytes | str, *, limits: Limits = DEFAULT_LIMITS) -> TlsRe
     ) or limits.max_depth < _SCHEMA_DEPTH:
         check_structure(data, limits)
 
-    report = TlsReportBuilder()
-    report.organization_name = wire.organization_name
-    report.report_id = wire.report_id
-    report.start = start
-    report.end = end
-    report.contact_info = contact
-    report.policies = policies
-    report.deviations = tuple(devs)
-    report.__class__ = TlsReport  # see model.builder
-    return report  # type: ignore[no-any-return]
+    return TlsReport(
+        wire.organization_name, wire.report_id, start, end, contact, policies, tuple(devs)
+    )
 
 
 def _escaped_quotes(data: bytes) -> int:
@@ -304,32 +296,19 @@ def _read_policies(
             if checked:
                 # Result type, members and non-empty strings checked by CHECKED_DECODER.
                 for cfd in raw_fds:
-                    v = astuple(cfd)  # in CheckedFailureDetail's order (the reporters')
+                    v = astuple(cfd)  # in FailureDetail's order
                     # Two names and the result-type value, then a name and a string value per
                     # optional member that is not null (see the wire loop below).
                     strings += 15 - 2 * v.count(None)
-                    fd = FailureDetailBuilder()
-                    (
-                        fd.result_type,
-                        sending_ip,
-                        receiving_ip,
-                        fd.receiving_mx_hostname,
-                        fd.receiving_mx_helo,
-                        count,
-                        fd.additional_information,
-                        fd.failure_reason_code,
-                    ) = v
+                    sending_ip = v[2]
+                    receiving_ip = v[5]
                     if (sending_ip is None or ip_match(sending_ip) is not None) and (
                         receiving_ip is None or ip_match(receiving_ip) is not None
                     ):
-                        fd.sending_mta_ip = sending_ip
-                        fd.receiving_ip = receiving_ip
-                        fd.failed_session_count = count
+                        fds.append(FailureDetail(*v))
                     else:
-                        fd = _odd_checked_detail(v, _fd_path(i, len(fds)), devs)
-                    fd.__class__ = FailureDetail  # see model.builder
-                    failed_sum += count
-                    fds.append(fd)
+                        fds.append(_odd_failure_detail((*v, None), _fd_path(i, len(fds)), devs))
+                    failed_sum += v[1]
             else:
                 # The wire schema's failure details: the slow path, for reports that did not
                 # pass CHECKED_DECODER.
@@ -339,10 +318,8 @@ def _read_policies(
                     # As above, plus additional-info-uri (null counts as absent: only a
                     # mismatch follows, and with it the exact check).
                     strings += 17 - 2 * w.count(None)
-                    fd = _odd_failure_detail(w, _fd_path(i, j), devs)
-                    fd.__class__ = FailureDetail  # see model.builder
+                    fds.append(_odd_failure_detail(w, _fd_path(i, j), devs))
                     failed_sum += w[1]
-                    fds.append(fd)
             details = tuple(fds)
             detailed += failed_sum
             if failed_sum > total_failed:
@@ -356,18 +333,10 @@ def _read_policies(
         if total_failed and not details:
             devs.append(_dev("counts.failures-without-details", f"/policies/{i}/failure-details"))
 
-        result = PolicyResultBuilder()
-        result.policy_type = ptype
-        result.policy_domain = domain
-        result.policy_string = policy_string
-        result.mx_host = mx_host
-        result.successful_sessions = ok = summary.total_successful_session_count
+        ok = summary.total_successful_session_count
         successful += ok
         failed += total_failed
-        result.failed_sessions = total_failed
-        result.failure_details = details
-        result.__class__ = PolicyResult  # see model.builder
-        out.append(result)
+        out.append(PolicyResult(ptype, domain, policy_string, mx_host, ok, total_failed, details))
     if max(successful, failed, detailed) > limits.max_sessions:
         raise LimitExceeded(
             "report.limit.sessions",
@@ -461,8 +430,11 @@ def _policy_dev(code: str, i: int, sub: str, detail: str) -> Deviation:
     return _dev(code, f"/policies/{i}/policy/{sub}", detail)
 
 
-def _odd_failure_detail(values: tuple[Any, ...], where: str, devs: list[Deviation]) -> Any:
-    """A failure detail of the wire schema, its tolerated quirks recorded; returns the builder."""
+def _odd_failure_detail(
+    values: tuple[Any, ...], where: str, devs: list[Deviation]
+) -> FailureDetail:
+    """A failure detail of the wire schema (or of the checked one with an odd address, then
+    with no alias), its tolerated quirks recorded."""
     (result_type, count, sending_ip, hostname, helo, receiving_ip, info, reason, alias) = values
     if result_type not in RESULT_TYPES:
         devs.append(_dev("result-type.unknown", f"{where}/result-type", result_type[:64]))
@@ -483,23 +455,16 @@ def _odd_failure_detail(values: tuple[Any, ...], where: str, devs: list[Deviatio
     for name, value in named:
         if value == "":
             devs.append(_dev("field.empty", f"{where}/{name}"))
-    fd = FailureDetailBuilder()
-    fd.result_type = result_type
-    fd.failed_session_count = count
-    fd.sending_mta_ip = sending_ip
-    fd.receiving_mx_hostname = hostname or None
-    fd.receiving_mx_helo = helo or None
-    fd.receiving_ip = receiving_ip
-    fd.additional_information = info or None
-    fd.failure_reason_code = reason or None
-    return fd
-
-
-def _odd_checked_detail(values: tuple[Any, ...], where: str, devs: list[Deviation]) -> Any:
-    """A checked failure detail with an odd address: its values in the wire schema's order."""
-    (result_type, sending_ip, receiving_ip, hostname, helo, count, info, reason) = values
-    ordered = (result_type, count, sending_ip, hostname, helo, receiving_ip, info, reason, None)
-    return _odd_failure_detail(ordered, where, devs)
+    return FailureDetail(
+        result_type,
+        count,
+        sending_ip,
+        hostname or None,
+        helo or None,
+        receiving_ip,
+        info or None,
+        reason or None,
+    )
 
 
 def _odd_ip(value: str, where: str, devs: list[Deviation]) -> str | None:

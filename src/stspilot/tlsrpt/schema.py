@@ -1,7 +1,7 @@
 """The TLS-RPT wire schema (RFC 8460 §4.4), input limits, and the table of tolerated deviations.
 
 Pure core: no I/O, no clock. ``tlsrpt.reports.parse_report`` decodes into the msgspec structs
-below (typed decoding does the kind checks in C) and turns them into the frozen model; the
+below (typed decoding does the kind checks in C) and turns them into the model; the
 deviation table is rendered into ``docs/report-deviations.md`` so the docs cannot drift.
 """
 
@@ -125,17 +125,15 @@ ResultType = Literal[
 Text = Annotated[str, msgspec.Meta(min_length=1)]
 
 
-class CheckedFailureDetail(
-    msgspec.Struct, rename="kebab", gc=False, forbid_unknown_fields=True, kw_only=True
-):
-    # Members in the order reporters write them (RFC 8460 App. B, Google, Microsoft): msgspec
-    # looks a member name up from the field after the last one found, so one comparison each.
+class CheckedFailureDetail(msgspec.Struct, rename="kebab", gc=False, forbid_unknown_fields=True):
+    # Members in tlsrpt.model.FailureDetail's order: the parser builds the model from these
+    # values in one call (``FailureDetail(*astuple(detail))``).
     result_type: ResultType
+    failed_session_count: Count
     sending_mta_ip: str | None = None
-    receiving_ip: str | None = None
     receiving_mx_hostname: Text | None = None
     receiving_mx_helo: Text | None = None
-    failed_session_count: Count
+    receiving_ip: str | None = None
     additional_information: Text | None = None
     failure_reason_code: Text | None = None
 
@@ -147,6 +145,8 @@ class CheckedPolicyResult(msgspec.Struct, rename="kebab", gc=False):
 
 
 class CheckedReport(msgspec.Struct, rename="kebab", gc=False, kw_only=True):
+    # Members in the order reporters write them (RFC 8460 App. B, Google, Microsoft): msgspec
+    # looks a member name up from the field after the last one found, so one comparison each.
     organization_name: str
     date_range: WireDateRange
     contact_info: OptStr = UNSET

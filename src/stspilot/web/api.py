@@ -13,6 +13,7 @@ import asyncio
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Annotated, Any
 
+import msgspec
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
@@ -23,7 +24,7 @@ from stspilot.store.checks import rollout_inputs, save_check
 from stspilot.store.hosting import DECOMMISSIONING, HostedDomain, MxSync, PolicyVersion
 from stspilot.store.models import CheckRecord
 from stspilot.sts.names import domain_name, fold_name
-from stspilot.tlsrpt.reports import Deviation, TlsReport
+from stspilot.tlsrpt.reports import Deviation, TlsReport, as_dict
 from stspilot.web.api_models import (
     AlertOut,
     CheckDetail,
@@ -453,8 +454,8 @@ def get_report(request: Request, user: CurrentUser, report_id: int) -> dict[str,
             "id": stored.pk,
             "origin": stored.origin,
             "received_at": stored.received_at,
-            "report": report,
-            "deviations": deviations,
+            "report": as_dict(report),
+            "deviations": as_dict(deviations),
         }
     )
     return encoded
@@ -465,14 +466,12 @@ def own_parts(
 ) -> tuple[TlsReport, tuple[Deviation, ...]]:
     """The report with only the policies of ``mine``, and the deviations not about another's
     policy (paths ``/policies/<i>/...`` of a policy left out)."""
-    from dataclasses import replace
-
     kept = [i for i, p in enumerate(report.policies) if fold_name(p.policy_domain) in mine]
     if len(kept) == len(report.policies):
         return report, deviations
     dropped = {f"/policies/{i}" for i in range(len(report.policies)) if i not in kept}
     return (
-        replace(report, policies=tuple(report.policies[i] for i in kept)),
+        msgspec.structs.replace(report, policies=tuple(report.policies[i] for i in kept)),
         tuple(
             d
             for d in deviations
