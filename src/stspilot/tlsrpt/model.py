@@ -20,19 +20,21 @@ import operator
 from collections.abc import Callable
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, TypeVar, get_args
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar, get_args
 
 import msgspec
 
 from stspilot.sts.names import fold_name
-from stspilot.tlsrpt.schema import ResultType
 
 __all__ = [
     "RESULT_TYPES",
+    "Count",
     "Deviation",
     "FailureDetail",
     "PolicyResult",
     "PolicyType",
+    "ResultType",
+    "Text",
     "TlsReport",
     "as_dict",
     "fast_pickle",
@@ -67,7 +69,25 @@ class PolicyType(StrEnum):
 
 
 # IANA "STARTTLS Validation Result Types" (RFC 8460 §4.3, §6.6); unknown ones are kept and flagged.
+ResultType = Literal[
+    "starttls-not-supported",
+    "certificate-host-mismatch",
+    "certificate-expired",
+    "certificate-not-trusted",
+    "validation-failure",
+    "tlsa-invalid",
+    "dnssec-invalid",
+    "dane-required",
+    "sts-policy-fetch-error",
+    "sts-policy-invalid",
+    "sts-webpki-invalid",
+]
 RESULT_TYPES: frozenset[str] = frozenset(get_args(ResultType))
+# I-JSON (RFC 7493 §2.2, required by RFC 8460 §4): numbers must fit an IEEE double exactly, so a
+# count is a non-negative integer no larger than 2**53 - 1. Strings, floats, booleans, NaN and
+# 10**400 are all refused by the typed decoder.
+Count = Annotated[int, msgspec.Meta(ge=0, le=2**53 - 1)]
+Text = Annotated[str, msgspec.Meta(min_length=1)]  # a string the decoder refuses when empty
 
 
 class Deviation(msgspec.Struct, frozen=True, gc=False):
@@ -78,15 +98,28 @@ class Deviation(msgspec.Struct, frozen=True, gc=False):
     message: str
 
 
-class FailureDetail(msgspec.Struct, frozen=True, gc=False):
-    result_type: str
-    failed_session_count: int
+class FailureDetail(
+    msgspec.Struct, frozen=True, gc=False, rename="kebab", forbid_unknown_fields=True
+):
+    """One element of ``failure-details``. Also the checked schema's failure detail
+    (``schema.CHECKED_DECODER`` decodes report JSON straight into it, one object instead of a
+    wire struct and then the model): the annotations, the kebab-case member names and the
+    refusal of unknown members act when decoding only, and refuse what the model does not
+    store as sent (an unregistered result-type, an empty optional string,
+    ``additional-info-uri``), which then takes the wire schema's path. Constructing one checks
+    nothing."""
+
+    if TYPE_CHECKING:
+        result_type: str  # an unregistered type read by the wire schema's path is kept
+    else:
+        result_type: ResultType
+    failed_session_count: Count
     sending_mta_ip: str | None = None
-    receiving_mx_hostname: str | None = None
-    receiving_mx_helo: str | None = None
+    receiving_mx_hostname: Text | None = None
+    receiving_mx_helo: Text | None = None
     receiving_ip: str | None = None
-    additional_information: str | None = None
-    failure_reason_code: str | None = None
+    additional_information: Text | None = None
+    failure_reason_code: Text | None = None
 
 
 class PolicyResult(msgspec.Struct, frozen=True, gc=False):

@@ -294,9 +294,10 @@ def _read_policies(
             fds: list[FailureDetail] = []
             failed_sum = 0
             if checked:
-                # Result type, members and non-empty strings checked by CHECKED_DECODER.
-                for cfd in raw_fds:
-                    v = astuple(cfd)  # in FailureDetail's order
+                # Result type, members and non-empty strings checked by CHECKED_DECODER,
+                # which decodes the model's FailureDetail itself: kept unless an address is odd.
+                for fd in raw_fds:
+                    v = astuple(fd)
                     # Two names and the result-type value, then a name and a string value per
                     # optional member that is not null (see the wire loop below).
                     strings += 15 - 2 * v.count(None)
@@ -305,7 +306,7 @@ def _read_policies(
                     if (sending_ip is None or ip_match(sending_ip) is not None) and (
                         receiving_ip is None or ip_match(receiving_ip) is not None
                     ):
-                        fds.append(FailureDetail(*v))
+                        fds.append(fd)  # type: ignore[arg-type]  # checked: a FailureDetail
                     else:
                         fds.append(_odd_failure_detail((*v, None), _fd_path(i, len(fds)), devs))
                     failed_sum += v[1]
