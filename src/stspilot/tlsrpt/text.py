@@ -28,7 +28,9 @@ _ZULU = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-5][0-9]:[0-5][0-9]Z"
 # interface of the sender's host, not an address. One compiled expression, about four times
 # cheaper than ``ipaddress.ip_address`` (which raises and catches on every IPv6).
 _OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
-_V4 = rf"{_OCTET}(?:\.{_OCTET}){{3}}"
+# Written out four times: the engine runs a counted repeat of a group ({3}) through its
+# general repeat machinery, ~200 instructions more an address.
+_V4 = rf"{_OCTET}\.{_OCTET}\.{_OCTET}\.{_OCTET}"
 # Possessive: a group of hex digits is always followed by ':', '.' or the end, so giving a digit
 # back can never help a match.
 _H16 = r"[0-9A-Fa-f]{1,4}+"
@@ -41,7 +43,9 @@ def _v6_after(groups: int) -> str:
     "::" (an IPv6 address: ~9,000 -> ~4,900 instructions)."""
     if groups == 8:
         return ""
-    options = [f"::{_v6_tail(7 - groups)}", f":{_H16}{_v6_after(groups + 1)}"]
+    # Another group first: an address has more single colons than "::" (each alternative the
+    # engine enters and leaves costs a push and a pop of its backtracking stack).
+    options = [f":{_H16}{_v6_after(groups + 1)}", f"::{_v6_tail(7 - groups)}"]
     if groups == 6:
         options.append(f":{_V4}")
     return f"(?:{'|'.join(options)})"
@@ -55,7 +59,10 @@ def _v6_tail(most: int) -> str:
 
 
 _V6 = rf"::{_v6_tail(7)}|{_H16}{_v6_after(1)}"
-IP_ADDRESS = re.compile(rf"{_V4}|{_V6}")
+# IPv6 first: an IPv4 address fails the IPv6 expression at its first '.', while an IPv6
+# address would first fail each octet alternative of the IPv4 one (IPv6 ~5,900 -> ~4,600
+# instructions an address, IPv4 ~3,800 -> ~3,600, of which ~2,300 are the call itself).
+IP_ADDRESS = re.compile(rf"{_V6}|{_V4}")
 _JSON_STRING = re.compile(rb'"(?:[^"\\]++|\\.)*+"')
 _BRACKETS = bytes.maketrans(b"[{]}", b"(())")
 _NOT_BRACKETS = bytes(set(range(256)) - set(b"[{]}"))
