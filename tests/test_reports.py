@@ -570,6 +570,19 @@ def test_is_ip_agrees_with_ipaddress(text: str) -> None:
         ("203.0.113.058", False),
         ("fe80::1%eth0", False),
         ("2001:db8::1\n", False),
+        # Around the expression's order (IPv6 first, another group before "::", the four
+        # octets spelled out): the same answers as ipaddress.
+        ("1:2:3:4:5:6:7::", True),
+        ("1:2:3:4:5::1.2.3.4", True),
+        ("1:2:3:4:5:6::1.2.3.4", False),
+        ("1:2:3:4:5:6:7:1.2.3.4", False),
+        ("1:2:3:4:5:6:7:8::", False),
+        (":1::2", False),
+        ("255.255.255.255", True),
+        ("0.0.0.0", True),
+        ("256.1.1.1", False),
+        ("1.2.3", False),
+        ("1.2.3.4.5", False),
     ],
 )
 def test_is_ip_edges(text: str, valid: bool) -> None:
