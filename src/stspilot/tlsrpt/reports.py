@@ -83,14 +83,11 @@ _TLSA = PolicyType.TLSA.value
 # first pass over fresh reports, hashing a policy to look it up costs as much as reading it.
 _DateRange = tuple[datetime, datetime, tuple[Deviation, ...]]
 _DATE_RANGES: dict[tuple[str, str], _DateRange] = {}
-# Policy domains folded (fold_name), likewise: a receiver's reports name its own few domains.
-_FOLDED: dict[str, str] = {}
+# Policy domains are folded every time, not remembered: a batch of reports from many receivers
+# names thousands of domains (bench/peers.py's 10,000 reports name 6,344), and a lookup of a
+# fresh string in a memo that large misses the caches (hash, entry, the stored name to compare
+# with) for about what fold_name costs; without the memo the first pass ran 3-4 % faster.
 _MEMO_MAX_OBJECTS = 4096  # date ranges (a few MiB at most)
-# Domains: a batch of 10,000 reports from many receivers names ~6,000 (bench/peers.py's corpus);
-# at 4,096 the memo was cleared every ~3,000 reports and 41 % of the lookups missed (fold_name
-# then costs as much as the rest of the policy). ~2 MiB at most: a folded name that is the
-# name itself is stored as the same object.
-_MEMO_MAX_DOMAINS = 16384
 _SCHEMA_DEPTH = 5  # {report [policies {policy-result {policy [policy-string
 _ONE_DAY = timedelta(days=1)
 _LAST_SECOND = timedelta(days=1, seconds=-1)
@@ -235,8 +232,9 @@ def _read_policies(
 
         domain = pol.policy_domain
         if domain.__class__ is str:
-            # A folded name is never empty unless the name is ("" is folded again each time).
-            domain = _FOLDED.get(domain) or _fold_domain(domain, i, devs)
+            if not domain.isascii():
+                devs.append(_policy_dev("policy-domain.not-a-label", i, "policy-domain", ""))
+            domain = fold_name(domain)
         else:
             strings += (domain is None) - 2
             domain = ""
@@ -346,20 +344,6 @@ def _read_policies(
             "mail (and would overflow the sums kept of it)",
         )
     return strings, tuple(out)
-
-
-def _fold_domain(domain: str, i: int, devs: list[Deviation]) -> str:
-    """``policy-domain`` folded for comparison; remembered in _FOLDED when it is ASCII."""
-    if not domain.isascii():
-        devs.append(_policy_dev("policy-domain.not-a-label", i, "policy-domain", ""))
-        return fold_name(domain)
-    folded = fold_name(domain)
-    if folded == domain:
-        folded = domain
-    if len(_FOLDED) >= _MEMO_MAX_DOMAINS:
-        _FOLDED.clear()
-    _FOLDED[domain] = folded
-    return folded
 
 
 def _fd_path(i: int, j: int) -> str:
