@@ -390,6 +390,16 @@ def test_nesting_within_the_limit_is_fine() -> None:
     assert parse_report(nested(20)).report_id
 
 
+def test_escaped_backslashes_and_quotes_parse() -> None:
+    """Strings ending in an escaped backslash (a \\\\ before the closing quote) beside escaped
+    quotes: read as sent, no duplicate seen where there is none."""
+    report = parse_report(
+        edit(lambda d: d.update({"organization-name": "Y\\", "contact-info": 'a@b "q\\"'}))
+    )
+    assert report.organization_name == "Y\\"
+    assert report.contact_info == 'a@b "q\\"'
+
+
 def test_models_are_genuine_frozen_instances() -> None:
     report = parse_report(edit(lambda d: None))
     p = report.policies[0]

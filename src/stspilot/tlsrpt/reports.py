@@ -10,8 +10,7 @@ addresses and the exact structure check in ``stspilot.tlsrpt.text``.
 
 from __future__ import annotations
 
-import itertools
-import operator
+import re
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from functools import lru_cache
@@ -174,8 +173,7 @@ def parse_report(data: bytes | str, *, limits: Limits = DEFAULT_LIMITS) -> TlsRe
     strings, policies = _read_policies(wire.policies, strings, devs, limits, checked)
 
     # A '"' inside a string value is written \" (Microsoft's JSON-encoded tlsa policy strings,
-    # Mail.ru's quoted Go errors): counting \" in the text is exact unless the text holds an
-    # escaped backslash (a string ending in \\ has a backslash before its closing quote). A '"'
+    # Mail.ru's quoted Go errors): the text's '"' are two a string plus its \" escapes. A '"'
     # written \u0022 is in neither count, so it cannot make up for an extra member name.
     quotes = data.count(b'"')
     if (
@@ -189,20 +187,17 @@ def parse_report(data: bytes | str, *, limits: Limits = DEFAULT_LIMITS) -> TlsRe
 
 
 def _escaped_quotes(data: bytes) -> int:
-    """The number of \\" in ``data``, or -1 when it also holds an escaped backslash (then \\"
-    may end a string and only the exact check can tell). Split at backslashes, which are few:
-    ``bytes.count`` of a two-byte pattern, and ``in``, each cost twice a whole parse's
-    one-byte ``count`` of '"' (a mispredicted branch at every match)."""
-    pieces = data.split(b"\\")
-    # The byte after each backslash, by map in C: a Python loop over the pieces cost ~200
-    # bytecodes a report that has any (Microsoft's tlsa strings).
-    firsts = list(map(_FIRST_BYTE, itertools.islice(pieces, 1, None)))
-    if b"" in firsts:  # \\\\, or a backslash at the very end
-        return -1
-    return firsts.count(b'"')
+    """The number of \\" escapes in ``data``, a JSON text msgspec has read: a backslash there
+    only ever starts an escape, so reading backslash-and-next-byte pairs left to right, as
+    JSON does, finds every escape (\\\\ before a closing quote is an escaped backslash, not
+    an escaped quote). One expression call: ~23,700 instructions for a report with escapes
+    (Microsoft's tlsa strings, ~13 backslashes in 2.4 kB) where splitting the text at its
+    backslashes and reading the byte after each cost ~30,600 and could not tell \\\\ (the
+    exact check ran then)."""
+    return _ESCAPES(data).count(b'"')
 
 
-_FIRST_BYTE = operator.itemgetter(slice(0, 1))
+_ESCAPES = re.compile(rb"\\(.)", re.DOTALL).findall
 
 
 def _read_policies(
