@@ -74,14 +74,16 @@ __all__ = [
 # --- parsing --------------------------------------------------------------------------------------
 
 _UNSET = msgspec.UNSET
-_POLICY_TYPES = frozenset(t.value for t in PolicyType)
 _STS = PolicyType.STS.value
 _TLSA = PolicyType.TLSA.value
+_NO_POLICY = PolicyType.NO_POLICY_FOUND.value
 # A memo of date ranges already read (reports of one day share theirs): a cache of a pure
 # function, bounded (cleared when full), not configuration. Policies are not remembered: on a
 # first pass over fresh reports, hashing a policy to look it up costs as much as reading it.
-_DateRange = tuple[datetime, datetime, tuple[Deviation, ...]]
-_DATE_RANGES: dict[tuple[str, str], _DateRange] = {}
+# Keyed by the end's text, the start's text kept beside it: one fresh string hashed a report, not
+# two and a tuple (a second range ending at the same time only replaces the entry).
+_DateRange = tuple[datetime, datetime, tuple[Deviation, ...], str]
+_DATE_RANGES: dict[str, _DateRange] = {}
 # Policy domains are folded every time, not remembered: a batch of reports from many receivers
 # names thousands of domains (bench/peers.py's 10,000 reports name 6,344), and a lookup of a
 # fresh string in a memo that large misses the caches (hash, entry, the stored name to compare
@@ -163,10 +165,10 @@ def parse_report(data: bytes | str, *, limits: Limits = DEFAULT_LIMITS) -> TlsRe
             devs.append(_dev("contact-info.not-addr-spec", "/contact-info", repr(contact[:64])))
 
     dr = wire.date_range
-    dates = _DATE_RANGES.get((dr.start_datetime, dr.end_datetime))
-    if dates is None:
+    dates = _DATE_RANGES.get(dr.end_datetime)
+    if dates is None or dates[3] != dr.start_datetime:
         dates = _date_range(dr.start_datetime, dr.end_datetime)
-    start, end, date_devs = dates
+    start, end, date_devs, _ = dates
     if date_devs:
         devs.extend(date_devs)
 
@@ -222,7 +224,8 @@ def _read_policies(
         # the two arrays add their elements.
         ptype = pol.policy_type
         strings += 11
-        if ptype not in _POLICY_TYPES:
+        # Compared, not looked up: a fresh string would be hashed first.
+        if ptype != _STS and ptype != _TLSA and ptype != _NO_POLICY:
             devs.append(_policy_dev("policy-type.unknown", i, "policy-type", ptype[:64]))
 
         domain = pol.policy_domain
@@ -479,10 +482,10 @@ def _date_range(start_text: str, end_text: str) -> _DateRange:
     length = end - start
     if not at_midnight or not (length == _ONE_DAY or _LAST_SECOND <= length < _ONE_DAY):
         codes.append(("date.range-not-one-day", "/date-range"))
-    dates = (start, end, tuple(_dev(code, where) for code, where in codes))
+    dates = (start, end, tuple(_dev(code, where) for code, where in codes), start_text)
     if len(_DATE_RANGES) >= _MEMO_MAX_OBJECTS:
         _DATE_RANGES.clear()
-    _DATE_RANGES[start_text, end_text] = dates
+    _DATE_RANGES[end_text] = dates
     return dates
 
 
