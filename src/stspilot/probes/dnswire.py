@@ -76,6 +76,9 @@ def _label_text(label: bytes) -> str:
     return "".join(out)
 
 
+_LENGTHS = tuple(bytes((size,)) for size in range(64))  # a label's length octet
+
+
 class WireName:
     """An absolute DNS name as labels (without the root's empty label); equal and hashed
     without regard to ASCII case, as DNS names are (RFC 4343)."""
@@ -107,7 +110,7 @@ class WireName:
 
     def canonical(self) -> bytes:
         """The name in canonical form: uncompressed, lower case (RFC 4034 §6.2)."""
-        return b"".join(bytes((len(label),)) + label for label in self._key) + b"\0"
+        return b"".join([_LENGTHS[len(label)] + label for label in self._key]) + b"\0"
 
     def parent(self) -> WireName:
         if not self.labels:
@@ -190,7 +193,9 @@ class Opaque:
 
 
 class Rrsig(NamedTuple):
-    """RFC 4034 §3.1; ``head``: the RDATA before the signer's name, as the signature covers it.
+    """RFC 4034 §3.1; ``head``: the RDATA before the signature, as the signature covers it
+    (RFC 4034 §3.1.8.1: the signer's name in canonical form, §6.2; read off the wire, where
+    it is uncompressed, and lower-cased: length octets are below 64, never an ASCII letter).
     A named tuple, not a frozen dataclass like the others: an answer holds one for each
     RRset, and a tuple is built ~4 times faster than a frozen dataclass of ten fields."""
 
@@ -432,7 +437,7 @@ def _signed_rdata(
         signer, after = reader.name(at + 18, compressed=False)
         if after > end:
             raise WireError("RRSIG signer runs past its record")
-        head = data[at : at + 18]
+        head = data[at : at + 18] + data[at + 18 : after].lower()
         return Rrsig(
             covered, algorithm, labels, ttl, expiration, inception, tag, signer,
             data[after:end], head,
@@ -567,7 +572,7 @@ def parse_dnssec_message(data: bytes) -> Message:
                     raise WireError("RRSIG signer runs past its record")
                 rdata = Rrsig(
                     covers, algorithm, labels, original, expiration, inception, tag, signer,
-                    data[after:end], data[at : at + 18],
+                    data[after:end], data[at : at + 18] + data[at + 18 : after].lower(),
                 )  # fmt: skip
                 canonical = None
             else:

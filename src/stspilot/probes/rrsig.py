@@ -25,10 +25,13 @@ verify a signature, and the RRSIG's validity times, are decided at every verific
 
 from __future__ import annotations
 
+import functools
 import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, cast
+
+import dns.exception
 
 from stspilot.probes.dnssec import dnssec_module
 from stspilot.probes.dnswire import DNSKEY, Dnskey, RRset, Rrsig, WireName
@@ -100,7 +103,6 @@ def _parse_key(dnskey: Dnskey) -> ZoneKey:
     depends on a prefix of the key, go through dnspython's ``DNSKEY``."""
     dnssec_module()  # first: it silences dnspython's DSA warning at import
     import dns.dnssecalgs
-    import dns.exception
 
     tag = key_tag(dnskey)
     algorithm = dnskey.algorithm
@@ -169,7 +171,7 @@ def signed_data(rrset: RRset, sig: Rrsig) -> bytes:
     if labels < count:
         owner = WireName((b"*", *owner.suffix(labels).labels))
     fixed = owner.canonical() + _FIXED.pack(rrset.rdtype, rrset.rdclass, sig.original_ttl)
-    parts = [sig.head, sig.signer.canonical()]
+    parts = [sig.head]  # the signer's name in it, in canonical form
     for rdata in sorted(rrset.digestable):
         parts += [fixed, _LENGTH.pack(len(rdata)), rdata]
     return b"".join(parts)
@@ -199,14 +201,21 @@ def verify(rrset: RRset, sig: Rrsig, keys: dict[int, tuple[ZoneKey, ...]], now: 
     if not usable:
         raise VerifyFailure(candidates[0].error)
     data = signed_data(rrset, sig)
-    import dns.exception
-    from cryptography.exceptions import InvalidSignature
-
+    refused = _refused()
     for key in usable:
         assert key.public is not None
         try:
             key.public.verify(sig.signature, data)
             return
-        except (InvalidSignature, dns.exception.DNSException, ValueError, TypeError):
+        except refused:
             continue
     raise VerifyFailure("verify failure")
+
+
+@functools.cache
+def _refused() -> tuple[type[Exception], ...]:
+    """What a key's ``verify`` raises for a signature it refuses (imported once, not at
+    every signature: an import statement in a function costs a lookup each call)."""
+    from cryptography.exceptions import InvalidSignature
+
+    return (InvalidSignature, dns.exception.DNSException, ValueError, TypeError)
