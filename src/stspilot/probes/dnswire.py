@@ -539,6 +539,8 @@ def parse_dnssec_message(data: bytes) -> Message:
                     name, at = known, at + 2
                 else:
                     name, at = read_name(at)
+            elif at < end_all and not data[at]:  # the root (the OPT record's owner)
+                name, at = _ROOT, at + 1
             else:
                 name, at = read_name(at)
             if at + 10 > end_all:
@@ -570,10 +572,10 @@ def parse_dnssec_message(data: bytes) -> Message:
                 signer, after = read_name(at + 18, False)
                 if after > end:
                     raise WireError("RRSIG signer runs past its record")
-                rdata = Rrsig(
+                rdata = _new_tuple(Rrsig, (  # Rrsig(...) without its __new__'s Python call
                     covers, algorithm, labels, original, expiration, inception, tag, signer,
                     data[after:end], data[at : at + 18] + data[at + 18 : after].lower(),
-                )  # fmt: skip
+                ))  # fmt: skip
                 canonical = None
             else:
                 rdata, canonical = _signed_rdata(reader, rdtype, rdclass, at, end)
@@ -614,6 +616,7 @@ def parse_dnssec_message(data: bytes) -> Message:
 
 _QUESTION = struct.Struct("!HH")
 _new_tuple = tuple.__new__
+_ROOT = WireName(())
 
 
 def _parse(data: bytes) -> Message:
