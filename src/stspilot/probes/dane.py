@@ -20,6 +20,7 @@ import datetime as dt
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import NamedTuple
 
 import dns.exception
 
@@ -90,9 +91,9 @@ class _Keys:
     zone: str = ""  # the zone's name as a verdict names its signer (``_text``), made once
 
 
-@dataclass(frozen=True, slots=True)
-class Validated:
-    """One validated question: the RRset asked for (None when absent) and the verdict."""
+class Validated(NamedTuple):
+    """One validated question: the RRset asked for (None when absent) and the verdict. A
+    named tuple: three are made a DANE check, built ~3 times faster than a frozen dataclass."""
 
     status: DnsStatus
     dnssec: DnssecResult
@@ -361,16 +362,17 @@ class DnssecValidator:
         """A signature that verifies; ``_Bogus`` naming why none does."""
         now = self.clock()
         reasons: list[str] = []
-        for sig in sigs[:MAX_RRSET]:
+        for record in sigs[:MAX_RRSET]:
+            sig = _rrsig(record)
             try:
-                verify(rrset, _rrsig(sig), keys, now)
+                verify(rrset, sig, keys, now)
             except VerifyFailure as exc:
                 reasons.append(str(exc))
                 continue
             except (ValueError, TypeError) as exc:
                 reasons.append(f"unusable signature: {exc}")
                 continue
-            return _rrsig(sig)
+            return sig
         what = f"{_text(rrset.name)} {_type_text(rrset.rdtype)}"
         raise _Bogus(f"RRSIG on {what}: {', '.join(dict.fromkeys(reasons)) or 'none'}")
 

@@ -428,6 +428,15 @@ def _signed_rdata(
     data = reader.data
     if rdclass != CLASS_IN:
         return Opaque(data[at:end]), None
+    # the types of a DANE check first (each is what ``_rdata`` reads, without its call)
+    if rdtype == TLSA:
+        wire = data[at:end]
+        return Opaque(wire), wire
+    if rdtype == A:
+        if end - at != 4:
+            raise WireError("A record of the wrong length")
+        wire = data[at:end]
+        return Address(f"{wire[0]}.{wire[1]}.{wire[2]}.{wire[3]}"), wire
     if rdtype == RRSIG:
         if end - at < 18:
             raise WireError("RRSIG record too short")
