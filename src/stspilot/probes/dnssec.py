@@ -208,12 +208,13 @@ class _AlgorithmOnly:
 def find_rrset(
     section: Iterable[RRset], name: WireName, rdtype: int, covers: int = 0
 ) -> RRset | None:
+    key = name._key  # compared as WireName compares (lower-cased labels), without its call
     for rrset in section:
         if (
             rrset.rdtype == rdtype
             and rrset.covers == covers
             and rrset.rdclass == 1
-            and rrset.name == name
+            and rrset.name._key == key
         ):
             return rrset
     return None
