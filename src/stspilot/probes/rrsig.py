@@ -11,10 +11,11 @@ rebuilds the public key for each signature (217 µs a signature against 140 µs 
 parsed once, ECDSAP256SHA256, load 3.4).
 
 The key handling is dnspython's own public pieces: ``dns.dnssecalgs`` builds the public key
-(once per DNSKEY) and verifies with ``cryptography``; ``dns.dnssec.default_policy`` says which
-algorithms may validate (RFC 8624 / RFC 9904); the key tag is computed as its ``key_id`` does
-(differential test in ``tests/test_dnssec_cache.py``). Callers keep ``ZoneKey``s only for
-DNSKEY RRsets they validated.
+(once per DNSKEY) and verifies with ``cryptography`` (ECDSA keys by a subclass of its class
+whose ``verify`` makes the same checks in one step, ``_direct``); ``dns.dnssec.default_policy``
+says which algorithms may validate (RFC 8624 / RFC 9904); the key tag is computed as its
+``key_id`` does (differential tests in ``tests/test_dnssec_cache.py``). Callers keep
+``ZoneKey``s only for DNSKEY RRsets they validated.
 
 A parsed key is kept per process by the exact octets of its DNSKEY RDATA (``MAX_LOADED_KEYS``):
 what it vouches for is only that these octets are this public key (or are refused, with that
