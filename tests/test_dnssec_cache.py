@@ -325,3 +325,33 @@ def test_ecdsa_keys_from_the_point_are_dnspythons_keys(algorithm: int) -> None:
     read = rrsig_module._parse_key(wire_rdata(longer))  # type: ignore[arg-type]
     assert read.public is not None  # from_dnskey ignores the extra octet, and so do we
     assert read.public.key.public_numbers() == theirs.key.public_numbers()  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("algorithm", [13, 14])
+def test_ecdsa_verify_in_one_step_refuses_what_dnspython_refuses(algorithm: int) -> None:
+    """The ECDSA keys' own ``verify`` (one ``ECDSA`` object per class) accepts and refuses
+    exactly the signatures dnspython's ``PublicECDSA.verify`` does: good, a flipped bit, a
+    signature of the wrong length (RFC 6605 §4: r | s, each exactly one coordinate long)."""
+    import dns.dnssecalgs
+    from cryptography.exceptions import InvalidSignature
+
+    curve = ec.SECP256R1() if algorithm == 13 else ec.SECP384R1()
+    private = ec.generate_private_key(curve)
+    dnskey = dns.dnssec.make_dnskey(private.public_key(), Algorithm(algorithm), 256)
+    ours = rrsig_module._parse_key(wire_rdata(dnskey)).public  # type: ignore[arg-type]
+    theirs = dns.dnssecalgs.get_algorithm_cls(algorithm).public_cls.from_dnskey(dnskey)  # type: ignore[arg-type]
+    assert ours is not None and type(ours) is not type(theirs)  # the one-step class
+    assert isinstance(ours, type(theirs))
+    private_cls = dns.dnssecalgs.get_algorithm_cls(algorithm)
+    good = private_cls(key=private).sign(b"data", verify=True)
+    flipped = good[:-1] + bytes([good[-1] ^ 1])
+    for signature in (good, flipped, good[:-1], good + b"\0", b""):
+        outcomes = []
+        for key in (ours, theirs):
+            try:
+                key.verify(signature, b"data")
+                outcomes.append("ok")
+            except InvalidSignature:
+                outcomes.append("refused")
+        assert outcomes[0] == outcomes[1], (signature.hex(), outcomes)
+    assert ours.verify(good, b"data") is None

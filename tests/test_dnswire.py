@@ -365,6 +365,7 @@ def test_dnssec_truncation_and_corruption_are_refused_or_read_as_dnspython_reads
                 ours = parse_dnssec_message(bytes(corrupt))
             except WireError:
                 continue
+            ours.authority  # noqa: B018  (read on first use: it was checked, it cannot fail)
             if theirs is not None:
                 assert _dnssec_view([ours.answer, ours.authority], True) == _dnssec_view(
                     [theirs.answer, theirs.authority], False
@@ -402,3 +403,9 @@ def test_bad_dnssec_records_are_refused_as_dnspython_refuses_them(
         dns.message.from_wire(data)
     with pytest.raises(WireError):
         parse_dnssec_message(data)
+    # the same record in the authority section (read when used, checked at once)
+    in_authority = data[:6] + bytes.fromhex("0000 0001") + data[10:]
+    with pytest.raises(Exception):  # noqa: B017
+        dns.message.from_wire(in_authority)
+    with pytest.raises(WireError):
+        parse_dnssec_message(in_authority)

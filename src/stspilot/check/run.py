@@ -232,6 +232,15 @@ class Probes:
         ``address``: the host's addresses when already looked up (DANE asks them with DO+CD)."""
         if self.options.mx_probe_reuse <= 0:
             return await self.prober.probe_mx(host, address)
+        return await self.probe_mx_started(host, address)
+
+    def probe_mx_started(
+        self, host: str, address: AddressLookup | None = None
+    ) -> asyncio.Future[MxProbe]:
+        """``probe_mx``'s probe, started, to await later (DANE's work goes on meanwhile in the
+        caller's task); cancelling it cancels no probe that others wait for."""
+        if self.options.mx_probe_reuse <= 0:
+            return asyncio.ensure_future(self.prober.probe_mx(host, address))
         loop = asyncio.get_running_loop()
         cached = self._mx.get(host)
         if cached is None or loop.time() - cached[0] > self.options.mx_probe_reuse:
@@ -240,7 +249,7 @@ class Probes:
             task = asyncio.ensure_future(self.prober.probe_mx(host, address))
             cached = self._mx[host] = (loop.time(), task)
         # shield: one domain's deadline must not cancel a probe that others wait for
-        return await asyncio.shield(cached[1])
+        return asyncio.shield(cached[1])
 
     async def lookup_rua_mx(self, domain: str) -> MxLookup:
         """The MX set of a TLS-RPT ``mailto:`` domain, shared between domains of a run."""
@@ -335,36 +344,54 @@ async def _collect(partial: _Partial, probes: Probes, probe_mx: bool) -> None:
     async def policy() -> None:
         partial.policy = await probes.fetcher.fetch_policy(d)
 
-    # DANE: each MX host's A/AAAA asked once with DO+CD, for the probe and to validate them
-    # (RFC 7672 §2.2.2), shared per host for the run as the probe (probes/dane_share.py);
-    # the TLSA judgement waits for those answers
-    replies: dict[str, asyncio.Future[tuple[Reply, ...]]] = {}
-
     async def probe(host: str) -> None:
-        address = None
-        if host in replies:
-            address, answers = await probes.dane_share.addresses(host)
-            replies[host].set_result(answers)
-        partial.probes[host] = await probes.probe_mx(host, address)
+        partial.probes[host] = await probes.probe_mx(host)
 
     async def rua(domain: str) -> None:
         partial.rua_mx[domain] = await probes.lookup_rua_mx(domain)
 
-    async def dane(
+    # DANE: each MX host's A/AAAA asked once with DO+CD, for the probe and to validate them
+    # (RFC 7672 §2.2.2), shared per host for the run as the probe (probes/dane_share.py)
+    async def addresses_then_probe(host: str) -> tuple[Reply, ...]:
+        """A host's DO address answers (for DANE), its probe started with their addresses
+        and recorded as soon as it ends (whatever DANE is doing then)."""
+        address, answers = await probes.dane_share.addresses(host)
+        probing = probes.probe_mx_started(host, address)
+        probing.add_done_callback(lambda done: _record_probe(partial, host, done))
+        started.append(probing)
+        return answers
+
+    started: list[asyncio.Future[MxProbe]] = []
+
+    async def dane_and_probes(
         validator: DnssecValidator, hosts: list[str], mx: MxLookup, answer: Reply
     ) -> None:
-        """A domain's DANE work in one task (a task costs ~20 µs of CPU): the hosts' TLSA
-        lookups (each asks its TLSA and, if not loaded, its zone's keys together), then the
-        MX RRset (whose zone's keys are loaded by then when a host is in the domain's zone),
-        then each host's TLSA judged with its address answers (the probe's)."""
+        """A domain's DANE work and its probes in this one task (a task costs ~37,000
+        instructions): the hosts' TLSA lookups start (each asks its TLSA and, if not loaded,
+        its zone's keys together, shared, in tasks of their own), then each host's DO
+        addresses and its probe (which runs on in its own task), then the MX RRset (whose
+        zone's keys are loaded by then when a host is in the domain's zone), then each host's
+        TLSA judged with its address answers, then the probes awaited."""
         share = probes.dane_share
-        lookups = (
-            await concurrently(*(share.tlsa(validator, host) for host in hosts)) if hosts else []
-        )
-        partial.tlsa.update(zip(hosts, lookups, strict=True))
-        partial.mx_dnssec = await validator.validate_mx(mx, answer)
-        for host, lookup in zip(hosts, lookups, strict=True):
-            partial.tlsa[host] = await share.judged(validator, lookup, await replies[host])
+        tlsa = [share.tlsa_started(validator, host) for host in hosts]
+        try:
+            answers = await concurrently(*map(addresses_then_probe, hosts)) if hosts else []
+            lookups = [
+                await share.tlsa_result(host, pending)
+                for host, pending in zip(hosts, tlsa, strict=True)
+            ]
+            partial.tlsa.update(zip(hosts, lookups, strict=True))
+            partial.mx_dnssec = await validator.validate_mx(mx, answer)
+            for host, lookup, replies in zip(hosts, lookups, answers, strict=True):
+                partial.tlsa[host] = await share.judged(validator, lookup, replies)
+            for probing in started:
+                await probing  # recorded by its callback
+        except BaseException:  # what no one else waits for ends (shared work goes on)
+            for pending in tlsa:
+                share.abandon(pending)
+            for probing in started:
+                probing.cancel()  # a shared probe's shield, or a probe of this domain's own
+            raise
 
     async def mx_then_probes() -> None:
         answer: Reply | None = None
@@ -374,15 +401,11 @@ async def _collect(partial: _Partial, probes: Probes, probe_mx: bool) -> None:
             partial.mx, answer = await resolver.lookup_mx_dnssec(d)
         hosts = list(dict.fromkeys(h.host for h in partial.mx.hosts if h.host))
         hosts = hosts[:MAX_MX_PROBES] if probe_mx and partial.mx.status is DnsStatus.OK else []
-        if answer is not None:
-            loop = asyncio.get_running_loop()
-            replies.update({host: loop.create_future() for host in hosts})
-        work = [probe(host) for host in hosts]
         validator = probes.dnssec if answer is not None else None
         if validator is not None and answer is not None:  # DANE: beside the probes
-            work.append(dane(validator, hosts, partial.mx, answer))
-        if work:
-            await concurrently(*work)
+            await dane_and_probes(validator, hosts, partial.mx, answer)
+        elif hosts:
+            await concurrently(*(probe(host) for host in hosts))
 
     async def tlsrpt_then_rua() -> None:
         partial.tlsrpt = await resolver.lookup_txt(f"_smtp._tls.{d}")
@@ -400,6 +423,11 @@ async def _collect(partial: _Partial, probes: Probes, probe_mx: bool) -> None:
 
     # The policy fetch last: its code loads (first domain only) after the other questions left.
     await concurrently(sts(), mx_then_probes(), tlsrpt_then_rua(), policy())
+
+
+def _record_probe(partial: _Partial, host: str, done: asyncio.Future[MxProbe]) -> None:
+    if not done.cancelled() and done.exception() is None:
+        partial.probes[host] = done.result()
 
 
 def _warm(tls: TlsContexts) -> None:

@@ -20,6 +20,7 @@ import datetime as dt
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import NamedTuple
 
 import dns.exception
 
@@ -87,11 +88,12 @@ class _Keys:
     # until when (epoch seconds) the verdict may be reused: the DNSKEY and DS TTLs, their
     # RRSIG expirations, ``KEY_CACHE_SECONDS``; 0: not reused (a failed lookup is asked again)
     valid_until: float = 0.0
+    zone: str = ""  # the zone's name as a verdict names its signer (``_text``), made once
 
 
-@dataclass(frozen=True, slots=True)
-class Validated:
-    """One validated question: the RRset asked for (None when absent) and the verdict."""
+class Validated(NamedTuple):
+    """One validated question: the RRset asked for (None when absent) and the verdict. A
+    named tuple: three are made a DANE check, built ~3 times faster than a frozen dataclass."""
 
     status: DnsStatus
     dnssec: DnssecResult
@@ -182,7 +184,7 @@ class DnssecValidator:
             qname = None
         for reply, rdtype in zip(replies, (A, AAAA), strict=True):
             if qname is not None and _plain(reply, qname, rdtype)[0] is DnsStatus.OK:
-                work.append(self.validate(lookup.host, rdtype, reply))
+                work.append(self._validate_name(qname, rdtype, reply))
         # one RRset (a host with A or AAAA only, the common case): no task for it
         found = [await work[0]] if len(work) == 1 else await asyncio.gather(*work)
         if not found:  # no address record came back: nothing to judge
@@ -210,6 +212,12 @@ class DnssecValidator:
             qname = _name(name)
         except (dns.exception.DNSException, ValueError) as exc:
             return Validated(DnsStatus.ERROR, DnssecResult(X, f"bad name: {exc}"), error=str(exc))
+        return await self._validate_name(qname, rdtype, answer)
+
+    async def _validate_name(
+        self, qname: WireName, rdtype: int, answer: Reply | None = None
+    ) -> Validated:
+        """``validate`` of a name read already."""
         anchor = self.anchors.closest(qname)
         # the anchor zone's keys load (in their own task) while the question is out: nothing
         # of the answer is judged before they are validated
@@ -226,8 +234,9 @@ class DnssecValidator:
             return Validated(
                 status, DnssecResult(INSEC, "no trust anchor covers this name"), rrset, error
             )
+        known = None if anchor is None or anchor_keys is None else (anchor, anchor_keys)
         try:
-            return await self._validate(qname, rdtype, path=(), answer=answer)
+            return await self._validate(qname, rdtype, path=(), answer=answer, known=known)
         except _Bogus as bogus:
             return Validated(DnsStatus.OK, DnssecResult(B, str(bogus)))
 
@@ -240,7 +249,10 @@ class DnssecValidator:
         *,
         path: _Path,
         answer: Reply | None = None,
+        known: tuple[WireName, _Keys] | None = None,
     ) -> Validated:
+        """``known``: a zone's keys the caller holds (the anchor zone's, at the top of the
+        walk), used when a signer is that zone and they are still valid."""
         if answer is None:
             answer = await self.resolver.query_dnssec(qname, rdtype)
         if isinstance(answer, tuple):
@@ -262,7 +274,7 @@ class DnssecValidator:
                 break
             sigs = find_rrset(answer.answer, current, RRSIG, found.rdtype)
             verified: list[Rrsig] = []
-            results.append(await self._judge_rrset(found, sigs, path, verified))
+            results.append(await self._judge_rrset(found, sigs, path, verified, known))
             encloser = _wildcard_encloser(found.name, verified)
             if encloser is not None:  # synthesised from *.<encloser>: the name must not exist
                 results.append(await self._judge_wildcard(answer, found.name, encloser, path))
@@ -285,8 +297,10 @@ class DnssecValidator:
         sigs: RRset | None,
         path: _Path,
         verified: list[Rrsig] | None = None,
+        known: tuple[WireName, _Keys] | None = None,
     ) -> DnssecResult:
-        """The verdict on one RRset; ``verified`` gets the RRSIG that verified it."""
+        """The verdict on one RRset; ``verified`` gets the RRSIG that verified it; ``known``:
+        as ``_validate``'s."""
         if len(rrset) > MAX_RRSET:
             return DnssecResult(B, f"{len(rrset)} records at {_text(rrset.name)}: too many")
         if not sigs:
@@ -304,7 +318,10 @@ class DnssecValidator:
             return DnssecResult(
                 B, f"{_text(rrset.name)} is signed by unrelated zone {_text(signer)}"
             )
-        keys = await self._zone_keys(signer, path)
+        if known is not None and known[0] == signer and known[1].valid_until >= self.clock():
+            keys = known[1]  # what ``_zone_keys`` would return, without looking it up again
+        else:
+            keys = await self._zone_keys(signer, path)
         if keys.status is not S or keys.keys is None:
             return DnssecResult(keys.status, keys.reason, _text(signer))
         sig = self._verify(rrset, sigs, keys.keys)
@@ -312,7 +329,7 @@ class DnssecValidator:
             verified.append(sig)
         expires = float(sig.expiration)
         return DnssecResult(
-            S, signer=_text(signer), expires=_when(min(expires, keys.expires or expires))
+            S, signer=keys.zone, expires=_when(min(expires, keys.expires or expires))
         )
 
     async def _judge_wildcard(
@@ -345,16 +362,17 @@ class DnssecValidator:
         """A signature that verifies; ``_Bogus`` naming why none does."""
         now = self.clock()
         reasons: list[str] = []
-        for sig in sigs[:MAX_RRSET]:
+        for record in sigs[:MAX_RRSET]:
+            sig = _rrsig(record)
             try:
-                verify(rrset, _rrsig(sig), keys, now)
+                verify(rrset, sig, keys, now)
             except VerifyFailure as exc:
                 reasons.append(str(exc))
                 continue
             except (ValueError, TypeError) as exc:
                 reasons.append(f"unusable signature: {exc}")
                 continue
-            return _rrsig(sig)
+            return sig
         what = f"{_text(rrset.name)} {_type_text(rrset.rdtype)}"
         raise _Bogus(f"RRSIG on {what}: {', '.join(dict.fromkeys(reasons)) or 'none'}")
 
@@ -441,7 +459,7 @@ class DnssecValidator:
             signed = float(self._verify(dnskey, sigs, trusted).expiration)
             expires = min(signed, expires or signed)
             until = min(until, self.clock() + dnskey.ttl, expires)
-            return _Keys(S, keys=table, expires=expires, valid_until=until)
+            return _Keys(S, keys=table, expires=expires, valid_until=until, zone=_text(zone))
         except _Bogus as bogus:
             return _Keys(B, str(bogus), valid_until=self.clock() + KEY_CACHE_SECONDS)
 

@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 MAX_HOSTS = 2_000  # entries per cache; past it the finished ones are dropped
 _T = TypeVar("_T")
 _Cache = dict[str, tuple[float, "Shared[Any]"]]
+# a lookup started for a later await: a shared cache entry, or (without reuse) a task
+Started = tuple[float, "Shared[_T]"] | asyncio.Future[_T]
 
 
 class Shared(Generic[_T]):
@@ -108,6 +110,30 @@ class DaneShare:
             self._tlsa, host, lambda: validator.lookup_tlsa(host), _failed, _spent
         )
 
+    def tlsa_started(self, validator: DnssecValidator, host: str) -> Started[TlsaLookup]:
+        """``tlsa``, started now and awaited later (``tlsa_result``): its questions go out
+        while the caller goes on. Without reuse, a task of the caller's own (``abandon`` it
+        if the caller ends first)."""
+
+        def make() -> Awaitable[TlsaLookup]:
+            return validator.lookup_tlsa(host)
+
+        if self.reuse <= 0:
+            return asyncio.ensure_future(make())
+        return self._start(self._tlsa, host, make, _spent)
+
+    async def tlsa_result(self, host: str, started: Started[TlsaLookup]) -> TlsaLookup:
+        if isinstance(started, asyncio.Future):
+            return await started
+        return await self._finish(self._tlsa, host, started, _failed)
+
+    @staticmethod
+    def abandon(started: Started[Any]) -> None:
+        """A started lookup the caller no longer awaits: its own task is cancelled, a shared
+        one goes on for the others."""
+        if isinstance(started, asyncio.Future):
+            started.cancel()
+
     async def judged(
         self, validator: DnssecValidator, lookup: TlsaLookup, replies: tuple[Reply, ...]
     ) -> TlsaLookup:
@@ -149,6 +175,16 @@ class DaneShare:
         longer be used (a signature it rests on has expired), asked again."""
         if self.reuse <= 0:
             return await make()
+        return await self._finish(cache, key, self._start(cache, key, make, spent), failed)
+
+    def _start(
+        self,
+        cache: _Cache,
+        key: str,
+        make: Callable[[], Awaitable[_T]],
+        spent: Callable[[_T], bool] | None,
+    ) -> tuple[float, Shared[_T]]:
+        """The cache entry of ``key`` within the window, started now if there is none."""
         loop = asyncio.get_running_loop()
         cached = cache.get(key)
         if (
@@ -163,6 +199,12 @@ class DaneShare:
                 for done in [k for k, c in cache.items() if c[1].done()]:
                     del cache[done]
             cached = cache[key] = (loop.time(), Shared(make))
+        return cached
+
+    @staticmethod
+    async def _finish(
+        cache: _Cache, key: str, cached: tuple[float, Shared[_T]], failed: Callable[[_T], bool]
+    ) -> _T:
         result: _T = await cached[1].wait()
         if failed(result) and cache.get(key) is cached:
             del cache[key]  # asked again by the next domain

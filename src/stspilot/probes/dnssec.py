@@ -104,8 +104,8 @@ class TrustAnchors:
     def closest(self, name: WireName) -> WireName | None:
         # By lower-cased label tuples: cheaper than a name per suffix.
         if not self._folded:
-            self._folded.update({zone.order_key()[::-1]: zone for zone in self.by_zone})
-        labels = name.order_key()[::-1]
+            self._folded.update({zone._key: zone for zone in self.by_zone})
+        labels = name._key  # lower-cased labels, the root's last
         for start in range(len(labels) + 1):
             zone = self._folded.get(labels[start:])
             if zone is not None:
@@ -208,12 +208,13 @@ class _AlgorithmOnly:
 def find_rrset(
     section: Iterable[RRset], name: WireName, rdtype: int, covers: int = 0
 ) -> RRset | None:
+    key = name._key  # compared as WireName compares (lower-cased labels), without its call
     for rrset in section:
         if (
             rrset.rdtype == rdtype
             and rrset.covers == covers
             and rrset.rdclass == 1
-            and rrset.name == name
+            and rrset.name._key == key
         ):
             return rrset
     return None
