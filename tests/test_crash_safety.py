@@ -116,7 +116,7 @@ def _kill_mid_run(proc: subprocess.Popen[bytes], store: Store, target: int, paus
     while _stored(store) < target:
         assert proc.poll() is None, "the run ended before it got that far"
         assert time.monotonic() < deadline, "the run made no progress in 240 s"
-        time.sleep(0.01)
+        time.sleep(0.001)
     time.sleep(pause)
     proc.send_signal(signal.SIGKILL)
 
@@ -128,12 +128,13 @@ def test_sigkill_at_random_moments_then_rerun(store: Store, store_url: str, tmp_
         stored = _stored(store)
         # A random point in what is left to store (batches of 50 keep some of it ahead), and a
         # random moment after it: mid-batch, between batches, mid-commit (a batch of 50 takes
-        # a few milliseconds). At most 30% of what is left and 10 ms after it, so that the run
-        # still has reports to store when the kill comes: a fast run (10,000 reports/s) stored
-        # the rest of the corpus within the 50 ms this waited before.
+        # a few milliseconds). At most 30% of what is left, polled every millisecond and at
+        # most 2 ms after it, so that the run still has reports to store when the kill comes:
+        # a fast run (over 10,000 reports/s) stored the rest of the corpus within the 10 ms
+        # this polled and waited before.
         target = stored + int(rng.uniform(0.05, 0.3) * (len(expected) - stored))
         proc = _ingest(tmp_path / "in", store_url)
-        _kill_mid_run(proc, store, target, rng.uniform(0.0, 0.01))
+        _kill_mid_run(proc, store, target, rng.uniform(0.0, 0.002))
         proc.communicate(timeout=30)
         assert proc.returncode == -signal.SIGKILL  # killed inside the run, every time
         stored = _assert_consistent(store, expected)
