@@ -199,3 +199,28 @@ def test_certificate_dates_the_ssl_module_refuses_are_refused(text: str) -> None
 
     with pytest.raises(ValueError):
         _cert_time(text)
+
+
+def test_the_validating_context_is_built_once_when_threads_race() -> None:
+    """``warm`` runs in a thread beside the event loop: both asking at once get one context
+    (the trust store loaded once), never two."""
+    import threading
+
+    from stspilot.probes.tls import TlsContexts
+
+    tls = TlsContexts()
+    start = threading.Barrier(8)
+    seen: list[object] = []
+
+    def ask() -> None:
+        start.wait()
+        seen.append(tls.verified)
+
+    threads = [threading.Thread(target=ask) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(seen) == 8
+    assert len({id(c) for c in seen}) == 1
+    assert tls.verified is seen[0]
