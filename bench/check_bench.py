@@ -512,7 +512,7 @@ def _dane_validator(count: int, args: argparse.Namespace) -> None:
     from stspilot.facts import DnssecStatus, DnsStatus, MxLookup
     from stspilot.probes.dane import DnssecValidator
     from stspilot.probes.dnssec import TrustAnchors
-    from stspilot.probes.dnswire import parse_dnssec_message
+    from stspilot.probes.dnswire_signed import parse_dnssec_message
 
     wires, anchors = signed_wires(count)
 

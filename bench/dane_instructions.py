@@ -45,7 +45,7 @@ def _validate(count: int, path: Path) -> None:
     from stspilot.facts import DnssecStatus, DnsStatus, MxLookup
     from stspilot.probes.dane import DnssecValidator
     from stspilot.probes.dnssec import TrustAnchors
-    from stspilot.probes.dnswire import parse_dnssec_message
+    from stspilot.probes.dnswire_signed import parse_dnssec_message
 
     wires, anchors = pickle.loads(path.read_bytes())
 

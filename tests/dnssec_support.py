@@ -1,5 +1,5 @@
 """dnspython's DNSSEC objects (made by the tests, which sign with dnspython) as the validator
-reads them: through the wire, with ``probes/dnswire.py``'s ``parse_dnssec_message``."""
+reads them: through the wire, with ``probes/dnswire_signed.py``'s ``parse_dnssec_message``."""
 
 from __future__ import annotations
 
@@ -13,9 +13,8 @@ from stspilot.probes.dnswire import (
     Rdata,
     RRset,
     WireName,
-    parse_dnssec_message,
-    parse_rdata,
 )
+from stspilot.probes.dnswire_signed import parse_dnssec_message, parse_rdata
 
 
 def wire_name(name: dns.name.Name | WireName | str) -> WireName:

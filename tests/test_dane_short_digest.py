@@ -1,5 +1,6 @@
 """A TLSA record with a digest of the wrong length, without sockets: dnspython refuses the whole
-answer, the resolver's DO-answer reader (``dnswire.parse_dnssec_message``) keeps the TLSA octets
+answer, the resolver's DO-answer reader (``dnswire_signed.parse_dnssec_message``) keeps the
+TLSA octets
 as served, the RRSIG still verifies over them, and only that record is unusable (RFC 6698 §2.1,
 RFC 7672 §3.1.3)."""
 
@@ -20,7 +21,8 @@ from stspilot.lab.dns_server import DnsData, Record
 from stspilot.lab.dnssec import SignedZone, sign_zone
 from stspilot.probes.dane import DnssecValidator
 from stspilot.probes.dnssec import TrustAnchors, tlsa_text
-from stspilot.probes.dnswire import Message, WireError, WireName, parse_dnssec_message
+from stspilot.probes.dnswire import Message, WireError, WireName
+from stspilot.probes.dnswire_signed import parse_dnssec_message
 
 ZONE = "short.test"
 TLSA = f"_25._tcp.mx1.{ZONE}"

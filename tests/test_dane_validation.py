@@ -23,7 +23,8 @@ from stspilot.lab.dns_server import DnsData, DnsFault, Record
 from stspilot.lab.dnssec import SignedZone, ZoneFault, sign_zone
 from stspilot.probes.dane import DnssecValidator
 from stspilot.probes.dnssec import TrustAnchors
-from stspilot.probes.dnswire import Message, WireName, parse_dnssec_message
+from stspilot.probes.dnswire import Message, WireName
+from stspilot.probes.dnswire_signed import parse_dnssec_message
 
 ZONE = "v.test"
 TLSA = "_25._tcp.mx1.v.test"

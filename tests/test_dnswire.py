@@ -19,10 +19,10 @@ from stspilot.probes.dnswire import (
     WireError,
     WireName,
     name_from_text,
-    parse_dnssec_message,
     parse_message,
     rcode_text,
 )
+from stspilot.probes.dnswire_signed import parse_dnssec_message
 
 ODD_NAMES = (
     "mx1.example.com.",

@@ -3,7 +3,8 @@
 Why validate here instead of trusting the AD bit of a resolver: RFC 7672 §2.1.1 (and RFC 6698
 §8.3) accept someone else's validation only over a trusted, secured channel, and a checker runs
 on laptops and CI boxes behind whatever resolver the network hands out. So every answer is
-asked with DO+CD (``Resolver.query_dnssec``, read by ``dnswire.parse_dnssec_message``) and the
+asked with DO+CD (``Resolver.query_dnssec``, read by
+``dnswire_signed.parse_dnssec_message``) and the
 chain of signatures is walked here (``probes/rrsig.py`` verifies), from trust anchors (the IANA
 root KSKs by default; a file for the lab or a private root): DNSKEY of each zone authenticated
 by its DS in the parent, the DS by the parent's DNSKEY, up to an anchor. An unsigned answer

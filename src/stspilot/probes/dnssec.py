@@ -1,7 +1,8 @@
 """DNSSEC building blocks for the DANE validator (``probes/dane.py``): trust anchors, DS
 digests, and the NSEC proofs of denial of existence (RFC 4035 §5.4; NSEC3: ``probes/denial.py``).
 
-Records and names are ``probes/dnswire.py``'s (``parse_dnssec_message``). No network here;
+Records and names are ``probes/dnswire.py``'s (read by
+``dnswire_signed.parse_dnssec_message``). No network here;
 ``dns.dnssec`` (policy, key construction) is imported on first use (``dnssec_module``).
 """
 
@@ -116,7 +117,7 @@ class TrustAnchors:
 def _anchor(rtype: str, fields: list[str]) -> Anchor:
     """The record of an anchor line's RDATA fields, read as ``parse_dnssec_message`` reads it
     (``WireError``, a ValueError, when that refuses it)."""
-    from stspilot.probes.dnswire import parse_rdata
+    from stspilot.probes.dnswire_signed import parse_rdata
 
     plain = (
         rtype == "DS"

@@ -11,7 +11,7 @@ question, which was most of the checker's DNS cost (~0.8 ms CPU a question; see
 answers are matched to questions by message id and question section. The query is 30 bytes
 we lay out directly; answers are read by ``probes.dnswire`` (why, with the figures, in its
 docstring): A, AAAA, MX and TXT by ``parse_message``, the DO answers DANE validates (RRSIG,
-DNSKEY, DS, NSEC, NSEC3, TLSA) by ``parse_dnssec_message``.
+DNSKEY, DS, NSEC, NSEC3, TLSA) by ``dnswire_signed.parse_dnssec_message``.
 """
 
 from __future__ import annotations
@@ -42,11 +42,11 @@ from stspilot.probes.dnswire import (
     A,
     WireName,
     name_from_text,
-    parse_dnssec_message,
     parse_message,
 )
 from stspilot.probes.dnswire import CNAME as _CNAME
 from stspilot.probes.dnswire import OPT as _OPT_TYPE
+from stspilot.probes.dnswire_signed import parse_dnssec_message
 from stspilot.sts.names import fold_name
 
 if TYPE_CHECKING:
